@@ -1,0 +1,57 @@
+// libc entry points through koffi, shared by every native binding. Thin: no policy here.
+// Buffers passed to these calls are borrowed for the duration of the call only.
+import koffi from 'koffi';
+
+const lib = koffi.load('libc.so.6');
+
+export const open = lib.func('int open(const char *path, int flags, int mode)') as (
+  path: string, flags: number, mode: number) => number;
+export const close = lib.func('int close(int fd)') as (fd: number) => number;
+export const read = lib.func('long read(int fd, _Out_ uint8_t *buf, unsigned long count)') as (
+  fd: number, buf: Uint8Array, count: number) => number;
+export const write = lib.func('long write(int fd, const uint8_t *buf, unsigned long count)') as (
+  fd: number, buf: Uint8Array, count: number) => number;
+const ioctlRaw = lib.func('int ioctl(int fd, unsigned long request, ...)');
+const fcntlRaw = lib.func('int fcntl(int fd, int cmd, ...)');
+const strerrorRaw = lib.func('const char *strerror(int errnum)') as (e: number) => string;
+
+/** ioctl with a pointer argument (the struct is read and written in place). */
+export function ioctlPtr(fd: number, request: number, arg: Uint8Array): number {
+  return ioctlRaw(fd, request, 'uint8_t *', arg) as number;
+}
+
+/** ioctl with an integer argument. */
+export function ioctlInt(fd: number, request: number, arg: number): number {
+  return ioctlRaw(fd, request, 'unsigned long', arg) as number;
+}
+
+export function fcntlInt(fd: number, cmd: number, arg: number): number {
+  return fcntlRaw(fd, cmd, 'int', arg) as number;
+}
+
+export function errno(): number {
+  return koffi.errno();
+}
+
+export const EAGAIN = 11;
+export const EINTR = 4;
+
+export const O_RDWR = 0o2;
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+export const F_GETFL = 3;
+export const F_SETFL = 4;
+
+/** An Error carrying the errno of the failed call, e.g. "TUNSETIFF: Operation not permitted (1)". */
+export class SysError extends Error {
+  readonly errno: number;
+  constructor(what: string, code: number = errno()) {
+    super(`${what}: ${strerrorRaw(code)} (${code})`);
+    this.errno = code;
+  }
+}
+
+export function setNonBlocking(fd: number): void {
+  const fl = fcntlInt(fd, F_GETFL, 0);
+  if (fl < 0 || fcntlInt(fd, F_SETFL, fl | O_NONBLOCK) < 0) throw new SysError('fcntl(O_NONBLOCK)');
+}

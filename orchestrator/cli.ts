@@ -1,0 +1,14 @@
+// `canopy`: one command for every tier and for the lab. Each subcommand lives in
+// orchestrator/commands/<name>.ts and exports register(program).
+import { Command } from 'commander';
+import { register as registerLab } from './commands/lab.ts';
+
+const program = new Command();
+program
+  .name('canopy')
+  .description('Hierarchical edge orchestrator with a semantic overlay network')
+  .version('0.1.0');
+
+registerLab(program);
+
+await program.parseAsync(process.argv);
