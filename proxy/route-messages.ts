@@ -323,19 +323,19 @@ export function parseRouteMessage(v: unknown): RouteMessage {
 /** The messages a cluster may send to a worker; anything else (even if valid) is rejected. */
 export function parseClusterToWorker(v: unknown): ClusterToWorker {
   const m = parseRouteMessage(v);
-  if (m.type === 'table_query' || m.type === 'interest_add' || m.type === 'interest_remove' || m.type === 'coordinate_report') {
-    throw new RouteMessageError('message.type', `${m.type} is sent by workers, not to them`);
+  switch (m.type) {
+    case 'table_result': case 'route_update': case 'route_withdraw': case 'coordinates': return m;
+    default: throw new RouteMessageError('message.type', `${m.type} is sent by workers, not to them`);
   }
-  return m;
 }
 
 /** The messages a worker may send to its cluster. */
 export function parseWorkerToCluster(v: unknown): WorkerToCluster {
   const m = parseRouteMessage(v);
-  if (m.type === 'table_result' || m.type === 'route_update' || m.type === 'route_withdraw' || m.type === 'coordinates') {
-    throw new RouteMessageError('message.type', `${m.type} is sent by the cluster, not by workers`);
+  switch (m.type) {
+    case 'table_query': case 'interest_add': case 'interest_remove': case 'coordinate_report': return m;
+    default: throw new RouteMessageError('message.type', `${m.type} is sent by the cluster, not by workers`);
   }
-  return m;
 }
 
 /** What carries the message set between one worker and its cluster (MQTT in production; in-memory in
