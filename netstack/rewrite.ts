@@ -1,0 +1,36 @@
+// Applies a table's Rewrite to a parsed packet in place, with incremental checksum updates.
+import type { Rewrite } from './table.ts';
+import { Proto } from './table.ts';
+import type { PacketInfo } from './packet.ts';
+import { replaceDelta, updateFull, updatePartial } from './checksum.ts';
+
+/**
+ * Rewrites source and/or destination address. `partialL4` says the L4 checksum field holds the
+ * uncomplemented pseudo-header sum (VIRTIO_NET_HDR_F_NEEDS_CSUM), which is updated without the
+ * complement steps; the IPv4 header checksum is always full.
+ */
+export function applyRewrite(buf: Uint8Array, m: PacketInfo, rw: Rewrite, partialL4: boolean): void {
+  const alen = m.family === 4 ? 4 : 16;
+  let delta = 0;
+  if (rw.rewriteSrc) {
+    delta += replaceDelta(buf, m.srcOff, rw.src, 0, alen);
+    buf.set(alen === 4 ? rw.src.subarray(0, 4) : rw.src, m.srcOff);
+  }
+  if (rw.rewriteDst) {
+    delta += replaceDelta(buf, m.dstOff, rw.dst, 0, alen);
+    buf.set(alen === 4 ? rw.dst.subarray(0, 4) : rw.dst, m.dstOff);
+  }
+  if (delta === 0) return;
+  if (m.family === 4) updateFull(buf, m.l3 + 10, delta);
+  // ICMPv4's checksum does not cover a pseudo-header; everything else here does.
+  if (m.proto === Proto.ICMP) return;
+  const c = m.csumOff;
+  if (partialL4) {
+    updatePartial(buf, c, delta);
+    return;
+  }
+  if (m.proto === Proto.UDP && m.family === 4 && buf[c] === 0 && buf[c + 1] === 0) return; // no checksum
+  updateFull(buf, c, delta);
+  // A UDP checksum of 0 means "none"; its ones'-complement twin 0xffff is the same value.
+  if (m.proto === Proto.UDP && buf[c] === 0 && buf[c + 1] === 0) { buf[c] = 0xff; buf[c + 1] = 0xff; }
+}

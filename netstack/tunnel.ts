@@ -1,0 +1,314 @@
+// The tunnel codec: how one payload (an inner IP packet, or a TSO super-packet with its
+// virtio_net_hdr) crosses the underlay as one *batch* of UDP datagrams.
+//
+// Each datagram: a 24-byte header, then a slice of (payload ‖ 16-byte tag).
+//   0 version (1) · 1 type · 2 flags · 3 key id · 4 sender id (u32) · 8 counter (u64, big-endian)
+//   16 segment index (u16) · 18 segment count (u16) · 20 payload length (u32)
+// All datagrams of a batch but the last have the same size, so a batch leaves in one sendmsg with
+// UDP_SEGMENT and arrives through UDP_GRO in one recvmsg.
+//
+// Authentication is per batch, not per datagram: one AES-256-GCM (or ChaCha20-Poly1305) tag over the
+// batch header and the whole payload, with the IV = sender ‖ counter. Measured here, a node:crypto
+// AEAD call costs ~3.3 µs of fixed overhead; once per ~1.4 kB datagram that caps the path near
+// 3 Gbps, once per 64 kB batch it costs ~11 µs (GMAC at ~48 Gbps). Without encryption the payload is
+// only authenticated (passed as AAD, i.e. GMAC). The price: a forged datagram injected into a batch
+// spoils that batch (TCP retransmits it) — an on-path attacker can drop packets anyway. The counter is
+// checked against a per-sender sliding window after the tag verifies, so a replayed batch is dropped.
+import { createCipheriv, createDecipheriv, type CipherGCMTypes } from 'node:crypto';
+import { TxPlan } from './io.ts';
+import { ReplayWindow } from './replay.ts';
+import { read16, read32, write16, write32 } from './checksum.ts';
+
+export const TUNNEL_VERSION = 1;
+export const TUNNEL_HDR = 24;
+export const TAG_LEN = 16;
+
+export const TunnelType = { Data: 1, Probe: 2, Echo: 3 } as const;
+export type TunnelType = (typeof TunnelType)[keyof typeof TunnelType];
+
+export const TunnelFlag = {
+  /** The payload is encrypted (otherwise only authenticated). */
+  Encrypted: 1,
+  /** The payload starts with a virtio_net_hdr (a super-packet or a partial checksum). */
+  Vnet: 2,
+} as const;
+
+/** Why a datagram was dropped; the codec counts each. */
+export const Drop = {
+  Malformed: 'malformed',
+  Version: 'bad_version',
+  UnknownSender: 'unknown_sender',
+  UnknownKey: 'unknown_key',
+  BadTag: 'bad_tag',
+  Replay: 'replay',
+  Incomplete: 'incomplete_batch',
+  TooBig: 'too_big',
+} as const;
+export type Drop = (typeof Drop)[keyof typeof Drop];
+
+export type AeadName = 'aes-256-gcm' | 'chacha20-poly1305';
+
+export interface TunnelCodecOptions {
+  /** This worker's id (the sender id it puts in every header). */
+  selfId: number;
+  /** Keys by key id; each 32 bytes. Receivers accept any id in the map. */
+  keys: ReadonlyMap<number, Uint8Array>;
+  /** The key id this worker sends with. */
+  keyId: number;
+  /** Senders whose data is accepted (the workers the cluster admitted). */
+  isPeer: (id: number) => boolean;
+  /** Largest UDP payload per datagram (path MTU − IP − UDP headers). */
+  maxDatagram: number;
+  encrypt?: boolean;
+  aead?: AeadName;
+  /** First counter value; defaults to the clock in µs so a restarted worker is not taken for a replayer. */
+  firstCounter?: number;
+}
+
+/** Where decode() leaves a complete batch. Views are valid until the next decode() call. */
+export interface RxBatch {
+  sender: number;
+  type: number;
+  flags: number;
+  counter: number;
+  buf: Uint8Array;
+  off: number;
+  len: number;
+}
+
+/** Largest payload a batch carries: a TUN read of 10 + 65 535 bytes. */
+export const MAX_PAYLOAD = 10 + 65535;
+
+class Reassembly {
+  readonly buf = new Uint8Array(MAX_PAYLOAD + TAG_LEN + 64);
+  counter = -1;
+  count = 0;
+  next = 0;
+  len = 0;
+  filled = 0;
+  keyId = 0;
+  type = 0;
+  flags = 0;
+  readonly header = new Uint8Array(128);
+}
+
+export class TunnelCodec {
+  readonly selfId: number;
+  private readonly opts: TunnelCodecOptions;
+  private readonly aead: CipherGCMTypes;
+  private counter: number;
+  /** Headers, tags and ciphertext of the batch being sent; reused. */
+  private readonly scratch = new Uint8Array(MAX_PAYLOAD + TAG_LEN + 256 * TUNNEL_HDR);
+  private readonly ivBuf = new Uint8Array(128);
+  private readonly iv = this.ivBuf.subarray(0, 12);
+  private readonly aadBuf = new Uint8Array(128);
+  private readonly aad = this.aadBuf.subarray(0, TUNNEL_HDR);
+  private readonly reasm = new Map<number, Reassembly>();
+  private readonly windows = new Map<number, ReplayWindow>();
+  readonly drops = new Map<Drop, number>();
+  batchesOut = 0;
+  batchesIn = 0;
+
+  constructor(opts: TunnelCodecOptions) {
+    if (opts.maxDatagram < TUNNEL_HDR + 64 || opts.maxDatagram > 65507) throw new Error(`maxDatagram out of range: ${opts.maxDatagram}`);
+    for (const [id, k] of opts.keys) {
+      if (id < 0 || id > 255) throw new Error(`tunnel key id must be 0..255: ${id}`);
+      if (k.length !== 32) throw new Error(`tunnel key ${id} must be 32 bytes, got ${k.length}`);
+    }
+    if (!opts.keys.has(opts.keyId)) throw new Error(`tunnel key id ${opts.keyId} has no key`);
+    this.opts = opts;
+    this.selfId = opts.selfId >>> 0;
+    this.aead = (opts.aead ?? 'aes-256-gcm') as CipherGCMTypes;
+    this.counter = opts.firstCounter ?? Date.now() * 1000;
+    for (const d of Object.values(Drop)) this.drops.set(d, 0);
+  }
+
+  get encrypting(): boolean {
+    return this.opts.encrypt === true;
+  }
+
+  private count(d: Drop): false {
+    this.drops.set(d, (this.drops.get(d) ?? 0) + 1);
+    return false;
+  }
+
+  private writeHeader(b: Uint8Array, o: number, type: number, flags: number, keyId: number, sender: number,
+    counter: number, index: number, segs: number, len: number): void {
+    b[o] = TUNNEL_VERSION;
+    b[o + 1] = type;
+    b[o + 2] = flags;
+    b[o + 3] = keyId;
+    write32(b, o + 4, sender);
+    write32(b, o + 8, Math.floor(counter / 0x100000000));
+    write32(b, o + 12, counter >>> 0);
+    write16(b, o + 16, index);
+    write16(b, o + 18, segs);
+    write32(b, o + 20, len);
+  }
+
+  private setIv(sender: number, counter: number): void {
+    write32(this.iv, 0, sender);
+    write32(this.iv, 4, Math.floor(counter / 0x100000000));
+    write32(this.iv, 8, counter >>> 0);
+  }
+
+  /**
+   * Plans the datagrams of one batch carrying payload[off..off+len). The plan borrows `payload`
+   * (unless encrypting) and the codec's scratch space until the next encode().
+   */
+  encode(type: TunnelType, flags: number, payload: Uint8Array, off: number, len: number, plan: TxPlan): void {
+    if (len > MAX_PAYLOAD) throw new Error(`tunnel payload too large: ${len}`);
+    const counter = this.counter++;
+    const keyId = this.opts.keyId;
+    if (this.opts.encrypt) flags |= TunnelFlag.Encrypted;
+    else flags &= ~TunnelFlag.Encrypted;
+    const total = len + TAG_LEN;
+    const per = this.opts.maxDatagram - TUNNEL_HDR;
+    const segs = Math.ceil(total / per);
+    const s = this.scratch;
+    // Batch header (index 0) doubles as the AAD.
+    this.writeHeader(this.aad, 0, type, flags, keyId, this.selfId, counter, 0, segs, len);
+    this.setIv(this.selfId, counter);
+    const key = this.opts.keys.get(keyId) as Uint8Array;
+    const c = createCipheriv(this.aead, key, this.iv, { authTagLength: TAG_LEN });
+    c.setAAD(this.aad);
+    const tagOff = segs * TUNNEL_HDR;
+    let body = payload;
+    let bodyOff = off;
+    if (this.opts.encrypt) {
+      const ct = c.update(payload.subarray(off, off + len));
+      const ctOff = tagOff + TAG_LEN;
+      s.set(ct, ctOff);
+      body = s;
+      bodyOff = ctOff;
+    } else {
+      c.setAAD(payload.subarray(off, off + len));
+    }
+    c.final();
+    s.set(c.getAuthTag(), tagOff);
+    plan.reset(segs > 1 ? this.opts.maxDatagram : TUNNEL_HDR + total);
+    let pos = 0;
+    for (let i = 0; i < segs; i++) {
+      const h = i * TUNNEL_HDR;
+      s.set(this.aad, h);
+      write16(s, h + 16, i);
+      plan.startSegment();
+      plan.push(s, h, TUNNEL_HDR);
+      const end = Math.min(pos + per, total);
+      if (pos < len) plan.push(body, bodyOff + pos, Math.min(end, len) - pos);
+      if (end > len) plan.push(s, tagOff + Math.max(pos - len, 0), end - Math.max(pos, len));
+      pos = end;
+    }
+    this.batchesOut++;
+  }
+
+  /**
+   * Takes one received datagram. Returns true when it completed a batch that authenticated; `out`
+   * then views the payload. False: more datagrams are needed, or it was dropped (and counted).
+   */
+  decode(d: Uint8Array, off: number, len: number, out: RxBatch): boolean {
+    if (len < TUNNEL_HDR) return this.count(Drop.Malformed);
+    if (d[off] !== TUNNEL_VERSION) return this.count(Drop.Version);
+    const type = d[off + 1];
+    if (type < TunnelType.Data || type > TunnelType.Echo) return this.count(Drop.Malformed);
+    const sender = read32(d, off + 4);
+    if (!this.opts.isPeer(sender)) return this.count(Drop.UnknownSender);
+    const keyId = d[off + 3];
+    if (!this.opts.keys.has(keyId)) return this.count(Drop.UnknownKey);
+    const counter = read32(d, off + 8) * 0x100000000 + read32(d, off + 12);
+    const index = read16(d, off + 16);
+    const segs = read16(d, off + 18);
+    const plen = read32(d, off + 20);
+    const flags = d[off + 2];
+    if (segs === 0 || index >= segs) return this.count(Drop.Malformed);
+    if (plen > MAX_PAYLOAD) return this.count(Drop.TooBig);
+    const body = len - TUNNEL_HDR;
+    if (segs === 1) {
+      // The common small packet: verify in place, no copy.
+      if (body !== plen + TAG_LEN) return this.count(Drop.Malformed);
+      return this.finish(d, off, off + TUNNEL_HDR, plen, sender, keyId, counter, type, flags, out);
+    }
+    let r = this.reasm.get(sender);
+    if (!r) {
+      r = new Reassembly();
+      this.reasm.set(sender, r);
+    }
+    if (index === 0) {
+      if (r.counter >= 0 && r.next < r.count) this.count(Drop.Incomplete);
+      r.counter = counter;
+      r.count = segs;
+      r.next = 0;
+      r.len = plen;
+      r.filled = 0;
+      r.keyId = keyId;
+      r.type = type;
+      r.flags = flags;
+      r.header.set(d.subarray(off, off + TUNNEL_HDR), 0);
+    } else if (r.counter !== counter || index !== r.next || r.len !== plen || r.count !== segs) {
+      // Datagrams of one batch arrive in order on the paths we run on; anything else is lost or forged.
+      if (r.counter !== counter) return this.count(Drop.Incomplete);
+      r.counter = -1;
+      return this.count(Drop.Incomplete);
+    }
+    if (r.filled + body > plen + TAG_LEN) {
+      r.counter = -1;
+      return this.count(Drop.Malformed);
+    }
+    r.buf.set(d.subarray(off + TUNNEL_HDR, off + len), r.filled);
+    r.filled += body;
+    r.next++;
+    if (r.next < r.count) return false;
+    r.counter = -1;
+    if (r.filled !== plen + TAG_LEN) return this.count(Drop.Malformed);
+    return this.finish(r.buf, -1, 0, plen, sender, r.keyId, counter, r.type, r.flags, out, r.header);
+  }
+
+  private finish(b: Uint8Array, hdrOff: number, pOff: number, plen: number, sender: number, keyId: number,
+    counter: number, type: number, flags: number, out: RxBatch, header?: Uint8Array): boolean {
+    let w = this.windows.get(sender);
+    if (!w) {
+      w = new ReplayWindow();
+      this.windows.set(sender, w);
+    }
+    if (!w.check(counter)) return this.count(Drop.Replay);
+    const aad = this.aad;
+    if (header) aad.set(header.subarray(0, TUNNEL_HDR), 0);
+    else aad.set(b.subarray(hdrOff, hdrOff + TUNNEL_HDR), 0);
+    write16(aad, 16, 0);
+    this.setIv(sender, counter);
+    const key = this.opts.keys.get(keyId) as Uint8Array;
+    const dc = createDecipheriv(this.aead, key, this.iv, { authTagLength: TAG_LEN });
+    dc.setAAD(aad);
+    const payload = b.subarray(pOff, pOff + plen);
+    dc.setAuthTag(b.subarray(pOff + plen, pOff + plen + TAG_LEN));
+    let plain: Uint8Array | undefined;
+    try {
+      if (flags & TunnelFlag.Encrypted) plain = dc.update(payload);
+      else dc.setAAD(payload);
+      dc.final();
+    } catch {
+      return this.count(Drop.BadTag);
+    }
+    if (plain) payload.set(plain, 0);
+    w.commit(counter);
+    this.batchesIn++;
+    out.sender = sender;
+    out.type = type;
+    out.flags = flags;
+    out.counter = counter;
+    out.buf = b;
+    out.off = pOff;
+    out.len = plen;
+    return true;
+  }
+
+  /** Forgets a peer's reassembly and replay state (it left the cluster). */
+  forget(sender: number): void {
+    this.reasm.delete(sender);
+    this.windows.delete(sender);
+  }
+}
+
+export function newRxBatch(): RxBatch {
+  return { sender: 0, type: 0, flags: 0, counter: 0, buf: new Uint8Array(0), off: 0, len: 0 };
+}
