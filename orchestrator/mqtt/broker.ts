@@ -1,0 +1,99 @@
+// The embedded MQTT 3.1.1 broker (aedes) with Canopy's credentials and per-worker ACL. A worker's
+// client id must be its username, so no worker can take over another's session; a forbidden publish
+// closes the offender's connection (aedes' behaviour), a forbidden subscription is refused (SUBACK 128).
+import { createServer, type Server, type AddressInfo } from 'node:net';
+import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { CLUSTER_USER, type CredentialStore } from './credentials.ts';
+import { workerMayPublish, workerMaySubscribe } from './topics.ts';
+import type { Logger } from './log.ts';
+
+export interface BrokerOptions {
+  host: string;
+  port: number;
+  credentials: CredentialStore;
+  log: Logger;
+}
+
+function authError(message: string, code: 4 | 5): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode: code }) as AuthenticateError;
+}
+
+export class EmbeddedBroker {
+  private readonly users = new WeakMap<Client, string>();
+  private denied = 0;
+
+  private constructor(
+    private readonly aedes: Aedes,
+    private readonly server: Server,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(o: BrokerOptions): Promise<EmbeddedBroker> {
+    const aedes = new Aedes({ drainTimeout: 10_000, maxClientsIdLength: 64, connectTimeout: 10_000 });
+    await aedes.listen();
+    const server = createServer(aedes.handle);
+    const broker = new EmbeddedBroker(aedes, server, o.log);
+    aedes.authenticate = (client, username, password, done) => {
+      if (!o.credentials.verify(username, password)) {
+        broker.log.warn('mqtt auth refused', { client: client.id, username: username ?? null });
+        done(authError('bad username or password', 4), false);
+        return;
+      }
+      const u = username!;
+      const idOk = u === CLUSTER_USER ? client.id.startsWith(CLUSTER_USER) : client.id === u;
+      if (!idOk) {
+        broker.log.warn('mqtt client id must equal the username', { client: client.id, username: u });
+        done(authError('client id must equal username', 5), false);
+        return;
+      }
+      broker.users.set(client, u);
+      done(null, true);
+    };
+    aedes.authorizePublish = (client, packet, callback) => {
+      const u = client ? broker.users.get(client) : undefined;
+      if (u === CLUSTER_USER && !packet.topic.startsWith('$SYS/')) return callback(null);
+      if (u !== undefined && workerMayPublish(u, packet.topic)) return callback(null);
+      broker.denied++;
+      broker.log.warn('mqtt publish denied', { username: u ?? null, topic: packet.topic });
+      callback(new Error(`publish to ${packet.topic} not allowed`));
+    };
+    aedes.authorizeSubscribe = (client, sub, callback) => {
+      const u = broker.users.get(client);
+      if (u === CLUSTER_USER || (u !== undefined && workerMaySubscribe(u, sub.topic))) return callback(null, sub);
+      broker.denied++;
+      broker.log.warn('mqtt subscribe denied', { username: u ?? null, topic: sub.topic });
+      callback(null, null);
+    };
+    aedes.on('clientError', (client, err) => broker.log.debug('mqtt client error', { client: client.id, error: err.message }));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(o.port, o.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return broker;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  get url(): string {
+    const a = this.server.address() as AddressInfo;
+    return `mqtt://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  }
+
+  get stats(): { clients: number; denied: number } {
+    return { clients: this.aedes.connectedClients, denied: this.denied };
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      // Connections aedes already closed may linger in the server's list for a tick.
+      setTimeout(resolve, 500).unref();
+    });
+  }
+}

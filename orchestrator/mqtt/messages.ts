@@ -1,0 +1,287 @@
+// Payloads on the cluster ↔ worker topics: their types, their JSON schemas, and one decoder that
+// validates every message on receipt. A payload that fails is described (JSON path and why) so the
+// receiver can log it and drop it; nothing here throws on bad input.
+import { Ajv, type ValidateFunction, type ErrorObject } from 'ajv';
+import type { InstanceState } from '../worker/instance-states.ts';
+import { ALL_STATES } from '../worker/instance-states.ts';
+
+/** Largest payload accepted on any topic: a heartbeat with a few thousand instances fits. */
+export const MAX_PAYLOAD_BYTES = 1 << 20;
+
+export interface InstanceRef {
+  service_id: string;
+  instance_n: number;
+}
+
+export interface InventoryEntry extends InstanceRef {
+  state: InstanceState;
+}
+
+/** nodes/<id>/information, every second. */
+export interface Heartbeat {
+  ts: number;
+  seq: number;
+  arch: string;
+  virtualizations: string[];
+  /** "lat,long" */
+  location?: string;
+  cpu: { cores: number; free: number; usage_pct: number };
+  memory_mb: { total: number; free: number };
+  /** Everything the worker runs: the cluster reconciles against it. */
+  instances: InventoryEntry[];
+}
+
+/** nodes/<id>/job: one instance changed state on the worker. */
+export interface JobStatus extends InstanceRef {
+  state: InstanceState;
+  reason: string;
+  ts: number;
+  ns_ip?: string;
+  ns_ip_v6?: string;
+}
+
+/** What a worker needs to run an instance (a subset of the descriptor's microservice). */
+export interface InstanceSpec {
+  virtualization: string;
+  cmd: string[];
+  args?: string[];
+  environment?: string[];
+  code?: string;
+  /** MB; 0 = no limit. */
+  memory: number;
+  /** 0 = no limit. */
+  vcpus: number;
+  one_shot?: boolean;
+  port?: string;
+}
+
+export interface ServiceName {
+  app: string;
+  appns: string;
+  svc: string;
+  svcns: string;
+}
+
+/** nodes/<id>/control/deploy */
+export interface DeployOrder extends InstanceRef {
+  name: ServiceName;
+  instance_ip?: string;
+  instance_ip_v6?: string;
+  spec: InstanceSpec;
+}
+
+/** nodes/<id>/control/delete */
+export interface DeleteOrder extends InstanceRef {
+  reason: string;
+}
+
+export interface RouteInstance {
+  n: number;
+  instance_ip?: string | null;
+  instance_ip_v6?: string | null;
+  ns_ip?: string | null;
+  ns_ip_v6?: string | null;
+  worker_id: string;
+  cluster_id?: string | null;
+  tunnel_endpoint?: string | null;
+}
+
+/** A service's routing entry: the same shape as root's route query answer (docs/protocols.md). */
+export interface Route {
+  service_id: string;
+  name: string;
+  rr_ip?: string | null;
+  rr_ip_v6?: string | null;
+  closest_ip?: string | null;
+  closest_ip_v6?: string | null;
+  instances: RouteInstance[];
+}
+
+/** nodes/<id>/net/tablequery/request */
+export interface TableQuery {
+  query_id: string;
+  address: string;
+}
+
+/** nodes/<id>/net/tablequery/result */
+export interface TableQueryResult {
+  query_id: string;
+  address: string;
+  route: Route | null;
+  reason?: string;
+}
+
+/** jobs/<service>/updates */
+export interface RouteUpdate {
+  route: Route;
+  ts: number;
+}
+
+/** nodes/<id>/net/interest/remove */
+export interface InterestRemove {
+  service_id: string;
+}
+
+/** nodes/<id>/net/subnet (retained) */
+export interface SubnetAssignment {
+  subnet_v4: string;
+  subnet_v6?: string | null;
+}
+
+const id = { type: 'string', minLength: 1, maxLength: 128 } as const;
+const str = (max: number) => ({ type: 'string', maxLength: max }) as const;
+const nonneg = { type: 'number', minimum: 0 } as const;
+const nstr = { type: ['string', 'null'], maxLength: 64 } as const;
+const ref = {
+  service_id: id,
+  instance_n: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+};
+const state = { type: 'string', enum: ALL_STATES };
+
+const schemas = {
+  heartbeat: {
+    type: 'object',
+    required: ['ts', 'seq', 'arch', 'virtualizations', 'cpu', 'memory_mb', 'instances'],
+    properties: {
+      ts: nonneg,
+      seq: { type: 'integer', minimum: 0 },
+      arch: { type: 'string', minLength: 1, maxLength: 32 },
+      virtualizations: { type: 'array', maxItems: 8, items: str(32) },
+      location: str(64),
+      cpu: {
+        type: 'object', required: ['cores', 'free', 'usage_pct'],
+        properties: { cores: nonneg, free: nonneg, usage_pct: { type: 'number', minimum: 0, maximum: 100 } },
+      },
+      memory_mb: { type: 'object', required: ['total', 'free'], properties: { total: nonneg, free: nonneg } },
+      instances: {
+        type: 'array', maxItems: 10_000,
+        items: { type: 'object', required: ['service_id', 'instance_n', 'state'], properties: { ...ref, state } },
+      },
+    },
+  },
+  job: {
+    type: 'object',
+    required: ['service_id', 'instance_n', 'state', 'reason', 'ts'],
+    properties: { ...ref, state, reason: str(2000), ts: nonneg, ns_ip: str(64), ns_ip_v6: str(64) },
+  },
+  deploy: {
+    type: 'object',
+    required: ['service_id', 'instance_n', 'name', 'spec'],
+    properties: {
+      ...ref,
+      name: {
+        type: 'object', required: ['app', 'appns', 'svc', 'svcns'],
+        properties: { app: str(30), appns: str(30), svc: str(30), svcns: str(30) },
+      },
+      instance_ip: str(64),
+      instance_ip_v6: str(64),
+      spec: {
+        type: 'object', required: ['virtualization', 'cmd', 'memory', 'vcpus'],
+        properties: {
+          virtualization: str(32),
+          cmd: { type: 'array', maxItems: 256, items: str(65536) },
+          args: { type: 'array', maxItems: 256, items: str(65536) },
+          environment: { type: 'array', maxItems: 256, items: { type: 'string', maxLength: 65536, pattern: '^[A-Za-z_][A-Za-z0-9_]*=' } },
+          code: str(1024),
+          memory: nonneg,
+          vcpus: nonneg,
+          one_shot: { type: 'boolean' },
+          port: str(1024),
+        },
+      },
+    },
+  },
+  remove: {
+    type: 'object', required: ['service_id', 'instance_n', 'reason'],
+    properties: { ...ref, reason: str(2000) },
+  },
+  tableQuery: {
+    type: 'object', required: ['query_id', 'address'],
+    properties: { query_id: { type: 'string', minLength: 1, maxLength: 64 }, address: { type: 'string', minLength: 2, maxLength: 64 } },
+  },
+  tableQueryResult: {
+    type: 'object', required: ['query_id', 'address', 'route'],
+    properties: {
+      query_id: str(64), address: str(64), reason: str(2000),
+      route: { anyOf: [{ type: 'null' }, { $ref: '#/$defs/route' }] },
+    },
+    $defs: {},
+  },
+  routeUpdate: {
+    type: 'object', required: ['route', 'ts'],
+    properties: { route: { $ref: '#/$defs/route' }, ts: nonneg },
+    $defs: {},
+  },
+  interestRemove: {
+    type: 'object', required: ['service_id'], properties: { service_id: id },
+  },
+  subnet: {
+    type: 'object', required: ['subnet_v4'], properties: { subnet_v4: str(64), subnet_v6: nstr },
+  },
+};
+
+const routeSchema = {
+  type: 'object',
+  required: ['service_id', 'name', 'instances'],
+  properties: {
+    service_id: id,
+    name: str(256),
+    rr_ip: nstr, rr_ip_v6: nstr, closest_ip: nstr, closest_ip_v6: nstr,
+    instances: {
+      type: 'array', maxItems: 10_000,
+      items: {
+        type: 'object', required: ['n', 'worker_id'],
+        properties: {
+          n: { type: 'integer', minimum: 0 },
+          instance_ip: nstr, instance_ip_v6: nstr, ns_ip: nstr, ns_ip_v6: nstr,
+          worker_id: id, cluster_id: nstr, tunnel_endpoint: nstr,
+        },
+      },
+    },
+  },
+};
+(schemas.tableQueryResult.$defs as Record<string, unknown>).route = routeSchema;
+(schemas.routeUpdate.$defs as Record<string, unknown>).route = routeSchema;
+
+export interface MessageTypes {
+  heartbeat: Heartbeat;
+  job: JobStatus;
+  deploy: DeployOrder;
+  remove: DeleteOrder;
+  tableQuery: TableQuery;
+  tableQueryResult: TableQueryResult;
+  routeUpdate: RouteUpdate;
+  interestRemove: InterestRemove;
+  subnet: SubnetAssignment;
+}
+export type MessageKind = keyof MessageTypes;
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+const validators = Object.fromEntries(
+  Object.entries(schemas).map(([k, s]) => [k, ajv.compile(s)]),
+) as { [K in MessageKind]: ValidateFunction<MessageTypes[K]> };
+
+export type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
+
+function describe(errors: ErrorObject[] | null | undefined): string {
+  return (errors ?? []).slice(0, 5).map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`).join('; ');
+}
+
+/** Parses and validates one payload. Never throws. */
+export function decode<K extends MessageKind>(kind: K, payload: Uint8Array | string): Decoded<MessageTypes[K]> {
+  const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength;
+  if (size > MAX_PAYLOAD_BYTES) return { ok: false, error: `payload of ${size} bytes exceeds ${MAX_PAYLOAD_BYTES}` };
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof payload === 'string' ? payload : Buffer.from(payload).toString('utf8'));
+  } catch (e) {
+    return { ok: false, error: `not JSON: ${(e as Error).message}` };
+  }
+  const v = validators[kind];
+  if (!v(value)) return { ok: false, error: `invalid ${kind}: ${describe(v.errors)}` };
+  return { ok: true, value: value as MessageTypes[K] };
+}
+
+export function encode<K extends MessageKind>(_kind: K, value: MessageTypes[K]): string {
+  return JSON.stringify(value);
+}
