@@ -1,0 +1,48 @@
+// The sweeper: removes labs whose owner died (crash, SIGKILL) and namespaces with a lab's name but no
+// registry. Labs of live owners are never touched; persistent labs (`canopy lab up`) only with `all`.
+import { listNetnsSync } from './iproute.ts';
+import { prefixOfNetns } from './names.ts';
+import { isAlive } from './proc.ts';
+import { listPrefixes, readRecord, removeRecord } from './registry.ts';
+import { removeNamespacesSync, teardownSync } from './teardown.ts';
+
+export interface SweepOptions {
+  /** Also remove persistent labs. */
+  all?: boolean;
+}
+
+export interface SweepReport {
+  /** Labs removed through their registry (owner dead, or persistent with `all`). */
+  labs: string[];
+  /** Namespaces removed because no registry claimed them. */
+  orphans: string[];
+  /** Labs left alone (owner alive, or persistent without `all`). */
+  kept: string[];
+}
+
+export function sweep(opts: SweepOptions = {}): SweepReport {
+  const report: SweepReport = { labs: [], orphans: [], kept: [] };
+  for (const prefix of listPrefixes()) {
+    const rec = readRecord(prefix);
+    if (rec === null) {
+      // Unreadable registry: nothing to trust in it; its namespaces are removed as orphans below.
+      removeRecord(prefix);
+      continue;
+    }
+    const ownerAlive = isAlive(rec.owner);
+    if ((rec.persistent && !opts.all) || (!rec.persistent && ownerAlive)) {
+      report.kept.push(prefix);
+      continue;
+    }
+    teardownSync(rec);
+    report.labs.push(prefix);
+  }
+  const claimed = new Set(listPrefixes());
+  const orphans = listNetnsSync().filter((ns) => {
+    const p = prefixOfNetns(ns);
+    return p !== null && !claimed.has(p);
+  });
+  if (orphans.length > 0) removeNamespacesSync(orphans);
+  report.orphans = orphans;
+  return report;
+}
