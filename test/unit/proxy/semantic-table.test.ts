@@ -1,0 +1,255 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SemanticTable } from '../../../proxy/semantic-table.ts';
+import { StaticRouteSource } from '../../../proxy/static-route-source.ts';
+import { StaticRtt } from '../../../proxy/rtt.ts';
+import { ipString } from '../../../proxy/address-map.ts';
+import type { ServiceRoute, InstanceRoute } from '../../../proxy/route-messages.ts';
+import { Verdict, Proto, newRewrite, type Rewrite } from '../../../netstack/table.ts';
+import { packet } from './packets.ts';
+
+function inst(n: number, worker: string): InstanceRoute {
+  return {
+    n, instance_ip: `10.30.1.${10 + n}`, instance_ip_v6: `fdc0:30::1:${10 + n}`,
+    ns_ip: `10.18.${worker.slice(1)}.${10 + n}`, ns_ip_v6: `fdc0:18:${worker.slice(1)}::${10 + n}`,
+    worker_id: worker, cluster_id: 'c1', tunnel_endpoint: `198.18.0.${worker.slice(1)}:50103`, healthy: true,
+  };
+}
+
+function svc(instances: InstanceRoute[], id = 's1', base = 0): ServiceRoute {
+  return {
+    service_id: id, name: `app.ans.${id}.sns`, rr_ip: `10.30.0.${base + 2}`, rr_ip_v6: `fdc0:30::${base + 2}`,
+    closest_ip: `10.30.0.${base + 3}`, closest_ip_v6: `fdc0:30::${base + 3}`, default_policy: 'rr', ports: [{ port: 80, proto: 'tcp' }],
+    instances,
+  };
+}
+
+// Worker w1 with one local caller instance A.
+function worker1(source: StaticRouteSource, rtt = new StaticRtt({ w2: 10, w3: 40 }), id = 'w1'): SemanticTable {
+  const t = new SemanticTable({ workerId: id, link: source.link(id), rtt, peerOf: (w) => Number(w.slice(1)) });
+  t.addLocalInstance({ ns_ip: '10.18.1.2', ns_ip_v6: 'fdc0:18:1::2', instance_ip: '10.30.9.1', instance_ip_v6: 'fdc0:30::9:1' });
+  return t;
+}
+
+async function settle(): Promise<void> {
+  await new Promise((r) => setTimeout(r, 5));
+}
+
+/** Resolves the service once (first packet Pending), then returns a function that opens new flows. */
+async function primed(t: SemanticTable, dst: string): Promise<(sport: number) => { v: Verdict; out: Rewrite }> {
+  const family = dst.includes(':') ? 6 : 4;
+  const src = family === 4 ? '10.18.1.2' : 'fdc0:18:1::2';
+  const first = packet(src, dst, 1000, 80);
+  assert.equal(t.outbound(first.buf, first.meta, newRewrite()), Verdict.Pending);
+  await settle();
+  return (sport) => {
+    const p = packet(src, dst, sport, 80);
+    const out = newRewrite();
+    return { v: t.outbound(p.buf, p.meta, out), out };
+  };
+}
+
+const dstOf = (out: Rewrite, fam: 4 | 6 = 4): string => ipString(out.dst.subarray(0, fam === 4 ? 4 : 16), 0, fam);
+
+test('rr cycles through instances per new flow, and a flow keeps its instance', async () => {
+  const source = new StaticRouteSource([svc([inst(0, 'w2'), inst(1, 'w3'), inst(2, 'w4')])]);
+  const t = worker1(source);
+  const open = await primed(t, '10.30.0.2');
+  const counts = new Map<string, number>();
+  for (let i = 0; i < 300; i++) {
+    const { v, out } = open(2000 + i);
+    assert.equal(v, Verdict.Tunnel);
+    counts.set(dstOf(out), (counts.get(dstOf(out)) ?? 0) + 1);
+    assert.equal(ipString(out.src.subarray(0, 4)), '10.30.9.1', 'source becomes the caller\'s instance IP');
+  }
+  assert.deepEqual([...counts.values()], [100, 100, 100]);
+  const a = open(5000), b = open(5000);
+  assert.equal(dstOf(a.out), dstOf(b.out));
+  assert.equal(a.out.peer, b.out.peer);
+  t.close(); source.close();
+});
+
+test('closest picks the lowest RTT, and moves on when that instance is withdrawn', async () => {
+  const source = new StaticRouteSource([svc([inst(0, 'w3'), inst(1, 'w2')])]);
+  const t = worker1(source);
+  const open = await primed(t, '10.30.0.3');
+  for (let i = 0; i < 50; i++) assert.equal(open(3000 + i).out.peer, 2);
+  const kept = open(4000);
+  source.withdraw('s1', [1]);
+  await settle();
+  assert.equal(open(4001).out.peer, 3, 'a new flow goes to the remaining instance');
+  const again = open(4000);
+  assert.equal(kept.out.peer, 2);
+  assert.equal(again.v, Verdict.Tunnel);
+  assert.equal(again.out.peer, 3, 'the old flow picks again once its instance left');
+  t.close(); source.close();
+});
+
+test('closest: equal RTTs take turns; unhealthy instances are not picked; unmeasured workers use coordinates', async () => {
+  const rtt = new StaticRtt({ w2: 10, w3: 10 });
+  const source = new StaticRouteSource([svc([inst(0, 'w2'), inst(1, 'w3'), { ...inst(2, 'w4'), healthy: false }])]);
+  const t = worker1(source, rtt);
+  const open = await primed(t, '10.30.0.3');
+  const peers = Array.from({ length: 10 }, (_, i) => open(6000 + i).out.peer);
+  assert.deepEqual(peers.filter((p) => p === 2).length, 5);
+  assert.ok(!peers.includes(4));
+  // w5 unmeasured but close by coordinates: it wins over w2/w3 at 10 ms.
+  rtt.delete('w2'); rtt.delete('w3');
+  const r = svc([inst(0, 'w2'), inst(1, 'w3'), inst(3, 'w5')]);
+  source.coordinates.set('w2', { vec: [30, 0], height: 0.1, error: 0.2 });
+  source.coordinates.set('w3', { vec: [0, 30], height: 0.1, error: 0.2 });
+  source.coordinates.set('w5', { vec: [2, 0], height: 0.1, error: 0.2 });
+  source.broadcastCoordinates();
+  source.update(r);
+  await settle();
+  assert.equal(open(7000).out.peer, 5);
+  t.close(); source.close();
+});
+
+test('an unknown service address starts exactly one query; packets wait and are resolvable when ready fires', async () => {
+  const source = new StaticRouteSource([svc([inst(0, 'w2')])], { answerDelayMs: 20 });
+  const t = worker1(source);
+  let ready = 0;
+  t.onReady(() => ready++);
+  for (let i = 0; i < 100; i++) {
+    const p = packet('10.18.1.2', '10.30.0.2', 1000 + i, 80);
+    assert.equal(t.outbound(p.buf, p.meta, newRewrite()), Verdict.Pending);
+  }
+  assert.equal(source.received.filter((r) => r.msg.type === 'table_query').length, 1);
+  await new Promise((r) => setTimeout(r, 40));
+  assert.ok(ready >= 1);
+  const p = packet('10.18.1.2', '10.30.0.2', 1000, 80);
+  const out = newRewrite();
+  assert.equal(t.outbound(p.buf, p.meta, out), Verdict.Tunnel);
+  assert.deepEqual(source.interested('w1'), ['s1'], 'the worker registered interest in what it cached');
+  // An address no service has: one query, then dropped (not re-queried) for a while.
+  const q = packet('10.18.1.2', '10.30.7.7', 1, 80);
+  assert.equal(t.outbound(q.buf, q.meta, newRewrite()), Verdict.Pending);
+  await new Promise((r) => setTimeout(r, 40));
+  assert.equal(t.outbound(q.buf, q.meta, newRewrite()), Verdict.Drop);
+  assert.equal(source.received.filter((r) => r.msg.type === 'table_query').length, 2);
+  // Outside the service range: dropped without a query.
+  const x = packet('10.18.1.2', '192.0.2.1', 1, 80);
+  assert.equal(t.outbound(x.buf, x.meta, newRewrite()), Verdict.Drop);
+  t.close(); source.close();
+});
+
+test('a silent cluster: the pending destination times out and ready still fires', async () => {
+  const source = new StaticRouteSource([], { silent: true });
+  const t = new SemanticTable({ workerId: 'w1', link: source.link('w1'), rtt: new StaticRtt(), queryTimeoutMs: 10 });
+  t.addLocalInstance({ ns_ip: '10.18.1.2', ns_ip_v6: null, instance_ip: '10.30.9.1', instance_ip_v6: null });
+  let ready = 0;
+  t.onReady(() => ready++);
+  const p = packet('10.18.1.2', '10.30.0.2', 1, 80);
+  assert.equal(t.outbound(p.buf, p.meta, newRewrite()), Verdict.Pending);
+  await new Promise((r) => setTimeout(r, 20));
+  t.tick();
+  await settle();
+  assert.equal(ready, 1);
+  assert.equal(t.outbound(p.buf, p.meta, newRewrite()), Verdict.Drop);
+  const name = t.resolveName('app.ans.s1.sns');
+  await new Promise((r) => setTimeout(r, 20));
+  t.tick();
+  assert.equal(await name, null);
+  t.close(); source.close();
+});
+
+for (const fam of [4, 6] as const) {
+  test(`IPv${fam}: request and reply across two workers; the caller sees the address it dialled`, async () => {
+    const v = (a4: string, a6: string): string => (fam === 4 ? a4 : a6);
+    const source = new StaticRouteSource([svc([inst(0, 'w2')])]);
+    const w1 = worker1(source);
+    const w2 = new SemanticTable({ workerId: 'w2', link: source.link('w2'), rtt: new StaticRtt(), peerOf: (w) => Number(w.slice(1)) });
+    w2.addLocalInstance({ ns_ip: '10.18.2.10', ns_ip_v6: 'fdc0:18:2::10', instance_ip: '10.30.1.10', instance_ip_v6: 'fdc0:30::1:10' });
+    const S = v('10.30.0.3', 'fdc0:30::3');
+    const open = await primed(w1, S);
+    const { v: verdict, out } = open(40000);
+    assert.equal(verdict, Verdict.Tunnel);
+    assert.equal(out.peer, 2);
+    assert.equal(dstOf(out, fam), v('10.18.2.10', 'fdc0:18:2::10'));
+    const IA = v('10.30.9.1', 'fdc0:30::9:1');
+    // Worker 2 receives src IA → B_ns and delivers it.
+    const req = packet(IA, v('10.18.2.10', 'fdc0:18:2::10'), 40000, 80);
+    assert.equal(w2.inbound(req.buf, req.meta, 1, newRewrite()), Verdict.Local);
+    // B answers IA; worker 2 knows no route for IA but remembers the way back.
+    const rep = packet(v('10.18.2.10', 'fdc0:18:2::10'), IA, 80, 40000);
+    const o2 = newRewrite();
+    assert.equal(w2.outbound(rep.buf, rep.meta, o2), Verdict.Tunnel);
+    assert.equal(o2.peer, 1);
+    assert.equal(o2.rewriteSrc, true);
+    assert.equal(ipString(o2.src.subarray(0, fam === 4 ? 4 : 16), 0, fam), v('10.30.1.10', 'fdc0:30::1:10'));
+    assert.equal(source.received.filter((r) => r.workerId === 'w2').length, 0, 'no route query for the reply');
+    // Worker 1 gets src IB → dst IA: dst back to A_ns, src back to S.
+    const back = packet(v('10.30.1.10', 'fdc0:30::1:10'), IA, 80, 40000);
+    const o1 = newRewrite();
+    assert.equal(w1.inbound(back.buf, back.meta, 2, o1), Verdict.Local);
+    assert.equal(dstOf(o1, fam), v('10.18.1.2', 'fdc0:18:1::2'));
+    assert.equal(ipString(o1.src.subarray(0, fam === 4 ? 4 : 16), 0, fam), S);
+    w1.close(); w2.close(); source.close();
+  });
+}
+
+test('a local target gives Local, and its reply is rewritten back to the service address', async () => {
+  const source = new StaticRouteSource([svc([inst(0, 'w1')])]);
+  const t = worker1(source);
+  const open = await primed(t, '10.30.0.2');
+  const { v, out } = open(1234);
+  assert.equal(v, Verdict.Local);
+  assert.equal(dstOf(out), '10.18.1.10');
+  const rep = packet('10.18.1.10', '10.30.9.1', 80, 1234);
+  const o = newRewrite();
+  assert.equal(t.outbound(rep.buf, rep.meta, o), Verdict.Local);
+  assert.equal(dstOf(o), '10.18.1.2');
+  assert.equal(ipString(o.src.subarray(0, 4)), '10.30.0.2');
+  t.close(); source.close();
+});
+
+test('ICMP echo to the rr address is translated like a flow keyed by its identifier', async () => {
+  const source = new StaticRouteSource([svc([inst(0, 'w2'), inst(1, 'w3')])]);
+  const t = worker1(source);
+  const p = packet('10.18.1.2', '10.30.0.2', 77, 77, Proto.ICMP);
+  assert.equal(t.outbound(p.buf, p.meta, newRewrite()), Verdict.Pending);
+  await settle();
+  const peers = Array.from({ length: 4 }, () => { const o = newRewrite(); t.outbound(p.buf, p.meta, o); return o.peer; });
+  assert.deepEqual(new Set(peers).size, 1, 'one ping session stays on one instance');
+  const back = packet(peers[0] === 2 ? '10.30.1.10' : '10.30.1.11', '10.18.1.2', 77, 77, Proto.ICMP);
+  const o = newRewrite();
+  assert.equal(t.inbound(back.buf, back.meta, peers[0]!, o), Verdict.Local);
+  assert.equal(ipString(o.src.subarray(0, 4)), '10.30.0.2');
+  t.close(); source.close();
+});
+
+test('packets from addresses that are not local instances are dropped', async () => {
+  const source = new StaticRouteSource([svc([inst(0, 'w2')])]);
+  const t = worker1(source);
+  const p = packet('10.18.1.99', '10.30.0.2', 1, 80);
+  assert.equal(t.outbound(p.buf, p.meta, newRewrite()), Verdict.Drop);
+  assert.equal(source.received.length, 0);
+  t.close(); source.close();
+});
+
+test('DNS names resolve through one shared query, and pushed updates replace the cached route', async () => {
+  const source = new StaticRouteSource([svc([inst(0, 'w2')])]);
+  const t = worker1(source);
+  const [a, b] = await Promise.all([t.resolveName('app.ans.s1.sns'), t.resolveName('app.ans.s1.sns')]);
+  assert.equal(a?.rr_ip, '10.30.0.2');
+  assert.equal(b?.rr_ip, '10.30.0.2');
+  assert.equal(source.received.filter((r) => r.msg.type === 'table_query').length, 1);
+  source.update({ ...svc([inst(0, 'w2')]), rr_ip: '10.30.0.42' });
+  await settle();
+  assert.equal((t.resolveName('app.ans.s1.sns') as ServiceRoute).rr_ip, '10.30.0.42');
+  assert.equal(await t.resolveName('app.ans.nope.sns'), null);
+  t.close(); source.close();
+});
+
+test('an unused service leaves the cache and the worker withdraws its interest', async () => {
+  const source = new StaticRouteSource([svc([inst(0, 'w2')])]);
+  const t = new SemanticTable({ workerId: 'w1', link: source.link('w1'), rtt: new StaticRtt(), serviceIdleMs: 20 });
+  await t.resolveName('app.ans.s1.sns');
+  assert.deepEqual(source.interested('w1'), ['s1']);
+  await new Promise((r) => setTimeout(r, 40));
+  t.tick();
+  assert.deepEqual(source.interested('w1'), []);
+  assert.equal(t.services.byId.size, 0);
+  t.close(); source.close();
+});
