@@ -1,0 +1,276 @@
+// The datapath loop of one worker: packets from the TUN are parsed once, translated by the table and
+// sent through the tunnel (or straight back for a local target); batches from the tunnel are
+// authenticated, translated back and written into the TUN. It never allocates per packet on the
+// common path: the buffers below are reused.
+//
+// Two modes share this code. Offload mode (device with virtio_net_hdr, socket with UDP GSO): one
+// TUN read is a super-packet of up to 64 kB, translated once and carried as one tunnel batch. Per-
+// packet mode (no vnet header): each read is one MTU-sized packet. A super-packet arriving at a
+// per-packet device is cut into plain packets first (segment.ts).
+import { Verdict, newRewrite, type Rewrite, type TranslationTable } from './table.ts';
+import { PacketInfo, parsePacket } from './packet.ts';
+import { applyRewrite } from './rewrite.ts';
+import { segmentOffloaded } from './segment.ts';
+import { TxPlan, type DatagramSocket, type Endpoint, type PacketDevice, type RxInfo } from './io.ts';
+import { MAX_PAYLOAD, TunnelCodec, TunnelFlag, TunnelType, newRxBatch, type RxBatch } from './tunnel.ts';
+import { GSO_NONE, VNET_F_NEEDS_CSUM, VNET_HDR_LEN, vnetFlags, vnetGsoType, writeVnetNone } from './vnet.ts';
+
+export interface DatapathOptions {
+  device: PacketDevice;
+  socket: DatagramSocket;
+  table: TranslationTable;
+  codec: TunnelCodec;
+  /** Where a peer worker's tunnel socket is; undefined for an unknown peer. */
+  endpointOf: (peer: number) => Endpoint | undefined;
+  /** Packets per pump call before yielding to the event loop (fairness between TUN and socket). */
+  budget?: number;
+  /** Bound on packets waiting for a route (Pending verdict). */
+  pendingLimit?: number;
+}
+
+export const Counter = {
+  DevRx: 'dev_rx_packets',
+  DevTx: 'dev_tx_packets',
+  DevTxFull: 'dev_tx_dropped',
+  Parse: 'drop_unparsable',
+  NoRoute: 'drop_no_route',
+  NoPeer: 'drop_unknown_peer',
+  SockTxFull: 'sock_tx_dropped',
+  SockRxBytes: 'sock_rx_bytes',
+  TunnelTx: 'tunnel_tx_batches',
+  TunnelRx: 'tunnel_rx_batches',
+  InboundDrop: 'drop_inbound',
+  Pending: 'pending_queued',
+  PendingDrop: 'pending_dropped',
+  Segmented: 'segmented_packets',
+  Local: 'local_delivered',
+} as const;
+export type Counter = (typeof Counter)[keyof typeof Counter];
+
+const DEV_BUF = VNET_HDR_LEN + 65535 + 64;
+
+export class Datapath {
+  private readonly dev: PacketDevice;
+  private readonly sock: DatagramSocket;
+  private readonly table: TranslationTable;
+  readonly codec: TunnelCodec;
+  private readonly endpointOf: (peer: number) => Endpoint | undefined;
+  private readonly budget: number;
+  private readonly pendingLimit: number;
+  private readonly devBuf = new Uint8Array(DEV_BUF);
+  private readonly sockBuf = new Uint8Array(65536 + 64);
+  private readonly outBuf = new Uint8Array(DEV_BUF);
+  private readonly m = new PacketInfo();
+  private readonly rw: Rewrite = newRewrite();
+  private readonly plan = new TxPlan();
+  private readonly rx: RxInfo = { segSize: 0 };
+  private readonly batch: RxBatch = newRxBatch();
+  private readonly probeBuf = new Uint8Array(128);
+  private readonly pending: Uint8Array[] = [];
+  private readonly counters = new Map<Counter, number>();
+  private readonly rttListeners: Array<(peer: number, ms: number) => void> = [];
+  private readonly emitSeg = (b: Uint8Array, len: number): void => {
+    this.count(Counter.Segmented);
+    this.devWrite(b, 0, len);
+  };
+  private closed = false;
+
+  constructor(o: DatapathOptions) {
+    this.dev = o.device;
+    this.sock = o.socket;
+    this.table = o.table;
+    this.codec = o.codec;
+    this.endpointOf = o.endpointOf;
+    this.budget = o.budget ?? 256;
+    this.pendingLimit = o.pendingLimit ?? 256;
+    for (const c of Object.values(Counter)) this.counters.set(c, 0);
+    this.table.onReady(() => this.retryPending());
+  }
+
+  private count(c: Counter, n = 1): void {
+    this.counters.set(c, (this.counters.get(c) as number) + n);
+  }
+
+  stats(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [k, v] of this.counters) out[k] = v;
+    for (const [k, v] of this.codec.drops) out[`tunnel_drop_${k}`] = v;
+    return out;
+  }
+
+  onRtt(listener: (peer: number, ms: number) => void): void {
+    this.rttListeners.push(listener);
+  }
+
+  /** Handles packets waiting on the device; returns how many. Stops at the budget or when empty. */
+  pumpDevice(): number {
+    let n = 0;
+    const b = this.devBuf;
+    while (n < this.budget && !this.closed) {
+      const len = this.dev.read(b, 0, b.length);
+      if (len < 0) break;
+      n++;
+      this.count(Counter.DevRx);
+      this.outboundPacket(b, len, true);
+    }
+    return n;
+  }
+
+  /** `b[0..len)` as read from the device (vnet header first in offload mode). */
+  private outboundPacket(b: Uint8Array, len: number, mayQueue: boolean): void {
+    const vnet = this.dev.vnetHdr;
+    const p = vnet ? VNET_HDR_LEN : 0;
+    const m = this.m;
+    if (len <= p || !parsePacket(b, p, len - p, m)) {
+      this.count(Counter.Parse);
+      return;
+    }
+    const rw = this.rw;
+    const verdict = this.table.outbound(b, m, rw);
+    if (verdict === Verdict.Drop) {
+      this.count(Counter.NoRoute);
+      return;
+    }
+    if (verdict === Verdict.Pending) {
+      if (mayQueue && this.pending.length < this.pendingLimit) {
+        this.pending.push(b.slice(0, len));
+        this.count(Counter.Pending);
+      } else {
+        this.count(Counter.PendingDrop);
+      }
+      return;
+    }
+    const partial = vnet && (vnetFlags(b, 0) & VNET_F_NEEDS_CSUM) !== 0;
+    applyRewrite(b, m, rw, partial);
+    if (verdict === Verdict.Local) {
+      const v = this.table.inbound(b, m, this.codec.selfId, rw);
+      if (v === Verdict.Drop) {
+        this.count(Counter.InboundDrop);
+        return;
+      }
+      applyRewrite(b, m, rw, partial);
+      this.count(Counter.Local);
+      this.devWrite(b, 0, p + m.len);
+      return;
+    }
+    const ep = this.endpointOf(rw.peer);
+    if (!ep) {
+      this.count(Counter.NoPeer);
+      return;
+    }
+    // A plain packet travels without its (all-zero) virtio header.
+    const carryVnet = vnet && (partial || vnetGsoType(b, 0) !== GSO_NONE);
+    const off = carryVnet ? 0 : p;
+    this.codec.encode(TunnelType.Data, carryVnet ? TunnelFlag.Vnet : 0, b, off, p + m.len - off, this.plan);
+    if (this.sock.send(ep, this.plan)) this.count(Counter.TunnelTx);
+    else this.count(Counter.SockTxFull);
+  }
+
+  private retryPending(): void {
+    const q = this.pending.splice(0, this.pending.length);
+    for (const pkt of q) {
+      this.devBuf.set(pkt, 0);
+      this.outboundPacket(this.devBuf, pkt.length, false);
+    }
+  }
+
+  /** Handles datagrams waiting on the socket; returns how many receive calls it made. */
+  pumpSocket(): number {
+    let n = 0;
+    const b = this.sockBuf;
+    const rx = this.rx;
+    while (n < this.budget && !this.closed) {
+      const len = this.sock.recv(b, 0, b.length, rx);
+      if (len < 0) break;
+      n++;
+      this.count(Counter.SockRxBytes, len);
+      const seg = rx.segSize > 0 ? rx.segSize : len;
+      for (let off = 0; off < len; off += seg) {
+        const dl = Math.min(seg, len - off);
+        if (this.codec.decode(b, off, dl, this.batch)) this.onBatch(this.batch);
+      }
+    }
+    return n;
+  }
+
+  private onBatch(bt: RxBatch): void {
+    if (bt.type === TunnelType.Data) {
+      this.count(Counter.TunnelRx);
+      this.inboundPayload(bt);
+    } else if (bt.type === TunnelType.Probe) {
+      const ep = this.endpointOf(bt.sender);
+      if (!ep || bt.len > this.probeBuf.length) return;
+      this.probeBuf.set(bt.buf.subarray(bt.off, bt.off + bt.len), 0);
+      this.codec.encode(TunnelType.Echo, 0, this.probeBuf, 0, bt.len, this.plan);
+      this.sock.send(ep, this.plan);
+    } else if (bt.type === TunnelType.Echo && bt.len >= 8) {
+      const sent = new DataView(bt.buf.buffer, bt.buf.byteOffset + bt.off, 8).getFloat64(0);
+      const ms = performance.now() - sent;
+      if (ms >= 0 && ms < 60_000) for (const l of this.rttListeners) l(bt.sender, ms);
+    }
+  }
+
+  private inboundPayload(bt: RxBatch): void {
+    const hasVnet = (bt.flags & TunnelFlag.Vnet) !== 0;
+    const b = bt.buf;
+    let pOff = bt.off + (hasVnet ? VNET_HDR_LEN : 0);
+    let pLen = bt.len - (hasVnet ? VNET_HDR_LEN : 0);
+    const m = this.m;
+    if (pLen <= 0 || !parsePacket(b, pOff, pLen, m)) {
+      this.count(Counter.Parse);
+      return;
+    }
+    const rw = this.rw;
+    if (this.table.inbound(b, m, bt.sender, rw) === Verdict.Drop) {
+      this.count(Counter.InboundDrop);
+      return;
+    }
+    const partial = hasVnet && (vnetFlags(b, bt.off) & VNET_F_NEEDS_CSUM) !== 0;
+    applyRewrite(b, m, rw, partial);
+    pLen = m.len;
+    if (this.dev.vnetHdr) {
+      if (hasVnet) {
+        this.devWrite(b, bt.off, VNET_HDR_LEN + pLen);
+      } else if (pOff >= VNET_HDR_LEN && b === this.sockBuf) {
+        // The bytes before the packet are this datagram's tunnel header, already consumed.
+        writeVnetNone(b, pOff - VNET_HDR_LEN);
+        this.devWrite(b, pOff - VNET_HDR_LEN, VNET_HDR_LEN + pLen);
+      } else {
+        writeVnetNone(this.outBuf, 0);
+        this.outBuf.set(b.subarray(pOff, pOff + pLen), VNET_HDR_LEN);
+        this.devWrite(this.outBuf, 0, VNET_HDR_LEN + pLen);
+      }
+      return;
+    }
+    if (hasVnet && (partial || vnetGsoType(b, bt.off) !== GSO_NONE)) {
+      if (segmentOffloaded(b, bt.off, VNET_HDR_LEN + pLen, this.outBuf, m, this.emitSeg) < 0) this.count(Counter.Parse);
+      return;
+    }
+    pOff = m.l3;
+    this.devWrite(b, pOff, pLen);
+  }
+
+  private devWrite(b: Uint8Array, off: number, len: number): void {
+    if (this.dev.write(b, off, len)) this.count(Counter.DevTx);
+    else this.count(Counter.DevTxFull);
+  }
+
+  /** Sends an RTT probe to a peer; the answer reaches onRtt listeners. */
+  probe(peer: number): boolean {
+    const ep = this.endpointOf(peer);
+    if (!ep) return false;
+    new DataView(this.probeBuf.buffer).setFloat64(0, performance.now());
+    this.codec.encode(TunnelType.Probe, 0, this.probeBuf, 0, 8, this.plan);
+    return this.sock.send(ep, this.plan);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.pending.length = 0;
+    this.dev.close();
+    this.sock.close();
+  }
+}
+
+export { MAX_PAYLOAD };

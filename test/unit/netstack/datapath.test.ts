@@ -1,0 +1,175 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Proto } from '../../../netstack/table.ts';
+import { Datapath, Counter } from '../../../netstack/datapath.ts';
+import { FakeDevice, FakeNetwork } from '../../../netstack/fakes.ts';
+import { StaticTable, type StaticInstance } from '../../../netstack/static-table.ts';
+import { TunnelCodec, Drop, TunnelType } from '../../../netstack/tunnel.ts';
+import { TxPlan } from '../../../netstack/io.ts';
+import { PacketInfo, parsePacket } from '../../../netstack/packet.ts';
+import { GSO_TCPV4, GSO_TCPV6, VNET_HDR_LEN } from '../../../netstack/vnet.ts';
+import { addr, build, checksumsOk, completePartial, toPartial } from './build.ts';
+
+const key = randomBytes(32);
+const A4: StaticInstance = { worker: 1, nsIp: '10.18.0.2', instanceIp: '10.30.1.1' };
+const B4: StaticInstance = { worker: 2, nsIp: '10.18.1.2', instanceIp: '10.30.1.2' };
+const C4: StaticInstance = { worker: 1, nsIp: '10.18.0.3', instanceIp: '10.30.1.3' };
+const A6: StaticInstance = { worker: 1, nsIp: 'fdc0:18::2', instanceIp: 'fdc0:30::1:1' };
+const B6: StaticInstance = { worker: 2, nsIp: 'fdc0:18:1::2', instanceIp: 'fdc0:30::1:2' };
+const C6: StaticInstance = { worker: 1, nsIp: 'fdc0:18::3', instanceIp: 'fdc0:30::1:3' };
+const S4 = '10.30.0.10';
+const S6 = 'fdc0:30::10';
+const L4 = '10.30.0.11';
+const L6 = 'fdc0:30::11';
+
+interface World { net: FakeNetwork; w1: Datapath; w2: Datapath; d1: FakeDevice; d2: FakeDevice }
+
+function world(vnet1: boolean, vnet2: boolean): World {
+  const net = new FakeNetwork();
+  const instances = [A4, B4, C4, A6, B6, C6];
+  const services = [{ ip: S4, instances: [B4] }, { ip: S6, instances: [B6] }, { ip: L4, instances: [C4] }, { ip: L6, instances: [C6] }];
+  const eps = new Map([[1, { host: '198.18.0.1', port: 50103 }], [2, { host: '198.18.0.2', port: 50103 }]]);
+  const mk = (id: number, vnet: boolean): [Datapath, FakeDevice] => {
+    const dev = new FakeDevice(vnet);
+    const dp = new Datapath({
+      device: dev,
+      socket: net.socket(`198.18.0.${id}`, 50103),
+      table: new StaticTable({ selfId: id, instances, services }),
+      codec: new TunnelCodec({ selfId: id, keys: new Map([[1, key]]), keyId: 1, isPeer: (p) => p === 1 || p === 2, maxDatagram: 1472 }),
+      endpointOf: (p) => eps.get(p),
+    });
+    return [dp, dev];
+  };
+  const [w1, d1] = mk(1, vnet1);
+  const [w2, d2] = mk(2, vnet2);
+  return { net, w1, w2, d1, d2 };
+}
+
+function plain(dev: FakeDevice, p: Uint8Array): Uint8Array {
+  if (!dev.vnetHdr) return p;
+  if (p[0] & 1) return completePartial(p);
+  return p.slice(VNET_HDR_LEN);
+}
+
+function feed(dev: FakeDevice, pkt: Uint8Array): void {
+  if (!dev.vnetHdr) { dev.inbox.push(pkt); return; }
+  const v = new Uint8Array(VNET_HDR_LEN + pkt.length);
+  v.set(pkt, VNET_HDR_LEN);
+  dev.inbox.push(v);
+}
+
+function srcDst(p: Uint8Array): [string, string] {
+  const m = new PacketInfo();
+  assert.ok(parsePacket(p, 0, p.length, m));
+  const a = m.family === 4 ? 4 : 16;
+  const hex = (o: number) => Buffer.from(p.subarray(o, o + a)).toString('hex');
+  return [hex(m.srcOff), hex(m.dstOff)];
+}
+const hexOf = (s: string) => Buffer.from(addr(s)).toString('hex');
+
+const modes: Array<[boolean, boolean]> = [[false, false], [true, true], [true, false], [false, true]];
+for (const [v1, v2] of modes) {
+  for (const family of [4, 6] as const) {
+    for (const proto of [Proto.TCP, Proto.UDP, family === 4 ? Proto.ICMP : Proto.ICMPV6]) {
+      test(`remote service round trip IPv${family} proto ${proto} (vnet ${v1}/${v2})`, () => {
+        const { w1, w2, d1, d2 } = world(v1, v2);
+        const [A, B, S] = family === 4 ? [A4, B4, S4] : [A6, B6, S6];
+        feed(d1, build({ family, proto, src: A.nsIp, dst: S, sport: 33000, dport: 5201, payload: 300 }));
+        w1.pumpDevice();
+        w2.pumpSocket();
+        assert.equal(d2.written.length, 1, 'delivered on worker 2');
+        const fwd = plain(d2, d2.written[0]);
+        assert.ok(checksumsOk(fwd));
+        assert.deepEqual(srcDst(fwd), [hexOf(A.instanceIp), hexOf(B.nsIp)], 'src → caller instance IP, dst → B namespace');
+        // B answers to the caller's instance IP.
+        const icmp = proto === Proto.ICMP || proto === Proto.ICMPV6;
+        // An echo reply carries the request's identifier in both port slots.
+        feed(d2, build({ family, proto, src: B.nsIp, dst: A.instanceIp, sport: icmp ? 33000 : 5201, dport: 33000, payload: 100,
+          icmpType: family === 4 ? 0 : 129 }));
+        w2.pumpDevice();
+        w1.pumpSocket();
+        assert.equal(d1.written.length, 1, 'reply delivered on worker 1');
+        const back = plain(d1, d1.written[0]);
+        assert.ok(checksumsOk(back));
+        assert.deepEqual(srcDst(back), [hexOf(S), hexOf(A.nsIp)], 'the caller sees the service IP it dialled');
+      });
+    }
+  }
+}
+
+for (const [family, gso] of [[4, GSO_TCPV4], [6, GSO_TCPV6]] as const) {
+  for (const v2 of [true, false]) {
+    test(`a TSO super-packet IPv${family} crosses whole and arrives ${v2 ? 'as one' : 'segmented'}`, () => {
+      const { w1, w2, d1, d2 } = world(true, v2);
+      const [A, B, S] = family === 4 ? [A4, B4, S4] : [A6, B6, S6];
+      const sp = build({ family, proto: Proto.TCP, src: A.nsIp, dst: S, payload: 60000 });
+      d1.inbox.push(toPartial(sp, gso, 1448));
+      w1.pumpDevice();
+      while (w2.pumpSocket() > 0) { /* drain */ }
+      if (v2) {
+        assert.equal(d2.written.length, 1);
+        const got = completePartial(d2.written[0]);
+        assert.ok(checksumsOk(got));
+        assert.deepEqual(srcDst(got), [hexOf(A.instanceIp), hexOf(B.nsIp)]);
+        assert.equal(got.length, sp.length);
+      } else {
+        assert.equal(d2.written.length, Math.ceil(60000 / 1448));
+        for (const s of d2.written) {
+          assert.ok(checksumsOk(s));
+          assert.deepEqual(srcDst(s), [hexOf(A.instanceIp), hexOf(B.nsIp)]);
+        }
+      }
+    });
+  }
+}
+
+for (const family of [4, 6] as const) {
+  test(`a local target short-circuits without the tunnel, IPv${family}`, () => {
+    const { net, w1, d1 } = world(false, false);
+    const [A, C, L] = family === 4 ? [A4, C4, L4] : [A6, C6, L6];
+    feed(d1, build({ family, proto: Proto.UDP, src: A.nsIp, dst: L, sport: 1000, dport: 2000, payload: 10 }));
+    w1.pumpDevice();
+    assert.equal(net.wire.length, 0);
+    assert.deepEqual(srcDst(d1.written[0]), [hexOf(A.instanceIp), hexOf(C.nsIp)]);
+    feed(d1, build({ family, proto: Proto.UDP, src: C.nsIp, dst: A.instanceIp, sport: 2000, dport: 1000, payload: 10 }));
+    w1.pumpDevice();
+    const back = d1.written[1];
+    assert.ok(checksumsOk(back));
+    assert.deepEqual(srcDst(back), [hexOf(L), hexOf(A.nsIp)]);
+  });
+}
+
+test('a datagram with a wrong key changes nothing and is counted', () => {
+  const { net, w2, d2 } = world(false, false);
+  const evil = new TunnelCodec({ selfId: 1, keys: new Map([[1, randomBytes(32)]]), keyId: 1, isPeer: () => true, maxDatagram: 1472 });
+  const sock = net.socket('198.18.0.66', 50103);
+  const plan = new TxPlan();
+  const p = build({ family: 4, proto: Proto.UDP, src: A4.instanceIp, dst: B4.nsIp, payload: 20 });
+  evil.encode(TunnelType.Data, 0, p, 0, p.length, plan);
+  sock.send({ host: '198.18.0.2', port: 50103 }, plan);
+  w2.pumpSocket();
+  assert.equal(d2.written.length, 0);
+  assert.equal(w2.codec.drops.get(Drop.BadTag), 1);
+});
+
+test('probes measure RTT to a peer', () => {
+  const { w1, w2 } = world(false, false);
+  const rtts: Array<[number, number]> = [];
+  w1.onRtt((peer, ms) => rtts.push([peer, ms]));
+  assert.ok(w1.probe(2));
+  w2.pumpSocket();
+  w1.pumpSocket();
+  assert.equal(rtts.length, 1);
+  assert.equal(rtts[0][0], 2);
+  assert.ok(rtts[0][1] >= 0);
+  assert.equal(w1.probe(99), false, 'unknown peer');
+});
+
+test('a packet to an unknown service is dropped and counted', () => {
+  const { w1, d1, net } = world(false, false);
+  feed(d1, build({ family: 4, proto: Proto.UDP, src: A4.nsIp, dst: '10.30.9.9', payload: 5 }));
+  w1.pumpDevice();
+  assert.equal(net.wire.length, 0);
+  assert.equal(w1.stats()[Counter.NoRoute], 1);
+});
