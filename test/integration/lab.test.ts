@@ -1,0 +1,188 @@
+// The emulated-host lab: delay, loss, rate and plain links behave as asked, host knobs work, and
+// nothing is left behind after destroy.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { once } from 'node:events';
+import { Lab, labSkipReason, withLab } from '../lab/lab.ts';
+import { listNetnsSync } from '../lab/iproute.ts';
+import { registryPath } from '../lab/registry.ts';
+import { isAlive } from '../lab/proc.ts';
+
+const skip = labSkipReason() ?? false;
+
+function pingStats(out: string): { sent: number; received: number; avgMs: number } {
+  const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
+  const r = /= [\d.]+\/([\d.]+)\//.exec(out);
+  assert.ok(m, `no ping summary in: ${out}`);
+  return { sent: Number(m[1]), received: Number(m[2]), avgMs: r ? Number(r[1]) : NaN };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+function within(actual: number, target: number, frac: number, what: string): void {
+  assert.ok(Math.abs(actual - target) <= target * frac, `${what}: ${actual.toFixed(2)} ms, want ${target} ms ± ${frac * 100} %`);
+}
+
+describe('lab with delay, loss and plain links', { skip }, () => {
+  let lab: Lab;
+  before(async () => {
+    lab = await Lab.create({
+      hosts: ['w1', 'w2', 'w3', 'w4'],
+      links: [{ a: 'w1', b: 'w2', delayMs: 20 }, { host: 'w3', lossPct: 5 }],
+    });
+  });
+  after(() => lab?.destroy());
+
+  it('gives each host its underlay addresses on eth0, loopback up', async () => {
+    const w2 = lab.host('w2');
+    assert.equal(w2.ip, '198.18.0.2');
+    assert.equal(w2.ip6, '2001:2::2');
+    const addrs = await w2.execOk(['ip', '-br', 'addr', 'show', 'dev', 'eth0']);
+    assert.match(addrs, /198\.18\.0\.2\/24/);
+    assert.match(addrs, /2001:2::2\/64/);
+    assert.match(await w2.execOk(['ip', '-br', 'link', 'show', 'dev', 'lo']), /UP|UNKNOWN/);
+    assert.equal((await w2.exec(['ping', '-c', '1', '-W', '2', '127.0.0.1'])).code, 0);
+    assert.equal(w2.relayed, false, 'the far end of a pair rule stays on a plain veth');
+    assert.equal(lab.host('w1').relayed, true);
+  });
+
+  it('20 ms between w1 and w2 gives a ping RTT of 40 ms ± 10 %, IPv4 and IPv6', async () => {
+    const w1 = lab.host('w1');
+    await w1.exec(['ping', '-c', '1', '-W', '2', lab.host('w2').ip]); // ARP/NDP out of the way
+    const v4 = pingStats((await w1.exec(['ping', '-c', '10', '-i', '0.1', lab.host('w2').ip])).stdout);
+    assert.equal(v4.received, 10);
+    within(v4.avgMs, 40, 0.1, 'ICMP RTT w1→w2');
+    const v6 = pingStats((await w1.exec(['ping', '-6', '-c', '10', '-i', '0.1', lab.host('w2').ip6!])).stdout);
+    assert.equal(v6.received, 10);
+    within(v6.avgMs, 40, 0.1, 'ICMPv6 RTT w1→w2');
+  });
+
+  it('a UDP echo round trip timed by the test agrees: 40 ms ± 10 %', async () => {
+    const server = lab.host('w2').spawnNode('test/lab/tools/udp-echo.ts', ['server', '7007']);
+    try {
+      await lab.host('w2').waitListening(7007, { proto: 'udp' });
+      const r = await lab.host('w1').exec([process.execPath, '--import', 'tsx', 'test/lab/tools/udp-echo.ts',
+        'client', lab.host('w2').ip, '7007', '20', '50'], { cwd: process.cwd() });
+      assert.equal(r.code, 0, r.stderr);
+      const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { received: number; rttMs: number[] };
+      assert.ok(res.received >= 18, `only ${res.received}/20 echoes came back`);
+      within(median(res.rttMs), 40, 0.1, 'UDP echo RTT w1→w2');
+    } finally {
+      server.kill();
+    }
+  });
+
+  it('the pair rule leaves w1 to w4 undelayed', async () => {
+    const s = pingStats((await lab.host('w1').exec(['ping', '-c', '5', '-i', '0.05', lab.host('w4').ip])).stdout);
+    assert.equal(s.received, 5);
+    assert.ok(s.avgMs < 10, `w1→w4 RTT ${s.avgMs} ms; only w1–w2 is delayed`);
+  });
+
+  it('5 % loss on w3 loses between 1 % and 15 % of 200 pings, and the relay counts it', async () => {
+    const w4 = lab.host('w4');
+    await w4.exec(['ping', '-c', '3', '-i', '0.05', lab.host('w3').ip]);
+    const before = await lab.relayStats('w3');
+    const s = pingStats((await w4.exec(['ping', '-c', '200', '-i', '0.005', '-W', '1', '-q', lab.host('w3').ip])).stdout);
+    const lossPct = 100 * (1 - s.received / s.sent);
+    assert.ok(lossPct >= 1 && lossPct <= 15, `loss ${lossPct.toFixed(1)} %`);
+    const afterStats = await lab.relayStats('w3');
+    const dropped = afterStats.egress.droppedLoss + afterStats.ingress.droppedLoss
+      - before.egress.droppedLoss - before.ingress.droppedLoss;
+    assert.ok(dropped > 0, 'relay counted drops');
+    assert.ok(afterStats.ingress.forwarded > before.ingress.forwarded);
+  });
+
+  it('TCP moves every byte between unimpaired hosts and across the delayed pair', async () => {
+    for (const [from, to, addr] of [['w2', 'w4', 'ip'], ['w1', 'w2', 'ip6'], ['w1', 'w3', 'ip']] as const) {
+      const dst = lab.host(to);
+      const recv = dst.spawnNode('test/lab/tools/tcp-blob.ts', ['recv', '7100']);
+      let out = '';
+      recv.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+      const done = once(recv, 'exit');
+      await dst.waitListening(7100);
+      const r = await lab.host(from).exec([process.execPath, '--import', 'tsx', 'test/lab/tools/tcp-blob.ts',
+        'send', dst[addr]!, '7100', String(4 << 20)], { timeoutMs: 60_000 });
+      assert.equal(r.code, 0, r.stderr);
+      await done;
+      const sent = JSON.parse(r.stdout) as { bytes: number; sha256: string };
+      const got = JSON.parse(out) as { bytes: number; sha256: string };
+      assert.equal(got.bytes, 4 << 20, `${from}→${to}: bytes received`);
+      assert.equal(got.sha256, sent.sha256, `${from}→${to}: content`);
+    }
+  });
+
+  it('iperf3 runs between unimpaired hosts', async () => {
+    const server = lab.host('w4').spawn(['iperf3', '-s', '-1', '-p', '5201']);
+    await lab.host('w4').waitListening(5201);
+    const r = await lab.host('w2').exec(['iperf3', '-c', lab.host('w4').ip, '-p', '5201', '-n', '8M', '-J'], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr || r.stdout);
+    const j = JSON.parse(r.stdout) as { end: { sum_sent: { bytes: number }; sum_received: { bytes: number } } };
+    assert.ok(j.end.sum_sent.bytes >= 8 << 20);
+    assert.ok(j.end.sum_received.bytes > 0);
+    await once(server, 'exit');
+  });
+
+  it('an extra namespace is created with loopback up and removed with the lab', async () => {
+    const ns = await lab.addNamespace('w1i1');
+    assert.ok(listNetnsSync().includes(`${lab.prefix}-w1i1`));
+    assert.equal((await ns.exec(['ping', '-c', '1', '-W', '1', '127.0.0.1'])).code, 0);
+    await assert.rejects(() => lab.addNamespace('w1i1'), /already exists/);
+    await assert.rejects(() => lab.addNamespace('Bad_Name'), /bad host name/);
+  });
+});
+
+describe('lab host knobs', { skip }, () => {
+  it('sets the underlay MTU and IP forwarding per host', async () => {
+    await withLab({ hosts: [{ name: 'a', mtu: 1400, forwarding: true }, 'b'], ipv6: false }, async (lab) => {
+      const a = lab.host('a');
+      assert.equal(a.ip6, null);
+      assert.match(await a.execOk(['ip', 'link', 'show', 'dev', 'eth0']), /mtu 1400/);
+      assert.equal((await a.execOk(['sysctl', '-n', 'net.ipv4.ip_forward'])).trim(), '1');
+      assert.equal((await lab.host('b').execOk(['sysctl', '-n', 'net.ipv4.ip_forward'])).trim(), '0');
+      // 1372 bytes of ICMP payload + 28 of headers fill 1400 exactly; one more does not fit unfragmented.
+      assert.equal((await a.exec(['ping', '-c', '1', '-W', '2', '-M', 'do', '-s', '1372', lab.host('b').ip])).code, 0);
+      assert.notEqual((await a.exec(['ping', '-c', '1', '-W', '1', '-M', 'do', '-s', '1373', lab.host('b').ip])).code, 0);
+    });
+  });
+
+  it('limits a relayed link to its rate', async () => {
+    await withLab({ hosts: ['a', 'b'], links: [{ host: 'a', rateMbit: 10 }] }, async (lab) => {
+      const server = lab.host('b').spawn(['iperf3', '-s', '-p', '5202']);
+      await lab.host('b').waitListening(5202);
+      const r = await lab.host('a').exec(['iperf3', '-c', lab.host('b').ip, '-p', '5202', '-t', '2', '-J'], { timeoutMs: 30_000 });
+      server.kill();
+      assert.equal(r.code, 0, r.stderr || r.stdout);
+      const mbit = (JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e6;
+      assert.ok(mbit > 2 && mbit < 15, `TCP through a 10 Mbit/s link ran at ${mbit.toFixed(1)} Mbit/s`);
+    });
+  });
+
+  it('refuses bad specs before creating anything', async () => {
+    const before = listNetnsSync().length;
+    await assert.rejects(() => Lab.create({ hosts: ['a', 'a'] }), /given twice/);
+    await assert.rejects(() => Lab.create({ hosts: ['a'], links: [{ host: 'z', delayMs: 1 }] }), /no host named "z"/);
+    await assert.rejects(() => Lab.create({ hosts: ['a', 'b'], links: [{ a: 'a', b: 'b', lossPct: 120 }] }), /lossPct/);
+    await assert.rejects(() => Lab.create({ hosts: [{ name: 'a', mtu: 100 }] }), /mtu/);
+    assert.equal(listNetnsSync().length, before);
+  });
+
+  it('destroy kills processes and relays and removes namespaces and the registry; twice is fine', async () => {
+    const lab = await Lab.create({ hosts: ['a', 'b'], links: [{ host: 'b', delayMs: 1 }] });
+    const p = lab.host('a').spawn(['sleep', '600']);
+    const rec = lab.record;
+    assert.ok(existsSync(registryPath(lab.prefix)));
+    const exited = once(p, 'exit');
+    await lab.destroy();
+    await lab.destroy();
+    await exited;
+    const left = listNetnsSync().filter((n) => n.startsWith(lab.prefix));
+    assert.deepEqual(left, []);
+    assert.equal(existsSync(registryPath(lab.prefix)), false);
+    for (const pr of rec.procs) assert.equal(isAlive(pr), false, `${pr.role} ${pr.pid} still runs`);
+    assert.throws(() => lab.host('a').spawn(['true']), /destroyed/);
+  });
+});
