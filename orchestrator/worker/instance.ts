@@ -1,0 +1,163 @@
+// One instance on a worker: runs it through the process runtime, keeps its lifecycle, restarts it with
+// backoff when it is not one-shot, and tears everything down on close() (undeploy).
+import { EventEmitter } from 'node:events';
+import { Lifecycle, type InstanceState, type Transition } from './instance-states.ts';
+import { instanceKey, type ProcessRuntime, type ProcessSpec, type RunHandle } from './process-runtime.ts';
+import type { InstanceNetwork, Attachment } from './net-seam.ts';
+import type { DeployOrder } from '../mqtt/messages.ts';
+import type { Logger } from '../mqtt/log.ts';
+
+export interface BackoffPolicy {
+  initialMs: number;
+  maxMs: number;
+  /** A run that lasted this long resets the backoff. */
+  resetAfterMs: number;
+}
+
+export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 1000, maxMs: 30_000, resetAfterMs: 10_000 };
+
+interface InstanceEvents {
+  transition: [Transition];
+}
+
+export function specOf(order: DeployOrder): ProcessSpec {
+  return {
+    cmd: [...order.spec.cmd, ...(order.spec.args ?? [])],
+    environment: order.spec.environment ?? [],
+    memory: order.spec.memory,
+    vcpus: order.spec.vcpus,
+  };
+}
+
+export class Instance extends EventEmitter<InstanceEvents> {
+  readonly key: string;
+  readonly lifecycle: Lifecycle;
+  attachment: Attachment = {};
+  private current: RunHandle | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private restarts = 0;
+  private backoffMs: number;
+  private closing: Promise<void> | undefined;
+  private lastStart = 0;
+
+  constructor(
+    readonly order: DeployOrder,
+    private readonly runtime: ProcessRuntime,
+    private readonly net: InstanceNetwork,
+    private readonly log: Logger,
+    private readonly backoff: BackoffPolicy = DEFAULT_BACKOFF,
+    initial: { state: InstanceState; reason: string } = { state: 'NODE_SCHEDULED', reason: 'received by the worker' },
+  ) {
+    super();
+    this.key = instanceKey(order.service_id, order.instance_n);
+    this.lifecycle = new Lifecycle(initial.state, initial.reason);
+    this.backoffMs = backoff.initialMs;
+  }
+
+  get state(): InstanceState {
+    return this.lifecycle.state;
+  }
+
+  get pid(): number | undefined {
+    return this.current?.pid;
+  }
+
+  get restartCount(): number {
+    return this.restarts;
+  }
+
+  private move(to: InstanceState, reason: string): void {
+    if (this.lifecycle.tryTo(to, reason)) {
+      this.log.info('instance state', { instance: this.key, state: to, reason });
+      this.emit('transition', this.lifecycle.last);
+    }
+  }
+
+  /** Prepares namespace, cgroup and network, then runs the command. Never throws: failures → FAILED. */
+  async start(): Promise<void> {
+    if (this.closing) return;
+    const spec = specOf(this.order);
+    this.move('CREATING', this.restarts === 0 ? 'creating namespace and cgroup' : `restart #${this.restarts}`);
+    try {
+      if (this.order.spec.virtualization !== 'process') throw new Error(`virtualization ${this.order.spec.virtualization} is not supported by this worker`);
+      const { netns } = await this.runtime.prepare(this.key, spec);
+      if (this.closing) return;
+      this.attachment = await this.net.attach({
+        key: this.key, service_id: this.order.service_id, instance_n: this.order.instance_n, name: this.order.name,
+        netns, instance_ip: this.order.instance_ip, instance_ip_v6: this.order.instance_ip_v6, port: this.order.spec.port,
+      });
+      if (this.closing) return;
+      const handle = await this.runtime.start(this.key, spec);
+      this.watch(handle, `started, pid ${handle.pid}`);
+    } catch (e) {
+      if (this.closing) return;
+      this.move('FAILED', `could not start: ${(e as Error).message}`);
+      this.scheduleRestart();
+    }
+  }
+
+  /** Takes over processes that survived a daemon restart; false if nothing of it runs any more. */
+  adopt(): boolean {
+    const handle = this.runtime.adopt(this.key, specOf(this.order));
+    if (!handle) return false;
+    this.watch(handle, `re-adopted after a worker restart, pid ${handle.pid}`);
+    return true;
+  }
+
+  private watch(handle: RunHandle, reason: string): void {
+    this.current = handle;
+    this.lastStart = Date.now();
+    this.move('RUNNING', reason);
+    void handle.exited.then((info) => {
+      if (this.current !== handle) return;
+      this.current = undefined;
+      if (this.closing) return;
+      if (this.order.spec.one_shot && info.code === 0 && !info.oomKilled) {
+        this.move('COMPLETED', 'one-shot command exited with code 0');
+        // The namespace and cgroup go now; logs stay readable until undeploy.
+        void this.net.detach(this.key).then(() => this.runtime.teardown(this.key)).catch((e: Error) =>
+          this.log.warn('cleanup after completion failed', { instance: this.key, error: e.message }));
+        return;
+      }
+      this.move('FAILED', info.reason);
+      if (this.order.spec.one_shot) return;
+      this.scheduleRestart();
+    });
+  }
+
+  private scheduleRestart(): void {
+    if (this.closing || this.order.spec.one_shot) return;
+    if (Date.now() - this.lastStart >= this.backoff.resetAfterMs) this.backoffMs = this.backoff.initialMs;
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.backoff.maxMs, this.backoffMs * 2);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      this.restarts++;
+      void this.start();
+    }, delay);
+  }
+
+  logs(stream: 'stdout' | 'stderr', maxBytes?: number): string {
+    return this.runtime.readLog(this.key, stream, maxBytes);
+  }
+
+  /** Undeploys: kills every process, removes the network, namespace, cgroup and files. */
+  close(reason = 'undeployed'): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.restartTimer) clearTimeout(this.restartTimer);
+      this.current = undefined;
+      await this.runtime.kill(this.key);
+      await this.net.detach(this.key);
+      await this.runtime.remove(this.key);
+      this.move('UNDEPLOYED', reason);
+    })();
+    return this.closing;
+  }
+
+  /** Stops watching without killing anything (daemon shutdown: the processes keep running). */
+  detachFromDaemon(): void {
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.current = undefined;
+    this.closing ??= Promise.resolve();
+  }
+}
