@@ -55,3 +55,32 @@ export function setNonBlocking(fd: number): void {
   const fl = fcntlInt(fd, F_GETFL, 0);
   if (fl < 0 || fcntlInt(fd, F_SETFL, fl | O_NONBLOCK) < 0) throw new SysError('fcntl(O_NONBLOCK)');
 }
+
+// Raw-pointer variants for the packet path: addresses as plain numbers (from native/memory.ts) cost
+// ~55 ns per call instead of ~230 ns for a Buffer argument.
+export const readPtr = lib.func('long read(int fd, uintptr_t buf, unsigned long count)') as (
+  fd: number, buf: number, count: number) => number;
+export const writePtr = lib.func('long write(int fd, uintptr_t buf, unsigned long count)') as (
+  fd: number, buf: number, count: number) => number;
+export const socket = lib.func('int socket(int domain, int type, int protocol)') as (
+  domain: number, type: number, protocol: number) => number;
+export const bind = lib.func('int bind(int fd, const uint8_t *addr, uint32_t len)') as (
+  fd: number, addr: Uint8Array, len: number) => number;
+export const getsockname = lib.func('int getsockname(int fd, _Inout_ uint8_t *addr, _Inout_ uint32_t *len)') as (
+  fd: number, addr: Uint8Array, len: Uint32Array) => number;
+export const setsockopt = lib.func('int setsockopt(int fd, int level, int name, const uint8_t *val, uint32_t len)') as (
+  fd: number, level: number, name: number, val: Uint8Array, len: number) => number;
+export const getsockopt = lib.func('int getsockopt(int fd, int level, int name, _Inout_ uint8_t *val, _Inout_ uint32_t *len)') as (
+  fd: number, level: number, name: number, val: Uint8Array, len: Uint32Array) => number;
+export const sendmsgPtr = lib.func('long sendmsg(int fd, uintptr_t msg, int flags)') as (
+  fd: number, msg: number, flags: number) => number;
+export const sendmmsgPtr = lib.func('int sendmmsg(int fd, uintptr_t msgvec, unsigned int vlen, int flags)') as (
+  fd: number, msgvec: number, vlen: number, flags: number) => number;
+export const recvmsgPtr = lib.func('long recvmsg(int fd, uintptr_t msg, int flags)') as (
+  fd: number, msg: number, flags: number) => number;
+
+export const EINVAL = 22;
+export const EIO = 5;
+export const EMSGSIZE = 90;
+export const ECONNREFUSED = 111;
+export const ENOBUFS = 105;
