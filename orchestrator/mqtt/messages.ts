@@ -1,5 +1,6 @@
-// Payloads on the cluster ↔ worker topics: their types, their JSON schemas, and one decoder that
-// validates every message on receipt. A payload that fails is described (JSON path and why) so the
+// Payloads on the node-engine topics between cluster and worker: their types, their JSON schemas, and
+// one decoder that validates every message on receipt. (The `net/…` topics and `jobs/…/updates` carry
+// the semantic layer's route messages, validated by proxy/route-messages.ts.) A payload that fails is described (JSON path and why) so the
 // receiver can log it and drop it; nothing here throws on bad input.
 import { Ajv, type ValidateFunction, type ErrorObject } from 'ajv';
 import type { InstanceState } from '../worker/instance-states.ts';
@@ -29,6 +30,8 @@ export interface Heartbeat {
   memory_mb: { total: number; free: number };
   /** Everything the worker runs: the cluster reconciles against it. */
   instances: InventoryEntry[];
+  /** host:port of the worker's tunnel socket, once its net manager runs. */
+  tunnel_endpoint?: string;
 }
 
 /** nodes/<id>/job: one instance changed state on the worker. */
@@ -75,53 +78,6 @@ export interface DeleteOrder extends InstanceRef {
   reason: string;
 }
 
-export interface RouteInstance {
-  n: number;
-  instance_ip?: string | null;
-  instance_ip_v6?: string | null;
-  ns_ip?: string | null;
-  ns_ip_v6?: string | null;
-  worker_id: string;
-  cluster_id?: string | null;
-  tunnel_endpoint?: string | null;
-}
-
-/** A service's routing entry: the same shape as root's route query answer (docs/protocols.md). */
-export interface Route {
-  service_id: string;
-  name: string;
-  rr_ip?: string | null;
-  rr_ip_v6?: string | null;
-  closest_ip?: string | null;
-  closest_ip_v6?: string | null;
-  instances: RouteInstance[];
-}
-
-/** nodes/<id>/net/tablequery/request */
-export interface TableQuery {
-  query_id: string;
-  address: string;
-}
-
-/** nodes/<id>/net/tablequery/result */
-export interface TableQueryResult {
-  query_id: string;
-  address: string;
-  route: Route | null;
-  reason?: string;
-}
-
-/** jobs/<service>/updates */
-export interface RouteUpdate {
-  route: Route;
-  ts: number;
-}
-
-/** nodes/<id>/net/interest/remove */
-export interface InterestRemove {
-  service_id: string;
-}
-
 /** nodes/<id>/net/subnet (retained) */
 export interface SubnetAssignment {
   subnet_v4: string;
@@ -148,6 +104,7 @@ const schemas = {
       arch: { type: 'string', minLength: 1, maxLength: 32 },
       virtualizations: { type: 'array', maxItems: 8, items: str(32) },
       location: str(64),
+      tunnel_endpoint: str(64),
       cpu: {
         type: 'object', required: ['cores', 'free', 'usage_pct'],
         properties: { cores: nonneg, free: nonneg, usage_pct: { type: 'number', minimum: 0, maximum: 100 } },
@@ -195,63 +152,16 @@ const schemas = {
     type: 'object', required: ['service_id', 'instance_n', 'reason'],
     properties: { ...ref, reason: str(2000) },
   },
-  tableQuery: {
-    type: 'object', required: ['query_id', 'address'],
-    properties: { query_id: { type: 'string', minLength: 1, maxLength: 64 }, address: { type: 'string', minLength: 2, maxLength: 64 } },
-  },
-  tableQueryResult: {
-    type: 'object', required: ['query_id', 'address', 'route'],
-    properties: {
-      query_id: str(64), address: str(64), reason: str(2000),
-      route: { anyOf: [{ type: 'null' }, { $ref: '#/$defs/route' }] },
-    },
-    $defs: {},
-  },
-  routeUpdate: {
-    type: 'object', required: ['route', 'ts'],
-    properties: { route: { $ref: '#/$defs/route' }, ts: nonneg },
-    $defs: {},
-  },
-  interestRemove: {
-    type: 'object', required: ['service_id'], properties: { service_id: id },
-  },
   subnet: {
     type: 'object', required: ['subnet_v4'], properties: { subnet_v4: str(64), subnet_v6: nstr },
   },
 };
-
-const routeSchema = {
-  type: 'object',
-  required: ['service_id', 'name', 'instances'],
-  properties: {
-    service_id: id,
-    name: str(256),
-    rr_ip: nstr, rr_ip_v6: nstr, closest_ip: nstr, closest_ip_v6: nstr,
-    instances: {
-      type: 'array', maxItems: 10_000,
-      items: {
-        type: 'object', required: ['n', 'worker_id'],
-        properties: {
-          n: { type: 'integer', minimum: 0 },
-          instance_ip: nstr, instance_ip_v6: nstr, ns_ip: nstr, ns_ip_v6: nstr,
-          worker_id: id, cluster_id: nstr, tunnel_endpoint: nstr,
-        },
-      },
-    },
-  },
-};
-(schemas.tableQueryResult.$defs as Record<string, unknown>).route = routeSchema;
-(schemas.routeUpdate.$defs as Record<string, unknown>).route = routeSchema;
 
 export interface MessageTypes {
   heartbeat: Heartbeat;
   job: JobStatus;
   deploy: DeployOrder;
   remove: DeleteOrder;
-  tableQuery: TableQuery;
-  tableQueryResult: TableQueryResult;
-  routeUpdate: RouteUpdate;
-  interestRemove: InterestRemove;
   subnet: SubnetAssignment;
 }
 export type MessageKind = keyof MessageTypes;

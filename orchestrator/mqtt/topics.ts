@@ -12,20 +12,22 @@ export const topics = {
   information: (w: string) => `nodes/${w}/information`,
   job: (w: string) => `nodes/${w}/job`,
   tableQueryRequest: (w: string) => `nodes/${w}/net/tablequery/request`,
-  interestRemove: (w: string) => `nodes/${w}/net/interest/remove`,
+  interest: (w: string) => `nodes/${w}/net/interest`,
+  coordinates: (w: string) => `nodes/${w}/net/coordinates`,
   // cluster → worker
   deploy: (w: string) => `nodes/${w}/control/deploy`,
   remove: (w: string) => `nodes/${w}/control/delete`,
   tableQueryResult: (w: string) => `nodes/${w}/net/tablequery/result`,
   subnet: (w: string) => `nodes/${w}/net/subnet`,
-  // cluster → interested workers
+  coordinatePeers: (w: string) => `nodes/${w}/net/coordinates/peers`,
+  // cluster → interested workers (route_update, route_withdraw)
   serviceUpdates: (serviceId: string) => `jobs/${serviceId}/updates`,
 };
 
 /** Suffixes under nodes/<id>/ that a worker may publish (the cluster subscribes to them). */
-export const WORKER_PUBLISHES = ['information', 'job', 'net/tablequery/request', 'net/interest/remove'] as const;
+export const WORKER_PUBLISHES = ['information', 'job', 'net/tablequery/request', 'net/interest', 'net/coordinates'] as const;
 /** Suffixes under nodes/<id>/ that a worker may subscribe to (the cluster publishes them). */
-export const WORKER_RECEIVES = ['control/deploy', 'control/delete', 'net/tablequery/result', 'net/subnet'] as const;
+export const WORKER_RECEIVES = ['control/deploy', 'control/delete', 'net/tablequery/result', 'net/subnet', 'net/coordinates/peers'] as const;
 
 /** The cluster's subscriptions: every worker's upward topics. */
 export const CLUSTER_SUBSCRIPTIONS = WORKER_PUBLISHES.map((s) => `nodes/+/${s}`);

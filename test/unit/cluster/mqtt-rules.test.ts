@@ -31,6 +31,10 @@ test('a worker subscribes only to its own downward topics and route updates', ()
   assert.equal(workerMaySubscribe('w1', '#'), false);
   assert.equal(workerMaySubscribe('w1', 'nodes/w1/#'), false, 'would include its own upward topics');
   assert.equal(workerMaySubscribe('w1', 'nodes/w1/net/#'), false, 'net/ mixes both directions');
+  assert.equal(workerMaySubscribe('w1', 'nodes/w1/net/coordinates/peers'), true);
+  assert.equal(workerMaySubscribe('w1', 'nodes/w1/net/coordinates/#'), false, 'would include its own coordinate reports');
+  assert.equal(workerMayPublish('w1', 'nodes/w1/net/coordinates'), true);
+  assert.equal(workerMayPublish('w1', 'nodes/w1/net/coordinates/peers'), false);
   assert.equal(workerMaySubscribe('w1', 'jobs/#'), false);
 });
 
@@ -59,8 +63,8 @@ test('payload validation names the offending field and never throws', () => {
   const env = decode('deploy', JSON.stringify({ service_id: 's', instance_n: 1, name: { app: 'a', appns: 'b', svc: 'c', svcns: 'd' },
     spec: { virtualization: 'process', cmd: ['true'], memory: 0, vcpus: 0, environment: ['NOT A VAR'] } }));
   assert.ok(!env.ok && /environment\/0/.test(env.error));
-  const route = decode('tableQueryResult', JSON.stringify({ query_id: 'q', address: '10.30.0.1', route: { service_id: 's', name: 'a.b.c.d', instances: [{ n: 0 }] } }));
-  assert.ok(!route.ok && /worker_id/.test(route.error));
+  const subnet = decode('subnet', JSON.stringify({ subnet_v6: 'fdc0::/64' }));
+  assert.ok(!subnet.ok && /subnet_v4/.test(subnet.error));
 });
 
 test('credentials: issue, verify, rotate, revoke, persist', () => {
