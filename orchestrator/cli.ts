@@ -2,6 +2,7 @@
 // orchestrator/commands/<name>.ts and exports register(program).
 import { Command } from 'commander';
 import { register as registerLab } from './commands/lab.ts';
+import { register as registerRoot } from './commands/root.ts';
 
 const program = new Command();
 program
@@ -10,5 +11,6 @@ program
   .version('0.1.0');
 
 registerLab(program);
+registerRoot(program);
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,37 @@
+// `canopy root --port <p> --data <dir>`: the root orchestrator alone, until SIGTERM/SIGINT.
+import type { Command } from 'commander';
+import { RootServer } from '../root/server.ts';
+
+export function register(program: Command): void {
+  program
+    .command('root')
+    .description('run the root orchestrator (REST API, scheduling across clusters)')
+    .option('--port <port>', 'API port', '10000')
+    .option('--host <address>', 'address to bind', '0.0.0.0')
+    .option('--data <dir>', 'data directory (SQLite database)', './canopy-root')
+    .option('--admin-password <password>', 'password of user admin on the first start (env CANOPY_ADMIN_PASSWORD)')
+    .option('--cluster-key <key>', 'join key clusters register with (env CANOPY_CLUSTER_KEY)')
+    .option('--worker-prefix <bits>', 'size of worker subnets (IPv4 prefix length)', '24')
+    .action(async (o: { port: string; host: string; data: string; adminPassword?: string; clusterKey?: string; workerPrefix: string }) => {
+      const port = Number(o.port);
+      const prefix = Number(o.workerPrefix);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: not a port: ${o.port}`);
+      if (!Number.isInteger(prefix) || prefix < 16 || prefix > 30) throw new Error(`--worker-prefix: must be 16-30, got ${o.workerPrefix}`);
+      const root = await RootServer.start({
+        dataDir: o.data,
+        host: o.host,
+        port,
+        adminPassword: o.adminPassword ?? process.env.CANOPY_ADMIN_PASSWORD,
+        clusterKey: o.clusterKey ?? process.env.CANOPY_CLUSTER_KEY,
+        plan: { workerPrefixV4: prefix },
+      });
+      const stop = () => {
+        root.close().then(() => process.exit(0), (err: unknown) => {
+          process.stderr.write(`canopy root: stop failed: ${String(err)}\n`);
+          process.exit(1);
+        });
+      };
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    });
+}

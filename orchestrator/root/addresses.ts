@@ -1,0 +1,130 @@
+// Root's global address allocation (SPEC §3), persisted in the store: policy service IPs and
+// instance IPs from the service range, and worker subnets. Every lookup goes to the store, so an
+// allocation inside a transaction that is rolled back leaves nothing behind.
+import { inCidr, ipToString, parseCidr, parseIp, subBlock, type Cidr, type Family } from '../descriptor/ip.ts';
+import type { AddressKind, RootStore } from './store.ts';
+
+export interface AddressPlan {
+  serviceV4: string;
+  serviceV6: string;
+  /** Worker subnets are `workerPrefixV4` blocks of `overlayV4`, from `workerStartV4` on, skipping the service range. */
+  overlayV4: string;
+  workerStartV4: string;
+  workerPrefixV4: number;
+  /** The v6 subnet of a worker is the block with the same index in `workerV6`. */
+  workerV6: string;
+  workerPrefixV6: number;
+}
+
+export const DEFAULT_PLAN: AddressPlan = {
+  serviceV4: '10.30.0.0/16',
+  serviceV6: 'fdc0:30::/32',
+  overlayV4: '10.16.0.0/12',
+  workerStartV4: '10.18.0.0',
+  workerPrefixV4: 24,
+  workerV6: 'fdc0:18::/32',
+  workerPrefixV6: 64,
+};
+
+export class AddressSpaceExhausted extends Error {}
+
+export class AddressAllocator {
+  readonly serviceV4: Cidr;
+  readonly serviceV6: Cidr;
+  private readonly overlayV4: Cidr;
+  private readonly workerV6: Cidr;
+  private readonly firstBlock: bigint;
+  /** Next-fit cursors (offsets into the service ranges): recently released addresses are reused last. */
+  private readonly cursor: Record<Family, bigint> = { 4: 1n, 6: 1n };
+
+  constructor(private readonly store: RootStore, readonly plan: AddressPlan = DEFAULT_PLAN) {
+    this.serviceV4 = parseCidr(plan.serviceV4);
+    this.serviceV6 = parseCidr(plan.serviceV6);
+    this.overlayV4 = parseCidr(plan.overlayV4);
+    this.workerV6 = parseCidr(plan.workerV6);
+    const start = parseIp(plan.workerStartV4);
+    if (this.serviceV4.family !== 4 || this.serviceV6.family !== 6 || this.overlayV4.family !== 4 || this.workerV6.family !== 6) {
+      throw new Error('address plan: v4 and v6 ranges are swapped');
+    }
+    if (!start || !inCidr(start, this.overlayV4)) throw new Error(`address plan: worker start ${plan.workerStartV4} is outside ${plan.overlayV4}`);
+    const blockSize = 1n << BigInt(32 - plan.workerPrefixV4);
+    if ((start.value - this.overlayV4.base) % blockSize !== 0n) throw new Error(`address plan: ${plan.workerStartV4} is not on a /${plan.workerPrefixV4} boundary`);
+    this.firstBlock = (start.value - this.overlayV4.base) / blockSize;
+  }
+
+  isTaken(address: string): boolean {
+    const ip = parseIp(address);
+    return ip !== null && this.store.addressOwner(ip.text) !== undefined;
+  }
+
+  /** Records a pinned address; the descriptor check already made sure it is in range and free. */
+  claim(address: string, kind: AddressKind, serviceId: string, instanceN: number | null = null): string {
+    const ip = parseIp(address);
+    if (!ip) throw new Error(`not an address: ${address}`);
+    this.store.insertAddress({ address: ip.text, family: ip.family, kind, service_id: serviceId, instance_n: instanceN });
+    return ip.text;
+  }
+
+  allocate(family: Family, kind: AddressKind, serviceId: string, instanceN: number | null = null): string {
+    const range = family === 4 ? this.serviceV4 : this.serviceV6;
+    // Offsets 0 and size-1 (network and broadcast of the range) are never handed out.
+    const usable = range.size - 2n;
+    const limit = usable < 1_000_000n ? usable : 1_000_000n;
+    for (let tries = 0n; tries < limit; tries++) {
+      const offset = this.cursor[family];
+      this.cursor[family] = offset + 1n > usable ? 1n : offset + 1n;
+      const text = ipToString(family, range.base + offset);
+      if (this.store.addressOwner(text) === undefined) {
+        this.store.insertAddress({ address: text, family, kind, service_id: serviceId, instance_n: instanceN });
+        return text;
+      }
+    }
+    throw new AddressSpaceExhausted(`no free address left in ${range.text}`);
+  }
+
+  releaseService(serviceId: string): void {
+    this.store.deleteAddressesOf(serviceId);
+  }
+
+  releaseInstance(serviceId: string, n: number): void {
+    this.store.deleteAddressesOf(serviceId, n);
+  }
+
+  releasePolicy(serviceId: string): void {
+    this.store.deletePolicyAddresses(serviceId);
+  }
+
+  private workerBlock(index: bigint): { v4: Cidr; v6: Cidr } | null {
+    const v4 = subBlock(this.overlayV4, this.plan.workerPrefixV4, index);
+    const v6 = subBlock(this.workerV6, this.plan.workerPrefixV6, index);
+    if (!v4 || !v6) return null;
+    return { v4, v6 };
+  }
+
+  private overlapsServices(block: Cidr): boolean {
+    const s = this.serviceV4;
+    return block.base < s.base + s.size && s.base < block.base + block.size;
+  }
+
+  /** The worker's subnets: the same answer again for a known worker, else the lowest free block. */
+  workerSubnet(clusterId: string, workerId: string): { subnet_v4: string; subnet_v6: string } {
+    const known = this.store.subnet(clusterId, workerId);
+    if (known) return { subnet_v4: known.subnet_v4, subnet_v6: known.subnet_v6 };
+    const used = new Set(this.store.listSubnets().map((s) => BigInt(s.block)));
+    for (let index = this.firstBlock; ; index++) {
+      const block = this.workerBlock(index);
+      if (!block) break;
+      if (used.has(index) || this.overlapsServices(block.v4)) continue;
+      this.store.insertSubnet({
+        cluster_id: clusterId, worker_id: workerId, block: Number(index),
+        subnet_v4: block.v4.text, subnet_v6: block.v6.text, created_at: Date.now(),
+      });
+      return { subnet_v4: block.v4.text, subnet_v6: block.v6.text };
+    }
+    throw new AddressSpaceExhausted(`no free /${this.plan.workerPrefixV4} worker subnet left in ${this.overlayV4.text}`);
+  }
+
+  releaseWorkerSubnet(clusterId: string, workerId: string): boolean {
+    return this.store.deleteSubnet(clusterId, workerId);
+  }
+}

@@ -1,0 +1,58 @@
+// Login and user management.
+import type { FastifyInstance } from 'fastify';
+import { ApiError } from '../errors.ts';
+import { MIN_PASSWORD, USERNAME } from '../users.ts';
+import { caller, created, type ApiContext } from './context.ts';
+
+const TOKEN_TTL_S = 12 * 3600;
+
+export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.post<{ Body: { username: string; password: string } }>('/api/auth/login', {
+    schema: {
+      tags: ['auth'],
+      summary: 'Exchange a username and password for a JWT',
+      body: {
+        type: 'object', required: ['username', 'password'], additionalProperties: false,
+        properties: { username: { type: 'string', maxLength: 64 }, password: { type: 'string', maxLength: 1024 } },
+      },
+    },
+  }, async (req) => {
+    const u = ctx.users.login(req.body.username.toLowerCase(), req.body.password);
+    if (!u) throw new ApiError(401, 'wrong username or password');
+    const token = app.jwt.sign({ sub: u.id, name: u.username, role: u.role }, { expiresIn: TOKEN_TTL_S });
+    return { token, username: u.username, role: u.role, expires_in: TOKEN_TTL_S };
+  });
+
+  app.post<{ Body: { username: string; password: string; role?: 'admin' | 'user' } }>('/api/users', {
+    schema: {
+      tags: ['auth'],
+      summary: 'Create a user (admins only)',
+      security: [{ bearer: [] }],
+      body: {
+        type: 'object', required: ['username', 'password'], additionalProperties: false,
+        properties: {
+          username: { type: 'string', maxLength: 64 },
+          password: { type: 'string', maxLength: 1024 },
+          role: { type: 'string', enum: ['admin', 'user'] },
+        },
+      },
+    },
+  }, async (req, reply) => {
+    const who = await caller(ctx, req);
+    if (who.role !== 'admin') throw new ApiError(403, 'only admins create users');
+    const username = req.body.username.toLowerCase();
+    const errors = [];
+    if (!USERNAME.test(username)) errors.push({ path: '/username', message: 'must be 1-64 of a-z 0-9 . _ - starting with a letter or digit' });
+    if (req.body.password.length < MIN_PASSWORD) errors.push({ path: '/password', message: `must be at least ${MIN_PASSWORD} characters` });
+    if (errors.length) throw new ApiError(422, 'invalid user', errors);
+    if (ctx.users.exists(username)) throw new ApiError(409, `user ${username} exists`, [{ path: '/username', message: 'is taken' }]);
+    const u = ctx.users.create(username, req.body.password, req.body.role ?? 'user');
+    return created(reply, { id: u.id, username: u.username, role: u.role });
+  });
+
+  app.get('/api/users', { schema: { tags: ['auth'], summary: 'List users (admins only)', security: [{ bearer: [] }] } }, async (req) => {
+    const who = await caller(ctx, req);
+    if (who.role !== 'admin') throw new ApiError(403, 'only admins list users');
+    return ctx.users.list().map((u) => ({ id: u.id, username: u.username, role: u.role, created_at: new Date(u.created_at).toISOString() }));
+  });
+}

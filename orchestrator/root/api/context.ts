@@ -1,0 +1,60 @@
+// What the route modules share: the domain objects, and the two ways a request proves who it is.
+import type {} from '@fastify/jwt';
+import type {} from '@fastify/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from '../../mqtt/log.ts';
+import type { AddressAllocator } from '../addresses.ts';
+import type { Caller, Catalog } from '../catalog.ts';
+import type { ClusterRegistry } from '../clusters.ts';
+import { ApiError } from '../errors.ts';
+import type { InstanceManager } from '../instances.ts';
+import type { Metrics } from '../metrics.ts';
+import type { ClusterRecord, Role } from '../store.ts';
+import type { Users } from '../users.ts';
+
+declare module '@fastify/jwt' {
+  interface FastifyJWT {
+    payload: { sub: string; name: string; role: Role };
+    user: { sub: string; name: string; role: Role };
+  }
+}
+
+export interface ApiContext {
+  catalog: Catalog;
+  users: Users;
+  clusters: ClusterRegistry;
+  instances: InstanceManager;
+  addresses: AddressAllocator;
+  metrics: Metrics;
+  log: Logger;
+  /** Checks the join key a cluster registers with. */
+  checkJoinKey(key: string): boolean;
+}
+
+/** The user behind the request's JWT; 401 without a valid token or for a user that no longer exists. */
+export async function caller(ctx: ApiContext, req: FastifyRequest): Promise<Caller> {
+  try {
+    await req.jwtVerify();
+  } catch {
+    throw new ApiError(401, 'missing or invalid token: log in at POST /api/auth/login and send Authorization: Bearer <token>');
+  }
+  const u = ctx.users.byId(req.user.sub);
+  if (!u) throw new ApiError(401, 'the user of this token no longer exists');
+  return { id: u.id, username: u.username, role: u.role };
+}
+
+export function bearer(req: FastifyRequest): string {
+  const h = req.headers.authorization ?? '';
+  return h.startsWith('Bearer ') ? h.slice(7).trim() : '';
+}
+
+/** The cluster named in the path, if the request carries its token; 401 otherwise. */
+export function clusterCaller(ctx: ApiContext, req: FastifyRequest<{ Params: { id: string } }>): ClusterRecord {
+  const c = ctx.clusters.authenticate(req.params.id, bearer(req));
+  if (!c) throw new ApiError(401, 'missing or wrong cluster token for this cluster');
+  return c;
+}
+
+export function created(reply: FastifyReply, body: unknown): FastifyReply {
+  return reply.code(201).send(body);
+}

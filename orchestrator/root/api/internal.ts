@@ -1,0 +1,119 @@
+// Cluster-facing routes (docs/protocols.md, "Root ↔ cluster"). Unlike Oakestra's, all authenticated:
+// registration with the root's join key, everything else with the cluster's own token.
+import type { FastifyInstance } from 'fastify';
+import { ApiError } from '../errors.ts';
+import type { ReportedInstance } from '../instances.ts';
+import { bearer, clusterCaller, type ApiContext } from './context.ts';
+
+interface Id { Params: { id: string } }
+
+const CLUSTER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const nonNegative = { type: 'number', minimum: 0 } as const;
+const stringList = { type: 'array', maxItems: 32, items: { type: 'string', maxLength: 32 } } as const;
+const clusterId = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
+
+/** A report entry as sent; entries that are not this shape are dropped one by one. */
+function entry(x: unknown): ReportedInstance | null {
+  if (typeof x !== 'object' || x === null) return null;
+  const e = x as Record<string, unknown>;
+  if (typeof e.service_id !== 'string' || !Number.isInteger(e.instance_n) || typeof e.state !== 'string') return null;
+  const str = (v: unknown, max: number) => (typeof v === 'string' && v.length <= max ? v : undefined);
+  return {
+    service_id: e.service_id,
+    instance_n: e.instance_n as number,
+    state: e.state,
+    reason: str(e.reason, 2000),
+    worker: str(e.worker, 128),
+    ts: typeof e.ts === 'number' ? e.ts : undefined,
+    ns_ip: str(e.ns_ip, 45),
+    ns_ip_v6: str(e.ns_ip_v6, 45),
+    tunnel_endpoint: str(e.tunnel_endpoint, 64),
+  };
+}
+
+export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const tags = ['internal (clusters)'];
+
+  app.post<{ Body: { name: string; location: string; api_url: string } }>('/api/internal/clusters/register', {
+    schema: {
+      tags, summary: 'Register a cluster with the join key; returns its id and token (re-registering rotates the token)',
+      body: {
+        type: 'object', required: ['name', 'api_url'],
+        properties: { name: { type: 'string', maxLength: 63 }, location: { type: 'string', maxLength: 128 }, api_url: { type: 'string', maxLength: 512 } },
+      },
+    },
+  }, async (req, reply) => {
+    if (!ctx.checkJoinKey(bearer(req))) throw new ApiError(401, 'missing or wrong cluster join key');
+    const { name, api_url } = req.body;
+    const errors = [];
+    if (!CLUSTER_NAME.test(name)) errors.push({ path: '/name', message: 'must be 1-63 of letters, digits, . _ -' });
+    let url: URL | null = null;
+    try {
+      url = new URL(api_url);
+    } catch {
+      /* reported below */
+    }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) errors.push({ path: '/api_url', message: 'must be an http(s) URL' });
+    if (errors.length) throw new ApiError(422, 'invalid registration', errors);
+    const { record, rotated } = ctx.clusters.register(name, req.body.location ?? '', api_url);
+    ctx.log.info(rotated ? 'cluster re-registered' : 'cluster registered', { cluster: name, cluster_id: record.id, api_url });
+    return reply.code(rotated ? 200 : 201).send({ cluster_id: record.id, token: record.token });
+  });
+
+  app.post<Id & { Body: { free: { vcpus: number; memory_mb: number; gpus?: number }; workers_active: number; virtualizations?: string[]; architectures?: string[]; instances?: unknown[] } }>(
+    '/api/internal/clusters/:id/report', {
+      schema: {
+        tags, summary: 'Aggregate report (every 5 s): free capacity and instance state changes', params: clusterId,
+        body: {
+          type: 'object', required: ['free', 'workers_active'],
+          properties: {
+            free: { type: 'object', required: ['vcpus', 'memory_mb'], properties: { vcpus: nonNegative, memory_mb: nonNegative, gpus: nonNegative } },
+            workers_active: { type: 'integer', minimum: 0 },
+            virtualizations: stringList,
+            architectures: stringList,
+            instances: { type: 'array', maxItems: 100000 },
+          },
+        },
+      },
+    }, async (req) => {
+      const c = clusterCaller(ctx, req);
+      const b = req.body;
+      ctx.clusters.report(c.id, {
+        free: { vcpus: b.free.vcpus, memory_mb: b.free.memory_mb, gpus: b.free.gpus ?? 0 },
+        workers_active: b.workers_active,
+        virtualizations: b.virtualizations ?? [],
+        architectures: b.architectures ?? [],
+      });
+      const entries = (b.instances ?? []).map(entry);
+      const valid = entries.filter((e): e is ReportedInstance => e !== null);
+      const { undeploy, ignored } = ctx.instances.applyReport(c, valid);
+      return { ok: true, undeploy, ignored: ignored + entries.length - valid.length };
+    });
+
+  app.post<Id & { Body: { worker_id: string } }>('/api/internal/clusters/:id/subnets', {
+    schema: {
+      tags, summary: "A worker's subnets (the same again for a known worker)", params: clusterId,
+      body: { type: 'object', required: ['worker_id'], properties: { worker_id: { type: 'string', minLength: 1, maxLength: 128 } } },
+    },
+  }, async (req) => {
+    const c = clusterCaller(ctx, req);
+    return ctx.addresses.workerSubnet(c.id, req.body.worker_id);
+  });
+
+  app.delete<{ Params: { id: string; worker_id: string } }>('/api/internal/clusters/:id/subnets/:worker_id', {
+    schema: { tags, summary: "Release a worker's subnets" },
+  }, async (req) => {
+    const c = clusterCaller(ctx, req);
+    if (!ctx.addresses.releaseWorkerSubnet(c.id, req.params.worker_id)) throw new ApiError(404, `worker ${req.params.worker_id} has no subnet`);
+    return { ok: true };
+  });
+
+  app.get<{ Params: { id: string; address: string } }>('/api/internal/clusters/:id/routes/:address', {
+    schema: { tags, summary: 'Route query for a service or instance address' },
+  }, async (req) => {
+    const c = clusterCaller(ctx, req);
+    const route = ctx.instances.route(req.params.address, c.id);
+    if (!route) throw new ApiError(404, `no service owns ${req.params.address}`);
+    return route;
+  });
+}

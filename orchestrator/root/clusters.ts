@@ -1,0 +1,143 @@
+// Registered clusters and their liveness. Records live in the store; this keeps a write-through
+// copy in memory because scheduling reads every cluster for every decision.
+import { EventEmitter } from 'node:events';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { parseLocation } from '../descriptor/location.ts';
+import type { ClusterView } from './scheduler.ts';
+import type { ClusterAggregate, ClusterRecord, RootStore } from './store.ts';
+
+export const CLUSTER_SILENCE_MS = 15_000;
+
+export interface ClusterRegistryEvents {
+  /** A cluster registered or reported after being inactive. */
+  active: [ClusterRecord];
+  /** A cluster has not reported for CLUSTER_SILENCE_MS. */
+  inactive: [ClusterRecord];
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
+  private readonly byId = new Map<string, ClusterRecord>();
+  /** Capacity root has promised away since the cluster's last report. */
+  private readonly reserved = new Map<string, { vcpus: number; memory_mb: number; gpus: number }>();
+  private readonly wasActive = new Map<string, boolean>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly store: RootStore,
+    private readonly now: () => number = Date.now,
+    readonly silenceMs = CLUSTER_SILENCE_MS,
+  ) {
+    super();
+    for (const c of store.listClusters()) {
+      this.byId.set(c.id, c);
+      // After a root restart every cluster must report again before it counts as active.
+      this.wasActive.set(c.id, false);
+    }
+    this.timer = setInterval(() => this.sweep(), Math.min(1000, silenceMs / 3));
+    this.timer.unref();
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.removeAllListeners();
+  }
+
+  private sweep(): void {
+    for (const c of this.byId.values()) {
+      const active = this.isActive(c);
+      if (this.wasActive.get(c.id) && !active) {
+        this.wasActive.set(c.id, false);
+        this.emit('inactive', c);
+      }
+    }
+  }
+
+  private markSeen(c: ClusterRecord): void {
+    if (!this.wasActive.get(c.id)) {
+      this.wasActive.set(c.id, true);
+      this.emit('active', c);
+    }
+  }
+
+  isActive(c: ClusterRecord): boolean {
+    return c.last_seen > 0 && this.now() - c.last_seen < this.silenceMs;
+  }
+
+  /** Registers a cluster, or rotates the token of an existing one of the same name. */
+  register(name: string, location: string, apiUrl: string): { record: ClusterRecord; rotated: boolean } {
+    const existing = this.store.clusterByName(name);
+    const now = this.now();
+    const record: ClusterRecord = {
+      id: existing?.id ?? randomBytes(12).toString('hex'),
+      name,
+      location,
+      api_url: apiUrl,
+      token: randomBytes(32).toString('base64url'),
+      registered_at: now,
+      last_seen: now,
+      aggregate: existing?.aggregate ?? null,
+    };
+    this.store.upsertCluster(record);
+    this.byId.set(record.id, record);
+    this.reserved.delete(record.id);
+    this.markSeen(record);
+    return { record, rotated: existing !== undefined };
+  }
+
+  /** The cluster whose id and token match, or undefined. Constant time in the token. */
+  authenticate(id: string, token: string): ClusterRecord | undefined {
+    const c = this.byId.get(id);
+    if (!c) return undefined;
+    return timingSafeEqual(digest(c.token), digest(token)) ? c : undefined;
+  }
+
+  report(id: string, aggregate: ClusterAggregate): void {
+    const c = this.byId.get(id);
+    if (!c) return;
+    c.last_seen = this.now();
+    c.aggregate = aggregate;
+    this.reserved.delete(id);
+    this.store.touchCluster(id, c.last_seen, aggregate);
+    this.markSeen(c);
+  }
+
+  /** Root just placed an instance there: count it against the cluster until its next report. */
+  reserve(id: string, demand: { vcpus: number; memory: number; vgpus: number }): void {
+    const r = this.reserved.get(id) ?? { vcpus: 0, memory_mb: 0, gpus: 0 };
+    r.vcpus += demand.vcpus;
+    r.memory_mb += demand.memory;
+    r.gpus += demand.vgpus;
+    this.reserved.set(id, r);
+  }
+
+  get(id: string): ClusterRecord | undefined {
+    return this.byId.get(id);
+  }
+
+  list(): ClusterRecord[] {
+    return [...this.byId.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** What the scheduler sees: liveness and free capacity net of reservations. */
+  views(): ClusterView[] {
+    const out: ClusterView[] = [];
+    for (const c of this.byId.values()) {
+      const r = this.reserved.get(c.id);
+      const a = c.aggregate;
+      out.push({
+        id: c.id,
+        name: c.name,
+        active: this.isActive(c),
+        location: parseLocation(c.location),
+        aggregate: a && r
+          ? { ...a, free: { vcpus: a.free.vcpus - r.vcpus, memory_mb: a.free.memory_mb - r.memory_mb, gpus: a.free.gpus - r.gpus } }
+          : a,
+      });
+    }
+    return out;
+  }
+}

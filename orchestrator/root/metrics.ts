@@ -1,0 +1,73 @@
+// Prometheus text exposition (format 0.0.4) for root's /metrics: counters kept here, gauges read at
+// scrape time from whoever owns the number.
+
+type Labels = Record<string, string>;
+
+function labelText(labels: Labels): string {
+  const keys = Object.keys(labels);
+  if (keys.length === 0) return '';
+  return `{${keys.map((k) => `${k}="${String(labels[k]).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`).join(',')}}`;
+}
+
+interface Family {
+  help: string;
+  type: 'counter' | 'gauge' | 'histogram';
+  samples: Map<string, number>;
+  collect?: () => Array<[Labels, number]>;
+}
+
+const BUCKETS = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5];
+
+export class Metrics {
+  private readonly families = new Map<string, Family>();
+
+  private family(name: string, help: string, type: Family['type']): Family {
+    let f = this.families.get(name);
+    if (!f) {
+      f = { help, type, samples: new Map() };
+      this.families.set(name, f);
+    }
+    return f;
+  }
+
+  counter(name: string, help: string): (labels?: Labels, by?: number) => void {
+    const f = this.family(name, help, 'counter');
+    return (labels = {}, by = 1) => {
+      const key = labelText(labels);
+      f.samples.set(key, (f.samples.get(key) ?? 0) + by);
+    };
+  }
+
+  gauge(name: string, help: string, collect: () => Array<[Labels, number]>): void {
+    this.family(name, help, 'gauge').collect = collect;
+  }
+
+  /** A histogram of seconds. */
+  histogram(name: string, help: string): (seconds: number, labels?: Labels) => void {
+    const f = this.family(name, help, 'histogram');
+    return (seconds, labels = {}) => {
+      for (const le of [...BUCKETS.map(String), '+Inf']) {
+        if (le === '+Inf' || seconds <= Number(le)) {
+          const key = `_bucket${labelText({ ...labels, le })}`;
+          f.samples.set(key, (f.samples.get(key) ?? 0) + 1);
+        }
+      }
+      const l = labelText(labels);
+      f.samples.set(`_sum${l}`, (f.samples.get(`_sum${l}`) ?? 0) + seconds);
+      f.samples.set(`_count${l}`, (f.samples.get(`_count${l}`) ?? 0) + 1);
+    };
+  }
+
+  render(): string {
+    const out: string[] = [];
+    for (const [name, f] of this.families) {
+      out.push(`# HELP ${name} ${f.help}`, `# TYPE ${name} ${f.type}`);
+      if (f.collect) {
+        for (const [labels, v] of f.collect()) out.push(`${name}${labelText(labels)} ${v}`);
+      } else {
+        for (const [key, v] of f.samples) out.push(`${name}${key} ${v}`);
+      }
+    }
+    return `${out.join('\n')}\n`;
+  }
+}

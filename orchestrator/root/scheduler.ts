@@ -1,0 +1,123 @@
+// Root scheduling (pure): which clusters may take an instance, best first. Root knows clusters only
+// by their aggregates, so this is coarse: each cluster still picks a worker itself and may decline.
+//
+// Order: clusters nearest to the geo/latency location first (when the service has one), then those
+// with the most free capacity left after the instance (memory and vCPUs, each relative to the best
+// candidate), then by name so that equal clusters are tried in a stable order.
+import type { Constraint } from '../descriptor/types.ts';
+import { distanceKm, parseLocation, type Location } from '../descriptor/location.ts';
+import type { ClusterAggregate } from './store.ts';
+
+export interface ClusterView {
+  id: string;
+  name: string;
+  active: boolean;
+  location: Location | null;
+  aggregate: ClusterAggregate | null;
+}
+
+export interface InstanceDemand {
+  virtualization: string;
+  vcpus: number;
+  memory: number;
+  vgpus: number;
+  constraints: Constraint[];
+}
+
+export interface Rejection {
+  cluster: string;
+  reason: string;
+}
+
+export interface Ranking {
+  candidates: ClusterView[];
+  rejected: Rejection[];
+}
+
+/** Signals in fibre cover about 200 km per ms; a round trip can never beat this. */
+const KM_PER_MS_RTT = 100;
+
+interface Scored {
+  c: ClusterView;
+  distance: number;
+}
+
+function why(c: ClusterView, d: InstanceDemand, target: Location | null): string | null {
+  if (!c.active) return 'inactive (no report for 15 s)';
+  const a = c.aggregate;
+  if (!a) return 'has not reported its resources yet';
+  if (a.workers_active <= 0) return 'has no active workers';
+  if (!a.virtualizations.includes(d.virtualization)) return `cannot run ${d.virtualization} (has ${a.virtualizations.join(', ') || 'none'})`;
+  for (const k of d.constraints) {
+    switch (k.type) {
+      case 'direct':
+        if (k.cluster !== undefined && k.cluster !== c.name) return `not the requested cluster ${k.cluster}`;
+        break;
+      case 'clusters':
+        if (!k.allowed.includes(c.name)) return `not in the allowed clusters [${k.allowed.join(', ')}]`;
+        break;
+      case 'arch':
+        if (!k.arch.some((x) => a.architectures.includes(x))) return `no worker of architecture ${k.arch.join('|')} (has ${a.architectures.join(', ') || 'none'})`;
+        break;
+      case 'geo':
+      case 'latency': {
+        if (!target) break;
+        if (!c.location) return `has no coordinates to check a ${k.type} constraint`;
+        const gap = Math.max(0, distanceKm(c.location, target) - c.location.radius);
+        if (k.type === 'geo' && gap > k.threshold) return `is ${Math.round(gap)} km away (limit ${k.threshold} km)`;
+        if (k.type === 'latency' && gap / KM_PER_MS_RTT > k.threshold) return `is ${Math.round(gap)} km away: no RTT under ${k.threshold} ms possible`;
+        break;
+      }
+      case 'anti_affinity':
+        break;
+    }
+  }
+  if (a.free.vcpus < d.vcpus) return `not enough free vCPUs (${a.free.vcpus} < ${d.vcpus})`;
+  if (a.free.memory_mb < d.memory) return `not enough free memory (${a.free.memory_mb} MB < ${d.memory} MB)`;
+  if (a.free.gpus < d.vgpus) return `not enough free GPUs (${a.free.gpus} < ${d.vgpus})`;
+  return null;
+}
+
+/** The point that geo/latency constraints measure from, if the service has one. */
+export function demandLocation(d: InstanceDemand): Location | null {
+  for (const k of d.constraints) {
+    if ((k.type === 'geo' || k.type === 'latency') && k.location) {
+      const loc = parseLocation(k.location, false);
+      if (loc) return loc;
+    }
+  }
+  return null;
+}
+
+export function rankClusters(d: InstanceDemand, clusters: readonly ClusterView[]): Ranking {
+  const target = demandLocation(d);
+  const ok: Scored[] = [];
+  const rejected: Rejection[] = [];
+  for (const c of clusters) {
+    const reason = why(c, d, target);
+    if (reason) rejected.push({ cluster: c.name, reason });
+    else ok.push({ c, distance: target && c.location ? distanceKm(c.location, target) : 0 });
+  }
+  let maxMem = 0;
+  let maxCpu = 0;
+  for (const s of ok) {
+    const free = (s.c.aggregate as ClusterAggregate).free;
+    maxMem = Math.max(maxMem, free.memory_mb - d.memory);
+    maxCpu = Math.max(maxCpu, free.vcpus - d.vcpus);
+  }
+  const score = (s: Scored) => {
+    const free = (s.c.aggregate as ClusterAggregate).free;
+    return (maxMem > 0 ? (free.memory_mb - d.memory) / maxMem : 0) + (maxCpu > 0 ? (free.vcpus - d.vcpus) / maxCpu : 0);
+  };
+  const scores = new Map(ok.map((s) => [s, score(s)]));
+  ok.sort((x, y) =>
+    x.distance - y.distance || (scores.get(y) as number) - (scores.get(x) as number) || (x.c.name < y.c.name ? -1 : x.c.name > y.c.name ? 1 : 0));
+  return { candidates: ok.map((s) => s.c), rejected };
+}
+
+/** One line for an instance's status when no cluster qualifies. */
+export function summarizeRejections(rejected: readonly Rejection[], max = 5): string {
+  if (rejected.length === 0) return 'no cluster is registered';
+  const shown = rejected.slice(0, max).map((r) => `${r.cluster}: ${r.reason}`).join('; ');
+  return rejected.length > max ? `${shown}; and ${rejected.length - max} more` : shown;
+}

@@ -1,0 +1,199 @@
+// The root orchestrator: REST API (SPEC §7) on fastify, SQLite store, address allocation, cluster
+// registry, scheduling. start() returns once it listens; close() stops everything it started.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import fastifyJwt from '@fastify/jwt';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { jsonLogger, type Logger } from '../mqtt/log.ts';
+import { AddressAllocator, DEFAULT_PLAN, type AddressPlan } from './addresses.ts';
+import { applicationRoutes } from './api/applications.ts';
+import { authRoutes } from './api/auth.ts';
+import { clusterRoutes } from './api/clusters.ts';
+import type { ApiContext } from './api/context.ts';
+import { internalRoutes } from './api/internal.ts';
+import { Catalog } from './catalog.ts';
+import { CLUSTER_SILENCE_MS, ClusterRegistry } from './clusters.ts';
+import { ApiError } from './errors.ts';
+import { InstanceManager } from './instances.ts';
+import { Metrics } from './metrics.ts';
+import { SqliteStore } from './sqlite-store.ts';
+import type { RootStore } from './store.ts';
+import { Users } from './users.ts';
+
+export interface RootOptions {
+  /** Directory of the SQLite database (created if missing). */
+  dataDir: string;
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Password of `admin` on the first start; generated and announced when absent. */
+  adminPassword?: string;
+  /** Join key clusters register with; kept from the last start, or generated and announced. */
+  clusterKey?: string;
+  plan?: Partial<AddressPlan>;
+  clusterSilenceMs?: number;
+  bodyLimit?: number;
+  log?: Logger;
+  /** Where secrets generated on first start are shown once (default: stderr). */
+  announce?: (line: string) => void;
+}
+
+/** JSON deeper than this is refused before parsing: no descriptor needs it, and deep values overflow the stack later. */
+export const MAX_JSON_DEPTH = 32;
+
+function jsonDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (ch === 92) i++;
+      else if (ch === 34) inString = false;
+    } else if (ch === 34) inString = true;
+    else if (ch === 123 || ch === 91) max = Math.max(max, ++depth);
+    else if (ch === 125 || ch === 93) depth--;
+  }
+  return max;
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest();
+
+export class RootServer {
+  private constructor(
+    readonly app: FastifyInstance,
+    readonly store: RootStore,
+    private readonly clusters: ClusterRegistry,
+    private readonly instances: InstanceManager,
+    readonly url: string,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(opts: RootOptions): Promise<RootServer> {
+    const log = opts.log ?? jsonLogger({ component: 'root' });
+    const announce = opts.announce ?? ((line: string) => process.stderr.write(`${line}\n`));
+    mkdirSync(opts.dataDir, { recursive: true });
+    const store = new SqliteStore(join(opts.dataDir, 'root.db'));
+    let clusters: ClusterRegistry | undefined;
+    let instances: InstanceManager | undefined;
+    const app = Fastify({ logger: false, bodyLimit: opts.bodyLimit ?? 1 << 20, ajv: { customOptions: { allErrors: true } } });
+    try {
+      const users = new Users(store);
+      const boot = users.bootstrap(opts.adminPassword);
+      if (boot.generated) announce(`canopy root: created user admin with password ${boot.generated} (shown once; set CANOPY_ADMIN_PASSWORD to choose it)`);
+      else if (!boot.created && opts.adminPassword && !users.login('admin', opts.adminPassword)) {
+        log.warn('admin exists with another password; CANOPY_ADMIN_PASSWORD applies only on the first start');
+      }
+
+      let joinKeyHash = store.getSetting('cluster_join_key_sha256');
+      if (opts.clusterKey) {
+        joinKeyHash = sha256(opts.clusterKey).toString('hex');
+        store.setSetting('cluster_join_key_sha256', joinKeyHash);
+      } else if (!joinKeyHash) {
+        const key = randomBytes(24).toString('base64url');
+        joinKeyHash = sha256(key).toString('hex');
+        store.setSetting('cluster_join_key_sha256', joinKeyHash);
+        announce(`canopy root: cluster join key ${key} (shown once; set CANOPY_CLUSTER_KEY to choose it)`);
+      }
+      const joinKey = Buffer.from(joinKeyHash, 'hex');
+      let jwtSecret = store.getSetting('jwt_secret');
+      if (!jwtSecret) {
+        jwtSecret = randomBytes(32).toString('base64url');
+        store.setSetting('jwt_secret', jwtSecret);
+      }
+
+      const metrics = new Metrics();
+      const addresses = new AddressAllocator(store, { ...DEFAULT_PLAN, ...opts.plan });
+      clusters = new ClusterRegistry(store, Date.now, opts.clusterSilenceMs ?? CLUSTER_SILENCE_MS);
+      instances = new InstanceManager(store, addresses, clusters, log, metrics);
+      const catalog = new Catalog(store, addresses, instances);
+      const inst = instances;
+      clusters.on('active', (c) => {
+        log.info('cluster active', { cluster: c.name, cluster_id: c.id });
+        inst.retryUnplaced(`retrying: cluster ${c.name} became active`);
+      });
+      clusters.on('inactive', (c) => log.warn('cluster inactive', { cluster: c.name, cluster_id: c.id, silent_ms: Date.now() - c.last_seen }));
+      const reg = clusters;
+      metrics.gauge('canopy_root_clusters', 'Registered clusters by liveness', () => {
+        const all = reg.list();
+        const active = all.filter((c) => reg.isActive(c)).length;
+        return [[{ state: 'active' }, active], [{ state: 'inactive' }, all.length - active]];
+      });
+      const countRequest = metrics.counter('canopy_root_http_requests_total', 'HTTP requests by route and status');
+
+      const ctx: ApiContext = {
+        catalog, users, clusters, instances, addresses, metrics, log,
+        checkJoinKey: (key) => key !== '' && timingSafeEqual(sha256(key), joinKey),
+      };
+
+      const defaultJson = app.getDefaultJsonParser('error', 'error');
+      app.removeContentTypeParser('application/json');
+      app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+        if (jsonDepth(body as string) > MAX_JSON_DEPTH) {
+          done(new ApiError(400, `JSON nested deeper than ${MAX_JSON_DEPTH} levels`, [{ path: '', message: `nested deeper than ${MAX_JSON_DEPTH} levels` }]), undefined);
+          return;
+        }
+        defaultJson(req, body as string, done);
+      });
+      app.setErrorHandler((err: FastifyError | ApiError, req, reply) => {
+        if (err instanceof ApiError) return reply.code(err.status).send({ error: err.message, errors: err.errors });
+        if (err.validation) {
+          const errors = err.validation.map((v) => {
+            const missing = (v.params as { missingProperty?: string }).missingProperty;
+            return { path: `${v.instancePath}${missing ? `/${missing}` : ''}`, message: missing ? 'is required' : (v.message ?? 'is invalid') };
+          });
+          return reply.code(400).send({ error: `invalid ${err.validationContext ?? 'request'}`, errors });
+        }
+        const status = err.statusCode ?? 500;
+        if (status < 500) return reply.code(status).send({ error: err.message, errors: [{ path: '', message: err.message }] });
+        log.error('request failed', { method: req.method, url: req.url, error: String(err.stack ?? err) });
+        return reply.code(500).send({ error: 'internal error (logged)' });
+      });
+      app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}` }));
+      app.addHook('onResponse', async (req, reply) => {
+        countRequest({ method: req.method, route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
+      });
+
+      await app.register(fastifyJwt, { secret: jwtSecret });
+      await app.register(swagger, {
+        openapi: {
+          info: { title: 'Canopy root API', version: '0.1.0', description: 'Users, applications, services, instances, clusters (SPEC §7).' },
+          components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+        },
+      });
+      await app.register(swaggerUi, { routePrefix: '/api/docs' });
+      authRoutes(app, ctx);
+      applicationRoutes(app, ctx);
+      clusterRoutes(app, ctx);
+      internalRoutes(app, ctx);
+      app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
+        reply.type('text/plain; version=0.0.4').send(metrics.render()));
+
+      const host = opts.host ?? '127.0.0.1';
+      await app.listen({ host, port: opts.port ?? 10000 });
+      const addr = app.server.address();
+      const port = typeof addr === 'object' && addr ? addr.port : opts.port;
+      const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+      instances.resume();
+      log.info('root ready', { url, data: opts.dataDir, clusters: clusters.list().length });
+      return new RootServer(app, store, clusters, instances, url, log);
+    } catch (err) {
+      await app.close().catch(() => undefined);
+      await instances?.close();
+      clusters?.close();
+      store.close();
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.app.close();
+    await this.instances.close();
+    this.clusters.close();
+    this.store.close();
+    this.log.info('root stopped');
+  }
+}

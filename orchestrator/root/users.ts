@@ -1,0 +1,62 @@
+// Users of the root API and their passwords (scrypt). No default password exists: the first start
+// creates `admin` with the operator's password, or a generated one that is shown once.
+import { randomBytes, randomUUID, scryptSync, timingSafeEqual } from 'node:crypto';
+import type { Role, RootStore, UserRecord } from './store.ts';
+
+const N = 16384;
+
+export function hashPassword(password: string): string {
+  const salt = randomBytes(16);
+  const hash = scryptSync(password, salt, 32, { N });
+  return `scrypt$${N}$${salt.toString('base64')}$${hash.toString('base64')}`;
+}
+
+export function verifyPassword(password: string, stored: string): boolean {
+  const [scheme, n, salt, hash] = stored.split('$');
+  if (scheme !== 'scrypt' || !n || !salt || !hash) return false;
+  const expected = Buffer.from(hash, 'base64');
+  const got = scryptSync(password, Buffer.from(salt, 'base64'), expected.length, { N: Number(n) });
+  return timingSafeEqual(expected, got);
+}
+
+export const USERNAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+export const MIN_PASSWORD = 8;
+
+export class Users {
+  constructor(private readonly store: RootStore) {}
+
+  /** Creates `admin` on the first start; returns the generated password if one had to be made up. */
+  bootstrap(adminPassword: string | undefined): { created: boolean; generated?: string } {
+    if (this.store.userByName('admin')) return { created: false };
+    const generated = adminPassword ? undefined : randomBytes(12).toString('base64url');
+    this.create('admin', (adminPassword ?? generated) as string, 'admin');
+    return { created: true, generated };
+  }
+
+  create(username: string, password: string, role: Role): UserRecord {
+    const u: UserRecord = { id: randomUUID(), username, password_hash: hashPassword(password), role, created_at: Date.now() };
+    this.store.insertUser(u);
+    return u;
+  }
+
+  /** The user if the password is right; undefined otherwise (same work either way). */
+  login(username: string, password: string): UserRecord | undefined {
+    const u = this.store.userByName(username);
+    const ok = verifyPassword(password, u?.password_hash ?? DUMMY);
+    return ok && u ? u : undefined;
+  }
+
+  exists(username: string): boolean {
+    return this.store.userByName(username) !== undefined;
+  }
+
+  list(): UserRecord[] {
+    return this.store.listUsers();
+  }
+
+  byId(id: string): UserRecord | undefined {
+    return this.store.userById(id);
+  }
+}
+
+const DUMMY = hashPassword(randomBytes(8).toString('hex'));
