@@ -1,0 +1,116 @@
+// One emulated worker's semantic layer as its own process, for lab tests and benchmarks: the semantic
+// table fed by an in-memory route source (standing in for the cluster), the service DNS server, and,
+// when configured, netstack's datapath with the semantic table in place of its static one.
+//
+//   node --import tsx test/integration/semantic-host.ts '<json config>'     (see HostConfig)
+//
+// Prints {"msg":"ready"} on stdout when serving. Reads JSON lines on stdin, one command each:
+//   {"cmd":"withdraw","service_id":"s1","instances":[0]}   {"cmd":"update","route":{…}}
+//   {"cmd":"stats"}                                        (answers {"msg":"stats",…} on stdout)
+// SIGTERM closes everything.
+import { createInterface } from 'node:readline';
+import { SemanticTable, type LocalInstance } from '../../proxy/semantic-table.ts';
+import { StaticRouteSource } from '../../proxy/static-route-source.ts';
+import { StaticRtt, type RttSource } from '../../proxy/rtt.ts';
+import { parseServiceRoute, type ServiceRoute } from '../../proxy/route-messages.ts';
+import { ServiceDnsServer } from '../../dns/server.ts';
+import { parseUpstream } from '../../dns/forwarder.ts';
+
+export interface HostConfig {
+  workerId: string;
+  /** Tunnel peer number of each worker id (what Rewrite.peer carries). */
+  peerIds: Record<string, number>;
+  routes: ServiceRoute[];
+  locals: LocalInstance[];
+  /** Fixed RTTs in ms; when absent, the datapath's probes measure them. */
+  rtt?: Record<string, number>;
+  answerDelayMs?: number;
+  dns?: { listen: { address: string; port?: number }[]; upstreams: string[] };
+  /** netstack/standalone.ts's config (its static instances/services are ignored). */
+  datapath?: Record<string, unknown>;
+}
+
+function log(fields: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify({ ts: new Date().toISOString(), component: 'semantic-host', ...fields })}\n`);
+}
+
+/** RTTs measured by the datapath's tunnel probes, by worker id. */
+class ProbeRtt implements RttSource {
+  private readonly rtts = new Map<string, number>();
+  private readonly listeners = new Set<(w: string, ms: number) => void>();
+  record(workerId: string, ms: number): void {
+    const prev = this.rtts.get(workerId);
+    const v = prev === undefined ? ms : prev * 0.8 + ms * 0.2;
+    this.rtts.set(workerId, v);
+    for (const l of this.listeners) l(workerId, v);
+  }
+  rttMs(workerId: string): number | undefined { return this.rtts.get(workerId); }
+  onRtt(l: (w: string, ms: number) => void): () => void { this.listeners.add(l); return () => this.listeners.delete(l); }
+}
+
+async function main(cfg: HostConfig): Promise<void> {
+  const routes = cfg.routes.map((r, i) => parseServiceRoute(r, `routes[${i}]`));
+  const source = new StaticRouteSource(routes, { answerDelayMs: cfg.answerDelayMs ?? 0 });
+  const probe = new ProbeRtt();
+  const rtt: RttSource = cfg.rtt ? new StaticRtt(cfg.rtt) : probe;
+  const table = new SemanticTable({
+    workerId: cfg.workerId, link: source.link(cfg.workerId), rtt,
+    peerOf: (w) => {
+      const p = cfg.peerIds[w];
+      if (p === undefined) throw new Error(`no peer id for worker ${w}`);
+      return p;
+    },
+    log: (r) => log(r),
+  });
+  for (const l of cfg.locals) table.addLocalInstance(l);
+  const closers: (() => void)[] = [() => table.close(), () => source.close()];
+
+  if (cfg.dns) {
+    const dns = new ServiceDnsServer({
+      listen: cfg.dns.listen, resolver: table, upstreams: cfg.dns.upstreams.map(parseUpstream), log: (r) => log(r),
+    });
+    await dns.start();
+    closers.push(() => dns.close());
+  }
+
+  if (cfg.datapath) {
+    // Loaded only when asked: the datapath needs root and a TUN.
+    const { startSemanticDatapath } = await import('./semantic-datapath.ts');
+    const dp = startSemanticDatapath(cfg.datapath, table, (peer, ms) => {
+      const w = Object.entries(cfg.peerIds).find(([, p]) => p === peer)?.[0];
+      if (w) probe.record(w, ms);
+    });
+    closers.push(() => dp.close());
+  }
+
+  const close = (): void => {
+    for (const c of closers.reverse()) {
+      try { c(); } catch { /* closing anyway */ }
+    }
+  };
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => { close(); process.exit(0); });
+
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    try {
+      const c = JSON.parse(line) as { cmd?: string; service_id?: string; instances?: number[]; route?: unknown };
+      if (c.cmd === 'withdraw' && c.service_id) source.withdraw(c.service_id, c.instances);
+      else if (c.cmd === 'update') source.update(parseServiceRoute(c.route));
+      else if (c.cmd === 'stats') log({ msg: 'stats', table: table.stats, flows: table.flows.size });
+      else throw new Error('unknown command');
+      log({ msg: 'done', cmd: c.cmd });
+    } catch (err) {
+      log({ level: 'warn', msg: 'bad command', line, error: String(err) });
+    }
+  });
+  log({ msg: 'ready', workerId: cfg.workerId });
+}
+
+const raw = process.argv[2];
+if (!raw) {
+  process.stderr.write('usage: semantic-host.ts <json config>\n');
+  process.exit(2);
+}
+main(JSON.parse(raw) as HostConfig).catch((err: unknown) => {
+  log({ level: 'error', msg: 'semantic host failed', error: String(err) });
+  process.exit(1);
+});
