@@ -3,7 +3,7 @@
 // written, and written in one transaction, so a rejected one stores nothing.
 import { randomBytes } from 'node:crypto';
 import { validateDescriptor, validateMicroservice, type ValidationContext } from '../descriptor/validate.ts';
-import type { Microservice, PinnedAddresses } from '../descriptor/types.ts';
+import type { FieldError, Microservice, PinnedAddresses } from '../descriptor/types.ts';
 import { nameProblem, serviceFullName } from '../names.ts';
 import type { AddressAllocator } from './addresses.ts';
 import { ApiError, conflict, forbidden, invalid, notFound } from './errors.ts';
@@ -133,18 +133,29 @@ export class Catalog {
     }
   }
 
+  private nameConflicts(caller: Caller, body: unknown): FieldError[] {
+    const apps = (body as { applications?: unknown } | null)?.applications;
+    if (!Array.isArray(apps)) return [];
+    const out: FieldError[] = [];
+    apps.forEach((a: { application_name?: unknown; application_namespace?: unknown }, i) => {
+      if (typeof a.application_name !== 'string' || typeof a.application_namespace !== 'string') return;
+      const [name, ns] = [a.application_name.toLowerCase(), a.application_namespace.toLowerCase()];
+      if (this.store.applicationByName(caller.id, name, ns)) {
+        out.push({ path: `/applications/${i}/application_name`, message: `you already have an application ${name} in namespace ${ns}` });
+      }
+    });
+    return out;
+  }
+
   /** POST /api/application: creates every application of the SLA (and optionally one instance per service). */
   createFromDescriptor(caller: Caller, body: unknown, deploy: boolean): { applications: ApplicationView[]; services: ServiceView[] } {
     const checked = validateDescriptor(body, { ...this.context(caller), applicationIds: 'empty' });
+    // An existing application of the same name is the bigger problem (its pinned addresses would
+    // also be "taken"), so it is answered as a conflict, with the other errors after it.
+    const conflicts = this.nameConflicts(caller, checked.ok || checked.status === 422 ? body : null);
+    if (conflicts.length) throw new ApiError(409, conflicts[0]?.message as string, [...conflicts, ...(checked.ok ? [] : checked.errors)]);
     if (!checked.ok) throw invalid(checked.status, 'invalid descriptor', checked.errors);
     const apps = checked.value.applications;
-    apps.forEach((a, i) => {
-      if (this.store.applicationByName(caller.id, a.application_name, a.application_namespace)) {
-        throw new ApiError(409, `application ${a.application_name}.${a.application_namespace} already exists`, [
-          { path: `/applications/${i}/application_name`, message: `you already have an application ${a.application_name} in namespace ${a.application_namespace}` },
-        ]);
-      }
-    });
     const created = this.store.transaction(() =>
       apps.map((a) => {
         const app: ApplicationRecord = {

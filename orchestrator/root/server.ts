@@ -12,7 +12,7 @@ import { AddressAllocator, DEFAULT_PLAN, type AddressPlan } from './addresses.ts
 import { applicationRoutes } from './api/applications.ts';
 import { authRoutes } from './api/auth.ts';
 import { clusterRoutes } from './api/clusters.ts';
-import type { ApiContext } from './api/context.ts';
+import { authenticate, type ApiContext } from './api/context.ts';
 import { internalRoutes } from './api/internal.ts';
 import { Catalog } from './catalog.ts';
 import { CLUSTER_SILENCE_MS, ClusterRegistry } from './clusters.ts';
@@ -153,6 +153,7 @@ export class RootServer {
         return reply.code(500).send({ error: 'internal error (logged)' });
       });
       app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}` }));
+      app.addHook('onRequest', authenticate(ctx));
       app.addHook('onResponse', async (req, reply) => {
         countRequest({ method: req.method, route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
       });

@@ -31,16 +31,37 @@ export interface ApiContext {
   checkJoinKey(key: string): boolean;
 }
 
-/** The user behind the request's JWT; 401 without a valid token or for a user that no longer exists. */
-export async function caller(ctx: ApiContext, req: FastifyRequest): Promise<Caller> {
-  try {
-    await req.jwtVerify();
-  } catch {
-    throw new ApiError(401, 'missing or invalid token: log in at POST /api/auth/login and send Authorization: Bearer <token>');
-  }
-  const u = ctx.users.byId(req.user.sub);
-  if (!u) throw new ApiError(401, 'the user of this token no longer exists');
-  return { id: u.id, username: u.username, role: u.role };
+const callers = new WeakMap<FastifyRequest, Caller>();
+
+/** Routes that need no user token: login, the API docs, and the cluster-facing routes (own auth). */
+function isPublic(url: string): boolean {
+  return !url.startsWith('/api/') || url === '/api/auth/login' || url.startsWith('/api/docs') || url.startsWith('/api/internal/');
+}
+
+/**
+ * onRequest hook: checks the JWT before the body is even parsed, so a request without a valid token
+ * gets 401 whatever else is wrong with it. Unknown routes fall through to 404.
+ */
+export function authenticate(ctx: ApiContext) {
+  return async (req: FastifyRequest): Promise<void> => {
+    const url = req.routeOptions.url;
+    if (url === undefined || isPublic(url)) return;
+    try {
+      await req.jwtVerify();
+    } catch {
+      throw new ApiError(401, 'missing or invalid token: log in at POST /api/auth/login and send Authorization: Bearer <token>');
+    }
+    const u = ctx.users.byId(req.user.sub);
+    if (!u) throw new ApiError(401, 'the user of this token no longer exists');
+    callers.set(req, { id: u.id, username: u.username, role: u.role });
+  };
+}
+
+/** The user the authenticate hook found for this request. */
+export async function caller(_ctx: ApiContext, req: FastifyRequest): Promise<Caller> {
+  const c = callers.get(req);
+  if (!c) throw new ApiError(401, 'missing or invalid token');
+  return c;
 }
 
 export function bearer(req: FastifyRequest): string {
