@@ -8,7 +8,7 @@ import { ipBytes } from '../proxy/address-map.ts';
 import type { ServiceRoute } from '../proxy/route-messages.ts';
 import { Forwarder, type Upstream } from './forwarder.ts';
 import {
-  CLASS_IN, QType, RCode, buildAnswer, buildError, parseQuery, rdataSoa, rdataSrv,
+  CLASS_IN, QType, RCode, buildAnswer, buildError, parseQuery, queryName, rdataSoa, rdataSrv,
   type AnswerSpec, type Query, type ResourceRecord,
 } from './wire.ts';
 import { parseZoneName, type Selector } from './zone-name.ts';
@@ -16,7 +16,16 @@ import { parseZoneName, type Selector } from './zone-name.ts';
 /** Where names come from: SemanticTable.resolveName (full name `<app>.<appns>.<svc>.<svcns>`). */
 export interface ServiceResolver {
   resolveName(fullName: string): ServiceRoute | null | Promise<ServiceRoute | null>;
+  /** Changes whenever any route changes: cached answers are dropped then. */
+  readonly routesVersion?: number;
 }
+
+/** How long a built answer is reused for the same question bytes (also bounds staleness for a
+ *  resolver without routesVersion, and lets a new service replace a cached NXDOMAIN). */
+const ANSWER_CACHE_MS = 1000;
+const ANSWER_CACHE_MAX = 10_000;
+
+interface CachedAnswer { bytes: Buffer; expires: number; result: Result }
 
 export interface DnsServerOptions {
   /** Addresses to serve on (the worker's bridge addresses); port defaults to 53. */
@@ -47,6 +56,9 @@ export class ServiceDnsServer {
     answer: 0, nodata: 0, nxdomain: 0, formerr: 0, notimp: 0, refused: 0, servfail: 0, forwarded: 0, dropped: 0,
   };
   errors = 0;
+  // Answers by question bytes: a repeated question costs a lookup and a copy, not a parse and a build.
+  private readonly answers = new Map<string, CachedAnswer>();
+  private answersVersion = -1;
 
   constructor(private readonly opts: DnsServerOptions) {
     this.zone = (opts.zone ?? 'canopy').toLowerCase().replace(/\.$/, '');
@@ -107,7 +119,8 @@ export class ServiceDnsServer {
 
   private reply(sock: dgram.Socket, rinfo: dgram.RemoteInfo, answer: Uint8Array, result: Result): void {
     this.counts[result]++;
-    sock.send(answer, rinfo.port, rinfo.address, () => { /* a vanished client is not our problem */ });
+    // No callback: a failed send surfaces as the socket's 'error' event (counted), and saves a closure.
+    sock.send(answer, rinfo.port, rinfo.address);
   }
 
   private handle(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -118,8 +131,21 @@ export class ServiceDnsServer {
       this.reply(sock, rinfo, buildError(msg, q.id, q.rd, rcode), q.reject);
       return;
     }
-    const zn = parseZoneName(q.name, this.zone);
+    const key = q.edns ? `${msg.toString('latin1', 12, q.questionEnd)}|${q.udpSize}` : msg.toString('latin1', 12, q.questionEnd);
+    const version = this.opts.resolver.routesVersion ?? 0;
+    if (version !== this.answersVersion) { this.answers.clear(); this.answersVersion = version; }
+    const hit = this.answers.get(key);
+    if (hit !== undefined && hit.expires > Date.now()) {
+      const out = Buffer.allocUnsafe(hit.bytes.length);
+      hit.bytes.copy(out);
+      out[0] = q.id >> 8; out[1] = q.id & 0xff;
+      out[2] = (out[2]! & 0xfe) | (q.rd ? 1 : 0);
+      this.reply(sock, rinfo, out, hit.result);
+      return;
+    }
+    const zn = parseZoneName(queryName(msg, q), this.zone);
     if (zn.kind === 'outside') {
+      // Forwarded answers are the upstream's to cache.
       if (!this.forwarder.hasUpstreams) { this.reply(sock, rinfo, buildError(msg, q.id, q.rd, RCode.REFUSED, q), 'refused'); return; }
       this.forwarder.forward(msg,
         (answer) => this.reply(sock, rinfo, answer, 'forwarded'),
@@ -133,12 +159,12 @@ export class ServiceDnsServer {
     if (zn.kind === 'apex') {
       const soa = this.soa();
       const isSoa = q.qtype === QType.SOA || q.qtype === QType.ANY;
-      this.send(sock, rinfo, msg, q, { rcode: RCode.NOERROR, answers: isSoa ? [soa] : [], authority: isSoa ? [] : [soa] }, isSoa ? 'answer' : 'nodata');
+      this.send(sock, rinfo, msg, q, { rcode: RCode.NOERROR, answers: isSoa ? [soa] : [], authority: isSoa ? [] : [soa] }, isSoa ? 'answer' : 'nodata', key);
       return;
     }
-    if (zn.kind === 'invalid') { this.negative(sock, rinfo, msg, q, RCode.NXDOMAIN); return; }
+    if (zn.kind === 'invalid') { this.negative(sock, rinfo, msg, q, RCode.NXDOMAIN, key); return; }
     const r = this.opts.resolver.resolveName(zn.fullName);
-    if (!(r instanceof Promise)) { this.answerService(sock, rinfo, msg, q, r, zn.selector); return; }
+    if (!(r instanceof Promise)) { this.answerService(sock, rinfo, msg, q, r, zn.selector, key); return; }
     let done = false;
     const timer = setTimeout(() => {
       done = true;
@@ -147,22 +173,23 @@ export class ServiceDnsServer {
     r.then((route) => {
       if (done) return;
       clearTimeout(timer);
-      this.answerService(sock, rinfo, msg, q, route, zn.selector);
+      this.answerService(sock, rinfo, msg, q, route, zn.selector, key);
     }, (err: unknown) => {
       if (done) return;
       clearTimeout(timer);
       this.errors++;
-      this.log({ level: 'warn', msg: 'service lookup failed', name: q.name, error: String(err) });
+      this.log({ level: 'warn', msg: 'service lookup failed', name: zn.fullName, error: String(err) });
       this.reply(sock, rinfo, buildError(msg, q.id, q.rd, RCode.SERVFAIL, q), 'servfail');
     });
   }
 
-  private answerService(sock: dgram.Socket, rinfo: dgram.RemoteInfo, msg: Buffer, q: Query, route: ServiceRoute | null, sel: Selector): void {
-    if (!route) { this.negative(sock, rinfo, msg, q, RCode.NXDOMAIN); return; }
+  private answerService(sock: dgram.Socket, rinfo: dgram.RemoteInfo, msg: Buffer, q: Query, route: ServiceRoute | null,
+    sel: Selector, key: string): void {
+    if (!route) { this.negative(sock, rinfo, msg, q, RCode.NXDOMAIN, key); return; }
     let v4: string | null, v6: string | null;
     if (sel.kind === 'instance') {
       const inst = route.instances.find((i) => i.n === sel.n);
-      if (!inst) { this.negative(sock, rinfo, msg, q, RCode.NXDOMAIN); return; }
+      if (!inst) { this.negative(sock, rinfo, msg, q, RCode.NXDOMAIN, key); return; }
       v4 = inst.instance_ip; v6 = inst.instance_ip_v6;
     } else {
       // `any` is any instance: the round-robin address.
@@ -175,8 +202,8 @@ export class ServiceDnsServer {
     if ((t === QType.A || any) && v4) answers.push({ type: QType.A, ttl: this.ttl, rdata: ipBytes(v4) });
     if ((t === QType.AAAA || any) && v6) answers.push({ type: QType.AAAA, ttl: this.ttl, rdata: ipBytes(v6) });
     if (t === QType.SRV || any) for (const p of route.ports) answers.push({ type: QType.SRV, ttl: this.ttl, rdata: rdataSrv(0, 0, p.port) });
-    if (answers.length === 0) { this.negative(sock, rinfo, msg, q, RCode.NOERROR); return; }
-    this.send(sock, rinfo, msg, q, { rcode: RCode.NOERROR, answers, authority: [] }, 'answer');
+    if (answers.length === 0) { this.negative(sock, rinfo, msg, q, RCode.NOERROR, key); return; }
+    this.send(sock, rinfo, msg, q, { rcode: RCode.NOERROR, answers, authority: [] }, 'answer', key);
   }
 
   private soa(): ResourceRecord {
@@ -184,16 +211,19 @@ export class ServiceDnsServer {
   }
 
   /** NXDOMAIN or NODATA, with the zone's SOA so that resolvers cache the miss only for `ttl`. */
-  private negative(sock: dgram.Socket, rinfo: dgram.RemoteInfo, msg: Buffer, q: Query, rcode: number): void {
-    this.send(sock, rinfo, msg, q, { rcode, answers: [], authority: [this.soa()] }, rcode === RCode.NXDOMAIN ? 'nxdomain' : 'nodata');
+  private negative(sock: dgram.Socket, rinfo: dgram.RemoteInfo, msg: Buffer, q: Query, rcode: number, key: string): void {
+    this.send(sock, rinfo, msg, q, { rcode, answers: [], authority: [this.soa()] }, rcode === RCode.NXDOMAIN ? 'nxdomain' : 'nodata', key);
   }
 
   private send(sock: dgram.Socket, rinfo: dgram.RemoteInfo, msg: Buffer, q: Query,
-    a: Pick<AnswerSpec, 'rcode' | 'answers' | 'authority'>, result: Result): void {
+    a: Pick<AnswerSpec, 'rcode' | 'answers' | 'authority'>, result: Result, key: string): void {
     // The zone apex is the last zoneLabels labels of the question name: point the SOA's names there.
     const zoneOffset = q.labelOffsets[q.labelOffsets.length - this.zoneLabels] ?? 12;
     const authority = a.authority.map((r) => (r.type === QType.SOA ? { ...r, rdata: rdataSoa(zoneOffset, this.serial, this.ttl) } : r));
     const answers = a.answers.map((r) => (r.type === QType.SOA ? { ...r, rdata: rdataSoa(zoneOffset, this.serial, this.ttl) } : r));
-    this.reply(sock, rinfo, buildAnswer(msg, q, { rcode: a.rcode, authoritative: true, answers, authority, authorityOffset: zoneOffset }), result);
+    const out = buildAnswer(msg, q, { rcode: a.rcode, authoritative: true, answers, authority, authorityOffset: zoneOffset });
+    if (this.answers.size >= ANSWER_CACHE_MAX) this.answers.clear();
+    this.answers.set(key, { bytes: Buffer.from(out), expires: Date.now() + ANSWER_CACHE_MS, result });
+    this.reply(sock, rinfo, out, result);
   }
 }

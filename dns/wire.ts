@@ -14,8 +14,6 @@ export interface Query {
   id: number;
   /** The RD bit, echoed in the answer. */
   rd: boolean;
-  /** Lower-case, no trailing dot; "" for the root. */
-  name: string;
   /** Byte offset in the packet where each label of `name` starts (for compression pointers). */
   labelOffsets: number[];
   qtype: number;
@@ -45,7 +43,6 @@ export function parseQuery(b: Uint8Array): Query | Rejection {
   const qd = (b[4]! << 8) | b[5]!, an = (b[6]! << 8) | b[7]!, ns = (b[8]! << 8) | b[9]!, ar = (b[10]! << 8) | b[11]!;
   if (qd !== 1 || an !== 0 || ns !== 0 || ar > 1) return { reject: 'formerr', id, rd };
   let p = HEADER;
-  const labels: string[] = [];
   const labelOffsets: number[] = [];
   let nameLen = 0;
   for (;;) {
@@ -57,12 +54,6 @@ export function parseQuery(b: Uint8Array): Query | Rejection {
     nameLen += len + 1;
     if (nameLen > 254) return { reject: 'formerr', id, rd };
     labelOffsets.push(p);
-    let s = '';
-    for (let i = p + 1; i <= p + len; i++) {
-      const c = b[i]!;
-      s += String.fromCharCode(c >= 0x41 && c <= 0x5a ? c + 32 : c);
-    }
-    labels.push(s);
     p += 1 + len;
   }
   if (p + 4 > b.length) return { reject: 'formerr', id, rd };
@@ -83,7 +74,21 @@ export function parseQuery(b: Uint8Array): Query | Rejection {
   } else if (p !== b.length) {
     return { reject: 'formerr', id, rd };
   }
-  return { id, rd, name: labels.join('.'), labelOffsets, qtype, qclass, questionEnd, edns, udpSize };
+  return { id, rd, labelOffsets, qtype, qclass, questionEnd, edns, udpSize };
+}
+
+/** The question name: lower-case, no trailing dot; "" for the root. Built only when needed. */
+export function queryName(b: Uint8Array, q: Query): string {
+  let s = '';
+  for (const o of q.labelOffsets) {
+    if (s.length > 0) s += '.';
+    const len = b[o]!;
+    for (let i = o + 1; i <= o + len; i++) {
+      const c = b[i]!;
+      s += String.fromCharCode(c >= 0x41 && c <= 0x5a ? c + 32 : c);
+    }
+  }
+  return s;
 }
 
 export interface ResourceRecord {

@@ -84,6 +84,8 @@ export class SemanticTable implements TranslationTable {
   private readonly queryTimeoutMs: number;
   private readonly negativeMs: number;
   private readonly log: (rec: Record<string, unknown>) => void;
+  /** Bumped whenever a route is installed, replaced or removed (the DNS answer cache watches it). */
+  routesVersion = 0;
   private nextQuery = 1;
   private nextPeer = 1;
   private readyQueued = false;
@@ -114,6 +116,7 @@ export class SemanticTable implements TranslationTable {
       updateAgeOnGet: true,
       dispose: (svc, id, reason) => {
         if (reason === 'set') return;
+        this.routesVersion++;
         this.services.remove(svc);
         this.opts.link.send({ type: 'interest_remove', service_id: id });
         this.log({ level: 'debug', msg: 'route cache dropped service', service_id: id, reason });
@@ -336,6 +339,7 @@ export class SemanticTable implements TranslationTable {
           if (!svc) return;
           if (m.instances === undefined) this.cache.delete(m.service_id);
           else this.services.withdraw(m.service_id, m.instances);
+          this.routesVersion++;
           this.signalReady();
           return;
         }
@@ -352,6 +356,7 @@ export class SemanticTable implements TranslationTable {
   private install(route: ServiceRoute): ServiceRecord {
     const isNew = !this.services.byId.has(route.service_id);
     const svc = this.services.apply(route);
+    this.routesVersion++;
     for (const i of route.instances) {
       const p = this.peers.get(i.worker_id);
       if (p && p.endpoint !== i.tunnel_endpoint && i.worker_id !== this.opts.workerId) {

@@ -148,3 +148,15 @@ test('EDNS queries get an OPT record back', async () => {
   assert.equal(p.additionals.length, 1);
   assert.equal(p.additionals[0]!.type, Packet.TYPE.EDNS);
 });
+
+test('a pushed route change shows in the next answer (answers are reused only while routes are unchanged)', async () => {
+  const name = 'rr.ms2.sns.app.ans.canopy';
+  assert.equal((await ask(name, Packet.TYPE.A)).answers[0]!.address, '10.30.0.2');
+  assert.equal((await ask(name, Packet.TYPE.A)).answers[0]!.address, '10.30.0.2');
+  source.update({ ...route, rr_ip: '10.30.0.42' });
+  await new Promise((r) => setTimeout(r, 5));
+  const p = await ask(name, Packet.TYPE.A);
+  assert.equal(p.answers[0]!.address, '10.30.0.42');
+  assert.equal(p.header.id, nextId - 1, 'a reused answer carries the new query id');
+  source.update(route);
+});
