@@ -1,9 +1,11 @@
 // TUN/TAP devices through /dev/net/tun (ioctl TUNSETIFF, TUNSETOFFLOAD). Thin: no policy here.
 import { Buffer } from 'node:buffer';
 import {
-  open, close, ioctlPtr, ioctlInt, read, write, errno, setNonBlocking,
+  open, close, ioctlPtr, ioctlInt, read, write, readPtr, writePtr, errno, setNonBlocking,
   O_RDWR, O_CLOEXEC, EAGAIN, EINTR, SysError,
 } from './libc.ts';
+import { addressOf } from './memory.ts';
+import type { PacketDevice } from '../netstack/io.ts';
 
 export const IFF_TUN = 0x0001;
 export const IFF_TAP = 0x0002;
@@ -105,5 +107,73 @@ export class TunQueue {
     if (this.closed) return;
     this.closed = true;
     close(this.fd);
+  }
+}
+
+/**
+ * A TUN queue as the datapath's PacketDevice: non-blocking, raw-pointer reads and writes of arena
+ * memory. Opened with IFF_VNET_HDR and TUNSETOFFLOAD(CSUM|TSO4|TSO6[|USO4|USO6]) when offload is
+ * asked for and the kernel agrees; otherwise one plain packet per read.
+ */
+export class TunDevice implements PacketDevice {
+  readonly queue: TunQueue;
+  readonly vnetHdr: boolean;
+  /** The TUN_F_* bits the kernel accepted (0 in per-packet mode). */
+  readonly offloads: number;
+  readErrors = 0;
+
+  constructor(name: string, opts: { offload: boolean; multiQueue?: boolean }) {
+    let q = new TunQueue({ name, mode: 'tun', vnetHdr: opts.offload, multiQueue: opts.multiQueue, nonBlocking: true });
+    let offloads = 0;
+    if (opts.offload) {
+      const base = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+      if (q.setOffload(base | TUN_F_USO4 | TUN_F_USO6)) offloads = base | TUN_F_USO4 | TUN_F_USO6;
+      else if (q.setOffload(base)) offloads = base;
+      if (offloads === 0) {
+        // The kernel takes no offloads: reopen without the vnet header, the per-packet fallback.
+        q.close();
+        q = new TunQueue({ name, mode: 'tun', multiQueue: opts.multiQueue, nonBlocking: true });
+      }
+    }
+    this.queue = q;
+    this.offloads = offloads;
+    this.vnetHdr = offloads !== 0;
+  }
+
+  get fd(): number {
+    return this.queue.fd;
+  }
+
+  get name(): string {
+    return this.queue.name;
+  }
+
+  read(buf: Uint8Array, off: number, max: number): number {
+    const fd = this.queue.fd;
+    const p = addressOf(buf, off);
+    for (;;) {
+      const n = readPtr(fd, p, max);
+      if (n >= 0) return n;
+      const e = errno();
+      if (e === EINTR) continue;
+      if (e !== EAGAIN) this.readErrors++;
+      return -1;
+    }
+  }
+
+  write(buf: Uint8Array, off: number, len: number): boolean {
+    const fd = this.queue.fd;
+    const p = addressOf(buf, off);
+    for (;;) {
+      const n = writePtr(fd, p, len);
+      if (n >= 0) return true;
+      if (errno() === EINTR) continue;
+      // EAGAIN (queue full) and EINVAL (a malformed offload header) both mean "dropped".
+      return false;
+    }
+  }
+
+  close(): void {
+    this.queue.close();
   }
 }

@@ -1,0 +1,128 @@
+// A worker datapath as its own process, with a static table: what the lab test and the tunnel
+// benchmark run on each emulated host until the net manager drives the datapath itself.
+//
+//   node --import tsx netstack/standalone.ts '<json config>'     (see StandaloneConfig)
+//
+// It opens the TUN, brings it up with the given MTU and routes, binds the tunnel socket and runs the
+// loop. Logs are JSON lines on stdout; SIGUSR1 prints {"msg":"stats",…}; SIGTERM/SIGINT close it.
+import { execFileSync } from 'node:child_process';
+import { TunDevice } from '../native/tun.ts';
+import { UdpSocket } from '../native/udp.ts';
+import { Readiness } from '../native/poll.ts';
+import { Datapath } from './datapath.ts';
+import { StaticTable, type StaticInstance, type StaticService } from './static-table.ts';
+import { TunnelCodec, type AeadName } from './tunnel.ts';
+import type { Endpoint } from './io.ts';
+
+export interface StandaloneConfig {
+  selfId: number;
+  tun: string;
+  offload: boolean;
+  listen: { host: string; port: number };
+  peers: Array<{ id: number; host: string; port: number }>;
+  /** Key id → 64 hex characters. */
+  keys: Record<string, string>;
+  keyId: number;
+  encrypt?: boolean;
+  aead?: AeadName;
+  mtu: number;
+  /** Largest UDP payload on the underlay (path MTU − IP − UDP). */
+  maxDatagram: number;
+  routes: string[];
+  txqueuelen?: number;
+  instances: StaticInstance[];
+  services: StaticService[];
+}
+
+function log(fields: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify({ ts: new Date().toISOString(), component: 'datapath', ...fields })}\n`);
+}
+
+function ip(args: string[]): void {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+export function startStandalone(cfg: StandaloneConfig): { close: () => void; datapath: Datapath } {
+  const keys = new Map<number, Uint8Array>();
+  for (const [id, hex] of Object.entries(cfg.keys)) keys.set(Number(id), Buffer.from(hex, 'hex'));
+  const peers = new Map<number, Endpoint>();
+  for (const p of cfg.peers) peers.set(p.id, { host: p.host, port: p.port });
+  const dev = new TunDevice(cfg.tun, { offload: cfg.offload });
+  let sock: UdpSocket;
+  try {
+    ip(['link', 'set', 'dev', dev.name, 'mtu', String(cfg.mtu), 'txqueuelen', String(cfg.txqueuelen ?? 10000), 'up']);
+    for (const r of cfg.routes) ip([r.includes(':') ? '-6' : '-4', 'route', 'replace', r, 'dev', dev.name]);
+    sock = new UdpSocket({ host: cfg.listen.host, port: cfg.listen.port, offload: cfg.offload });
+  } catch (e) {
+    dev.close();
+    throw e;
+  }
+  const dp = new Datapath({
+    device: dev,
+    socket: sock,
+    table: new StaticTable({ selfId: cfg.selfId, instances: cfg.instances, services: cfg.services }),
+    codec: new TunnelCodec({
+      selfId: cfg.selfId, keys, keyId: cfg.keyId, isPeer: (id) => peers.has(id), maxDatagram: cfg.maxDatagram,
+      encrypt: cfg.encrypt, aead: cfg.aead,
+    }),
+    endpointOf: (id) => peers.get(id),
+  });
+  const pump = (f: () => number) => () => {
+    try {
+      f();
+    } catch (e) {
+      // A packet must never take the daemon down: log and carry on.
+      log({ level: 'error', msg: 'datapath error', error: String(e) });
+    }
+  };
+  const rDev = new Readiness(dev.fd, pump(() => dp.pumpDevice()));
+  const rSock = new Readiness(sock.fd, pump(() => dp.pumpSocket()));
+  log({
+    level: 'info', msg: 'datapath up', tun: dev.name, offloads: dev.offloads, vnet: dev.vnetHdr, gso: sock.gso,
+    gro: sock.gro, sndbuf: sock.sndbuf, rcvbuf: sock.rcvbuf, port: sock.port,
+  });
+  let closed = false;
+  return {
+    datapath: dp,
+    close: () => {
+      if (closed) return;
+      closed = true;
+      rDev.close();
+      rSock.close();
+      dp.close();
+    },
+  };
+}
+
+const isMain = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, '/'));
+if (isMain) {
+  const raw = process.argv[2];
+  if (!raw) {
+    process.stderr.write('usage: standalone.ts <json config>\n');
+    process.exit(2);
+  }
+  let cfg: StandaloneConfig;
+  try {
+    cfg = JSON.parse(raw) as StandaloneConfig;
+  } catch (e) {
+    process.stderr.write(`standalone: config is not JSON: ${String(e)}\n`);
+    process.exit(2);
+  }
+  const s = startStandalone(cfg);
+  const stats = () => log({ level: 'info', msg: 'stats', stats: s.datapath.stats() });
+  process.on('SIGUSR1', stats);
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(sig, () => {
+      stats();
+      s.close();
+      process.exit(0);
+    });
+  }
+  const probe = setInterval(() => {
+    for (const p of cfg.peers) s.datapath.probe(p.id);
+  }, 1000);
+  probe.unref();
+  if (process.env.CANOPY_LOG_RTT === '1') {
+    s.datapath.onRtt((peer, ms) => log({ level: 'debug', msg: 'rtt', peer, ms: Math.round(ms * 1000) / 1000 }));
+  }
+}

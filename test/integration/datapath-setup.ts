@@ -1,0 +1,128 @@
+// Shared by the datapath lab test and the tunnel benchmark: worker plumbing (SPEC §5.1) on lab hosts
+// — a bridge with the worker subnet, one instance namespace behind a veth, the TUN with the overlay
+// routes — and a standalone datapath process with a static table on each worker.
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import type { Host, Lab, Namespace } from '../lab/lab.ts';
+import type { StandaloneConfig } from '../../netstack/standalone.ts';
+import type { StaticInstance } from '../../netstack/static-table.ts';
+
+export const TUNNEL_PORT = 50103;
+/** MTU inside the overlay: 1500 on the underlay minus IPv6 + UDP + tunnel header + tag, rounded down. */
+export const OVERLAY_MTU = 1400;
+export const S4 = '10.30.0.10';
+export const S6 = 'fdc0:30::10';
+
+export interface OverlayWorker {
+  id: number;
+  host: Host;
+  inst: Namespace;
+  nsIp: string;
+  nsIp6: string;
+  proc: ChildProcess;
+}
+
+export interface OverlayOptions {
+  offload: boolean;
+  encrypt?: boolean;
+  /** Prefix for the instance namespaces, unique per overlay in one lab. */
+  tag?: string;
+}
+
+export function instancesFor(ids: number[]): StaticInstance[] {
+  return ids.flatMap((i) => [
+    { worker: i, nsIp: `10.18.${i}.2`, instanceIp: `10.30.1.${i}` },
+    { worker: i, nsIp: `fdc0:18:${i}::2`, instanceIp: `fdc0:30::1:${i}` },
+  ]);
+}
+
+/** Plumbs each host as a worker (ids 1, 2, …) with service S4/S6 → the instance on the last worker. */
+export async function buildOverlay(lab: Lab, hosts: Host[], opts: OverlayOptions): Promise<OverlayWorker[]> {
+  const ids = hosts.map((_, i) => i + 1);
+  const instances = instancesFor(ids);
+  const last = ids[ids.length - 1];
+  const services = [
+    { ip: S4, instances: instances.filter((x) => x.worker === last && !x.nsIp.includes(':')) },
+    { ip: S6, instances: instances.filter((x) => x.worker === last && x.nsIp.includes(':')) },
+  ];
+  const key = randomBytes(32).toString('hex');
+  const out: OverlayWorker[] = [];
+  for (const [k, host] of hosts.entries()) {
+    const id = k + 1;
+    const br = 'cbr0';
+    await host.setForwarding(true);
+    await host.execOk(['ip', 'link', 'add', br, 'type', 'bridge']);
+    await host.execOk(['ip', 'addr', 'add', `10.18.${id}.1/24`, 'dev', br]);
+    await host.execOk(['ip', '-6', 'addr', 'add', `fdc0:18:${id}::1/64`, 'dev', br, 'nodad']);
+    await host.execOk(['ip', 'link', 'set', br, 'mtu', String(OVERLAY_MTU), 'up']);
+    const inst = await lab.addNamespace(`${opts.tag ?? 'w'}${id}i1`);
+    await host.execOk(['ip', 'link', 'add', 'vh1', 'mtu', String(OVERLAY_MTU), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', inst.netns]);
+    await host.execOk(['ip', 'link', 'set', 'vh1', 'master', br, 'up']);
+    await inst.execOk(['ip', 'addr', 'add', `10.18.${id}.2/24`, 'dev', 'eth0']);
+    await inst.execOk(['ip', '-6', 'addr', 'add', `fdc0:18:${id}::2/64`, 'dev', 'eth0', 'nodad']);
+    await inst.execOk(['ip', 'link', 'set', 'eth0', 'mtu', String(OVERLAY_MTU), 'up']);
+    await inst.execOk(['ip', 'route', 'add', 'default', 'via', `10.18.${id}.1`]);
+    await inst.execOk(['ip', '-6', 'route', 'add', 'default', 'via', `fdc0:18:${id}::1`]);
+    // MSS clamping to the route MTU, so that nothing needs fragmenting inside the overlay.
+    await host.execOk(['nft', '-f', '-'], {
+      input: 'table inet canopy {\n chain mssclamp {\n  type filter hook forward priority mangle;\n  tcp flags syn tcp option maxseg size set rt mtu\n }\n}\n',
+    });
+    const cfg: StandaloneConfig = {
+      selfId: id,
+      tun: 'canopy0',
+      offload: opts.offload,
+      listen: { host: host.ip, port: TUNNEL_PORT },
+      peers: hosts.map((h, j) => ({ id: j + 1, host: h.ip, port: TUNNEL_PORT })).filter((p) => p.id !== id),
+      keys: { 1: key },
+      keyId: 1,
+      encrypt: opts.encrypt,
+      mtu: OVERLAY_MTU,
+      maxDatagram: 1500 - 20 - 8,
+      routes: ['10.16.0.0/12', 'fdc0::/16'],
+      instances,
+      services,
+    };
+    const proc = host.spawnNode('netstack/standalone.ts', [JSON.stringify(cfg)]);
+    out.push({ id, host, inst, nsIp: `10.18.${id}.2`, nsIp6: `fdc0:18:${id}::2`, proc });
+  }
+  for (const w of out) await waitFor(lab, w.proc, '"datapath up"', 15_000);
+  return out;
+}
+
+export async function waitFor(lab: Lab, proc: ChildProcess, needle: string, ms: number): Promise<string> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const o = lab.outputOf(proc);
+    if (o.includes(needle)) return o;
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      throw new Error(`datapath process: no ${needle} (exit ${proc.exitCode}): ${o.slice(-2000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Asks a datapath process for its counters (SIGUSR1 → a stats log line). */
+export async function statsOf(lab: Lab, proc: ChildProcess): Promise<Record<string, number>> {
+  const before = lab.outputOf(proc).split('"msg":"stats"').length;
+  proc.kill('SIGUSR1');
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const o = lab.outputOf(proc);
+    const parts = o.split('\n').filter((l) => l.includes('"msg":"stats"'));
+    if (o.split('"msg":"stats"').length > before && parts.length > 0) {
+      return (JSON.parse(parts[parts.length - 1]) as { stats: Record<string, number> }).stats;
+    }
+    if (Date.now() > deadline) throw new Error('datapath process did not report stats');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Stops the datapath processes (the lab kills anything left at destroy). */
+export async function stopOverlay(workers: OverlayWorker[]): Promise<void> {
+  await Promise.all(workers.map((w) => new Promise<void>((res) => {
+    if (w.proc.exitCode !== null) return res();
+    w.proc.once('exit', () => res());
+    w.proc.kill('SIGTERM');
+    setTimeout(() => { w.proc.kill('SIGKILL'); res(); }, 3000).unref();
+  })));
+}
