@@ -1,0 +1,681 @@
+// The cluster orchestrator: registers with root and reports every 5 s, owns (or uses) the MQTT broker,
+// admits workers with per-worker credentials, places instances on workers, declares silent workers
+// dead and re-places their instances, answers route queries and pushes route changes.
+import { EventEmitter } from 'node:events';
+import { join } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { CredentialStore, CLUSTER_USER, validWorkerId, type Credentials } from '../mqtt/credentials.ts';
+import { EmbeddedBroker } from '../mqtt/broker.ts';
+import { keepMosquittoFiles } from '../mqtt/mosquitto.ts';
+import { mqttOptions } from '../mqtt/client.ts';
+import { topics, CLUSTER_SUBSCRIPTIONS, parseWorkerTopic } from '../mqtt/topics.ts';
+import { decode, encode, type Heartbeat, type JobStatus, type InventoryEntry } from '../mqtt/messages.ts';
+import { jsonLogger, type Logger } from '../mqtt/log.ts';
+import {
+  parseWorkerToCluster, parseServiceRoute, RouteMessageError,
+  type ClusterToWorker, type ServiceRoute, type TableQuery, type Coordinate,
+} from '../../proxy/route-messages.ts';
+import { isTerminal, isOnWorker, type InstanceState, type Transition } from '../worker/instance-states.ts';
+import { schedule, type ScheduleResult } from './scheduler.ts';
+import { WorkerRegistry, type WorkerRecord, type PendingNeed } from './worker-registry.ts';
+import {
+  instanceId, needOf, deployOrder, buildRoute, newInstance, storeInstance, loadInstance,
+  type ClusterInstance, type PlacementOffer,
+} from './placements.ts';
+import { RootClient, RootCallError, type InstanceChange, type Report } from './root-client.ts';
+import { loadState, StateWriter } from './state-file.ts';
+
+export type PlacementAnswer =
+  | { accepted: true; worker_id: string }
+  | { accepted: false; status: 'NO_WORKER_CAPACITY' | 'NO_QUALIFIED_WORKER'; reason: string };
+
+export type BrokerChoice =
+  | { embedded: { host: string; port: number; publicUrl?: string } }
+  | { external: { url: string; publicUrl?: string; reload?: () => void } };
+
+export interface ClusterOptions {
+  name: string;
+  /** "lat,long,radius" or a place name (sent to root). */
+  location: string;
+  stateDir: string;
+  /** Root-facing and worker-facing URL of this cluster's API (the API server itself is api.ts). */
+  apiUrl: string;
+  root?: { url: string; joinKey: string };
+  workerJoinKey: string;
+  mqtt: BrokerChoice;
+  heartbeatTimeoutMs?: number;
+  reportIntervalMs?: number;
+  sweepIntervalMs?: number;
+  log?: Logger;
+}
+
+export interface WorkerRegistrationAnswer {
+  worker_id: string;
+  mqtt: { url: string; username: string; password: string };
+  subnet_v4: string | null;
+  subnet_v6: string | null;
+  heartbeat_ms: number;
+}
+
+interface ClusterEvents {
+  'worker-dead': [string];
+  'worker-alive': [string];
+  transition: [ClusterInstance, Transition];
+}
+
+const HEARTBEAT_MS = 1000;
+const MAX_QUEUED_CHANGES = 10_000;
+const RESEND_MS = 5000;
+
+export class ClusterError extends Error {
+  constructor(message: string, readonly statusCode: number) {
+    super(message);
+  }
+}
+
+export class Cluster extends EventEmitter<ClusterEvents> {
+  readonly log: Logger;
+  readonly creds: CredentialStore;
+  readonly registry: WorkerRegistry;
+  readonly instances = new Map<string, ClusterInstance>();
+  private readonly byWorker = new Map<string, Set<string>>();
+  private readonly inventory = new Map<string, Set<string>>();
+  private readonly interest = new Map<string, Set<string>>();
+  private readonly rootRoutes = new Map<string, ServiceRoute>();
+  private readonly coords = new Map<string, Coordinate>();
+  private coordsDirty = false;
+  private readonly lastOrder = new Map<string, number>();
+  private changes: InstanceChange[] = [];
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly writer: StateWriter;
+  readonly root: RootClient | undefined;
+  private broker: EmbeddedBroker | undefined;
+  private client: MqttClient | undefined;
+  private brokerUrl = '';
+  private workerBrokerUrl = '';
+  private closed = false;
+  private reporting = false;
+  readonly counters = { heartbeats: 0, dropped: 0, placements: 0, declined: 0, replaced: 0, deaths: 0, queries: 0, reports_ok: 0, reports_failed: 0 };
+
+  private constructor(readonly o: ClusterOptions) {
+    super();
+    this.log = o.log ?? jsonLogger({ component: 'cluster', cluster: o.name });
+    this.creds = new CredentialStore(join(o.stateDir, 'credentials.json'));
+    this.registry = new WorkerRegistry(o.heartbeatTimeoutMs ?? 3000);
+    this.root = o.root ? new RootClient(o.root.url, o.root.joinKey) : undefined;
+    const state = loadState(join(o.stateDir, 'cluster.json'));
+    if (this.root && state.root) this.root.registration = state.root;
+    for (const [id, w] of Object.entries(state.workers)) {
+      const r = this.registry.add(id, Date.now());
+      r.registeredAt = w.registeredAt;
+      r.subnet_v4 = w.subnet_v4;
+      r.subnet_v6 = w.subnet_v6;
+    }
+    for (const s of state.instances) {
+      const i = loadInstance(s);
+      this.index(i);
+    }
+    this.writer = new StateWriter(join(o.stateDir, 'cluster.json'), () => ({
+      root: this.root?.registration ?? null,
+      workers: Object.fromEntries([...this.registry.workers.values()].map((w) => [w.id, { registeredAt: w.registeredAt, subnet_v4: w.subnet_v4, subnet_v6: w.subnet_v6 }])),
+      instances: [...this.instances.values()].map(storeInstance),
+    }));
+  }
+
+  static async start(o: ClusterOptions): Promise<Cluster> {
+    const c = new Cluster(o);
+    try {
+      await c.startBroker();
+      await c.connect();
+    } catch (e) {
+      await c.close();
+      throw e;
+    }
+    c.timers.push(setInterval(() => c.sweep(), o.sweepIntervalMs ?? 250));
+    c.timers.push(setInterval(() => void c.reportToRoot(), o.reportIntervalMs ?? 5000));
+    c.timers.push(setInterval(() => c.relayCoordinates(), 2000));
+    if (c.root) void c.reportToRoot();
+    c.log.info('cluster started', { broker: c.brokerUrl, workers: c.registry.workers.size, instances: c.instances.size });
+    return c;
+  }
+
+  private async startBroker(): Promise<void> {
+    const m = this.o.mqtt;
+    if ('embedded' in m) {
+      this.broker = await EmbeddedBroker.start({ host: m.embedded.host, port: m.embedded.port, credentials: this.creds, log: this.log.child({ component: 'broker' }) });
+      this.brokerUrl = this.broker.url;
+      this.workerBrokerUrl = m.embedded.publicUrl ?? this.broker.url;
+    } else {
+      keepMosquittoFiles(this.creds, join(this.o.stateDir, 'mosquitto'), m.external.reload);
+      this.brokerUrl = m.external.url;
+      this.workerBrokerUrl = m.external.publicUrl ?? m.external.url;
+    }
+  }
+
+  /** Connects the cluster's own client; retries (an external broker may still be reloading). */
+  private async connect(): Promise<void> {
+    const creds: Credentials = this.creds.issue(CLUSTER_USER);
+    const client = mqtt.connect(this.brokerUrl, mqttOptions(creds, { clientId: `${CLUSTER_USER}-${this.o.name}`.slice(0, 64), reconnectPeriod: 500 }));
+    this.client = client;
+    client.on('message', (topic, payload) => {
+      try {
+        this.dispatch(topic, payload);
+      } catch (e) {
+        this.counters.dropped++;
+        this.log.error('message handler failed', { topic, error: (e as Error).message });
+      }
+    });
+    client.on('connect', () => {
+      this.registry.suspend(false);
+      client.subscribe(CLUSTER_SUBSCRIPTIONS, { qos: 1 });
+    });
+    client.on('offline', () => {
+      this.log.warn('cluster lost its broker connection: liveness suspended');
+      this.registry.suspend(true);
+    });
+    client.on('error', (e) => this.log.warn('mqtt error', { error: e.message }));
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`cannot connect to the MQTT broker at ${this.brokerUrl}`)), 15_000);
+      client.once('connect', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  get mqttUrl(): string {
+    return this.brokerUrl;
+  }
+
+  get clusterId(): string | null {
+    return this.root?.registration?.cluster_id ?? null;
+  }
+
+  /** The token root must present on root-facing routes (undefined until registered). */
+  get rootToken(): string | undefined {
+    return this.root?.registration?.token;
+  }
+
+  // ---- workers ----
+
+  /** POST /api/workers/register: the join key is checked by the API layer. */
+  async registerWorker(name: string): Promise<WorkerRegistrationAnswer> {
+    const id = name.toLowerCase();
+    if (!validWorkerId(id)) throw new ClusterError(`worker name must match [a-z0-9][a-z0-9-]{0,62}: ${JSON.stringify(name)}`, 400);
+    const creds = this.creds.issue(id);
+    const w = this.registry.add(id);
+    this.writer.schedule();
+    await this.ensureSubnet(w).catch((e: Error) => this.log.warn('no subnet for worker yet', { worker: id, error: e.message }));
+    this.log.info('worker registered', { worker: id, subnet: w.subnet_v4 });
+    return {
+      worker_id: id,
+      mqtt: { url: this.workerBrokerUrl, username: creds.username, password: creds.password },
+      subnet_v4: w.subnet_v4,
+      subnet_v6: w.subnet_v6,
+      heartbeat_ms: HEARTBEAT_MS,
+    };
+  }
+
+  private async ensureSubnet(w: WorkerRecord): Promise<void> {
+    if (w.subnet_v4 || !this.root?.registration) return;
+    const s = await this.root.subnets(w.id);
+    w.subnet_v4 = s.subnet_v4;
+    w.subnet_v6 = s.subnet_v6;
+    this.writer.schedule();
+    this.publish(topics.subnet(w.id), JSON.stringify({ subnet_v4: s.subnet_v4, subnet_v6: s.subnet_v6 }), true);
+  }
+
+  private publish(topic: string, payload: string, retain = false): void {
+    this.client?.publish(topic, payload, { qos: 1, retain });
+  }
+
+  private dispatch(topic: string, payload: Buffer): void {
+    const t = parseWorkerTopic(topic);
+    if (!t) return;
+    if (!this.creds.has(t.worker)) {
+      this.counters.dropped++;
+      this.log.warn('message from an unknown worker dropped', { topic });
+      return;
+    }
+    switch (t.kind) {
+      case 'information': {
+        const d = decode('heartbeat', payload);
+        if (!d.ok) return this.drop(topic, d.error);
+        this.onHeartbeat(t.worker, d.value);
+        return;
+      }
+      case 'job': {
+        const d = decode('job', payload);
+        if (!d.ok) return this.drop(topic, d.error);
+        this.onJob(t.worker, d.value);
+        return;
+      }
+      default: {
+        let msg;
+        try {
+          msg = parseWorkerToCluster(JSON.parse(payload.toString('utf8')));
+        } catch (e) {
+          return this.drop(topic, e instanceof RouteMessageError || e instanceof SyntaxError ? e.message : String(e));
+        }
+        switch (msg.type) {
+          case 'table_query':
+            if (t.kind !== 'net/tablequery/request') return this.drop(topic, 'table_query on the wrong topic');
+            void this.onTableQuery(t.worker, msg);
+            return;
+          case 'interest_add':
+          case 'interest_remove': {
+            let set = this.interest.get(msg.service_id);
+            if (msg.type === 'interest_add') {
+              if (!set) this.interest.set(msg.service_id, (set = new Set()));
+              set.add(t.worker);
+            } else if (set) {
+              set.delete(t.worker);
+              if (set.size === 0) this.interest.delete(msg.service_id);
+            }
+            return;
+          }
+          case 'coordinate_report':
+            if (msg.worker_id !== t.worker) return this.drop(topic, 'coordinate_report for another worker');
+            this.coords.set(t.worker, msg.coord);
+            this.coordsDirty = true;
+            return;
+        }
+      }
+    }
+  }
+
+  private drop(topic: string, error: string): void {
+    this.counters.dropped++;
+    this.log.warn('malformed message dropped', { topic, error });
+  }
+
+  private onHeartbeat(workerId: string, hb: Heartbeat): void {
+    this.counters.heartbeats++;
+    const prevEndpoint = this.registry.workers.get(workerId)?.hb?.tunnel_endpoint;
+    const { revived, first } = this.registry.heartbeat(workerId, hb);
+    if (revived || first) {
+      this.log.info(revived ? 'worker is back' : 'worker is up', { worker: workerId, instances: hb.instances.length });
+      this.emit('worker-alive', workerId);
+    }
+    this.reconcile(workerId, hb.instances);
+    if (prevEndpoint !== hb.tunnel_endpoint) {
+      for (const sid of this.servicesOn(workerId)) this.pushRoute(sid);
+    }
+  }
+
+  /**
+   * The worker's inventory against the cluster's view. Instances the cluster has given to another
+   * worker (or removed) are deleted on this one; instances it should run but does not list are sent
+   * again; a state the cluster missed (a lost job message) is taken over.
+   */
+  private reconcile(workerId: string, entries: readonly InventoryEntry[]): void {
+    const now = Date.now();
+    const listed = new Set<string>();
+    for (const e of entries) {
+      const id = instanceId(e.service_id, e.instance_n);
+      listed.add(id);
+      const ci = this.instances.get(id);
+      if (!ci || ci.worker !== workerId || (!isOnWorker(ci.lifecycle.state) && ci.lifecycle.state !== 'COMPLETED')) {
+        if (e.state === 'UNDEPLOYED' || !this.due(`del:${workerId}:${id}`, now)) continue;
+        const why = !ci ? 'unknown to the cluster' : ci.worker && ci.worker !== workerId ? `re-placed on ${ci.worker}` : `cluster state is ${ci.lifecycle.state}`;
+        this.log.info('reconcile: removing a stray instance', { worker: workerId, instance: id, why });
+        this.publish(topics.remove(workerId), encode('remove', { service_id: e.service_id, instance_n: e.instance_n, reason: `reconcile: ${why}` }));
+        continue;
+      }
+      if (e.state !== ci.lifecycle.state && (e.state === 'RUNNING' || e.state === 'FAILED' || e.state === 'COMPLETED')) {
+        this.transition(ci, e.state, 'state reported in heartbeat');
+      }
+    }
+    this.inventory.set(workerId, listed);
+    for (const id of this.byWorker.get(workerId) ?? []) {
+      const ci = this.instances.get(id);
+      if (!ci || listed.has(id) || !isOnWorker(ci.lifecycle.state)) continue;
+      if (!this.due(`dep:${id}`, now)) continue;
+      this.log.info('reconcile: sending a deploy again', { worker: workerId, instance: id });
+      this.publish(topics.deploy(workerId), encode('deploy', deployOrder(ci.offer)));
+    }
+  }
+
+  /** Rate limit for repeated orders: true at most once per RESEND_MS per key. */
+  private due(key: string, now: number): boolean {
+    const last = this.lastOrder.get(key) ?? 0;
+    if (now - last < RESEND_MS) return false;
+    this.lastOrder.set(key, now);
+    if (this.lastOrder.size > 100_000) this.lastOrder.clear();
+    return true;
+  }
+
+  private onJob(workerId: string, st: JobStatus): void {
+    const id = instanceId(st.service_id, st.instance_n);
+    const ci = this.instances.get(id);
+    if (!ci || ci.worker !== workerId) {
+      if (st.state !== 'UNDEPLOYED' && st.state !== 'COMPLETED' && this.due(`del:${workerId}:${id}`, Date.now())) {
+        this.publish(topics.remove(workerId), encode('remove', { service_id: st.service_id, instance_n: st.instance_n, reason: 'not placed on this worker' }));
+      }
+      return;
+    }
+    if (st.ns_ip) ci.ns_ip = st.ns_ip;
+    if (st.ns_ip_v6) ci.ns_ip_v6 = st.ns_ip_v6;
+    if (!this.transition(ci, st.state, st.reason, st.ts)) {
+      this.log.debug('job status ignored', { instance: id, from: ci.lifecycle.state, to: st.state });
+    }
+  }
+
+  private transition(ci: ClusterInstance, to: InstanceState, reason: string, ts = Date.now()): boolean {
+    const from = ci.lifecycle.state;
+    if (!ci.lifecycle.tryTo(to, reason, ts)) return false;
+    const t = ci.lifecycle.last;
+    this.changes.push({ service_id: ci.offer.service.service_id, instance_n: ci.offer.instance_n, state: to, reason, worker: ci.worker, ts: t.ts });
+    if (this.changes.length > MAX_QUEUED_CHANGES) this.changes.splice(0, this.changes.length - MAX_QUEUED_CHANGES);
+    this.writer.schedule();
+    this.emit('transition', ci, t);
+    if (from === 'RUNNING' || to === 'RUNNING') this.pushRoute(ci.offer.service.service_id);
+    return true;
+  }
+
+  private servicesOn(workerId: string): Set<string> {
+    const out = new Set<string>();
+    for (const id of this.byWorker.get(workerId) ?? []) {
+      const ci = this.instances.get(id);
+      if (ci) out.add(ci.offer.service.service_id);
+    }
+    return out;
+  }
+
+  private index(ci: ClusterInstance): void {
+    const id = instanceId(ci.offer.service.service_id, ci.offer.instance_n);
+    this.instances.set(id, ci);
+    if (ci.worker) {
+      let s = this.byWorker.get(ci.worker);
+      if (!s) this.byWorker.set(ci.worker, (s = new Set()));
+      s.add(id);
+    }
+  }
+
+  private unassign(ci: ClusterInstance): void {
+    if (!ci.worker) return;
+    this.byWorker.get(ci.worker)?.delete(instanceId(ci.offer.service.service_id, ci.offer.instance_n));
+    ci.worker = null;
+    ci.ns_ip = null;
+    ci.ns_ip_v6 = null;
+  }
+
+  // ---- scheduling ----
+
+  private pendingOn(workerId: string): PendingNeed {
+    const listed = this.inventory.get(workerId);
+    const p = { vcpus: 0, memory_mb: 0 };
+    for (const id of this.byWorker.get(workerId) ?? []) {
+      const ci = this.instances.get(id);
+      if (!ci || listed?.has(id) || !isOnWorker(ci.lifecycle.state)) continue;
+      const n = needOf(ci.offer);
+      p.vcpus += n.vcpus;
+      p.memory_mb += n.memory_mb;
+    }
+    return p;
+  }
+
+  private pick(offer: PlacementOffer, exclude?: ReadonlySet<string>): ScheduleResult {
+    const candidates = this.registry.candidates((w) => this.servicesOn(w), (w) => this.pendingOn(w));
+    return schedule(candidates, needOf(offer), { clusterName: this.o.name, exclude });
+  }
+
+  private assign(ci: ClusterInstance, workerId: string, reason: string): void {
+    this.unassign(ci);
+    ci.worker = workerId;
+    this.index(ci);
+    this.transition(ci, 'NODE_SCHEDULED', reason);
+    this.lastOrder.set(`dep:${instanceId(ci.offer.service.service_id, ci.offer.instance_n)}`, Date.now());
+    this.publish(topics.deploy(workerId), encode('deploy', deployOrder(ci.offer)));
+  }
+
+  /** POST /api/placements */
+  place(offer: PlacementOffer): PlacementAnswer {
+    const id = instanceId(offer.service.service_id, offer.instance_n);
+    const existing = this.instances.get(id);
+    if (existing?.worker && isOnWorker(existing.lifecycle.state)) return { accepted: true, worker_id: existing.worker };
+    const r = this.pick(offer);
+    if (!r.ok) {
+      this.counters.declined++;
+      this.log.info('placement declined', { instance: id, status: r.status, reason: r.reason });
+      if (existing) {
+        this.transition(existing, r.status, r.reason);
+      }
+      return { accepted: false, status: r.status, reason: r.reason };
+    }
+    this.counters.placements++;
+    let ci = existing;
+    if (ci && !isTerminal(ci.lifecycle.state)) {
+      ci.offer = offer;
+      this.transition(ci, 'CLUSTER_SCHEDULED', 'offered again by root');
+    } else {
+      ci = newInstance(offer, 'CLUSTER_SCHEDULED', 'offered by root');
+      this.index(ci);
+    }
+    this.assign(ci, r.worker, r.reason);
+    this.log.info('instance placed', { instance: id, worker: r.worker, reason: r.reason });
+    return { accepted: true, worker_id: r.worker };
+  }
+
+  /** DELETE /api/placements/:service_id/:n */
+  remove(serviceId: string, n: number, reason = 'removed by root'): void {
+    const id = instanceId(serviceId, n);
+    const ci = this.instances.get(id);
+    if (!ci) return;
+    if (ci.worker) this.publish(topics.remove(ci.worker), encode('remove', { service_id: serviceId, instance_n: n, reason }));
+    this.transition(ci, 'UNDEPLOYED', reason);
+    this.unassign(ci);
+    this.instances.delete(id);
+    this.pushRoute(serviceId);
+    this.writer.schedule();
+  }
+
+  private sweep(): void {
+    for (const w of this.registry.sweep()) this.onWorkerDead(w);
+  }
+
+  private onWorkerDead(w: WorkerRecord): void {
+    this.counters.deaths++;
+    const silentMs = Date.now() - w.lastSeen;
+    this.log.warn('worker declared dead', { worker: w.id, silent_ms: silentMs });
+    this.emit('worker-dead', w.id);
+    const affected = new Set<string>();
+    for (const id of [...(this.byWorker.get(w.id) ?? [])]) {
+      const ci = this.instances.get(id);
+      if (!ci || !isOnWorker(ci.lifecycle.state)) continue;
+      affected.add(ci.offer.service.service_id);
+      const why = `worker ${w.id} silent for ${(silentMs / 1000).toFixed(1)} s`;
+      this.transition(ci, 'CLUSTER_SCHEDULED', why);
+      this.unassign(ci);
+      const r = this.pick(ci.offer, new Set([w.id]));
+      if (r.ok) {
+        this.counters.replaced++;
+        this.assign(ci, r.worker, `re-placed after ${why}: ${r.reason}`);
+      } else {
+        this.transition(ci, r.status, `${why}; cannot re-place here: ${r.reason}`);
+      }
+    }
+    for (const sid of affected) this.pushRoute(sid);
+  }
+
+  // ---- routes ----
+
+  private instancesOf(serviceId: string): ClusterInstance[] {
+    const out: ClusterInstance[] = [];
+    for (const ci of this.instances.values()) if (ci.offer.service.service_id === serviceId) out.push(ci);
+    return out;
+  }
+
+  routeOf(serviceId: string): ServiceRoute | undefined {
+    const local = buildRoute(this.instancesOf(serviceId), (w) => this.registry.workers.get(w)?.hb?.tunnel_endpoint, this.clusterId);
+    return local ?? this.rootRoutes.get(serviceId);
+  }
+
+  private pushRoute(serviceId: string): void {
+    const route = this.routeOf(serviceId);
+    const msg: ClusterToWorker = route ? { type: 'route_update', route } : { type: 'route_withdraw', service_id: serviceId };
+    this.publish(topics.serviceUpdates(serviceId), JSON.stringify(msg));
+  }
+
+  private findLocal(q: TableQuery): string | undefined {
+    for (const ci of this.instances.values()) {
+      const s = ci.offer.service;
+      if (q.name !== undefined) {
+        if (`${s.app}.${s.appns}.${s.svc}.${s.svcns}`.toLowerCase() === q.name) return s.service_id;
+        continue;
+      }
+      const a = q.address;
+      if (a === s.rr_ip || a === s.closest_ip || a === s.rr_ip_v6?.toLowerCase() || a === s.closest_ip_v6?.toLowerCase()
+        || a === ci.offer.instance_ip || a === ci.offer.instance_ip_v6?.toLowerCase()) return s.service_id;
+    }
+    for (const r of this.rootRoutes.values()) {
+      if (q.name !== undefined ? r.name === q.name
+        : [r.rr_ip, r.rr_ip_v6, r.closest_ip, r.closest_ip_v6, ...r.instances.flatMap((i) => [i.instance_ip, i.instance_ip_v6])].includes(q.address ?? '')) {
+        return r.service_id;
+      }
+    }
+    return undefined;
+  }
+
+  private async onTableQuery(workerId: string, q: TableQuery): Promise<void> {
+    this.counters.queries++;
+    let route: ServiceRoute | null = null;
+    const sid = this.findLocal(q);
+    if (sid) {
+      route = this.routeOf(sid) ?? null;
+    } else if (q.address && this.root?.registration) {
+      try {
+        const answer = await this.root.route(q.address);
+        if (answer !== undefined) {
+          route = parseServiceRoute(answer);
+          this.rootRoutes.set(route.service_id, route);
+        }
+      } catch (e) {
+        this.log.warn('route query to root failed', { address: q.address, error: (e as Error).message });
+      }
+    }
+    const result: ClusterToWorker = { type: 'table_result', query_id: q.query_id, route };
+    this.publish(topics.tableQueryResult(workerId), JSON.stringify(result));
+  }
+
+  /** POST /api/routes: root pushes a change of a service outside this cluster. */
+  routeFromRoot(body: unknown): void {
+    const route = parseServiceRoute(body);
+    this.rootRoutes.set(route.service_id, route);
+    if (this.interest.has(route.service_id) || this.instancesOf(route.service_id).length === 0) {
+      this.publish(topics.serviceUpdates(route.service_id), JSON.stringify({ type: 'route_update', route } satisfies ClusterToWorker));
+    }
+  }
+
+  interestedIn(serviceId: string): string[] {
+    return [...(this.interest.get(serviceId) ?? [])];
+  }
+
+  private relayCoordinates(): void {
+    if (!this.coordsDirty) return;
+    this.coordsDirty = false;
+    const entries = [...this.coords].map(([worker_id, coord]) => ({ worker_id, coord }));
+    const msg = JSON.stringify({ type: 'coordinates', entries } satisfies ClusterToWorker);
+    for (const w of this.coords.keys()) if (this.registry.workers.get(w)?.alive) this.publish(topics.coordinatePeers(w), msg);
+  }
+
+  // ---- root ----
+
+  aggregate(): Omit<Report, 'instances'> {
+    const free = { vcpus: 0, memory_mb: 0, gpus: 0 };
+    const virt = new Set<string>();
+    const arch = new Set<string>();
+    let active = 0;
+    for (const w of this.registry.alive()) {
+      if (!w.hb) continue;
+      active++;
+      const p = this.pendingOn(w.id);
+      free.vcpus += Math.max(0, w.hb.cpu.free - p.vcpus);
+      free.memory_mb += Math.max(0, w.hb.memory_mb.free - p.memory_mb);
+      for (const v of w.hb.virtualizations) virt.add(v);
+      arch.add(w.hb.arch);
+    }
+    return { free, workers_active: active, virtualizations: [...virt].sort(), architectures: [...arch].sort() };
+  }
+
+  /** Registers if needed, then sends the aggregate and the queued instance changes. */
+  async reportToRoot(): Promise<void> {
+    if (!this.root || this.reporting || this.closed) return;
+    this.reporting = true;
+    const batch = this.changes;
+    this.changes = [];
+    try {
+      if (!this.root.registration) {
+        const r = await this.root.register(this.o.name, this.o.location, this.o.apiUrl);
+        this.writer.schedule();
+        this.log.info('registered with root', { cluster_id: r.cluster_id });
+      }
+      try {
+        await this.root.report({ ...this.aggregate(), instances: batch });
+      } catch (e) {
+        if (e instanceof RootCallError && (e.status === 401 || e.status === 403 || e.status === 404)) {
+          this.log.warn('root refused our token: registering again', { error: e.message });
+          this.root.registration = undefined;
+        }
+        throw e;
+      }
+      this.counters.reports_ok++;
+      for (const w of this.registry.workers.values()) {
+        if (!w.subnet_v4) await this.ensureSubnet(w).catch(() => {});
+      }
+    } catch (e) {
+      this.counters.reports_failed++;
+      this.changes = [...batch, ...this.changes].slice(-MAX_QUEUED_CHANGES);
+      this.log.warn('report to root failed', { error: (e as Error).message, queued: this.changes.length });
+    } finally {
+      this.reporting = false;
+    }
+  }
+
+  // ---- status ----
+
+  status(): Record<string, unknown> {
+    return {
+      name: this.o.name,
+      cluster_id: this.clusterId,
+      registered: Boolean(this.root?.registration),
+      broker: this.brokerUrl,
+      workers: [...this.registry.workers.values()].map((w) => ({
+        id: w.id, alive: w.alive, last_seen: w.lastSeen, subnet_v4: w.subnet_v4, subnet_v6: w.subnet_v6,
+        arch: w.hb?.arch ?? null, virtualizations: w.hb?.virtualizations ?? [], location: w.hb?.location ?? null,
+        cpu: w.hb?.cpu ?? null, memory_mb: w.hb?.memory_mb ?? null, instances: this.byWorker.get(w.id)?.size ?? 0,
+      })),
+      instances: [...this.instances.values()].map((ci) => ({
+        service_id: ci.offer.service.service_id, instance_n: ci.offer.instance_n, worker: ci.worker,
+        state: ci.lifecycle.state, reason: ci.lifecycle.last.reason, ns_ip: ci.ns_ip, history: ci.lifecycle.history,
+      })),
+      counters: this.counters,
+    };
+  }
+
+  metrics(): string {
+    const lines: string[] = [];
+    const g = (name: string, help: string, value: number, type = 'gauge'): void => {
+      lines.push(`# HELP canopy_cluster_${name} ${help}`, `# TYPE canopy_cluster_${name} ${type}`, `canopy_cluster_${name} ${value}`);
+    };
+    g('workers', 'registered workers', this.registry.workers.size);
+    g('workers_alive', 'workers heard from within the liveness timeout', this.registry.alive().length);
+    g('instances', 'instances held by this cluster', this.instances.size);
+    for (const [k, v] of Object.entries(this.counters)) g(`${k}_total`, `${k.replace(/_/g, ' ')} since start`, v, 'counter');
+    if (this.broker) g('mqtt_denied_total', 'publishes and subscriptions the ACL refused', this.broker.stats.denied, 'counter');
+    return `${lines.join('\n')}\n`;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    try {
+      this.writer.flush();
+    } catch (e) {
+      this.log.error('could not save state', { error: (e as Error).message });
+    }
+    if (this.client) await this.client.endAsync(true).catch(() => {});
+    if (this.broker) await this.broker.close();
+  }
+}

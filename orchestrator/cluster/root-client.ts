@@ -1,0 +1,107 @@
+// The cluster's calls to root (docs/protocols.md, root ↔ cluster). Every call has a timeout and
+// turns any failure into a RootCallError with a sentence; callers retry on their own schedule.
+import type { InstanceState } from '../worker/instance-states.ts';
+
+export const ROOT_CALL_TIMEOUT_MS = 5000;
+
+export class RootCallError extends Error {
+  constructor(message: string, readonly status?: number) {
+    super(message);
+  }
+}
+
+export interface Registration {
+  cluster_id: string;
+  token: string;
+}
+
+export interface InstanceChange {
+  service_id: string;
+  instance_n: number;
+  state: InstanceState;
+  reason: string;
+  worker: string | null;
+  ts: number;
+}
+
+export interface Report {
+  free: { vcpus: number; memory_mb: number; gpus: number };
+  workers_active: number;
+  virtualizations: string[];
+  architectures: string[];
+  instances: InstanceChange[];
+}
+
+export interface Subnets {
+  subnet_v4: string;
+  subnet_v6: string | null;
+}
+
+export class RootClient {
+  registration: Registration | undefined;
+
+  constructor(readonly rootUrl: string, private readonly joinKey: string) {}
+
+  private async call(method: string, path: string, bearer: string, body?: unknown): Promise<unknown> {
+    const url = new URL(path, this.rootUrl.endsWith('/') ? this.rootUrl : `${this.rootUrl}/`);
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method,
+        headers: { authorization: `Bearer ${bearer}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(ROOT_CALL_TIMEOUT_MS),
+      });
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string } }).cause?.code;
+      throw new RootCallError(`root unreachable at ${this.rootUrl}: ${cause ?? (e as Error).message}`);
+    }
+    const text = await res.text().catch(() => '');
+    if (!res.ok) throw new RootCallError(`root answered HTTP ${res.status} to ${method} ${url.pathname}: ${text.slice(0, 200)}`, res.status);
+    try {
+      return text === '' ? {} : JSON.parse(text);
+    } catch {
+      throw new RootCallError(`root answered ${method} ${url.pathname} with something that is not JSON`);
+    }
+  }
+
+  private token(): { id: string; token: string } {
+    if (!this.registration) throw new RootCallError('not registered with root yet');
+    return { id: encodeURIComponent(this.registration.cluster_id), token: this.registration.token };
+  }
+
+  async register(name: string, location: string, apiUrl: string): Promise<Registration> {
+    const a = (await this.call('POST', 'api/internal/clusters/register', this.joinKey, { name, location, api_url: apiUrl })) as Record<string, unknown>;
+    if (typeof a.cluster_id !== 'string' || typeof a.token !== 'string') throw new RootCallError('registration answer lacks cluster_id or token');
+    this.registration = { cluster_id: a.cluster_id, token: a.token };
+    return this.registration;
+  }
+
+  async report(r: Report): Promise<void> {
+    const { id, token } = this.token();
+    await this.call('POST', `api/internal/clusters/${id}/report`, token, r);
+  }
+
+  async subnets(workerId: string): Promise<Subnets> {
+    const { id, token } = this.token();
+    const a = (await this.call('POST', `api/internal/clusters/${id}/subnets`, token, { worker_id: workerId })) as Record<string, unknown>;
+    if (typeof a.subnet_v4 !== 'string') throw new RootCallError('subnet answer lacks subnet_v4');
+    return { subnet_v4: a.subnet_v4, subnet_v6: typeof a.subnet_v6 === 'string' ? a.subnet_v6 : null };
+  }
+
+  async releaseSubnets(workerId: string): Promise<void> {
+    const { id, token } = this.token();
+    await this.call('DELETE', `api/internal/clusters/${id}/subnets/${encodeURIComponent(workerId)}`, token);
+  }
+
+  /** A route for an address outside this cluster; undefined when root knows none (404). */
+  async route(address: string): Promise<unknown> {
+    const { id, token } = this.token();
+    try {
+      return await this.call('GET', `api/internal/clusters/${id}/routes/${encodeURIComponent(address)}`, token);
+    } catch (e) {
+      if (e instanceof RootCallError && e.status === 404) return undefined;
+      throw e;
+    }
+  }
+}

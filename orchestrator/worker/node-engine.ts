@@ -1,0 +1,423 @@
+// The worker's node engine: registers with its cluster (join key → per-worker MQTT credentials, kept
+// on disk), heartbeats every second with free CPU/memory, architecture, runnable virtualizations,
+// location and its inventory, runs the instances the cluster orders, and carries the semantic layer's
+// route messages. Instances outlive the daemon and the cluster: a restarted daemon re-adopts them, and
+// nothing is killed while the cluster is unreachable.
+import { EventEmitter } from 'node:events';
+import { join } from 'node:path';
+import { readFileSync, writeFileSync, renameSync, mkdirSync, existsSync, readdirSync } from 'node:fs';
+import mqtt, { type MqttClient } from 'mqtt';
+import { mqttOptions } from '../mqtt/client.ts';
+import { topics } from '../mqtt/topics.ts';
+import { decode, encode, type Heartbeat, type DeployOrder, type SubnetAssignment, type JobStatus } from '../mqtt/messages.ts';
+import { jsonLogger, type Logger } from '../mqtt/log.ts';
+import {
+  parseClusterToWorker, RouteMessageError, type RouteLink, type ClusterToWorker, type WorkerToCluster,
+} from '../../proxy/route-messages.ts';
+import { detectCgroups, type CgroupDriver } from './cgroup.ts';
+import { ProcessRuntime, instanceKey } from './process-runtime.ts';
+import { Instance, DEFAULT_BACKOFF, type BackoffPolicy } from './instance.ts';
+import { NoNetwork, type InstanceNetwork } from './net-seam.ts';
+import { hostArch, hostCapacity, hostFreeMemoryMb, runnableVirtualizations, CpuMeter, type Capacity } from './host-resources.ts';
+import type { Transition } from './instance-states.ts';
+
+export interface NodeEngineOptions {
+  name: string;
+  /** The cluster's API, e.g. http://198.18.0.1:10100 */
+  clusterUrl: string;
+  joinKey: string;
+  stateDir: string;
+  /** "lat,long" */
+  location?: string;
+  /** What to advertise; defaults to the host's CPUs and memory. */
+  capacity?: Capacity;
+  net?: InstanceNetwork;
+  cgroups?: CgroupDriver;
+  heartbeatMs?: number;
+  tunnelEndpoint?: string;
+  backoff?: BackoffPolicy;
+  log?: Logger;
+}
+
+export interface WorkerIdentity {
+  worker_id: string;
+  mqtt: { url: string; username: string; password: string };
+  subnet_v4: string | null;
+  subnet_v6: string | null;
+}
+
+interface EngineEvents {
+  connected: [];
+  offline: [];
+  transition: [Instance, Transition];
+  subnet: [SubnetAssignment];
+}
+
+const ORDER_FILE = 'order.json';
+
+export class RegistrationError extends Error {}
+
+/** First contact: the join key buys per-worker credentials. */
+export async function registerWithCluster(clusterUrl: string, joinKey: string, name: string): Promise<WorkerIdentity> {
+  const url = new URL('api/workers/register', clusterUrl.endsWith('/') ? clusterUrl : `${clusterUrl}/`);
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${joinKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name }),
+      signal: AbortSignal.timeout(10_000),
+    });
+  } catch (e) {
+    throw new RegistrationError(`cluster unreachable at ${clusterUrl}: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`);
+  }
+  const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  if (!res.ok) throw new RegistrationError(`cluster refused registration (HTTP ${res.status}): ${String(body.error ?? '')}`);
+  const m = body.mqtt as Record<string, unknown> | undefined;
+  if (typeof body.worker_id !== 'string' || !m || typeof m.url !== 'string' || typeof m.username !== 'string' || typeof m.password !== 'string') {
+    throw new RegistrationError('cluster answered registration without worker_id or mqtt credentials');
+  }
+  return {
+    worker_id: body.worker_id,
+    mqtt: { url: m.url, username: m.username, password: m.password },
+    subnet_v4: typeof body.subnet_v4 === 'string' ? body.subnet_v4 : null,
+    subnet_v6: typeof body.subnet_v6 === 'string' ? body.subnet_v6 : null,
+  };
+}
+
+export class NodeEngine extends EventEmitter<EngineEvents> {
+  readonly log: Logger;
+  readonly instances = new Map<string, Instance>();
+  readonly runtime: ProcessRuntime;
+  readonly net: InstanceNetwork;
+  readonly virtualizations: string[];
+  private client: MqttClient | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private paused = false;
+  private seq = 0;
+  private readonly cpu = new CpuMeter();
+  private readonly routeListeners = new Set<(m: ClusterToWorker) => void>();
+  private readonly interest = new Set<string>();
+  private reRegistering = false;
+  private closed = false;
+  readonly counters = { heartbeats: 0, dropped: 0, deploys: 0, deletes: 0 };
+
+  private constructor(readonly o: NodeEngineOptions, public identity: WorkerIdentity, cgroups: CgroupDriver | undefined) {
+    super();
+    this.log = o.log ?? jsonLogger({ component: 'worker', worker: identity.worker_id });
+    this.net = o.net ?? new NoNetwork();
+    this.virtualizations = runnableVirtualizations(cgroups !== undefined);
+    this.runtime = new ProcessRuntime({ workerId: identity.worker_id, cgroups: cgroups ?? detectCgroups(), stateDir: o.stateDir });
+  }
+
+  static identityFile(stateDir: string): string {
+    return join(stateDir, 'worker.json');
+  }
+
+  static async start(o: NodeEngineOptions): Promise<NodeEngine> {
+    mkdirSync(o.stateDir, { recursive: true });
+    const file = NodeEngine.identityFile(o.stateDir);
+    let identity: WorkerIdentity;
+    if (existsSync(file)) {
+      identity = JSON.parse(readFileSync(file, 'utf8')) as WorkerIdentity;
+    } else {
+      identity = await registerWithCluster(o.clusterUrl, o.joinKey, o.name);
+      saveIdentity(file, identity);
+    }
+    let cgroups = o.cgroups;
+    if (!cgroups) {
+      try {
+        cgroups = detectCgroups();
+      } catch {
+        cgroups = undefined;
+      }
+    }
+    const e = new NodeEngine(o, identity, cgroups);
+    await e.restore();
+    e.connect();
+    e.heartbeatTimer = setInterval(() => e.heartbeat(), o.heartbeatMs ?? 1000);
+    e.log.info('worker started', { virtualizations: e.virtualizations, instances: e.instances.size, broker: identity.mqtt.url });
+    return e;
+  }
+
+  get workerId(): string {
+    return this.identity.worker_id;
+  }
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  /** Instances found on disk: re-adopted if running, restarted if not, left completed if done. */
+  private async restore(): Promise<void> {
+    const dir = this.runtime.instancesDir;
+    const keys = new Set(await this.runtime.leftovers());
+    for (const key of existsSync(dir) ? readdirSync(dir) : []) {
+      const f = join(dir, key, ORDER_FILE);
+      if (!existsSync(f)) continue;
+      keys.delete(key);
+      let order: DeployOrder;
+      try {
+        const d = decode('deploy', readFileSync(f));
+        if (!d.ok) throw new Error(d.error);
+        order = d.value;
+      } catch (e) {
+        this.log.warn('unreadable instance record: removing the instance', { instance: key, error: (e as Error).message });
+        await this.runtime.remove(key).catch(() => {});
+        continue;
+      }
+      const exitFile = join(dir, key, 'exit');
+      const completed = order.spec.one_shot && existsSync(exitFile) && readFileSync(exitFile, 'utf8').trim() === '0';
+      const inst = completed
+        ? this.track(new Instance(order, this.runtime, this.net, this.log, this.backoff(), { state: 'COMPLETED', reason: 'completed before the worker restarted' }))
+        : this.track(new Instance(order, this.runtime, this.net, this.log, this.backoff(), { state: 'NODE_SCHEDULED', reason: 'found after a worker restart' }));
+      if (completed) {
+        await this.net.detach(key).then(() => this.runtime.teardown(key)).catch(() => {});
+      } else if (!inst.adopt()) {
+        this.log.info('instance was not running after the restart: replacing it', { instance: key });
+        await this.net.detach(key).then(() => this.runtime.teardown(key)).catch(() => {});
+        void inst.start();
+      }
+    }
+    // Namespaces or cgroups without a record: half-created before a crash.
+    for (const key of keys) {
+      this.log.info('removing leftovers of an unknown instance', { instance: key });
+      await this.net.detach(key).catch(() => {});
+      await this.runtime.remove(key).catch((e: Error) => this.log.warn('could not remove leftovers', { instance: key, error: e.message }));
+    }
+  }
+
+  private backoff(): BackoffPolicy {
+    return this.o.backoff ?? DEFAULT_BACKOFF;
+  }
+
+  private track(inst: Instance): Instance {
+    this.instances.set(inst.key, inst);
+    inst.on('transition', (t) => {
+      const st: JobStatus = { service_id: inst.order.service_id, instance_n: inst.order.instance_n, state: t.state, reason: t.reason, ts: t.ts };
+      if (inst.attachment.ns_ip) st.ns_ip = inst.attachment.ns_ip;
+      if (inst.attachment.ns_ip_v6) st.ns_ip_v6 = inst.attachment.ns_ip_v6;
+      this.client?.publish(topics.job(this.workerId), encode('job', st), { qos: 1 });
+      this.emit('transition', inst, t);
+    });
+    return inst;
+  }
+
+  private connect(): void {
+    const client = mqtt.connect(this.identity.mqtt.url, mqttOptions(this.identity.mqtt, { reconnectPeriod: 1000 }));
+    this.client = client;
+    const w = this.workerId;
+    client.on('connect', () => {
+      const subs = [topics.deploy(w), topics.remove(w), topics.tableQueryResult(w), topics.subnet(w), topics.coordinatePeers(w),
+        ...[...this.interest].map((s) => topics.serviceUpdates(s))];
+      client.subscribe(subs, { qos: 1 });
+      this.log.info('connected to the cluster broker');
+      this.emit('connected');
+      this.heartbeat();
+    });
+    client.on('offline', () => {
+      this.log.warn('cluster broker unreachable: instances keep running');
+      this.emit('offline');
+    });
+    client.on('error', (e) => {
+      const code = (e as { code?: number }).code;
+      this.log.warn('mqtt error', { error: e.message, code: code ?? null });
+      if (code === 4 || code === 5) void this.reRegister();
+    });
+    client.on('message', (topic, payload) => {
+      try {
+        this.dispatch(topic, payload);
+      } catch (e) {
+        this.counters.dropped++;
+        this.log.error('message handler failed', { topic, error: (e as Error).message });
+      }
+    });
+  }
+
+  /** The broker refused our credentials (the cluster lost or rotated them): get new ones once. */
+  private async reRegister(): Promise<void> {
+    if (this.reRegistering || this.closed) return;
+    this.reRegistering = true;
+    try {
+      const id = await registerWithCluster(this.o.clusterUrl, this.o.joinKey, this.o.name);
+      if (id.worker_id !== this.workerId) throw new RegistrationError(`cluster gave a different id (${id.worker_id})`);
+      this.identity = id;
+      saveIdentity(NodeEngine.identityFile(this.o.stateDir), id);
+      this.log.info('registered again with new credentials');
+      const old = this.client;
+      this.connect();
+      await old?.endAsync(true).catch(() => {});
+    } catch (e) {
+      this.log.warn('registering again failed; will retry on the next refusal', { error: (e as Error).message });
+      await new Promise((r) => setTimeout(r, 2000));
+    } finally {
+      this.reRegistering = false;
+    }
+  }
+
+  private dispatch(topic: string, payload: Buffer): void {
+    const w = this.workerId;
+    if (topic === topics.deploy(w)) {
+      const d = decode('deploy', payload);
+      if (!d.ok) return this.drop(topic, d.error);
+      void this.deploy(d.value);
+    } else if (topic === topics.remove(w)) {
+      const d = decode('remove', payload);
+      if (!d.ok) return this.drop(topic, d.error);
+      void this.undeploy(d.value.service_id, d.value.instance_n, d.value.reason);
+    } else if (topic === topics.subnet(w)) {
+      const d = decode('subnet', payload);
+      if (!d.ok) return this.drop(topic, d.error);
+      this.identity = { ...this.identity, subnet_v4: d.value.subnet_v4, subnet_v6: d.value.subnet_v6 ?? null };
+      saveIdentity(NodeEngine.identityFile(this.o.stateDir), this.identity);
+      this.emit('subnet', d.value);
+    } else {
+      let msg: ClusterToWorker;
+      try {
+        msg = parseClusterToWorker(JSON.parse(payload.toString('utf8')));
+      } catch (e) {
+        return this.drop(topic, e instanceof RouteMessageError || e instanceof SyntaxError ? e.message : String(e));
+      }
+      for (const l of this.routeListeners) l(msg);
+    }
+  }
+
+  private drop(topic: string, error: string): void {
+    this.counters.dropped++;
+    this.log.warn('malformed message dropped', { topic, error });
+  }
+
+  /** Runs an ordered instance; an order for one already here only re-reports its state. */
+  async deploy(order: DeployOrder): Promise<Instance> {
+    const key = instanceKey(order.service_id, order.instance_n);
+    const existing = this.instances.get(key);
+    if (existing && existing.state !== 'UNDEPLOYED') {
+      const t = existing.lifecycle.last;
+      this.client?.publish(topics.job(this.workerId), encode('job', {
+        service_id: order.service_id, instance_n: order.instance_n, state: t.state, reason: t.reason, ts: t.ts,
+      }), { qos: 1 });
+      return existing;
+    }
+    this.counters.deploys++;
+    const inst = this.track(new Instance(order, this.runtime, this.net, this.log, this.backoff()));
+    mkdirSync(this.runtime.dir(key), { recursive: true });
+    const f = join(this.runtime.dir(key), ORDER_FILE);
+    writeFileSync(`${f}.tmp`, JSON.stringify(order));
+    renameSync(`${f}.tmp`, f);
+    await inst.start();
+    return inst;
+  }
+
+  async undeploy(serviceId: string, n: number, reason: string): Promise<void> {
+    const key = instanceKey(serviceId, n);
+    const inst = this.instances.get(key);
+    this.counters.deletes++;
+    if (!inst) {
+      // Still acknowledge, so the cluster stops asking.
+      this.client?.publish(topics.job(this.workerId), encode('job', { service_id: serviceId, instance_n: n, state: 'UNDEPLOYED', reason: `not on this worker (${reason})`, ts: Date.now() }), { qos: 1 });
+      return;
+    }
+    try {
+      await inst.close(reason);
+    } catch (e) {
+      this.log.error('undeploy failed', { instance: key, error: (e as Error).message });
+    } finally {
+      this.instances.delete(key);
+    }
+  }
+
+  heartbeatPayload(): Heartbeat {
+    const cap = this.o.capacity ?? hostCapacity();
+    let cpuUsed = 0;
+    let memUsed = 0;
+    const inventory = [];
+    for (const i of this.instances.values()) {
+      if (i.state === 'UNDEPLOYED') continue;
+      inventory.push({ service_id: i.order.service_id, instance_n: i.order.instance_n, state: i.state });
+      if (i.state === 'COMPLETED') continue;
+      cpuUsed += i.order.spec.vcpus;
+      memUsed += i.order.spec.memory;
+    }
+    let memFree = Math.max(0, cap.memory_mb - memUsed);
+    if (!this.o.capacity) memFree = Math.min(memFree, hostFreeMemoryMb());
+    const hb: Heartbeat = {
+      ts: Date.now(),
+      seq: ++this.seq,
+      arch: hostArch(),
+      virtualizations: this.virtualizations,
+      cpu: { cores: cap.vcpus, free: Math.max(0, cap.vcpus - cpuUsed), usage_pct: this.cpu.usagePct() },
+      memory_mb: { total: cap.memory_mb, free: memFree },
+      instances: inventory,
+    };
+    if (this.o.location) hb.location = this.o.location;
+    if (this.o.tunnelEndpoint) hb.tunnel_endpoint = this.o.tunnelEndpoint;
+    return hb;
+  }
+
+  private heartbeat(): void {
+    if (this.paused || !this.client?.connected) return;
+    this.counters.heartbeats++;
+    this.client.publish(topics.information(this.workerId), encode('heartbeat', this.heartbeatPayload()), { qos: 0 });
+  }
+
+  /** Stops (true) or resumes (false) heartbeats while everything else goes on: for failure drills. */
+  pauseHeartbeats(paused: boolean): void {
+    this.paused = paused;
+  }
+
+  /** The semantic layer's link to the cluster, over this worker's MQTT connection. */
+  routeLink(): RouteLink {
+    return {
+      send: (msg: WorkerToCluster) => {
+        const w = this.workerId;
+        const c = this.client;
+        if (!c) return;
+        switch (msg.type) {
+          case 'table_query':
+            c.publish(topics.tableQueryRequest(w), JSON.stringify(msg), { qos: 1 });
+            return;
+          case 'interest_add':
+            this.interest.add(msg.service_id);
+            c.subscribe(topics.serviceUpdates(msg.service_id), { qos: 1 });
+            c.publish(topics.interest(w), JSON.stringify(msg), { qos: 1 });
+            return;
+          case 'interest_remove':
+            this.interest.delete(msg.service_id);
+            c.unsubscribe(topics.serviceUpdates(msg.service_id));
+            c.publish(topics.interest(w), JSON.stringify(msg), { qos: 1 });
+            return;
+          case 'coordinate_report':
+            c.publish(topics.coordinates(w), JSON.stringify(msg), { qos: 0 });
+            return;
+        }
+      },
+      onMessage: (listener) => {
+        this.routeListeners.add(listener);
+        return () => this.routeListeners.delete(listener);
+      },
+    };
+  }
+
+  /**
+   * Stops the daemon. By default instances keep running (a restarted daemon re-adopts them);
+   * `undeploy: true` removes every instance and everything it had on the host.
+   */
+  async close(o: { undeploy?: boolean } = {}): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    for (const i of this.instances.values()) {
+      if (o.undeploy) await i.close('worker shut down').catch((e: Error) => this.log.error('undeploy failed', { instance: i.key, error: e.message }));
+      else i.detachFromDaemon();
+    }
+    if (o.undeploy) this.instances.clear();
+    if (this.client) await this.client.endAsync(true).catch(() => {});
+    await this.net.close();
+    this.runtime.close();
+  }
+}
+
+function saveIdentity(file: string, id: WorkerIdentity): void {
+  writeFileSync(`${file}.tmp`, JSON.stringify(id), { mode: 0o600 });
+  renameSync(`${file}.tmp`, file);
+}
