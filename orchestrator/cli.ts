@@ -3,6 +3,8 @@
 import { Command } from 'commander';
 import { register as registerLab } from './commands/lab.ts';
 import { register as registerRoot } from './commands/root.ts';
+import { register as registerCluster } from './commands/cluster.ts';
+import { register as registerWorker } from './commands/worker.ts';
 
 const program = new Command();
 program
@@ -12,5 +14,7 @@ program
 
 registerLab(program);
 registerRoot(program);
+registerCluster(program);
+registerWorker(program);
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,100 @@
+// `canopy cluster …`: the cluster orchestrator (API, MQTT broker, scheduling) until SIGTERM/SIGINT.
+import type { Command } from 'commander';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Cluster, type BrokerChoice } from '../cluster/cluster.ts';
+import { startClusterApi } from '../cluster/api.ts';
+
+interface Opts {
+  name: string;
+  location: string;
+  data: string;
+  host: string;
+  port: string;
+  publicUrl?: string;
+  root?: string;
+  rootKey?: string;
+  workerKey?: string;
+  mqttHost: string;
+  mqttPort: string;
+  mqttPublicUrl?: string;
+  mqttUrl?: string;
+  mosquittoPidFile?: string;
+}
+
+function port(s: string, what: string): number {
+  const p = Number(s);
+  if (!Number.isInteger(p) || p < 0 || p > 65535) throw new Error(`${what}: not a port: ${s}`);
+  return p;
+}
+
+/** The worker join key: given, or generated once, stored and printed. */
+function workerKey(dir: string, given: string | undefined): string {
+  if (given) return given;
+  const f = join(dir, 'worker-join-key');
+  if (existsSync(f)) return readFileSync(f, 'utf8').trim();
+  const k = randomBytes(18).toString('base64url');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(f, `${k}\n`, { mode: 0o600 });
+  process.stderr.write(`canopy cluster: worker join key (also in ${f}): ${k}\n`);
+  return k;
+}
+
+export function register(program: Command): void {
+  program
+    .command('cluster')
+    .description('run a cluster orchestrator (workers connect to it over MQTT)')
+    .requiredOption('--name <name>', 'cluster name')
+    .option('--location <loc>', 'location sent to root: "lat,long,radius_km" or a place name', '0,0,0')
+    .option('--data <dir>', 'state directory', './canopy-cluster')
+    .option('--host <address>', 'API address to bind', '0.0.0.0')
+    .option('--port <port>', 'API port', '10100')
+    .option('--public-url <url>', 'API URL root and workers use (default http://<host>:<port>)')
+    .option('--root <url>', 'root API URL, e.g. http://root:10000')
+    .option('--root-key <key>', 'root\'s cluster join key (env CANOPY_CLUSTER_KEY)')
+    .option('--worker-key <key>', 'join key for workers (env CANOPY_WORKER_KEY; generated if absent)')
+    .option('--mqtt-host <address>', 'embedded broker address', '0.0.0.0')
+    .option('--mqtt-port <port>', 'embedded broker port', '10003')
+    .option('--mqtt-public-url <url>', 'broker URL handed to workers (default mqtt://<api host>:<mqtt port>)')
+    .option('--mqtt-url <url>', 'use this external broker (Mosquitto) instead of the embedded one')
+    .option('--mosquitto-pid-file <file>', 'with --mqtt-url: SIGHUP this Mosquitto after credential changes')
+    .action(async (o: Opts) => {
+      const apiPort = port(o.port, '--port');
+      const apiHost = o.host === '0.0.0.0' ? '127.0.0.1' : o.host;
+      const publicUrl = o.publicUrl ?? `http://${apiHost}:${apiPort}`;
+      const rootKey = o.rootKey ?? process.env.CANOPY_CLUSTER_KEY;
+      if (o.root && !rootKey) throw new Error('--root needs --root-key or CANOPY_CLUSTER_KEY');
+      const joinKey = workerKey(o.data, o.workerKey ?? process.env.CANOPY_WORKER_KEY);
+      let mqtt: BrokerChoice;
+      if (o.mqttUrl) {
+        const pidFile = o.mosquittoPidFile;
+        const reload = pidFile ? () => {
+          try {
+            process.kill(Number(readFileSync(pidFile, 'utf8').trim()), 'SIGHUP');
+          } catch (e) {
+            process.stderr.write(`canopy cluster: could not signal Mosquitto: ${(e as Error).message}\n`);
+          }
+        } : undefined;
+        mqtt = { external: { url: o.mqttUrl, publicUrl: o.mqttPublicUrl, reload } };
+        process.stderr.write(`canopy cluster: Mosquitto files are in ${join(o.data, 'mosquitto')} (password_file passwd, acl_file acl)\n`);
+      } else {
+        const mqttPort = port(o.mqttPort, '--mqtt-port');
+        mqtt = { embedded: { host: o.mqttHost, port: mqttPort, publicUrl: o.mqttPublicUrl ?? `mqtt://${new URL(publicUrl).hostname}:${mqttPort}` } };
+      }
+      const cluster = await Cluster.start({
+        name: o.name, location: o.location, stateDir: o.data, apiUrl: publicUrl,
+        root: o.root && rootKey ? { url: o.root, joinKey: rootKey } : undefined,
+        workerJoinKey: joinKey, mqtt,
+      });
+      const api = await startClusterApi(cluster, { host: o.host, port: apiPort, workerJoinKey: joinKey });
+      const stop = (): void => {
+        Promise.all([api.close(), cluster.close()]).then(() => process.exit(0), (err: unknown) => {
+          process.stderr.write(`canopy cluster: stop failed: ${String(err)}\n`);
+          process.exit(1);
+        });
+      };
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    });
+}
