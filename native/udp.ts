@@ -33,7 +33,7 @@ const CMSG_SEG = 24; // CMSG_SPACE(sizeof(uint16_t)) rounded to 8: header 16 + 2
 /** At most this many datagrams in one GSO send (UDP_MAX_SEGMENTS is 64 on older kernels). */
 const GSO_MAX_SEGS = 64;
 /** At most this many payload bytes in one GSO send (an IP datagram is ≤ 64 kB). */
-const GSO_MAX_BYTES = 65000;
+const GSO_MAX_BYTES = 65400;
 const MAX_MSGS = 256;
 const MAX_IOV = 1024;
 

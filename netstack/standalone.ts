@@ -6,6 +6,8 @@
 // It opens the TUN, brings it up with the given MTU and routes, binds the tunnel socket and runs the
 // loop. Logs are JSON lines on stdout; SIGUSR1 prints {"msg":"stats",…}; SIGTERM/SIGINT close it.
 import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import { TunDevice } from '../native/tun.ts';
 import { UdpSocket } from '../native/udp.ts';
 import { Readiness } from '../native/poll.ts';
@@ -111,11 +113,25 @@ if (isMain) {
   const s = startStandalone(cfg);
   const stats = () => log({ level: 'info', msg: 'stats', stats: s.datapath.stats() });
   process.on('SIGUSR1', stats);
+  // CANOPY_DATAPATH_PROFILE=<file.cpuprofile>: a V8 CPU profile of the whole run, written at SIGTERM.
+  const profileTo = process.env.CANOPY_DATAPATH_PROFILE;
+  const session = profileTo ? new Session() : null;
+  if (session) {
+    session.connect();
+    session.post('Profiler.enable', () => session.post('Profiler.start'));
+  }
+  const exit = () => {
+    stats();
+    s.close();
+    process.exit(0);
+  };
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     process.on(sig, () => {
-      stats();
-      s.close();
-      process.exit(0);
+      if (!session || !profileTo) return exit();
+      session.post('Profiler.stop', (err, res) => {
+        if (!err) writeFileSync(`${profileTo}.${cfg.selfId}.cpuprofile`, JSON.stringify(res.profile));
+        exit();
+      });
     });
   }
   const probe = setInterval(() => {
