@@ -9,7 +9,7 @@ import type { ClusterAggregate, ClusterRecord, RootStore } from './store.ts';
 export const CLUSTER_SILENCE_MS = 15_000;
 
 export interface ClusterRegistryEvents {
-  /** A cluster registered or reported after being inactive. */
+  /** A cluster reported for the first time since it registered, or after being inactive. */
   active: [ClusterRecord];
   /** A cluster has not reported for CLUSTER_SILENCE_MS. */
   inactive: [ClusterRecord];
@@ -84,7 +84,8 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
     this.store.upsertCluster(record);
     this.byId.set(record.id, record);
     this.reserved.delete(record.id);
-    this.markSeen(record);
+    // 'active' waits for the first report: before it root knows nothing the scheduler could use.
+    this.wasActive.set(record.id, false);
     return { record, rotated: existing !== undefined };
   }
 

@@ -42,8 +42,10 @@ interface Scored {
   distance: number;
 }
 
+const INACTIVE = 'inactive (stopped reporting)';
+
 function why(c: ClusterView, d: InstanceDemand, target: Location | null): string | null {
-  if (!c.active) return 'inactive (no report for 15 s)';
+  if (!c.active) return INACTIVE;
   const a = c.aggregate;
   if (!a) return 'has not reported its resources yet';
   if (a.workers_active <= 0) return 'has no active workers';
@@ -115,9 +117,10 @@ export function rankClusters(d: InstanceDemand, clusters: readonly ClusterView[]
   return { candidates: ok.map((s) => s.c), rejected };
 }
 
-/** One line for an instance's status when no cluster qualifies. */
-export function summarizeRejections(rejected: readonly Rejection[], max = 5): string {
+/** One line for an instance's status when no cluster qualifies; inactive clusters are named last. */
+export function summarizeRejections(rejected: readonly Rejection[], max = 8): string {
   if (rejected.length === 0) return 'no cluster is registered';
-  const shown = rejected.slice(0, max).map((r) => `${r.cluster}: ${r.reason}`).join('; ');
+  const ordered = [...rejected.filter((r) => r.reason !== INACTIVE), ...rejected.filter((r) => r.reason === INACTIVE)];
+  const shown = ordered.slice(0, max).map((r) => `${r.cluster}: ${r.reason}`).join('; ');
   return rejected.length > max ? `${shown}; and ${rejected.length - max} more` : shown;
 }
