@@ -99,14 +99,16 @@ describe('root scheduling', () => {
   }
 
   /** Creates a service and one instance; waits until scheduling settled. */
-  async function deploy(ms: Record<string, unknown> = {}): Promise<{ id: string; inst: { state: string; reason: string; cluster_name: string; history: { state: string }[] } }> {
+  async function deploy(ms: Record<string, unknown> = {}): Promise<{ id: string; inst: Inst }> {
     const r = await h.call('POST', '/api/application?deploy=true', sla(`app${++seq}`, ms), token);
     assert.equal(r.status, 201, r.text);
     const id = r.body.services[0].microserviceID;
     return { id, inst: await settled(id, 0) };
   }
 
-  async function settled(id: string, n: number) {
+  interface Inst { state: string; reason: string; cluster_name: string; instance_ip: string; history: { state: string }[] }
+
+  async function settled(id: string, n: number): Promise<Inst> {
     for (let i = 0; i < 200; i++) {
       const s = await h.call('GET', `/api/service/${id}`, undefined, token);
       const inst = s.body.instances.find((x: { instance_n: number }) => x.instance_n === n);
