@@ -2,7 +2,7 @@
 // copy in memory because scheduling reads every cluster for every decision.
 import { EventEmitter } from 'node:events';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { parseLocation } from '../descriptor/location.ts';
+import { parseLocation, type Location } from '../descriptor/location.ts';
 import type { ClusterView } from './scheduler.ts';
 import type { ClusterAggregate, ClusterRecord, RootStore } from './store.ts';
 
@@ -24,6 +24,8 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
   /** Capacity root has promised away since the cluster's last report. */
   private readonly reserved = new Map<string, { vcpus: number; memory_mb: number; gpus: number }>();
   private readonly wasActive = new Map<string, boolean>();
+  /** Parsed once: views() runs for every scheduling decision. */
+  private readonly locations = new Map<string, Location | null>();
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -34,6 +36,7 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
     super();
     for (const c of store.listClusters()) {
       this.byId.set(c.id, c);
+      this.locations.set(c.id, parseLocation(c.location));
       // After a root restart every cluster must report again before it counts as active.
       this.wasActive.set(c.id, false);
     }
@@ -83,6 +86,7 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
     };
     this.store.upsertCluster(record);
     this.byId.set(record.id, record);
+    this.locations.set(record.id, parseLocation(location));
     this.reserved.delete(record.id);
     // 'active' waits for the first report: before it root knows nothing the scheduler could use.
     this.wasActive.set(record.id, false);
@@ -133,7 +137,7 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
         id: c.id,
         name: c.name,
         active: this.isActive(c),
-        location: parseLocation(c.location),
+        location: this.locations.get(c.id) ?? null,
         aggregate: a && r
           ? { ...a, free: { vcpus: a.free.vcpus - r.vcpus, memory_mb: a.free.memory_mb - r.memory_mb, gpus: a.free.gpus - r.gpus } }
           : a,

@@ -39,7 +39,9 @@ const KM_PER_MS_RTT = 100;
 
 interface Scored {
   c: ClusterView;
+  free: ClusterAggregate['free'];
   distance: number;
+  score: number;
 }
 
 const INACTIVE = 'inactive (stopped reporting)';
@@ -95,25 +97,23 @@ export function rankClusters(d: InstanceDemand, clusters: readonly ClusterView[]
   const target = demandLocation(d);
   const ok: Scored[] = [];
   const rejected: Rejection[] = [];
-  for (const c of clusters) {
-    const reason = why(c, d, target);
-    if (reason) rejected.push({ cluster: c.name, reason });
-    else ok.push({ c, distance: target && c.location ? distanceKm(c.location, target) : 0 });
-  }
   let maxMem = 0;
   let maxCpu = 0;
-  for (const s of ok) {
-    const free = (s.c.aggregate as ClusterAggregate).free;
+  for (const c of clusters) {
+    const reason = why(c, d, target);
+    if (reason) {
+      rejected.push({ cluster: c.name, reason });
+      continue;
+    }
+    const free = (c.aggregate as ClusterAggregate).free;
     maxMem = Math.max(maxMem, free.memory_mb - d.memory);
     maxCpu = Math.max(maxCpu, free.vcpus - d.vcpus);
+    ok.push({ c, free, distance: target && c.location ? distanceKm(c.location, target) : 0, score: 0 });
   }
-  const score = (s: Scored) => {
-    const free = (s.c.aggregate as ClusterAggregate).free;
-    return (maxMem > 0 ? (free.memory_mb - d.memory) / maxMem : 0) + (maxCpu > 0 ? (free.vcpus - d.vcpus) / maxCpu : 0);
-  };
-  const scores = new Map(ok.map((s) => [s, score(s)]));
-  ok.sort((x, y) =>
-    x.distance - y.distance || (scores.get(y) as number) - (scores.get(x) as number) || (x.c.name < y.c.name ? -1 : x.c.name > y.c.name ? 1 : 0));
+  for (const s of ok) {
+    s.score = (maxMem > 0 ? (s.free.memory_mb - d.memory) / maxMem : 0) + (maxCpu > 0 ? (s.free.vcpus - d.vcpus) / maxCpu : 0);
+  }
+  ok.sort((x, y) => x.distance - y.distance || y.score - x.score || (x.c.name < y.c.name ? -1 : x.c.name > y.c.name ? 1 : 0));
   return { candidates: ok.map((s) => s.c), rejected };
 }
 
