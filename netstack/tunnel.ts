@@ -31,6 +31,8 @@ export const TunnelFlag = {
   Encrypted: 1,
   /** The payload starts with a virtio_net_hdr (a super-packet or a partial checksum). */
   Vnet: 2,
+  /** The payload is several plain IP packets back to back (each delimited by its own IP header). */
+  Multi: 4,
 } as const;
 
 /** Why a datagram was dropped; the codec counts each. */

@@ -173,3 +173,28 @@ test('a packet to an unknown service is dropped and counted', () => {
   assert.equal(net.wire.length, 0);
   assert.equal(w1.stats()[Counter.NoRoute], 1);
 });
+
+for (const v2 of [false, true]) {
+  test(`small packets read in one pump share a tunnel batch and all arrive in order (vnet ${v2})`, () => {
+    const { net, w1, w2, d1, d2 } = world(false, v2);
+    for (let i = 0; i < 60; i++) {
+      const family = i % 2 === 0 ? 4 : 6;
+      const [A, S] = family === 4 ? [A4, S4] : [A6, S6];
+      feed(d1, build({ family, proto: Proto.UDP, src: A.nsIp, dst: S, sport: 1000 + i, dport: 53, payload: 1300 }));
+    }
+    w1.pumpDevice();
+    const batches = w1.stats()[Counter.TunnelTx];
+    assert.ok(batches <= 2, `${batches} tunnel batches for 60 packets`);
+    assert.ok(net.wire.length > 0);
+    while (w2.pumpSocket() > 0) { /* drain */ }
+    assert.equal(d2.written.length, 60);
+    d2.written.forEach((p, i) => {
+      const q = plain(d2, p);
+      assert.ok(checksumsOk(q), `packet ${i}`);
+      const m = new PacketInfo();
+      assert.ok(parsePacket(q, 0, q.length, m));
+      assert.equal(m.sport, 1000 + i, 'order kept');
+    });
+    assert.equal(w1.stats()[Counter.Coalesced], 60);
+  });
+}
