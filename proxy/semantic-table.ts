@@ -204,8 +204,10 @@ export class SemanticTable implements TranslationTable {
     const known = this.services.byAddress.get(b, m.srcOff, fam);
     if (!known || known.kind !== AddrKind.Instance) {
       const r = this.flows.insert(fam, m.proto, db, dOff, b, m.srcOff, m.dport, m.sport);
-      if (r >= 0) {
-        const v = this.flows.values, o = r * W;
+      // Never over a flow this worker opened itself: a local delivery passes through here too (the
+      // datapath hands Local packets to inbound), and its key can be that of our forward or reverse flow.
+      const v = this.flows.values, o = r * W;
+      if (r >= 0 && (v[o] === 0 || v[o] === RET)) {
         v[o] = RET; v[o + 1] = fromPeer; v[o + 2] = dst.slot; v[o + 3] = dst.gen;
       }
     }

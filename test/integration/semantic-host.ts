@@ -64,6 +64,7 @@ async function main(cfg: HostConfig): Promise<void> {
   });
   for (const l of cfg.locals) table.addLocalInstance(l);
   const closers: (() => void)[] = [() => table.close(), () => source.close()];
+  let datapathStats = (): Record<string, number> => ({});
 
   if (cfg.dns) {
     const dns = new ServiceDnsServer({
@@ -80,6 +81,7 @@ async function main(cfg: HostConfig): Promise<void> {
       const w = Object.entries(cfg.peerIds).find(([, p]) => p === peer)?.[0];
       if (w) probe.record(w, ms);
     });
+    datapathStats = () => dp.datapath.stats();
     closers.push(() => dp.close());
   }
 
@@ -92,12 +94,15 @@ async function main(cfg: HostConfig): Promise<void> {
 
   createInterface({ input: process.stdin }).on('line', (line) => {
     try {
-      const c = JSON.parse(line) as { cmd?: string; service_id?: string; instances?: number[]; route?: unknown };
+      const c = JSON.parse(line) as { cmd?: string; seq?: number; service_id?: string; instances?: number[]; route?: unknown };
       if (c.cmd === 'withdraw' && c.service_id) source.withdraw(c.service_id, c.instances);
       else if (c.cmd === 'update') source.update(parseServiceRoute(c.route));
-      else if (c.cmd === 'stats') log({ msg: 'stats', table: table.stats, flows: table.flows.size });
+      else if (c.cmd === 'stats') {
+        const rtt = Object.fromEntries(Object.keys(cfg.peerIds).map((w) => [w, table.estimator.estimate(w)]));
+        log({ msg: 'stats', table: table.stats, flows: table.flows.size, rtt, datapath: datapathStats() });
+      }
       else throw new Error('unknown command');
-      log({ msg: 'done', cmd: c.cmd });
+      log({ msg: 'done', cmd: c.cmd, seq: c.seq });
     } catch (err) {
       log({ level: 'warn', msg: 'bad command', line, error: String(err) });
     }

@@ -14,13 +14,20 @@ export interface WorkerNet {
   bridge6: string;
 }
 
+/** MTU inside the overlay: the underlay's 1500 minus IPv6 + UDP + tunnel header, rounded down. */
+export const OVERLAY_MTU = 1400;
+
 export async function addBridge(host: Host, k: number): Promise<WorkerNet> {
   const bridge4 = `10.18.${k}.1`, bridge6 = `fdc0:18:${k}::1`;
-  await host.execOk(['ip', 'link', 'add', 'br0', 'type', 'bridge']);
+  await host.execOk(['ip', 'link', 'add', 'br0', 'mtu', String(OVERLAY_MTU), 'type', 'bridge']);
   await host.execOk(['ip', 'addr', 'add', `${bridge4}/24`, 'dev', 'br0']);
   await host.execOk(['ip', '-6', 'addr', 'add', `${bridge6}/64`, 'dev', 'br0', 'nodad']);
   await host.execOk(['ip', 'link', 'set', 'br0', 'up']);
   await host.setForwarding(true);
+  // MSS clamped to the route MTU, so that nothing needs fragmenting inside the overlay.
+  await host.execOk(['nft', '-f', '-'], {
+    input: 'table inet canopy {\n chain mssclamp {\n  type filter hook forward priority mangle;\n  tcp flags syn tcp option maxseg size set rt mtu\n }\n}\n',
+  });
   return { k, bridge4, bridge6 };
 }
 
@@ -28,7 +35,7 @@ export async function addBridge(host: Host, k: number): Promise<WorkerNet> {
 export async function addInstance(lab: Lab, host: Host, net: WorkerNet, name: string, n: number): Promise<Namespace> {
   const ns = await lab.addNamespace(name);
   const hv = `v${name}`.slice(0, 15);
-  await host.execOk(['ip', 'link', 'add', hv, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.netns]);
+  await host.execOk(['ip', 'link', 'add', hv, 'mtu', String(OVERLAY_MTU), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.netns]);
   await host.execOk(['ip', 'link', 'set', hv, 'master', 'br0', 'up']);
   await ns.execOk(['ip', 'addr', 'add', `10.18.${net.k}.${n}/24`, 'dev', 'eth0']);
   await ns.execOk(['ip', '-6', 'addr', 'add', `fdc0:18:${net.k}::${n}/64`, 'dev', 'eth0', 'nodad']);
@@ -50,9 +57,17 @@ export async function cleanupResolvConfs(): Promise<void> {
   written.clear();
 }
 
+export interface HostStats {
+  table: Record<string, number>;
+  flows: number;
+  rtt: Record<string, number | null>;
+  datapath: Record<string, number>;
+}
+
 export interface RunningHost {
   proc: ChildProcess;
   send(cmd: Record<string, unknown>): Promise<void>;
+  stats(): Promise<HostStats>;
 }
 
 /** Starts semantic-host.ts on `host` and waits for its ready line. */
@@ -81,12 +96,19 @@ export async function startSemanticHost(lab: Lab, host: Host, cfg: HostConfig, t
     proc.once('exit', (code) => { clearTimeout(t); reject(new Error(`${host.name}: semantic host exited (${code}):\n${lines.join('\n')}\n${lab.outputOf(proc)}`)); });
   });
   await waitFor((l) => l.includes('"msg":"ready"'), 'ready line');
+  let seq = 0;
+  const send = async (cmd: Record<string, unknown>): Promise<void> => {
+    const s = ++seq;
+    proc.stdin!.write(`${JSON.stringify({ ...cmd, seq: s })}\n`);
+    await waitFor((l) => l.includes('"msg":"done"') && l.includes(`"seq":${s}}`), `answer to ${String(cmd.cmd)}`);
+  };
   return {
     proc,
-    send: async (cmd) => {
-      const n = lines.length;
-      proc.stdin!.write(`${JSON.stringify(cmd)}\n`);
-      await waitFor((l) => lines.indexOf(l) >= n && l.includes('"msg":"done"'), `answer to ${String(cmd.cmd)}`);
+    send,
+    stats: async () => {
+      await send({ cmd: 'stats' });
+      const line = lines.filter((l) => l.includes('"msg":"stats"')).at(-1)!;
+      return JSON.parse(line) as HostStats;
     },
   };
 }

@@ -253,3 +253,29 @@ test('an unused service leaves the cache and the worker withdraws its interest',
   assert.equal(t.services.byId.size, 0);
   t.close(); source.close();
 });
+
+test('a local target through the datapath\'s local loop (outbound, then inbound from itself) keeps both flows', async () => {
+  const source = new StaticRouteSource([svc([inst(0, 'w1'), inst(1, 'w2')])]);
+  const t = worker1(source);
+  t.addLocalInstance({ ns_ip: '10.18.1.10', ns_ip_v6: null, instance_ip: '10.30.1.10', instance_ip_v6: null });
+  const open = await primed(t, '10.30.0.2');
+  // rr alternates between the local and the remote instance: take the first flow that went local.
+  let sport = 2000, r = open(sport);
+  while (r.v !== Verdict.Local) r = open(++sport);
+  // The datapath hands the rewritten packet to inbound with its own peer id.
+  const fwd = packet('10.30.9.1', '10.18.1.10', sport, 80);
+  assert.equal(t.inbound(fwd.buf, fwd.meta, 1, newRewrite()), Verdict.Local);
+  for (let k = 0; k < 2; k++) {
+    const rep = packet('10.18.1.10', '10.30.9.1', 80, sport);
+    const o = newRewrite();
+    assert.equal(t.outbound(rep.buf, rep.meta, o), Verdict.Local, 'the reply stays local');
+    assert.equal(ipString(o.src.subarray(0, 4)), '10.30.0.2');
+    assert.equal(dstOf(o), '10.18.1.2');
+    const back = packet('10.30.0.2', '10.18.1.2', 80, sport);
+    assert.equal(t.inbound(back.buf, back.meta, 1, newRewrite()), Verdict.Local);
+    const again = open(sport);
+    assert.equal(again.v, Verdict.Local, 'the caller\'s next packet still goes to the same local instance');
+    assert.equal(dstOf(again.out), '10.18.1.10');
+  }
+  t.close(); source.close();
+});

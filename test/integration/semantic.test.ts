@@ -1,0 +1,165 @@
+// The semantic overlay on three emulated workers: netstack's datapath with the semantic table on each,
+// routes from an in-memory route source standing in for the cluster, RTT measured by the tunnel's
+// probes over lab links of 10 ms (w1↔w2) and 40 ms (w1↔w3) round trip.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { labFor, labSkipReason, type Lab, type Namespace } from '../lab/lab.ts';
+import {
+  addBridge, addInstance, cleanupResolvConfs, resolvConfFor, startSemanticHost, OVERLAY_MTU, type RunningHost,
+} from './semantic-lab.ts';
+import type { InstanceRoute, ServiceRoute } from '../../proxy/route-messages.ts';
+import type { LocalInstance } from '../../proxy/semantic-table.ts';
+
+after(cleanupResolvConfs);
+
+const TUNNEL_PORT = 50103;
+
+function inst(n: number, w: number, host: number): InstanceRoute {
+  return {
+    n, instance_ip: `10.30.${100 + w}.${host}`, instance_ip_v6: `fdc0:30::${100 + w}:${host}`,
+    ns_ip: `10.18.${w}.${host}`, ns_ip_v6: `fdc0:18:${w}::${host}`, worker_id: `w${w}`, cluster_id: 'c1',
+    tunnel_endpoint: `198.18.0.${w}:${TUNNEL_PORT}`, healthy: true,
+  };
+}
+
+function service(id: string, svc: string, base: number, instances: InstanceRoute[]): ServiceRoute {
+  return {
+    service_id: id, name: `app.ans.${svc}.sns`, rr_ip: `10.30.0.${base}`, rr_ip_v6: `fdc0:30::${base}`,
+    closest_ip: `10.30.0.${base + 1}`, closest_ip_v6: `fdc0:30::${base + 1}`, default_policy: 'rr',
+    ports: [{ port: 80, proto: 'tcp' }], instances,
+  };
+}
+
+// The caller A on w1 (host part 2); ms2: one instance on w2 and one on w3; ms3: one on each worker;
+// ms4: one on w2, first asked for when a test wants to see the pending queue at work.
+const caller = service('s-client', 'client', 2, [inst(0, 1, 2)]);
+const ms2 = service('s-ms2', 'ms2', 10, [inst(0, 2, 2), inst(1, 3, 2)]);
+const ms3 = service('s-ms3', 'ms3', 20, [inst(0, 1, 3), inst(1, 2, 3), inst(2, 3, 3)]);
+const ms4 = service('s-ms4', 'ms4', 30, [inst(0, 2, 4)]);
+const ms5 = service('s-ms5', 'ms5', 40, [inst(0, 3, 4)]);
+const ROUTES = [caller, ms2, ms3, ms4, ms5];
+
+/** Instances each worker runs: (host part, name it answers with). */
+const RUNS: Record<number, [number, string][]> = {
+  1: [[2, 'A'], [3, 'ms3-w1']],
+  2: [[2, 'ms2-w2'], [3, 'ms3-w2'], [4, 'ms4-w2']],
+  3: [[2, 'ms2-w3'], [3, 'ms3-w3'], [4, 'ms5-w3']],
+};
+
+function localsOf(w: number): LocalInstance[] {
+  return RUNS[w]!.map(([h]) => {
+    const i = inst(0, w, h);
+    return { ns_ip: i.ns_ip, ns_ip_v6: i.ns_ip_v6, instance_ip: i.instance_ip, instance_ip_v6: i.instance_ip_v6 };
+  });
+}
+
+const HTTP_SERVER = "require('http').createServer((q,s)=>s.end(process.argv[1])).listen(80,'::')";
+// Opens n new connections one after the other (no keep-alive: each is a new flow) and counts answers.
+const HTTP_CLIENT = `
+const http=require('http');const [url,n]=process.argv.slice(1);const c={};let e=0;const errs=[];
+(async()=>{for(let i=0;i<+n;i++){await new Promise(r=>{const q=http.get(url,{agent:false,timeout:4000},s=>{let b='';
+s.on('data',d=>b+=d);s.on('end',()=>{c[b]=(c[b]||0)+1;r()})});q.on('error',x=>{e++;errs.push(String(x));r()});
+q.on('timeout',()=>q.destroy(new Error('timeout')))})}console.log(JSON.stringify({c,e,errs:errs.slice(0,3)}))})()`;
+
+interface Counts { c: Record<string, number>; e: number; errs: string[] }
+
+async function connections(ns: Namespace, url: string, n: number): Promise<Counts> {
+  const out = await ns.execOk([process.execPath, '-e', HTTP_CLIENT, url, String(n)], { timeoutMs: 120_000 });
+  return JSON.parse(out) as Counts;
+}
+
+async function setup(lab: Lab): Promise<{ a: Namespace; hosts: RunningHost[] }> {
+  const key = randomBytes(32).toString('hex');
+  const hosts: RunningHost[] = [];
+  let a: Namespace | undefined;
+  for (const w of [1, 2, 3]) {
+    const host = lab.host(`w${w}`);
+    const net = await addBridge(host, w);
+    for (const [h, name] of RUNS[w]!) {
+      const ns = await addInstance(lab, host, net, `w${w}i${h}`, h);
+      ns.spawn([process.execPath, '-e', HTTP_SERVER, name]);
+      if (w === 1 && h === 2) a = ns;
+    }
+    const peers = [1, 2, 3].filter((p) => p !== w).map((p) => ({ id: p, host: lab.host(`w${p}`).ip, port: TUNNEL_PORT }));
+    hosts.push(await startSemanticHost(lab, host, {
+      workerId: `w${w}`, peerIds: { w1: 1, w2: 2, w3: 3 }, routes: ROUTES, locals: localsOf(w),
+      // The cluster takes its time: the first packets of a new destination must wait, not drop.
+      answerDelayMs: 150,
+      dns: w === 1 ? { listen: [{ address: net.bridge4 }, { address: net.bridge6 }], upstreams: [] } : undefined,
+      datapath: {
+        selfId: w, tun: 'canopy0', offload: true, listen: { host: host.ip, port: TUNNEL_PORT }, peers,
+        keys: { 1: key }, keyId: 1, mtu: OVERLAY_MTU, maxDatagram: 1500 - 20 - 8, routes: ['10.16.0.0/12', 'fdc0::/16'],
+      },
+    }));
+    if (w === 1) await resolvConfFor(a!, { nameservers: [net.bridge4], app: 'app', appns: 'ans', svcns: 'sns' });
+  }
+  for (const w of [1, 2, 3]) for (const [h] of RUNS[w]!) await lab.namespace(`w${w}i${h}`).waitListening(80);
+  // Wait until w1's probes have measured both peers.
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const s = await hosts[0]!.stats();
+    if (typeof s.rtt.w2 === 'number' && typeof s.rtt.w3 === 'number' && s.rtt.w3 > s.rtt.w2 + 10) break;
+    if (Date.now() > deadline) throw new Error(`w1 did not measure its peers: ${JSON.stringify(s.rtt)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return { a: a!, hosts };
+}
+
+test('semantic overlay on three workers: closest, rr, DNS, first packet, ping; IPv4 and IPv6', { skip: labSkipReason() ?? false, timeout: 300_000 }, async (t) => {
+  const lab = await labFor(t, {
+    hosts: ['w1', 'w2', 'w3'],
+    links: [{ a: 'w1', b: 'w2', delayMs: 5 }, { a: 'w1', b: 'w3', delayMs: 20 }],
+  });
+  const { a, hosts } = await setup(lab);
+  const w1 = hosts[0]!;
+
+  await t.test('the first packet of a flow to a not-yet-known service is delivered', async () => {
+    // One echo request, no retry: a reply proves the packet waited while the route query ran.
+    const r = await a.exec(['ping', '-c', '1', '-W', '3', ms4.rr_ip!]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const r6 = await a.exec(['ping', '-6', '-c', '1', '-W', '3', ms5.rr_ip_v6!]);
+    assert.equal(r6.code, 0, r6.stdout + r6.stderr);
+    const s = await w1.stats();
+    assert.ok((s.datapath.pending_queued ?? 0) >= 2, JSON.stringify(s.datapath));
+    assert.equal(s.datapath.pending_dropped ?? 0, 0);
+  });
+
+  await t.test('ping to a service rr address gets replies (IPv4 and IPv6)', async () => {
+    assert.match(await a.execOk(['ping', '-c', '3', '-i', '0.2', '-W', '3', ms3.rr_ip!]), / 0% packet loss/);
+    assert.match(await a.execOk(['ping', '-6', '-c', '3', '-i', '0.2', '-W', '3', ms3.rr_ip_v6!]), / 0% packet loss/);
+  });
+
+  await t.test('DNS names work from inside the application: curl http://closest.ms2/', async () => {
+    assert.equal(await a.execOk(['curl', '-sS', '--max-time', '5', 'http://closest.ms2/']), 'ms2-w2');
+    assert.equal(await a.execOk(['curl', '-sS', '-6', '--max-time', '5', 'http://closest.ms2/']), 'ms2-w2');
+    assert.equal((await a.execOk(['dig', '+short', '+search', 'AAAA', 'closest.ms2'])).trim(), ms2.closest_ip_v6);
+  });
+
+  for (const fam of [4, 6] as const) {
+    await t.test(`IPv${fam}: 200 new connections to closest land on the 10 ms worker`, async () => {
+      const url = fam === 4 ? `http://${ms2.closest_ip}/` : `http://[${ms2.closest_ip_v6}]/`;
+      const r = await connections(a, url, 200);
+      assert.equal(r.e, 0, JSON.stringify(r));
+      assert.ok((r.c['ms2-w2'] ?? 0) >= 190, JSON.stringify(r.c));
+    });
+
+    await t.test(`IPv${fam}: 300 new connections to rr split evenly over three instances`, async () => {
+      const url = fam === 4 ? `http://${ms3.rr_ip}/` : `http://[${ms3.rr_ip_v6}]/`;
+      const r = await connections(a, url, 300);
+      assert.equal(r.e, 0, JSON.stringify(r));
+      for (const name of ['ms3-w1', 'ms3-w2', 'ms3-w3']) {
+        const n = r.c[name] ?? 0;
+        assert.ok(n >= 85 && n <= 115, `${name}: ${n} of 300 (${JSON.stringify(r.c)})`);
+      }
+    });
+  }
+
+  await t.test('after the closest instance is withdrawn, the next connection lands on the other', async () => {
+    await w1.send({ cmd: 'withdraw', service_id: ms2.service_id, instances: [0] });
+    assert.equal(await a.execOk(['curl', '-sS', '--max-time', '5', `http://${ms2.closest_ip}/`]), 'ms2-w3');
+    assert.equal(await a.execOk(['curl', '-sS', '--max-time', '5', `http://[${ms2.closest_ip_v6}]/`]), 'ms2-w3');
+    const r = await connections(a, `http://${ms2.closest_ip}/`, 20);
+    assert.deepEqual(r.c, { 'ms2-w3': 20 });
+  });
+});
