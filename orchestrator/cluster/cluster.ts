@@ -3,11 +3,10 @@
 // dead and re-places their instances, answers route queries and pushes route changes.
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
 import { CredentialStore, CLUSTER_USER, validWorkerId, type Credentials } from '../mqtt/credentials.ts';
 import { EmbeddedBroker } from '../mqtt/broker.ts';
 import { keepMosquittoFiles } from '../mqtt/mosquitto.ts';
-import { mqttOptions } from '../mqtt/client.ts';
+import { InProcessBus, ClientBus, type ClusterBus } from '../mqtt/bus.ts';
 import { topics, CLUSTER_SUBSCRIPTIONS, parseWorkerTopic } from '../mqtt/topics.ts';
 import { decode, encode, type Heartbeat, type JobStatus, type InventoryEntry } from '../mqtt/messages.ts';
 import { jsonLogger, type Logger } from '../mqtt/log.ts';
@@ -90,7 +89,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   private readonly writer: StateWriter;
   readonly root: RootClient | undefined;
   private broker: EmbeddedBroker | undefined;
-  private client: MqttClient | undefined;
+  private bus: ClusterBus | undefined;
   private brokerUrl = '';
   private workerBrokerUrl = '';
   private closed = false;
@@ -152,34 +151,27 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     }
   }
 
-  /** Connects the cluster's own client; retries (an external broker may still be reloading). */
+  /** Attaches the cluster to its broker: in-process when embedded, as a client when external. */
   private async connect(): Promise<void> {
-    const creds: Credentials = this.creds.issue(CLUSTER_USER);
-    const client = mqtt.connect(this.brokerUrl, mqttOptions(creds, { clientId: `${CLUSTER_USER}-${this.o.name}`.slice(0, 64), reconnectPeriod: 500 }));
-    this.client = client;
-    client.on('message', (topic, payload) => {
+    const onError = (e: Error): void => this.log.warn('mqtt error', { error: e.message });
+    if (this.broker) {
+      this.bus = new InProcessBus(this.broker.instance, onError);
+    } else {
+      const creds: Credentials = this.creds.issue(CLUSTER_USER);
+      this.creds.flush();
+      this.bus = await ClientBus.connect(this.brokerUrl, creds, `${CLUSTER_USER}-${this.o.name}`.slice(0, 64), onError);
+    }
+    this.bus.onLink((up) => {
+      if (!up) this.log.warn('cluster lost its broker connection: liveness suspended');
+      this.registry.suspend(!up);
+    });
+    await this.bus.subscribe(CLUSTER_SUBSCRIPTIONS, (topic, payload) => {
       try {
         this.dispatch(topic, payload);
       } catch (e) {
         this.counters.dropped++;
         this.log.error('message handler failed', { topic, error: (e as Error).message });
       }
-    });
-    client.on('connect', () => {
-      this.registry.suspend(false);
-      client.subscribe(CLUSTER_SUBSCRIPTIONS, { qos: 1 });
-    });
-    client.on('offline', () => {
-      this.log.warn('cluster lost its broker connection: liveness suspended');
-      this.registry.suspend(true);
-    });
-    client.on('error', (e) => this.log.warn('mqtt error', { error: e.message }));
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`cannot connect to the MQTT broker at ${this.brokerUrl}`)), 15_000);
-      client.once('connect', () => {
-        clearTimeout(t);
-        resolve();
-      });
     });
   }
 
@@ -226,7 +218,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   }
 
   private publish(topic: string, payload: string, retain = false): void {
-    this.client?.publish(topic, payload, { qos: 1, retain });
+    this.bus?.publish(topic, payload, retain);
   }
 
   private dispatch(topic: string, payload: Buffer): void {
@@ -672,10 +664,11 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     for (const t of this.timers) clearInterval(t);
     try {
       this.writer.flush();
+      this.creds.flush();
     } catch (e) {
       this.log.error('could not save state', { error: (e as Error).message });
     }
-    if (this.client) await this.client.endAsync(true).catch(() => {});
+    if (this.bus) await this.bus.close();
     if (this.broker) await this.broker.close();
   }
 }

@@ -29,7 +29,8 @@ export class EmbeddedBroker {
   ) {}
 
   static async start(o: BrokerOptions): Promise<EmbeddedBroker> {
-    const aedes = new Aedes({ drainTimeout: 10_000, maxClientsIdLength: 64, connectTimeout: 10_000 });
+    // A higher mq concurrency keeps short bursts from queueing inside aedes at all.
+    const aedes = new Aedes({ drainTimeout: 10_000, maxClientsIdLength: 64, connectTimeout: 10_000, concurrency: 1000 });
     await aedes.listen();
     const server = createServer(aedes.handle);
     const broker = new EmbeddedBroker(aedes, server, o.log);
@@ -73,6 +74,11 @@ export class EmbeddedBroker {
       });
     });
     return broker;
+  }
+
+  /** The broker itself, for the cluster's in-process attachment (bus.ts). */
+  get instance(): Aedes {
+    return this.aedes;
   }
 
   get port(): number {

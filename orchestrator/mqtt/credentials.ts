@@ -48,6 +48,7 @@ export function validWorkerId(id: string): boolean {
 export class CredentialStore {
   private readonly accounts = new Map<string, StoredAccount>();
   private readonly listeners: Array<() => void> = [];
+  private flushTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly file?: string) {
     if (file && existsSync(file)) {
@@ -93,7 +94,19 @@ export class CredentialStore {
     this.listeners.push(listener);
   }
 
+  /**
+   * Writes are coalesced (a burst of registrations costs one write) and listeners run after the write.
+   * Losing the last few ms of issues in a crash is harmless: a worker whose password the cluster
+   * forgot is refused by the broker and registers again.
+   */
   private changed(): void {
+    this.flushTimer ??= setTimeout(() => this.flush(), 50);
+  }
+
+  /** Persists now and notifies listeners (also called on close). */
+  flush(): void {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
     if (this.file) {
       mkdirSync(dirname(this.file), { recursive: true });
       const tmp = `${this.file}.tmp`;

@@ -79,10 +79,12 @@ test('credentials: issue, verify, rotate, revoke, persist', () => {
     assert.equal(s.verify(undefined, a.password), false);
     const b = s.issue('w1');
     assert.equal(s.verify('w1', a.password), false, 'old password stops working after rotation');
+    s.flush();
     assert.equal(new CredentialStore(file).verify('w1', b.password), true, 'survives a restart');
     assert.doesNotMatch(readFileSync(file, 'utf8'), new RegExp(b.password), 'plaintext never stored');
     s.revoke('w1');
     assert.equal(s.verify('w1', b.password), false);
+    s.flush();
     assert.throws(() => s.issue('bad/name'), /invalid worker id/);
     assert.throws(() => s.issue('+'), /invalid worker id/);
     assert.equal(s.issue(CLUSTER_USER).username, CLUSTER_USER);

@@ -1,0 +1,210 @@
+// `npm run bench -- scale [workers]`: one cluster (embedded broker, real credentials and ACL, liveness
+// sweep) against simulated workers that only heartbeat (1/s each, staggered), no data plane.
+// The cluster runs in its own process so its CPU and RSS can be read from /proc. It is measured at
+// 1 000 workers and at the full count in the same run; the ratio shows how the cost grows.
+// Last line: {"bench":"scale","workers":10000,"cluster_cpu_pct":…,"cluster_rss_mb":…}
+import { spawn, type ChildProcess } from 'node:child_process';
+import { connect, type Socket } from 'node:net';
+import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+const JOIN_KEY = 'scale-bench';
+
+if (process.argv.includes('--role=cluster')) {
+  await runCluster();
+} else {
+  await main();
+}
+
+async function runCluster(): Promise<void> {
+  const { Cluster } = await import('../orchestrator/cluster/cluster.ts');
+  const { startClusterApi } = await import('../orchestrator/cluster/api.ts');
+  const { jsonLogger } = await import('../orchestrator/mqtt/log.ts');
+  const dir = process.argv.find((a) => a.startsWith('--dir='))!.slice(6);
+  const cluster = await Cluster.start({
+    name: 'scale', location: '0,0,0', stateDir: dir, apiUrl: 'http://127.0.0.1:0', workerJoinKey: JOIN_KEY,
+    mqtt: { embedded: { host: '127.0.0.1', port: 0 } }, log: jsonLogger({ component: 'cluster' }, 'warn'),
+  });
+  const api = await startClusterApi(cluster, { host: '127.0.0.1', port: 0, workerJoinKey: JOIN_KEY });
+  const apiPort = (api.server.address() as { port: number }).port;
+  process.stdout.write(`READY ${JSON.stringify({ api: apiPort, mqtt: new URL(cluster.mqttUrl).port })}\n`);
+  const stop = (): void => {
+    void Promise.all([api.close(), cluster.close()]).then(() => process.exit(0));
+  };
+  process.once('SIGTERM', stop);
+}
+
+// ---- simulator ----
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) b |= 0x80;
+    out.push(b);
+  } while (n > 0);
+  return out;
+}
+
+function str(s: string): Buffer {
+  const b = Buffer.from(s);
+  const len = Buffer.alloc(2);
+  len.writeUInt16BE(b.length);
+  return Buffer.concat([len, b]);
+}
+
+function connectPacket(user: string, password: string): Buffer {
+  const body = Buffer.concat([str('MQTT'), Buffer.from([4, 0xc2, 0, 60]), str(user), str(user), str(password)]);
+  return Buffer.concat([Buffer.from([0x10, ...varint(body.length)]), body]);
+}
+
+function publishPacket(topic: string, payload: string): Buffer {
+  const body = Buffer.concat([str(topic), Buffer.from(payload)]);
+  return Buffer.concat([Buffer.from([0x30, ...varint(body.length)]), body]);
+}
+
+interface SimWorker {
+  id: string;
+  password: string;
+  sock?: Socket;
+  seq: number;
+}
+
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]); // utime + stime (fields 14, 15)
+}
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : 0;
+}
+
+async function metric(apiPort: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${apiPort}/metrics`)).text();
+  const m = new RegExp(`^canopy_cluster_${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
+async function pool<T>(items: T[], concurrency: number, f: (t: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (i < items.length) await f(items[i++]!);
+  }));
+}
+
+function openWorker(w: SimWorker, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, '127.0.0.1');
+    sock.setNoDelay(true);
+    let acked = false;
+    sock.once('connect', () => sock.write(connectPacket(w.id, w.password)));
+    sock.on('data', (d) => {
+      if (acked) return;
+      acked = true;
+      if (d[0] !== 0x20 || d[3] !== 0) return reject(new Error(`${w.id}: CONNACK ${d.toString('hex')}`));
+      w.sock = sock;
+      resolve();
+    });
+    sock.on('error', (e) => (acked ? undefined : reject(e)));
+  });
+}
+
+async function main(): Promise<void> {
+  const total = Number(process.argv[2] ?? 10_000);
+  if (!Number.isInteger(total) || total < 1) throw new Error(`workers must be a positive integer, got ${process.argv[2]}`);
+  const steps = [...new Set([Math.min(1000, total), total])];
+  const dir = mkdtempSync(join(tmpdir(), 'canopy-scale-'));
+  const self = fileURLToPath(import.meta.url);
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', self, '--role=cluster', `--dir=${dir}`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const workers: SimWorker[] = [];
+  let hbTimer: NodeJS.Timeout | undefined;
+  try {
+    const ready = await new Promise<{ api: number; mqtt: number }>((resolve, reject) => {
+      const rl = createInterface({ input: child.stdout! });
+      rl.on('line', (l) => { if (l.startsWith('READY ')) resolve(JSON.parse(l.slice(6)) as { api: number; mqtt: number }); });
+      child.once('exit', (c) => reject(new Error(`cluster exited with ${c}`)));
+    });
+    const pid = child.pid!;
+    console.error(`cluster pid ${pid}: api ${ready.api}, mqtt ${ready.mqtt}; registering ${total} workers`);
+    const t0 = Date.now();
+    const ids = Array.from({ length: total }, (_, i) => `sim-${i}`);
+    await pool(ids, 32, async (id) => {
+      const res = await fetch(`http://127.0.0.1:${ready.api}/api/workers/register`, {
+        method: 'POST', headers: { authorization: `Bearer ${JOIN_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: id }),
+      });
+      if (!res.ok) throw new Error(`register ${id}: HTTP ${res.status}`);
+      const a = (await res.json()) as { mqtt: { password: string } };
+      workers.push({ id, password: a.mqtt.password, seq: 0 });
+    });
+    console.error(`registered ${total} in ${Date.now() - t0} ms`);
+
+    // Heartbeats: worker i owns the 10 ms slot i % 100 of every second; slots missed because the
+    // timer ran late are sent on the next tick, so every connected worker beats once a second.
+    const buckets: SimWorker[][] = Array.from({ length: 100 }, () => []);
+    workers.forEach((w, i) => buckets[i % 100]!.push(w));
+    let lastSlot = Math.floor(Date.now() / 10);
+    hbTimer = setInterval(() => {
+      const now = Date.now();
+      const slot = Math.floor(now / 10);
+      for (let s = lastSlot + 1; s <= slot; s++) {
+        for (const w of buckets[s % 100]!) {
+          if (!w.sock) continue;
+          const payload = `{"ts":${now},"seq":${++w.seq},"arch":"amd64","virtualizations":["process"],"cpu":{"cores":4,"free":4,"usage_pct":3},"memory_mb":{"total":8192,"free":8192},"instances":[]}`;
+          w.sock.write(publishPacket(`nodes/${w.id}/information`, payload));
+        }
+      }
+      lastSlot = slot;
+    }, 10);
+
+    const results: Record<number, { cpu_pct: number; rss_mb: number; heartbeats_per_s: number; alive: number }> = {};
+    let connected = 0;
+    for (const step of steps) {
+      const t1 = Date.now();
+      await pool(workers.slice(connected, step), 100, (w) => openWorker(w, ready.mqtt));
+      connected = step;
+      console.error(`${step} workers connected (${Date.now() - t1} ms); warming up 5 s`);
+      await new Promise((r) => setTimeout(r, 5000));
+      const c0 = cpuTicks(pid);
+      const h0 = await metric(ready.api, 'heartbeats_total');
+      const w0 = Date.now();
+      await new Promise((r) => setTimeout(r, 10_000));
+      const secs = (Date.now() - w0) / 1000;
+      const cpu = ((cpuTicks(pid) - c0) / 100 / secs) * 100;
+      const hbs = ((await metric(ready.api, 'heartbeats_total')) - h0) / secs;
+      const alive = await metric(ready.api, 'workers_alive');
+      results[step] = { cpu_pct: Number(cpu.toFixed(1)), rss_mb: Number(rssMb(pid).toFixed(1)), heartbeats_per_s: Math.round(hbs), alive };
+      console.error(`${step} workers: cluster CPU ${cpu.toFixed(1)} % of one core, RSS ${rssMb(pid).toFixed(0)} MB, ${Math.round(hbs)} heartbeats/s processed, ${alive} alive`);
+    }
+    const full = results[total]!;
+    const small = results[steps[0]!]!;
+    console.log(JSON.stringify({
+      bench: 'scale',
+      workers: total,
+      cluster_cpu_pct: full.cpu_pct,
+      cluster_rss_mb: full.rss_mb,
+      heartbeats_per_s: full.heartbeats_per_s,
+      workers_alive: full.alive,
+      at_1000: small,
+      cpu_ratio_vs_1000: steps.length > 1 ? Number((full.cpu_pct / Math.max(small.cpu_pct, 0.1)).toFixed(2)) : 1,
+    }));
+  } finally {
+    if (hbTimer) clearInterval(hbTimer);
+    for (const w of workers) w.sock?.destroy();
+    if (child.exitCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
