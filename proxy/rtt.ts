@@ -39,11 +39,14 @@ export class StaticRtt implements RttSource {
 export class RttEstimator {
   readonly self: VivaldiNode;
   private readonly coords = new Map<string, Coordinate>();
+  /** Latest direct measurement per worker, for the coordinate report. */
+  readonly measured = new Map<string, number>();
   private readonly unsubscribe: () => void;
 
   constructor(readonly selfId: string, readonly source: RttSource) {
     this.self = new VivaldiNode();
     this.unsubscribe = source.onRtt((id, ms) => {
+      this.measured.set(id, ms);
       const remote = this.coords.get(id);
       if (remote) this.self.observe(ms, remote);
     });

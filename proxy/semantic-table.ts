@@ -43,6 +43,8 @@ export interface SemanticTableOptions {
   maxServices?: number;
   serviceIdleMs?: number;
   queryTimeoutMs?: number;
+  /** How often this worker reports its coordinate and measurements to the cluster (0: never). */
+  coordinateReportMs?: number;
   /** How long a "no such service" answer is remembered. */
   negativeMs?: number;
   log?: (rec: Record<string, unknown>) => void;
@@ -87,6 +89,7 @@ export class SemanticTable implements TranslationTable {
   /** Bumped whenever a route is installed, replaced or removed (the DNS answer cache watches it). */
   routesVersion = 0;
   private nextQuery = 1;
+  private lastReport = 0;
   private nextPeer = 1;
   private readyQueued = false;
   private closed = false;
@@ -430,6 +433,29 @@ export class SemanticTable implements TranslationTable {
       }
     }
     for (const [k, t] of this.negName) if (t <= now) this.negName.delete(k);
+    const every = this.opts.coordinateReportMs ?? 10_000;
+    if (every > 0 && now - this.lastReport >= every) {
+      this.lastReport = now;
+      this.reportCoordinate();
+    }
+  }
+
+  /** Sends this worker's Vivaldi coordinate and direct RTTs to the cluster, which relays coordinates. */
+  reportCoordinate(): void {
+    const rtt_ms: Record<string, number> = {};
+    for (const [w, ms] of this.estimator.measured) rtt_ms[w] = Math.round(ms * 1000) / 1000;
+    this.opts.link.send({ type: 'coordinate_report', worker_id: this.opts.workerId, coord: this.estimator.self.coordinate(), rtt_ms });
+  }
+
+  /** Prometheus text for the worker's /metrics. */
+  metrics(): string {
+    const lines = ['# TYPE canopy_proxy_events_total counter'];
+    for (const [k, v] of Object.entries(this.stats)) lines.push(`canopy_proxy_events_total{event="${k}"} ${v}`);
+    lines.push('# TYPE canopy_proxy_flows gauge', `canopy_proxy_flows ${this.flows.size}`);
+    lines.push('# TYPE canopy_proxy_flows_refused_total counter', `canopy_proxy_flows_refused_total ${this.flows.refused}`);
+    lines.push('# TYPE canopy_proxy_services gauge', `canopy_proxy_services ${this.services.byId.size}`);
+    lines.push('# TYPE canopy_proxy_pending_queries gauge', `canopy_proxy_pending_queries ${this.pendingById.size}`);
+    return `${lines.join('\n')}\n`;
   }
 
   /** Advances the coarse clock and expires queries now (tests; the timer does it once a second). */
