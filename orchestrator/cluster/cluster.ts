@@ -45,6 +45,8 @@ export interface ClusterOptions {
   heartbeatTimeoutMs?: number;
   reportIntervalMs?: number;
   sweepIntervalMs?: number;
+  /** After a cluster restart, how long known workers have to reconnect before they count as dead. */
+  restartGraceMs?: number;
   log?: Logger;
 }
 
@@ -105,7 +107,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const state = loadState(join(o.stateDir, 'cluster.json'));
     if (this.root && state.root) this.root.registration = state.root;
     for (const [id, w] of Object.entries(state.workers)) {
-      const r = this.registry.add(id, Date.now());
+      const r = this.registry.restore(id, o.restartGraceMs ?? 10_000);
       r.registeredAt = w.registeredAt;
       r.subnet_v4 = w.subnet_v4;
       r.subnet_v6 = w.subnet_v6;

@@ -36,6 +36,17 @@ export class WorkerRegistry {
     return w;
   }
 
+  /**
+   * A worker known from the saved state after a cluster restart: counted alive, with `graceMs` to
+   * show up before it is declared dead, so its instances are re-placed if it never comes back.
+   */
+  restore(id: string, graceMs: number, now = Date.now()): WorkerRecord {
+    const w = this.add(id, now);
+    w.alive = true;
+    w.lastSeen = now + Math.max(0, graceMs - this.timeoutMs);
+    return w;
+  }
+
   /** Records a heartbeat; answers whether the worker came back from the dead. */
   heartbeat(id: string, hb: Heartbeat, now = Date.now()): { record: WorkerRecord; revived: boolean; first: boolean } {
     const w = this.add(id, now);

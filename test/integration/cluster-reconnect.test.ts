@@ -1,0 +1,121 @@
+// Failure semantics of the cluster ↔ worker pair (SPEC §8): the cluster goes away for longer than the
+// liveness timeout and comes back from its saved state; the worker daemon restarts and re-adopts its
+// running instance, or cleanly replaces one that died meanwhile. Nothing is killed or duplicated, and
+// nothing is left on the host afterwards.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { Cluster } from '../../orchestrator/cluster/cluster.ts';
+import { startClusterApi } from '../../orchestrator/cluster/api.ts';
+import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
+import { detectCgroups } from '../../orchestrator/worker/cgroup.ts';
+import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
+import type { PlacementOffer } from '../../orchestrator/cluster/placements.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor<T>(what: string, f: () => T | undefined | false, ms = 15_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = f();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+const offer = (sid: string, cmd: string[]): PlacementOffer => ({
+  service: { service_id: sid, app: 'app', appns: 'ns', svc: sid, svcns: 'ns', microservice: { virtualization: 'process', cmd, memory: 32, vcpus: 0.2 } },
+  instance_n: 0, instance_ip: '10.30.2.1',
+});
+
+test('cluster outage and worker daemon restart: instances survive, are re-adopted, never duplicated', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'canopy-rc-'));
+  const log = memoryLogger();
+  const mqttPort = await freePort();
+  const workerName = `wr${process.pid % 100000}`;
+  let cluster: Cluster | undefined;
+  let api: FastifyInstance | undefined;
+  let engine: NodeEngine | undefined;
+  const startCluster = async (): Promise<void> => {
+    cluster = await Cluster.start({
+      name: 'c1', location: '0,0,0', stateDir: join(dir, 'cluster'), apiUrl: 'http://127.0.0.1:0', workerJoinKey: 'k',
+      mqtt: { embedded: { host: '127.0.0.1', port: mqttPort } }, restartGraceMs: 5000, log: log.child({ c: 1 }),
+    });
+  };
+  const startEngine = async (apiUrl: string): Promise<NodeEngine> => NodeEngine.start({
+    name: workerName, clusterUrl: apiUrl, joinKey: 'k', stateDir: join(dir, 'worker'),
+    capacity: { vcpus: 2, memory_mb: 1024 }, log: log.child({ w: 1 }), backoff: { initialMs: 200, maxMs: 1000, resetAfterMs: 10_000 },
+  });
+  try {
+    await startCluster();
+    api = await startClusterApi(cluster!, { host: '127.0.0.1', port: 0, workerJoinKey: 'k' });
+    const apiUrl = `http://127.0.0.1:${(api.server.address() as { port: number }).port}`;
+    engine = await startEngine(apiUrl);
+    await waitFor('worker alive', () => cluster!.registry.alive().length === 1);
+    assert.equal(cluster!.place(offer('keep', ['sleep', '600'])).accepted, true);
+    assert.equal(cluster!.place(offer('dies', ['sleep', '600'])).accepted, true);
+    await waitFor('both RUNNING', () => [...engine!.instances.values()].filter((i) => i.state === 'RUNNING').length === 2);
+    const pidKeep = engine.instances.get('keep-0')!.pid!;
+
+    // The cluster disappears for 5 s (longer than the 3 s liveness timeout).
+    await cluster!.close();
+    await waitFor('worker notices', () => !engine!.connected);
+    await sleep(5000);
+    assert.equal(engine.instances.get('keep-0')!.state, 'RUNNING', 'still running without a cluster');
+    assert.equal(engine.instances.get('keep-0')!.pid, pidKeep);
+
+    // It comes back from its saved state; the worker reconnects by itself.
+    await startCluster();
+    await waitFor('worker back', () => engine!.connected && cluster!.registry.workers.get(workerName)?.hb !== undefined);
+    await sleep(2000);
+    assert.equal(cluster!.counters.deaths, 0, 'nobody declared dead across the cluster restart');
+    assert.equal(cluster!.instances.get('keep#0')!.lifecycle.state, 'RUNNING');
+    assert.equal(engine.instances.get('keep-0')!.pid, pidKeep, 'not restarted');
+    assert.equal(engine.counters.deploys, 2, 'no duplicate deploys');
+    assert.equal(engine.instances.size, 2);
+
+    // The worker daemon restarts; meanwhile one instance dies.
+    await engine.close();
+    const cg = detectCgroups().open(`canopy/${workerName}/dies-0`)!;
+    for (const p of cg.pids()) process.kill(p, 'SIGKILL');
+    engine = await startEngine(apiUrl);
+    const keep = engine.instances.get('keep-0')!;
+    assert.equal(keep.state, 'RUNNING');
+    assert.equal(keep.pid, pidKeep, 're-adopted, same process');
+    assert.match(keep.lifecycle.last.reason, /re-adopted/);
+    const dies = engine.instances.get('dies-0')!;
+    await waitFor('replaced instance RUNNING', () => dies.state === 'RUNNING');
+    assert.notEqual(dies.pid, undefined);
+    await waitFor('cluster sees both RUNNING', () => cluster!.instances.get('dies#0')!.lifecycle.state === 'RUNNING' && cluster!.instances.get('keep#0')!.lifecycle.state === 'RUNNING');
+    assert.equal(cluster!.counters.deaths, 0);
+
+    // Undeploy everything: the host is clean.
+    cluster!.remove('keep', 0);
+    cluster!.remove('dies', 0);
+    await waitFor('instances gone', () => engine!.instances.size === 0);
+  } finally {
+    await engine?.close({ undeploy: true }).catch(() => {});
+    await api?.close();
+    await cluster?.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.ok(!execFileSync('ip', ['netns', 'list']).toString().includes(`canopy-${workerName}-`), 'no namespaces left');
+  assert.deepEqual(detectCgroups().children(`canopy/${workerName}`), [], 'no cgroups left');
+});
