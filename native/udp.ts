@@ -101,6 +101,14 @@ export class UdpSocket implements DatagramSocket {
   // One arena for every struct the kernel reads by address; kept as a field so it stays alive.
   private readonly arena = new Uint8Array(MAX_MSGS * MMSGHDR + MAX_IOV * IOVEC + MAX_MSGS * CMSG_SEG + 4096);
   private readonly dv = new DataView(this.arena.buffer);
+  /** The same arena as 32-bit words: pointer writes in the send loop are two plain stores. */
+  private readonly u32 = new Uint32Array(this.arena.buffer);
+  // The last two buffers seen in a plan and their addresses: a plan's entries come from a couple of
+  // buffers (tunnel header scratch, the packet buffer), so this skips most WeakMap lookups.
+  private bufA: ArrayBufferLike | null = null;
+  private baseA = 0;
+  private bufB: ArrayBufferLike | null = null;
+  private baseB = 0;
   private readonly msgsOff = 0;
   private readonly iovOff = MAX_MSGS * MMSGHDR;
   private readonly cmsgOff = MAX_MSGS * MMSGHDR + MAX_IOV * IOVEC;
@@ -155,6 +163,18 @@ export class UdpSocket implements DatagramSocket {
     this.dv.setUint32(off + 4, Math.floor(v / 0x100000000), true);
   }
 
+  private bufAddress(b: Uint8Array): number {
+    const ab = b.buffer;
+    if (ab === this.bufA) return this.baseA + b.byteOffset;
+    if (ab === this.bufB) return this.baseB + b.byteOffset;
+    const base = addressOf(b) - b.byteOffset;
+    this.bufB = this.bufA;
+    this.baseB = this.baseA;
+    this.bufA = ab;
+    this.baseA = base;
+    return base + b.byteOffset;
+  }
+
   private nameFor(to: Endpoint): Uint8Array {
     let n = this.names.get(to);
     if (!n) {
@@ -188,10 +208,14 @@ export class UdpSocket implements DatagramSocket {
       if (iov + (e1 - e0) > MAX_IOV) break;
       const m = this.msgsOff + msgs * MMSGHDR;
       const iovAt = this.iovOff + iov * IOVEC;
+      const u32 = this.u32;
       for (let e = e0; e < e1; e++, iov++) {
-        const io = this.iovOff + iov * IOVEC;
-        this.setPtr(io, addressOf(plan.bufs[e], plan.offs[e]));
-        this.setPtr(io + 8, plan.lens[e]);
+        const w = (this.iovOff + iov * IOVEC) >>> 2;
+        const p = this.bufAddress(plan.bufs[e]) + plan.offs[e];
+        u32[w] = p % 0x100000000;
+        u32[w + 1] = Math.floor(p / 0x100000000);
+        u32[w + 2] = plan.lens[e];
+        u32[w + 3] = 0;
       }
       this.setPtr(m, A + this.nameOff);
       d.setUint32(m + 8, nameLen, true);

@@ -314,3 +314,16 @@ export class TunnelCodec {
 export function newRxBatch(): RxBatch {
   return { sender: 0, type: 0, flags: 0, counter: 0, buf: new Uint8Array(0), off: 0, len: 0 };
 }
+
+/** Largest UDP payload per tunnel datagram on an underlay path of `pathMtu` bytes. */
+export function maxDatagramFor(pathMtu: number, underlay: 4 | 6): number {
+  return pathMtu - (underlay === 4 ? 20 : 40) - 8;
+}
+
+/**
+ * MTU for the TUN, bridge and veths (SPEC §5.1): a plain inner packet plus the tunnel header and tag
+ * fits one datagram, so nothing is ever fragmented. Super-packets are cut by the codec instead.
+ */
+export function innerMtuFor(pathMtu: number, underlay: 4 | 6): number {
+  return maxDatagramFor(pathMtu, underlay) - TUNNEL_HDR - TAG_LEN;
+}

@@ -106,3 +106,15 @@ test('bad options fail with a clear error', () => {
   assert.throws(() => codec(1, { keyId: 7 }), /no key/);
   assert.throws(() => codec(1, { maxDatagram: 20 }), /maxDatagram/);
 });
+
+test('the inner MTU leaves room for the tunnel on either underlay', async () => {
+  const { innerMtuFor, maxDatagramFor, TUNNEL_HDR: H, TAG_LEN: T } = await import('../../../netstack/tunnel.ts');
+  assert.equal(maxDatagramFor(1500, 4), 1472);
+  assert.equal(innerMtuFor(1500, 6), 1500 - 40 - 8 - H - T);
+  // A single inner packet of that size is one datagram.
+  const c = codec(1, { maxDatagram: maxDatagramFor(1500, 6) });
+  const plan = new TxPlan();
+  const p = randomBytes(innerMtuFor(1500, 6));
+  c.encode(TunnelType.Data, 0, p, 0, p.length, plan);
+  assert.equal(plan.segments, 1);
+});
