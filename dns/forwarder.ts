@@ -2,7 +2,7 @@
 // id, the raw answer comes back with the client's id restored. A silent upstream means the next one is
 // tried, and when none is left the client gets SERVFAIL rather than silence.
 import dgram from 'node:dgram';
-import { isIPv4, isIPv6 } from 'node:net';
+import net, { isIPv4, isIPv6 } from 'node:net';
 import { ipBytes, ipString } from '../proxy/address-map.ts';
 
 export interface Upstream { address: string; port: number }
@@ -98,6 +98,38 @@ export class Forwarder {
     this.inFlight.set(id, f);
     this.stats.forwarded++;
     this.send(f);
+  }
+
+  /** Relays one query over TCP (after a truncated answer), trying each upstream in turn. */
+  forwardTcp(query: Uint8Array, reply: (answer: Buffer) => void, fail: () => void): void {
+    const ups = this.opts.upstreams;
+    if (ups.length === 0) { fail(); return; }
+    this.stats.forwarded++;
+    const attempt = (i: number): void => {
+      if (i >= ups.length) { this.stats.timeouts++; fail(); return; }
+      const u = ups[i]!;
+      let buf = Buffer.alloc(0), done = false;
+      const c = net.connect({ host: u.address, port: u.port });
+      const give = (ok: Buffer | null): void => {
+        if (done) return;
+        done = true;
+        c.destroy();
+        if (ok) { this.stats.answered++; reply(ok); } else attempt(i + 1);
+      };
+      c.setTimeout(this.timeoutMs, () => give(null));
+      c.on('error', () => give(null));
+      c.on('connect', () => {
+        const len = Buffer.allocUnsafe(2);
+        len.writeUInt16BE(query.length, 0);
+        c.write(Buffer.concat([len, query]));
+      });
+      c.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) give(Buffer.from(buf.subarray(2, 2 + buf.readUInt16BE(0))));
+      });
+      c.on('end', () => give(null));
+    };
+    attempt(0);
   }
 
   private send(f: InFlight): void {

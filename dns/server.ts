@@ -3,7 +3,7 @@
 // unknown names inside the zone, and relaying every other name to the upstream resolvers. Whatever
 // arrives, the handler answers or drops it and the server keeps answering.
 import dgram from 'node:dgram';
-import { isIPv6 } from 'node:net';
+import net, { isIPv6 } from 'node:net';
 import { ipBytes } from '../proxy/address-map.ts';
 import type { ServiceRoute } from '../proxy/route-messages.ts';
 import { Forwarder, type Upstream } from './forwarder.ts';
@@ -27,6 +27,16 @@ const ANSWER_CACHE_MAX = 10_000;
 
 interface CachedAnswer { bytes: Buffer; expires: number; result: Result }
 
+/** Where one query's answer goes: a UDP client, or a TCP connection (no size limit, no truncation). */
+interface Responder {
+  tcp: boolean;
+  send(answer: Uint8Array): void;
+}
+
+/** A DNS-over-TCP message is at most 64 KiB; a client gets this long between messages. */
+const TCP_IDLE_MS = 10_000;
+const TCP_MAX_CONNECTIONS = 256;
+
 export interface DnsServerOptions {
   /** Addresses to serve on (the worker's bridge addresses); port defaults to 53. */
   listen: { address: string; port?: number }[];
@@ -45,6 +55,8 @@ type Result = 'answer' | 'nodata' | 'nxdomain' | 'formerr' | 'notimp' | 'refused
 
 export class ServiceDnsServer {
   private readonly sockets: dgram.Socket[] = [];
+  private readonly tcpServers: net.Server[] = [];
+  private readonly tcpConns = new Set<net.Socket>();
   private readonly forwarder: Forwarder;
   private readonly zone: string;
   private readonly zoneLabels: number;
@@ -79,13 +91,22 @@ export class ServiceDnsServer {
       await this.forwarder.start();
       for (const l of this.opts.listen) {
         const s = dgram.createSocket({ type: isIPv6(l.address) ? 'udp6' : 'udp4', recvBufferSize: 4 << 20 });
-        s.on('message', (msg, rinfo) => this.onQuery(s, msg, rinfo));
+        s.on('message', (msg, rinfo) => this.onQuery({ tcp: false, send: (a) => s.send(a, rinfo.port, rinfo.address) }, msg));
         s.on('error', (err) => { this.errors++; this.log({ level: 'warn', msg: 'dns socket error', error: String(err) }); });
         await new Promise<void>((res, rej) => {
           s.once('error', rej);
           s.bind(l.port ?? 53, l.address, () => { s.off('error', rej); res(); });
         });
         this.sockets.push(s);
+        // TCP on the same address and port: clients retry there after a truncated (TC) answer.
+        const t = net.createServer((c) => this.onTcp(c));
+        t.maxConnections = TCP_MAX_CONNECTIONS;
+        t.on('error', (err) => { this.errors++; this.log({ level: 'warn', msg: 'dns tcp error', error: String(err) }); });
+        await new Promise<void>((res, rej) => {
+          t.once('error', rej);
+          t.listen({ port: s.address().port, host: l.address }, () => { t.off('error', rej); res(); });
+        });
+        this.tcpServers.push(t);
       }
     } catch (err) {
       this.close();
@@ -97,6 +118,10 @@ export class ServiceDnsServer {
   close(): void {
     for (const s of this.sockets) s.close();
     this.sockets.length = 0;
+    for (const t of this.tcpServers) t.close();
+    this.tcpServers.length = 0;
+    for (const c of this.tcpConns) c.destroy();
+    this.tcpConns.clear();
     this.forwarder.close();
   }
 
@@ -108,30 +133,59 @@ export class ServiceDnsServer {
     return `${lines.join('\n')}\n`;
   }
 
-  private onQuery(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  /** Length-prefixed messages (RFC 1035 §4.2.2), answered in order of completion. */
+  private onTcp(c: net.Socket): void {
+    this.tcpConns.add(c);
+    c.setTimeout(TCP_IDLE_MS, () => c.destroy());
+    c.on('error', () => { /* the client went away */ });
+    c.on('close', () => this.tcpConns.delete(c));
+    let buf: Buffer = Buffer.alloc(0);
+    const to: Responder = {
+      tcp: true,
+      send: (a) => {
+        if (c.destroyed) return;
+        const len = Buffer.allocUnsafe(2);
+        len.writeUInt16BE(a.length, 0);
+        c.write(Buffer.concat([len, a]));
+      },
+    };
+    c.on('data', (d: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, d]) : d;
+      while (buf.length >= 2) {
+        const n = buf.readUInt16BE(0);
+        if (buf.length < 2 + n) break;
+        const msg = Buffer.from(buf.subarray(2, 2 + n));
+        buf = buf.subarray(2 + n);
+        this.onQuery(to, msg);
+      }
+    });
+  }
+
+  private onQuery(to: Responder, msg: Buffer): void {
     try {
-      this.handle(sock, msg, rinfo);
+      this.handle(to, msg);
     } catch (err) {
       this.errors++;
       this.log({ level: 'error', msg: 'dns query handler failed', error: String(err) });
     }
   }
 
-  private reply(sock: dgram.Socket, rinfo: dgram.RemoteInfo, answer: Uint8Array, result: Result): void {
+  private reply(to: Responder, answer: Uint8Array, result: Result): void {
     this.counts[result]++;
-    // No callback: a failed send surfaces as the socket's 'error' event (counted), and saves a closure.
-    sock.send(answer, rinfo.port, rinfo.address);
+    // No callback: a failed UDP send surfaces as the socket's 'error' event (counted), and saves a closure.
+    to.send(answer);
   }
 
-  private handle(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  private handle(to: Responder, msg: Buffer): void {
     const q = parseQuery(msg);
     if ('reject' in q) {
       if (q.reject === 'drop') { this.counts.dropped++; return; }
       const rcode = q.reject === 'formerr' ? RCode.FORMERR : RCode.NOTIMP;
-      this.reply(sock, rinfo, buildError(msg, q.id, q.rd, rcode), q.reject);
+      this.reply(to, buildError(msg, q.id, q.rd, rcode), q.reject);
       return;
     }
-    const key = q.edns ? `${msg.toString('latin1', 12, q.questionEnd)}|${q.udpSize}` : msg.toString('latin1', 12, q.questionEnd);
+    if (to.tcp) q.udpSize = 65535;
+    const key = q.edns || to.tcp ? `${msg.toString('latin1', 12, q.questionEnd)}|${q.udpSize}` : msg.toString('latin1', 12, q.questionEnd);
     const version = this.opts.resolver.routesVersion ?? 0;
     if (version !== this.answersVersion) { this.answers.clear(); this.answersVersion = version; }
     const hit = this.answers.get(key);
@@ -140,56 +194,56 @@ export class ServiceDnsServer {
       hit.bytes.copy(out);
       out[0] = q.id >> 8; out[1] = q.id & 0xff;
       out[2] = (out[2]! & 0xfe) | (q.rd ? 1 : 0);
-      this.reply(sock, rinfo, out, hit.result);
+      this.reply(to, out, hit.result);
       return;
     }
     const zn = parseZoneName(queryName(msg, q), this.zone);
     if (zn.kind === 'outside') {
       // Forwarded answers are the upstream's to cache.
-      if (!this.forwarder.hasUpstreams) { this.reply(sock, rinfo, buildError(msg, q.id, q.rd, RCode.REFUSED, q), 'refused'); return; }
-      this.forwarder.forward(msg,
-        (answer) => this.reply(sock, rinfo, answer, 'forwarded'),
-        () => this.reply(sock, rinfo, buildError(msg, q.id, q.rd, RCode.SERVFAIL, q), 'servfail'));
+      if (!this.forwarder.hasUpstreams) { this.reply(to, buildError(msg, q.id, q.rd, RCode.REFUSED, q), 'refused'); return; }
+      (to.tcp ? this.forwarder.forwardTcp.bind(this.forwarder) : this.forwarder.forward.bind(this.forwarder))(msg,
+        (answer) => this.reply(to, answer, 'forwarded'),
+        () => this.reply(to, buildError(msg, q.id, q.rd, RCode.SERVFAIL, q), 'servfail'));
       return;
     }
     if (q.qclass !== CLASS_IN && q.qclass !== QType.ANY) {
-      this.reply(sock, rinfo, buildError(msg, q.id, q.rd, RCode.REFUSED, q), 'refused');
+      this.reply(to, buildError(msg, q.id, q.rd, RCode.REFUSED, q), 'refused');
       return;
     }
     if (zn.kind === 'apex') {
       const soa = this.soa();
       const isSoa = q.qtype === QType.SOA || q.qtype === QType.ANY;
-      this.send(sock, rinfo, msg, q, { rcode: RCode.NOERROR, answers: isSoa ? [soa] : [], authority: isSoa ? [] : [soa] }, isSoa ? 'answer' : 'nodata', key);
+      this.send(to, msg, q, { rcode: RCode.NOERROR, answers: isSoa ? [soa] : [], authority: isSoa ? [] : [soa] }, isSoa ? 'answer' : 'nodata', key);
       return;
     }
-    if (zn.kind === 'invalid') { this.negative(sock, rinfo, msg, q, RCode.NXDOMAIN, key); return; }
+    if (zn.kind === 'invalid') { this.negative(to, msg, q, RCode.NXDOMAIN, key); return; }
     const r = this.opts.resolver.resolveName(zn.fullName);
-    if (!(r instanceof Promise)) { this.answerService(sock, rinfo, msg, q, r, zn.selector, key); return; }
+    if (!(r instanceof Promise)) { this.answerService(to, msg, q, r, zn.selector, key); return; }
     let done = false;
     const timer = setTimeout(() => {
       done = true;
-      this.reply(sock, rinfo, buildError(msg, q.id, q.rd, RCode.SERVFAIL, q), 'servfail');
+      this.reply(to, buildError(msg, q.id, q.rd, RCode.SERVFAIL, q), 'servfail');
     }, this.resolveTimeoutMs);
     r.then((route) => {
       if (done) return;
       clearTimeout(timer);
-      this.answerService(sock, rinfo, msg, q, route, zn.selector, key);
+      this.answerService(to, msg, q, route, zn.selector, key);
     }, (err: unknown) => {
       if (done) return;
       clearTimeout(timer);
       this.errors++;
       this.log({ level: 'warn', msg: 'service lookup failed', name: zn.fullName, error: String(err) });
-      this.reply(sock, rinfo, buildError(msg, q.id, q.rd, RCode.SERVFAIL, q), 'servfail');
+      this.reply(to, buildError(msg, q.id, q.rd, RCode.SERVFAIL, q), 'servfail');
     });
   }
 
-  private answerService(sock: dgram.Socket, rinfo: dgram.RemoteInfo, msg: Buffer, q: Query, route: ServiceRoute | null,
+  private answerService(to: Responder, msg: Buffer, q: Query, route: ServiceRoute | null,
     sel: Selector, key: string): void {
-    if (!route) { this.negative(sock, rinfo, msg, q, RCode.NXDOMAIN, key); return; }
+    if (!route) { this.negative(to, msg, q, RCode.NXDOMAIN, key); return; }
     let v4: string | null, v6: string | null;
     if (sel.kind === 'instance') {
       const inst = route.instances.find((i) => i.n === sel.n);
-      if (!inst) { this.negative(sock, rinfo, msg, q, RCode.NXDOMAIN, key); return; }
+      if (!inst) { this.negative(to, msg, q, RCode.NXDOMAIN, key); return; }
       v4 = inst.instance_ip; v6 = inst.instance_ip_v6;
     } else {
       // `any` is any instance: the round-robin address.
@@ -202,8 +256,8 @@ export class ServiceDnsServer {
     if ((t === QType.A || any) && v4) answers.push({ type: QType.A, ttl: this.ttl, rdata: ipBytes(v4) });
     if ((t === QType.AAAA || any) && v6) answers.push({ type: QType.AAAA, ttl: this.ttl, rdata: ipBytes(v6) });
     if (t === QType.SRV || any) for (const p of route.ports) answers.push({ type: QType.SRV, ttl: this.ttl, rdata: rdataSrv(0, 0, p.port) });
-    if (answers.length === 0) { this.negative(sock, rinfo, msg, q, RCode.NOERROR, key); return; }
-    this.send(sock, rinfo, msg, q, { rcode: RCode.NOERROR, answers, authority: [] }, 'answer', key);
+    if (answers.length === 0) { this.negative(to, msg, q, RCode.NOERROR, key); return; }
+    this.send(to, msg, q, { rcode: RCode.NOERROR, answers, authority: [] }, 'answer', key);
   }
 
   private soa(): ResourceRecord {
@@ -211,11 +265,11 @@ export class ServiceDnsServer {
   }
 
   /** NXDOMAIN or NODATA, with the zone's SOA so that resolvers cache the miss only for `ttl`. */
-  private negative(sock: dgram.Socket, rinfo: dgram.RemoteInfo, msg: Buffer, q: Query, rcode: number, key: string): void {
-    this.send(sock, rinfo, msg, q, { rcode, answers: [], authority: [this.soa()] }, rcode === RCode.NXDOMAIN ? 'nxdomain' : 'nodata', key);
+  private negative(to: Responder, msg: Buffer, q: Query, rcode: number, key: string): void {
+    this.send(to, msg, q, { rcode, answers: [], authority: [this.soa()] }, rcode === RCode.NXDOMAIN ? 'nxdomain' : 'nodata', key);
   }
 
-  private send(sock: dgram.Socket, rinfo: dgram.RemoteInfo, msg: Buffer, q: Query,
+  private send(to: Responder, msg: Buffer, q: Query,
     a: Pick<AnswerSpec, 'rcode' | 'answers' | 'authority'>, result: Result, key: string): void {
     // The zone apex is the last zoneLabels labels of the question name: point the SOA's names there.
     const zoneOffset = q.labelOffsets[q.labelOffsets.length - this.zoneLabels] ?? 12;
@@ -224,6 +278,6 @@ export class ServiceDnsServer {
     const out = buildAnswer(msg, q, { rcode: a.rcode, authoritative: true, answers, authority, authorityOffset: zoneOffset });
     if (this.answers.size >= ANSWER_CACHE_MAX) this.answers.clear();
     this.answers.set(key, { bytes: Buffer.from(out), expires: Date.now() + ANSWER_CACHE_MS, result });
-    this.reply(sock, rinfo, out, result);
+    this.reply(to, out, result);
   }
 }

@@ -50,6 +50,8 @@ test('dig and getent from an instance namespace: short names, full names, AAAA, 
   assert.equal(await short('www.outside.test'), '198.18.0.77', 'outside names are forwarded');
   assert.equal(await short('AAAA', 'www.outside.test'), '2001:2::77');
   assert.equal(await short(`@${net.bridge6}`, 'closest.ms2.sns.app.ans.canopy'), '10.30.0.3', 'served over IPv6 too');
+  assert.equal(await short('+tcp', 'closest.ms2.sns.app.ans.canopy'), '10.30.0.3', 'and over TCP');
+  assert.equal(await short('+tcp', 'www.outside.test'), '198.18.0.77', 'forwarded over TCP too');
   const nx = await dig('nope.sns.app.ans.canopy');
   assert.match(nx, /status: NXDOMAIN/);
   assert.match(nx, /flags: qr aa/);

@@ -160,3 +160,28 @@ test('a pushed route change shows in the next answer (answers are reused only wh
   assert.equal(p.header.id, nextId - 1, 'a reused answer carries the new query id');
   source.update(route);
 });
+
+test('DNS over TCP answers the same names (what clients do after a truncated answer)', async () => {
+  const net = await import('node:net');
+  const q = new Packet();
+  q.header.id = 31337;
+  q.questions.push(new Packet.Question('closest.ms2.sns.app.ans.canopy', Packet.TYPE.A, Packet.CLASS.IN));
+  const body = q.toBuffer();
+  const answer = await new Promise<Buffer>((resolve, reject) => {
+    const c = net.connect({ host: '127.0.0.1', port }, () => {
+      const len = Buffer.alloc(2); len.writeUInt16BE(body.length);
+      // Split across writes: the server must reassemble.
+      c.write(Buffer.concat([len, body.subarray(0, 5)]));
+      setTimeout(() => c.write(body.subarray(5)), 20);
+    });
+    let buf = Buffer.alloc(0);
+    c.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) { c.destroy(); resolve(buf.subarray(2)); }
+    });
+    c.on('error', reject);
+  });
+  const p = Packet.parse(answer);
+  assert.equal(p.header.id, 31337);
+  assert.equal(p.answers[0]?.address, '10.30.0.3');
+});
