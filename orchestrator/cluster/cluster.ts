@@ -197,6 +197,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const id = name.toLowerCase();
     if (!validWorkerId(id)) throw new ClusterError(`worker name must match [a-z0-9][a-z0-9-]{0,62}: ${JSON.stringify(name)}`, 400);
     const creds = this.creds.issue(id);
+    // An external broker learns passwords from its files: write them (and reload it) before answering.
+    if (!this.broker) this.creds.flush();
     const w = this.registry.add(id);
     this.writer.schedule();
     await this.ensureSubnet(w).catch((e: Error) => this.log.warn('no subnet for worker yet', { worker: id, error: e.message }));

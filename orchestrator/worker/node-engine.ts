@@ -99,6 +99,7 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
   private readonly routeListeners = new Set<(m: ClusterToWorker) => void>();
   private readonly interest = new Set<string>();
   private reRegistering = false;
+  private refusals = 0;
   private closed = false;
   readonly counters = { heartbeats: 0, dropped: 0, deploys: 0, deletes: 0 };
 
@@ -208,6 +209,7 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     this.client = client;
     const w = this.workerId;
     client.on('connect', () => {
+      this.refusals = 0;
       const subs = [topics.deploy(w), topics.remove(w), topics.tableQueryResult(w), topics.subnet(w), topics.coordinatePeers(w),
         ...[...this.interest].map((s) => topics.serviceUpdates(s))];
       client.subscribe(subs, { qos: 1 });
@@ -222,7 +224,11 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     client.on('error', (e) => {
       const code = (e as { code?: number }).code;
       this.log.warn('mqtt error', { error: e.message, code: code ?? null });
-      if (code === 4 || code === 5) void this.reRegister();
+      // A refusal right after registering can be an external broker still reloading its password
+      // file; only repeated refusals mean the cluster no longer knows these credentials.
+      if (code === 4 || code === 5) {
+        if (++this.refusals >= 3) void this.reRegister();
+      }
     });
     client.on('message', (topic, payload) => {
       try {
@@ -244,6 +250,7 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
       this.identity = id;
       saveIdentity(NodeEngine.identityFile(this.o.stateDir), id);
       this.log.info('registered again with new credentials');
+      this.refusals = 0;
       const old = this.client;
       this.connect();
       await old?.endAsync(true).catch(() => {});

@@ -14,6 +14,9 @@ import { keepMosquittoFiles, mosquittoConf } from '../../orchestrator/mqtt/mosqu
 import { connectMqtt } from '../../orchestrator/mqtt/client.ts';
 import { topics } from '../../orchestrator/mqtt/topics.ts';
 import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
+import { Cluster } from '../../orchestrator/cluster/cluster.ts';
+import { startClusterApi } from '../../orchestrator/cluster/api.ts';
+import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -160,6 +163,62 @@ test('external Mosquitto with the generated password and ACL files', async (t) =
     fake.end(true);
     w2.end(true);
   } finally {
+    if (proc && proc.exitCode === null) {
+      const exited = new Promise((r) => proc!.once('exit', r));
+      proc.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a cluster on an external Mosquitto: generated files, reload on registration, worker heartbeats arrive', async (t) => {
+  try {
+    execFileSync('mosquitto', ['-h'], { stdio: 'ignore' });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return t.skip('mosquitto not installed');
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'canopy-mosq-cl-'));
+  chmodSync(dir, 0o755);
+  const stateDir = join(dir, 'cluster');
+  let proc: ChildProcess | undefined;
+  let cluster: Cluster | undefined;
+  let api: Awaited<ReturnType<typeof startClusterApi>> | undefined;
+  let engine: NodeEngine | undefined;
+  try {
+    // The operator's Mosquitto points at the files the cluster keeps (created empty here first).
+    const files = keepMosquittoFiles(new CredentialStore(), join(stateDir, 'mosquitto'));
+    const port = await freePort();
+    const conf = join(dir, 'mosquitto.conf');
+    writeFileSync(conf, mosquittoConf(files, '127.0.0.1', port));
+    proc = spawn('mosquitto', ['-c', conf], { stdio: 'ignore' });
+    await waitListening(port);
+    const log = memoryLogger();
+    cluster = await Cluster.start({
+      name: 'c1', location: '0,0,0', stateDir, apiUrl: 'http://127.0.0.1:0', workerJoinKey: 'k',
+      mqtt: { external: { url: `mqtt://127.0.0.1:${port}`, reload: () => proc!.kill('SIGHUP') } }, log,
+    });
+    api = await startClusterApi(cluster, { host: '127.0.0.1', port: 0, workerJoinKey: 'k' });
+    const apiUrl = `http://127.0.0.1:${(api.server.address() as { port: number }).port}`;
+    engine = await NodeEngine.start({
+      name: `wm${process.pid % 100000}`, clusterUrl: apiUrl, joinKey: 'k', stateDir: join(dir, 'worker'),
+      capacity: { vcpus: 1, memory_mb: 256 }, log,
+    });
+    const until = Date.now() + 15_000;
+    while (cluster.registry.alive().length === 0 && Date.now() < until) await sleep(50);
+    assert.equal(cluster.registry.alive().length, 1, 'the worker heartbeats through Mosquitto');
+    // The cluster's orders reach the worker through Mosquitto too.
+    const placed = cluster.place({
+      service: { service_id: 'm1', app: 'a', appns: 'b', svc: 'c', svcns: 'd', microservice: { virtualization: 'process', cmd: ['sleep', '30'], memory: 16, vcpus: 0.1 } },
+      instance_n: 0,
+    });
+    assert.equal(placed.accepted, true);
+    while (cluster.instances.get('m1#0')?.lifecycle.state !== 'RUNNING' && Date.now() < until) await sleep(50);
+    assert.equal(cluster.instances.get('m1#0')?.lifecycle.state, 'RUNNING');
+  } finally {
+    await engine?.close({ undeploy: true }).catch(() => {});
+    await api?.close();
+    await cluster?.close();
     if (proc && proc.exitCode === null) {
       const exited = new Promise((r) => proc!.once('exit', r));
       proc.kill('SIGTERM');
