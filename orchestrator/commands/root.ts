@@ -21,8 +21,9 @@ export function register(program: Command): void {
         dataDir: o.data,
         host: o.host,
         port,
-        adminPassword: o.adminPassword ?? process.env.CANOPY_ADMIN_PASSWORD,
-        clusterKey: o.clusterKey ?? process.env.CANOPY_CLUSTER_KEY,
+        // An empty variable means unset: never an empty password or key.
+        adminPassword: o.adminPassword || process.env.CANOPY_ADMIN_PASSWORD || undefined,
+        clusterKey: o.clusterKey || process.env.CANOPY_CLUSTER_KEY || undefined,
         plan: { workerPrefixV4: prefix },
       });
       const stop = () => {

@@ -28,8 +28,9 @@ export class Users {
   /** Creates `admin` on the first start; returns the generated password if one had to be made up. */
   bootstrap(adminPassword: string | undefined): { created: boolean; generated?: string } {
     if (this.store.userByName('admin')) return { created: false };
+    if (adminPassword && adminPassword.length < MIN_PASSWORD) throw new Error(`the admin password must be at least ${MIN_PASSWORD} characters`);
     const generated = adminPassword ? undefined : randomBytes(12).toString('base64url');
-    this.create('admin', (adminPassword ?? generated) as string, 'admin');
+    this.create('admin', adminPassword || (generated as string), 'admin');
     return { created: true, generated };
   }
 
