@@ -8,6 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { TunDevice } from '../native/tun.ts';
 import { UdpSocket } from '../native/udp.ts';
 import { Readiness } from '../native/poll.ts';
@@ -96,7 +97,7 @@ export function startStandalone(cfg: StandaloneConfig): { close: () => void; dat
   };
 }
 
-const isMain = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, '/'));
+const isMain = isMainThread && process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, '/'));
 if (isMain) {
   const raw = process.argv[2];
   if (!raw) {
@@ -110,6 +111,55 @@ if (isMain) {
     process.stderr.write(`standalone: config is not JSON: ${String(e)}\n`);
     process.exit(2);
   }
+  // CANOPY_DATAPATH_THREAD=1 runs the loop in a worker thread (the main thread then only relays
+  // signals), to measure whether that layout pays on this machine (perf/RESULTS.md).
+  if (process.env.CANOPY_DATAPATH_THREAD === '1') runThreaded(cfg);
+  else runHere(cfg);
+} else if (!isMainThread && (workerData as { standalone?: StandaloneConfig } | null)?.standalone) {
+  const cfg = (workerData as { standalone: StandaloneConfig }).standalone;
+  const s = startStandalone(cfg);
+  startProbes(cfg, s.datapath);
+  parentPort?.on('message', (msg: string) => {
+    if (msg === 'stats') parentPort?.postMessage({ stats: s.datapath.stats() });
+    if (msg === 'close') {
+      s.close();
+      parentPort?.postMessage({ closed: true });
+    }
+  });
+}
+
+function startProbes(cfg: StandaloneConfig, dp: Datapath): void {
+  const probe = setInterval(() => {
+    for (const p of cfg.peers) dp.probe(p.id);
+  }, 1000);
+  probe.unref();
+  if (process.env.CANOPY_LOG_RTT === '1') {
+    dp.onRtt((peer, ms) => log({ level: 'debug', msg: 'rtt', peer, ms: Math.round(ms * 1000) / 1000 }));
+  }
+}
+
+function runThreaded(cfg: StandaloneConfig): void {
+  // The thread loads this same TypeScript file, so it registers the tsx loader first.
+  const boot = `import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(import.meta.url)}); })`;
+  const w = new Worker(boot, { eval: true, workerData: { standalone: cfg } });
+  w.on('message', (msg: { stats?: Record<string, number>; closed?: boolean }) => {
+    if (msg.stats) log({ level: 'info', msg: 'stats', stats: msg.stats });
+    if (msg.closed) process.exit(0);
+  });
+  w.on('error', (e) => {
+    log({ level: 'error', msg: 'datapath thread failed', error: String(e) });
+    process.exit(1);
+  });
+  process.on('SIGUSR1', () => w.postMessage('stats'));
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(sig, () => {
+      w.postMessage('stats');
+      w.postMessage('close');
+    });
+  }
+}
+
+function runHere(cfg: StandaloneConfig): void {
   const s = startStandalone(cfg);
   const stats = () => log({ level: 'info', msg: 'stats', stats: s.datapath.stats() });
   process.on('SIGUSR1', stats);
@@ -134,11 +184,5 @@ if (isMain) {
       });
     });
   }
-  const probe = setInterval(() => {
-    for (const p of cfg.peers) s.datapath.probe(p.id);
-  }, 1000);
-  probe.unref();
-  if (process.env.CANOPY_LOG_RTT === '1') {
-    s.datapath.onRtt((peer, ms) => log({ level: 'debug', msg: 'rtt', peer, ms: Math.round(ms * 1000) / 1000 }));
-  }
+  startProbes(cfg, s.datapath);
 }

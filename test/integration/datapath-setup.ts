@@ -27,6 +27,8 @@ export interface OverlayOptions {
   encrypt?: boolean;
   /** Prefix for the instance namespaces, unique per overlay in one lab. */
   tag?: string;
+  /** Run each datapath loop in a worker thread (CANOPY_DATAPATH_THREAD). */
+  thread?: boolean;
 }
 
 export function instancesFor(ids: number[]): StaticInstance[] {
@@ -82,7 +84,8 @@ export async function buildOverlay(lab: Lab, hosts: Host[], opts: OverlayOptions
       instances,
       services,
     };
-    const proc = host.spawnNode('netstack/standalone.ts', [JSON.stringify(cfg)]);
+    const env = opts.thread ? { ...process.env, CANOPY_DATAPATH_THREAD: '1' } : process.env;
+    const proc = host.spawnNode('netstack/standalone.ts', [JSON.stringify(cfg)], { env });
     out.push({ id, host, inst, nsIp: `10.18.${id}.2`, nsIp6: `fdc0:18:${id}::2`, proc });
   }
   for (const w of out) await waitFor(lab, w.proc, '"datapath up"', 15_000);
