@@ -7,6 +7,7 @@ import net, { isIPv6 } from 'node:net';
 import { ipBytes } from '../proxy/address-map.ts';
 import type { ServiceRoute } from '../proxy/route-messages.ts';
 import { Forwarder, type Upstream } from './forwarder.ts';
+import { BatchUdpSocket } from './batch-socket.ts';
 import {
   CLASS_IN, QType, RCode, buildAnswer, buildError, parseQuery, queryName, rdataSoa, rdataSrv,
   type AnswerSpec, type Query, type ResourceRecord,
@@ -46,6 +47,8 @@ export interface DnsServerOptions {
   /** TTL of answers, and of negative answers (SOA minimum). Short: instances move. */
   ttl?: number;
   forwardTimeoutMs?: number;
+  /** recvmmsg/sendmmsg batches (default); false: node:dgram, one syscall pair per query. */
+  batched?: boolean;
   /** How long a query waits for the cluster before SERVFAIL. */
   resolveTimeoutMs?: number;
   log?: (rec: Record<string, unknown>) => void;
@@ -54,7 +57,7 @@ export interface DnsServerOptions {
 type Result = 'answer' | 'nodata' | 'nxdomain' | 'formerr' | 'notimp' | 'refused' | 'servfail' | 'forwarded' | 'dropped';
 
 export class ServiceDnsServer {
-  private readonly sockets: dgram.Socket[] = [];
+  private readonly sockets: { address: string; port: number; close: () => void }[] = [];
   private readonly tcpServers: net.Server[] = [];
   private readonly tcpConns = new Set<net.Socket>();
   private readonly forwarder: Forwarder;
@@ -83,20 +86,31 @@ export class ServiceDnsServer {
 
   /** Bound addresses (with the real port when 0 was asked). */
   get addresses(): { address: string; port: number }[] {
-    return this.sockets.map((s) => s.address());
+    return this.sockets.map((s) => ({ address: s.address, port: s.port }));
+  }
+
+  /** UDP through recvmmsg/sendmmsg (dns/batch-socket.ts), or node:dgram when batched is false. */
+  private async openUdp(address: string, port: number): Promise<{ address: string; port: number; close: () => void }> {
+    if (this.opts.batched !== false) {
+      const b = new BatchUdpSocket(address, port, (msg, _from, reply) => this.onQuery({ tcp: false, send: reply }, msg));
+      b.start();
+      return { address, port: b.port, close: () => b.close() };
+    }
+    const s = dgram.createSocket({ type: isIPv6(address) ? 'udp6' : 'udp4', recvBufferSize: 4 << 20 });
+    s.on('message', (msg, rinfo) => this.onQuery({ tcp: false, send: (a) => s.send(a, rinfo.port, rinfo.address) }, msg));
+    s.on('error', (err) => { this.errors++; this.log({ level: 'warn', msg: 'dns socket error', error: String(err) }); });
+    await new Promise<void>((res, rej) => {
+      s.once('error', rej);
+      s.bind(port, address, () => { s.off('error', rej); res(); });
+    });
+    return { address, port: s.address().port, close: () => s.close() };
   }
 
   async start(): Promise<void> {
     try {
       await this.forwarder.start();
       for (const l of this.opts.listen) {
-        const s = dgram.createSocket({ type: isIPv6(l.address) ? 'udp6' : 'udp4', recvBufferSize: 4 << 20 });
-        s.on('message', (msg, rinfo) => this.onQuery({ tcp: false, send: (a) => s.send(a, rinfo.port, rinfo.address) }, msg));
-        s.on('error', (err) => { this.errors++; this.log({ level: 'warn', msg: 'dns socket error', error: String(err) }); });
-        await new Promise<void>((res, rej) => {
-          s.once('error', rej);
-          s.bind(l.port ?? 53, l.address, () => { s.off('error', rej); res(); });
-        });
+        const s = await this.openUdp(l.address, l.port ?? 53);
         this.sockets.push(s);
         // TCP on the same address and port: clients retry there after a truncated (TC) answer.
         const t = net.createServer((c) => this.onTcp(c));
@@ -104,7 +118,7 @@ export class ServiceDnsServer {
         t.on('error', (err) => { this.errors++; this.log({ level: 'warn', msg: 'dns tcp error', error: String(err) }); });
         await new Promise<void>((res, rej) => {
           t.once('error', rej);
-          t.listen({ port: s.address().port, host: l.address }, () => { t.off('error', rej); res(); });
+          t.listen({ port: s.port, host: l.address }, () => { t.off('error', rej); res(); });
         });
         this.tcpServers.push(t);
       }

@@ -25,7 +25,7 @@ export interface HostConfig {
   /** Fixed RTTs in ms; when absent, the datapath's probes measure them. */
   rtt?: Record<string, number>;
   answerDelayMs?: number;
-  dns?: { listen: { address: string; port?: number }[]; upstreams: string[] };
+  dns?: { listen: { address: string; port?: number }[]; upstreams: string[]; batched?: boolean };
   /** netstack/standalone.ts's config (its static instances/services are ignored). */
   datapath?: Record<string, unknown>;
 }
@@ -69,6 +69,7 @@ async function main(cfg: HostConfig): Promise<void> {
   if (cfg.dns) {
     const dns = new ServiceDnsServer({
       listen: cfg.dns.listen, resolver: table, upstreams: cfg.dns.upstreams.map(parseUpstream), log: (r) => log(r),
+      batched: cfg.dns.batched,
     });
     await dns.start();
     closers.push(() => dns.close());

@@ -185,3 +185,20 @@ test('DNS over TCP answers the same names (what clients do after a truncated ans
   assert.equal(p.header.id, 31337);
   assert.equal(p.answers[0]?.address, '10.30.0.3');
 });
+
+test('the node:dgram transport answers the same', async () => {
+  const plain = new ServiceDnsServer({ listen: [{ address: '127.0.0.1', port: 0 }], resolver: table, upstreams: [], batched: false, log: () => {} });
+  await plain.start();
+  try {
+    const q = new Packet();
+    q.header.id = 555;
+    q.questions.push(new Packet.Question('closest.ms2.sns.app.ans.canopy', Packet.TYPE.AAAA, Packet.CLASS.IN));
+    const r = await new Promise<Buffer>((resolve) => {
+      client.once('message', (m) => resolve(m));
+      client.send(q.toBuffer(), plain.addresses[0]!.port, '127.0.0.1');
+    });
+    assert.equal(Packet.parse(r).answers[0]?.address, 'fdc0:30::3');
+  } finally {
+    plain.close();
+  }
+});
