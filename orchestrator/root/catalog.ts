@@ -102,16 +102,17 @@ export class Catalog {
     };
   }
 
-  /** Inserts a service with its policy addresses (pinned ones claimed, the rest allocated). */
-  private insertService(app: ApplicationRecord, ms: Microservice, id: string): ServiceRecord {
+  /** A service's policy addresses: pinned ones claimed, the rest allocated. */
+  private policyAddresses(ms: Microservice, id: string): Pick<ServiceRecord, 'rr_ip' | 'rr_ip_v6' | 'closest_ip' | 'closest_ip_v6'> {
     const pin = (key: keyof PinnedAddresses, family: 4 | 6, kind: 'rr' | 'closest') =>
       ms.addresses[key] ? this.addresses.claim(ms.addresses[key] as string, kind, id) : this.addresses.allocate(family, kind, id);
+    return { rr_ip: pin('rr_ip', 4, 'rr'), rr_ip_v6: pin('rr_ip_v6', 6, 'rr'), closest_ip: pin('closest_ip', 4, 'closest'), closest_ip_v6: pin('closest_ip_v6', 6, 'closest') };
+  }
+
+  private insertService(app: ApplicationRecord, ms: Microservice, id: string): ServiceRecord {
     const s: ServiceRecord = {
       id, app_id: app.id, owner: app.owner, name: ms.microservice_name, namespace: ms.microservice_namespace,
-      spec: { ...ms, microserviceID: id },
-      rr_ip: pin('rr_ip', 4, 'rr'), rr_ip_v6: pin('rr_ip_v6', 6, 'rr'),
-      closest_ip: pin('closest_ip', 4, 'closest'), closest_ip_v6: pin('closest_ip_v6', 6, 'closest'),
-      next_n: 0, created_at: Date.now(),
+      spec: { ...ms, microserviceID: id }, ...this.policyAddresses(ms, id), next_n: 0, created_at: Date.now(),
     };
     this.store.insertService(s);
     return s;
@@ -276,12 +277,7 @@ export class Catalog {
     this.store.transaction(() => {
       if (repin) {
         this.addresses.releasePolicy(s.id);
-        const pin = (key: keyof PinnedAddresses, family: 4 | 6, kind: 'rr' | 'closest') =>
-          ms.addresses[key] ? this.addresses.claim(ms.addresses[key] as string, kind, s.id) : this.addresses.allocate(family, kind, s.id);
-        next.rr_ip = pin('rr_ip', 4, 'rr');
-        next.rr_ip_v6 = pin('rr_ip_v6', 6, 'rr');
-        next.closest_ip = pin('closest_ip', 4, 'closest');
-        next.closest_ip_v6 = pin('closest_ip_v6', 6, 'closest');
+        Object.assign(next, this.policyAddresses(ms, s.id));
       }
       this.store.updateService(next);
     });

@@ -161,17 +161,19 @@ export class InstanceManager {
     const declines: string[] = [];
     let capacity = false;
     let declined = false;
+    const [app, appns] = this.appName(s);
+    const offer = {
+      service: {
+        service_id: s.id, app, appns, svc: s.name, svcns: s.namespace, microservice: spec,
+        rr_ip: s.rr_ip, rr_ip_v6: s.rr_ip_v6, closest_ip: s.closest_ip, closest_ip_v6: s.closest_ip_v6,
+      },
+      instance_n: n, instance_ip: i.instance_ip, instance_ip_v6: i.instance_ip_v6,
+    };
     for (const view of ranking.candidates) {
       const c = this.clusters.get(view.id);
       if (!c) continue;
       try {
-        const answer = await offerPlacement(c, {
-          service: {
-            service_id: s.id, app: this.appName(s)[0], appns: this.appName(s)[1], svc: s.name, svcns: s.namespace, microservice: spec,
-            rr_ip: s.rr_ip, rr_ip_v6: s.rr_ip_v6, closest_ip: s.closest_ip, closest_ip_v6: s.closest_ip_v6,
-          },
-          instance_n: n, instance_ip: i.instance_ip, instance_ip_v6: i.instance_ip_v6,
-        });
+        const answer = await offerPlacement(c, offer);
         if (answer.accepted) {
           const now = this.store.instance(serviceId, n);
           if (!now || now.state !== 'REQUESTED') {
