@@ -24,8 +24,11 @@ export interface Cgroup {
   cpuUsageNs(): number;
   /** How many times the kernel OOM-killed a process of this group. */
   oomKills(): number;
-  /** Kills every process in the group and waits until it is empty. */
-  killAll(timeoutMs?: number): Promise<void>;
+  /**
+   * Stops every process in the group and waits until it is empty: SIGTERM first and up to `graceMs`
+   * for them to leave, then SIGKILL (frozen, so nothing forks meanwhile).
+   */
+  killAll(graceMs?: number, timeoutMs?: number): Promise<void>;
   /** Kills everything, then removes the group. Safe to call twice. */
   destroy(): Promise<void>;
   exists(): boolean;
@@ -79,6 +82,26 @@ function killPids(pids: readonly number[]): void {
       // already gone
     }
   }
+}
+
+/** SIGTERM to every pid, then wait up to graceMs for the group to empty; true if it did. */
+async function terminate(pids: () => number[], graceMs: number): Promise<boolean> {
+  const first = pids();
+  if (first.length === 0) return true;
+  if (graceMs <= 0) return false;
+  for (const p of first) {
+    try {
+      process.kill(p, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
+  const until = Date.now() + graceMs;
+  while (Date.now() < until) {
+    if (pids().length === 0) return true;
+    await sleep(5);
+  }
+  return pids().length === 0;
 }
 
 async function rmdirRetry(path: string): Promise<void> {
@@ -146,7 +169,8 @@ class V1Group implements Cgroup {
     return isDir(join(this.root, 'memory', this.rel));
   }
 
-  async killAll(timeoutMs = 3000): Promise<void> {
+  async killAll(graceMs = 0, timeoutMs = 3000): Promise<void> {
+    if (await terminate(() => this.pids(), graceMs)) return;
     const state = this.f('freezer', 'freezer.state');
     const frozen = existsSync(state);
     if (frozen) {
@@ -242,7 +266,8 @@ class V2Group implements Cgroup {
     return isDir(this.dir);
   }
 
-  async killAll(timeoutMs = 3000): Promise<void> {
+  async killAll(graceMs = 0, timeoutMs = 3000): Promise<void> {
+    if (await terminate(() => this.pids(), graceMs)) return;
     const killFile = join(this.dir, 'cgroup.kill');
     const freeze = join(this.dir, 'cgroup.freeze');
     const until = Date.now() + timeoutMs;

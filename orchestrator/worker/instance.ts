@@ -14,6 +14,9 @@ export interface BackoffPolicy {
   resetAfterMs: number;
 }
 
+/** How long an undeployed instance has to exit on SIGTERM (Oakestra waits up to 30 s). */
+export const UNDEPLOY_GRACE_MS = 300;
+
 export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 1000, maxMs: 30_000, resetAfterMs: 10_000 };
 
 interface InstanceEvents {
@@ -141,12 +144,15 @@ export class Instance extends EventEmitter<InstanceEvents> {
     return this.runtime.readLog(this.key, stream, maxBytes);
   }
 
-  /** Undeploys: kills every process, removes the network, namespace, cgroup and files. */
-  close(reason = 'undeployed'): Promise<void> {
+  /**
+   * Undeploys: stops every process (SIGTERM, SIGKILL after `graceMs`), removes the network, namespace,
+   * cgroup and files.
+   */
+  close(reason = 'undeployed', graceMs = UNDEPLOY_GRACE_MS): Promise<void> {
     this.closing ??= (async () => {
       if (this.restartTimer) clearTimeout(this.restartTimer);
       this.current = undefined;
-      await this.runtime.kill(this.key);
+      await this.runtime.kill(this.key, graceMs);
       await this.net.detach(this.key);
       await this.runtime.remove(this.key);
       this.move('UNDEPLOYED', reason);

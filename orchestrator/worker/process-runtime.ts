@@ -7,7 +7,7 @@
 // daemon restart and the next daemon can re-adopt them (watching the cgroup, reading the exit file).
 import { spawn, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { openSync, closeSync, mkdirSync, readFileSync, rmSync, existsSync, statSync, copyFileSync, truncateSync, readdirSync } from 'node:fs';
+import { openSync, closeSync, mkdirSync, readFileSync, readSync, rmSync, existsSync, statSync, writeFileSync, truncateSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CgroupDriver, Cgroup } from './cgroup.ts';
 
@@ -211,9 +211,9 @@ export class ProcessRuntime {
     return this.cgroups.open(this.cgroupRel(key));
   }
 
-  /** Kills every process of the instance (cgroup-wide); the namespace and cgroup stay. */
-  async kill(key: string): Promise<void> {
-    await this.cgroup(key)?.killAll();
+  /** Stops every process of the instance (cgroup-wide; SIGTERM, then SIGKILL after `graceMs`). */
+  async kill(key: string, graceMs = 0): Promise<void> {
+    await this.cgroup(key)?.killAll(graceMs);
   }
 
   /** Kills and removes everything of the instance except its directory (logs). */
@@ -258,7 +258,10 @@ export class ProcessRuntime {
     return text.length > maxBytes ? text.slice(text.length - maxBytes) : text;
   }
 
-  /** Copy-truncate: the writer holds the file open with O_APPEND, so truncation is safe. */
+  /**
+   * Copy-truncate: the writer holds the file with O_APPEND, so truncation is safe. Only the newest
+   * half of the budget is kept in the rotated copy, so a stream never holds much more than the budget.
+   */
   private rotateLogs(): void {
     let keys: string[];
     try {
@@ -266,19 +269,32 @@ export class ProcessRuntime {
     } catch {
       return;
     }
+    const keep = Math.floor(this.logBytes / 2);
     for (const key of keys) {
       for (const stream of ['stdout', 'stderr']) {
         const f = join(this.instancesDir, key, `${stream}.log`);
         try {
-          if (statSync(f).size > this.logBytes / 2) {
-            copyFileSync(f, `${f}.1`);
-            truncateSync(f, 0);
+          const size = statSync(f).size;
+          if (size <= keep) continue;
+          const fd = openSync(f, 'r');
+          const tail = Buffer.alloc(keep);
+          try {
+            readSync(fd, tail, 0, keep, size - keep);
+          } finally {
+            closeSync(fd);
           }
+          writeFileSync(`${f}.1`, tail);
+          truncateSync(f, 0);
         } catch {
           // gone meanwhile
         }
       }
     }
+  }
+
+  /** Runs one rotation now (tests; the daemon rotates every second on its own). */
+  rotateNow(): void {
+    this.rotateLogs();
   }
 
   /** Parent cgroups are left when they are empty. */

@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectCgroups } from '../../orchestrator/worker/cgroup.ts';
@@ -165,4 +165,30 @@ test('a daemon restart re-adopts a running instance without restarting it', asyn
   await second.close();
   assert.equal(rt2.cgroup(second.key), undefined);
   assert.ok(!execFileSync('ip', ['netns', 'list']).toString().includes(rt2.netnsName(second.key)));
+});
+
+test('undeploy gives the command a SIGTERM first', async () => {
+  const rt = runtime();
+  const marker = join(stateDir, 'said-bye');
+  const i = instance(rt, order(7, { cmd: ['sh', '-c', `trap 'echo bye > ${marker}; exit 0' TERM; while :; do sleep 0.05; done`] }));
+  await i.start();
+  await until(i, ['RUNNING']);
+  await new Promise((r) => setTimeout(r, 200)); // let the shell install its trap
+  const t = Date.now();
+  await i.close();
+  console.log(`# undeploy with a SIGTERM handler took ${Date.now() - t} ms`);
+  assert.equal(readFileSync(marker, 'utf8').trim(), 'bye');
+});
+
+test('logs are bounded: a chatty instance keeps only the newest part', async () => {
+  const small = new ProcessRuntime({ workerId: WORKER, cgroups, stateDir, logBytes: 64 * 1024 });
+  runtimes.push(small);
+  const i = instance(small, order(8, { one_shot: true, cmd: ['sh', '-c', 'seq 1 200000; echo last-line'] }));
+  await i.start();
+  await until(i, ['COMPLETED', 'FAILED']);
+  small.rotateNow();
+  const out = i.logs('stdout', 1 << 20);
+  assert.ok(out.length <= 64 * 1024, `kept ${out.length} bytes`);
+  assert.match(out, /199999\n200000\nlast-line\n$/);
+  await i.close();
 });
