@@ -46,11 +46,10 @@ export class Metrics {
   histogram(name: string, help: string): (seconds: number, labels?: Labels) => void {
     const f = this.family(name, help, 'histogram');
     return (seconds, labels = {}) => {
+      // Every bucket is written, zeros included: histogram_quantile needs the full ladder.
       for (const le of [...BUCKETS.map(String), '+Inf']) {
-        if (le === '+Inf' || seconds <= Number(le)) {
-          const key = `_bucket${labelText({ ...labels, le })}`;
-          f.samples.set(key, (f.samples.get(key) ?? 0) + 1);
-        }
+        const key = `_bucket${labelText({ ...labels, le })}`;
+        f.samples.set(key, (f.samples.get(key) ?? 0) + (le === '+Inf' || seconds <= Number(le) ? 1 : 0));
       }
       const l = labelText(labels);
       f.samples.set(`_sum${l}`, (f.samples.get(`_sum${l}`) ?? 0) + seconds);
