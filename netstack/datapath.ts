@@ -10,6 +10,7 @@
 import { Verdict, newRewrite, type Rewrite, type TranslationTable } from './table.ts';
 import { PacketInfo, ipLength, parsePacket } from './packet.ts';
 import { applyRewrite } from './rewrite.ts';
+import { clampMss } from './mss.ts';
 import { segmentOffloaded } from './segment.ts';
 import { TxPlan, type DatagramSocket, type Endpoint, type PacketDevice, type RxInfo } from './io.ts';
 import { MAX_PAYLOAD, TunnelCodec, TunnelFlag, TunnelType, newRxBatch, type RxBatch } from './tunnel.ts';
@@ -26,6 +27,8 @@ export interface DatapathOptions {
   budget?: number;
   /** Bound on packets waiting for a route (Pending verdict). */
   pendingLimit?: number;
+  /** Inner MTU: SYNs crossing the datapath get their MSS clamped to it (0 = no clamping). */
+  mtu?: number;
 }
 
 export const Counter = {
@@ -45,6 +48,7 @@ export const Counter = {
   Segmented: 'segmented_packets',
   Local: 'local_delivered',
   Coalesced: 'coalesced_packets',
+  MssClamped: 'mss_clamped',
 } as const;
 export type Counter = (typeof Counter)[keyof typeof Counter];
 
@@ -62,6 +66,8 @@ export class Datapath {
   private readonly endpointOf: (peer: number) => Endpoint | undefined;
   private readonly budget: number;
   private readonly pendingLimit: number;
+  private readonly mss4: number;
+  private readonly mss6: number;
   private readonly devBuf = new Uint8Array(DEV_BUF);
   private readonly sockBuf = new Uint8Array(65536 + 64);
   private readonly outBuf = new Uint8Array(DEV_BUF);
@@ -92,6 +98,8 @@ export class Datapath {
     this.endpointOf = o.endpointOf;
     this.budget = o.budget ?? 256;
     this.pendingLimit = o.pendingLimit ?? 256;
+    this.mss4 = o.mtu ? o.mtu - 40 : 0;
+    this.mss6 = o.mtu ? o.mtu - 60 : 0;
     for (const c of Object.values(Counter)) this.counters.set(c, 0);
     this.table.onReady(() => this.retryPending());
   }
@@ -164,6 +172,7 @@ export class Datapath {
       return;
     }
     const partial = vnet && (vnetFlags(b, 0) & VNET_F_NEEDS_CSUM) !== 0;
+    this.clamp(b, partial);
     applyRewrite(b, m, rw, partial);
     if (verdict === Verdict.Local) {
       const v = this.table.inbound(b, m, this.codec.selfId, rw);
@@ -275,6 +284,7 @@ export class Datapath {
       return;
     }
     const partial = hasVnet && (vnetFlags(b, off) & VNET_F_NEEDS_CSUM) !== 0;
+    this.clamp(b, partial);
     applyRewrite(b, m, rw, partial);
     pLen = m.len;
     if (this.dev.vnetHdr) {
@@ -298,6 +308,12 @@ export class Datapath {
     }
     pOff = m.l3;
     this.devWrite(b, pOff, pLen);
+  }
+
+  private clamp(b: Uint8Array, partial: boolean): void {
+    const m = this.m;
+    const max = m.family === 4 ? this.mss4 : this.mss6;
+    if (max > 0 && m.tcpHdrLen > 20 && clampMss(b, m, max, partial)) this.count(Counter.MssClamped);
   }
 
   private devWrite(b: Uint8Array, off: number, len: number): void {

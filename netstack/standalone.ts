@@ -69,6 +69,7 @@ export function startStandalone(cfg: StandaloneConfig): { close: () => void; dat
       encrypt: cfg.encrypt, aead: cfg.aead,
     }),
     endpointOf: (id) => peers.get(id),
+    mtu: cfg.mtu,
   });
   const pump = (f: () => number) => () => {
     try {

@@ -39,6 +39,9 @@ export interface Spec {
   icmpType?: number;
   /** Leave a UDP/IPv4 checksum at 0 ("none"). */
   noUdpCsum?: boolean;
+  /** TCP option bytes (a multiple of 4) and flags (default PSH|ACK). */
+  tcpOptions?: number[];
+  tcpFlags?: number;
 }
 
 /** An IP packet with correct full checksums. */
@@ -47,7 +50,8 @@ export function build(spec: Spec): Uint8Array {
     ? Uint8Array.from({ length: spec.payload }, (_, i) => (i * 7 + 3) & 0xff)
     : spec.payload ?? new Uint8Array(0);
   const ipLen = spec.family === 4 ? 20 : 40;
-  const l4hdr = spec.proto === Proto.TCP ? 20 : 8;
+  const opts = spec.tcpOptions ?? [];
+  const l4hdr = spec.proto === Proto.TCP ? 20 + opts.length : 8;
   const total = ipLen + l4hdr + payload.length;
   const b = new Uint8Array(total);
   const dv = new DataView(b.buffer);
@@ -61,8 +65,10 @@ export function build(spec: Spec): Uint8Array {
   const l4 = ipLen;
   if (spec.proto === Proto.TCP) {
     dv.setUint16(l4, spec.sport ?? 40000); dv.setUint16(l4 + 2, spec.dport ?? 80);
-    dv.setUint32(l4 + 4, 1000); dv.setUint32(l4 + 8, 2000); b[l4 + 12] = 5 << 4; b[l4 + 13] = 0x18;
+    dv.setUint32(l4 + 4, 1000); dv.setUint32(l4 + 8, 2000); b[l4 + 12] = (l4hdr / 4) << 4;
+    b[l4 + 13] = spec.tcpFlags ?? 0x18;
     dv.setUint16(l4 + 14, 65535);
+    b.set(opts, l4 + 20);
   } else if (spec.proto === Proto.UDP) {
     dv.setUint16(l4, spec.sport ?? 40000); dv.setUint16(l4 + 2, spec.dport ?? 53); dv.setUint16(l4 + 4, 8 + payload.length);
   } else {

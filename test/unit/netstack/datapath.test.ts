@@ -38,6 +38,7 @@ function world(vnet1: boolean, vnet2: boolean): World {
       table: new StaticTable({ selfId: id, instances, services }),
       codec: new TunnelCodec({ selfId: id, keys: new Map([[1, key]]), keyId: 1, isPeer: (p) => p === 1 || p === 2, maxDatagram: 1472 }),
       endpointOf: (p) => eps.get(p),
+      mtu: 1400,
     });
     return [dp, dev];
   };
@@ -196,5 +197,20 @@ for (const v2 of [false, true]) {
       assert.equal(m.sport, 1000 + i, 'order kept');
     });
     assert.equal(w1.stats()[Counter.Coalesced], 60);
+  });
+}
+
+for (const family of [4, 6] as const) {
+  test(`a SYN crossing the overlay leaves with its MSS clamped to the inner MTU, IPv${family}`, () => {
+    const { w1, w2, d1, d2 } = world(true, false);
+    const [A, S] = family === 4 ? [A4, S4] : [A6, S6];
+    feed(d1, build({ family, proto: Proto.TCP, src: A.nsIp, dst: S, tcpFlags: 0x02, tcpOptions: [2, 4, 0x22, 0x38] }));
+    w1.pumpDevice();
+    w2.pumpSocket();
+    const got = d2.written[0];
+    assert.ok(checksumsOk(got));
+    const m = new PacketInfo();
+    assert.ok(parsePacket(got, 0, got.length, m));
+    assert.equal((got[m.l4 + 22] << 8) | got[m.l4 + 23], family === 4 ? 1360 : 1340);
   });
 }
