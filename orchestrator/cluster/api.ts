@@ -85,6 +85,12 @@ export async function startClusterApi(cluster: Cluster, o: ClusterApiOptions): P
     return cluster.registerWorker(req.body.name);
   });
 
+  app.delete<{ Params: { id: string } }>('/api/workers/:id', async (req, reply) => {
+    if (!same(bearer(req), o.workerJoinKey)) throw new ClusterError('missing or wrong worker join key', 401);
+    if (!(await cluster.removeWorker(req.params.id))) return reply.code(404).send({ error: `no worker ${req.params.id}` });
+    return { ok: true };
+  });
+
   app.post<{ Body: PlacementOffer }>('/api/placements', { preHandler: rootOnly, schema: { body: placementSchema } },
     async (req) => cluster.place(req.body));
 

@@ -212,6 +212,30 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     };
   }
 
+  /**
+   * A worker leaves for good (DELETE /api/workers/:id): its credentials stop working, its instances
+   * are re-placed as after a failure, and its subnet goes back to root.
+   */
+  async removeWorker(id: string): Promise<boolean> {
+    const w = this.registry.workers.get(id);
+    if (!w) return false;
+    this.creds.revoke(id);
+    if (w.alive) {
+      w.alive = false;
+      w.diedAt = Date.now();
+      this.onWorkerDead(w, 'worker left the cluster');
+    }
+    this.registry.workers.delete(id);
+    this.inventory.delete(id);
+    this.byWorker.delete(id);
+    this.writer.schedule();
+    if (w.subnet_v4 && this.root?.registration) {
+      await this.root.releaseSubnets(id).catch((e: Error) => this.log.warn('could not release the subnet at root', { worker: id, error: e.message }));
+    }
+    this.log.info('worker removed', { worker: id });
+    return true;
+  }
+
   private async ensureSubnet(w: WorkerRecord): Promise<void> {
     if (w.subnet_v4 || !this.root?.registration) return;
     const s = await this.root.subnets(w.id);
@@ -470,17 +494,19 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     for (const w of this.registry.sweep()) this.onWorkerDead(w);
   }
 
-  private onWorkerDead(w: WorkerRecord): void {
-    this.counters.deaths++;
+  private onWorkerDead(w: WorkerRecord, cause?: string): void {
     const silentMs = Date.now() - w.lastSeen;
-    this.log.warn('worker declared dead', { worker: w.id, silent_ms: silentMs });
-    this.emit('worker-dead', w.id);
+    if (!cause) {
+      this.counters.deaths++;
+      this.log.warn('worker declared dead', { worker: w.id, silent_ms: silentMs });
+      this.emit('worker-dead', w.id);
+    }
     const affected = new Set<string>();
     for (const id of [...(this.byWorker.get(w.id) ?? [])]) {
       const ci = this.instances.get(id);
       if (!ci || !isOnWorker(ci.lifecycle.state)) continue;
       affected.add(ci.offer.service.service_id);
-      const why = `worker ${w.id} silent for ${(silentMs / 1000).toFixed(1)} s`;
+      const why = cause ?? `worker ${w.id} silent for ${(silentMs / 1000).toFixed(1)} s`;
       this.transition(ci, 'CLUSTER_SCHEDULED', why);
       this.unassign(ci);
       const r = this.pick(ci.offer, new Set([w.id]));

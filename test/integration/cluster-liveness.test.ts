@@ -206,6 +206,17 @@ test('cluster with two workers: placement, liveness, re-placement, route push, r
     const metrics = await (await fetch(`${apiUrl}/metrics`)).text();
     assert.match(metrics, /canopy_cluster_workers_alive 2/);
     assert.match(metrics, /canopy_cluster_deaths_total 1/);
+
+    // A worker that leaves for good: its daemon stops, then the operator removes it.
+    const leaving = first.workerId;
+    const password = first.identity.mqtt.password;
+    await first.close({ undeploy: true });
+    const gone = await fetch(`${apiUrl}/api/workers/${leaving}`, { method: 'DELETE', headers: { authorization: 'Bearer join-workers' } });
+    assert.equal(gone.status, 200);
+    assert.equal(cluster.registry.workers.has(leaving), false);
+    await assert.rejects(connectMqtt(cluster.mqttUrl, { username: leaving, password }, { reconnectPeriod: 0 }), /Not authorized|Bad username|refused/i);
+    const again = await fetch(`${apiUrl}/api/workers/${leaving}`, { method: 'DELETE', headers: { authorization: 'Bearer join-workers' } });
+    assert.equal(again.status, 404);
   } finally {
     for (const e of engines) await e.close({ undeploy: true }).catch(() => {});
     await api?.close();
