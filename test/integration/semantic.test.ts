@@ -57,15 +57,16 @@ function localsOf(w: number): LocalInstance[] {
 const HTTP_SERVER = "require('http').createServer((q,s)=>s.end(process.argv[1])).listen(80,'::')";
 // Opens n new connections one after the other (no keep-alive: each is a new flow) and counts answers.
 const HTTP_CLIENT = `
-const http=require('http');const [url,n]=process.argv.slice(1);const c={};let e=0;const errs=[];
-(async()=>{for(let i=0;i<+n;i++){await new Promise(r=>{const q=http.get(url,{agent:false,timeout:4000},s=>{let b='';
+const http=require('http');const [url,n,family]=process.argv.slice(1);const c={};let e=0;const errs=[];
+(async()=>{for(let i=0;i<+n;i++){await new Promise(r=>{const q=http.get(url,{agent:false,timeout:4000,family:+family},s=>{let b='';
 s.on('data',d=>b+=d);s.on('end',()=>{c[b]=(c[b]||0)+1;r()})});q.on('error',x=>{e++;errs.push(String(x));r()});
 q.on('timeout',()=>q.destroy(new Error('timeout')))})}console.log(JSON.stringify({c,e,errs:errs.slice(0,3)}))})()`;
 
 interface Counts { c: Record<string, number>; e: number; errs: string[] }
 
-async function connections(ns: Namespace, url: string, n: number): Promise<Counts> {
-  const out = await ns.execOk([process.execPath, '-e', HTTP_CLIENT, url, String(n)], { timeoutMs: 120_000 });
+/** n new connections to url; a name is resolved through the namespace's resolv.conf, by address family. */
+async function connections(ns: Namespace, url: string, n: number, family: 4 | 6 = 4): Promise<Counts> {
+  const out = await ns.execOk([process.execPath, '-e', HTTP_CLIENT, url, String(n), String(family)], { timeoutMs: 120_000 });
   return JSON.parse(out) as Counts;
 }
 
@@ -137,16 +138,15 @@ test('semantic overlay on three workers: closest, rr, DNS, first packet, ping; I
   });
 
   for (const fam of [4, 6] as const) {
-    await t.test(`IPv${fam}: 200 new connections to closest land on the 10 ms worker`, async () => {
-      const url = fam === 4 ? `http://${ms2.closest_ip}/` : `http://[${ms2.closest_ip_v6}]/`;
-      const r = await connections(a, url, 200);
+    await t.test(`IPv${fam}: 200 new connections to closest.ms2 land on the 10 ms worker`, async () => {
+      const r = await connections(a, 'http://closest.ms2/', 200, fam);
       assert.equal(r.e, 0, JSON.stringify(r));
       assert.ok((r.c['ms2-w2'] ?? 0) >= 190, JSON.stringify(r.c));
     });
 
-    await t.test(`IPv${fam}: 300 new connections to rr split evenly over three instances`, async () => {
+    await t.test(`IPv${fam}: 300 new connections to the rr address split evenly over three instances`, async () => {
       const url = fam === 4 ? `http://${ms3.rr_ip}/` : `http://[${ms3.rr_ip_v6}]/`;
-      const r = await connections(a, url, 300);
+      const r = await connections(a, url, 300, fam);
       assert.equal(r.e, 0, JSON.stringify(r));
       for (const name of ['ms3-w1', 'ms3-w2', 'ms3-w3']) {
         const n = r.c[name] ?? 0;
@@ -159,7 +159,7 @@ test('semantic overlay on three workers: closest, rr, DNS, first packet, ping; I
     await w1.send({ cmd: 'withdraw', service_id: ms2.service_id, instances: [0] });
     assert.equal(await a.execOk(['curl', '-sS', '--max-time', '5', `http://${ms2.closest_ip}/`]), 'ms2-w3');
     assert.equal(await a.execOk(['curl', '-sS', '--max-time', '5', `http://[${ms2.closest_ip_v6}]/`]), 'ms2-w3');
-    const r = await connections(a, `http://${ms2.closest_ip}/`, 20);
+    const r = await connections(a, 'http://closest.ms2/', 20, 6);
     assert.deepEqual(r.c, { 'ms2-w3': 20 });
   });
 });
