@@ -267,7 +267,7 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     if (topic === topics.deploy(w)) {
       const d = decode('deploy', payload);
       if (!d.ok) return this.drop(topic, d.error);
-      void this.deploy(d.value);
+      this.deploy(d.value).catch((e: Error) => this.log.error('deploy failed', { service_id: d.value.service_id, instance_n: d.value.instance_n, error: e.message }));
     } else if (topic === topics.remove(w)) {
       const d = decode('remove', payload);
       if (!d.ok) return this.drop(topic, d.error);

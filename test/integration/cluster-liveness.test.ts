@@ -151,6 +151,11 @@ test('cluster with two workers: placement, liveness, re-placement, route push, r
     assert.ok(answer.type === 'table_result' && answer.route?.instances[0]?.worker_id === first.workerId);
     await waitFor('interest registered', () => cluster!.interestedIn('svc1').includes(other.workerId));
 
+    // Coordinates reported by a worker are relayed to the workers that report theirs.
+    other.routeLink().send({ type: 'coordinate_report', worker_id: other.workerId, coord: { vec: [1, 2], height: 0.5, error: 0.4 }, rtt_ms: {} });
+    const peers = await waitFor('coordinates relayed', () => updates.find((m) => m.type === 'coordinates'));
+    assert.ok(peers.type === 'coordinates' && peers.entries.some((e) => e.worker_id === other.workerId && e.coord.vec[1] === 2));
+
     // Root sees the aggregate and the instance's states.
     await waitFor('a report with the RUNNING instance', () => root.reports.some((r) => r.instances.some((i) => i.service_id === 'svc1' && i.state === 'RUNNING')));
     const last = root.reports[root.reports.length - 1]!;

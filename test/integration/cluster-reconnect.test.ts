@@ -13,6 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import { Cluster } from '../../orchestrator/cluster/cluster.ts';
 import { startClusterApi } from '../../orchestrator/cluster/api.ts';
 import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
+import { startWorkerApi } from '../../orchestrator/worker/api.ts';
 import { detectCgroups } from '../../orchestrator/worker/cgroup.ts';
 import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
 import type { PlacementOffer } from '../../orchestrator/cluster/placements.ts';
@@ -69,10 +70,25 @@ test('cluster outage and worker daemon restart: instances survive, are re-adopte
     const apiUrl = `http://127.0.0.1:${(api.server.address() as { port: number }).port}`;
     engine = await startEngine(apiUrl);
     await waitFor('worker alive', () => cluster!.registry.alive().length === 1);
-    assert.equal(cluster!.place(offer('keep', ['sleep', '600'])).accepted, true);
+    assert.equal(cluster!.place(offer('keep', ['sh', '-c', 'echo hello-log; exec sleep 600'])).accepted, true);
     assert.equal(cluster!.place(offer('dies', ['sleep', '600'])).accepted, true);
     await waitFor('both RUNNING', () => [...engine!.instances.values()].filter((i) => i.state === 'RUNNING').length === 2);
     const pidKeep = engine.instances.get('keep-0')!.pid!;
+
+    // The worker's local API: status with reasons, the instance's output, metrics.
+    const wapi = await startWorkerApi(engine, '127.0.0.1', 0);
+    try {
+      const base = `http://127.0.0.1:${(wapi.server.address() as { port: number }).port}`;
+      const status = await (await fetch(`${base}/api/status`)).json() as { instances: Array<{ service_id: string; state: string; reason: string }> };
+      assert.deepEqual(status.instances.map((i) => `${i.service_id} ${i.state}`).sort(), ['dies RUNNING', 'keep RUNNING']);
+      await waitFor('output written', () => engine!.instances.get('keep-0')!.logs('stdout').includes('hello-log'));
+      assert.equal(await (await fetch(`${base}/api/instances/keep/0/logs?stream=stdout`)).text(), 'hello-log\n');
+      assert.equal((await fetch(`${base}/api/instances/nope/0/logs`)).status, 404);
+      assert.equal((await fetch(`${base}/api/instances/keep/0/logs?stream=bogus`)).status, 400);
+      assert.match(await (await fetch(`${base}/metrics`)).text(), /canopy_worker_instances\{state="RUNNING"\} 2/);
+    } finally {
+      await wapi.close();
+    }
 
     // The cluster disappears for 5 s (longer than the 3 s liveness timeout).
     await cluster!.close();
