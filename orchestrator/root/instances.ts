@@ -176,6 +176,7 @@ export class InstanceManager {
         const answer = await offerPlacement(c, offer);
         if (answer.accepted) {
           const now = this.store.instance(serviceId, n);
+          if (now && now.cluster_id === c.id && isPlaced(now.state)) return; // its report came first
           if (!now || now.state !== 'REQUESTED') {
             // Undeployed while the offer was out: take it back from the cluster.
             await removePlacement(c, serviceId, n).catch(() => undefined);
@@ -259,6 +260,10 @@ export class InstanceManager {
         continue;
       }
       const ts = typeof e.ts === 'number' && Number.isFinite(e.ts) && Math.abs(now - e.ts) < 3_600_000 ? e.ts : now;
+      if (i.state === 'REQUESTED' && i.cluster_id === null && isPlaced(e.state)) {
+        // The cluster reported before root read its answer to the offer: it has the instance.
+        this.transition(i, 'CLUSTER_SCHEDULED', `placed on cluster ${c.name} (worker ${e.worker ?? 'unknown'})`, ts, { cluster_id: c.id });
+      }
       const before = JSON.stringify([i.state, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint]);
       const ok = this.transition(i, e.state, e.reason?.slice(0, 500) || `reported by cluster ${c.name}`, ts, {
         cluster_id: c.id,

@@ -18,7 +18,7 @@ class SimCluster {
   offers: { service_id: string; instance_n: number; auth: string }[] = [];
   removals: string[] = [];
   routes: { service_id: string; instances: { n: number }[] }[] = [];
-  decide: () => Decision = () => ({ accepted: true, worker_id: `${this.name}-w1` });
+  decide: () => Decision | Promise<Decision> = () => ({ accepted: true, worker_id: `${this.name}-w1` });
   id = '';
   token = '';
   url = '';
@@ -270,5 +270,22 @@ describe('root scheduling', () => {
     // A cluster still reporting an undeployed instance is asked to remove it.
     const stale = await host.report({}, [{ service_id: id, instance_n: second.body.instance_n, state: 'RUNNING' }]);
     assert.deepEqual(stale.undeploy, [{ service_id: id, instance_n: second.body.instance_n }]);
+  });
+
+  test('a cluster that reports the instance before root reads its acceptance keeps it', async () => {
+    const slow = await cluster('slow', '48.1,11.6');
+    slow.decide = async () => {
+      await new Promise((r) => setTimeout(r, 400));
+      return { accepted: true, worker_id: 'slow-w1' };
+    };
+    const r = await h.call('POST', '/api/application?deploy=true', sla(`app${++seq}`), token);
+    const id = r.body.services[0].microserviceID;
+    for (let i = 0; i < 100 && !slow.offers.some((o) => o.service_id === id); i++) await new Promise((res) => setTimeout(res, 10));
+    await slow.report({}, [{ service_id: id, instance_n: 0, state: 'RUNNING', worker: 'slow-w1' }]);
+    await new Promise((res) => setTimeout(res, 600));
+    const inst = await settled(id, 0);
+    assert.equal(inst.state, 'RUNNING');
+    assert.equal(inst.cluster_name, slow.name);
+    assert.deepEqual(slow.removals, []);
   });
 });
