@@ -47,7 +47,7 @@ test('random route messages are rejected by the parser, never half-applied', () 
   let rejected = 0;
   const junk = (d: number): unknown => {
     const r = Math.random();
-    if (d > 3 || r < 0.2) return [null, 1, -1, 'x', '10.30.0.2', true, 1e309, {}][(Math.random() * 8) | 0];
+    if (d > 3 || r < 0.2) return [null, 1, -1, 'x', '10.30.0.2', true, Number.POSITIVE_INFINITY, {}][(Math.random() * 8) | 0];
     if (r < 0.5) return Array.from({ length: (Math.random() * 3) | 0 }, () => junk(d + 1));
     const keys = ['type', 'route', 'service_id', 'instances', 'query_id', 'entries', 'name', 'n', 'ns_ip'];
     return Object.fromEntries(keys.filter(() => Math.random() < 0.4).map((k) => [k, junk(d + 1)]));
