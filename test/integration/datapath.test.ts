@@ -23,10 +23,15 @@ async function iperf(lab: Lab, a: OverlayWorker, b: OverlayWorker, target: strin
   }
 }
 
-for (const offload of [true, false]) {
-  test(`instances reach each other through a service IP (${offload ? 'offload' : 'per-packet'} mode)`, { skip, timeout: 180_000 }, async (t) => {
+const modes = [
+  { offload: true, encrypt: false, name: 'offload mode' },
+  { offload: false, encrypt: false, name: 'per-packet mode' },
+  { offload: true, encrypt: true, name: 'offload mode, encrypted' },
+];
+for (const { offload, encrypt, name } of modes) {
+  test(`instances reach each other through a service IP (${name})`, { skip, timeout: 180_000 }, async (t) => {
     const lab = await labFor(t, { hosts: ['w1', 'w2', 'x3'] });
-    const workers = await buildOverlay(lab, [lab.host('w1'), lab.host('w2')], { offload });
+    const workers = await buildOverlay(lab, [lab.host('w1'), lab.host('w2')], { offload, encrypt });
     t.after(() => stopOverlay(workers));
     const [a, b] = workers;
 

@@ -5,7 +5,7 @@ import { Proto } from '../../../netstack/table.ts';
 import { Datapath, Counter } from '../../../netstack/datapath.ts';
 import { FakeDevice, FakeNetwork } from '../../../netstack/fakes.ts';
 import { StaticTable, type StaticInstance } from '../../../netstack/static-table.ts';
-import { TunnelCodec, Drop, TunnelType } from '../../../netstack/tunnel.ts';
+import { TunnelCodec, Drop, TunnelType, newRxBatch } from '../../../netstack/tunnel.ts';
 import { TxPlan } from '../../../netstack/io.ts';
 import { PacketInfo, parsePacket } from '../../../netstack/packet.ts';
 import { GSO_TCPV4, GSO_TCPV6, VNET_HDR_LEN } from '../../../netstack/vnet.ts';
@@ -214,3 +214,47 @@ for (const family of [4, 6] as const) {
     assert.equal((got[m.l4 + 22] << 8) | got[m.l4 + 23], family === 4 ? 1360 : 1340);
   });
 }
+
+test('packets wait in a bounded queue while a route is pending, then go out in order', () => {
+  const net = new FakeNetwork();
+  const dev = new FakeDevice(false);
+  const eps = new Map([[2, { host: '198.18.0.2', port: 50103 }]]);
+  let known = false;
+  let ready: () => void = () => {};
+  const table = {
+    outbound: (_b: Uint8Array, _m: unknown, out: { peer: number; rewriteSrc: boolean; rewriteDst: boolean }) => {
+      if (!known) return 3 as const; // Pending
+      out.peer = 2; out.rewriteSrc = false; out.rewriteDst = false;
+      return 1 as const; // Tunnel
+    },
+    inbound: () => 0 as const,
+    onReady: (l: () => void) => { ready = l; },
+  };
+  const dp = new Datapath({
+    device: dev, socket: net.socket('198.18.0.1', 50103), table,
+    codec: new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1472 }),
+    endpointOf: (p) => eps.get(p), pendingLimit: 10,
+  });
+  const rx = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1472 });
+  for (let i = 0; i < 12; i++) dev.inbox.push(build({ family: 4, proto: Proto.UDP, src: A4.nsIp, dst: '10.30.7.7', sport: 100 + i, payload: 20 }));
+  dp.pumpDevice();
+  assert.equal(net.wire.length, 0, 'nothing leaves before the route is known');
+  assert.equal(dp.stats()[Counter.Pending], 10);
+  assert.equal(dp.stats()[Counter.PendingDrop], 2);
+  known = true;
+  ready();
+  const batch = newRxBatch();
+  const ports: number[] = [];
+  for (const w of net.wire) {
+    if (!rx.decode(w.data, 0, w.data.length, batch)) continue;
+    const end = batch.off + batch.len;
+    for (let o = batch.off; o < end;) {
+      const m = new PacketInfo();
+      const l = ((batch.buf[o + 2] << 8) | batch.buf[o + 3]);
+      assert.ok(parsePacket(batch.buf, o, l, m));
+      ports.push(m.sport);
+      o += l;
+    }
+  }
+  assert.deepEqual(ports, [100, 101, 102, 103, 104, 105, 106, 107, 108, 109]);
+});
