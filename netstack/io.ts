@@ -54,7 +54,8 @@ export class TxPlan {
   }
 }
 
-/** Where a peer's tunnel socket is. */
+/** Where a peer's tunnel socket is. Keep one object per peer: sockets cache the encoded address per
+ *  Endpoint object, so a fresh object per packet would cost a parse and an allocation each time. */
 export interface Endpoint {
   readonly host: string;
   readonly port: number;
