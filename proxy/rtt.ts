@@ -35,6 +35,30 @@ export class StaticRtt implements RttSource {
   }
 }
 
+/** Measurements fed by the tunnel's probes (Datapath.onRtt), smoothed like TCP's SRTT (1/8 gain on
+ *  each new sample) so that one delayed probe does not flip `closest`. */
+export class MeasuredRtt implements RttSource {
+  private readonly rtts = new Map<string, number>();
+  private readonly listeners = new Set<(workerId: string, rttMs: number) => void>();
+
+  record(workerId: string, ms: number): void {
+    if (!(ms >= 0) || !Number.isFinite(ms)) return;
+    const prev = this.rtts.get(workerId);
+    const v = prev === undefined ? ms : prev + (ms - prev) / 8;
+    this.rtts.set(workerId, v);
+    for (const l of this.listeners) l(workerId, v);
+  }
+
+  forget(workerId: string): void { this.rtts.delete(workerId); }
+
+  rttMs(workerId: string): number | undefined { return this.rtts.get(workerId); }
+
+  onRtt(listener: (workerId: string, rttMs: number) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}
+
 /** Combines measurements with this worker's Vivaldi coordinate and the coordinates the cluster relays. */
 export class RttEstimator {
   readonly self: VivaldiNode;

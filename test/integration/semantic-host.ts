@@ -11,7 +11,7 @@
 import { createInterface } from 'node:readline';
 import { SemanticTable, type LocalInstance } from '../../proxy/semantic-table.ts';
 import { StaticRouteSource } from '../../proxy/static-route-source.ts';
-import { StaticRtt, type RttSource } from '../../proxy/rtt.ts';
+import { MeasuredRtt, StaticRtt, type RttSource } from '../../proxy/rtt.ts';
 import { parseServiceRoute, type ServiceRoute } from '../../proxy/route-messages.ts';
 import { ServiceDnsServer } from '../../dns/server.ts';
 import { parseUpstream } from '../../dns/forwarder.ts';
@@ -34,24 +34,10 @@ function log(fields: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify({ ts: new Date().toISOString(), component: 'semantic-host', ...fields })}\n`);
 }
 
-/** RTTs measured by the datapath's tunnel probes, by worker id. */
-class ProbeRtt implements RttSource {
-  private readonly rtts = new Map<string, number>();
-  private readonly listeners = new Set<(w: string, ms: number) => void>();
-  record(workerId: string, ms: number): void {
-    const prev = this.rtts.get(workerId);
-    const v = prev === undefined ? ms : prev * 0.8 + ms * 0.2;
-    this.rtts.set(workerId, v);
-    for (const l of this.listeners) l(workerId, v);
-  }
-  rttMs(workerId: string): number | undefined { return this.rtts.get(workerId); }
-  onRtt(l: (w: string, ms: number) => void): () => void { this.listeners.add(l); return () => this.listeners.delete(l); }
-}
-
 async function main(cfg: HostConfig): Promise<void> {
   const routes = cfg.routes.map((r, i) => parseServiceRoute(r, `routes[${i}]`));
   const source = new StaticRouteSource(routes, { answerDelayMs: cfg.answerDelayMs ?? 0 });
-  const probe = new ProbeRtt();
+  const probe = new MeasuredRtt();
   const rtt: RttSource = cfg.rtt ? new StaticRtt(cfg.rtt) : probe;
   const table = new SemanticTable({
     workerId: cfg.workerId, link: source.link(cfg.workerId), rtt,

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { VivaldiNode } from '../../../proxy/vivaldi.ts';
-import { RttEstimator, StaticRtt } from '../../../proxy/rtt.ts';
+import { MeasuredRtt, RttEstimator, StaticRtt } from '../../../proxy/rtt.ts';
 import { SemanticTable } from '../../../proxy/semantic-table.ts';
 import { StaticRouteSource } from '../../../proxy/static-route-source.ts';
 
@@ -47,4 +47,16 @@ test('the worker reports its coordinate and measurements to the cluster', () => 
   assert.equal(source.coordinates.has('w1'), true);
   assert.match(t.metrics(), /canopy_proxy_flows 0/);
   t.close(); source.close();
+});
+
+test('measured RTTs are smoothed, so one slow probe does not flip closest', () => {
+  const m = new MeasuredRtt();
+  const seen: number[] = [];
+  m.onRtt((_w, ms) => seen.push(ms));
+  m.record('w2', 10);
+  m.record('w2', 90);
+  assert.equal(m.rttMs('w2'), 20);
+  m.record('w2', Number.NaN);
+  assert.deepEqual(seen, [10, 20]);
+  assert.equal(m.rttMs('w3'), undefined);
 });
