@@ -36,6 +36,8 @@ export interface NodeEngineOptions {
   heartbeatMs?: number;
   tunnelEndpoint?: string;
   backoff?: BackoffPolicy;
+  /** How long a first registration retries while the cluster is unreachable (default 60 s). */
+  registerTimeoutMs?: number;
   log?: Logger;
 }
 
@@ -122,7 +124,17 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     if (existsSync(file)) {
       identity = JSON.parse(readFileSync(file, 'utf8')) as WorkerIdentity;
     } else {
-      identity = await registerWithCluster(o.clusterUrl, o.joinKey, o.name);
+      // The cluster may still be starting (e.g. `canopy up`): retry while it is unreachable.
+      const until = Date.now() + (o.registerTimeoutMs ?? 60_000);
+      for (;;) {
+        try {
+          identity = await registerWithCluster(o.clusterUrl, o.joinKey, o.name);
+          break;
+        } catch (e) {
+          if (!(e instanceof RegistrationError) || !/unreachable/.test(e.message) || Date.now() > until) throw e;
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
       saveIdentity(file, identity);
     }
     let cgroups = o.cgroups;
@@ -341,7 +353,8 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     for (const i of this.instances.values()) {
       if (i.state === 'UNDEPLOYED') continue;
       inventory.push({ service_id: i.order.service_id, instance_n: i.order.instance_n, state: i.state });
-      if (i.state === 'COMPLETED') continue;
+      // Finished one-shots hold nothing until they are undeployed.
+      if (i.state === 'COMPLETED' || (i.state === 'FAILED' && i.order.spec.one_shot)) continue;
       cpuUsed += i.order.spec.vcpus;
       memUsed += i.order.spec.memory;
     }
