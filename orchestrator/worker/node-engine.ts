@@ -180,11 +180,15 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
         continue;
       }
       const exitFile = join(dir, key, 'exit');
-      const completed = order.spec.one_shot && existsSync(exitFile) && readFileSync(exitFile, 'utf8').trim() === '0';
-      const inst = completed
-        ? this.track(new Instance(order, this.runtime, this.net, this.log, this.backoff(), { state: 'COMPLETED', reason: 'completed before the worker restarted' }))
-        : this.track(new Instance(order, this.runtime, this.net, this.log, this.backoff(), { state: 'NODE_SCHEDULED', reason: 'found after a worker restart' }));
-      if (completed) {
+      // A one-shot that already ended keeps its outcome; it is never run twice.
+      const exitCode = order.spec.one_shot && existsSync(exitFile) ? readFileSync(exitFile, 'utf8').trim() : undefined;
+      const initial = exitCode === undefined
+        ? { state: 'NODE_SCHEDULED' as const, reason: 'found after a worker restart' }
+        : exitCode === '0'
+          ? { state: 'COMPLETED' as const, reason: 'completed before the worker restarted' }
+          : { state: 'FAILED' as const, reason: `exited with code ${exitCode} before the worker restarted` };
+      const inst = this.track(new Instance(order, this.runtime, this.net, this.log, this.backoff(), initial));
+      if (exitCode !== undefined) {
         await this.net.detach(key).then(() => this.runtime.teardown(key)).catch(() => {});
       } else if (!inst.adopt()) {
         this.log.info('instance was not running after the restart: replacing it', { instance: key });

@@ -41,8 +41,8 @@ function freePort(): Promise<number> {
   });
 }
 
-const offer = (sid: string, cmd: string[]): PlacementOffer => ({
-  service: { service_id: sid, app: 'app', appns: 'ns', svc: sid, svcns: 'ns', microservice: { virtualization: 'process', cmd, memory: 32, vcpus: 0.2 } },
+const offer = (sid: string, cmd: string[], one_shot = false): PlacementOffer => ({
+  service: { service_id: sid, app: 'app', appns: 'ns', svc: sid, svcns: 'ns', microservice: { virtualization: 'process', cmd, memory: 32, vcpus: 0.2, one_shot } },
   instance_n: 0, instance_ip: '10.30.2.1',
 });
 
@@ -107,6 +107,10 @@ test('cluster outage and worker daemon restart: instances survive, are re-adopte
     assert.equal(engine.counters.deploys, 2, 'no duplicate deploys');
     assert.equal(engine.instances.size, 2);
 
+    // A one-shot finishes before the daemon restarts; it must not run again afterwards.
+    assert.equal(cluster!.place(offer('once', ['sh', '-c', 'echo ran'], true)).accepted, true);
+    await waitFor('one-shot COMPLETED', () => engine!.instances.get('once-0')?.state === 'COMPLETED');
+
     // The worker daemon restarts; meanwhile one instance dies.
     await engine.close();
     const cg = detectCgroups().open(`canopy/${workerName}/dies-0`)!;
@@ -121,10 +125,16 @@ test('cluster outage and worker daemon restart: instances survive, are re-adopte
     assert.notEqual(dies.pid, undefined);
     await waitFor('cluster sees both RUNNING', () => cluster!.instances.get('dies#0')!.lifecycle.state === 'RUNNING' && cluster!.instances.get('keep#0')!.lifecycle.state === 'RUNNING');
     assert.equal(cluster!.counters.deaths, 0);
+    const once = engine.instances.get('once-0')!;
+    assert.equal(once.state, 'COMPLETED');
+    await sleep(500);
+    assert.equal(once.logs('stdout'), 'ran\n', 'the one-shot ran exactly once');
+    assert.equal(cluster!.instances.get('once#0')!.lifecycle.state, 'COMPLETED');
 
     // Undeploy everything: the host is clean.
     cluster!.remove('keep', 0);
     cluster!.remove('dies', 0);
+    cluster!.remove('once', 0);
     await waitFor('instances gone', () => engine!.instances.size === 0);
   } finally {
     await engine?.close({ undeploy: true }).catch(() => {});
