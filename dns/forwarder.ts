@@ -65,6 +65,7 @@ export class Forwarder {
   }
 
   get hasUpstreams(): boolean { return this.opts.upstreams.length > 0; }
+  get upstreams(): Upstream[] { return this.opts.upstreams.map((u) => ({ ...u })); }
 
   async start(): Promise<void> {
     const open = async (type: 'udp4' | 'udp6'): Promise<dgram.Socket> => {

@@ -6,7 +6,8 @@ import dgram from 'node:dgram';
 import net, { isIPv6 } from 'node:net';
 import { ipBytes } from '../proxy/address-map.ts';
 import type { ServiceRoute } from '../proxy/route-messages.ts';
-import { Forwarder, type Upstream } from './forwarder.ts';
+import { readFileSync } from 'node:fs';
+import { Forwarder, upstreamsFromResolvConf, type Upstream } from './forwarder.ts';
 import { BatchUdpSocket } from './batch-socket.ts';
 import {
   CLASS_IN, QType, RCode, buildAnswer, buildError, parseQuery, queryName, rdataSoa, rdataSrv,
@@ -42,7 +43,9 @@ export interface DnsServerOptions {
   /** Addresses to serve on (the worker's bridge addresses); port defaults to 53. */
   listen: { address: string; port?: number }[];
   resolver: ServiceResolver;
-  upstreams: Upstream[];
+  /** Where names outside the zone go. Default: the host's /etc/resolv.conf nameservers (minus our own
+   *  addresses); [] answers REFUSED for them. */
+  upstreams?: Upstream[];
   zone?: string;
   /** TTL of answers, and of negative answers (SOA minimum). Short: instances move. */
   ttl?: number;
@@ -81,7 +84,7 @@ export class ServiceDnsServer {
     this.ttl = opts.ttl ?? 5;
     this.resolveTimeoutMs = opts.resolveTimeoutMs ?? 1500;
     this.log = opts.log ?? ((r) => process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), component: 'dns', ...r })}\n`));
-    this.forwarder = new Forwarder({ upstreams: opts.upstreams, timeoutMs: opts.forwardTimeoutMs });
+    this.forwarder = new Forwarder({ upstreams: opts.upstreams ?? hostUpstreams(opts.listen.map((l) => l.address)), timeoutMs: opts.forwardTimeoutMs });
   }
 
   /** Bound addresses (with the real port when 0 was asked). */
@@ -126,7 +129,7 @@ export class ServiceDnsServer {
       this.close();
       throw new Error(`service DNS could not start on ${this.opts.listen.map((l) => `${l.address}:${l.port ?? 53}`).join(', ')}: ${String(err)}`);
     }
-    this.log({ level: 'info', msg: 'service DNS listening', addresses: this.addresses, zone: this.zone, upstreams: this.opts.upstreams });
+    this.log({ level: 'info', msg: 'service DNS listening', addresses: this.addresses, zone: this.zone, upstreams: this.forwarder.upstreams });
   }
 
   close(): void {
@@ -293,5 +296,13 @@ export class ServiceDnsServer {
     if (this.answers.size >= ANSWER_CACHE_MAX) this.answers.clear();
     this.answers.set(key, { bytes: Buffer.from(out), expires: Date.now() + ANSWER_CACHE_MS, result });
     this.reply(to, out, result);
+  }
+}
+
+function hostUpstreams(own: string[]): Upstream[] {
+  try {
+    return upstreamsFromResolvConf(readFileSync('/etc/resolv.conf', 'utf8'), own);
+  } catch {
+    return [];
   }
 }

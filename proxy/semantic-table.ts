@@ -394,6 +394,12 @@ export class SemanticTable implements TranslationTable {
     this.services.retire(rec);
   }
 
+  /** After the link to the cluster comes back (a restarted cluster has forgotten who wants what):
+   *  declares interest again in every cached service. */
+  resendInterest(): void {
+    for (const id of this.services.byId.keys()) this.opts.link.send({ type: 'interest_add', service_id: id });
+  }
+
   /** Tunnel peers learned from routes (number, worker, endpoint), new or changed. */
   onPeer(listener: (p: PeerInfo) => void): void {
     this.peerListeners.push(listener);

@@ -279,3 +279,13 @@ test('a local target through the datapath\'s local loop (outbound, then inbound 
   }
   t.close(); source.close();
 });
+
+test('after a cluster restart the worker declares its interest again', async () => {
+  const source = new StaticRouteSource([svc([inst(0, 'w2')])]);
+  const t = worker1(source);
+  await t.resolveName('app.ans.s1.sns');
+  const before = source.received.filter((r) => r.msg.type === 'interest_add').length;
+  t.resendInterest();
+  assert.equal(source.received.filter((r) => r.msg.type === 'interest_add').length, before + 1);
+  t.close(); source.close();
+});
