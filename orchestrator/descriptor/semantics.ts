@@ -12,12 +12,14 @@ export interface ValidationContext {
   /** Pinned service addresses must lie in these blocks. */
   serviceRangeV4: Cidr;
   serviceRangeV6: Cidr;
-  /** 'empty': applicationID must be "" (a new application); 'any': the caller checks it. */
-  applicationIds?: 'empty' | 'any';
+  /** 'empty': applicationID must be "" (a new application); 'set': it must name one (checked by the caller). */
+  applicationIds?: 'empty' | 'set';
   /** Whether a (canonical) address is already held by another service or instance. */
   addressTaken?(ip: string): boolean;
   /** Whether a service id exists and may be referenced by this user (connectivity targets). */
   serviceExists?(id: string): boolean;
+  /** Names of the services an existing application already has (descriptors that extend it). */
+  existingServiceNames?(applicationID: string): string[];
 }
 
 export const ARCHITECTURES = ['amd64', 'arm64', 'arm', '386', 'riscv64', 'ppc64le', 's390x'] as const;
@@ -241,6 +243,9 @@ export function normalizeDescriptor(d: Obj, ctx: ValidationContext, errors: Fiel
     if (ctx.applicationIds === 'empty' && applicationID !== '') {
       errors.push({ path: `${path}/applicationID`, message: 'must be empty for a new application (ids are assigned by root)' });
     }
+    if (ctx.applicationIds === 'set' && applicationID === '') {
+      errors.push({ path: `${path}/applicationID`, message: 'must name the application to add services to' });
+    }
     const appName = name(a.application_name, `${path}/application_name`, errors);
     const appNs = name(a.application_namespace, `${path}/application_namespace`, errors);
     const key = `${appName}.${appNs}`;
@@ -249,7 +254,10 @@ export function normalizeDescriptor(d: Obj, ctx: ValidationContext, errors: Fiel
     }
     appKeys.set(key, i);
     const raw = a.microservices as Obj[];
-    const siblings = raw.map((m) => String(m.microservice_name).toLowerCase());
+    const siblings = [
+      ...raw.map((m) => String(m.microservice_name).toLowerCase()),
+      ...(applicationID ? (ctx.existingServiceNames?.(applicationID) ?? []) : []),
+    ];
     const svcKeys = new Map<string, number>();
     const microservices = raw.map((m, j) => {
       const ms = normalizeMicroservice(m, `${path}/microservices/${j}`, ctx, errors, pinned, siblings);

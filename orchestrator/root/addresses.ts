@@ -50,6 +50,18 @@ export class AddressAllocator {
     const blockSize = 1n << BigInt(32 - plan.workerPrefixV4);
     if ((start.value - this.overlayV4.base) % blockSize !== 0n) throw new Error(`address plan: ${plan.workerStartV4} is not on a /${plan.workerPrefixV4} boundary`);
     this.firstBlock = (start.value - this.overlayV4.base) / blockSize;
+    // Resume next-fit after the highest address in use, so a restart does not hand out the
+    // addresses released just before it first.
+    const highest: Record<Family, bigint> = { 4: 0n, 6: 0n };
+    for (const a of store.listAddresses()) {
+      const ip = parseIp(a.address);
+      const range = a.family === 4 ? this.serviceV4 : this.serviceV6;
+      if (ip && inCidr(ip, range) && ip.value - range.base > highest[a.family]) highest[a.family] = ip.value - range.base;
+    }
+    for (const family of [4, 6] as const) {
+      const range = family === 4 ? this.serviceV4 : this.serviceV6;
+      this.cursor[family] = highest[family] + 1n < range.size - 1n ? highest[family] + 1n : 1n;
+    }
   }
 
   isTaken(address: string): boolean {

@@ -174,14 +174,25 @@ export class Catalog {
 
   /** POST /api/service: adds the microservices of an SLA to existing applications (by applicationID). */
   addServices(caller: Caller, body: unknown, deploy: boolean): { services: ServiceView[] } {
-    const checked = validateDescriptor(body, { ...this.context(caller), applicationIds: 'any' });
+    // A missing or foreign application is answered before the fields: nothing else can be right then.
+    const raw = (body as { applications?: unknown } | null)?.applications;
+    if (Array.isArray(raw)) {
+      raw.forEach((a: { applicationID?: unknown } | null, i) => {
+        const id = a?.applicationID;
+        if (typeof id !== 'string' || id === '') return;
+        const app = this.store.application(id);
+        if (!app) throw new ApiError(404, `application ${id} not found`, [{ path: `/applications/${i}/applicationID`, message: 'no such application' }]);
+        if (caller.role !== 'admin' && app.owner !== caller.id) throw forbidden(`application ${id}`);
+      });
+    }
+    const checked = validateDescriptor(body, {
+      ...this.context(caller),
+      applicationIds: 'set',
+      existingServiceNames: (appId) => this.store.listServices(appId).map((s) => s.name),
+    });
     if (!checked.ok) throw invalid(checked.status, 'invalid descriptor', checked.errors);
     const targets = checked.value.applications.map((a, i) => {
-      const path = `/applications/${i}/applicationID`;
-      if (a.applicationID === '') throw invalid(422, 'invalid descriptor', [{ path, message: 'must name the application to add services to' }]);
-      const app = this.store.application(a.applicationID);
-      if (!app) throw new ApiError(404, `application ${a.applicationID} not found`, [{ path, message: 'no such application' }]);
-      if (caller.role !== 'admin' && app.owner !== caller.id) throw forbidden(`application ${a.applicationID}`);
+      const app = this.store.application(a.applicationID) as ApplicationRecord;
       a.microservices.forEach((ms, j) => {
         if (this.store.listServices(app.id).some((s) => s.name === ms.microservice_name && s.namespace === ms.microservice_namespace)) {
           throw conflict(`service ${ms.microservice_name}.${ms.microservice_namespace} already exists in this application`, `/applications/${i}/microservices/${j}/microservice_name`);

@@ -8,7 +8,7 @@ import fastifyJwt from '@fastify/jwt';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonLogger, type Logger } from '../mqtt/log.ts';
-import { AddressAllocator, DEFAULT_PLAN, type AddressPlan } from './addresses.ts';
+import { AddressAllocator, AddressSpaceExhausted, DEFAULT_PLAN, type AddressPlan } from './addresses.ts';
 import { applicationRoutes } from './api/applications.ts';
 import { authRoutes } from './api/auth.ts';
 import { clusterRoutes } from './api/clusters.ts';
@@ -138,8 +138,12 @@ export class RootServer {
         }
         defaultJson(req, body as string, done);
       });
-      app.setErrorHandler((err: FastifyError | ApiError, req, reply) => {
+      app.setErrorHandler((err: FastifyError | ApiError | AddressSpaceExhausted, req, reply) => {
         if (err instanceof ApiError) return reply.code(err.status).send({ error: err.message, errors: err.errors });
+        if (err instanceof AddressSpaceExhausted) {
+          log.error('address space exhausted', { method: req.method, url: req.url, error: err.message });
+          return reply.code(503).send({ error: err.message, errors: [{ path: '', message: err.message }] });
+        }
         if (err.validation) {
           const errors = err.validation.map((v) => {
             const missing = (v.params as { missingProperty?: string }).missingProperty;

@@ -138,13 +138,13 @@ describe('root API', () => {
       applications: [{
         applicationID: appId, application_name: 'webapp2', application_namespace: 'demo',
         microservices: [{ microservice_name: 'db', microservice_namespace: 'demo', virtualization: 'container', code: 'docker.io/library/postgres:16', memory: 256, vcpus: 1,
-          connectivity: [{ target_microservice_id: webId, con_constraints: [{ type: 'latency', threshold: 10 }] }] }],
+          connectivity: [{ target_microservice_id: 'WEB', con_constraints: [{ type: 'latency', threshold: 10 }] }] }],
       }],
     };
     const added = await h.call('POST', '/api/service', sla, alice);
     assert.equal(added.status, 201, added.text);
     assert.equal(added.body.services[0].name, 'webapp2.demo.db.demo');
-    assert.equal(added.body.services[0].connectivity[0].target_microservice_id, webId);
+    assert.equal(added.body.services[0].connectivity[0].target_microservice_id, webId, 'an existing sibling named as target becomes its id');
     const dup = await h.call('POST', '/api/service', sla, alice);
     assert.equal(dup.status, 409);
     assert.equal(dup.body.errors[0].path, '/applications/0/microservices/0/microservice_name');

@@ -87,4 +87,24 @@ describe('root descriptors', () => {
     assert.equal(r.body.services[0].memory, 256);
     assert.equal(r.body.services[0].name, 'mixedcase.test.web.test');
   });
+
+  test('a full service range answers 503 and stores nothing of the descriptor', async () => {
+    // 10.30.0.0/29 has 6 usable addresses: one service takes 2 (rr, closest), so the fourth cannot fit.
+    const small = await RootHarness.start({ plan: { serviceV4: '10.30.0.0/29' } });
+    try {
+      const t = await small.admin();
+      const d = baseDescriptor();
+      const app = (d.applications as Record<string, unknown>[])[0]!;
+      const one = (app.microservices as Record<string, unknown>[])[1]!;
+      app.microservices = ['a', 'b', 'c', 'd'].map((n) => ({ ...one, microservice_name: n }));
+      const r = await small.call('POST', '/api/application', d, t);
+      assert.equal(r.status, 503, r.text);
+      assert.match(r.body.error, /no free address left in 10\.30\.0\.0\/29/);
+      assert.deepEqual((await small.call('GET', '/api/applications', undefined, t)).body, []);
+      app.microservices = ['a', 'b', 'c'].map((n) => ({ ...one, microservice_name: n }));
+      assert.equal((await small.call('POST', '/api/application', d, t)).status, 201, 'the failed attempt left no addresses behind');
+    } finally {
+      await small.close();
+    }
+  });
 });

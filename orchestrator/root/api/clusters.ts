@@ -10,6 +10,8 @@ export function clusterRoutes(app: FastifyInstance, ctx: ApiContext): void {
     location: c.location,
     api_url: c.api_url,
     active: ctx.clusters.isActive(c),
+    status: !ctx.clusters.isActive(c) ? `inactive: no report for ${Math.round((Date.now() - c.last_seen) / 1000)} s`
+      : c.aggregate === null ? 'registered, no report yet' : 'active',
     registered_at: new Date(c.registered_at).toISOString(),
     last_seen: c.last_seen ? new Date(c.last_seen).toISOString() : null,
     aggregate: c.aggregate,

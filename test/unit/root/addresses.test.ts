@@ -72,3 +72,14 @@ test('a plan with a misaligned start is refused', () => {
   assert.throws(() => new AddressAllocator(store, { ...DEFAULT_PLAN, workerStartV4: '10.18.0.7' }), /boundary/);
   store.close();
 });
+
+test('after a restart, allocation continues after the highest address in use', () => {
+  const store = new SqliteStore(':memory:');
+  const a = new AddressAllocator(store);
+  const got = [a.allocate(4, 'rr', 's'), a.allocate(4, 'rr', 's'), a.allocate(4, 'rr', 't')];
+  assert.deepEqual(got, ['10.30.0.1', '10.30.0.2', '10.30.0.3']);
+  a.releaseService('s');
+  const b = new AddressAllocator(store);
+  assert.equal(b.allocate(4, 'rr', 'u'), '10.30.0.4', 'the just-released .1 and .2 are not first');
+  store.close();
+});
