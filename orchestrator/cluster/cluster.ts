@@ -86,6 +86,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   private readonly coords = new Map<string, Coordinate>();
   private coordsDirty = false;
   private readonly lastOrder = new Map<string, number>();
+  private readonly lastPush = new Map<string, number>();
   private changes: InstanceChange[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly writer: StateWriter;
@@ -288,6 +289,13 @@ export class Cluster extends EventEmitter<ClusterEvents> {
             if (msg.type === 'interest_add') {
               if (!set) this.interest.set(msg.service_id, (set = new Set()));
               set.add(t.worker);
+              // A worker re-announces its interests after reconnecting: bring it up to date (one
+              // push per service per second, however many workers reconnect at once).
+              const now = Date.now();
+              if (now - (this.lastPush.get(msg.service_id) ?? 0) >= 1000 && this.routeOf(msg.service_id)) {
+                this.lastPush.set(msg.service_id, now);
+                this.pushRoute(msg.service_id);
+              }
             } else if (set) {
               set.delete(t.worker);
               if (set.size === 0) this.interest.delete(msg.service_id);

@@ -229,6 +229,8 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
       const subs = [topics.deploy(w), topics.remove(w), topics.tableQueryResult(w), topics.subnet(w), topics.coordinatePeers(w),
         ...[...this.interest].map((s) => topics.serviceUpdates(s))];
       client.subscribe(subs, { qos: 1 });
+      // The cluster may have restarted and forgotten who is interested in what.
+      for (const sid of this.interest) client.publish(topics.interest(w), JSON.stringify({ type: 'interest_add', service_id: sid }), { qos: 1 });
       this.log.info('connected to the cluster broker');
       this.emit('connected');
       this.heartbeat();

@@ -90,6 +90,12 @@ test('cluster outage and worker daemon restart: instances survive, are re-adopte
       await wapi.close();
     }
 
+    // The worker's semantic layer follows service `keep`.
+    const updates: string[] = [];
+    engine.routeLink().onMessage((m) => { if (m.type === 'route_update') updates.push(m.route.service_id); });
+    engine.routeLink().send({ type: 'interest_add', service_id: 'keep' });
+    await waitFor('interest known', () => cluster!.interestedIn('keep').length === 1);
+
     // The cluster disappears for 5 s (longer than the 3 s liveness timeout).
     await cluster!.close();
     await waitFor('worker notices', () => !engine!.connected);
@@ -106,6 +112,8 @@ test('cluster outage and worker daemon restart: instances survive, are re-adopte
     assert.equal(engine.instances.get('keep-0')!.pid, pidKeep, 'not restarted');
     assert.equal(engine.counters.deploys, 2, 'no duplicate deploys');
     assert.equal(engine.instances.size, 2);
+    assert.deepEqual(cluster!.interestedIn('keep'), [workerName], 'interest re-announced to the restarted cluster');
+    await waitFor('fresh route pushed after the reconnect', () => updates.length >= 2);
 
     // A one-shot finishes before the daemon restarts; it must not run again afterwards.
     assert.equal(cluster!.place(offer('once', ['sh', '-c', 'echo ran'], true)).accepted, true);
