@@ -81,6 +81,8 @@ export class SemanticTable implements TranslationTable {
   private readonly peerListeners: ((p: PeerInfo) => void)[] = [];
   private readonly peers = new Map<string, PeerInfo>();
   private readonly peerOf: (workerId: string) => number;
+  /** Our own tunnel id: the datapath hands Local packets to inbound() with it as fromPeer. */
+  private readonly selfPeer: number;
   private readonly unsubscribe: () => void;
   private readonly timer: NodeJS.Timeout;
   private readonly queryTimeoutMs: number;
@@ -106,6 +108,7 @@ export class SemanticTable implements TranslationTable {
       return p.peer;
     };
     this.services = new ServiceTable(opts.workerId, this.peerOf);
+    this.selfPeer = this.peerOf(opts.workerId);
     this.flows = new FlowTable({ idleSeconds: opts.flowIdleSeconds ?? 60, maxFlows: opts.maxFlows });
     this.flows.now = coarseNow();
     this.estimator = new RttEstimator(opts.workerId, opts.rtt);
@@ -204,8 +207,9 @@ export class SemanticTable implements TranslationTable {
     }
     // A request to a local instance from a caller whose instance IP this worker may not know: remember
     // the way back, keyed as the reply will look when it leaves the instance.
-    const known = this.services.byAddress.get(b, m.srcOff, fam);
-    if (!known || known.kind !== AddrKind.Instance) {
+    // (Not for a local delivery: its replies find their way from the addresses alone.)
+    const known = fromPeer === this.selfPeer ? null : this.services.byAddress.get(b, m.srcOff, fam);
+    if (fromPeer !== this.selfPeer && (!known || known.kind !== AddrKind.Instance)) {
       const r = this.flows.insert(fam, m.proto, db, dOff, b, m.srcOff, m.dport, m.sport);
       // Never over a flow this worker opened itself: a local delivery passes through here too (the
       // datapath hands Local packets to inbound), and its key can be that of our forward or reverse flow.

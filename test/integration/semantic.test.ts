@@ -155,6 +155,14 @@ test('semantic overlay on three workers: closest, rr, DNS, first packet, ping; I
     });
   }
 
+  await t.test('an instance IP reaches exactly its instance, local or remote', async () => {
+    for (const [i, want] of [[0, 'ms3-w1'], [1, 'ms3-w2'], [2, 'ms3-w3']] as const) {
+      const ip = ms3.instances[i]!;
+      assert.deepEqual((await connections(a, `http://${ip.instance_ip}/`, 10)).c, { [want]: 10 });
+      assert.deepEqual((await connections(a, `http://[${ip.instance_ip_v6}]/`, 10, 6)).c, { [want]: 10 });
+    }
+  });
+
   await t.test('after the closest instance is withdrawn, the next connection lands on the other', async () => {
     await w1.send({ cmd: 'withdraw', service_id: ms2.service_id, instances: [0] });
     assert.equal(await a.execOk(['curl', '-sS', '--max-time', '5', `http://${ms2.closest_ip}/`]), 'ms2-w3');

@@ -289,3 +289,21 @@ test('after a cluster restart the worker declares its interest again', async () 
   assert.equal(source.received.filter((r) => r.msg.type === 'interest_add').length, before + 1);
   t.close(); source.close();
 });
+
+test('dialling a local instance by its instance IP works through the datapath\'s local loop', async () => {
+  const source = new StaticRouteSource([]);
+  const t = worker1(source);
+  t.addLocalInstance({ ns_ip: '10.18.1.10', ns_ip_v6: null, instance_ip: '10.30.1.10', instance_ip_v6: null });
+  const req = packet('10.18.1.2', '10.30.1.10', 4000, 80);
+  const o = newRewrite();
+  assert.equal(t.outbound(req.buf, req.meta, o), Verdict.Local);
+  assert.equal(dstOf(o), '10.18.1.10');
+  const looped = packet('10.30.9.1', '10.18.1.10', 4000, 80);
+  assert.equal(t.inbound(looped.buf, looped.meta, 1, newRewrite()), Verdict.Local);
+  const rep = packet('10.18.1.10', '10.30.9.1', 80, 4000);
+  const o2 = newRewrite();
+  assert.equal(t.outbound(rep.buf, rep.meta, o2), Verdict.Local, 'the reply is delivered locally, not tunnelled to ourselves');
+  assert.equal(dstOf(o2), '10.18.1.2');
+  assert.equal(ipString(o2.src.subarray(0, 4)), '10.30.1.10');
+  t.close(); source.close();
+});
