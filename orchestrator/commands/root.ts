@@ -1,5 +1,6 @@
 // `canopy root --port <p> --data <dir>`: the root orchestrator alone, until SIGTERM/SIGINT.
 import type { Command } from 'commander';
+import { DEFAULT_PLAN } from '../root/addresses.ts';
 import { RootServer } from '../root/server.ts';
 
 export function register(program: Command): void {
@@ -12,7 +13,11 @@ export function register(program: Command): void {
     .option('--admin-password <password>', 'password of user admin on the first start (env CANOPY_ADMIN_PASSWORD)')
     .option('--cluster-key <key>', 'join key clusters register with (env CANOPY_CLUSTER_KEY)')
     .option('--worker-prefix <bits>', 'size of worker subnets (IPv4 prefix length)', '24')
-    .action(async (o: { port: string; host: string; data: string; adminPassword?: string; clusterKey?: string; workerPrefix: string }) => {
+    .option('--service-v4 <cidr>', 'IPv4 service address range', DEFAULT_PLAN.serviceV4)
+    .option('--service-v6 <cidr>', 'IPv6 service address range', DEFAULT_PLAN.serviceV6)
+    .action(async (o: {
+      port: string; host: string; data: string; adminPassword?: string; clusterKey?: string; workerPrefix: string; serviceV4: string; serviceV6: string;
+    }) => {
       const port = Number(o.port);
       const prefix = Number(o.workerPrefix);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: not a port: ${o.port}`);
@@ -24,7 +29,7 @@ export function register(program: Command): void {
         // An empty variable means unset: never an empty password or key.
         adminPassword: o.adminPassword || process.env.CANOPY_ADMIN_PASSWORD || undefined,
         clusterKey: o.clusterKey || process.env.CANOPY_CLUSTER_KEY || undefined,
-        plan: { workerPrefixV4: prefix },
+        plan: { workerPrefixV4: prefix, serviceV4: o.serviceV4, serviceV6: o.serviceV6 },
       });
       const stop = () => {
         root.close().then(() => process.exit(0), (err: unknown) => {

@@ -106,7 +106,14 @@ export class RootServer {
       }
 
       const metrics = new Metrics();
-      const addresses = new AddressAllocator(store, { ...DEFAULT_PLAN, ...opts.plan });
+      const plan: AddressPlan = { ...DEFAULT_PLAN, ...opts.plan };
+      // Block indices and ranges mean something only under the plan they were made with.
+      const storedPlan = store.getSetting('address_plan');
+      if (storedPlan && storedPlan !== JSON.stringify(plan) && (store.listSubnets().length > 0 || store.listAddresses().length > 0)) {
+        throw new Error(`the address plan differs from the one this database was built with (${storedPlan}); start with the same settings or a new --data directory`);
+      }
+      store.setSetting('address_plan', JSON.stringify(plan));
+      const addresses = new AddressAllocator(store, plan);
       clusters = new ClusterRegistry(store, Date.now, opts.clusterSilenceMs ?? CLUSTER_SILENCE_MS);
       instances = new InstanceManager(store, addresses, clusters, log, metrics);
       const catalog = new Catalog(store, addresses, instances);

@@ -4,6 +4,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { jsonLogger } from '../../orchestrator/mqtt/log.ts';
+import { RootServer } from '../../orchestrator/root/server.ts';
 import { CLUSTER_KEY, RootHarness } from './root-harness.ts';
 
 const FIXTURES = join(import.meta.dirname, '../../../shared/fixtures/sla');
@@ -289,6 +291,13 @@ describe('root API', () => {
     }, alice);
     assert.equal(fresh.status, 201, fresh.text);
     for (const k of ['rr_ip', 'closest_ip', 'rr_ip_v6', 'closest_ip_v6']) assert.ok(!used.has(fresh.body.services[0][k]), `${k} reused`);
+  });
+
+  test('a restart with a different address plan is refused while addresses are held', async () => {
+    await h.root.close();
+    await assert.rejects(RootServer.start({ dataDir: h.dir, host: '127.0.0.1', port: 0, log: jsonLogger({}, 'error'), plan: { workerPrefixV4: 26 } }), /address plan differs/);
+    await h.restart();
+    assert.equal((await h.call('GET', '/api/applications', undefined, alice)).status, 200);
   });
 
   test('deleting a service and an application frees their names and pinned addresses', async () => {
