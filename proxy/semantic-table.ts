@@ -300,7 +300,8 @@ export class SemanticTable implements TranslationTable {
     this.pendingById.delete(q.id);
     if (q.address && this.pendingByAddr.getBytes(q.address) === q) this.pendingByAddr.delete(q.address);
     if (q.name && this.pendingByName.get(q.name) === q) this.pendingByName.delete(q.name);
-    if (!route) {
+    // An answer that does not cover the address asked for counts as a miss (no query storm).
+    if (!route || (q.address && !this.services.byAddress.getBytes(q.address))) {
       if (q.address) this.negAddr.set(q.address, Date.now() + this.negativeMs);
       if (q.name) this.negName.set(q.name, Date.now() + this.negativeMs);
     }

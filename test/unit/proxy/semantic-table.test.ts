@@ -4,7 +4,7 @@ import { SemanticTable } from '../../../proxy/semantic-table.ts';
 import { StaticRouteSource } from '../../../proxy/static-route-source.ts';
 import { StaticRtt } from '../../../proxy/rtt.ts';
 import { ipString } from '../../../proxy/address-map.ts';
-import type { ServiceRoute, InstanceRoute } from '../../../proxy/route-messages.ts';
+import type { ServiceRoute, InstanceRoute, RouteLink, ClusterToWorker } from '../../../proxy/route-messages.ts';
 import { Verdict, Proto, newRewrite, type Rewrite } from '../../../netstack/table.ts';
 import { packet } from './packets.ts';
 
@@ -306,4 +306,24 @@ test('dialling a local instance by its instance IP works through the datapath\'s
   assert.equal(dstOf(o2), '10.18.1.2');
   assert.equal(ipString(o2.src.subarray(0, 4)), '10.30.1.10');
   t.close(); source.close();
+});
+
+test('an answer that does not cover the address asked for is a miss, not a query per packet', async () => {
+  const sent: string[] = [];
+  const listeners: ((m: ClusterToWorker) => void)[] = [];
+  const link: RouteLink = {
+    send: (m) => {
+      sent.push(m.type);
+      if (m.type === 'table_query') setTimeout(() => listeners.forEach((l) => l({ type: 'table_result', query_id: m.query_id, route: svc([inst(0, 'w2')]) })), 1);
+    },
+    onMessage: (l) => { listeners.push(l); return () => {}; },
+  };
+  const t = new SemanticTable({ workerId: 'w1', link, rtt: new StaticRtt() });
+  t.addLocalInstance({ ns_ip: '10.18.1.2', ns_ip_v6: null, instance_ip: '10.30.9.1', instance_ip_v6: null });
+  const p = packet('10.18.1.2', '10.30.5.5', 1, 80);
+  assert.equal(t.outbound(p.buf, p.meta, newRewrite()), Verdict.Pending);
+  await settle();
+  for (let i = 0; i < 10; i++) assert.equal(t.outbound(p.buf, p.meta, newRewrite()), Verdict.Drop);
+  assert.equal(sent.filter((s) => s === 'table_query').length, 1);
+  t.close();
 });
