@@ -171,6 +171,10 @@ export class RootServer {
 
       await app.register(fastifyJwt, { secret: jwtSecret });
       await app.register(swagger, {
+        transform: ({ schema, url, route }) => {
+          const docBody = route.config?.docBody;
+          return { schema: docBody ? { ...schema, body: docBody } : schema, url };
+        },
         openapi: {
           info: { title: 'Canopy root API', version: '0.1.0', description: 'Users, applications, services, instances, clusters (SPEC §7).' },
           components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },

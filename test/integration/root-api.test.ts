@@ -74,6 +74,7 @@ describe('root API', () => {
     webId = r.body.services.find((s: { microservice_name: string }) => s.microservice_name === 'web').microserviceID;
     clientId = r.body.services.find((s: { microservice_name: string }) => s.microservice_name === 'client').microserviceID;
     assert.equal(r.body.applications[0].owner, 'alice');
+    assert.equal((await h.call('POST', '/api/application?deploy=maybe', fixture('process-iperf.json'), alice)).status, 400);
     const again = await h.call('POST', '/api/application', fixture('process-web-client.json'), alice);
     assert.equal(again.status, 409);
     assert.equal(again.body.errors[0].path, '/applications/0/application_name');
@@ -262,6 +263,9 @@ describe('root API', () => {
       '/api/service/{id}', '/api/service/{id}/instance', '/api/service/{id}/instance/{n}', '/api/clusters', '/api/clusters/active']) {
       assert.ok(doc.body.paths[p], `OpenAPI lacks ${p}`);
     }
+    const post = doc.body.paths['/api/application'].post;
+    assert.ok(post.requestBody.content['application/json'].schema.properties.sla_version, 'the descriptor schema is documented');
+    assert.ok(post.parameters.some((p: { name: string }) => p.name === 'deploy'));
     const ui = await fetch(`${h.url}/api/docs/`);
     assert.equal(ui.status, 200);
     assert.match(await ui.text(), /swagger/i);

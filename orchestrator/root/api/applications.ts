@@ -1,5 +1,6 @@
 // Applications, services and instances (SPEC §7). Descriptor bodies are validated by the descriptor
-// module (so every error has its JSON path); fastify only documents them.
+// module (so every error has its JSON path); their schemas reach the OpenAPI document through
+// `config.docBody` (see server.ts) instead of fastify's own body validation.
 import type { FastifyInstance } from 'fastify';
 import { descriptorSchema, microserviceSchema } from '../../descriptor/schema.ts';
 import { caller, created, type ApiContext } from './context.ts';
@@ -10,18 +11,16 @@ const deployQuery = {
   type: 'object',
   properties: { deploy: { type: 'boolean', description: 'also deploy one instance of every new service' } },
 } as const;
-/** Documented, not enforced by fastify: the descriptor validator answers with field paths. */
-const documentOnly = () => () => true;
 
 interface Id { Params: { id: string } }
 
 export function applicationRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.post<{ Querystring: { deploy?: boolean } }>('/api/application', {
-    schema: { tags: ['applications'], summary: 'Create the applications and services of an SLA (v2.0)', security: bearer, querystring: deployQuery, body: descriptorSchema },
-    validatorCompiler: ({ httpPart }) => (httpPart === 'body' ? documentOnly() : () => true),
+    schema: { tags: ['applications'], summary: 'Create the applications and services of an SLA (v2.0)', security: bearer, querystring: deployQuery },
+    config: { docBody: descriptorSchema },
   }, async (req, reply) => {
     const who = await caller(ctx, req);
-    return created(reply, ctx.catalog.createFromDescriptor(who, req.body, req.query.deploy === true || String(req.query.deploy) === 'true'));
+    return created(reply, ctx.catalog.createFromDescriptor(who, req.body, req.query.deploy === true));
   });
 
   app.get('/api/applications', { schema: { tags: ['applications'], summary: 'Your applications (all, for admins)', security: bearer } }, async (req) =>
@@ -33,9 +32,8 @@ export function applicationRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.put<Id>('/api/application/:id', {
     schema: {
       tags: ['applications'], summary: 'Change description; rename while nothing runs', security: bearer, params: idParam,
-      body: { type: 'object', properties: { application_name: { type: 'string' }, application_namespace: { type: 'string' }, application_desc: { type: 'string' } } },
     },
-    validatorCompiler: ({ httpPart }) => (httpPart === 'body' ? documentOnly() : () => true),
+    config: { docBody: { type: 'object', properties: { application_name: { type: 'string' }, application_namespace: { type: 'string' }, application_desc: { type: 'string' } } } },
   }, async (req) => ctx.catalog.updateApplication(await caller(ctx, req), req.params.id, req.body));
 
   app.delete<Id>('/api/application/:id', { schema: { tags: ['applications'], summary: 'Undeploy and delete an application', security: bearer, params: idParam } }, async (req) => {
@@ -48,19 +46,19 @@ export function applicationRoutes(app: FastifyInstance, ctx: ApiContext): void {
   }, async (req) => ctx.catalog.listServices(await caller(ctx, req), req.params.appid));
 
   app.post<{ Querystring: { deploy?: boolean } }>('/api/service', {
-    schema: { tags: ['services'], summary: 'Add the microservices of an SLA to existing applications (applicationID set)', security: bearer, querystring: deployQuery, body: descriptorSchema },
-    validatorCompiler: ({ httpPart }) => (httpPart === 'body' ? documentOnly() : () => true),
+    schema: { tags: ['services'], summary: 'Add the microservices of an SLA to existing applications (applicationID set)', security: bearer, querystring: deployQuery },
+    config: { docBody: descriptorSchema },
   }, async (req, reply) => {
     const who = await caller(ctx, req);
-    return created(reply, ctx.catalog.addServices(who, req.body, req.query.deploy === true || String(req.query.deploy) === 'true'));
+    return created(reply, ctx.catalog.addServices(who, req.body, req.query.deploy === true));
   });
 
   app.get<Id>('/api/service/:id', { schema: { tags: ['services'], summary: 'One service with its instances, states and history', security: bearer, params: idParam } }, async (req) =>
     ctx.catalog.getService(await caller(ctx, req), req.params.id));
 
   app.put<Id>('/api/service/:id', {
-    schema: { tags: ['services'], summary: 'Replace a microservice definition (applies to instances deployed afterwards)', security: bearer, params: idParam, body: microserviceSchema },
-    validatorCompiler: ({ httpPart }) => (httpPart === 'body' ? documentOnly() : () => true),
+    schema: { tags: ['services'], summary: 'Replace a microservice definition (applies to instances deployed afterwards)', security: bearer, params: idParam },
+    config: { docBody: microserviceSchema },
   }, async (req) => ctx.catalog.updateService(await caller(ctx, req), req.params.id, req.body));
 
   app.delete<Id>('/api/service/:id', { schema: { tags: ['services'], summary: 'Undeploy and delete a service', security: bearer, params: idParam } }, async (req) => {

@@ -12,6 +12,13 @@ import type { Metrics } from '../metrics.ts';
 import type { ClusterRecord, Role } from '../store.ts';
 import type { Users } from '../users.ts';
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** A request body schema for the OpenAPI document only; the handler validates the body itself. */
+    docBody?: unknown;
+  }
+}
+
 declare module '@fastify/jwt' {
   interface FastifyJWT {
     payload: { sub: string; name: string; role: Role };
