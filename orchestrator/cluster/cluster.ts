@@ -198,8 +198,9 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const id = name.toLowerCase();
     if (!validWorkerId(id)) throw new ClusterError(`worker name must match [a-z0-9][a-z0-9-]{0,62}: ${JSON.stringify(name)}`, 400);
     const creds = this.creds.issue(id);
-    // An external broker learns passwords from its files: write them (and reload it) before answering.
-    if (!this.broker) this.creds.flush();
+    // An external broker learns passwords from its files: wait until they are written and the broker
+    // told to reload (one write for all registrations arriving within 50 ms).
+    if (!this.broker) await this.creds.flushed();
     const w = this.registry.add(id);
     this.writer.schedule();
     await this.ensureSubnet(w).catch((e: Error) => this.log.warn('no subnet for worker yet', { worker: id, error: e.message }));

@@ -49,6 +49,7 @@ export class CredentialStore {
   private readonly accounts = new Map<string, StoredAccount>();
   private readonly listeners: Array<() => void> = [];
   private flushTimer: NodeJS.Timeout | undefined;
+  private readonly waiters: Array<() => void> = [];
 
   constructor(private readonly file?: string) {
     if (file && existsSync(file)) {
@@ -103,10 +104,17 @@ export class CredentialStore {
     this.flushTimer ??= setTimeout(() => this.flush(), 50);
   }
 
+  /** Resolves once everything issued so far is written and the listeners have run. */
+  flushed(): Promise<void> {
+    if (!this.flushTimer) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
   /** Persists now and notifies listeners (also called on close). */
   flush(): void {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
+    const waiters = this.waiters.splice(0);
     if (this.file) {
       mkdirSync(dirname(this.file), { recursive: true });
       const tmp = `${this.file}.tmp`;
@@ -114,5 +122,6 @@ export class CredentialStore {
       renameSync(tmp, this.file);
     }
     for (const l of this.listeners) l();
+    for (const w of waiters) w();
   }
 }
