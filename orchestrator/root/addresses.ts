@@ -50,6 +50,12 @@ export class AddressAllocator {
     const blockSize = 1n << BigInt(32 - plan.workerPrefixV4);
     if ((start.value - this.overlayV4.base) % blockSize !== 0n) throw new Error(`address plan: ${plan.workerStartV4} is not on a /${plan.workerPrefixV4} boundary`);
     this.firstBlock = (start.value - this.overlayV4.base) / blockSize;
+    // Block indices and ranges mean something only under the plan they were made with.
+    const stored = store.getSetting('address_plan');
+    if (stored && stored !== JSON.stringify(plan) && (store.listSubnets().length > 0 || store.listAddresses().length > 0)) {
+      throw new Error(`the address plan differs from the one this database was built with (${stored}); start with the same settings or a new --data directory`);
+    }
+    store.setSetting('address_plan', JSON.stringify(plan));
     // Resume next-fit after the highest address in use, so a restart does not hand out the
     // addresses released just before it first.
     const highest: Record<Family, bigint> = { 4: 0n, 6: 0n };

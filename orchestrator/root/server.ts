@@ -1,6 +1,5 @@
 // The root orchestrator: REST API (SPEC §7) on fastify, SQLite store, address allocation, cluster
 // registry, scheduling. start() returns once it listens; close() stops everything it started.
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
@@ -9,6 +8,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonLogger, type Logger } from '../mqtt/log.ts';
 import { AddressAllocator, AddressSpaceExhausted, DEFAULT_PLAN, type AddressPlan } from './addresses.ts';
+import { loadSecrets } from './secrets.ts';
 import { applicationRoutes } from './api/applications.ts';
 import { authRoutes } from './api/auth.ts';
 import { clusterRoutes } from './api/clusters.ts';
@@ -60,8 +60,6 @@ function jsonDepth(text: string): number {
   return max;
 }
 
-const sha256 = (s: string) => createHash('sha256').update(s).digest();
-
 export class RootServer {
   private constructor(
     readonly app: FastifyInstance,
@@ -88,32 +86,10 @@ export class RootServer {
         log.warn('admin exists with another password; CANOPY_ADMIN_PASSWORD applies only on the first start');
       }
 
-      let joinKeyHash = store.getSetting('cluster_join_key_sha256');
-      if (opts.clusterKey) {
-        joinKeyHash = sha256(opts.clusterKey).toString('hex');
-        store.setSetting('cluster_join_key_sha256', joinKeyHash);
-      } else if (!joinKeyHash) {
-        const key = randomBytes(24).toString('base64url');
-        joinKeyHash = sha256(key).toString('hex');
-        store.setSetting('cluster_join_key_sha256', joinKeyHash);
-        announce(`canopy root: cluster join key ${key} (shown once; set CANOPY_CLUSTER_KEY to choose it)`);
-      }
-      const joinKey = Buffer.from(joinKeyHash, 'hex');
-      let jwtSecret = store.getSetting('jwt_secret');
-      if (!jwtSecret) {
-        jwtSecret = randomBytes(32).toString('base64url');
-        store.setSetting('jwt_secret', jwtSecret);
-      }
+      const secrets = loadSecrets(store, opts.clusterKey, announce);
 
       const metrics = new Metrics();
-      const plan: AddressPlan = { ...DEFAULT_PLAN, ...opts.plan };
-      // Block indices and ranges mean something only under the plan they were made with.
-      const storedPlan = store.getSetting('address_plan');
-      if (storedPlan && storedPlan !== JSON.stringify(plan) && (store.listSubnets().length > 0 || store.listAddresses().length > 0)) {
-        throw new Error(`the address plan differs from the one this database was built with (${storedPlan}); start with the same settings or a new --data directory`);
-      }
-      store.setSetting('address_plan', JSON.stringify(plan));
-      const addresses = new AddressAllocator(store, plan);
+      const addresses = new AddressAllocator(store, { ...DEFAULT_PLAN, ...opts.plan });
       clusters = new ClusterRegistry(store, Date.now, opts.clusterSilenceMs ?? CLUSTER_SILENCE_MS);
       instances = new InstanceManager(store, addresses, clusters, log, metrics);
       const catalog = new Catalog(store, addresses, instances);
@@ -133,7 +109,7 @@ export class RootServer {
 
       const ctx: ApiContext = {
         catalog, users, clusters, instances, addresses, metrics, log,
-        checkJoinKey: (key) => key !== '' && timingSafeEqual(sha256(key), joinKey),
+        checkJoinKey: secrets.checkJoinKey,
       };
 
       const defaultJson = app.getDefaultJsonParser('error', 'error');
@@ -169,7 +145,7 @@ export class RootServer {
         countRequest({ method: req.method, route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
       });
 
-      await app.register(fastifyJwt, { secret: jwtSecret });
+      await app.register(fastifyJwt, { secret: secrets.jwtSecret });
       await app.register(swagger, {
         transform: ({ schema, url, route }) => {
           const docBody = route.config?.docBody;
