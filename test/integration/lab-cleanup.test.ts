@@ -64,7 +64,7 @@ async function assertGone(r: ChildReport): Promise<void> {
   assert.doesNotMatch(execFileSync('ip', ['link'], { encoding: 'utf8' }), new RegExp(r.prefix), 'links left in the root namespace');
 }
 
-describe('lab cleanup', { skip }, () => {
+describe('lab cleanup', { skip, timeout: 120_000 }, () => {
   it('after the owner is SIGKILLed, the sweeper removes namespaces, relays, children and the registry', async () => {
     const { child, report } = await startOwner('hold');
     assert.ok(report.relays.length > 0, 'the lab has a relay');

@@ -15,7 +15,7 @@ const run = promisify(execFile);
 const canopy = (...args: string[]): Promise<{ stdout: string; stderr: string }> =>
   run(process.execPath, ['bin/canopy.js', 'lab', ...args], { cwd: REPO_ROOT });
 
-test('canopy lab up, status, sweep and down', { skip: labSkipReason() ?? false }, async () => {
+test('canopy lab up, status, sweep and down', { skip: labSkipReason() ?? false, timeout: 60_000 }, async () => {
   const up = await canopy('up', '--hosts', '2', '--delay', 'w1:w2:10', '--loss', 'w2:1', '--json');
   const rec = JSON.parse(up.stdout) as LabRecord;
   try {

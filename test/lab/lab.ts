@@ -73,7 +73,7 @@ export class Namespace {
   constructor(readonly lab: Lab, readonly name: string, readonly netns: string) {}
 
   /** Runs argv inside the namespace to completion. Never rejects for a non-zero exit. */
-  exec(argv: readonly string[], opts: ExecOptions = {}): Promise<RunResult> {
+  async exec(argv: readonly string[], opts: ExecOptions = {}): Promise<RunResult> {
     const child = this.spawn(argv, { env: opts.env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';

@@ -1,9 +1,11 @@
 // The sweeper: removes labs whose owner died (crash, SIGKILL) and namespaces with a lab's name but no
 // registry. Labs of live owners are never touched; persistent labs (`canopy lab up`) only with `all`.
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { listNetnsSync } from './iproute.ts';
 import { prefixOfNetns } from './names.ts';
 import { isAlive } from './proc.ts';
-import { listPrefixes, readRecord, removeRecord } from './registry.ts';
+import { REGISTRY_DIR, listPrefixes, readRecord, removeRecord } from './registry.ts';
 import { removeNamespacesSync, teardownSync } from './teardown.ts';
 
 export interface SweepOptions {
@@ -44,5 +46,18 @@ export function sweep(opts: SweepOptions = {}): SweepReport {
   });
   if (orphans.length > 0) removeNamespacesSync(orphans);
   report.orphans = orphans;
+  // Scratch directories whose registry is gone (a crash between the two removals).
+  for (const name of listDirSync(REGISTRY_DIR)) {
+    const m = /^(cl[0-9a-f]{4})\.d$/.exec(name);
+    if (m && !claimed.has(m[1]!)) rmSync(join(REGISTRY_DIR, name), { recursive: true, force: true });
+  }
   return report;
+}
+
+function listDirSync(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
 }

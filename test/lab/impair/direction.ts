@@ -48,11 +48,13 @@ export interface DirectionOptions {
   random?: () => number;
   /** Most frames that may wait in the delay queue (netem's default limit is 1000). */
   limit?: number;
+  /** Frames due within this many ms of now leave in the same timer run (default 0.5). */
+  slackMs?: number;
+  /** Arm the timer this many ms before the head is due, to offset timers that fire late (default 0). */
+  leadMs?: number;
 }
 
 const DROP = -1;
-/** Frames due within this much of now leave in the same timer run (timers are ~1 ms precise). */
-const SLACK_MS = 0.5;
 
 export class Direction {
   readonly stats: DirectionStats = emptyDirection();
@@ -61,10 +63,14 @@ export class Direction {
   private timerAt = Infinity;
   private readonly random: () => number;
   private readonly limit: number;
+  private readonly slack: number;
+  private readonly lead: number;
 
   constructor(private readonly o: DirectionOptions) {
     this.random = o.random ?? Math.random;
     this.limit = o.limit ?? 1000;
+    this.slack = o.slackMs ?? 0.5;
+    this.lead = o.leadMs ?? 0;
   }
 
   /** Takes one frame (borrowed: copied if it has to wait). */
@@ -94,7 +100,7 @@ export class Direction {
   flush(): void {
     this.timer = null;
     this.timerAt = Infinity;
-    const limit = this.o.clock.now() + SLACK_MS;
+    const limit = this.o.clock.now() + this.slack;
     while (this.queue.peekTime() <= limit) {
       const f = this.queue.pop();
       this.send(f, f.length);
@@ -116,7 +122,11 @@ export class Direction {
     if (head === Infinity || head >= this.timerAt) return;
     if (this.timer !== null) this.o.clock.clearTimer(this.timer);
     this.timerAt = head;
-    this.timer = this.o.clock.setTimer(() => this.flush(), Math.max(0, head - this.o.clock.now()));
+    const now = this.o.clock.now();
+    // The lead applies once: a timer that already fired early waits the exact rest.
+    let ms = head - now - this.lead;
+    if (ms <= 0) ms = Math.max(0, head - now);
+    this.timer = this.o.clock.setTimer(() => this.flush(), ms);
   }
 
   private send(frame: Uint8Array, len: number): void {

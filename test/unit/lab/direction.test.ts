@@ -28,7 +28,7 @@ class FakeClock implements Clock {
   }
 }
 
-function rig(opts: { link?: ConstructorParameters<typeof Stage>[0]; pairs?: Parameters<typeof pairStages>[0]; side?: 'src' | 'dst'; random?: () => number; limit?: number }) {
+function rig(opts: { link?: ConstructorParameters<typeof Stage>[0]; pairs?: Parameters<typeof pairStages>[0]; side?: 'src' | 'dst'; random?: () => number; limit?: number; leadMs?: number; slackMs?: number }) {
   const clock = new FakeClock();
   const out: { t: number; tag: number }[] = [];
   const d = new Direction({
@@ -38,6 +38,8 @@ function rig(opts: { link?: ConstructorParameters<typeof Stage>[0]; pairs?: Para
     clock,
     random: opts.random,
     limit: opts.limit,
+    leadMs: opts.leadMs,
+    slackMs: opts.slackMs,
     // The last byte of each test frame is its tag.
     write: (f, n) => { out.push({ t: clock.t, tag: f[n - 1]! }); return true; },
   });
@@ -156,4 +158,14 @@ test('close stops the timer and discards waiting frames', () => {
   assert.equal(clock.pending, 0);
   clock.advance(20);
   assert.equal(out.length, 0);
+});
+
+test('a timer armed early releases only what is due within the slack, then re-arms', () => {
+  const { out, d, clock } = rig({ link: { delayMs: 20 }, leadMs: 1, slackMs: 0.5 });
+  d.onFrame(toW2(1), toW2(1).length);
+  clock.advance(19); // the timer fires 1 ms early: 1 ms is more than the slack, nothing leaves yet
+  assert.equal(out.length, 0);
+  assert.equal(clock.pending, 1, 're-armed for the rest');
+  clock.advance(20);
+  assert.deepEqual(out, [{ t: 20, tag: 1 }]);
 });
