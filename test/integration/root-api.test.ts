@@ -174,6 +174,14 @@ describe('root API', () => {
     assert.equal(badPort.body.errors[0].path, '/port');
     const clash = await h.call('PUT', `/api/service/${webId}`, { ...spec, microservice_name: 'client' }, alice);
     assert.equal(clash.status, 409);
+    // Repinning frees the old address for others and takes the new one.
+    const moved = await h.call('PUT', `/api/service/${webId}`, { ...spec, addresses: { rr_ip: '10.30.30.40', closest_ip: '10.30.30.31' } }, alice);
+    assert.equal(moved.status, 200, moved.text);
+    assert.equal(moved.body.rr_ip, '10.30.30.40');
+    const taken = await h.call('PUT', `/api/service/${clientId}`, { ...(await h.call('GET', `/api/service/${clientId}`, undefined, alice)).body, addresses: { rr_ip: '10.30.30.40' } }, alice);
+    assert.equal(taken.status, 422);
+    assert.equal(taken.body.errors[0].path, '/addresses/rr_ip');
+    assert.equal((await h.call('PUT', `/api/service/${webId}`, spec, alice)).body.rr_ip, '10.30.30.30', 'and back');
   });
 
   test('instances: deploy (202) → NO_CLUSTER_FOUND with a reason and timestamps; undeploy; again 409', async () => {
@@ -199,6 +207,12 @@ describe('root API', () => {
     assert.equal((await h.call('DELETE', `/api/service/${clientId}/instance/x`, undefined, alice)).status, 400);
     const next = await h.call('POST', `/api/service/${clientId}/instance`, undefined, alice);
     assert.equal(next.body.instance_n, 1, 'instance numbers are not reused');
+    const svc = (await h.call('GET', `/api/service/${clientId}`, undefined, alice)).body;
+    // Instances that found no cluster hold no name anywhere: renaming is allowed (a live one: see root-scheduling).
+    const renamed = await h.call('PUT', `/api/service/${clientId}`, { ...svc, microservice_name: 'caller' }, alice);
+    assert.equal(renamed.status, 200, renamed.text);
+    assert.equal(renamed.body.name, 'webapp2.demo.caller.demo');
+    assert.equal((await h.call('PUT', `/api/service/${clientId}`, svc, alice)).body.microservice_name, 'client');
   });
 
   test('cluster API: join key, token per cluster, rotation, reports, subnets, routes', async () => {

@@ -250,6 +250,13 @@ describe('root scheduling', () => {
     assert.deepEqual(b.routes.at(-1)?.instances.map((x) => x.n), [0]);
     assert.equal(a.routes.length, 0, 'the reporting cluster already knows');
 
+    // Names and pinned addresses of a service with a live instance are fixed.
+    const rename = await h.call('PUT', `/api/service/${id}`, { ...svc, microservice_name: 'renamed' }, token);
+    assert.equal(rename.status, 409);
+    assert.equal(rename.body.errors[0].path, '/microservice_name');
+    const apps = (await h.call('GET', '/api/applications', undefined, token)).body as { applicationID: string; microservices: { microserviceID: string }[] }[];
+    const appId = apps.find((a) => a.microservices.some((m) => m.microserviceID === id))?.applicationID;
+    assert.equal((await h.call('PUT', `/api/application/${appId}`, { application_name: 'renamed' }, token)).status, 409);
     const route = await h.call('GET', `/api/internal/clusters/${b.id}/routes/${running.instance_ip}`, undefined, b.token);
     assert.equal(route.body.instances[0].ns_ip, '10.18.0.2');
     assert.equal(route.body.instances[0].tunnel_endpoint, '198.18.0.1:50103');
