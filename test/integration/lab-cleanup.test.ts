@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -61,6 +61,7 @@ async function assertGone(r: ChildReport): Promise<void> {
   for (const pid of r.relays) assert.equal(running(pid), false, `relay ${pid} still runs`);
   for (const pid of r.children) assert.equal(running(pid), false, `child ${pid} still runs`);
   assert.equal(existsSync(registryPath(r.prefix)), false, 'registry file left');
+  for (const n of r.namespaces) assert.equal(existsSync(`/etc/netns/${n}`), false, `/etc/netns/${n} left`);
   assert.doesNotMatch(execFileSync('ip', ['link'], { encoding: 'utf8' }), new RegExp(r.prefix), 'links left in the root namespace');
 }
 
@@ -74,6 +75,9 @@ describe('lab cleanup', { skip, timeout: 120_000 }, () => {
     assert.ok(existsSync(registryPath(report.prefix)), 'sweeper must keep a live lab');
     assert.ok(listNetnsSync().includes(report.namespaces[0]!));
 
+    // Something a test might have put beside a namespace (ip netns exec bind-mounts it).
+    mkdirSync(`/etc/netns/${report.namespaces[1]}`, { recursive: true });
+    writeFileSync(`/etc/netns/${report.namespaces[1]}/resolv.conf`, 'nameserver 198.18.0.1\n');
     child.kill('SIGKILL');
     await once(child, 'exit');
     // Nobody cleaned up: the owner had no chance. The child in the host namespace would run for 10 min.

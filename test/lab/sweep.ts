@@ -46,6 +46,11 @@ export function sweep(opts: SweepOptions = {}): SweepReport {
   });
   if (orphans.length > 0) removeNamespacesSync(orphans);
   report.orphans = orphans;
+  // /etc/netns entries of lab namespaces that no longer exist.
+  for (const name of listDirSync('/etc/netns')) {
+    const p = prefixOfNetns(name);
+    if (p !== null && !claimed.has(p)) rmSync(join('/etc/netns', name), { recursive: true, force: true });
+  }
   // Scratch directories whose registry is gone (a crash between the two removals).
   for (const name of listDirSync(REGISTRY_DIR)) {
     const m = /^(cl[0-9a-f]{4})\.d$/.exec(name);

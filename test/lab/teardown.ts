@@ -24,5 +24,9 @@ export function removeNamespacesSync(namespaces: readonly string[]): void {
   if (inside.length > 0) terminateSync(inside, 200);
   ipBatchForce(namespaces.map((ns) => `netns delete ${ns}`));
   // `ip netns del` leaves the mount point when it cannot unmount (e.g. the namespace is already gone).
-  for (const ns of namespaces) rmSync(`/run/netns/${ns}`, { force: true });
+  for (const ns of namespaces) {
+    rmSync(`/run/netns/${ns}`, { force: true });
+    // Per-namespace files `ip netns exec` bind-mounts (e.g. a resolv.conf a test wrote for the namespace).
+    rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
+  }
 }
