@@ -336,6 +336,7 @@ export class Datapath {
     this.pending.length = 0;
     this.dev.close();
     this.sock.close();
+    this.codec.close();
   }
 }
 

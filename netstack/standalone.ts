@@ -12,6 +12,8 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import { TunDevice } from '../native/tun.ts';
 import { UdpSocket } from '../native/udp.ts';
 import { Readiness } from '../native/poll.ts';
+import { bestAead } from '../native/evp.ts';
+import { nodeAead } from './aead.ts';
 import { Datapath } from './datapath.ts';
 import { StaticTable, type StaticInstance, type StaticService } from './static-table.ts';
 import { TunnelCodec, type AeadName } from './tunnel.ts';
@@ -66,7 +68,8 @@ export function startStandalone(cfg: StandaloneConfig): { close: () => void; dat
     table: new StaticTable({ selfId: cfg.selfId, instances: cfg.instances, services: cfg.services }),
     codec: new TunnelCodec({
       selfId: cfg.selfId, keys, keyId: cfg.keyId, isPeer: (id) => peers.has(id), maxDatagram: cfg.maxDatagram,
-      encrypt: cfg.encrypt, aead: cfg.aead,
+      // CANOPY_AEAD=node forces node:crypto (for comparison); OpenSSL through koffi otherwise.
+      encrypt: cfg.encrypt, aead: cfg.aead, aeadFactory: process.env.CANOPY_AEAD === 'node' ? nodeAead : bestAead,
     }),
     endpointOf: (id) => peers.get(id),
     mtu: cfg.mtu,

@@ -14,8 +14,8 @@
 // only authenticated (passed as AAD, i.e. GMAC). The price: a forged datagram injected into a batch
 // spoils that batch (TCP retransmits it) — an on-path attacker can drop packets anyway. The counter is
 // checked against a per-sender sliding window after the tag verifies, so a replayed batch is dropped.
-import { createCipheriv, createDecipheriv, type CipherGCMTypes } from 'node:crypto';
 import { TxPlan } from './io.ts';
+import { nodeAead, type AeadFactory, type AeadName, type BatchAead } from './aead.ts';
 import { ReplayWindow } from './replay.ts';
 import { read16, read32, write16, write32 } from './checksum.ts';
 
@@ -48,7 +48,7 @@ export const Drop = {
 } as const;
 export type Drop = (typeof Drop)[keyof typeof Drop];
 
-export type AeadName = 'aes-256-gcm' | 'chacha20-poly1305';
+export type { AeadName } from './aead.ts';
 
 export interface TunnelCodecOptions {
   /** This worker's id (the sender id it puts in every header). */
@@ -63,6 +63,8 @@ export interface TunnelCodecOptions {
   maxDatagram: number;
   encrypt?: boolean;
   aead?: AeadName;
+  /** Where AEAD contexts come from; node:crypto by default (native/evp.ts has the fast one). */
+  aeadFactory?: AeadFactory;
   /** First counter value; defaults to the clock in µs so a restarted worker is not taken for a replayer. */
   firstCounter?: number;
 }
@@ -97,7 +99,8 @@ class Reassembly {
 export class TunnelCodec {
   readonly selfId: number;
   private readonly opts: TunnelCodecOptions;
-  private readonly aead: CipherGCMTypes;
+  private readonly aeadName: AeadName;
+  private readonly aeads = new Map<number, BatchAead>();
   private counter: number;
   /** Headers, tags and ciphertext of the batch being sent; reused. */
   private readonly scratch = new Uint8Array(MAX_PAYLOAD + TAG_LEN + 256 * TUNNEL_HDR);
@@ -120,9 +123,24 @@ export class TunnelCodec {
     if (!opts.keys.has(opts.keyId)) throw new Error(`tunnel key id ${opts.keyId} has no key`);
     this.opts = opts;
     this.selfId = opts.selfId >>> 0;
-    this.aead = (opts.aead ?? 'aes-256-gcm') as CipherGCMTypes;
+    this.aeadName = opts.aead ?? 'aes-256-gcm';
     this.counter = opts.firstCounter ?? Date.now() * 1000;
     for (const d of Object.values(Drop)) this.drops.set(d, 0);
+  }
+
+  private aeadFor(keyId: number): BatchAead {
+    let a = this.aeads.get(keyId);
+    if (!a) {
+      a = (this.opts.aeadFactory ?? nodeAead)(this.aeadName, this.opts.keys.get(keyId) as Uint8Array);
+      this.aeads.set(keyId, a);
+    }
+    return a;
+  }
+
+  /** Frees the AEAD contexts. */
+  close(): void {
+    for (const a of this.aeads.values()) a.close();
+    this.aeads.clear();
   }
 
   get encrypting(): boolean {
@@ -171,23 +189,15 @@ export class TunnelCodec {
     // Batch header (index 0) doubles as the AAD.
     this.writeHeader(this.aad, 0, type, flags, keyId, this.selfId, counter, 0, segs, len);
     this.setIv(this.selfId, counter);
-    const key = this.opts.keys.get(keyId) as Uint8Array;
-    const c = createCipheriv(this.aead, key, this.iv, { authTagLength: TAG_LEN });
-    c.setAAD(this.aad);
     const tagOff = segs * TUNNEL_HDR;
     let body = payload;
     let bodyOff = off;
-    if (this.opts.encrypt) {
-      const ct = c.update(payload.subarray(off, off + len));
-      const ctOff = tagOff + TAG_LEN;
-      s.set(ct, ctOff);
+    const encrypt = this.opts.encrypt === true;
+    if (encrypt) {
       body = s;
-      bodyOff = ctOff;
-    } else {
-      c.setAAD(payload.subarray(off, off + len));
+      bodyOff = tagOff + TAG_LEN;
     }
-    c.final();
-    s.set(c.getAuthTag(), tagOff);
+    this.aeadFor(keyId).seal(this.iv, this.aad, payload, off, len, encrypt, s, tagOff + TAG_LEN, s, tagOff);
     plan.reset(segs > 1 ? this.opts.maxDatagram : TUNNEL_HDR + total);
     let pos = 0;
     for (let i = 0; i < segs; i++) {
@@ -278,20 +288,8 @@ export class TunnelCodec {
     else aad.set(b.subarray(hdrOff, hdrOff + TUNNEL_HDR), 0);
     write16(aad, 16, 0);
     this.setIv(sender, counter);
-    const key = this.opts.keys.get(keyId) as Uint8Array;
-    const dc = createDecipheriv(this.aead, key, this.iv, { authTagLength: TAG_LEN });
-    dc.setAAD(aad);
-    const payload = b.subarray(pOff, pOff + plen);
-    dc.setAuthTag(b.subarray(pOff + plen, pOff + plen + TAG_LEN));
-    let plain: Uint8Array | undefined;
-    try {
-      if (flags & TunnelFlag.Encrypted) plain = dc.update(payload);
-      else dc.setAAD(payload);
-      dc.final();
-    } catch {
-      return this.count(Drop.BadTag);
-    }
-    if (plain) payload.set(plain, 0);
+    const encrypted = (flags & TunnelFlag.Encrypted) !== 0;
+    if (!this.aeadFor(keyId).open(this.iv, aad, b, pOff, plen, encrypted, b, pOff + plen)) return this.count(Drop.BadTag);
     w.commit(counter);
     this.batchesIn++;
     out.sender = sender;

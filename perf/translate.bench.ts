@@ -12,14 +12,15 @@ import { StaticTable } from '../netstack/static-table.ts';
 import { TunnelCodec, TunnelFlag, TunnelType, newRxBatch } from '../netstack/tunnel.ts';
 import { TxPlan } from '../netstack/io.ts';
 import { GSO_TCPV4, VNET_HDR_LEN } from '../netstack/vnet.ts';
+import { bestAead } from '../native/evp.ts';
 import { build, toPartial } from '../test/unit/netstack/build.ts';
 
 const encrypt = process.argv.includes('--encrypt');
 const key = randomBytes(32);
 const instances = [{ worker: 1, nsIp: '10.18.1.2', instanceIp: '10.30.1.1' }, { worker: 2, nsIp: '10.18.2.2', instanceIp: '10.30.1.2' }];
 const table = new StaticTable({ selfId: 1, instances, services: [{ ip: '10.30.0.10', instances: [instances[1]] }] });
-const codec = new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1472, encrypt });
-const rxCodec = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1472, encrypt });
+const codec = new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1472, encrypt, aeadFactory: bestAead });
+const rxCodec = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1472, encrypt, aeadFactory: bestAead });
 const m = new PacketInfo();
 const rw = newRewrite();
 const plan = new TxPlan();

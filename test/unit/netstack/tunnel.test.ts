@@ -3,6 +3,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { TxPlan } from '../../../netstack/io.ts';
 import { Drop, TunnelCodec, TunnelType, newRxBatch, type TunnelCodecOptions } from '../../../netstack/tunnel.ts';
+import { nodeAead, type AeadFactory } from '../../../netstack/aead.ts';
+import { EvpAead } from '../../../native/evp.ts';
+
+const evpAead: AeadFactory = (name, k) => new EvpAead(name, k);
 
 const key = randomBytes(32);
 
@@ -26,9 +30,10 @@ function deliver(rx: TunnelCodec, ds: Uint8Array[]): Uint8Array[] {
 
 for (const encrypt of [false, true]) {
   for (const aead of ['aes-256-gcm', 'chacha20-poly1305'] as const) {
-    test(`payloads of every size cross intact (${aead}, ${encrypt ? 'encrypted' : 'authenticated'})`, () => {
-      const a = codec(1, { encrypt, aead });
-      const b = codec(2, { encrypt, aead });
+    for (const [fa, fb, impl] of [[nodeAead, nodeAead, 'node'], [evpAead, evpAead, 'evp'], [nodeAead, evpAead, 'node→evp'], [evpAead, nodeAead, 'evp→node']] as const) {
+    test(`payloads of every size cross intact (${aead}, ${encrypt ? 'encrypted' : 'authenticated'}, ${impl})`, () => {
+      const a = codec(1, { encrypt, aead, aeadFactory: fa });
+      const b = codec(2, { encrypt, aead, aeadFactory: fb });
       const plan = new TxPlan();
       for (const size of [1, 60, 1375, 1376, 1400, 5000, 65545]) {
         const p = randomBytes(size);
@@ -41,9 +46,34 @@ for (const encrypt of [false, true]) {
         assert.equal(got.length, 1, `size ${size}`);
         assert.deepEqual(got[0], new Uint8Array(p));
       }
+      a.close();
+      b.close();
     });
+    }
   }
 }
+
+test('the OpenSSL path rejects a wrong key, a flipped bit and a replay like node:crypto does', () => {
+  const a = codec(1, { aeadFactory: evpAead });
+  const b = codec(2, { aeadFactory: evpAead });
+  const evil = new TunnelCodec({ selfId: 1, keys: new Map([[1, randomBytes(32)]]), keyId: 1, isPeer: () => true, maxDatagram: 1400, aeadFactory: evpAead });
+  const plan = new TxPlan();
+  for (const size of [10, 3000]) {
+    const p = randomBytes(size);
+    evil.encode(TunnelType.Data, 0, p, 0, p.length, plan);
+    assert.equal(deliver(b, datagrams(plan)).length, 0);
+    a.encode(TunnelType.Data, 0, p, 0, p.length, plan);
+    const ds = datagrams(plan);
+    const bad = ds.map((d) => d.slice());
+    bad[bad.length - 1][30] ^= 0x40;
+    assert.equal(deliver(b, bad).length, 0);
+    assert.equal(deliver(b, ds).length, 1);
+    assert.equal(deliver(b, ds).length, 0);
+  }
+  assert.equal(b.drops.get(Drop.BadTag), 4);
+  assert.equal(b.drops.get(Drop.Replay), 2);
+  for (const c of [a, b, evil]) c.close();
+});
 
 test('a wrong key, an unknown sender, a tampered byte and a replay are dropped and counted', () => {
   const a = codec(1);
