@@ -30,6 +30,10 @@ export function register(program: Command): void {
         adminPassword: o.adminPassword || process.env.CANOPY_ADMIN_PASSWORD || undefined,
         clusterKey: o.clusterKey || process.env.CANOPY_CLUSTER_KEY || undefined,
         plan: { workerPrefixV4: prefix, serviceV4: o.serviceV4, serviceV6: o.serviceV6 },
+      }).catch((err: unknown) => {
+        // A bad flag or a database from another plan: one clear line, not a stack trace.
+        process.stderr.write(`canopy root: ${(err as Error).message}\n`);
+        process.exit(1);
       });
       const stop = () => {
         root.close().then(() => process.exit(0), (err: unknown) => {

@@ -79,6 +79,8 @@ export class RootServer {
     let instances: InstanceManager | undefined;
     const app = Fastify({ logger: false, bodyLimit: opts.bodyLimit ?? 1 << 20, ajv: { customOptions: { allErrors: true } } });
     try {
+      // The plan first: a bad flag must fail before any secret is generated and shown.
+      const addresses = new AddressAllocator(store, { ...DEFAULT_PLAN, ...opts.plan });
       const users = new Users(store);
       const boot = users.bootstrap(opts.adminPassword);
       if (boot.generated) announce(`canopy root: created user admin with password ${boot.generated} (shown once; set CANOPY_ADMIN_PASSWORD to choose it)`);
@@ -89,7 +91,6 @@ export class RootServer {
       const secrets = loadSecrets(store, opts.clusterKey, announce);
 
       const metrics = new Metrics();
-      const addresses = new AddressAllocator(store, { ...DEFAULT_PLAN, ...opts.plan });
       clusters = new ClusterRegistry(store, Date.now, opts.clusterSilenceMs ?? CLUSTER_SILENCE_MS);
       instances = new InstanceManager(store, addresses, clusters, log, metrics);
       const catalog = new Catalog(store, addresses, instances);
