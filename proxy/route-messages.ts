@@ -21,6 +21,8 @@ export interface InstanceRoute {
   cluster_id: string | null;
   /** host:port of the worker's tunnel socket ("[v6]:port" for IPv6). */
   tunnel_endpoint: string;
+  /** The sender id of that worker's tunnel headers (absent from sources that have no tunnel). */
+  tunnel_id?: number;
   /** false: failed or overloaded; kept for existing flows, never picked for new ones. */
   healthy: boolean;
 }
@@ -112,8 +114,21 @@ export interface Coordinates {
   entries: WorkerCoordinate[];
 }
 
+/** A tunnel peer the cluster admitted: data from other sender ids is dropped (SPEC §5.4). */
+export interface TunnelPeer {
+  worker_id: string;
+  tunnel_id: number;
+  tunnel_endpoint: string;
+}
+
+/** The full set of admitted peers of the cluster (replaces the previous set). */
+export interface Peers {
+  type: 'peers';
+  entries: TunnelPeer[];
+}
+
 export type WorkerToCluster = TableQuery | InterestMessage | CoordinateReport;
-export type ClusterToWorker = TableResult | RouteUpdate | RouteWithdraw | Coordinates;
+export type ClusterToWorker = TableResult | RouteUpdate | RouteWithdraw | Coordinates | Peers;
 export type RouteMessage = WorkerToCluster | ClusterToWorker;
 
 export class RouteMessageError extends Error {
@@ -202,6 +217,7 @@ function instanceRoute(v: unknown, path: string): InstanceRoute {
     cluster_id: opt(o.cluster_id, `${path}.cluster_id`, (x, p) => str(x, p, 128)),
     tunnel_endpoint: endpoint(o.tunnel_endpoint, `${path}.tunnel_endpoint`),
     healthy: o.healthy === undefined ? true : bool(o.healthy, `${path}.healthy`),
+    ...(o.tunnel_id === undefined ? {} : { tunnel_id: int(o.tunnel_id, `${path}.tunnel_id`, 1, 0xffffffff) }),
   };
 }
 
@@ -315,6 +331,18 @@ export function parseRouteMessage(v: unknown): RouteMessage {
           return { worker_id: str(e.worker_id, `${p}.worker_id`, 128), coord: coordinate(e.coord, `${p}.coord`) };
         }),
       };
+    case 'peers':
+      return {
+        type: 'peers',
+        entries: list(o.entries, 'message.entries', 4096, (x, p) => {
+          const e = obj(x, p);
+          return {
+            worker_id: str(e.worker_id, `${p}.worker_id`, 128),
+            tunnel_id: int(e.tunnel_id, `${p}.tunnel_id`, 1, 0xffffffff),
+            tunnel_endpoint: endpoint(e.tunnel_endpoint, `${p}.tunnel_endpoint`),
+          };
+        }),
+      };
     default:
       throw new RouteMessageError('message.type', 'unknown message type');
   }
@@ -324,7 +352,7 @@ export function parseRouteMessage(v: unknown): RouteMessage {
 export function parseClusterToWorker(v: unknown): ClusterToWorker {
   const m = parseRouteMessage(v);
   switch (m.type) {
-    case 'table_result': case 'route_update': case 'route_withdraw': case 'coordinates': return m;
+    case 'table_result': case 'route_update': case 'route_withdraw': case 'coordinates': case 'peers': return m;
     default: throw new RouteMessageError('message.type', `${m.type} is sent by workers, not to them`);
   }
 }

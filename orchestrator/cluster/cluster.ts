@@ -23,6 +23,7 @@ import {
 } from './placements.ts';
 import { RootClient, RootCallError, type InstanceChange, type Report } from './root-client.ts';
 import { loadState, StateWriter } from './state-file.ts';
+import { loadOrCreateTunnelKey, tunnelIdForSubnet, type TunnelKey } from '../worker/net/tunnel-identity.ts';
 
 export type PlacementAnswer =
   | { accepted: true; worker_id: string }
@@ -56,6 +57,8 @@ export interface WorkerRegistrationAnswer {
   subnet_v4: string | null;
   subnet_v6: string | null;
   heartbeat_ms: number;
+  /** The cluster's tunnel key: only workers holding it can send on the overlay (SPEC §5.4). */
+  tunnel: TunnelKey;
 }
 
 interface ClusterEvents {
@@ -91,6 +94,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly writer: StateWriter;
   readonly root: RootClient | undefined;
+  readonly tunnelKey: TunnelKey;
+  private peersSent = '';
   private broker: EmbeddedBroker | undefined;
   private bus: ClusterBus | undefined;
   private brokerUrl = '';
@@ -105,6 +110,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.creds = new CredentialStore(join(o.stateDir, 'credentials.json'));
     this.registry = new WorkerRegistry(o.heartbeatTimeoutMs ?? 3000);
     this.root = o.root ? new RootClient(o.root.url, o.root.joinKey) : undefined;
+    this.tunnelKey = loadOrCreateTunnelKey(o.stateDir);
     const state = loadState(join(o.stateDir, 'cluster.json'));
     if (this.root && state.root) this.root.registration = state.root;
     for (const [id, w] of Object.entries(state.workers)) {
@@ -211,6 +217,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       subnet_v4: w.subnet_v4,
       subnet_v6: w.subnet_v6,
       heartbeat_ms: HEARTBEAT_MS,
+      tunnel: this.tunnelKey,
     };
   }
 
@@ -231,6 +238,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.inventory.delete(id);
     this.byWorker.delete(id);
     this.writer.schedule();
+    this.publishPeers();
     if (w.subnet_v4 && this.root?.registration) {
       await this.root.releaseSubnets(id).catch((e: Error) => this.log.warn('could not release the subnet at root', { worker: id, error: e.message }));
     }
@@ -245,6 +253,31 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     w.subnet_v6 = s.subnet_v6;
     this.writer.schedule();
     this.publish(topics.subnet(w.id), JSON.stringify({ subnet_v4: s.subnet_v4, subnet_v6: s.subnet_v6 }), true);
+    this.publishPeers();
+  }
+
+  /** A worker's tunnel sender id, from its subnet (undefined until it has one). */
+  tunnelIdOf(workerId: string): number | undefined {
+    const s = this.registry.workers.get(workerId)?.subnet_v4;
+    return s ? tunnelIdForSubnet(s) : undefined;
+  }
+
+  /**
+   * The admitted tunnel peers (registered workers with a subnet and an endpoint), retained on every
+   * worker's peers topic whenever the set changes: a worker accepts tunnel data only from these.
+   */
+  private publishPeers(force = false): void {
+    const entries = [];
+    for (const w of this.registry.workers.values()) {
+      const id = this.tunnelIdOf(w.id);
+      const ep = w.hb?.tunnel_endpoint;
+      if (id !== undefined && ep) entries.push({ worker_id: w.id, tunnel_id: id, tunnel_endpoint: ep });
+    }
+    entries.sort((a, b) => a.tunnel_id - b.tunnel_id);
+    const msg = JSON.stringify({ type: 'peers', entries } satisfies ClusterToWorker);
+    if (msg === this.peersSent && !force) return;
+    this.peersSent = msg;
+    for (const w of this.registry.workers.keys()) this.publish(topics.coordinatePeers(w), msg, true);
   }
 
   private publish(topic: string, payload: string, retain = false): void {
@@ -330,6 +363,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     if (prevEndpoint !== hb.tunnel_endpoint) {
       for (const sid of this.servicesOn(workerId)) this.pushRoute(sid);
     }
+    if (prevEndpoint !== hb.tunnel_endpoint || revived || first) this.publishPeers(revived || first);
   }
 
   /**
@@ -538,7 +572,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   }
 
   routeOf(serviceId: string): ServiceRoute | undefined {
-    const local = buildRoute(this.instancesOf(serviceId), (w) => this.registry.workers.get(w)?.hb?.tunnel_endpoint, this.clusterId);
+    const local = buildRoute(this.instancesOf(serviceId), (w) => this.registry.workers.get(w)?.hb?.tunnel_endpoint, this.clusterId,
+      (w) => this.tunnelIdOf(w));
     return local ?? this.rootRoutes.get(serviceId);
   }
 

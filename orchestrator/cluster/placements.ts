@@ -124,6 +124,7 @@ export function buildRoute(
   instances: readonly ClusterInstance[],
   endpointOf: (workerId: string) => string | undefined,
   clusterId: string | null,
+  tunnelIdOf?: (workerId: string) => number | undefined,
 ): ServiceRoute | undefined {
   const first = instances[0];
   if (!first) return undefined;
@@ -135,7 +136,9 @@ export function buildRoute(
     const instanceIp = ip4(i.offer.instance_ip);
     const nsIp = ip4(i.ns_ip);
     if (!ep || !instanceIp || !nsIp) continue;
+    const tunnelId = tunnelIdOf?.(i.worker);
     routes.push({
+      ...(tunnelId === undefined ? {} : { tunnel_id: tunnelId }),
       n: i.offer.instance_n,
       instance_ip: instanceIp,
       instance_ip_v6: ip6(i.offer.instance_ip_v6),

@@ -20,6 +20,7 @@ import { Instance, DEFAULT_BACKOFF, type BackoffPolicy } from './instance.ts';
 import { NoNetwork, type InstanceNetwork } from './net-seam.ts';
 import { hostArch, hostCapacity, hostFreeMemoryMb, runnableVirtualizations, CpuMeter, type Capacity } from './host-resources.ts';
 import type { Transition } from './instance-states.ts';
+import { validTunnelKey, type TunnelKey } from './net/tunnel-identity.ts';
 
 export interface NodeEngineOptions {
   name: string;
@@ -46,6 +47,8 @@ export interface WorkerIdentity {
   mqtt: { url: string; username: string; password: string };
   subnet_v4: string | null;
   subnet_v6: string | null;
+  /** The cluster's tunnel key (absent when registered with a cluster that had none). */
+  tunnel?: TunnelKey;
 }
 
 interface EngineEvents {
@@ -84,6 +87,7 @@ export async function registerWithCluster(clusterUrl: string, joinKey: string, n
     mqtt: { url: m.url, username: m.username, password: m.password },
     subnet_v4: typeof body.subnet_v4 === 'string' ? body.subnet_v4 : null,
     subnet_v6: typeof body.subnet_v6 === 'string' ? body.subnet_v6 : null,
+    ...(validTunnelKey(body.tunnel) ? { tunnel: body.tunnel } : {}),
   };
 }
 
