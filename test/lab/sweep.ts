@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { listNetnsSync } from './iproute.ts';
 import { prefixOfNetns } from './names.ts';
 import { isAlive } from './proc.ts';
-import { REGISTRY_DIR, listPrefixes, readRecord, removeRecord } from './registry.ts';
+import { type LabRecord, REGISTRY_DIR, listPrefixes, readRecord, removeRecord } from './registry.ts';
 import { removeNamespacesSync, teardownSync } from './teardown.ts';
 
 export interface SweepOptions {
@@ -22,6 +22,15 @@ export interface SweepReport {
   kept: string[];
 }
 
+/**
+ * A test lab goes when its owner is dead; a persistent lab only with `all`. A live owner's test lab
+ * is never removed, even with `all`: another run is using it.
+ */
+export function sweepVerdict(rec: Pick<LabRecord, 'persistent'>, ownerAlive: boolean, all: boolean): 'keep' | 'remove' {
+  if (rec.persistent) return all ? 'remove' : 'keep';
+  return ownerAlive ? 'keep' : 'remove';
+}
+
 export function sweep(opts: SweepOptions = {}): SweepReport {
   const report: SweepReport = { labs: [], orphans: [], kept: [] };
   for (const prefix of listPrefixes()) {
@@ -31,8 +40,7 @@ export function sweep(opts: SweepOptions = {}): SweepReport {
       removeRecord(prefix);
       continue;
     }
-    const ownerAlive = isAlive(rec.owner);
-    if ((rec.persistent && !opts.all) || (!rec.persistent && ownerAlive)) {
+    if (sweepVerdict(rec, isAlive(rec.owner), opts.all ?? false) === 'keep') {
       report.kept.push(prefix);
       continue;
     }
