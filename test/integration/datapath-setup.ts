@@ -6,10 +6,11 @@ import { randomBytes } from 'node:crypto';
 import type { Host, Lab, Namespace } from '../lab/lab.ts';
 import type { StandaloneConfig } from '../../netstack/standalone.ts';
 import type { StaticInstance } from '../../netstack/static-table.ts';
+import { innerMtuFor, maxDatagramFor } from '../../netstack/tunnel.ts';
 
 export const TUNNEL_PORT = 50103;
-/** MTU inside the overlay: 1500 on the underlay minus IPv6 + UDP + tunnel header + tag, rounded down. */
-export const OVERLAY_MTU = 1400;
+/** MTU inside the overlay: 1500 on the underlay minus IPv6 + UDP + tunnel header + tag (either underlay fits). */
+export const OVERLAY_MTU = innerMtuFor(1500, 6);
 export const S4 = '10.30.0.10';
 export const S6 = 'fdc0:30::10';
 
@@ -29,6 +30,8 @@ export interface OverlayOptions {
   tag?: string;
   /** Run each datapath loop in a worker thread (CANOPY_DATAPATH_THREAD). */
   thread?: boolean;
+  /** Tunnel over the IPv6 underlay (2001:2::/64) instead of IPv4. */
+  underlay6?: boolean;
 }
 
 export function instancesFor(ids: number[]): StaticInstance[] {
@@ -48,6 +51,11 @@ export async function buildOverlay(lab: Lab, hosts: Host[], opts: OverlayOptions
     { ip: S6, instances: instances.filter((x) => x.worker === last && x.nsIp.includes(':')) },
   ];
   const key = randomBytes(32).toString('hex');
+  const under = (h: Host): string => {
+    if (!opts.underlay6) return h.ip;
+    if (!h.ip6) throw new Error(`host ${h.name} has no IPv6 underlay address`);
+    return h.ip6;
+  };
   const out: OverlayWorker[] = [];
   for (const [k, host] of hosts.entries()) {
     const id = k + 1;
@@ -73,13 +81,13 @@ export async function buildOverlay(lab: Lab, hosts: Host[], opts: OverlayOptions
       selfId: id,
       tun: 'canopy0',
       offload: opts.offload,
-      listen: { host: host.ip, port: TUNNEL_PORT },
-      peers: hosts.map((h, j) => ({ id: j + 1, host: h.ip, port: TUNNEL_PORT })).filter((p) => p.id !== id),
+      listen: { host: under(host), port: TUNNEL_PORT },
+      peers: hosts.map((h, j) => ({ id: j + 1, host: under(h), port: TUNNEL_PORT })).filter((p) => p.id !== id),
       keys: { 1: key },
       keyId: 1,
       encrypt: opts.encrypt,
       mtu: OVERLAY_MTU,
-      maxDatagram: 1500 - 20 - 8,
+      maxDatagram: maxDatagramFor(1500, opts.underlay6 ? 6 : 4),
       routes: ['10.16.0.0/12', 'fdc0::/16'],
       instances,
       services,

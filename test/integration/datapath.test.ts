@@ -27,11 +27,12 @@ const modes = [
   { offload: true, encrypt: false, name: 'offload mode' },
   { offload: false, encrypt: false, name: 'per-packet mode' },
   { offload: true, encrypt: true, name: 'offload mode, encrypted' },
+  { offload: true, encrypt: false, underlay6: true, name: 'offload mode, IPv6 underlay' },
 ];
-for (const { offload, encrypt, name } of modes) {
+for (const { offload, encrypt, name, underlay6 } of modes) {
   test(`instances reach each other through a service IP (${name})`, { skip, timeout: 180_000 }, async (t) => {
     const lab = await labFor(t, { hosts: ['w1', 'w2', 'x3'] });
-    const workers = await buildOverlay(lab, [lab.host('w1'), lab.host('w2')], { offload, encrypt });
+    const workers = await buildOverlay(lab, [lab.host('w1'), lab.host('w2')], { offload, encrypt, underlay6 });
     t.after(() => stopOverlay(workers));
     const [a, b] = workers;
 
@@ -73,8 +74,9 @@ for (const { offload, encrypt, name } of modes) {
       hdr.writeUInt16BE(0, 16); hdr.writeUInt16BE(1, 18);
       hdr.writeUInt32BE(inner.length, 20);
       const dgram = Buffer.concat([hdr, inner, Buffer.alloc(16, 0xab)]).toString('hex');
-      const code = `const s=require('dgram').createSocket('udp4');const b=Buffer.from('${dgram}','hex');` +
-        `let n=0;const go=()=>s.send(b,${TUNNEL_PORT},'${b.host.ip}',()=>{if(++n<5)go();else s.close();});go();`;
+      const to = underlay6 ? b.host.ip6 : b.host.ip;
+      const code = `const s=require('dgram').createSocket('udp${underlay6 ? 6 : 4}');const b=Buffer.from('${dgram}','hex');` +
+        `let n=0;const go=()=>s.send(b,${TUNNEL_PORT},'${to}',()=>{if(++n<5)go();else s.close();});go();`;
       const r = await lab.host('x3').exec([process.execPath, '-e', code]);
       assert.equal(r.code, 0, r.stderr);
       await new Promise((res) => setTimeout(res, 300));
