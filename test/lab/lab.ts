@@ -15,7 +15,7 @@ import {
 } from './names.ts';
 import { procRef, signalRef } from './proc.ts';
 import {
-  type HostRecord, type LabRecord, type ProcRecord, labDir, readRecord, registryPath, removeRecord, writeRecord,
+  type HostRecord, type LabRecord, type ProcRecord, claimRecord, labDir, readRecord, registryPath, removeRecord, writeRecord,
 } from './registry.ts';
 import { teardownSync } from './teardown.ts';
 import {
@@ -216,30 +216,37 @@ export class Lab {
     }
 
     const existing = new Set(listNetnsSync());
-    const prefix = newPrefix((p) => existsSync(registryPath(p)) || [...existing].some((n) => n.startsWith(p)));
-    const hosts: HostRecord[] = hostSpecs.map((h, i) => {
-      const a = hostAddress(i);
-      return { name: h.name, netns: hostNetns(prefix, h.name), ip: a.ip, ip6: ipv6 ? a.ip6 : null,
-        mtu: h.mtu ?? spec.mtu ?? 1500, relayed: false };
-    });
-    const byName = new Map(hosts.map((h) => [h.name, h]));
-    const plan = planRelays(links, (n) => {
-      const h = byName.get(n)!;
-      return h.ip6 ? [h.ip, h.ip6] : [h.ip];
-    });
-    for (const n of plan.keys()) byName.get(n)!.relayed = true;
-
-    const rec: LabRecord = {
-      version: 1, prefix, owner: procRef(process.pid), persistent: spec.persistent ?? false,
-      created: new Date().toISOString(),
-      namespaces: [switchNetns(prefix), ...hosts.map((h) => h.netns)],
-      hosts,
-      links: links.map((l) => ({ what: isPair(l) ? `${l.a}~${l.b}` : l.host, impairment: pickImpairment(l) })),
-      procs: [],
+    const taken = (p: string): boolean => existsSync(registryPath(p)) || [...existing].some((n) => n.startsWith(p));
+    const draft = (prefix: string): LabRecord => {
+      const hosts: HostRecord[] = hostSpecs.map((h, i) => {
+        const a = hostAddress(i);
+        return { name: h.name, netns: hostNetns(prefix, h.name), ip: a.ip, ip6: ipv6 ? a.ip6 : null,
+          mtu: h.mtu ?? spec.mtu ?? 1500, relayed: false };
+      });
+      return {
+        version: 1, prefix, owner: procRef(process.pid), persistent: spec.persistent ?? false,
+        created: new Date().toISOString(),
+        namespaces: [switchNetns(prefix), ...hosts.map((h) => h.netns)],
+        hosts,
+        links: links.map((l) => ({ what: isPair(l) ? `${l.a}~${l.b}` : l.host, impairment: pickImpairment(l) })),
+        procs: [],
+      };
     };
+    // Validates the links against the hosts before anything is claimed.
+    const plan = planRelays(links, (n) => {
+      const i = hostSpecs.findIndex((h) => h.name === n);
+      const a = hostAddress(i);
+      return ipv6 ? [a.ip, a.ip6] : [a.ip];
+    });
     // Registry before anything exists: a crash from here on leaves nothing the sweeper cannot find.
-    writeRecord(rec);
-    mkdirSync(labDir(prefix), { recursive: true });
+    let rec: LabRecord;
+    for (let tries = 0; ; tries++) {
+      rec = draft(newPrefix(taken));
+      for (const h of rec.hosts) h.relayed = plan.has(h.name);
+      if (claimRecord(rec)) break;
+      if (tries > 16) throw new Error('lab: could not claim a registry prefix');
+    }
+    mkdirSync(labDir(rec.prefix), { recursive: true });
     const lab = new Lab(rec, plan);
     if (!rec.persistent) {
       live.add(lab);

@@ -1,6 +1,6 @@
 // One JSON file per lab under /run/canopy-lab: enough for another process (the sweeper, `canopy lab
 // down|status`) to find and remove everything the lab made, even after its owner died by SIGKILL.
-import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProcRef } from './proc.ts';
 import type { Impairment } from './impair/rules.ts';
@@ -61,6 +61,26 @@ export function writeRecord(rec: LabRecord): void {
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, JSON.stringify(rec, null, 1));
   renameSync(tmp, path);
+}
+
+/**
+ * Publishes a new lab's record only if its prefix is still free (link() fails on an existing name),
+ * so two processes that drew the same prefix cannot both own it. Returns false when taken.
+ */
+export function claimRecord(rec: LabRecord): boolean {
+  mkdirSync(REGISTRY_DIR, { recursive: true });
+  const path = registryPath(rec.prefix);
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(rec, null, 1));
+  try {
+    linkSync(tmp, path);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  } finally {
+    rmSync(tmp, { force: true });
+  }
 }
 
 export function readRecord(prefix: string): LabRecord | null {

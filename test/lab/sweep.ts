@@ -4,7 +4,7 @@ import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { listNetnsSync } from './iproute.ts';
 import { prefixOfNetns } from './names.ts';
-import { isAlive } from './proc.ts';
+import { isAlive, procStartTime } from './proc.ts';
 import { type LabRecord, REGISTRY_DIR, listPrefixes, readRecord, removeRecord } from './registry.ts';
 import { removeNamespacesSync, teardownSync } from './teardown.ts';
 
@@ -63,6 +63,9 @@ export function sweep(opts: SweepOptions = {}): SweepReport {
   for (const name of listDirSync(REGISTRY_DIR)) {
     const m = /^(cl[0-9a-f]{4})\.d$/.exec(name);
     if (m && !claimed.has(m[1]!)) rmSync(join(REGISTRY_DIR, name), { recursive: true, force: true });
+    // A half-written record of a writer that died mid-write.
+    const t = /^cl[0-9a-f]{4}\.json\.(\d+)\.tmp$/.exec(name);
+    if (t && procStartTime(Number(t[1])) === null) rmSync(join(REGISTRY_DIR, name), { force: true });
   }
   return report;
 }
