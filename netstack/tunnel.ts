@@ -16,7 +16,8 @@
 // retransmits it) — an on-path attacker can drop packets anyway. The counter is checked against a
 // per-sender sliding window after the tag verifies, so a replayed batch is dropped.
 import { TxPlan } from './io.ts';
-import { nodeAead, type AeadFactory, type AeadName, type BatchAead } from './aead.ts';
+import type { AeadFactory, AeadName, BatchAead } from './aead.ts';
+import { bestAead } from '../native/evp.ts';
 import { ReplayWindow } from './replay.ts';
 import { read16, read32, write16, write32 } from './checksum.ts';
 
@@ -64,7 +65,8 @@ export interface TunnelCodecOptions {
   maxDatagram: number;
   encrypt?: boolean;
   aead?: AeadName;
-  /** Where AEAD contexts come from; node:crypto by default (native/evp.ts has the fast one). */
+  /** Where AEAD contexts come from: OpenSSL EVP through koffi when reachable, else node:crypto
+   *  (native/evp.ts bestAead); netstack/aead.ts nodeAead forces node:crypto. */
   aeadFactory?: AeadFactory;
   /** First counter value; defaults to the clock in µs so a restarted worker is not taken for a replayer. */
   firstCounter?: number;
@@ -132,7 +134,7 @@ export class TunnelCodec {
   private aeadFor(keyId: number): BatchAead {
     let a = this.aeads.get(keyId);
     if (!a) {
-      a = (this.opts.aeadFactory ?? nodeAead)(this.aeadName, this.opts.keys.get(keyId) as Uint8Array);
+      a = (this.opts.aeadFactory ?? bestAead)(this.aeadName, this.opts.keys.get(keyId) as Uint8Array);
       this.aeads.set(keyId, a);
     }
     return a;
