@@ -49,6 +49,7 @@ export const Counter = {
   Local: 'local_delivered',
   Coalesced: 'coalesced_packets',
   MssClamped: 'mss_clamped',
+  Errors: 'errors',
 } as const;
 export type Counter = (typeof Counter)[keyof typeof Counter];
 
@@ -89,6 +90,8 @@ export class Datapath {
     this.devWrite(b, 0, len);
   };
   private closed = false;
+  /** The last exception a packet caused (counted as errors; the loop carries on). */
+  lastError: string | undefined;
 
   constructor(o: DatapathOptions) {
     this.dev = o.device;
@@ -128,9 +131,17 @@ export class Datapath {
       if (len < 0) break;
       n++;
       this.count(Counter.DevRx);
-      this.outboundPacket(b, len, true);
+      try {
+        this.outboundPacket(b, len, true);
+      } catch (e) {
+        this.fault(e);
+      }
     }
-    this.flush();
+    try {
+      this.flush();
+    } catch (e) {
+      this.fault(e);
+    }
     return n;
   }
 
@@ -228,7 +239,11 @@ export class Datapath {
       const seg = rx.segSize > 0 ? rx.segSize : len;
       for (let off = 0; off < len; off += seg) {
         const dl = Math.min(seg, len - off);
-        if (this.codec.decode(b, off, dl, this.batch)) this.onBatch(this.batch);
+        try {
+          if (this.codec.decode(b, off, dl, this.batch)) this.onBatch(this.batch);
+        } catch (e) {
+          this.fault(e);
+        }
       }
     }
     return n;
@@ -314,6 +329,12 @@ export class Datapath {
     const m = this.m;
     const max = m.family === 4 ? this.mss4 : this.mss6;
     if (max > 0 && m.tcpHdrLen > 20 && clampMss(b, m, max, partial)) this.count(Counter.MssClamped);
+  }
+
+  /** A packet must never stop the loop: count, remember, move on. */
+  private fault(e: unknown): void {
+    this.count(Counter.Errors);
+    this.lastError = e instanceof Error ? e.message : String(e);
   }
 
   private devWrite(b: Uint8Array, off: number, len: number): void {

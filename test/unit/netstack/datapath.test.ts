@@ -258,3 +258,24 @@ test('packets wait in a bounded queue while a route is pending, then go out in o
   }
   assert.deepEqual(ports, [100, 101, 102, 103, 104, 105, 106, 107, 108, 109]);
 });
+
+test('a table that throws costs the packet, not the loop', () => {
+  const net = new FakeNetwork();
+  const dev = new FakeDevice(false);
+  let calls = 0;
+  const table = {
+    outbound: () => { calls++; throw new Error('table bug'); },
+    inbound: () => { throw new Error('table bug'); },
+    onReady: () => {},
+  };
+  const dp = new Datapath({
+    device: dev, socket: net.socket('198.18.0.1', 50103), table,
+    codec: new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1472 }),
+    endpointOf: () => undefined,
+  });
+  for (let i = 0; i < 3; i++) dev.inbox.push(build({ family: 4, proto: Proto.UDP, src: A4.nsIp, dst: S4, payload: 5 }));
+  assert.equal(dp.pumpDevice(), 3);
+  assert.equal(calls, 3);
+  assert.equal(dp.stats()[Counter.Errors], 3);
+  assert.equal(dp.lastError, 'table bug');
+});
