@@ -8,6 +8,7 @@ import { type ChildProcess, spawn, type StdioOptions } from 'node:child_process'
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { ipBatch, listNetnsSync, type RunResult } from './iproute.ts';
 import {
@@ -317,7 +318,10 @@ export class Lab {
     }
     const ref: ProcRecord = { ...procRef(child.pid ?? -1), role: 'relay', where: h.name, stats };
     this.track(child, ref);
-    if (this.rec.persistent) child.unref();
+    // Relays never keep the owner alive: a test that forgets destroy() still exits, and its exit
+    // handler removes the lab.
+    child.unref();
+    (child.stdin as Socket | null)?.unref();
     // Ready when the relay has opened both TAPs and written its first counters.
     const deadline = Date.now() + 15_000;
     while (!existsSync(stats)) {
