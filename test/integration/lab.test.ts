@@ -63,7 +63,7 @@ describe('lab with delay, loss and plain links', { skip, timeout: 180_000 }, () 
     within(v6.medianMs, 40, 0.1, 'ICMPv6 RTT w1→w2');
   });
 
-  it('a UDP echo round trip timed by the test agrees: 40 ms ± 10 %', async () => {
+  it('a UDP echo round trip timed by the test agrees: 40 ms ± 10 % (smallest of 20)', async () => {
     const server = lab.host('w2').spawnNode('test/lab/tools/udp-echo.ts', ['server', '7007']);
     try {
       await lab.host('w2').waitListening(7007, { proto: 'udp' });
@@ -72,7 +72,9 @@ describe('lab with delay, loss and plain links', { skip, timeout: 180_000 }, () 
       assert.equal(r.code, 0, r.stderr);
       const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { received: number; rttMs: number[] };
       assert.ok(res.received >= 18, `only ${res.received}/20 echoes came back`);
-      within(median(res.rttMs), 40, 0.1, 'UDP echo RTT w1→w2');
+      // The echo ends are Node processes whose own scheduling delay adds to some samples on a busy
+      // machine; that noise only ever adds, so the smallest sample is the path's RTT.
+      within(Math.min(...res.rttMs), 40, 0.1, `UDP echo RTT w1→w2 (min; median ${median(res.rttMs).toFixed(1)} ms)`);
     } finally {
       server.kill();
     }
