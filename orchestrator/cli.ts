@@ -5,6 +5,12 @@ import { register as registerLab } from './commands/lab.ts';
 import { register as registerRoot } from './commands/root.ts';
 import { register as registerCluster } from './commands/cluster.ts';
 import { register as registerWorker } from './commands/worker.ts';
+import { register as registerUp } from './commands/up.ts';
+import { register as registerDown } from './commands/down.ts';
+import { register as registerDeploy } from './commands/deploy.ts';
+import { register as registerStatus } from './commands/status.ts';
+import { register as registerLogs } from './commands/logs.ts';
+import { register as registerUndeploy } from './commands/undeploy.ts';
 
 const program = new Command();
 program
@@ -16,5 +22,11 @@ registerLab(program);
 registerRoot(program);
 registerCluster(program);
 registerWorker(program);
+registerUp(program);
+registerDown(program);
+registerDeploy(program);
+registerStatus(program);
+registerLogs(program);
+registerUndeploy(program);
 
 await program.parseAsync(process.argv);

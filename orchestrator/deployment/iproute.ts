@@ -61,7 +61,7 @@ export function ipBatchForce(lines: readonly string[]): void {
 
 /** Names from `ip netns list` ("name (id: 3)" lines). */
 export function listNetnsSync(): string[] {
-  const out = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  const out = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   return out.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.length > 0);
 }
 

@@ -1,0 +1,201 @@
+// A typed client of root's REST API (SPEC §7) for the CLI. Every failed call throws ApiCallError
+// carrying the server's own message and its per-field errors, so the user reads what root said.
+import type { InstanceState } from '../root/lifecycle.ts';
+
+export interface FieldProblem {
+  path: string;
+  message: string;
+}
+
+export class ApiCallError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly errors: FieldProblem[] = [],
+  ) {
+    super(message);
+    this.name = 'ApiCallError';
+  }
+
+  /** The message and one indented line per offending field. */
+  describe(): string {
+    return [this.message, ...this.errors.map((e) => `  ${e.path || '/'}: ${e.message}`)].join('\n');
+  }
+}
+
+export interface InstanceEvent {
+  state: InstanceState;
+  reason: string;
+  ts: string;
+}
+
+export interface InstanceInfo {
+  instance_n: number;
+  state: InstanceState;
+  reason: string;
+  cluster_id: string | null;
+  cluster_name: string | null;
+  worker_id: string | null;
+  instance_ip: string;
+  instance_ip_v6: string;
+  ns_ip: string | null;
+  ns_ip_v6: string | null;
+  created_at: string;
+  updated_at: string;
+  history: InstanceEvent[];
+}
+
+export interface ServiceInfo {
+  microserviceID: string;
+  applicationID: string;
+  microservice_name: string;
+  microservice_namespace: string;
+  /** Full name `<app>.<appns>.<svc>.<svcns>`. */
+  name: string;
+  virtualization: string;
+  rr_ip: string;
+  rr_ip_v6: string;
+  closest_ip: string;
+  closest_ip_v6: string;
+  created_at: string;
+  instances: InstanceInfo[];
+}
+
+export interface ApplicationInfo {
+  applicationID: string;
+  application_name: string;
+  application_namespace: string;
+  application_desc: string;
+  owner: string;
+  created_at: string;
+  microservices: { microserviceID: string; microservice_name: string; microservice_namespace: string }[];
+}
+
+export interface ClusterInfo {
+  cluster_id: string;
+  name: string;
+  location: string;
+  api_url: string;
+  active: boolean;
+  status: string;
+  registered_at: string;
+  last_seen: string | null;
+  aggregate: unknown;
+}
+
+export interface LoginAnswer {
+  token: string;
+  username: string;
+  role: 'admin' | 'user';
+  expires_in: number;
+}
+
+export interface RootClientOptions {
+  /** Root's URL, e.g. http://127.0.0.1:10000. */
+  url: string;
+  token?: string;
+  /** Per request; default 15 s. */
+  timeoutMs?: number;
+}
+
+export class RootClient {
+  readonly url: string;
+  token: string | undefined;
+  private readonly timeoutMs: number;
+
+  constructor(o: RootClientOptions) {
+    this.url = o.url.replace(/\/+$/, '');
+    this.token = o.token;
+    this.timeoutMs = o.timeoutMs ?? 15_000;
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown, raw?: string): Promise<T> {
+    const headers: Record<string, string> = {};
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let payload: string | undefined;
+    if (raw !== undefined) payload = raw;
+    else if (body !== undefined) payload = JSON.stringify(body);
+    if (payload !== undefined) headers['content-type'] = 'application/json';
+    let res: Response;
+    try {
+      res = await fetch(`${this.url}${path}`, { method, headers, body: payload, signal: AbortSignal.timeout(this.timeoutMs) });
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      const why = cause?.code ?? cause?.message ?? (e as Error).message;
+      throw new ApiCallError(0, `root at ${this.url} is unreachable (${why})`);
+    }
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    if (!res.ok) {
+      const o = (json ?? {}) as { error?: unknown; message?: unknown; errors?: unknown };
+      const msg = typeof o.error === 'string' ? o.error : typeof o.message === 'string' ? o.message : (text.slice(0, 200) || res.statusText);
+      const errors = Array.isArray(o.errors)
+        ? o.errors.filter((x): x is FieldProblem => typeof x === 'object' && x !== null && typeof (x as FieldProblem).message === 'string')
+        : [];
+      throw new ApiCallError(res.status, `${method} ${path}: HTTP ${res.status}: ${msg}`, errors);
+    }
+    if (json === undefined && text !== '') throw new ApiCallError(res.status, `${method} ${path}: answer is not JSON`);
+    return json as T;
+  }
+
+  async login(username: string, password: string): Promise<LoginAnswer> {
+    const a = await this.call<LoginAnswer>('POST', '/api/auth/login', { username, password });
+    this.token = a.token;
+    return a;
+  }
+
+  /** Posts a whole SLA (the file's text, so root reports errors at their JSON paths as written). */
+  createApplications(sla: string, deploy: boolean): Promise<{ applications: ApplicationInfo[]; services: ServiceInfo[] }> {
+    return this.call('POST', `/api/application${deploy ? '?deploy=true' : ''}`, undefined, sla);
+  }
+
+  applications(): Promise<ApplicationInfo[]> {
+    return this.call('GET', '/api/applications');
+  }
+
+  application(id: string): Promise<ApplicationInfo> {
+    return this.call('GET', `/api/application/${encodeURIComponent(id)}`);
+  }
+
+  deleteApplication(id: string): Promise<{ deleted: string }> {
+    return this.call('DELETE', `/api/application/${encodeURIComponent(id)}`);
+  }
+
+  services(appId: string): Promise<ServiceInfo[]> {
+    return this.call('GET', `/api/services/${encodeURIComponent(appId)}`);
+  }
+
+  service(id: string): Promise<ServiceInfo> {
+    return this.call('GET', `/api/service/${encodeURIComponent(id)}`);
+  }
+
+  deleteService(id: string): Promise<{ deleted: string }> {
+    return this.call('DELETE', `/api/service/${encodeURIComponent(id)}`);
+  }
+
+  deployInstance(serviceId: string): Promise<InstanceInfo> {
+    return this.call('POST', `/api/service/${encodeURIComponent(serviceId)}/instance`, {});
+  }
+
+  undeployInstance(serviceId: string, n: number): Promise<InstanceInfo> {
+    return this.call('DELETE', `/api/service/${encodeURIComponent(serviceId)}/instance/${n}`);
+  }
+
+  clusters(activeOnly = false): Promise<ClusterInfo[]> {
+    return this.call('GET', activeOnly ? '/api/clusters/active' : '/api/clusters');
+  }
+
+  /** Every service the caller can see, with its application. */
+  async allServices(): Promise<{ app: ApplicationInfo; service: ServiceInfo }[]> {
+    const out: { app: ApplicationInfo; service: ServiceInfo }[] = [];
+    for (const app of await this.applications()) {
+      for (const service of await this.services(app.applicationID)) out.push({ app, service });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,85 @@
+// How the CLI finds root and logs in: root's URL from --root, CANOPY_ROOT, or the local deployment's
+// state file; the password from CANOPY_PASSWORD or that state file (user CANOPY_USER, default admin).
+// Tokens are cached per root and user (mode 0600) and renewed once when root refuses them.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { defaultStateDir, readState, type DeploymentState } from '../deployment/state.ts';
+import { ApiCallError, RootClient } from './root-client.ts';
+
+export interface SessionOptions {
+  /** Root URL given on the command line. */
+  root?: string;
+  /** State directory of a local deployment (default: CANOPY_UP_DIR or /var/lib/canopy/up). */
+  dir?: string;
+}
+
+export interface Session {
+  client: RootClient;
+  /** The local deployment, when the CLI talks to the root that `canopy up` started. */
+  deployment: DeploymentState | null;
+}
+
+interface CachedToken {
+  token: string;
+  expires_at: number;
+}
+
+function cacheFile(): string {
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'canopy', 'tokens.json');
+}
+
+function readCache(): Record<string, CachedToken> {
+  try {
+    return JSON.parse(readFileSync(cacheFile(), 'utf8')) as Record<string, CachedToken>;
+  } catch {
+    return {};
+  }
+}
+
+function writeCache(c: Record<string, CachedToken>): void {
+  const f = cacheFile();
+  try {
+    mkdirSync(dirname(f), { recursive: true, mode: 0o700 });
+    writeFileSync(f, JSON.stringify(c), { mode: 0o600 });
+  } catch { /* a cache we cannot write only costs a login per command */ }
+}
+
+export function openSession(o: SessionOptions = {}): Session {
+  const dir = o.dir ?? defaultStateDir();
+  let deployment: DeploymentState | null = null;
+  try {
+    deployment = existsSync(dir) ? readState(dir) : null;
+  } catch {
+    deployment = null;
+  }
+  const url = (o.root ?? process.env.CANOPY_ROOT ?? deployment?.rootUrl ?? 'http://127.0.0.1:10000').replace(/\/+$/, '');
+  const local = deployment !== null && deployment.rootUrl === url ? deployment : null;
+  return { client: new RootClient({ url }), deployment: local };
+}
+
+/** Runs `f` with a logged-in client: cached token first, a fresh login if root refuses it. */
+export async function withLogin<T>(s: Session, f: (c: RootClient) => Promise<T>): Promise<T> {
+  const user = process.env.CANOPY_USER || s.deployment?.username || 'admin';
+  const key = `${s.client.url}|${user}`;
+  const cache = readCache();
+  const login = async (): Promise<void> => {
+    const password = process.env.CANOPY_PASSWORD || s.deployment?.password;
+    if (!password) {
+      throw new ApiCallError(401, `no password for ${user} at ${s.client.url}: set CANOPY_PASSWORD (root printed admin's password at its first start), or bring up a local deployment with \`canopy up\``);
+    }
+    const a = await s.client.login(user, password);
+    cache[key] = { token: a.token, expires_at: Date.now() + a.expires_in * 1000 };
+    writeCache(cache);
+  };
+  const cached = cache[key];
+  if (cached && cached.expires_at > Date.now() + 60_000) s.client.token = cached.token;
+  else await login();
+  try {
+    return await f(s.client);
+  } catch (e) {
+    if (!(e instanceof ApiCallError) || e.status !== 401 || !cached) throw e;
+    await login();
+    return f(s.client);
+  }
+}

@@ -1,0 +1,50 @@
+// The worker's local API (orchestrator/worker/api.ts): instance logs and status. Root and cluster do
+// not relay logs, so the CLI asks the worker directly; in a `canopy up` deployment the state file says
+// where each worker's API listens.
+import type { DeploymentState } from '../deployment/state.ts';
+
+export interface WorkerInstanceStatus {
+  service_id: string;
+  instance_n: number;
+  state: string;
+  reason: string;
+  pid: number | null;
+  ns_ip: string | null;
+}
+
+export function workerApiUrl(workerId: string, deployment: DeploymentState | null, given?: string): string {
+  if (given) return given.replace(/\/+$/, '');
+  const w = deployment?.workers.find((x) => x.name === workerId);
+  if (!w) {
+    throw new Error(`worker ${workerId} is not part of the local deployment; pass its local API with --worker-api http://<host>:10200 (root and cluster do not relay logs)`);
+  }
+  return w.apiUrl;
+}
+
+async function get(url: string): Promise<Response> {
+  try {
+    return await fetch(url, { signal: AbortSignal.timeout(5000) });
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string } }).cause;
+    throw new Error(`worker API ${url} is unreachable (${cause?.code ?? (e as Error).message})`);
+  }
+}
+
+export async function instanceLogs(api: string, serviceId: string, n: number, stream: 'stdout' | 'stderr', bytes = 65536): Promise<string> {
+  const res = await get(`${api}/api/instances/${encodeURIComponent(serviceId)}/${n}/logs?stream=${stream}&bytes=${bytes}`);
+  const text = await res.text();
+  if (!res.ok) {
+    let msg = text;
+    try {
+      msg = (JSON.parse(text) as { error?: string }).error ?? text;
+    } catch { /* plain text */ }
+    throw new Error(`worker API: HTTP ${res.status}: ${msg}`);
+  }
+  return text;
+}
+
+export async function workerInstances(api: string): Promise<WorkerInstanceStatus[]> {
+  const res = await get(`${api}/api/status`);
+  if (!res.ok) throw new Error(`worker API ${api}/api/status: HTTP ${res.status}`);
+  return ((await res.json()) as { instances: WorkerInstanceStatus[] }).instances;
+}

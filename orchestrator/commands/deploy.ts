@@ -1,0 +1,65 @@
+// `canopy deploy <sla.json> [--wait]`: posts a descriptor to root and deploys one instance of each
+// of its new services; with --wait follows each instance to RUNNING, printing every transition with
+// its reason, and fails with the reason on FAILED, NO_* or timeout.
+import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { openSession, withLogin } from '../client/session.ts';
+import { fail, StatusLine } from '../client/terminal.ts';
+import { watchInstances, type WatchTarget } from '../client/watch.ts';
+
+export function register(program: Command): void {
+  program
+    .command('deploy')
+    .description('create the applications of an SLA (v2.0 descriptor) and deploy their services')
+    .argument('<sla>', 'descriptor file (JSON)')
+    .option('--root <url>', 'root API URL (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
+    .option('--wait', 'follow every instance until it runs; exit 1 if one fails')
+    .option('--timeout <s>', 'with --wait: give up after this many seconds', '120')
+    .action(async (file: string, o: { root?: string; wait?: boolean; timeout: string }) => {
+      const timeoutS = Number(o.timeout);
+      if (!(timeoutS > 0)) fail('deploy', new Error(`--timeout must be a positive number of seconds, got ${o.timeout}`));
+      let sla: string;
+      try {
+        sla = readFileSync(file, 'utf8');
+        JSON.parse(sla);
+      } catch (e) {
+        fail('deploy', new Error(`${file}: ${(e as Error).message}`));
+      }
+      const session = openSession({ root: o.root });
+      try {
+        await withLogin(session, async (c) => {
+          const created = await c.createApplications(sla, true);
+          for (const a of created.applications) console.log(`application ${a.application_name}.${a.application_namespace}  id ${a.applicationID}`);
+          for (const s of created.services) {
+            console.log(`  service ${s.name}  id ${s.microserviceID}  rr ${s.rr_ip}  closest ${s.closest_ip}`);
+          }
+          if (!o.wait) return;
+          const targets: WatchTarget[] = created.services.flatMap((s) => s.instances.map((i) => ({ serviceId: s.microserviceID, label: s.name, instance: i.instance_n })));
+          const line = new StatusLine();
+          const started = Date.now();
+          const status = new Map<WatchTarget, string>();
+          const summary = () => `${[...status.values()].filter((s) => s === 'RUNNING' || s === 'COMPLETED').length}/${targets.length} running, ${((Date.now() - started) / 1000).toFixed(1)} s`;
+          line.set(summary());
+          const r = await watchInstances(c, targets, {
+            timeoutMs: timeoutS * 1000,
+            onTransition: (t) => {
+              status.set(t.target, t.state);
+              line.print(`${t.ts.slice(11, 23)}  ${t.target.label}#${t.target.instance}  ${t.state.padEnd(19)} ${t.reason}`);
+              line.set(summary());
+            },
+            onTick: () => {
+              line.set(summary());
+              line.tick();
+            },
+          });
+          line.clear();
+          if (!r.ok) {
+            throw new Error(`${r.target.label}#${r.target.instance} ${r.state}: ${r.reason}`);
+          }
+          console.log(`all ${targets.length} instances running after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+        });
+      } catch (e) {
+        fail('deploy', e);
+      }
+    });
+}

@@ -1,0 +1,41 @@
+// `canopy logs <service> [instance]`: an instance's stdout and stderr, read from its worker's local
+// API (root and cluster do not relay logs; the local deployment's state file says where workers are).
+import type { Command } from 'commander';
+import { oneService } from '../client/lookup.ts';
+import { openSession, withLogin } from '../client/session.ts';
+import { fail } from '../client/terminal.ts';
+import { instanceLogs, workerApiUrl } from '../client/worker-api.ts';
+
+export function register(program: Command): void {
+  program
+    .command('logs')
+    .description("an instance's output (stdout, then stderr)")
+    .argument('<service>', 'svc, svc.svcns, full name or id')
+    .argument('[instance]', 'instance number (default: every instance)')
+    .option('--root <url>', 'root API URL (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
+    .option('--worker-api <url>', "the worker's local API, when the worker is not part of the local deployment")
+    .option('--stream <which>', 'stdout, stderr or both', 'both')
+    .option('--bytes <n>', 'at most this many bytes of each stream (the newest)', '65536')
+    .action(async (name: string, nArg: string | undefined, o: { root?: string; workerApi?: string; stream: string; bytes: string }) => {
+      if (!['stdout', 'stderr', 'both'].includes(o.stream)) fail('logs', new Error(`--stream must be stdout, stderr or both, got ${o.stream}`));
+      const n = nArg === undefined ? undefined : Number(nArg);
+      if (n !== undefined && (!Number.isInteger(n) || n < 0)) fail('logs', new Error(`instance must be a number ≥ 0, got ${nArg}`));
+      const session = openSession({ root: o.root });
+      try {
+        await withLogin(session, async (c) => {
+          const { service } = await oneService(c, name);
+          const instances = service.instances.filter((i) => n === undefined || i.instance_n === n);
+          if (instances.length === 0) throw new Error(n === undefined ? `${service.name} has no instances` : `${service.name} has no instance ${n}`);
+          for (const i of instances) {
+            if (instances.length > 1) console.log(`==> ${service.name}#${i.instance_n} (${i.state} on ${i.worker_id ?? 'no worker'}) <==`);
+            if (!i.worker_id) throw new Error(`${service.name}#${i.instance_n} is ${i.state} and on no worker: ${i.reason}`);
+            const api = workerApiUrl(i.worker_id, session.deployment, o.workerApi);
+            if (o.stream !== 'stderr') process.stdout.write(await instanceLogs(api, service.microserviceID, i.instance_n, 'stdout', Number(o.bytes)));
+            if (o.stream !== 'stdout') process.stderr.write(await instanceLogs(api, service.microserviceID, i.instance_n, 'stderr', Number(o.bytes)));
+          }
+        });
+      } catch (e) {
+        fail('logs', e);
+      }
+    });
+}

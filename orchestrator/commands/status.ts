@@ -1,0 +1,62 @@
+// `canopy status [app|service]`: clusters, then one row per instance with state, placement,
+// addresses and the reason of its last transition.
+import type { Command } from 'commander';
+import { findApplications, findServices, type FoundService } from '../client/lookup.ts';
+import { openSession, withLogin } from '../client/session.ts';
+import { fail, table } from '../client/terminal.ts';
+
+export function register(program: Command): void {
+  program
+    .command('status')
+    .description('instances with their states, workers, addresses and reasons')
+    .argument('[name]', 'an application (app or app.appns) or a service (svc, svc.svcns, full name or id)')
+    .option('--root <url>', 'root API URL (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
+    .option('--json', 'machine-readable')
+    .action(async (name: string | undefined, o: { root?: string; json?: boolean }) => {
+      const session = openSession({ root: o.root });
+      try {
+        await withLogin(session, async (c) => {
+          let found: FoundService[];
+          if (name === undefined) {
+            found = (await c.allServices()).map(({ app, service }) => ({ app, service }));
+          } else {
+            const apps = await findApplications(c, name);
+            const appIds = new Set(apps.map((a) => a.applicationID));
+            const all = await c.allServices();
+            const services = await findServices(c, name);
+            found = all.filter((x) => appIds.has(x.app.applicationID) || services.some((s) => s.service.microserviceID === x.service.microserviceID));
+            if (found.length === 0 && apps.length === 0) throw new Error(`no application or service "${name}"`);
+          }
+          const clusters = name === undefined ? await c.clusters() : [];
+          if (o.json) {
+            console.log(JSON.stringify({ clusters, services: found.map((f) => f.service) }, null, 2));
+            return;
+          }
+          if (name === undefined) {
+            if (session.deployment) console.log(`deployment ${session.deployment.name}: root ${c.url}, ${session.deployment.workers.length} workers`);
+            for (const cl of clusters) {
+              const agg = cl.aggregate as { workers_active?: number } | null;
+              console.log(`cluster ${cl.name}  ${cl.status}${agg ? `, ${agg.workers_active ?? 0} active workers` : ''}`);
+            }
+            if (found.length === 0) {
+              console.log('no services (deploy one with `canopy deploy <sla.json> --wait`)');
+              return;
+            }
+            console.log('');
+          }
+          const rows: string[][] = [];
+          for (const { service: s } of found) {
+            if (s.instances.length === 0) rows.push([s.name, '-', 'no instances', '', '', '', '', `rr ${s.rr_ip} closest ${s.closest_ip}`]);
+            for (const i of s.instances) {
+              rows.push([s.name, String(i.instance_n), i.state, i.worker_id ?? '-', i.cluster_name ?? '-', i.instance_ip, i.ns_ip ?? '-', i.reason]);
+            }
+          }
+          console.log(table(['SERVICE', '#', 'STATE', 'WORKER', 'CLUSTER', 'INSTANCE IP', 'NS IP', 'REASON'], rows));
+          console.log('');
+          for (const { service: s } of found) console.log(`${s.name}: rr ${s.rr_ip} ${s.rr_ip_v6}  closest ${s.closest_ip} ${s.closest_ip_v6}`);
+        });
+      } catch (e) {
+        fail('status', e);
+      }
+    });
+}

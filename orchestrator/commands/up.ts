@@ -1,0 +1,96 @@
+// `canopy up [--workers N] [--demo|--no-demo]`: root, one cluster and N workers on this machine, each
+// worker in its own network namespace on a bridge (orchestrator/deployment/local.ts), then the demo.
+import type { Command } from 'commander';
+import { RootClient } from '../client/root-client.ts';
+import { fail } from '../client/terminal.ts';
+import { runDemo } from '../deployment/demo.ts';
+import { AlreadyUpError, up } from '../deployment/local.ts';
+import { defaultStateDir } from '../deployment/state.ts';
+
+interface Opts {
+  workers: string;
+  demo?: boolean;
+  dir?: string;
+  name: string;
+  subnet: string;
+  rootPort: string;
+  clusterPort: string;
+  mqttPort: string;
+  workerApiPort: string;
+  workerArg: string[];
+}
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+function port(s: string, what: string): number {
+  const p = Number(s);
+  if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`${what}: not a port: ${s}`);
+  return p;
+}
+
+export function register(program: Command): void {
+  program
+    .command('up')
+    .description('bring up root, a cluster and workers (each in its own network namespace) on this machine, then run the demo')
+    .option('--workers <n>', 'number of workers', '2')
+    .option('--demo', 'deploy the demo application and show the client reaching the server by name (default)')
+    .option('--no-demo', 'skip the demo')
+    .option('--dir <dir>', 'state directory (env CANOPY_UP_DIR; default /var/lib/canopy/up)')
+    .option('--name <name>', 'deployment name: prefix of its namespaces and links (1-6 of a-z 0-9)', 'up')
+    .option('--subnet <x.y.z.0>', 'underlay /24 inside 198.18.0.0/15', '198.19.250.0')
+    .option('--root-port <port>', 'root API port', '10000')
+    .option('--cluster-port <port>', 'cluster API port', '10100')
+    .option('--mqtt-port <port>', 'cluster MQTT port', '10003')
+    .option('--worker-api-port <port>', "workers' local API port", '10200')
+    .option('--worker-arg <arg>', 'extra argument for every `canopy worker` (repeatable)', collect, [])
+    .action(async (o: Opts) => {
+      if (process.getuid?.() !== 0) fail('up', new Error('needs root (network namespaces, bridge, cgroups)'));
+      const dir = o.dir ?? defaultStateDir();
+      const say = (l: string) => console.log(l);
+      let state;
+      try {
+        state = await up({
+          dir, workers: Number(o.workers), name: o.name, subnet: o.subnet,
+          rootPort: port(o.rootPort, '--root-port'), clusterPort: port(o.clusterPort, '--cluster-port'),
+          mqttPort: port(o.mqttPort, '--mqtt-port'), workerApiPort: port(o.workerApiPort, '--worker-api-port'),
+          workerArgs: o.workerArg, progress: say,
+        });
+      } catch (e) {
+        if (e instanceof AlreadyUpError) {
+          console.log(e.message);
+          process.exit(0);
+        }
+        process.stderr.write(`canopy up: ${(e as Error).message}\ncanopy up: \`canopy down${o.dir ? ` --dir ${o.dir}` : ''}\` removes what was made so far (logs in ${dir}/logs)\n`);
+        process.exit(1);
+      }
+      console.log(`\nup: root ${state.rootUrl} (user ${state.username}, password in ${dir}/state.json), cluster ${state.clusterName}, workers ${state.workers.map((w) => w.name).join(', ')}`);
+      console.log(`logs: ${dir}/logs`);
+      let demoFailed = false;
+      if (o.demo !== false) {
+        console.log('');
+        try {
+          const c = new RootClient({ url: state.rootUrl });
+          await c.login(state.username, state.password);
+          const r = await runDemo(c, state, say);
+          if (r.lines.length) {
+            console.log("client's log (HTTP status of each request to http://closest.web/):");
+            for (const l of r.lines) console.log(`  ${l}`);
+          }
+          console.log(r.ok ? `demo OK: ${r.why}` : `demo FAILED: ${r.why}`);
+          demoFailed = !r.ok;
+        } catch (e) {
+          console.log(`demo FAILED: ${(e as Error).message}`);
+          demoFailed = true;
+        }
+      }
+      const env = o.dir ? `CANOPY_UP_DIR=${o.dir} ` : '';
+      console.log(`
+what to try next:
+  ${env}node bin/canopy.js status                 instances, states, workers, addresses
+  ${env}node bin/canopy.js logs client            the client's output (logs web: the server's)
+  ${env}node bin/canopy.js deploy <sla.json> --wait   deploy your own descriptor
+  ${env}node bin/canopy.js undeploy webapp        remove the demo
+  ${env}node bin/canopy.js down                   stop everything and remove its namespaces`);
+      process.exit(demoFailed ? 2 : 0);
+    });
+}

@@ -1,0 +1,59 @@
+// The demo of `canopy up`: a web server and a client that calls it as `closest.web`; success is the
+// client's own log showing HTTP 200 answers. The descriptor is a copy of
+// ../shared/fixtures/sla/process-web-client.json, kept here so a fresh checkout has it.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ApiCallError, type RootClient } from '../client/root-client.ts';
+import { instanceLogs, workerApiUrl } from '../client/worker-api.ts';
+import { watchInstances } from '../client/watch.ts';
+import type { DeploymentState } from './state.ts';
+
+export const DEMO_SLA = join(import.meta.dirname, 'demo.sla.json');
+
+export interface DemoResult {
+  ok: boolean;
+  /** The client's last log lines. */
+  lines: string[];
+  why: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function runDemo(c: RootClient, s: DeploymentState, say: (line: string) => void, o: { checkSeconds?: number } = {}): Promise<DemoResult> {
+  say(`demo: deploying ${DEMO_SLA.replace(`${process.cwd()}/`, '')} (web: python3 http.server; client: curl http://closest.web/ every second)`);
+  try {
+    await c.createApplications(readFileSync(DEMO_SLA, 'utf8'), true);
+  } catch (e) {
+    if (!(e instanceof ApiCallError && e.status === 409)) throw e;
+    say('demo: webapp.demo is already deployed; checking it');
+  }
+  const services = await c.allServices();
+  const web = services.find((x) => x.service.name === 'webapp.demo.web.demo')?.service;
+  const client = services.find((x) => x.service.name === 'webapp.demo.client.demo')?.service;
+  if (!web || !client) return { ok: false, lines: [], why: 'root does not list webapp.demo.web.demo and webapp.demo.client.demo' };
+  const targets = [web, client].flatMap((sv) => sv.instances.slice(0, 1).map((i) => ({ serviceId: sv.microserviceID, label: sv.name, instance: i.instance_n })));
+  const r = await watchInstances(c, targets, {
+    timeoutMs: 60_000,
+    onTransition: (t) => say(`  ${t.target.label}#${t.target.instance}  ${t.state.padEnd(18)} ${t.reason}`),
+  });
+  if (!r.ok) return { ok: false, lines: [], why: `${r.target.label}#${r.target.instance} ${r.state}: ${r.reason}` };
+  const inst = (await c.service(client.microserviceID)).instances[0]!;
+  const api = workerApiUrl(inst.worker_id ?? '', s);
+  say(`demo: reading the client's log on ${inst.worker_id} (web runs on ${(await c.service(web.microserviceID)).instances[0]?.worker_id})`);
+  const until = Date.now() + (o.checkSeconds ?? 20) * 1000;
+  let lines: string[] = [];
+  for (;;) {
+    const text = await instanceLogs(api, client.microserviceID, inst.instance_n, 'stdout').catch(() => '');
+    lines = text.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
+    if (lines.includes('200')) return { ok: true, lines: lines.slice(-5), why: 'the client got HTTP 200 from http://closest.web/' };
+    if (Date.now() > until) break;
+    await sleep(500);
+  }
+  const last = lines.at(-1);
+  return {
+    ok: false,
+    lines: lines.slice(-5),
+    why: last === undefined ? 'the client printed nothing'
+      : `the client's requests to http://closest.web/ fail (curl prints ${last}${last === '000' ? ': no connection or no DNS answer' : ''}); service DNS and the overlay come from the worker's net manager`,
+  };
+}

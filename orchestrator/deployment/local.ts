@@ -1,0 +1,204 @@
+// `canopy up` / `canopy down`: root, one cluster (embedded MQTT broker and SQLite) and N workers on
+// this machine. Root and cluster run in the host namespace bound to the deployment bridge's address;
+// each worker runs in its own namespace on that bridge (orchestrator/deployment/hosts.ts). The state
+// file is written before anything is made and after every step, so `down` can always undo a partial
+// `up`.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { RootClient } from '../client/root-client.ts';
+import { createHosts, findByName, netnsExecArgv, planHosts, removeHosts } from './hosts.ts';
+import { ipBatchForce, listNetnsSync, netnsPidsSync } from './iproute.ts';
+import { CANOPY_BIN, logTail, removeWorkerCgroups, spawnDetached, stopProcess } from './processes.ts';
+import { isAlive } from './proc.ts';
+import { STATE_VERSION, readState, writeState, type DeploymentState, type ProcessRecord } from './state.ts';
+
+export interface UpOptions {
+  dir: string;
+  workers: number;
+  /** Deployment name ([a-z0-9]{1,6}); default "up". */
+  name?: string;
+  /** /24 network address inside 198.18.0.0/15; default 198.19.250.0. */
+  subnet?: string;
+  rootPort?: number;
+  clusterPort?: number;
+  mqttPort?: number;
+  workerApiPort?: number;
+  /** Extra arguments for every `canopy worker`. */
+  workerArgs?: string[];
+  /** Seconds to wait for every worker to be active at root; default 90. */
+  readyTimeoutS?: number;
+  progress?: (line: string) => void;
+}
+
+export class AlreadyUpError extends Error {}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** True when any daemon of the deployment still runs. */
+export function isRunning(s: DeploymentState): boolean {
+  return [s.root, s.cluster, ...s.workers.map((w) => w.process)].some((p) => p !== null && isAlive(p));
+}
+
+function assertAlive(p: ProcessRecord, what: string): void {
+  if (!isAlive(p)) throw new Error(`${what} exited at start; last lines of ${p.log}:\n${logTail(p.log)}`);
+}
+
+async function waitFor<T>(what: string, timeoutMs: number, f: () => Promise<T | undefined>, alive: () => void): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    alive();
+    try {
+      const v = await f();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    if (Date.now() > until) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}${last ? ` (last error: ${last})` : ''}`);
+    await sleep(250);
+  }
+}
+
+export async function up(o: UpOptions): Promise<DeploymentState> {
+  const say = o.progress ?? (() => {});
+  const existing = readState(o.dir);
+  if (existing) {
+    if (isRunning(existing)) throw new AlreadyUpError(`already up: deployment "${existing.name}" (root ${existing.rootUrl}, ${existing.workers.length} workers); \`canopy down\` stops it`);
+    throw new AlreadyUpError(`a stopped deployment "${existing.name}" is still recorded in ${o.dir}; run \`canopy down\` to remove its namespaces first`);
+  }
+  const name = o.name ?? 'up';
+  const hosts = planHosts({ name, subnet: o.subnet ?? '198.19.250.0', workers: o.workers });
+  const rootPort = o.rootPort ?? 10000;
+  const clusterPort = o.clusterPort ?? 10100;
+  const mqttPort = o.mqttPort ?? 10003;
+  const workerApiPort = o.workerApiPort ?? 10200;
+  const logs = join(o.dir, 'logs');
+  mkdirSync(logs, { recursive: true, mode: 0o700 });
+
+  const s: DeploymentState = {
+    version: STATE_VERSION,
+    name,
+    created_at: new Date().toISOString(),
+    dir: o.dir,
+    bridge: hosts.bridge,
+    subnet: `${o.subnet ?? '198.19.250.0'}/24`,
+    hostIp: hosts.hostIp,
+    rootUrl: `http://${hosts.hostIp}:${rootPort}`,
+    clusterUrl: `http://${hosts.hostIp}:${clusterPort}`,
+    mqttUrl: `mqtt://${hosts.hostIp}:${mqttPort}`,
+    clusterName: `${name}-cluster`,
+    username: 'admin',
+    password: randomBytes(12).toString('base64url'),
+    root: null,
+    cluster: null,
+    workers: hosts.workers.map((w) => ({
+      name: w.name, netns: w.netns, hostVeth: w.hostVeth, ip: w.ip,
+      apiUrl: `http://${w.ip}:${workerApiPort}`, dataDir: join(o.dir, 'workers', w.name), process: null,
+    })),
+  };
+  writeState(s);
+
+  say(`network: bridge ${hosts.bridge} ${hosts.hostIp}/24, ${hosts.workers.length} worker namespaces`);
+  await createHosts(hosts);
+
+  const clusterKey = randomBytes(18).toString('base64url');
+  const workerKey = randomBytes(18).toString('base64url');
+  const node = process.execPath;
+
+  say(`root: ${s.rootUrl}`);
+  s.root = spawnDetached([node, CANOPY_BIN, 'root', '--host', hosts.hostIp, '--port', String(rootPort), '--data', join(o.dir, 'root')],
+    join(logs, 'root.log'), { CANOPY_ADMIN_PASSWORD: s.password, CANOPY_CLUSTER_KEY: clusterKey });
+  writeState(s);
+  const client = new RootClient({ url: s.rootUrl, timeoutMs: 3000 });
+  const root = s.root;
+  await waitFor('root to answer', 30_000, async () => client.login(s.username, s.password), () => assertAlive(root, 'root'));
+
+  say(`cluster: ${s.clusterName} at ${s.clusterUrl}, MQTT ${s.mqttUrl}`);
+  s.cluster = spawnDetached([node, CANOPY_BIN, 'cluster', '--name', s.clusterName, '--host', hosts.hostIp, '--port', String(clusterPort),
+    '--mqtt-host', hosts.hostIp, '--mqtt-port', String(mqttPort), '--data', join(o.dir, 'cluster'), '--root', s.rootUrl],
+  join(logs, 'cluster.log'), { CANOPY_CLUSTER_KEY: clusterKey, CANOPY_WORKER_KEY: workerKey });
+  writeState(s);
+  const cluster = s.cluster;
+  await waitFor('the cluster API', 30_000, async () => (await fetch(`${s.clusterUrl}/metrics`, { signal: AbortSignal.timeout(2000) })).status < 500 ? true : undefined,
+    () => assertAlive(cluster, 'cluster'));
+
+  for (const w of s.workers) {
+    say(`worker: ${w.name} in namespace ${w.netns} at ${w.ip}`);
+    mkdirSync(w.dataDir, { recursive: true, mode: 0o700 });
+    w.process = spawnDetached(netnsExecArgv(w.netns, [node, CANOPY_BIN, 'worker', '--name', w.name, '--cluster', s.clusterUrl,
+      '--data', w.dataDir, '--api-host', w.ip, '--api-port', String(workerApiPort), '--tunnel-endpoint', `${w.ip}:50103`,
+      '--undeploy-on-exit', ...(o.workerArgs ?? [])]), join(logs, `${w.name}.log`), { CANOPY_WORKER_KEY: workerKey });
+    writeState(s);
+  }
+
+  say(`waiting for ${s.workers.length} workers to be active at root (the cluster reports every 5 s)`);
+  const all = () => {
+    assertAlive(root, 'root');
+    assertAlive(cluster, 'cluster');
+    for (const w of s.workers) if (w.process) assertAlive(w.process, `worker ${w.name}`);
+  };
+  await waitFor(`${s.workers.length} active workers at root`, (o.readyTimeoutS ?? 90) * 1000, async () => {
+    const list = await client.clusters(true);
+    const c = list.find((x) => x.name === s.clusterName);
+    const agg = c?.aggregate as { workers_active?: number } | null | undefined;
+    return agg && (agg.workers_active ?? 0) >= s.workers.length ? true : undefined;
+  }, all);
+  return s;
+}
+
+export interface DownReport {
+  name: string;
+  killed: string[];
+  leftoverCgroups: number;
+  leftoverNetns: string[];
+}
+
+/**
+ * Stops workers first (they undeploy their instances), then cluster and root; then removes whatever
+ * a crashed worker left (instance cgroups and namespaces), the worker namespaces and links, and the
+ * state directory (logs kept with keepLogs).
+ */
+export function down(s: DeploymentState, o: { keepLogs?: boolean } = {}): DownReport {
+  const killed: string[] = [];
+  for (const w of s.workers) if (stopProcess(w.process, 20_000)) killed.push(w.name);
+  if (stopProcess(s.cluster, 5000)) killed.push('cluster');
+  if (stopProcess(s.root, 5000)) killed.push('root');
+  // Anything else still running in a worker namespace (a daemon the state file missed).
+  for (const w of s.workers) {
+    for (const pid of netnsPidsSync(w.netns)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+        killed.push(`pid ${pid} in ${w.netns}`);
+      } catch { /* gone */ }
+    }
+  }
+  let leftoverCgroups = 0;
+  const leftoverNetns: string[] = [];
+  const present = listNetnsSync();
+  for (const w of s.workers) {
+    leftoverCgroups += removeWorkerCgroups(w.name);
+    // Instance namespaces are `canopy-<worker id>-<key>` (orchestrator/worker/process-runtime.ts).
+    leftoverNetns.push(...present.filter((n) => n.startsWith(`canopy-${w.name}-`)));
+  }
+  ipBatchForce(leftoverNetns.map((n) => `netns del ${n}`));
+  removeHosts(s.bridge, s.workers);
+  if (o.keepLogs) {
+    for (const d of ['root', 'cluster', 'workers', 'state.json']) rmSync(join(s.dir, d), { recursive: true, force: true });
+  } else {
+    rmSync(s.dir, { recursive: true, force: true });
+  }
+  return { name: s.name, killed, leftoverCgroups, leftoverNetns };
+}
+
+/** `down --force` without a usable state file: namespaces and links named like deployment `name`. */
+export function forceDown(dir: string, name: string): DownReport {
+  const found = findByName(name);
+  const workers = found.workers.map((w) => ({ ...w, name: '', ip: '', apiUrl: '', dataDir: '', process: null }));
+  const s: DeploymentState = {
+    version: STATE_VERSION, name, created_at: '', dir, bridge: found.bridge, subnet: '', hostIp: '', rootUrl: '', clusterUrl: '', mqttUrl: '',
+    clusterName: '', username: '', password: '', root: null, cluster: null,
+    workers: workers.map((w) => ({ ...w, name: `${name}-${w.netns.split('-').pop()!}` })),
+  };
+  return existsSync(dir) || found.workers.length > 0 || existsSync(`/sys/class/net/${found.bridge}`) ? down(s) : { name, killed: [], leftoverCgroups: 0, leftoverNetns: [] };
+}

@@ -1,0 +1,116 @@
+// Detached daemons of a local deployment: each in its own process group, stdout+stderr appended to a
+// log file, identified by pid + start time so a reused pid is never signalled.
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isAlive, procRef, signalRef, sleepSync } from './proc.ts';
+import type { ProcessRecord } from './state.ts';
+
+/** bin/canopy.js of this checkout: daemons run the same code as the CLI that starts them. */
+export const CANOPY_BIN = join(import.meta.dirname, '../../bin/canopy.js');
+
+export function spawnDetached(argv: string[], log: string, env: Record<string, string> = {}): ProcessRecord {
+  const fd = openSync(log, 'a', 0o600);
+  try {
+    const child = spawn(argv[0]!, argv.slice(1), {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      env: { ...process.env, ...env },
+      cwd: join(import.meta.dirname, '../..'),
+    });
+    if (child.pid === undefined) throw new Error(`cannot start ${argv[0]}`);
+    child.unref();
+    return { ...procRef(child.pid), argv, log };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The last `lines` lines of a log, for error messages. */
+export function logTail(file: string, lines = 15): string {
+  try {
+    const text = readFileSync(file, 'utf8');
+    return text.split('\n').filter((l) => l.length > 0).slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** SIGTERM, then SIGKILL after graceMs; true if it had to be killed. Synchronous. */
+export function stopProcess(p: ProcessRecord | null, graceMs: number): boolean {
+  if (!p || !signalRef(p, 'SIGTERM')) return false;
+  const until = Date.now() + graceMs;
+  while (isAlive(p) && Date.now() < until) sleepSync(20);
+  if (!isAlive(p)) return false;
+  signalRef(p, 'SIGKILL');
+  const killUntil = Date.now() + 3000;
+  while (isAlive(p) && Date.now() < killUntil) sleepSync(10);
+  return true;
+}
+
+/** Mount points of every cgroup hierarchy (v1 controllers and v2). */
+function cgroupMounts(): string[] {
+  let text = '';
+  try {
+    text = readFileSync('/proc/mounts', 'utf8');
+  } catch {
+    return [];
+  }
+  return text.split('\n').map((l) => l.split(' ')).filter((f) => f[2] === 'cgroup' || f[2] === 'cgroup2').map((f) => f[1]!);
+}
+
+function subdirs(dir: string): string[] {
+  try {
+    return readdirSync(dir).map((n) => join(dir, n)).filter((p) => statSync(p).isDirectory());
+  } catch {
+    return [];
+  }
+}
+
+function killGroupTree(dir: string): void {
+  for (const d of subdirs(dir)) killGroupTree(d);
+  const procs = join(dir, 'cgroup.procs');
+  if (!existsSync(procs)) return;
+  for (const pid of readFileSync(procs, 'utf8').split('\n').map(Number).filter((n) => n > 0)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch { /* already gone */ }
+  }
+}
+
+function removeGroupTree(dir: string): void {
+  for (const d of subdirs(dir)) removeGroupTree(d);
+  for (let i = 0; i < 50; i++) {
+    try {
+      rmdirSync(dir);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      // A frozen v1 group must be thawed before its killed members can leave.
+      const freezer = join(dir, 'freezer.state');
+      if (existsSync(freezer)) {
+        try {
+          writeFileSync(freezer, 'THAWED');
+        } catch { /* not a freezer group */ }
+      }
+      sleepSync(20);
+    }
+  }
+}
+
+/**
+ * What a worker that died without undeploying leaves: its instances' cgroups (`canopy/<worker>` in
+ * every hierarchy, see orchestrator/worker/process-runtime.ts) with their processes. Kills them and
+ * removes the groups. Returns how many groups existed.
+ */
+export function removeWorkerCgroups(workerId: string): number {
+  let found = 0;
+  for (const m of cgroupMounts()) {
+    const dir = join(m, 'canopy', workerId);
+    if (!existsSync(dir)) continue;
+    found++;
+    killGroupTree(dir);
+    removeGroupTree(dir);
+  }
+  return found;
+}
