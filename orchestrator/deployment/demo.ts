@@ -19,10 +19,27 @@ export interface DemoResult {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * With two workers or more, pins web to the first and client to the second (a `direct` constraint),
+ * so the demo's requests cross the tunnel between workers instead of staying on one.
+ */
+export function spreadAcrossWorkers(sla: string, s: DeploymentState): string {
+  if (s.workers.length < 2) return sla;
+  const d = JSON.parse(sla) as { applications: { microservices: { microservice_name: string; constraints?: unknown[] }[] }[] };
+  const node: Record<string, string> = { web: s.workers[0]!.name, client: s.workers[1]!.name };
+  for (const a of d.applications) {
+    for (const m of a.microservices) {
+      const w = node[m.microservice_name];
+      if (w) m.constraints = [...(m.constraints ?? []), { type: 'direct', node: w }];
+    }
+  }
+  return JSON.stringify(d);
+}
+
 export async function runDemo(c: RootClient, s: DeploymentState, say: (line: string) => void, o: { checkSeconds?: number } = {}): Promise<DemoResult> {
   say(`demo: deploying ${DEMO_SLA.replace(`${process.cwd()}/`, '')} (web: python3 http.server; client: curl http://closest.web/ every second)`);
   try {
-    await c.createApplications(readFileSync(DEMO_SLA, 'utf8'), true);
+    await c.createApplications(spreadAcrossWorkers(readFileSync(DEMO_SLA, 'utf8'), s), true);
   } catch (e) {
     if (!(e instanceof ApiCallError && e.status === 409)) throw e;
     say('demo: webapp.demo is already deployed; checking it');
@@ -45,7 +62,17 @@ export async function runDemo(c: RootClient, s: DeploymentState, say: (line: str
   for (;;) {
     const text = await instanceLogs(api, client.microserviceID, inst.instance_n, 'stdout').catch(() => '');
     lines = text.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
-    if (lines.includes('200')) return { ok: true, lines: lines.slice(-5), why: 'the client got HTTP 200 from http://closest.web/' };
+    if (lines.includes('200')) {
+      const webInst = (await c.service(web.microserviceID)).instances[0];
+      const served = webInst?.worker_id
+        ? (await instanceLogs(workerApiUrl(webInst.worker_id, s), web.microserviceID, webInst.instance_n, 'stderr').catch(() => '')).trim().split('\n').filter((l) => l.includes('GET')).slice(-2)
+        : [];
+      return {
+        ok: true,
+        lines: [...lines.slice(-5), ...(served.length ? [`(web's log on ${webInst?.worker_id}:)`, ...served] : [])],
+        why: `the client on ${inst.worker_id} got HTTP 200 from http://closest.web/ (web on ${webInst?.worker_id}), the client's instance IP ${inst.instance_ip} in the server's log`,
+      };
+    }
     if (Date.now() > until) break;
     await sleep(500);
   }
