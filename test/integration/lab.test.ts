@@ -25,6 +25,27 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
+interface EchoResult {
+  received: number;
+  rttMs: number[];
+  fwdMs: number[];
+  backMs: number[];
+}
+
+/** Runs the UDP echo (tools/udp-echo.ts) from `from` to `to`: 20 probes, 50 ms apart. */
+async function udpEcho(lab: Lab, from: string, to: string, port: number): Promise<EchoResult> {
+  const server = lab.host(to).spawnNode('test/lab/tools/udp-echo.ts', ['server', String(port)]);
+  try {
+    await lab.host(to).waitListening(port, { proto: 'udp' });
+    const r = await lab.host(from).exec([process.execPath, '--import', 'tsx', 'test/lab/tools/udp-echo.ts',
+      'client', lab.host(to).ip, String(port), '20', '50'], { cwd: process.cwd() });
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout.trim().split('\n').pop()!) as EchoResult;
+  } finally {
+    server.kill();
+  }
+}
+
 function within(actual: number, target: number, frac: number, what: string): void {
   assert.ok(Math.abs(actual - target) <= target * frac, `${what}: ${actual.toFixed(2)} ms, want ${target} ms ± ${frac * 100} %`);
 }
@@ -63,21 +84,15 @@ describe('lab with delay, loss and plain links', { skip, timeout: 180_000 }, () 
     within(v6.medianMs, 40, 0.1, 'ICMPv6 RTT w1→w2');
   });
 
-  it('a UDP echo round trip timed by the test agrees: 40 ms ± 10 % (smallest of 20)', async () => {
-    const server = lab.host('w2').spawnNode('test/lab/tools/udp-echo.ts', ['server', '7007']);
-    try {
-      await lab.host('w2').waitListening(7007, { proto: 'udp' });
-      const r = await lab.host('w1').exec([process.execPath, '--import', 'tsx', 'test/lab/tools/udp-echo.ts',
-        'client', lab.host('w2').ip, '7007', '20', '50'], { cwd: process.cwd() });
-      assert.equal(r.code, 0, r.stderr);
-      const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { received: number; rttMs: number[] };
-      assert.ok(res.received >= 18, `only ${res.received}/20 echoes came back`);
-      // The echo ends are Node processes whose own scheduling delay adds to some samples on a busy
-      // machine; that noise only ever adds, so the smallest sample is the path's RTT.
-      within(Math.min(...res.rttMs), 40, 0.1, `UDP echo RTT w1→w2 (min; median ${median(res.rttMs).toFixed(1)} ms)`);
-    } finally {
-      server.kill();
-    }
+  it('a UDP echo round trip timed by the test agrees: 40 ms ± 10 % (smallest of 20), 20 ms each way', async () => {
+    const res = await udpEcho(lab, 'w1', 'w2', 7007);
+    assert.ok(res.received >= 18, `only ${res.received}/20 echoes came back`);
+    // The echo ends are Node processes whose own scheduling delay adds to some samples on a busy
+    // machine; that noise only ever adds, so the smallest sample is the path's RTT.
+    within(Math.min(...res.rttMs), 40, 0.1, `UDP echo RTT w1→w2 (min; median ${median(res.rttMs).toFixed(1)} ms)`);
+    // netem semantics: each direction carries its own 20 ms.
+    within(Math.min(...res.fwdMs), 20, 0.1, 'one-way w1→w2');
+    within(Math.min(...res.backMs), 20, 0.1, 'one-way w2→w1');
   });
 
   it('the pair rule leaves w1 to w4 undelayed', async () => {
@@ -166,12 +181,31 @@ describe('lab host knobs', { skip, timeout: 120_000 }, () => {
     });
   });
 
+  it('a one-way pair rule delays one direction only, whichever end carries it', async () => {
+    // b already has a relay (its rate), so b carries the pair: a→b becomes b's ingress.
+    await withLab({ hosts: ['a', 'b', 'c'], links: [
+      { host: 'b', rateMbit: 1000 },
+      { a: 'a', b: 'b', delayMs: 20, direction: 'out' },
+      { a: 'a', b: 'c', delayMs: 10, direction: 'in' },
+    ] }, async (lab) => {
+      assert.equal(lab.host('a').relayed, true, 'a carries a–c');
+      const ab = await udpEcho(lab, 'a', 'b', 7008);
+      assert.ok(ab.received >= 18);
+      within(Math.min(...ab.fwdMs), 20, 0.1, 'one-way a→b');
+      assert.ok(Math.min(...ab.backMs) < 5, `b→a must not be delayed: ${Math.min(...ab.backMs)} ms`);
+      const ac = await udpEcho(lab, 'a', 'c', 7009);
+      assert.ok(Math.min(...ac.fwdMs) < 5, `a→c must not be delayed: ${Math.min(...ac.fwdMs)} ms`);
+      within(Math.min(...ac.backMs), 10, 0.15, 'one-way c→a');
+    });
+  });
+
   it('refuses bad specs before creating anything', async () => {
     const before = listNetnsSync().length;
     await assert.rejects(() => Lab.create({ hosts: ['a', 'a'] }), /given twice/);
     await assert.rejects(() => Lab.create({ hosts: ['a'], links: [{ host: 'z', delayMs: 1 }] }), /no host named "z"/);
     await assert.rejects(() => Lab.create({ hosts: ['a', 'b'], links: [{ a: 'a', b: 'b', lossPct: 120 }] }), /lossPct/);
     await assert.rejects(() => Lab.create({ hosts: [{ name: 'a', mtu: 100 }] }), /mtu/);
+    await assert.rejects(() => Lab.create({ hosts: ['a', 'b'], links: [{ host: 'a', delayMs: 1, direction: 'up' as 'in' }] }), /direction/);
     assert.equal(listNetnsSync().length, before);
   });
 

@@ -15,7 +15,7 @@ import koffi from 'koffi';
 import { TunQueue } from '../../native/tun.ts';
 import { type Clock, Direction, Stage, pairStages } from './impair/direction.ts';
 import type { RelayConfig } from './impair/rules.ts';
-import { checkImpairment } from './impair/rules.ts';
+import { appliesTo, checkDirection, checkImpairment } from './impair/rules.ts';
 import type { RelayStats } from './impair/stats.ts';
 
 function log(level: 'info' | 'error', msg: string, extra: Record<string, unknown> = {}): void {
@@ -47,7 +47,11 @@ let config: RelayConfig;
 try {
   config = JSON.parse(args.config) as RelayConfig;
   if (config.link) checkImpairment(config.link, 'link');
-  for (const p of config.pairs) checkImpairment(p.impairment, `pair with ${p.peer}`);
+  checkDirection(config.linkDirection, 'link');
+  for (const p of config.pairs) {
+    checkImpairment(p.impairment, `pair with ${p.peer}`);
+    checkDirection(p.direction, `pair with ${p.peer}`);
+  }
 } catch (e) {
   fail(`bad --config: ${(e as Error).message}`);
 }
@@ -84,16 +88,16 @@ function writer(tap: TunQueue): (f: Uint8Array, n: number) => boolean {
 const TIMING = { leadMs: 1, slackMs: 1 };
 
 const egress = new Direction({
-  link: config.link ? new Stage(config.link, mtu) : null,
-  pairs: pairStages(config.pairs, mtu),
+  link: config.link && appliesTo(config.linkDirection, 'out') ? new Stage(config.link, mtu) : null,
+  pairs: pairStages(config.pairs.filter((p) => appliesTo(p.direction, 'out')), mtu),
   side: 'dst',
   write: writer(switchTap),
   clock,
   ...TIMING,
 });
 const ingress = new Direction({
-  link: config.link ? new Stage(config.link, mtu) : null,
-  pairs: pairStages(config.pairs, mtu),
+  link: config.link && appliesTo(config.linkDirection, 'in') ? new Stage(config.link, mtu) : null,
+  pairs: pairStages(config.pairs.filter((p) => appliesTo(p.direction, 'in')), mtu),
   side: 'src',
   write: writer(hostTap),
   clock,

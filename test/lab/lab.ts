@@ -20,7 +20,8 @@ import {
 } from './registry.ts';
 import { teardownSync } from './teardown.ts';
 import {
-  type Impairment, type LinkSpec, type RelayConfig, checkImpairment, isPair, pickImpairment, planRelays,
+  type Impairment, type LinkSpec, type RelayConfig, checkDirection, checkImpairment, isPair, linkLabel, pickImpairment,
+  planRelays,
 } from './impair/rules.ts';
 import type { RelayStats } from './impair/stats.ts';
 
@@ -214,6 +215,7 @@ export class Lab {
         if (!names.has(h)) throw new Error(`lab: ${where}: no host named ${JSON.stringify(h)}`);
       }
       checkImpairment(pickImpairment(l), where);
+      checkDirection(l.direction, where);
     }
 
     const existing = new Set(listNetnsSync());
@@ -229,7 +231,7 @@ export class Lab {
         created: new Date().toISOString(),
         namespaces: [switchNetns(prefix), ...hosts.map((h) => h.netns)],
         hosts,
-        links: links.map((l) => ({ what: isPair(l) ? `${l.a}~${l.b}` : l.host, impairment: pickImpairment(l) })),
+        links: links.map((l) => ({ what: linkLabel(l), impairment: pickImpairment(l) })),
         procs: [],
       };
     };

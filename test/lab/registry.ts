@@ -26,7 +26,7 @@ export interface ProcRecord extends ProcRef {
 }
 
 export interface LinkRecord {
-  /** 'w1' for a host's link, 'w1~w2' for a pair (one-way delay each way). */
+  /** 'w1' for a host's link, 'w1~w2' for a pair; ' (out)' or ' (in)' appended when one-way. */
   what: string;
   impairment: Impairment;
 }

@@ -16,13 +16,21 @@ export interface Impairment {
   rateMbit?: number;
 }
 
+/**
+ * Which way an impairment acts. For a host's link: 'out' = frames leaving the host, 'in' = frames
+ * entering it. For a pair: 'out' = a→b only, 'in' = b→a only. Default 'both'.
+ */
+export type Direction = 'both' | 'out' | 'in';
+
 export interface HostLinkSpec extends Impairment {
   host: string;
+  direction?: Direction;
 }
 
 export interface PairLinkSpec extends Impairment {
   a: string;
   b: string;
+  direction?: Direction;
 }
 
 export type LinkSpec = HostLinkSpec | PairLinkSpec;
@@ -66,10 +74,23 @@ export function describeImpairment(i: Impairment): string {
   return parts.join(', ');
 }
 
-/** What one relay is told: its host's own link impairment and the pair rules it carries out. */
+/** What one relay is told: its host's own link impairment and the pair rules it carries out.
+ *  Directions are the relay host's: 'out' = leaving it (egress), 'in' = entering it (ingress). */
 export interface RelayConfig {
   link: Impairment | null;
-  pairs: { peer: string; addrs: string[]; impairment: Impairment }[];
+  linkDirection?: Direction;
+  pairs: { peer: string; addrs: string[]; impairment: Impairment; direction?: Direction }[];
+}
+
+/** Whether an impairment with direction `d` applies on the relay's egress ('out') or ingress ('in'). */
+export function appliesTo(d: Direction | undefined, side: 'out' | 'in'): boolean {
+  return d === undefined || d === 'both' || d === side;
+}
+
+export function checkDirection(d: unknown, where: string): void {
+  if (d !== undefined && d !== 'both' && d !== 'out' && d !== 'in') {
+    throw new Error(`lab: ${where}: direction must be 'both', 'out' or 'in', got ${JSON.stringify(d)}`);
+  }
 }
 
 /**
@@ -90,6 +111,7 @@ export function planRelays(
     const c = get(l.host);
     if (c.link) throw new Error(`lab: host ${l.host} has two link impairments; merge them into one`);
     c.link = pickImpairment(l);
+    if (l.direction && l.direction !== 'both') c.linkDirection = l.direction;
   }
   const seen = new Set<string>();
   for (const l of links) {
@@ -98,8 +120,22 @@ export function planRelays(
     const key = [l.a, l.b].sort().join('~');
     if (seen.has(key)) throw new Error(`lab: pair ${l.a}–${l.b} given twice; merge the two`);
     seen.add(key);
-    const [carrier, peer] = !plan.has(l.a) && plan.has(l.b) ? [l.b, l.a] : [l.a, l.b];
-    get(carrier).pairs.push({ peer, addrs: addrsOf(peer), impairment: pickImpairment(l) });
+    const swapped = !plan.has(l.a) && plan.has(l.b);
+    const [carrier, peer] = swapped ? [l.b, l.a] : [l.a, l.b];
+    const rule: RelayConfig['pairs'][number] = { peer, addrs: addrsOf(peer), impairment: pickImpairment(l) };
+    // a→b leaves a but enters b: seen from the carrier, a swapped pair's direction flips.
+    if (l.direction && l.direction !== 'both') rule.direction = swapped ? flip(l.direction) : l.direction;
+    get(carrier).pairs.push(rule);
   }
   return plan;
+}
+
+function flip(d: 'out' | 'in'): 'out' | 'in' {
+  return d === 'out' ? 'in' : 'out';
+}
+
+/** How a link is listed (status, registry): 'w1', 'w1~w2', with '(out)' / '(in)' when one-way. */
+export function linkLabel(l: LinkSpec): string {
+  const base = isPair(l) ? `${l.a}~${l.b}` : l.host;
+  return l.direction && l.direction !== 'both' ? `${base} (${l.direction})` : base;
 }

@@ -1,6 +1,9 @@
 // A UDP echo for measuring round trips inside lab hosts (a second clock besides ping):
 //   udp-echo.ts server <port>
-//   udp-echo.ts client <host> <port> <count> [intervalMs]   → one JSON line {sent, received, rttMs: […]}
+//   udp-echo.ts client <host> <port> <count> [intervalMs]
+//     → one JSON line {sent, received, rttMs: […], fwdMs: […], backMs: […]}
+// Lab hosts share the machine's monotonic clock, so the server's receive time splits each round
+// trip into its two one-way delays.
 import { createSocket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 
@@ -9,7 +12,10 @@ const [mode, a, b, c, d] = process.argv.slice(2);
 if (mode === 'server') {
   const port = Number(a);
   const sock = createSocket({ type: 'udp6', ipv6Only: false });
-  sock.on('message', (msg, rinfo) => sock.send(msg, rinfo.port, rinfo.address));
+  sock.on('message', (msg, rinfo) => {
+    if (msg.length >= 16) msg.writeBigUInt64BE(process.hrtime.bigint(), 8);
+    sock.send(msg, rinfo.port, rinfo.address);
+  });
   sock.on('error', (e) => {
     console.error(JSON.stringify({ msg: 'udp-echo server error', error: e.message }));
     process.exit(1);
@@ -23,12 +29,18 @@ if (mode === 'server') {
   const sock = createSocket(isIPv6(host) ? 'udp6' : 'udp4');
   const sentAt = new Map<number, bigint>();
   const rtts: number[] = [];
+  const fwd: number[] = [];
+  const back: number[] = [];
   sock.on('message', (msg) => {
+    const now = process.hrtime.bigint();
     const seq = msg.readUInt32BE(0);
     const t = sentAt.get(seq);
     if (t === undefined) return;
     sentAt.delete(seq);
-    rtts.push(Number(process.hrtime.bigint() - t) / 1e6);
+    const there = msg.readBigUInt64BE(8);
+    rtts.push(Number(now - t) / 1e6);
+    fwd.push(Number(there - t) / 1e6);
+    back.push(Number(now - there) / 1e6);
   });
   let seq = 0;
   const timer = setInterval(() => {
@@ -36,7 +48,7 @@ if (mode === 'server') {
       clearInterval(timer);
       // Wait for stragglers, then report.
       setTimeout(() => {
-        console.log(JSON.stringify({ sent: count, received: rtts.length, rttMs: rtts }));
+        console.log(JSON.stringify({ sent: count, received: rtts.length, rttMs: rtts, fwdMs: fwd, backMs: back }));
         sock.close();
       }, 1000);
       return;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkImpairment, describeImpairment, planRelays } from '../../lab/impair/rules.ts';
+import { appliesTo, checkDirection, checkImpairment, describeImpairment, linkLabel, planRelays } from '../../lab/impair/rules.ts';
 
 const addrs = (h: string): string[] => [`ip-of-${h}`];
 
@@ -31,4 +31,27 @@ test('impairments out of range are refused, naming the field', () => {
   assert.throws(() => checkImpairment({}, 'x'), /empty/);
   checkImpairment({ delayMs: 20, jitterMs: 5, lossPct: 0.5, rateMbit: 100 }, 'x');
   assert.equal(describeImpairment({ delayMs: 20, lossPct: 5 }), 'delay 20ms, loss 5%');
+});
+
+test('one-way rules keep their meaning when the other end carries them', () => {
+  const plan = planRelays([
+    { host: 'w2', rateMbit: 10, direction: 'in' },
+    { a: 'w1', b: 'w2', delayMs: 20, direction: 'out' }, // carried by w2: a→b enters w2
+    { a: 'w3', b: 'w4', delayMs: 5, direction: 'out' },  // carried by w3: a→b leaves w3
+    { a: 'w3', b: 'w5', delayMs: 5, direction: 'both' },
+  ], addrs);
+  assert.equal(plan.get('w2')!.linkDirection, 'in');
+  assert.deepEqual(plan.get('w2')!.pairs.map((p) => [p.peer, p.direction]), [['w1', 'in']]);
+  assert.deepEqual(plan.get('w3')!.pairs.map((p) => [p.peer, p.direction]), [['w4', 'out'], ['w5', undefined]]);
+});
+
+test('directions select egress, ingress or both; labels show one-way rules', () => {
+  assert.equal(appliesTo(undefined, 'out'), true);
+  assert.equal(appliesTo('both', 'in'), true);
+  assert.equal(appliesTo('out', 'out'), true);
+  assert.equal(appliesTo('out', 'in'), false);
+  assert.equal(appliesTo('in', 'out'), false);
+  assert.throws(() => checkDirection('up', 'link of w1'), /link of w1: direction/);
+  assert.equal(linkLabel({ a: 'w1', b: 'w2', delayMs: 1, direction: 'out' }), 'w1~w2 (out)');
+  assert.equal(linkLabel({ host: 'w1', delayMs: 1 }), 'w1');
 });
