@@ -48,7 +48,7 @@ export function register(program: Command): void {
     .description('create a persistent lab: hosts w1…wN on one switch, with optional impairments')
     .option('--hosts <n>', 'number of hosts (named w1…wN)', '3')
     .option('--names <list>', 'comma-separated host names instead of w1…wN')
-    .option('--delay <spec>', 'one-way delay, ms: host:ms or a:b:ms (repeatable)', collect, [])
+    .option('--delay <spec>', 'one-way delay, ms: host:ms, a:b:ms (each way) or a>b:ms (a→b only) (repeatable)', collect, [])
     .option('--jitter <spec>', 'jitter ±ms: host:ms or a:b:ms (repeatable)', collect, [])
     .option('--loss <spec>', 'loss, %: host:pct or a:b:pct (repeatable)', collect, [])
     .option('--rate <spec>', 'rate, Mbit/s: host:mbit or a:b:mbit (repeatable)', collect, [])

@@ -1,5 +1,6 @@
-// Turning `canopy lab up` options into a lab spec: `--delay w1:w2:20` (a pair) or `--delay w3:10`
-// (a host's link); the same shapes for --jitter (ms), --loss (%) and --rate (Mbit/s).
+// Turning `canopy lab up` options into a lab spec: `--delay w1:w2:20` (a pair, both ways),
+// `--delay w1>w2:20` (a pair, w1→w2 only) or `--delay w3:10` (a host's link); the same shapes for
+// --jitter (ms), --loss (%) and --rate (Mbit/s).
 import type { LinkSpec } from './impair/rules.ts';
 
 export interface ImpairmentArgs {
@@ -16,15 +17,17 @@ export function linksFromArgs(args: ImpairmentArgs): LinkSpec[] {
   const byKey = new Map<string, LinkSpec>();
   for (const opt of Object.keys(FIELDS) as (keyof typeof FIELDS)[]) {
     for (const raw of args[opt] ?? []) {
-      const parts = raw.split(':');
+      // `a>b:v` is the one-way form of `a:b:v`.
+      const oneWay = /^([^:>]+)>([^:>]+):([^:>]+)$/.exec(raw);
+      const parts = oneWay ? [oneWay[1]!, oneWay[2]!, oneWay[3]!] : raw.split(':');
       const value = Number(parts[parts.length - 1]);
-      if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === '') || !Number.isFinite(value)) {
-        throw new Error(`--${opt} ${raw}: want <host>:<value> or <hostA>:<hostB>:<value>`);
+      if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === '' || p.includes('>')) || !Number.isFinite(value)) {
+        throw new Error(`--${opt} ${raw}: want host:value, a:b:value (both ways) or a>b:value (a→b only)`);
       }
-      const key = parts.length === 3 ? [parts[0], parts[1]].sort().join('~') : parts[0]!;
+      const key = oneWay ? `${parts[0]}>${parts[1]}` : parts.length === 3 ? [parts[0], parts[1]].sort().join('~') : parts[0]!;
       let link = byKey.get(key);
       if (!link) {
-        link = parts.length === 3 ? { a: parts[0]!, b: parts[1]! } : { host: parts[0]! };
+        link = parts.length === 3 ? { a: parts[0]!, b: parts[1]!, ...(oneWay ? { direction: 'out' as const } : {}) } : { host: parts[0]! };
         byKey.set(key, link);
       }
       const field = FIELDS[opt];

@@ -24,3 +24,8 @@ test('host names come from a count or a list', () => {
   assert.deepEqual(hostNames(3, 'edge1, edge2'), ['edge1', 'edge2']);
   assert.throws(() => hostNames(0), /--hosts 0/);
 });
+
+test('a>b:value is a one-way pair rule', () => {
+  assert.deepEqual(linksFromArgs({ delay: ['w1>w2:20'], loss: ['w1>w2:1'] }), [{ a: 'w1', b: 'w2', direction: 'out', delayMs: 20, lossPct: 1 }]);
+  assert.throws(() => linksFromArgs({ delay: ['w1>:20'] }), /want/);
+});
