@@ -8,7 +8,7 @@
 // packet mode (no vnet header): each read is one MTU-sized packet. A super-packet arriving at a
 // per-packet device is cut into plain packets first (segment.ts).
 import { Verdict, newRewrite, type Rewrite, type TranslationTable } from './table.ts';
-import { PacketInfo, ipLength, parsePacket } from './packet.ts';
+import { Frag, PacketInfo, ipLength, parsePacket } from './packet.ts';
 import { applyRewrite } from './rewrite.ts';
 import { clampMss } from './mss.ts';
 import { segmentOffloaded } from './segment.ts';
@@ -50,10 +50,21 @@ export const Counter = {
   Coalesced: 'coalesced_packets',
   MssClamped: 'mss_clamped',
   Errors: 'errors',
+  FragmentDrop: 'drop_fragment_unknown',
 } as const;
 export type Counter = (typeof Counter)[keyof typeof Counter];
 
 const DEV_BUF = VNET_HDR_LEN + 65535 + 64;
+/** Fragmented datagrams remembered (first fragment's outcome, for the later ones); oldest go first. */
+const FRAG_MEMORY = 1024;
+
+/** What the first fragment of a datagram became, applied to its later fragments. */
+interface FragOutcome {
+  verdict: Verdict;
+  peer: number;
+  src: Uint8Array;
+  dst: Uint8Array;
+}
 /** Plain packets to one peer read in one pump share a tunnel batch up to this many bytes. One AEAD
  *  call and one sendmsg then serve many packets: the fixed ~3 µs of a node:crypto call would otherwise
  *  dominate small packets (see perf/RESULTS.md). */
@@ -83,6 +94,7 @@ export class Datapath {
   private readonly batch: RxBatch = newRxBatch();
   private readonly probeBuf = new Uint8Array(128);
   private readonly pending: Uint8Array[] = [];
+  private readonly frags = new Map<string, FragOutcome>();
   private readonly counters = new Map<Counter, number>();
   private readonly rttListeners: Array<(peer: number, ms: number) => void> = [];
   private readonly emitSeg = (b: Uint8Array, len: number): void => {
@@ -168,9 +180,10 @@ export class Datapath {
       return;
     }
     const rw = this.rw;
-    const verdict = this.table.outbound(b, m, rw);
+    const fragKey = m.frag === Frag.None ? '' : this.fragKey('o', b);
+    const verdict = m.frag === Frag.Later ? this.laterFragment(fragKey, rw) : this.table.outbound(b, m, rw);
     if (verdict === Verdict.Drop) {
-      this.count(Counter.NoRoute);
+      this.count(m.frag === Frag.Later ? Counter.FragmentDrop : Counter.NoRoute);
       return;
     }
     if (verdict === Verdict.Pending) {
@@ -186,16 +199,20 @@ export class Datapath {
     this.clamp(b, partial);
     applyRewrite(b, m, rw, partial);
     if (verdict === Verdict.Local) {
-      const v = this.table.inbound(b, m, this.codec.selfId, rw);
-      if (v === Verdict.Drop) {
-        this.count(Counter.InboundDrop);
-        return;
+      if (m.frag !== Frag.Later) {
+        const v = this.table.inbound(b, m, this.codec.selfId, rw);
+        if (v === Verdict.Drop) {
+          this.count(Counter.InboundDrop);
+          return;
+        }
+        applyRewrite(b, m, rw, partial);
       }
-      applyRewrite(b, m, rw, partial);
+      if (m.frag === Frag.First) this.rememberFragment(fragKey, b, verdict, rw.peer);
       this.count(Counter.Local);
       this.devWrite(b, 0, p + m.len);
       return;
     }
+    if (m.frag === Frag.First) this.rememberFragment(fragKey, b, verdict, rw.peer);
     const ep = this.endpointOf(rw.peer);
     if (!ep) {
       this.count(Counter.NoPeer);
@@ -294,13 +311,16 @@ export class Datapath {
       return;
     }
     const rw = this.rw;
-    if (this.table.inbound(b, m, bt.sender, rw) === Verdict.Drop) {
-      this.count(Counter.InboundDrop);
+    const fragKey = m.frag === Frag.None ? '' : this.fragKey('i', b);
+    const v = m.frag === Frag.Later ? this.laterFragment(fragKey, rw) : this.table.inbound(b, m, bt.sender, rw);
+    if (v === Verdict.Drop) {
+      this.count(m.frag === Frag.Later ? Counter.FragmentDrop : Counter.InboundDrop);
       return;
     }
     const partial = hasVnet && (vnetFlags(b, off) & VNET_F_NEEDS_CSUM) !== 0;
     this.clamp(b, partial);
     applyRewrite(b, m, rw, partial);
+    if (m.frag === Frag.First) this.rememberFragment(fragKey, b, v, rw.peer);
     pLen = m.len;
     if (this.dev.vnetHdr) {
       if (hasVnet) {
@@ -329,6 +349,38 @@ export class Datapath {
     const m = this.m;
     const max = m.family === 4 ? this.mss4 : this.mss6;
     if (max > 0 && m.tcpHdrLen > 20 && clampMss(b, m, max, partial)) this.count(Counter.MssClamped);
+  }
+
+  /** Direction, family, protocol, addresses and identification of the parsed fragment. */
+  private fragKey(dir: string, b: Uint8Array): string {
+    const m = this.m;
+    const a = m.family === 4 ? 4 : 16;
+    let k = dir + String.fromCharCode(m.proto, m.fragId >>> 16, m.fragId & 0xffff);
+    for (let i = 0; i < a; i += 2) k += String.fromCharCode((b[m.srcOff + i] << 8) | b[m.srcOff + i + 1], (b[m.dstOff + i] << 8) | b[m.dstOff + i + 1]);
+    return k;
+  }
+
+  /** Records the first fragment's final addresses (after every rewrite) for its later fragments. */
+  private rememberFragment(key: string, b: Uint8Array, verdict: Verdict, peer: number): void {
+    const m = this.m;
+    const a = m.family === 4 ? 4 : 16;
+    if (this.frags.size >= FRAG_MEMORY) {
+      const oldest = this.frags.keys().next();
+      if (!oldest.done) this.frags.delete(oldest.value);
+    }
+    this.frags.set(key, { verdict, peer, src: b.slice(m.srcOff, m.srcOff + a), dst: b.slice(m.dstOff, m.dstOff + a) });
+  }
+
+  /** A later fragment gets what its first fragment got; Drop when the first was never seen. */
+  private laterFragment(key: string, rw: Rewrite): Verdict {
+    const f = this.frags.get(key);
+    if (!f) return Verdict.Drop;
+    rw.rewriteSrc = true;
+    rw.rewriteDst = true;
+    rw.src.set(f.src, 0);
+    rw.dst.set(f.dst, 0);
+    rw.peer = f.peer;
+    return f.verdict;
   }
 
   /** A packet must never stop the loop: count, remember, move on. */

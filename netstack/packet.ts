@@ -20,6 +20,11 @@ export const ParseError = {
 } as const;
 export type ParseError = (typeof ParseError)[keyof typeof ParseError];
 
+export const Frag = { None: 0, First: 1, Later: 2 } as const;
+export type Frag = (typeof Frag)[keyof typeof Frag];
+
+const IPV6_FRAGMENT = 44;
+
 export class PacketInfo implements PacketMeta {
   family: 4 | 6 = 4;
   proto = 0;
@@ -37,6 +42,10 @@ export class PacketInfo implements PacketMeta {
   tcpHdrLen = 0;
   /** ICMP/ICMPv6 type, or -1. */
   icmpType = -1;
+  /** IP fragmentation: Frag.None, First (has the L4 header), or Later (no L4 header, no ports). */
+  frag: Frag = Frag.None;
+  /** Fragment identification (IPv4: 16 bits, IPv6: 32 bits) when frag ≠ None. */
+  fragId = 0;
   error: ParseError = ParseError.None;
 }
 
@@ -47,8 +56,10 @@ function isEcho(family: 4 | 6, type: number): boolean {
 
 /**
  * Parses the IP packet that starts at buf[off] and has at most `avail` bytes. Returns false (and sets
- * m.error) for anything the overlay does not carry: not IPv4/IPv6, truncated, an IPv4 fragment, an
- * IPv6 extension header, an L4 protocol other than TCP/UDP/ICMP echo.
+ * m.error) for anything the overlay does not carry: not IPv4/IPv6, truncated, an IPv6 extension
+ * header other than one Fragment header, an L4 protocol other than TCP/UDP/ICMP echo. A fragment
+ * after the first parses with m.frag = Frag.Later, no ports and csumOff = -1: the datapath applies
+ * the rewrite its first fragment got.
  */
 export function parsePacket(buf: Uint8Array, off: number, avail: number, m: PacketInfo): boolean {
   m.error = ParseError.None;
@@ -56,6 +67,9 @@ export function parsePacket(buf: Uint8Array, off: number, avail: number, m: Pack
   m.dport = 0;
   m.tcpHdrLen = 0;
   m.icmpType = -1;
+  m.frag = Frag.None;
+  m.fragId = 0;
+  m.csumOff = -1;
   m.l3 = off;
   if (avail < 1 || off + avail > buf.length) return fail(m, ParseError.Short);
   const v = buf[off] >>> 4;
@@ -66,14 +80,17 @@ export function parsePacket(buf: Uint8Array, off: number, avail: number, m: Pack
     const ihl = (buf[off] & 0x0f) * 4;
     const tot = read16(buf, off + 2);
     if (ihl < IPV4_HDR_MIN || tot < ihl || tot > avail) return fail(m, ParseError.Length);
-    // More-fragments flag or a fragment offset: the L4 header is absent or partial.
-    if ((read16(buf, off + 6) & 0x3fff) !== 0) return fail(m, ParseError.Fragment);
     m.family = 4;
     m.proto = buf[off + 9];
     m.srcOff = off + 12;
     m.dstOff = off + 16;
     l4 = off + ihl;
     end = off + tot;
+    const fo = read16(buf, off + 6);
+    if ((fo & 0x3fff) !== 0) {
+      m.fragId = read16(buf, off + 4);
+      m.frag = (fo & 0x1fff) !== 0 ? Frag.Later : Frag.First;
+    }
   } else if (v === 6) {
     if (avail < IPV6_HDR) return fail(m, ParseError.Short);
     const plen = read16(buf, off + 4);
@@ -84,12 +101,25 @@ export function parsePacket(buf: Uint8Array, off: number, avail: number, m: Pack
     m.dstOff = off + 24;
     l4 = off + IPV6_HDR;
     end = l4 + plen;
+    if (m.proto === IPV6_FRAGMENT) {
+      if (end - l4 < 8) return fail(m, ParseError.Short);
+      m.proto = buf[l4];
+      const fo = read16(buf, l4 + 2);
+      m.fragId = ((buf[l4 + 4] << 24) | (buf[l4 + 5] << 16) | (buf[l4 + 6] << 8) | buf[l4 + 7]) >>> 0;
+      m.frag = (fo >>> 3) !== 0 ? Frag.Later : (fo & 1) !== 0 ? Frag.First : Frag.None;
+      l4 += 8;
+    }
   } else {
     return fail(m, ParseError.Version);
   }
   m.l4 = l4;
   m.len = end - off;
   const l4len = end - l4;
+  if (m.frag === Frag.Later) {
+    const p = m.proto;
+    if (p !== Proto.TCP && p !== Proto.UDP && p !== Proto.ICMP && p !== Proto.ICMPV6) return fail(m, ParseError.Protocol);
+    return true;
+  }
   switch (m.proto) {
     case Proto.TCP: {
       if (l4len < TCP_HDR_MIN) return fail(m, ParseError.Short);

@@ -22,8 +22,9 @@ export function applyRewrite(buf: Uint8Array, m: PacketInfo, rw: Rewrite, partia
   }
   if (delta === 0) return;
   if (m.family === 4) updateFull(buf, m.l3 + 10, delta);
-  // ICMPv4's checksum does not cover a pseudo-header; everything else here does.
-  if (m.proto === Proto.ICMP) return;
+  // ICMPv4's checksum does not cover a pseudo-header; everything else here does. A later fragment
+  // has no L4 header: its datagram's checksum was fixed in the first fragment.
+  if (m.proto === Proto.ICMP || m.csumOff < 0) return;
   const c = m.csumOff;
   if (partialL4) {
     updatePartial(buf, c, delta);

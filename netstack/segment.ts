@@ -2,7 +2,7 @@
 // completing a partial checksum, and cutting a TSO/USO super-packet into MSS-sized packets with full
 // checksums (what the kernel's GSO would do).
 import { Proto } from './table.ts';
-import { PacketInfo, parsePacket } from './packet.ts';
+import { Frag, PacketInfo, parsePacket } from './packet.ts';
 import { checksum, fold, pseudoSum, read32, sumBytes, write16, write32 } from './checksum.ts';
 import { GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VNET_F_NEEDS_CSUM, VNET_HDR_LEN,
   vnetCsumOffset, vnetCsumStart, vnetFlags, vnetGsoSize, vnetGsoType } from './vnet.ts';
@@ -41,7 +41,7 @@ export function segmentOffloaded(buf: Uint8Array, vnetOff: number, len: number, 
   m: PacketInfo, emit: (b: Uint8Array, len: number) => void): number {
   const pkt = vnetOff + VNET_HDR_LEN;
   const plen = len - VNET_HDR_LEN;
-  if (plen <= 0 || !parsePacket(buf, pkt, plen, m)) return -1;
+  if (plen <= 0 || !parsePacket(buf, pkt, plen, m) || m.frag !== Frag.None) return -1;
   const gso = vnetGsoType(buf, vnetOff) & 0x7f;
   if (gso === GSO_NONE) {
     if (vnetFlags(buf, vnetOff) & VNET_F_NEEDS_CSUM) {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Proto, newRewrite } from '../../../netstack/table.ts';
-import { PacketInfo, parsePacket } from '../../../netstack/packet.ts';
+import { Frag, PacketInfo, parsePacket } from '../../../netstack/packet.ts';
 import { applyRewrite } from '../../../netstack/rewrite.ts';
 import { VNET_HDR_LEN } from '../../../netstack/vnet.ts';
 import { addr, build, checksumsOk, completePartial, toPartial, type Spec } from './build.ts';
@@ -57,8 +57,14 @@ test('UDP/IPv4 without a checksum keeps none after a rewrite', () => {
 test('parser rejects what the overlay does not carry', () => {
   const m = new PacketInfo();
   const frag = build({ family: 4, proto: Proto.UDP, src: '10.0.0.1', dst: '10.0.0.2', payload: 10 });
-  frag[6] = 0x20; // more fragments
-  assert.equal(parsePacket(frag, 0, frag.length, m), false);
+  frag[6] = 0x20; // more fragments, offset 0: the first fragment, with its UDP header
+  assert.ok(parsePacket(frag, 0, frag.length, m));
+  assert.equal(m.frag, Frag.First);
+  assert.equal(m.sport, 40000);
+  frag[7] = 0x10; // offset 128 bytes: a later fragment, no ports
+  assert.ok(parsePacket(frag, 0, frag.length, m));
+  assert.equal(m.frag, Frag.Later);
+  assert.equal(m.csumOff, -1);
   const icmpErr = build({ family: 4, proto: Proto.ICMP, src: '10.0.0.1', dst: '10.0.0.2', icmpType: 3 });
   assert.equal(parsePacket(icmpErr, 0, icmpErr.length, m), false);
   const short = build({ family: 6, proto: Proto.TCP, src: 'fdc0::1', dst: 'fdc0::2' });
