@@ -27,6 +27,8 @@ export interface DatapathOptions {
   budget?: number;
   /** Bound on packets waiting for a route (Pending verdict). */
   pendingLimit?: number;
+  /** How long a packet may wait for its route before it is dropped (default 2000 ms). */
+  pendingMaxMs?: number;
   /** Inner MTU: SYNs crossing the datapath get their MSS clamped to it (0 = no clamping). */
   mtu?: number;
 }
@@ -45,6 +47,7 @@ export const Counter = {
   InboundDrop: 'drop_inbound',
   Pending: 'pending_queued',
   PendingDrop: 'pending_dropped',
+  PendingExpired: 'pending_expired',
   Segmented: 'segmented_packets',
   Local: 'local_delivered',
   Coalesced: 'coalesced_packets',
@@ -65,6 +68,7 @@ interface FragOutcome {
   src: Uint8Array;
   dst: Uint8Array;
 }
+
 /** Plain packets to one peer read in one pump share a tunnel batch up to this many bytes. One AEAD
  *  call and one sendmsg then serve many packets: the fixed ~3 µs of a node:crypto call would otherwise
  *  dominate small packets (see perf/RESULTS.md). */
@@ -94,6 +98,8 @@ export class Datapath {
   private readonly batch: RxBatch = newRxBatch();
   private readonly probeBuf = new Uint8Array(128);
   private readonly pending: Uint8Array[] = [];
+  private readonly pendingSince: number[] = [];
+  private readonly pendingMaxMs: number;
   private readonly frags = new Map<string, FragOutcome>();
   private readonly counters = new Map<Counter, number>();
   private readonly rttListeners: Array<(peer: number, ms: number) => void> = [];
@@ -113,6 +119,7 @@ export class Datapath {
     this.endpointOf = o.endpointOf;
     this.budget = o.budget ?? 256;
     this.pendingLimit = o.pendingLimit ?? 256;
+    this.pendingMaxMs = o.pendingMaxMs ?? 2000;
     this.mss4 = o.mtu ? o.mtu - 40 : 0;
     this.mss6 = o.mtu ? o.mtu - 60 : 0;
     for (const c of Object.values(Counter)) this.counters.set(c, 0);
@@ -136,6 +143,7 @@ export class Datapath {
 
   /** Handles packets waiting on the device; returns how many. Stops at the budget or when empty. */
   pumpDevice(): number {
+    if (this.pending.length > 0) this.expirePending();
     let n = 0;
     const b = this.devBuf;
     while (n < this.budget && !this.closed) {
@@ -189,6 +197,7 @@ export class Datapath {
     if (verdict === Verdict.Pending) {
       if (mayQueue && this.pending.length < this.pendingLimit) {
         this.pending.push(b.slice(0, len));
+        this.pendingSince.push(performance.now());
         this.count(Counter.Pending);
       } else {
         this.count(Counter.PendingDrop);
@@ -234,7 +243,20 @@ export class Datapath {
     else this.count(Counter.SockTxFull);
   }
 
+  /** Drops packets whose route never came (the table's query failed or is still running). */
+  private expirePending(): void {
+    const limit = performance.now() - this.pendingMaxMs;
+    let k = 0;
+    while (k < this.pendingSince.length && this.pendingSince[k] < limit) k++;
+    if (k === 0) return;
+    this.pending.splice(0, k);
+    this.pendingSince.splice(0, k);
+    this.count(Counter.PendingExpired, k);
+  }
+
   private retryPending(): void {
+    this.expirePending();
+    this.pendingSince.length = 0;
     const q = this.pending.splice(0, this.pending.length);
     for (const pkt of q) {
       this.devBuf.set(pkt, 0);
@@ -407,6 +429,7 @@ export class Datapath {
     if (this.closed) return;
     this.closed = true;
     this.pending.length = 0;
+    this.pendingSince.length = 0;
     this.dev.close();
     this.sock.close();
     this.codec.close();

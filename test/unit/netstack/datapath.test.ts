@@ -375,3 +375,20 @@ test('a later fragment whose first fragment was never seen is dropped and counte
   assert.equal(net.wire.length, 0);
   assert.equal(w1.stats()[Counter.FragmentDrop], 1);
 });
+
+test('packets whose route never comes expire from the pending queue', async () => {
+  const net = new FakeNetwork();
+  const dev = new FakeDevice(false);
+  const table = { outbound: () => 3 as const, inbound: () => 0 as const, onReady: () => {} };
+  const dp = new Datapath({
+    device: dev, socket: net.socket('198.18.0.1', 50103), table,
+    codec: new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1472 }),
+    endpointOf: () => undefined, pendingMaxMs: 20,
+  });
+  dev.inbox.push(build({ family: 4, proto: Proto.UDP, src: A4.nsIp, dst: '10.30.7.7', payload: 20 }));
+  dp.pumpDevice();
+  assert.equal(dp.stats()[Counter.Pending], 1);
+  await new Promise((r) => setTimeout(r, 40));
+  dp.pumpDevice();
+  assert.equal(dp.stats()[Counter.PendingExpired], 1);
+});
