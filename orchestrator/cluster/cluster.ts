@@ -428,7 +428,12 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const from = ci.lifecycle.state;
     if (!ci.lifecycle.tryTo(to, reason, ts)) return false;
     const t = ci.lifecycle.last;
-    this.changes.push({ service_id: ci.offer.service.service_id, instance_n: ci.offer.instance_n, state: to, reason, worker: ci.worker, ts: t.ts });
+    const change: InstanceChange = { service_id: ci.offer.service.service_id, instance_n: ci.offer.instance_n, state: to, reason, worker: ci.worker, ts: t.ts };
+    if (ci.ns_ip) change.ns_ip = ci.ns_ip;
+    if (ci.ns_ip_v6) change.ns_ip_v6 = ci.ns_ip_v6;
+    const ep = ci.worker ? this.registry.workers.get(ci.worker)?.hb?.tunnel_endpoint : undefined;
+    if (ep) change.tunnel_endpoint = ep;
+    this.changes.push(change);
     if (this.changes.length > MAX_QUEUED_CHANGES) this.changes.splice(0, this.changes.length - MAX_QUEUED_CHANGES);
     this.writer.schedule();
     this.emit('transition', ci, t);

@@ -22,6 +22,10 @@ export interface InstanceChange {
   reason: string;
   worker: string | null;
   ts: number;
+  /** The instance's namespace addresses and its worker's tunnel endpoint (for root's routes and views). */
+  ns_ip?: string;
+  ns_ip_v6?: string;
+  tunnel_endpoint?: string;
 }
 
 export interface Report {

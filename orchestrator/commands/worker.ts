@@ -1,9 +1,13 @@
-// `canopy worker …`: one worker daemon (node engine; the net manager is wired in later) until
-// SIGTERM/SIGINT. Instances keep running when it stops; the next start re-adopts them.
+// `canopy worker …`: one worker daemon (node engine and net manager) until SIGTERM/SIGINT. Instances
+// keep running when it stops; the next start re-adopts them. --no-network runs instances with loopback
+// only (no bridge, TUN or DNS), for tests and hosts where the overlay is not wanted.
 import type { Command } from 'commander';
 import { hostname } from 'node:os';
 import { NodeEngine } from '../worker/node-engine.ts';
 import { startWorkerApi } from '../worker/api.ts';
+import { parseUpstream } from '../../dns/forwarder.ts';
+import { netManagerFor, defaultTunnelEndpoint } from '../worker/net/for-engine.ts';
+import type { NetManager } from '../worker/net/net-manager.ts';
 
 interface Opts {
   name: string;
@@ -17,7 +21,24 @@ interface Opts {
   vcpus?: string;
   memory?: string;
   undeployOnExit?: boolean;
+  network: boolean;
+  tunnelHost: string;
+  tunnelPort: string;
+  pathMtu: string;
+  offload: boolean;
+  dnsUpstream?: string[];
+  dnsPort: string;
+  bridge: string;
+  tun: string;
 }
+
+function intOpt(v: string, name: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}: ${v}`);
+  return n;
+}
+
+const IFNAME = /^[a-zA-Z0-9_-]{1,15}$/;
 
 export function register(program: Command): void {
   program
@@ -30,7 +51,16 @@ export function register(program: Command): void {
     .option('--location <lat,long>', 'where this worker is (for geo constraints)')
     .option('--api-host <address>', 'local API address', '127.0.0.1')
     .option('--api-port <port>', 'local API port (status, logs, metrics); 0 picks one', '10200')
-    .option('--tunnel-endpoint <host:port>', 'tunnel socket address other workers reach')
+    .option('--tunnel-endpoint <host:port>', 'tunnel socket address other workers reach (default: this host\'s address towards the cluster)')
+    .option('--no-network', 'no bridge, TUN, tunnel or DNS: instances get loopback only')
+    .option('--tunnel-host <address>', 'local address of the tunnel socket', '0.0.0.0')
+    .option('--tunnel-port <port>', 'UDP port of the tunnel socket', '50103')
+    .option('--path-mtu <bytes>', 'MTU of the underlay path between workers (overlay MTU = this − tunnel overhead)', '1500')
+    .option('--no-offload', 'no GSO/GRO on the TUN and tunnel socket')
+    .option('--dns-upstream <address...>', 'resolvers for names outside the service zone (default: /etc/resolv.conf)')
+    .option('--dns-port <port>', 'port of the service DNS server on the bridge', '53')
+    .option('--bridge <name>', 'bridge interface of the instances', 'canopy0')
+    .option('--tun <name>', 'TUN interface of the overlay', 'canopytun0')
     .option('--vcpus <n>', 'CPUs to offer (default: all)')
     .option('--memory <mb>', 'memory to offer in MB (default: all)')
     .option('--undeploy-on-exit', 'remove every instance when stopping')
@@ -44,12 +74,33 @@ export function register(program: Command): void {
         if (!(vcpus > 0) || !(memory_mb > 0)) throw new Error('--vcpus and --memory must both be positive numbers');
         capacity = { vcpus, memory_mb };
       }
+      let net: NetManager | undefined;
+      let tunnelEndpoint = o.tunnelEndpoint;
+      const tunnelPort = intOpt(o.tunnelPort, '--tunnel-port', 1, 65535);
+      if (o.network) {
+        if (!IFNAME.test(o.bridge) || !IFNAME.test(o.tun)) throw new Error('--bridge and --tun must be interface names (1-15 of [a-zA-Z0-9_-])');
+        tunnelEndpoint ??= await defaultTunnelEndpoint(o.cluster, tunnelPort);
+      }
+      const netOpts = o.network ? {
+        tunnelHost: o.tunnelHost, tunnelPort, pathMtu: intOpt(o.pathMtu, '--path-mtu', 576, 65535), offload: o.offload,
+        dnsUpstreams: o.dnsUpstream?.map(parseUpstream), dnsPort: intOpt(o.dnsPort, '--dns-port', 1, 65535), bridge: o.bridge, tun: o.tun,
+      } : undefined;
       const engine = await NodeEngine.start({
         name: o.name, clusterUrl: o.cluster, joinKey: key, stateDir: o.data, location: o.location,
-        tunnelEndpoint: o.tunnelEndpoint, capacity,
+        tunnelEndpoint, capacity,
+        ...(netOpts ? { net: (e: NodeEngine) => (net = netManagerFor(e, netOpts)) } : {}),
+      });
+      // A network that cannot come up (port 53 taken, no TUN) stops the daemon with the reason.
+      let stopping = false;
+      net?.ready().catch(async (err: unknown) => {
+        if (stopping) return;
+        process.stderr.write(`canopy worker: network failed: ${String((err as Error).message ?? err)}\n`);
+        await engine.close().catch(() => {});
+        process.exit(1);
       });
       const api = await startWorkerApi(engine, o.apiHost, Number(o.apiPort));
       const stop = (): void => {
+        stopping = true;
         Promise.all([api.close(), engine.close({ undeploy: Boolean(o.undeployOnExit) })]).then(() => process.exit(0), (err: unknown) => {
           process.stderr.write(`canopy worker: stop failed: ${String(err)}\n`);
           process.exit(1);

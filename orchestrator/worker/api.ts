@@ -48,7 +48,9 @@ export async function startWorkerApi(engine: NodeEngine, host: string, port: num
       ...Object.entries(engine.counters).flatMap(([k, v]) => [`# TYPE canopy_worker_${k}_total counter`, `canopy_worker_${k}_total ${v}`]),
     ];
     void reply.type('text/plain; version=0.0.4');
-    return `${lines.join('\n')}\n`;
+    // The net manager's datapath, semantic table and DNS counters, when the worker has one.
+    const net = (engine.net as { metrics?: () => string }).metrics?.() ?? '';
+    return `${lines.join('\n')}\n${net}`;
   });
 
   await app.listen({ host, port });

@@ -99,10 +99,22 @@ export class Instance extends EventEmitter<InstanceEvents> {
     }
   }
 
-  /** Takes over processes that survived a daemon restart; false if nothing of it runs any more. */
-  adopt(): boolean {
+  /**
+   * Takes over processes that survived a daemon restart, and attaches the network again (the net
+   * manager finds the instance's link and addresses in place); false if nothing of it runs any more.
+   */
+  async adopt(): Promise<boolean> {
     const handle = this.runtime.adopt(this.key, specOf(this.order));
     if (!handle) return false;
+    try {
+      this.attachment = await this.net.attach({
+        key: this.key, service_id: this.order.service_id, instance_n: this.order.instance_n, name: this.order.name,
+        netns: this.runtime.netnsName(this.key), instance_ip: this.order.instance_ip, instance_ip_v6: this.order.instance_ip_v6,
+        port: this.order.spec.port,
+      });
+    } catch (e) {
+      this.log.warn('re-adopted instance has no network', { instance: this.key, error: (e as Error).message });
+    }
     this.watch(handle, `re-adopted after a worker restart, pid ${handle.pid}`);
     return true;
   }

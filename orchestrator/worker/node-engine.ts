@@ -32,7 +32,8 @@ export interface NodeEngineOptions {
   location?: string;
   /** What to advertise; defaults to the host's CPUs and memory. */
   capacity?: Capacity;
-  net?: InstanceNetwork;
+  /** The instances' network, or a factory given the engine (its identity, route link, runtime). */
+  net?: InstanceNetwork | ((engine: NodeEngine) => InstanceNetwork);
   cgroups?: CgroupDriver;
   heartbeatMs?: number;
   tunnelEndpoint?: string;
@@ -112,9 +113,9 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
   private constructor(readonly o: NodeEngineOptions, public identity: WorkerIdentity, cgroups: CgroupDriver | undefined) {
     super();
     this.log = o.log ?? jsonLogger({ component: 'worker', worker: identity.worker_id });
-    this.net = o.net ?? new NoNetwork();
     this.virtualizations = runnableVirtualizations(cgroups !== undefined);
     this.runtime = new ProcessRuntime({ workerId: identity.worker_id, cgroups: cgroups ?? detectCgroups(), stateDir: o.stateDir });
+    this.net = typeof o.net === 'function' ? o.net(this) : o.net ?? new NoNetwork();
   }
 
   static identityFile(stateDir: string): string {
@@ -194,7 +195,7 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
       const inst = this.track(new Instance(order, this.runtime, this.net, this.log, this.backoff(), initial));
       if (exitCode !== undefined) {
         await this.net.detach(key).then(() => this.runtime.teardown(key)).catch(() => {});
-      } else if (!inst.adopt()) {
+      } else if (!(await inst.adopt())) {
         this.log.info('instance was not running after the restart: replacing it', { instance: key });
         await this.net.detach(key).then(() => this.runtime.teardown(key)).catch(() => {});
         void inst.start();

@@ -154,7 +154,7 @@ test('a daemon restart re-adopts a running instance without restarting it', asyn
   // A new daemon (new runtime and instance objects) finds it.
   const rt2 = runtime();
   const second = instance(rt2, o, undefined);
-  assert.equal(second.adopt(), true);
+  assert.equal(await second.adopt(), true);
   assert.equal(second.state, 'RUNNING');
   assert.match(second.lifecycle.last.reason, /re-adopted/);
   assert.equal(second.pid, pid);

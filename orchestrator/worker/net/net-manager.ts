@@ -1,0 +1,409 @@
+// The worker's net manager (SPEC §5.1): the bridge with the worker subnet's first address, one veth
+// pair per instance, the TUN with the overlay routes, the batched datapath with the semantic table,
+// the tunnel to the other workers, the service DNS server and the nftables table. It implements the
+// node engine's InstanceNetwork seam. The datapath runs in the daemon's own event loop (see
+// docs/decisions.md, "Where the datapath runs").
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { TunDevice } from '../../../native/tun.ts';
+import { UdpSocket } from '../../../native/udp.ts';
+import { Readiness } from '../../../native/poll.ts';
+import { Datapath } from '../../../netstack/datapath.ts';
+import { TunnelCodec, innerMtuFor, maxDatagramFor } from '../../../netstack/tunnel.ts';
+import type { Endpoint } from '../../../netstack/io.ts';
+import { SemanticTable } from '../../../proxy/semantic-table.ts';
+import { MeasuredRtt } from '../../../proxy/rtt.ts';
+import type { ClusterToWorker, RouteLink, ServiceRoute } from '../../../proxy/route-messages.ts';
+import { ServiceDnsServer } from '../../../dns/server.ts';
+import type { Upstream } from '../../../dns/forwarder.ts';
+import { writeNetnsResolvConf, removeNetnsResolvConf } from '../../../dns/resolv-conf.ts';
+import type { Logger } from '../../mqtt/log.ts';
+import type { AttachRequest, Attachment, InstanceNetwork } from '../net-seam.ts';
+import { AddressBook, type HostAddresses } from './address-book.ts';
+import { parsePortMappings, type PortMapping } from './port-mappings.ts';
+import { renderRuleset } from './nft-ruleset.ts';
+import { tunnelIdForSubnet, type TunnelKey } from './tunnel-identity.ts';
+import { ip, ipBatch, nft, linkExists, netnsAddresses } from './commands.ts';
+
+export interface WorkerSubnet {
+  v4: string;
+  v6: string | null;
+}
+
+export interface NetManagerOptions {
+  workerId: string;
+  /** Files of the net manager go to `<stateDir>/net/`. */
+  stateDir: string;
+  link: RouteLink;
+  tunnelKey: TunnelKey;
+  /** The namespace of an instance key (for detaching instances this daemon never attached). */
+  netnsOf: (key: string) => string;
+  /** Local address of the tunnel socket (default 0.0.0.0). */
+  tunnelHost?: string;
+  tunnelPort?: number;
+  /** MTU of the underlay path between workers (default 1500). */
+  pathMtu?: number;
+  /** GSO/GRO on the TUN and the tunnel socket (default true; falls back when the kernel refuses). */
+  offload?: boolean;
+  /** Where DNS names outside the zone go (default: the host's resolv.conf). */
+  dnsUpstreams?: Upstream[];
+  dnsPort?: number;
+  bridge?: string;
+  tun?: string;
+  nftTable?: string;
+  /** Prefixes routed into the TUN (SPEC §3). */
+  overlay?: string[];
+  /** Service ranges (what is worth a route query). */
+  servicePrefixes?: string[];
+  /** Seconds between RTT probes to each admitted peer. */
+  probeMs?: number;
+  log: Logger;
+}
+
+interface Attached {
+  netns: string;
+  hostIf: string;
+  addrs: HostAddresses;
+  ports: PortMapping[];
+}
+
+interface Plumbing {
+  book: AddressBook;
+  gateway: HostAddresses;
+  mtu: number;
+  selfId: number;
+  datapath: Datapath;
+  readiness: Readiness[];
+  table: SemanticTable;
+  dns: ServiceDnsServer;
+  probeTimer: NodeJS.Timeout;
+  unsubscribe: () => void;
+}
+
+/** Host-side veth name of an instance (≤ 15 characters, stable across restarts). */
+export function vethName(key: string, side: 'host' | 'peer' = 'host'): string {
+  return `${side === 'host' ? 'cv' : 'cp'}${createHash('sha1').update(key).digest('hex').slice(0, 11)}`;
+}
+
+function parseEndpoint(s: string): Endpoint | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(s);
+  if (!m) return undefined;
+  return { host: (m[1] ?? m[2]) as string, port: Number(m[3]) };
+}
+
+export class NetManager implements InstanceNetwork {
+  readonly bridge: string;
+  readonly tun: string;
+  readonly nftTable: string;
+  private readonly o: NetManagerOptions;
+  private readonly log: Logger;
+  private p: Plumbing | undefined;
+  private up: Promise<void>;
+  private resolveUp!: () => void;
+  private rejectUp!: (e: Error) => void;
+  private subnet: WorkerSubnet | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly attached = new Map<string, Attached>();
+  /** Tunnel id → endpoint: admitted by the cluster's peer list, or named in a route. */
+  private readonly directory = new Map<number, { workerId: string; endpoint: Endpoint }>();
+  private readonly routed = new Map<number, { workerId: string; endpoint: Endpoint }>();
+  private readonly tunnelOf = new Map<string, number>();
+  private readonly tableListeners = new Set<(m: ClusterToWorker) => void>();
+  private closed = false;
+
+  constructor(o: NetManagerOptions) {
+    this.o = o;
+    this.log = o.log.child({ component: 'net' });
+    this.bridge = o.bridge ?? 'canopy0';
+    this.tun = o.tun ?? 'canopytun0';
+    this.nftTable = o.nftTable ?? 'canopy';
+    this.up = new Promise<void>((res, rej) => {
+      this.resolveUp = res;
+      this.rejectUp = rej;
+    });
+    // An attach before the subnet is known waits; one after a failed bring-up sees the reason.
+    this.up.catch(() => {});
+  }
+
+  /** The worker's subnet (from registration or nodes/<id>/net/subnet): brings the plumbing up once. */
+  setSubnet(s: WorkerSubnet): Promise<void> {
+    if (this.subnet) {
+      if (this.subnet.v4 !== s.v4) this.log.warn('worker subnet changed while running: restart the worker to use it', { was: this.subnet.v4, now: s.v4 });
+      return this.up;
+    }
+    this.subnet = s;
+    this.serial(() => this.bringUp(s)).then(() => this.resolveUp(), (e: Error) => {
+      this.log.error('network bring-up failed', { error: e.message });
+      this.rejectUp(e);
+    });
+    return this.up;
+  }
+
+  /** Resolves when bridge, TUN, datapath and DNS are up (rejects if bring-up failed). */
+  ready(): Promise<void> {
+    return this.up;
+  }
+
+  get table(): SemanticTable | undefined {
+    return this.p?.table;
+  }
+
+  get datapath(): Datapath | undefined {
+    return this.p?.datapath;
+  }
+
+  get gatewayAddresses(): HostAddresses | undefined {
+    return this.p?.gateway;
+  }
+
+  private serial<T>(f: () => Promise<T>): Promise<T> {
+    const r = this.queue.then(f, f);
+    this.queue = r.catch(() => {});
+    return r;
+  }
+
+  private async bringUp(s: WorkerSubnet): Promise<void> {
+    const o = this.o;
+    const book = new AddressBook(join(o.stateDir, 'net', 'addresses.json'), s.v4, s.v6);
+    const gateway = book.gateway();
+    const tunnelHost = o.tunnelHost ?? '0.0.0.0';
+    const underlay = tunnelHost.includes(':') ? 6 : 4;
+    const pathMtu = o.pathMtu ?? 1500;
+    const mtu = innerMtuFor(pathMtu, underlay);
+    const selfId = tunnelIdForSubnet(s.v4);
+
+    for (const [file, v] of [['/proc/sys/net/ipv4/ip_forward', '1'], ['/proc/sys/net/ipv6/conf/all/forwarding', '1']] as const) {
+      writeFileSync(file, v);
+    }
+    if (!(await linkExists(this.bridge))) await ip(['link', 'add', this.bridge, 'type', 'bridge']);
+    await ipBatch([
+      `link set ${this.bridge} mtu ${mtu} up`,
+      `addr replace ${gateway.v4}/${book.v4.prefix} dev ${this.bridge}`,
+      ...(gateway.v6 && book.v6 ? [`addr replace ${gateway.v6}/${book.v6.prefix} dev ${this.bridge} nodad`] : []),
+    ]);
+
+    const rtt = new MeasuredRtt();
+    const unsubscribe = o.link.onMessage((m) => this.fromCluster(m));
+    const table = new SemanticTable({
+      workerId: o.workerId,
+      link: {
+        send: (m) => o.link.send(m),
+        onMessage: (l) => {
+          this.tableListeners.add(l);
+          return () => this.tableListeners.delete(l);
+        },
+      },
+      rtt,
+      servicePrefixes: o.servicePrefixes,
+      peerOf: (w) => {
+        if (w === o.workerId) return selfId;
+        const id = this.tunnelOf.get(w);
+        if (id === undefined) this.log.warn('route names a worker without a tunnel id', { worker: w });
+        return id ?? 0;
+      },
+      log: (r) => this.log.debug(String(r.msg ?? 'semantic table'), r),
+    });
+
+    const keys = new Map([[o.tunnelKey.key_id, Buffer.from(o.tunnelKey.key, 'hex')]]);
+    const dev = new TunDevice(this.tun, { offload: o.offload ?? true });
+    let sock: UdpSocket | undefined;
+    let datapath: Datapath;
+    try {
+      await ip(['link', 'set', 'dev', dev.name, 'mtu', String(mtu), 'txqueuelen', '10000', 'up']);
+      for (const r of o.overlay ?? ['10.16.0.0/12', 'fdc0::/16']) await ip([r.includes(':') ? '-6' : '-4', 'route', 'replace', r, 'dev', dev.name]);
+      sock = new UdpSocket({ host: tunnelHost, port: o.tunnelPort ?? 50103, offload: o.offload ?? true });
+      datapath = new Datapath({
+        device: dev, socket: sock, table, mtu,
+        codec: new TunnelCodec({
+          selfId, keys, keyId: o.tunnelKey.key_id, encrypt: o.tunnelKey.encrypt,
+          isPeer: (id) => this.directory.has(id) || this.routed.has(id),
+          maxDatagram: maxDatagramFor(pathMtu, underlay),
+        }),
+        endpointOf: (id) => (this.directory.get(id) ?? this.routed.get(id))?.endpoint,
+      });
+    } catch (e) {
+      sock?.close();
+      dev.close();
+      table.close();
+      unsubscribe();
+      throw e;
+    }
+    const pump = (f: () => number) => (): void => {
+      try {
+        f();
+      } catch (e) {
+        // A packet never takes the daemon down.
+        this.log.error('datapath error', { error: String(e) });
+      }
+    };
+    const readiness = [new Readiness(dev.fd, pump(() => datapath.pumpDevice())), new Readiness(sock.fd, pump(() => datapath.pumpSocket()))];
+    datapath.onRtt((peer, ms) => {
+      const w = (this.directory.get(peer) ?? this.routed.get(peer))?.workerId;
+      if (w) rtt.record(w, ms);
+    });
+    const probeTimer = setInterval(() => {
+      for (const id of new Set([...this.directory.keys(), ...this.routed.keys()])) if (id !== selfId) datapath.probe(id);
+    }, o.probeMs ?? 1000);
+    probeTimer.unref();
+
+    const dns = new ServiceDnsServer({
+      listen: [{ address: gateway.v4, port: o.dnsPort }, ...(gateway.v6 ? [{ address: gateway.v6, port: o.dnsPort }] : [])],
+      resolver: table, upstreams: o.dnsUpstreams,
+      log: (r) => this.log.debug(String(r.msg ?? 'dns'), r),
+    });
+    try {
+      await dns.start();
+    } catch (e) {
+      clearInterval(probeTimer);
+      for (const r of readiness) r.close();
+      datapath.close();
+      table.close();
+      unsubscribe();
+      throw new Error(`service DNS could not start on ${gateway.v4}: ${(e as Error).message}`);
+    }
+    this.p = { book, gateway, mtu, selfId, datapath, readiness, table, dns, probeTimer, unsubscribe };
+    await this.applyNft();
+    this.log.info('network up', {
+      bridge: this.bridge, gateway: gateway.v4, gateway_v6: gateway.v6, tun: dev.name, mtu, tunnel_id: selfId,
+      tunnel_port: sock.port, offloads: dev.offloads, gso: sock.gso, gro: sock.gro,
+    });
+  }
+
+  /** Learns tunnel ids and endpoints from the cluster's messages before the table sees them. */
+  private fromCluster(m: ClusterToWorker): void {
+    try {
+      if (m.type === 'peers') {
+        this.directory.clear();
+        for (const e of m.entries) {
+          const ep = parseEndpoint(e.tunnel_endpoint);
+          if (!ep) continue;
+          this.directory.set(e.tunnel_id, { workerId: e.worker_id, endpoint: ep });
+          this.tunnelOf.set(e.worker_id, e.tunnel_id);
+        }
+        this.log.debug('tunnel peers', { peers: m.entries.length });
+        return;
+      }
+      const route: ServiceRoute | null = m.type === 'table_result' ? m.route : m.type === 'route_update' ? m.route : null;
+      for (const i of route?.instances ?? []) {
+        const id = i.tunnel_id ?? tunnelIdForSubnet(`${i.ns_ip.split('.').slice(0, 3).join('.')}.0/24`);
+        const ep = parseEndpoint(i.tunnel_endpoint);
+        this.tunnelOf.set(i.worker_id, id);
+        if (ep) this.routed.set(id, { workerId: i.worker_id, endpoint: ep });
+      }
+    } catch (e) {
+      this.log.warn('route message not understood by the net manager', { type: m.type, error: (e as Error).message });
+    }
+    for (const l of this.tableListeners) l(m);
+  }
+
+  private async applyNft(): Promise<void> {
+    const p = this.p;
+    const s = this.subnet;
+    if (!p || !s) return;
+    const text = renderRuleset({
+      table: this.nftTable, bridge: this.bridge, tun: this.tun, subnetV4: p.book.v4.text, subnetV6: p.book.v6?.text ?? null,
+      targets: [...this.attached.values()].filter((a) => a.ports.length > 0).map((a) => ({ ns_ip: a.addrs.v4, ns_ip_v6: a.addrs.v6, ports: a.ports })),
+    });
+    await nft(text);
+  }
+
+  async attach(req: AttachRequest): Promise<Attachment> {
+    if (this.closed) throw new Error('network is closed');
+    const ports = parsePortMappings(req.port);
+    await Promise.race([
+      this.up,
+      new Promise((_, rej) => setTimeout(() => rej(new Error('the worker has no subnet yet (cluster not registered with root?)')), 30_000).unref()),
+    ]);
+    return this.serial(async () => {
+      const p = this.p;
+      if (!p) throw new Error('network is not up');
+      const addrs = p.book.take(req.key);
+      const hostIf = vethName(req.key);
+      const have = await netnsAddresses(req.netns, 'eth0').catch(() => [] as string[]);
+      if (have.includes(addrs.v4) && (await linkExists(hostIf))) {
+        // Re-adopted (daemon restart) or restarted in place: keep the link, make sure it is ours.
+        await ipBatch([`link set ${hostIf} master ${this.bridge} mtu ${p.mtu} up`]);
+      } else {
+        if (await linkExists(hostIf)) await ip(['link', 'del', hostIf]);
+        if (have.length > 0) await ip(['-n', req.netns, 'link', 'del', 'eth0']).catch(() => {});
+        const peerIf = vethName(req.key, 'peer');
+        await ipBatch([
+          `link add ${hostIf} mtu ${p.mtu} type veth peer name ${peerIf} mtu ${p.mtu} netns ${req.netns}`,
+          `link set ${hostIf} master ${this.bridge} up`,
+        ]);
+        await ipBatch([
+          `link set ${peerIf} name eth0`,
+          'link set eth0 up',
+          `addr add ${addrs.v4}/${p.book.v4.prefix} dev eth0`,
+          ...(addrs.v6 && p.book.v6 ? [`addr add ${addrs.v6}/${p.book.v6.prefix} dev eth0 nodad`] : []),
+          `route replace default via ${p.gateway.v4} dev eth0`,
+          ...(addrs.v6 && p.gateway.v6 ? [`route replace default via ${p.gateway.v6} dev eth0`] : []),
+        ], req.netns);
+      }
+      await writeNetnsResolvConf(req.netns, {
+        nameservers: [p.gateway.v4, ...(p.gateway.v6 ? [p.gateway.v6] : [])],
+        app: req.name.app, appns: req.name.appns, svcns: req.name.svcns,
+      });
+      p.table.removeLocalInstance(addrs.v4);
+      p.table.addLocalInstance({
+        ns_ip: addrs.v4, ns_ip_v6: addrs.v6, instance_ip: req.instance_ip ?? null, instance_ip_v6: req.instance_ip_v6 ?? null,
+        service_id: req.service_id, n: req.instance_n,
+      });
+      const had = this.attached.get(req.key);
+      this.attached.set(req.key, { netns: req.netns, hostIf, addrs, ports });
+      if (ports.length > 0 || (had?.ports.length ?? 0) > 0) await this.applyNft();
+      this.log.info('instance attached', { instance: req.key, ns_ip: addrs.v4, ns_ip_v6: addrs.v6, ports: req.port ?? null });
+      const a: Attachment = { ns_ip: addrs.v4 };
+      if (addrs.v6) a.ns_ip_v6 = addrs.v6;
+      return a;
+    });
+  }
+
+  async detach(key: string): Promise<void> {
+    await this.serial(async () => {
+      const a = this.attached.get(key);
+      this.attached.delete(key);
+      const hostIf = vethName(key);
+      if (await linkExists(hostIf)) await ip(['link', 'del', hostIf]).catch((e: Error) => this.log.warn('could not delete veth', { instance: key, error: e.message }));
+      await removeNetnsResolvConf(a?.netns ?? this.o.netnsOf(key)).catch(() => {});
+      const p = this.p;
+      if (p) {
+        const ns = a?.addrs.v4 ?? (p.book.has(key) ? p.book.take(key).v4 : undefined);
+        if (ns) p.table.removeLocalInstance(ns);
+        p.book.release(key);
+        if (a && a.ports.length > 0) await this.applyNft();
+      }
+      if (a) this.log.info('instance detached', { instance: key });
+    });
+  }
+
+  /** Prometheus text of the datapath, the semantic table and the DNS server. */
+  metrics(): string {
+    const p = this.p;
+    if (!p) return '';
+    const dp = Object.entries(p.datapath.stats()).map(([k, v]) => `canopy_datapath_${k} ${v}`).join('\n');
+    return `${dp}\ncanopy_tunnel_peers ${new Set([...this.directory.keys(), ...this.routed.keys()]).size}\n${p.table.metrics()}${p.dns.metrics()}`;
+  }
+
+  /** Tears down bridge, TUN, nftables table and DNS. Instances' veths stay with running instances. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.rejectUp(new Error('network closed'));
+    await this.serial(async () => {
+      const p = this.p;
+      this.p = undefined;
+      if (p) {
+        clearInterval(p.probeTimer);
+        p.unsubscribe();
+        p.dns.close();
+        for (const r of p.readiness) r.close();
+        p.datapath.close();
+        p.table.close();
+      }
+      await nft(`add table inet ${this.nftTable}\ndelete table inet ${this.nftTable}\n`).catch((e: Error) => this.log.warn('could not remove the nftables table', { error: e.message }));
+      if (await linkExists(this.bridge)) await ip(['link', 'del', this.bridge]).catch((e: Error) => this.log.warn('could not remove the bridge', { error: e.message }));
+    });
+  }
+}

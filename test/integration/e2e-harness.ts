@@ -1,0 +1,260 @@
+// A whole deployment on emulated hosts, for the end-to-end tests: root and cluster on host `ctl`,
+// one worker daemon per worker host, all real processes (`node bin/canopy.js …`), driven through
+// root's REST API with curl from inside `ctl`. Everything a worker leaves on the machine's shared
+// parts (instance namespaces, cgroups, /etc/netns files) is swept at the end, pass or fail.
+import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { Lab, type Host as LabHost } from '../lab/lab.ts';
+
+export const REPO = join(import.meta.dirname, '../..');
+export const FIXTURES = join(REPO, '../shared/fixtures/sla');
+const CANOPY = join(REPO, 'bin/canopy.js');
+const ADMIN_PASSWORD = 'e2e-admin-password';
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function poll<T>(what: string, f: () => Promise<T | undefined | false | null>, ms = 30_000, every = 200): Promise<T> {
+  const until = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+    await sleep(every);
+  }
+}
+
+export interface DeploymentSpec {
+  workers: string[];
+  /** Extra arguments of `canopy cluster` (e.g. an external broker). */
+  clusterArgs?: string[];
+  /** Started on ctl before the cluster (e.g. Mosquitto); killed with the lab. */
+  beforeCluster?: (ctl: LabHost, dir: string) => Promise<string[]>;
+}
+
+export interface ServiceInfo {
+  microserviceID: string;
+  microservice_name: string;
+  [k: string]: unknown;
+}
+
+export interface InstanceInfo {
+  instance_n: number;
+  state: string;
+  worker_id?: string | null;
+  ns_ip?: string | null;
+  [k: string]: unknown;
+}
+
+export class Deployment {
+  readonly dir: string;
+  readonly procs = new Map<string, ChildProcess>();
+  token = '';
+  readonly workerIds: string[];
+
+  constructor(readonly lab: Lab, readonly spec: DeploymentSpec) {
+    this.dir = mkdtempSync(join(tmpdir(), 'canopy-e2e-'));
+    this.workerIds = spec.workers.map((w) => `${lab.prefix}-${w}`);
+  }
+
+  get ctl(): LabHost {
+    return this.lab.host('ctl');
+  }
+
+  get clusterUrl(): string {
+    return `http://${this.ctl.ip}:10100`;
+  }
+
+  workerIdOf(host: string): string {
+    return `${this.lab.prefix}-${host}`;
+  }
+
+  hostOfWorker(workerId: string): LabHost {
+    return this.lab.host(workerId.slice(this.lab.prefix.length + 1));
+  }
+
+  private spawnCanopy(host: LabHost, name: string, args: string[]): ChildProcess {
+    // `ip netns exec` mounts a fresh /sys without the cgroup hierarchies; workers need them, so they
+    // go back to this process's mount namespace (keeping the host's network namespace).
+    const enter = args[0] === 'worker' ? ['nsenter', `--mount=/proc/${process.pid}/ns/mnt`, `--wd=${REPO}`, '--'] : [];
+    const p = host.spawn([...enter, process.execPath, CANOPY, ...args], { cwd: REPO, env: { ...process.env, CANOPY_LOG_LEVEL: 'info' } });
+    this.procs.set(name, p);
+    return p;
+  }
+
+  output(name: string): string {
+    const p = this.procs.get(name);
+    return p ? this.lab.outputOf(p) : '';
+  }
+
+  async start(): Promise<void> {
+    const ctl = this.ctl;
+    this.spawnCanopy(ctl, 'root', ['root', '--host', '0.0.0.0', '--port', '10000', '--data', join(this.dir, 'root'),
+      '--admin-password', ADMIN_PASSWORD, '--cluster-key', 'e2e-ck']);
+    await ctl.waitListening(10000, { timeoutMs: 30_000 });
+    const extra = this.spec.beforeCluster ? await this.spec.beforeCluster(ctl, this.dir) : [];
+    this.spawnCanopy(ctl, 'cluster', ['cluster', '--name', 'c1', '--location', '48.1,11.5,100', '--data', join(this.dir, 'cluster'),
+      '--public-url', this.clusterUrl, '--root', 'http://127.0.0.1:10000', '--root-key', 'e2e-ck', '--worker-key', 'e2e-wk',
+      ...extra, ...(this.spec.clusterArgs ?? [])]);
+    await ctl.waitListening(10100, { timeoutMs: 30_000 });
+    const login = await this.api('POST', '/api/auth/login', { username: 'admin', password: ADMIN_PASSWORD }, false) as { token?: string };
+    if (!login.token) throw new Error(`login failed: ${JSON.stringify(login)}`);
+    this.token = login.token;
+    // The cluster registers with root on its first report; workers then get subnets at once.
+    await poll('cluster registered at root', async () => {
+      const list = await this.api('GET', '/api/clusters') as Array<{ name: string }>;
+      return list.some((c) => c.name === 'c1');
+    });
+    for (const w of this.spec.workers) this.startWorker(w);
+    await poll('all workers active at root', async () => {
+      const list = await this.api('GET', '/api/clusters/active') as Array<{ name: string; aggregate?: { workers_active?: number } | null }>;
+      return (list.find((c) => c.name === 'c1')?.aggregate?.workers_active ?? 0) >= this.spec.workers.length;
+    }, 60_000);
+  }
+
+  startWorker(host: string): ChildProcess {
+    const h = this.lab.host(host);
+    return this.spawnCanopy(h, host, ['worker', '--name', this.workerIdOf(host), '--cluster', this.clusterUrl, '--key', 'e2e-wk',
+      '--data', join(this.dir, host), '--api-port', '10200', '--location', `48.${h.index},11.5`, '--dns-upstream', '127.0.0.1']);
+  }
+
+  /** One call to root's API through curl inside ctl; the JSON answer (throws on HTTP ≥ 400). */
+  async api(method: string, path: string, body?: unknown, auth = true): Promise<unknown> {
+    const args = ['curl', '-sS', '-m', '20', '-X', method, '-w', '\n%{http_code}', `http://127.0.0.1:10000${path}`];
+    if (auth) args.push('-H', `authorization: Bearer ${this.token}`);
+    if (body !== undefined) args.push('-H', 'content-type: application/json', '--data-binary', '@-');
+    const r = await this.ctl.exec(args, { input: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body), timeoutMs: 30_000 });
+    const nl = r.stdout.lastIndexOf('\n');
+    const status = Number(r.stdout.slice(nl + 1));
+    const text = r.stdout.slice(0, nl);
+    if (r.code !== 0 || !(status >= 200 && status < 400)) throw new Error(`${method} ${path}: HTTP ${status} ${text} ${r.stderr}`);
+    return text === '' ? null : JSON.parse(text) as unknown;
+  }
+
+  async submit(sla: string): Promise<{ applicationID: string; services: ServiceInfo[] }> {
+    const r = await this.api('POST', '/api/application', sla) as { services: ServiceInfo[]; applications?: Array<{ applicationID: string }>; applicationID?: string };
+    const appId = r.applicationID ?? r.applications?.[0]?.applicationID ?? (r.services[0] as { applicationID?: string } | undefined)?.applicationID;
+    if (!appId) throw new Error(`no application id in ${JSON.stringify(r).slice(0, 300)}`);
+    return { applicationID: appId, services: r.services };
+  }
+
+  async deployInstance(serviceId: string): Promise<void> {
+    await this.api('POST', `/api/service/${serviceId}/instance`, {});
+  }
+
+  async instances(serviceId: string): Promise<InstanceInfo[]> {
+    const s = await this.api('GET', `/api/service/${serviceId}`) as { instances?: InstanceInfo[] };
+    return s.instances ?? [];
+  }
+
+  async service(serviceId: string): Promise<Record<string, unknown>> {
+    return await this.api('GET', `/api/service/${serviceId}`) as Record<string, unknown>;
+  }
+
+  async waitState(serviceId: string, count: number, states: string[], ms = 60_000): Promise<InstanceInfo[]> {
+    return poll(`${count} instance(s) of ${serviceId} in ${states.join('|')}`, async () => {
+      const list = (await this.instances(serviceId)).filter((i) => states.includes(i.state));
+      return list.length >= count ? list : undefined;
+    }, ms, 300);
+  }
+
+  /** The namespace of an instance on its worker (process runtime's naming). */
+  netnsOf(workerId: string, serviceId: string, n: number): string {
+    return `canopy-${workerId}-${serviceId.replace(/[^A-Za-z0-9_.-]/g, '_')}-${n}`;
+  }
+
+  /** Runs a command inside an instance's namespace, from its worker host. */
+  inInstance(workerId: string, serviceId: string, n: number, argv: string[], timeoutMs = 20_000): ReturnType<LabHost['exec']> {
+    return this.hostOfWorker(workerId).exec(['ip', 'netns', 'exec', this.netnsOf(workerId, serviceId, n), ...argv], { timeoutMs });
+  }
+
+  /** What a worker has left on its host and on the machine: instance namespaces, veths, cgroups, DNAT rules, processes. */
+  async leftovers(host: string): Promise<string[]> {
+    const w = this.workerIdOf(host);
+    const out: string[] = [];
+    if (existsSync('/run/netns')) for (const n of readdirSync('/run/netns')) if (n.startsWith(`canopy-${w}-`)) out.push(`netns ${n}`);
+    if (existsSync('/etc/netns')) for (const n of readdirSync('/etc/netns')) if (n.startsWith(`canopy-${w}-`)) out.push(`/etc/netns/${n}`);
+    for (const root of cgroupRoots()) {
+      const d = join(root, 'canopy', w);
+      if (existsSync(d)) for (const n of readdirSync(d, { withFileTypes: true })) if (n.isDirectory()) out.push(`cgroup ${join(d, n.name)}`);
+    }
+    const h = this.lab.host(host);
+    const links = await h.exec(['ip', '-o', 'link', 'show']);
+    for (const l of links.stdout.split('\n')) {
+      const m = /^\d+: (cv[0-9a-f]+)[@:]/.exec(l);
+      if (m) out.push(`veth ${m[1]}`);
+    }
+    const rules = await h.exec(['nft', 'list', 'table', 'inet', 'canopy']);
+    if (rules.code === 0 && /dnat/.test(rules.stdout)) out.push('nft dnat rules');
+    return out;
+  }
+
+  /** Stops every daemon, then removes what they left on the machine. */
+  async stop(): Promise<void> {
+    for (const [name, p] of this.procs) {
+      if (p.exitCode === null && p.signalCode === null) {
+        try { process.kill(-(p.pid as number), 'SIGTERM'); } catch { /* gone */ }
+        await Promise.race([new Promise((r) => p.once('exit', r)), sleep(10_000)]);
+        if (p.exitCode === null && p.signalCode === null) {
+          try { process.kill(-(p.pid as number), 'SIGKILL'); } catch { /* gone */ }
+        }
+      }
+      this.procs.delete(name);
+    }
+    for (const w of this.workerIds) sweepWorker(w);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function cgroupRoots(): string[] {
+  const roots = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'];
+  for (const c of ['memory', 'cpu', 'cpuacct', 'cpuset', 'pids', 'freezer', 'cpu,cpuacct']) roots.push(`/sys/fs/cgroup/${c}`);
+  return roots.filter((r) => existsSync(join(r, 'canopy')));
+}
+
+/** Kills what is left of a worker's instances and removes their namespaces, cgroups and files. */
+export function sweepWorker(workerId: string): void {
+  for (const root of cgroupRoots()) {
+    const d = join(root, 'canopy', workerId);
+    if (!existsSync(d)) continue;
+    for (const n of readdirSync(d, { withFileTypes: true })) {
+      if (!n.isDirectory()) continue;
+      const procs = join(d, n.name, 'cgroup.procs');
+      if (existsSync(procs)) {
+        for (const pid of readFileSync(procs, 'utf8').split('\n').filter(Boolean)) {
+          try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
+        }
+      }
+    }
+  }
+  if (existsSync('/run/netns')) {
+    for (const n of readdirSync('/run/netns')) {
+      if (n.startsWith(`canopy-${workerId}-`)) {
+        try { execFileSync('ip', ['netns', 'del', n], { stdio: 'ignore' }); } catch { /* gone */ }
+      }
+    }
+  }
+  if (existsSync('/etc/netns')) {
+    for (const n of readdirSync('/etc/netns')) if (n.startsWith(`canopy-${workerId}-`)) rmSync(join('/etc/netns', n), { recursive: true, force: true });
+  }
+  for (const root of cgroupRoots()) {
+    const d = join(root, 'canopy', workerId);
+    if (!existsSync(d)) continue;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      try {
+        for (const n of readdirSync(d, { withFileTypes: true })) if (n.isDirectory()) rmdirSync(join(d, n.name));
+        rmdirSync(d);
+        break;
+      } catch {
+        execFileSync('sleep', ['0.1']);
+      }
+    }
+  }
+}
