@@ -1,7 +1,7 @@
 // Emulated hosts of a local deployment: one bridge in the host namespace carrying the underlay
 // address of root and cluster, and one network namespace per worker joined to it by a veth. So the
 // tunnel between workers crosses a real link, and the CLI on the host reaches root directly.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { ipBatch, ipBatchForce, listNetnsSync, run } from './iproute.ts';
 
 export interface HostPlan {
@@ -109,30 +109,12 @@ export function findByName(name: string): { bridge: string; workers: { netns: st
   return { bridge: pfx, workers: netns.map((n) => ({ netns: n, hostVeth: n })) };
 }
 
-/** Single-quoted for sh. */
-function shq(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
 /**
- * argv that runs `argv` inside `netns`. `ip netns exec` gives the process a fresh sysfs (so
- * /sys/class/net shows the namespace's links) but that hides the host's cgroup mounts under
- * /sys/fs/cgroup, which a worker needs for its instances; so the host's cgroup mounts are mounted
- * again in the new mount namespace (same hierarchies: a cgroup mount with the same options is the
- * same tree) before the command is exec'd.
+ * argv that runs `argv` inside `netns`. Only the network namespace changes (nsenter), not the mount
+ * namespace: `ip netns exec` would give the worker a private mount namespace (to mount a fresh
+ * sysfs), which hides the host's cgroup mounts from it and, worse, keeps the namespaces it creates
+ * for instances (bind mounts under /run/netns) invisible to every other process on the host.
  */
 export function netnsExecArgv(netns: string, argv: readonly string[]): string[] {
-  const lines: string[] = [];
-  let mounts: string[][] = [];
-  try {
-    mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')).filter((f) => f.length >= 4);
-  } catch { /* no /proc: nothing to replay */ }
-  for (const [src, mp, type, opts] of mounts) {
-    if (!mp!.startsWith('/sys/fs/cgroup')) continue;
-    const fail = `|| echo ${shq(`canopy: could not mount ${mp} in ${netns}`)} >&2`;
-    if (type === 'tmpfs' && mp === '/sys/fs/cgroup') lines.push(`mount -t tmpfs -o ${shq(opts!)} ${shq(src!)} /sys/fs/cgroup ${fail}`);
-    else if (type === 'cgroup' || type === 'cgroup2') lines.push(`{ mkdir -p ${shq(mp!)} && mount -t ${type} -o ${shq(opts!)} ${shq(src!)} ${shq(mp!)}; } ${fail}`);
-  }
-  const script = [...lines, 'exec "$@"'].join('\n');
-  return ['ip', 'netns', 'exec', netns, 'sh', '-c', script, 'canopy-netns', ...argv];
+  return ['nsenter', `--net=/run/netns/${netns}`, '--', ...argv];
 }
