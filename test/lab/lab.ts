@@ -446,6 +446,10 @@ export class Lab {
     })));
     await Promise.race([exited, sleep(1000)]);
     this.destroySync();
+    // A leak should fail the test that caused it, not surface in some later run.
+    const present = new Set(listNetnsSync());
+    const left = this.rec.namespaces.filter((n) => present.has(n));
+    if (left.length > 0) throw new Error(`lab ${this.prefix}: could not remove namespaces ${left.join(', ')}`);
   }
 
   /** @internal synchronous removal, also used by the exit handlers. */
