@@ -17,6 +17,7 @@ import { type Clock, Direction, Stage, pairStages } from './impair/direction.ts'
 import type { RelayConfig } from './impair/rules.ts';
 import { appliesTo, checkDirection, checkImpairment } from './impair/rules.ts';
 import type { RelayStats } from './impair/stats.ts';
+import { parseAddr } from './impair/frame.ts';
 
 function log(level: 'info' | 'error', msg: string, extra: Record<string, unknown> = {}): void {
   process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), level, component: 'impair-relay', name, msg, ...extra })}\n`);
@@ -51,6 +52,7 @@ try {
   for (const p of config.pairs) {
     checkImpairment(p.impairment, `pair with ${p.peer}`);
     checkDirection(p.direction, `pair with ${p.peer}`);
+    for (const a of p.addrs) parseAddr(a);
   }
 } catch (e) {
   fail(`bad --config: ${(e as Error).message}`);
