@@ -32,13 +32,13 @@ interface EchoResult {
   backMs: number[];
 }
 
-/** Runs the UDP echo (tools/udp-echo.ts) from `from` to `to`: 20 probes, 50 ms apart. */
-async function udpEcho(lab: Lab, from: string, to: string, port: number): Promise<EchoResult> {
+/** Runs the UDP echo (tools/udp-echo.ts) from `from` to `to`: `count` probes, 50 ms apart. */
+async function udpEcho(lab: Lab, from: string, to: string, port: number, count = 20): Promise<EchoResult> {
   const server = lab.host(to).spawnNode('test/lab/tools/udp-echo.ts', ['server', String(port)]);
   try {
     await lab.host(to).waitListening(port, { proto: 'udp' });
     const r = await lab.host(from).exec([process.execPath, '--import', 'tsx', 'test/lab/tools/udp-echo.ts',
-      'client', lab.host(to).ip, String(port), '20', '50'], { cwd: process.cwd() });
+      'client', lab.host(to).ip, String(port), String(count), '50'], { cwd: process.cwd() });
     assert.equal(r.code, 0, r.stderr);
     return JSON.parse(r.stdout.trim().split('\n').pop()!) as EchoResult;
   } finally {
@@ -197,6 +197,18 @@ describe('lab host knobs', { skip, timeout: 120_000 }, () => {
       const ac = await udpEcho(lab, 'a', 'c', 7009);
       assert.ok(Math.min(...ac.fwdMs) < 5, `a→c must not be delayed: ${Math.min(...ac.fwdMs)} ms`);
       within(Math.min(...ac.backMs), 10, 0.15, 'one-way c→a');
+    });
+  });
+
+  it('jitter spreads one-way delays over delay ± jitter', async () => {
+    await withLab({ hosts: ['a', 'b'], links: [{ a: 'a', b: 'b', delayMs: 20, jitterMs: 10, direction: 'out' }] }, async (lab) => {
+      const r = await udpEcho(lab, 'a', 'b', 7010, 40);
+      assert.ok(r.received >= 36);
+      const lo = Math.min(...r.fwdMs);
+      const hi = Math.max(...r.fwdMs);
+      // Uniform over 10–30 ms: 40 samples all above 15 ms would happen once in 10^5 runs.
+      assert.ok(lo >= 9 && lo < 15, `smallest one-way delay ${lo.toFixed(1)} ms, want 9–15`);
+      assert.ok(hi > 25, `largest one-way delay ${hi.toFixed(1)} ms, want > 25`);
     });
   });
 
