@@ -30,5 +30,25 @@ if [ "$which" != unit ]; then
   node --import tsx test/lab/sweep-cli.ts
 fi
 
+snapshot() {
+  { ip netns list 2>/dev/null | awk '{print "netns " $1}'; ip -o link 2>/dev/null | awk -F': ' '{print "link " $2}' | cut -d@ -f1; } | sort
+}
+[ "$which" != unit ] && snapshot > "${TMPDIR:-/tmp}/canopy-test-before.$$"
+
 # One file at a time: integration tests share the machine's 2 cores and would skew each other.
-exec node --import tsx --test --test-reporter=tap --test-concurrency=1 "${files[@]}"
+rc=0
+node --import tsx --test --test-reporter=tap --test-concurrency=1 "${files[@]}" || rc=$?
+
+if [ "$which" != unit ]; then
+  # Whatever the tests created must be gone now, pass or fail: a leftover is a hole in a cleanup.
+  left=$(snapshot | comm -13 "${TMPDIR:-/tmp}/canopy-test-before.$$" -)
+  rm -f "${TMPDIR:-/tmp}/canopy-test-before.$$"
+  if [ -n "$left" ]; then
+    echo "# leak check: the tests left these behind:" >&2
+    echo "$left" | sed 's/^/#   /' >&2
+    [ "${CANOPY_LEAK_CHECK:-strict}" = strict ] && rc=1
+  else
+    echo "# leak check: no namespaces or links left behind"
+  fi
+fi
+exit "$rc"
