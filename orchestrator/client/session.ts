@@ -53,7 +53,7 @@ export function openSession(o: SessionOptions = {}): Session {
   } catch {
     deployment = null;
   }
-  const url = (o.root ?? process.env.CANOPY_ROOT ?? deployment?.rootUrl ?? 'http://127.0.0.1:10000').replace(/\/+$/, '');
+  const url = (o.root || process.env.CANOPY_ROOT || deployment?.rootUrl || 'http://127.0.0.1:10000').replace(/\/+$/, '');
   const local = deployment !== null && deployment.rootUrl === url ? deployment : null;
   return { client: new RootClient({ url }), deployment: local };
 }

@@ -1,0 +1,119 @@
+// The user CLI against a real root + cluster + worker (a one-worker `canopy up` deployment): deploy
+// --wait follows the instance to RUNNING with reasons, status shows it, logs returns its output,
+// bad input and impossible requests fail with the server's reasons, undeploy removes it from the
+// worker.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { workerInstances } from '../../orchestrator/client/worker-api.ts';
+import { down, up } from '../../orchestrator/deployment/local.ts';
+import { readState, type DeploymentState } from '../../orchestrator/deployment/state.ts';
+
+const CANOPY = join(import.meta.dirname, '../../bin/canopy.js');
+const skip = process.getuid?.() !== 0 ? 'needs root (network namespaces)' : false;
+const tmp = mkdtempSync(join(tmpdir(), 'canopy-cli-test-'));
+const dir = join(tmp, 'state');
+const env = { ...process.env, CANOPY_UP_DIR: dir, XDG_CACHE_HOME: join(tmp, 'cache'), CANOPY_PASSWORD: '', CANOPY_ROOT: '' };
+let state: DeploymentState | undefined;
+
+function sla(app: string, ms: Record<string, unknown>): string {
+  const f = join(tmp, `${app}-${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(f, JSON.stringify({
+    sla_version: 'v2.0', customerID: 'Admin',
+    applications: [{
+      applicationID: '', application_name: app, application_namespace: 'test', application_desc: 'cli test',
+      microservices: [{ microserviceID: '', microservice_name: 'hello', microservice_namespace: 'test', virtualization: 'process', memory: 16, vcpus: 0.1, ...ms }],
+    }],
+  }));
+  return f;
+}
+
+function canopy(args: string[], extraEnv: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CANOPY, ...args], { env: { ...env, ...extraEnv }, encoding: 'utf8', timeout: 90_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+before(async () => {
+  if (skip) return;
+  const base = 25000 + (process.pid % 4000) * 2;
+  state = await up({
+    dir, workers: 1, name: `c${(process.pid % 46656).toString(36)}`, subnet: `198.19.${160 + (process.pid % 40)}.0`,
+    rootPort: base, clusterPort: base + 1, mqttPort: base + 2, workerApiPort: base + 3,
+  });
+});
+
+after(() => {
+  const s = state ?? readState(dir);
+  if (s) down(s);
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+test('deploy --wait, status, logs, undeploy', { skip, timeout: 120_000 }, async () => {
+  const file = sla('clitest', { cmd: ['sh', '-c', 'echo hello-$((6*7)); echo complaint >&2; exec sleep 600'] });
+  const d = canopy(['deploy', file, '--wait', '--timeout', '60']);
+  assert.equal(d.code, 0, `${d.stdout}${d.stderr}`);
+  // Non-TTY: one plain line per transition, with its reason, then the summary.
+  assert.match(d.stdout, /clitest\.test\.hello\.test#0\s+REQUESTED\s+deployed with the descriptor by admin/);
+  assert.match(d.stdout, /clitest\.test\.hello\.test#0\s+RUNNING\s+started, pid \d+/);
+  assert.match(d.stdout, /all 1 instances running after/);
+  assert.doesNotMatch(d.stdout, /\x1b\[/, 'no terminal control codes off a TTY');
+
+  const s = canopy(['status', 'hello']);
+  assert.equal(s.code, 0, s.stderr);
+  assert.match(s.stdout, new RegExp(`clitest\\.test\\.hello\\.test\\s+0\\s+RUNNING\\s+${state!.workers[0]!.name}\\s+${state!.clusterName}\\s+10\\.30\\.`));
+  const all = canopy(['status']);
+  assert.match(all.stdout, /cluster \S+ {2}active, 1 active workers/);
+
+  const l = canopy(['logs', 'hello']);
+  assert.equal(l.code, 0, l.stderr);
+  assert.equal(l.stdout, 'hello-42\n');
+  assert.equal(l.stderr, 'complaint\n');
+  const l0 = canopy(['logs', 'clitest.test.hello.test', '0', '--stream', 'stdout']);
+  assert.equal(l0.stdout, 'hello-42\n');
+  const none = canopy(['logs', 'hello', '7']);
+  assert.equal(none.code, 1);
+  assert.match(none.stderr, /has no instance 7/);
+
+  const again = canopy(['deploy', file]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /HTTP 409/);
+
+  const u = canopy(['undeploy', 'clitest', '--wait']);
+  assert.equal(u.code, 0, `${u.stdout}${u.stderr}`);
+  assert.match(u.stdout, /undeployed application clitest\.test \(1 services\)/);
+  assert.match(u.stdout, /removed from every worker/);
+  assert.deepEqual(await workerInstances(state!.workers[0]!.apiUrl), []);
+  const gone = canopy(['status', 'clitest']);
+  assert.equal(gone.code, 1);
+  assert.match(gone.stderr, /no application or service "clitest"/);
+});
+
+test('bad descriptors, impossible requests and wrong credentials fail with the reason', { skip, timeout: 120_000 }, () => {
+  const bad = canopy(['deploy', sla('Bad_Name!', { cmd: ['true'] })]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /HTTP 422/);
+  assert.match(bad.stderr, /\/applications\/0\/application_name: /);
+
+  const big = canopy(['deploy', sla('toobig', { cmd: ['sleep', '600'], memory: 1_000_000 }), '--wait', '--timeout', '30']);
+  assert.equal(big.code, 1, `${big.stdout}${big.stderr}`);
+  assert.match(big.stderr, /toobig\.test\.hello\.test#0 NO_[A-Z_]+: \S+/);
+
+  const missing = canopy(['deploy', join(tmp, 'nope.json')]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /nope\.json: ENOENT/);
+
+  const wrong = canopy(['status'], { CANOPY_PASSWORD: 'not-the-password', XDG_CACHE_HOME: join(tmp, 'other-cache') });
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.stderr, /HTTP 401: wrong username or password/);
+
+  // Another root than the deployment's: its password is not sent there.
+  const elsewhere = canopy(['status', '--root', 'http://127.0.0.1:1']);
+  assert.equal(elsewhere.code, 1);
+  assert.match(elsewhere.stderr, /no password for admin at http:\/\/127\.0\.0\.1:1: set CANOPY_PASSWORD/);
+  const unreachable = canopy(['status', '--root', 'http://127.0.0.1:1'], { CANOPY_PASSWORD: 'whatever-it-is' });
+  assert.equal(unreachable.code, 1);
+  assert.match(unreachable.stderr, /root at http:\/\/127\.0\.0\.1:1 is unreachable/);
+});
