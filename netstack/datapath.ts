@@ -8,7 +8,8 @@
 // packet mode (no vnet header): each read is one MTU-sized packet. A super-packet arriving at a
 // per-packet device is cut into plain packets first (segment.ts).
 import { Verdict, newRewrite, type Rewrite, type TranslationTable } from './table.ts';
-import { Frag, PacketInfo, ipLength, parsePacket } from './packet.ts';
+import { Frag, PacketInfo, ParseError, ipLength, parsePacket } from './packet.ts';
+import { IcmpError, parseIcmpError, rewriteIcmpError } from './icmp-error.ts';
 import { applyRewrite } from './rewrite.ts';
 import { clampMss } from './mss.ts';
 import { segmentOffloaded } from './segment.ts';
@@ -54,6 +55,7 @@ export const Counter = {
   MssClamped: 'mss_clamped',
   Errors: 'errors',
   FragmentDrop: 'drop_fragment_unknown',
+  IcmpErrors: 'icmp_errors_translated',
 } as const;
 export type Counter = (typeof Counter)[keyof typeof Counter];
 
@@ -101,6 +103,7 @@ export class Datapath {
   private readonly pendingSince: number[] = [];
   private readonly pendingMaxMs: number;
   private readonly frags = new Map<string, FragOutcome>();
+  private readonly icmpErr = new IcmpError();
   private readonly counters = new Map<Counter, number>();
   private readonly rttListeners: Array<(peer: number, ms: number) => void> = [];
   private readonly emitSeg = (b: Uint8Array, len: number): void => {
@@ -184,6 +187,7 @@ export class Datapath {
     const p = vnet ? VNET_HDR_LEN : 0;
     const m = this.m;
     if (len <= p || !parsePacket(b, p, len - p, m)) {
+      if (len > p && m.error === ParseError.Protocol && this.outboundIcmpError(b, p, len - p)) return;
       this.count(Counter.Parse);
       return;
     }
@@ -222,25 +226,55 @@ export class Datapath {
       return;
     }
     if (m.frag === Frag.First) this.rememberFragment(fragKey, b, verdict, rw.peer);
-    const ep = this.endpointOf(rw.peer);
+    // A plain packet travels without its (all-zero) virtio header.
+    this.toPeer(rw.peer, b, p, m.len, vnet && (partial || vnetGsoType(b, 0) !== GSO_NONE));
+  }
+
+  /** Sends b[p..p+len) (or, with carryVnet, b[0..p+len) with its virtio header) to a peer worker. */
+  private toPeer(peer: number, b: Uint8Array, p: number, len: number, carryVnet: boolean): void {
+    const ep = this.endpointOf(peer);
     if (!ep) {
       this.count(Counter.NoPeer);
       return;
     }
-    // A plain packet travels without its (all-zero) virtio header.
-    const carryVnet = vnet && (partial || vnetGsoType(b, 0) !== GSO_NONE);
-    if (this.aggCount > 0 && (this.aggPeer !== ep || carryVnet || this.aggLen + m.len > COALESCE_BYTES)) this.flush();
+    if (this.aggCount > 0 && (this.aggPeer !== ep || carryVnet || this.aggLen + len > COALESCE_BYTES)) this.flush();
     if (!carryVnet) {
       // Held only until the end of this pump: no timer, no added latency beyond the read loop.
-      this.agg.set(b.subarray(p, p + m.len), this.aggLen);
-      this.aggLen += m.len;
+      this.agg.set(b.subarray(p, p + len), this.aggLen);
+      this.aggLen += len;
       this.aggCount++;
       this.aggPeer = ep;
       return;
     }
-    this.codec.encode(TunnelType.Data, TunnelFlag.Vnet, b, 0, p + m.len, this.plan);
+    this.codec.encode(TunnelType.Data, TunnelFlag.Vnet, b, 0, p + len, this.plan);
     if (this.sock.send(ep, this.plan)) this.count(Counter.TunnelTx);
     else this.count(Counter.SockTxFull);
+  }
+
+  /** An ICMP error from a local instance about an overlay flow: routed as that flow's reply. */
+  private outboundIcmpError(b: Uint8Array, p: number, avail: number): boolean {
+    const e = this.icmpErr;
+    if (!parseIcmpError(b, p, avail, e)) return false;
+    const rw = this.rw;
+    const verdict = this.table.outbound(b, e.reply, rw);
+    if (verdict !== Verdict.Tunnel && verdict !== Verdict.Local) {
+      this.count(Counter.NoRoute);
+      return true;
+    }
+    rewriteIcmpError(b, e, rw);
+    this.count(Counter.IcmpErrors);
+    if (verdict === Verdict.Tunnel) {
+      this.toPeer(rw.peer, b, p, e.len, false);
+      return true;
+    }
+    if (this.table.inbound(b, e.reply, this.codec.selfId, rw) === Verdict.Drop) {
+      this.count(Counter.InboundDrop);
+      return true;
+    }
+    rewriteIcmpError(b, e, rw);
+    this.count(Counter.Local);
+    this.devWrite(b, 0, p + e.len);
+    return true;
   }
 
   /** Drops packets whose route never came (the table's query failed or is still running). */
@@ -325,10 +359,23 @@ export class Datapath {
   /** One packet of a batch at b[off..off+len) (with its vnet header first when hasVnet). */
   private inboundPacket(bt: RxBatch, off: number, len: number, hasVnet: boolean): void {
     const b = bt.buf;
-    let pOff = off + (hasVnet ? VNET_HDR_LEN : 0);
+    const pOff = off + (hasVnet ? VNET_HDR_LEN : 0);
     let pLen = len - (hasVnet ? VNET_HDR_LEN : 0);
     const m = this.m;
     if (pLen <= 0 || !parsePacket(b, pOff, pLen, m)) {
+      if (pLen > 0 && !hasVnet && m.error === ParseError.Protocol) {
+        const e = this.icmpErr;
+        if (parseIcmpError(b, pOff, pLen, e)) {
+          if (this.table.inbound(b, e.reply, bt.sender, this.rw) === Verdict.Drop) {
+            this.count(Counter.InboundDrop);
+            return;
+          }
+          rewriteIcmpError(b, e, this.rw);
+          this.count(Counter.IcmpErrors);
+          this.deliverPlain(bt, b, pOff, e.len);
+          return;
+        }
+      }
       this.count(Counter.Parse);
       return;
     }
@@ -344,10 +391,21 @@ export class Datapath {
     applyRewrite(b, m, rw, partial);
     if (m.frag === Frag.First) this.rememberFragment(fragKey, b, v, rw.peer);
     pLen = m.len;
+    if (this.dev.vnetHdr && hasVnet) {
+      this.devWrite(b, off, VNET_HDR_LEN + pLen);
+      return;
+    }
+    if (hasVnet && (partial || vnetGsoType(b, off) !== GSO_NONE)) {
+      if (segmentOffloaded(b, off, VNET_HDR_LEN + pLen, this.outBuf, m, this.emitSeg) < 0) this.count(Counter.Parse);
+      return;
+    }
+    this.deliverPlain(bt, b, m.l3, pLen);
+  }
+
+  /** Writes a plain packet b[pOff..pOff+pLen) of a received batch into the device. */
+  private deliverPlain(bt: RxBatch, b: Uint8Array, pOff: number, pLen: number): void {
     if (this.dev.vnetHdr) {
-      if (hasVnet) {
-        this.devWrite(b, off, VNET_HDR_LEN + pLen);
-      } else if (pOff >= VNET_HDR_LEN && (b === this.sockBuf || pOff - VNET_HDR_LEN >= bt.off)) {
+      if (pOff >= VNET_HDR_LEN && (b === this.sockBuf || pOff - VNET_HDR_LEN >= bt.off)) {
         // The bytes before the packet are this datagram's tunnel header or the previous packet of
         // the batch, both already consumed.
         writeVnetNone(b, pOff - VNET_HDR_LEN);
@@ -359,11 +417,6 @@ export class Datapath {
       }
       return;
     }
-    if (hasVnet && (partial || vnetGsoType(b, off) !== GSO_NONE)) {
-      if (segmentOffloaded(b, off, VNET_HDR_LEN + pLen, this.outBuf, m, this.emitSeg) < 0) this.count(Counter.Parse);
-      return;
-    }
-    pOff = m.l3;
     this.devWrite(b, pOff, pLen);
   }
 

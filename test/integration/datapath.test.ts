@@ -64,6 +64,17 @@ for (const { offload, encrypt, name, underlay6 } of modes) {
       }
     });
 
+    await t.test('UDP to a closed port is refused at once (the ICMP error crosses back)', async () => {
+      for (const [target, fam] of [[S4, 'udp4'], [S6, 'udp6']] as const) {
+        const code = `const s=require('dgram').createSocket('${fam}');` +
+          `s.on('error',(e)=>{console.log(e.code);process.exit(0);});` +
+          `s.connect(9,'${target}',()=>{s.send('x');setTimeout(()=>s.send('y'),300);` +
+          `setTimeout(()=>{console.log('TIMEOUT');process.exit(0);},3000);});`;
+        const r = await a.inst.exec([process.execPath, '-e', code]);
+        assert.equal(r.stdout.trim(), 'ECONNREFUSED', `UDP to ${target}:9: ${r.stdout}${r.stderr}`);
+      }
+    });
+
     await t.test('a spoofed datagram with a wrong key changes nothing and is counted', async () => {
       const before = await statsOf(lab, b.proc);
       // A well-formed tunnel datagram claiming to be worker 1, carrying a UDP packet for B, with a

@@ -392,3 +392,50 @@ test('packets whose route never comes expire from the pending queue', async () =
   dp.pumpDevice();
   assert.equal(dp.stats()[Counter.PendingExpired], 1);
 });
+
+/** An ICMP error about `inner` (the packet as the target host received it), with valid checksums. */
+function icmpErrorAbout(family: 4 | 6, src: string, dst: string, inner: Uint8Array): Uint8Array {
+  const err = build({ family, proto: family === 4 ? Proto.ICMP : Proto.ICMPV6, src, dst, payload: inner, icmpType: family === 4 ? 3 : 1 });
+  // build() wrote an echo-style header: make it "port unreachable" with zeroed rest-of-header, then
+  // recompute the checksum over the whole message from scratch.
+  const l4 = family === 4 ? 20 : 40;
+  err[l4 + 1] = family === 4 ? 3 : 4;
+  err.fill(0, l4 + 2, l4 + 8);
+  let s = 0;
+  const sum = (o: number, n: number) => { for (let i = 0; i < n; i += 2) s += (err[o + i] << 8) | (i + 1 < n ? err[o + i + 1] : 0); };
+  if (family === 6) { sum(8, 32); s += 58 + (err.length - 40); }
+  sum(l4, err.length - l4);
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  err[l4 + 2] = (~s >> 8) & 0xff;
+  err[l4 + 3] = ~s & 0xff;
+  return err;
+}
+
+for (const family of [4, 6] as const) {
+  for (const fromTarget of [true, false]) {
+    test(`an ICMP error about a translated flow reaches the caller as an error about what it sent, IPv${family}${fromTarget ? '' : ' (from the far bridge)'}`, () => {
+      const { w1, w2, d1, d2 } = world(false, false);
+      const [A, B, S] = family === 4 ? [A4, B4, S4] : [A6, B6, S6];
+      const sent = build({ family, proto: Proto.UDP, src: A.nsIp, dst: S, sport: 41000, dport: 9999, payload: 40 });
+      d1.inbox.push(sent.slice());
+      w1.pumpDevice();
+      w2.pumpSocket();
+      const atB = d2.written[0];
+      const errSrc = fromTarget ? B.nsIp : (family === 4 ? '10.18.2.1' : 'fdc0:18:2::1');
+      feed(d2, icmpErrorAbout(family, errSrc, A.instanceIp, atB));
+      w2.pumpDevice();
+      w1.pumpSocket();
+      assert.equal(d1.written.length, 1, 'the error is delivered to the caller');
+      const got = d1.written[0];
+      assert.ok(checksumsOk(got), 'outer checksums (IPv4 header, ICMP) verify');
+      const a = family === 4 ? 4 : 16;
+      const hx = (o: number) => Buffer.from(got.subarray(o, o + a)).toString('hex');
+      const [so, dso] = family === 4 ? [12, 16] : [8, 24];
+      assert.equal(hx(dso), hexOf(A.nsIp));
+      assert.equal(hx(so), fromTarget ? hexOf(S) : hexOf(errSrc));
+      const inner = got.slice(family === 4 ? 28 : 48);
+      assert.deepEqual(inner, sent, 'the embedded packet is exactly what the caller sent');
+      assert.equal(w1.stats()[Counter.IcmpErrors], 1);
+    });
+  }
+}

@@ -35,6 +35,9 @@ function seeds(): Uint8Array[] {
       out.push(build({ family, proto, src, dst, payload: 40 }));
       out.push(build({ family, proto, src, dst, payload: 3000 }));
     }
+    // ICMP errors about a flow (type 3 / 1), so mutations reach the embedded-packet rewrite too.
+    const inner = build({ family, proto: Proto.UDP, src: dst, dst: src, payload: 20 });
+    out.push(build({ family, proto: family === 4 ? Proto.ICMP : Proto.ICMPV6, src, dst, payload: inner, icmpType: family === 4 ? 3 : 1 }));
   }
   return out;
 }
