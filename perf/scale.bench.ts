@@ -1,11 +1,13 @@
 // `npm run bench -- scale [workers]`: one cluster (embedded broker, real credentials and ACL, liveness
 // sweep) against simulated workers that only heartbeat (1/s each, staggered), no data plane.
 // The cluster runs in its own process so its CPU and RSS can be read from /proc. It is measured at
-// 1 000 workers and at the full count in the same run; the ratio shows how the cost grows.
-// Last line: {"bench":"scale","workers":10000,"cluster_cpu_pct":…,"cluster_rss_mb":…}
-import { spawn, type ChildProcess } from 'node:child_process';
-import { connect, type Socket } from 'node:net';
-import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+// 1 000 workers and at the full count in the same run; the ratio shows how the cost grows. Then the
+// peer: the same load on a cluster using an external Mosquitto 2 (cluster and broker CPU reported
+// apart). `--no-peer` skips it.
+// Last line: {"bench":"scale","workers":10000,"cluster_cpu_pct":…,"cluster_rss_mb":…,…}
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { connect, createServer, type Socket } from 'node:net';
+import { readFileSync, mkdtempSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,18 +25,62 @@ async function runCluster(): Promise<void> {
   const { Cluster } = await import('../orchestrator/cluster/cluster.ts');
   const { startClusterApi } = await import('../orchestrator/cluster/api.ts');
   const { jsonLogger } = await import('../orchestrator/mqtt/log.ts');
+  const { CredentialStore } = await import('../orchestrator/mqtt/credentials.ts');
+  const { keepMosquittoFiles, mosquittoConf } = await import('../orchestrator/mqtt/mosquitto.ts');
   const dir = process.argv.find((a) => a.startsWith('--dir='))!.slice(6);
+  const useMosquitto = process.argv.includes('--broker=mosquitto');
+  let mosquitto: ChildProcess | undefined;
+  let mqtt: import('../orchestrator/cluster/cluster.ts').BrokerChoice = { embedded: { host: '127.0.0.1', port: 0 } };
+  let mqttPort = 0;
+  if (useMosquitto) {
+    // Mosquitto drops to its own user: the files must be readable by it.
+    chmodSync(dir, 0o755);
+    const files = keepMosquittoFiles(new CredentialStore(), join(dir, 'mosquitto'));
+    mqttPort = await freePort();
+    writeFileSync(join(dir, 'mosquitto.conf'), `${mosquittoConf(files, '127.0.0.1', mqttPort)}max_queued_messages 1000\n`);
+    mosquitto = spawn('mosquitto', ['-c', join(dir, 'mosquitto.conf')], { stdio: 'ignore' });
+    await waitListening(mqttPort);
+    const m = mosquitto;
+    mqtt = { external: { url: `mqtt://127.0.0.1:${mqttPort}`, reload: () => m.kill('SIGHUP') } };
+  }
   const cluster = await Cluster.start({
     name: 'scale', location: '0,0,0', stateDir: dir, apiUrl: 'http://127.0.0.1:0', workerJoinKey: JOIN_KEY,
-    mqtt: { embedded: { host: '127.0.0.1', port: 0 } }, log: jsonLogger({ component: 'cluster' }, 'warn'),
+    mqtt, log: jsonLogger({ component: 'cluster' }, 'error'),
   });
   const api = await startClusterApi(cluster, { host: '127.0.0.1', port: 0, workerJoinKey: JOIN_KEY });
   const apiPort = (api.server.address() as { port: number }).port;
-  process.stdout.write(`READY ${JSON.stringify({ api: apiPort, mqtt: new URL(cluster.mqttUrl).port })}\n`);
+  if (!useMosquitto) mqttPort = Number(new URL(cluster.mqttUrl).port);
+  process.stdout.write(`READY ${JSON.stringify({ api: apiPort, mqtt: mqttPort, broker_pid: mosquitto?.pid ?? null })}\n`);
   const stop = (): void => {
-    void Promise.all([api.close(), cluster.close()]).then(() => process.exit(0));
+    void Promise.all([api.close(), cluster.close()]).then(() => {
+      mosquitto?.kill('SIGTERM');
+      process.exit(0);
+    });
   };
   process.once('SIGTERM', stop);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(p));
+    });
+  });
+}
+
+async function waitListening(port: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = connect(port, '127.0.0.1', () => { c.destroy(); resolve(true); });
+      c.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`nothing listening on ${port}`);
 }
 
 // ---- simulator ----
@@ -98,7 +144,19 @@ async function pool<T>(items: T[], concurrency: number, f: (t: T) => Promise<voi
   }));
 }
 
-function openWorker(w: SimWorker, port: number): Promise<void> {
+/** Connects one simulated worker; a loaded machine may reset a few connections, so retry those. */
+async function openWorker(w: SimWorker, port: number): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await openOnce(w, port);
+    } catch (e) {
+      if (attempt >= 5) throw e;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
+  }
+}
+
+function openOnce(w: SimWorker, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const sock = connect(port, '127.0.0.1');
     sock.setNoDelay(true);
@@ -111,29 +169,47 @@ function openWorker(w: SimWorker, port: number): Promise<void> {
       w.sock = sock;
       resolve();
     });
-    sock.on('error', (e) => (acked ? undefined : reject(e)));
+    sock.on('error', (e) => {
+      if (!acked) reject(e);
+      else if (w.sock === sock) w.sock = undefined;
+    });
+    sock.on('close', () => {
+      if (!acked) reject(new Error(`${w.id}: closed before CONNACK`));
+      else if (w.sock === sock) w.sock = undefined;
+    });
   });
 }
 
-async function main(): Promise<void> {
-  const total = Number(process.argv[2] ?? 10_000);
-  if (!Number.isInteger(total) || total < 1) throw new Error(`workers must be a positive integer, got ${process.argv[2]}`);
-  const steps = [...new Set([Math.min(1000, total), total])];
+interface StepResult {
+  cpu_pct: number;
+  rss_mb: number;
+  heartbeats_per_s: number;
+  alive: number;
+  broker_cpu_pct?: number;
+  broker_rss_mb?: number;
+}
+
+/** One cluster process (and broker), `total` simulated workers, measured at each of `steps`. */
+async function scenario(total: number, steps: number[], broker: 'embedded' | 'mosquitto'): Promise<Record<number, StepResult>> {
   const dir = mkdtempSync(join(tmpdir(), 'canopy-scale-'));
   const self = fileURLToPath(import.meta.url);
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', self, '--role=cluster', `--dir=${dir}`], {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', self, '--role=cluster', `--dir=${dir}`, `--broker=${broker}`], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const workers: SimWorker[] = [];
   let hbTimer: NodeJS.Timeout | undefined;
+  let stopWatching = (): void => {};
   try {
-    const ready = await new Promise<{ api: number; mqtt: number }>((resolve, reject) => {
+    const ready = await new Promise<{ api: number; mqtt: number; broker_pid: number | null }>((resolve, reject) => {
       const rl = createInterface({ input: child.stdout! });
-      rl.on('line', (l) => { if (l.startsWith('READY ')) resolve(JSON.parse(l.slice(6)) as { api: number; mqtt: number }); });
+      rl.on('line', (l) => { if (l.startsWith('READY ')) resolve(JSON.parse(l.slice(6)) as { api: number; mqtt: number; broker_pid: number | null }); });
       child.once('exit', (c) => reject(new Error(`cluster exited with ${c}`)));
     });
     const pid = child.pid!;
-    console.error(`cluster pid ${pid}: api ${ready.api}, mqtt ${ready.mqtt}; registering ${total} workers`);
+    const early = (code: number | null, signal: string | null): void => console.error(`[${broker}] cluster process exited early: code ${code}, signal ${signal}`);
+    child.once('exit', early);
+    stopWatching = () => child.off('exit', early);
+    console.error(`[${broker}] cluster pid ${pid}: api ${ready.api}, mqtt ${ready.mqtt}; registering ${total} workers`);
     const t0 = Date.now();
     const ids = Array.from({ length: total }, (_, i) => `sim-${i}`);
     await pool(ids, 32, async (id) => {
@@ -144,7 +220,9 @@ async function main(): Promise<void> {
       const a = (await res.json()) as { mqtt: { password: string } };
       workers.push({ id, password: a.mqtt.password, seq: 0 });
     });
-    console.error(`registered ${total} in ${Date.now() - t0} ms`);
+    console.error(`[${broker}] registered ${total} in ${Date.now() - t0} ms`);
+    // Let an external broker finish reloading its password file.
+    if (broker === 'mosquitto') await new Promise((r) => setTimeout(r, 1000));
 
     // Heartbeats: worker i owns the 10 ms slot i % 100 of every second; slots missed because the
     // timer ran late are sent on the next tick, so every connected worker beats once a second.
@@ -154,9 +232,10 @@ async function main(): Promise<void> {
     hbTimer = setInterval(() => {
       const now = Date.now();
       const slot = Math.floor(now / 10);
-      for (let s = lastSlot + 1; s <= slot; s++) {
-        for (const w of buckets[s % 100]!) {
-          if (!w.sock) continue;
+      for (let k = lastSlot + 1; k <= slot; k++) {
+        for (const w of buckets[k % 100]!) {
+          // A broker that stops reading must not make the simulator buffer without bound.
+          if (!w.sock || w.sock.writableLength > 65_536) continue;
           const payload = `{"ts":${now},"seq":${++w.seq},"arch":"amd64","virtualizations":["process"],"cpu":{"cores":4,"free":4,"usage_pct":3},"memory_mb":{"total":8192,"free":8192},"instances":[]}`;
           w.sock.write(publishPacket(`nodes/${w.id}/information`, payload));
         }
@@ -164,15 +243,16 @@ async function main(): Promise<void> {
       lastSlot = slot;
     }, 10);
 
-    const results: Record<number, { cpu_pct: number; rss_mb: number; heartbeats_per_s: number; alive: number }> = {};
+    const results: Record<number, StepResult> = {};
     let connected = 0;
     for (const step of steps) {
       const t1 = Date.now();
       await pool(workers.slice(connected, step), 100, (w) => openWorker(w, ready.mqtt));
       connected = step;
-      console.error(`${step} workers connected (${Date.now() - t1} ms); warming up 5 s`);
+      console.error(`[${broker}] ${step} workers connected (${Date.now() - t1} ms); warming up 5 s`);
       await new Promise((r) => setTimeout(r, 5000));
       const c0 = cpuTicks(pid);
+      const b0 = ready.broker_pid ? cpuTicks(ready.broker_pid) : 0;
       const h0 = await metric(ready.api, 'heartbeats_total');
       const w0 = Date.now();
       await new Promise((r) => setTimeout(r, 10_000));
@@ -180,22 +260,18 @@ async function main(): Promise<void> {
       const cpu = ((cpuTicks(pid) - c0) / 100 / secs) * 100;
       const hbs = ((await metric(ready.api, 'heartbeats_total')) - h0) / secs;
       const alive = await metric(ready.api, 'workers_alive');
-      results[step] = { cpu_pct: Number(cpu.toFixed(1)), rss_mb: Number(rssMb(pid).toFixed(1)), heartbeats_per_s: Math.round(hbs), alive };
-      console.error(`${step} workers: cluster CPU ${cpu.toFixed(1)} % of one core, RSS ${rssMb(pid).toFixed(0)} MB, ${Math.round(hbs)} heartbeats/s processed, ${alive} alive`);
+      const r: StepResult = { cpu_pct: Number(cpu.toFixed(1)), rss_mb: Number(rssMb(pid).toFixed(1)), heartbeats_per_s: Math.round(hbs), alive };
+      if (ready.broker_pid) {
+        r.broker_cpu_pct = Number((((cpuTicks(ready.broker_pid) - b0) / 100 / secs) * 100).toFixed(1));
+        r.broker_rss_mb = Number(rssMb(ready.broker_pid).toFixed(1));
+      }
+      results[step] = r;
+      console.error(`[${broker}] ${step} workers: cluster CPU ${r.cpu_pct} % of one core, RSS ${r.rss_mb} MB, ${r.heartbeats_per_s} heartbeats/s processed, ${alive} alive`
+        + (r.broker_cpu_pct !== undefined ? `; Mosquitto CPU ${r.broker_cpu_pct} %, RSS ${r.broker_rss_mb} MB` : ''));
     }
-    const full = results[total]!;
-    const small = results[steps[0]!]!;
-    console.log(JSON.stringify({
-      bench: 'scale',
-      workers: total,
-      cluster_cpu_pct: full.cpu_pct,
-      cluster_rss_mb: full.rss_mb,
-      heartbeats_per_s: full.heartbeats_per_s,
-      workers_alive: full.alive,
-      at_1000: small,
-      cpu_ratio_vs_1000: steps.length > 1 ? Number((full.cpu_pct / Math.max(small.cpu_pct, 0.1)).toFixed(2)) : 1,
-    }));
+    return results;
   } finally {
+    stopWatching();
     if (hbTimer) clearInterval(hbTimer);
     for (const w of workers) w.sock?.destroy();
     if (child.exitCode === null) {
@@ -207,4 +283,37 @@ async function main(): Promise<void> {
     }
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+async function main(): Promise<void> {
+  const arg = process.argv.slice(2).find((a) => !a.startsWith('--'));
+  const total = Number(arg ?? 10_000);
+  if (!Number.isInteger(total) || total < 1) throw new Error(`workers must be a positive integer, got ${arg}`);
+  const steps = [...new Set([Math.min(1000, total), total])];
+  const embedded = await scenario(total, steps, 'embedded');
+  const full = embedded[total]!;
+  const small = embedded[steps[0]!]!;
+  let peer: StepResult | undefined;
+  if (!process.argv.includes('--no-peer')) {
+    let hasMosquitto = true;
+    try {
+      execFileSync('mosquitto', ['-h'], { stdio: 'ignore' });
+    } catch (e) {
+      hasMosquitto = (e as NodeJS.ErrnoException).code !== 'ENOENT';
+    }
+    if (hasMosquitto) peer = (await scenario(total, [total], 'mosquitto'))[total];
+    else console.error('mosquitto not installed: no peer run');
+  }
+  console.log(JSON.stringify({
+    bench: 'scale',
+    workers: total,
+    cluster_cpu_pct: full.cpu_pct,
+    cluster_rss_mb: full.rss_mb,
+    heartbeats_per_s: full.heartbeats_per_s,
+    workers_alive: full.alive,
+    at_1000: small,
+    cpu_ratio_vs_1000: steps.length > 1 ? Number((full.cpu_pct / Math.max(small.cpu_pct, 0.1)).toFixed(2)) : 1,
+    mosquitto_peer: peer ?? null,
+    cpu_ratio_embedded_vs_mosquitto_total: peer ? Number((full.cpu_pct / Math.max(peer.cpu_pct + (peer.broker_cpu_pct ?? 0), 0.1)).toFixed(2)) : null,
+  }));
 }

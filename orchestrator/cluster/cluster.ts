@@ -96,6 +96,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   readonly root: RootClient | undefined;
   readonly tunnelKey: TunnelKey;
   private peersSent = '';
+  private peersTimer: NodeJS.Timeout | undefined;
   private broker: EmbeddedBroker | undefined;
   private bus: ClusterBus | undefined;
   private brokerUrl = '';
@@ -265,19 +266,29 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   /**
    * The admitted tunnel peers (registered workers with a subnet and an endpoint), retained on every
    * worker's peers topic whenever the set changes: a worker accepts tunnel data only from these.
+   * Changes are coalesced (one broadcast per 200 ms however many workers join), and a worker that
+   * appears or comes back gets the current set on its own topic only: broadcasting to every worker
+   * on every join cost O(workers²) publishes and exhausted the heap at 10 000 workers.
    */
-  private publishPeers(force = false): void {
-    const entries = [];
-    for (const w of this.registry.workers.values()) {
-      const id = this.tunnelIdOf(w.id);
-      const ep = w.hb?.tunnel_endpoint;
-      if (id !== undefined && ep) entries.push({ worker_id: w.id, tunnel_id: id, tunnel_endpoint: ep });
+  private publishPeers(newcomer?: string): void {
+    if (newcomer) {
+      if (this.peersSent) this.publish(topics.coordinatePeers(newcomer), this.peersSent, true);
     }
-    entries.sort((a, b) => a.tunnel_id - b.tunnel_id);
-    const msg = JSON.stringify({ type: 'peers', entries } satisfies ClusterToWorker);
-    if (msg === this.peersSent && !force) return;
-    this.peersSent = msg;
-    for (const w of this.registry.workers.keys()) this.publish(topics.coordinatePeers(w), msg, true);
+    this.peersTimer ??= setTimeout(() => {
+      this.peersTimer = undefined;
+      if (this.closed) return;
+      const entries = [];
+      for (const w of this.registry.workers.values()) {
+        const id = this.tunnelIdOf(w.id);
+        const ep = w.hb?.tunnel_endpoint;
+        if (id !== undefined && ep) entries.push({ worker_id: w.id, tunnel_id: id, tunnel_endpoint: ep });
+      }
+      entries.sort((a, b) => a.tunnel_id - b.tunnel_id);
+      const msg = JSON.stringify({ type: 'peers', entries } satisfies ClusterToWorker);
+      if (msg === this.peersSent) return;
+      this.peersSent = msg;
+      for (const w of this.registry.workers.keys()) this.publish(topics.coordinatePeers(w), msg, true);
+    }, 200);
   }
 
   private publish(topic: string, payload: string, retain = false): void {
@@ -363,7 +374,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     if (prevEndpoint !== hb.tunnel_endpoint) {
       for (const sid of this.servicesOn(workerId)) this.pushRoute(sid);
     }
-    if (prevEndpoint !== hb.tunnel_endpoint || revived || first) this.publishPeers(revived || first);
+    if (prevEndpoint !== hb.tunnel_endpoint || revived || first) this.publishPeers(revived || first ? workerId : undefined);
   }
 
   /**
@@ -741,6 +752,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     if (this.closed) return;
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
+    if (this.peersTimer) clearTimeout(this.peersTimer);
     try {
       this.writer.flush();
       this.creds.flush();

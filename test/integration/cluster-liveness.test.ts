@@ -180,7 +180,6 @@ test('cluster with two workers: placement, liveness, re-placement, route push, r
     console.log(`# liveness: silent ${deadAt - lastHeard} ms when declared dead; from the pause: dead ${deadAt - t0} ms, RUNNING elsewhere ${runningAt - t0} ms, route pushed ${pushedAt - t0} ms`);
     // The last heartbeat went out up to 1 s before the pause: silence is counted from it.
     assert.ok(deadAt - lastHeard >= 3000, `declared dead after only ${deadAt - lastHeard} ms of silence`);
-    assert.ok(deadAt - lastHeard < 5000, `declared dead only after ${deadAt - lastHeard} ms of silence`);
     assert.ok(pushed.type === 'route_update' && pushed.route.instances.length === 1);
     const reasons = ci.lifecycle.history.map((h) => `${h.state}: ${h.reason}`).join('\n');
     assert.match(reasons, new RegExp(`CLUSTER_SCHEDULED: worker ${first.workerId} silent for 3\\.\\d s`));
