@@ -389,6 +389,19 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       const id = instanceId(e.service_id, e.instance_n);
       listed.add(id);
       const ci = this.instances.get(id);
+      if (ci && !ci.worker && e.state === 'RUNNING' && (ci.lifecycle.state === 'NO_WORKER_CAPACITY' || ci.lifecycle.state === 'NO_QUALIFIED_WORKER')) {
+        // The worker was only cut off (a partition, SPEC §8) and nobody else took its instance: it
+        // still runs there, so it is taken back rather than killed and placed again.
+        this.transition(ci, 'CLUSTER_SCHEDULED', `worker ${workerId} is back and still runs it`);
+        ci.worker = workerId;
+        this.index(ci);
+        this.transition(ci, 'NODE_SCHEDULED', `taken back on ${workerId} after it was unreachable`);
+        this.transition(ci, 'RUNNING', 'state reported in heartbeat');
+        this.log.info('reconcile: instance taken back', { worker: workerId, instance: id });
+        // Its namespace addresses come with the worker's answer to a repeated order.
+        this.publish(topics.deploy(workerId), encode('deploy', deployOrder(ci.offer)));
+        continue;
+      }
       if (!ci || ci.worker !== workerId || (!isOnWorker(ci.lifecycle.state) && ci.lifecycle.state !== 'COMPLETED')) {
         if (e.state === 'UNDEPLOYED' || !this.due(`del:${workerId}:${id}`, now)) continue;
         const why = !ci ? 'unknown to the cluster' : ci.worker && ci.worker !== workerId ? `re-placed on ${ci.worker}` : `cluster state is ${ci.lifecycle.state}`;
@@ -428,10 +441,12 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       }
       return;
     }
+    const moved = (st.ns_ip !== undefined && st.ns_ip !== ci.ns_ip) || (st.ns_ip_v6 !== undefined && st.ns_ip_v6 !== ci.ns_ip_v6);
     if (st.ns_ip) ci.ns_ip = st.ns_ip;
     if (st.ns_ip_v6) ci.ns_ip_v6 = st.ns_ip_v6;
     if (!this.transition(ci, st.state, st.reason, st.ts)) {
       this.log.debug('job status ignored', { instance: id, from: ci.lifecycle.state, to: st.state });
+      if (moved && ci.lifecycle.state === 'RUNNING') this.pushRoute(ci.offer.service.service_id);
     }
   }
 

@@ -323,9 +323,10 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     const existing = this.instances.get(key);
     if (existing && existing.state !== 'UNDEPLOYED') {
       const t = existing.lifecycle.last;
-      this.client?.publish(topics.job(this.workerId), encode('job', {
-        service_id: order.service_id, instance_n: order.instance_n, state: t.state, reason: t.reason, ts: t.ts,
-      }), { qos: 1 });
+      const st: JobStatus = { service_id: order.service_id, instance_n: order.instance_n, state: t.state, reason: t.reason, ts: t.ts };
+      if (existing.attachment.ns_ip) st.ns_ip = existing.attachment.ns_ip;
+      if (existing.attachment.ns_ip_v6) st.ns_ip_v6 = existing.attachment.ns_ip_v6;
+      this.client?.publish(topics.job(this.workerId), encode('job', st), { qos: 1 });
       return existing;
     }
     this.counters.deploys++;

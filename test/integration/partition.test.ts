@@ -1,0 +1,85 @@
+// Partition end to end (SPEC §8): the cluster's host (with root) is cut off for 30 s by taking its
+// link down. Instances keep serving on the routes their workers know; after healing, no instance was
+// killed or duplicated (instance lists and pids compared before and after).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { labFor, labSkipReason } from '../lab/lab.ts';
+import { Deployment, FIXTURES, poll, sleep } from './e2e-harness.ts';
+
+interface WorkerStatus { connected: boolean; instances: Array<{ service_id: string; instance_n: number; state: string; pid: number | null }> }
+
+test('partition: with the cluster cut off for 30 s instances keep serving, and nothing is killed or duplicated',
+  { skip: labSkipReason() ?? false, timeout: 170_000 }, async (t) => {
+    const lab = await labFor(t, { hosts: ['ctl', 'w1', 'w2'] });
+    const d = new Deployment(lab, { workers: ['w1', 'w2'] });
+    t.after(() => d.stop());
+    const status = async (h: string): Promise<WorkerStatus> => {
+      const r = await lab.host(h).execOk(['curl', '-sS', '-m', '3', 'http://127.0.0.1:10200/api/status']);
+      return JSON.parse(r) as WorkerStatus;
+    };
+    const snapshot = async (): Promise<string[]> => {
+      const out: string[] = [];
+      for (const h of ['w1', 'w2']) for (const i of (await status(h)).instances) out.push(`${h} ${i.service_id}/${i.instance_n} ${i.state} pid ${i.pid}`);
+      return out.sort();
+    };
+    try {
+      await d.start();
+      const sla = JSON.parse(readFileSync(join(FIXTURES, 'process-web-client.json'), 'utf8')) as {
+        applications: Array<{ microservices: Array<Record<string, unknown>> }>;
+      };
+      const [web, client] = sla.applications[0]!.microservices;
+      web!.constraints = [{ type: 'direct', node: d.workerIdOf('w2') }];
+      client!.constraints = [{ type: 'direct', node: d.workerIdOf('w1') }];
+      const app = await d.submit(JSON.stringify(sla));
+      const srv = app.services.find((s) => s.microservice_name === 'web')!;
+      const cli = app.services.find((s) => s.microservice_name === 'client')!;
+      await d.deployInstance(srv.microserviceID);
+      await d.deployInstance(cli.microserviceID);
+      await d.waitState(srv.microserviceID, 1, ['RUNNING']);
+      const [c0] = await d.waitState(cli.microserviceID, 1, ['RUNNING']);
+      const get = async (url: string): Promise<string> => {
+        const r = await d.inInstance(c0!.worker_id!, cli.microserviceID, 0, ['curl', '-sS', '-m', '3', '-o', '/dev/null', '-w', '%{http_code}', url], 8000);
+        return r.code === 0 ? r.stdout : `curl ${r.code}: ${r.stderr.trim()}`;
+      };
+      const urls = ['http://10.30.30.30/', 'http://closest.web/'];
+      for (const u of urls) await poll(`${u} before the partition`, async () => (await get(u)) === '200', 20_000);
+      const before = await snapshot();
+      assert.equal(before.length, 2, before.join('\n'));
+
+      // Cut: the cluster host's link goes down for 30 s.
+      await lab.host('ctl').execOk(['ip', 'link', 'set', 'eth0', 'down']);
+      const cutAt = Date.now();
+      const failures: string[] = [];
+      let requests = 0;
+      while (Date.now() - cutAt < 30_000) {
+        for (const u of urls) {
+          requests++;
+          const code = await get(u);
+          if (code !== '200') failures.push(`${((Date.now() - cutAt) / 1000).toFixed(1)} s ${u}: ${code}`);
+        }
+        await sleep(1000);
+      }
+      const disconnected = await Promise.all(['w1', 'w2'].map(async (h) => !(await status(h)).connected));
+      t.diagnostic(`during the partition: ${requests} requests, ${failures.length} failed; workers saw the cluster gone: ${JSON.stringify(disconnected)}`);
+      assert.deepEqual(failures, [], 'instances keep serving on known routes while the cluster is cut off');
+
+      // Heal, then give the workers time to reconnect and the cluster time to reconcile.
+      await lab.host('ctl').execOk(['ip', 'link', 'set', 'eth0', 'up']);
+      await poll('workers reconnected', async () => (await Promise.all(['w1', 'w2'].map(async (h) => (await status(h)).connected))).every(Boolean), 30_000);
+      await sleep(8000);
+      const after = await snapshot();
+      assert.deepEqual(after, before, 'same instances with the same pids after healing');
+      for (const u of urls) assert.equal(await get(u), '200', `${u} after healing`);
+      const atRoot = await poll('root sees both instances RUNNING', async () => {
+        const a = await d.instances(srv.microserviceID);
+        const b = await d.instances(cli.microserviceID);
+        return a.length === 1 && b.length === 1 && a[0]!.state === 'RUNNING' && b[0]!.state === 'RUNNING' ? [...a, ...b] : undefined;
+      }, 20_000);
+      assert.equal(atRoot.length, 2, 'no duplicate instance at root');
+    } catch (e) {
+      for (const n of ['cluster', 'w1', 'w2']) t.diagnostic(`--- ${n} ---\n${d.output(n).slice(-5000)}`);
+      throw e;
+    }
+  });
