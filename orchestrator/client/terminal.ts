@@ -45,7 +45,7 @@ export class StatusLine {
   }
 
   private draw(): void {
-    const width = this.out.columns ?? 100;
+    const width = this.out.columns || 100;
     this.out.write(`\r\x1b[2K${FRAMES[this.frame]} ${this.text}`.slice(0, width + 6));
   }
 }
