@@ -41,6 +41,7 @@ export class Instance extends EventEmitter<InstanceEvents> {
   private restarts = 0;
   private backoffMs: number;
   private closing: Promise<void> | undefined;
+  private starting: Promise<void> | undefined;
   private lastStart = 0;
 
   constructor(
@@ -78,7 +79,16 @@ export class Instance extends EventEmitter<InstanceEvents> {
 
   /** Prepares namespace, cgroup and network, then runs the command. Never throws: failures → FAILED. */
   async start(): Promise<void> {
-    if (this.closing) return;
+    if (this.closing || this.starting) return;
+    this.starting = this.startOnce();
+    try {
+      await this.starting;
+    } finally {
+      this.starting = undefined;
+    }
+  }
+
+  private async startOnce(): Promise<void> {
     const spec = specOf(this.order);
     this.move('CREATING', this.restarts === 0 ? 'creating namespace and cgroup' : `restart #${this.restarts}`);
     try {
@@ -163,6 +173,9 @@ export class Instance extends EventEmitter<InstanceEvents> {
   close(reason = 'undeployed', graceMs = UNDEPLOY_GRACE_MS): Promise<void> {
     this.closing ??= (async () => {
       if (this.restartTimer) clearTimeout(this.restartTimer);
+      this.current = undefined;
+      // A start in progress stops at its next step; whatever it created is removed below.
+      await this.starting?.catch(() => {});
       this.current = undefined;
       await this.runtime.kill(this.key, graceMs);
       await this.net.detach(this.key);

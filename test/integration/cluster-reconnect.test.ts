@@ -123,6 +123,7 @@ test('cluster outage and worker daemon restart: instances survive, are re-adopte
     await engine.close();
     const cg = detectCgroups().open(`canopy/${workerName}/dies-0`)!;
     for (const p of cg.pids()) process.kill(p, 'SIGKILL');
+    await waitFor('killed instance gone', () => cg.pids().length === 0);
     engine = await startEngine(apiUrl);
     const keep = engine.instances.get('keep-0')!;
     assert.equal(keep.state, 'RUNNING');

@@ -192,3 +192,18 @@ test('logs are bounded: a chatty instance keeps only the newest part', async () 
   assert.match(out, /199999\n200000\nlast-line\n$/);
   await i.close();
 });
+
+test('an undeploy that arrives while the instance is still being created leaves nothing behind', async () => {
+  const rt = runtime();
+  for (let n = 20; n < 25; n++) {
+    const i = instance(rt, order(n, { cmd: ['sleep', '600'] }));
+    const starting = i.start();
+    // Close at different points of the creation (namespace, cgroup, spawn).
+    await new Promise((r) => setTimeout(r, (n - 20) * 3));
+    await i.close();
+    await starting;
+    assert.equal(i.state, 'UNDEPLOYED');
+    assert.equal(rt.cgroup(i.key), undefined, `cgroup of ${i.key}`);
+    assert.ok(!execFileSync('ip', ['netns', 'list']).toString().includes(rt.netnsName(i.key)), `namespace of ${i.key}`);
+  }
+});
