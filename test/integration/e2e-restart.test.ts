@@ -1,0 +1,71 @@
+// A worker daemon restart (SPEC §8): stopping the daemon removes its bridge, TUN, nftables table and
+// DNS server while the instances keep running; the restarted daemon re-adopts them with the same
+// addresses and the same processes, and a client on another worker reaches the server again.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { labFor, labSkipReason } from '../lab/lab.ts';
+import { Deployment, FIXTURES, poll, sleep } from './e2e-harness.ts';
+
+interface WorkerStatus { connected: boolean; instances: Array<{ service_id: string; state: string; pid: number | null; ns_ip: string | null }> }
+
+test('e2e restart: a restarted worker daemon re-adopts its instances and their network, nothing leaks',
+  { skip: labSkipReason() ?? false, timeout: 150_000 }, async (t) => {
+    const lab = await labFor(t, { hosts: ['ctl', 'w1', 'w2'] });
+    const d = new Deployment(lab, { workers: ['w1', 'w2'] });
+    t.after(() => d.stop());
+    const w2 = lab.host('w2');
+    const status = async (): Promise<WorkerStatus> => JSON.parse(await w2.execOk(['curl', '-sS', '-m', '3', 'http://127.0.0.1:10200/api/status'])) as WorkerStatus;
+    const links = async (): Promise<string[]> => (await w2.execOk(['ip', '-o', 'link', 'show'])).split('\n')
+      .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1] ?? '').filter((n) => /^(canopy|cv)/.test(n)).sort();
+    try {
+      await d.start();
+      const sla = JSON.parse(readFileSync(join(FIXTURES, 'process-web-client.json'), 'utf8')) as {
+        applications: Array<{ microservices: Array<Record<string, unknown>> }>;
+      };
+      const [web, client] = sla.applications[0]!.microservices;
+      web!.constraints = [{ type: 'direct', node: d.workerIdOf('w2') }];
+      client!.constraints = [{ type: 'direct', node: d.workerIdOf('w1') }];
+      const app = await d.submit(JSON.stringify(sla));
+      const srv = app.services.find((s) => s.microservice_name === 'web')!;
+      const cli = app.services.find((s) => s.microservice_name === 'client')!;
+      await d.deployInstance(srv.microserviceID);
+      await d.deployInstance(cli.microserviceID);
+      await d.waitState(srv.microserviceID, 1, ['RUNNING']);
+      const [c0] = await d.waitState(cli.microserviceID, 1, ['RUNNING']);
+      const get = async (): Promise<boolean> => {
+        const r = await d.inInstance(c0!.worker_id!, cli.microserviceID, 0, ['curl', '-sS', '-m', '2', '-o', '/dev/null', '-w', '%{http_code}', 'http://closest.web/'], 6000);
+        return r.stdout === '200';
+      };
+      await poll('client reaches the server', get, 20_000);
+      const before = (await status()).instances[0]!;
+      const linksBefore = await links();
+      assert.equal(linksBefore.filter((n) => n.startsWith('cv')).length, 1, linksBefore.join(' '));
+
+      // Stop the daemon (SIGTERM, no undeploy): the instance keeps running, the daemon's plumbing goes.
+      const p = d.procs.get('w2')!;
+      const exited = new Promise((r) => p.once('exit', r));
+      process.kill(-(p.pid as number), 'SIGTERM');
+      await exited;
+      const down = await links();
+      assert.deepEqual(down.filter((n) => n.startsWith('canopy')), [], `bridge and TUN removed with the daemon: ${down.join(' ')}`);
+      const nft = await w2.exec(['nft', 'list', 'table', 'inet', 'canopy']);
+      assert.notEqual(nft.code, 0, 'nftables table removed with the daemon');
+      const alive = await w2.exec(['kill', '-0', String(before.pid)]);
+      assert.equal(alive.code, 0, 'the instance process survives the daemon');
+
+      d.startWorker('w2');
+      await poll('restarted daemon connected', async () => (await status()).connected, 30_000);
+      await poll('client reaches the server again', get, 30_000);
+      await sleep(1500);
+      const after = (await status()).instances[0]!;
+      assert.equal(after.pid, before.pid, 'same process re-adopted');
+      assert.equal(after.ns_ip, before.ns_ip, 'same namespace address');
+      assert.equal(after.state, 'RUNNING');
+      assert.deepEqual(await links(), linksBefore, 'the same links, none twice');
+    } catch (e) {
+      for (const n of ['cluster', 'w1', 'w2']) t.diagnostic(`--- ${n} ---\n${d.output(n).slice(-5000)}`);
+      throw e;
+    }
+  });
