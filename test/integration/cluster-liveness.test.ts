@@ -195,11 +195,16 @@ test('cluster with two workers: placement, liveness, re-placement, route push, r
     // Malformed payloads from a worker are logged and dropped; the cluster keeps going.
     const before = cluster.counters.dropped;
     const hbBefore = cluster.counters.heartbeats;
-    const raw = await connectMqtt(cluster.mqttUrl, { username: first.workerId, password: first.identity.mqtt.password }, { clientId: first.workerId, reconnectPeriod: 0 });
-    raw.publish(topics.information(first.workerId), '{"not":"a heartbeat"}');
-    raw.publish(topics.job(first.workerId), Buffer.from([0xde, 0xad, 0xbe, 0xef]));
-    raw.publish(topics.tableQueryRequest(first.workerId), JSON.stringify({ type: 'table_query', query_id: 'x', address: 'not-an-ip' }));
-    raw.publish(topics.interest(first.workerId), JSON.stringify({ type: 'table_result', query_id: 'x', route: null }));
+    // A third, registered worker of its own (sharing a live worker's client id would take its session over).
+    const reg = await (await fetch(`${apiUrl}/api/workers/register`, {
+      method: 'POST', headers: { authorization: 'Bearer join-workers', 'content-type': 'application/json' }, body: JSON.stringify({ name: `bad${suffix}` }),
+    })).json() as { worker_id: string; mqtt: { username: string; password: string } };
+    const bad = reg.worker_id;
+    const raw = await connectMqtt(cluster.mqttUrl, reg.mqtt, { reconnectPeriod: 0 });
+    raw.publish(topics.information(bad), '{"not":"a heartbeat"}', { qos: 1 });
+    raw.publish(topics.job(bad), Buffer.from([0xde, 0xad, 0xbe, 0xef]), { qos: 1 });
+    raw.publish(topics.tableQueryRequest(bad), JSON.stringify({ type: 'table_query', query_id: 'x', address: 'not-an-ip' }), { qos: 1 });
+    raw.publish(topics.interest(bad), JSON.stringify({ type: 'table_result', query_id: 'x', route: null }), { qos: 1 });
     await waitFor('four drops', () => cluster!.counters.dropped >= before + 4);
     raw.end(true);
     await waitFor('heartbeats still processed', () => cluster!.counters.heartbeats > hbBefore + 2);
