@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { TunDevice } from '../../../native/tun.ts';
 import { UdpSocket } from '../../../native/udp.ts';
 import { Readiness } from '../../../native/poll.ts';
@@ -110,6 +111,8 @@ export class NetManager implements InstanceNetwork {
   private readonly routed = new Map<number, { workerId: string; endpoint: Endpoint }>();
   private readonly tunnelOf = new Map<string, number>();
   private readonly tableListeners = new Set<(m: ClusterToWorker) => void>();
+  /** The datapath shares the daemon's event loop: its delay is what heartbeats and the API feel. */
+  private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
   private closed = false;
 
   constructor(o: NetManagerOptions) {
@@ -124,6 +127,7 @@ export class NetManager implements InstanceNetwork {
     });
     // An attach before the subnet is known waits; one after a failed bring-up sees the reason.
     this.up.catch(() => {});
+    this.loopDelay.enable();
   }
 
   /** The worker's subnet (from registration or nodes/<id>/net/subnet): brings the plumbing up once. */
@@ -383,13 +387,22 @@ export class NetManager implements InstanceNetwork {
     const p = this.p;
     if (!p) return '';
     const dp = Object.entries(p.datapath.stats()).map(([k, v]) => `canopy_datapath_${k} ${v}`).join('\n');
-    return `${dp}\ncanopy_tunnel_peers ${new Set([...this.directory.keys(), ...this.routed.keys()]).size}\n${p.table.metrics()}${p.dns.metrics()}`;
+    const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
+    const loop = [
+      '# HELP canopy_worker_event_loop_delay_ms event loop delay of the daemon (datapath, control and API share it), since start',
+      '# TYPE canopy_worker_event_loop_delay_ms gauge',
+      `canopy_worker_event_loop_delay_ms{quantile="0.5"} ${ms(this.loopDelay.percentile(50))}`,
+      `canopy_worker_event_loop_delay_ms{quantile="0.99"} ${ms(this.loopDelay.percentile(99))}`,
+      `canopy_worker_event_loop_delay_ms{quantile="1"} ${ms(this.loopDelay.max)}`,
+    ].join('\n');
+    return `${dp}\ncanopy_tunnel_peers ${new Set([...this.directory.keys(), ...this.routed.keys()]).size}\n${loop}\n${p.table.metrics()}${p.dns.metrics()}`;
   }
 
   /** Tears down bridge, TUN, nftables table and DNS. Instances' veths stay with running instances. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.loopDelay.disable();
     this.rejectUp(new Error('network closed'));
     await this.serial(async () => {
       const p = this.p;
