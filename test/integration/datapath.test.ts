@@ -18,7 +18,12 @@ async function iperf(lab: Lab, a: OverlayWorker, b: OverlayWorker, target: strin
     if (j.end.sum) return { sent: j.end.sum.bytes, received: j.end.sum.bytes * (1 - j.end.sum.lost_percent / 100) };
     return { sent: j.end.sum_sent?.bytes ?? 0, received: j.end.sum_received?.bytes ?? 0 };
   } finally {
-    server.kill('SIGKILL');
+    // Wait for the exit: the next call binds the same port at once, and a dying server still holds it.
+    if (server.exitCode === null && server.signalCode === null) {
+      const exited = new Promise((res) => server.once('exit', res));
+      server.kill('SIGKILL');
+      await exited;
+    }
     void lab;
   }
 }
