@@ -3,6 +3,7 @@
 // location and its inventory, runs the instances the cluster orders, and carries the semantic layer's
 // route messages. Instances outlive the daemon and the cluster: a restarted daemon re-adopts them, and
 // nothing is killed while the cluster is unreachable.
+import { removeDaemonMarker, writeDaemonMarker } from './daemon-marker.ts';
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import { readFileSync, writeFileSync, renameSync, mkdirSync, existsSync, readdirSync } from 'node:fs';
@@ -151,6 +152,7 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
       }
     }
     const e = new NodeEngine(o, identity, cgroups);
+    writeDaemonMarker(identity.worker_id);
     await e.restore();
     e.connect();
     e.heartbeatTimer = setInterval(() => e.heartbeat(), o.heartbeatMs ?? 1000);
@@ -446,6 +448,7 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     if (this.client) await this.client.endAsync(true).catch(() => {});
     await this.net.close();
     this.runtime.close();
+    removeDaemonMarker(this.workerId);
   }
 }
 
