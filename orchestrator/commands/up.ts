@@ -4,8 +4,8 @@ import type { Command } from 'commander';
 import { RootClient } from '../client/root-client.ts';
 import { fail } from '../client/terminal.ts';
 import { runDemo } from '../deployment/demo.ts';
-import { AlreadyUpError, up } from '../deployment/local.ts';
-import { defaultStateDir } from '../deployment/state.ts';
+import { AlreadyUpError, down, up } from '../deployment/local.ts';
+import { defaultStateDir, readState } from '../deployment/state.ts';
 
 interface Opts {
   workers: string;
@@ -47,6 +47,18 @@ export function register(program: Command): void {
       if (process.getuid?.() !== 0) fail('up', new Error('needs root (network namespaces, bridge, cgroups)'));
       const dir = o.dir ?? defaultStateDir();
       const say = (l: string) => console.log(l);
+      // Interrupted while coming up: undo what was made, so the next `up` starts clean. Not once it
+      // is up (the demo may be interrupted), nor when another deployment is recorded there.
+      const interrupted = (): void => {
+        console.log('\ninterrupted: removing what was made so far');
+        try {
+          const s = readState(dir);
+          if (s) down(s);
+        } finally {
+          process.exit(130);
+        }
+      };
+      if (readState(dir) === null) process.once('SIGINT', interrupted);
       let state;
       try {
         state = await up({
@@ -63,6 +75,7 @@ export function register(program: Command): void {
         process.stderr.write(`canopy up: ${(e as Error).message}\ncanopy up: \`canopy down${o.dir ? ` --dir ${o.dir}` : ''}\` removes what was made so far (logs in ${dir}/logs)\n`);
         process.exit(1);
       }
+      process.removeListener('SIGINT', interrupted);
       console.log(`\nup: root ${state.rootUrl} (user ${state.username}, password in ${dir}/state.json), cluster ${state.clusterName}, workers ${state.workers.map((w) => w.name).join(', ')}`);
       console.log(`logs: ${dir}/logs`);
       let demoFailed = false;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { RootClient } from '../client/root-client.ts';
 import { createHosts, findByName, netnsExecArgv, planHosts, removeHosts } from './hosts.ts';
 import { ipBatchForce, listNetnsSync, netnsPidsSync } from './iproute.ts';
-import { CANOPY_BIN, logTail, removeWorkerCgroups, spawnDetached, stopProcess } from './processes.ts';
+import { CANOPY_BIN, logTail, removeWorkerCgroups, spawnDetached, stopProcesses } from './processes.ts';
 import { isAlive } from './proc.ts';
 import { STATE_VERSION, readState, writeState, type DeploymentState, type ProcessRecord } from './state.ts';
 
@@ -161,9 +161,8 @@ export interface DownReport {
  */
 export function down(s: DeploymentState, o: { keepLogs?: boolean } = {}): DownReport {
   const killed: string[] = [];
-  for (const w of s.workers) if (stopProcess(w.process, 20_000)) killed.push(w.name);
-  if (stopProcess(s.cluster, 5000)) killed.push('cluster');
-  if (stopProcess(s.root, 5000)) killed.push('root');
+  for (const i of stopProcesses(s.workers.map((w) => w.process), 20_000)) killed.push(s.workers[i]!.name);
+  for (const i of stopProcesses([s.cluster, s.root], 5000)) killed.push(i === 0 ? 'cluster' : 'root');
   // Anything else still running in a worker namespace (a daemon the state file missed).
   for (const w of s.workers) {
     for (const pid of netnsPidsSync(w.netns)) {

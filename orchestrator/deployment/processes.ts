@@ -36,16 +36,24 @@ export function logTail(file: string, lines = 15): string {
   }
 }
 
-/** SIGTERM, then SIGKILL after graceMs; true if it had to be killed. Synchronous. */
-export function stopProcess(p: ProcessRecord | null, graceMs: number): boolean {
-  if (!p || !signalRef(p, 'SIGTERM')) return false;
+/**
+ * SIGTERM to all at once, then SIGKILL to whatever still runs after graceMs. Returns the indices of
+ * those that had to be killed. Synchronous.
+ */
+export function stopProcesses(ps: readonly (ProcessRecord | null)[], graceMs: number): number[] {
+  const live = ps.map((p) => p !== null && signalRef(p, 'SIGTERM'));
   const until = Date.now() + graceMs;
-  while (isAlive(p) && Date.now() < until) sleepSync(20);
-  if (!isAlive(p)) return false;
-  signalRef(p, 'SIGKILL');
+  while (ps.some((p, i) => live[i] && isAlive(p!)) && Date.now() < until) sleepSync(20);
+  const killed: number[] = [];
+  ps.forEach((p, i) => {
+    if (live[i] && isAlive(p!)) {
+      signalRef(p!, 'SIGKILL');
+      killed.push(i);
+    }
+  });
   const killUntil = Date.now() + 3000;
-  while (isAlive(p) && Date.now() < killUntil) sleepSync(10);
-  return true;
+  while (killed.some((i) => isAlive(ps[i]!)) && Date.now() < killUntil) sleepSync(10);
+  return killed;
 }
 
 /** Mount points of every cgroup hierarchy (v1 controllers and v2). */
