@@ -2,11 +2,28 @@
 // (1) the kernel veth directly, (2) kernel VXLAN, (3) Canopy's overlay in offload mode and (4) in
 // per-packet mode, instance namespace to instance namespace through a service IP, authentication on.
 // Prints progress, then as its last line one JSON object with the figures and ratio_vxlan.
+import { readFileSync } from 'node:fs';
 import { Lab, type Host, type Namespace } from '../test/lab/lab.ts';
 import { S4, buildOverlay, stopOverlay } from '../test/integration/datapath-setup.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const encrypt = process.argv.includes('--encrypt');
+// BENCH_PHASES=offload (comma list of veth,vxlan,offload,pp,thread) runs only those phases: A/B runs
+// of one change measure the offload phase alone, alternated, with CPU per GB.
+const PHASES = new Set((process.env.BENCH_PHASES ?? 'veth,vxlan,offload,pp,thread').split(','));
+const CLK_TCK = 100;
+
+/** CPU seconds (user + system, all threads) a process has used so far. */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
+  } catch {
+    return 0;
+  }
+}
 
 async function iperf(server: Namespace, client: Namespace, target: string): Promise<number> {
   const srv = server.spawn(['iperf3', '-s', '-1', '-p', '5201']);
@@ -27,56 +44,78 @@ async function tunDrops(h: Host): Promise<number> {
   return j[0].stats64.rx.dropped + j[0].stats64.tx.dropped;
 }
 
-const round = (x: number): number => Math.round(x * 100) / 100;
+/** Two decimals; a phase that did not run prints null. */
+const round = (x: number): number | null => (Number.isFinite(x) ? Math.round(x * 100) / 100 : null);
 
 // Each overlay gets its own pair of hosts: the plumbing of one stays until the lab goes.
 const lab = await Lab.create({ hosts: ['w1', 'w2', 'w3', 'w4', 'w5', 'w6'] });
 try {
   const [w1, w2, w3, w4, w5, w6] = ['w1', 'w2', 'w3', 'w4', 'w5', 'w6'].map((n) => lab.host(n));
 
-  console.log(`veth direct, ${SECONDS} s …`);
-  const veth = await iperf(w2, w1, w2.ip);
-  console.log(`  ${veth.toFixed(2)} Gbps`);
-
-  console.log(`kernel VXLAN, ${SECONDS} s …`);
-  for (const [h, self, peer, addr] of [[w1, w1.ip, w2.ip, '10.99.0.1/24'], [w2, w2.ip, w1.ip, '10.99.0.2/24']] as const) {
-    await h.execOk(['ip', 'link', 'add', 'vx0', 'type', 'vxlan', 'id', '42', 'local', self, 'remote', peer, 'dstport', '4789', 'dev', 'eth0']);
-    await h.execOk(['ip', 'addr', 'add', addr, 'dev', 'vx0']);
-    await h.execOk(['ip', 'link', 'set', 'vx0', 'up']);
+  let veth = NaN;
+  if (PHASES.has('veth')) {
+    console.log(`veth direct, ${SECONDS} s …`);
+    veth = await iperf(w2, w1, w2.ip);
+    console.log(`  ${veth.toFixed(2)} Gbps`);
   }
-  const vxlan = await iperf(w2, w1, '10.99.0.2');
-  console.log(`  ${vxlan.toFixed(2)} Gbps`);
 
-  const overlay = async (a: Host, b: Host, offload: boolean, tag: string, thread = false): Promise<[number, number]> => {
+  let vxlan = NaN;
+  if (PHASES.has('vxlan')) {
+    console.log(`kernel VXLAN, ${SECONDS} s …`);
+    for (const [h, self, peer, addr] of [[w1, w1.ip, w2.ip, '10.99.0.1/24'], [w2, w2.ip, w1.ip, '10.99.0.2/24']] as const) {
+      await h.execOk(['ip', 'link', 'add', 'vx0', 'type', 'vxlan', 'id', '42', 'local', self, 'remote', peer, 'dstport', '4789', 'dev', 'eth0']);
+      await h.execOk(['ip', 'addr', 'add', addr, 'dev', 'vx0']);
+      await h.execOk(['ip', 'link', 'set', 'vx0', 'up']);
+    }
+    vxlan = await iperf(w2, w1, '10.99.0.2');
+    console.log(`  ${vxlan.toFixed(2)} Gbps`);
+  }
+
+  /** Gbps, TUN drops, and CPU seconds of both datapath processes per GB moved. */
+  const overlay = async (a: Host, b: Host, offload: boolean, tag: string, thread = false): Promise<[number, number, number]> => {
     const ws = await buildOverlay(lab, [a, b], { offload, encrypt, tag, thread });
     try {
       // A warm-up ping: the first packet of a flow pays for ARP/ND on the far bridge.
       await ws[0].inst.exec(['ping', '-c', '1', '-W', '2', S4]);
+      const cpu0 = ws.reduce((t, w) => t + cpuSeconds(w.proc.pid), 0);
       const gbps = await iperf(ws[1].inst, ws[0].inst, S4);
+      const cpu = ws.reduce((t, w) => t + cpuSeconds(w.proc.pid), 0) - cpu0;
       const drops = (await tunDrops(a)) + (await tunDrops(b));
-      return [gbps, drops];
+      return [gbps, drops, cpu / (gbps * SECONDS / 8)];
     } finally {
       await stopOverlay(ws);
     }
   };
 
-  console.log(`Canopy overlay, offload mode${encrypt ? ', encrypted' : ''}, ${SECONDS} s …`);
-  const [canopy, drops] = await overlay(w1, w2, true, 'o');
-  console.log(`  ${canopy.toFixed(2)} Gbps, TUN drops ${drops}`);
+  let canopy = NaN;
+  let drops = 0;
+  let cpuPerGb = NaN;
+  if (PHASES.has('offload')) {
+    console.log(`Canopy overlay, offload mode${encrypt ? ', encrypted' : ''}, ${SECONDS} s …`);
+    [canopy, drops, cpuPerGb] = await overlay(w1, w2, true, 'o');
+    console.log(`  ${canopy.toFixed(2)} Gbps, TUN drops ${drops}, datapath CPU ${cpuPerGb.toFixed(3)} s/GB`);
+  }
 
-  console.log(`Canopy overlay, per-packet mode${encrypt ? ', encrypted' : ''}, ${SECONDS} s …`);
-  const [pp, dropsPp] = await overlay(w3, w4, false, 'p');
-  console.log(`  ${pp.toFixed(2)} Gbps, TUN drops ${dropsPp}`);
+  let pp = NaN;
+  let dropsPp = 0;
+  if (PHASES.has('pp')) {
+    console.log(`Canopy overlay, per-packet mode${encrypt ? ', encrypted' : ''}, ${SECONDS} s …`);
+    [pp, dropsPp] = await overlay(w3, w4, false, 'p');
+    console.log(`  ${pp.toFixed(2)} Gbps, TUN drops ${dropsPp}`);
+  }
 
   // The loop in a worker thread (the daemon's layout: its main thread serves control traffic).
-  console.log(`Canopy overlay, offload mode, loop in a worker thread, ${SECONDS} s …`);
-  const [threaded] = await overlay(w5, w6, true, 't', true);
-  console.log(`  ${threaded.toFixed(2)} Gbps`);
+  let threaded = NaN;
+  if (PHASES.has('thread')) {
+    console.log(`Canopy overlay, offload mode, loop in a worker thread, ${SECONDS} s …`);
+    [threaded] = await overlay(w5, w6, true, 't', true);
+    console.log(`  ${threaded.toFixed(2)} Gbps`);
+  }
 
   console.log(JSON.stringify({
     bench: 'tunnel', veth_gbps: round(veth), vxlan_gbps: round(vxlan), canopy_gbps: round(canopy),
     canopy_pp_gbps: round(pp), canopy_thread_gbps: round(threaded), ratio_vxlan: round(canopy / vxlan), tun_drops: drops, tun_drops_pp: dropsPp,
-    auth: true, encrypt, seconds: SECONDS,
+    canopy_cpu_s_per_gb: Math.round(cpuPerGb * 1000) / 1000, auth: true, encrypt, seconds: SECONDS,
   }));
 } finally {
   await lab.destroy();
