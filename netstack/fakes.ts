@@ -7,8 +7,9 @@ export class FakeNetwork {
   /** Every datagram sent, in order (for tests that inspect or replay the wire). */
   readonly wire: Array<{ to: string; data: Uint8Array }> = [];
 
-  socket(host: string, port: number, gso = true): FakeSocket {
-    const s = new FakeSocket(this, `${host}:${port}`, gso);
+  /** A socket; with `gro`, receives coalesce datagrams as UDP_GRO does and recvSplit is offered. */
+  socket(host: string, port: number, gso = true, gro = false): FakeSocket {
+    const s = gro ? new FakeGroSocket(this, `${host}:${port}`, gso) : new FakeSocket(this, `${host}:${port}`, gso);
     this.sockets.set(s.key, s);
     return s;
   }
@@ -57,6 +58,57 @@ export class FakeSocket implements DatagramSocket {
 
   close(): void {
     this.net.remove(this.key);
+  }
+}
+
+/** Receives like a kernel socket with UDP_GRO: a run of equal-size datagrams (the last may be
+ *  shorter) up to 64 kB comes back as one, and recvSplit scatters it the way recvmsg fills iovecs. */
+export class FakeGroSocket extends FakeSocket {
+  private readonly stream = new Uint8Array(65536);
+
+  private take(rx: RxInfo): number {
+    const first = this.queue.shift();
+    if (!first) return -1;
+    const seg = first.length;
+    this.stream.set(first, 0);
+    let n = seg;
+    while (this.queue.length > 0) {
+      const d = this.queue[0];
+      if (d.length > seg || n + d.length > 65535) break;
+      this.queue.shift();
+      this.stream.set(d, n);
+      n += d.length;
+      if (d.length < seg) break;
+    }
+    rx.segSize = seg;
+    return n;
+  }
+
+  override recv(buf: Uint8Array, off: number, max: number, rx: RxInfo): number {
+    const n = this.take(rx);
+    if (n < 0) return -1;
+    buf.set(this.stream.subarray(0, Math.min(n, max)), off);
+    return n;
+  }
+
+  recvSplit(hdr: Uint8Array, hdrOff: number, hdrSize: number, body: Uint8Array, bodyOff: number, bodyMax: number,
+    bodySize: number, spill: Uint8Array, rx: RxInfo): number {
+    const pairs = Math.min(96, Math.floor(bodyMax / bodySize), Math.floor((hdr.length - hdrOff) / hdrSize));
+    rx.pairs = pairs;
+    const n = this.take(rx);
+    if (n < 0) return -1;
+    let r = 0;
+    const put = (dst: Uint8Array, at: number, room: number): void => {
+      const k = Math.min(room, n - r);
+      if (k > 0) dst.set(this.stream.subarray(r, r + k), at);
+      r += Math.max(k, 0);
+    };
+    for (let k = 0; k < pairs && r < n; k++) {
+      put(hdr, hdrOff + k * hdrSize, hdrSize);
+      put(body, bodyOff + k * bodySize, bodySize);
+    }
+    put(spill, 0, spill.length);
+    return n;
   }
 }
 

@@ -25,7 +25,7 @@ const L6 = 'fdc0:30::11';
 
 interface World { net: FakeNetwork; w1: Datapath; w2: Datapath; d1: FakeDevice; d2: FakeDevice }
 
-function world(vnet1: boolean, vnet2: boolean): World {
+function world(vnet1: boolean, vnet2: boolean, gro = false): World {
   const net = new FakeNetwork();
   const instances = [A4, B4, C4, A6, B6, C6];
   const services = [{ ip: S4, instances: [B4] }, { ip: S6, instances: [B6] }, { ip: L4, instances: [C4] }, { ip: L6, instances: [C6] }];
@@ -34,7 +34,7 @@ function world(vnet1: boolean, vnet2: boolean): World {
     const dev = new FakeDevice(vnet);
     const dp = new Datapath({
       device: dev,
-      socket: net.socket(`198.18.0.${id}`, 50103),
+      socket: net.socket(`198.18.0.${id}`, 50103, true, gro),
       table: new StaticTable({ selfId: id, instances, services }),
       codec: new TunnelCodec({ selfId: id, keys: new Map([[1, key]]), keyId: 1, isPeer: (p) => p === 1 || p === 2, maxDatagram: 1472 }),
       endpointOf: (p) => eps.get(p),
@@ -124,6 +124,73 @@ for (const [family, gso] of [[4, GSO_TCPV4], [6, GSO_TCPV6]] as const) {
     });
   }
 }
+
+for (const v2 of [true, false]) {
+  test(`with GRO receives, back-to-back super-packets and small packets arrive whole and in order (vnet ${v2})`, () => {
+    const { w1, w2, d1, d2 } = world(true, v2, true);
+    const sent: Uint8Array[] = [];
+    for (let i = 0; i < 4; i++) {
+      const sp = build({ family: 4, proto: Proto.TCP, src: A4.nsIp, dst: S4, sport: 40000 + i, payload: 65000 - i * 7000 });
+      for (let j = 20 + 20; j < sp.length; j++) sp[j] = (j * 31 + i) & 0xff;
+      sent.push(sp);
+      d1.inbox.push(toPartial(sp, GSO_TCPV4, 1448));
+      feed(d1, build({ family: 4, proto: Proto.UDP, src: A4.nsIp, dst: S4, sport: 1000 + i, dport: 53, payload: 100 }));
+    }
+    w1.pumpDevice();
+    while (w2.pumpSocket() > 0) { /* drain */ }
+    const all = d2.written.map((p) => plain(d2, p));
+    const big = all.filter((p) => p[9] === Proto.TCP);
+    const small = all.filter((p) => p[9] === Proto.UDP);
+    assert.equal(small.length, 4);
+    if (v2) {
+      assert.equal(big.length, 4);
+      big.forEach((got, i) => {
+        assert.ok(checksumsOk(got), `super-packet ${i}`);
+        assert.deepEqual(srcDst(got), [hexOf(A4.instanceIp), hexOf(B4.nsIp)]);
+        assert.deepEqual(got.subarray(40), sent[i].subarray(40), `payload of super-packet ${i}`);
+      });
+    } else {
+      const bytes = big.reduce((t, p) => t + p.length - 40, 0);
+      assert.equal(bytes, sent.reduce((t, p) => t + p.length - 40, 0));
+      for (const p of big) assert.ok(checksumsOk(p));
+    }
+    assert.equal(w2.stats()[Counter.Errors], 0);
+  });
+}
+
+test('with GRO receives, a peer whose datagram size differs is still understood', () => {
+  const { net, w2, d2 } = world(true, true, true);
+  const instances = [A4, B4, C4, A6, B6, C6];
+  const services = [{ ip: S4, instances: [B4] }];
+  const base = Date.now() * 1000;
+  for (const [i, maxDatagram] of [1472, 900, 1472, 600].entries()) {
+    const dev = new FakeDevice(true);
+    const w1 = new Datapath({
+      device: dev,
+      socket: net.socket('198.18.0.1', 50200 + i, true, true),
+      table: new StaticTable({ selfId: 1, instances, services }),
+      codec: new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram, firstCounter: base + i * 1000 }),
+      endpointOf: () => ({ host: '198.18.0.2', port: 50103 }),
+    });
+    const before = d2.written.length;
+    dev.inbox.push(toPartial(build({ family: 4, proto: Proto.TCP, src: A4.nsIp, dst: S4, payload: 50000 }), GSO_TCPV4, 1448));
+    w1.pumpDevice();
+    while (w2.pumpSocket() > 0) { /* drain */ }
+    assert.equal(d2.written.length, before + 1, `a batch in ${maxDatagram}-byte datagrams`);
+    assert.ok(checksumsOk(completePartial(d2.written[before])));
+  }
+});
+
+test('with GRO receives, a tampered datagram spoils its batch and is counted', () => {
+  const { net, w1, w2, d1, d2 } = world(true, true, true);
+  d1.inbox.push(toPartial(build({ family: 4, proto: Proto.TCP, src: A4.nsIp, dst: S4, payload: 30000 }), GSO_TCPV4, 1448));
+  w1.pumpDevice();
+  const mid = net.wire[Math.floor(net.wire.length / 2)].data;
+  mid[mid.length - 1] ^= 1;
+  while (w2.pumpSocket() > 0) { /* drain */ }
+  assert.equal(d2.written.length, 0);
+  assert.equal(w2.stats()[`tunnel_drop_${Drop.BadTag}`], 1);
+});
 
 for (const family of [4, 6] as const) {
   test(`a local target short-circuits without the tunnel, IPv${family}`, () => {
