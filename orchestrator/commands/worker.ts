@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { NodeEngine } from '../worker/node-engine.ts';
 import { startWorkerApi } from '../worker/api.ts';
 import { parseUpstream } from '../../dns/forwarder.ts';
+import { parseCidr } from '../descriptor/ip.ts';
 import { netManagerFor, defaultTunnelEndpoint } from '../worker/net/for-engine.ts';
 import type { NetManager } from '../worker/net/net-manager.ts';
 
@@ -30,6 +31,8 @@ interface Opts {
   dnsPort: string;
   bridge: string;
   tun: string;
+  overlay: string[];
+  serviceRange: string[];
 }
 
 function intOpt(v: string, name: string, min: number, max: number): number {
@@ -39,6 +42,14 @@ function intOpt(v: string, name: string, min: number, max: number): number {
 }
 
 const IFNAME = /^[a-zA-Z0-9_-]{1,15}$/;
+
+function cidrOpt(v: string, name: string): string {
+  try {
+    return parseCidr(v).text;
+  } catch (e) {
+    throw new Error(`${name}: ${(e as Error).message}`);
+  }
+}
 
 export function register(program: Command): void {
   program
@@ -61,6 +72,8 @@ export function register(program: Command): void {
     .option('--dns-port <port>', 'port of the service DNS server on the bridge', '53')
     .option('--bridge <name>', 'bridge interface of the instances', 'canopy0')
     .option('--tun <name>', 'TUN interface of the overlay', 'canopytun0')
+    .option('--overlay <cidr...>', 'prefixes routed into the TUN (root\'s overlay and service ranges)', ['10.16.0.0/12', 'fdc0::/16'])
+    .option('--service-range <cidr...>', 'service address ranges (root --service-v4/--service-v6)', ['10.30.0.0/16', 'fdc0:30::/32'])
     .option('--vcpus <n>', 'CPUs to offer (default: all)')
     .option('--memory <mb>', 'memory to offer in MB (default: all)')
     .option('--undeploy-on-exit', 'remove every instance when stopping')
@@ -84,6 +97,7 @@ export function register(program: Command): void {
       const netOpts = o.network ? {
         tunnelHost: o.tunnelHost, tunnelPort, pathMtu: intOpt(o.pathMtu, '--path-mtu', 576, 65535), offload: o.offload,
         dnsUpstreams: o.dnsUpstream?.map(parseUpstream), dnsPort: intOpt(o.dnsPort, '--dns-port', 1, 65535), bridge: o.bridge, tun: o.tun,
+        overlay: o.overlay.map((c) => cidrOpt(c, '--overlay')), servicePrefixes: o.serviceRange.map((c) => cidrOpt(c, '--service-range')),
       } : undefined;
       const engine = await NodeEngine.start({
         name: o.name, clusterUrl: o.cluster, joinKey: key, stateDir: o.data, location: o.location,
