@@ -56,7 +56,10 @@ export function register(program: Command): void {
           if (!r.ok) {
             throw new Error(`${r.target.label}#${r.target.instance} ${r.state}: ${r.reason}`);
           }
-          console.log(`all ${targets.length} instances running after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+          const completed = [...status.values()].filter((x) => x === 'COMPLETED').length;
+          const running = targets.length - completed;
+          const parts = [running ? `${running} running` : '', completed ? `${completed} completed (one-shot)` : ''].filter(Boolean).join(', ');
+          console.log(`all ${targets.length} instances up after ${((Date.now() - started) / 1000).toFixed(1)} s: ${parts}`);
         });
       } catch (e) {
         fail('deploy', e);

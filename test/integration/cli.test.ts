@@ -58,7 +58,7 @@ test('deploy --wait, status, logs, undeploy', { skip, timeout: 120_000 }, async 
   // Non-TTY: one plain line per transition, with its reason, then the summary.
   assert.match(d.stdout, /clitest\.test\.hello\.test#0\s+REQUESTED\s+deployed with the descriptor by admin/);
   assert.match(d.stdout, /clitest\.test\.hello\.test#0\s+RUNNING\s+started, pid \d+/);
-  assert.match(d.stdout, /all 1 instances running after/);
+  assert.match(d.stdout, /all 1 instances up after [\d.]+ s: 1 running/);
   assert.ok(!d.stdout.includes('\u001b['), 'no terminal control codes off a TTY');
 
   const s = canopy(['status', 'hello']);
@@ -100,6 +100,15 @@ test('bad descriptors, impossible requests and wrong credentials fail with the r
   const big = canopy(['deploy', sla('toobig', { cmd: ['sleep', '600'], memory: 1_000_000 }), '--wait', '--timeout', '30']);
   assert.equal(big.code, 1, `${big.stdout}${big.stderr}`);
   assert.match(big.stderr, /toobig\.test\.hello\.test#0 NO_[A-Z_]+: \S+/);
+
+  const failing = canopy(['deploy', sla('failing', { cmd: ['/nonexistent/program'] }), '--wait', '--timeout', '30']);
+  assert.equal(failing.code, 1, `${failing.stdout}${failing.stderr}`);
+  assert.match(failing.stderr, /failing\.test\.hello\.test#0 FAILED: command not found \(exit 127\)/);
+
+  const oneShot = canopy(['deploy', sla('oneshot', { cmd: ['true'], one_shot: true }), '--wait', '--timeout', '30']);
+  assert.equal(oneShot.code, 0, `${oneShot.stdout}${oneShot.stderr}`);
+  assert.match(oneShot.stdout, /COMPLETED\s+one-shot command exited with code 0/);
+  assert.match(oneShot.stdout, /all 1 instances up after [\d.]+ s: 1 completed \(one-shot\)/);
 
   const missing = canopy(['deploy', join(tmp, 'nope.json')]);
   assert.equal(missing.code, 1);
