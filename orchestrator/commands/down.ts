@@ -1,7 +1,9 @@
 // `canopy down`: stops the local deployment of `canopy up` and removes every namespace, link, cgroup
 // and directory it made.
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
 import { fail } from '../client/terminal.ts';
+import { findByName } from '../deployment/hosts.ts';
 import { down, forceDown } from '../deployment/local.ts';
 import { defaultStateDir, readState } from '../deployment/state.ts';
 
@@ -18,12 +20,14 @@ export function register(program: Command): void {
       try {
         if (o.force) {
           const r = forceDown(dir, o.force);
-          console.log(`removed what was left of deployment ${r.name}`);
+          console.log(`removed what was left of deployment ${r.name}${r.killed.length ? ` (stopped ${r.killed.join(', ')})` : ''}`);
           return;
         }
         const s = readState(dir);
         if (!s) {
-          console.log(`nothing is up (no state file in ${dir})`);
+          const left = findByName('up');
+          const hint = left.workers.length || existsSync(`/sys/class/net/${left.bridge}`) ? `; namespaces of a deployment "up" exist: \`canopy down --force up\` removes them` : '';
+          console.log(`nothing is up (no state file in ${dir})${hint}`);
           return;
         }
         const r = down(s, { keepLogs: o.keepLogs });

@@ -4,13 +4,13 @@
 // file is written before anything is made and after every step, so `down` can always undo a partial
 // `up`.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { RootClient } from '../client/root-client.ts';
 import { createHosts, findByName, netnsExecArgv, planHosts, removeHosts } from './hosts.ts';
 import { ipBatchForce, listNetnsSync, netnsPidsSync } from './iproute.ts';
 import { CANOPY_BIN, logTail, removeWorkerCgroups, spawnDetached, stopProcesses } from './processes.ts';
-import { isAlive } from './proc.ts';
+import { isAlive, procRef } from './proc.ts';
 import { STATE_VERSION, readState, writeState, type DeploymentState, type ProcessRecord } from './state.ts';
 
 export interface UpOptions {
@@ -190,8 +190,27 @@ export function down(s: DeploymentState, o: { keepLogs?: boolean } = {}): DownRe
   return { name: s.name, killed, leftoverCgroups, leftoverNetns };
 }
 
-/** `down --force` without a usable state file: namespaces and links named like deployment `name`. */
+/** Daemons whose command line names a path inside `dir` (they were started with --data <dir>/…). */
+function daemonsUsing(dir: string): ProcessRecord[] {
+  const out: ProcessRecord[] = [];
+  const needle = `${dir.replace(/\/+$/, '')}/`;
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
+    try {
+      const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      if (argv.some((a) => a.startsWith(needle)) && argv.some((a) => a.endsWith('canopy.js'))) out.push({ ...procRef(Number(p)), argv, log: '' });
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/**
+ * `down --force` without a usable state file: the daemons started with data under `dir`, and the
+ * namespaces and links named like deployment `name`.
+ */
 export function forceDown(dir: string, name: string): DownReport {
+  const strays = daemonsUsing(dir);
+  stopProcesses(strays, 5000);
   const found = findByName(name);
   const workers = found.workers.map((w) => ({ ...w, name: '', ip: '', apiUrl: '', dataDir: '', process: null }));
   const s: DeploymentState = {
@@ -199,5 +218,6 @@ export function forceDown(dir: string, name: string): DownReport {
     clusterName: '', username: '', password: '', root: null, cluster: null,
     workers: workers.map((w) => ({ ...w, name: `${name}-${w.netns.split('-').pop()!}` })),
   };
-  return existsSync(dir) || found.workers.length > 0 || existsSync(`/sys/class/net/${found.bridge}`) ? down(s) : { name, killed: [], leftoverCgroups: 0, leftoverNetns: [] };
+  const r = existsSync(dir) || found.workers.length > 0 || existsSync(`/sys/class/net/${found.bridge}`) ? down(s) : { name, killed: [], leftoverCgroups: 0, leftoverNetns: [] };
+  return { ...r, killed: [...strays.map((p) => `pid ${p.pid} (${p.argv.slice(1, 3).join(' ')})`), ...r.killed] };
 }
