@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labFor, labSkipReason } from '../lab/lab.ts';
 import { Deployment, FIXTURES, poll, sleep } from './e2e-harness.ts';
+import { tunnelIdForSubnet } from '../../orchestrator/worker/net/tunnel-identity.ts';
 
 interface WorkerStatus { connected: boolean; instances: Array<{ service_id: string; state: string; pid: number | null; ns_ip: string | null }> }
 
@@ -64,6 +65,30 @@ test('e2e restart: a restarted worker daemon re-adopts its instances and their n
       assert.equal(after.ns_ip, before.ns_ip, 'same namespace address');
       assert.equal(after.state, 'RUNNING');
       assert.deepEqual(await links(), linksBefore, 'the same links, none twice');
+
+      // Admission: forged tunnel data from the cluster's host is dropped — with an unknown sender id,
+      // and with an admitted worker's id but no key.
+      const counters = async (): Promise<Record<string, number>> => {
+        const m = await w2.execOk(['curl', '-sS', 'http://127.0.0.1:10200/metrics']);
+        const get = (k: string): number => Number(new RegExp(`^canopy_datapath_${k} (\\d+)`, 'm').exec(m)?.[1] ?? 0);
+        return { unknown: get('tunnel_drop_unknown_sender'), tag: get('tunnel_drop_bad_tag') };
+      };
+      const w1Subnet = (JSON.parse(await lab.host('w1').execOk(['curl', '-sS', 'http://127.0.0.1:10200/api/status'])) as { subnet_v4: string }).subnet_v4;
+      const forge = (sender: number): string[] => ['python3', '-c', [
+        'import socket, struct, sys',
+        // A counter ahead of the receiver's replay window, so the tag check is what stops it.
+        `hdr = struct.pack('>BBBBIQHHI', 1, 1, 0, 1, ${sender}, 9000000000000000, 0, 1, 40)`,
+        'pkt = bytes([0x45]) + bytes(39) + bytes(16)',
+        's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+        `for i in range(5): s.sendto(hdr + pkt, ('${w2.ip}', 50103))`,
+      ].join('\n')];
+      const c0s = await counters();
+      await lab.host('ctl').execOk(forge(0x01020304));
+      await lab.host('ctl').execOk(forge(tunnelIdForSubnet(w1Subnet)));
+      await sleep(300);
+      const c1s = await counters();
+      assert.equal(c1s.unknown - c0s.unknown, 5, `unknown sender dropped: ${JSON.stringify([c0s, c1s])}`);
+      assert.equal(c1s.tag - c0s.tag, 5, `admitted id without the key dropped: ${JSON.stringify([c0s, c1s])}`);
     } catch (e) {
       for (const n of ['cluster', 'w1', 'w2']) t.diagnostic(`--- ${n} ---\n${d.output(n).slice(-5000)}`);
       throw e;
