@@ -36,8 +36,6 @@ const GSO_MAX_SEGS = 64;
 const GSO_MAX_BYTES = 65400;
 const MAX_MSGS = 256;
 const MAX_IOV = 1024;
-/** Header/body iovec pairs of a split receive: 64 kB of datagrams down to ~700-byte segments. */
-const MAX_PAIRS = 96;
 
 export interface UdpSocketOptions {
   /** Local address to bind (IPv4 or IPv6 literal). */
@@ -119,13 +117,6 @@ export class UdpSocket implements DatagramSocket {
   private readonly rxIovOff = this.rxMsgOff + 64;
   private readonly rxCtlOff = this.rxIovOff + 16;
   private readonly base: number;
-  // The split receive's msghdr, iovecs and control buffer; rebuilt only when the layout changes.
-  private readonly sArena = new Uint8Array(64 + (2 * MAX_PAIRS + 1) * IOVEC + 64);
-  private readonly sU32 = new Uint32Array(this.sArena.buffer);
-  private readonly sDv = new DataView(this.sArena.buffer);
-  private readonly sBase: number;
-  /** The layout the split iovecs hold: header address, body address, sizes, pairs, spill. */
-  private readonly sKey = [0, 0, 0, 0, 0, 0, 0];
   private readonly names = new WeakMap<Endpoint, Uint8Array>();
 
   constructor(o: UdpSocketOptions) {
@@ -164,7 +155,6 @@ export class UdpSocket implements DatagramSocket {
     this.setPtr(this.rxMsgOff + 16, this.base + this.rxIovOff);
     d.setUint32(this.rxMsgOff + 24, 1, true);
     this.setPtr(this.rxMsgOff + 32, this.base + this.rxCtlOff);
-    this.sBase = addressOf(this.sArena);
   }
 
   private setPtr(off: number, v: number): void {
@@ -271,61 +261,14 @@ export class UdpSocket implements DatagramSocket {
   }
 
   recv(buf: Uint8Array, off: number, max: number, rx: RxInfo): number {
+    const d = this.dv;
+    const m = this.rxMsgOff;
     this.setPtr(this.rxIovOff, addressOf(buf, off));
     this.setPtr(this.rxIovOff + 8, max);
-    return this.recvInto(this.dv, this.base, this.rxMsgOff, this.rxCtlOff, rx);
-  }
-
-  recvSplit(hdr: Uint8Array, hdrOff: number, hdrSize: number, body: Uint8Array, bodyOff: number, bodyMax: number,
-    bodySize: number, spill: Uint8Array, rx: RxInfo): number {
-    const pairs = Math.max(0, Math.min(MAX_PAIRS, Math.floor(bodyMax / bodySize), Math.floor((hdr.length - hdrOff) / hdrSize)));
-    const h = addressOf(hdr, hdrOff);
-    const b = addressOf(body, bodyOff);
-    const sp = addressOf(spill);
-    const iov0 = 64;
-    const ctl = iov0 + (2 * MAX_PAIRS + 1) * IOVEC;
-    const k0 = this.sKey;
-    if (k0[0] !== h || k0[1] !== b || k0[2] !== hdrSize || k0[3] !== bodySize || k0[4] !== pairs || k0[5] !== sp || k0[6] !== spill.length) {
-      const u = this.sU32;
-      const put = (i: number, p: number, len: number): void => {
-        const w = (iov0 + i * IOVEC) >>> 2;
-        u[w] = p % 0x100000000;
-        u[w + 1] = Math.floor(p / 0x100000000);
-        u[w + 2] = len;
-        u[w + 3] = 0;
-      };
-      for (let k = 0; k < pairs; k++) {
-        put(2 * k, h + k * hdrSize, hdrSize);
-        put(2 * k + 1, b + k * bodySize, bodySize);
-      }
-      put(2 * pairs, sp, spill.length);
-      const sd = this.sDv;
-      const ptr = (o: number, v: number): void => {
-        sd.setUint32(o, v % 0x100000000, true);
-        sd.setUint32(o + 4, Math.floor(v / 0x100000000), true);
-      };
-      ptr(16, this.sBase + iov0);
-      ptr(24, 2 * pairs + 1);
-      ptr(32, this.sBase + ctl);
-      k0[0] = h;
-      k0[1] = b;
-      k0[2] = hdrSize;
-      k0[3] = bodySize;
-      k0[4] = pairs;
-      k0[5] = sp;
-      k0[6] = spill.length;
-    }
-    rx.pairs = pairs;
-    return this.recvInto(this.sDv, this.sBase, 0, ctl, rx);
-  }
-
-  /** recvmsg with the msghdr at offset m of the arena d views (at address base), its control buffer at c. */
-  private recvInto(d: DataView, base: number, m: number, c: number, rx: RxInfo): number {
-    d.setUint32(m + 40, 64, true);
-    d.setUint32(m + 44, 0, true);
+    this.setPtr(m + 40, 64);
     d.setInt32(m + 48, 0, true);
     for (let tries = 0; tries < 8; tries++) {
-      const n = recvmsgPtr(this.fd, base + m, MSG_DONTWAIT);
+      const n = recvmsgPtr(this.fd, this.base + m, MSG_DONTWAIT);
       if (n < 0) {
         const e = errno();
         if (e === EINTR) continue;
@@ -341,9 +284,12 @@ export class UdpSocket implements DatagramSocket {
       }
       rx.segSize = n;
       const ctlLen = d.getUint32(m + 40, true);
-      if (ctlLen >= 20 && d.getInt32(c + 8, true) === SOL_UDP && d.getInt32(c + 12, true) === UDP_GRO) {
-        const seg = d.getInt32(c + 16, true);
-        if (seg > 0) rx.segSize = seg;
+      if (ctlLen >= 20) {
+        const c = this.rxCtlOff;
+        if (d.getInt32(c + 8, true) === SOL_UDP && d.getInt32(c + 12, true) === UDP_GRO) {
+          const seg = d.getInt32(c + 16, true);
+          if (seg > 0) rx.segSize = seg;
+        }
       }
       return n;
     }

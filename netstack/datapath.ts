@@ -14,7 +14,7 @@ import { applyRewrite } from './rewrite.ts';
 import { clampMss } from './mss.ts';
 import { segmentOffloaded } from './segment.ts';
 import { TxPlan, type DatagramSocket, type Endpoint, type PacketDevice, type RxInfo } from './io.ts';
-import { MAX_PAYLOAD, TUNNEL_HDR, TunnelCodec, TunnelFlag, TunnelType, newRxBatch, type RxBatch } from './tunnel.ts';
+import { MAX_PAYLOAD, TunnelCodec, TunnelFlag, TunnelType, newRxBatch, type RxBatch } from './tunnel.ts';
 import { GSO_NONE, VNET_F_NEEDS_CSUM, VNET_HDR_LEN, vnetFlags, vnetGsoType, writeVnetNone } from './vnet.ts';
 
 export interface DatapathOptions {
@@ -32,9 +32,6 @@ export interface DatapathOptions {
   pendingMaxMs?: number;
   /** Inner MTU: SYNs crossing the datapath get their MSS clamped to it (0 = no clamping). */
   mtu?: number;
-  /** Receive with tunnel headers apart so batch bodies land in their reassembly buffer without a
-   *  copy, when the socket can (default true; false for A/B measurements). */
-  splitReceive?: boolean;
 }
 
 export const Counter = {
@@ -78,8 +75,6 @@ interface FragOutcome {
  *  call and one sendmsg then serve many packets: the fixed ~3 µs of a node:crypto call would otherwise
  *  dominate small packets (see perf/RESULTS.md). */
 const COALESCE_BYTES = 60000;
-/** Header slots of a split receive (at most this many datagrams are laid out per receive). */
-const SPLIT_PAIRS = 96;
 
 export class Datapath {
   private readonly dev: PacketDevice;
@@ -93,11 +88,6 @@ export class Datapath {
   private readonly mss6: number;
   private readonly devBuf = new Uint8Array(DEV_BUF);
   private readonly sockBuf = new Uint8Array(65536 + 64);
-  private readonly split: boolean;
-  /** Datagram size the next split receive is laid out for: the last multi-datagram receive's. */
-  private expSeg = 0;
-  private readonly hdrs = new Uint8Array(SPLIT_PAIRS * TUNNEL_HDR);
-  private readonly spill = new Uint8Array(65536 + 64);
   private readonly outBuf = new Uint8Array(DEV_BUF);
   private readonly agg = new Uint8Array(COALESCE_BYTES + DEV_BUF);
   private aggLen = 0;
@@ -135,7 +125,6 @@ export class Datapath {
     this.pendingMaxMs = o.pendingMaxMs ?? 2000;
     this.mss4 = o.mtu ? o.mtu - 40 : 0;
     this.mss6 = o.mtu ? o.mtu - 60 : 0;
-    this.split = (o.splitReceive ?? true) && this.sock.recvSplit !== undefined;
     for (const c of Object.values(Counter)) this.counters.set(c, 0);
     this.table.onReady(() => this.retryPending());
   }
@@ -316,81 +305,21 @@ export class Datapath {
     const b = this.sockBuf;
     const rx = this.rx;
     while (n < this.budget && !this.closed) {
-      if (this.split && this.expSeg > 0) {
-        if (!this.recvSplit()) break;
-        n++;
-        continue;
-      }
       const len = this.sock.recv(b, 0, b.length, rx);
       if (len < 0) break;
       n++;
       this.count(Counter.SockRxBytes, len);
       const seg = rx.segSize > 0 ? rx.segSize : len;
-      if (len > seg && seg > TUNNEL_HDR) this.expSeg = seg;
-      this.decodeRun(b, len, seg);
-    }
-    return n;
-  }
-
-  /** Decodes the datagrams of one contiguous receive (each `seg` bytes, the last maybe shorter). */
-  private decodeRun(b: Uint8Array, len: number, seg: number): void {
-    for (let off = 0; off < len; off += seg) {
-      const dl = Math.min(seg, len - off);
-      try {
-        if (this.codec.decode(b, off, dl, this.batch)) this.onBatch(this.batch);
-      } catch (e) {
-        this.fault(e);
-      }
-    }
-  }
-
-  /**
-   * One receive laid out for datagrams of expSeg bytes: headers into hdrs, bodies straight into the
-   * codec's reassembly buffer (no copy out of a receive buffer). A receive of another shape is
-   * gathered into sockBuf and decoded as usual. False when nothing was waiting.
-   */
-  private recvSplit(): boolean {
-    const codec = this.codec;
-    const rx = this.rx;
-    const seg = this.expSeg;
-    const bodySize = seg - TUNNEL_HDR;
-    const area = codec.rxArea();
-    const aOff = codec.rxAreaOffset();
-    const len = (this.sock.recvSplit as NonNullable<DatagramSocket['recvSplit']>)(
-      this.hdrs, 0, TUNNEL_HDR, area, aOff, area.length - aOff, bodySize, this.spill, rx);
-    if (len < 0) return false;
-    this.count(Counter.SockRxBytes, len);
-    const s = rx.segSize > 0 ? rx.segSize : len;
-    const pairs = rx.pairs ?? 0;
-    if ((s === seg || (s === len && len <= seg)) && len <= pairs * seg) {
-      for (let k = 0, o = 0; o < len; k++, o += seg) {
-        const dl = Math.min(seg, len - o);
+      for (let off = 0; off < len; off += seg) {
+        const dl = Math.min(seg, len - off);
         try {
-          if (dl < TUNNEL_HDR) this.codec.decode(this.hdrs, k * TUNNEL_HDR, dl, this.batch);
-          else if (codec.decodeParts(this.hdrs, k * TUNNEL_HDR, area, aOff + k * bodySize, dl - TUNNEL_HDR, this.batch)) {
-            this.onBatch(this.batch);
-          }
+          if (this.codec.decode(b, off, dl, this.batch)) this.onBatch(this.batch);
         } catch (e) {
           this.fault(e);
         }
       }
-      return true;
     }
-    // Another datagram size (or more datagrams than header slots): put the stream back together.
-    const out = this.sockBuf;
-    let w = 0;
-    for (let k = 0; k < pairs && w < len; k++) {
-      const h = Math.min(TUNNEL_HDR, len - w);
-      out.set(this.hdrs.subarray(k * TUNNEL_HDR, k * TUNNEL_HDR + h), w);
-      w += h;
-      const bl = Math.min(bodySize, len - w);
-      if (bl > 0) out.set(area.subarray(aOff + k * bodySize, aOff + k * bodySize + bl), w);
-      w += Math.max(bl, 0);
-    }
-    if (w < len) out.set(this.spill.subarray(0, len - w), w);
-    if (s > TUNNEL_HDR && (len > s || s > seg)) this.expSeg = s;
-    this.decodeRun(out, len, s);
-    return true;
+    return n;
   }
 
   private onBatch(bt: RxBatch): void {

@@ -7,7 +7,7 @@ export class FakeNetwork {
   /** Every datagram sent, in order (for tests that inspect or replay the wire). */
   readonly wire: Array<{ to: string; data: Uint8Array }> = [];
 
-  /** A socket; with `gro`, receives coalesce datagrams as UDP_GRO does and recvSplit is offered. */
+  /** A socket; with `gro`, receives coalesce datagrams as UDP_GRO does. */
   socket(host: string, port: number, gso = true, gro = false): FakeSocket {
     const s = gro ? new FakeGroSocket(this, `${host}:${port}`, gso) : new FakeSocket(this, `${host}:${port}`, gso);
     this.sockets.set(s.key, s);
@@ -62,7 +62,7 @@ export class FakeSocket implements DatagramSocket {
 }
 
 /** Receives like a kernel socket with UDP_GRO: a run of equal-size datagrams (the last may be
- *  shorter) up to 64 kB comes back as one, and recvSplit scatters it the way recvmsg fills iovecs. */
+ *  shorter) up to 64 kB comes back as one receive. */
 export class FakeGroSocket extends FakeSocket {
   private readonly stream = new Uint8Array(65536);
 
@@ -88,26 +88,6 @@ export class FakeGroSocket extends FakeSocket {
     const n = this.take(rx);
     if (n < 0) return -1;
     buf.set(this.stream.subarray(0, Math.min(n, max)), off);
-    return n;
-  }
-
-  recvSplit(hdr: Uint8Array, hdrOff: number, hdrSize: number, body: Uint8Array, bodyOff: number, bodyMax: number,
-    bodySize: number, spill: Uint8Array, rx: RxInfo): number {
-    const pairs = Math.min(96, Math.floor(bodyMax / bodySize), Math.floor((hdr.length - hdrOff) / hdrSize));
-    rx.pairs = pairs;
-    const n = this.take(rx);
-    if (n < 0) return -1;
-    let r = 0;
-    const put = (dst: Uint8Array, at: number, room: number): void => {
-      const k = Math.min(room, n - r);
-      if (k > 0) dst.set(this.stream.subarray(r, r + k), at);
-      r += Math.max(k, 0);
-    };
-    for (let k = 0; k < pairs && r < n; k++) {
-      put(hdr, hdrOff + k * hdrSize, hdrSize);
-      put(body, bodyOff + k * bodySize, bodySize);
-    }
-    put(spill, 0, spill.length);
     return n;
   }
 }

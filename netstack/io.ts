@@ -64,8 +64,6 @@ export interface Endpoint {
 export interface RxInfo {
   /** Size of each coalesced datagram in the bytes returned (UDP_GRO); equals the length when single. */
   segSize: number;
-  /** After recvSplit: how many header/body pairs the receive was laid out with. */
-  pairs?: number;
 }
 
 export interface DatagramSocket {
@@ -76,14 +74,6 @@ export interface DatagramSocket {
   /** Receives into buf[off..); returns the byte count (several datagrams of rx.segSize bytes when coalesced),
    *  or -1 when nothing is waiting. */
   recv(buf: Uint8Array, off: number, max: number, rx: RxInfo): number;
-  /**
-   * Like recv, but laid out for datagrams of hdrSize + bodySize bytes: datagram k's first hdrSize
-   * bytes land at hdr[hdrOff + k·hdrSize], the rest at body[bodyOff + k·bodySize], for as many pairs
-   * as fit (rx.pairs); bytes beyond them land in spill. The returned count is of the whole receive,
-   * as for recv. Optional: without it the datapath receives contiguously.
-   */
-  recvSplit?(hdr: Uint8Array, hdrOff: number, hdrSize: number, body: Uint8Array, bodyOff: number, bodyMax: number,
-    bodySize: number, spill: Uint8Array, rx: RxInfo): number;
   close(): void;
 }
 

@@ -73,8 +73,6 @@ export function startStandalone(cfg: StandaloneConfig): { close: () => void; dat
     }),
     endpointOf: (id) => peers.get(id),
     mtu: cfg.mtu,
-    // CANOPY_RX_SPLIT=0 receives contiguously and copies batches together (for A/B runs).
-    splitReceive: process.env.CANOPY_RX_SPLIT !== '0',
   });
   const pump = (f: () => number) => () => {
     try {

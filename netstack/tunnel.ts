@@ -86,12 +86,8 @@ export interface RxBatch {
 /** Largest payload a batch carries: a TUN read of 10 + 65 535 bytes. */
 export const MAX_PAYLOAD = 10 + 65535;
 
-/** A reassembly buffer holds one batch, and room for a whole receive (≤ 64 kB of datagrams) past
- *  any fill level: a split receive (rxArea) lets the kernel put datagram bodies straight into it. */
-const REASM_BYTES = 2 * (MAX_PAYLOAD + TAG_LEN) + 64;
-
 class Reassembly {
-  readonly buf = new Uint8Array(REASM_BYTES);
+  readonly buf = new Uint8Array(MAX_PAYLOAD + TAG_LEN + 64);
   counter = -1;
   count = 0;
   next = 0;
@@ -117,9 +113,6 @@ export class TunnelCodec {
   private readonly aad = this.aadBuf.subarray(0, TUNNEL_HDR);
   private readonly reasm = new Map<number, Reassembly>();
   private readonly windows = new Map<number, ReplayWindow>();
-  /** The reassembly of the sender seen last: where the next datagram's body most likely belongs. */
-  private lastR: Reassembly | undefined;
-  private spare: Uint8Array | undefined;
   readonly drops = new Map<Drop, number>();
   batchesOut = 0;
   batchesIn = 0;
@@ -230,34 +223,6 @@ export class TunnelCodec {
    */
   decode(d: Uint8Array, off: number, len: number, out: RxBatch): boolean {
     if (len < TUNNEL_HDR) return this.count(Drop.Malformed);
-    return this.decodeParts(d, off, d, off + TUNNEL_HDR, len - TUNNEL_HDR, out);
-  }
-
-  /**
-   * Where the receiver should let the kernel put the next datagram bodies (a split receive: headers
-   * apart, bodies back to back): the buffer and offset at which decodeParts expects them, so a batch
-   * is reassembled without a copy. Any other place works too, at the price of a copy.
-   */
-  rxArea(): Uint8Array {
-    const r = this.lastR;
-    if (r) return r.buf;
-    this.spare ??= new Uint8Array(REASM_BYTES);
-    return this.spare;
-  }
-
-  /** The offset in rxArea() where the next body is expected. */
-  rxAreaOffset(): number {
-    const r = this.lastR;
-    return r && r.counter >= 0 && r.next < r.count ? r.filled : 0;
-  }
-
-  /**
-   * decode() for a datagram whose 24-byte header is at h[hOff..] and body at body[bOff..bOff+bodyLen)
-   * (a split receive). A body already where the reassembly wants it (rxArea/rxAreaOffset) is not copied.
-   */
-  decodeParts(h: Uint8Array, hOff: number, body: Uint8Array, bOff: number, bodyLen: number, out: RxBatch): boolean {
-    const off = hOff;
-    const d = h;
     if (d[off] !== TUNNEL_VERSION) return this.count(Drop.Version);
     const type = d[off + 1];
     if (type < TunnelType.Data || type > TunnelType.Echo) return this.count(Drop.Malformed);
@@ -272,17 +237,17 @@ export class TunnelCodec {
     const flags = d[off + 2];
     if (segs === 0 || index >= segs) return this.count(Drop.Malformed);
     if (plen > MAX_PAYLOAD) return this.count(Drop.TooBig);
+    const body = len - TUNNEL_HDR;
     if (segs === 1) {
       // The common small packet: verify in place, no copy.
-      if (bodyLen !== plen + TAG_LEN) return this.count(Drop.Malformed);
-      return this.finish(d, off, body, bOff, plen, sender, keyId, counter, type, flags, out);
+      if (body !== plen + TAG_LEN) return this.count(Drop.Malformed);
+      return this.finish(d, off, off + TUNNEL_HDR, plen, sender, keyId, counter, type, flags, out);
     }
     let r = this.reasm.get(sender);
     if (!r) {
       r = new Reassembly();
       this.reasm.set(sender, r);
     }
-    this.lastR = r;
     if (index === 0) {
       if (r.counter >= 0 && r.next < r.count) this.count(Drop.Incomplete);
       r.counter = counter;
@@ -300,21 +265,21 @@ export class TunnelCodec {
       r.counter = -1;
       return this.count(Drop.Incomplete);
     }
-    if (r.filled + bodyLen > plen + TAG_LEN) {
+    if (r.filled + body > plen + TAG_LEN) {
       r.counter = -1;
       return this.count(Drop.Malformed);
     }
-    if (body !== r.buf || bOff !== r.filled) r.buf.set(body.subarray(bOff, bOff + bodyLen), r.filled);
-    r.filled += bodyLen;
+    r.buf.set(d.subarray(off + TUNNEL_HDR, off + len), r.filled);
+    r.filled += body;
     r.next++;
     if (r.next < r.count) return false;
     r.counter = -1;
     if (r.filled !== plen + TAG_LEN) return this.count(Drop.Malformed);
-    return this.finish(r.header, 0, r.buf, 0, plen, sender, r.keyId, counter, r.type, r.flags, out);
+    return this.finish(r.buf, -1, 0, plen, sender, r.keyId, counter, r.type, r.flags, out, r.header);
   }
 
-  private finish(h: Uint8Array, hdrOff: number, b: Uint8Array, pOff: number, plen: number, sender: number, keyId: number,
-    counter: number, type: number, flags: number, out: RxBatch): boolean {
+  private finish(b: Uint8Array, hdrOff: number, pOff: number, plen: number, sender: number, keyId: number,
+    counter: number, type: number, flags: number, out: RxBatch, header?: Uint8Array): boolean {
     let w = this.windows.get(sender);
     if (!w) {
       w = new ReplayWindow();
@@ -322,7 +287,8 @@ export class TunnelCodec {
     }
     if (!w.check(counter)) return this.count(Drop.Replay);
     const aad = this.aad;
-    aad.set(h.subarray(hdrOff, hdrOff + TUNNEL_HDR), 0);
+    if (header) aad.set(header.subarray(0, TUNNEL_HDR), 0);
+    else aad.set(b.subarray(hdrOff, hdrOff + TUNNEL_HDR), 0);
     write16(aad, 16, 0);
     this.setIv(sender, counter);
     const encrypted = (flags & TunnelFlag.Encrypted) !== 0;
@@ -341,7 +307,6 @@ export class TunnelCodec {
 
   /** Forgets a peer's reassembly and replay state (it left the cluster). */
   forget(sender: number): void {
-    if (this.lastR === this.reasm.get(sender)) this.lastR = undefined;
     this.reasm.delete(sender);
     this.windows.delete(sender);
   }
