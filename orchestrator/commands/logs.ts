@@ -6,6 +6,18 @@ import { openSession, withLogin } from '../client/session.ts';
 import { fail } from '../client/terminal.ts';
 import { instanceLogs, workerApiUrl } from '../client/worker-api.ts';
 
+/**
+ * The part of `cur` (the newest bytes of a log) not in `prev` (the previous read). The window slides
+ * and the worker truncates big logs, so `prev` is found by its last line-aligned tail, not by length.
+ */
+export function unseen(prev: string, cur: string): string {
+  if (prev === '') return cur;
+  if (cur.startsWith(prev)) return cur.slice(prev.length);
+  const tail = prev.slice(-256);
+  const at = cur.lastIndexOf(tail);
+  return at >= 0 ? cur.slice(at + tail.length) : cur;
+}
+
 export function register(program: Command): void {
   program
     .command('logs')
@@ -16,7 +28,8 @@ export function register(program: Command): void {
     .option('--worker-api <url>', "the worker's local API, when the worker is not part of the local deployment")
     .option('--stream <which>', 'stdout, stderr or both', 'both')
     .option('--bytes <n>', 'at most this many bytes of each stream (the newest)', '65536')
-    .action(async (name: string, nArg: string | undefined, o: { root?: string; workerApi?: string; stream: string; bytes: string }) => {
+    .option('-f, --follow', 'keep printing new output of one instance (Ctrl-C stops)')
+    .action(async (name: string, nArg: string | undefined, o: { root?: string; workerApi?: string; stream: string; bytes: string; follow?: boolean }) => {
       if (!['stdout', 'stderr', 'both'].includes(o.stream)) fail('logs', new Error(`--stream must be stdout, stderr or both, got ${o.stream}`));
       const n = nArg === undefined ? undefined : Number(nArg);
       if (n !== undefined && (!Number.isInteger(n) || n < 0)) fail('logs', new Error(`instance must be a number ≥ 0, got ${nArg}`));
@@ -26,6 +39,23 @@ export function register(program: Command): void {
           const { service } = await oneService(c, name);
           const instances = service.instances.filter((i) => n === undefined || i.instance_n === n);
           if (instances.length === 0) throw new Error(n === undefined ? `${service.name} has no instances` : `${service.name} has no instance ${n}`);
+          if (o.follow) {
+            if (instances.length > 1) throw new Error(`${service.name} has ${instances.length} instances: name one to follow`);
+            const i = instances[0]!;
+            if (!i.worker_id) throw new Error(`${service.name}#${i.instance_n} is ${i.state} and on no worker: ${i.reason}`);
+            const api = workerApiUrl(i.worker_id, session.deployment, o.workerApi);
+            const streams = (o.stream === 'both' ? ['stdout', 'stderr'] : [o.stream]) as ('stdout' | 'stderr')[];
+            const seen = new Map<string, string>();
+            for (;;) {
+              for (const st of streams) {
+                const cur = await instanceLogs(api, service.microserviceID, i.instance_n, st, Number(o.bytes));
+                const fresh = unseen(seen.get(st) ?? '', cur);
+                if (fresh) (st === 'stdout' ? process.stdout : process.stderr).write(fresh);
+                seen.set(st, cur);
+              }
+              await new Promise((r) => setTimeout(r, 1000));
+            }
+          }
           for (const i of instances) {
             if (instances.length > 1) console.log(`==> ${service.name}#${i.instance_n} (${i.state} on ${i.worker_id ?? 'no worker'}) <==`);
             if (!i.worker_id) throw new Error(`${service.name}#${i.instance_n} is ${i.state} and on no worker: ${i.reason}`);

@@ -4,7 +4,7 @@
 // worker.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -89,6 +89,22 @@ test('deploy --wait, status, logs, undeploy', { skip, timeout: 120_000 }, async 
   const gone = canopy(['status', 'clitest']);
   assert.equal(gone.code, 1);
   assert.match(gone.stderr, /no application or service "clitest"/);
+});
+
+test('logs --follow prints each new line once, in order', { skip, timeout: 120_000 }, async () => {
+  const file = sla('ticker', { microservice_name: 'ticker', cmd: ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done'] });
+  const d = canopy(['deploy', file, '--wait', '--timeout', '60']);
+  assert.equal(d.code, 0, `${d.stdout}${d.stderr}`);
+  const f = spawn(process.execPath, [CANOPY, 'logs', 'ticker', '0', '--follow', '--stream', 'stdout'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  f.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  await new Promise((r) => setTimeout(r, 6000));
+  f.kill('SIGINT');
+  await new Promise((r) => f.once('exit', r));
+  const n = out.split('\n').filter(Boolean).map((l) => Number(/^tick-(\d+)$/.exec(l)?.[1] ?? NaN));
+  assert.ok(n.length >= 10, `followed lines: ${out}`);
+  assert.deepEqual(n, n.map((_, i) => n[0]! + i), 'consecutive, none twice, none missing');
+  assert.equal(canopy(['undeploy', 'ticker']).code, 0);
 });
 
 test('bad descriptors, impossible requests and wrong credentials fail with the reason', { skip, timeout: 120_000 }, () => {
