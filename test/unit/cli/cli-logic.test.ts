@@ -1,0 +1,124 @@
+// The CLI's logic without root: following a sliding log window, the host plan of `canopy up`, the
+// demo's spread across workers, the instance watcher's verdicts, and root's errors as the user reads
+// them.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { unseen } from '../../../orchestrator/commands/logs.ts';
+import { planHosts } from '../../../orchestrator/deployment/hosts.ts';
+import { spreadAcrossWorkers } from '../../../orchestrator/deployment/demo.ts';
+import type { DeploymentState } from '../../../orchestrator/deployment/state.ts';
+import { ApiCallError, RootClient, type InstanceInfo, type ServiceInfo } from '../../../orchestrator/client/root-client.ts';
+import { watchInstances, type Transition } from '../../../orchestrator/client/watch.ts';
+
+test('unseen: growth, a sliding window, and a truncated log', () => {
+  assert.equal(unseen('', 'a\nb\n'), 'a\nb\n');
+  assert.equal(unseen('a\nb\n', 'a\nb\nc\n'), 'c\n');
+  assert.equal(unseen('a\nb\n', 'a\nb\n'), '');
+  // The window slid: the start is gone, the previous tail is still there.
+  assert.equal(unseen('line-1\nline-2\nline-3\n', 'line-2\nline-3\nline-4\n'), 'line-4\n');
+  // Truncated by the worker: nothing of the previous read is left, so everything is new.
+  assert.equal(unseen('old-1\nold-2\n', 'new-1\n'), 'new-1\n');
+  // A window cut in the middle of a line.
+  assert.equal(unseen('tick-1\ntick-2\ntick-3\n', 'k-2\ntick-3\ntick-4\ntick-5\n'), 'tick-4\ntick-5\n');
+});
+
+test('planHosts: names, addresses, and refusals', () => {
+  const p = planHosts({ name: 'up', subnet: '198.19.250.0', workers: 2 });
+  assert.equal(p.bridge, 'cup-up');
+  assert.equal(p.hostIp, '198.19.250.1');
+  assert.deepEqual(p.workers.map((w) => [w.name, w.netns, w.ip]), [['up-w1', 'cup-up-w1', '198.19.250.11'], ['up-w2', 'cup-up-w2', '198.19.250.12']]);
+  for (const w of p.workers) assert.ok(w.hostVeth.length <= 15, `interface name ${w.hostVeth} fits IFNAMSIZ`);
+  assert.ok(planHosts({ name: 'abcdef', subnet: '198.18.7.0', workers: 32 }).workers.every((w) => w.hostVeth.length <= 15));
+  assert.throws(() => planHosts({ name: 'Up!', subnet: '198.19.250.0', workers: 2 }), /deployment name must be 1-6 of a-z 0-9/);
+  assert.throws(() => planHosts({ name: 'toolong', subnet: '198.19.250.0', workers: 2 }), /deployment name/);
+  assert.throws(() => planHosts({ name: 'up', subnet: '10.0.0.0', workers: 2 }), /inside 198\.18\.0\.0\/15/);
+  assert.throws(() => planHosts({ name: 'up', subnet: '198.19.256.0', workers: 2 }), /inside 198\.18\.0\.0\/15/);
+  assert.throws(() => planHosts({ name: 'up', subnet: '198.19.250.0', workers: 0 }), /--workers must be 1-32/);
+  assert.throws(() => planHosts({ name: 'up', subnet: '198.19.250.0', workers: 1.5 }), /--workers/);
+});
+
+test('spreadAcrossWorkers pins web and client to different workers, only with two or more', () => {
+  const sla = JSON.stringify({ applications: [{ microservices: [{ microservice_name: 'web' }, { microservice_name: 'client', constraints: [{ type: 'arch', arch: ['amd64'] }] }] }] });
+  const two = { workers: [{ name: 'up-w1' }, { name: 'up-w2' }] } as DeploymentState;
+  const out = JSON.parse(spreadAcrossWorkers(sla, two)) as { applications: { microservices: { constraints: unknown[] }[] }[] };
+  assert.deepEqual(out.applications[0]!.microservices[0]!.constraints, [{ type: 'direct', node: 'up-w1' }]);
+  assert.deepEqual(out.applications[0]!.microservices[1]!.constraints, [{ type: 'arch', arch: ['amd64'] }, { type: 'direct', node: 'up-w2' }]);
+  assert.equal(spreadAcrossWorkers(sla, { workers: [{ name: 'up-w1' }] } as DeploymentState), sla);
+});
+
+function inst(history: [string, string][]): InstanceInfo {
+  const last = history.at(-1)!;
+  return {
+    instance_n: 0, state: last[0], reason: last[1], cluster_id: null, cluster_name: null, worker_id: null, instance_ip: '', instance_ip_v6: '',
+    ns_ip: null, ns_ip_v6: null, created_at: '', updated_at: '', history: history.map(([state, reason], i) => ({ state, reason, ts: `t${i}` })),
+  } as InstanceInfo;
+}
+
+/** A client whose service() answers from a script, one step per call. */
+function scripted(steps: [string, string][][]): RootClient {
+  let i = 0;
+  const c = new RootClient({ url: 'http://unused' });
+  c.service = async () => ({ instances: [inst(steps[Math.min(i++, steps.length - 1)]!)] }) as ServiceInfo;
+  return c;
+}
+
+test('watchInstances: every transition once, in order; RUNNING and COMPLETED succeed; FAILED and NO_* fail with the reason', async () => {
+  const seen: Transition[] = [];
+  const ok = await watchInstances(scripted([
+    [['REQUESTED', 'r']],
+    [['REQUESTED', 'r'], ['CLUSTER_SCHEDULED', 'c'], ['NODE_SCHEDULED', 'n']],
+    [['REQUESTED', 'r'], ['CLUSTER_SCHEDULED', 'c'], ['NODE_SCHEDULED', 'n'], ['CREATING', 'x'], ['RUNNING', 'started']],
+  ]), [{ serviceId: 's', label: 'a.b.c.d', instance: 0 }], { timeoutMs: 5000, intervalMs: 1, onTransition: (t) => seen.push(t) });
+  assert.deepEqual(ok, { ok: true });
+  assert.deepEqual(seen.map((t) => t.state), ['REQUESTED', 'CLUSTER_SCHEDULED', 'NODE_SCHEDULED', 'CREATING', 'RUNNING']);
+
+  const done = await watchInstances(scripted([[['REQUESTED', 'r'], ['COMPLETED', 'exit 0']]]), [{ serviceId: 's', label: 'x', instance: 0 }], { timeoutMs: 5000, intervalMs: 1, onTransition: () => {} });
+  assert.equal(done.ok, true);
+
+  const failed = await watchInstances(scripted([[['REQUESTED', 'r'], ['FAILED', 'command not found (exit 127)']]]), [{ serviceId: 's', label: 'x', instance: 0 }], { timeoutMs: 5000, intervalMs: 1, onTransition: () => {} });
+  assert.deepEqual(failed.ok ? null : [failed.state, failed.reason], ['FAILED', 'command not found (exit 127)']);
+
+  const none = await watchInstances(scripted([[['REQUESTED', 'r'], ['NO_CLUSTER_FOUND', 'no cluster has 1000 GB']]]), [{ serviceId: 's', label: 'x', instance: 0 }], { timeoutMs: 5000, intervalMs: 1, onTransition: () => {} });
+  assert.equal(none.ok ? null : none.state, 'NO_CLUSTER_FOUND');
+
+  const slow = await watchInstances(scripted([[['REQUESTED', 'r'], ['CLUSTER_SCHEDULED', 'waiting']]]), [{ serviceId: 's', label: 'x', instance: 0 }], { timeoutMs: 30, intervalMs: 5, onTransition: () => {} });
+  assert.equal(slow.ok ? null : slow.state, 'TIMEOUT');
+  assert.match(slow.ok ? '' : slow.reason, /still CLUSTER_SCHEDULED after 0 s \(waiting\)/);
+});
+
+test('RootClient: the server\'s message and field errors reach the user; an unreachable root says so', async () => {
+  const server = createServer((req, res) => {
+    if (req.url === '/api/applications') {
+      res.writeHead(422, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'invalid descriptor', errors: [{ path: '/applications/0/application_name', message: 'must match ^[a-z0-9]{1,30}$' }] }));
+    } else if (req.url === '/api/clusters') {
+      res.writeHead(502);
+      res.end('<html>bad gateway</html>');
+    } else {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('not json');
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    const c = new RootClient({ url, token: 't' });
+    const e = await c.applications().catch((x: unknown) => x);
+    assert.ok(e instanceof ApiCallError);
+    assert.equal(e.status, 422);
+    assert.equal(e.describe(), 'GET /api/applications: HTTP 422: invalid descriptor\n  /applications/0/application_name: must match ^[a-z0-9]{1,30}$');
+    await assert.rejects(c.clusters(), /GET \/api\/clusters: HTTP 502: <html>bad gateway<\/html>/);
+    await assert.rejects(c.service('x'), /answer is not JSON/);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+  // A port nobody listens on (fetch's pool would reuse a connection to the closed server above).
+  const gone = createServer();
+  await new Promise<void>((r) => gone.listen(0, '127.0.0.1', r));
+  const goneUrl = `http://127.0.0.1:${(gone.address() as AddressInfo).port}`;
+  await new Promise((r) => gone.close(r));
+  await assert.rejects(new RootClient({ url: goneUrl, timeoutMs: 2000 }).applications(), (e: unknown) => e instanceof ApiCallError && e.status === 0 && /is unreachable \(ECONNREFUSED\)/.test(e.message));
+});
