@@ -1,6 +1,7 @@
 // A typed client of root's REST API (SPEC §7) for the CLI. Every failed call throws ApiCallError
 // carrying the server's own message and its per-field errors, so the user reads what root said.
-import type { InstanceState } from '../root/lifecycle.ts';
+import type { InstanceView } from '../root/instances.ts';
+import type { ApplicationView, ServiceView } from '../root/catalog.ts';
 
 export interface FieldProblem {
   path: string;
@@ -23,53 +24,11 @@ export class ApiCallError extends Error {
   }
 }
 
-export interface InstanceEvent {
-  state: InstanceState;
-  reason: string;
-  ts: string;
-}
-
-export interface InstanceInfo {
-  instance_n: number;
-  state: InstanceState;
-  reason: string;
-  cluster_id: string | null;
-  cluster_name: string | null;
-  worker_id: string | null;
-  instance_ip: string;
-  instance_ip_v6: string;
-  ns_ip: string | null;
-  ns_ip_v6: string | null;
-  created_at: string;
-  updated_at: string;
-  history: InstanceEvent[];
-}
-
-export interface ServiceInfo {
-  microserviceID: string;
-  applicationID: string;
-  microservice_name: string;
-  microservice_namespace: string;
-  /** Full name `<app>.<appns>.<svc>.<svcns>`. */
-  name: string;
-  virtualization: string;
-  rr_ip: string;
-  rr_ip_v6: string;
-  closest_ip: string;
-  closest_ip_v6: string;
-  created_at: string;
-  instances: InstanceInfo[];
-}
-
-export interface ApplicationInfo {
-  applicationID: string;
-  application_name: string;
-  application_namespace: string;
-  application_desc: string;
-  owner: string;
-  created_at: string;
-  microservices: { microserviceID: string; microservice_name: string; microservice_namespace: string }[];
-}
+// The answers' shapes are root's own view types: one definition for server and client.
+export type InstanceInfo = InstanceView;
+export type InstanceEvent = InstanceView['history'][number];
+export type ServiceInfo = ServiceView;
+export type ApplicationInfo = ApplicationView;
 
 export interface ClusterInfo {
   cluster_id: string;
