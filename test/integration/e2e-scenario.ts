@@ -111,9 +111,26 @@ export async function e2eScenario(t: { after: (fn: () => Promise<void>) => void;
     const stress = await d.submit(fixture('stress-zero-request.json'));
     const sw = byName(stress.services, 'web');
     for (let i = 0; i < 4; i++) await d.deployInstance(sw.microserviceID);
-    await d.waitState(sw.microserviceID, 4, ['RUNNING']);
+    const stressInstances = await d.waitState(sw.microserviceID, 4, ['RUNNING']);
     const rr = String((await d.service(sw.microserviceID)).rr_ip);
-    assert.equal(await poll('stress rr address', async () => ((await curl(`http://${rr}/`)) === '200' ? '200' : undefined), 20_000), '200');
+    const stressOk = await poll('stress rr address', async () => ((await curl(`http://${rr}/`)) === '200' ? '200' : undefined), 20_000).catch(() => null);
+    if (!stressOk) {
+      // What the client's worker sees, for the failure message.
+      const i0 = stressInstances[0]!;
+      const h = d.hostOfWorker(cl.worker_id!);
+      const diag = [
+        `instances: ${JSON.stringify(stressInstances.map((i) => [i.instance_n, i.worker_id, i.ns_ip, i.instance_ip]))} rr ${rr}`,
+        `curl rr: ${await curl(`http://${rr}/`)}`,
+        `curl ns_ip ${i0.ns_ip}: ${await curl(`http://${String(i0.ns_ip)}/`)}`,
+        (await d.inInstance(cl.worker_id!, client.microserviceID, 0, ['ping', '-c', '1', '-W', '2', rr])).stdout,
+        (await h.exec(['sh', '-c', 'curl -s http://127.0.0.1:10200/metrics | grep -v "^#" | grep -v " 0$"'])).stdout,
+        `curl rr again: ${await curl(`http://${rr}/`)}`,
+        (await h.exec(['sh', '-c', 'curl -s http://127.0.0.1:10200/metrics | grep -v "^#" | grep -v " 0$" | grep "datapath\\|proxy"'])).stdout,
+        (await h.exec(['sh', '-c', 'ip -s link show canopytun0; conntrack -L 2>/dev/null | grep -c . ; nft list ruleset | head -40'])).stdout,
+        (await d.hostOfWorker(i0.worker_id!).exec(['ip', 'netns', 'exec', d.netnsOf(i0.worker_id!, sw.microserviceID, i0.instance_n), 'ss', '-ltn'])).stdout,
+      ];
+      assert.fail(`stress rr address ${rr} never answered:\n${diag.join('\n')}`);
+    }
 
     // --- containers need containerd.
     if (!hasContainerd()) t.diagnostic('oakestra-readme-clientsrvr.json skipped: container virtualization needs containerd, which this host does not have');

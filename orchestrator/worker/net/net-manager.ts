@@ -395,7 +395,9 @@ export class NetManager implements InstanceNetwork {
       `canopy_worker_event_loop_delay_ms{quantile="0.99"} ${ms(this.loopDelay.percentile(99))}`,
       `canopy_worker_event_loop_delay_ms{quantile="1"} ${ms(this.loopDelay.max)}`,
     ].join('\n');
-    return `${dp}\ncanopy_tunnel_peers ${new Set([...this.directory.keys(), ...this.routed.keys()]).size}\n${loop}\n${p.table.metrics()}${p.dns.metrics()}`;
+    // A libuv poll error on the TUN or the socket (0 = none): the loop would stop reading that side.
+    const poll = `canopy_datapath_poll_status{fd="tun"} ${p.readiness[0]?.lastStatus ?? 0}\ncanopy_datapath_poll_status{fd="socket"} ${p.readiness[1]?.lastStatus ?? 0}`;
+    return `${dp}\n${poll}\ncanopy_tunnel_peers ${new Set([...this.directory.keys(), ...this.routed.keys()]).size}\n${loop}\n${p.table.metrics()}${p.dns.metrics()}`;
   }
 
   /** Tears down bridge, TUN, nftables table and DNS. Instances' veths stay with running instances. */
