@@ -4,7 +4,7 @@
 // of node:crypto's GHASH over 64 kB on this machine (perf/RESULTS.md). The OpenSSL used is the one
 // inside the node binary (its symbols are exported for addons), so no second libcrypto is loaded.
 import koffi from 'koffi';
-import { addressOf } from './memory.ts';
+import { addressOf, isPinned as pinned } from './memory.ts';
 import { NodeAead, TAG_BYTES, type AeadName, type BatchAead } from '../netstack/aead.ts';
 
 type Fn = (...args: number[]) => number;
@@ -54,11 +54,6 @@ export function evpAvailable(): boolean {
 
 const EVP_CTRL_AEAD_GET_TAG = 0x10;
 const EVP_CTRL_AEAD_SET_TAG = 0x11;
-
-/** Buffers the kernel-style raw calls may use: backing stores over 64 bytes (see memory.ts). */
-function pinned(b: Uint8Array): boolean {
-  return b.buffer.byteLength > 64;
-}
 
 export class EvpAead implements BatchAead {
   private readonly e: Evp;
