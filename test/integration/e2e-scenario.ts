@@ -125,6 +125,11 @@ export async function e2eScenario(t: { after: (fn: () => Promise<void>) => void;
         (await d.inInstance(cl.worker_id!, client.microserviceID, 0, ['ping', '-c', '1', '-W', '2', rr])).stdout,
         (await h.exec(['sh', '-c', 'curl -s http://127.0.0.1:10200/metrics | grep -v "^#" | grep -v " 0$"'])).stdout,
         `curl rr again: ${await curl(`http://${rr}/`)}`,
+        // Who else holds that address at root (a stale or shared entry would explain a misroute).
+        `root addresses: ${JSON.stringify(await Promise.all([...web.services, ...iperf.services, ...stress.services].map(async (s) => {
+          const v = await d.service(s.microserviceID) as { microservice_name?: string; rr_ip?: string; closest_ip?: string; instances?: Array<{ instance_n: number; instance_ip?: string; state: string }> };
+          return [v.microservice_name, v.rr_ip, v.closest_ip, (v.instances ?? []).map((i) => `${i.instance_n}:${i.instance_ip}:${i.state}`)];
+        })))}`,
         (await h.exec(['sh', '-c', 'curl -s http://127.0.0.1:10200/metrics | grep -v "^#" | grep -v " 0$" | grep "datapath\\|proxy"'])).stdout,
         (await h.exec(['sh', '-c', 'ip -s link show canopytun0; conntrack -L 2>/dev/null | grep -c . ; nft list ruleset | head -40'])).stdout,
         (await d.hostOfWorker(i0.worker_id!).exec(['ip', 'netns', 'exec', d.netnsOf(i0.worker_id!, sw.microserviceID, i0.instance_n), 'ss', '-ltn'])).stdout,
