@@ -193,6 +193,12 @@ export class Deployment {
     }
     const rules = await h.exec(['nft', 'list', 'table', 'inet', 'canopy']);
     if (rules.code === 0 && /dnat/.test(rules.stdout)) out.push('nft dnat rules');
+    // Processes still in one of the worker's instance cgroups (any hierarchy).
+    for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+      let cg = '';
+      try { cg = readFileSync(`/proc/${pid}/cgroup`, 'utf8'); } catch { continue; }
+      if (cg.includes(`/canopy/${w}/`)) out.push(`process ${pid}`);
+    }
     return out;
   }
 
