@@ -88,6 +88,9 @@ export class Datapath {
   private readonly mss6: number;
   private readonly devBuf = new Uint8Array(DEV_BUF);
   private readonly sockBuf = new Uint8Array(65536 + 64);
+  /** The second receive buffer of an inPlace codec: a batch's pieces may span two receives. */
+  private readonly sockBuf2: Uint8Array;
+  private rxGen = 0;
   private readonly outBuf = new Uint8Array(DEV_BUF);
   private readonly agg = new Uint8Array(COALESCE_BYTES + DEV_BUF);
   private aggLen = 0;
@@ -125,6 +128,7 @@ export class Datapath {
     this.pendingMaxMs = o.pendingMaxMs ?? 2000;
     this.mss4 = o.mtu ? o.mtu - 40 : 0;
     this.mss6 = o.mtu ? o.mtu - 60 : 0;
+    this.sockBuf2 = this.codec.inPlace ? new Uint8Array(this.sockBuf.length) : this.sockBuf;
     for (const c of Object.values(Counter)) this.counters.set(c, 0);
     this.table.onReady(() => this.retryPending());
   }
@@ -302,12 +306,18 @@ export class Datapath {
   /** Handles datagrams waiting on the socket; returns how many receive calls it made. */
   pumpSocket(): number {
     let n = 0;
-    const b = this.sockBuf;
     const rx = this.rx;
+    const inPlace = this.codec.inPlace;
     while (n < this.budget && !this.closed) {
+      let b: Uint8Array = this.sockBuf;
+      if (inPlace) {
+        b = (this.rxGen & 1) === 0 ? this.sockBuf : this.sockBuf2;
+        this.codec.release(b);
+      }
       const len = this.sock.recv(b, 0, b.length, rx);
       if (len < 0) break;
       n++;
+      this.rxGen++;
       this.count(Counter.SockRxBytes, len);
       const seg = rx.segSize > 0 ? rx.segSize : len;
       for (let off = 0; off < len; off += seg) {
@@ -323,6 +333,10 @@ export class Datapath {
   }
 
   private onBatch(bt: RxBatch): void {
+    if (bt.parts > 0) {
+      if (bt.type === TunnelType.Data && this.inboundPieces(bt)) return;
+      this.codec.flatten(bt);
+    }
     if (bt.type === TunnelType.Data) {
       this.count(Counter.TunnelRx);
       this.inboundPayload(bt);
@@ -354,6 +368,35 @@ export class Datapath {
       this.inboundPacket(bt, off, l, false);
       off += l;
     }
+  }
+
+  /**
+   * A super-packet left in pieces in the receive buffers: headers translated in the first piece, the
+   * whole written with one writev. False (nothing done) when it needs the contiguous path.
+   */
+  private inboundPieces(bt: RxBatch): boolean {
+    const dev = this.dev;
+    if (!dev.writev || !dev.vnetHdr || (bt.flags & (TunnelFlag.Vnet | TunnelFlag.Multi)) !== TunnelFlag.Vnet) return false;
+    // Every header the translation touches (vnet, IP with options or IPv6, TCP with options) must be in piece 0.
+    if (bt.parts > 1024 || bt.plens[0] < 256) return false;
+    const b = bt.pbufs[0];
+    const off = bt.poffs[0];
+    const pOff = off + VNET_HDR_LEN;
+    const pLen = bt.len - VNET_HDR_LEN;
+    const m = this.m;
+    if (pLen <= 0 || !parsePacket(b, pOff, pLen, m) || m.frag !== Frag.None || m.len !== pLen) return false;
+    const rw = this.rw;
+    this.count(Counter.TunnelRx);
+    if (this.table.inbound(b, m, bt.sender, rw) === Verdict.Drop) {
+      this.count(Counter.InboundDrop);
+      return true;
+    }
+    const partial = (vnetFlags(b, off) & VNET_F_NEEDS_CSUM) !== 0;
+    this.clamp(b, partial);
+    applyRewrite(b, m, rw, partial);
+    if (dev.writev(bt.pbufs, bt.poffs, bt.plens, bt.parts)) this.count(Counter.DevTx);
+    else this.count(Counter.DevTxFull);
+    return true;
   }
 
   /** One packet of a batch at b[off..off+len) (with its vnet header first when hasVnet). */
