@@ -38,6 +38,8 @@ export const Counter = {
   DevRx: 'dev_rx_packets',
   DevTx: 'dev_tx_packets',
   DevTxFull: 'dev_tx_dropped',
+  /** Super-packets written with writev straight from the receive buffers (in-place codec). */
+  DevTxGathered: 'dev_tx_gathered',
   Parse: 'drop_unparsable',
   NoRoute: 'drop_no_route',
   NoPeer: 'drop_unknown_peer',
@@ -394,8 +396,12 @@ export class Datapath {
     const partial = (vnetFlags(b, off) & VNET_F_NEEDS_CSUM) !== 0;
     this.clamp(b, partial);
     applyRewrite(b, m, rw, partial);
-    if (dev.writev(bt.pbufs, bt.poffs, bt.plens, bt.parts)) this.count(Counter.DevTx);
-    else this.count(Counter.DevTxFull);
+    if (dev.writev(bt.pbufs, bt.poffs, bt.plens, bt.parts)) {
+      this.count(Counter.DevTx);
+      this.count(Counter.DevTxGathered);
+    } else {
+      this.count(Counter.DevTxFull);
+    }
     return true;
   }
 

@@ -4,7 +4,7 @@
 // Prints progress, then as its last line one JSON object with the figures and ratio_vxlan.
 import { readFileSync } from 'node:fs';
 import { Lab, type Host, type Namespace } from '../test/lab/lab.ts';
-import { S4, buildOverlay, stopOverlay } from '../test/integration/datapath-setup.ts';
+import { S4, buildOverlay, statsOf, stopOverlay } from '../test/integration/datapath-setup.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const encrypt = process.argv.includes('--encrypt');
@@ -81,6 +81,10 @@ try {
       const gbps = await iperf(ws[1].inst, ws[0].inst, S4);
       const cpu = ws.reduce((t, w) => t + cpuSeconds(w.proc.pid), 0) - cpu0;
       const drops = (await tunDrops(a)) + (await tunDrops(b));
+      for (const w of ws) {
+        const st = await statsOf(lab, w.proc);
+        console.error(`  ${w.host.name}: dev_tx ${st.dev_tx_packets}, gathered ${st.dev_tx_gathered}, tunnel rx ${st.tunnel_rx_batches}`);
+      }
       return [gbps, drops, cpu / (gbps * SECONDS / 8)];
     } finally {
       await stopOverlay(ws);
