@@ -93,6 +93,8 @@ export class Datapath {
   /** The second receive buffer of an inPlace codec: a batch's pieces may span two receives. */
   private readonly sockBuf2: Uint8Array;
   private rxGen = 0;
+  /** Admission checks once per receive instead of per datagram (CANOPY_RX_MEMO=0 turns it off, for A/B). */
+  private readonly memoRx = process.env.CANOPY_RX_MEMO !== '0';
   private readonly outBuf = new Uint8Array(DEV_BUF);
   private readonly agg = new Uint8Array(COALESCE_BYTES + DEV_BUF);
   private aggLen = 0;
@@ -322,14 +324,18 @@ export class Datapath {
       this.rxGen++;
       this.count(Counter.SockRxBytes, len);
       const seg = rx.segSize > 0 ? rx.segSize : len;
+      const codec = this.codec;
+      const memo = this.memoRx;
+      if (memo) codec.beginReceive();
       for (let off = 0; off < len; off += seg) {
         const dl = Math.min(seg, len - off);
         try {
-          if (this.codec.decode(b, off, dl, this.batch)) this.onBatch(this.batch);
+          if (codec.decode(b, off, dl, this.batch)) this.onBatch(this.batch);
         } catch (e) {
           this.fault(e);
         }
       }
+      if (memo) codec.endReceive();
     }
     return n;
   }

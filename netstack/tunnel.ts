@@ -140,6 +140,12 @@ export class TunnelCodec {
   private readonly reasm = new Map<number, Reassembly>();
   private readonly windows = new Map<number, ReplayWindow>();
   readonly drops = new Map<Drop, number>();
+  // Within one receive (beginReceive..endReceive) every datagram normally has the same sender and
+  // key: their admission checks and the reassembly lookup are done once, not per datagram.
+  private receiving = false;
+  private memoSender = -1;
+  private memoKey = -1;
+  private memoR: Reassembly | undefined;
   batchesOut = 0;
   batchesIn = 0;
 
@@ -171,6 +177,18 @@ export class TunnelCodec {
     for (const a of this.aeads.values()) a.close();
     this.aeads.clear();
     for (const r of this.reasm.values()) r.aead?.close();
+  }
+
+  /** The datagrams of one receive (a GRO buffer) follow, until endReceive(). */
+  beginReceive(): void {
+    this.receiving = true;
+    this.memoSender = -1;
+  }
+
+  endReceive(): void {
+    this.receiving = false;
+    this.memoSender = -1;
+    this.memoR = undefined;
   }
 
   /** Multi-datagram batches come out in pieces (RxBatch.parts); see TunnelCodecOptions.inPlace. */
@@ -259,9 +277,17 @@ export class TunnelCodec {
     const type = d[off + 1];
     if (type < TunnelType.Data || type > TunnelType.Echo) return this.count(Drop.Malformed);
     const sender = read32(d, off + 4);
-    if (!this.opts.isPeer(sender)) return this.count(Drop.UnknownSender);
     const keyId = d[off + 3];
-    if (!this.opts.keys.has(keyId)) return this.count(Drop.UnknownKey);
+    const known = sender === this.memoSender && keyId === this.memoKey;
+    if (!known) {
+      if (!this.opts.isPeer(sender)) return this.count(Drop.UnknownSender);
+      if (!this.opts.keys.has(keyId)) return this.count(Drop.UnknownKey);
+      if (this.receiving) {
+        this.memoSender = sender;
+        this.memoKey = keyId;
+        this.memoR = this.reasm.get(sender);
+      }
+    }
     const counter = read32(d, off + 8) * 0x100000000 + read32(d, off + 12);
     const index = read16(d, off + 16);
     const segs = read16(d, off + 18);
@@ -275,10 +301,11 @@ export class TunnelCodec {
       if (body !== plen + TAG_LEN) return this.count(Drop.Malformed);
       return this.finish(d, off, off + TUNNEL_HDR, plen, sender, keyId, counter, type, flags, out);
     }
-    let r = this.reasm.get(sender);
+    let r = known ? this.memoR : this.reasm.get(sender);
     if (!r) {
       r = new Reassembly();
       this.reasm.set(sender, r);
+      if (this.receiving && sender === this.memoSender) this.memoR = r;
     }
     if (index === 0) {
       if (r.counter >= 0 && r.next < r.count) this.count(Drop.Incomplete);
@@ -441,6 +468,7 @@ export class TunnelCodec {
 
   /** Forgets a peer's reassembly and replay state (it left the cluster). */
   forget(sender: number): void {
+    this.endReceive();
     this.reasm.get(sender)?.aead?.close();
     this.reasm.delete(sender);
     this.windows.delete(sender);

@@ -148,3 +148,32 @@ test('the inner MTU leaves room for the tunnel on either underlay', async () => 
   c.encode(TunnelType.Data, 0, p, 0, p.length, plan);
   assert.equal(plan.segments, 1);
 });
+
+test('within one receive, a datagram from another sender or key is still checked, and a peer removed between receives is refused', () => {
+  const peers = new Set([1, 2]);
+  const b = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, isPeer: (id) => peers.has(id), maxDatagram: 1400 });
+  const a = codec(1);
+  const stranger = new TunnelCodec({ selfId: 9, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1400 });
+  const otherKey = new TunnelCodec({ selfId: 1, keys: new Map([[7, key]]), keyId: 7, isPeer: () => true, maxDatagram: 1400, firstCounter: Date.now() * 1000 + 5e6 });
+  const plan = new TxPlan();
+  const p = randomBytes(3000);
+  const batch = newRxBatch();
+  const one = (c: TunnelCodec): Uint8Array[] => {
+    c.encode(TunnelType.Data, 0, p, 0, p.length, plan);
+    return datagrams(plan);
+  };
+  const [g1, g2, g3] = [one(a), one(stranger), one(otherKey)];
+  b.beginReceive();
+  let ok = 0;
+  for (const d of [g1[0], g2[0], g3[0], g1[1], g1[2]]) if (b.decode(d, 0, d.length, batch)) ok++;
+  b.endReceive();
+  assert.equal(ok, 1, 'the genuine batch still completes');
+  assert.equal(b.drops.get(Drop.UnknownSender), 1);
+  assert.equal(b.drops.get(Drop.UnknownKey), 1);
+  peers.delete(1);
+  const g4 = one(a);
+  b.beginReceive();
+  for (const d of g4) assert.equal(b.decode(d, 0, d.length, batch), false);
+  b.endReceive();
+  assert.equal(b.drops.get(Drop.UnknownSender), 1 + g4.length);
+});
