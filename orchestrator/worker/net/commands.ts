@@ -61,3 +61,11 @@ export async function netnsAddresses(netns: string, dev: string): Promise<string
   const parsed = JSON.parse(out || '[]') as Array<{ addr_info?: Array<{ local?: string; scope?: string }> }>;
   return parsed.flatMap((l) => (l.addr_info ?? []).filter((a) => a.scope === 'global' && a.local).map((a) => a.local as string));
 }
+
+/** The MAC address of `dev` inside `netns`. */
+export async function netnsMac(netns: string, dev: string): Promise<string> {
+  const out = await run('ip', ['-n', netns, '-j', 'link', 'show', 'dev', dev]);
+  const mac = (JSON.parse(out || '[]') as Array<{ address?: string }>)[0]?.address;
+  if (!mac) throw new CommandError(`no MAC address on ${dev} in ${netns}`);
+  return mac;
+}

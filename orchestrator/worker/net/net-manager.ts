@@ -25,7 +25,7 @@ import { AddressBook, type HostAddresses } from './address-book.ts';
 import { parsePortMappings, type PortMapping } from './port-mappings.ts';
 import { renderRuleset } from './nft-ruleset.ts';
 import { tunnelIdForSubnet, type TunnelKey } from './tunnel-identity.ts';
-import { ip, ipBatch, nft, linkExists, netnsAddresses } from './commands.ts';
+import { ip, ipBatch, nft, linkExists, netnsAddresses, netnsMac } from './commands.ts';
 
 export interface WorkerSubnet {
   v4: string;
@@ -345,6 +345,14 @@ export class NetManager implements InstanceNetwork {
           ...(addrs.v6 && p.gateway.v6 ? [`route replace default via ${p.gateway.v6} dev eth0`] : []),
         ], req.netns);
       }
+      // Pin the instance's MAC on the bridge: a namespace address is reused after an undeploy, and a
+      // stale neighbour entry would send the new instance's traffic to the old one's MAC (seen as an
+      // rr address that never answers); pinning also spares every new instance an ARP round.
+      const mac = await netnsMac(req.netns, 'eth0');
+      await ipBatch([
+        `neigh replace ${addrs.v4} lladdr ${mac} dev ${this.bridge} nud permanent`,
+        ...(addrs.v6 ? [`neigh replace ${addrs.v6} lladdr ${mac} dev ${this.bridge} nud permanent`] : []),
+      ]);
       await writeNetnsResolvConf(req.netns, {
         nameservers: [p.gateway.v4, ...(p.gateway.v6 ? [p.gateway.v6] : [])],
         app: req.name.app, appns: req.name.appns, svcns: req.name.svcns,
@@ -373,8 +381,12 @@ export class NetManager implements InstanceNetwork {
       await removeNetnsResolvConf(a?.netns ?? this.o.netnsOf(key)).catch(() => {});
       const p = this.p;
       if (p) {
-        const ns = a?.addrs.v4 ?? (p.book.has(key) ? p.book.take(key).v4 : undefined);
-        if (ns) p.table.removeLocalInstance(ns);
+        const addrs = a?.addrs ?? (p.book.has(key) ? p.book.take(key) : undefined);
+        if (addrs) {
+          p.table.removeLocalInstance(addrs.v4);
+          const dels = [addrs.v4, ...(addrs.v6 ? [addrs.v6] : [])].map((x) => `neigh del ${x} dev ${this.bridge}`);
+          await ipBatch(dels).catch(() => {}); // already gone with the bridge, or never pinned
+        }
         p.book.release(key);
         if (a && a.ports.length > 0) await this.applyNft();
       }
