@@ -127,6 +127,8 @@ export class TunDevice implements PacketDevice {
   /** The TUN_F_* bits the kernel accepted (0 in per-packet mode). */
   readonly offloads: number;
   readErrors = 0;
+  /** errno of the last failed read other than EAGAIN (0 = none): a read error ends a pump silently. */
+  lastReadErrno = 0;
 
   constructor(name: string, opts: { offload: boolean; multiQueue?: boolean }) {
     let q = new TunQueue({ name, mode: 'tun', vnetHdr: opts.offload, multiQueue: opts.multiQueue, nonBlocking: true });
@@ -162,7 +164,10 @@ export class TunDevice implements PacketDevice {
       if (n >= 0) return n;
       const e = errno();
       if (e === EINTR) continue;
-      if (e !== EAGAIN) this.readErrors++;
+      if (e !== EAGAIN) {
+        this.readErrors++;
+        this.lastReadErrno = e;
+      }
       return -1;
     }
   }

@@ -145,6 +145,8 @@ export class Datapath {
     const out: Record<string, number> = {};
     for (const [k, v] of this.counters) out[k] = v;
     for (const [k, v] of this.codec.drops) out[`tunnel_drop_${k}`] = v;
+    out.dev_read_errors = this.dev.readErrors ?? 0;
+    out.dev_last_read_errno = this.dev.lastReadErrno ?? 0;
     return out;
   }
 
