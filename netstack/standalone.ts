@@ -71,6 +71,7 @@ export function startStandalone(cfg: StandaloneConfig): { close: () => void; dat
       // CANOPY_AEAD=node forces node:crypto (for comparison); OpenSSL through koffi otherwise.
       encrypt: cfg.encrypt, aead: cfg.aead, aeadFactory: process.env.CANOPY_AEAD === 'node' ? nodeAead : bestAead,
       inPlace: process.env.CANOPY_RX_INPLACE === '1',
+      txFlat: process.env.CANOPY_TX_FLAT === '1',
     }),
     endpointOf: (id) => peers.get(id),
     mtu: cfg.mtu,
