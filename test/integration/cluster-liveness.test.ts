@@ -18,18 +18,9 @@ import { topics } from '../../orchestrator/mqtt/topics.ts';
 import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
 import type { ClusterToWorker } from '../../proxy/route-messages.ts';
 import type { Report } from '../../orchestrator/cluster/root-client.ts';
+import { waitFor } from '../support/loopback.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor<T>(what: string, f: () => T | undefined | false, ms = 15_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** Root's side of docs/protocols.md, as far as a cluster calls it. */
 async function standInRoot(): Promise<{ app: FastifyInstance; url: string; reports: Report[]; token: string }> {

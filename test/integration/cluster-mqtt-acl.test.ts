@@ -6,7 +6,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer, connect as tcpConnect } from 'node:net';
+import { connect as tcpConnect } from 'node:net';
 import type { MqttClient } from 'mqtt';
 import { CredentialStore, CLUSTER_USER, type Credentials } from '../../orchestrator/mqtt/credentials.ts';
 import { EmbeddedBroker } from '../../orchestrator/mqtt/broker.ts';
@@ -17,17 +17,8 @@ import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
 import { Cluster } from '../../orchestrator/cluster/cluster.ts';
 import { startClusterApi } from '../../orchestrator/cluster/api.ts';
 import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
+import { freePort, sleep } from '../support/loopback.ts';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 async function waitListening(port: number, ms = 5000): Promise<void> {
   const until = Date.now() + ms;
@@ -42,7 +33,6 @@ async function waitListening(port: number, ms = 5000): Promise<void> {
   throw new Error(`nothing listening on ${port}`);
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function subscribe(c: MqttClient, topic: string): Promise<number> {
   return new Promise((resolve, reject) => {

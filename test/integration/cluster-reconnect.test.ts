@@ -8,7 +8,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { Cluster } from '../../orchestrator/cluster/cluster.ts';
 import { startClusterApi } from '../../orchestrator/cluster/api.ts';
@@ -17,29 +16,10 @@ import { startWorkerApi } from '../../orchestrator/worker/api.ts';
 import { detectCgroups } from '../../orchestrator/worker/cgroup.ts';
 import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
 import type { PlacementOffer } from '../../orchestrator/cluster/placements.ts';
+import { freePort, sleep, waitFor } from '../support/loopback.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor<T>(what: string, f: () => T | undefined | false, ms = 15_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 const offer = (sid: string, cmd: string[], one_shot = false): PlacementOffer => ({
   service: { service_id: sid, app: 'app', appns: 'ns', svc: sid, svcns: 'ns', microservice: { virtualization: 'process', cmd, memory: 32, vcpus: 0.2, one_shot } },

@@ -6,27 +6,16 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { RootServer } from '../../orchestrator/root/server.ts';
 import { Cluster } from '../../orchestrator/cluster/cluster.ts';
 import { startClusterApi } from '../../orchestrator/cluster/api.ts';
 import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
 import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
+import { freePort, sleep } from '../support/loopback.ts';
 
 const FIXTURES = join(import.meta.dirname, '../../../shared/fixtures/sla');
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function poll<T>(what: string, f: () => Promise<T | undefined | false>, ms = 20_000): Promise<T> {
   const until = Date.now() + ms;
