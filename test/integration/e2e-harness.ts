@@ -165,6 +165,27 @@ export class Deployment {
     }, ms, 300);
   }
 
+  /**
+   * Deploys process-web-client.json with the web server pinned to `webOn` and the client to `clientOn`
+   * (lab host names), one instance each, and waits until both run.
+   */
+  async deployWebClient(webOn: string[], clientOn: string): Promise<{ srv: ServiceInfo; cli: ServiceInfo; s0: InstanceInfo; c0: InstanceInfo }> {
+    const sla = JSON.parse(readFileSync(join(FIXTURES, 'process-web-client.json'), 'utf8')) as {
+      applications: Array<{ microservices: Array<Record<string, unknown>> }>;
+    };
+    const [web, client] = sla.applications[0]!.microservices;
+    web!.constraints = [{ type: 'direct', node: webOn.map((h) => this.workerIdOf(h)).join(';') }];
+    client!.constraints = [{ type: 'direct', node: this.workerIdOf(clientOn) }];
+    const app = await this.submit(JSON.stringify(sla));
+    const srv = app.services.find((s) => s.microservice_name === 'web')!;
+    const cli = app.services.find((s) => s.microservice_name === 'client')!;
+    await this.deployInstance(srv.microserviceID);
+    await this.deployInstance(cli.microserviceID);
+    const [s0] = await this.waitState(srv.microserviceID, 1, ['RUNNING']);
+    const [c0] = await this.waitState(cli.microserviceID, 1, ['RUNNING']);
+    return { srv, cli, s0: s0!, c0: c0! };
+  }
+
   /** The namespace of an instance on its worker (process runtime's naming). */
   netnsOf(workerId: string, serviceId: string, n: number): string {
     return `canopy-${workerId}-${serviceId.replace(/[^A-Za-z0-9_.-]/g, '_')}-${n}`;

@@ -3,10 +3,8 @@
 // addresses and the same processes, and a client on another worker reaches the server again.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { labFor, labSkipReason } from '../lab/lab.ts';
-import { Deployment, FIXTURES, poll, sleep } from './e2e-harness.ts';
+import { Deployment, poll, sleep } from './e2e-harness.ts';
 import { tunnelIdForSubnet } from '../../orchestrator/worker/net/tunnel-identity.ts';
 
 interface WorkerStatus { connected: boolean; instances: Array<{ service_id: string; state: string; pid: number | null; ns_ip: string | null }> }
@@ -22,19 +20,7 @@ test('e2e restart: a restarted worker daemon re-adopts its instances and their n
       .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1] ?? '').filter((n) => /^(canopy|cv)/.test(n)).sort();
     try {
       await d.start();
-      const sla = JSON.parse(readFileSync(join(FIXTURES, 'process-web-client.json'), 'utf8')) as {
-        applications: Array<{ microservices: Array<Record<string, unknown>> }>;
-      };
-      const [web, client] = sla.applications[0]!.microservices;
-      web!.constraints = [{ type: 'direct', node: d.workerIdOf('w2') }];
-      client!.constraints = [{ type: 'direct', node: d.workerIdOf('w1') }];
-      const app = await d.submit(JSON.stringify(sla));
-      const srv = app.services.find((s) => s.microservice_name === 'web')!;
-      const cli = app.services.find((s) => s.microservice_name === 'client')!;
-      await d.deployInstance(srv.microserviceID);
-      await d.deployInstance(cli.microserviceID);
-      await d.waitState(srv.microserviceID, 1, ['RUNNING']);
-      const [c0] = await d.waitState(cli.microserviceID, 1, ['RUNNING']);
+      const { cli, c0 } = await d.deployWebClient(['w2'], 'w1');
       const get = async (): Promise<boolean> => {
         const r = await d.inInstance(c0!.worker_id!, cli.microserviceID, 0, ['curl', '-sS', '-m', '2', '-o', '/dev/null', '-w', '%{http_code}', 'http://closest.web/'], 6000);
         return r.stdout === '200';

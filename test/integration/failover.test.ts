@@ -4,10 +4,8 @@
 // the first answer is printed (the target is 5 s, SPEC §8); the test asserts only that answers return.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { labFor, labSkipReason } from '../lab/lab.ts';
-import { Deployment, FIXTURES, poll, sweepWorker } from './e2e-harness.ts';
+import { Deployment, poll, sweepWorker } from './e2e-harness.ts';
 
 test('failover: a killed worker\'s instance is re-placed and the rr address answers again',
   { skip: labSkipReason() ?? false, timeout: 150_000 }, async (t) => {
@@ -16,18 +14,7 @@ test('failover: a killed worker\'s instance is re-placed and the rr address answ
     t.after(() => d.stop());
     try {
       await d.start();
-      const sla = JSON.parse(readFileSync(join(FIXTURES, 'process-web-client.json'), 'utf8')) as {
-        applications: Array<{ microservices: Array<Record<string, unknown>> }>;
-      };
-      const [web, client] = sla.applications[0]!.microservices;
-      web!.constraints = [{ type: 'direct', node: `${d.workerIdOf('w2')};${d.workerIdOf('w3')}` }];
-      client!.constraints = [{ type: 'direct', node: d.workerIdOf('w1') }];
-      const app = await d.submit(JSON.stringify(sla));
-      const [srv, cli] = [app.services.find((s) => s.microservice_name === 'web')!, app.services.find((s) => s.microservice_name === 'client')!];
-      await d.deployInstance(srv.microserviceID);
-      await d.deployInstance(cli.microserviceID);
-      const [s0] = await d.waitState(srv.microserviceID, 1, ['RUNNING']);
-      const [c0] = await d.waitState(cli.microserviceID, 1, ['RUNNING']);
+      const { srv, cli, s0, c0 } = await d.deployWebClient(['w2', 'w3'], 'w1');
       const victim = s0!.worker_id!;
       const rr = String((await d.service(srv.microserviceID)).rr_ip);
       const get = async (): Promise<boolean> => {

@@ -3,10 +3,8 @@
 // killed or duplicated (instance lists and pids compared before and after).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { labFor, labSkipReason } from '../lab/lab.ts';
-import { Deployment, FIXTURES, poll, sleep } from './e2e-harness.ts';
+import { Deployment, poll, sleep } from './e2e-harness.ts';
 
 interface WorkerStatus { connected: boolean; instances: Array<{ service_id: string; instance_n: number; state: string; pid: number | null }> }
 
@@ -26,19 +24,7 @@ test('partition: with the cluster cut off for 30 s instances keep serving, and n
     };
     try {
       await d.start();
-      const sla = JSON.parse(readFileSync(join(FIXTURES, 'process-web-client.json'), 'utf8')) as {
-        applications: Array<{ microservices: Array<Record<string, unknown>> }>;
-      };
-      const [web, client] = sla.applications[0]!.microservices;
-      web!.constraints = [{ type: 'direct', node: d.workerIdOf('w2') }];
-      client!.constraints = [{ type: 'direct', node: d.workerIdOf('w1') }];
-      const app = await d.submit(JSON.stringify(sla));
-      const srv = app.services.find((s) => s.microservice_name === 'web')!;
-      const cli = app.services.find((s) => s.microservice_name === 'client')!;
-      await d.deployInstance(srv.microserviceID);
-      await d.deployInstance(cli.microserviceID);
-      await d.waitState(srv.microserviceID, 1, ['RUNNING']);
-      const [c0] = await d.waitState(cli.microserviceID, 1, ['RUNNING']);
+      const { srv, cli, c0 } = await d.deployWebClient(['w2'], 'w1');
       const get = async (url: string): Promise<string> => {
         const r = await d.inInstance(c0!.worker_id!, cli.microserviceID, 0, ['curl', '-sS', '-m', '3', '-o', '/dev/null', '-w', '%{http_code}', url], 8000);
         return r.code === 0 ? r.stdout : `curl ${r.code}: ${r.stderr.trim()}`;
