@@ -5,36 +5,16 @@
 //
 // It opens the TUN, brings it up with the given MTU and routes, binds the tunnel socket and runs the
 // loop. Logs are JSON lines on stdout; SIGUSR1 prints {"msg":"stats",…}; SIGTERM/SIGINT close it.
-import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { TunDevice } from '../native/tun.ts';
-import { UdpSocket } from '../native/udp.ts';
-import { Readiness } from '../native/poll.ts';
 import { bestAead } from '../native/evp.ts';
 import { nodeAead } from './aead.ts';
-import { Datapath } from './datapath.ts';
+import type { Datapath } from './datapath.ts';
 import { StaticTable, type StaticInstance, type StaticService } from './static-table.ts';
-import { TunnelCodec, type AeadName } from './tunnel.ts';
-import type { Endpoint } from './io.ts';
+import { openTunDatapath, type TunDatapathConfig } from './tun-datapath.ts';
 
-export interface StandaloneConfig {
-  selfId: number;
-  tun: string;
-  offload: boolean;
-  listen: { host: string; port: number };
-  peers: Array<{ id: number; host: string; port: number }>;
-  /** Key id → 64 hex characters. */
-  keys: Record<string, string>;
-  keyId: number;
-  encrypt?: boolean;
-  aead?: AeadName;
-  mtu: number;
-  /** Largest UDP payload on the underlay (path MTU − IP − UDP). */
-  maxDatagram: number;
-  routes: string[];
-  txqueuelen?: number;
+export interface StandaloneConfig extends TunDatapathConfig {
   instances: StaticInstance[];
   services: StaticService[];
 }
@@ -43,64 +23,24 @@ function log(fields: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify({ ts: new Date().toISOString(), component: 'datapath', ...fields })}\n`);
 }
 
-function ip(args: string[]): void {
-  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
 export function startStandalone(cfg: StandaloneConfig): { close: () => void; datapath: Datapath } {
-  const keys = new Map<number, Uint8Array>();
-  for (const [id, hex] of Object.entries(cfg.keys)) keys.set(Number(id), Buffer.from(hex, 'hex'));
-  const peers = new Map<number, Endpoint>();
-  for (const p of cfg.peers) peers.set(p.id, { host: p.host, port: p.port });
-  const dev = new TunDevice(cfg.tun, { offload: cfg.offload });
-  let sock: UdpSocket;
-  try {
-    ip(['link', 'set', 'dev', dev.name, 'mtu', String(cfg.mtu), 'txqueuelen', String(cfg.txqueuelen ?? 10000), 'up']);
-    for (const r of cfg.routes) ip([r.includes(':') ? '-6' : '-4', 'route', 'replace', r, 'dev', dev.name]);
-    sock = new UdpSocket({ host: cfg.listen.host, port: cfg.listen.port, offload: cfg.offload });
-  } catch (e) {
-    dev.close();
-    throw e;
-  }
-  const dp = new Datapath({
-    device: dev,
-    socket: sock,
+  const t = openTunDatapath(cfg, {
     table: new StaticTable({ selfId: cfg.selfId, instances: cfg.instances, services: cfg.services }),
-    codec: new TunnelCodec({
-      selfId: cfg.selfId, keys, keyId: cfg.keyId, isPeer: (id) => peers.has(id), maxDatagram: cfg.maxDatagram,
+    codec: {
       // CANOPY_AEAD=node forces node:crypto (for comparison); OpenSSL through koffi otherwise.
-      encrypt: cfg.encrypt, aead: cfg.aead, aeadFactory: process.env.CANOPY_AEAD === 'node' ? nodeAead : bestAead,
+      aeadFactory: process.env.CANOPY_AEAD === 'node' ? nodeAead : bestAead,
       inPlace: process.env.CANOPY_RX_INPLACE === '1',
       txFlat: process.env.CANOPY_TX_FLAT === '1',
-    }),
-    endpointOf: (id) => peers.get(id),
-    mtu: cfg.mtu,
+    },
+    clampMss: true,
+    onError: (e) => log({ level: 'error', msg: 'datapath error', error: String(e) }),
   });
-  const pump = (f: () => number) => () => {
-    try {
-      f();
-    } catch (e) {
-      // A packet must never take the daemon down: log and carry on.
-      log({ level: 'error', msg: 'datapath error', error: String(e) });
-    }
-  };
-  const rDev = new Readiness(dev.fd, pump(() => dp.pumpDevice()));
-  const rSock = new Readiness(sock.fd, pump(() => dp.pumpSocket()));
+  const { device: dev, socket: sock } = t;
   log({
     level: 'info', msg: 'datapath up', tun: dev.name, offloads: dev.offloads, vnet: dev.vnetHdr, gso: sock.gso,
     gro: sock.gro, sndbuf: sock.sndbuf, rcvbuf: sock.rcvbuf, port: sock.port,
   });
-  let closed = false;
-  return {
-    datapath: dp,
-    close: () => {
-      if (closed) return;
-      closed = true;
-      rDev.close();
-      rSock.close();
-      dp.close();
-    },
-  };
+  return { datapath: t.datapath, close: t.close };
 }
 
 const isMain = isMainThread && process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, '/'));

@@ -1,0 +1,105 @@
+// A Datapath on a real TUN device and tunnel UDP socket, pumped by libuv readiness: the wiring that
+// netstack/standalone.ts (static table) and the semantic lab host (test/integration/semantic-datapath.ts)
+// share. They differ in the table, the probes, the logging and the codec's experimental options, so
+// those stay with the caller.
+import { execFileSync } from 'node:child_process';
+import { TunDevice } from '../native/tun.ts';
+import { UdpSocket } from '../native/udp.ts';
+import { Readiness } from '../native/poll.ts';
+import { Datapath } from './datapath.ts';
+import { TunnelCodec, type AeadName, type TunnelCodecOptions } from './tunnel.ts';
+import type { Endpoint } from './io.ts';
+import type { TranslationTable } from './table.ts';
+
+/** One worker's link to the overlay: its TUN, its tunnel socket, its peers and keys. */
+export interface TunDatapathConfig {
+  selfId: number;
+  tun: string;
+  offload: boolean;
+  listen: { host: string; port: number };
+  peers: Array<{ id: number; host: string; port: number }>;
+  /** Key id → 64 hex characters. */
+  keys: Record<string, string>;
+  keyId: number;
+  encrypt?: boolean;
+  aead?: AeadName;
+  mtu: number;
+  /** Largest UDP payload on the underlay (path MTU − IP − UDP). */
+  maxDatagram: number;
+  routes: string[];
+  txqueuelen?: number;
+}
+
+export interface TunDatapathOptions {
+  table: TranslationTable;
+  /** Codec options that are the caller's choice rather than the link's. */
+  codec?: Pick<TunnelCodecOptions, 'aeadFactory' | 'inPlace' | 'txFlat'>;
+  /** Clamp the MSS of SYNs crossing the datapath to cfg.mtu. */
+  clampMss: boolean;
+  /** A pump threw: that packet is lost, the loop carries on. */
+  onError: (e: unknown) => void;
+}
+
+export interface TunDatapath {
+  datapath: Datapath;
+  device: TunDevice;
+  socket: UdpSocket;
+  /** Stops the pumps and closes the datapath (device, socket, AEAD contexts); idempotent. */
+  close: () => void;
+}
+
+function ip(args: string[]): void {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** Opens the TUN, brings it up with the MTU and routes, binds the socket and starts the pumps. */
+export function openTunDatapath(cfg: TunDatapathConfig, opts: TunDatapathOptions): TunDatapath {
+  const keys = new Map<number, Uint8Array>();
+  for (const [id, hex] of Object.entries(cfg.keys)) keys.set(Number(id), Buffer.from(hex, 'hex'));
+  const peers = new Map<number, Endpoint>();
+  for (const p of cfg.peers) peers.set(p.id, { host: p.host, port: p.port });
+  const dev = new TunDevice(cfg.tun, { offload: cfg.offload });
+  let sock: UdpSocket;
+  try {
+    ip(['link', 'set', 'dev', dev.name, 'mtu', String(cfg.mtu), 'txqueuelen', String(cfg.txqueuelen ?? 10000), 'up']);
+    for (const r of cfg.routes) ip([r.includes(':') ? '-6' : '-4', 'route', 'replace', r, 'dev', dev.name]);
+    sock = new UdpSocket({ host: cfg.listen.host, port: cfg.listen.port, offload: cfg.offload });
+  } catch (e) {
+    dev.close();
+    throw e;
+  }
+  const dp = new Datapath({
+    device: dev,
+    socket: sock,
+    table: opts.table,
+    codec: new TunnelCodec({
+      selfId: cfg.selfId, keys, keyId: cfg.keyId, isPeer: (id) => peers.has(id), maxDatagram: cfg.maxDatagram,
+      encrypt: cfg.encrypt, aead: cfg.aead, ...opts.codec,
+    }),
+    endpointOf: (id) => peers.get(id),
+    mtu: opts.clampMss ? cfg.mtu : undefined,
+  });
+  const pump = (f: () => number) => (): void => {
+    try {
+      f();
+    } catch (e) {
+      // A packet must never take the daemon down.
+      opts.onError(e);
+    }
+  };
+  const rDev = new Readiness(dev.fd, pump(() => dp.pumpDevice()));
+  const rSock = new Readiness(sock.fd, pump(() => dp.pumpSocket()));
+  let closed = false;
+  return {
+    datapath: dp,
+    device: dev,
+    socket: sock,
+    close: () => {
+      if (closed) return;
+      closed = true;
+      rDev.close();
+      rSock.close();
+      dp.close();
+    },
+  };
+}
