@@ -4,7 +4,8 @@
 //   npm run bench -- schedule [clusters] [decisions]
 import Fastify from 'fastify';
 import { ClusterRegistry } from '../orchestrator/root/clusters.ts';
-import { offerPlacement, type PlacementOffer } from '../orchestrator/root/cluster-client.ts';
+import { offerPlacement } from '../orchestrator/root/cluster-client.ts';
+import type { PlacementOffer } from '../orchestrator/root-cluster-messages.ts';
 import { rankClusters, type InstanceDemand } from '../orchestrator/root/scheduler.ts';
 import { SqliteStore } from '../orchestrator/root/sqlite-store.ts';
 import type { Constraint, Microservice } from '../orchestrator/descriptor/types.ts';

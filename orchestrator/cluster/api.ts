@@ -3,7 +3,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { Cluster, ClusterError } from './cluster.ts';
-import type { PlacementOffer } from './placements.ts';
+import type { PlacementOffer } from '../root-cluster-messages.ts';
 import { RouteMessageError } from '../../proxy/route-messages.ts';
 
 function bearer(req: FastifyRequest): string | undefined {

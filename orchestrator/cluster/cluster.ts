@@ -19,15 +19,12 @@ import { schedule, type ScheduleResult } from './scheduler.ts';
 import { WorkerRegistry, type WorkerRecord, type PendingNeed } from './worker-registry.ts';
 import {
   instanceId, needOf, deployOrder, buildRoute, newInstance, storeInstance, loadInstance,
-  type ClusterInstance, type PlacementOffer,
+  type ClusterInstance,
 } from './placements.ts';
+import type { PlacementAnswer, PlacementOffer } from '../root-cluster-messages.ts';
 import { RootClient, RootCallError, type InstanceChange, type Report } from './root-client.ts';
 import { loadState, StateWriter } from './state-file.ts';
 import { loadOrCreateTunnelKey, tunnelIdForSubnet, type TunnelKey } from '../worker/net/tunnel-identity.ts';
-
-export type PlacementAnswer =
-  | { accepted: true; worker_id: string }
-  | { accepted: false; status: 'NO_WORKER_CAPACITY' | 'NO_QUALIFIED_WORKER'; reason: string };
 
 export type BrokerChoice =
   | { embedded: { host: string; port: number; publicUrl?: string } }

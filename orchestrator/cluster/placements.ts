@@ -3,40 +3,8 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { Lifecycle, type Transition, type InstanceState } from '../worker/instance-states.ts';
 import type { DeployOrder, InstanceSpec } from '../mqtt/messages.ts';
 import type { ServiceRoute, PortSpec, InstanceRoute } from '../../proxy/route-messages.ts';
-import type { Constraint, PlacementNeed } from './scheduler.ts';
-
-/** The descriptor's microservice object, as far as the cluster reads it. */
-export interface MicroserviceLike {
-  virtualization?: string;
-  cmd?: string[];
-  args?: string[];
-  environment?: string[];
-  code?: string;
-  memory?: number;
-  vcpus?: number;
-  one_shot?: boolean;
-  port?: string;
-  constraints?: Constraint[];
-}
-
-/** POST /api/placements body (docs/protocols.md). */
-export interface PlacementOffer {
-  service: {
-    service_id: string;
-    app: string;
-    appns: string;
-    svc: string;
-    svcns: string;
-    microservice: MicroserviceLike;
-    rr_ip?: string | null;
-    rr_ip_v6?: string | null;
-    closest_ip?: string | null;
-    closest_ip_v6?: string | null;
-  };
-  instance_n: number;
-  instance_ip?: string | null;
-  instance_ip_v6?: string | null;
-}
+import type { PlacementNeed } from './scheduler.ts';
+import type { PlacementOffer } from '../root-cluster-messages.ts';
 
 export interface ClusterInstance {
   offer: PlacementOffer;

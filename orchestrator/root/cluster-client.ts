@@ -1,51 +1,10 @@
 // Root's calls to a cluster's API (docs/protocols.md, "cluster, root-facing routes"), authenticated
 // with the cluster's own token. Answers are checked before use: a cluster is another process, and a
 // malformed answer must become a reason in an instance's status, not an exception in root.
-import type { Microservice } from '../descriptor/types.ts';
+import type { PlacementAnswer, PlacementOffer, RouteInfo } from '../root-cluster-messages.ts';
 import type { ClusterRecord } from './store.ts';
 
 export const CLUSTER_CALL_TIMEOUT_MS = 5000;
-
-export interface PlacementOffer {
-  service: {
-    service_id: string;
-    app: string;
-    appns: string;
-    svc: string;
-    svcns: string;
-    microservice: Microservice;
-    rr_ip: string;
-    rr_ip_v6: string;
-    closest_ip: string;
-    closest_ip_v6: string;
-  };
-  instance_n: number;
-  instance_ip: string;
-  instance_ip_v6: string;
-}
-
-export type PlacementAnswer =
-  | { accepted: true; worker_id: string }
-  | { accepted: false; status: 'NO_WORKER_CAPACITY' | 'NO_QUALIFIED_WORKER'; reason: string };
-
-export interface RouteInfo {
-  service_id: string;
-  name: string;
-  rr_ip: string;
-  rr_ip_v6: string;
-  closest_ip: string;
-  closest_ip_v6: string;
-  instances: {
-    n: number;
-    instance_ip: string;
-    instance_ip_v6: string;
-    ns_ip: string | null;
-    ns_ip_v6: string | null;
-    worker_id: string | null;
-    cluster_id: string | null;
-    tunnel_endpoint: string | null;
-  }[];
-}
 
 export class ClusterCallError extends Error {}
 

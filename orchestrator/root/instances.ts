@@ -2,7 +2,8 @@
 // next one on a decline), lifecycle transitions with timestamps and reasons, cluster reports, route
 // answers and route pushes to clusters that asked about a service.
 import type { Logger } from '../mqtt/log.ts';
-import { offerPlacement, pushRoute, removePlacement, type RouteInfo } from './cluster-client.ts';
+import { offerPlacement, pushRoute, removePlacement } from './cluster-client.ts';
+import type { RouteInfo } from '../root-cluster-messages.ts';
 import type { AddressAllocator } from './addresses.ts';
 import type { ClusterRegistry } from './clusters.ts';
 import { canTransition, isInstanceState, isPlaced, type InstanceState } from './lifecycle.ts';

@@ -15,7 +15,7 @@ import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
 import { startWorkerApi } from '../../orchestrator/worker/api.ts';
 import { detectCgroups } from '../../orchestrator/worker/cgroup.ts';
 import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
-import type { PlacementOffer } from '../../orchestrator/cluster/placements.ts';
+import type { PlacementOffer } from '../../orchestrator/root-cluster-messages.ts';
 import { freePort, sleep, waitFor } from '../support/loopback.ts';
 
 

@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  buildRoute, parsePorts, needOf, deployOrder, newInstance, storeInstance, loadInstance, type PlacementOffer,
+  buildRoute, parsePorts, needOf, deployOrder, newInstance, storeInstance, loadInstance,
 } from '../../../orchestrator/cluster/placements.ts';
+import type { PlacementOffer } from '../../../orchestrator/root-cluster-messages.ts';
 import { parseServiceRoute } from '../../../proxy/route-messages.ts';
 
 const offer = (n: number, micro: PlacementOffer['service']['microservice'] = {}): PlacementOffer => ({
