@@ -1,6 +1,7 @@
 // The cluster's calls to root (docs/protocols.md, root ↔ cluster). Every call has a timeout and
 // turns any failure into a RootCallError with a sentence; callers retry on their own schedule.
 import type { InstanceState } from '../worker/instance-states.ts';
+import { bearerJsonCall } from '../bearer-json-call.ts';
 
 export const ROOT_CALL_TIMEOUT_MS = 5000;
 
@@ -46,27 +47,9 @@ export class RootClient {
 
   constructor(readonly rootUrl: string, private readonly joinKey: string) {}
 
-  private async call(method: string, path: string, bearer: string, body?: unknown): Promise<unknown> {
-    const url = new URL(path, this.rootUrl.endsWith('/') ? this.rootUrl : `${this.rootUrl}/`);
-    let res: Response;
-    try {
-      res = await fetch(url, {
-        method,
-        headers: { authorization: `Bearer ${bearer}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(ROOT_CALL_TIMEOUT_MS),
-      });
-    } catch (e) {
-      const cause = (e as { cause?: { code?: string } }).cause?.code;
-      throw new RootCallError(`root unreachable at ${this.rootUrl}: ${cause ?? (e as Error).message}`);
-    }
-    const text = await res.text().catch(() => '');
-    if (!res.ok) throw new RootCallError(`root answered HTTP ${res.status} to ${method} ${url.pathname}: ${text.slice(0, 200)}`, res.status);
-    try {
-      return text === '' ? {} : JSON.parse(text);
-    } catch {
-      throw new RootCallError(`root answered ${method} ${url.pathname} with something that is not JSON`);
-    }
+  private call(method: string, path: string, bearer: string, body?: unknown): Promise<unknown> {
+    return bearerJsonCall({ base: this.rootUrl, method, path, bearer, body, timeoutMs: ROOT_CALL_TIMEOUT_MS },
+      (message, status) => new RootCallError(`root ${message}`, status));
   }
 
   private token(): { id: string; token: string } {

@@ -3,32 +3,15 @@
 // malformed answer must become a reason in an instance's status, not an exception in root.
 import type { PlacementAnswer, PlacementOffer, RouteInfo } from '../root-cluster-messages.ts';
 import type { ClusterRecord } from './store.ts';
+import { bearerJsonCall } from '../bearer-json-call.ts';
 
 export const CLUSTER_CALL_TIMEOUT_MS = 5000;
 
 export class ClusterCallError extends Error {}
 
-async function call(cluster: ClusterRecord, method: string, path: string, body?: unknown): Promise<unknown> {
-  const url = new URL(path, cluster.api_url.endsWith('/') ? cluster.api_url : `${cluster.api_url}/`);
-  let res: Response;
-  try {
-    res = await fetch(url, {
-      method,
-      headers: { authorization: `Bearer ${cluster.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(CLUSTER_CALL_TIMEOUT_MS),
-    });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code;
-    throw new ClusterCallError(`unreachable at ${cluster.api_url}: ${cause ?? (err as Error).message}`);
-  }
-  const text = await res.text().catch(() => '');
-  if (!res.ok) throw new ClusterCallError(`answered HTTP ${res.status} to ${method} ${url.pathname}: ${text.slice(0, 200)}`);
-  try {
-    return text === '' ? {} : JSON.parse(text);
-  } catch {
-    throw new ClusterCallError(`answered ${method} ${url.pathname} with something that is not JSON`);
-  }
+function call(cluster: ClusterRecord, method: string, path: string, body?: unknown): Promise<unknown> {
+  return bearerJsonCall({ base: cluster.api_url, method, path, bearer: cluster.token, body, timeoutMs: CLUSTER_CALL_TIMEOUT_MS },
+    (message) => new ClusterCallError(message));
 }
 
 export async function offerPlacement(cluster: ClusterRecord, offer: PlacementOffer): Promise<PlacementAnswer> {
