@@ -22,13 +22,14 @@ function word(b: Uint8Array, o: number): number {
 }
 
 export class FlowTable {
-  private cap: number;
-  private mask: number;
-  private keys: Uint32Array;
-  private state: Uint8Array;
-  private seen: Uint32Array;
+  // Sized by allocate(), from the constructor and on every rehash.
+  private cap = 0;
+  private mask = 0;
+  private keys = new Uint32Array(0);
+  private state = new Uint8Array(0);
+  private seen = new Uint32Array(0);
   /** Payload: FLOW_VALUE_WORDS per slot, at slot * FLOW_VALUE_WORDS. Valid until the next insert. */
-  values: Int32Array;
+  values: Int32Array = new Int32Array(0);
   private live = 0;
   private dead = 0;
   private readonly maxFlows: number;
@@ -45,12 +46,19 @@ export class FlowTable {
     while (cap < (opts.initialCapacity ?? 4096)) cap <<= 1;
     this.maxFlows = opts.maxFlows ?? 1 << 20;
     this.idleSeconds = opts.idleSeconds ?? 60;
+    this.allocate(cap);
+  }
+
+  /** Fresh, empty slot arrays for `cap` slots (a power of two). */
+  private allocate(cap: number): void {
     this.cap = cap;
     this.mask = cap - 1;
     this.keys = new Uint32Array(cap * KEY_WORDS);
     this.state = new Uint8Array(cap);
     this.seen = new Uint32Array(cap);
     this.values = new Int32Array(cap * FLOW_VALUE_WORDS);
+    this.live = 0;
+    this.dead = 0;
   }
 
   get size(): number { return this.live; }
@@ -68,6 +76,12 @@ export class FlowTable {
       k[2] = word(sb, so); k[3] = word(sb, so + 4); k[4] = word(sb, so + 8); k[5] = word(sb, so + 12);
       k[6] = word(db, dO); k[7] = word(db, dO + 4); k[8] = word(db, dO + 8); k[9] = word(db, dO + 12);
     }
+    return this.hashStaged();
+  }
+
+  /** The hash of the staged key. */
+  private hashStaged(): number {
+    const k = this.k;
     let h = 0x9e3779b9;
     for (let i = 0; i < KEY_WORDS; i++) {
       h = Math.imul(h ^ k[i]!, 0x85ebca6b);
@@ -154,23 +168,11 @@ export class FlowTable {
   private rehash(cap: number): void {
     const { keys, state, seen, values } = this;
     const old = this.cap;
-    this.cap = cap;
-    this.mask = cap - 1;
-    this.keys = new Uint32Array(cap * KEY_WORDS);
-    this.state = new Uint8Array(cap);
-    this.seen = new Uint32Array(cap);
-    this.values = new Int32Array(cap * FLOW_VALUE_WORDS);
-    this.live = 0;
-    this.dead = 0;
+    this.allocate(cap);
     for (let s = 0; s < old; s++) {
       if (state[s] !== LIVE) continue;
       this.k.set(keys.subarray(s * KEY_WORDS, s * KEY_WORDS + KEY_WORDS));
-      let h = 0x9e3779b9;
-      for (let w = 0; w < KEY_WORDS; w++) {
-        h = Math.imul(h ^ this.k[w]!, 0x85ebca6b);
-        h ^= h >>> 13;
-      }
-      let i = (h >>> 0) & this.mask;
+      let i = this.hashStaged() & this.mask;
       while (this.state[i] !== EMPTY) i = (i + 1) & this.mask;
       this.state[i] = LIVE;
       this.keys.set(this.k, i * KEY_WORDS);
