@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster, type BrokerChoice } from '../cluster/cluster.ts';
 import { startClusterApi } from '../cluster/api.ts';
+import { portFlag } from './port-flag.ts';
 
 interface Opts {
   name: string;
@@ -21,12 +22,6 @@ interface Opts {
   mqttPublicUrl?: string;
   mqttUrl?: string;
   mosquittoPidFile?: string;
-}
-
-function port(s: string, what: string): number {
-  const p = Number(s);
-  if (!Number.isInteger(p) || p < 0 || p > 65535) throw new Error(`${what}: not a port: ${s}`);
-  return p;
 }
 
 /** The worker join key: given, or generated once, stored and printed. */
@@ -60,7 +55,7 @@ export function register(program: Command): void {
     .option('--mqtt-url <url>', 'use this external broker (Mosquitto) instead of the embedded one')
     .option('--mosquitto-pid-file <file>', 'with --mqtt-url: SIGHUP this Mosquitto after credential changes')
     .action(async (o: Opts) => {
-      const apiPort = port(o.port, '--port');
+      const apiPort = portFlag(o.port, '--port');
       const apiHost = o.host === '0.0.0.0' ? '127.0.0.1' : o.host;
       const publicUrl = o.publicUrl ?? `http://${apiHost}:${apiPort}`;
       const rootKey = o.rootKey ?? process.env.CANOPY_CLUSTER_KEY;
@@ -79,7 +74,7 @@ export function register(program: Command): void {
         mqtt = { external: { url: o.mqttUrl, publicUrl: o.mqttPublicUrl, reload } };
         process.stderr.write(`canopy cluster: Mosquitto files are in ${join(o.data, 'mosquitto')} (password_file passwd, acl_file acl)\n`);
       } else {
-        const mqttPort = port(o.mqttPort, '--mqtt-port');
+        const mqttPort = portFlag(o.mqttPort, '--mqtt-port');
         mqtt = { embedded: { host: o.mqttHost, port: mqttPort, publicUrl: o.mqttPublicUrl ?? `mqtt://${new URL(publicUrl).hostname}:${mqttPort}` } };
       }
       const cluster = await Cluster.start({

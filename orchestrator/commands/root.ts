@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { DEFAULT_PLAN } from '../root/addresses.ts';
 import { RootServer } from '../root/server.ts';
+import { portFlag } from './port-flag.ts';
 
 export function register(program: Command): void {
   program
@@ -18,9 +19,8 @@ export function register(program: Command): void {
     .action(async (o: {
       port: string; host: string; data: string; adminPassword?: string; clusterKey?: string; workerPrefix: string; serviceV4: string; serviceV6: string;
     }) => {
-      const port = Number(o.port);
+      const port = portFlag(o.port, '--port');
       const prefix = Number(o.workerPrefix);
-      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: not a port: ${o.port}`);
       if (!Number.isInteger(prefix) || prefix < 16 || prefix > 30) throw new Error(`--worker-prefix: must be 16-30, got ${o.workerPrefix}`);
       const root = await RootServer.start({
         dataDir: o.data,

@@ -6,6 +6,7 @@ import { fail } from '../client/terminal.ts';
 import { runDemo } from '../deployment/demo.ts';
 import { AlreadyUpError, down, up } from '../deployment/local.ts';
 import { defaultStateDir, readState } from '../deployment/state.ts';
+import { portFlag } from './port-flag.ts';
 
 interface Opts {
   workers: string;
@@ -21,12 +22,6 @@ interface Opts {
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
-
-function port(s: string, what: string): number {
-  const p = Number(s);
-  if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`${what}: not a port: ${s}`);
-  return p;
-}
 
 export function register(program: Command): void {
   program
@@ -63,8 +58,8 @@ export function register(program: Command): void {
       try {
         state = await up({
           dir, workers: Number(o.workers), name: o.name, subnet: o.subnet,
-          rootPort: port(o.rootPort, '--root-port'), clusterPort: port(o.clusterPort, '--cluster-port'),
-          mqttPort: port(o.mqttPort, '--mqtt-port'), workerApiPort: port(o.workerApiPort, '--worker-api-port'),
+          rootPort: portFlag(o.rootPort, '--root-port', 1), clusterPort: portFlag(o.clusterPort, '--cluster-port', 1),
+          mqttPort: portFlag(o.mqttPort, '--mqtt-port', 1), workerApiPort: portFlag(o.workerApiPort, '--worker-api-port', 1),
           workerArgs: o.workerArg, progress: say,
         });
       } catch (e) {
