@@ -101,14 +101,12 @@ export async function e2eScenario(t: TestContext, spec: Partial<DeploymentSpec> 
     await d.deployInstance(ipc.microserviceID);
     const [done] = await d.waitState(ipc.microserviceID, 1, ['COMPLETED', 'FAILED'], 60_000);
     assert.equal(done?.state, 'COMPLETED', `iperf3 client: ${JSON.stringify(done)}`);
-    // KNOWN BUG (open, docs/known-issues.md): heavy traffic through a worker's local loop (client and
-    // server on the same worker) can stall that worker's TUN reads for good: the IPv6 iperf3 below then
-    // hangs, or the stress service's rr address never answers. A TODO subtest keeps the failure visible
-    // in every run (TAP '# TODO') without hiding the rest of the scenario.
+    // Local loop under load, then a new service whose instances all land on the client's worker. This
+    // step once failed in about half the runs: the bridge's MAC followed its lowest port, so undeploying
+    // the one-shot iperf client could take the gateway's MAC away from the client instance
+    // (docs/known-issues.md, test/integration/gateway-mac.test.ts).
     let stress: Awaited<ReturnType<typeof d.submit>> | undefined;
-    await t.test('local loop under load: TCP over IPv6 to a same-worker server, then a new four-instance service by rr', {
-      todo: 'known bug: a worker\'s TUN reads can stall after heavy local-loop traffic',
-    }, async () => {
+    await t.test('local loop under load: TCP over IPv6 to a same-worker server, then a new four-instance service by rr', async () => {
       // TCP over IPv6: the webapp client runs iperf3 against the server's rr IPv6 address.
       const rr6 = String((await d.service(ips.microserviceID)).rr_ip_v6);
       const tcp6 = await d.inInstance(cl.worker_id!, client.microserviceID, 0, ['iperf3', '-c', rr6, '-t', '1', '-J'], 30_000);
@@ -140,7 +138,7 @@ export async function e2eScenario(t: TestContext, spec: Partial<DeploymentSpec> 
             return [v.microservice_name, v.rr_ip, v.closest_ip, (v.instances ?? []).map((i) => `${i.instance_n}:${i.instance_ip}:${i.state}`)];
           })))}`,
           (await h.exec(['sh', '-c', 'curl -s http://127.0.0.1:10200/metrics | grep -v "^#" | grep -v " 0$" | grep "datapath\\|proxy"'])).stdout,
-          (await h.exec(['sh', '-c', 'ip -s link show canopytun0; conntrack -L 2>/dev/null | grep -c . ; nft list ruleset | head -40'])).stdout,
+          (await h.exec(['sh', '-c', 'ip -s link show canopytun0; tc -s qdisc show dev canopytun0; nstat -asz 2>/dev/null | grep -v " 0 " | grep -iE "drop|discard|noroute|err|forw|InReceives|OutRequests"; nft list ruleset | head -40'])).stdout,
           (await d.hostOfWorker(i0.worker_id!).exec(['ip', 'netns', 'exec', d.netnsOf(i0.worker_id!, sw.microserviceID, i0.instance_n), 'ss', '-ltn'])).stdout,
         ];
         assert.fail(`stress rr address ${rr} never answered:\n${diag.join('\n')}`);

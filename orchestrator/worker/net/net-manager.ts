@@ -82,6 +82,13 @@ interface Plumbing {
   unsubscribe: () => void;
 }
 
+/** The bridge's MAC: locally administered, unicast, and the same for a worker across restarts (so
+ *  re-adopted instances keep a valid neighbour entry for their gateway). */
+export function bridgeMac(workerId: string): string {
+  const h = createHash('sha1').update(`bridge:${workerId}`).digest();
+  return ['02', ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
+
 /** Host-side veth name of an instance (≤ 15 characters, stable across restarts). */
 export function vethName(key: string, side: 'host' | 'peer' = 'host'): string {
   return `${side === 'host' ? 'cv' : 'cp'}${createHash('sha1').update(key).digest('hex').slice(0, 11)}`;
@@ -182,6 +189,11 @@ export class NetManager implements InstanceNetwork {
     }
     if (!(await linkExists(this.bridge))) await ip(['link', 'add', this.bridge, 'type', 'bridge']);
     await ipBatch([
+      // A bridge without a MAC of its own takes the lowest of its ports' MACs and changes it as
+      // instances come and go. Instances keep the gateway's old MAC in their neighbour cache, and once
+      // that port is gone their frames reach nobody: every flow through the gateway dies until the
+      // entry is re-resolved, many seconds later. A set address is kept by the bridge for good.
+      `link set ${this.bridge} address ${bridgeMac(o.workerId)}`,
       `link set ${this.bridge} mtu ${mtu} up`,
       `addr replace ${gateway.v4}/${book.v4.prefix} dev ${this.bridge}`,
       ...(gateway.v6 && book.v6 ? [`addr replace ${gateway.v6}/${book.v6.prefix} dev ${this.bridge} nodad`] : []),
