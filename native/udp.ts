@@ -2,6 +2,7 @@
 // and UDP_GRO on receive. Thin: it moves the datagrams a TxPlan describes, nothing more.
 import { isIP } from 'node:net';
 import type { DatagramSocket, Endpoint, RxInfo, TxPlan } from '../netstack/io.ts';
+import { maxGsoPayloadFor } from '../netstack/tunnel.ts';
 import { addressOf } from './memory.ts';
 import {
   socket, bind, close, getsockname, setsockopt, getsockopt, sendmmsgPtr, recvmsgPtr, errno,
@@ -200,8 +201,12 @@ export class UdpSocket implements DatagramSocket {
       // Datagrams in this message: all of them (GSO, bounded) or one.
       let take = 1;
       if (this.gso) {
-        const per = plan.segSize;
-        take = Math.min(plan.segments - s, GSO_MAX_SEGS, Math.max(1, Math.floor(GSO_MAX_BYTES / per)));
+        if (s === 0 && plan.segments <= GSO_MAX_SEGS && plan.total <= maxGsoPayloadFor(this.family)) {
+          // The whole batch in one GSO send (one skb through the underlay, one GRO receive at the peer).
+          take = plan.segments;
+        } else {
+          take = Math.min(plan.segments - s, GSO_MAX_SEGS, Math.max(1, Math.floor(GSO_MAX_BYTES / plan.segSize)));
+        }
       }
       const e0 = plan.segStart[s];
       const e1 = s + take < plan.segments ? plan.segStart[s + take] : plan.entries;

@@ -45,6 +45,8 @@ export const Counter = {
   NoPeer: 'drop_unknown_peer',
   SockTxFull: 'sock_tx_dropped',
   SockRxBytes: 'sock_rx_bytes',
+  /** Receive calls that returned data (one GRO receive may hold many datagrams). */
+  SockRxCalls: 'sock_rx_calls',
   TunnelTx: 'tunnel_tx_batches',
   TunnelRx: 'tunnel_rx_batches',
   InboundDrop: 'drop_inbound',
@@ -325,6 +327,7 @@ export class Datapath {
       n++;
       this.rxGen++;
       this.count(Counter.SockRxBytes, len);
+      this.count(Counter.SockRxCalls);
       const seg = rx.segSize > 0 ? rx.segSize : len;
       const codec = this.codec;
       const memo = this.memoRx;

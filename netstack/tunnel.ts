@@ -535,3 +535,25 @@ export function maxDatagramFor(pathMtu: number, underlay: 4 | 6): number {
 export function innerMtuFor(pathMtu: number, underlay: 4 | 6): number {
   return maxDatagramFor(pathMtu, underlay) - TUNNEL_HDR - TAG_LEN;
 }
+
+/** UDP payload of the largest IP datagram, which is all one GSO send may carry. */
+export function maxGsoPayloadFor(underlay: 4 | 6): number {
+  return underlay === 4 ? 65535 - 20 - 8 : 65535 - 8;
+}
+
+/**
+ * Largest inner super-packet (IP length) whose tunnel batch still leaves in one GSO send and so
+ * arrives in one GRO receive: its virtio header, the tag and one tunnel header per datagram added
+ * must fit in maxGsoPayloadFor. A 64 kB super-packet needs two sends, two skbs through the underlay
+ * and two receives at the peer (perf/RESULTS.md); instance veths get this as their gso_max_size so
+ * that TCP inside the overlay builds super-packets that fit.
+ */
+export function innerGsoMaxFor(maxDatagram: number, underlay: 4 | 6): number {
+  const per = maxDatagram - TUNNEL_HDR;
+  const limit = maxGsoPayloadFor(underlay);
+  for (let g = 65535; g > per; g--) {
+    const payload = 10 + g + TAG_LEN;
+    if (payload + TUNNEL_HDR * Math.ceil(payload / per) <= limit) return g;
+  }
+  return per;
+}

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Host, Lab, Namespace } from '../lab/lab.ts';
 import type { StandaloneConfig } from '../../netstack/standalone.ts';
 import type { StaticInstance } from '../../netstack/static-table.ts';
-import { innerMtuFor, maxDatagramFor } from '../../netstack/tunnel.ts';
+import { innerGsoMaxFor, innerMtuFor, maxDatagramFor } from '../../netstack/tunnel.ts';
 
 export const TUNNEL_PORT = 50103;
 /** MTU inside the overlay: 1500 on the underlay minus IPv6 + UDP + tunnel header + tag (either underlay fits). */
@@ -59,24 +59,8 @@ export async function buildOverlay(lab: Lab, hosts: Host[], opts: OverlayOptions
   const out: OverlayWorker[] = [];
   for (const [k, host] of hosts.entries()) {
     const id = k + 1;
-    const br = 'cbr0';
-    await host.setForwarding(true);
-    await host.execOk(['ip', 'link', 'add', br, 'type', 'bridge']);
-    await host.execOk(['ip', 'addr', 'add', `10.18.${id}.1/24`, 'dev', br]);
-    await host.execOk(['ip', '-6', 'addr', 'add', `fdc0:18:${id}::1/64`, 'dev', br, 'nodad']);
-    await host.execOk(['ip', 'link', 'set', br, 'mtu', String(OVERLAY_MTU), 'up']);
-    const inst = await lab.addNamespace(`${opts.tag ?? 'w'}${id}i1`);
-    await host.execOk(['ip', 'link', 'add', 'vh1', 'mtu', String(OVERLAY_MTU), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', inst.netns]);
-    await host.execOk(['ip', 'link', 'set', 'vh1', 'master', br, 'up']);
-    await inst.execOk(['ip', 'addr', 'add', `10.18.${id}.2/24`, 'dev', 'eth0']);
-    await inst.execOk(['ip', '-6', 'addr', 'add', `fdc0:18:${id}::2/64`, 'dev', 'eth0', 'nodad']);
-    await inst.execOk(['ip', 'link', 'set', 'eth0', 'mtu', String(OVERLAY_MTU), 'up']);
-    await inst.execOk(['ip', 'route', 'add', 'default', 'via', `10.18.${id}.1`]);
-    await inst.execOk(['ip', '-6', 'route', 'add', 'default', 'via', `fdc0:18:${id}::1`]);
-    // MSS clamping to the route MTU, so that nothing needs fragmenting inside the overlay.
-    await host.execOk(['nft', '-f', '-'], {
-      input: 'table inet canopy {\n chain mssclamp {\n  type filter hook forward priority mangle;\n  tcp flags syn tcp option maxseg size set rt mtu\n }\n}\n',
-    });
+    const underlay = opts.underlay6 ? 6 : 4;
+    const inst = await plumbWorker(lab, host, id, opts.tag ?? 'w', OVERLAY_MTU, innerGsoMaxFor(maxDatagramFor(1500, underlay), underlay));
     const cfg: StandaloneConfig = {
       selfId: id,
       tun: 'canopy0',
@@ -87,7 +71,7 @@ export async function buildOverlay(lab: Lab, hosts: Host[], opts: OverlayOptions
       keyId: 1,
       encrypt: opts.encrypt,
       mtu: OVERLAY_MTU,
-      maxDatagram: maxDatagramFor(1500, opts.underlay6 ? 6 : 4),
+      maxDatagram: maxDatagramFor(1500, underlay),
       routes: ['10.16.0.0/12', 'fdc0::/16'],
       instances,
       services,
@@ -98,6 +82,36 @@ export async function buildOverlay(lab: Lab, hosts: Host[], opts: OverlayOptions
   }
   for (const w of out) await waitFor(lab, w.proc, '"datapath up"', 15_000);
   return out;
+}
+
+/**
+ * One worker's instance side: a bridge with the worker subnet (10.18.<id>.0/24, fdc0:18:<id>::/64), one
+ * instance namespace behind a veth with its default routes, forwarding and MSS clamping on the host.
+ * The tunnel benchmark builds the same for its kernel VXLAN baseline, so both overlays carry traffic
+ * between the same kind of endpoints.
+ */
+/** gsoMax: the veths' gso_max_size (Canopy's net manager sets innerGsoMaxFor; kernel default 64 kB). */
+export async function plumbWorker(lab: Lab, host: Host, id: number, tag: string, mtu: number, gsoMax?: number): Promise<Namespace> {
+  const br = 'cbr0';
+  await host.setForwarding(true);
+  await host.execOk(['ip', 'link', 'add', br, 'type', 'bridge']);
+  await host.execOk(['ip', 'addr', 'add', `10.18.${id}.1/24`, 'dev', br]);
+  await host.execOk(['ip', '-6', 'addr', 'add', `fdc0:18:${id}::1/64`, 'dev', br, 'nodad']);
+  await host.execOk(['ip', 'link', 'set', br, 'mtu', String(mtu), 'up']);
+  const inst = await lab.addNamespace(`${tag}${id}i1`);
+  const gso = gsoMax ? ['gso_max_size', String(gsoMax)] : [];
+  await host.execOk(['ip', 'link', 'add', 'vh1', 'mtu', String(mtu), ...gso, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', inst.netns, ...gso]);
+  await host.execOk(['ip', 'link', 'set', 'vh1', 'master', br, 'up']);
+  await inst.execOk(['ip', 'addr', 'add', `10.18.${id}.2/24`, 'dev', 'eth0']);
+  await inst.execOk(['ip', '-6', 'addr', 'add', `fdc0:18:${id}::2/64`, 'dev', 'eth0', 'nodad']);
+  await inst.execOk(['ip', 'link', 'set', 'eth0', 'mtu', String(mtu), 'up']);
+  await inst.execOk(['ip', 'route', 'add', 'default', 'via', `10.18.${id}.1`]);
+  await inst.execOk(['ip', '-6', 'route', 'add', 'default', 'via', `fdc0:18:${id}::1`]);
+  // MSS clamping to the route MTU, so that nothing needs fragmenting inside the overlay.
+  await host.execOk(['nft', '-f', '-'], {
+    input: 'table inet canopy {\n chain mssclamp {\n  type filter hook forward priority mangle;\n  tcp flags syn tcp option maxseg size set rt mtu\n }\n}\n',
+  });
+  return inst;
 }
 
 export async function waitFor(lab: Lab, proc: ChildProcess, needle: string, ms: number): Promise<string> {

@@ -11,7 +11,8 @@ import { TunDevice } from '../../../native/tun.ts';
 import { UdpSocket } from '../../../native/udp.ts';
 import { Readiness } from '../../../native/poll.ts';
 import { Datapath } from '../../../netstack/datapath.ts';
-import { TunnelCodec, innerMtuFor, maxDatagramFor } from '../../../netstack/tunnel.ts';
+import { TunnelCodec, innerGsoMaxFor, innerMtuFor, maxDatagramFor } from '../../../netstack/tunnel.ts';
+import { tunNoQueue } from '../../../netstack/tun-datapath.ts';
 import type { Endpoint } from '../../../netstack/io.ts';
 import { SemanticTable } from '../../../proxy/semantic-table.ts';
 import { MeasuredRtt } from '../../../proxy/rtt.ts';
@@ -73,6 +74,8 @@ interface Plumbing {
   book: AddressBook;
   gateway: HostAddresses;
   mtu: number;
+  /** gso_max_size of instance veths (innerGsoMaxFor). */
+  gsoMax: number;
   selfId: number;
   datapath: Datapath;
   readiness: Readiness[];
@@ -182,6 +185,7 @@ export class NetManager implements InstanceNetwork {
     const underlay = tunnelHost.includes(':') ? 6 : 4;
     const pathMtu = o.pathMtu ?? 1500;
     const mtu = innerMtuFor(pathMtu, underlay);
+    const gsoMax = innerGsoMaxFor(maxDatagramFor(pathMtu, underlay), underlay);
     const selfId = tunnelIdForSubnet(s.v4);
 
     for (const [file, v] of [['/proc/sys/net/ipv4/ip_forward', '1'], ['/proc/sys/net/ipv6/conf/all/forwarding', '1']] as const) {
@@ -227,6 +231,7 @@ export class NetManager implements InstanceNetwork {
     let datapath: Datapath;
     try {
       await ip(['link', 'set', 'dev', dev.name, 'mtu', String(mtu), 'txqueuelen', '10000', 'up']);
+      tunNoQueue(dev.name);
       for (const r of o.overlay ?? ['10.16.0.0/12', 'fdc0::/16']) await ip([r.includes(':') ? '-6' : '-4', 'route', 'replace', r, 'dev', dev.name]);
       sock = new UdpSocket({ host: tunnelHost, port: o.tunnelPort ?? 50103, offload: o.offload ?? true });
       datapath = new Datapath({
@@ -278,7 +283,7 @@ export class NetManager implements InstanceNetwork {
       unsubscribe();
       throw new Error(`service DNS could not start on ${gateway.v4}: ${(e as Error).message}`);
     }
-    this.p = { book, gateway, mtu, selfId, datapath, readiness, table, dns, probeTimer, unsubscribe };
+    this.p = { book, gateway, mtu, gsoMax, selfId, datapath, readiness, table, dns, probeTimer, unsubscribe };
     await this.applyNft();
     this.log.info('network up', {
       bridge: this.bridge, gateway: gateway.v4, gateway_v6: gateway.v6, tun: dev.name, mtu, tunnel_id: selfId,
@@ -345,7 +350,8 @@ export class NetManager implements InstanceNetwork {
         if (have.length > 0) await ip(['-n', req.netns, 'link', 'del', 'eth0']).catch(() => {});
         const peerIf = vethName(req.key, 'peer');
         await ipBatch([
-          `link add ${hostIf} mtu ${p.mtu} type veth peer name ${peerIf} mtu ${p.mtu} netns ${req.netns}`,
+          // gso_max_size: the instance's TCP builds super-packets whose tunnel batch fits one GSO send.
+          `link add ${hostIf} mtu ${p.mtu} gso_max_size ${p.gsoMax} type veth peer name ${peerIf} mtu ${p.mtu} gso_max_size ${p.gsoMax} netns ${req.netns}`,
           `link set ${hostIf} master ${this.bridge} up`,
         ]);
         await ipBatch([

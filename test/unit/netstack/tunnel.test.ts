@@ -149,6 +149,22 @@ test('the inner MTU leaves room for the tunnel on either underlay', async () => 
   assert.equal(plan.segments, 1);
 });
 
+test('a super-packet of innerGsoMaxFor bytes is a batch that fits one GSO send; one byte more does not', async () => {
+  const { innerGsoMaxFor, maxGsoPayloadFor, maxDatagramFor } = await import('../../../netstack/tunnel.ts');
+  for (const u of [4, 6] as const) {
+    const md = maxDatagramFor(1500, u);
+    const g = innerGsoMaxFor(md, u);
+    const c = codec(1, { maxDatagram: md });
+    const plan = new TxPlan();
+    // What a TUN read of a g-byte super-packet holds: the 10-byte virtio header, then the packet.
+    c.encode(TunnelType.Data, 0, randomBytes(10 + g), 0, 10 + g, plan);
+    assert.ok(plan.total <= maxGsoPayloadFor(u), `IPv${u}: ${plan.total} bytes in one send`);
+    c.encode(TunnelType.Data, 0, randomBytes(11 + g), 0, 11 + g, plan);
+    assert.ok(plan.total > maxGsoPayloadFor(u), `IPv${u}: one byte more needs a second send`);
+    assert.ok(g > 60000, `IPv${u}: super-packets stay large (${g})`);
+  }
+});
+
 test('within one receive, a datagram from another sender or key is still checked, and a peer removed between receives is refused', () => {
   const peers = new Set([1, 2]);
   const b = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, isPeer: (id) => peers.has(id), maxDatagram: 1400 });
