@@ -1,10 +1,13 @@
 // `npm run bench -- tunnel`: one TCP stream (iperf3, 10 s each) between two emulated hosts over
 // (1) the kernel veth directly, (2) kernel VXLAN, (3) Canopy's overlay in offload mode and (4) in
-// per-packet mode, instance namespace to instance namespace through a service IP, authentication on.
+// per-packet mode, authentication on. Both overlays carry traffic from an instance namespace to an
+// instance namespace, each behind a veth and a bridge on its worker (Canopy through a service IP);
+// ratio_vxlan compares those two. VXLAN between the hosts themselves (no instance plumbing) is printed
+// too, as vxlan_host_gbps and ratio_vxlan_host.
 // Prints progress, then as its last line one JSON object with the figures and ratio_vxlan.
 import { readFileSync } from 'node:fs';
 import { Lab, type Host, type Namespace } from '../test/lab/lab.ts';
-import { S4, buildOverlay, statsOf, stopOverlay } from '../test/integration/datapath-setup.ts';
+import { S4, buildOverlay, plumbWorker, statsOf, stopOverlay } from '../test/integration/datapath-setup.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const encrypt = process.argv.includes('--encrypt');
@@ -48,9 +51,9 @@ async function tunDrops(h: Host): Promise<number> {
 const round = (x: number): number | null => (Number.isFinite(x) ? Math.round(x * 100) / 100 : null);
 
 // Each overlay gets its own pair of hosts: the plumbing of one stays until the lab goes.
-const lab = await Lab.create({ hosts: ['w1', 'w2', 'w3', 'w4', 'w5', 'w6'] });
+const lab = await Lab.create({ hosts: ['w1', 'w2', 'w3', 'w4', 'w5', 'w6', 'w7', 'w8'] });
 try {
-  const [w1, w2, w3, w4, w5, w6] = ['w1', 'w2', 'w3', 'w4', 'w5', 'w6'].map((n) => lab.host(n));
+  const [w1, w2, w3, w4, w5, w6, w7, w8] = ['w1', 'w2', 'w3', 'w4', 'w5', 'w6', 'w7', 'w8'].map((n) => lab.host(n));
 
   let veth = NaN;
   if (PHASES.has('veth')) {
@@ -59,15 +62,30 @@ try {
     console.log(`  ${veth.toFixed(2)} Gbps`);
   }
 
+  const vxlanDevice = async (h: Host, self: string, peer: string, addr: string): Promise<void> => {
+    await h.execOk(['ip', 'link', 'add', 'vx0', 'type', 'vxlan', 'id', '42', 'local', self, 'remote', peer, 'dstport', '4789', 'dev', 'eth0']);
+    await h.execOk(['ip', 'addr', 'add', addr, 'dev', 'vx0']);
+    await h.execOk(['ip', 'link', 'set', 'vx0', 'up']);
+  };
+  let vxlanHost = NaN;
   let vxlan = NaN;
   if (PHASES.has('vxlan')) {
-    console.log(`kernel VXLAN, ${SECONDS} s …`);
-    for (const [h, self, peer, addr] of [[w1, w1.ip, w2.ip, '10.99.0.1/24'], [w2, w2.ip, w1.ip, '10.99.0.2/24']] as const) {
-      await h.execOk(['ip', 'link', 'add', 'vx0', 'type', 'vxlan', 'id', '42', 'local', self, 'remote', peer, 'dstport', '4789', 'dev', 'eth0']);
-      await h.execOk(['ip', 'addr', 'add', addr, 'dev', 'vx0']);
-      await h.execOk(['ip', 'link', 'set', 'vx0', 'up']);
-    }
-    vxlan = await iperf(w2, w1, '10.99.0.2');
+    console.log(`kernel VXLAN between the hosts, ${SECONDS} s …`);
+    await vxlanDevice(w1, w1.ip, w2.ip, '10.99.0.1/24');
+    await vxlanDevice(w2, w2.ip, w1.ip, '10.99.0.2/24');
+    vxlanHost = await iperf(w2, w1, '10.99.0.2');
+    console.log(`  ${vxlanHost.toFixed(2)} Gbps`);
+
+    // The same instance plumbing as Canopy's phases (bridge, veth, instance namespace, MSS clamp),
+    // with the worker subnets routed over vx0 at VXLAN's own MTU (1450).
+    console.log(`kernel VXLAN between instance namespaces, ${SECONDS} s …`);
+    const [ia, ib] = [await plumbWorker(lab, w7, 1, 'x', 1450), await plumbWorker(lab, w8, 2, 'x', 1450)];
+    await vxlanDevice(w7, w7.ip, w8.ip, '10.99.0.1/24');
+    await vxlanDevice(w8, w8.ip, w7.ip, '10.99.0.2/24');
+    await w7.execOk(['ip', 'route', 'add', '10.18.2.0/24', 'via', '10.99.0.2', 'dev', 'vx0']);
+    await w8.execOk(['ip', 'route', 'add', '10.18.1.0/24', 'via', '10.99.0.1', 'dev', 'vx0']);
+    await ia.exec(['ping', '-c', '1', '-W', '2', '10.18.2.2']);
+    vxlan = await iperf(ib, ia, '10.18.2.2');
     console.log(`  ${vxlan.toFixed(2)} Gbps`);
   }
 
@@ -83,7 +101,7 @@ try {
       const drops = (await tunDrops(a)) + (await tunDrops(b));
       for (const w of ws) {
         const st = await statsOf(lab, w.proc);
-        console.error(`  ${w.host.name}: dev_tx ${st.dev_tx_packets}, gathered ${st.dev_tx_gathered}, tunnel rx ${st.tunnel_rx_batches}`);
+        console.error(`  ${w.host.name}: dev_tx ${st.dev_tx_packets}, tunnel rx ${st.tunnel_rx_batches} in ${st.sock_rx_calls} receives, tunnel tx ${st.tunnel_tx_batches}`);
       }
       return [gbps, drops, cpu / (gbps * SECONDS / 8)];
     } finally {
@@ -119,6 +137,7 @@ try {
   console.log(JSON.stringify({
     bench: 'tunnel', veth_gbps: round(veth), vxlan_gbps: round(vxlan), canopy_gbps: round(canopy),
     canopy_pp_gbps: round(pp), canopy_thread_gbps: round(threaded), ratio_vxlan: round(canopy / vxlan), tun_drops: drops, tun_drops_pp: dropsPp,
+    vxlan_host_gbps: round(vxlanHost), ratio_vxlan_host: round(canopy / vxlanHost),
     canopy_cpu_s_per_gb: Math.round(cpuPerGb * 1000) / 1000, auth: true, encrypt, seconds: SECONDS,
   }));
 } finally {
