@@ -119,41 +119,6 @@ export class EvpAead implements BatchAead {
     return e.decFinal(c, this.memAddr + 128, outl) === 1;
   }
 
-  private streamEncrypted = false;
-
-  begin(iv: Uint8Array, aad: Uint8Array, encrypted: boolean): boolean {
-    if (!pinned(iv) || !pinned(aad)) return false;
-    const e = this.e;
-    const c = this.dec;
-    this.streamEncrypted = encrypted;
-    return e.decInit(c, 0, 0, 0, addressOf(iv)) === 1 && e.decUpdate(c, 0, this.memAddr + 64, addressOf(aad), aad.length) === 1;
-  }
-
-  update(buf: Uint8Array, off: number, len: number): boolean {
-    if (len <= 0) return true;
-    if (!pinned(buf)) {
-      // A backing store of ≤ 64 bytes may move: go through the pinned scratch (it fits by definition).
-      const s = 160;
-      if (len > 64) return false;
-      this.mem.set(buf.subarray(off, off + len), s);
-      const ok = this.update(this.mem, s, len);
-      if (this.streamEncrypted) buf.set(this.mem.subarray(s, s + len), off);
-      return ok;
-    }
-    const p = addressOf(buf, off);
-    // Without encryption the payload is associated data: GCM and Poly1305 both take it in any number
-    // of pieces of any length before the first ciphertext byte.
-    return this.e.decUpdate(this.dec, this.streamEncrypted ? p : 0, this.memAddr + 64, p, len) === 1;
-  }
-
-  finish(tag: Uint8Array, tagOff: number): boolean {
-    if (!pinned(tag)) return false;
-    const e = this.e;
-    const c = this.dec;
-    if (e.ctrl(c, EVP_CTRL_AEAD_SET_TAG, TAG_BYTES, addressOf(tag, tagOff)) !== 1) return false;
-    return e.decFinal(c, this.memAddr + 128, this.memAddr + 64) === 1;
-  }
-
   close(): void {
     if (this.enc) this.e.ctxFree(this.enc);
     if (this.dec) this.e.ctxFree(this.dec);

@@ -1,7 +1,7 @@
 // TUN/TAP devices through /dev/net/tun (ioctl TUNSETIFF, TUNSETOFFLOAD). Thin: no policy here.
 import { Buffer } from 'node:buffer';
 import {
-  open, close, ioctlPtr, ioctlInt, read, write, readPtr, writePtr, writevPtr, errno, setNonBlocking,
+  open, close, ioctlPtr, ioctlInt, read, write, readPtr, writePtr, errno, setNonBlocking,
   O_RDWR, O_CLOEXEC, EAGAIN, EINTR, SysError,
 } from './libc.ts';
 import { addressOf } from './memory.ts';
@@ -115,14 +115,8 @@ export class TunQueue {
  * memory. Opened with IFF_VNET_HDR and TUNSETOFFLOAD(CSUM|TSO4|TSO6[|USO4|USO6]) when offload is
  * asked for and the kernel agrees; otherwise one plain packet per read.
  */
-/** Most iovecs one writev takes (UIO_MAXIOV). */
-export const MAX_IOV = 1024;
-
 export class TunDevice implements PacketDevice {
   readonly queue: TunQueue;
-  /** struct iovec[MAX_IOV] for writev, as 32-bit halves (a BigInt per pointer costs more). */
-  private readonly iov = new Uint32Array(MAX_IOV * 4);
-  private readonly iovAddr = addressOf(new Uint8Array(this.iov.buffer));
   readonly vnetHdr: boolean;
   /** The TUN_F_* bits the kernel accepted (0 in per-packet mode). */
   readonly offloads: number;
@@ -180,27 +174,6 @@ export class TunDevice implements PacketDevice {
       if (n >= 0) return true;
       if (errno() === EINTR) continue;
       // EAGAIN (queue full) and EINVAL (a malformed offload header) both mean "dropped".
-      return false;
-    }
-  }
-
-  /** Writes one packet gathered from n pieces bufs[i][offs[i]..offs[i]+lens[i]) (n ≤ MAX_IOV). */
-  writev(bufs: readonly Uint8Array[], offs: readonly number[], lens: readonly number[], n: number): boolean {
-    if (n > MAX_IOV) return false;
-    const v = this.iov;
-    for (let i = 0; i < n; i++) {
-      const a = addressOf(bufs[i], offs[i]);
-      const k = i * 4;
-      v[k] = a % 0x100000000;
-      v[k + 1] = Math.floor(a / 0x100000000);
-      v[k + 2] = lens[i];
-      v[k + 3] = 0;
-    }
-    const fd = this.queue.fd;
-    for (;;) {
-      const r = writevPtr(fd, this.iovAddr, n);
-      if (r >= 0) return true;
-      if (errno() === EINTR) continue;
       return false;
     }
   }

@@ -216,12 +216,6 @@ export class UdpSocket implements DatagramSocket {
       const u32 = this.u32;
       const iov0 = iov;
       for (let e = e0; e < e1; e++) {
-        // Pieces that follow each other in one buffer (a flat batch) share one iovec: the kernel's
-        // copy pays a fixed cost per iovec.
-        if (e > e0 && plan.bufs[e] === plan.bufs[e - 1] && plan.offs[e] === plan.offs[e - 1] + plan.lens[e - 1]) {
-          u32[((this.iovOff + (iov - 1) * IOVEC) >>> 2) + 2] += plan.lens[e];
-          continue;
-        }
         const w = (this.iovOff + iov * IOVEC) >>> 2;
         const p = this.bufAddress(plan.bufs[e]) + plan.offs[e];
         u32[w] = p % 0x100000000;

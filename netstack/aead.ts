@@ -17,14 +17,6 @@ export interface BatchAead {
   open(iv: Uint8Array, aad: Uint8Array, buf: Uint8Array, off: number, len: number, encrypted: boolean,
     tag: Uint8Array, tagOff: number): boolean;
   close(): void;
-  /**
-   * Optional streaming check of one batch whose payload arrives in pieces (the datagrams of a GRO
-   * receive, verified where they lie): begin, update per piece (decrypted in place when encrypted),
-   * then finish with the tag. Only one stream per object at a time.
-   */
-  begin?(iv: Uint8Array, aad: Uint8Array, encrypted: boolean): boolean;
-  update?(buf: Uint8Array, off: number, len: number): boolean;
-  finish?(tag: Uint8Array, tagOff: number): boolean;
 }
 
 export type AeadFactory = (name: AeadName, key: Uint8Array) => BatchAead;

@@ -38,8 +38,6 @@ export const Counter = {
   DevRx: 'dev_rx_packets',
   DevTx: 'dev_tx_packets',
   DevTxFull: 'dev_tx_dropped',
-  /** Super-packets written with writev straight from the receive buffers (in-place codec). */
-  DevTxGathered: 'dev_tx_gathered',
   Parse: 'drop_unparsable',
   NoRoute: 'drop_no_route',
   NoPeer: 'drop_unknown_peer',
@@ -92,11 +90,6 @@ export class Datapath {
   private readonly mss6: number;
   private readonly devBuf = new Uint8Array(DEV_BUF);
   private readonly sockBuf = new Uint8Array(65536 + 64);
-  /** The second receive buffer of an inPlace codec: a batch's pieces may span two receives. */
-  private readonly sockBuf2: Uint8Array;
-  private rxGen = 0;
-  /** Admission checks once per receive instead of per datagram (CANOPY_RX_MEMO=0 turns it off, for A/B). */
-  private readonly memoRx = process.env.CANOPY_RX_MEMO !== '0';
   private readonly outBuf = new Uint8Array(DEV_BUF);
   private readonly agg = new Uint8Array(COALESCE_BYTES + DEV_BUF);
   private aggLen = 0;
@@ -134,7 +127,6 @@ export class Datapath {
     this.pendingMaxMs = o.pendingMaxMs ?? 2000;
     this.mss4 = o.mtu ? o.mtu - 40 : 0;
     this.mss6 = o.mtu ? o.mtu - 60 : 0;
-    this.sockBuf2 = this.codec.inPlace ? new Uint8Array(this.sockBuf.length) : this.sockBuf;
     for (const c of Object.values(Counter)) this.counters.set(c, 0);
     this.table.onReady(() => this.retryPending());
   }
@@ -315,23 +307,17 @@ export class Datapath {
   pumpSocket(): number {
     let n = 0;
     const rx = this.rx;
-    const inPlace = this.codec.inPlace;
+    const b = this.sockBuf;
+    const codec = this.codec;
     while (n < this.budget && !this.closed) {
-      let b: Uint8Array = this.sockBuf;
-      if (inPlace) {
-        b = (this.rxGen & 1) === 0 ? this.sockBuf : this.sockBuf2;
-        this.codec.release(b);
-      }
       const len = this.sock.recv(b, 0, b.length, rx);
       if (len < 0) break;
       n++;
-      this.rxGen++;
       this.count(Counter.SockRxBytes, len);
       this.count(Counter.SockRxCalls);
       const seg = rx.segSize > 0 ? rx.segSize : len;
-      const codec = this.codec;
-      const memo = this.memoRx;
-      if (memo) codec.beginReceive();
+      // Admission checks once per receive instead of per datagram.
+      codec.beginReceive();
       for (let off = 0; off < len; off += seg) {
         const dl = Math.min(seg, len - off);
         try {
@@ -340,16 +326,12 @@ export class Datapath {
           this.fault(e);
         }
       }
-      if (memo) codec.endReceive();
+      codec.endReceive();
     }
     return n;
   }
 
   private onBatch(bt: RxBatch): void {
-    if (bt.parts > 0) {
-      if (bt.type === TunnelType.Data && this.inboundPieces(bt)) return;
-      this.codec.flatten(bt);
-    }
     if (bt.type === TunnelType.Data) {
       this.count(Counter.TunnelRx);
       this.inboundPayload(bt);
@@ -381,39 +363,6 @@ export class Datapath {
       this.inboundPacket(bt, off, l, false);
       off += l;
     }
-  }
-
-  /**
-   * A super-packet left in pieces in the receive buffers: headers translated in the first piece, the
-   * whole written with one writev. False (nothing done) when it needs the contiguous path.
-   */
-  private inboundPieces(bt: RxBatch): boolean {
-    const dev = this.dev;
-    if (!dev.writev || !dev.vnetHdr || (bt.flags & (TunnelFlag.Vnet | TunnelFlag.Multi)) !== TunnelFlag.Vnet) return false;
-    // Every header the translation touches (vnet, IP with options or IPv6, TCP with options) must be in piece 0.
-    if (bt.parts > 1024 || bt.plens[0] < 256) return false;
-    const b = bt.pbufs[0];
-    const off = bt.poffs[0];
-    const pOff = off + VNET_HDR_LEN;
-    const pLen = bt.len - VNET_HDR_LEN;
-    const m = this.m;
-    if (pLen <= 0 || !parsePacket(b, pOff, pLen, m) || m.frag !== Frag.None || m.len !== pLen) return false;
-    const rw = this.rw;
-    this.count(Counter.TunnelRx);
-    if (this.table.inbound(b, m, bt.sender, rw) === Verdict.Drop) {
-      this.count(Counter.InboundDrop);
-      return true;
-    }
-    const partial = (vnetFlags(b, off) & VNET_F_NEEDS_CSUM) !== 0;
-    this.clamp(b, partial);
-    applyRewrite(b, m, rw, partial);
-    if (dev.writev(bt.pbufs, bt.poffs, bt.plens, bt.parts)) {
-      this.count(Counter.DevTx);
-      this.count(Counter.DevTxGathered);
-    } else {
-      this.count(Counter.DevTxFull);
-    }
-    return true;
   }
 
   /** One packet of a batch at b[off..off+len) (with its vnet header first when hasVnet). */

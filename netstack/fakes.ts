@@ -115,22 +115,5 @@ export class FakeDevice implements PacketDevice {
     return true;
   }
 
-  /** Pieces of gathered writes, per write (tests check that the copy-free path ran). */
-  readonly gathered: number[] = [];
-
-  writev(bufs: readonly Uint8Array[], offs: readonly number[], lens: readonly number[], n: number): boolean {
-    let total = 0;
-    for (let i = 0; i < n; i++) total += lens[i];
-    const p = new Uint8Array(total);
-    let o = 0;
-    for (let i = 0; i < n; i++) {
-      p.set(bufs[i].subarray(offs[i], offs[i] + lens[i]), o);
-      o += lens[i];
-    }
-    this.written.push(p);
-    this.gathered.push(n);
-    return true;
-  }
-
   close(): void {}
 }

@@ -84,8 +84,6 @@ export interface PacketDevice {
   read(buf: Uint8Array, off: number, max: number): number;
   /** Writes buf[off..off+len). False when the device queue is full (dropped). */
   write(buf: Uint8Array, off: number, len: number): boolean;
-  /** Writes one packet gathered from n pieces (at most 1024); optional: without it the datapath copies. */
-  writev?(bufs: readonly Uint8Array[], offs: readonly number[], lens: readonly number[], n: number): boolean;
   /** Failed reads other than "nothing waiting", and the last one's errno (for /metrics). */
   readonly readErrors?: number;
   readonly lastReadErrno?: number;

@@ -29,8 +29,6 @@ export function startStandalone(cfg: StandaloneConfig): { close: () => void; dat
     codec: {
       // CANOPY_AEAD=node forces node:crypto (for comparison); OpenSSL through koffi otherwise.
       aeadFactory: process.env.CANOPY_AEAD === 'node' ? nodeAead : bestAead,
-      inPlace: process.env.CANOPY_RX_INPLACE === '1',
-      txFlat: process.env.CANOPY_TX_FLAT === '1',
     },
     clampMss: true,
     onError: (e) => log({ level: 'error', msg: 'datapath error', error: String(e) }),

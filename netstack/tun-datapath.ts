@@ -1,7 +1,7 @@
 // A Datapath on a real TUN device and tunnel UDP socket, pumped by libuv readiness: the wiring that
 // netstack/standalone.ts (static table) and the semantic lab host (test/integration/semantic-datapath.ts)
-// share. They differ in the table, the probes, the logging and the codec's experimental options, so
-// those stay with the caller.
+// share. They differ in the table, the probes, the logging and the AEAD implementation, so those stay
+// with the caller.
 import { execFileSync } from 'node:child_process';
 import { TunDevice } from '../native/tun.ts';
 import { UdpSocket } from '../native/udp.ts';
@@ -33,7 +33,7 @@ export interface TunDatapathConfig {
 export interface TunDatapathOptions {
   table: TranslationTable;
   /** Codec options that are the caller's choice rather than the link's. */
-  codec?: Pick<TunnelCodecOptions, 'aeadFactory' | 'inPlace' | 'txFlat'>;
+  codec?: Pick<TunnelCodecOptions, 'aeadFactory'>;
   /** Clamp the MSS of SYNs crossing the datapath to cfg.mtu. */
   clampMss: boolean;
   /** A pump threw: that packet is lost, the loop carries on. */

@@ -70,17 +70,6 @@ export interface TunnelCodecOptions {
   aeadFactory?: AeadFactory;
   /** First counter value; defaults to the clock in µs so a restarted worker is not taken for a replayer. */
   firstCounter?: number;
-  /**
-   * Verify multi-datagram batches where they lie in the receive buffers (one AEAD update per
-   * datagram) and hand them out as pieces (RxBatch.parts) instead of copying them together first.
-   * The caller must then call release() before reusing a receive buffer.
-   */
-  inPlace?: boolean;
-  /**
-   * Lay each batch out as whole datagrams back to back in the codec's memory (one 64 kB copy) so a
-   * send needs one iovec instead of two or three per datagram.
-   */
-  txFlat?: boolean;
 }
 
 /** Where decode() leaves a complete batch. Views are valid until the next decode() call. */
@@ -92,12 +81,6 @@ export interface RxBatch {
   buf: Uint8Array;
   off: number;
   len: number;
-  /** 0: the payload is buf[off..off+len). Otherwise it lies in this many pieces
-   *  pbufs[i][poffs[i]..poffs[i]+plens[i]) (an inPlace codec); flatten() copies them together. */
-  parts: number;
-  pbufs: Uint8Array[];
-  poffs: number[];
-  plens: number[];
 }
 
 /** Largest payload a batch carries: a TUN read of 10 + 65 535 bytes. */
@@ -114,20 +97,6 @@ class Reassembly {
   type = 0;
   flags = 0;
   readonly header = new Uint8Array(128);
-  readonly aad = this.header.subarray(0, TUNNEL_HDR);
-  // In-place mode: the payload's pieces in the receive buffers, the tag gathered here, and a
-  // streaming AEAD of this sender's own (a small batch between two datagrams must not disturb it).
-  sliced = false;
-  ok = false;
-  parts = 0;
-  readonly pbufs: Uint8Array[] = [];
-  readonly poffs: number[] = [];
-  readonly plens: number[] = [];
-  readonly tag = new Uint8Array(128);
-  readonly ivBuf = new Uint8Array(128);
-  readonly iv = this.ivBuf.subarray(0, 12);
-  aead: BatchAead | undefined;
-  aeadKey = -1;
 }
 
 export class TunnelCodec {
@@ -140,7 +109,6 @@ export class TunnelCodec {
   private readonly scratch = new Uint8Array(MAX_PAYLOAD + TAG_LEN + 256 * TUNNEL_HDR);
   private readonly ivBuf = new Uint8Array(128);
   private readonly iv = this.ivBuf.subarray(0, 12);
-  private flat: Uint8Array | undefined;
   private readonly aadBuf = new Uint8Array(128);
   private readonly aad = this.aadBuf.subarray(0, TUNNEL_HDR);
   private readonly reasm = new Map<number, Reassembly>();
@@ -182,7 +150,6 @@ export class TunnelCodec {
   close(): void {
     for (const a of this.aeads.values()) a.close();
     this.aeads.clear();
-    for (const r of this.reasm.values()) r.aead?.close();
   }
 
   /** The datagrams of one receive (a GRO buffer) follow, until endReceive(). */
@@ -195,11 +162,6 @@ export class TunnelCodec {
     this.receiving = false;
     this.memoSender = -1;
     this.memoR = undefined;
-  }
-
-  /** Multi-datagram batches come out in pieces (RxBatch.parts); see TunnelCodecOptions.inPlace. */
-  get inPlace(): boolean {
-    return this.opts.inPlace === true;
   }
 
   get encrypting(): boolean {
@@ -258,11 +220,6 @@ export class TunnelCodec {
     }
     this.aeadFor(keyId).seal(this.iv, this.aad, payload, off, len, encrypt, s, tagOff + TAG_LEN, s, tagOff);
     plan.reset(segs > 1 ? this.opts.maxDatagram : TUNNEL_HDR + total);
-    if (this.opts.txFlat === true && segs > 1) {
-      this.encodeFlat(segs, per, body, bodyOff, len, total, tagOff, plan);
-      this.batchesOut++;
-      return;
-    }
     let pos = 0;
     for (let i = 0; i < segs; i++) {
       const h = i * TUNNEL_HDR;
@@ -276,39 +233,6 @@ export class TunnelCodec {
       pos = end;
     }
     this.batchesOut++;
-  }
-
-  private encodeFlat(segs: number, per: number, body: Uint8Array, bodyOff: number, len: number, total: number,
-    tagOff: number, plan: TxPlan): void {
-    const s = this.scratch;
-    let f = this.flat;
-    if (!f) {
-      f = new Uint8Array(MAX_PAYLOAD + TAG_LEN + 1100 * TUNNEL_HDR);
-      this.flat = f;
-    }
-    let pos = 0;
-    let o = 0;
-    for (let i = 0; i < segs; i++) {
-      const start = o;
-      f.set(this.aad, o);
-      write16(f, o + 16, i);
-      o += TUNNEL_HDR;
-      const end = Math.min(pos + per, total);
-      if (pos < len) {
-        const n = Math.min(end, len) - pos;
-        f.set(body.subarray(bodyOff + pos, bodyOff + pos + n), o);
-        o += n;
-      }
-      if (end > len) {
-        const t0 = Math.max(pos - len, 0);
-        const n = end - Math.max(pos, len);
-        f.set(s.subarray(tagOff + t0, tagOff + t0 + n), o);
-        o += n;
-      }
-      plan.startSegment();
-      plan.push(f, start, o - start);
-      pos = end;
-    }
   }
 
   /**
@@ -372,114 +296,13 @@ export class TunnelCodec {
       r.counter = -1;
       return this.count(Drop.Malformed);
     }
-    if (index === 0) r.sliced = this.opts.inPlace === true && this.beginStream(r, sender, keyId, counter, flags);
-    if (r.sliced) {
-      this.piece(r, d, off + TUNNEL_HDR, body, plen);
-    } else {
-      r.buf.set(d.subarray(off + TUNNEL_HDR, off + len), r.filled);
-    }
+    r.buf.set(d.subarray(off + TUNNEL_HDR, off + len), r.filled);
     r.filled += body;
     r.next++;
     if (r.next < r.count) return false;
     r.counter = -1;
     if (r.filled !== plen + TAG_LEN) return this.count(Drop.Malformed);
-    if (r.sliced) return this.finishStream(r, sender, counter, out);
     return this.finish(r.buf, -1, 0, plen, sender, r.keyId, counter, r.type, r.flags, out, r.header);
-  }
-
-  private beginStream(r: Reassembly, sender: number, keyId: number, counter: number, flags: number): boolean {
-    if (r.aeadKey !== keyId) {
-      r.aead?.close();
-      r.aead = (this.opts.aeadFactory ?? bestAead)(this.aeadName, this.opts.keys.get(keyId) as Uint8Array);
-      r.aeadKey = keyId;
-    }
-    const a = r.aead;
-    if (!a?.begin || !a.update || !a.finish) return false;
-    write32(r.iv, 0, sender);
-    write32(r.iv, 4, Math.floor(counter / 0x100000000));
-    write32(r.iv, 8, counter >>> 0);
-    r.parts = 0;
-    r.ok = a.begin(r.iv, r.aad, (flags & TunnelFlag.Encrypted) !== 0);
-    return true;
-  }
-
-  /** One datagram's body d[o..o+body) of a sliced batch: payload bytes are checked where they lie,
-   *  tag bytes (the last 16 of the batch, possibly split over two datagrams) gathered. */
-  private piece(r: Reassembly, d: Uint8Array, o: number, body: number, plen: number): void {
-    const pay = Math.max(0, Math.min(body, plen - r.filled));
-    if (pay > 0) {
-      if (r.ok) r.ok = (r.aead as BatchAead).update?.(d, o, pay) === true;
-      const i = r.parts++;
-      r.pbufs[i] = d;
-      r.poffs[i] = o;
-      r.plens[i] = pay;
-    }
-    if (pay < body) r.tag.set(d.subarray(o + pay, o + body), r.filled + pay - plen);
-  }
-
-  private finishStream(r: Reassembly, sender: number, counter: number, out: RxBatch): boolean {
-    let w = this.windows.get(sender);
-    if (!w) {
-      w = new ReplayWindow();
-      this.windows.set(sender, w);
-    }
-    if (!w.check(counter)) return this.count(Drop.Replay);
-    if (!r.ok || (r.aead as BatchAead).finish?.(r.tag, 0) !== true) return this.count(Drop.BadTag);
-    w.commit(counter);
-    this.batchesIn++;
-    out.sender = sender;
-    out.type = r.type;
-    out.flags = r.flags;
-    out.counter = counter;
-    out.len = r.len;
-    out.parts = r.parts;
-    // The arrays are shared with the reassembly: valid until the next decode() or release().
-    out.pbufs = r.pbufs;
-    out.poffs = r.poffs;
-    out.plens = r.plens;
-    out.buf = r.pbufs[0];
-    out.off = r.poffs[0];
-    return true;
-  }
-
-  /**
-   * The caller is about to receive into `buf` again: batches still waiting for datagrams that have
-   * pieces in it get them copied into their reassembly buffer first.
-   */
-  release(buf: Uint8Array): void {
-    for (const r of this.reasm.values()) {
-      if (!r.sliced || r.counter < 0 || r.parts === 0) continue;
-      let uses = false;
-      for (let i = 0; i < r.parts && !uses; i++) uses = r.pbufs[i] === buf;
-      if (uses) this.gather(r);
-    }
-  }
-
-  /** Copies a sliced batch's pieces together into its reassembly buffer (one piece afterwards). */
-  private gather(r: Reassembly): void {
-    let pos = 0;
-    for (let i = 0; i < r.parts; i++) {
-      const b = r.pbufs[i];
-      const o = r.poffs[i];
-      const l = r.plens[i];
-      if (b !== r.buf || o !== pos) r.buf.set(b.subarray(o, o + l), pos);
-      pos += l;
-    }
-    r.parts = 1;
-    r.pbufs[0] = r.buf;
-    r.poffs[0] = 0;
-    r.plens[0] = pos;
-  }
-
-  /** Makes a batch handed out in pieces contiguous (out.parts becomes 0). */
-  flatten(out: RxBatch): void {
-    if (out.parts === 0) return;
-    const r = this.reasm.get(out.sender);
-    if (!r) throw new Error('flatten: no reassembly for this sender');
-    this.gather(r);
-    out.parts = 0;
-    out.buf = r.buf;
-    out.off = 0;
   }
 
   private finish(b: Uint8Array, hdrOff: number, pOff: number, plen: number, sender: number, keyId: number,
@@ -506,21 +329,19 @@ export class TunnelCodec {
     out.buf = b;
     out.off = pOff;
     out.len = plen;
-    out.parts = 0;
     return true;
   }
 
   /** Forgets a peer's reassembly and replay state (it left the cluster). */
   forget(sender: number): void {
     this.endReceive();
-    this.reasm.get(sender)?.aead?.close();
     this.reasm.delete(sender);
     this.windows.delete(sender);
   }
 }
 
 export function newRxBatch(): RxBatch {
-  return { sender: 0, type: 0, flags: 0, counter: 0, buf: new Uint8Array(0), off: 0, len: 0, parts: 0, pbufs: [], poffs: [], plens: [] };
+  return { sender: 0, type: 0, flags: 0, counter: 0, buf: new Uint8Array(0), off: 0, len: 0 };
 }
 
 /** Largest UDP payload per tunnel datagram on an underlay path of `pathMtu` bytes. */

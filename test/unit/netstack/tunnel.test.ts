@@ -194,23 +194,3 @@ test('within one receive, a datagram from another sender or key is still checked
   assert.equal(b.drops.get(Drop.UnknownSender), 1 + g4.length);
 });
 
-test('a flat batch (whole datagrams back to back) puts the same bytes on the wire', () => {
-  for (const encrypt of [false, true]) {
-    const first = Date.now() * 1000;
-    const a = codec(1, { encrypt, firstCounter: first, aeadFactory: evpAead });
-    const f = codec(1, { encrypt, firstCounter: first, aeadFactory: evpAead, txFlat: true });
-    const rx = codec(2, { encrypt, aeadFactory: evpAead });
-    const plan = new TxPlan();
-    for (const size of [1, 1376, 1377, 1391, 5000, 65545]) {
-      const p = randomBytes(size);
-      a.encode(TunnelType.Data, 0, p, 0, size, plan);
-      const want = datagrams(plan);
-      f.encode(TunnelType.Data, 0, p, 0, size, plan);
-      if (want.length > 1) assert.equal(plan.entries, plan.segments, 'one piece per datagram');
-      const got = datagrams(plan);
-      assert.deepEqual(got, want, `size ${size}`);
-      assert.deepEqual(deliver(rx, got), [new Uint8Array(p)]);
-    }
-    for (const c of [a, f, rx]) c.close();
-  }
-});
