@@ -1,5 +1,9 @@
 // Following instances through their states until each is RUNNING (or COMPLETED, for one-shots), one
 // fails, or time runs out. Every transition is reported once, with its reason, in order.
+//
+// FAILED is final for a one-shot instance. Any other instance is restarted by its worker with backoff
+// (1 s, 2 s, …), so one FAILED may be followed by RUNNING: the watch then goes on. It gives up on the
+// instance at its `maxFailures`-th FAILED (a crash loop), with that failure's reason.
 import type { InstanceEvent, RootClient } from './root-client.ts';
 
 export interface WatchTarget {
@@ -18,12 +22,14 @@ export type WatchOutcome =
   | { ok: false; target: WatchTarget; state: string; reason: string };
 
 const GOOD = new Set(['RUNNING', 'COMPLETED']);
-const BAD = new Set(['FAILED', 'UNDEPLOYED', 'NO_CLUSTER_FOUND', 'NO_WORKER_CAPACITY', 'NO_QUALIFIED_WORKER']);
+const BAD = new Set(['UNDEPLOYED', 'NO_CLUSTER_FOUND', 'NO_WORKER_CAPACITY', 'NO_QUALIFIED_WORKER']);
+/** FAILED transitions after which a restarted (not one-shot) instance counts as failing for good. */
+export const DEFAULT_MAX_FAILURES = 3;
 
 export async function watchInstances(
   c: RootClient,
   targets: WatchTarget[],
-  o: { timeoutMs: number; intervalMs?: number; onTransition: (t: Transition) => void; onTick?: () => void },
+  o: { timeoutMs: number; intervalMs?: number; maxFailures?: number; onTransition: (t: Transition) => void; onTick?: () => void },
 ): Promise<WatchOutcome> {
   const seen = new Map<WatchTarget, number>();
   const done = new Set<WatchTarget>();
@@ -38,6 +44,13 @@ export async function watchInstances(
       for (const ev of inst.history.slice(from)) o.onTransition({ ...ev, target: t });
       seen.set(t, inst.history.length);
       if (BAD.has(inst.state)) return { ok: false, target: t, state: inst.state, reason: inst.reason };
+      if (inst.state === 'FAILED') {
+        const failures = inst.history.filter((e) => e.state === 'FAILED').length;
+        if (s.one_shot || failures >= (o.maxFailures ?? DEFAULT_MAX_FAILURES)) {
+          const times = failures > 1 ? ` (failed ${failures} times)` : '';
+          return { ok: false, target: t, state: inst.state, reason: `${inst.reason}${times}` };
+        }
+      }
       if (GOOD.has(inst.state)) done.add(t);
     }
     if (done.size === targets.length) return { ok: true };

@@ -1,6 +1,7 @@
 // `canopy deploy <sla.json> [--wait]`: posts a descriptor to root and deploys one instance of each
 // of its new services; with --wait follows each instance to RUNNING, printing every transition with
-// its reason, and fails with the reason on FAILED, NO_* or timeout.
+// its reason, and fails with the reason on NO_*, timeout, a one-shot's FAILED, or a crash loop (the
+// third FAILED of an instance its worker keeps restarting; orchestrator/client/watch.ts).
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { openSession, withLogin } from '../client/session.ts';
@@ -13,7 +14,7 @@ export function register(program: Command): void {
     .description('create the applications of an SLA (v2.0 descriptor) and deploy their services')
     .argument('<sla>', 'descriptor file (JSON)')
     .option('--root <url>', 'root API URL (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
-    .option('--wait', 'follow every instance until it runs; exit 1 if one fails')
+    .option('--wait', 'follow every instance until it runs; exit 1 if one cannot be placed, keeps failing (3 times) or times out')
     .option('--timeout <s>', 'with --wait: give up after this many seconds', '120')
     .action(async (file: string, o: { root?: string; wait?: boolean; timeout: string }) => {
       const timeoutS = Number(o.timeout);

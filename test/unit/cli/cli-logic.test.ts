@@ -57,14 +57,14 @@ function inst(history: [string, string][]): InstanceInfo {
 }
 
 /** A client whose service() answers from a script, one step per call. */
-function scripted(steps: [string, string][][]): RootClient {
+function scripted(steps: [string, string][][], oneShot = false): RootClient {
   let i = 0;
   const c = new RootClient({ url: 'http://unused' });
-  c.service = async () => ({ instances: [inst(steps[Math.min(i++, steps.length - 1)]!)] }) as ServiceInfo;
+  c.service = async () => ({ one_shot: oneShot, instances: [inst(steps[Math.min(i++, steps.length - 1)]!)] }) as ServiceInfo;
   return c;
 }
 
-test('watchInstances: every transition once, in order; RUNNING and COMPLETED succeed; FAILED and NO_* fail with the reason', async () => {
+test('watchInstances: every transition once, in order; RUNNING and COMPLETED succeed; NO_*, a one-shot FAILED and a crash loop fail with the reason', async () => {
   const seen: Transition[] = [];
   const ok = await watchInstances(scripted([
     [['REQUESTED', 'r']],
@@ -77,8 +77,27 @@ test('watchInstances: every transition once, in order; RUNNING and COMPLETED suc
   const done = await watchInstances(scripted([[['REQUESTED', 'r'], ['COMPLETED', 'exit 0']]]), [{ serviceId: 's', label: 'x', instance: 0 }], { timeoutMs: 5000, intervalMs: 1, onTransition: () => {} });
   assert.equal(done.ok, true);
 
-  const failed = await watchInstances(scripted([[['REQUESTED', 'r'], ['FAILED', 'command not found (exit 127)']]]), [{ serviceId: 's', label: 'x', instance: 0 }], { timeoutMs: 5000, intervalMs: 1, onTransition: () => {} });
+  // A one-shot instance is not restarted: its FAILED is final at once.
+  const failed = await watchInstances(scripted([[['REQUESTED', 'r'], ['FAILED', 'command not found (exit 127)']]], true), [{ serviceId: 's', label: 'x', instance: 0 }], { timeoutMs: 5000, intervalMs: 1, onTransition: () => {} });
   assert.deepEqual(failed.ok ? null : [failed.state, failed.reason], ['FAILED', 'command not found (exit 127)']);
+
+  // Any other instance is restarted by its worker: a FAILED followed by RUNNING is a success, and
+  // the failure is still reported as a transition.
+  const states: string[] = [];
+  const recovered = await watchInstances(scripted([
+    [['REQUESTED', 'r'], ['CREATING', 'x'], ['FAILED', 'exit 1']],
+    [['REQUESTED', 'r'], ['CREATING', 'x'], ['FAILED', 'exit 1'], ['CREATING', 'restart 1'], ['RUNNING', 'started']],
+  ]), [{ serviceId: 's', label: 'x', instance: 0 }], { timeoutMs: 5000, intervalMs: 1, onTransition: (t) => states.push(t.state) });
+  assert.deepEqual(recovered, { ok: true });
+  assert.deepEqual(states, ['REQUESTED', 'CREATING', 'FAILED', 'CREATING', 'RUNNING']);
+
+  // A crash loop gives up at the third FAILED, with the last reason and the count.
+  const loop = await watchInstances(scripted([
+    [['CREATING', 'x'], ['FAILED', 'exit 1']],
+    [['CREATING', 'x'], ['FAILED', 'exit 1'], ['CREATING', 'restart 1'], ['FAILED', 'exit 1']],
+    [['CREATING', 'x'], ['FAILED', 'exit 1'], ['CREATING', 'restart 1'], ['FAILED', 'exit 1'], ['CREATING', 'restart 2'], ['FAILED', 'exit 2']],
+  ]), [{ serviceId: 's', label: 'x', instance: 0 }], { timeoutMs: 5000, intervalMs: 1, onTransition: () => {} });
+  assert.deepEqual(loop.ok ? null : [loop.state, loop.reason], ['FAILED', 'exit 2 (failed 3 times)']);
 
   const none = await watchInstances(scripted([[['REQUESTED', 'r'], ['NO_CLUSTER_FOUND', 'no cluster has 1000 GB']]]), [{ serviceId: 's', label: 'x', instance: 0 }], { timeoutMs: 5000, intervalMs: 1, onTransition: () => {} });
   assert.equal(none.ok ? null : none.state, 'NO_CLUSTER_FOUND');
