@@ -1,5 +1,6 @@
 // Locations in descriptors and cluster registrations: "lat,long" or "lat,long,radius_km", plus the
-// great-circle distance that `geo` constraints are checked with.
+// great-circle distance that `geo` constraints are checked with, and the distance-to-RTT bound that
+// `latency` constraints are checked with (by root per cluster, by a cluster per worker).
 
 export interface Location {
   lat: number;
@@ -32,4 +33,12 @@ export function distanceKm(a: { lat: number; long: number }, b: { lat: number; l
   const dLong = (b.long - a.long) * rad;
   const h = Math.sin(dLat / 2) ** 2 + Math.cos(a.lat * rad) * Math.cos(b.lat * rad) * Math.sin(dLong / 2) ** 2;
   return 2 * EARTH_RADIUS_KM * Math.asin(Math.min(1, Math.sqrt(h)));
+}
+
+/** Signals in fibre cover about 200 km per ms; a round trip can never beat this. */
+export const KM_PER_MS_RTT = 100;
+
+/** The lowest RTT in ms that a distance in km allows: a `latency` threshold below it cannot be met. */
+export function minRttMs(km: number): number {
+  return km / KM_PER_MS_RTT;
 }
