@@ -5,7 +5,7 @@
 // with the most free capacity left after the instance (memory and vCPUs, each relative to the best
 // candidate), then by name so that equal clusters are tried in a stable order.
 import type { Constraint } from '../descriptor/types.ts';
-import { distanceKm, parseLocation, type Location } from '../descriptor/location.ts';
+import { distanceKm, minRttMs, parseLocation, type Location } from '../descriptor/location.ts';
 import type { ClusterAggregate } from './store.ts';
 
 export interface ClusterView {
@@ -33,9 +33,6 @@ export interface Ranking {
   candidates: ClusterView[];
   rejected: Rejection[];
 }
-
-/** Signals in fibre cover about 200 km per ms; a round trip can never beat this. */
-const KM_PER_MS_RTT = 100;
 
 interface Scored {
   c: ClusterView;
@@ -69,7 +66,7 @@ function why(c: ClusterView, d: InstanceDemand, target: Location | null): string
         if (!c.location) return `has no coordinates to check a ${k.type} constraint`;
         const gap = Math.max(0, distanceKm(c.location, target) - c.location.radius);
         if (k.type === 'geo' && gap > k.threshold) return `is ${Math.round(gap)} km away (limit ${k.threshold} km)`;
-        if (k.type === 'latency' && gap / KM_PER_MS_RTT > k.threshold) return `is ${Math.round(gap)} km away: no RTT under ${k.threshold} ms possible`;
+        if (k.type === 'latency' && minRttMs(gap) > k.threshold) return `is ${Math.round(gap)} km away: no RTT under ${k.threshold} ms possible`;
         break;
       }
       case 'anti_affinity':
