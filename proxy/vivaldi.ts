@@ -7,6 +7,11 @@ const CE = 0.25; // error adaptation
 const CC = 0.25; // coordinate adaptation
 const MIN_HEIGHT = 0.1;
 
+/** The RTT in ms that two coordinates predict (plane distance plus both access-link heights). */
+export function estimatedRttMs(a: Pick<Coordinate, 'vec' | 'height'>, b: Pick<Coordinate, 'vec' | 'height'>): number {
+  return Math.hypot(a.vec[0] - b.vec[0], a.vec[1] - b.vec[1]) + a.height + b.height;
+}
+
 export class VivaldiNode {
   vec: [number, number] = [0, 0];
   height = MIN_HEIGHT;
@@ -17,8 +22,7 @@ export class VivaldiNode {
   }
 
   distance(c: Coordinate): number {
-    const dx = this.vec[0] - c.vec[0], dy = this.vec[1] - c.vec[1];
-    return Math.hypot(dx, dy) + this.height + c.height;
+    return estimatedRttMs(this, c);
   }
 
   observe(rttMs: number, remote: Coordinate): void {
