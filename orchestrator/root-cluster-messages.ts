@@ -3,6 +3,7 @@
 // (cluster/api.ts, cluster/placements.ts) cannot drift apart. The types say what the cluster accepts
 // (its JSON schema in cluster/api.ts), which is looser than what root sends.
 import type { Constraint } from './cluster/scheduler.ts';
+import { validTunnelKey, type TunnelKey } from './worker/net/tunnel-identity.ts';
 
 /** The descriptor's microservice object, as far as the cluster reads it. */
 export interface OfferedMicroservice {
@@ -59,5 +60,61 @@ export interface RouteInfo {
     worker_id: string | null;
     cluster_id: string | null;
     tunnel_endpoint: string | null;
+    /** The worker's tunnel sender id (from its subnet), so receivers can admit and address it. */
+    tunnel_id?: number;
   }[];
+}
+
+/**
+ * The deployment's overlay tunnel key, generated once by root (SPEC §5.4): clusters hand it to their
+ * workers next to their own, so workers of different clusters can authenticate each other.
+ * Travels as `overlay_tunnel` in the registration answer and in every report answer.
+ */
+export type OverlayTunnel = TunnelKey;
+
+/** The key id of root's overlay key; clusters' own keys use 1 (worker/net/tunnel-identity.ts). */
+export const OVERLAY_KEY_ID = 128;
+
+/**
+ * A worker of another cluster that runs instances (report answer, `peers`): the cluster adds it to
+ * its workers' tunnel peers, so replies to callers from that cluster are admitted and addressed.
+ */
+export interface RemotePeer {
+  worker_id: string;
+  cluster_id: string;
+  tunnel_id: number;
+  tunnel_endpoint: string;
+}
+
+/** A root answer field that is present but not what the contract says. */
+export class RootAnswerError extends Error {}
+
+/** `overlay_tunnel` of a root answer: undefined when absent (an older root), an error when malformed. */
+export function parseOverlayTunnel(v: unknown): OverlayTunnel | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!validTunnelKey(v)) throw new RootAnswerError('overlay_tunnel must be { key_id: 0..255, key: 64 hex digits, encrypt: boolean }');
+  return { key_id: v.key_id, key: v.key, encrypt: v.encrypt };
+}
+
+const ENDPOINT = /^(?:\[[0-9a-fA-F:.]+\]|\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/;
+
+/** `peers` of a report answer: valid entries kept, each malformed one named in `rejected`. */
+export function parseRemotePeers(v: unknown): { peers: RemotePeer[]; rejected: string[] } {
+  if (v === undefined || v === null) return { peers: [], rejected: [] };
+  if (!Array.isArray(v)) return { peers: [], rejected: ['peers must be an array'] };
+  const peers: RemotePeer[] = [];
+  const rejected: string[] = [];
+  v.forEach((x: unknown, i) => {
+    const e = (typeof x === 'object' && x !== null ? x : {}) as Record<string, unknown>;
+    const ok = typeof e.worker_id === 'string' && e.worker_id.length > 0 && e.worker_id.length <= 128
+      && typeof e.cluster_id === 'string' && e.cluster_id.length <= 128
+      && Number.isInteger(e.tunnel_id) && (e.tunnel_id as number) >= 1 && (e.tunnel_id as number) <= 0xffffffff
+      && typeof e.tunnel_endpoint === 'string' && ENDPOINT.test(e.tunnel_endpoint);
+    if (!ok) {
+      rejected.push(`peers[${i}] needs worker_id, cluster_id, tunnel_id 1..2^32-1 and tunnel_endpoint host:port`);
+      return;
+    }
+    peers.push({ worker_id: e.worker_id as string, cluster_id: e.cluster_id as string, tunnel_id: e.tunnel_id as number, tunnel_endpoint: e.tunnel_endpoint as string });
+  });
+  return { peers, rejected };
 }

@@ -3,7 +3,8 @@
 // answers and route pushes to clusters that asked about a service.
 import type { Logger } from '../mqtt/log.ts';
 import { offerPlacement, pushRoute, removePlacement } from './cluster-client.ts';
-import type { RouteInfo } from '../root-cluster-messages.ts';
+import type { RemotePeer, RouteInfo } from '../root-cluster-messages.ts';
+import { tunnelIdForSubnet } from '../worker/net/tunnel-identity.ts';
 import type { AddressAllocator } from './addresses.ts';
 import type { ClusterRegistry } from './clusters.ts';
 import { canTransition, isInstanceState, isPlaced, type InstanceState } from './lifecycle.ts';
@@ -305,11 +306,44 @@ export class InstanceManager {
       service_id: s.id,
       name: serviceFullName(app, appns, s.name, s.namespace),
       rr_ip: s.rr_ip, rr_ip_v6: s.rr_ip_v6, closest_ip: s.closest_ip, closest_ip_v6: s.closest_ip_v6,
-      instances: this.store.listInstances(s.id).filter((i) => i.state === 'RUNNING').map((i) => ({
-        n: i.n, instance_ip: i.instance_ip, instance_ip_v6: i.instance_ip_v6, ns_ip: i.ns_ip, ns_ip_v6: i.ns_ip_v6,
-        worker_id: i.worker_id, cluster_id: i.cluster_id, tunnel_endpoint: i.tunnel_endpoint,
-      })),
+      // Only instances a worker can reach: a route entry without its namespace address, worker or
+      // tunnel endpoint (not reported yet) would make the cluster reject the whole route.
+      instances: this.store.listInstances(s.id).filter((i) => i.state === 'RUNNING' && i.ns_ip && i.worker_id && i.tunnel_endpoint).map((i) => {
+        const tunnelId = this.tunnelIdOf(i.cluster_id, i.worker_id);
+        return {
+          n: i.n, instance_ip: i.instance_ip, instance_ip_v6: i.instance_ip_v6, ns_ip: i.ns_ip, ns_ip_v6: i.ns_ip_v6,
+          worker_id: i.worker_id, cluster_id: i.cluster_id, tunnel_endpoint: i.tunnel_endpoint,
+          ...(tunnelId === undefined ? {} : { tunnel_id: tunnelId }),
+        };
+      }),
     };
+  }
+
+  /** A worker's tunnel sender id, from the subnet root gave it (undefined if it has none). */
+  private tunnelIdOf(clusterId: string | null, workerId: string | null): number | undefined {
+    const subnet = clusterId && workerId ? this.store.subnet(clusterId, workerId) : undefined;
+    if (!subnet) return undefined;
+    try {
+      return tunnelIdForSubnet(subnet.subnet_v4);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The workers of other clusters that run instances, for `askingCluster`'s tunnel peers: a worker
+   * there may call one of this cluster's instances, and the answer goes back to it over the tunnel.
+   * Only workers with running instances can be callers, so these are all a cluster needs.
+   */
+  remotePeers(askingCluster: string): RemotePeer[] {
+    const byId = new Map<number, RemotePeer>();
+    for (const i of this.store.instancesInState(['RUNNING'])) {
+      if (!i.cluster_id || i.cluster_id === askingCluster || !i.worker_id || !i.tunnel_endpoint) continue;
+      const tunnelId = this.tunnelIdOf(i.cluster_id, i.worker_id);
+      if (tunnelId === undefined || byId.has(tunnelId)) continue;
+      byId.set(tunnelId, { worker_id: i.worker_id, cluster_id: i.cluster_id, tunnel_id: tunnelId, tunnel_endpoint: i.tunnel_endpoint });
+    }
+    return [...byId.values()].sort((a, b) => a.tunnel_id - b.tunnel_id);
   }
 
   /** Pushes a service's route to the clusters that asked about it (except the one that reported). */

@@ -1,12 +1,40 @@
-// Root's own secrets, kept in its database: the cluster join key (only its hash) and the JWT secret.
+// Root's own secrets, kept in its database: the cluster join key (only its hash), the JWT secret and
+// the deployment's overlay tunnel key (handed to clusters, see root-cluster-messages.ts).
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { RootStore } from './store.ts';
+import { OVERLAY_KEY_ID, type OverlayTunnel } from '../root-cluster-messages.ts';
+import { validTunnelKey } from '../worker/net/tunnel-identity.ts';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
 
 export interface RootSecrets {
   jwtSecret: string;
   checkJoinKey(key: string): boolean;
+  overlayTunnel: OverlayTunnel;
+}
+
+const OVERLAY_SETTING = 'overlay_tunnel_key';
+
+/**
+ * The overlay key, created on the first start and kept: workers hold it, so a new one would cut
+ * every cross-cluster flow until all clusters and workers learn it. Payloads are authenticated, not
+ * encrypted, as with the clusters' own keys.
+ */
+export function loadOverlayTunnel(store: RootStore): OverlayTunnel {
+  const stored = store.getSetting(OVERLAY_SETTING);
+  if (stored !== undefined) {
+    let k: unknown;
+    try {
+      k = JSON.parse(stored);
+    } catch {
+      k = undefined;
+    }
+    if (!validTunnelKey(k)) throw new Error(`root's stored ${OVERLAY_SETTING} is malformed; delete that row of the settings table to generate a new key (clusters and workers then learn it on their next report)`);
+    return k;
+  }
+  const k: OverlayTunnel = { key_id: OVERLAY_KEY_ID, key: randomBytes(32).toString('hex'), encrypt: false };
+  store.setSetting(OVERLAY_SETTING, JSON.stringify(k));
+  return k;
 }
 
 /**
@@ -30,5 +58,6 @@ export function loadSecrets(store: RootStore, clusterKey: string | undefined, an
     jwtSecret = randomBytes(32).toString('base64url');
     store.setSetting('jwt_secret', jwtSecret);
   }
-  return { jwtSecret, checkJoinKey: (key) => key !== '' && timingSafeEqual(sha256(key), joinKey) };
+  const overlayTunnel = loadOverlayTunnel(store);
+  return { jwtSecret, overlayTunnel, checkJoinKey: (key) => key !== '' && timingSafeEqual(sha256(key), joinKey) };
 }

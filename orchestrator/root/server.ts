@@ -110,7 +110,7 @@ export class RootServer {
 
       const ctx: ApiContext = {
         catalog, users, clusters, instances, addresses, metrics, log,
-        checkJoinKey: secrets.checkJoinKey,
+        checkJoinKey: secrets.checkJoinKey, overlayTunnel: secrets.overlayTunnel,
       };
 
       const defaultJson = app.getDefaultJsonParser('error', 'error');

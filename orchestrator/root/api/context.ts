@@ -11,6 +11,7 @@ import type { InstanceManager } from '../instances.ts';
 import type { Metrics } from '../metrics.ts';
 import type { ClusterRecord, Role } from '../store.ts';
 import type { Users } from '../users.ts';
+import type { OverlayTunnel } from '../../root-cluster-messages.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -36,6 +37,8 @@ export interface ApiContext {
   log: Logger;
   /** Checks the join key a cluster registers with. */
   checkJoinKey(key: string): boolean;
+  /** The overlay tunnel key root hands to every cluster (registration and report answers). */
+  overlayTunnel: OverlayTunnel;
 }
 
 const callers = new WeakMap<FastifyRequest, Caller>();

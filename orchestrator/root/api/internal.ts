@@ -57,7 +57,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (errors.length) throw new ApiError(422, 'invalid registration', errors);
     const { record, rotated } = ctx.clusters.register(name, req.body.location ?? '', api_url);
     ctx.log.info(rotated ? 'cluster re-registered' : 'cluster registered', { cluster: name, cluster_id: record.id, api_url });
-    return reply.code(rotated ? 200 : 201).send({ cluster_id: record.id, token: record.token });
+    return reply.code(rotated ? 200 : 201).send({ cluster_id: record.id, token: record.token, overlay_tunnel: ctx.overlayTunnel });
   });
 
   app.post<Id & { Body: { free: { vcpus: number; memory_mb: number; gpus?: number }; workers_active: number; virtualizations?: string[]; architectures?: string[]; instances?: unknown[] } }>(
@@ -87,7 +87,10 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
       const entries = (b.instances ?? []).map(entry);
       const valid = entries.filter((e): e is ReportedInstance => e !== null);
       const { undeploy, ignored } = ctx.instances.applyReport(c, valid);
-      return { ok: true, undeploy, ignored: ignored + entries.length - valid.length };
+      return {
+        ok: true, undeploy, ignored: ignored + entries.length - valid.length,
+        overlay_tunnel: ctx.overlayTunnel, peers: ctx.instances.remotePeers(c.id),
+      };
     });
 
   app.post<Id & { Body: { worker_id: string } }>('/api/internal/clusters/:id/subnets', {
