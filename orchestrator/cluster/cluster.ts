@@ -21,8 +21,8 @@ import {
   instanceId, needOf, deployOrder, buildRoute, newInstance, storeInstance, loadInstance,
   type ClusterInstance,
 } from './placements.ts';
-import type { PlacementAnswer, PlacementOffer } from '../root-cluster-messages.ts';
-import { RootClient, RootCallError, type InstanceChange, type Report } from './root-client.ts';
+import type { OverlayTunnel, PlacementAnswer, PlacementOffer, RemotePeer } from '../root-cluster-messages.ts';
+import { RootClient, RootCallError, type InstanceChange, type OverlayNews, type Report } from './root-client.ts';
 import { loadState, StateWriter } from './state-file.ts';
 import { loadOrCreateTunnelKey, tunnelIdForSubnet, type TunnelKey } from '../worker/net/tunnel-identity.ts';
 
@@ -56,6 +56,8 @@ export interface WorkerRegistrationAnswer {
   heartbeat_ms: number;
   /** The cluster's tunnel key: only workers holding it can send on the overlay (SPEC §5.4). */
   tunnel: TunnelKey;
+  /** Root's overlay key, shared by all clusters' workers (absent until root has answered once). */
+  overlay_tunnel?: OverlayTunnel;
 }
 
 interface ClusterEvents {
@@ -92,6 +94,9 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   private readonly writer: StateWriter;
   readonly root: RootClient | undefined;
   readonly tunnelKey: TunnelKey;
+  private overlayTunnel: OverlayTunnel | undefined;
+  /** Workers of other clusters that run instances (from root's report answers). */
+  private remotePeers: RemotePeer[] = [];
   private peersSent = '';
   private peersTimer: NodeJS.Timeout | undefined;
   private broker: EmbeddedBroker | undefined;
@@ -111,6 +116,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.tunnelKey = loadOrCreateTunnelKey(o.stateDir);
     const state = loadState(join(o.stateDir, 'cluster.json'));
     if (this.root && state.root) this.root.registration = state.root;
+    this.overlayTunnel = state.overlay_tunnel ?? undefined;
     for (const [id, w] of Object.entries(state.workers)) {
       const r = this.registry.restore(id, o.restartGraceMs ?? 10_000);
       r.registeredAt = w.registeredAt;
@@ -125,6 +131,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       root: this.root?.registration ?? null,
       workers: Object.fromEntries([...this.registry.workers.values()].map((w) => [w.id, { registeredAt: w.registeredAt, subnet_v4: w.subnet_v4, subnet_v6: w.subnet_v6 }])),
       instances: [...this.instances.values()].map(storeInstance),
+      overlay_tunnel: this.overlayTunnel ?? null,
     }));
   }
 
@@ -137,6 +144,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       await c.close();
       throw e;
     }
+    // The embedded broker forgets retained messages on a restart.
+    if (c.overlayTunnel) for (const w of c.registry.workers.keys()) c.publishOverlayTunnel(w);
     c.timers.push(setInterval(() => c.sweep(), o.sweepIntervalMs ?? 250));
     c.timers.push(setInterval(() => void c.reportToRoot(), o.reportIntervalMs ?? 5000));
     c.timers.push(setInterval(() => c.relayCoordinates(), 2000));
@@ -216,7 +225,29 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       subnet_v6: w.subnet_v6,
       heartbeat_ms: HEARTBEAT_MS,
       tunnel: this.tunnelKey,
+      ...(this.overlayTunnel ? { overlay_tunnel: this.overlayTunnel } : {}),
     };
+  }
+
+  /** Retains root's overlay key on the worker's own topic: a running worker switches to it at once. */
+  private publishOverlayTunnel(workerId: string): void {
+    if (this.overlayTunnel) this.publish(topics.overlayKey(workerId), JSON.stringify(this.overlayTunnel), true);
+  }
+
+  /** Takes what root's answer says about the overlay: its key, and the other clusters' workers. */
+  private takeOverlayNews(news: OverlayNews): void {
+    for (const p of news.problems) this.log.warn('root answer field ignored', { error: p });
+    if (news.overlay && JSON.stringify(news.overlay) !== JSON.stringify(this.overlayTunnel)) {
+      if (this.overlayTunnel) this.log.warn('root handed out a different overlay key', { was: this.overlayTunnel.key_id, now: news.overlay.key_id });
+      this.overlayTunnel = news.overlay;
+      this.writer.schedule();
+      for (const w of this.registry.workers.keys()) this.publishOverlayTunnel(w);
+      this.log.info('overlay key from root', { key_id: news.overlay.key_id });
+    }
+    if (news.peers && JSON.stringify(news.peers) !== JSON.stringify(this.remotePeers)) {
+      this.remotePeers = news.peers;
+      this.publishPeers();
+    }
   }
 
   /**
@@ -279,6 +310,17 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         const id = this.tunnelIdOf(w.id);
         const ep = w.hb?.tunnel_endpoint;
         if (id !== undefined && ep) entries.push({ worker_id: w.id, tunnel_id: id, tunnel_endpoint: ep });
+      }
+      // Workers' names are only unique within a cluster: a remote namesake of one of ours would take
+      // its place in the workers' tables, so it is left out (and cannot call into this cluster).
+      const own = new Set(entries.map((e) => e.tunnel_id));
+      for (const r of this.remotePeers) {
+        if (own.has(r.tunnel_id)) continue;
+        if (this.registry.workers.has(r.worker_id)) {
+          this.log.warn('remote worker has the name of one of ours: not admitted as a tunnel peer', { worker: r.worker_id, cluster_id: r.cluster_id });
+          continue;
+        }
+        entries.push({ worker_id: r.worker_id, tunnel_id: r.tunnel_id, tunnel_endpoint: r.tunnel_endpoint });
       }
       entries.sort((a, b) => a.tunnel_id - b.tunnel_id);
       const msg = JSON.stringify({ type: 'peers', entries } satisfies ClusterToWorker);
@@ -700,12 +742,13 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.changes = [];
     try {
       if (!this.root.registration) {
-        const r = await this.root.register(this.o.name, this.o.location, this.o.apiUrl);
+        const { registration, news } = await this.root.register(this.o.name, this.o.location, this.o.apiUrl);
         this.writer.schedule();
-        this.log.info('registered with root', { cluster_id: r.cluster_id });
+        this.log.info('registered with root', { cluster_id: registration.cluster_id });
+        this.takeOverlayNews(news);
       }
       try {
-        await this.root.report({ ...this.aggregate(), instances: batch });
+        this.takeOverlayNews(await this.root.report({ ...this.aggregate(), instances: batch }));
       } catch (e) {
         if (e instanceof RootCallError && (e.status === 401 || e.status === 403 || e.status === 404)) {
           this.log.warn('root refused our token: registering again', { error: e.message });

@@ -2,6 +2,7 @@
 // turns any failure into a RootCallError with a sentence; callers retry on their own schedule.
 import type { InstanceState } from '../worker/instance-states.ts';
 import { bearerJsonCall } from '../bearer-json-call.ts';
+import { parseOverlayTunnel, parseRemotePeers, RootAnswerError, type OverlayTunnel, type RemotePeer } from '../root-cluster-messages.ts';
 
 export const ROOT_CALL_TIMEOUT_MS = 5000;
 
@@ -42,6 +43,35 @@ export interface Subnets {
   subnet_v6: string | null;
 }
 
+/**
+ * What root adds to its registration and report answers for the overlay. A malformed field is
+ * named in `problems` and left out; the call itself still counts (root has taken the report).
+ */
+export interface OverlayNews {
+  overlay?: OverlayTunnel;
+  /** Only in report answers: the workers of other clusters that may send to ours. */
+  peers?: RemotePeer[];
+  problems: string[];
+}
+
+/** The overlay fields of a root answer (`peers` only when `withPeers`). */
+export function overlayNews(a: Record<string, unknown>, withPeers: boolean): OverlayNews {
+  const news: OverlayNews = { problems: [] };
+  try {
+    const k = parseOverlayTunnel(a.overlay_tunnel);
+    if (k) news.overlay = k;
+  } catch (e) {
+    if (!(e instanceof RootAnswerError)) throw e;
+    news.problems.push(e.message);
+  }
+  if (withPeers && 'peers' in a) {
+    const { peers, rejected } = parseRemotePeers(a.peers);
+    news.peers = peers;
+    news.problems.push(...rejected);
+  }
+  return news;
+}
+
 export class RootClient {
   registration: Registration | undefined;
 
@@ -57,16 +87,17 @@ export class RootClient {
     return { id: encodeURIComponent(this.registration.cluster_id), token: this.registration.token };
   }
 
-  async register(name: string, location: string, apiUrl: string): Promise<Registration> {
+  async register(name: string, location: string, apiUrl: string): Promise<{ registration: Registration; news: OverlayNews }> {
     const a = (await this.call('POST', 'api/internal/clusters/register', this.joinKey, { name, location, api_url: apiUrl })) as Record<string, unknown>;
     if (typeof a.cluster_id !== 'string' || typeof a.token !== 'string') throw new RootCallError('registration answer lacks cluster_id or token');
     this.registration = { cluster_id: a.cluster_id, token: a.token };
-    return this.registration;
+    return { registration: this.registration, news: overlayNews(a, false) };
   }
 
-  async report(r: Report): Promise<void> {
+  async report(r: Report): Promise<OverlayNews> {
     const { id, token } = this.token();
-    await this.call('POST', `api/internal/clusters/${id}/report`, token, r);
+    const a = await this.call('POST', `api/internal/clusters/${id}/report`, token, r);
+    return overlayNews(typeof a === 'object' && a !== null ? a as Record<string, unknown> : {}, true);
   }
 
   async subnets(workerId: string): Promise<Subnets> {

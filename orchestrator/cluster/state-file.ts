@@ -4,11 +4,14 @@ import { readFileSync, writeFileSync, renameSync, mkdirSync, existsSync } from '
 import { dirname } from 'node:path';
 import type { Registration } from './root-client.ts';
 import type { StoredInstance } from './placements.ts';
+import type { OverlayTunnel } from '../root-cluster-messages.ts';
 
 export interface ClusterState {
   root: Registration | null;
   workers: Record<string, { registeredAt: number; subnet_v4: string | null; subnet_v6: string | null }>;
   instances: StoredInstance[];
+  /** Root's overlay key, kept so workers get it even when root is unreachable at the next start. */
+  overlay_tunnel?: OverlayTunnel | null;
 }
 
 export function emptyState(): ClusterState {
@@ -18,7 +21,7 @@ export function emptyState(): ClusterState {
 export function loadState(file: string): ClusterState {
   if (!existsSync(file)) return emptyState();
   const s = JSON.parse(readFileSync(file, 'utf8')) as Partial<ClusterState>;
-  return { root: s.root ?? null, workers: s.workers ?? {}, instances: s.instances ?? [] };
+  return { root: s.root ?? null, workers: s.workers ?? {}, instances: s.instances ?? [], overlay_tunnel: s.overlay_tunnel ?? null };
 }
 
 export class StateWriter {

@@ -20,6 +20,7 @@ export const topics = {
   tableQueryResult: (w: string) => `nodes/${w}/net/tablequery/result`,
   subnet: (w: string) => `nodes/${w}/net/subnet`,
   coordinatePeers: (w: string) => `nodes/${w}/net/coordinates/peers`,
+  overlayKey: (w: string) => `nodes/${w}/net/overlay-key`,
   // cluster → interested workers (route_update, route_withdraw)
   serviceUpdates: (serviceId: string) => `jobs/${serviceId}/updates`,
 };
@@ -27,7 +28,7 @@ export const topics = {
 /** Suffixes under nodes/<id>/ that a worker may publish (the cluster subscribes to them). */
 export const WORKER_PUBLISHES = ['information', 'job', 'net/tablequery/request', 'net/interest', 'net/coordinates'] as const;
 /** Suffixes under nodes/<id>/ that a worker may subscribe to (the cluster publishes them). */
-export const WORKER_RECEIVES = ['control/deploy', 'control/delete', 'net/tablequery/result', 'net/subnet', 'net/coordinates/peers'] as const;
+export const WORKER_RECEIVES = ['control/deploy', 'control/delete', 'net/tablequery/result', 'net/subnet', 'net/coordinates/peers', 'net/overlay-key'] as const;
 
 /** The cluster's subscriptions: every worker's upward topics. */
 export const CLUSTER_SUBSCRIPTIONS = WORKER_PUBLISHES.map((s) => `nodes/+/${s}`);
