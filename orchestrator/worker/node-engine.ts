@@ -51,6 +51,8 @@ export interface WorkerIdentity {
   subnet_v6: string | null;
   /** The cluster's tunnel key (absent when registered with a cluster that had none). */
   tunnel?: TunnelKey;
+  /** Root's overlay key, shared with workers of other clusters (absent until the cluster has it). */
+  overlay_tunnel?: TunnelKey;
 }
 
 interface EngineEvents {
@@ -58,6 +60,7 @@ interface EngineEvents {
   offline: [];
   transition: [Instance, Transition];
   subnet: [SubnetAssignment];
+  'overlay-key': [TunnelKey];
 }
 
 const ORDER_FILE = 'order.json';
@@ -90,6 +93,7 @@ export async function registerWithCluster(clusterUrl: string, joinKey: string, n
     subnet_v4: typeof body.subnet_v4 === 'string' ? body.subnet_v4 : null,
     subnet_v6: typeof body.subnet_v6 === 'string' ? body.subnet_v6 : null,
     ...(validTunnelKey(body.tunnel) ? { tunnel: body.tunnel } : {}),
+    ...(validTunnelKey(body.overlay_tunnel) ? { overlay_tunnel: body.overlay_tunnel } : {}),
   };
 }
 
@@ -233,7 +237,7 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     const w = this.workerId;
     client.on('connect', () => {
       this.refusals = 0;
-      const subs = [topics.deploy(w), topics.remove(w), topics.tableQueryResult(w), topics.subnet(w), topics.coordinatePeers(w),
+      const subs = [topics.deploy(w), topics.remove(w), topics.tableQueryResult(w), topics.subnet(w), topics.coordinatePeers(w), topics.overlayKey(w),
         ...[...this.interest].map((s) => topics.serviceUpdates(s))];
       client.subscribe(subs, { qos: 1 });
       // The cluster may have restarted and forgotten who is interested in what.
@@ -303,6 +307,19 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
       this.identity = { ...this.identity, subnet_v4: d.value.subnet_v4, subnet_v6: d.value.subnet_v6 ?? null };
       saveIdentity(NodeEngine.identityFile(this.o.stateDir), this.identity);
       this.emit('subnet', d.value);
+    } else if (topic === topics.overlayKey(w)) {
+      let k: unknown;
+      try {
+        k = JSON.parse(payload.toString('utf8'));
+      } catch {
+        k = undefined;
+      }
+      if (!validTunnelKey(k)) return this.drop(topic, 'overlay key must be { key_id: 0..255, key: 64 hex digits, encrypt: boolean }');
+      if (JSON.stringify(k) === JSON.stringify(this.identity.overlay_tunnel)) return;
+      this.identity = { ...this.identity, overlay_tunnel: k };
+      saveIdentity(NodeEngine.identityFile(this.o.stateDir), this.identity);
+      this.log.info('overlay key from the cluster', { key_id: k.key_id });
+      this.emit('overlay-key', k);
     } else {
       let msg: ClusterToWorker;
       try {

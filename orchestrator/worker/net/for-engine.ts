@@ -5,7 +5,7 @@ import type { NodeEngine } from '../node-engine.ts';
 import { NetManager, type NetManagerOptions } from './net-manager.ts';
 import { ip } from './commands.ts';
 
-export type WorkerNetOptions = Omit<NetManagerOptions, 'workerId' | 'stateDir' | 'link' | 'tunnelKey' | 'netnsOf' | 'log'>;
+export type WorkerNetOptions = Omit<NetManagerOptions, 'workerId' | 'stateDir' | 'link' | 'tunnelKey' | 'overlayKey' | 'netnsOf' | 'log'>;
 
 export function netManagerFor(engine: NodeEngine, o: WorkerNetOptions): NetManager {
   const id = engine.identity;
@@ -14,8 +14,10 @@ export function netManagerFor(engine: NodeEngine, o: WorkerNetOptions): NetManag
   }
   const nm = new NetManager({
     ...o, workerId: id.worker_id, stateDir: engine.o.stateDir, link: engine.routeLink(), tunnelKey: id.tunnel,
+    ...(id.overlay_tunnel ? { overlayKey: id.overlay_tunnel } : {}),
     netnsOf: (k) => engine.runtime.netnsName(k), log: engine.log,
   });
+  engine.on('overlay-key', (k) => nm.setOverlayKey(k));
   if (id.subnet_v4) void nm.setSubnet({ v4: id.subnet_v4, v6: id.subnet_v6 }).catch(() => {});
   engine.on('subnet', (s) => void nm.setSubnet({ v4: s.subnet_v4, v6: s.subnet_v6 ?? null }).catch(() => {}));
   return nm;
