@@ -37,6 +37,12 @@ export interface DeploymentSpec {
   clusterArgs?: string[];
   /** Started on ctl before the cluster (e.g. Mosquitto); killed with the lab. */
   beforeCluster?: (ctl: LabHost, dir: string) => Promise<string[]>;
+  /**
+   * Several clusters on ctl, each with its workers (lab host names, all also in `workers`). Default:
+   * one cluster c1 with every worker. The first cluster keeps the single-cluster ports, data dir and
+   * process name ("cluster"); the i-th further one listens on API port 10100+i and MQTT port 10003+i.
+   */
+  clusters?: Array<{ name: string; workers: string[] }>;
 }
 
 export interface ServiceInfo {
@@ -72,6 +78,16 @@ export class Deployment {
     return `http://${this.ctl.ip}:10100`;
   }
 
+  private get clusterList(): Array<{ name: string; workers: string[] }> {
+    return this.spec.clusters ?? [{ name: 'c1', workers: this.spec.workers }];
+  }
+
+  /** The API URL of the cluster a worker host belongs to. */
+  clusterUrlOf(host: string): string {
+    const i = Math.max(0, this.clusterList.findIndex((c) => c.workers.includes(host)));
+    return `http://${this.ctl.ip}:${10100 + i}`;
+  }
+
   workerIdOf(host: string): string {
     return `${this.lab.prefix}-${host}`;
   }
@@ -100,28 +116,33 @@ export class Deployment {
       '--admin-password', ADMIN_PASSWORD, '--cluster-key', 'e2e-ck']);
     await ctl.waitListening(10000, { timeoutMs: 30_000 });
     const extra = this.spec.beforeCluster ? await this.spec.beforeCluster(ctl, this.dir) : [];
-    this.spawnCanopy(ctl, 'cluster', ['cluster', '--name', 'c1', '--location', '48.1,11.5,100', '--data', join(this.dir, 'cluster'),
-      '--public-url', this.clusterUrl, '--root', 'http://127.0.0.1:10000', '--root-key', 'e2e-ck', '--worker-key', 'e2e-wk',
-      ...extra, ...(this.spec.clusterArgs ?? [])]);
-    await ctl.waitListening(10100, { timeoutMs: 30_000 });
+    for (const [i, c] of this.clusterList.entries()) {
+      const port = 10100 + i;
+      const more = i === 0 ? [] : ['--port', String(port), '--mqtt-port', String(10003 + i)];
+      this.spawnCanopy(ctl, i === 0 ? 'cluster' : `cluster-${c.name}`, ['cluster', '--name', c.name, '--location', '48.1,11.5,100',
+        '--data', join(this.dir, i === 0 ? 'cluster' : `cluster-${c.name}`), '--public-url', `http://${ctl.ip}:${port}`,
+        '--root', 'http://127.0.0.1:10000', '--root-key', 'e2e-ck', '--worker-key', 'e2e-wk', ...more,
+        ...extra, ...(this.spec.clusterArgs ?? [])]);
+      await ctl.waitListening(port, { timeoutMs: 30_000 });
+    }
     const login = await this.api('POST', '/api/auth/login', { username: 'admin', password: ADMIN_PASSWORD }, false) as { token?: string };
     if (!login.token) throw new Error(`login failed: ${JSON.stringify(login)}`);
     this.token = login.token;
-    // The cluster registers with root on its first report; workers then get subnets at once.
-    await poll('cluster registered at root', async () => {
+    // A cluster registers with root on its first report; workers then get subnets at once.
+    await poll('clusters registered at root', async () => {
       const list = await this.api('GET', '/api/clusters') as Array<{ name: string }>;
-      return list.some((c) => c.name === 'c1');
+      return this.clusterList.every((c) => list.some((l) => l.name === c.name));
     });
     for (const w of this.spec.workers) this.startWorker(w);
     await poll('all workers active at root', async () => {
       const list = await this.api('GET', '/api/clusters/active') as Array<{ name: string; aggregate?: { workers_active?: number } | null }>;
-      return (list.find((c) => c.name === 'c1')?.aggregate?.workers_active ?? 0) >= this.spec.workers.length;
+      return this.clusterList.every((c) => (list.find((l) => l.name === c.name)?.aggregate?.workers_active ?? 0) >= c.workers.length);
     }, 60_000);
   }
 
   startWorker(host: string): ChildProcess {
     const h = this.lab.host(host);
-    return this.spawnCanopy(h, host, ['worker', '--name', this.workerIdOf(host), '--cluster', this.clusterUrl, '--key', 'e2e-wk',
+    return this.spawnCanopy(h, host, ['worker', '--name', this.workerIdOf(host), '--cluster', this.clusterUrlOf(host), '--key', 'e2e-wk',
       '--data', join(this.dir, host), '--api-port', '10200', '--location', `48.${h.index},11.5`, '--dns-upstream', '127.0.0.1']);
   }
 

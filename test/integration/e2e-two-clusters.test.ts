@@ -1,0 +1,43 @@
+// Two clusters under one root (SPEC §2, §5.4): a client on a worker of cluster c1 reaches a server on
+// a worker of cluster c2 through the service's rr address. Root resolves the route across clusters;
+// the datagrams are authenticated with root's overlay key, which both clusters hand their workers, and
+// the server's worker admits the caller's worker from the peers root lists in its report answers.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { labFor, labSkipReason } from '../lab/lab.ts';
+import { Deployment, poll } from './e2e-harness.ts';
+
+test('e2e two clusters: a client in c1 reaches a server in c2 through its rr address over the overlay',
+  { skip: labSkipReason() ?? false, timeout: 180_000 }, async (t) => {
+    const lab = await labFor(t, { hosts: ['ctl', 'w1', 'w2'] });
+    const d = new Deployment(lab, { workers: ['w1', 'w2'], clusters: [{ name: 'c1', workers: ['w1'] }, { name: 'c2', workers: ['w2'] }] });
+    t.after(() => d.stop());
+    const w2 = lab.host('w2');
+    const rxBatches = async (): Promise<number> => {
+      const m = await w2.execOk(['curl', '-sS', '-m', '3', 'http://127.0.0.1:10200/metrics']);
+      return Number(/^canopy_datapath_tunnel_rx_batches (\d+)/m.exec(m)?.[1] ?? 'NaN');
+    };
+    try {
+      await d.start();
+      const { srv, cli, s0, c0 } = await d.deployWebClient(['w2'], 'w1');
+      assert.equal(s0.worker_id, d.workerIdOf('w2'), 'server runs on w2 (cluster c2)');
+      assert.equal(c0.worker_id, d.workerIdOf('w1'), 'client runs on w1 (cluster c1)');
+      assert.equal(s0.cluster_name, 'c2', 'server placed by cluster c2');
+      assert.equal(c0.cluster_name, 'c1', 'client placed by cluster c1');
+
+      const rr = (await d.service(srv.microserviceID)).rr_ip as string | undefined;
+      assert.ok(rr, 'the server has an rr address');
+      const rx0 = await rxBatches();
+      const get = async (): Promise<boolean> => {
+        const r = await d.inInstance(c0.worker_id!, cli.microserviceID, 0,
+          ['curl', '-sS', '-m', '2', '-o', '/dev/null', '-w', '%{http_code}', `http://${rr}/`], 6000);
+        return r.stdout === '200';
+      };
+      await poll(`client in c1 reaches http://${rr}/ in c2`, get, 60_000, 500);
+      const rx1 = await rxBatches();
+      assert.ok(rx1 > rx0, `tunnel batches arrived at w2: ${rx0} → ${rx1}`);
+    } catch (e) {
+      for (const n of ['root', 'cluster', 'cluster-c2', 'w1', 'w2']) t.diagnostic(`--- ${n} ---\n${d.output(n).slice(-5000)}`);
+      throw e;
+    }
+  });
