@@ -1,10 +1,14 @@
 // Cluster scheduling: picks one worker for one instance. Pure logic, no I/O.
 //
 // A worker must first *qualify* (alive, runs the virtualization, right architecture, named by a
-// `direct` constraint, no sibling instance under `anti_affinity`, within a `geo` radius); among the
-// qualified, it must have the *capacity* (free vCPUs and memory). Among those, best fit wins: the
-// worker left with the least spare capacity, so that large requests still find room later. Every
-// answer carries a sentence saying why, which ends up in the instance's status.
+// `direct` constraint, no sibling instance under `anti_affinity`, within a `geo` radius, close enough
+// to a `latency` location for the RTT to be possible, near an instance of each `connectivity` target);
+// among the qualified, it must have the *capacity* (free vCPUs and memory). Among those, best fit
+// wins: the worker left with the least spare capacity, so that large requests still find room later.
+// Every answer carries a sentence saying why, which ends up in the instance's status.
+import { distanceKm as greatCircleKm, minRttMs, parseLocation } from '../descriptor/location.ts';
+import type { Coordinate } from '../../proxy/route-messages.ts';
+import { estimatedRttMs } from '../../proxy/vivaldi.ts';
 
 export interface GeoPoint {
   lat: number;
@@ -36,12 +40,26 @@ export interface Constraint {
   area?: string;
 }
 
+/** One `con_constraints` entry: `latency` in ms (Vivaldi estimate) or `geo` in km. */
+export interface ConnectivityConstraint {
+  type: string;
+  threshold: number;
+}
+
+/** A `connectivity[]` entry of a descriptor microservice: place near another service's instances. */
+export interface Connectivity {
+  /** The target's service id (root resolves sibling names to ids). */
+  target_microservice_id: string;
+  con_constraints: readonly ConnectivityConstraint[];
+}
+
 export interface PlacementNeed {
   service_id: string;
   virtualization: string;
   vcpus: number;
   memory_mb: number;
   constraints: readonly Constraint[];
+  connectivity?: readonly Connectivity[];
 }
 
 export type ScheduleResult =
@@ -52,15 +70,13 @@ export interface ScheduleContext {
   clusterName: string;
   /** Workers to leave out (e.g. the one that just died). */
   exclude?: ReadonlySet<string>;
+  /** Workers' Vivaldi coordinates (from their coordinate reports), for `connectivity` latency. */
+  coordinates?: ReadonlyMap<string, Coordinate>;
 }
 
-/** Great-circle distance in km (haversine, mean Earth radius). */
+/** Great-circle distance in km, the same measure root uses (descriptor/location.ts). */
 export function distanceKm(a: GeoPoint, b: GeoPoint): number {
-  const rad = Math.PI / 180;
-  const dLat = (b.lat - a.lat) * rad;
-  const dLon = (b.lon - a.lon) * rad;
-  const h = Math.sin(dLat / 2) ** 2 + Math.cos(a.lat * rad) * Math.cos(b.lat * rad) * Math.sin(dLon / 2) ** 2;
-  return 2 * 6371.0088 * Math.asin(Math.min(1, Math.sqrt(h)));
+  return greatCircleKm({ lat: a.lat, long: a.lon }, { lat: b.lat, long: b.lon });
 }
 
 /** Parses "lat,long" (an optional third radius field is ignored); undefined when malformed. */
@@ -79,6 +95,12 @@ const EPS = 1e-9;
 
 function fmt(n: number): string {
   return Number.isInteger(n) ? String(n) : n.toFixed(2);
+}
+
+/** The point a `latency` constraint measures from, parsed as root parses it; undefined for an `area`. */
+function latencyPoint(c: Constraint): GeoPoint | undefined {
+  const loc = c.location === undefined ? null : parseLocation(c.location, false);
+  return loc ? { lat: loc.lat, lon: loc.long } : undefined;
 }
 
 /** Returns why `w` does not qualify, or undefined if it does. Cluster-level checks are done first. */
@@ -107,6 +129,15 @@ function disqualify(w: WorkerCandidate, need: PlacementNeed, ctx: ScheduleContex
         if (!w.location) return 'has no location (geo constraint)';
         const d = distanceKm(w.location, target);
         if (d > c.threshold) return `${fmt(Math.round(d))} km from ${c.location} > ${fmt(c.threshold)} km`;
+        break;
+      }
+      case 'latency': {
+        // Same bound as root applies to clusters: no RTT can beat the fibre distance.
+        const target = latencyPoint(c);
+        if (!target || c.threshold === undefined) break;
+        if (!w.location) return 'has no location (latency constraint)';
+        const d = distanceKm(w.location, target);
+        if (minRttMs(d) > c.threshold) return `${fmt(Math.round(d))} km from ${c.location}: no RTT under ${fmt(c.threshold)} ms possible`;
         break;
       }
       default:
@@ -148,20 +179,121 @@ function clusterMismatch(need: PlacementNeed, ctx: ScheduleContext): string | un
   return undefined;
 }
 
+/** The live workers of this cluster that run an instance of each connectivity target. */
+type TargetWorkers = ReadonlyMap<string, readonly WorkerCandidate[]>;
+
+function targetWorkers(workers: readonly WorkerCandidate[], need: PlacementNeed, ctx: ScheduleContext): TargetWorkers {
+  const out = new Map<string, WorkerCandidate[]>();
+  for (const e of need.connectivity ?? []) {
+    if (out.has(e.target_microservice_id)) continue;
+    // An instance on a dead or excluded worker is going away: being near it is worth nothing.
+    out.set(e.target_microservice_id, workers.filter((t) => t.alive && !ctx.exclude?.has(t.id) && t.services.has(e.target_microservice_id)));
+  }
+  return out;
+}
+
+interface ConnectivityVerdict {
+  /** Why `w` does not qualify; undefined when it does or when the check could not be made. */
+  fail?: string;
+  /** One sentence per checked constraint, for the reason of a placement on `w`. */
+  notes: string[];
+}
+
+/** The nearest of `targets` by `measure`; undefined measures (unknown coordinates) are counted apart. */
+function nearest(targets: readonly WorkerCandidate[], measure: (t: WorkerCandidate) => number | undefined):
+  { best?: { t: WorkerCandidate; d: number }; unknown: number } {
+  let best: { t: WorkerCandidate; d: number } | undefined;
+  let unknown = 0;
+  for (const t of targets) {
+    const d = measure(t);
+    if (d === undefined) unknown++;
+    else if (!best || d < best.d) best = { t, d };
+  }
+  return { best, unknown };
+}
+
+/**
+ * `connectivity[]` for one worker. A target without an instance here, or a coordinate or location
+ * that is not known, leaves the worker qualified: root places across clusters, and a fresh worker has
+ * no coordinate yet. Only a measured miss against every instance of the target disqualifies.
+ */
+function judgeConnectivity(w: WorkerCandidate, need: PlacementNeed, targets: TargetWorkers, ctx: ScheduleContext): ConnectivityVerdict {
+  const notes: string[] = [];
+  for (const e of need.connectivity ?? []) {
+    const id = e.target_microservice_id;
+    const on = targets.get(id) ?? [];
+    for (const k of e.con_constraints) {
+      const label = `connectivity to ${id} (${k.type} ≤ ${fmt(k.threshold)} ${k.type === 'geo' ? 'km' : 'ms'})`;
+      if (!Number.isFinite(k.threshold) || (k.type !== 'latency' && k.type !== 'geo')) {
+        notes.push(`connectivity to ${id}: ${k.type} constraint not evaluated`);
+        continue;
+      }
+      if (on.length === 0) {
+        notes.push(`${label}: no instance of it in this cluster, not evaluated here`);
+        continue;
+      }
+      if (on.includes(w)) {
+        notes.push(`${label}: met, ${w.id} runs an instance of it`);
+        continue;
+      }
+      const unit = k.type === 'geo' ? 'km' : 'ms';
+      let r: ReturnType<typeof nearest>;
+      if (k.type === 'latency') {
+        const mine = ctx.coordinates?.get(w.id);
+        if (!mine) {
+          notes.push(`${label}: not evaluated, ${w.id} has no Vivaldi coordinate yet`);
+          continue;
+        }
+        r = nearest(on, (t) => {
+          const theirs = ctx.coordinates?.get(t.id);
+          return theirs ? estimatedRttMs(mine, theirs) : undefined;
+        });
+      } else {
+        const mine = w.location;
+        if (!mine) {
+          notes.push(`${label}: not evaluated, ${w.id} has no location`);
+          continue;
+        }
+        r = nearest(on, (t) => (t.location ? distanceKm(mine, t.location) : undefined));
+      }
+      const what = k.type === 'geo' ? 'distance' : 'estimated RTT';
+      if (r.best && r.best.d <= k.threshold + EPS) {
+        notes.push(`${label}: met, ${what} ${approx(r.best.d)} ${unit} to its instance on ${r.best.t.id}`);
+      } else if (r.unknown > 0) {
+        const measured = r.best ? `${what} ${approx(r.best.d)} ${unit} to the nearest measured; ` : '';
+        notes.push(`${label}: not evaluated, ${measured}${r.unknown} of its ${on.length} workers have no ${k.type === 'geo' ? 'location' : 'Vivaldi coordinate'}`);
+      } else if (r.best) {
+        return { fail: `${what} ${approx(r.best.d)} ${unit} to the nearest instance of ${id} (on ${r.best.t.id}) > ${fmt(k.threshold)} ${unit} (connectivity)`, notes };
+      }
+    }
+  }
+  return { notes };
+}
+
+/** A measured distance or RTT for a sentence: whole units from 100 up, else one decimal. */
+function approx(n: number): string {
+  return String(n >= 100 ? Math.round(n) : Math.round(n * 10) / 10);
+}
+
 export function schedule(workers: Iterable<WorkerCandidate>, need: PlacementNeed, ctx: ScheduleContext): ScheduleResult {
   const mismatch = clusterMismatch(need, ctx);
   if (mismatch) return { ok: false, status: 'NO_QUALIFIED_WORKER', reason: mismatch };
 
-  let total = 0;
+  const all = [...workers];
+  const targets = targetWorkers(all, need, ctx);
   const unqualified: string[] = [];
   const full: string[] = [];
-  let best: { w: WorkerCandidate; score: number } | undefined;
+  let best: { w: WorkerCandidate; score: number; notes: string[] } | undefined;
   let fitting = 0;
-  for (const w of workers) {
-    total++;
+  for (const w of all) {
     const why = disqualify(w, need, ctx);
     if (why) {
       if (why !== 'excluded') unqualified.push(`${w.id}: ${why}`);
+      continue;
+    }
+    const conn = judgeConnectivity(w, need, targets, ctx);
+    if (conn.fail) {
+      unqualified.push(`${w.id}: ${conn.fail}`);
       continue;
     }
     const lack = lacksCapacity(w, need);
@@ -171,12 +303,14 @@ export function schedule(workers: Iterable<WorkerCandidate>, need: PlacementNeed
     }
     fitting++;
     const score = bestFitScore(w, need);
-    if (!best || score < best.score - EPS || (Math.abs(score - best.score) <= EPS && w.id < best.w.id)) best = { w, score };
+    if (!best || score < best.score - EPS || (Math.abs(score - best.score) <= EPS && w.id < best.w.id)) best = { w, score, notes: conn.notes };
   }
+  const total = all.length;
 
+  // A latency constraint by area name has no coordinates to measure from; root does not place by it either.
   const ignoredNotes = need.constraints
-    .filter((c) => c.type === 'latency')
-    .map(() => 'latency constraint not evaluated inside the cluster (no user RTT data)');
+    .filter((c) => c.type === 'latency' && c.threshold !== undefined && !latencyPoint(c))
+    .map((c) => `latency constraint ${c.area !== undefined ? `for area ${c.area}` : `at ${c.location ?? '?'}`} not evaluated (no coordinates for it)`);
 
   if (!best) {
     if (total === 0) return { ok: false, status: 'NO_QUALIFIED_WORKER', reason: 'no workers registered' };
@@ -196,6 +330,6 @@ export function schedule(workers: Iterable<WorkerCandidate>, need: PlacementNeed
   ];
   const excluded = [...unqualified, ...full];
   if (excluded.length > 0) parts.push(`; excluded ${listed(excluded)}`);
-  if (ignoredNotes.length > 0) parts.push(`; ${ignoredNotes[0]}`);
+  for (const note of [...best.notes, ...ignoredNotes]) parts.push(`; ${note}`);
   return { ok: true, worker: w.id, score: best.score, reason: parts.join(' ') };
 }

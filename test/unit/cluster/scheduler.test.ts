@@ -115,8 +115,6 @@ test('anti_affinity: at most one instance of the service per worker', () => {
 });
 
 test('geo: only workers within the threshold; workers without a location do not qualify', () => {
-  const munich = { lat: 48.137, lon: 11.575 };
-  const berlin = { lat: 52.52, lon: 13.405 };
   const ws = [
     worker('muc', { location: munich, free: { vcpus: 4, memory_mb: 4096 } }),
     worker('ber', { location: berlin, free: { vcpus: 1, memory_mb: 256 } }),
@@ -157,9 +155,135 @@ test('a long exclusion list is cut short', () => {
   assert.match(r.reason, /and 7 more$/);
 });
 
-test('latency constraints are noted as not evaluated', () => {
+const munich = { lat: 48.137, lon: 11.575 };
+const berlin = { lat: 52.52, lon: 13.405 };
+
+test('latency: a worker too far for the RTT is rejected with the distance, a near one is kept', () => {
+  const ws = [
+    worker('muc', { location: munich }),
+    worker('ber', { location: berlin, free: { vcpus: 1, memory_mb: 256 } }),
+  ];
+  // Munich–Berlin is about 504 km: at 100 km per ms of RTT no answer under 5 ms is possible.
+  const r = schedule(ws, need({}, [{ type: 'latency', location: '48.14,11.58', threshold: 2 }]), ctx);
+  assert.ok(r.ok && r.worker === 'muc', JSON.stringify(r));
+  assert.match(r.reason, /ber: 50\d km from 48\.14,11\.58: no RTT under 2 ms possible/);
+  assert.doesNotMatch(r.reason, /not evaluated/);
+  // Without the constraint, best fit would take the snug Berlin worker.
+  const free = schedule(ws, need(), ctx);
+  assert.ok(free.ok && free.worker === 'ber');
+  // A threshold that 504 km allows keeps Berlin, and best fit picks it again.
+  const loose = schedule(ws, need({}, [{ type: 'latency', location: '48.14,11.58', threshold: 10 }]), ctx);
+  assert.ok(loose.ok && loose.worker === 'ber');
+  const none = schedule([ws[1]!], need({}, [{ type: 'latency', location: '48.14,11.58', threshold: 2 }]), ctx);
+  assert.ok(!none.ok && none.status === 'NO_QUALIFIED_WORKER');
+  assert.match(none.reason, /ber: 50\d km from .*no RTT under 2 ms possible/);
+});
+
+test('latency: a worker without a location does not qualify, and says why', () => {
+  const ws = [worker('nowhere', { free: { vcpus: 1, memory_mb: 256 } }), worker('muc', { location: munich })];
+  const r = schedule(ws, need({}, [{ type: 'latency', location: '48.14,11.58', threshold: 5 }]), ctx);
+  assert.ok(r.ok && r.worker === 'muc');
+  assert.match(r.reason, /nowhere: has no location \(latency constraint\)/);
+  const none = schedule([ws[0]!], need({}, [{ type: 'latency', location: '48.14,11.58', threshold: 5 }]), ctx);
+  assert.ok(!none.ok && none.status === 'NO_QUALIFIED_WORKER' && /nowhere: has no location/.test(none.reason));
+});
+
+test('latency by area name has no coordinates to measure from: placed, and the reason says so', () => {
   const r = schedule([worker('w')], need({}, [{ type: 'latency', area: 'muc', threshold: 20 }]), ctx);
-  assert.ok(r.ok && /latency constraint not evaluated/.test(r.reason));
+  assert.ok(r.ok && r.worker === 'w');
+  assert.match(r.reason, /latency constraint for area muc not evaluated \(no coordinates for it\)/);
+});
+
+// Vivaldi coordinates in ms: `db` runs on dbhost; `near` is about 1.6 ms from it, `far` about 50 ms.
+const coordinates = new Map([
+  ['dbhost', { vec: [0, 0] as [number, number], height: 0.1, error: 0.2 }],
+  ['near', { vec: [1, 1] as [number, number], height: 0.1, error: 0.2 }],
+  ['far', { vec: [30, 40] as [number, number], height: 0.1, error: 0.2 }],
+]);
+const nearDb = [{ target_microservice_id: 'db', con_constraints: [{ type: 'latency', threshold: 5 }] }];
+
+test('connectivity latency: the worker near the target instance by Vivaldi estimate wins over a better fit', () => {
+  const ws = [
+    worker('dbhost', { services: new Set(['db']), free: { vcpus: 0, memory_mb: 0 } }),
+    worker('near'),
+    worker('far', { free: { vcpus: 1, memory_mb: 256 } }),
+  ];
+  const r = schedule(ws, need({ connectivity: nearDb }), { ...ctx, coordinates });
+  assert.ok(r.ok && r.worker === 'near', JSON.stringify(r));
+  assert.match(r.reason, /connectivity to db \(latency ≤ 5 ms\): met, estimated RTT 1\.6 ms to its instance on dbhost/);
+  assert.match(r.reason, /far: estimated RTT 50\.2 ms to the nearest instance of db \(on dbhost\) > 5 ms \(connectivity\)/);
+  // The same workers without the connectivity entry: best fit takes `far`.
+  const ignored = schedule(ws, need(), { ...ctx, coordinates });
+  assert.ok(ignored.ok && ignored.worker === 'far');
+  // Only the far worker can run it: no worker qualifies, and the decline says why.
+  const dbOnly = worker('dbhost', { services: new Set(['db']), virtualizations: ['container'] });
+  const none = schedule([dbOnly, ws[2]!], need({ connectivity: nearDb }), { ...ctx, coordinates });
+  assert.ok(!none.ok && none.status === 'NO_QUALIFIED_WORKER');
+  assert.match(none.reason, /far: estimated RTT 50\.2 ms .* > 5 ms \(connectivity\)/);
+});
+
+test('connectivity latency: near any one instance is enough; the target\'s own worker counts as RTT 0', () => {
+  const ws = [
+    worker('dbhost', { services: new Set(['db']) }),
+    worker('far', { services: new Set(['db']), free: { vcpus: 1, memory_mb: 256 } }),
+  ];
+  // `far` runs an instance of db itself, so it is "near" however far it is from dbhost.
+  const r = schedule(ws, need({ connectivity: nearDb }), { ...ctx, coordinates: new Map() });
+  assert.ok(r.ok && r.worker === 'far');
+  assert.match(r.reason, /connectivity to db \(latency ≤ 5 ms\): met, far runs an instance of it/);
+  const twoDbs = [
+    worker('dbhost', { services: new Set(['db']), free: { vcpus: 0, memory_mb: 0 } }),
+    worker('far'),
+    worker('db2', { services: new Set(['db']), free: { vcpus: 0, memory_mb: 0 } }),
+  ];
+  const coords2 = new Map([...coordinates, ['db2', { vec: [30, 41] as [number, number], height: 0.1, error: 0.2 }]]);
+  const r2 = schedule(twoDbs, need({ connectivity: nearDb }), { ...ctx, coordinates: coords2 });
+  assert.ok(r2.ok && r2.worker === 'far');
+  assert.match(r2.reason, /estimated RTT 1\.2 ms to its instance on db2/);
+});
+
+test('connectivity latency: an unknown coordinate does not disqualify, and the reason says so', () => {
+  const ws = [
+    worker('dbhost', { services: new Set(['db']), free: { vcpus: 0, memory_mb: 0 } }),
+    worker('fresh', { free: { vcpus: 1, memory_mb: 256 } }),
+    worker('near'),
+  ];
+  const r = schedule(ws, need({ connectivity: nearDb }), { ...ctx, coordinates });
+  assert.ok(r.ok && r.worker === 'fresh');
+  assert.match(r.reason, /connectivity to db \(latency ≤ 5 ms\): not evaluated, fresh has no Vivaldi coordinate yet/);
+  // The target's worker has no coordinate: nothing to measure against.
+  const noTarget = schedule(ws.slice(0, 1).concat(worker('far', { free: { vcpus: 1, memory_mb: 256 } })), need({ connectivity: nearDb }),
+    { ...ctx, coordinates: new Map([['far', coordinates.get('far')!]]) });
+  assert.ok(noTarget.ok && noTarget.worker === 'far');
+  assert.match(noTarget.reason, /not evaluated, 1 of its 1 workers have no Vivaldi coordinate/);
+});
+
+test('connectivity geo: within the distance of a target instance\'s worker', () => {
+  const ws = [
+    worker('muc-db', { location: munich, services: new Set(['db']), free: { vcpus: 0, memory_mb: 0 } }),
+    worker('muc', { location: { lat: 48.2, lon: 11.6 } }),
+    worker('ber', { location: berlin, free: { vcpus: 1, memory_mb: 256 } }),
+  ];
+  const conn = [{ target_microservice_id: 'db', con_constraints: [{ type: 'geo', threshold: 100 }] }];
+  const r = schedule(ws, need({ connectivity: conn }), ctx);
+  assert.ok(r.ok && r.worker === 'muc', JSON.stringify(r));
+  assert.match(r.reason, /connectivity to db \(geo ≤ 100 km\): met, distance 7\.\d km to its instance on muc-db/);
+  assert.match(r.reason, /ber: distance 50\d km to the nearest instance of db \(on muc-db\) > 100 km \(connectivity\)/);
+  const ignored = schedule(ws, need(), ctx);
+  assert.ok(ignored.ok && ignored.worker === 'ber');
+});
+
+test('connectivity to a service with no instance in this cluster: not disqualified, the reason says so', () => {
+  const ws = [
+    worker('roomy'),
+    worker('snug', { free: { vcpus: 1, memory_mb: 256 } }),
+    // An instance on a dead worker is going away and does not count.
+    worker('dead', { alive: false, services: new Set(['ghost']) }),
+  ];
+  const conn = [{ target_microservice_id: 'ghost', con_constraints: [{ type: 'latency', threshold: 5 }] }];
+  const r = schedule(ws, need({ connectivity: conn }), { ...ctx, coordinates });
+  assert.ok(r.ok && r.worker === 'snug');
+  assert.match(r.reason, /connectivity to ghost \(latency ≤ 5 ms\): no instance of it in this cluster, not evaluated here/);
 });
 
 test('best-fit score is the mean spare fraction', () => {
