@@ -2,7 +2,7 @@
 // declaration for both ends, so root's sender (root/cluster-client.ts) and the cluster's receiver
 // (cluster/api.ts, cluster/placements.ts) cannot drift apart. The types say what the cluster accepts
 // (its JSON schema in cluster/api.ts), which is looser than what root sends.
-import type { Constraint } from './cluster/scheduler.ts';
+import type { Connectivity, Constraint } from './cluster/scheduler.ts';
 import { validTunnelKey, type TunnelKey } from './worker/net/tunnel-identity.ts';
 
 /** The descriptor's microservice object, as far as the cluster reads it. */
@@ -17,6 +17,8 @@ export interface OfferedMicroservice {
   one_shot?: boolean;
   port?: string;
   constraints?: Constraint[];
+  /** `connectivity[]` as in the descriptor; clusters that predate it ignore the field. */
+  connectivity?: Connectivity[];
 }
 
 /** POST /api/placements body. */
