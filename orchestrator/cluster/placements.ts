@@ -3,7 +3,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { Lifecycle, type Transition, type InstanceState } from '../worker/instance-states.ts';
 import type { DeployOrder, InstanceSpec } from '../mqtt/messages.ts';
 import type { ServiceRoute, PortSpec, InstanceRoute } from '../../proxy/route-messages.ts';
-import type { PlacementNeed } from './scheduler.ts';
+import type { Connectivity, PlacementNeed } from './scheduler.ts';
 import type { PlacementOffer } from '../root-cluster-messages.ts';
 
 export interface ClusterInstance {
@@ -34,7 +34,26 @@ export function needOf(offer: PlacementOffer): PlacementNeed {
     vcpus: Math.max(0, Number(m.vcpus ?? 0) || 0),
     memory_mb: Math.max(0, Number(m.memory ?? 0) || 0),
     constraints: Array.isArray(m.constraints) ? m.constraints : [],
+    connectivity: connectivityOf(m.connectivity),
   };
+}
+
+/**
+ * The well-formed entries of an offer's `connectivity[]`. Root validated the descriptor, so anything
+ * else came from an older or foreign sender: it is left out rather than failing the placement.
+ */
+function connectivityOf(v: unknown): Connectivity[] {
+  if (!Array.isArray(v)) return [];
+  const out: Connectivity[] = [];
+  for (const e of v as unknown[]) {
+    if (typeof e !== 'object' || e === null) continue;
+    const { target_microservice_id: target, con_constraints: cons } = e as Record<string, unknown>;
+    if (typeof target !== 'string' || target.length === 0 || !Array.isArray(cons)) continue;
+    const kept = (cons as unknown[]).filter((k): k is { type: string; threshold: number } => typeof k === 'object' && k !== null
+      && typeof (k as Record<string, unknown>).type === 'string' && Number.isFinite((k as Record<string, unknown>).threshold));
+    if (kept.length > 0) out.push({ target_microservice_id: target, con_constraints: kept.map((k) => ({ type: k.type, threshold: k.threshold })) });
+  }
+  return out;
 }
 
 export function specOf(offer: PlacementOffer): InstanceSpec {

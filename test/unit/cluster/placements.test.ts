@@ -50,8 +50,19 @@ test('deploy orders and needs come from the descriptor microservice', () => {
   assert.equal(o.instance_ip, '10.30.1.5');
   assert.equal(o.instance_ip_v6, undefined);
   assert.deepEqual(needOf(offer(0, { vcpus: -3, memory: Number.NaN, constraints: [{ type: 'anti_affinity' }] })),
-    { service_id: 's1', virtualization: 'process', vcpus: 0, memory_mb: 0, constraints: [{ type: 'anti_affinity' }] });
+    { service_id: 's1', virtualization: 'process', vcpus: 0, memory_mb: 0, constraints: [{ type: 'anti_affinity' }], connectivity: [] });
   assert.equal(needOf(offer(0, { virtualization: undefined })).virtualization, 'container');
+});
+
+test('the need carries the offer\'s connectivity, leaving out malformed entries', () => {
+  const good = { target_microservice_id: 'db', con_constraints: [{ type: 'latency', threshold: 5 }, { type: 'geo', threshold: 100 }] };
+  const junk = [
+    null, 'db', { target_microservice_id: '', con_constraints: [{ type: 'geo', threshold: 1 }] },
+    { target_microservice_id: 'x' }, { target_microservice_id: 'y', con_constraints: [{ type: 'latency', threshold: 'near' }] },
+  ];
+  const n = needOf(offer(0, { connectivity: [good, ...junk] as PlacementOffer['service']['microservice']['connectivity'] }));
+  assert.deepEqual(n.connectivity, [good]);
+  assert.deepEqual(needOf(offer(0, { connectivity: 'db' as unknown as [] })).connectivity, []);
 });
 
 test('instances survive a save and load with their history', () => {
