@@ -550,7 +550,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
 
   private pick(offer: PlacementOffer, exclude?: ReadonlySet<string>): ScheduleResult {
     const candidates = this.registry.candidates((w) => this.servicesOn(w), (w) => this.pendingOn(w));
-    return schedule(candidates, needOf(offer), { clusterName: this.o.name, exclude });
+    return schedule(candidates, needOf(offer), { clusterName: this.o.name, exclude, coordinates: this.coords });
   }
 
   private assign(ci: ClusterInstance, workerId: string, reason: string): void {
