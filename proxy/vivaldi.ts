@@ -6,6 +6,8 @@ import type { Coordinate } from './route-messages.ts';
 const CE = 0.25; // error adaptation
 const CC = 0.25; // coordinate adaptation
 const MIN_HEIGHT = 0.1;
+/** The error a coordinate starts with and never exceeds: a coordinate still at it has learned nothing. */
+export const MAX_ERROR = 1.5;
 
 /** The RTT in ms that two coordinates predict (plane distance plus both access-link heights). */
 export function estimatedRttMs(a: Pick<Coordinate, 'vec' | 'height'>, b: Pick<Coordinate, 'vec' | 'height'>): number {
@@ -15,7 +17,7 @@ export function estimatedRttMs(a: Pick<Coordinate, 'vec' | 'height'>, b: Pick<Co
 export class VivaldiNode {
   vec: [number, number] = [0, 0];
   height = MIN_HEIGHT;
-  error = 1.5;
+  error = MAX_ERROR;
 
   coordinate(): Coordinate {
     return { vec: [this.vec[0], this.vec[1]], height: this.height, error: this.error };
@@ -30,7 +32,7 @@ export class VivaldiNode {
     const dist = this.distance(remote);
     const w = this.error / (this.error + Math.max(remote.error, 1e-6));
     const es = Math.abs(dist - rttMs) / rttMs;
-    this.error = Math.min(1.5, Math.max(0.01, es * CE * w + this.error * (1 - CE * w)));
+    this.error = Math.min(MAX_ERROR, Math.max(0.01, es * CE * w + this.error * (1 - CE * w)));
     const delta = CC * w;
     const force = delta * (rttMs - dist);
     let ux = this.vec[0] - remote.vec[0], uy = this.vec[1] - remote.vec[1];
