@@ -11,7 +11,7 @@ import { TunDevice } from '../../../native/tun.ts';
 import { UdpSocket } from '../../../native/udp.ts';
 import { Readiness } from '../../../native/poll.ts';
 import { Datapath } from '../../../netstack/datapath.ts';
-import { TunnelCodec, innerGsoMaxFor, innerMtuFor, maxDatagramFor, type TunnelCodecOptions } from '../../../netstack/tunnel.ts';
+import { TunnelCodec, innerGsoMaxFor, innerMtuFor, maxDatagramFor } from '../../../netstack/tunnel.ts';
 import { tunNoQueue } from '../../../netstack/tun-datapath.ts';
 import type { Endpoint } from '../../../netstack/io.ts';
 import { SemanticTable } from '../../../proxy/semantic-table.ts';
@@ -26,6 +26,7 @@ import { AddressBook, type HostAddresses } from './address-book.ts';
 import { parsePortMappings, type PortMapping } from './port-mappings.ts';
 import { renderRuleset } from './nft-ruleset.ts';
 import { tunnelIdForSubnet, type TunnelKey } from './tunnel-identity.ts';
+import { TunnelKeyring } from './tunnel-keyring.ts';
 import { ip, ipBatch, nft, linkExists, netnsAddresses, netnsMac } from './commands.ts';
 
 export interface WorkerSubnet {
@@ -125,9 +126,7 @@ export class NetManager implements InstanceNetwork {
   private readonly directory = new Map<number, { workerId: string; endpoint: Endpoint }>();
   private readonly routed = new Map<number, { workerId: string; endpoint: Endpoint }>();
   private readonly tunnelOf = new Map<string, number>();
-  /** Key ids the tunnel accepts; the codec reads this map and `sendKeyId` on every datagram. */
-  private readonly keys = new Map<number, Buffer>();
-  private sendKeyId: number;
+  private readonly keyring: TunnelKeyring;
   private readonly tableListeners = new Set<(m: ClusterToWorker) => void>();
   /** The datapath shares the daemon's event loop: its delay is what heartbeats and the API feel. */
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
@@ -139,8 +138,7 @@ export class NetManager implements InstanceNetwork {
     this.bridge = o.bridge ?? 'canopy0';
     this.tun = o.tun ?? 'canopytun0';
     this.nftTable = o.nftTable ?? 'canopy';
-    this.keys.set(o.tunnelKey.key_id, Buffer.from(o.tunnelKey.key, 'hex'));
-    this.sendKeyId = o.tunnelKey.key_id;
+    this.keyring = new TunnelKeyring(o.tunnelKey);
     if (o.overlayKey) this.setOverlayKey(o.overlayKey);
     this.up = new Promise<void>((res, rej) => {
       this.resolveUp = res;
@@ -171,20 +169,10 @@ export class NetManager implements InstanceNetwork {
    * accepted, for workers of this cluster that have not heard of the overlay key yet.
    */
   setOverlayKey(k: TunnelKey): void {
-    if (k.key_id === this.o.tunnelKey.key_id) {
-      this.log.warn('overlay key ignored: it has the key id of the cluster key', { key_id: k.key_id });
-      return;
-    }
-    const key = Buffer.from(k.key, 'hex');
-    const had = this.keys.get(k.key_id);
-    if (had && !had.equals(key)) {
-      // The codec caches a cipher context per key id: a new key under the same id needs a new codec.
-      this.log.warn('a different overlay key under the same key id: restart the worker to use it', { key_id: k.key_id });
-      return;
-    }
-    this.keys.set(k.key_id, key);
-    this.sendKeyId = k.key_id;
-    this.log.info('tunnel uses the overlay key', { key_id: k.key_id });
+    const outcome = this.keyring.setOverlay(k);
+    if (outcome === 'added') this.log.info('tunnel uses the overlay key', { key_id: k.key_id, accepted: this.keyring.acceptedKeyIds() });
+    else if (outcome === 'same-id-as-cluster-key') this.log.warn('overlay key ignored: it has the key id of the cluster key', { key_id: k.key_id });
+    else if (outcome === 'other-key-same-id') this.log.warn('a different overlay key under the same key id: restart the worker to use it', { key_id: k.key_id });
   }
 
   /** Resolves when bridge, TUN, datapath and DNS are up (rejects if bring-up failed). */
@@ -268,7 +256,10 @@ export class NetManager implements InstanceNetwork {
       sock = new UdpSocket({ host: tunnelHost, port: o.tunnelPort ?? 50103, offload: o.offload ?? true });
       datapath = new Datapath({
         device: dev, socket: sock, table, mtu,
-        codec: new TunnelCodec(this.codecOptions(selfId, maxDatagramFor(pathMtu, underlay))),
+        codec: new TunnelCodec(this.keyring.codecOptions({
+          selfId, maxDatagram: maxDatagramFor(pathMtu, underlay),
+          isPeer: (id) => this.directory.has(id) || this.routed.has(id),
+        })),
         endpointOf: (id) => (this.directory.get(id) ?? this.routed.get(id))?.endpoint,
       });
     } catch (e) {
@@ -317,18 +308,6 @@ export class NetManager implements InstanceNetwork {
       bridge: this.bridge, gateway: gateway.v4, gateway_v6: gateway.v6, tun: dev.name, mtu, tunnel_id: selfId,
       tunnel_port: sock.port, offloads: dev.offloads, gso: sock.gso, gro: sock.gro,
     });
-  }
-
-  /** The codec keeps this object: `keys` is the live map and `keyId` follows setOverlayKey. */
-  private codecOptions(selfId: number, maxDatagram: number): TunnelCodecOptions {
-    const sendKeyId = (): number => this.sendKeyId;
-    return {
-      selfId, keys: this.keys, encrypt: this.o.tunnelKey.encrypt, maxDatagram,
-      get keyId(): number {
-        return sendKeyId();
-      },
-      isPeer: (id) => this.directory.has(id) || this.routed.has(id),
-    };
   }
 
   /** Learns tunnel ids and endpoints from the cluster's messages before the table sees them. */
