@@ -8,7 +8,7 @@
 // Every answer carries a sentence saying why, which ends up in the instance's status.
 import { distanceKm as greatCircleKm, minRttMs, parseLocation } from '../descriptor/location.ts';
 import type { Coordinate } from '../../proxy/route-messages.ts';
-import { estimatedRttMs } from '../../proxy/vivaldi.ts';
+import { estimatedRttMs, MAX_ERROR } from '../../proxy/vivaldi.ts';
 
 export interface GeoPoint {
   lat: number;
@@ -199,6 +199,15 @@ interface ConnectivityVerdict {
   notes: string[];
 }
 
+/**
+ * A worker's coordinate if it has learned from at least one RTT sample. Workers report from start-up,
+ * so untrained ones all sit at the origin and would look close to each other.
+ */
+function trained(ctx: ScheduleContext, workerId: string): Coordinate | undefined {
+  const c = ctx.coordinates?.get(workerId);
+  return c && c.error < MAX_ERROR ? c : undefined;
+}
+
 /** The nearest of `targets` by `measure`; undefined measures (unknown coordinates) are counted apart. */
 function nearest(targets: readonly WorkerCandidate[], measure: (t: WorkerCandidate) => number | undefined):
   { best?: { t: WorkerCandidate; d: number }; unknown: number } {
@@ -223,7 +232,8 @@ function judgeConnectivity(w: WorkerCandidate, need: PlacementNeed, targets: Tar
     const id = e.target_microservice_id;
     const on = targets.get(id) ?? [];
     for (const k of e.con_constraints) {
-      const label = `connectivity to ${id} (${k.type} ≤ ${fmt(k.threshold)} ${k.type === 'geo' ? 'km' : 'ms'})`;
+      const unit = k.type === 'geo' ? 'km' : 'ms';
+      const label = `connectivity to ${id} (${k.type} ≤ ${fmt(k.threshold)} ${unit})`;
       if (!Number.isFinite(k.threshold) || (k.type !== 'latency' && k.type !== 'geo')) {
         notes.push(`connectivity to ${id}: ${k.type} constraint not evaluated`);
         continue;
@@ -236,16 +246,15 @@ function judgeConnectivity(w: WorkerCandidate, need: PlacementNeed, targets: Tar
         notes.push(`${label}: met, ${w.id} runs an instance of it`);
         continue;
       }
-      const unit = k.type === 'geo' ? 'km' : 'ms';
       let r: ReturnType<typeof nearest>;
       if (k.type === 'latency') {
-        const mine = ctx.coordinates?.get(w.id);
+        const mine = trained(ctx, w.id);
         if (!mine) {
           notes.push(`${label}: not evaluated, ${w.id} has no Vivaldi coordinate yet`);
           continue;
         }
         r = nearest(on, (t) => {
-          const theirs = ctx.coordinates?.get(t.id);
+          const theirs = trained(ctx, t.id);
           return theirs ? estimatedRttMs(mine, theirs) : undefined;
         });
       } else {

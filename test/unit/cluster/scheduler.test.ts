@@ -256,6 +256,13 @@ test('connectivity latency: an unknown coordinate does not disqualify, and the r
     { ...ctx, coordinates: new Map([['far', coordinates.get('far')!]]) });
   assert.ok(noTarget.ok && noTarget.worker === 'far');
   assert.match(noTarget.reason, /not evaluated, 1 of its 1 workers have no Vivaldi coordinate/);
+  // A coordinate still at its starting error has learned nothing: it sits at the origin, as does the
+  // untrained target, and would look 0.2 ms away. It counts as unknown.
+  const untrained = { vec: [0, 0] as [number, number], height: 0.1, error: 1.5 };
+  const fresh = schedule([ws[0]!, worker('new')], need({ connectivity: nearDb }),
+    { ...ctx, coordinates: new Map([['dbhost', untrained], ['new', untrained]]) });
+  assert.ok(fresh.ok && fresh.worker === 'new');
+  assert.match(fresh.reason, /not evaluated, new has no Vivaldi coordinate yet/);
 });
 
 test('connectivity geo: within the distance of a target instance\'s worker', () => {
