@@ -76,7 +76,15 @@ test('a worker admitted while root was unreachable learns root\'s overlay key la
     });
     assert.ok(engine.identity.tunnel, 'the cluster key comes with admission');
     assert.equal(engine.identity.overlay_tunnel, undefined, 'no overlay key while root is unreachable');
-    const learned = new Promise<TunnelKey>((r) => engine!.once('overlay-key', r));
+    // Bounded below the test's timeout, so that the finally below still cleans up on a failure.
+    const learned = new Promise<TunnelKey>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the worker never learned the overlay key')), 30_000);
+      engine!.once('overlay-key', (k) => {
+        clearTimeout(timer);
+        resolve(k);
+      });
+    });
+    learned.catch(() => {}); // awaited below; not an unhandled rejection if root fails to start first
 
     root = await RootServer.start({ dataDir: join(dir, 'root'), host: '127.0.0.1', port: rootPort, adminPassword: 'admin-password-1', clusterKey: 'ck', log, announce: () => {} });
     const k = await learned;
