@@ -777,6 +777,9 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       cluster_id: this.clusterId,
       registered: Boolean(this.root?.registration),
       broker: this.brokerUrl,
+      // Without root's overlay key, this cluster's workers reach only each other.
+      overlay_key_id: this.overlayTunnel?.key_id ?? null,
+      remote_peers: this.remotePeers.length,
       workers: [...this.registry.workers.values()].map((w) => ({
         id: w.id, alive: w.alive, last_seen: w.lastSeen, subnet_v4: w.subnet_v4, subnet_v6: w.subnet_v6,
         arch: w.hb?.arch ?? null, virtualizations: w.hb?.virtualizations ?? [], location: w.hb?.location ?? null,

@@ -47,6 +47,10 @@ test('e2e two clusters: a client in c1 reaches a server in c2 through its rr add
       await poll(`client in c1 reaches http://${rr}/ in c2`, get, 60_000, 500);
       const rx1 = await rxBatches();
       assert.ok(rx1 > rx0, `tunnel batches arrived at w2: ${rx0} → ${rx1}`);
+      for (const h of ['w1', 'w2']) {
+        const m = await lab.host(h).execOk(['curl', '-sS', '-m', '3', 'http://127.0.0.1:10200/metrics']);
+        assert.match(m, /^canopy_tunnel_send_key_id 128$/m, `${h} sends with root's overlay key`);
+      }
     } catch (e) {
       for (const n of ['root', 'cluster', 'cluster-c2', 'w1', 'w2']) t.diagnostic(`--- ${n} ---\n${d.output(n).slice(-5000)}`);
       throw e;

@@ -446,7 +446,7 @@ export class NetManager implements InstanceNetwork {
     ].join('\n');
     // A libuv poll error on the TUN or the socket (0 = none): the loop would stop reading that side.
     const poll = `canopy_datapath_poll_status{fd="tun"} ${p.readiness[0]?.lastStatus ?? 0}\ncanopy_datapath_poll_status{fd="socket"} ${p.readiness[1]?.lastStatus ?? 0}`;
-    return `${dp}\n${poll}\ncanopy_tunnel_peers ${new Set([...this.directory.keys(), ...this.routed.keys()]).size}\n${loop}\n${p.table.metrics()}${p.dns.metrics()}`;
+    return `${dp}\n${poll}\ncanopy_tunnel_peers ${new Set([...this.directory.keys(), ...this.routed.keys()]).size}\ncanopy_tunnel_send_key_id ${this.keyring.sendKeyId}\n${loop}\n${p.table.metrics()}${p.dns.metrics()}`;
   }
 
   /** Tears down bridge, TUN, nftables table and DNS. Instances' veths stay with running instances. */
