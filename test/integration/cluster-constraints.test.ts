@@ -4,26 +4,7 @@
 // cluster decline, although root's coarse check lets the cluster's area through.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
-import { RootServer } from '../../orchestrator/root/server.ts';
-import { Cluster } from '../../orchestrator/cluster/cluster.ts';
-import { startClusterApi } from '../../orchestrator/cluster/api.ts';
-import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
-import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
-import { freePort, sleep } from '../support/loopback.ts';
-
-async function poll<T>(what: string, f: () => Promise<T | undefined | false>, ms = 20_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
+import { InProcessStack, poll } from '../support/in-process-stack.ts';
 
 const micro = (name: string, extra: Record<string, unknown>): Record<string, unknown> => ({
   microserviceID: '', microservice_name: name, microservice_namespace: 'test', virtualization: 'process',
@@ -33,34 +14,17 @@ const micro = (name: string, extra: Record<string, unknown>): Record<string, unk
 interface Instance { state: string; reason: string; history: Array<{ state: string; reason: string }> }
 
 test('connectivity reaches the cluster scheduler; a latency location too far from the worker is declined with the distance', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'canopy-cc-'));
-  const log = memoryLogger();
-  let root: RootServer | undefined;
-  let cluster: Cluster | undefined;
-  let api: FastifyInstance | undefined;
-  let engine: NodeEngine | undefined;
+  const st = new InProcessStack('canopy-cc-');
   try {
-    root = await RootServer.start({ dataDir: join(dir, 'root'), host: '127.0.0.1', port: 0, adminPassword: 'admin-password-1', clusterKey: 'ck', log, announce: () => {} });
+    const root = await st.startRoot();
     const r = root.url;
-    const apiPort = await freePort();
-    const apiUrl = `http://127.0.0.1:${apiPort}`;
     // The cluster covers 100 km around Munich; its one worker sits about 7 km east of the centre.
-    cluster = await Cluster.start({
-      name: 'edge1', location: '48.1,11.5,100', stateDir: join(dir, 'cluster'), apiUrl,
-      root: { url: r, joinKey: 'ck' }, workerJoinKey: 'wk', mqtt: { embedded: { host: '127.0.0.1', port: 0 } }, reportIntervalMs: 1000, log,
-    });
-    api = await startClusterApi(cluster, { host: '127.0.0.1', port: apiPort, workerJoinKey: 'wk' });
-    await poll('registered with root', async () => cluster!.rootToken);
-    engine = await NodeEngine.start({
-      name: `wcon${process.pid % 100000}`, clusterUrl: apiUrl, joinKey: 'wk', stateDir: join(dir, 'worker'),
-      capacity: { vcpus: 2, memory_mb: 1024 }, location: '48.1,11.6', log,
-    });
+    const cluster = await st.startCluster('edge1');
+    await poll('registered with root', async () => cluster.rootToken);
+    const engine = await st.startWorker(`wcon${process.pid % 100000}`);
     const workerId = engine.workerId;
 
-    const login = await (await fetch(`${r}/api/auth/login`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'admin-password-1' }),
-    })).json() as { token: string };
-    const auth = { authorization: `Bearer ${login.token}`, 'content-type': 'application/json' };
+    const auth = await st.adminHeaders();
     await poll('cluster active at root with a worker', async () => {
       const list = await (await fetch(`${r}/api/clusters/active`, { headers: auth })).json() as Array<Record<string, unknown>>;
       const c = list.find((x) => x.name === 'edge1');
@@ -117,10 +81,6 @@ test('connectivity reaches the cluster scheduler; a latency location too far fro
     assert.match(edge.reason, new RegExp(`edge1 declined: NO_QUALIFIED_WORKER .*${workerId}: 8\\d km from 48\\.1,12\\.8: no RTT under 0\\.50 ms possible`));
     assert.equal(engine.instances.size, 3, 'db, web and lonely run; edge does not');
   } finally {
-    await engine?.close({ undeploy: true }).catch(() => {});
-    await api?.close();
-    await cluster?.close();
-    await root?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await st.close({ undeploy: true });
   }
 });

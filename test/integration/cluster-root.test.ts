@@ -3,59 +3,24 @@
 // REST API runs on a real worker and its states reach root with reasons; removal undeploys it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
-import { RootServer } from '../../orchestrator/root/server.ts';
-import { Cluster } from '../../orchestrator/cluster/cluster.ts';
-import { startClusterApi } from '../../orchestrator/cluster/api.ts';
-import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
-import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
-import { freePort, sleep } from '../support/loopback.ts';
+import { InProcessStack, poll } from '../support/in-process-stack.ts';
 
 const FIXTURES = join(import.meta.dirname, '../../../shared/fixtures/sla');
 
-
-async function poll<T>(what: string, f: () => Promise<T | undefined | false>, ms = 20_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
 test('cluster and worker under the real root: register, report, deploy a fixture, undeploy', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'canopy-cr-'));
-  const log = memoryLogger();
-  let root: RootServer | undefined;
-  let cluster: Cluster | undefined;
-  let api: FastifyInstance | undefined;
-  let engine: NodeEngine | undefined;
+  const st = new InProcessStack('canopy-cr-');
   try {
-    root = await RootServer.start({ dataDir: join(dir, 'root'), host: '127.0.0.1', port: 0, adminPassword: 'admin-password-1', clusterKey: 'ck', log, announce: () => {} });
+    const root = await st.startRoot();
     const r = root.url;
-    const apiPort = await freePort();
-    const apiUrl = `http://127.0.0.1:${apiPort}`;
-    cluster = await Cluster.start({
-      name: 'edge1', location: '48.1,11.5,100', stateDir: join(dir, 'cluster'), apiUrl,
-      root: { url: r, joinKey: 'ck' }, workerJoinKey: 'wk', mqtt: { embedded: { host: '127.0.0.1', port: 0 } }, reportIntervalMs: 1000, log,
-    });
-    api = await startClusterApi(cluster, { host: '127.0.0.1', port: apiPort, workerJoinKey: 'wk' });
-    await poll('registered with the real root', async () => cluster!.rootToken);
+    const cluster = await st.startCluster('edge1');
+    await poll('registered with the real root', async () => cluster.rootToken);
 
-    engine = await NodeEngine.start({
-      name: `wroot${process.pid % 100000}`, clusterUrl: apiUrl, joinKey: 'wk', stateDir: join(dir, 'worker'),
-      capacity: { vcpus: 2, memory_mb: 1024 }, location: '48.1,11.6', log,
-    });
+    const engine = await st.startWorker(`wroot${process.pid % 100000}`);
     assert.match(engine.identity.subnet_v4 ?? '', /^10\.18\.\d+\.0\/24$/, 'subnet allocated by root');
 
-    const login = await (await fetch(`${r}/api/auth/login`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'admin-password-1' }),
-    })).json() as { token: string };
-    const auth = { authorization: `Bearer ${login.token}`, 'content-type': 'application/json' };
+    const auth = await st.adminHeaders();
 
     const active = await poll('cluster active at root with a worker', async () => {
       const list = await (await fetch(`${r}/api/clusters/active`, { headers: auth })).json() as Array<Record<string, unknown>>;
@@ -82,10 +47,6 @@ test('cluster and worker under the real root: register, report, deploy a fixture
     assert.ok(del.ok, `delete: HTTP ${del.status}`);
     await poll('undeployed on the worker', async () => engine!.instances.size === 0);
   } finally {
-    await engine?.close({ undeploy: true }).catch(() => {});
-    await api?.close();
-    await cluster?.close();
-    await root?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await st.close({ undeploy: true });
   }
 });

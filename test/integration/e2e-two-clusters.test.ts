@@ -4,19 +4,13 @@
 // the server's worker admits the caller's worker from the peers root lists in its report answers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
 import { labFor, labSkipReason } from '../lab/lab.ts';
 import { Deployment, poll } from './e2e-harness.ts';
-import { RootServer } from '../../orchestrator/root/server.ts';
-import { Cluster } from '../../orchestrator/cluster/cluster.ts';
-import { startClusterApi } from '../../orchestrator/cluster/api.ts';
 import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
-import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
 import type { TunnelKey } from '../../orchestrator/worker/net/tunnel-identity.ts';
-import { freePort } from '../support/loopback.ts';
+import { InProcessStack } from '../support/in-process-stack.ts';
 
 test('e2e two clusters: a client in c1 reaches a server in c2 through its rr address over the overlay',
   { skip: labSkipReason() ?? false, timeout: 180_000 }, async (t) => {
@@ -58,53 +52,34 @@ test('e2e two clusters: a client in c1 reaches a server in c2 through its rr add
   });
 
 test('a worker admitted while root was unreachable learns root\'s overlay key later, and keeps it', { timeout: 60_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'canopy-ok-'));
-  const log = memoryLogger();
-  let root: RootServer | undefined;
-  let cluster: Cluster | undefined;
-  let api: FastifyInstance | undefined;
-  let engine: NodeEngine | undefined;
+  const st = new InProcessStack('canopy-ok-');
   try {
-    const rootPort = await freePort();
-    const apiPort = await freePort();
-    const apiUrl = `http://127.0.0.1:${apiPort}`;
-    cluster = await Cluster.start({
-      name: 'late', location: '48.1,11.5,100', stateDir: join(dir, 'cluster'), apiUrl,
-      root: { url: `http://127.0.0.1:${rootPort}`, joinKey: 'ck' }, workerJoinKey: 'wk',
-      mqtt: { embedded: { host: '127.0.0.1', port: 0 } }, reportIntervalMs: 300, log,
-    });
-    api = await startClusterApi(cluster, { host: '127.0.0.1', port: apiPort, workerJoinKey: 'wk' });
-    engine = await NodeEngine.start({
-      name: `wlate${process.pid % 100000}`, clusterUrl: apiUrl, joinKey: 'wk', stateDir: join(dir, 'worker'),
-      capacity: { vcpus: 1, memory_mb: 512 }, log,
-    });
+    // The cluster is pointed at root's address before root runs.
+    await st.startCluster('late', { reportIntervalMs: 300 });
+    const engine = await st.startWorker(`wlate${process.pid % 100000}`, { location: null, capacity: { vcpus: 1, memory_mb: 512 } });
     assert.ok(engine.identity.tunnel, 'the cluster key comes with admission');
     assert.equal(engine.identity.overlay_tunnel, undefined, 'no overlay key while root is unreachable');
     // Bounded below the test's timeout, so that the finally below still cleans up on a failure.
     const learned = new Promise<TunnelKey>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('the worker never learned the overlay key')), 30_000);
-      engine!.once('overlay-key', (k) => {
+      engine.once('overlay-key', (k) => {
         clearTimeout(timer);
         resolve(k);
       });
     });
     learned.catch(() => {}); // awaited below; not an unhandled rejection if root fails to start first
 
-    root = await RootServer.start({ dataDir: join(dir, 'root'), host: '127.0.0.1', port: rootPort, adminPassword: 'admin-password-1', clusterKey: 'ck', log, announce: () => {} });
+    await st.startRoot();
     const k = await learned;
     assert.equal(k.key_id, 128);
     assert.notEqual(k.key, engine.identity.tunnel.key);
-    const saved = JSON.parse(readFileSync(NodeEngine.identityFile(join(dir, 'worker')), 'utf8')) as { overlay_tunnel?: TunnelKey };
+    const saved = JSON.parse(readFileSync(NodeEngine.identityFile(join(st.dir, 'worker')), 'utf8')) as { overlay_tunnel?: TunnelKey };
     assert.deepEqual(saved.overlay_tunnel, k, 'kept in worker.json for the next start');
     await poll('kept in cluster.json', async () => {
-      const st = JSON.parse(readFileSync(join(dir, 'cluster', 'cluster.json'), 'utf8')) as { overlay_tunnel?: TunnelKey };
-      return JSON.stringify(st.overlay_tunnel) === JSON.stringify(k);
+      const saved = JSON.parse(readFileSync(join(st.dir, 'cluster', 'cluster.json'), 'utf8')) as { overlay_tunnel?: TunnelKey };
+      return JSON.stringify(saved.overlay_tunnel) === JSON.stringify(k);
     }, 5000);
   } finally {
-    await engine?.close().catch(() => {});
-    await api?.close();
-    await cluster?.close();
-    await root?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await st.close();
   }
 });
