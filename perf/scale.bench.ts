@@ -6,7 +6,8 @@
 // apart). `--no-peer` skips it.
 // Last line: {"bench":"scale","workers":10000,"cluster_cpu_pct":…,"cluster_rss_mb":…,…}
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { freePort } from '../test/support/loopback.ts';
 import { readFileSync, mkdtempSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,17 +59,6 @@ async function runCluster(): Promise<void> {
     });
   };
   process.once('SIGTERM', stop);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const p = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(p));
-    });
-  });
 }
 
 async function waitListening(port: number): Promise<void> {
