@@ -461,6 +461,8 @@ export class Datapath {
     if (!f) return Verdict.Drop;
     rw.rewriteSrc = true;
     rw.rewriteDst = true;
+    rw.newSport = 0;
+    rw.newDport = 0;
     rw.src.set(f.src, 0);
     rw.dst.set(f.dst, 0);
     rw.peer = f.peer;

@@ -147,15 +147,22 @@ export function rewriteIcmpError(buf: Uint8Array, e: IcmpError, rw: Rewrite): vo
     if (fromTarget) outer += replace(buf, e.srcOff, rw.src, n);
     inner += replace(buf, e.innerDst, rw.src, n);
   }
-  let icmpDelta = inner;
+  // Ports, seen from the reply: its source port is the inner destination port, and the other way round.
+  let ports = 0;
+  if (e.innerProto === Proto.TCP || e.innerProto === Proto.UDP) {
+    const l4 = e.reply.l4;
+    if (rw.newSport !== 0) { ports += (~read16(buf, l4 + 2) & 0xffff) + rw.newSport; write16(buf, l4 + 2, rw.newSport); }
+    if (rw.newDport !== 0) { ports += (~read16(buf, l4) & 0xffff) + rw.newDport; write16(buf, l4, rw.newDport); }
+  }
+  let icmpDelta = inner + ports;
   if (e.innerIpCsum >= 0 && inner !== 0) {
     const before = read16(buf, e.innerIpCsum);
     updateFull(buf, e.innerIpCsum, inner);
     icmpDelta += (~before & 0xffff) + read16(buf, e.innerIpCsum);
   }
-  if (e.innerL4Csum >= 0 && inner !== 0) {
+  if (e.innerL4Csum >= 0 && inner + ports !== 0) {
     const before = read16(buf, e.innerL4Csum);
-    updateFull(buf, e.innerL4Csum, inner);
+    updateFull(buf, e.innerL4Csum, inner + ports);
     if (e.innerProto === Proto.UDP && read16(buf, e.innerL4Csum) === 0) write16(buf, e.innerL4Csum, 0xffff);
     icmpDelta += (~before & 0xffff) + read16(buf, e.innerL4Csum);
   }

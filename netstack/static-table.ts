@@ -124,6 +124,8 @@ export class StaticTable implements TranslationTable {
       this.newFlows++;
     }
     out.rewriteDst = true;
+    out.newSport = 0;
+    out.newDport = 0;
     out.dst.set(t.ns, 0);
     out.rewriteSrc = true;
     out.src.set(myIip, 0);
@@ -136,6 +138,8 @@ export class StaticTable implements TranslationTable {
     // Only instances on this worker are delivered to; a peer cannot aim elsewhere.
     if (!this.localByNs.has(keyOf(buf, m.dstOff, alen))) return Verdict.Drop;
     out.rewriteDst = false;
+    out.newSport = 0;
+    out.newDport = 0;
     const svcAddr = this.reverse.get(this.flowKey(buf, m, m.srcOff, m.dstOff, m.sport, m.dport));
     out.rewriteSrc = svcAddr !== undefined;
     if (svcAddr) out.src.set(svcAddr, 0);

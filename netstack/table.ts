@@ -46,12 +46,17 @@ export interface Rewrite {
   readonly dst: Uint8Array;
   rewriteSrc: boolean;
   rewriteDst: boolean;
+  /** New TCP/UDP source and destination ports; 0 keeps the port. A caller's source port is changed
+   *  when its translated tuple is already taken by another flow (two dials from one port that reach
+   *  the same instance), and changed back on the replies. */
+  newSport: number;
+  newDport: number;
   /** Tunnel verdict: the worker id to send to. */
   peer: number;
 }
 
 export function newRewrite(): Rewrite {
-  return { src: new Uint8Array(16), dst: new Uint8Array(16), rewriteSrc: false, rewriteDst: false, peer: 0 };
+  return { src: new Uint8Array(16), dst: new Uint8Array(16), rewriteSrc: false, rewriteDst: false, newSport: 0, newDport: 0, peer: 0 };
 }
 
 export interface TranslationTable {

@@ -6,6 +6,9 @@
 //   outbound A_ns→S        ⇒ A's instance IP IA → B_ns; Tunnel to B's worker (Local when B is here)
 //   reply, B remote:  inbound IB→A_ns (or →IA)  ⇒ S→A_ns        (reverse flow, src rewrite)
 //   reply, B local:   outbound B_ns→IA          ⇒ S→A_ns, Local (reverse flow, both rewritten)
+// Every new flow records both entries, instance-IP dials too. When the reverse key is held by another
+// flow (one caller port to two addresses of one instance), A's source port is changed, NAT-style, and
+// changed back on the replies.
 // On B's worker, a packet arriving from worker P for a local instance records a return flow, so B's
 // replies go back to P with B's instance IP as source without any route query; that worker rewrites an
 // instance-IP destination of its own instance to the namespace address.
@@ -15,7 +18,7 @@ import { FlowTable, FLOW_VALUE_WORDS } from './flow-table.ts';
 import { RttEstimator, type RttSource } from './rtt.ts';
 import { AddrKind, InstanceRecord, ServiceTable, type ServiceRecord } from './service-table.ts';
 import type { ClusterToWorker, RouteLink, ServiceRoute } from './route-messages.ts';
-import { Verdict, type PacketMeta, type Rewrite, type TranslationTable } from '../netstack/table.ts';
+import { Proto, Verdict, type PacketMeta, type Rewrite, type TranslationTable } from '../netstack/table.ts';
 
 const W = FLOW_VALUE_WORDS;
 const FWD = 1, REV = 2, RET = 3;
@@ -67,6 +70,8 @@ export class SemanticTable implements TranslationTable {
   readonly stats = {
     newFlows: 0, flowHits: 0, queries: 0, queryTimeouts: 0, pendingVerdicts: 0,
     dropNoSource: 0, dropNoRoute: 0, dropNoInstance: 0, dropNotService: 0, badMessages: 0,
+    /** New flows whose caller port was changed because their translated tuple was taken. */
+    portRemaps: 0,
   };
   private readonly localsByNs = new AddressMap<InstanceRecord>();
   private readonly localsByIp = new AddressMap<InstanceRecord>();
@@ -145,6 +150,8 @@ export class SemanticTable implements TranslationTable {
     const fam = m.family;
     out.rewriteSrc = false;
     out.rewriteDst = false;
+    out.newSport = 0;
+    out.newDport = 0;
     const s = this.flows.find(fam, m.proto, b, m.srcOff, b, m.dstOff, m.sport, m.dport);
     if (s >= 0) {
       const v = this.flows.values, o = s * W;
@@ -154,6 +161,7 @@ export class SemanticTable implements TranslationTable {
         if (inst && inst.gen === v[o + 2] && src && src.gen === v[o + 4]) {
           this.stats.flowHits++;
           if (inst.service) this.touch(inst.service);
+          out.newSport = v[o + 5]!;
           return this.toInstance(inst, src, fam, out);
         }
         // The instance left (or moved): this packet starts the flow again below.
@@ -165,6 +173,7 @@ export class SemanticTable implements TranslationTable {
           out.rewriteSrc = true;
           out.dst.set(a.ns(fam)!);
           out.rewriteDst = true;
+          out.newDport = v[o + 3]!;
           return Verdict.Local;
         }
       } else if (kind === RET) {
@@ -186,6 +195,8 @@ export class SemanticTable implements TranslationTable {
     const fam = m.family;
     out.rewriteSrc = false;
     out.rewriteDst = false;
+    out.newSport = 0;
+    out.newDport = 0;
     let dst = this.localsByNs.get(b, m.dstOff, fam);
     let db = b, dOff = m.dstOff;
     if (!dst) {
@@ -203,6 +214,7 @@ export class SemanticTable implements TranslationTable {
       this.stats.flowHits++;
       writeWords(out.src, v, o + 4, fam);
       out.rewriteSrc = true;
+      out.newDport = v[o + 3]!;
       return Verdict.Local;
     }
     // A request to a local instance from a caller whose instance IP this worker may not know: remember
@@ -228,38 +240,90 @@ export class SemanticTable implements TranslationTable {
     const src = this.localsByNs.get(b, m.srcOff, fam);
     if (!src || !src.ip(fam)) { this.stats.dropNoSource++; return Verdict.Drop; }
     const e = this.services.byAddress.get(b, m.dstOff, fam);
+    let inst: InstanceRecord | null | undefined;
     if (!e) {
-      const li = this.localsByIp.get(b, m.dstOff, fam);
-      if (li && li.ns(fam)) return this.toInstance(li, src, fam, out);
-      return this.unknown(b, m.dstOff, fam);
+      inst = this.localsByIp.get(b, m.dstOff, fam);
+      if (!inst || !inst.ns(fam)) return this.unknown(b, m.dstOff, fam);
+    } else {
+      this.touch(e.service);
+      if (e.kind === AddrKind.Instance) {
+        inst = e.instance!;
+        if (!inst.ns(fam)) { this.stats.dropNoInstance++; return Verdict.Drop; }
+      } else {
+        inst = e.kind === AddrKind.Rr
+          ? this.services.pickRr(e.service, fam)
+          : this.services.pickClosest(e.service, fam, this.distance);
+        if (!inst) { this.stats.dropNoInstance++; return Verdict.Drop; }
+        this.stats.newFlows++;
+      }
     }
-    this.touch(e.service);
-    if (e.kind === AddrKind.Instance) {
-      const inst = e.instance!;
-      if (!inst.ns(fam)) { this.stats.dropNoInstance++; return Verdict.Drop; }
-      return this.toInstance(inst, src, fam, out);
-    }
-    const inst = e.kind === AddrKind.Rr
-      ? this.services.pickRr(e.service, fam)
-      : this.services.pickClosest(e.service, fam, this.distance);
-    if (!inst) { this.stats.dropNoInstance++; return Verdict.Drop; }
-    this.stats.newFlows++;
-    const f = this.flows.insert(fam, m.proto, b, m.srcOff, b, m.dstOff, m.sport, m.dport);
-    if (f >= 0) {
-      const v = this.flows.values, o = f * W;
-      v[o] = FWD; v[o + 1] = inst.slot; v[o + 2] = inst.gen; v[o + 3] = src.slot; v[o + 4] = src.gen;
-    }
+    this.openFlow(b, m, inst, src, out);
+    return this.toInstance(inst, src, fam, out);
+  }
+
+  /**
+   * Records a new flow A→D (D: the address dialled) that goes to instance B: forward by A's tuple, and
+   * reverse keyed as B's reply will look. A dial of an instance IP is recorded too, so that a reverse
+   * entry left by an earlier flow from the same port cannot rewrite its replies.
+   *
+   * Different addresses can reach one instance (rr, closest, its instance IP), and a caller's kernel
+   * may use one source port for several of them at once: translated, those flows would be one tuple at
+   * B. Like NAT, a TCP or UDP flow whose translated tuple is taken gets another source port, restored
+   * on its replies. (ICMP echo takes the tuple over instead: an identifier cannot be chosen for it.)
+   */
+  private openFlow(b: Uint8Array, m: PacketMeta, inst: InstanceRecord, src: InstanceRecord, out: Rewrite): void {
+    const fam = m.family;
     // The reply of a local target leaves its instance (outbound) as B_ns→IA; a remote one arrives
     // (inbound) as IB→A_ns.
-    const r = inst.local
-      ? this.flows.insert(fam, m.proto, inst.ns(fam)!, 0, src.ip(fam)!, 0, m.dport, m.sport)
-      : this.flows.insert(fam, m.proto, inst.ip(fam)!, 0, src.ns(fam)!, 0, m.dport, m.sport);
-    if (r >= 0) {
-      const v = this.flows.values, o = r * W;
-      v[o] = REV; v[o + 1] = src.slot; v[o + 2] = src.gen;
-      readWords(b, m.dstOff, fam, v, o + 4);
+    const rs = inst.local ? inst.ns(fam) : inst.ip(fam);
+    const rd = inst.local ? src.ip(fam) : src.ns(fam);
+    if (!rs || !rd) return;
+    let sport = m.sport;
+    if (m.proto === Proto.TCP || m.proto === Proto.UDP) {
+      const r = this.flows.find(fam, m.proto, rs, 0, rd, 0, m.dport, sport);
+      if (r >= 0 && this.heldByOther(r, b, m.dstOff, fam)) {
+        sport = this.freePort(fam, m.proto, rs, rd, m.dport, sport);
+        if (sport !== m.sport) this.stats.portRemaps++;
+      }
     }
-    return this.toInstance(inst, src, fam, out);
+    const mapped = sport === m.sport ? 0 : sport;
+    // An insert may rehash: write each entry's values before the next insert.
+    const f = this.flows.insert(fam, m.proto, b, m.srcOff, b, m.dstOff, m.sport, m.dport);
+    if (f < 0) return;
+    let v = this.flows.values, o = f * W;
+    v[o] = FWD; v[o + 1] = inst.slot; v[o + 2] = inst.gen; v[o + 3] = src.slot; v[o + 4] = src.gen; v[o + 5] = mapped;
+    const r = this.flows.insert(fam, m.proto, rs, 0, rd, 0, m.dport, sport);
+    if (r < 0) {
+      // Without its reverse entry a remapped flow's replies would not find the caller's port.
+      if (mapped !== 0) this.flows.remove(this.flows.find(fam, m.proto, b, m.srcOff, b, m.dstOff, m.sport, m.dport));
+      return;
+    }
+    v = this.flows.values; o = r * W;
+    v[o] = REV; v[o + 1] = src.slot; v[o + 2] = src.gen; v[o + 3] = mapped === 0 ? 0 : m.sport;
+    readWords(b, m.dstOff, fam, v, o + 4);
+    out.newSport = mapped;
+  }
+
+  /** Whether the reverse entry at slot r belongs to a flow other than "this port to this address". */
+  private heldByOther(r: number, b: Uint8Array, dstOff: number, fam: 4 | 6): boolean {
+    const v = this.flows.values, o = r * W;
+    if (v[o] !== REV || v[o + 3] !== 0) return true;
+    const n = fam === 4 ? 1 : 4;
+    for (let i = 0; i < n; i++) {
+      const p = dstOff + 4 * i;
+      if (v[o + 4 + i] !== ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!)) return true;
+    }
+    return false;
+  }
+
+  /** A source port whose reply tuple (rs:dport → rd:port) no flow holds; `asked` if none is found. */
+  private freePort(fam: 4 | 6, proto: number, rs: Uint8Array, rd: Uint8Array, dport: number, asked: number): number {
+    for (let i = 0; i < 32; i++) {
+      // The Linux default ephemeral range: what B expects a caller's port to look like.
+      const p = 32768 + Math.floor(Math.random() * 28232);
+      if (this.flows.find(fam, proto, rs, 0, rd, 0, dport, p) < 0) return p;
+    }
+    return asked;
   }
 
   private toInstance(inst: InstanceRecord, src: InstanceRecord, fam: 4 | 6, out: Rewrite): Verdict {

@@ -62,6 +62,20 @@ const http=require('http');const [url,n,family]=process.argv.slice(1);const c={}
 s.on('data',d=>b+=d);s.on('end',()=>{c[b]=(c[b]||0)+1;r()})});q.on('error',x=>{e++;errs.push(String(x));r()});
 q.on('timeout',()=>q.destroy(new Error('timeout')))})}console.log(JSON.stringify({c,e,errs:errs.slice(0,3)}))})()`;
 
+// Two keep-alive connections from one local port (libuv sets SO_REUSEADDR, so both may bind it) to two
+// addresses, the second opened while the first stays up; then the first is asked again.
+const SAME_PORT_CLIENT = `
+const net=require('net');const [a,b,port]=process.argv.slice(1);
+const ask=(s)=>new Promise((ok,no)=>{let d='';const on=(x)=>{d+=x;const i=d.indexOf('\\r\\n\\r\\n');
+const m=/content-length: *(\\d+)/i.exec(d);if(i>=0&&m&&d.length>=i+4+ +m[1]){s.off('data',on);ok(d.slice(i+4,i+4+ +m[1]))}};
+s.on('data',on);s.once('error',no);s.write('GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')});
+const open=(h)=>new Promise((ok,no)=>{const s=net.connect({host:h,port:80,localPort:+port});s.setEncoding('utf8');
+s.once('connect',()=>ok(s));s.once('error',no)});
+const t=setTimeout(()=>{console.log(JSON.stringify({error:'timeout'}));process.exit(1)},10000);
+(async()=>{const s1=await open(a);const first=await ask(s1);const s2=await open(b);const second=await ask(s2);
+const firstAgain=await ask(s1);console.log(JSON.stringify({first,second,firstAgain}));clearTimeout(t);s1.destroy();s2.destroy()})()
+.catch((e)=>{console.log(JSON.stringify({error:String(e)}));process.exit(1)})`;
+
 interface Counts { c: Record<string, number>; e: number; errs: string[] }
 
 /** n new connections to url; a name is resolved through the namespace's resolv.conf, by address family. */
@@ -158,8 +172,19 @@ test('semantic overlay on three workers: closest, rr, DNS, first packet, ping; I
   await t.test('an instance IP reaches exactly its instance, local or remote', async () => {
     for (const [i, want] of [[0, 'ms3-w1'], [1, 'ms3-w2'], [2, 'ms3-w3']] as const) {
       const ip = ms3.instances[i]!;
-      assert.deepEqual((await connections(a, `http://${ip.instance_ip}/`, 10)).c, { [want]: 10 });
-      assert.deepEqual((await connections(a, `http://[${ip.instance_ip_v6}]/`, 10, 6)).c, { [want]: 10 });
+      const r4 = await connections(a, `http://${ip.instance_ip}/`, 10);
+      assert.deepEqual(r4.c, { [want]: 10 }, JSON.stringify(r4));
+      const r6 = await connections(a, `http://[${ip.instance_ip_v6}]/`, 10, 6);
+      assert.deepEqual(r6.c, { [want]: 10 }, JSON.stringify(r6));
+    }
+  });
+
+  await t.test('one client port to closest.ms2 and, while that connection is open, to the same instance by its instance IP: both answer', async () => {
+    for (const fam of [4, 6] as const) {
+      const target = ms2.instances[0]!;
+      const [first, second] = fam === 4 ? [ms2.closest_ip!, target.instance_ip] : [ms2.closest_ip_v6!, target.instance_ip_v6!];
+      const out = await a.execOk([process.execPath, '-e', SAME_PORT_CLIENT, first, second, String(45000 + fam)], { timeoutMs: 30_000 });
+      assert.deepEqual(JSON.parse(out), { first: 'ms2-w2', second: 'ms2-w2', firstAgain: 'ms2-w2' }, `IPv${fam}`);
     }
   });
 

@@ -141,3 +141,21 @@ export function completePartial(v: Uint8Array): Uint8Array {
   b[start + off + 1] = c & 0xff;
   return b;
 }
+
+/** An ICMP error about `inner` (the packet as the target host received it), with valid checksums. */
+export function icmpErrorAbout(family: 4 | 6, src: string, dst: string, inner: Uint8Array): Uint8Array {
+  const err = build({ family, proto: family === 4 ? Proto.ICMP : Proto.ICMPV6, src, dst, payload: inner, icmpType: family === 4 ? 3 : 1 });
+  // build() wrote an echo-style header: make it "port unreachable" with zeroed rest-of-header, then
+  // recompute the checksum over the whole message from scratch.
+  const l4 = family === 4 ? 20 : 40;
+  err[l4 + 1] = family === 4 ? 3 : 4;
+  err.fill(0, l4 + 2, l4 + 8);
+  let s = 0;
+  const sum = (o: number, n: number) => { for (let i = 0; i < n; i += 2) s += (err[o + i] << 8) | (i + 1 < n ? err[o + i + 1] : 0); };
+  if (family === 6) { sum(8, 32); s += 58 + (err.length - 40); }
+  sum(l4, err.length - l4);
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  err[l4 + 2] = (~s >> 8) & 0xff;
+  err[l4 + 3] = ~s & 0xff;
+  return err;
+}

@@ -32,12 +32,24 @@ for (const [name, family, proto] of cases) {
         const ns = addr(r());
         const nd = addr(r());
         rw.src.set(ns); rw.dst.set(nd);
+        // Ports too, on every other packet: only TCP and UDP have them to change.
+        rw.newSport = i % 2 === 0 ? 32768 + ((i * 104729) % 28232) : 0;
+        rw.newDport = i % 4 === 1 ? 1 + ((i * 7) % 65535) : 0;
+        const before = { sport: m.sport, dport: m.dport };
         applyRewrite(b, m, rw, partial);
         const plain = partial ? completePartial(b) : b;
         assert.ok(checksumsOk(plain), `${name} #${i} checksums verify after rewrite`);
         const alen = family === 4 ? 4 : 16;
         if (rw.rewriteSrc) assert.deepEqual(plain.subarray(m.srcOff - base, m.srcOff - base + alen), ns);
         if (rw.rewriteDst) assert.deepEqual(plain.subarray(m.dstOff - base, m.dstOff - base + alen), nd);
+        const l4 = m.l4 - base;
+        const ports = { sport: (plain[l4]! << 8) | plain[l4 + 1]!, dport: (plain[l4 + 2]! << 8) | plain[l4 + 3]! };
+        if (proto === Proto.TCP || proto === Proto.UDP) {
+          assert.deepEqual(ports, { sport: rw.newSport || before.sport, dport: rw.newDport || before.dport });
+          assert.deepEqual({ sport: m.sport, dport: m.dport }, ports, 'the parsed ports follow the packet');
+        } else {
+          assert.deepEqual({ sport: m.sport, dport: m.dport }, before, 'an echo identifier is never changed');
+        }
       }
     });
   }

@@ -327,3 +327,76 @@ test('an answer that does not cover the address asked for is a miss, not a query
   assert.equal(sent.filter((s) => s === 'table_query').length, 1);
   t.close();
 });
+
+for (const fam of [4, 6] as const) {
+  test(`IPv${fam}: a reverse entry left by an rr flow does not rewrite the replies of a later instance-IP dial from the same port`, async () => {
+    const v = (a4: string, a6: string): string => (fam === 4 ? a4 : a6);
+    const a = fam === 4 ? 4 : 16;
+    const source = new StaticRouteSource([svc([inst(0, 'w2')])]);
+    const w1 = worker1(source);
+    const S = v('10.30.0.2', 'fdc0:30::2'), IB = v('10.30.1.10', 'fdc0:30::1:10'), IA = v('10.30.9.1', 'fdc0:30::9:1');
+    const A = v('10.18.1.2', 'fdc0:18:1::2');
+    const open = await primed(w1, S);
+    assert.equal(open(40000).v, Verdict.Tunnel);
+    // The rr connection is over; the caller's kernel picks the same port for the instance IP.
+    const dial = packet(A, IB, 40000, 80);
+    const o = newRewrite();
+    assert.equal(w1.outbound(dial.buf, dial.meta, o), Verdict.Tunnel);
+    const onWire = o.newSport || 40000;
+    const back = packet(IB, IA, 80, onWire);
+    const r = newRewrite();
+    assert.equal(w1.inbound(back.buf, back.meta, 2, r), Verdict.Local);
+    assert.equal(r.rewriteSrc ? ipString(r.src.subarray(0, a), 0, fam) : IB, IB, 'the reply comes from the address dialled');
+    assert.equal(r.newDport || onWire, 40000, 'to the port the caller used');
+    w1.close(); source.close();
+  });
+}
+
+test('one caller port to two addresses of one instance at once: the second flow gets another port, both replies find their way', async () => {
+  const source = new StaticRouteSource([svc([inst(0, 'w2')])]);
+  const w1 = worker1(source);
+  const rr = await primed(w1, '10.30.0.2');
+  const closest = (sport: number): { v: Verdict; out: Rewrite } => {
+    const p = packet('10.18.1.2', '10.30.0.3', sport, 80);
+    const out = newRewrite();
+    return { v: w1.outbound(p.buf, p.meta, out), out };
+  };
+  const first = rr(40000);
+  assert.equal(first.out.newSport, 0, 'the first flow keeps its port');
+  const second = closest(40000);
+  assert.equal(second.v, Verdict.Tunnel);
+  const p2 = second.out.newSport;
+  assert.ok(p2 >= 32768 && p2 < 61000, `a new source port in the ephemeral range: ${p2}`);
+  assert.equal(closest(40000).out.newSport, p2, 'every packet of the flow keeps the new port');
+  assert.equal(rr(40000).out.newSport, 0);
+  assert.equal(w1.stats.portRemaps, 1);
+  for (const [port, want] of [[40000, '10.30.0.2'], [p2, '10.30.0.3']] as const) {
+    const back = packet('10.30.1.10', '10.30.9.1', 80, port);
+    const r = newRewrite();
+    assert.equal(w1.inbound(back.buf, back.meta, 2, r), Verdict.Local);
+    assert.equal(ipString(r.src.subarray(0, 4)), want);
+    assert.equal(r.newDport || port, 40000);
+  }
+  w1.close(); source.close();
+});
+
+test('the same clash with a local target: the reply leaving the instance gets the caller port back', async () => {
+  const source = new StaticRouteSource([svc([inst(0, 'w1')])]);
+  const t = worker1(source);
+  t.addLocalInstance({ ns_ip: '10.18.1.10', ns_ip_v6: null, instance_ip: '10.30.1.10', instance_ip_v6: null });
+  const rr = await primed(t, '10.30.0.2');
+  assert.equal(rr(5555).v, Verdict.Local);
+  const byIp = packet('10.18.1.2', '10.30.1.10', 5555, 80);
+  const o = newRewrite();
+  assert.equal(t.outbound(byIp.buf, byIp.meta, o), Verdict.Local);
+  assert.notEqual(o.newSport, 0);
+  for (const [port, want] of [[5555, '10.30.0.2'], [o.newSport, '10.30.1.10']] as const) {
+    const rep = packet('10.18.1.10', '10.30.9.1', 80, port);
+    const r = newRewrite();
+    assert.equal(t.outbound(rep.buf, rep.meta, r), Verdict.Local);
+    assert.equal(ipString(r.src.subarray(0, 4)), want);
+    assert.equal(dstOf(r), '10.18.1.2');
+    assert.equal(r.newDport || port, 5555);
+  }
+  t.close(); source.close();
+});
