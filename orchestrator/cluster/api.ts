@@ -1,9 +1,9 @@
-// The cluster's HTTP API: root-facing routes (placements, routes; root's per-cluster token), the
+// The cluster's HTTP API: root-facing routes (placements, routes, peers; root's per-cluster token), the
 // worker registration route (worker join key), and status and /metrics for operators.
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { Cluster, ClusterError } from './cluster.ts';
-import type { PlacementOffer } from '../root-cluster-messages.ts';
+import { RootAnswerError, type PlacementOffer } from '../root-cluster-messages.ts';
 import { RouteMessageError } from '../../proxy/route-messages.ts';
 
 function bearer(req: FastifyRequest): string | undefined {
@@ -73,7 +73,7 @@ export async function startClusterApi(cluster: Cluster, o: ClusterApiOptions): P
 
   app.setErrorHandler((err, _req, reply) => {
     const e = err as Error & { statusCode?: number; validation?: unknown };
-    const status = e instanceof ClusterError ? e.statusCode : e instanceof RouteMessageError ? 400 : e.statusCode ?? 500;
+    const status = e instanceof ClusterError ? e.statusCode : e instanceof RouteMessageError || e instanceof RootAnswerError ? 400 : e.statusCode ?? 500;
     if (status >= 500) cluster.log.error('api error', { error: e.message });
     void reply.code(status).send({ error: e.message });
   });
@@ -105,6 +105,10 @@ export async function startClusterApi(cluster: Cluster, o: ClusterApiOptions): P
     cluster.routeFromRoot(req.body);
     return { ok: true };
   });
+
+  // The whole body is checked by parsePeersPush (a RootAnswerError is a 400); the schema only bounds it.
+  app.post('/api/peers', { preHandler: rootOnly, schema: { body: { type: 'object', required: ['peers'], properties: { peers: { type: 'array', maxItems: 100_000 } } } } },
+    async (req) => ({ ok: true, ...cluster.peersFromRoot(req.body) }));
 
   app.get('/api/status', async () => cluster.status());
   app.get('/api/health', async () => ({ ok: true }));

@@ -1,4 +1,5 @@
-// The cluster orchestrator: registers with root and reports every 5 s, owns (or uses) the MQTT broker,
+// The cluster orchestrator: registers with root and reports every 5 s (and within 200 ms of a change
+// root must know: an instance's state, a worker coming or going), owns (or uses) the MQTT broker,
 // admits workers with per-worker credentials, places instances on workers, declares silent workers
 // dead and re-places their instances, answers route queries and pushes route changes.
 import { EventEmitter } from 'node:events';
@@ -22,8 +23,9 @@ import {
   type ClusterInstance,
 } from './placements.ts';
 import type { OverlayTunnel, PlacementAnswer, PlacementOffer, RemotePeer } from '../root-cluster-messages.ts';
-import { RootClient, RootCallError, type InstanceChange, type OverlayNews, type Report } from './root-client.ts';
+import { RootClient, RootCallError, parsePeersPush, type InstanceChange, type OverlayNews, type Report } from './root-client.ts';
 import { loadState, StateWriter } from './state-file.ts';
+import { CoalescedRun } from './coalesced-run.ts';
 import { loadOrCreateTunnelKey, tunnelIdForSubnet, type TunnelKey } from '../worker/net/tunnel-identity.ts';
 
 export type BrokerChoice =
@@ -69,6 +71,12 @@ interface ClusterEvents {
 const HEARTBEAT_MS = 1000;
 const MAX_QUEUED_CHANGES = 10_000;
 const RESEND_MS = 5000;
+/**
+ * How long a change waits for others before the report that carries it: root learns of a new
+ * RUNNING instance in ~REPORT_SOON_MS instead of up to a report interval, so a caller in another
+ * cluster is admitted by the server's worker at once (docs/decisions.md, overlay across clusters).
+ */
+export const REPORT_SOON_MS = 200;
 
 export class ClusterError extends Error {
   constructor(message: string, readonly statusCode: number) {
@@ -105,7 +113,14 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   private workerBrokerUrl = '';
   private closed = false;
   private reporting = false;
-  readonly counters = { heartbeats: 0, dropped: 0, placements: 0, declined: 0, replaced: 0, deaths: 0, queries: 0, reports_ok: 0, reports_failed: 0 };
+  /** Reports to root: periodic, and soon after a change (never two in flight). */
+  private readonly reports: CoalescedRun;
+  /** The last report reached root: only then do changes trigger early reports (no hammering a root that is down). */
+  private rootAnswered = false;
+  readonly counters = {
+    heartbeats: 0, dropped: 0, placements: 0, declined: 0, replaced: 0, deaths: 0, queries: 0, reports_ok: 0, reports_failed: 0,
+    reports_early: 0, peer_pushes: 0,
+  };
 
   private constructor(readonly o: ClusterOptions) {
     super();
@@ -113,6 +128,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.creds = new CredentialStore(join(o.stateDir, 'credentials.json'));
     this.registry = new WorkerRegistry(o.heartbeatTimeoutMs ?? 3000);
     this.root = o.root ? new RootClient(o.root.url, o.root.joinKey) : undefined;
+    this.reports = new CoalescedRun(() => this.reportToRoot(), REPORT_SOON_MS);
     this.tunnelKey = loadOrCreateTunnelKey(o.stateDir);
     const state = loadState(join(o.stateDir, 'cluster.json'));
     if (this.root && state.root) this.root.registration = state.root;
@@ -147,9 +163,9 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     // The embedded broker forgets retained messages on a restart.
     if (c.overlayTunnel) for (const w of c.registry.workers.keys()) c.publishOverlayTunnel(w);
     c.timers.push(setInterval(() => c.sweep(), o.sweepIntervalMs ?? 250));
-    c.timers.push(setInterval(() => void c.reportToRoot(), o.reportIntervalMs ?? 5000));
+    c.timers.push(setInterval(() => void c.reports.now(), o.reportIntervalMs ?? 5000));
     c.timers.push(setInterval(() => c.relayCoordinates(), 2000));
-    if (c.root) void c.reportToRoot();
+    if (c.root) void c.reports.now();
     c.log.info('cluster started', { broker: c.brokerUrl, workers: c.registry.workers.size, instances: c.instances.size });
     return c;
   }
@@ -251,6 +267,25 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   }
 
   /**
+   * POST /api/peers: root pushes the other clusters' workers as soon as one of them gains its first
+   * running instance, instead of waiting for this cluster's next report. Taken exactly like the
+   * `peers` of a report answer; a malformed push is refused whole (RootAnswerError, 400).
+   */
+  peersFromRoot(body: unknown): { peers: number } {
+    const peers = parsePeersPush(body);
+    this.counters.peer_pushes++;
+    this.takeOverlayNews({ peers, problems: [] });
+    return { peers: peers.length };
+  }
+
+  /** Root should hear of a change soon (an instance's state, a worker's liveness): report early. */
+  private reportSoon(): void {
+    if (!this.root || !this.rootAnswered || this.closed) return;
+    if (!this.reports.pending) this.counters.reports_early++;
+    this.reports.request();
+  }
+
+  /**
    * A worker leaves for good (DELETE /api/workers/:id): its credentials stop working, its instances
    * are re-placed as after a failure, and its subnet goes back to root.
    */
@@ -268,6 +303,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.byWorker.delete(id);
     this.writer.schedule();
     this.publishPeers();
+    this.reportSoon();
     if (w.subnet_v4 && this.root?.registration) {
       await this.root.releaseSubnets(id).catch((e: Error) => this.log.warn('could not release the subnet at root', { worker: id, error: e.message }));
     }
@@ -408,6 +444,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     if (revived || first) {
       this.log.info(revived ? 'worker is back' : 'worker is up', { worker: workerId, instances: hb.instances.length });
       this.emit('worker-alive', workerId);
+      this.reportSoon();
     }
     this.reconcile(workerId, hb.instances);
     if (prevEndpoint !== hb.tunnel_endpoint) {
@@ -501,6 +538,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.changes.push(change);
     if (this.changes.length > MAX_QUEUED_CHANGES) this.changes.splice(0, this.changes.length - MAX_QUEUED_CHANGES);
     this.writer.schedule();
+    this.reportSoon();
     this.emit('transition', ci, t);
     if (from === 'RUNNING' || to === 'RUNNING') this.pushRoute(ci.offer.service.service_id);
     return true;
@@ -613,6 +651,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       this.counters.deaths++;
       this.log.warn('worker declared dead', { worker: w.id, silent_ms: silentMs });
       this.emit('worker-dead', w.id);
+      this.reportSoon();
     }
     const affected = new Set<string>();
     for (const id of [...(this.byWorker.get(w.id) ?? [])]) {
@@ -757,11 +796,13 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         throw e;
       }
       this.counters.reports_ok++;
+      this.rootAnswered = true;
       for (const w of this.registry.workers.values()) {
         if (!w.subnet_v4) await this.ensureSubnet(w).catch(() => {});
       }
     } catch (e) {
       this.counters.reports_failed++;
+      this.rootAnswered = false;
       this.changes = [...batch, ...this.changes].slice(-MAX_QUEUED_CHANGES);
       this.log.warn('report to root failed', { error: (e as Error).message, queued: this.changes.length });
     } finally {
@@ -810,6 +851,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     if (this.closed) return;
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
+    this.reports.close();
     if (this.peersTimer) clearTimeout(this.peersTimer);
     try {
       this.writer.flush();

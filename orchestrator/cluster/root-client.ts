@@ -72,6 +72,23 @@ export function overlayNews(a: Record<string, unknown>, withPeers: boolean): Ove
   return news;
 }
 
+/**
+ * The body of root's POST /api/peers: `{ peers: [...] }`, the same list a report answer carries. Unlike
+ * an answer (which root sends in reply to something else that still counts), a push carries nothing
+ * else, so any malformed entry refuses it whole: the cluster keeps the peers it had.
+ */
+export function parsePeersPush(body: unknown): RemotePeer[] {
+  if (typeof body !== 'object' || body === null || Array.isArray(body) || !('peers' in body)) {
+    throw new RootAnswerError('body must be an object { peers: [...] }');
+  }
+  const { peers, rejected } = parseRemotePeers((body as { peers: unknown }).peers);
+  if (rejected.length) {
+    const more = rejected.length > 3 ? `; and ${rejected.length - 3} more` : '';
+    throw new RootAnswerError(`peers refused, nothing changed: ${rejected.slice(0, 3).join('; ')}${more}`);
+  }
+  return peers;
+}
+
 export class RootClient {
   registration: Registration | undefined;
 

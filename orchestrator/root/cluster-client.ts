@@ -1,7 +1,7 @@
 // Root's calls to a cluster's API (docs/protocols.md, "cluster, root-facing routes"), authenticated
 // with the cluster's own token. Answers are checked before use: a cluster is another process, and a
 // malformed answer must become a reason in an instance's status, not an exception in root.
-import type { PlacementAnswer, PlacementOffer, RouteInfo } from '../root-cluster-messages.ts';
+import type { PlacementAnswer, PlacementOffer, RemotePeer, RouteInfo } from '../root-cluster-messages.ts';
 import type { ClusterRecord } from './store.ts';
 import { bearerJsonCall } from '../bearer-json-call.ts';
 
@@ -30,4 +30,9 @@ export async function removePlacement(cluster: ClusterRecord, serviceId: string,
 
 export async function pushRoute(cluster: ClusterRecord, route: RouteInfo): Promise<void> {
   await call(cluster, 'POST', 'api/routes', route);
+}
+
+/** The other clusters' workers that run instances, as in a report answer's `peers` (POST api/peers). */
+export async function pushPeers(cluster: ClusterRecord, peers: RemotePeer[]): Promise<void> {
+  await call(cluster, 'POST', 'api/peers', { peers });
 }

@@ -1,8 +1,10 @@
 // Instances: creation with stable instance IPs, root scheduling (offer to clusters best first, the
 // next one on a decline), lifecycle transitions with timestamps and reasons, cluster reports, route
-// answers and route pushes to clusters that asked about a service.
+// answers and route pushes to clusters that asked about a service, and the other clusters' workers
+// as tunnel peers (in report answers, and pushed when they change).
 import type { Logger } from '../mqtt/log.ts';
-import { offerPlacement, pushRoute, removePlacement } from './cluster-client.ts';
+import { offerPlacement, pushPeers, pushRoute, removePlacement } from './cluster-client.ts';
+import { PeerAnnouncer, RemotePeerSet, seesChange } from './remote-peers.ts';
 import type { RemotePeer, RouteInfo } from '../root-cluster-messages.ts';
 import { tunnelIdForSubnet } from '../worker/net/tunnel-identity.ts';
 import type { AddressAllocator } from './addresses.ts';
@@ -54,6 +56,9 @@ export class InstanceManager {
   private readonly countDecision: (l?: Record<string, string>) => void;
   private readonly countTransition: (l?: Record<string, string>) => void;
   private readonly observeDecision: (s: number) => void;
+  private readonly countPeerPush: (l?: Record<string, string>) => void;
+  private readonly peers = new RemotePeerSet(() => this.scanRemotePeers());
+  private readonly announcer: PeerAnnouncer;
 
   constructor(
     private readonly store: RootStore,
@@ -65,6 +70,18 @@ export class InstanceManager {
     this.countDecision = metrics.counter('canopy_root_schedule_outcomes_total', 'Root scheduling outcomes');
     this.countTransition = metrics.counter('canopy_root_instance_transitions_total', 'Instance state transitions, by new state');
     this.observeDecision = metrics.histogram('canopy_root_schedule_decision_seconds', 'Time to rank clusters for one instance');
+    this.countPeerPush = metrics.counter('canopy_root_peer_pushes_total', 'Pushes of remote tunnel peers to clusters, by outcome');
+    this.announcer = new PeerAnnouncer(
+      async (id) => {
+        const c = this.clusters.get(id);
+        if (c) await pushPeers(c, this.peers.forCluster(id));
+      },
+      (id, err) => {
+        this.countPeerPush({ outcome: err === undefined ? 'ok' : 'failed' });
+        // The cluster's next report answer carries the same list: a lost push only delays admission.
+        if (err !== undefined) this.log.warn('peers push failed', { cluster: this.clusters.get(id)?.name ?? id, error: String(err) });
+      },
+    );
     metrics.gauge('canopy_root_instances', 'Instances by state', () =>
       [...store.countInstancesByState()].map(([state, n]) => [{ state }, n]));
   }
@@ -72,6 +89,7 @@ export class InstanceManager {
   /** Waits for scheduling in flight; no new scheduling starts afterwards. */
   async close(): Promise<void> {
     this.closed = true;
+    this.announcer.close();
     await Promise.allSettled([...this.inflight.values()]);
   }
 
@@ -96,6 +114,7 @@ export class InstanceManager {
   /** Moves an instance to `to` if the lifecycle allows it; records the event. */
   private transition(i: InstanceRecord, to: InstanceState, reason: string, ts = Date.now(), patch: Partial<InstanceRecord> = {}): boolean {
     if (i.state !== to && !canTransition(i.state, to)) return false;
+    if (i.state === 'RUNNING' || to === 'RUNNING') this.peers.invalidate();
     Object.assign(i, patch);
     const changed = i.state !== to;
     i.state = to;
@@ -282,7 +301,23 @@ export class InstanceManager {
       if (before !== JSON.stringify([i.state, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint])) changed.add(i.service_id);
     }
     for (const id of changed) this.pushIfInterested(id, c.id);
+    this.announcePeers(c.id);
     return { undeploy, ignored };
+  }
+
+  /**
+   * Tells every other active cluster at once when the remote-peer set changed (a worker ran its
+   * first instance, or its last one stopped): its workers then admit a new caller within a round
+   * trip instead of at their cluster's next report. `reporter` gets the list in its report answer.
+   * Pushes run in the background; the report answer never waits for them.
+   */
+  private announcePeers(reporter: string): void {
+    const changed = this.peers.takeChanges();
+    if (changed.size === 0 || this.closed) return;
+    for (const c of this.clusters.list()) {
+      if (c.id === reporter || !this.clusters.isActive(c) || !seesChange(c.id, changed)) continue;
+      this.announcer.announce(c.id);
+    }
   }
 
   /** Route answer for a service or instance address; records the asking cluster's interest. */
@@ -336,9 +371,19 @@ export class InstanceManager {
    * Only workers with running instances can be callers, so these are all a cluster needs.
    */
   remotePeers(askingCluster: string): RemotePeer[] {
+    return this.peers.forCluster(askingCluster);
+  }
+
+  /** A worker got or gave back its subnet: its tunnel id, and so the remote-peer set, may change. */
+  subnetsChanged(): void {
+    this.peers.invalidate();
+  }
+
+  /** Every cluster's workers that run instances: one scan of RUNNING instances, cached by `peers`. */
+  private scanRemotePeers(): RemotePeer[] {
     const byId = new Map<number, RemotePeer>();
     for (const i of this.store.instancesInState(['RUNNING'])) {
-      if (!i.cluster_id || i.cluster_id === askingCluster || !i.worker_id || !i.tunnel_endpoint) continue;
+      if (!i.cluster_id || !i.worker_id || !i.tunnel_endpoint) continue;
       const tunnelId = this.tunnelIdOf(i.cluster_id, i.worker_id);
       if (tunnelId === undefined || byId.has(tunnelId)) continue;
       byId.set(tunnelId, { worker_id: i.worker_id, cluster_id: i.cluster_id, tunnel_id: tunnelId, tunnel_endpoint: i.tunnel_endpoint });

@@ -63,7 +63,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.post<Id & { Body: { free: { vcpus: number; memory_mb: number; gpus?: number }; workers_active: number; virtualizations?: string[]; architectures?: string[]; instances?: unknown[] } }>(
     '/api/internal/clusters/:id/report', {
       schema: {
-        tags, summary: 'Aggregate report (every 5 s): free capacity and instance state changes', params: clusterId,
+        tags, summary: 'Aggregate report (every 5 s, and soon after a change): free capacity and instance state changes', params: clusterId,
         body: {
           type: 'object', required: ['free', 'workers_active'],
           properties: {
@@ -100,7 +100,9 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
     },
   }, async (req) => {
     const c = clusterCaller(ctx, req);
-    return ctx.addresses.workerSubnet(c.id, req.body.worker_id);
+    const subnets = ctx.addresses.workerSubnet(c.id, req.body.worker_id);
+    ctx.instances.subnetsChanged();
+    return subnets;
   });
 
   app.delete<{ Params: { id: string; worker_id: string } }>('/api/internal/clusters/:id/subnets/:worker_id', {
@@ -108,6 +110,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
   }, async (req) => {
     const c = clusterCaller(ctx, req);
     if (!ctx.addresses.releaseWorkerSubnet(c.id, req.params.worker_id)) throw new ApiError(404, `worker ${req.params.worker_id} has no subnet`);
+    ctx.instances.subnetsChanged();
     return { ok: true };
   });
 

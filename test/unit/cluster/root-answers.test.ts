@@ -3,7 +3,7 @@
 // rest of the answer still counts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { overlayNews } from '../../../orchestrator/cluster/root-client.ts';
+import { overlayNews, parsePeersPush } from '../../../orchestrator/cluster/root-client.ts';
 import { parseOverlayTunnel, parseRemotePeers, RootAnswerError } from '../../../orchestrator/root-cluster-messages.ts';
 
 const key = { key_id: 128, key: 'ab'.repeat(32), encrypt: false };
@@ -41,4 +41,20 @@ test('a report answer with a bad key still delivers its peers, and names the pro
 test('a registration answer carries the key but no peers; an answer without the fields changes nothing', () => {
   assert.deepEqual(overlayNews({ cluster_id: 'x', token: 't', overlay_tunnel: key, peers: [peer] }, false), { overlay: key, problems: [] });
   assert.deepEqual(overlayNews({ ok: true }, true), { problems: [] });
+});
+
+test('a peers push from root is taken whole, or refused whole with the reason', () => {
+  assert.deepEqual(parsePeersPush({ peers: [peer] }), [peer]);
+  assert.deepEqual(parsePeersPush({ peers: [] }), [], 'an empty list is a valid push (the last remote caller stopped)');
+  for (const [bad, why] of [
+    [{ peers: [peer, { ...peer, tunnel_id: 0 }] }, /peers refused, nothing changed: peers\[1\] needs/],
+    [{ peers: 'w2' }, /peers must be an array/],
+    [{ peer: [peer] }, /body must be an object \{ peers/],
+    [[peer], /body must be an object/],
+    [null, /body must be an object/],
+  ] as const) {
+    assert.throws(() => parsePeersPush(bad), (e: unknown) => e instanceof RootAnswerError && why.test(e.message), JSON.stringify(bad));
+  }
+  const many = { peers: Array.from({ length: 10 }, () => ({ ...peer, tunnel_endpoint: 'x' })) };
+  assert.throws(() => parsePeersPush(many), /and 7 more$/);
 });

@@ -1,0 +1,98 @@
+// The workers that run instances, as tunnel peers for the other clusters (docs/decisions.md, overlay
+// across clusters): computed once per change of the instances, not per report, and announced to the
+// other clusters as soon as the set changes, so a new caller is admitted by a remote server's worker
+// without waiting for that cluster's next report.
+import type { RemotePeer } from '../root-cluster-messages.ts';
+
+function key(p: RemotePeer): string {
+  return `${p.cluster_id}\n${p.worker_id}\n${p.tunnel_id}\n${p.tunnel_endpoint}`;
+}
+
+export class RemotePeerSet {
+  private cached: RemotePeer[] | undefined;
+  /** The set as last announced (by takeChanges), as keys. */
+  private announced = new Map<string, RemotePeer>();
+
+  /** `scan` lists every cluster's peers (one per tunnel id); it runs at most once per invalidate(). */
+  constructor(private readonly scan: () => RemotePeer[]) {}
+
+  /** The instances changed in a way that may change the set (a RUNNING instance came, went or moved). */
+  invalidate(): void {
+    this.cached = undefined;
+  }
+
+  all(): RemotePeer[] {
+    return (this.cached ??= this.scan());
+  }
+
+  /** What `clusterId` is told: every other cluster's peers. */
+  forCluster(clusterId: string): RemotePeer[] {
+    return this.all().filter((p) => p.cluster_id !== clusterId);
+  }
+
+  /**
+   * The clusters whose workers entered or left the set since the last call (empty when nothing
+   * changed). Every cluster other than these, and each of these when another one changed, sees a
+   * different list now.
+   */
+  takeChanges(): Set<string> {
+    const now = new Map(this.all().map((p) => [key(p), p]));
+    const changed = new Set<string>();
+    for (const [k, p] of now) if (!this.announced.has(k)) changed.add(p.cluster_id);
+    for (const [k, p] of this.announced) if (!now.has(k)) changed.add(p.cluster_id);
+    this.announced = now;
+    return changed;
+  }
+}
+
+/** Whether cluster `id` sees a different list when the clusters in `changed` changed. */
+export function seesChange(id: string, changed: ReadonlySet<string>): boolean {
+  for (const c of changed) if (c !== id) return true;
+  return false;
+}
+
+/**
+ * Pushes to one cluster at a time per cluster: a push asked for while one is in flight goes out
+ * after it, with the list as it is then, so an older list never lands after a newer one and a
+ * burst of changes costs one push per cluster in flight plus one.
+ */
+export class PeerAnnouncer {
+  private readonly inflight = new Set<string>();
+  private readonly again = new Set<string>();
+  private closed = false;
+
+  constructor(
+    /** Sends cluster `id` its current list; rejects on failure. */
+    private readonly send: (id: string) => Promise<void>,
+    private readonly done: (id: string, error?: unknown) => void,
+  ) {}
+
+  announce(id: string): void {
+    if (this.closed) return;
+    if (this.inflight.has(id)) {
+      this.again.add(id);
+      return;
+    }
+    this.inflight.add(id);
+    let p: Promise<void>;
+    try {
+      p = this.send(id);
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p.then(() => this.done(id), (e: unknown) => this.done(id, e)).finally(() => {
+      this.inflight.delete(id);
+      if (this.again.delete(id)) this.announce(id);
+    }).catch(() => undefined);
+  }
+
+  /** Pushes in flight, for close() to wait on. */
+  get busy(): number {
+    return this.inflight.size;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.again.clear();
+  }
+}
