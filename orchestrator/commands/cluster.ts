@@ -22,6 +22,7 @@ interface Opts {
   mqttPublicUrl?: string;
   mqttUrl?: string;
   mosquittoPidFile?: string;
+  reportInterval: string;
 }
 
 /** The worker join key: given, or generated once, stored and printed. */
@@ -54,8 +55,13 @@ export function register(program: Command): void {
     .option('--mqtt-public-url <url>', 'broker URL handed to workers (default mqtt://<api host>:<mqtt port>)')
     .option('--mqtt-url <url>', 'use this external broker (Mosquitto) instead of the embedded one')
     .option('--mosquitto-pid-file <file>', 'with --mqtt-url: SIGHUP this Mosquitto after credential changes')
+    .option('--report-interval <ms>', 'periodic report to root (changes are reported within 200 ms anyway); keep it below root\'s --cluster-silence', '5000')
     .action(async (o: Opts) => {
       const apiPort = portFlag(o.port, '--port');
+      const reportIntervalMs = Number(o.reportInterval);
+      if (!Number.isInteger(reportIntervalMs) || reportIntervalMs < 100 || reportIntervalMs > 3_600_000) {
+        throw new Error(`--report-interval: must be 100-3600000 ms, got ${o.reportInterval}`);
+      }
       const apiHost = o.host === '0.0.0.0' ? '127.0.0.1' : o.host;
       const publicUrl = o.publicUrl ?? `http://${apiHost}:${apiPort}`;
       const rootKey = o.rootKey ?? process.env.CANOPY_CLUSTER_KEY;
@@ -80,7 +86,7 @@ export function register(program: Command): void {
       const cluster = await Cluster.start({
         name: o.name, location: o.location, stateDir: o.data, apiUrl: publicUrl,
         root: o.root && rootKey ? { url: o.root, joinKey: rootKey } : undefined,
-        workerJoinKey: joinKey, mqtt,
+        workerJoinKey: joinKey, mqtt, reportIntervalMs,
       });
       const api = await startClusterApi(cluster, { host: o.host, port: apiPort, workerJoinKey: joinKey });
       const stop = (): void => {

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { DEFAULT_PLAN } from '../root/addresses.ts';
 import { RootServer } from '../root/server.ts';
+import { CLUSTER_SILENCE_MS } from '../root/clusters.ts';
 import { portFlag } from './port-flag.ts';
 
 export function register(program: Command): void {
@@ -16,12 +17,18 @@ export function register(program: Command): void {
     .option('--worker-prefix <bits>', 'size of worker subnets (IPv4 prefix length)', '24')
     .option('--service-v4 <cidr>', 'IPv4 service address range', DEFAULT_PLAN.serviceV4)
     .option('--service-v6 <cidr>', 'IPv6 service address range', DEFAULT_PLAN.serviceV6)
+    .option('--cluster-silence <ms>', 'a cluster that has not reported for this long is inactive (above the clusters\' --report-interval)', String(CLUSTER_SILENCE_MS))
     .action(async (o: {
       port: string; host: string; data: string; adminPassword?: string; clusterKey?: string; workerPrefix: string; serviceV4: string; serviceV6: string;
+      clusterSilence: string;
     }) => {
       const port = portFlag(o.port, '--port');
       const prefix = Number(o.workerPrefix);
       if (!Number.isInteger(prefix) || prefix < 16 || prefix > 30) throw new Error(`--worker-prefix: must be 16-30, got ${o.workerPrefix}`);
+      const clusterSilenceMs = Number(o.clusterSilence);
+      if (!Number.isInteger(clusterSilenceMs) || clusterSilenceMs < 1000 || clusterSilenceMs > 86_400_000) {
+        throw new Error(`--cluster-silence: must be 1000-86400000 ms, got ${o.clusterSilence}`);
+      }
       const root = await RootServer.start({
         dataDir: o.data,
         host: o.host,
@@ -30,6 +37,7 @@ export function register(program: Command): void {
         adminPassword: o.adminPassword || process.env.CANOPY_ADMIN_PASSWORD || undefined,
         clusterKey: o.clusterKey || process.env.CANOPY_CLUSTER_KEY || undefined,
         plan: { workerPrefixV4: prefix, serviceV4: o.serviceV4, serviceV6: o.serviceV6 },
+        clusterSilenceMs,
       }).catch((err: unknown) => {
         // A bad flag or a database from another plan: one clear line, not a stack trace.
         process.stderr.write(`canopy root: ${(err as Error).message}\n`);
