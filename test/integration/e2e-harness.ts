@@ -35,6 +35,8 @@ export interface DeploymentSpec {
   workers: string[];
   /** Extra arguments of `canopy cluster` (e.g. an external broker). */
   clusterArgs?: string[];
+  /** Extra arguments of `canopy root` (e.g. --cluster-silence). */
+  rootArgs?: string[];
   /** Started on ctl before the cluster (e.g. Mosquitto); killed with the lab. */
   beforeCluster?: (ctl: LabHost, dir: string) => Promise<string[]>;
   /**
@@ -113,7 +115,7 @@ export class Deployment {
   async start(): Promise<void> {
     const ctl = this.ctl;
     this.spawnCanopy(ctl, 'root', ['root', '--host', '0.0.0.0', '--port', '10000', '--data', join(this.dir, 'root'),
-      '--admin-password', ADMIN_PASSWORD, '--cluster-key', 'e2e-ck']);
+      '--admin-password', ADMIN_PASSWORD, '--cluster-key', 'e2e-ck', ...(this.spec.rootArgs ?? [])]);
     await ctl.waitListening(10000, { timeoutMs: 30_000 });
     const extra = this.spec.beforeCluster ? await this.spec.beforeCluster(ctl, this.dir) : [];
     for (const [i, c] of this.clusterList.entries()) {
@@ -188,9 +190,10 @@ export class Deployment {
 
   /**
    * Deploys process-web-client.json with the web server pinned to `webOn` and the client to `clientOn`
-   * (lab host names), one instance each, and waits until both run.
+   * (lab host names), one instance each, and waits until both run. `clientAfterWeb`: the client is
+   * deployed only once the web server runs (a new caller of a service that already runs).
    */
-  async deployWebClient(webOn: string[], clientOn: string): Promise<{ srv: ServiceInfo; cli: ServiceInfo; s0: InstanceInfo; c0: InstanceInfo }> {
+  async deployWebClient(webOn: string[], clientOn: string, o: { clientAfterWeb?: boolean } = {}): Promise<{ srv: ServiceInfo; cli: ServiceInfo; s0: InstanceInfo; c0: InstanceInfo }> {
     const sla = JSON.parse(readFileSync(join(FIXTURES, 'process-web-client.json'), 'utf8')) as {
       applications: Array<{ microservices: Array<Record<string, unknown>> }>;
     };
@@ -201,6 +204,7 @@ export class Deployment {
     const srv = app.services.find((s) => s.microservice_name === 'web')!;
     const cli = app.services.find((s) => s.microservice_name === 'client')!;
     await this.deployInstance(srv.microserviceID);
+    if (o.clientAfterWeb) await this.waitState(srv.microserviceID, 1, ['RUNNING']);
     await this.deployInstance(cli.microserviceID);
     const [s0] = await this.waitState(srv.microserviceID, 1, ['RUNNING']);
     const [c0] = await this.waitState(cli.microserviceID, 1, ['RUNNING']);

@@ -1,21 +1,40 @@
 // Two clusters under one root (SPEC §2, §5.4): a client on a worker of cluster c1 reaches a server on
 // a worker of cluster c2 through the service's rr address. Root resolves the route across clusters;
 // the datagrams are authenticated with root's overlay key, which both clusters hand their workers, and
-// the server's worker admits the caller's worker from the peers root lists in its report answers.
+// the server's worker admits the caller's worker from the peers root pushes as soon as the client
+// runs. The clusters' periodic reports are set to 60 s and the client starts when the server already
+// runs, so only the event-driven path (an early report from c1, root's POST api/peers to c2) can
+// admit the client within the 15 s the test allows.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labFor, labSkipReason } from '../lab/lab.ts';
-import { Deployment, poll } from './e2e-harness.ts';
+import { Deployment, poll, type InstanceInfo } from './e2e-harness.ts';
 import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
 import type { TunnelKey } from '../../orchestrator/worker/net/tunnel-identity.ts';
 import { InProcessStack } from '../support/in-process-stack.ts';
 
-test('e2e two clusters: a client in c1 reaches a server in c2 through its rr address over the overlay',
+/** Periodic reports far apart: what the test sees within ADMIT_BOUND_MS cannot have come from them. */
+const REPORT_INTERVAL_MS = 60_000;
+const ADMIT_BOUND_MS = 15_000;
+
+/** When the instance went RUNNING, by its cluster's clock (the history root keeps). */
+function runningSince(i: InstanceInfo): number {
+  const h = (i.history as Array<{ state: string; ts: string }> | undefined)?.findLast((e) => e.state === 'RUNNING');
+  assert.ok(h, `instance ${i.instance_n} has a RUNNING event`);
+  return Date.parse(h.ts);
+}
+
+test('e2e two clusters: a client in c1 reaches a server in c2 through its rr address over the overlay, within seconds of starting',
   { skip: labSkipReason() ?? false, timeout: 180_000 }, async (t) => {
     const lab = await labFor(t, { hosts: ['ctl', 'w1', 'w2'] });
-    const d = new Deployment(lab, { workers: ['w1', 'w2'], clusters: [{ name: 'c1', workers: ['w1'] }, { name: 'c2', workers: ['w2'] }] });
+    const d = new Deployment(lab, {
+      workers: ['w1', 'w2'], clusters: [{ name: 'c1', workers: ['w1'] }, { name: 'c2', workers: ['w2'] }],
+      clusterArgs: ['--report-interval', String(REPORT_INTERVAL_MS)],
+      // Root must not take the quiet clusters for dead between their reports.
+      rootArgs: ['--cluster-silence', String(10 * REPORT_INTERVAL_MS)],
+    });
     t.after(() => d.stop());
     const w2 = lab.host('w2');
     const rxBatches = async (): Promise<number> => {
@@ -24,7 +43,9 @@ test('e2e two clusters: a client in c1 reaches a server in c2 through its rr add
     };
     try {
       await d.start();
-      const { srv, cli, s0, c0 } = await d.deployWebClient(['w2'], 'w1');
+      // The client comes to a server that already runs: c2 has nothing to report when the client
+      // starts, so only root's push can tell it about the client's worker.
+      const { srv, cli, s0, c0 } = await d.deployWebClient(['w2'], 'w1', { clientAfterWeb: true });
       assert.equal(s0.worker_id, d.workerIdOf('w2'), 'server runs on w2 (cluster c2)');
       assert.equal(c0.worker_id, d.workerIdOf('w1'), 'client runs on w1 (cluster c1)');
       assert.equal(s0.cluster_name, 'c2', 'server placed by cluster c2');
@@ -38,7 +59,11 @@ test('e2e two clusters: a client in c1 reaches a server in c2 through its rr add
           ['curl', '-sS', '-m', '2', '-o', '/dev/null', '-w', '%{http_code}', `http://${rr}/`], 6000);
         return r.stdout === '200';
       };
-      await poll(`client in c1 reaches http://${rr}/ in c2`, get, 60_000, 500);
+      const since = runningSince(c0);
+      assert.ok(runningSince(s0) <= since, 'the server ran before the client');
+      await poll(`client in c1 reaches http://${rr}/ in c2 within ${ADMIT_BOUND_MS / 1000} s of running (periodic reports every ${REPORT_INTERVAL_MS / 1000} s)`,
+        get, since + ADMIT_BOUND_MS - Date.now(), 250);
+      t.diagnostic(`client RUNNING → first HTTP 200 through the rr address in c2: ${Date.now() - since} ms`);
       const rx1 = await rxBatches();
       assert.ok(rx1 > rx0, `tunnel batches arrived at w2: ${rx0} → ${rx1}`);
       for (const h of ['w1', 'w2']) {
