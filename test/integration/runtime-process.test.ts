@@ -107,8 +107,9 @@ test('a spinning instance is held to its vcpus', async () => {
   await new Promise((r) => setTimeout(r, 2000));
   const share = (cg.cpuUsageNs() - c0) / Number(process.hrtime.bigint() - t0);
   console.log(`# cpu share with vcpus 0.25: ${share.toFixed(3)} CPUs`);
-  // Behaviour check: an unlimited spin would use a whole CPU (1.0).
-  assert.ok(share > 0.15 && share < 0.35, `share ${share}`);
+  // Behaviour check: an unlimited spin would use a whole CPU (1.0). The lower bound only shows that it
+  // ran: on a machine busy with other work a 0.25 quota is not always filled.
+  assert.ok(share > 0.05 && share < 0.35, `share ${share}`);
   const t1 = Date.now();
   await i.close();
   console.log(`# undeploy of a spinning instance took ${Date.now() - t1} ms`);
@@ -170,10 +171,13 @@ test('a daemon restart re-adopts a running instance without restarting it', asyn
 test('undeploy gives the command a SIGTERM first', async () => {
   const rt = runtime();
   const marker = join(stateDir, 'said-bye');
-  const i = instance(rt, order(7, { cmd: ['sh', '-c', `trap 'echo bye > ${marker}; exit 0' TERM; while :; do sleep 0.05; done`] }));
+  const i = instance(rt, order(7, { cmd: ['sh', '-c', `trap 'echo bye > ${marker}; exit 0' TERM; echo trapped; while :; do sleep 0.05; done`] }));
   await i.start();
   await until(i, ['RUNNING']);
-  await new Promise((r) => setTimeout(r, 200)); // let the shell install its trap
+  // RUNNING means started, not that the shell has run its first line: wait until the trap is set
+  // (a fixed 200 ms was too short on a loaded machine).
+  for (let k = 0; k < 500 && !i.logs('stdout').includes('trapped'); k++) await new Promise((r) => setTimeout(r, 10));
+  assert.match(i.logs('stdout'), /trapped/);
   const t = Date.now();
   await i.close();
   console.log(`# undeploy with a SIGTERM handler took ${Date.now() - t} ms`);
