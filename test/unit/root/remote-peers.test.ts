@@ -2,14 +2,24 @@
 // tunnel ids in its cross-cluster route answers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { InstanceManager } from '../../../orchestrator/root/instances.ts';
 import { PeerAnnouncer, RemotePeerSet, seesChange } from '../../../orchestrator/root/remote-peers.ts';
 import type { RemotePeer } from '../../../orchestrator/root-cluster-messages.ts';
+
+async function poll(what: string, f: () => Promise<boolean>, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 import { Metrics } from '../../../orchestrator/root/metrics.ts';
 import { memoryLogger } from '../../../orchestrator/mqtt/log.ts';
 import type { AddressAllocator } from '../../../orchestrator/root/addresses.ts';
 import type { ClusterRegistry } from '../../../orchestrator/root/clusters.ts';
-import type { InstanceRecord, RootStore, WorkerSubnetRecord } from '../../../orchestrator/root/store.ts';
+import type { ClusterRecord, InstanceRecord, RootStore, WorkerSubnetRecord } from '../../../orchestrator/root/store.ts';
 import type { InstanceState } from '../../../orchestrator/root/lifecycle.ts';
 
 const SUBNETS: Record<string, string> = { 'ca/wa': '10.18.1.0/24', 'cb/wb': '10.18.2.0/24', 'cb/wb2': '10.18.3.0/24' };
@@ -129,4 +139,66 @@ test('pushes to one cluster go one at a time, the last one with the list as it i
   a.close();
   a.announce('c1');
   assert.equal(sent.length, 3, 'nothing after close()');
+});
+
+test('a report that gives a worker its first RUNNING instance pushes the new peers to the other active clusters, not to the reporter', async () => {
+  // The clusters' APIs: one loopback server that records what root posts, by cluster.
+  const got: Array<{ cluster: string; path: string; auth: string; body: { peers: RemotePeer[] } }> = [];
+  const server = createServer((req, res) => {
+    let text = '';
+    req.on('data', (c: Buffer) => (text += c.toString()));
+    req.on('end', () => {
+      const [, cluster, ...rest] = (req.url ?? '').split('/');
+      got.push({ cluster: cluster!, path: rest.join('/'), auth: req.headers.authorization ?? '', body: JSON.parse(text) as { peers: RemotePeer[] } });
+      res.setHeader('content-type', 'application/json');
+      res.end('{"ok":true}');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const port = (server.address() as AddressInfo).port;
+    const record = (id: string, lastSeen: number): ClusterRecord => ({
+      id, name: id, location: '', api_url: `http://127.0.0.1:${port}/${id}/`, token: `tok-${id}`, registered_at: 0, last_seen: lastSeen, aggregate: null,
+    });
+    const clusters = [record('ca', 1), record('cb', 1), record('cc', 1), record('cold', 0)];
+    const registry = {
+      list: () => clusters, get: (id: string) => clusters.find((c) => c.id === id), isActive: (c: ClusterRecord) => c.last_seen > 0,
+    } as unknown as ClusterRegistry;
+    const instances = [inst(0, 'cb', 'wb', 'NODE_SCHEDULED'), inst(1, 'ca', 'wa')];
+    const store = {
+      countInstancesByState: () => new Map(),
+      instancesInState: (states: InstanceState[]) => instances.filter((i) => states.includes(i.state)),
+      instance: (sid: string, n: number) => instances.find((i) => i.service_id === sid && i.n === n),
+      subnet: (c: string, w: string): WorkerSubnetRecord | undefined =>
+        SUBNETS[`${c}/${w}`] ? { cluster_id: c, worker_id: w, subnet_v4: SUBNETS[`${c}/${w}`]!, subnet_v6: '', block: 0, created_at: 0 } : undefined,
+      transaction: <T>(f: () => T): T => f(),
+      updateInstance: () => {},
+      addInstanceEvent: () => {},
+    } as unknown as RootStore;
+    const m = new InstanceManager(store, {} as AddressAllocator, registry, memoryLogger(), new Metrics());
+    // What everybody has been told already (e.g. by their last report answers).
+    m.applyReport(clusters[0]!, []);
+    await new Promise((r) => setTimeout(r, 200));
+    got.length = 0;
+
+    m.applyReport(clusters[1]!, [{ service_id: 's1', instance_n: 0, state: 'RUNNING', worker: 'wb', tunnel_endpoint: '198.18.0.9:50103' }]);
+    assert.deepEqual(m.remotePeers('cb').map((p) => p.worker_id), ['wa'], "the reporter's answer is computed as before");
+    assert.equal(got.length, 0, 'the pushes do not hold up the report answer');
+    await poll('pushes arrived', async () => got.length >= 2, 5000);
+    await new Promise((r) => setTimeout(r, 100));
+    const byCluster = Object.fromEntries(got.map((g) => [g.cluster, g]));
+    assert.deepEqual(Object.keys(byCluster).sort(), ['ca', 'cc'], 'every other active cluster, once; not the reporter, not an inactive one');
+    assert.equal(byCluster.ca!.path, 'api/peers');
+    assert.equal(byCluster.ca!.auth, 'Bearer tok-ca');
+    assert.deepEqual(byCluster.ca!.body.peers.map((p) => p.worker_id), ['wb'], "ca's own worker is not its remote peer");
+    assert.deepEqual(byCluster.cc!.body.peers.map((p) => p.worker_id), ['wa', 'wb']);
+
+    got.length = 0;
+    m.applyReport(clusters[1]!, [{ service_id: 's1', instance_n: 0, state: 'RUNNING', worker: 'wb', tunnel_endpoint: '198.18.0.9:50103' }]);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(got.length, 0, 'a report that changes nothing pushes nothing');
+    await m.close();
+  } finally {
+    server.close();
+  }
 });
