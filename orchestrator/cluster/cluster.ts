@@ -78,6 +78,16 @@ const RESEND_MS = 5000;
  */
 export const REPORT_SOON_MS = 200;
 
+/**
+ * How this cluster's workers name a worker of another cluster. Worker names are unique within a
+ * cluster only, and the workers key their tunnel peers, RTTs and "is this instance mine" by name: a
+ * remote namesake must neither be taken for a local worker nor replace one. A local name never
+ * contains `@` ([a-z0-9-]), so the two cannot collide.
+ */
+export function remoteWorkerName(workerId: string, clusterId: string): string {
+  return `${workerId}@${clusterId}`;
+}
+
 export class ClusterError extends Error {
   constructor(message: string, readonly statusCode: number) {
     super(message);
@@ -347,16 +357,10 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         const ep = w.hb?.tunnel_endpoint;
         if (id !== undefined && ep) entries.push({ worker_id: w.id, tunnel_id: id, tunnel_endpoint: ep });
       }
-      // Workers' names are only unique within a cluster: a remote namesake of one of ours would take
-      // its place in the workers' tables, so it is left out (and cannot call into this cluster).
       const own = new Set(entries.map((e) => e.tunnel_id));
       for (const r of this.remotePeers) {
         if (own.has(r.tunnel_id)) continue;
-        if (this.registry.workers.has(r.worker_id)) {
-          this.log.warn('remote worker has the name of one of ours: not admitted as a tunnel peer', { worker: r.worker_id, cluster_id: r.cluster_id });
-          continue;
-        }
-        entries.push({ worker_id: r.worker_id, tunnel_id: r.tunnel_id, tunnel_endpoint: r.tunnel_endpoint });
+        entries.push({ worker_id: remoteWorkerName(r.worker_id, r.cluster_id), tunnel_id: r.tunnel_id, tunnel_endpoint: r.tunnel_endpoint });
       }
       entries.sort((a, b) => a.tunnel_id - b.tunnel_id);
       const msg = JSON.stringify({ type: 'peers', entries } satisfies ClusterToWorker);
@@ -722,7 +726,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       try {
         const answer = await this.root.route(q.address);
         if (answer !== undefined) {
-          route = parseServiceRoute(answer);
+          route = this.qualified(parseServiceRoute(answer));
           this.rootRoutes.set(route.service_id, route);
         }
       } catch (e) {
@@ -735,11 +739,21 @@ export class Cluster extends EventEmitter<ClusterEvents> {
 
   /** POST /api/routes: root pushes a change of a service outside this cluster. */
   routeFromRoot(body: unknown): void {
-    const route = parseServiceRoute(body);
+    const route = this.qualified(parseServiceRoute(body));
     this.rootRoutes.set(route.service_id, route);
     if (this.interest.has(route.service_id) || this.instancesOf(route.service_id).length === 0) {
       this.publish(topics.serviceUpdates(route.service_id), JSON.stringify({ type: 'route_update', route } satisfies ClusterToWorker));
     }
+  }
+
+  /** A route from root as this cluster's workers see it: other clusters' workers by remoteWorkerName. */
+  private qualified(route: ServiceRoute): ServiceRoute {
+    const own = this.root?.registration?.cluster_id;
+    if (route.instances.every((i) => !i.cluster_id || i.cluster_id === own)) return route;
+    return {
+      ...route,
+      instances: route.instances.map((i) => (!i.cluster_id || i.cluster_id === own ? i : { ...i, worker_id: remoteWorkerName(i.worker_id, i.cluster_id) })),
+    };
   }
 
   interestedIn(serviceId: string): string[] {

@@ -45,6 +45,9 @@ export interface DeploymentSpec {
    * process name ("cluster"); the i-th further one listens on API port 10100+i and MQTT port 10003+i.
    */
   clusters?: Array<{ name: string; workers: string[] }>;
+  /** Worker names by lab host (after the lab prefix); default: the host's name. Workers of different
+   *  clusters may share one (names are unique per cluster only). */
+  names?: Record<string, string>;
 }
 
 export interface ServiceInfo {
@@ -69,7 +72,7 @@ export class Deployment {
 
   constructor(readonly lab: Lab, readonly spec: DeploymentSpec) {
     this.dir = mkdtempSync(join(tmpdir(), 'canopy-e2e-'));
-    this.workerIds = spec.workers.map((w) => `${lab.prefix}-${w}`);
+    this.workerIds = [...new Set(spec.workers.map((w) => this.workerIdOf(w)))];
   }
 
   get ctl(): LabHost {
@@ -91,11 +94,15 @@ export class Deployment {
   }
 
   workerIdOf(host: string): string {
-    return `${this.lab.prefix}-${host}`;
+    return `${this.lab.prefix}-${this.spec.names?.[host] ?? host}`;
   }
 
-  hostOfWorker(workerId: string): LabHost {
-    return this.lab.host(workerId.slice(this.lab.prefix.length + 1));
+  /** The lab host of a worker; with shared names, the one in `clusterName`. */
+  hostOfWorker(workerId: string, clusterName?: string): LabHost {
+    const hosts = this.spec.workers.filter((h) => this.workerIdOf(h) === workerId
+      && (clusterName === undefined || this.clusterList.find((c) => c.workers.includes(h))?.name === clusterName));
+    if (hosts.length !== 1) throw new Error(`worker ${workerId}${clusterName ? ` in ${clusterName}` : ''}: ${hosts.length} hosts`);
+    return this.lab.host(hosts[0]!);
   }
 
   private spawnCanopy(host: LabHost, name: string, args: string[]): ChildProcess {
@@ -198,8 +205,10 @@ export class Deployment {
       applications: Array<{ microservices: Array<Record<string, unknown>> }>;
     };
     const [web, client] = sla.applications[0]!.microservices;
-    web!.constraints = [{ type: 'direct', node: webOn.map((h) => this.workerIdOf(h)).join(';') }];
-    client!.constraints = [{ type: 'direct', node: this.workerIdOf(clientOn) }];
+    // With several clusters, the cluster too: worker names are unique per cluster only.
+    const clusterOf = (h: string): { cluster?: string } => (this.spec.clusters ? { cluster: this.clusterList.find((c) => c.workers.includes(h))?.name } : {});
+    web!.constraints = [{ type: 'direct', node: webOn.map((h) => this.workerIdOf(h)).join(';'), ...clusterOf(webOn[0]!) }];
+    client!.constraints = [{ type: 'direct', node: this.workerIdOf(clientOn), ...clusterOf(clientOn) }];
     const app = await this.submit(JSON.stringify(sla));
     const srv = app.services.find((s) => s.microservice_name === 'web')!;
     const cli = app.services.find((s) => s.microservice_name === 'client')!;
@@ -216,9 +225,9 @@ export class Deployment {
     return `canopy-${workerId}-${serviceId.replace(/[^A-Za-z0-9_.-]/g, '_')}-${n}`;
   }
 
-  /** Runs a command inside an instance's namespace, from its worker host. */
-  inInstance(workerId: string, serviceId: string, n: number, argv: string[], timeoutMs = 20_000): ReturnType<LabHost['exec']> {
-    return this.hostOfWorker(workerId).exec(['ip', 'netns', 'exec', this.netnsOf(workerId, serviceId, n), ...argv], { timeoutMs });
+  /** Runs a command inside an instance's namespace, from its worker host (in `clusterName`, when names are shared). */
+  inInstance(workerId: string, serviceId: string, n: number, argv: string[], timeoutMs = 20_000, clusterName?: string): ReturnType<LabHost['exec']> {
+    return this.hostOfWorker(workerId, clusterName).exec(['ip', 'netns', 'exec', this.netnsOf(workerId, serviceId, n), ...argv], { timeoutMs });
   }
 
   /** What a worker has left on its host and on the machine: instance namespaces, veths, cgroups, DNAT rules, processes. */

@@ -4,7 +4,8 @@
 // the server's worker admits the caller's worker from the peers root pushes as soon as the client
 // runs. The clusters' periodic reports are set to 60 s and the client starts when the server already
 // runs, so only the event-driven path (an early report from c1, root's POST api/peers to c2) can
-// admit the client within the 15 s the test allows.
+// admit the client within the 15 s the test allows. Both workers are named alike: names are unique
+// per cluster only, so each cluster's workers see the other cluster's as `name@cluster`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -31,6 +32,9 @@ test('e2e two clusters: a client in c1 reaches a server in c2 through its rr add
     const lab = await labFor(t, { hosts: ['ctl', 'w1', 'w2'] });
     const d = new Deployment(lab, {
       workers: ['w1', 'w2'], clusters: [{ name: 'c1', workers: ['w1'] }, { name: 'c2', workers: ['w2'] }],
+      // One worker name in both clusters (names are unique per cluster only): the client's worker
+      // must take the server's for a remote worker, not for itself.
+      names: { w1: 'edge', w2: 'edge' },
       clusterArgs: ['--report-interval', String(REPORT_INTERVAL_MS)],
       // Root must not take the quiet clusters for dead between their reports.
       rootArgs: ['--cluster-silence', String(10 * REPORT_INTERVAL_MS)],
@@ -48,6 +52,7 @@ test('e2e two clusters: a client in c1 reaches a server in c2 through its rr add
       const { srv, cli, s0, c0 } = await d.deployWebClient(['w2'], 'w1', { clientAfterWeb: true });
       assert.equal(s0.worker_id, d.workerIdOf('w2'), 'server runs on w2 (cluster c2)');
       assert.equal(c0.worker_id, d.workerIdOf('w1'), 'client runs on w1 (cluster c1)');
+      assert.equal(s0.worker_id, c0.worker_id, 'both workers have one name');
       assert.equal(s0.cluster_name, 'c2', 'server placed by cluster c2');
       assert.equal(c0.cluster_name, 'c1', 'client placed by cluster c1');
 
@@ -56,7 +61,7 @@ test('e2e two clusters: a client in c1 reaches a server in c2 through its rr add
       const rx0 = await rxBatches();
       const get = async (): Promise<boolean> => {
         const r = await d.inInstance(c0.worker_id!, cli.microserviceID, 0,
-          ['curl', '-sS', '-m', '2', '-o', '/dev/null', '-w', '%{http_code}', `http://${rr}/`], 6000);
+          ['curl', '-sS', '-m', '2', '-o', '/dev/null', '-w', '%{http_code}', `http://${rr}/`], 6000, 'c1');
         return r.stdout === '200';
       };
       const since = runningSince(c0);
