@@ -11,8 +11,31 @@ export const CLUSTER_SILENCE_MS = 15_000;
 export interface ClusterRegistryEvents {
   /** A cluster reported for the first time since it registered, or after being inactive. */
   active: [ClusterRecord];
+  /** An active cluster's report shows more room than its previous one (what grew, for the logs). */
+  room: [ClusterRecord, string];
   /** A cluster has not reported for CLUSTER_SILENCE_MS. */
   inactive: [ClusterRecord];
+}
+
+const EPS = 1e-9;
+
+/**
+ * What `next` offers that `prev` did not: more free vCPUs, memory or GPUs, more active workers, a
+ * new virtualization or architecture. Empty if nothing grew. Any growth counts, since root cannot
+ * tell which instance it lets in.
+ */
+export function roomGrowth(prev: ClusterAggregate, next: ClusterAggregate): string[] {
+  const out: string[] = [];
+  if (next.free.vcpus > prev.free.vcpus + EPS) out.push(`free vCPUs ${prev.free.vcpus} → ${next.free.vcpus}`);
+  if (next.free.memory_mb > prev.free.memory_mb + EPS) out.push(`free memory ${prev.free.memory_mb} → ${next.free.memory_mb} MB`);
+  if (next.free.gpus > prev.free.gpus + EPS) out.push(`free GPUs ${prev.free.gpus} → ${next.free.gpus}`);
+  if (next.workers_active > prev.workers_active) out.push(`active workers ${prev.workers_active} → ${next.workers_active}`);
+  const added = (a: string[], b: string[]) => b.filter((x) => !a.includes(x));
+  const virt = added(prev.virtualizations, next.virtualizations);
+  if (virt.length) out.push(`runs ${virt.join(', ')} now`);
+  const arch = added(prev.architectures, next.architectures);
+  if (arch.length) out.push(`has ${arch.join(', ')} workers now`);
+  return out;
 }
 
 function digest(s: string): Buffer {
@@ -103,11 +126,16 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
   report(id: string, aggregate: ClusterAggregate): void {
     const c = this.byId.get(id);
     if (!c) return;
+    const prev = c.aggregate;
+    const wasActive = this.wasActive.get(id) === true;
     c.last_seen = this.now();
     c.aggregate = aggregate;
     this.reserved.delete(id);
     this.store.touchCluster(id, c.last_seen, aggregate);
     this.markSeen(c);
+    // A cluster that just became active was announced as 'active' already.
+    const grew = wasActive && prev ? roomGrowth(prev, aggregate) : [];
+    if (grew.length) this.emit('room', c, grew.join(', '));
   }
 
   /** Root just placed an instance there: count it against the cluster until its next report. */
@@ -117,6 +145,14 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
     r.memory_mb += demand.memory;
     r.gpus += demand.vgpus;
     this.reserved.set(id, r);
+  }
+
+  /**
+   * An instance root had placed there was undeployed: count its demand as free again until the
+   * cluster's next report (which shows what the cluster really has), so a retry can offer it there.
+   */
+  release(id: string, demand: { vcpus: number; memory: number; vgpus: number }): void {
+    this.reserve(id, { vcpus: -demand.vcpus, memory: -demand.memory, vgpus: -demand.vgpus });
   }
 
   get(id: string): ClusterRecord | undefined {

@@ -11,6 +11,7 @@ import type { AddressAllocator } from './addresses.ts';
 import type { ClusterRegistry } from './clusters.ts';
 import { canTransition, isInstanceState, isPlaced, type InstanceState } from './lifecycle.ts';
 import type { Metrics } from './metrics.ts';
+import { RetryScheduler, type RetryClock, type RunOutcome, type TriggerKind } from './retry.ts';
 import { rankClusters, summarizeRejections } from './scheduler.ts';
 import type { ClusterRecord, InstanceEvent, InstanceRecord, RootStore, ServiceRecord } from './store.ts';
 import { parseIp } from '../descriptor/ip.ts';
@@ -29,6 +30,14 @@ export interface InstanceView {
   ns_ip_v6: string | null;
   created_at: string;
   updated_at: string;
+  /**
+   * While unplaced: scheduling runs since it was first left unplaced (counted by this root process),
+   * the last one, and when root retries it at the latest (sooner if room appears). A run that ends
+   * in the same state adds no history entry; it only updates `reason`.
+   */
+  retries: number;
+  last_retry: string | null;
+  next_retry: string | null;
   history: { state: InstanceState; reason: string; ts: string }[];
 }
 
@@ -46,6 +55,8 @@ export interface ReportedInstance {
 }
 
 const RETRYABLE: InstanceState[] = ['NO_CLUSTER_FOUND', 'NO_WORKER_CAPACITY', 'NO_QUALIFIED_WORKER'];
+const isRetryable = (s: InstanceState): boolean => RETRYABLE.includes(s);
+const keyOf = (serviceId: string, n: number): string => `${serviceId}/${n}`;
 
 export class InstanceManager {
   /** Scheduling runs in flight, so close() can wait for them. */
@@ -59,6 +70,10 @@ export class InstanceManager {
   private readonly countPeerPush: (l?: Record<string, string>) => void;
   private readonly peers = new RemotePeerSet(() => this.scanRemotePeers());
   private readonly announcer: PeerAnnouncer;
+  private readonly retry: RetryScheduler;
+  private readonly countRetryPass: (l?: Record<string, string>) => void;
+  private readonly countRetryAttempt: (l?: Record<string, string>) => void;
+  private readonly countRetryPlaced: (l?: Record<string, string>) => void;
 
   constructor(
     private readonly store: RootStore,
@@ -66,11 +81,29 @@ export class InstanceManager {
     private readonly clusters: ClusterRegistry,
     private readonly log: Logger,
     metrics: Metrics,
+    o: { retryClock?: RetryClock; retryBaseMs?: number; retryMaxMs?: number } = {},
   ) {
     this.countDecision = metrics.counter('canopy_root_schedule_outcomes_total', 'Root scheduling outcomes');
     this.countTransition = metrics.counter('canopy_root_instance_transitions_total', 'Instance state transitions, by new state');
     this.observeDecision = metrics.histogram('canopy_root_schedule_decision_seconds', 'Time to rank clusters for one instance');
     this.countPeerPush = metrics.counter('canopy_root_peer_pushes_total', 'Pushes of remote tunnel peers to clusters, by outcome');
+    this.countRetryPass = metrics.counter('canopy_root_retry_passes_total', 'Passes over unplaced instances, by what triggered them');
+    this.countRetryAttempt = metrics.counter('canopy_root_retry_attempts_total', 'Scheduling runs of instances left unplaced before');
+    this.countRetryPlaced = metrics.counter('canopy_root_retry_placements_total', 'Instances placed on a retry, after being left unplaced');
+    this.retry = new RetryScheduler({
+      clock: o.retryClock,
+      baseMs: o.retryBaseMs,
+      maxMs: o.retryMaxMs,
+      unplaced: () => this.store.instancesInState(RETRYABLE).map((i) => keyOf(i.service_id, i.n)),
+      attempt: (key, cause) => {
+        const cut = key.lastIndexOf('/');
+        return this.startScheduling(key.slice(0, cut), Number(key.slice(cut + 1)), cause);
+      },
+      onPass: (kind, started) => {
+        this.countRetryPass({ trigger: kind });
+        if (started > 0) this.log.info('retrying unplaced instances', { trigger: kind, instances: started });
+      },
+    });
     this.announcer = new PeerAnnouncer(
       async (id) => {
         const c = this.clusters.get(id);
@@ -90,10 +123,13 @@ export class InstanceManager {
   async close(): Promise<void> {
     this.closed = true;
     this.announcer.close();
+    this.retry.close();
     await Promise.allSettled([...this.inflight.values()]);
   }
 
   view(i: InstanceRecord): InstanceView {
+    const r = isRetryable(i.state) ? this.retry.info(keyOf(i.service_id, i.n)) : undefined;
+    const iso = (t: number | null | undefined): string | null => (typeof t === 'number' ? new Date(t).toISOString() : null);
     return {
       instance_n: i.n,
       state: i.state,
@@ -107,6 +143,9 @@ export class InstanceManager {
       ns_ip_v6: i.ns_ip_v6,
       created_at: new Date(i.created_at).toISOString(),
       updated_at: new Date(i.updated_at).toISOString(),
+      retries: r?.retries ?? 0,
+      last_retry: iso(r?.last_retry),
+      next_retry: iso(r?.next_retry),
       history: this.store.instanceEvents(i.service_id, i.n).map((e) => ({ ...e, ts: new Date(e.ts).toISOString() })),
     };
   }
@@ -155,20 +194,37 @@ export class InstanceManager {
     return inst;
   }
 
-  private startScheduling(serviceId: string, n: number): void {
-    const key = `${serviceId}/${n}`;
-    if (this.closed || this.inflight.has(key)) return;
-    const run = this.schedule(serviceId, n)
-      .catch((err: unknown) => this.log.error('scheduling failed', { service_id: serviceId, n, error: String(err) }))
+  /** Starts a scheduling run unless one is in flight for the instance (then false): never two at once. */
+  private startScheduling(serviceId: string, n: number, cause?: string): boolean {
+    const key = keyOf(serviceId, n);
+    if (this.closed || this.inflight.has(key)) return false;
+    const token = this.retry.begin(key);
+    const retry = this.retry.isRetry(key);
+    if (retry) this.countRetryAttempt();
+    const run = this.schedule(serviceId, n, retry ? (cause ?? 'retried') : undefined)
+      .then((outcome) => {
+        if (retry && outcome === 'placed') this.countRetryPlaced();
+        this.retry.finished(key, token, outcome);
+      }, (err: unknown) => {
+        this.log.error('scheduling failed', { service_id: serviceId, n, error: String(err) });
+        const state = this.store.instance(serviceId, n)?.state;
+        this.retry.finished(key, token, state && isRetryable(state) ? 'unplaced' : 'gone');
+      })
       .finally(() => this.inflight.delete(key));
     this.inflight.set(key, run);
+    return true;
   }
 
-  /** Offers a REQUESTED instance to the qualifying clusters, best first, until one accepts. */
-  private async schedule(serviceId: string, n: number): Promise<void> {
+  /**
+   * Offers an instance to the qualifying clusters, best first, until one accepts. A REQUESTED
+   * instance is being deployed; an unplaced one (NO_*) is retried (`retryCause` says why) and keeps
+   * its state while the offers are out, so a retry that fails the same way changes only its reason.
+   */
+  private async schedule(serviceId: string, n: number, retryCause?: string): Promise<RunOutcome> {
     const s = this.store.service(serviceId);
     const i = this.store.instance(serviceId, n);
-    if (!s || !i || i.state !== 'REQUESTED') return;
+    if (!s || !i) return 'gone';
+    if (i.state !== 'REQUESTED' && !isRetryable(i.state)) return isPlaced(i.state) ? 'placed' : 'gone';
     const spec = s.spec;
     const demand = { virtualization: spec.virtualization, vcpus: spec.vcpus, memory: spec.memory, vgpus: spec.vgpus, constraints: spec.constraints };
     const t0 = performance.now();
@@ -176,8 +232,7 @@ export class InstanceManager {
     this.observeDecision((performance.now() - t0) / 1000);
     if (ranking.candidates.length === 0) {
       this.countDecision({ outcome: 'NO_CLUSTER_FOUND' });
-      this.transition(i, 'NO_CLUSTER_FOUND', `no cluster qualifies: ${summarizeRejections(ranking.rejected)}`);
-      return;
+      return this.settleUnplaced(serviceId, n, 'NO_CLUSTER_FOUND', `no cluster qualifies: ${summarizeRejections(ranking.rejected)}`);
     }
     const declines: string[] = [];
     let capacity = false;
@@ -197,19 +252,20 @@ export class InstanceManager {
         const answer = await offerPlacement(c, offer);
         if (answer.accepted) {
           const now = this.store.instance(serviceId, n);
-          if (now && now.cluster_id === c.id && isPlaced(now.state)) return; // its report came first
-          if (!now || now.state !== 'REQUESTED') {
+          if (now && now.cluster_id === c.id && isPlaced(now.state)) return 'placed'; // its report came first
+          if (!now || (now.state !== 'REQUESTED' && !isRetryable(now.state))) {
             // Undeployed while the offer was out: take it back from the cluster.
             await removePlacement(c, serviceId, n).catch(() => undefined);
-            return;
+            return 'gone';
           }
           this.clusters.reserve(c.id, demand);
           const tried = declines.length ? `; before: ${declines.join('; ')}` : '';
+          const retried = retryCause ? `; on a retry (${retryCause}) after ${now.state}` : '';
           this.countDecision({ outcome: 'CLUSTER_SCHEDULED' });
-          this.transition(now, 'CLUSTER_SCHEDULED', `placed on cluster ${c.name} (worker ${answer.worker_id})${tried}`, Date.now(), {
+          this.transition(now, 'CLUSTER_SCHEDULED', `placed on cluster ${c.name} (worker ${answer.worker_id})${tried}${retried}`, Date.now(), {
             cluster_id: c.id, worker_id: answer.worker_id,
           });
-          return;
+          return 'placed';
         }
         declined = true;
         capacity ||= answer.status === 'NO_WORKER_CAPACITY';
@@ -220,8 +276,30 @@ export class InstanceManager {
     }
     const outcome: InstanceState = capacity ? 'NO_WORKER_CAPACITY' : declined ? 'NO_QUALIFIED_WORKER' : 'NO_CLUSTER_FOUND';
     this.countDecision({ outcome });
-    const current = this.store.instance(serviceId, n);
-    if (current?.state === 'REQUESTED') this.transition(current, outcome, declines.join('; '));
+    return this.settleUnplaced(serviceId, n, outcome, declines.join('; '));
+  }
+
+  /**
+   * Records that a run could not place the instance. A new outcome is a transition (with its history
+   * entry); the same outcome again only updates the reason, so retries do not flood the history.
+   * Nothing changes if the instance moved on meanwhile (undeployed, or placed by a report).
+   */
+  private settleUnplaced(serviceId: string, n: number, outcome: InstanceState, reason: string): RunOutcome {
+    const cur = this.store.instance(serviceId, n);
+    if (!cur) return 'gone';
+    if (cur.state === outcome) {
+      if (cur.reason !== reason) {
+        cur.reason = reason;
+        cur.updated_at = Date.now();
+        this.store.updateInstance(cur);
+      }
+      return 'unplaced';
+    }
+    if (cur.state === 'REQUESTED' || isRetryable(cur.state)) {
+      this.transition(cur, outcome, reason);
+      return 'unplaced';
+    }
+    return isPlaced(cur.state) ? 'placed' : 'gone';
   }
 
   private appName(s: ServiceRecord): [string, string] {
@@ -229,16 +307,18 @@ export class InstanceManager {
     return [a?.name ?? '', a?.namespace ?? ''];
   }
 
-  /** Gives unplaced instances another chance (a cluster registered or came back). */
-  retryUnplaced(reason: string): void {
-    for (const i of this.store.instancesInState(RETRYABLE)) {
-      if (this.transition(i, 'REQUESTED', reason)) this.startScheduling(i.service_id, i.n);
-    }
+  /**
+   * Room may have appeared (a cluster became active or reports more room, an instance left a
+   * cluster): every unplaced instance gets another run soon; a burst of calls makes one pass.
+   */
+  retryUnplaced(kind: TriggerKind, cause: string): void {
+    this.retry.trigger(kind, cause);
   }
 
-  /** Resumes scheduling that a root restart interrupted. */
+  /** Resumes scheduling that a root restart interrupted; instances left unplaced go on their backoff. */
   resume(): void {
     for (const i of this.store.instancesInState(['REQUESTED'])) this.startScheduling(i.service_id, i.n);
+    for (const i of this.store.instancesInState(RETRYABLE)) this.retry.adopt(keyOf(i.service_id, i.n));
   }
 
   /** Undeploys one instance: UNDEPLOYED at once, instance IPs released, the cluster told in the background. */
@@ -246,11 +326,17 @@ export class InstanceManager {
     const cluster = i.cluster_id ? this.clusters.get(i.cluster_id) : undefined;
     const wasPlaced = isPlaced(i.state);
     if (!this.transition(i, 'UNDEPLOYED', reason)) return;
+    this.retry.forget(keyOf(i.service_id, i.n));
     this.addresses.releaseInstance(i.service_id, i.n);
     if (cluster && wasPlaced) {
+      const spec = this.store.service(i.service_id)?.spec;
+      if (spec) this.clusters.release(cluster.id, spec);
+      const cause = `instance ${i.n} of service ${i.service_id} was undeployed from cluster ${cluster.name}`;
       removePlacement(cluster, i.service_id, i.n).catch((err: unknown) =>
         // The cluster's next report lists the instance and root's answer asks again (see applyReport).
-        this.log.warn('could not tell cluster to remove an instance', { cluster: cluster.name, service_id: i.service_id, n: i.n, error: String(err) }));
+        this.log.warn('could not tell cluster to remove an instance', { cluster: cluster.name, service_id: i.service_id, n: i.n, error: String(err) }))
+        // Its place is free once the cluster has removed it (its next report confirms the room).
+        .finally(() => this.retryUnplaced('instance_left', cause));
     }
     this.pushIfInterested(i.service_id);
   }
@@ -266,6 +352,7 @@ export class InstanceManager {
   applyReport(c: ClusterRecord, entries: ReportedInstance[]): { undeploy: { service_id: string; instance_n: number }[]; ignored: number } {
     const undeploy: { service_id: string; instance_n: number }[] = [];
     const changed = new Set<string>();
+    const left: string[] = [];
     let ignored = 0;
     const now = Date.now();
     for (const e of entries) {
@@ -281,11 +368,12 @@ export class InstanceManager {
         continue;
       }
       const ts = typeof e.ts === 'number' && Number.isFinite(e.ts) && Math.abs(now - e.ts) < 3_600_000 ? e.ts : now;
-      if (i.state === 'REQUESTED' && i.cluster_id === null && isPlaced(e.state)) {
+      if ((i.state === 'REQUESTED' || isRetryable(i.state)) && i.cluster_id === null && isPlaced(e.state)) {
         // The cluster reported before root read its answer to the offer: it has the instance.
         this.transition(i, 'CLUSTER_SCHEDULED', `placed on cluster ${c.name} (worker ${e.worker ?? 'unknown'})`, ts, { cluster_id: c.id });
       }
       const before = JSON.stringify([i.state, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint]);
+      const wasPlaced = isPlaced(i.state);
       const ok = this.transition(i, e.state, e.reason?.slice(0, 500) || `reported by cluster ${c.name}`, ts, {
         cluster_id: c.id,
         worker_id: e.worker ?? i.worker_id,
@@ -299,7 +387,11 @@ export class InstanceManager {
         continue;
       }
       if (before !== JSON.stringify([i.state, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint])) changed.add(i.service_id);
+      if (wasPlaced && !isPlaced(i.state)) left.push(`instance ${i.n} of service ${i.service_id} left cluster ${c.name} (${i.state})`);
+      // The cluster could not keep it (its worker failed and no other had room): root retries it too.
+      if (isRetryable(i.state)) this.retry.adopt(keyOf(i.service_id, i.n));
     }
+    if (left.length) this.retryUnplaced('instance_left', left.join('; '));
     for (const id of changed) this.pushIfInterested(id, c.id);
     this.announcePeers(c.id);
     return { undeploy, ignored };

@@ -31,9 +31,10 @@ const TRANSITIONS: Record<InstanceState, readonly InstanceState[]> = {
   RUNNING: [...PLACED, 'COMPLETED', 'FAILED', 'UNDEPLOYED', 'REQUESTED', 'NO_WORKER_CAPACITY', 'NO_QUALIFIED_WORKER'],
   // A failed instance can be re-placed by its cluster or retried by root.
   FAILED: [...PLACED, 'REQUESTED', 'UNDEPLOYED'],
-  NO_CLUSTER_FOUND: ['REQUESTED', 'UNDEPLOYED'],
-  NO_WORKER_CAPACITY: ['REQUESTED', ...PLACED, 'UNDEPLOYED'],
-  NO_QUALIFIED_WORKER: ['REQUESTED', ...PLACED, 'UNDEPLOYED'],
+  // Root retries an unplaced instance in place: the retry ends placed or in another negative outcome.
+  NO_CLUSTER_FOUND: ['REQUESTED', 'CLUSTER_SCHEDULED', ...NEGATIVE, 'UNDEPLOYED'],
+  NO_WORKER_CAPACITY: ['REQUESTED', ...PLACED, ...NEGATIVE, 'UNDEPLOYED'],
+  NO_QUALIFIED_WORKER: ['REQUESTED', ...PLACED, ...NEGATIVE, 'UNDEPLOYED'],
   COMPLETED: ['UNDEPLOYED'],
   UNDEPLOYED: [],
 };

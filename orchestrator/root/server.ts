@@ -97,7 +97,11 @@ export class RootServer {
       const inst = instances;
       clusters.on('active', (c) => {
         log.info('cluster active', { cluster: c.name, cluster_id: c.id });
-        inst.retryUnplaced(`retrying: cluster ${c.name} became active`);
+        inst.retryUnplaced('cluster_active', `cluster ${c.name} became active`);
+      });
+      clusters.on('room', (c, grew) => {
+        log.info('cluster reports more room', { cluster: c.name, cluster_id: c.id, grew });
+        inst.retryUnplaced('cluster_room', `cluster ${c.name} reported more room: ${grew}`);
       });
       clusters.on('inactive', (c) => log.warn('cluster inactive', { cluster: c.name, cluster_id: c.id, silent_ms: Date.now() - c.last_seen }));
       const reg = clusters;
