@@ -87,7 +87,7 @@ export class InstanceManager {
     this.countTransition = metrics.counter('canopy_root_instance_transitions_total', 'Instance state transitions, by new state');
     this.observeDecision = metrics.histogram('canopy_root_schedule_decision_seconds', 'Time to rank clusters for one instance');
     this.countPeerPush = metrics.counter('canopy_root_peer_pushes_total', 'Pushes of remote tunnel peers to clusters, by outcome');
-    this.countRetryPass = metrics.counter('canopy_root_retry_passes_total', 'Passes over unplaced instances, by what triggered them');
+    this.countRetryPass = metrics.counter('canopy_root_retry_passes_total', 'Passes that retried unplaced instances, by what triggered them');
     this.countRetryAttempt = metrics.counter('canopy_root_retry_attempts_total', 'Scheduling runs of instances left unplaced before');
     this.countRetryPlaced = metrics.counter('canopy_root_retry_placements_total', 'Instances placed on a retry, after being left unplaced');
     this.retry = new RetryScheduler({
@@ -100,8 +100,10 @@ export class InstanceManager {
         return this.startScheduling(key.slice(0, cut), Number(key.slice(cut + 1)), cause);
       },
       onPass: (kind, started) => {
+        // A pass that found nothing to start (none unplaced, all in flight) is not counted.
+        if (started === 0) return;
         this.countRetryPass({ trigger: kind });
-        if (started > 0) this.log.info('retrying unplaced instances', { trigger: kind, instances: started });
+        this.log.info('retrying unplaced instances', { trigger: kind, instances: started });
       },
     });
     this.announcer = new PeerAnnouncer(

@@ -96,8 +96,9 @@ export class RetryScheduler {
   }
 
   private schedulePass(kind: TriggerKind, cause: string): void {
+    // The pass names the latest trigger: the one most likely to have made the room.
+    if (kind !== 'again' || this.pending === null) this.pending = { kind, cause };
     if (this.passTimer !== null) return;
-    this.pending = { kind, cause };
     this.passTimer = this.clock.setTimeout(() => {
       this.passTimer = null;
       const p = this.pending ?? { kind, cause };

@@ -1,38 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RetryScheduler, type RetryClock, type RunOutcome, type TriggerKind } from '../../../orchestrator/root/retry.ts';
-
-/** Timers that run only when the test advances time. */
-class FakeClock implements RetryClock {
-  t = 1_000_000;
-  private seq = 0;
-  private readonly timers = new Map<number, { at: number; fn: () => void }>();
-  now(): number {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = ++this.seq;
-    this.timers.set(id, { at: this.t + ms, fn });
-    return id;
-  }
-  clearTimeout(h: unknown): void {
-    this.timers.delete(h as number);
-  }
-  get pending(): number {
-    return this.timers.size;
-  }
-  advance(ms: number): void {
-    const until = this.t + ms;
-    for (;;) {
-      const due = [...this.timers.entries()].filter(([, x]) => x.at <= until).sort((a, b) => a[1].at - b[1].at)[0];
-      if (!due) break;
-      this.timers.delete(due[0]);
-      this.t = Math.max(this.t, due[1].at);
-      due[1].fn();
-    }
-    this.t = until;
-  }
-}
+import { RetryScheduler, type RunOutcome, type TriggerKind } from '../../../orchestrator/root/retry.ts';
+import { FakeClock } from './fake-clock.ts';
 
 /** A manager stand-in: unplaced keys, runs in flight that the test ends by hand. */
 function setup() {
@@ -78,7 +47,7 @@ test('a burst of triggers makes one pass over every unplaced instance, started o
   s.clock.advance(50);
   assert.deepEqual(s.passes, [{ kind: 'cluster_room', started: 2 }]);
   assert.deepEqual(s.attempts.map((a) => a.key), ['a/0', 'b/0']);
-  assert.equal(s.attempts[0]?.cause, 'cluster c0 reported more room');
+  assert.equal(s.attempts[0]?.cause, 'cluster c19 reported more room', 'the latest trigger is named');
   // A trigger while both runs are in flight starts nothing twice.
   s.r.trigger('instance_left', 'x left');
   s.clock.advance(50);

@@ -1,0 +1,171 @@
+// Root's retries of unplaced instances, through the instance manager with a real store and cluster
+// registry: which reports count as more room, that a retry failing the same way adds no history,
+// and that a burst of triggers is one pass. The one cluster is a small HTTP server that accepts.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AddressAllocator } from '../../../orchestrator/root/addresses.ts';
+import { ClusterRegistry, roomGrowth } from '../../../orchestrator/root/clusters.ts';
+import { InstanceManager } from '../../../orchestrator/root/instances.ts';
+import { Metrics } from '../../../orchestrator/root/metrics.ts';
+import { SqliteStore } from '../../../orchestrator/root/sqlite-store.ts';
+import type { ClusterAggregate, ServiceRecord } from '../../../orchestrator/root/store.ts';
+import type { Microservice } from '../../../orchestrator/descriptor/types.ts';
+import { memoryLogger } from '../../../orchestrator/mqtt/log.ts';
+import { FakeClock } from './fake-clock.ts';
+
+const agg = (vcpus: number, workers = 1, virt = ['process']): ClusterAggregate => ({
+  free: { vcpus, memory_mb: 4096, gpus: 0 }, workers_active: workers, virtualizations: virt, architectures: ['amd64'],
+});
+
+test('more room: any free resource, active workers, a new virtualization or architecture; less or equal is not', () => {
+  assert.deepEqual(roomGrowth(agg(1), agg(1)), []);
+  assert.deepEqual(roomGrowth(agg(2), agg(1)), []);
+  assert.deepEqual(roomGrowth(agg(1), agg(1.5)), ['free vCPUs 1 → 1.5']);
+  assert.deepEqual(roomGrowth(agg(1, 1), agg(0.5, 2)), ['active workers 1 → 2']);
+  assert.deepEqual(roomGrowth(agg(1, 1, ['process']), agg(1, 1, ['container', 'process'])), ['runs container now']);
+  const mem = { ...agg(1), free: { vcpus: 1, memory_mb: 5000, gpus: 0 } };
+  assert.deepEqual(roomGrowth(agg(1), mem), ['free memory 4096 → 5000 MB']);
+});
+
+test('the registry announces more room only for an active cluster whose report grew', () => {
+  const reg = new ClusterRegistry(new SqliteStore(':memory:'), () => 1_000_000, 15_000);
+  const events: string[] = [];
+  reg.on('active', (c) => events.push(`active ${c.name}`));
+  reg.on('room', (c, grew) => events.push(`room ${c.name}: ${grew}`));
+  const { record } = reg.register('edge', '48.1,11.5', 'http://127.0.0.1:1');
+  reg.report(record.id, agg(1));
+  reg.report(record.id, agg(1));
+  reg.report(record.id, agg(0.5));
+  reg.report(record.id, agg(2));
+  assert.deepEqual(events, ['active edge', 'room edge: free vCPUs 0.5 → 2']);
+  reg.close();
+});
+
+interface Setup {
+  m: InstanceManager;
+  reg: ClusterRegistry;
+  store: SqliteStore;
+  clock: FakeClock;
+  metrics: Metrics;
+  clusterId: string;
+  offers: string[];
+  service: ServiceRecord;
+  close: () => Promise<void>;
+}
+
+async function setup(): Promise<Setup> {
+  const offers: string[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      offers.push(`${req.method} ${req.url} ${body.length ? (JSON.parse(body) as { instance_n: number }).instance_n : ''}`);
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(req.method === 'POST' ? { accepted: true, worker_id: 'w1' } : { ok: true }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const store = new SqliteStore(':memory:');
+  const reg = new ClusterRegistry(store, Date.now, 15_000);
+  const clock = new FakeClock();
+  const metrics = new Metrics();
+  const m = new InstanceManager(store, new AddressAllocator(store), reg, memoryLogger(), metrics, { retryClock: clock });
+  reg.on('room', (c, grew) => m.retryUnplaced('cluster_room', `cluster ${c.name} reported more room: ${grew}`));
+  reg.on('active', (c) => m.retryUnplaced('cluster_active', `cluster ${c.name} became active`));
+  store.insertUser({ id: 'u1', username: 'u', password_hash: 'x', role: 'admin', created_at: 0 });
+  store.insertApplication({ id: 'a1', owner: 'u1', name: 'app', namespace: 'ns', desc: '', created_at: 0 });
+  const service: ServiceRecord = {
+    id: 's1', app_id: 'a1', owner: 'u1', name: 'web', namespace: 'ns',
+    spec: { virtualization: 'process', vcpus: 1, memory: 64, vgpus: 0, constraints: [], cmd: ['sleep', '1'] } as unknown as Microservice,
+    rr_ip: '10.30.0.1', rr_ip_v6: 'fdff::1', closest_ip: '10.30.0.2', closest_ip_v6: 'fdff::2', next_n: 0, created_at: 0,
+  };
+  store.insertService(service);
+  const { record } = reg.register('edge', '48.1,11.5', url);
+  reg.report(record.id, agg(0));
+  clock.advance(50); // the 'active' pass finds nothing to retry yet
+  return {
+    m, reg, store, clock, metrics, clusterId: record.id, offers, service,
+    close: async () => {
+      await m.close();
+      reg.close();
+      store.close();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/** Waits for the manager's runs (an offer is a real HTTP round trip) and for them to end. */
+async function until(what: string, f: () => boolean): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    await new Promise((r) => setTimeout(r, 5));
+    if (f()) break;
+  }
+  assert.ok(f(), `timed out waiting for ${what}`);
+}
+
+test('a retry that fails the same way keeps the state and history and updates the reason; more room places it', async () => {
+  const s = await setup();
+  try {
+    const inst = s.m.deploy(s.service, 'requested by u');
+    const view = () => s.m.view(s.store.instance('s1', inst.n)!);
+    await until('NO_CLUSTER_FOUND', () => view().state === 'NO_CLUSTER_FOUND');
+    assert.match(view().reason, /not enough free vCPUs \(0 < 1\)/);
+    assert.equal(view().retries, 0);
+    assert.ok(view().next_retry, 'a retry is due');
+
+    // More room, not enough: many reports in a burst make one pass; the outcome is the same.
+    for (let v = 1; v <= 5; v++) s.reg.report(s.clusterId, agg(v / 10));
+    s.clock.advance(50);
+    await until('the retry ran', () => view().retries === 1);
+    assert.match(view().reason, /0\.5 < 1/);
+    assert.equal(view().state, 'NO_CLUSTER_FOUND');
+    assert.deepEqual(view().history.map((h) => h.state), ['REQUESTED', 'NO_CLUSTER_FOUND']);
+    assert.match(view().history[1]!.reason, /\(0 < 1\)/, 'history keeps the reason it had when it got there');
+    assert.equal(s.offers.length, 0);
+
+    // The backoff retries it without any trigger, still without history.
+    s.clock.advance(20_000);
+    await until('the backoff retry ran', () => view().retries === 2);
+    assert.equal(view().history.length, 2);
+
+    s.reg.report(s.clusterId, agg(4));
+    s.clock.advance(50);
+    await until('placed', () => view().state === 'CLUSTER_SCHEDULED');
+    assert.deepEqual(view().history.map((h) => h.state), ['REQUESTED', 'NO_CLUSTER_FOUND', 'CLUSTER_SCHEDULED']);
+    assert.match(view().reason, /placed on cluster edge \(worker w1\); on a retry \(cluster edge reported more room: free vCPUs 0\.5 → 4\) after NO_CLUSTER_FOUND/);
+    assert.deepEqual(s.offers, ['POST /api/placements 0']);
+    assert.equal(view().next_retry, null);
+    const text = s.metrics.render();
+    assert.match(text, /canopy_root_retry_passes_total\{trigger="cluster_room"\} 2/);
+    assert.match(text, /canopy_root_retry_passes_total\{trigger="backoff"\} 1/);
+    assert.match(text, /canopy_root_retry_attempts_total 3/);
+    assert.match(text, /canopy_root_retry_placements_total 1/);
+  } finally {
+    await s.close();
+  }
+});
+
+test('undeploying a placed instance counts its room as free at once and retries the unplaced ones', async () => {
+  const s = await setup();
+  try {
+    s.reg.report(s.clusterId, agg(1));
+    s.clock.advance(50);
+    const first = s.m.deploy(s.service, 'requested by u');
+    await until('#0 placed', () => s.store.instance('s1', first.n)?.state === 'CLUSTER_SCHEDULED');
+    // Root counts #0 against the cluster until its next report: no room for #1.
+    const second = s.m.deploy(s.service, 'requested by u');
+    await until('#1 unplaced', () => s.store.instance('s1', second.n)?.state === 'NO_CLUSTER_FOUND');
+    // The cluster's report still shows no room (it has #0), so only the undeploy can say there is.
+    s.reg.report(s.clusterId, agg(0));
+    s.m.undeploy(s.store.instance('s1', first.n)!, 'undeployed by u');
+    await until('the cluster told to remove #0', () => s.offers.includes('DELETE /api/placements/s1/0 '));
+    s.clock.advance(50);
+    await until('#1 placed', () => s.store.instance('s1', second.n)?.state === 'CLUSTER_SCHEDULED');
+    assert.match(s.store.instance('s1', second.n)!.reason, /on a retry \(instance 0 of service s1 was undeployed from cluster edge\)/);
+  } finally {
+    await s.close();
+  }
+});
