@@ -4,6 +4,11 @@
 // FAILED is final for a one-shot instance. Any other instance is restarted by its worker with backoff
 // (1 s, 2 s, …), so one FAILED may be followed by RUNNING: the watch then goes on. It gives up on the
 // instance at its `maxFailures`-th FAILED (a crash loop), with that failure's reason.
+//
+// NO_CLUSTER_FOUND / NO_WORKER_CAPACITY / NO_QUALIFIED_WORKER are not final either: root retries the
+// instance when room may have appeared (and on a backoff). With `unplaced: 'wait'` the watch goes on
+// and reports the reason through `onUnplaced` (again whenever it changes: a retry that fails the
+// same way updates only the reason, not the history); with `'fail'` it gives up at once.
 import type { InstanceEvent, RootClient } from './root-client.ts';
 
 export interface WatchTarget {
@@ -17,21 +22,42 @@ export interface Transition extends InstanceEvent {
   target: WatchTarget;
 }
 
+export interface Unplaced {
+  target: WatchTarget;
+  state: string;
+  reason: string;
+  /** The first report of this instance being unplaced (later ones are reason changes). */
+  first: boolean;
+  /** When root retries it at the latest (ISO), if root says. */
+  nextRetry: string | null;
+}
+
 export type WatchOutcome =
   | { ok: true }
   | { ok: false; target: WatchTarget; state: string; reason: string };
 
 const GOOD = new Set(['RUNNING', 'COMPLETED']);
-const BAD = new Set(['UNDEPLOYED', 'NO_CLUSTER_FOUND', 'NO_WORKER_CAPACITY', 'NO_QUALIFIED_WORKER']);
+const UNPLACED = new Set(['NO_CLUSTER_FOUND', 'NO_WORKER_CAPACITY', 'NO_QUALIFIED_WORKER']);
 /** FAILED transitions after which a restarted (not one-shot) instance counts as failing for good. */
 export const DEFAULT_MAX_FAILURES = 3;
 
 export async function watchInstances(
   c: RootClient,
   targets: WatchTarget[],
-  o: { timeoutMs: number; intervalMs?: number; maxFailures?: number; onTransition: (t: Transition) => void; onTick?: () => void },
+  o: {
+    timeoutMs: number;
+    intervalMs?: number;
+    maxFailures?: number;
+    /** What an unplaced instance does to the watch (default 'fail'). */
+    unplaced?: 'wait' | 'fail';
+    onTransition: (t: Transition) => void;
+    /** With unplaced 'wait': an instance is unplaced, or still is with another reason. */
+    onUnplaced?: (u: Unplaced) => void;
+    onTick?: () => void;
+  },
 ): Promise<WatchOutcome> {
   const seen = new Map<WatchTarget, number>();
+  const told = new Map<WatchTarget, string>();
   const done = new Set<WatchTarget>();
   const until = Date.now() + o.timeoutMs;
   for (;;) {
@@ -43,7 +69,16 @@ export async function watchInstances(
       const from = seen.get(t) ?? 0;
       for (const ev of inst.history.slice(from)) o.onTransition({ ...ev, target: t });
       seen.set(t, inst.history.length);
-      if (BAD.has(inst.state)) return { ok: false, target: t, state: inst.state, reason: inst.reason };
+      if (inst.state === 'UNDEPLOYED') return { ok: false, target: t, state: inst.state, reason: inst.reason };
+      if (UNPLACED.has(inst.state)) {
+        if (o.unplaced !== 'wait') return { ok: false, target: t, state: inst.state, reason: inst.reason };
+        const key = `${inst.state} ${inst.reason}`;
+        if (told.get(t) !== key) {
+          const first = !told.has(t);
+          told.set(t, key);
+          o.onUnplaced?.({ target: t, state: inst.state, reason: inst.reason, first, nextRetry: inst.next_retry ?? null });
+        }
+      }
       if (inst.state === 'FAILED') {
         const failures = inst.history.filter((e) => e.state === 'FAILED').length;
         if (s.one_shot || failures >= (o.maxFailures ?? DEFAULT_MAX_FAILURES)) {
@@ -58,7 +93,11 @@ export async function watchInstances(
       const t = targets.find((x) => !done.has(x))!;
       const s = await c.service(t.serviceId);
       const inst = s.instances.find((i) => i.instance_n === t.instance);
-      return { ok: false, target: t, state: 'TIMEOUT', reason: `still ${inst?.state ?? 'unknown'} after ${Math.round(o.timeoutMs / 1000)} s${inst?.reason ? ` (${inst.reason})` : ''}` };
+      const after = `after ${Math.round(o.timeoutMs / 1000)} s`;
+      if (inst && UNPLACED.has(inst.state)) {
+        return { ok: false, target: t, state: inst.state, reason: `not placed ${after}: ${inst.reason}; root keeps retrying it when room appears (undeploy the service to stop)` };
+      }
+      return { ok: false, target: t, state: 'TIMEOUT', reason: `still ${inst?.state ?? 'unknown'} ${after}${inst?.reason ? ` (${inst.reason})` : ''}` };
     }
     o.onTick?.();
     await new Promise((r) => setTimeout(r, o.intervalMs ?? 250));

@@ -1,12 +1,24 @@
 // `canopy deploy <sla.json> [--wait]`: posts a descriptor to root and deploys one instance of each
 // of its new services; with --wait follows each instance to RUNNING, printing every transition with
-// its reason, and fails with the reason on NO_*, timeout, a one-shot's FAILED, or a crash loop (the
-// third FAILED of an instance its worker keeps restarting; orchestrator/client/watch.ts).
+// its reason, and fails with the reason on timeout, a one-shot's FAILED, or a crash loop (the third
+// FAILED of an instance its worker keeps restarting; orchestrator/client/watch.ts). An instance root
+// cannot place yet (NO_*) is waited for, with its reason, since root retries it when room appears
+// (a cluster reports more room, an instance is undeployed); --fail-unplaced gives up at once instead.
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { openSession, withLogin } from '../client/session.ts';
 import { fail, StatusLine } from '../client/terminal.ts';
-import { watchInstances, type WatchTarget } from '../client/watch.ts';
+import { watchInstances, type Unplaced, type WatchTarget } from '../client/watch.ts';
+
+const UNPLACED = new Set(['NO_CLUSTER_FOUND', 'NO_WORKER_CAPACITY', 'NO_QUALIFIED_WORKER']);
+
+/** What `deploy --wait` prints for an instance root could not place yet (or still cannot, for another reason). */
+export function unplacedLine(u: Unplaced, timeoutS: number): string {
+  const who = `${u.target.label}#${u.target.instance}`;
+  if (!u.first) return `  ${who} still ${u.state}: ${u.reason}`;
+  const latest = u.nextRetry ? `, at the latest at ${u.nextRetry.slice(11, 19)} UTC` : '';
+  return `  ${who} not placed yet: ${u.reason}\n  root retries it when room appears (a cluster reports more room, an instance is undeployed${latest}); waiting up to ${timeoutS} s (--fail-unplaced to stop at once)`;
+}
 
 export function register(program: Command): void {
   program
@@ -14,9 +26,10 @@ export function register(program: Command): void {
     .description('create the applications of an SLA (v2.0 descriptor) and deploy their services')
     .argument('<sla>', 'descriptor file (JSON)')
     .option('--root <url>', 'root API URL (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
-    .option('--wait', 'follow every instance until it runs; exit 1 if one cannot be placed, keeps failing (3 times) or times out')
+    .option('--wait', 'follow every instance until it runs; exit 1 if one keeps failing (3 times) or times out (an unplaced one is waited for: root retries it)')
     .option('--timeout <s>', 'with --wait: give up after this many seconds', '120')
-    .action(async (file: string, o: { root?: string; wait?: boolean; timeout: string }) => {
+    .option('--fail-unplaced', 'with --wait: exit 1 at once if an instance cannot be placed now, instead of waiting for root\'s retries')
+    .action(async (file: string, o: { root?: string; wait?: boolean; timeout: string; failUnplaced?: boolean }) => {
       const timeoutS = Number(o.timeout);
       if (!(timeoutS > 0)) fail('deploy', new Error(`--timeout must be a positive number of seconds, got ${o.timeout}`));
       let sla: string;
@@ -43,6 +56,11 @@ export function register(program: Command): void {
           line.set(summary());
           const r = await watchInstances(c, targets, {
             timeoutMs: timeoutS * 1000,
+            unplaced: o.failUnplaced ? 'fail' : 'wait',
+            onUnplaced: (u) => {
+              line.print(unplacedLine(u, timeoutS));
+              line.set(summary());
+            },
             onTransition: (t) => {
               status.set(t.target, t.state);
               line.print(`${t.ts.slice(11, 23)}  ${t.target.label}#${t.target.instance}  ${t.state.padEnd(19)} ${t.reason}`);
@@ -55,7 +73,8 @@ export function register(program: Command): void {
           });
           line.clear();
           if (!r.ok) {
-            throw new Error(`${r.target.label}#${r.target.instance} ${r.state}: ${r.reason}`);
+            const hint = o.failUnplaced && UNPLACED.has(r.state) ? '; it stays deployed and root retries it when room appears (undeploy the service to stop)' : '';
+            throw new Error(`${r.target.label}#${r.target.instance} ${r.state}: ${r.reason}${hint}`);
           }
           const completed = [...status.values()].filter((x) => x === 'COMPLETED').length;
           const running = targets.length - completed;

@@ -48,7 +48,9 @@ export function register(program: Command): void {
           for (const { service: s } of found) {
             if (s.instances.length === 0) rows.push([s.name, '-', 'no instances', '', '', '', '', `rr ${s.rr_ip} closest ${s.closest_ip}`]);
             for (const i of s.instances) {
-              rows.push([s.name, String(i.instance_n), i.state, i.worker_id ?? '-', i.cluster_name ?? '-', i.instance_ip, i.ns_ip ?? '-', i.reason]);
+              // An unplaced instance is not given up: say that root keeps retrying it (orchestrator/root/retry.ts).
+              const retrying = i.next_retry ? ` (root retries it when room appears; ${i.retries} retries so far, next by ${i.next_retry.slice(11, 19)} UTC)` : '';
+              rows.push([s.name, String(i.instance_n), i.state, i.worker_id ?? '-', i.cluster_name ?? '-', i.instance_ip, i.ns_ip ?? '-', `${i.reason}${retrying}`]);
             }
           }
           console.log(table(['SERVICE', '#', 'STATE', 'WORKER', 'CLUSTER', 'INSTANCE IP', 'NS IP', 'REASON'], rows));

@@ -10,7 +10,8 @@ import { planHosts } from '../../../orchestrator/deployment/hosts.ts';
 import { spreadAcrossWorkers } from '../../../orchestrator/deployment/demo.ts';
 import type { DeploymentState } from '../../../orchestrator/deployment/state.ts';
 import { ApiCallError, RootClient, type InstanceInfo, type ServiceInfo } from '../../../orchestrator/client/root-client.ts';
-import { watchInstances, type Transition } from '../../../orchestrator/client/watch.ts';
+import { watchInstances, type Transition, type Unplaced } from '../../../orchestrator/client/watch.ts';
+import { unplacedLine } from '../../../orchestrator/commands/deploy.ts';
 
 test('unseen: growth, a sliding window, and a truncated log', () => {
   assert.equal(unseen('', 'a\nb\n'), 'a\nb\n');
@@ -140,4 +141,32 @@ test('RootClient: the server\'s message and field errors reach the user; an unre
   const goneUrl = `http://127.0.0.1:${(gone.address() as AddressInfo).port}`;
   await new Promise((r) => gone.close(r));
   await assert.rejects(new RootClient({ url: goneUrl, timeoutMs: 2000 }).applications(), (e: unknown) => e instanceof ApiCallError && e.status === 0 && /is unreachable \(ECONNREFUSED\)/.test(e.message));
+});
+
+test('watchInstances with unplaced "wait": the reason is reported (again when a retry changes it) and the watch goes on until the instance runs, or says root keeps retrying at the timeout', async () => {
+  const noRoom = (free: string): [string, string][] => [['REQUESTED', 'r'], ['NO_CLUSTER_FOUND', `edge1: not enough free vCPUs (${free} < 0.5)`]];
+  // A retry that fails the same way changes the reason, not the history.
+  const retried = { ...inst(noRoom('0')), reason: 'edge1: not enough free vCPUs (0.25 < 0.5)', next_retry: '2026-01-01T10:00:20.000Z' };
+  const steps = [inst(noRoom('0')), inst(noRoom('0')), retried, retried,
+    inst([...noRoom('0'), ['CLUSTER_SCHEDULED', 'placed on cluster edge1 (worker w1); on a retry'], ['RUNNING', 'started']])];
+  let k = 0;
+  const c = new RootClient({ url: 'http://unused' });
+  c.service = async () => ({ one_shot: false, instances: [steps[Math.min(k++, steps.length - 1)]!] }) as ServiceInfo;
+  const states: string[] = [];
+  const told: Unplaced[] = [];
+  const ok = await watchInstances(c, [{ serviceId: 's', label: 'x', instance: 0 }], {
+    timeoutMs: 5000, intervalMs: 1, unplaced: 'wait', onTransition: (t) => states.push(t.state), onUnplaced: (u) => told.push(u),
+  });
+  assert.deepEqual(ok, { ok: true });
+  assert.deepEqual(states, ['REQUESTED', 'NO_CLUSTER_FOUND', 'CLUSTER_SCHEDULED', 'RUNNING'], 'each transition once');
+  assert.deepEqual(told.map((u) => [u.first, u.reason]), [
+    [true, 'edge1: not enough free vCPUs (0 < 0.5)'],
+    [false, 'edge1: not enough free vCPUs (0.25 < 0.5)'],
+  ]);
+  assert.match(unplacedLine(told[0]!, 120), /x#0 not placed yet: edge1: not enough free vCPUs \(0 < 0\.5\)\n  root retries it when room appears .*waiting up to 120 s/);
+  assert.equal(unplacedLine(told[1]!, 120), '  x#0 still NO_CLUSTER_FOUND: edge1: not enough free vCPUs (0.25 < 0.5)');
+
+  const stuck = await watchInstances(scripted([noRoom('0')]), [{ serviceId: 's', label: 'x', instance: 0 }], { timeoutMs: 30, intervalMs: 5, unplaced: 'wait', onTransition: () => {} });
+  assert.equal(stuck.ok ? null : stuck.state, 'NO_CLUSTER_FOUND');
+  assert.match(stuck.ok ? '' : stuck.reason, /^not placed after 0 s: edge1: not enough free vCPUs \(0 < 0\.5\); root keeps retrying it/);
 });
