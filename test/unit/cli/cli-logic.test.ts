@@ -163,7 +163,7 @@ test('watchInstances with unplaced "wait": the reason is reported (again when a 
     [true, 'edge1: not enough free vCPUs (0 < 0.5)'],
     [false, 'edge1: not enough free vCPUs (0.25 < 0.5)'],
   ]);
-  assert.match(unplacedLine(told[0]!, 120), /x#0 not placed yet: edge1: not enough free vCPUs \(0 < 0\.5\)\n  root retries it when room appears .*waiting up to 120 s/);
+  assert.match(unplacedLine(told[0]!, 120), /x#0 not placed yet: edge1: not enough free vCPUs \(0 < 0\.5\)\n {2}root retries it when room appears .*waiting up to 120 s/);
   assert.equal(unplacedLine(told[1]!, 120), '  x#0 still NO_CLUSTER_FOUND: edge1: not enough free vCPUs (0.25 < 0.5)');
 
   const stuck = await watchInstances(scripted([noRoom('0')]), [{ serviceId: 's', label: 'x', instance: 0 }], { timeoutMs: 30, intervalMs: 5, unplaced: 'wait', onTransition: () => {} });
