@@ -57,6 +57,10 @@ export interface ReportedInstance {
 const RETRYABLE: InstanceState[] = ['NO_CLUSTER_FOUND', 'NO_WORKER_CAPACITY', 'NO_QUALIFIED_WORKER'];
 const isRetryable = (s: InstanceState): boolean => RETRYABLE.includes(s);
 const keyOf = (serviceId: string, n: number): string => `${serviceId}/${n}`;
+const splitKey = (key: string): [string, number] => {
+  const cut = key.lastIndexOf('/');
+  return [key.slice(0, cut), Number(key.slice(cut + 1))];
+};
 
 export class InstanceManager {
   /** Scheduling runs in flight, so close() can wait for them. */
@@ -95,9 +99,11 @@ export class InstanceManager {
       baseMs: o.retryBaseMs,
       maxMs: o.retryMaxMs,
       unplaced: () => this.store.instancesInState(RETRYABLE).map((i) => keyOf(i.service_id, i.n)),
-      attempt: (key, cause) => {
-        const cut = key.lastIndexOf('/');
-        return this.startScheduling(key.slice(0, cut), Number(key.slice(cut + 1)), cause);
+      attempt: (key, cause) => this.startScheduling(...splitKey(key), cause),
+      save: (key, st) => {
+        const [serviceId, n] = splitKey(key);
+        if (st) this.store.putRetry({ service_id: serviceId, n, retries: st.retries, last_retry: st.last, failures: st.failures, next_retry: st.next });
+        else this.store.deleteRetry(serviceId, n);
       },
       onPass: (kind, started) => {
         // A pass that found nothing to start (none unplaced, all in flight) is not counted.
@@ -317,10 +323,21 @@ export class InstanceManager {
     this.retry.trigger(kind, cause);
   }
 
-  /** Resumes scheduling that a root restart interrupted; instances left unplaced go on their backoff. */
+  /**
+   * Resumes scheduling that a root restart interrupted; instances left unplaced go on with their
+   * saved retries and backoff (due at once if their time passed while root was down).
+   */
   resume(): void {
     for (const i of this.store.instancesInState(['REQUESTED'])) this.startScheduling(i.service_id, i.n);
-    for (const i of this.store.instancesInState(RETRYABLE)) this.retry.adopt(keyOf(i.service_id, i.n));
+    const saved = new Map(this.store.listRetries().map((r) => [keyOf(r.service_id, r.n), r]));
+    for (const i of this.store.instancesInState(RETRYABLE)) {
+      const key = keyOf(i.service_id, i.n);
+      const r = saved.get(key);
+      saved.delete(key);
+      this.retry.adopt(key, r && { retries: r.retries, last: r.last_retry, failures: r.failures, next: r.next_retry });
+    }
+    // Instances placed or undeployed since (a crash between the two writes): nothing to retry.
+    for (const r of saved.values()) this.store.deleteRetry(r.service_id, r.n);
   }
 
   /** Undeploys one instance: UNDEPLOYED at once, instance IPs released, the cluster told in the background. */

@@ -35,6 +35,8 @@ export interface RetryOptions {
   baseMs?: number;
   maxMs?: number;
   onPass?: (kind: TriggerKind, started: number) => void;
+  /** Every change of an instance's retry state (undefined: forgotten), so it can survive a restart. */
+  save?: (key: string, state: RetryState | undefined) => void;
 }
 
 export interface RetryInfo {
@@ -47,12 +49,14 @@ export interface RetryInfo {
 
 export type RunOutcome = 'placed' | 'unplaced' | 'gone';
 
-interface Entry {
+export interface RetryState {
   retries: number;
   last: number | null;
+  /** Runs that ended unplaced: the backoff's exponent. */
   failures: number;
   next: number;
 }
+type Entry = RetryState;
 
 export const RETRY_COALESCE_MS = 50;
 export const RETRY_BASE_MS = 10_000;
@@ -120,7 +124,7 @@ export class RetryScheduler {
       if (this.o.attempt(key, cause)) started++;
     }
     // Instances placed or removed without a run of ours ending (a cluster's report did it).
-    for (const key of this.entries.keys()) if (!seen.has(key)) this.entries.delete(key);
+    for (const key of this.entries.keys()) if (!seen.has(key)) this.forget(key);
     this.o.onPass?.(kind, started);
     if (dueOnly) this.rearm();
   }
@@ -131,6 +135,7 @@ export class RetryScheduler {
     if (e) {
       e.retries++;
       e.last = this.clock.now();
+      this.o.save?.(key, e);
     }
     return this.generation;
   }
@@ -142,7 +147,7 @@ export class RetryScheduler {
 
   finished(key: string, token: number, outcome: RunOutcome): void {
     if (outcome !== 'unplaced') {
-      this.entries.delete(key);
+      this.forget(key);
       return;
     }
     const now = this.clock.now();
@@ -150,20 +155,25 @@ export class RetryScheduler {
     e.failures++;
     e.next = now + Math.min(this.maxMs, this.baseMs * 2 ** Math.min(30, e.failures - 1));
     this.entries.set(key, e);
+    this.o.save?.(key, e);
     if (!this.closed && token !== this.generation) this.schedulePass('again', this.lastCause);
     this.armAt(e.next);
   }
 
-  /** An instance found unplaced when root starts: no run of this process failed yet. */
-  adopt(key: string): void {
+  /**
+   * An instance found unplaced outside a run of ours: at root's start (with the state it saved, due
+   * at once if its time passed while root was down), or reported so by its cluster.
+   */
+  adopt(key: string, saved?: RetryState): void {
     if (this.entries.has(key)) return;
-    const next = this.clock.now() + this.baseMs;
-    this.entries.set(key, { retries: 0, last: null, failures: 0, next });
-    this.armAt(next);
+    const e = saved ? { ...saved } : { retries: 0, last: null, failures: 0, next: this.clock.now() + this.baseMs };
+    this.entries.set(key, e);
+    if (!saved) this.o.save?.(key, e);
+    this.armAt(e.next);
   }
 
   forget(key: string): void {
-    this.entries.delete(key);
+    if (this.entries.delete(key)) this.o.save?.(key, undefined);
   }
 
   info(key: string): RetryInfo | undefined {

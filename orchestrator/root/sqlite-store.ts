@@ -2,7 +2,7 @@
 import Database from 'better-sqlite3';
 import type { InstanceState } from './lifecycle.ts';
 import type {
-  AddressRecord, ApplicationRecord, ClusterAggregate, ClusterRecord, InstanceEvent, InstanceRecord, RootStore,
+  AddressRecord, ApplicationRecord, ClusterAggregate, ClusterRecord, InstanceEvent, InstanceRecord, RetryRecord, RootStore,
   ServiceRecord, UserRecord, WorkerSubnetRecord,
 } from './store.ts';
 
@@ -32,6 +32,8 @@ const MIGRATIONS: string[] = [
    CREATE TABLE addresses (address TEXT PRIMARY KEY, family INTEGER NOT NULL, kind TEXT NOT NULL,
      service_id TEXT NOT NULL, instance_n INTEGER);
    CREATE INDEX addresses_of ON addresses(service_id, instance_n);`,
+  `CREATE TABLE instance_retries (service_id TEXT NOT NULL, n INTEGER NOT NULL, retries INTEGER NOT NULL,
+     last_retry INTEGER, failures INTEGER NOT NULL, next_retry INTEGER NOT NULL, PRIMARY KEY (service_id, n));`,
 ];
 
 type Row = Record<string, unknown>;
@@ -157,6 +159,7 @@ export class SqliteStore implements RootStore {
   }
   deleteService(id: string): void {
     this.run('DELETE FROM instance_events WHERE service_id = ?', id);
+    this.run('DELETE FROM instance_retries WHERE service_id = ?', id);
     this.run('DELETE FROM instances WHERE service_id = ?', id);
     this.run('DELETE FROM services WHERE id = ?', id);
   }
@@ -185,6 +188,21 @@ export class SqliteStore implements RootStore {
        ns_ip_v6 = @ns_ip_v6, tunnel_endpoint = @tunnel_endpoint, updated_at = @updated_at WHERE service_id = @service_id AND n = @n`,
       i,
     );
+  }
+  listRetries(): RetryRecord[] {
+    return this.all('SELECT * FROM instance_retries') as unknown as RetryRecord[];
+  }
+  putRetry(r: RetryRecord): void {
+    this.run(
+      `INSERT INTO instance_retries (service_id, n, retries, last_retry, failures, next_retry)
+       VALUES (@service_id, @n, @retries, @last_retry, @failures, @next_retry)
+       ON CONFLICT(service_id, n) DO UPDATE SET retries = excluded.retries, last_retry = excluded.last_retry,
+       failures = excluded.failures, next_retry = excluded.next_retry`,
+      r,
+    );
+  }
+  deleteRetry(serviceId: string, n: number): void {
+    this.run('DELETE FROM instance_retries WHERE service_id = ? AND n = ?', serviceId, n);
   }
   addInstanceEvent(serviceId: string, n: number, e: InstanceEvent): void {
     this.run('INSERT INTO instance_events (service_id, n, state, reason, ts) VALUES (?, ?, ?, ?, ?)', serviceId, n, e.state, e.reason, e.ts);

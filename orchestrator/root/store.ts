@@ -56,6 +56,17 @@ export interface InstanceRecord {
   updated_at: number;
 }
 
+/** Root's retries of an unplaced instance (orchestrator/root/retry.ts), kept across restarts. */
+export interface RetryRecord {
+  service_id: string;
+  n: number;
+  retries: number;
+  last_retry: number | null;
+  /** Runs that ended unplaced in a row: the backoff's exponent. */
+  failures: number;
+  next_retry: number;
+}
+
 export interface InstanceEvent {
   state: InstanceState;
   reason: string;
@@ -139,6 +150,9 @@ export interface RootStore {
   addInstanceEvent(serviceId: string, n: number, e: InstanceEvent): void;
   instanceEvents(serviceId: string, n: number): InstanceEvent[];
   countInstancesByState(): Map<InstanceState, number>;
+  listRetries(): RetryRecord[];
+  putRetry(r: RetryRecord): void;
+  deleteRetry(serviceId: string, n: number): void;
 
   upsertCluster(c: ClusterRecord): void;
   cluster(id: string): ClusterRecord | undefined;

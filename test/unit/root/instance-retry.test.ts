@@ -98,9 +98,10 @@ async function setup(): Promise<Setup> {
 }
 
 /** Waits for the manager's runs (an offer is a real HTTP round trip) and for them to end. */
-async function until(what: string, f: () => boolean): Promise<void> {
+async function until(what: string, f: () => boolean, tick?: () => void): Promise<void> {
   for (let i = 0; i < 400; i++) {
     await new Promise((r) => setTimeout(r, 5));
+    tick?.();
     if (f()) break;
   }
   assert.ok(f(), `timed out waiting for ${what}`);
@@ -161,10 +162,42 @@ test('undeploying a placed instance counts its room as free at once and retries 
     // The cluster's report still shows no room (it has #0), so only the undeploy can say there is.
     s.reg.report(s.clusterId, agg(0));
     s.m.undeploy(s.store.instance('s1', first.n)!, 'undeployed by u');
-    await until('the cluster told to remove #0', () => s.offers.includes('DELETE /api/placements/s1/0 '));
-    s.clock.advance(50);
-    await until('#1 placed', () => s.store.instance('s1', second.n)?.state === 'CLUSTER_SCHEDULED');
+    // The trigger comes once the cluster has answered the removal: move the retry clock until then.
+    await until('#1 placed', () => s.store.instance('s1', second.n)?.state === 'CLUSTER_SCHEDULED', () => s.clock.advance(50));
+    assert.ok(s.offers.includes('DELETE /api/placements/s1/0 '), 'the cluster was told to remove #0');
     assert.match(s.store.instance('s1', second.n)!.reason, /on a retry \(instance 0 of service s1 was undeployed from cluster edge\)/);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a root restart keeps each unplaced instance\'s retries and backoff: retried at the time it had, not before', async () => {
+  const s = await setup();
+  try {
+    const inst = s.m.deploy(s.service, 'requested by u');
+    await until('NO_CLUSTER_FOUND', () => s.store.instance('s1', inst.n)?.state === 'NO_CLUSTER_FOUND');
+    s.reg.report(s.clusterId, agg(0.5));
+    s.clock.advance(50);
+    await until('one retry', () => s.m.view(s.store.instance('s1', inst.n)!).retries === 1);
+    const before = s.m.view(s.store.instance('s1', inst.n)!);
+    await s.m.close();
+
+    // The same database, a new manager: as after a restart.
+    const clock = new FakeClock();
+    clock.t = s.clock.t;
+    const m2 = new InstanceManager(s.store, new AddressAllocator(s.store), s.reg, memoryLogger(), new Metrics(), { retryClock: clock });
+    try {
+      m2.resume();
+      const after = m2.view(s.store.instance('s1', inst.n)!);
+      assert.deepEqual([after.retries, after.last_retry, after.next_retry], [before.retries, before.last_retry, before.next_retry]);
+      clock.advance(Date.parse(before.next_retry!) - clock.t - 1);
+      await until('nothing before its time', () => true);
+      assert.equal(m2.view(s.store.instance('s1', inst.n)!).retries, 1);
+      clock.advance(1);
+      await until('retried at its time', () => m2.view(s.store.instance('s1', inst.n)!).retries === 2);
+    } finally {
+      await m2.close();
+    }
   } finally {
     await s.close();
   }
