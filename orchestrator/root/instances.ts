@@ -31,9 +31,9 @@ export interface InstanceView {
   created_at: string;
   updated_at: string;
   /**
-   * While unplaced: scheduling runs since it was first left unplaced (counted by this root process),
-   * the last one, and when root retries it at the latest (sooner if room appears). A run that ends
-   * in the same state adds no history entry; it only updates `reason`.
+   * While unplaced: scheduling runs since it was first left unplaced (kept across root restarts), the
+   * last one, and when root retries it at the latest (sooner if room appears). A run that ends in
+   * the same state adds no history entry; it only updates `reason`.
    */
   retries: number;
   last_retry: string | null;

@@ -40,7 +40,7 @@ export interface RetryOptions {
 }
 
 export interface RetryInfo {
-  /** Scheduling runs of this instance since it was first left unplaced (in this root process). */
+  /** Scheduling runs of this instance since it was first left unplaced. */
   retries: number;
   last_retry: number | null;
   /** When the backoff retries it next, unless a trigger comes first. */
