@@ -9,6 +9,9 @@ test('the SPEC path and its endings are allowed', () => {
   assert.ok(canTransition('REQUESTED', 'NO_CLUSTER_FOUND'));
   assert.ok(canTransition('CLUSTER_SCHEDULED', 'NO_WORKER_CAPACITY'));
   assert.ok(canTransition('NO_CLUSTER_FOUND', 'REQUESTED'), 'retry');
+  // Root retries an unplaced instance in place: it ends placed by root or in another negative outcome.
+  assert.ok(canTransition('NO_CLUSTER_FOUND', 'CLUSTER_SCHEDULED'));
+  assert.ok(canTransition('NO_CLUSTER_FOUND', 'NO_WORKER_CAPACITY') && canTransition('NO_QUALIFIED_WORKER', 'NO_CLUSTER_FOUND'));
   assert.ok(canTransition('RUNNING', 'NODE_SCHEDULED'), 're-placement after a worker failure');
 });
 
