@@ -77,6 +77,8 @@ const RESEND_MS = 5000;
  * cluster is admitted by the server's worker at once (docs/decisions.md, overlay across clusters).
  */
 export const REPORT_SOON_MS = 200;
+/** Free memory growth on a worker that counts as new room (less is the host's free memory moving). */
+const ROOM_MB = 32;
 
 /**
  * How this cluster's workers name a worker of another cluster. Worker names are unique within a
@@ -443,11 +445,15 @@ export class Cluster extends EventEmitter<ClusterEvents> {
 
   private onHeartbeat(workerId: string, hb: Heartbeat): void {
     this.counters.heartbeats++;
-    const prevEndpoint = this.registry.workers.get(workerId)?.hb?.tunnel_endpoint;
+    const prev = this.registry.workers.get(workerId)?.hb;
+    const prevEndpoint = prev?.tunnel_endpoint;
     const { revived, first } = this.registry.heartbeat(workerId, hb);
     if (revived || first) {
       this.log.info(revived ? 'worker is back' : 'worker is up', { worker: workerId, instances: hb.instances.length });
       this.emit('worker-alive', workerId);
+      this.reportSoon();
+    } else if (prev && (hb.cpu.free > prev.cpu.free + 1e-6 || hb.memory_mb.free >= prev.memory_mb.free + ROOM_MB)) {
+      // Room on a worker (an instance stopped): root may have instances waiting for it.
       this.reportSoon();
     }
     this.reconcile(workerId, hb.instances);

@@ -1,8 +1,10 @@
 // An instance root could not place is placed as soon as room appears, through the real chain: root,
-// one cluster (in-process, reporting every second) and real workers running `sleep` processes. The
+// one cluster (in-process, periodic reports off in effect) and real workers running `sleep` processes. The
 // deployment is full, the extra instance waits with its reason; a worker too small for it joins
 // (root retries, fails the same way, and the history stays as it was); undeploying one instance then
-// lets the waiting one run, with no cluster restart or re-registration.
+// lets the waiting one run, with no cluster restart or re-registration. Without the cluster's early
+// report on a worker's new room, root's first retry can come before the worker has stopped #0, and
+// nothing retries again before the periodic report (here: 10 min) or the backoff.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -24,7 +26,9 @@ test('a full deployment: the extra instance waits NO_CLUSTER_FOUND with its reas
   try {
     const root = await st.startRoot();
     const r = root.url;
-    const cluster = await st.startCluster('edge1');
+    // Periodic reports far apart: root hears of new room from the cluster's early reports (a worker's
+    // free capacity grew, an instance changed state, a worker joined).
+    const cluster = await st.startCluster('edge1', { reportIntervalMs: 600_000 });
     await poll('registered with root', async () => cluster.rootToken);
     await st.startWorker(`wretry${process.pid % 100000}`, { capacity: { vcpus: 1, memory_mb: 512 } });
     const auth = await st.adminHeaders();
