@@ -25,7 +25,7 @@ import {
 import type { OverlayTunnel, PlacementAnswer, PlacementOffer, RemotePeer } from '../root-cluster-messages.ts';
 import { RootClient, RootCallError, parsePeersPush, type InstanceChange, type OverlayNews, type Report } from './root-client.ts';
 import { loadState, StateWriter } from './state-file.ts';
-import { CoalescedRun } from './coalesced-run.ts';
+import { CoalescedRun } from '../coalesced-run.ts';
 import { loadOrCreateTunnelKey, tunnelIdForSubnet, type TunnelKey } from '../worker/net/tunnel-identity.ts';
 
 export type BrokerChoice =

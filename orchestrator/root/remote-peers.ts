@@ -3,6 +3,7 @@
 // other clusters as soon as the set changes, so a new caller is admitted by a remote server's worker
 // without waiting for that cluster's next report.
 import type { RemotePeer } from '../root-cluster-messages.ts';
+import { CoalescedRun } from '../coalesced-run.ts';
 
 function key(p: RemotePeer): string {
   return `${p.cluster_id}\n${p.worker_id}\n${p.tunnel_id}\n${p.tunnel_endpoint}`;
@@ -57,8 +58,7 @@ export function seesChange(id: string, changed: ReadonlySet<string>): boolean {
  * burst of changes costs one push per cluster in flight plus one.
  */
 export class PeerAnnouncer {
-  private readonly inflight = new Set<string>();
-  private readonly again = new Set<string>();
+  private readonly runs = new Map<string, CoalescedRun>();
   private closed = false;
 
   constructor(
@@ -69,30 +69,30 @@ export class PeerAnnouncer {
 
   announce(id: string): void {
     if (this.closed) return;
-    if (this.inflight.has(id)) {
-      this.again.add(id);
-      return;
+    let run = this.runs.get(id);
+    if (!run) {
+      run = new CoalescedRun(async () => {
+        try {
+          await this.send(id);
+          this.done(id);
+        } catch (e) {
+          this.done(id, e);
+        }
+      }, 0);
+      this.runs.set(id, run);
     }
-    this.inflight.add(id);
-    let p: Promise<void>;
-    try {
-      p = this.send(id);
-    } catch (e) {
-      p = Promise.reject(e);
-    }
-    p.then(() => this.done(id), (e: unknown) => this.done(id, e)).finally(() => {
-      this.inflight.delete(id);
-      if (this.again.delete(id)) this.announce(id);
-    }).catch(() => undefined);
+    run.request();
   }
 
   /** Pushes in flight, for close() to wait on. */
   get busy(): number {
-    return this.inflight.size;
+    let n = 0;
+    for (const r of this.runs.values()) if (r.busy) n++;
+    return n;
   }
 
   close(): void {
     this.closed = true;
-    this.again.clear();
+    for (const r of this.runs.values()) r.close();
   }
 }

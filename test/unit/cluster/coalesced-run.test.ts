@@ -1,8 +1,8 @@
-// The cluster's early reports to root (cluster/coalesced-run.ts): a burst of changes is one report
+// The cluster's early reports to root (orchestrator/coalesced-run.ts): a burst of changes is one report
 // soon after the first, never two reports in flight, and a change made during a report gets its own.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CoalescedRun, type TimerApi } from '../../../orchestrator/cluster/coalesced-run.ts';
+import { CoalescedRun, type TimerApi } from '../../../orchestrator/coalesced-run.ts';
 
 /** Timers fired by hand, and a task whose runs finish when the test says so. */
 function rig(delayMs = 200): { run: CoalescedRun; fire: () => number; pendingTimers: () => number[]; finish: () => Promise<void>; started: () => number } {

@@ -1,7 +1,8 @@
-// One asynchronous task (the cluster's report to root) run soon after something asks for it, with
-// every request in between served by the same run, and never two runs at once. A request that
-// arrives while a run is in flight gets a run of its own after it: the run in flight took its
-// input (the queued changes) before the request's change was queued.
+// One asynchronous task run soon after something asks for it (the cluster's report to root, 200 ms
+// later; root's peers push to one cluster, at once), with every request in between served by the
+// same run, and never two runs at once. A request that arrives while a run is in flight gets a run
+// of its own after it: the run in flight took its input (the queued changes, the list as it was)
+// before the request's change was made.
 
 export interface TimerApi {
   setTimeout: (f: () => void, ms: number) => NodeJS.Timeout;
@@ -20,11 +21,16 @@ export class CoalescedRun {
     private readonly timers: TimerApi = { setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: (t) => clearTimeout(t) },
   ) {}
 
-  /** A run within delayMs (joining one already pending), or right after the one in flight plus delayMs. */
+  /** A run within delayMs (joining one already pending), or right after the one in flight plus delayMs.
+   *  With delayMs 0 the run starts now, within this call. */
   request(): void {
     if (this.closed) return;
     if (this.running) {
       this.again = true;
+      return;
+    }
+    if (this.delayMs === 0) {
+      void this.run();
       return;
     }
     this.timer ??= this.timers.setTimeout(() => {
@@ -41,6 +47,10 @@ export class CoalescedRun {
       this.timer = undefined;
     }
     await this.run();
+  }
+
+  get busy(): boolean {
+    return this.running;
   }
 
   get pending(): boolean {
