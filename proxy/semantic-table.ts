@@ -309,10 +309,7 @@ export class SemanticTable implements TranslationTable {
     const v = this.flows.values, o = r * W;
     if (v[o] !== REV || v[o + 3] !== 0) return true;
     const n = fam === 4 ? 1 : 4;
-    for (let i = 0; i < n; i++) {
-      const p = dstOff + 4 * i;
-      if (v[o + 4 + i] !== ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!)) return true;
-    }
+    for (let i = 0; i < n; i++) if (v[o + 4 + i] !== wordAt(b, dstOff + 4 * i)) return true;
     return false;
   }
 
@@ -553,12 +550,14 @@ function coarseNow(): number {
   return Math.floor(performance.now() / 1000);
 }
 
+/** The 32-bit word at b[p], as the Int32Array payload of a flow holds it. */
+function wordAt(b: Uint8Array, p: number): number {
+  return (b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!;
+}
+
 function readWords(b: Uint8Array, off: number, fam: 4 | 6, v: Int32Array, o: number): void {
   const n = fam === 4 ? 1 : 4;
-  for (let i = 0; i < n; i++) {
-    const p = off + 4 * i;
-    v[o + i] = (b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!;
-  }
+  for (let i = 0; i < n; i++) v[o + i] = wordAt(b, off + 4 * i);
 }
 
 function writeWords(dst: Uint8Array, v: Int32Array, o: number, fam: 4 | 6): void {
