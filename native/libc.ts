@@ -84,3 +84,9 @@ export const EIO = 5;
 export const EMSGSIZE = 90;
 export const ECONNREFUSED = 111;
 export const ENOBUFS = 105;
+
+// CPU affinity of a thread (pid 0: the calling thread); the mask is a bit array, CPU n at bit n.
+export const schedSetaffinity = lib.func('int sched_setaffinity(int pid, unsigned long size, const uint8_t *mask)') as (
+  pid: number, size: number, mask: Uint8Array) => number;
+export const schedGetaffinity = lib.func('int sched_getaffinity(int pid, unsigned long size, _Out_ uint8_t *mask)') as (
+  pid: number, size: number, mask: Uint8Array) => number;

@@ -36,7 +36,7 @@ export function startStandalone(cfg: StandaloneConfig): { close: () => void; dat
   const { device: dev, socket: sock } = t;
   log({
     level: 'info', msg: 'datapath up', tun: dev.name, offloads: dev.offloads, vnet: dev.vnetHdr, gso: sock.gso,
-    gro: sock.gro, sndbuf: sock.sndbuf, rcvbuf: sock.rcvbuf, port: sock.port,
+    gro: sock.gro, sndbuf: sock.sndbuf, rcvbuf: sock.rcvbuf, port: sock.port, placement: t.placement,
   });
   return { datapath: t.datapath, close: t.close };
 }

@@ -10,6 +10,7 @@ import { Datapath } from './datapath.ts';
 import { TunnelCodec, type AeadName, type TunnelCodecOptions } from './tunnel.ts';
 import type { Endpoint } from './io.ts';
 import type { TranslationTable } from './table.ts';
+import { placeDatapath, type Placement } from './placement.ts';
 
 /** One worker's link to the overlay: its TUN, its tunnel socket, its peers and keys. */
 export interface TunDatapathConfig {
@@ -28,6 +29,8 @@ export interface TunDatapathConfig {
   maxDatagram: number;
   routes: string[];
   txqueuelen?: number;
+  /** Pin the loop to this CPU and steer the TUN's receive processing to the others (netstack/placement.ts). */
+  cpu?: number;
 }
 
 export interface TunDatapathOptions {
@@ -44,6 +47,8 @@ export interface TunDatapath {
   datapath: Datapath;
   device: TunDevice;
   socket: UdpSocket;
+  /** Where the loop runs, when cfg.cpu was given. */
+  placement?: Placement;
   /** Stops the pumps and closes the datapath (device, socket, AEAD contexts); idempotent. */
   close: () => void;
 }
@@ -68,13 +73,16 @@ export function openTunDatapath(cfg: TunDatapathConfig, opts: TunDatapathOptions
   const peers = new Map<number, Endpoint>();
   for (const p of cfg.peers) peers.set(p.id, { host: p.host, port: p.port });
   const dev = new TunDevice(cfg.tun, { offload: cfg.offload });
-  let sock: UdpSocket;
+  let sock: UdpSocket | undefined;
+  let placement: Placement | undefined;
   try {
     ip(['link', 'set', 'dev', dev.name, 'mtu', String(cfg.mtu), 'txqueuelen', String(cfg.txqueuelen ?? 10000), 'up']);
     tunNoQueue(dev.name);
     for (const r of cfg.routes) ip([r.includes(':') ? '-6' : '-4', 'route', 'replace', r, 'dev', dev.name]);
     sock = new UdpSocket({ host: cfg.listen.host, port: cfg.listen.port, offload: cfg.offload });
+    placement = cfg.cpu === undefined ? undefined : placeDatapath(dev.name, cfg.cpu);
   } catch (e) {
+    sock?.close();
     dev.close();
     throw e;
   }
@@ -104,6 +112,7 @@ export function openTunDatapath(cfg: TunDatapathConfig, opts: TunDatapathOptions
     datapath: dp,
     device: dev,
     socket: sock,
+    placement,
     close: () => {
       if (closed) return;
       closed = true;

@@ -2,10 +2,13 @@
 // (1) the kernel veth directly, (2) kernel VXLAN, (3) Canopy's overlay in offload mode and (4) in
 // per-packet mode, authentication on. Both overlays carry traffic from an instance namespace to an
 // instance namespace, each behind a veth and a bridge on its worker (Canopy through a service IP);
-// ratio_vxlan compares those two. VXLAN between the hosts themselves (no instance plumbing) is printed
+// ratio_vxlan compares those two. Each Canopy datapath is pinned to CPU 0 with its TUN's receive
+// steered to the other CPUs (TunDatapathConfig.cpu; the two emulated hosts share this machine's CPUs),
+// and once more left to the scheduler: canopy_unpinned_gbps, ratio_vxlan_unpinned. iperf3 is never pinned. VXLAN between the hosts themselves (no instance plumbing) is printed
 // too, as vxlan_host_gbps and ratio_vxlan_host.
 // Prints progress, then as its last line one JSON object with the figures and ratio_vxlan.
 import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { Lab, type Host, type Namespace } from '../test/lab/lab.ts';
 import { S4, buildOverlay, plumbWorker, statsOf, stopOverlay } from '../test/integration/datapath-setup.ts';
 
@@ -13,8 +16,13 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const encrypt = process.argv.includes('--encrypt');
 // BENCH_PHASES=offload (comma list of veth,vxlan,offload,pp,thread) runs only those phases: A/B runs
 // of one change measure the offload phase alone, alternated, with CPU per GB.
-const PHASES = new Set((process.env.BENCH_PHASES ?? 'veth,vxlan,offload,pp,thread').split(','));
+const PHASES = new Set((process.env.BENCH_PHASES ?? 'veth,vxlan,offload,unpinned,pp,thread').split(','));
 const CLK_TCK = 100;
+// BENCH_CPU=<n|none>: the CPU each Canopy datapath is pinned to (default 0; none leaves it to the scheduler).
+const CPU = process.env.BENCH_CPU === 'none' ? undefined : Number(process.env.BENCH_CPU ?? 0);
+// BENCH_PERF='<shell command>' runs that command 3 s into each Canopy phase's iperf3 run, e.g.
+// 'perf record -g -C 0 -o /tmp/dp.data -- sleep 4' (profiles in perf/RESULTS.md were taken so).
+const PERF_CMD = process.env.BENCH_PERF;
 
 /** CPU seconds (user + system, all threads) a process has used so far. */
 function cpuSeconds(pid: number | undefined): number {
@@ -51,9 +59,10 @@ async function tunDrops(h: Host): Promise<number> {
 const round = (x: number): number | null => (Number.isFinite(x) ? Math.round(x * 100) / 100 : null);
 
 // Each overlay gets its own pair of hosts: the plumbing of one stays until the lab goes.
-const lab = await Lab.create({ hosts: ['w1', 'w2', 'w3', 'w4', 'w5', 'w6', 'w7', 'w8'] });
+const names = ['w1', 'w2', 'w3', 'w4', 'w5', 'w6', 'w7', 'w8', 'w9', 'w10'];
+const lab = await Lab.create({ hosts: names });
 try {
-  const [w1, w2, w3, w4, w5, w6, w7, w8] = ['w1', 'w2', 'w3', 'w4', 'w5', 'w6', 'w7', 'w8'].map((n) => lab.host(n));
+  const [w1, w2, w3, w4, w5, w6, w7, w8, w9, w10] = names.map((n) => lab.host(n));
 
   let veth = NaN;
   if (PHASES.has('veth')) {
@@ -90,12 +99,13 @@ try {
   }
 
   /** Gbps, TUN drops, and CPU seconds of both datapath processes per GB moved. */
-  const overlay = async (a: Host, b: Host, offload: boolean, tag: string, thread = false): Promise<[number, number, number]> => {
-    const ws = await buildOverlay(lab, [a, b], { offload, encrypt, tag, thread });
+  const overlay = async (a: Host, b: Host, offload: boolean, tag: string, thread = false, cpu = CPU): Promise<[number, number, number]> => {
+    const ws = await buildOverlay(lab, [a, b], { offload, encrypt, tag, thread, cpu });
     try {
       // A warm-up ping: the first packet of a flow pays for ARP/ND on the far bridge.
       await ws[0].inst.exec(['ping', '-c', '1', '-W', '2', S4]);
       const cpu0 = ws.reduce((t, w) => t + cpuSeconds(w.proc.pid), 0);
+      if (PERF_CMD) setTimeout(() => { spawn('sh', ['-c', PERF_CMD], { stdio: 'ignore' }); }, 3000);
       const gbps = await iperf(ws[1].inst, ws[0].inst, S4);
       const cpu = ws.reduce((t, w) => t + cpuSeconds(w.proc.pid), 0) - cpu0;
       const drops = (await tunDrops(a)) + (await tunDrops(b));
@@ -118,6 +128,14 @@ try {
     console.log(`  ${canopy.toFixed(2)} Gbps, TUN drops ${drops}, datapath CPU ${cpuPerGb.toFixed(3)} s/GB`);
   }
 
+  let unpinned = NaN;
+  if (PHASES.has('unpinned')) {
+    console.log(`Canopy overlay, offload mode, datapaths left to the scheduler, ${SECONDS} s …`);
+    let cpuUnpinned: number;
+    [unpinned, , cpuUnpinned] = await overlay(w9, w10, true, 'u', false, undefined);
+    console.log(`  ${unpinned.toFixed(2)} Gbps, datapath CPU ${cpuUnpinned.toFixed(3)} s/GB`);
+  }
+
   let pp = NaN;
   let dropsPp = 0;
   if (PHASES.has('pp')) {
@@ -138,6 +156,7 @@ try {
     bench: 'tunnel', veth_gbps: round(veth), vxlan_gbps: round(vxlan), canopy_gbps: round(canopy),
     canopy_pp_gbps: round(pp), canopy_thread_gbps: round(threaded), ratio_vxlan: round(canopy / vxlan), tun_drops: drops, tun_drops_pp: dropsPp,
     vxlan_host_gbps: round(vxlanHost), ratio_vxlan_host: round(canopy / vxlanHost),
+    canopy_unpinned_gbps: round(unpinned), ratio_vxlan_unpinned: round(unpinned / vxlan), datapath_cpu: CPU ?? null,
     canopy_cpu_s_per_gb: Math.round(cpuPerGb * 1000) / 1000, auth: true, encrypt, seconds: SECONDS,
   }));
 } finally {

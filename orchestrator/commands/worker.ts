@@ -2,7 +2,7 @@
 // keep running when it stops; the next start re-adopts them. --no-network runs instances with loopback
 // only (no bridge, TUN or DNS), for tests and hosts where the overlay is not wanted.
 import type { Command } from 'commander';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { NodeEngine } from '../worker/node-engine.ts';
 import { startWorkerApi } from '../worker/api.ts';
 import { parseUpstream } from '../../dns/forwarder.ts';
@@ -27,6 +27,7 @@ interface Opts {
   tunnelPort: string;
   pathMtu: string;
   offload: boolean;
+  datapathCpu?: string;
   dnsUpstream?: string[];
   dnsPort: string;
   bridge: string;
@@ -68,6 +69,7 @@ export function register(program: Command): void {
     .option('--tunnel-port <port>', 'UDP port of the tunnel socket', '50103')
     .option('--path-mtu <bytes>', 'MTU of the underlay path between workers (overlay MTU = this − tunnel overhead)', '1500')
     .option('--no-offload', 'no GSO/GRO on the TUN and tunnel socket')
+    .option('--datapath-cpu <n>', 'pin the datapath to this CPU and steer the TUN\'s receive processing to the others (default: unpinned)')
     .option('--dns-upstream <address...>', 'resolvers for names outside the service zone (default: /etc/resolv.conf)')
     .option('--dns-port <port>', 'port of the service DNS server on the bridge', '53')
     .option('--bridge <name>', 'bridge interface of the instances', 'canopy0')
@@ -96,6 +98,7 @@ export function register(program: Command): void {
       }
       const netOpts = o.network ? {
         tunnelHost: o.tunnelHost, tunnelPort, pathMtu: intOpt(o.pathMtu, '--path-mtu', 576, 65535), offload: o.offload,
+        datapathCpu: o.datapathCpu === undefined ? undefined : intOpt(o.datapathCpu, '--datapath-cpu', 0, availableParallelism() - 1),
         dnsUpstreams: o.dnsUpstream?.map(parseUpstream), dnsPort: intOpt(o.dnsPort, '--dns-port', 1, 65535), bridge: o.bridge, tun: o.tun,
         overlay: o.overlay.map((c) => cidrOpt(c, '--overlay')), servicePrefixes: o.serviceRange.map((c) => cidrOpt(c, '--service-range')),
       } : undefined;

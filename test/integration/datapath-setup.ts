@@ -32,6 +32,8 @@ export interface OverlayOptions {
   thread?: boolean;
   /** Tunnel over the IPv6 underlay (2001:2::/64) instead of IPv4. */
   underlay6?: boolean;
+  /** Each datapath's loop pinned to this CPU, the TUN's receive steered to the others (TunDatapathConfig.cpu). */
+  cpu?: number;
 }
 
 export function instancesFor(ids: number[]): StaticInstance[] {
@@ -73,6 +75,7 @@ export async function buildOverlay(lab: Lab, hosts: Host[], opts: OverlayOptions
       mtu: OVERLAY_MTU,
       maxDatagram: maxDatagramFor(1500, underlay),
       routes: ['10.16.0.0/12', 'fdc0::/16'],
+      cpu: opts.cpu,
       instances,
       services,
     };

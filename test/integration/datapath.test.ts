@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { labFor, labSkipReason, type Lab } from '../lab/lab.ts';
+import { allowedCpus } from '../../native/cpu.ts';
 import { S4, S6, TUNNEL_PORT, buildOverlay, statsOf, stopOverlay, type OverlayWorker } from './datapath-setup.ts';
 
 const skip = labSkipReason() ?? false;
@@ -33,11 +34,12 @@ const modes = [
   { offload: false, encrypt: false, name: 'per-packet mode' },
   { offload: true, encrypt: true, name: 'offload mode, encrypted' },
   { offload: true, encrypt: false, underlay6: true, name: 'offload mode, IPv6 underlay' },
+  { offload: true, encrypt: false, cpu: 0, name: 'offload mode, datapaths pinned to CPU 0' },
 ];
-for (const { offload, encrypt, name, underlay6 } of modes) {
+for (const { offload, encrypt, name, underlay6, cpu } of modes) {
   test(`instances reach each other through a service IP (${name})`, { skip, timeout: 180_000 }, async (t) => {
     const lab = await labFor(t, { hosts: ['w1', 'w2', 'x3'] });
-    const workers = await buildOverlay(lab, [lab.host('w1'), lab.host('w2')], { offload, encrypt, underlay6 });
+    const workers = await buildOverlay(lab, [lab.host('w1'), lab.host('w2')], { offload, encrypt, underlay6, cpu });
     t.after(() => stopOverlay(workers));
     const [a, b] = workers;
 
@@ -106,6 +108,24 @@ for (const { offload, encrypt, name, underlay6 } of modes) {
       const p = await a.inst.exec(['ping', '-c', '1', '-W', '2', S4]);
       assert.equal(p.code, 0);
     });
+
+    if (cpu !== undefined) {
+      await t.test('the loop runs on the given CPU and the TUN\'s receive is steered to the others', async () => {
+        const others = allowedCpus().filter((c) => c !== cpu);
+        for (const w of workers) {
+          // The loop runs on the process's main thread, whose task id is the pid.
+          const status = await w.host.execOk(['cat', `/proc/${w.proc.pid}/task/${w.proc.pid}/status`]);
+          assert.match(status, new RegExp(`Cpus_allowed_list:\\s+${cpu}\\n`), `datapath on ${w.host.name}`);
+          if (others.length === 0) continue; // one CPU: nothing to steer to, nothing to tell apart
+          // Only the loop: V8's and libuv's helper threads stay free to run anywhere.
+          const tasks = (await w.host.execOk(['ls', `/proc/${w.proc.pid}/task`])).trim().split(/\s+/);
+          const helper = await w.host.execOk(['cat', `/proc/${w.proc.pid}/task/${tasks.find((x) => x !== String(w.proc.pid))}/status`]);
+          assert.doesNotMatch(helper, new RegExp(`Cpus_allowed_list:\\s+${cpu}\\n`));
+          const rps = (await w.host.execOk(['cat', '/sys/class/net/canopy0/queues/rx-0/rps_cpus'])).trim();
+          assert.equal(Number.parseInt(rps.replace(/,/g, ''), 16), others.reduce((m, c) => m + 2 ** c, 0), `rps_cpus on ${w.host.name}: ${rps}`);
+        }
+      });
+    }
   });
 }
 

@@ -10,6 +10,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { TunDevice } from '../../../native/tun.ts';
 import { UdpSocket } from '../../../native/udp.ts';
 import { Readiness } from '../../../native/poll.ts';
+import { placeDatapath, type Placement } from '../../../netstack/placement.ts';
 import { Datapath } from '../../../netstack/datapath.ts';
 import { TunnelCodec, innerGsoMaxFor, innerMtuFor, maxDatagramFor } from '../../../netstack/tunnel.ts';
 import { tunNoQueue } from '../../../netstack/tun-datapath.ts';
@@ -64,6 +65,11 @@ export interface NetManagerOptions {
   overlay?: string[];
   /** Service ranges (what is worth a route query). */
   servicePrefixes?: string[];
+  /**
+   * Pin the datapath (this daemon's main thread, where the loop runs) to this CPU and steer the TUN's
+   * receive processing to the other CPUs (netstack/placement.ts). Default: left to the scheduler.
+   */
+  datapathCpu?: number;
   /** Seconds between RTT probes to each admitted peer. */
   probeMs?: number;
   log: Logger;
@@ -249,11 +255,13 @@ export class NetManager implements InstanceNetwork {
     const dev = new TunDevice(this.tun, { offload: o.offload ?? true });
     let sock: UdpSocket | undefined;
     let datapath: Datapath;
+    let placement: Placement | undefined;
     try {
       await ip(['link', 'set', 'dev', dev.name, 'mtu', String(mtu), 'txqueuelen', '10000', 'up']);
       tunNoQueue(dev.name);
       for (const r of o.overlay ?? ['10.16.0.0/12', 'fdc0::/16']) await ip([r.includes(':') ? '-6' : '-4', 'route', 'replace', r, 'dev', dev.name]);
       sock = new UdpSocket({ host: tunnelHost, port: o.tunnelPort ?? 50103, offload: o.offload ?? true });
+      placement = o.datapathCpu === undefined ? undefined : placeDatapath(dev.name, o.datapathCpu);
       datapath = new Datapath({
         device: dev, socket: sock, table, mtu,
         codec: new TunnelCodec(this.keyring.codecOptions({
@@ -307,7 +315,9 @@ export class NetManager implements InstanceNetwork {
     this.log.info('network up', {
       bridge: this.bridge, gateway: gateway.v4, gateway_v6: gateway.v6, tun: dev.name, mtu, tunnel_id: selfId,
       tunnel_port: sock.port, offloads: dev.offloads, gso: sock.gso, gro: sock.gro,
+      ...(placement ? { datapath_cpu: placement.cpu, tun_rx_cpus: placement.steered.join(',') } : {}),
     });
+    if (placement?.steerError) this.log.warn('TUN receive not steered off the datapath CPU', { error: placement.steerError });
   }
 
   /** Learns tunnel ids and endpoints from the cluster's messages before the table sees them. */
