@@ -107,7 +107,7 @@ export async function startClusterApi(cluster: Cluster, o: ClusterApiOptions): P
   });
 
   // The whole body is checked by parsePeersPush (a RootAnswerError is a 400); the schema only bounds it.
-  app.post('/api/peers', { preHandler: rootOnly, schema: { body: { type: 'object', required: ['peers'], properties: { peers: { type: 'array', maxItems: 100_000 } } } } },
+  app.post('/api/peers', { preHandler: rootOnly, schema: { body: { type: 'object', required: ['peers'], properties: { peers: { type: 'array', maxItems: 100_000 }, peers_version: { type: 'integer', minimum: 0 } } } } },
     async (req) => ({ ok: true, ...cluster.peersFromRoot(req.body) }));
 
   app.get('/api/status', async () => cluster.status());

@@ -117,6 +117,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   private overlayTunnel: OverlayTunnel | undefined;
   /** Workers of other clusters that run instances (from root's report answers). */
   private remotePeers: RemotePeer[] = [];
+  /** root's peers_version of remotePeers (0: none seen); an older list is dropped. */
+  private remotePeersVersion = 0;
   private peersSent = '';
   private peersTimer: NodeJS.Timeout | undefined;
   private broker: EmbeddedBroker | undefined;
@@ -131,7 +133,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   private rootAnswered = false;
   readonly counters = {
     heartbeats: 0, dropped: 0, placements: 0, declined: 0, replaced: 0, deaths: 0, queries: 0, reports_ok: 0, reports_failed: 0,
-    reports_early: 0, peer_pushes: 0,
+    reports_early: 0, peer_pushes: 0, peer_lists_stale: 0,
   };
 
   private constructor(readonly o: ClusterOptions) {
@@ -272,7 +274,16 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       for (const w of this.registry.workers.keys()) this.publishOverlayTunnel(w);
       this.log.info('overlay key from root', { key_id: news.overlay.key_id });
     }
-    if (news.peers && JSON.stringify(news.peers) !== JSON.stringify(this.remotePeers)) {
+    if (!news.peers) return;
+    if (news.peersVersion !== undefined) {
+      // A report answer root computed before its latest push can arrive after it.
+      if (news.peersVersion < this.remotePeersVersion) {
+        this.counters.peer_lists_stale++;
+        return;
+      }
+      this.remotePeersVersion = news.peersVersion;
+    }
+    if (JSON.stringify(news.peers) !== JSON.stringify(this.remotePeers)) {
       this.remotePeers = news.peers;
       this.publishPeers();
     }
@@ -284,9 +295,9 @@ export class Cluster extends EventEmitter<ClusterEvents> {
    * `peers` of a report answer; a malformed push is refused whole (RootAnswerError, 400).
    */
   peersFromRoot(body: unknown): { peers: number } {
-    const peers = parsePeersPush(body);
+    const { peers, version } = parsePeersPush(body);
     this.counters.peer_pushes++;
-    this.takeOverlayNews({ peers, problems: [] });
+    this.takeOverlayNews({ peers, peersVersion: version, problems: [] });
     return { peers: peers.length };
   }
 

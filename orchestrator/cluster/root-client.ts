@@ -51,7 +51,16 @@ export interface OverlayNews {
   overlay?: OverlayTunnel;
   /** Only in report answers: the workers of other clusters that may send to ours. */
   peers?: RemotePeer[];
+  /** Root's `peers_version` of that list (absent from an older root). */
+  peersVersion?: number;
   problems: string[];
+}
+
+/** `peers_version`: a non-negative integer, or absent. */
+function parsePeersVersion(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new RootAnswerError(`peers_version must be a non-negative integer: ${JSON.stringify(v)}`);
+  return v;
 }
 
 /** The overlay fields of a root answer (`peers` only when `withPeers`). */
@@ -68,6 +77,12 @@ export function overlayNews(a: Record<string, unknown>, withPeers: boolean): Ove
     const { peers, rejected } = parseRemotePeers(a.peers);
     news.peers = peers;
     news.problems.push(...rejected);
+    try {
+      news.peersVersion = parsePeersVersion(a.peers_version);
+    } catch (e) {
+      if (!(e instanceof RootAnswerError)) throw e;
+      news.problems.push(e.message);
+    }
   }
   return news;
 }
@@ -77,7 +92,7 @@ export function overlayNews(a: Record<string, unknown>, withPeers: boolean): Ove
  * an answer (which root sends in reply to something else that still counts), a push carries nothing
  * else, so any malformed entry refuses it whole: the cluster keeps the peers it had.
  */
-export function parsePeersPush(body: unknown): RemotePeer[] {
+export function parsePeersPush(body: unknown): { peers: RemotePeer[]; version?: number } {
   if (typeof body !== 'object' || body === null || Array.isArray(body) || !('peers' in body)) {
     throw new RootAnswerError('body must be an object { peers: [...] }');
   }
@@ -86,7 +101,7 @@ export function parsePeersPush(body: unknown): RemotePeer[] {
     const more = rejected.length > 3 ? `; and ${rejected.length - 3} more` : '';
     throw new RootAnswerError(`peers refused, nothing changed: ${rejected.slice(0, 3).join('; ')}${more}`);
   }
-  return peers;
+  return { peers, version: parsePeersVersion((body as { peers_version?: unknown }).peers_version) };
 }
 
 export class RootClient {

@@ -33,6 +33,6 @@ export async function pushRoute(cluster: ClusterRecord, route: RouteInfo): Promi
 }
 
 /** The other clusters' workers that run instances, as in a report answer's `peers` (POST api/peers). */
-export async function pushPeers(cluster: ClusterRecord, peers: RemotePeer[]): Promise<void> {
-  await call(cluster, 'POST', 'api/peers', { peers });
+export async function pushPeers(cluster: ClusterRecord, peers: RemotePeer[], version: number): Promise<void> {
+  await call(cluster, 'POST', 'api/peers', { peers, peers_version: version });
 }

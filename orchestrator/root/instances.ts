@@ -115,7 +115,7 @@ export class InstanceManager {
     this.announcer = new PeerAnnouncer(
       async (id) => {
         const c = this.clusters.get(id);
-        if (c) await pushPeers(c, this.peers.forCluster(id));
+        if (c) await pushPeers(c, this.peers.forCluster(id), this.peers.version());
       },
       (id, err) => {
         this.countPeerPush({ outcome: err === undefined ? 'ok' : 'failed' });
@@ -483,6 +483,11 @@ export class InstanceManager {
    */
   remotePeers(askingCluster: string): RemotePeer[] {
     return this.peers.forCluster(askingCluster);
+  }
+
+  /** The version of what remotePeers returns (RemotePeerSet.version). */
+  peersVersion(): number {
+    return this.peers.version();
   }
 
   /** A worker got or gave back its subnet: its tunnel id, and so the remote-peer set, may change. */

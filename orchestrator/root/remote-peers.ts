@@ -11,6 +11,8 @@ function key(p: RemotePeer): string {
 
 export class RemotePeerSet {
   private cached: RemotePeer[] | undefined;
+  private cachedKeys = '';
+  private current = 0;
   /** The set as last announced (by takeChanges), as keys. */
   private announced = new Map<string, RemotePeer>();
 
@@ -23,7 +25,26 @@ export class RemotePeerSet {
   }
 
   all(): RemotePeer[] {
-    return (this.cached ??= this.scan());
+    if (!this.cached) {
+      this.cached = this.scan();
+      const keys = this.cached.map(key).sort().join('\0');
+      if (keys !== this.cachedKeys || this.current === 0) {
+        this.cachedKeys = keys;
+        // Clock-based, so a restarted root still counts up from where the clusters last heard it.
+        this.current = Math.max(this.current + 1, Date.now());
+      }
+    }
+    return this.cached;
+  }
+
+  /**
+   * The version of the set: larger whenever the set changed. Every list root sends (report answer or
+   * push) carries it as `peers_version`, so a cluster can drop a list older than one it already has:
+   * a report answer computed before a push may arrive after it.
+   */
+  version(): number {
+    this.all();
+    return this.current;
   }
 
   /** What `clusterId` is told: every other cluster's peers. */

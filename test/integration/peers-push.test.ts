@@ -48,6 +48,17 @@ test('POST /api/peers: root only, validated, taken like a report answer', { time
     const empty = await push(JSON.stringify({ peers: [] }));
     assert.equal(empty.status, 200);
     assert.equal(remotePeers(), 0, 'an empty list shuts the remote workers out');
+
+    // Lists carry root's version: an older one arriving late (a report answer computed before the
+    // last push) is dropped and counted, the same version again is taken.
+    assert.equal((await push(JSON.stringify({ peers: [peer], peers_version: 2_000_000_000_100 }))).status, 200);
+    assert.equal(remotePeers(), 1);
+    assert.equal((await push(JSON.stringify({ peers: [], peers_version: 2_000_000_000_050 }))).status, 200);
+    assert.equal(remotePeers(), 1, 'an older list changes nothing');
+    assert.equal(cluster.counters.peer_lists_stale, 1);
+    assert.equal((await push(JSON.stringify({ peers: [], peers_version: 2_000_000_000_100 }))).status, 200);
+    assert.equal(remotePeers(), 0);
+    assert.equal((await push(JSON.stringify({ peers: [peer], peers_version: -3 }))).status, 400, 'a negative version is refused');
   } finally {
     await st.close();
   }

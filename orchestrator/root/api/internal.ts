@@ -89,7 +89,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
       const { undeploy, ignored } = ctx.instances.applyReport(c, valid);
       return {
         ok: true, undeploy, ignored: ignored + entries.length - valid.length,
-        overlay_tunnel: ctx.overlayTunnel, peers: ctx.instances.remotePeers(c.id),
+        overlay_tunnel: ctx.overlayTunnel, peers: ctx.instances.remotePeers(c.id), peers_version: ctx.instances.peersVersion(),
       };
     });
 

@@ -44,17 +44,26 @@ test('a registration answer carries the key but no peers; an answer without the 
 });
 
 test('a peers push from root is taken whole, or refused whole with the reason', () => {
-  assert.deepEqual(parsePeersPush({ peers: [peer] }), [peer]);
-  assert.deepEqual(parsePeersPush({ peers: [] }), [], 'an empty list is a valid push (the last remote caller stopped)');
+  assert.deepEqual(parsePeersPush({ peers: [peer] }), { peers: [peer], version: undefined }, 'an older root sends no version');
+  assert.deepEqual(parsePeersPush({ peers: [peer], peers_version: 1_790_000_000_000 }), { peers: [peer], version: 1_790_000_000_000 });
+  assert.deepEqual(parsePeersPush({ peers: [] }), { peers: [], version: undefined }, 'an empty list is a valid push (the last remote caller stopped)');
   for (const [bad, why] of [
     [{ peers: [peer, { ...peer, tunnel_id: 0 }] }, /peers refused, nothing changed: peers\[1\] needs/],
     [{ peers: 'w2' }, /peers must be an array/],
     [{ peer: [peer] }, /body must be an object \{ peers/],
     [[peer], /body must be an object/],
     [null, /body must be an object/],
+    [{ peers: [peer], peers_version: -1 }, /peers_version must be a non-negative integer: -1/],
+    [{ peers: [peer], peers_version: '7' }, /peers_version must be a non-negative integer: "7"/],
   ] as const) {
     assert.throws(() => parsePeersPush(bad), (e: unknown) => e instanceof RootAnswerError && why.test(e.message), JSON.stringify(bad));
   }
   const many = { peers: Array.from({ length: 10 }, () => ({ ...peer, tunnel_endpoint: 'x' })) };
   assert.throws(() => parsePeersPush(many), /and 7 more$/);
+});
+
+test('a report answer carries the version of its peers; a bad version is named and the peers still count', () => {
+  assert.deepEqual(overlayNews({ ok: true, peers: [peer], peers_version: 42 }, true), { peers: [peer], peersVersion: 42, problems: [] });
+  assert.deepEqual(overlayNews({ ok: true, peers: [peer], peers_version: 1.5 }, true),
+    { peers: [peer], problems: ['peers_version must be a non-negative integer: 1.5'] });
 });

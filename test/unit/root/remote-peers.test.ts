@@ -102,6 +102,26 @@ test('the peer set names the clusters whose workers came, went or moved, once pe
   assert.deepEqual([...set.takeChanges()].sort(), ['ca', 'cb'], 'the last instances stopped');
 });
 
+test('the set\'s version grows with each change and only then, and starts from the clock', () => {
+  let now: RemotePeer[] = [pa];
+  const set = new RemotePeerSet(() => now);
+  const before = Date.now();
+  const v1 = set.version();
+  assert.ok(v1 >= before, 'a restarted root counts on from where its clusters last heard it');
+  set.invalidate();
+  assert.equal(set.version(), v1, 'the same set after a rescan keeps its version');
+  now = [pb, pa];
+  set.invalidate();
+  const v2 = set.version();
+  assert.ok(v2 > v1, 'a worker came');
+  now = [pa, pb];
+  set.invalidate();
+  assert.equal(set.version(), v2, 'order does not make a change');
+  now = [pa];
+  set.invalidate();
+  assert.ok(set.version() > v2, 'it went again');
+});
+
 test('only clusters that see a different list are pushed to', () => {
   assert.equal(seesChange('ca', new Set(['cb'])), true);
   assert.equal(seesChange('cb', new Set(['cb'])), false, "a cluster's own workers are not its remote peers");
