@@ -97,6 +97,13 @@ class Reassembly {
   type = 0;
   flags = 0;
   readonly header = new Uint8Array(128);
+  /**
+   * The receive buffer the batch is being gathered in, in place (null: in `buf`). Within one receive
+   * the bodies are moved together inside that buffer, after the first body; borrowed until endReceive,
+   * which moves an unfinished batch into `buf` before the buffer is reused.
+   */
+  src: Uint8Array | null = null;
+  srcStart = 0;
 }
 
 export class TunnelCodec {
@@ -120,6 +127,8 @@ export class TunnelCodec {
   private memoSender = -1;
   private memoKey = -1;
   private memoR: Reassembly | undefined;
+  /** Batches gathered in place in this receive's buffer (spilled into their own buffer at endReceive). */
+  private readonly inPlace: Reassembly[] = [];
   batchesOut = 0;
   batchesIn = 0;
 
@@ -162,6 +171,8 @@ export class TunnelCodec {
     this.receiving = false;
     this.memoSender = -1;
     this.memoR = undefined;
+    for (const r of this.inPlace) if (r.src) spill(r);
+    this.inPlace.length = 0;
   }
 
   get encrypting(): boolean {
@@ -286,6 +297,14 @@ export class TunnelCodec {
       r.type = type;
       r.flags = flags;
       r.header.set(d.subarray(off, off + TUNNEL_HDR), 0);
+      r.src = null; // an unfinished batch before this one is abandoned (counted above)
+      // In a receive, gather where the datagrams lie: later bodies move up against the first one
+      // (copyWithin, no view per datagram); outside one (tests, tools) into the batch's own buffer.
+      if (this.receiving) {
+        r.src = d;
+        r.srcStart = off + TUNNEL_HDR;
+        this.inPlace.push(r);
+      }
     } else if (r.counter !== counter || index !== r.next || r.len !== plen || r.count !== segs) {
       // Datagrams of one batch arrive in order on the paths we run on; anything else is lost or forged.
       if (r.counter !== counter) return this.count(Drop.Incomplete);
@@ -296,12 +315,21 @@ export class TunnelCodec {
       r.counter = -1;
       return this.count(Drop.Malformed);
     }
-    r.buf.set(d.subarray(off + TUNNEL_HDR, off + len), r.filled);
+    if (r.src === d) {
+      if (index > 0) d.copyWithin(r.srcStart + r.filled, off + TUNNEL_HDR, off + len);
+    } else {
+      // Another buffer (the batch spans receives): what was gathered in place moves to `buf` first.
+      if (r.src) spill(r);
+      r.buf.set(d.subarray(off + TUNNEL_HDR, off + len), r.filled);
+    }
     r.filled += body;
     r.next++;
     if (r.next < r.count) return false;
     r.counter = -1;
+    const src = r.src;
+    r.src = null;
     if (r.filled !== plen + TAG_LEN) return this.count(Drop.Malformed);
+    if (src) return this.finish(src, -1, r.srcStart, plen, sender, r.keyId, counter, r.type, r.flags, out, r.header);
     return this.finish(r.buf, -1, 0, plen, sender, r.keyId, counter, r.type, r.flags, out, r.header);
   }
 
@@ -338,6 +366,14 @@ export class TunnelCodec {
     this.reasm.delete(sender);
     this.windows.delete(sender);
   }
+}
+
+/** Moves what a batch gathered in place into its own buffer (its receive buffer is about to be reused). */
+function spill(r: Reassembly): void {
+  const src = r.src;
+  if (!src) return;
+  r.src = null;
+  r.buf.set(src.subarray(r.srcStart, r.srcStart + r.filled), 0);
 }
 
 export function newRxBatch(): RxBatch {
