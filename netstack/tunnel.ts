@@ -297,14 +297,12 @@ export class TunnelCodec {
       r.type = type;
       r.flags = flags;
       r.header.set(d.subarray(off, off + TUNNEL_HDR), 0);
-      r.src = null; // an unfinished batch before this one is abandoned (counted above)
       // In a receive, gather where the datagrams lie: later bodies move up against the first one
       // (copyWithin, no view per datagram); outside one (tests, tools) into the batch's own buffer.
-      if (this.receiving) {
-        r.src = d;
-        r.srcStart = off + TUNNEL_HDR;
-        this.inPlace.push(r);
-      }
+      // An unfinished batch before this one is abandoned (counted above), wherever it was.
+      r.src = this.receiving ? d : null;
+      r.srcStart = off + TUNNEL_HDR;
+      if (r.src) this.inPlace.push(r);
     } else if (r.counter !== counter || index !== r.next || r.len !== plen || r.count !== segs) {
       // Datagrams of one batch arrive in order on the paths we run on; anything else is lost or forged.
       if (r.counter !== counter) return this.count(Drop.Incomplete);
@@ -329,8 +327,7 @@ export class TunnelCodec {
     const src = r.src;
     r.src = null;
     if (r.filled !== plen + TAG_LEN) return this.count(Drop.Malformed);
-    if (src) return this.finish(src, -1, r.srcStart, plen, sender, r.keyId, counter, r.type, r.flags, out, r.header);
-    return this.finish(r.buf, -1, 0, plen, sender, r.keyId, counter, r.type, r.flags, out, r.header);
+    return this.finish(src ?? r.buf, -1, src ? r.srcStart : 0, plen, sender, r.keyId, counter, r.type, r.flags, out, r.header);
   }
 
   private finish(b: Uint8Array, hdrOff: number, pOff: number, plen: number, sender: number, keyId: number,
