@@ -183,7 +183,9 @@ test('semantic overlay on three workers: closest, rr, DNS, first packet, ping; I
     for (const fam of [4, 6] as const) {
       const target = ms2.instances[0]!;
       const [first, second] = fam === 4 ? [ms2.closest_ip!, target.instance_ip] : [ms2.closest_ip_v6!, target.instance_ip_v6!];
-      const out = await a.execOk([process.execPath, '-e', SAME_PORT_CLIENT, first, second, String(45000 + fam)], { timeoutMs: 30_000 });
+      // Below the ephemeral range (32768–60999): a port there may still be held in TIME_WAIT by one of
+      // the earlier subtests' connections (curl sets no SO_REUSEADDR), and bind fails with EADDRINUSE.
+      const out = await a.execOk([process.execPath, '-e', SAME_PORT_CLIENT, first, second, String(20000 + fam)], { timeoutMs: 30_000 });
       assert.deepEqual(JSON.parse(out), { first: 'ms2-w2', second: 'ms2-w2', firstAgain: 'ms2-w2' }, `IPv${fam}`);
     }
   });
