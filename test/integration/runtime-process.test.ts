@@ -185,7 +185,9 @@ test('undeploy gives the command a SIGTERM first', async () => {
 });
 
 test('logs are bounded: a chatty instance keeps only the newest part', async () => {
-  const small = new ProcessRuntime({ workerId: WORKER, cgroups, stateDir, logBytes: 64 * 1024 });
+  // Its own state directory: the other runtimes of this file rotate every second with a 1 MB budget
+  // and would otherwise rotate this instance's log too (a 512 kB copy was seen in CI).
+  const small = new ProcessRuntime({ workerId: WORKER, cgroups, stateDir: join(stateDir, 'small'), logBytes: 64 * 1024 });
   runtimes.push(small);
   const i = instance(small, order(8, { one_shot: true, cmd: ['sh', '-c', 'seq 1 200000; echo last-line'] }));
   await i.start();
