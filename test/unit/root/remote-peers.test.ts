@@ -161,6 +161,24 @@ test('pushes to one cluster go one at a time, the last one with the list as it i
   assert.equal(sent.length, 3, 'nothing after close()');
 });
 
+test('a push whose report throws still lets the follow-up push go out', async () => {
+  const sent: string[] = [];
+  let release: () => void = () => {};
+  const a = new PeerAnnouncer((id) => {
+    sent.push(id);
+    return sent.length === 1 ? new Promise<void>((r) => (release = r)) : Promise.resolve();
+  }, () => {
+    throw new Error('reporter broke');
+  });
+  a.announce('c1');
+  a.announce('c1');
+  release();
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+  assert.deepEqual(sent, ['c1', 'c1']);
+  assert.equal(a.busy, 0);
+  a.close();
+});
+
 test('a report that gives a worker its first RUNNING instance pushes the new peers to the other active clusters, not to the reporter', async () => {
   // The clusters' APIs: one loopback server that records what root posts, by cluster.
   const got: Array<{ cluster: string; path: string; auth: string; body: { peers: RemotePeer[] } }> = [];
