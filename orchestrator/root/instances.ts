@@ -12,9 +12,10 @@ import type { ClusterRegistry } from './clusters.ts';
 import { canTransition, isInstanceState, isPlaced, type InstanceState } from './lifecycle.ts';
 import type { Metrics } from './metrics.ts';
 import { RetryScheduler, type RetryClock, type RunOutcome, type TriggerKind } from './retry.ts';
-import { rankClusters, summarizeRejections } from './scheduler.ts';
+import { rankClusters, summarizeRejections, type InstanceDemand, type NearTarget } from './scheduler.ts';
 import type { ClusterRecord, InstanceEvent, InstanceRecord, RootStore, ServiceRecord } from './store.ts';
 import { parseIp } from '../descriptor/ip.ts';
+import type { Connectivity } from '../descriptor/types.ts';
 import { serviceFullName } from '../names.ts';
 
 export interface InstanceView {
@@ -229,12 +230,21 @@ export class InstanceManager {
    * its state while the offers are out, so a retry that fails the same way changes only its reason.
    */
   private async schedule(serviceId: string, n: number, retryCause?: string): Promise<RunOutcome> {
+    // A connectivity target deployed in the same breath is still being placed: wait for it, so this
+    // instance is ranked by where the target went. Only runs started before this one are waited on
+    // (this part runs before this run is registered), so two services near each other cannot deadlock.
+    const targets = new Set(this.store.service(serviceId)?.spec.connectivity?.map((c) => c.target_microservice_id) ?? []);
+    const earlier = [...this.inflight].filter(([k]) => targets.has(splitKey(k)[0])).map(([, run]) => run);
+    if (earlier.length > 0) await Promise.allSettled(earlier);
     const s = this.store.service(serviceId);
     const i = this.store.instance(serviceId, n);
     if (!s || !i) return 'gone';
     if (i.state !== 'REQUESTED' && !isRetryable(i.state)) return isPlaced(i.state) ? 'placed' : 'gone';
     const spec = s.spec;
-    const demand = { virtualization: spec.virtualization, vcpus: spec.vcpus, memory: spec.memory, vgpus: spec.vgpus, constraints: spec.constraints };
+    const demand: InstanceDemand = {
+      virtualization: spec.virtualization, vcpus: spec.vcpus, memory: spec.memory, vgpus: spec.vgpus, constraints: spec.constraints,
+      near: this.nearTargets(spec.connectivity ?? []),
+    };
     const t0 = performance.now();
     const ranking = rankClusters(demand, this.clusters.views());
     this.observeDecision((performance.now() - t0) / 1000);
@@ -285,6 +295,19 @@ export class InstanceManager {
     const outcome: InstanceState = capacity ? 'NO_WORKER_CAPACITY' : declined ? 'NO_QUALIFIED_WORKER' : 'NO_CLUSTER_FOUND';
     this.countDecision({ outcome });
     return this.settleUnplaced(serviceId, n, outcome, declines.join('; '));
+  }
+
+  /** The connectivity targets with placed instances, and the clusters those are on. */
+  private nearTargets(connectivity: readonly Connectivity[]): NearTarget[] {
+    const out: NearTarget[] = [];
+    for (const c of connectivity) {
+      const target = this.store.service(c.target_microservice_id);
+      if (!target || c.con_constraints.length === 0) continue;
+      const clusterIds = new Set<string>();
+      for (const i of this.store.listInstances(target.id)) if (i.cluster_id && isPlaced(i.state)) clusterIds.add(i.cluster_id);
+      if (clusterIds.size > 0) out.push({ name: target.name, clusterIds, constraints: c.con_constraints });
+    }
+    return out;
   }
 
   /**

@@ -2,9 +2,10 @@
 // by their aggregates, so this is coarse: each cluster still picks a worker itself and may decline.
 //
 // Order: clusters nearest to the geo/latency location first (when the service has one), then those
-// with the most free capacity left after the instance (memory and vCPUs, each relative to the best
-// candidate), then by name so that equal clusters are tried in a stable order.
-import type { Constraint } from '../descriptor/types.ts';
+// nearest to the clusters running its connectivity targets (a cluster running a target first), then
+// those with the most free capacity left after the instance (memory and vCPUs, each relative to the
+// best candidate), then by name so that equal clusters are tried in a stable order.
+import type { Constraint, ConnectivityConstraint } from '../descriptor/types.ts';
 import { distanceKm, minRttMs, parseLocation, type Location } from '../descriptor/location.ts';
 import type { ClusterAggregate } from './store.ts';
 
@@ -22,6 +23,20 @@ export interface InstanceDemand {
   memory: number;
   vgpus: number;
   constraints: Constraint[];
+  /** The service's connectivity targets that have placed instances (a target with none is left out). */
+  near?: NearTarget[];
+}
+
+/**
+ * A connectivity target as root sees it: the clusters its placed instances are on. Root knows
+ * clusters only by their location and radius, so it can rule a cluster out only when it is too far
+ * from every one of them; which worker is near enough is the cluster's call.
+ */
+export interface NearTarget {
+  /** The target service's name, for reasons. */
+  name: string;
+  clusterIds: ReadonlySet<string>;
+  constraints: ConnectivityConstraint[];
 }
 
 export interface Rejection {
@@ -38,8 +53,13 @@ interface Scored {
   c: ClusterView;
   free: ClusterAggregate['free'];
   distance: number;
+  /** Sum over the connectivity targets of the least km to a cluster running one (UNKNOWN_KM if not known). */
+  apart: number;
   score: number;
 }
+
+/** Sorts a cluster whose distance to a target is unknown after every cluster with a known one. */
+const UNKNOWN_KM = 1e6;
 
 const INACTIVE = 'inactive (stopped reporting)';
 
@@ -90,14 +110,55 @@ export function demandLocation(d: InstanceDemand): Location | null {
   return null;
 }
 
+/**
+ * How far `c` is from the nearest cluster running `t`, in km between the clusters' areas (0 when it
+ * runs `t` itself), and whether that settles it: a gap is only a bound on the RTT when every cluster
+ * running `t` has a location, since an unlocated one may be next door.
+ */
+function gapToTarget(c: ClusterView, t: NearTarget, byId: ReadonlyMap<string, ClusterView>): { km: number; complete: boolean } | null {
+  if (t.clusterIds.has(c.id)) return { km: 0, complete: true };
+  if (!c.location) return null;
+  let km = Infinity;
+  let complete = true;
+  for (const id of t.clusterIds) {
+    const h = byId.get(id);
+    if (!h?.location) {
+      complete = false;
+      continue;
+    }
+    km = Math.min(km, Math.max(0, distanceKm(c.location, h.location) - c.location.radius - h.location.radius));
+  }
+  return km === Infinity ? null : { km, complete };
+}
+
+function tooFar(c: ClusterView, d: InstanceDemand, byId: ReadonlyMap<string, ClusterView>): string | null {
+  for (const t of d.near ?? []) {
+    const gap = gapToTarget(c, t, byId);
+    if (!gap?.complete) continue;
+    for (const k of t.constraints) {
+      const km = Math.round(gap.km);
+      if (k.type === 'geo' && gap.km > k.threshold) return `is ${km} km from the nearest cluster running ${t.name} (limit ${k.threshold} km)`;
+      if (k.type === 'latency' && minRttMs(gap.km) > k.threshold) return `is ${km} km from the nearest cluster running ${t.name}: no RTT under ${k.threshold} ms possible`;
+    }
+  }
+  return null;
+}
+
+function apartKm(c: ClusterView, d: InstanceDemand, byId: ReadonlyMap<string, ClusterView>): number {
+  let sum = 0;
+  for (const t of d.near ?? []) sum += gapToTarget(c, t, byId)?.km ?? UNKNOWN_KM;
+  return sum;
+}
+
 export function rankClusters(d: InstanceDemand, clusters: readonly ClusterView[]): Ranking {
   const target = demandLocation(d);
+  const byId = new Map(clusters.map((c) => [c.id, c]));
   const ok: Scored[] = [];
   const rejected: Rejection[] = [];
   let maxMem = 0;
   let maxCpu = 0;
   for (const c of clusters) {
-    const reason = why(c, d, target);
+    const reason = why(c, d, target) ?? tooFar(c, d, byId);
     if (reason) {
       rejected.push({ cluster: c.name, reason });
       continue;
@@ -105,12 +166,12 @@ export function rankClusters(d: InstanceDemand, clusters: readonly ClusterView[]
     const free = (c.aggregate as ClusterAggregate).free;
     maxMem = Math.max(maxMem, free.memory_mb - d.memory);
     maxCpu = Math.max(maxCpu, free.vcpus - d.vcpus);
-    ok.push({ c, free, distance: target && c.location ? distanceKm(c.location, target) : 0, score: 0 });
+    ok.push({ c, free, distance: target && c.location ? distanceKm(c.location, target) : 0, apart: apartKm(c, d, byId), score: 0 });
   }
   for (const s of ok) {
     s.score = (maxMem > 0 ? (s.free.memory_mb - d.memory) / maxMem : 0) + (maxCpu > 0 ? (s.free.vcpus - d.vcpus) / maxCpu : 0);
   }
-  ok.sort((x, y) => x.distance - y.distance || y.score - x.score || (x.c.name < y.c.name ? -1 : x.c.name > y.c.name ? 1 : 0));
+  ok.sort((x, y) => x.distance - y.distance || x.apart - y.apart || y.score - x.score || (x.c.name < y.c.name ? -1 : x.c.name > y.c.name ? 1 : 0));
   return { candidates: ok.map((s) => s.c), rejected };
 }
 

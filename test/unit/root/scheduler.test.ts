@@ -78,6 +78,40 @@ test('latency: clusters too far for light in fibre to meet the RTT are rejected'
   assert.match(r.rejected[0]!.reason, /no RTT under 20 ms/);
 });
 
+test('connectivity: the cluster running the target first, then the nearest to one that does; unlocated clusters last, not rejected', () => {
+  const munich = cluster('munich', { location: { lat: 48.14, long: 11.58, radius: 0 } }, { vcpus: 1, memory_mb: 200, gpus: 0 });
+  const augsburg = cluster('augsburg', { location: { lat: 48.37, long: 10.9, radius: 0 } });
+  const berlin = cluster('berlin', { location: { lat: 52.52, long: 13.4, radius: 0 } }, { vcpus: 64, memory_mb: 65536, gpus: 0 });
+  const nowhere = cluster('nowhere', {}, { vcpus: 64, memory_mb: 65536, gpus: 0 });
+  const all = [berlin, nowhere, augsburg, munich];
+  const near = (threshold: number) => [{ name: 'db', clusterIds: new Set(['munich']), constraints: [{ type: 'latency' as const, threshold }] }];
+  // Without a target in place, capacity decides.
+  assert.deepEqual(names(rankClusters(demand(), all).candidates), ['berlin', 'nowhere', 'augsburg', 'munich']);
+  const r = rankClusters(demand({ near: near(50) }), all);
+  assert.deepEqual(names(r.candidates), ['munich', 'augsburg', 'berlin', 'nowhere']);
+  assert.deepEqual(r.rejected, []);
+});
+
+test('connectivity: a cluster too far from every cluster running the target is rejected; one unlocated target cluster keeps it in', () => {
+  const munich = cluster('munich', { location: { lat: 48.14, long: 11.58, radius: 0 } });
+  const newYork = cluster('new-york', { location: { lat: 40.71, long: -74.0, radius: 0 } }, { vcpus: 64, memory_mb: 65536, gpus: 0 });
+  const wide = cluster('wide', { location: { lat: 40.71, long: -74.0, radius: 6500 } });
+  const nowhere = cluster('nowhere');
+  const latency = [{ name: 'db', clusterIds: new Set(['munich']), constraints: [{ type: 'latency' as const, threshold: 20 }] }];
+  const r = rankClusters(demand({ near: latency }), [newYork, wide, munich]);
+  assert.deepEqual(names(r.candidates), ['munich', 'wide']);
+  assert.deepEqual(r.rejected.map((x) => x.cluster), ['new-york']);
+  assert.match(r.rejected[0]!.reason, /km from the nearest cluster running db: no RTT under 20 ms possible/);
+
+  const geo = [{ name: 'db', clusterIds: new Set(['munich']), constraints: [{ type: 'geo' as const, threshold: 500 }] }];
+  assert.match(rankClusters(demand({ near: geo }), [newYork, munich]).rejected[0]!.reason, /running db \(limit 500 km\)/);
+
+  // The target also runs on a cluster without coordinates, which may be anywhere: not a reason to refuse.
+  const somewhere = [{ name: 'db', clusterIds: new Set(['munich', 'nowhere']), constraints: [{ type: 'latency' as const, threshold: 20 }] }];
+  const open = rankClusters(demand({ near: somewhere }), [newYork, munich, nowhere]);
+  assert.deepEqual(names(open.candidates), ['munich', 'nowhere', 'new-york']);
+});
+
 test('summaries name active clusters before inactive ones and say how many more', () => {
   assert.equal(summarizeRejections([]), 'no cluster is registered');
   const s = summarizeRejections([{ cluster: 'x', reason: 'inactive (stopped reporting)' }, { cluster: 'y', reason: 'too small' }], 1);
