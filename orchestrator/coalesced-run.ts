@@ -19,6 +19,8 @@ export class CoalescedRun {
     private readonly task: () => Promise<void>,
     readonly delayMs: number,
     private readonly timers: TimerApi = { setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: (t) => clearTimeout(t) },
+    /** Called when a run ends with nothing asked for after it (an owner of many runs can drop this one). */
+    private readonly onIdle?: () => void,
   ) {}
 
   /** A run within delayMs (joining one already pending), or right after the one in flight plus delayMs.
@@ -68,6 +70,8 @@ export class CoalescedRun {
       if (this.again) {
         this.again = false;
         this.request();
+      } else if (this.timer === undefined) {
+        this.onIdle?.();
       }
     }
   }

@@ -3,6 +3,7 @@
 // other clusters as soon as the set changes, so a new caller is admitted by a remote server's worker
 // without waiting for that cluster's next report.
 import type { RemotePeer } from '../root-cluster-messages.ts';
+import { CoalescedRun } from '../coalesced-run.ts';
 
 function key(p: RemotePeer): string {
   return `${p.cluster_id}\n${p.worker_id}\n${p.tunnel_id}\n${p.tunnel_endpoint}`;
@@ -75,12 +76,11 @@ export function seesChange(id: string, changed: ReadonlySet<string>): boolean {
 /**
  * Pushes to one cluster at a time per cluster: a push asked for while one is in flight goes out
  * after it, with the list as it is then, so an older list never lands after a newer one and a
- * burst of changes costs one push per cluster in flight plus one. Only clusters with a push in
- * flight are held, so clusters that come and go leave nothing behind.
+ * burst of changes costs one push per cluster in flight plus one. A cluster is held only while it
+ * has a push in flight or asked for, so clusters that come and go leave nothing behind.
  */
 export class PeerAnnouncer {
-  /** Cluster id → whether another push was asked for while this one is in flight. */
-  private readonly inflight = new Map<string, { again: boolean }>();
+  private readonly runs = new Map<string, CoalescedRun>();
   private closed = false;
 
   constructor(
@@ -91,36 +91,30 @@ export class PeerAnnouncer {
 
   announce(id: string): void {
     if (this.closed) return;
-    const f = this.inflight.get(id);
-    if (f) f.again = true;
-    else void this.push(id);
+    let run = this.runs.get(id);
+    if (!run) {
+      run = new CoalescedRun(async () => {
+        try {
+          await this.send(id);
+          this.done(id);
+        } catch (e) {
+          this.done(id, e);
+        }
+      }, 0, undefined, () => this.runs.delete(id));
+      this.runs.set(id, run);
+    }
+    run.request();
   }
 
-  private async push(id: string): Promise<void> {
-    const f = { again: false };
-    this.inflight.set(id, f);
-    let failure: { error: unknown } | undefined;
-    try {
-      await this.send(id);
-    } catch (error) {
-      failure = { error };
-    }
-    try {
-      if (failure) this.done(id, failure.error ?? new Error('push failed'));
-      else this.done(id);
-    } catch {
-      // Reporting is best effort; the follow-up push must still go out.
-    }
-    this.inflight.delete(id);
-    if (f.again && !this.closed) void this.push(id);
-  }
-
-  /** Clusters with a push in flight, for close() to wait on. */
+  /** Pushes in flight, for close() to wait on. */
   get busy(): number {
-    return this.inflight.size;
+    let n = 0;
+    for (const r of this.runs.values()) if (r.busy) n++;
+    return n;
   }
 
   close(): void {
     this.closed = true;
+    for (const r of this.runs.values()) r.close();
   }
 }

@@ -99,3 +99,21 @@ test('a failed report does not stop later ones; close() cancels what is pending'
   run.request();
   assert.equal(run.pending, false);
 });
+
+test('onIdle comes once the last run ends with nothing asked for after it, not between a run and its follow-up', async () => {
+  const ends: Array<() => void> = [];
+  let idle = 0;
+  const run = new CoalescedRun(() => new Promise<void>((resolve) => ends.push(resolve)), 0, undefined, () => idle++);
+  const settle = async (): Promise<void> => {
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+  };
+  run.request();
+  run.request();
+  ends.shift()!();
+  await settle();
+  assert.equal(idle, 0, 'a follow-up run is on its way');
+  assert.equal(ends.length, 1);
+  ends.shift()!();
+  await settle();
+  assert.equal(idle, 1);
+});
