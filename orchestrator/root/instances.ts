@@ -233,17 +233,20 @@ export class InstanceManager {
     // A connectivity target deployed in the same breath is still being placed: wait for it, so this
     // instance is ranked by where the target went. Only runs started before this one are waited on
     // (this part runs before this run is registered), so two services near each other cannot deadlock.
-    const targets = new Set(this.store.service(serviceId)?.spec.connectivity?.map((c) => c.target_microservice_id) ?? []);
+    let s = this.store.service(serviceId);
+    const targets = new Set(s?.spec.connectivity.map((c) => c.target_microservice_id));
     const earlier = [...this.inflight].filter(([k]) => targets.has(splitKey(k)[0])).map(([, run]) => run);
-    if (earlier.length > 0) await Promise.allSettled(earlier);
-    const s = this.store.service(serviceId);
+    if (earlier.length > 0) {
+      await Promise.allSettled(earlier);
+      s = this.store.service(serviceId);
+    }
     const i = this.store.instance(serviceId, n);
     if (!s || !i) return 'gone';
     if (i.state !== 'REQUESTED' && !isRetryable(i.state)) return isPlaced(i.state) ? 'placed' : 'gone';
     const spec = s.spec;
     const demand: InstanceDemand = {
       virtualization: spec.virtualization, vcpus: spec.vcpus, memory: spec.memory, vgpus: spec.vgpus, constraints: spec.constraints,
-      near: this.nearTargets(spec.connectivity ?? []),
+      near: this.nearTargets(spec.connectivity),
     };
     const t0 = performance.now();
     const ranking = rankClusters(demand, this.clusters.views());

@@ -79,7 +79,7 @@ async function setup(): Promise<Setup> {
   store.insertApplication({ id: 'a1', owner: 'u1', name: 'app', namespace: 'ns', desc: '', created_at: 0 });
   const service: ServiceRecord = {
     id: 's1', app_id: 'a1', owner: 'u1', name: 'web', namespace: 'ns',
-    spec: { virtualization: 'process', vcpus: 1, memory: 64, vgpus: 0, constraints: [], cmd: ['sleep', '1'] } as unknown as Microservice,
+    spec: { virtualization: 'process', vcpus: 1, memory: 64, vgpus: 0, constraints: [], connectivity: [], cmd: ['sleep', '1'] } as unknown as Microservice,
     rr_ip: '10.30.0.1', rr_ip_v6: 'fdff::1', closest_ip: '10.30.0.2', closest_ip_v6: 'fdff::2', next_n: 0, created_at: 0,
   };
   store.insertService(service);
