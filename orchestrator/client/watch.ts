@@ -37,7 +37,8 @@ export type WatchOutcome =
   | { ok: false; target: WatchTarget; state: string; reason: string };
 
 const GOOD = new Set(['RUNNING', 'COMPLETED']);
-const UNPLACED = new Set(['NO_CLUSTER_FOUND', 'NO_WORKER_CAPACITY', 'NO_QUALIFIED_WORKER']);
+/** The states of an instance root could not place (yet): it retries them. */
+export const UNPLACED: ReadonlySet<string> = new Set(['NO_CLUSTER_FOUND', 'NO_WORKER_CAPACITY', 'NO_QUALIFIED_WORKER']);
 /** FAILED transitions after which a restarted (not one-shot) instance counts as failing for good. */
 export const DEFAULT_MAX_FAILURES = 3;
 

@@ -8,9 +8,7 @@ import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { openSession, withLogin } from '../client/session.ts';
 import { fail, StatusLine } from '../client/terminal.ts';
-import { watchInstances, type Unplaced, type WatchTarget } from '../client/watch.ts';
-
-const UNPLACED = new Set(['NO_CLUSTER_FOUND', 'NO_WORKER_CAPACITY', 'NO_QUALIFIED_WORKER']);
+import { UNPLACED, watchInstances, type Unplaced, type WatchTarget } from '../client/watch.ts';
 
 /** What `deploy --wait` prints for an instance root could not place yet (or still cannot, for another reason). */
 export function unplacedLine(u: Unplaced, timeoutS: number): string {
