@@ -4,13 +4,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { labFor, labSkipReason } from '../lab/lab.ts';
+import { unavailable } from '../support/facility.ts';
 import { Deployment, poll, sleep } from './e2e-harness.ts';
 import { tunnelIdForSubnet } from '../../orchestrator/worker/net/tunnel-identity.ts';
 
 interface WorkerStatus { connected: boolean; instances: Array<{ service_id: string; state: string; pid: number | null; ns_ip: string | null }> }
 
 test('e2e restart: a restarted worker daemon re-adopts its instances and their network, nothing leaks',
-  { skip: labSkipReason() ?? false, timeout: 150_000 }, async (t) => {
+  { skip: unavailable(labSkipReason()), timeout: 150_000 }, async (t) => {
     const lab = await labFor(t, { hosts: ['ctl', 'w1', 'w2'] });
     const d = new Deployment(lab, { workers: ['w1', 'w2'] });
     t.after(() => d.stop());

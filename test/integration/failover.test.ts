@@ -5,10 +5,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { labFor, labSkipReason } from '../lab/lab.ts';
+import { unavailable } from '../support/facility.ts';
 import { Deployment, poll, sweepWorker } from './e2e-harness.ts';
 
 test('failover: a killed worker\'s instance is re-placed and the rr address answers again',
-  { skip: labSkipReason() ?? false, timeout: 150_000 }, async (t) => {
+  { skip: unavailable(labSkipReason()), timeout: 150_000 }, async (t) => {
     const lab = await labFor(t, { hosts: ['ctl', 'w1', 'w2', 'w3'] });
     const d = new Deployment(lab, { workers: ['w1', 'w2', 'w3'] });
     t.after(() => d.stop());

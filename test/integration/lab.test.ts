@@ -5,11 +5,12 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { once } from 'node:events';
 import { Lab, labSkipReason, withLab } from '../lab/lab.ts';
+import { unavailable } from '../support/facility.ts';
 import { listNetnsSync } from '../lab/iproute.ts';
 import { registryPath } from '../lab/registry.ts';
 import { isAlive } from '../lab/proc.ts';
 
-const skip = labSkipReason() ?? false;
+const skip = unavailable(labSkipReason());
 
 /** Ping's summary; medianMs over the per-reply times (robust to a busy machine's stragglers). */
 function pingStats(out: string): { sent: number; received: number; avgMs: number; medianMs: number } {

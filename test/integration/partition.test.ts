@@ -4,12 +4,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { labFor, labSkipReason } from '../lab/lab.ts';
+import { unavailable } from '../support/facility.ts';
 import { Deployment, poll, sleep } from './e2e-harness.ts';
 
 interface WorkerStatus { connected: boolean; instances: Array<{ service_id: string; instance_n: number; state: string; pid: number | null }> }
 
 test('partition: with the cluster cut off for 30 s instances keep serving, and nothing is killed or duplicated',
-  { skip: labSkipReason() ?? false, timeout: 170_000 }, async (t) => {
+  { skip: unavailable(labSkipReason()), timeout: 170_000 }, async (t) => {
     const lab = await labFor(t, { hosts: ['ctl', 'w1', 'w2'] });
     const d = new Deployment(lab, { workers: ['w1', 'w2'] });
     t.after(() => d.stop());

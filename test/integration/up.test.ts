@@ -8,11 +8,12 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { needRoot, unavailable } from '../support/facility.ts';
 import { down } from '../../orchestrator/deployment/local.ts';
 import { readState } from '../../orchestrator/deployment/state.ts';
 
 const CANOPY = join(import.meta.dirname, '../../bin/canopy.js');
-const skip = process.getuid?.() !== 0 ? 'needs root (network namespaces)' : false;
+const skip = unavailable(needRoot());
 const name = `u${(process.pid % 46656).toString(36)}`;
 const subnet = `198.19.${200 + (process.pid % 40)}.0`;
 const base = 20000 + (process.pid % 5000) * 2;
