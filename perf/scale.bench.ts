@@ -25,7 +25,7 @@ if (process.argv.includes('--role=cluster')) {
 async function runCluster(): Promise<void> {
   const { Cluster } = await import('../orchestrator/cluster/cluster.ts');
   const { startClusterApi } = await import('../orchestrator/cluster/api.ts');
-  const { jsonLogger } = await import('../orchestrator/mqtt/log.ts');
+  const { jsonLogger } = await import('../orchestrator/protocol/log.ts');
   const { CredentialStore } = await import('../orchestrator/mqtt/credentials.ts');
   const { keepMosquittoFiles, mosquittoConf } = await import('../orchestrator/mqtt/mosquitto.ts');
   const dir = process.argv.find((a) => a.startsWith('--dir='))!.slice(6);

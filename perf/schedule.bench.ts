@@ -5,7 +5,7 @@
 import Fastify from 'fastify';
 import { ClusterRegistry } from '../orchestrator/root/clusters.ts';
 import { offerPlacement } from '../orchestrator/root/cluster-client.ts';
-import type { PlacementOffer } from '../orchestrator/root-cluster-messages.ts';
+import type { PlacementOffer } from '../orchestrator/protocol/root-cluster.ts';
 import { rankClusters, type InstanceDemand } from '../orchestrator/root/scheduler.ts';
 import { SqliteStore } from '../orchestrator/root/sqlite-store.ts';
 import type { Constraint, Microservice } from '../orchestrator/descriptor/types.ts';

@@ -10,23 +10,24 @@ import { keepMosquittoFiles } from '../mqtt/mosquitto.ts';
 import { InProcessBus, ClientBus, type ClusterBus } from '../mqtt/bus.ts';
 import { topics, CLUSTER_SUBSCRIPTIONS, parseWorkerTopic } from '../mqtt/topics.ts';
 import { decode, encode, type Heartbeat, type JobStatus, type InventoryEntry } from '../mqtt/messages.ts';
-import { jsonLogger, type Logger } from '../mqtt/log.ts';
+import { jsonLogger, type Logger } from '../protocol/log.ts';
 import {
   parseWorkerToCluster, parseServiceRoute, RouteMessageError,
   type ClusterToWorker, type ServiceRoute, type TableQuery, type Coordinate,
 } from '../../proxy/route-messages.ts';
-import { isTerminal, isOnWorker, type InstanceState, type Transition } from '../worker/instance-states.ts';
+import { isTerminal, isOnWorker, type InstanceState, type Transition } from '../protocol/instance-states.ts';
 import { schedule, type ScheduleResult } from './scheduler.ts';
 import { WorkerRegistry, type WorkerRecord, type PendingNeed } from './worker-registry.ts';
 import {
   instanceId, needOf, deployOrder, buildRoute, newInstance, storeInstance, loadInstance,
   type ClusterInstance,
 } from './placements.ts';
-import type { OverlayTunnel, PlacementAnswer, PlacementOffer, RemotePeer } from '../root-cluster-messages.ts';
-import { RootClient, RootCallError, parsePeersPush, type InstanceChange, type OverlayNews, type Report } from './root-client.ts';
+import type { WorkerRegistrationAnswer } from '../protocol/worker-registration.ts';
+import type { InstanceChange, OverlayTunnel, PlacementAnswer, PlacementOffer, RemotePeer, Report } from '../protocol/root-cluster.ts';
+import { RootClient, RootCallError, parsePeersPush, type OverlayNews } from './root-client.ts';
 import { loadState, StateWriter } from './state-file.ts';
 import { CoalescedRun } from '../coalesced-run.ts';
-import { loadOrCreateTunnelKey, tunnelIdForSubnet, type TunnelKey } from '../worker/net/tunnel-identity.ts';
+import { loadOrCreateTunnelKey, tunnelIdForSubnet, type TunnelKey } from '../protocol/tunnel-identity.ts';
 
 export type BrokerChoice =
   | { embedded: { host: string; port: number; publicUrl?: string } }
@@ -48,18 +49,6 @@ export interface ClusterOptions {
   /** After a cluster restart, how long known workers have to reconnect before they count as dead. */
   restartGraceMs?: number;
   log?: Logger;
-}
-
-export interface WorkerRegistrationAnswer {
-  worker_id: string;
-  mqtt: { url: string; username: string; password: string };
-  subnet_v4: string | null;
-  subnet_v6: string | null;
-  heartbeat_ms: number;
-  /** The cluster's tunnel key: only workers holding it can send on the overlay (SPEC §5.4). */
-  tunnel: TunnelKey;
-  /** Root's overlay key, shared by all clusters' workers (absent until root has answered once). */
-  overlay_tunnel?: OverlayTunnel;
 }
 
 interface ClusterEvents {

@@ -8,7 +8,7 @@ import { nameProblem, serviceFullName } from '../names.ts';
 import type { AddressAllocator } from './addresses.ts';
 import { ApiError, conflict, forbidden, invalid, notFound } from './errors.ts';
 import type { InstanceManager, InstanceView } from './instances.ts';
-import { isSettled } from './lifecycle.ts';
+import { isSettled } from '../protocol/instance-states.ts';
 import type { ApplicationRecord, Role, RootStore, ServiceRecord } from './store.ts';
 
 export interface Caller {

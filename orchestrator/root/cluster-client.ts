@@ -1,7 +1,7 @@
 // Root's calls to a cluster's API (docs/protocols.md, "cluster, root-facing routes"), authenticated
 // with the cluster's own token. Answers are checked before use: a cluster is another process, and a
 // malformed answer must become a reason in an instance's status, not an exception in root.
-import type { PlacementAnswer, PlacementOffer, RemotePeer, RouteInfo } from '../root-cluster-messages.ts';
+import type { PlacementAnswer, PlacementOffer, RemotePeer, RouteInfo } from '../protocol/root-cluster.ts';
 import type { ClusterRecord } from './store.ts';
 import { bearerJsonCall } from '../bearer-json-call.ts';
 

@@ -2,14 +2,14 @@
 // next one on a decline), lifecycle transitions with timestamps and reasons, cluster reports, route
 // answers and route pushes to clusters that asked about a service, and the other clusters' workers
 // as tunnel peers (in report answers, and pushed when they change).
-import type { Logger } from '../mqtt/log.ts';
+import type { Logger } from '../protocol/log.ts';
 import { offerPlacement, pushPeers, pushRoute, removePlacement } from './cluster-client.ts';
 import { PeerAnnouncer, RemotePeerSet, seesChange } from './remote-peers.ts';
-import type { RemotePeer, RouteInfo } from '../root-cluster-messages.ts';
-import { tunnelIdForSubnet } from '../worker/net/tunnel-identity.ts';
+import type { RemotePeer, ReportedInstance, RouteInfo } from '../protocol/root-cluster.ts';
+import { tunnelIdForSubnet } from '../protocol/tunnel-identity.ts';
 import type { AddressAllocator } from './addresses.ts';
 import type { ClusterRegistry } from './clusters.ts';
-import { canTransition, isInstanceState, isPlaced, type InstanceState } from './lifecycle.ts';
+import { canTransition, isInstanceState, isPlaced, type InstanceState } from '../protocol/instance-states.ts';
 import type { Metrics } from './metrics.ts';
 import { RetryScheduler, type RetryClock, type RunOutcome, type TriggerKind } from './retry.ts';
 import { rankClusters, summarizeRejections, type InstanceDemand, type NearTarget } from './scheduler.ts';
@@ -40,19 +40,6 @@ export interface InstanceView {
   last_retry: string | null;
   next_retry: string | null;
   history: { state: InstanceState; reason: string; ts: string }[];
-}
-
-/** One entry of a cluster's report (docs/protocols.md). */
-export interface ReportedInstance {
-  service_id: string;
-  instance_n: number;
-  state: string;
-  reason?: string;
-  worker?: string;
-  ts?: number;
-  ns_ip?: string;
-  ns_ip_v6?: string;
-  tunnel_endpoint?: string;
 }
 
 const RETRYABLE: InstanceState[] = ['NO_CLUSTER_FOUND', 'NO_WORKER_CAPACITY', 'NO_QUALIFIED_WORKER'];

@@ -2,7 +2,7 @@
 // across clusters): computed once per change of the instances, not per report, and announced to the
 // other clusters as soon as the set changes, so a new caller is admitted by a remote server's worker
 // without waiting for that cluster's next report.
-import type { RemotePeer } from '../root-cluster-messages.ts';
+import type { RemotePeer } from '../protocol/root-cluster.ts';
 import { CoalescedRun } from '../coalesced-run.ts';
 
 function key(p: RemotePeer): string {

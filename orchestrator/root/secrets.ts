@@ -2,8 +2,8 @@
 // the deployment's overlay tunnel key (handed to clusters, see root-cluster-messages.ts).
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { RootStore } from './store.ts';
-import { OVERLAY_KEY_ID, type OverlayTunnel } from '../root-cluster-messages.ts';
-import { validTunnelKey } from '../worker/net/tunnel-identity.ts';
+import { OVERLAY_KEY_ID, type OverlayTunnel } from '../protocol/root-cluster.ts';
+import { validTunnelKey } from '../protocol/tunnel-identity.ts';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
 

@@ -1,11 +1,11 @@
 // One instance on a worker: runs it through the process runtime, keeps its lifecycle, restarts it with
 // backoff when it is not one-shot, and tears everything down on close() (undeploy).
 import { EventEmitter } from 'node:events';
-import { Lifecycle, type InstanceState, type Transition } from './instance-states.ts';
+import { Lifecycle, type InstanceState, type Transition } from '../protocol/instance-states.ts';
 import { instanceKey, type ProcessRuntime, type ProcessSpec, type RunHandle } from './process-runtime.ts';
 import type { InstanceNetwork, Attachment } from './net-seam.ts';
 import type { DeployOrder } from '../mqtt/messages.ts';
-import type { Logger } from '../mqtt/log.ts';
+import type { Logger } from '../protocol/log.ts';
 
 export interface BackoffPolicy {
   initialMs: number;

@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { jsonLogger } from '../../orchestrator/mqtt/log.ts';
+import { jsonLogger } from '../../orchestrator/protocol/log.ts';
 import { RootServer } from '../../orchestrator/root/server.ts';
 import { CLUSTER_KEY, RootHarness } from './root-harness.ts';
 

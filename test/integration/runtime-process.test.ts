@@ -10,8 +10,8 @@ import { detectCgroups } from '../../orchestrator/worker/cgroup.ts';
 import { ProcessRuntime } from '../../orchestrator/worker/process-runtime.ts';
 import { Instance } from '../../orchestrator/worker/instance.ts';
 import { NoNetwork } from '../../orchestrator/worker/net-seam.ts';
-import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
-import type { InstanceState } from '../../orchestrator/worker/instance-states.ts';
+import { memoryLogger } from '../../orchestrator/protocol/log.ts';
+import type { InstanceState } from '../../orchestrator/protocol/instance-states.ts';
 import type { DeployOrder, InstanceSpec } from '../../orchestrator/mqtt/messages.ts';
 
 const WORKER = `rt${process.pid}`;

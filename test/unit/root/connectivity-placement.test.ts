@@ -13,7 +13,7 @@ import { Metrics } from '../../../orchestrator/root/metrics.ts';
 import { SqliteStore } from '../../../orchestrator/root/sqlite-store.ts';
 import type { ClusterAggregate, ServiceRecord } from '../../../orchestrator/root/store.ts';
 import type { Connectivity, Constraint, Microservice } from '../../../orchestrator/descriptor/types.ts';
-import { memoryLogger } from '../../../orchestrator/mqtt/log.ts';
+import { memoryLogger } from '../../../orchestrator/protocol/log.ts';
 
 const agg = (vcpus: number): ClusterAggregate => ({
   free: { vcpus, memory_mb: 4096, gpus: 0 }, workers_active: 1, virtualizations: ['process'], architectures: ['amd64'],

@@ -12,7 +12,7 @@ import { Metrics } from '../../../orchestrator/root/metrics.ts';
 import { SqliteStore } from '../../../orchestrator/root/sqlite-store.ts';
 import type { ClusterAggregate, ServiceRecord } from '../../../orchestrator/root/store.ts';
 import type { Microservice } from '../../../orchestrator/descriptor/types.ts';
-import { memoryLogger } from '../../../orchestrator/mqtt/log.ts';
+import { memoryLogger } from '../../../orchestrator/protocol/log.ts';
 import { FakeClock } from './fake-clock.ts';
 
 const agg = (vcpus: number, workers = 1, virt = ['process']): ClusterAggregate => ({

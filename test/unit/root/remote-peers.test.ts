@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { InstanceManager } from '../../../orchestrator/root/instances.ts';
 import { PeerAnnouncer, RemotePeerSet, seesChange } from '../../../orchestrator/root/remote-peers.ts';
-import type { RemotePeer } from '../../../orchestrator/root-cluster-messages.ts';
+import type { RemotePeer } from '../../../orchestrator/protocol/root-cluster.ts';
 
 async function poll(what: string, f: () => Promise<boolean>, ms: number): Promise<void> {
   const until = Date.now() + ms;
@@ -16,11 +16,11 @@ async function poll(what: string, f: () => Promise<boolean>, ms: number): Promis
   }
 }
 import { Metrics } from '../../../orchestrator/root/metrics.ts';
-import { memoryLogger } from '../../../orchestrator/mqtt/log.ts';
+import { memoryLogger } from '../../../orchestrator/protocol/log.ts';
 import type { AddressAllocator } from '../../../orchestrator/root/addresses.ts';
 import type { ClusterRegistry } from '../../../orchestrator/root/clusters.ts';
 import type { ClusterRecord, InstanceRecord, RootStore, WorkerSubnetRecord } from '../../../orchestrator/root/store.ts';
-import type { InstanceState } from '../../../orchestrator/root/lifecycle.ts';
+import type { InstanceState } from '../../../orchestrator/protocol/instance-states.ts';
 
 const SUBNETS: Record<string, string> = { 'ca/wa': '10.18.1.0/24', 'cb/wb': '10.18.2.0/24', 'cb/wb2': '10.18.3.0/24' };
 

@@ -1,9 +1,38 @@
-// Bodies of root's calls to a cluster's API (docs/protocols.md, "cluster, root-facing routes"): one
-// declaration for both ends, so root's sender (root/cluster-client.ts) and the cluster's receiver
-// (cluster/api.ts, cluster/placements.ts) cannot drift apart. The types say what the cluster accepts
+// Bodies of root's calls to a cluster's API (docs/protocols.md, "cluster, root-facing routes") and of a
+// cluster's reports to root: one declaration for both ends, so root's side (root/cluster-client.ts,
+// root/api/internal.ts) and the cluster's (cluster/api.ts, cluster/placements.ts, cluster/root-client.ts)
+// cannot drift apart. The types say what the cluster accepts
 // (its JSON schema in cluster/api.ts), which is looser than what root sends.
-import type { Connectivity, Constraint } from './cluster/scheduler.ts';
-import { validTunnelKey, type TunnelKey } from './worker/net/tunnel-identity.ts';
+import type { InstanceState } from './instance-states.ts';
+import { validTunnelKey, type TunnelKey } from './tunnel-identity.ts';
+
+/**
+ * The constraint objects of a descriptor microservice, as far as the cluster reads them: looser than
+ * the validated descriptor's (descriptor/types.ts), whose constraints are all of this shape.
+ */
+export interface Constraint {
+  type: string;
+  cluster?: string;
+  node?: string;
+  allowed?: readonly string[];
+  location?: string;
+  threshold?: number;
+  arch?: readonly string[];
+  area?: string;
+}
+
+/** One `con_constraints` entry: `latency` in ms (Vivaldi estimate) or `geo` in km. */
+export interface ConnectivityConstraint {
+  type: string;
+  threshold: number;
+}
+
+/** A `connectivity[]` entry of a descriptor microservice: place near another service's instances. */
+export interface Connectivity {
+  /** The target's service id (root resolves sibling names to ids). */
+  target_microservice_id: string;
+  con_constraints: readonly ConnectivityConstraint[];
+}
 
 /** The descriptor's microservice object, as far as the cluster reads it. */
 export interface OfferedMicroservice {
@@ -119,4 +148,57 @@ export function parseRemotePeers(v: unknown): { peers: RemotePeer[]; rejected: s
     peers.push({ worker_id: e.worker_id as string, cluster_id: e.cluster_id as string, tunnel_id: e.tunnel_id as number, tunnel_endpoint: e.tunnel_endpoint as string });
   });
   return { peers, rejected };
+}
+
+/** One entry of a cluster's report: an instance's state change since the last report. */
+export interface InstanceChange {
+  service_id: string;
+  instance_n: number;
+  state: InstanceState;
+  reason: string;
+  worker: string | null;
+  ts: number;
+  /** The instance's namespace addresses and its worker's tunnel endpoint (for root's routes and views). */
+  ns_ip?: string;
+  ns_ip_v6?: string;
+  tunnel_endpoint?: string;
+}
+
+/** A cluster's aggregate report (every 5 s, and soon after a change). */
+export interface Report {
+  free: { vcpus: number; memory_mb: number; gpus: number };
+  workers_active: number;
+  virtualizations: string[];
+  architectures: string[];
+  instances: InstanceChange[];
+}
+
+/**
+ * A report entry as root receives it: the shape is checked, the values are not trusted yet (a state
+ * this root does not know is ignored later, one entry at a time).
+ */
+export type ReportedInstance = Omit<InstanceChange, 'state' | 'reason' | 'worker' | 'ts'> & {
+  state: string;
+  reason?: string;
+  worker?: string;
+  ts?: number;
+};
+
+/** A report entry as sent; null when it is not that shape (such entries are dropped one by one). */
+export function parseReportedInstance(x: unknown): ReportedInstance | null {
+  if (typeof x !== 'object' || x === null) return null;
+  const e = x as Record<string, unknown>;
+  if (typeof e.service_id !== 'string' || !Number.isInteger(e.instance_n) || typeof e.state !== 'string') return null;
+  const str = (v: unknown, max: number): string | undefined => (typeof v === 'string' && v.length <= max ? v : undefined);
+  return {
+    service_id: e.service_id,
+    instance_n: e.instance_n as number,
+    state: e.state,
+    reason: str(e.reason, 2000),
+    worker: str(e.worker, 128),
+    ts: typeof e.ts === 'number' ? e.ts : undefined,
+    ns_ip: str(e.ns_ip, 45),
+    ns_ip_v6: str(e.ns_ip_v6, 45),
+    tunnel_endpoint: str(e.tunnel_endpoint, 64),
+  };
 }
