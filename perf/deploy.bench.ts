@@ -13,7 +13,7 @@ import { RootClient, type ServiceInfo } from '../orchestrator/client/root-client
 import { watchInstances } from '../orchestrator/client/watch.ts';
 import { workerInstances } from '../orchestrator/client/worker-api.ts';
 import { down, up } from '../orchestrator/deployment/local.ts';
-import type { DeploymentState } from '../orchestrator/deployment/state.ts';
+import type { DeploymentState } from '../orchestrator/client/deployment-state.ts';
 
 const RUNS = Number(process.argv[2] ?? 10);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

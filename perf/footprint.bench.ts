@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { down, up } from '../orchestrator/deployment/local.ts';
-import type { DeploymentState } from '../orchestrator/deployment/state.ts';
+import type { DeploymentState } from '../orchestrator/client/deployment-state.ts';
 
 const SECONDS = Number(process.argv[2] ?? 60);
 const TICK = 100; // USER_HZ on Linux

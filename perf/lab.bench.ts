@@ -3,7 +3,7 @@
 //   - throughput: TCP (iperf3, 3 s) over a plain veth pair vs through an impairment relay
 //   - delay: ping RTT with 20 ms configured each way (target 40 ms), as a ratio
 // Human progress on stderr; the last stdout line is one JSON object.
-import { Lab } from '../test/lab/lab.ts';
+import { Lab } from '../lab/lab.ts';
 
 function log(msg: string): void {
   process.stderr.write(`${msg}\n`);

@@ -8,7 +8,7 @@
 //   npm run bench -- netmanager [--seconds 8]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Lab } from '../test/lab/lab.ts';
+import { Lab } from '../lab/lab.ts';
 import { Deployment, FIXTURES, sleep } from '../test/integration/e2e-harness.ts';
 
 const argv = process.argv.slice(2);

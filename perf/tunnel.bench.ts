@@ -9,7 +9,7 @@
 // Prints progress, then as its last line one JSON object with the figures and ratio_vxlan.
 import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { Lab, type Host, type Namespace } from '../test/lab/lab.ts';
+import { Lab, type Host, type Namespace } from '../lab/lab.ts';
 import { S4, buildOverlay, plumbWorker, statsOf, stopOverlay } from '../test/integration/datapath-setup.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);

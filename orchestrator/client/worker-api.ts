@@ -1,7 +1,7 @@
 // The worker's local API (orchestrator/worker/api.ts): instance logs and status. Root and cluster do
 // not relay logs, so the CLI asks the worker directly; in a `canopy up` deployment the state file says
 // where each worker's API listens.
-import type { DeploymentState } from '../deployment/state.ts';
+import type { DeploymentState } from './deployment-state.ts';
 
 export interface WorkerInstanceStatus {
   service_id: string;

@@ -5,7 +5,7 @@ import { RootClient } from '../client/root-client.ts';
 import { fail } from '../client/terminal.ts';
 import { runDemo } from '../deployment/demo.ts';
 import { AlreadyUpError, down, up } from '../deployment/local.ts';
-import { defaultStateDir, readState } from '../deployment/state.ts';
+import { defaultStateDir, readState } from '../client/deployment-state.ts';
 import { portFlag } from './port-flag.ts';
 
 interface Opts {

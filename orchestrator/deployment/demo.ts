@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { ApiCallError, type RootClient } from '../client/root-client.ts';
 import { instanceLogs, workerApiUrl } from '../client/worker-api.ts';
 import { watchInstances } from '../client/watch.ts';
-import type { DeploymentState } from './state.ts';
+import type { DeploymentState } from '../client/deployment-state.ts';
 
 export const DEMO_SLA = join(import.meta.dirname, 'demo.sla.json');
 

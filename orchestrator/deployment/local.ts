@@ -10,8 +10,8 @@ import { RootClient } from '../client/root-client.ts';
 import { createHosts, findByName, netnsExecArgv, planHosts, removeHosts } from './hosts.ts';
 import { ipBatchForce, listNetnsSync, netnsPidsSync } from './iproute.ts';
 import { CANOPY_BIN, logTail, removeWorkerCgroups, spawnDetached, stopProcesses } from './processes.ts';
-import { isAlive, procRef } from './proc.ts';
-import { STATE_VERSION, readState, writeState, type DeploymentState, type ProcessRecord } from './state.ts';
+import { isAlive, procRef } from '../proc.ts';
+import { STATE_VERSION, readState, writeState, type DeploymentState, type ProcessRecord } from '../client/deployment-state.ts';
 
 export interface UpOptions {
   dir: string;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { needRoot, unavailable } from '../support/facility.ts';
 import { workerInstances } from '../../orchestrator/client/worker-api.ts';
 import { down, up } from '../../orchestrator/deployment/local.ts';
-import { readState, type DeploymentState } from '../../orchestrator/deployment/state.ts';
+import { readState, type DeploymentState } from '../../orchestrator/client/deployment-state.ts';
 
 const CANOPY = join(import.meta.dirname, '../../bin/canopy.js');
 const skip = unavailable(needRoot());

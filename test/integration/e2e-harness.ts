@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { Lab, type Host as LabHost } from '../lab/lab.ts';
+import { Lab, type Host as LabHost } from '../../lab/lab.ts';
 
 export const REPO = join(import.meta.dirname, '../..');
 export const FIXTURES = join(REPO, '../shared/fixtures/sla');

@@ -3,7 +3,7 @@
 // addresses and the same processes, and a client on another worker reaches the server again.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { labFor, labSkipReason } from '../lab/lab.ts';
+import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
 import { Deployment, poll, sleep } from './e2e-harness.ts';
 import { tunnelIdForSubnet } from '../../orchestrator/protocol/tunnel-identity.ts';

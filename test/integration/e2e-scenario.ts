@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { existsSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { labFor } from '../lab/lab.ts';
+import { labFor } from '../../lab/lab.ts';
 import { Deployment, FIXTURES, poll, type DeploymentSpec, type ServiceInfo } from './e2e-harness.ts';
 import { join } from 'node:path';
 

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { unseen } from '../../../orchestrator/commands/logs.ts';
 import { planHosts } from '../../../orchestrator/deployment/hosts.ts';
 import { spreadAcrossWorkers } from '../../../orchestrator/deployment/demo.ts';
-import type { DeploymentState } from '../../../orchestrator/deployment/state.ts';
+import type { DeploymentState } from '../../../orchestrator/client/deployment-state.ts';
 import { ApiCallError, RootClient, type InstanceInfo, type ServiceInfo } from '../../../orchestrator/client/root-client.ts';
 import { watchInstances, type Transition, type Unplaced } from '../../../orchestrator/client/watch.ts';
 import { unplacedLine } from '../../../orchestrator/commands/deploy.ts';

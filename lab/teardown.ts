@@ -2,7 +2,7 @@
 // share one path. Synchronous on purpose: it also runs from a process 'exit' handler.
 import { rmSync } from 'node:fs';
 import { ipBatchForce, netnsPidsSync } from './iproute.ts';
-import { type ProcRef, procRef, terminateSync } from './proc.ts';
+import { type ProcRef, procRef, terminateSync } from '../orchestrator/proc.ts';
 import { type LabRecord, removeRecord } from './registry.ts';
 
 /** Kills every process the record names, then anything else still inside its namespaces, then deletes them. */

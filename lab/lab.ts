@@ -1,6 +1,6 @@
 // The emulated-host lab: hosts as network namespaces joined to a switch (a bridge in its own
 // namespace) on the underlay 198.18.0.0/15. Unimpaired hosts hang on plain veth pairs; impaired ones
-// through an impairment relay (test/lab/impair-relay.ts) that emulates netem in userspace.
+// through an impairment relay (lab/impair-relay.ts) that emulates netem in userspace.
 //
 // Everything the lab makes is named with a per-run prefix and listed in a registry file before it is
 // made, so destroy(), the exit handlers and the sweeper can always remove it.
@@ -14,7 +14,7 @@ import { ipBatch, listNetnsSync, type RunResult } from './iproute.ts';
 import {
   checkHostName, hostAddress, hostNetns, newPrefix, relayHostTap, switchNetns, switchPort,
 } from './names.ts';
-import { procRef, signalRef } from './proc.ts';
+import { procRef, signalRef } from '../orchestrator/proc.ts';
 import {
   type HostRecord, type LabRecord, type ProcRecord, claimRecord, labDir, readRecord, registryPath, removeRecord, writeRecord,
 } from './registry.ts';
@@ -29,7 +29,7 @@ export type { Impairment, LinkSpec, RunResult, RelayStats };
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Repository root: spawned TypeScript runs from here so that `--import tsx` resolves. */
-export const REPO_ROOT = resolve(here, '..', '..');
+export const REPO_ROOT = resolve(here, '..');
 const RELAY_SCRIPT = join(here, 'impair-relay.ts');
 
 export interface HostSpec {

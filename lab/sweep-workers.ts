@@ -2,8 +2,8 @@
 // daemon marker in orchestrator/worker/daemon-marker.ts) — their processes, cgroups and `canopy-<worker
 // id>-<key>` namespaces. A live daemon's instances (a `canopy up` deployment, another run) are kept.
 import { execFileSync } from 'node:child_process';
-import { detectCgroups } from '../../orchestrator/worker/cgroup.ts';
-import { liveDaemons } from '../../orchestrator/worker/daemon-marker.ts';
+import { detectCgroups } from '../orchestrator/worker/cgroup.ts';
+import { liveDaemons } from '../orchestrator/worker/daemon-marker.ts';
 import { listNetnsSync } from './iproute.ts';
 
 export interface WorkerSweepReport {

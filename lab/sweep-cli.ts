@@ -1,4 +1,4 @@
-// `node --import tsx test/lab/sweep-cli.ts [--all]`: run before integration tests (test/run.sh) to
+// `node --import tsx lab/sweep-cli.ts [--all]`: run before integration tests (test/run.sh) to
 // remove what a killed earlier run left behind: labs and worker instances whose owner is gone.
 // Exits 0 unless sweeping itself failed.
 import { sweep } from './sweep.ts';

@@ -1,7 +1,7 @@
 // The impairment relay: joins one lab host to the switch through two TAP devices and forwards
 // Ethernet frames both ways with delay, jitter, loss and rate (netem, which this kernel lacks, done in
 // userspace). Started by the lab in the switch namespace:
-//   node --import tsx test/lab/impair-relay.ts --name w1 --host-tap h1 --switch-tap p1 --mtu 1500 \
+//   node --import tsx lab/impair-relay.ts --name w1 --host-tap h1 --switch-tap p1 --mtu 1500 \
 //     --stats /run/canopy-lab/<prefix>.d/relay-w1.json --config '{"link":{…},"pairs":[…]}' [--exit-on-stdin-eof]
 // It creates both TAPs; the lab then moves the host one into the host's namespace (as eth0) and
 // enslaves the other to the bridge. The fds stay valid across the move.
@@ -12,7 +12,7 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import koffi from 'koffi';
-import { TunQueue } from '../../native/tun.ts';
+import { TunQueue } from '../native/tun.ts';
 import { type Clock, Direction, Stage, pairStages } from './impair/direction.ts';
 import type { RelayConfig } from './impair/rules.ts';
 import { appliesTo, checkDirection, checkImpairment } from './impair/rules.ts';

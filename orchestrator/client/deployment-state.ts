@@ -2,7 +2,7 @@
 // directories) so that `canopy down` removes exactly that, and the credentials the CLI logs in with.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ProcRef } from './proc.ts';
+import type { ProcRef } from '../proc.ts';
 
 export const STATE_VERSION = 1;
 

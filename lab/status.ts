@@ -2,7 +2,7 @@
 // counters, and whether it is alive (with a reason when it is not).
 import { listNetnsSync } from './iproute.ts';
 import { requestRelayStats } from './lab.ts';
-import { isAlive } from './proc.ts';
+import { isAlive } from '../orchestrator/proc.ts';
 import { type HostRecord, type LabRecord, type LinkRecord, listPrefixes, readRecord } from './registry.ts';
 import type { RelayStats } from './impair/stats.ts';
 

@@ -2,7 +2,7 @@
 // down|status`) to find and remove everything the lab made, even after its owner died by SIGKILL.
 import { linkSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ProcRef } from './proc.ts';
+import type { ProcRef } from '../orchestrator/proc.ts';
 import type { Impairment } from './impair/rules.ts';
 
 export const REGISTRY_DIR = process.env.CANOPY_LAB_DIR ?? '/run/canopy-lab';

@@ -4,7 +4,7 @@ import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { listNetnsSync } from './iproute.ts';
 import { prefixOfNetns } from './names.ts';
-import { isAlive, procStartTime } from './proc.ts';
+import { isAlive, procStartTime } from '../orchestrator/proc.ts';
 import { type LabRecord, REGISTRY_DIR, listPrefixes, readRecord, removeRecord } from './registry.ts';
 import { removeNamespacesSync, teardownSync } from './teardown.ts';
 
