@@ -70,7 +70,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
       const { undeploy, ignored } = ctx.instances.applyReport(c, valid);
       return {
         ok: true, undeploy, ignored: ignored + entries.length - valid.length,
-        overlay_tunnel: ctx.overlayTunnel, peers: ctx.instances.remotePeers(c.id), peers_version: ctx.instances.peersVersion(),
+        overlay_tunnel: ctx.overlayTunnel, peers: ctx.instances.peers.forCluster(c.id), peers_version: ctx.instances.peers.version(),
       };
     });
 
@@ -82,7 +82,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
   }, async (req) => {
     const c = clusterCaller(ctx, req);
     const subnets = ctx.addresses.workerSubnet(c.id, req.body.worker_id);
-    ctx.instances.subnetsChanged();
+    ctx.instances.peers.invalidate();
     return subnets;
   });
 
@@ -91,7 +91,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
   }, async (req) => {
     const c = clusterCaller(ctx, req);
     if (!ctx.addresses.releaseWorkerSubnet(c.id, req.params.worker_id)) throw new ApiError(404, `worker ${req.params.worker_id} has no subnet`);
-    ctx.instances.subnetsChanged();
+    ctx.instances.peers.invalidate();
     return { ok: true };
   });
 
@@ -99,7 +99,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
     schema: { tags, summary: 'Route query for a service or instance address' },
   }, async (req) => {
     const c = clusterCaller(ctx, req);
-    const route = ctx.instances.route(req.params.address, c.id);
+    const route = ctx.instances.routes.route(req.params.address, c.id);
     if (!route) throw new ApiError(404, `no service owns ${req.params.address}`);
     return route;
   });
