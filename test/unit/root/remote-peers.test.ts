@@ -216,7 +216,9 @@ test('a report that gives a worker its first RUNNING instance pushes the new pee
     const m = new InstanceManager(store, {} as AddressAllocator, registry, memoryLogger(), new Metrics());
     // What everybody has been told already (e.g. by their last report answers).
     m.applyReport(clusters[0]!, []);
-    await new Promise((r) => setTimeout(r, 200));
+    // Those first pushes (to cb and cc) must have landed before counting the next ones.
+    await poll('first pushes arrived', async () => got.length >= 2, 5000);
+    await new Promise((r) => setTimeout(r, 100));
     got.length = 0;
 
     m.applyReport(clusters[1]!, [{ service_id: 's1', instance_n: 0, state: 'RUNNING', worker: 'wb', tunnel_endpoint: '198.18.0.9:50103' }]);
