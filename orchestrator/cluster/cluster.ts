@@ -533,7 +533,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const id = instanceId(st.service_id, st.instance_n);
     const ci = this.instances.get(id);
     if (!ci || ci.worker !== workerId) {
-      if (st.state !== 'UNDEPLOYED' && st.state !== 'COMPLETED' && this.due(`del:${workerId}:${id}`, Date.now())) {
+      if (st.state !== 'UNDEPLOYED' && this.due(`del:${workerId}:${id}`, Date.now())) {
         this.publish(topics.remove(workerId), encode('remove', { service_id: st.service_id, instance_n: st.instance_n, reason: 'not placed on this worker' }));
       }
       return;

@@ -370,12 +370,14 @@ export class InstanceManager {
   undeploy(i: InstanceRecord, reason: string): void {
     const cluster = i.cluster_id ? this.clusters.get(i.cluster_id) : undefined;
     const wasPlaced = isPlaced(i.state);
+    // A finished one-shot (or a failed instance) holds no room but still has its files on the worker.
+    const onWorker = wasPlaced || i.state === 'COMPLETED' || i.state === 'FAILED';
     if (!this.transition(i, 'UNDEPLOYED', reason)) return;
     this.retry.forget(keyOf(i.service_id, i.n));
     this.addresses.releaseInstance(i.service_id, i.n);
-    if (cluster && wasPlaced) {
+    if (cluster && onWorker) {
       const spec = this.store.service(i.service_id)?.spec;
-      if (spec) this.clusters.release(cluster.id, spec);
+      if (spec && wasPlaced) this.clusters.release(cluster.id, spec);
       const cause = `instance ${i.n} of service ${i.service_id} was undeployed from cluster ${cluster.name}`;
       removePlacement(cluster, i.service_id, i.n).catch((err: unknown) =>
         // The cluster's next report lists the instance and root's answer asks again (see applyReport).
@@ -402,7 +404,8 @@ export class InstanceManager {
     const now = Date.now();
     for (const e of entries) {
       const i = this.store.instance(e.service_id, e.instance_n);
-      const gone = e.state === 'UNDEPLOYED' || e.state === 'COMPLETED' || e.state === 'FAILED';
+      // A COMPLETED or FAILED instance still has its files on a worker until the cluster removes it.
+      const gone = e.state === 'UNDEPLOYED';
       if (!i || i.state === 'UNDEPLOYED' || (i.cluster_id !== null && i.cluster_id !== c.id)) {
         if (!gone) undeploy.push({ service_id: e.service_id, instance_n: e.instance_n });
         continue;
