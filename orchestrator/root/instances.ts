@@ -13,6 +13,7 @@ import { canTransition, isInstanceState, isPlaced, type InstanceState } from './
 import type { Metrics } from './metrics.ts';
 import { RetryScheduler, type RetryClock, type RunOutcome, type TriggerKind } from './retry.ts';
 import { rankClusters, summarizeRejections, type InstanceDemand, type NearTarget } from './scheduler.ts';
+import { placeability } from './placeable.ts';
 import type { ClusterRecord, InstanceEvent, InstanceRecord, RootStore, ServiceRecord } from './store.ts';
 import { parseIp } from '../descriptor/ip.ts';
 import type { Connectivity } from '../descriptor/types.ts';
@@ -40,6 +41,12 @@ export interface InstanceView {
   last_retry: string | null;
   next_retry: string | null;
   history: { state: InstanceState; reason: string; ts: string }[];
+  /**
+   * False when no cluster could ever run it as the clusters are now (see placeable.ts): waiting for
+   * room is pointless. `unplaceable_reason` then says why.
+   */
+  placeable: boolean;
+  unplaceable_reason?: string;
 }
 
 /** One entry of a cluster's report (docs/protocols.md). */
@@ -156,6 +163,7 @@ export class InstanceManager {
       last_retry: iso(r?.last_retry),
       next_retry: iso(r?.next_retry),
       history: this.store.instanceEvents(i.service_id, i.n).map((e) => ({ ...e, ts: new Date(e.ts).toISOString() })),
+      ...placeability(i.state === 'REQUESTED' || isRetryable(i.state) ? this.store.service(i.service_id)?.spec : undefined, this.clusters),
     };
   }
 
