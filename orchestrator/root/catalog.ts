@@ -308,6 +308,17 @@ export class Catalog {
     this.removeService(this.ownedService(caller, id), `service deleted by ${caller.username}`);
   }
 
+  /**
+   * Where a client outside the overlay reaches an instance's host port mappings: the underlay address
+   * of its worker (the host part of the tunnel endpoint the worker advertises), null until placed.
+   */
+  workerAddress(serviceId: string, n: number): string | null {
+    const ep = this.store.instance(serviceId, n)?.tunnel_endpoint;
+    if (!ep) return null;
+    const v6 = /^\[([^\]]+)\]:\d+$/.exec(ep);
+    return v6 ? (v6[1] as string) : ep.replace(/:\d+$/, '');
+  }
+
   deployInstance(caller: Caller, id: string): InstanceView {
     const s = this.ownedService(caller, id);
     return this.instances.view(this.instances.deploy(s, `requested by ${caller.username}`));

@@ -5,7 +5,8 @@ import { MIN_PASSWORD, USERNAME } from '../users.ts';
 import { caller, created, type ApiContext } from './context.ts';
 import { API_V1 } from './paths.ts';
 
-const TOKEN_TTL_S = 12 * 3600;
+/** Lifetime of an access token (both surfaces). */
+export const TOKEN_TTL_S = 12 * 3600;
 
 export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.post<{ Body: { username: string; password: string } }>(`${API_V1}/auth/login`, {

@@ -23,8 +23,9 @@ declare module 'fastify' {
 
 declare module '@fastify/jwt' {
   interface FastifyJWT {
-    payload: { sub: string; name: string; role: Role };
-    user: { sub: string; name: string; role: Role };
+    /** `typ: 'refresh'` marks a refresh token (Oakestra's /api/auth/refresh): never an access token. */
+    payload: { sub: string; name: string; role: Role; typ?: 'refresh' };
+    user: { sub: string; name: string; role: Role; typ?: 'refresh' };
   }
 }
 
@@ -61,6 +62,7 @@ export function authenticate(ctx: ApiContext) {
     if (url === undefined || isPublic(url) || req.method === 'OPTIONS') return;
     try {
       await req.jwtVerify();
+      if (req.user.typ === 'refresh') throw new Error('a refresh token');
     } catch {
       throw new ApiError(401, `missing or invalid token: log in at POST ${API_V1}/auth/login and send Authorization: Bearer <token>`);
     }
