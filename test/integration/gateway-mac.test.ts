@@ -10,11 +10,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labFor, labSkipReason } from '../lab/lab.ts';
+import { unavailable } from '../support/facility.ts';
 import { Deployment, FIXTURES, poll } from './e2e-harness.ts';
 import { vethName } from '../../orchestrator/worker/net/net-manager.ts';
 
 test('gateway MAC: a client keeps reaching services right after an instance with the lowest MAC leaves its worker',
-  { skip: labSkipReason() ?? false, timeout: 150_000 }, async (t) => {
+  { skip: unavailable(labSkipReason()), timeout: 150_000 }, async (t) => {
     const lab = await labFor(t, { hosts: ['ctl', 'w1'] });
     const d = new Deployment(lab, { workers: ['w1'] });
     t.after(() => d.stop());

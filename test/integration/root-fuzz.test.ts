@@ -3,9 +3,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CLUSTER_KEY, RootHarness } from './root-harness.ts';
+import { fuzzRandom } from '../support/fuzz-random.ts';
 
-let seed = 7;
-const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+const rng = fuzzRandom('root-fuzz');
+const rnd = rng.next;
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
 
 function junk(depth = 0): unknown {
