@@ -12,7 +12,7 @@ import { Lab, type Host as LabHost } from '../lab/lab.ts';
 export const REPO = join(import.meta.dirname, '../..');
 export const FIXTURES = join(REPO, '../shared/fixtures/sla');
 const CANOPY = join(REPO, 'bin/canopy.js');
-const ADMIN_PASSWORD = 'e2e-admin-password';
+export const ADMIN_PASSWORD = 'e2e-admin-password';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
