@@ -150,7 +150,7 @@ export async function e2eScenario(t: TestContext, spec: Partial<DeploymentSpec> 
     if (!hasContainerd()) t.diagnostic('oakestra-readme-clientsrvr.json skipped: container virtualization needs containerd, which this host does not have');
 
     // --- undeploy everything: nothing is left on any host.
-    for (const app of [web, iperf, stress]) if (app) await d.api('DELETE', `/api/application/${app.applicationID}`);
+    for (const app of [web, iperf, stress]) if (app) await d.api('DELETE', `/api/v1/application/${app.applicationID}`);
     for (const h of ['w1', 'w2', 'w3']) {
       const left = await poll(`${h} clean after undeploy`, async () => {
         const l = await d.leftovers(h);
