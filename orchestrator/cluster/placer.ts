@@ -174,7 +174,7 @@ export class Placer {
     const id = instanceId(st.service_id, st.instance_n);
     const ci = this.c.index.get(id);
     if (!ci || ci.worker !== workerId) {
-      if (st.state !== 'UNDEPLOYED' && st.state !== 'COMPLETED' && this.due(`del:${workerId}:${id}`, Date.now())) {
+      if (st.state !== 'UNDEPLOYED' && this.due(`del:${workerId}:${id}`, Date.now())) {
         this.c.publish(topics.remove(workerId), encode('remove', { service_id: st.service_id, instance_n: st.instance_n, reason: 'not placed on this worker' }));
       }
       return;

@@ -103,7 +103,7 @@ export interface RouteInfo {
  */
 export type OverlayTunnel = TunnelKey;
 
-/** The key id of root's overlay key; clusters' own keys use 1 (worker/net/tunnel-identity.ts). */
+/** The key id of root's overlay key; clusters' own keys use 1 (tunnel-identity.ts). */
 export const OVERLAY_KEY_ID = 128;
 
 /**
@@ -170,6 +170,8 @@ export interface Report {
   workers_active: number;
   virtualizations: string[];
   architectures: string[];
+  /** The largest single worker's total capacity: no instance that needs more can run here. */
+  max_worker: { vcpus: number; memory_mb: number };
   instances: InstanceChange[];
 }
 

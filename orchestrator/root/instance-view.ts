@@ -25,6 +25,12 @@ export interface InstanceView {
   last_retry: string | null;
   next_retry: string | null;
   history: { state: InstanceState; reason: string; ts: string }[];
+  /**
+   * False when no cluster could ever run it as the clusters are now (see placeable.ts): waiting for
+   * room is pointless. `unplaceable_reason` then says why.
+   */
+  placeable: boolean;
+  unplaceable_reason?: string;
 }
 
 /** Where the view's other parts come from. */
@@ -33,6 +39,8 @@ export interface ViewSources {
   clusterName(id: string): string | undefined;
   /** The retry schedule of an unplaced instance (undefined when it has none). */
   retry(i: InstanceRecord): { retries: number; last_retry?: number | null; next_retry?: number | null } | undefined;
+  /** Whether some cluster could ever run it (placeable.ts). */
+  placeability(i: InstanceRecord): { placeable: boolean; unplaceable_reason?: string };
 }
 
 export function instanceView(i: InstanceRecord, from: ViewSources): InstanceView {
@@ -55,5 +63,6 @@ export function instanceView(i: InstanceRecord, from: ViewSources): InstanceView
     last_retry: iso(r?.last_retry),
     next_retry: iso(r?.next_retry),
     history: from.store.instanceEvents(i.service_id, i.n).map((e) => ({ ...e, ts: new Date(e.ts).toISOString() })),
+    ...from.placeability(i),
   };
 }

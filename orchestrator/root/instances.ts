@@ -14,6 +14,7 @@ import { canTransition, isInstanceState, isPlaced, type InstanceState } from '..
 import type { Metrics } from './metrics.ts';
 import { RetryScheduler, type RetryClock, type RunOutcome, type TriggerKind } from './retry.ts';
 import { rankClusters, summarizeRejections, type InstanceDemand, type NearTarget } from './scheduler.ts';
+import { placeability } from './placeable.ts';
 import type { ClusterRecord, InstanceEvent, InstanceRecord, RootStore, ServiceRecord } from './store.ts';
 import type { Connectivity } from '../descriptor/types.ts';
 
@@ -95,6 +96,7 @@ export class InstanceManager {
       store: this.store,
       clusterName: (id) => this.clusters.get(id)?.name,
       retry: (r) => (isRetryable(r.state) ? this.retry.info(keyOf(r.service_id, r.n)) : undefined),
+      placeability: (r) => placeability(r.state === 'REQUESTED' || isRetryable(r.state) ? this.store.service(r.service_id)?.spec : undefined, this.clusters),
     });
   }
 
@@ -304,12 +306,14 @@ export class InstanceManager {
   undeploy(i: InstanceRecord, reason: string): void {
     const cluster = i.cluster_id ? this.clusters.get(i.cluster_id) : undefined;
     const wasPlaced = isPlaced(i.state);
+    // A finished one-shot (or a failed instance) holds no room but still has its files on the worker.
+    const onWorker = wasPlaced || i.state === 'COMPLETED' || i.state === 'FAILED';
     if (!this.transition(i, 'UNDEPLOYED', reason)) return;
     this.retry.forget(keyOf(i.service_id, i.n));
     this.addresses.releaseInstance(i.service_id, i.n);
-    if (cluster && wasPlaced) {
+    if (cluster && onWorker) {
       const spec = this.store.service(i.service_id)?.spec;
-      if (spec) this.clusters.release(cluster.id, spec);
+      if (spec && wasPlaced) this.clusters.release(cluster.id, spec);
       const cause = `instance ${i.n} of service ${i.service_id} was undeployed from cluster ${cluster.name}`;
       this.link.remove(cluster, i.service_id, i.n).catch((err: unknown) =>
         // The cluster's next report lists the instance and root's answer asks again (see applyReport).
@@ -336,7 +340,8 @@ export class InstanceManager {
     const now = Date.now();
     for (const e of entries) {
       const i = this.store.instance(e.service_id, e.instance_n);
-      const gone = e.state === 'UNDEPLOYED' || e.state === 'COMPLETED' || e.state === 'FAILED';
+      // A COMPLETED or FAILED instance still has its files on a worker until the cluster removes it.
+      const gone = e.state === 'UNDEPLOYED';
       if (!i || i.state === 'UNDEPLOYED' || (i.cluster_id !== null && i.cluster_id !== c.id)) {
         if (!gone) undeploy.push({ service_id: e.service_id, instance_n: e.instance_n });
         continue;

@@ -1,5 +1,5 @@
 // Root's own secrets, kept in its database: the cluster join key (only its hash), the JWT secret and
-// the deployment's overlay tunnel key (handed to clusters, see root-cluster-messages.ts).
+// the deployment's overlay tunnel key (handed to clusters, see protocol/root-cluster.ts).
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { RootStore } from './store.ts';
 import { OVERLAY_KEY_ID, type OverlayTunnel } from '../protocol/root-cluster.ts';

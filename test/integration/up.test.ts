@@ -86,15 +86,8 @@ test('canopy up --workers 2 runs the demo; up again says so; down after a killed
     '--mqtt-port', String(base + 2), '--worker-api-port', String(base + 3)];
   const first = canopy(upArgs);
   assert.match(first.out, /up: root http:\/\/198\.19\.\d+\.1:\d+/, first.out);
-  // With the worker's net manager the client reaches the server by name; without it, the demo says why.
-  const netManager = existsSync(join(import.meta.dirname, '../../orchestrator/worker/net/net-manager.ts'));
-  if (netManager) {
-    assert.equal(first.code, 0, first.out);
-    assert.match(first.out, /demo OK: the client on \S+ got HTTP 200 from http:\/\/closest\.web\//, first.out);
-  } else {
-    assert.equal(first.code, 2, first.out);
-    assert.match(first.out, /demo FAILED: /, first.out);
-  }
+  assert.equal(first.code, 0, first.out);
+  assert.match(first.out, /demo OK: the client on \S+ got HTTP 200 from http:\/\/closest\.web\//, first.out);
   assert.match(first.out, /what to try next/);
 
   const s = readState(dir)!;
