@@ -3,8 +3,8 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { Lifecycle, type Transition, type InstanceState } from '../protocol/instance-states.ts';
 import type { DeployOrder, InstanceSpec } from '../mqtt/messages.ts';
 import type { ServiceRoute, PortSpec, InstanceRoute } from '../../proxy/route-messages.ts';
-import type { Connectivity, PlacementNeed } from './scheduler.ts';
-import type { PlacementOffer } from '../protocol/root-cluster.ts';
+import type { PlacementNeed } from './scheduler.ts';
+import type { Connectivity, PlacementOffer } from '../protocol/root-cluster.ts';
 
 export interface ClusterInstance {
   offer: PlacementOffer;

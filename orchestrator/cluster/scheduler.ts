@@ -8,9 +8,7 @@
 // Every answer carries a sentence saying why, which ends up in the instance's status.
 import { distanceKm as greatCircleKm, minRttMs, parseLocation } from '../descriptor/location.ts';
 import type { Coordinate } from '../../proxy/route-messages.ts';
-import type { Connectivity, ConnectivityConstraint, Constraint } from '../protocol/root-cluster.ts';
-
-export type { Connectivity, ConnectivityConstraint, Constraint };
+import type { Connectivity, Constraint } from '../protocol/root-cluster.ts';
 import { estimatedRttMs, MAX_ERROR } from '../../proxy/vivaldi.ts';
 
 export interface GeoPoint {
