@@ -13,7 +13,7 @@ import { IcmpError, parseIcmpError, rewriteIcmpError } from './icmp-error.ts';
 import { applyRewrite } from './rewrite.ts';
 import { clampMss } from './mss.ts';
 import { segmentOffloaded } from './segment.ts';
-import { TxPlan, type DatagramSocket, type Endpoint, type PacketDevice, type RxInfo } from './io.ts';
+import { TxPlan, type DatagramSocket, type Endpoint, type PacketDevice, type RxInfo } from '../native/io.ts';
 import { MAX_PAYLOAD, TunnelCodec, TunnelFlag, TunnelType, newRxBatch, type RxBatch } from './tunnel.ts';
 import { GSO_NONE, VNET_F_NEEDS_CSUM, VNET_HDR_LEN, vnetFlags, vnetGsoType, writeVnetNone } from './vnet.ts';
 

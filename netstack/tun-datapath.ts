@@ -8,7 +8,7 @@ import { UdpSocket } from '../native/udp.ts';
 import { Readiness } from '../native/poll.ts';
 import { Datapath } from './datapath.ts';
 import { TunnelCodec, type AeadName, type TunnelCodecOptions } from './tunnel.ts';
-import type { Endpoint } from './io.ts';
+import type { Endpoint } from '../native/io.ts';
 import type { TranslationTable } from './table.ts';
 import { placeDatapath, type Placement } from './placement.ts';
 

@@ -15,9 +15,8 @@
 // AAD, i.e. GMAC). The price: a forged datagram injected into a batch spoils that batch (TCP
 // retransmits it) — an on-path attacker can drop packets anyway. The counter is checked against a
 // per-sender sliding window after the tag verifies, so a replayed batch is dropped.
-import { TxPlan } from './io.ts';
-import type { AeadFactory, AeadName, BatchAead } from './aead.ts';
-import { bestAead } from '../native/evp.ts';
+import { TxPlan, maxGsoPayloadFor } from '../native/io.ts';
+import { bestAead, type AeadFactory, type AeadName, type BatchAead } from './aead.ts';
 import { ReplayWindow } from './replay.ts';
 import { read16, read32, write16, write32 } from './checksum.ts';
 
@@ -66,7 +65,7 @@ export interface TunnelCodecOptions {
   encrypt?: boolean;
   aead?: AeadName;
   /** Where AEAD contexts come from: OpenSSL EVP through koffi when reachable, else node:crypto
-   *  (native/evp.ts bestAead); netstack/aead.ts nodeAead forces node:crypto. */
+   *  (netstack/aead.ts bestAead); netstack/aead.ts nodeAead forces node:crypto. */
   aeadFactory?: AeadFactory;
   /** First counter value; defaults to the clock in µs so a restarted worker is not taken for a replayer. */
   firstCounter?: number;
@@ -388,11 +387,6 @@ export function maxDatagramFor(pathMtu: number, underlay: 4 | 6): number {
  */
 export function innerMtuFor(pathMtu: number, underlay: 4 | 6): number {
   return maxDatagramFor(pathMtu, underlay) - TUNNEL_HDR - TAG_LEN;
-}
-
-/** UDP payload of the largest IP datagram, which is all one GSO send may carry. */
-export function maxGsoPayloadFor(underlay: 4 | 6): number {
-  return underlay === 4 ? 65535 - 20 - 8 : 65535 - 8;
 }
 
 /**

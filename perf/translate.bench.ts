@@ -10,9 +10,9 @@ import { PacketInfo, parsePacket } from '../netstack/packet.ts';
 import { applyRewrite } from '../netstack/rewrite.ts';
 import { StaticTable } from '../netstack/static-table.ts';
 import { TunnelCodec, TunnelFlag, TunnelType, newRxBatch } from '../netstack/tunnel.ts';
-import { TxPlan } from '../netstack/io.ts';
+import { TxPlan } from '../native/io.ts';
 import { GSO_TCPV4, VNET_HDR_LEN } from '../netstack/vnet.ts';
-import { bestAead } from '../native/evp.ts';
+import { bestAead } from '../netstack/aead.ts';
 import { build, toPartial } from '../test/unit/netstack/build.ts';
 
 const encrypt = process.argv.includes('--encrypt');

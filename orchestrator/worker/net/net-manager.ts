@@ -14,7 +14,7 @@ import { placeDatapath, type Placement } from '../../../netstack/placement.ts';
 import { Datapath } from '../../../netstack/datapath.ts';
 import { TunnelCodec, innerGsoMaxFor, innerMtuFor, maxDatagramFor } from '../../../netstack/tunnel.ts';
 import { tunNoQueue } from '../../../netstack/tun-datapath.ts';
-import type { Endpoint } from '../../../netstack/io.ts';
+import type { Endpoint } from '../../../native/io.ts';
 import { SemanticTable } from '../../../proxy/semantic-table.ts';
 import { MeasuredRtt } from '../../../proxy/rtt.ts';
 import type { ClusterToWorker, RouteLink, ServiceRoute } from '../../../proxy/route-messages.ts';

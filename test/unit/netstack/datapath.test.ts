@@ -6,7 +6,7 @@ import { Datapath, Counter } from '../../../netstack/datapath.ts';
 import { FakeDevice, FakeNetwork } from '../../../netstack/fakes.ts';
 import { StaticTable, type StaticInstance } from '../../../netstack/static-table.ts';
 import { TunnelCodec, Drop, TunnelType, newRxBatch } from '../../../netstack/tunnel.ts';
-import { TxPlan } from '../../../netstack/io.ts';
+import { TxPlan } from '../../../native/io.ts';
 import { PacketInfo, parsePacket } from '../../../netstack/packet.ts';
 import { GSO_TCPV4, GSO_TCPV6, VNET_HDR_LEN } from '../../../netstack/vnet.ts';
 import { addr, build, checksumsOk, completePartial, icmpErrorAbout, toPartial } from './build.ts';

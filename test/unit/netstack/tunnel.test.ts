@@ -1,12 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { TxPlan } from '../../../netstack/io.ts';
+import { TxPlan } from '../../../native/io.ts';
 import { Drop, TunnelCodec, TunnelType, newRxBatch, type TunnelCodecOptions } from '../../../netstack/tunnel.ts';
-import { nodeAead, type AeadFactory } from '../../../netstack/aead.ts';
-import { EvpAead } from '../../../native/evp.ts';
+import { evpAead, nodeAead } from '../../../netstack/aead.ts';
 
-const evpAead: AeadFactory = (name, k) => new EvpAead(name, k);
 
 const key = randomBytes(32);
 
@@ -150,7 +148,8 @@ test('the inner MTU leaves room for the tunnel on either underlay', async () => 
 });
 
 test('a super-packet of innerGsoMaxFor bytes is a batch that fits one GSO send; one byte more does not', async () => {
-  const { innerGsoMaxFor, maxGsoPayloadFor, maxDatagramFor } = await import('../../../netstack/tunnel.ts');
+  const { innerGsoMaxFor, maxDatagramFor } = await import('../../../netstack/tunnel.ts');
+  const { maxGsoPayloadFor } = await import('../../../native/io.ts');
   for (const u of [4, 6] as const) {
     const md = maxDatagramFor(1500, u);
     const g = innerGsoMaxFor(md, u);

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { TxPlan } from '../../../netstack/io.ts';
+import { TxPlan } from '../../../native/io.ts';
 import { Drop, TunnelCodec, TunnelType, newRxBatch } from '../../../netstack/tunnel.ts';
 import { TunnelKeyring } from '../../../orchestrator/worker/net/tunnel-keyring.ts';
 import type { TunnelKey } from '../../../orchestrator/worker/net/tunnel-identity.ts';
