@@ -73,7 +73,7 @@ if (isMain) {
 
 function startProbes(cfg: StandaloneConfig, dp: Datapath): void {
   const probe = setInterval(() => {
-    for (const p of cfg.peers) dp.probe(p.id);
+    for (const p of cfg.peers ?? []) dp.probe(p.id);
   }, 1000);
   probe.unref();
   if (process.env.CANOPY_LOG_RTT === '1') {

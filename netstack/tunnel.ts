@@ -18,6 +18,7 @@
 import { TxPlan, maxGsoPayloadFor } from '../native/io.ts';
 import { bestAead, type AeadFactory, type AeadName, type BatchAead } from './aead.ts';
 import { ReplayWindow } from './replay.ts';
+import type { PeerLookup } from './peers.ts';
 import { read16, read32, write16, write32 } from './checksum.ts';
 
 export const TUNNEL_VERSION = 1;
@@ -58,8 +59,8 @@ export interface TunnelCodecOptions {
   keys: ReadonlyMap<number, Uint8Array>;
   /** The key id this worker sends with. */
   keyId: number;
-  /** Senders whose data is accepted (the workers the cluster admitted). */
-  isPeer: (id: number) => boolean;
+  /** Senders whose data is accepted: the worker's peer table (netstack/peers.ts). */
+  peers: Pick<PeerLookup, 'has'>;
   /** Largest UDP payload per datagram (path MTU − IP − UDP headers). */
   maxDatagram: number;
   encrypt?: boolean;
@@ -258,7 +259,7 @@ export class TunnelCodec {
     const keyId = d[off + 3];
     const known = sender === this.memoSender && keyId === this.memoKey;
     if (!known) {
-      if (!this.opts.isPeer(sender)) return this.count(Drop.UnknownSender);
+      if (!this.opts.peers.has(sender)) return this.count(Drop.UnknownSender);
       if (!this.opts.keys.has(keyId)) return this.count(Drop.UnknownKey);
       if (this.receiving) {
         this.memoSender = sender;

@@ -60,16 +60,16 @@ test('1 M random and mutated packets through decode and translate throw nothing'
     dps.push(new Datapath({
       device: dev, socket: net.socket(`h${id}${vnet ? 'v' : ''}`, 1),
       table: new StaticTable({ selfId: id, instances, services }),
-      codec: new TunnelCodec({ selfId: id, keys: new Map([[1, key]]), keyId: 1, isPeer: (p) => p === 1 || p === 2, maxDatagram: 1400 }),
-      endpointOf: (p) => eps.get(p),
+      codec: new TunnelCodec({ selfId: id, keys: new Map([[1, key]]), keyId: 1, peers: { has: (p) => p === 1 || p === 2 }, maxDatagram: 1400 }),
+      peers: { endpoint: (p) => eps.get(p) },
     }));
   }
   const base = seeds();
-  const sender = new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1400 });
+  const sender = new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, peers: { has: () => true }, maxDatagram: 1400 });
   const plan = new TxPlan();
   const dgram = new Uint8Array(1500);
   // The receiving decoder uses the OpenSSL path, so garbage reaches it too.
-  const rxDecoder = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, isPeer: (p) => p === 1, maxDatagram: 1400,
+  const rxDecoder = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, peers: { has: (p) => p === 1 }, maxDatagram: 1400,
     aeadFactory: evpAead });
   const batch = newRxBatch();
   const N = 1_000_000;

@@ -12,7 +12,7 @@ import type { TunnelKey } from '../../../orchestrator/worker/net/tunnel-identity
 const hexKey = (key_id: number): TunnelKey => ({ key_id, key: randomBytes(32).toString('hex'), encrypt: false });
 
 function endpoint(selfId: number, ring: TunnelKeyring): TunnelCodec {
-  return new TunnelCodec(ring.codecOptions({ selfId, isPeer: () => true, maxDatagram: 1400 }));
+  return new TunnelCodec(ring.codecOptions({ selfId, peers: { has: () => true }, maxDatagram: 1400 }));
 }
 
 /** Sends `n` bytes from a to b; how many payloads b accepted. */
