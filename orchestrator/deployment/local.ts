@@ -24,6 +24,10 @@ export interface UpOptions {
   clusterPort?: number;
   mqttPort?: number;
   workerApiPort?: number;
+  /** Port of the DNS relay on the bridge address (the workers' upstream resolver); default 10053. */
+  dnsRelayPort?: number;
+  /** Where the relay sends queries; default the nameservers of the host's /etc/resolv.conf. */
+  dnsUpstreams?: string[];
   /** Extra arguments for every `canopy worker`. */
   workerArgs?: string[];
   /** Seconds to wait for every worker to be active at root; default 90. */
@@ -38,6 +42,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** True when any daemon of the deployment still runs. */
 export function isRunning(s: DeploymentState): boolean {
   return [s.root, s.cluster, ...s.workers.map((w) => w.process)].some((p) => p !== null && isAlive(p));
+}
+
+function readLog(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 function assertAlive(p: ProcessRecord, what: string): void {
@@ -73,6 +85,7 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
   const clusterPort = o.clusterPort ?? 10100;
   const mqttPort = o.mqttPort ?? 10003;
   const workerApiPort = o.workerApiPort ?? 10200;
+  const dnsRelayPort = o.dnsRelayPort ?? 10053;
   const logs = join(o.dir, 'logs');
   mkdirSync(logs, { recursive: true, mode: 0o700 });
 
@@ -92,6 +105,7 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
     password: randomBytes(12).toString('base64url'),
     root: null,
     cluster: null,
+    dnsRelay: null,
     workers: hosts.workers.map((w) => ({
       name: w.name, netns: w.netns, hostVeth: w.hostVeth, ip: w.ip,
       apiUrl: `http://${w.ip}:${workerApiPort}`, dataDir: join(o.dir, 'workers', w.name), process: null,
@@ -105,6 +119,17 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
   const clusterKey = randomBytes(18).toString('base64url');
   const workerKey = randomBytes(18).toString('base64url');
   const node = process.execPath;
+
+  // The workers' namespaces have no route off the bridge, and the host's resolver may listen on its
+  // loopback (127.0.0.53): a relay on the bridge address is what they can reach (docs/decisions.md).
+  const relayAt = `${hosts.hostIp}:${dnsRelayPort}`;
+  say(`dns: relay ${relayAt} for the workers, to ${o.dnsUpstreams?.length ? o.dnsUpstreams.join(' ') : "the host's /etc/resolv.conf nameservers"}`);
+  s.dnsRelay = spawnDetached([node, CANOPY_BIN, 'dns-relay', '--listen', relayAt, '--for', o.dir,
+    ...(o.dnsUpstreams?.length ? ['--upstream', ...o.dnsUpstreams] : [])], join(logs, 'dns-relay.log'));
+  writeState(s);
+  const relay = s.dnsRelay;
+  await waitFor('the DNS relay', 30_000, async () => (readLog(relay.log).includes('"dns relay listening"') ? true : undefined),
+    () => assertAlive(relay, 'dns relay'));
 
   say(`root: ${s.rootUrl}`);
   s.root = spawnDetached([node, CANOPY_BIN, 'root', '--host', hosts.hostIp, '--port', String(rootPort), '--data', join(o.dir, 'root')],
@@ -128,7 +153,7 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
     mkdirSync(w.dataDir, { recursive: true, mode: 0o700 });
     w.process = spawnDetached(netnsExecArgv(w.netns, [node, CANOPY_BIN, 'worker', '--name', w.name, '--cluster', s.clusterUrl,
       '--data', w.dataDir, '--api-host', w.ip, '--api-port', String(workerApiPort), '--tunnel-endpoint', `${w.ip}:50103`,
-      '--undeploy-on-exit', ...(o.workerArgs ?? [])]), join(logs, `${w.name}.log`), { CANOPY_WORKER_KEY: workerKey });
+      '--undeploy-on-exit', '--dns-upstream', relayAt, ...(o.workerArgs ?? [])]), join(logs, `${w.name}.log`), { CANOPY_WORKER_KEY: workerKey });
     writeState(s);
   }
 
@@ -136,6 +161,7 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
   const all = () => {
     assertAlive(root, 'root');
     assertAlive(cluster, 'cluster');
+    assertAlive(relay, 'dns relay');
     for (const w of s.workers) if (w.process) assertAlive(w.process, `worker ${w.name}`);
   };
   await waitFor(`${s.workers.length} active workers at root`, (o.readyTimeoutS ?? 90) * 1000, async () => {
@@ -162,7 +188,7 @@ export interface DownReport {
 export function down(s: DeploymentState, o: { keepLogs?: boolean } = {}): DownReport {
   const killed: string[] = [];
   for (const i of stopProcesses(s.workers.map((w) => w.process), 20_000)) killed.push(s.workers[i]!.name);
-  for (const i of stopProcesses([s.cluster, s.root], 5000)) killed.push(i === 0 ? 'cluster' : 'root');
+  for (const i of stopProcesses([s.cluster, s.root, s.dnsRelay ?? null], 5000)) killed.push(['cluster', 'root', 'dns relay'][i]!);
   // Anything else still running in a worker namespace (a daemon the state file missed).
   for (const w of s.workers) {
     for (const pid of netnsPidsSync(w.netns)) {
@@ -190,7 +216,7 @@ export function down(s: DeploymentState, o: { keepLogs?: boolean } = {}): DownRe
   return { name: s.name, killed, leftoverCgroups, leftoverNetns };
 }
 
-/** Daemons whose command line names a path inside `dir` (they were started with --data <dir>/…). */
+/** Daemons whose command line names `dir` or a path inside it (--data <dir>/…, the relay's --for <dir>). */
 function daemonsUsing(dir: string): ProcessRecord[] {
   const out: ProcessRecord[] = [];
   const needle = `${dir.replace(/\/+$/, '')}/`;
@@ -198,7 +224,7 @@ function daemonsUsing(dir: string): ProcessRecord[] {
     if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
     try {
       const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').filter(Boolean);
-      if (argv.some((a) => a.startsWith(needle)) && argv.some((a) => a.endsWith('canopy.js'))) out.push({ ...procRef(Number(p)), argv, log: '' });
+      if (argv.some((a) => a.startsWith(needle) || `${a}/` === needle) && argv.some((a) => a.endsWith('canopy.js'))) out.push({ ...procRef(Number(p)), argv, log: '' });
     } catch { /* gone */ }
   }
   return out;

@@ -42,6 +42,8 @@ export interface DeploymentState {
   password: string;
   root: ProcessRecord | null;
   cluster: ProcessRecord | null;
+  /** The DNS relay on the bridge address, the workers' upstream resolver (absent in older state files). */
+  dnsRelay?: ProcessRecord | null;
   workers: WorkerRecord[];
 }
 
