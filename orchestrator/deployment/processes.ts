@@ -119,6 +119,10 @@ export function removeWorkerCgroups(workerId: string): number {
     found++;
     killGroupTree(dir);
     removeGroupTree(dir);
+    // The shared parent too, once no other worker has groups under it.
+    try {
+      rmdirSync(join(m, 'canopy'));
+    } catch { /* another worker's groups, or gone */ }
   }
   return found;
 }
