@@ -4,9 +4,10 @@
 // file is written before anything is made and after every step, so `down` can always undo a partial
 // `up`.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { RootClient } from '../client/root-client.ts';
+import { forgetTokens } from '../client/session.ts';
 import { createHosts, findByName, netnsExecArgv, planHosts, removeHosts } from './hosts.ts';
 import { ipBatchForce, listNetnsSync, netnsPidsSync } from './iproute.ts';
 import { CANOPY_BIN, logTail, removeWorkerCgroups, spawnDetached, stopProcesses } from './processes.ts';
@@ -87,7 +88,7 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
   const workerApiPort = o.workerApiPort ?? 10200;
   const dnsRelayPort = o.dnsRelayPort ?? 10053;
   const logs = join(o.dir, 'logs');
-  mkdirSync(logs, { recursive: true, mode: 0o700 });
+  const createdFrom = mkdirSync(logs, { recursive: true, mode: 0o700 });
 
   const s: DeploymentState = {
     version: STATE_VERSION,
@@ -110,6 +111,7 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
       name: w.name, netns: w.netns, hostVeth: w.hostVeth, ip: w.ip,
       apiUrl: `http://${w.ip}:${workerApiPort}`, dataDir: join(o.dir, 'workers', w.name), process: null,
     })),
+    ...(createdFrom && createdFrom !== logs ? { createdFrom: resolve(createdFrom) } : {}),
   };
   writeState(s);
 
@@ -212,8 +214,26 @@ export function down(s: DeploymentState, o: { keepLogs?: boolean } = {}): DownRe
     for (const d of ['root', 'cluster', 'workers', 'state.json']) rmSync(join(s.dir, d), { recursive: true, force: true });
   } else {
     rmSync(s.dir, { recursive: true, force: true });
+    // /var/lib/canopy is Canopy's own: it goes when empty even if an older `up` made it.
+    removeEmptyParents(s.dir, s.createdFrom ?? (resolve(s.dir) === '/var/lib/canopy/up' ? '/var/lib/canopy' : undefined));
   }
+  // The CLI's cached tokens for this root name a server that no longer exists.
+  if (s.rootUrl) forgetTokens(s.rootUrl);
   return { name: s.name, killed, leftoverCgroups, leftoverNetns };
+}
+
+/** rmdir of each parent of `dir` up to and including `top`, while they are empty. */
+function removeEmptyParents(dir: string, top: string | undefined): void {
+  if (!top) return;
+  const stop = resolve(top);
+  for (let d = dirname(resolve(dir)); d.startsWith(stop) && d.length >= stop.length; d = dirname(d)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return;
+    }
+    if (d === stop) return;
+  }
 }
 
 /** Daemons whose command line names `dir` or a path inside it (--data <dir>/…, the relay's --for <dir>). */
