@@ -5,6 +5,7 @@ import { RootClient } from '../client/root-client.ts';
 import { fail } from '../client/terminal.ts';
 import { runDemo } from '../deployment/demo.ts';
 import { AlreadyUpError, down, up } from '../deployment/local.ts';
+import { cliCommand } from '../deployment/processes.ts';
 import { defaultStateDir, readState } from '../deployment/state.ts';
 import { portFlag } from './port-flag.ts';
 import { parseUpstream } from '../../dns/forwarder.ts';
@@ -103,13 +104,15 @@ export function register(program: Command): void {
         }
       }
       const env = o.dir ? `CANOPY_UP_DIR=${o.dir} ` : '';
-      console.log(`
-what to try next:
-  ${env}node bin/canopy.js status                 instances, states, workers, addresses
-  ${env}node bin/canopy.js logs client            the client's output (logs web: the server's)
-  ${env}node bin/canopy.js deploy <sla.json> --wait   deploy your own descriptor
-  ${env}node bin/canopy.js undeploy webapp        remove the demo
-  ${env}node bin/canopy.js down                   stop everything and remove its namespaces`);
+      const cli = cliCommand();
+      const hint = (cmd: string, what: string): string => `  ${env}${cli} ${cmd.padEnd(28)} ${what}`;
+      console.log(['', 'what to try next:',
+        hint('status', 'instances, states, workers, addresses'),
+        hint('logs client', "the client's output (logs web: the server's)"),
+        hint('deploy <sla.json> --wait', 'deploy your own descriptor'),
+        hint('undeploy webapp', 'remove the demo'),
+        hint('down', 'stop everything and remove its namespaces'),
+      ].join('\n'));
       process.exit(demoFailed ? 2 : 0);
     });
 }
