@@ -17,7 +17,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   iproute2 iputils-ping iperf3 curl bind9-dnsutils dnsperf dnsmasq-base \
   mosquitto mosquitto-clients nginx-light ethtool nftables procps psmisc \
-  python3 make g++ >/dev/null
+  python3 python3-requests make g++ >/dev/null
 nodots
 
 echo "== npm dependencies (npm ci: about a minute, a dot every 5 s)"
