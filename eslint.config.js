@@ -1,17 +1,42 @@
-// Lint: typescript-eslint's recommended rules; `any` is an error in our own code.
+// Lint: typescript-eslint's recommended rules; `any` is an error in our own code; and the layering of
+// the project's folders (README, "Layout"), enforced with ESLint's own no-restricted-imports.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+/** Top-level folders of the project an import can reach (anything else is a package or node:). */
+const FOLDERS = ['native', 'netstack', 'proxy', 'dns', 'orchestrator', 'lab', 'perf', 'scripts', 'bin', 'test'];
+
+/** The packet side, lowest first: each folder may import only the folders named for it. */
+export const LAYERS = {
+  native: [],
+  netstack: ['native'],
+  proxy: ['netstack', 'native'],
+  dns: ['proxy', 'netstack', 'native'],
+};
+
+/** What a file of `folder` must not import: every other project folder it is not allowed. */
+function forbidden(folder, allowed) {
+  return FOLDERS.filter((f) => f !== folder && !allowed.includes(f)).map((f) => ({
+    group: [`**/${f}/**`],
+    message: allowed.length === 0
+      ? `${folder}/ imports no other folder of the project (README, "Layout").`
+      : `${folder}/ may import only ${allowed.join(', ')} (README, "Layout").`,
+  }));
+}
+
+const fromTest = {
+  group: ['**/test/**'],
+  message: 'Only test/ imports from test/: move what shipped code needs out of test/.',
+};
+
 // Orchestrator layering (docs/layering.md): protocol/ at the bottom, imported by every tier; the tiers
-// (root, cluster, worker) never import each other; nothing outside test/ imports test/. ESLint's
-// no-restricted-imports does not merge across config objects, so every block repeats the test/ rule.
+// (root, cluster, worker) never import each other. ESLint's no-restricted-imports does not merge across
+// config objects, so every block repeats the rule that only test/ (and perf/) import test/.
 const noTestImports = { regex: '(^|/)test/', message: 'product code must not import test/ (move what it needs into the product)' };
 const tierRule = (forbidden, why) => ({
   'no-restricted-imports': ['error', { patterns: [noTestImports, ...forbidden.map((t) => ({ regex: `^(\\.\\./)+(orchestrator/)?${t}/`, message: why }))] }],
 });
 const orchestratorLayers = [
-  // perf/ is test tooling too (it drives test/'s harnesses); see docs/layering.md.
-  { files: ['**/*.ts'], ignores: ['test/**', 'perf/**'], rules: { 'no-restricted-imports': ['error', { patterns: [noTestImports] }] } },
   {
     files: ['orchestrator/protocol/**/*.ts'],
     rules: {
@@ -38,5 +63,16 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
+  // Nothing outside test/ imports from test/. perf/ is excluded: benchmarks are development tooling
+  // that drive test/'s harnesses (test/integration, test/support), and are not shipped.
+  {
+    files: ['**/*.ts', '**/*.js'],
+    ignores: ['test/**', 'perf/**'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [fromTest] }] },
+  },
+  ...Object.entries(LAYERS).map(([folder, allowed]) => ({
+    files: [`${folder}/**/*.ts`],
+    rules: { 'no-restricted-imports': ['error', { patterns: forbidden(folder, allowed) }] },
+  })),
   ...orchestratorLayers,
 );
