@@ -10,9 +10,13 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   iproute2 iputils-ping iperf3 curl bind9-dnsutils dnsperf dnsmasq-base \
   mosquitto mosquitto-clients nginx-light ethtool nftables procps psmisc \
-  python3 make g++ >/dev/null
+  python3 make g++ chromium >/dev/null
 
 echo "== npm dependencies"
 # koffi's and better-sqlite3's binaries come from install scripts (allowed in package.json):
 # never --omit=optional.
 npm ci --no-audit --no-fund
+
+echo "== dashboard bundle"
+# Root serves dashboard/dist at `/`; chromium (above) runs the dashboard's browser tests.
+node --import tsx scripts/build-dashboard.ts
