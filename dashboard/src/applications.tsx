@@ -128,7 +128,7 @@ function ServiceView({ service, app, instanceN }: { service: Service; app?: Appl
       <div class="table-wrap">
         <table>
           <thead>
-            <tr><th scope="col">#</th><th scope="col">State</th><th scope="col">Worker</th><th scope="col">Cluster</th><th scope="col">Instance IP</th><th scope="col">DNS name</th><th scope="col">Reason</th><th scope="col"><span class="sr-only">Actions</span></th></tr>
+            <tr><th scope="col">#</th><th scope="col">State</th><th scope="col">Worker</th><th scope="col">Cluster</th><th scope="col">Instance IP</th><th scope="col" class="col-dns">DNS name</th><th scope="col">Reason</th><th scope="col"><span class="sr-only">Actions</span></th></tr>
           </thead>
           <tbody>
             {service.instances.map((i) => (
@@ -138,7 +138,7 @@ function ServiceView({ service, app, instanceN }: { service: Service; app?: Appl
                 <td>{i.worker_id ?? '—'}</td>
                 <td>{i.cluster_name ?? '—'}</td>
                 <td><code>{i.instance_ip}</code><br /><code>{i.instance_ip_v6}</code></td>
-                <td><code>{i.instance_n}.{base}</code></td>
+                <td class="col-dns"><code>{i.instance_n}.{base}</code></td>
                 <td class="reason">{i.reason}</td>
                 <td>{isLive(i) && <button type="button" class="secondary small" onClick={() => setConfirm({
                   title: `Undeploy instance ${i.instance_n}?`,
