@@ -80,8 +80,9 @@ describe('dashboard routes', () => {
     assert.ok((await bundle.text()).length > 1000);
     assert.equal((await fetch(`${h.url}/assets/..%2Fsrc%2Fmain.tsx`)).status, 404);
     assert.equal((await fetch(`${h.url}/assets/nothing.js`)).status, 404);
-    // Nothing in the page points outside root.
+    // Nothing in the page points outside root, and the browser is told to load nothing from elsewhere.
     assert.doesNotMatch(html, /https?:\/\//);
+    assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'self'/);
   });
 
   test('the live feed needs a token', async () => {

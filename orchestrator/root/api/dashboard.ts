@@ -19,6 +19,9 @@ const LOG_POLL_MS = 1000;
 const LOG_BYTES = 65536;
 const CLUSTER_STATUS_TIMEOUT_MS = 5000;
 
+/** The browser itself refuses anything from outside root (edge sites are often offline). */
+const CSP = "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
@@ -84,6 +87,7 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ApiContext, o: Dashbo
       }
       return reply.code(404).send({ error: `no file ${name}` });
     }
+    if (name === 'index.html') void reply.header('content-security-policy', CSP);
     return reply
       .type(TYPES[extname(name)] ?? 'application/octet-stream')
       .header('cache-control', name === 'index.html' ? 'no-cache' : 'public, max-age=300')
