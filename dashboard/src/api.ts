@@ -1,6 +1,6 @@
 // The dashboard's only door to root: every call goes through API_BASE with the user's token.
-/** Root's API prefix. One constant, so a versioned prefix (/api/v1) is a one-line change. */
-export const API_BASE = '/api';
+/** Canopy's own API (orchestrator/root/api/paths.ts); the one place the dashboard names it. */
+export const API_BASE = '/api/v1';
 
 const TOKEN_KEY = 'canopy.token';
 

@@ -1,4 +1,4 @@
-// Root's change feed for the dashboard's live view (GET /api/events). Every change a user can see
+// Root's change feed for the dashboard's live view (GET /api/v1/events). Every change a user can see
 // passes through the store, so the feed is taken there: the store's writing methods are wrapped once,
 // at start, and each write is announced after it is made. The domain code (instances, catalog,
 // clusters) stays unaware of the dashboard, and no change can be missed by a code path that forgot

@@ -15,6 +15,7 @@ import { clusterRoutes } from './api/clusters.ts';
 import { dashboardRoutes } from './api/dashboard.ts';
 import { authenticate, type ApiContext } from './api/context.ts';
 import { internalRoutes } from './api/internal.ts';
+import { oakestraRoutes } from './oakestra/routes.ts';
 import { Catalog } from './catalog.ts';
 import { CLUSTER_SILENCE_MS, ClusterRegistry } from './clusters.ts';
 import { ApiError } from './errors.ts';
@@ -82,7 +83,8 @@ export class RootServer {
     const events = watchStore(store);
     let clusters: ClusterRegistry | undefined;
     let instances: InstanceManager | undefined;
-    const app = Fastify({ logger: false, bodyLimit: opts.bodyLimit ?? 1 << 20, ajv: { customOptions: { allErrors: true } } });
+    // Oakestra's collection routes end in a slash and its scripts call them without one: both forms match.
+    const app = Fastify({ logger: false, routerOptions: { ignoreTrailingSlash: true }, bodyLimit: opts.bodyLimit ?? 1 << 20, ajv: { customOptions: { allErrors: true } } });
     try {
       // The plan first: a bad flag must fail before any secret is generated and shown.
       const addresses = new AddressAllocator(store, { ...DEFAULT_PLAN, ...opts.plan });
@@ -162,7 +164,10 @@ export class RootServer {
           return { schema: docBody ? { ...schema, body: docBody } : schema, url };
         },
         openapi: {
-          info: { title: 'Canopy root API', version: '0.1.0', description: 'Users, applications, services, instances, clusters (SPEC §7).' },
+          info: {
+            title: 'Canopy root API', version: '0.1.0',
+            description: "Two surfaces over one service layer (SPEC §7): Canopy's own API under /api/v1 (objects, 201/202, errors with JSON paths), and Oakestra's API at Oakestra's paths in Oakestra's wire format (tag `oakestra`; many answers are a JSON string holding the document, as Oakestra sends them).",
+          },
           components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
         },
       });
@@ -171,6 +176,7 @@ export class RootServer {
       applicationRoutes(app, ctx);
       clusterRoutes(app, ctx);
       internalRoutes(app, ctx);
+      await app.register(oakestraRoutes(ctx));
       dashboardRoutes(app, ctx, { events, workerApi: opts.workerApi ?? (() => undefined) });
       app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
         reply.type('text/plain; version=0.0.4').send(metrics.render()));

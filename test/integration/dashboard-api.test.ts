@@ -86,10 +86,10 @@ describe('dashboard routes', () => {
   });
 
   test('the live feed needs a token', async () => {
-    assert.equal((await h.call('GET', '/api/events')).status, 401);
-    assert.equal((await h.call('GET', '/api/events', undefined, 'not-a-token')).status, 401);
-    assert.equal((await h.call('GET', '/api/dashboard/logs/x/0')).status, 401);
-    assert.equal((await h.call('GET', '/api/dashboard/clusters/x')).status, 401);
+    assert.equal((await h.call('GET', '/api/v1/events')).status, 401);
+    assert.equal((await h.call('GET', '/api/v1/events', undefined, 'not-a-token')).status, 401);
+    assert.equal((await h.call('GET', '/api/v1/dashboard/logs/x/0')).status, 401);
+    assert.equal((await h.call('GET', '/api/v1/dashboard/clusters/x')).status, 401);
   });
 
   test('deploying and undeploying shows up on the feed, and only to the owner and admins', async () => {
@@ -102,16 +102,16 @@ describe('dashboard routes', () => {
     const bobReady = new Promise<void>((resolve) => {
       bobListens = resolve;
     });
-    const bobRead = readEvents(`${h.url}/api/events`, bob, () => false, async () => bobListens(), bobStop.signal).then((e) => {
+    const bobRead = readEvents(`${h.url}/api/v1/events`, bob, () => false, async () => bobListens(), bobStop.signal).then((e) => {
       bobEvents = e.filter((x) => x.event === 'instance').length;
     });
-    const events = await readEvents(`${h.url}/api/events`, alice, (ev) => ev.some((e) => e.event === 'instance' && e.data.state === 'UNDEPLOYED'), async () => {
+    const events = await readEvents(`${h.url}/api/v1/events`, alice, (ev) => ev.some((e) => e.event === 'instance' && e.data.state === 'UNDEPLOYED'), async () => {
       await bobReady;
-      const r = await h.call('POST', '/api/application?deploy=true', sla('feedapp'), alice);
+      const r = await h.call('POST', '/api/v1/application?deploy=true', sla('feedapp'), alice);
       assert.equal(r.status, 201, r.text);
       serviceId = r.body.services[0].microserviceID;
       // No cluster: root leaves it unplaced, then it is undeployed.
-      const u = await h.call('DELETE', `/api/service/${serviceId}/instance/0`, undefined, alice);
+      const u = await h.call('DELETE', `/api/v1/service/${serviceId}/instance/0`, undefined, alice);
       assert.equal(u.status, 200, u.text);
     });
     assert.ok(events.some((e) => e.event === 'catalog'), JSON.stringify(events));
@@ -124,19 +124,19 @@ describe('dashboard routes', () => {
   });
 
   test('logs: another user\'s service is refused, an unknown instance is 404, an instance on no worker says why', async () => {
-    const r = await h.call('POST', '/api/application?deploy=true', sla('logapp'), alice);
+    const r = await h.call('POST', '/api/v1/application?deploy=true', sla('logapp'), alice);
     assert.equal(r.status, 201, r.text);
     const sid = r.body.services[0].microserviceID as string;
     const bob = await h.login('bob', 'bob-password');
-    assert.equal((await h.call('GET', `/api/dashboard/logs/${sid}/0`, undefined, bob)).status, 403);
-    assert.equal((await h.call('GET', `/api/dashboard/logs/${sid}/7`, undefined, alice)).status, 404);
-    const events = await readEvents(`${h.url}/api/dashboard/logs/${sid}/0`, alice, (ev) => ev.some((e) => e.event === 'problem'), async () => undefined);
+    assert.equal((await h.call('GET', `/api/v1/dashboard/logs/${sid}/0`, undefined, bob)).status, 403);
+    assert.equal((await h.call('GET', `/api/v1/dashboard/logs/${sid}/7`, undefined, alice)).status, 404);
+    const events = await readEvents(`${h.url}/api/v1/dashboard/logs/${sid}/0`, alice, (ev) => ev.some((e) => e.event === 'problem'), async () => undefined);
     const problem = events.find((e) => e.event === 'problem');
     assert.match(String(problem?.data.message), /on no worker/);
   });
 
   test('a cluster that does not exist is 404', async () => {
-    const r = await h.call('GET', '/api/dashboard/clusters/nope', undefined, admin);
+    const r = await h.call('GET', '/api/v1/dashboard/clusters/nope', undefined, admin);
     assert.equal(r.status, 404);
   });
 });

@@ -54,7 +54,7 @@ test('gateway MAC: a client keeps reaching services right after an instance with
     await w1.execOk(['ip', '-n', cns, 'neigh', 'flush', 'dev', 'eth0']);
     const during = await gatewayMac();
 
-    await d.api('DELETE', `/api/application/${other.applicationID}`);
+    await d.api('DELETE', `/api/v1/application/${other.applicationID}`);
     await poll('the other instance\'s veth is gone', async () => (await w1.exec(['ip', 'link', 'show', veth])).code !== 0, 20_000);
     // Right away, not after a neighbour re-resolution: two tries of two seconds.
     const after = [await get()];

@@ -112,7 +112,7 @@ describe('root scheduling', () => {
     const gone = new Set(sims.map((s) => s.name));
     sims = [];
     await waitUntil('the previous test\'s clusters inactive', async () =>
-      ((await h.call('GET', '/api/clusters/active', undefined, token)).body as { name: string }[]).every((c) => !gone.has(c.name)));
+      ((await h.call('GET', '/api/v1/clusters/active', undefined, token)).body as { name: string }[]).every((c) => !gone.has(c.name)));
   });
   after(async () => h.close());
 
@@ -124,7 +124,7 @@ describe('root scheduling', () => {
 
   /** Creates a service and one instance; waits until scheduling settled. */
   async function deploy(ms: Record<string, unknown> = {}): Promise<{ id: string; inst: Inst }> {
-    const r = await h.call('POST', '/api/application?deploy=true', sla(`app${++seq}`, ms), token);
+    const r = await h.call('POST', '/api/v1/application?deploy=true', sla(`app${++seq}`, ms), token);
     assert.equal(r.status, 201, r.text);
     const id = r.body.services[0].microserviceID;
     return { id, inst: await settled(id, 0) };
@@ -134,7 +134,7 @@ describe('root scheduling', () => {
 
   async function settled(id: string, n: number): Promise<Inst> {
     for (const until = Date.now() + 20_000; Date.now() < until;) {
-      const s = await h.call('GET', `/api/service/${id}`, undefined, token);
+      const s = await h.call('GET', `/api/v1/service/${id}`, undefined, token);
       const inst = s.body.instances.find((x: { instance_n: number }) => x.instance_n === n);
       if (inst && inst.state !== 'REQUESTED') return inst;
       await new Promise((res) => setTimeout(res, 20));
@@ -241,7 +241,7 @@ describe('root scheduling', () => {
     const chatty = await cluster('chatty', '48.1,11.6');
     quiet.silence();
     await waitUntil('only the chatty cluster active', async () => {
-      const active = await h.call('GET', '/api/clusters/active', undefined, token);
+      const active = await h.call('GET', '/api/v1/clusters/active', undefined, token);
       return JSON.stringify(active.body.map((c: { name: string }) => c.name)) === JSON.stringify([chatty.name]);
     });
     const { id, inst } = await deploy();
@@ -254,7 +254,7 @@ describe('root scheduling', () => {
     const b = await cluster('away', '48.1,11.6');
     const { id, inst } = await deploy({ addresses: { rr_ip: `10.30.77.${seq + 10}` } });
     assert.equal(inst.cluster_name, a.name);
-    const svc = (await h.call('GET', `/api/service/${id}`, undefined, token)).body;
+    const svc = (await h.call('GET', `/api/v1/service/${id}`, undefined, token)).body;
     // Cluster b asks for the route: it now hears about changes.
     const q = await h.call('GET', `/api/internal/clusters/${b.id}/routes/${svc.rr_ip}`, undefined, b.token);
     assert.equal(q.status, 200);
@@ -274,12 +274,12 @@ describe('root scheduling', () => {
     assert.equal(a.routes.length, 0, 'the reporting cluster already knows');
 
     // Names and pinned addresses of a service with a live instance are fixed.
-    const rename = await h.call('PUT', `/api/service/${id}`, { ...svc, microservice_name: 'renamed' }, token);
+    const rename = await h.call('PUT', `/api/v1/service/${id}`, { ...svc, microservice_name: 'renamed' }, token);
     assert.equal(rename.status, 409);
     assert.equal(rename.body.errors[0].path, '/microservice_name');
-    const apps = (await h.call('GET', '/api/applications', undefined, token)).body as { applicationID: string; microservices: { microserviceID: string }[] }[];
+    const apps = (await h.call('GET', '/api/v1/applications', undefined, token)).body as { applicationID: string; microservices: { microserviceID: string }[] }[];
     const appId = apps.find((a) => a.microservices.some((m) => m.microserviceID === id))?.applicationID;
-    assert.equal((await h.call('PUT', `/api/application/${appId}`, { application_name: 'renamed' }, token)).status, 409);
+    assert.equal((await h.call('PUT', `/api/v1/application/${appId}`, { application_name: 'renamed' }, token)).status, 409);
     const route = await h.call('GET', `/api/internal/clusters/${b.id}/routes/${running.instance_ip}`, undefined, b.token);
     assert.equal(route.body.instances[0].ns_ip, '10.18.0.2');
     assert.equal(route.body.instances[0].tunnel_endpoint, '198.18.0.1:50103');
@@ -290,10 +290,10 @@ describe('root scheduling', () => {
     assert.equal(back.ignored, 1);
     assert.equal((await settled(id, 0)).state, 'COMPLETED');
 
-    const second = await h.call('POST', `/api/service/${id}/instance`, undefined, token);
+    const second = await h.call('POST', `/api/v1/service/${id}/instance`, undefined, token);
     const placed = await settled(id, second.body.instance_n);
     const host = [a, b].find((c) => c.name === placed.cluster_name) as SimCluster;
-    const del = await h.call('DELETE', `/api/service/${id}/instance/${second.body.instance_n}`, undefined, token);
+    const del = await h.call('DELETE', `/api/v1/service/${id}/instance/${second.body.instance_n}`, undefined, token);
     assert.equal(del.body.state, 'UNDEPLOYED');
     await waitUntil('the removal reaches the cluster', async () => host.removals.length > 0);
     assert.deepEqual(host.removals, [`${id}/${second.body.instance_n}`]);
@@ -308,7 +308,7 @@ describe('root scheduling', () => {
       await new Promise((r) => setTimeout(r, 400));
       return { accepted: true, worker_id: 'slow-w1' };
     };
-    const r = await h.call('POST', '/api/application?deploy=true', sla(`app${++seq}`), token);
+    const r = await h.call('POST', '/api/v1/application?deploy=true', sla(`app${++seq}`), token);
     const id = r.body.services[0].microserviceID;
     await waitUntil('the offer reaches the slow cluster', async () => slow.offers.some((o) => o.service_id === id));
     await slow.report({}, [{ service_id: id, instance_n: 0, state: 'RUNNING', worker: 'slow-w1' }]);

@@ -1,5 +1,5 @@
 // What the browser dashboard needs beyond the REST API: its static files at `/`, the live change feed
-// (GET /api/events, server-sent events), an instance's logs followed through root (the browser
+// (GET /api/v1/events, server-sent events), an instance's logs followed through root (the browser
 // cannot reach workers: they sit in other networks, and the page loads nothing from outside root),
 // and a cluster's own status (its workers). All but the static files need a user token, sent as the
 // Authorization header: the page reads both streams with fetch(), so no token appears in a URL.
@@ -11,6 +11,7 @@ import { unseen } from '../../commands/logs.ts';
 import { ApiError } from '../errors.ts';
 import type { RootEvent, RootEvents } from '../events.ts';
 import { caller, type ApiContext } from './context.ts';
+import { API_V1 } from './paths.ts';
 
 /** Where scripts/build-dashboard.ts writes the bundle. */
 export const DASHBOARD_DIST = join(import.meta.dirname, '../../../dashboard/dist');
@@ -97,7 +98,7 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ApiContext, o: Dashbo
   app.get('/', { schema: { hide: true } }, async (_req, reply) => file('index.html', reply));
   app.get<{ Params: { name: string } }>('/assets/:name', { schema: { hide: true } }, async (req, reply) => file(req.params.name, reply));
 
-  app.get('/api/events', {
+  app.get(`${API_V1}/events`, {
     schema: { tags: ['dashboard'], summary: 'Live changes (server-sent events): instance, catalog and cluster events', security: [{ bearer: [] }] },
   }, async (req, reply) => {
     const who = await caller(ctx, req);
@@ -113,7 +114,7 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ApiContext, o: Dashbo
     stream.send('ready', { user: who.username, role: who.role });
   });
 
-  app.get<{ Params: { sid: string; n: number } }>('/api/dashboard/logs/:sid/:n', {
+  app.get<{ Params: { sid: string; n: number } }>(`${API_V1}/dashboard/logs/:sid/:n`, {
     schema: {
       tags: ['dashboard'], summary: "Follow an instance's stdout and stderr (server-sent events), relayed from its worker", security: [{ bearer: [] }],
       params: { type: 'object', required: ['sid', 'n'], properties: { sid: { type: 'string', maxLength: 64 }, n: { type: 'integer', minimum: 0, maximum: 1e9 } } },
@@ -161,7 +162,7 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ApiContext, o: Dashbo
     void loop();
   });
 
-  app.get<{ Params: { id: string } }>('/api/dashboard/clusters/:id', {
+  app.get<{ Params: { id: string } }>(`${API_V1}/dashboard/clusters/:id`, {
     schema: {
       tags: ['dashboard'], summary: "A cluster's workers and the instances on them, from the cluster's own status", security: [{ bearer: [] }],
       params: { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } },
