@@ -53,7 +53,7 @@ const orchestratorLayers = [
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'perf/out/**'] },
+  { ignores: ['node_modules/**', 'perf/out/**', 'dashboard/dist/**', 'test/output/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

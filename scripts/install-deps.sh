@@ -17,7 +17,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   iproute2 iputils-ping iperf3 curl bind9-dnsutils dnsperf dnsmasq-base \
   mosquitto mosquitto-clients nginx-light ethtool nftables procps psmisc \
-  python3 python3-requests make g++ >/dev/null
+  python3 python3-requests make g++ chromium >/dev/null
 nodots
 
 echo "== npm dependencies (npm ci: about a minute, a dot every 5 s)"
@@ -26,6 +26,10 @@ echo "== npm dependencies (npm ci: about a minute, a dot every 5 s)"
 dots
 npm ci --no-audit --no-fund
 nodots
+
+echo "== dashboard bundle"
+# Root serves dashboard/dist at `/`; chromium (above) runs the dashboard's browser tests.
+node --import tsx scripts/build-dashboard.ts
 
 echo "== the canopy command"
 # A symlink, not a copy: node resolves it to this checkout, so `canopy` always runs the code here.
