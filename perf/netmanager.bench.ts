@@ -9,7 +9,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab } from '../test/lab/lab.ts';
-import { Deployment, FIXTURES, sleep } from '../test/integration/e2e-harness.ts';
+import { Deployment, sleep } from '../test/integration/e2e-harness.ts';
+import { SLA_FIXTURES as FIXTURES } from '../test/support/fixtures.ts';
 
 const argv = process.argv.slice(2);
 const seconds = Number(argv[argv.indexOf('--seconds') + 1] ?? 8) || 8;
