@@ -14,8 +14,9 @@ import { watchInstances } from '../orchestrator/client/watch.ts';
 import { workerInstances } from '../orchestrator/client/worker-api.ts';
 import { down, up } from '../orchestrator/deployment/local.ts';
 import type { DeploymentState } from '../orchestrator/deployment/state.ts';
+import { orSmoke } from './smoke.ts';
 
-const RUNS = Number(process.argv[2] ?? 10);
+const RUNS = Number(process.argv[2] ?? orSmoke(10, 1));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -60,6 +61,14 @@ async function baseline(): Promise<number> {
 
 const tmp = mkdtempSync(join(tmpdir(), 'canopy-deploy-bench-'));
 let state: DeploymentState | undefined;
+// Interrupted (Ctrl-C, or the smoke test's time limit), the run still takes its deployment down.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    if (state) down(state);
+    rmSync(tmp, { recursive: true, force: true });
+    process.exit(1);
+  });
+}
 try {
   process.stderr.write('bringing up root, a cluster and two workers…\n');
   state = await up({ dir: join(tmp, 'state'), workers: 2, name: `db${process.pid % 1000}`, subnet: `198.19.${80 + (process.pid % 30)}.0` });
