@@ -16,7 +16,7 @@ const benches = readdirSync(PERF).filter((f) => f.endsWith('.bench.ts')).map((f)
 /** Pure computation or loopback sockets only; every other benchmark is assumed to need root. */
 const WITHOUT_ROOT = new Set(['flows', 'schedule', 'translate', 'scale']);
 /** The first lane; every other benchmark (a new one too) runs in the second. Roughly equal halves. */
-const LANE_ONE = new Set(['flows', 'schedule', 'translate', 'scale', 'lab', 'tunnel']);
+const LANE_ONE = new Set(['flows', 'schedule', 'translate', 'scale', 'lab', 'tunnel', 'dns']);
 const LIMIT_MS = 150_000;
 
 interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
