@@ -12,14 +12,10 @@ import { TxPlan } from '../../../netstack/io.ts';
 import { GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4 } from '../../../netstack/vnet.ts';
 import { EvpAead } from '../../../native/evp.ts';
 import { build, toPartial } from './build.ts';
+import { fuzzRandom } from '../../support/fuzz-random.ts';
 
-let seed = 0x9e3779b9;
-function rnd(n: number): number {
-  seed ^= seed << 13; seed >>>= 0;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5; seed >>>= 0;
-  return seed % n;
-}
+const rng = fuzzRandom('netstack-fuzz');
+const rnd = rng.int;
 
 const key = randomBytes(32);
 const instances = [
