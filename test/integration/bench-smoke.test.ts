@@ -2,7 +2,7 @@
 // <name>`, here through perf/bench.ts directly) in smoke mode (CANOPY_BENCH_SMOKE=1: tiny durations and
 // counts, see perf/smoke.ts), and must exit 0 with one JSON object naming it as its last output line.
 // The figures are not looked at. Benchmarks that build emulated hosts or a `canopy up` deployment need
-// root and are skipped without it. Two lanes run side by side to keep the file short (a smoke run
+// root and are skipped without it (a failure under CI, test/support/facility.ts). Two lanes run side by side to keep the file short (a smoke run
 // measures nothing, so sharing the CPUs is harmless); each lane holds at most one `canopy up`.
 import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { labSkipReason } from '../lab/lab.ts';
+import { unavailable } from '../support/facility.ts';
 
 const PERF = join(import.meta.dirname, '../../perf');
 const benches = readdirSync(PERF).filter((f) => f.endsWith('.bench.ts')).map((f) => f.slice(0, -'.bench.ts'.length)).sort();
@@ -60,7 +61,7 @@ test('perf/ has the benchmarks this test knows how to run', () => {
 });
 
 async function lane(t: TestContext, names: string[]): Promise<void> {
-  for (const b of names) await t.test(b, { skip: WITHOUT_ROOT.has(b) ? false : (labSkipReason() ?? false) }, (tt) => smoke(tt, b));
+  for (const b of names) await t.test(b, { skip: WITHOUT_ROOT.has(b) ? false : unavailable(labSkipReason()) }, (tt) => smoke(tt, b));
 }
 
 describe('every benchmark runs in smoke mode', { concurrency: 2 }, () => {
