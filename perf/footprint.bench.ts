@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { down, up } from '../orchestrator/deployment/local.ts';
-import type { DeploymentState } from '../orchestrator/deployment/state.ts';
+import { readState, type DeploymentState } from '../orchestrator/deployment/state.ts';
 import { orSmoke } from './smoke.ts';
 
 const SECONDS = Number(process.argv[2] ?? orSmoke(60, 2));
@@ -50,6 +50,11 @@ async function measure(pids: Record<string, number>, seconds: number): Promise<R
 
 const tmp = mkdtempSync(join(tmpdir(), 'canopy-footprint-'));
 let state: DeploymentState | undefined;
+// A failed `up` returns no state but has recorded what it made in the state directory.
+function takeDown(): void {
+  const s = state ?? readState(join(tmp, 'state'));
+  if (s) down(s);
+}
 const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
 // The daemons load TypeScript through tsx (bin/canopy.js): its loader alone costs memory.
 const bareTsx = spawn(process.execPath, ['--import', 'tsx', '-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
@@ -58,7 +63,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
     bare.kill();
     bareTsx.kill();
-    if (state) down(state);
+    takeDown();
     rmSync(tmp, { recursive: true, force: true });
     process.exit(1);
   });
@@ -84,6 +89,6 @@ try {
 } finally {
   bare.kill();
   bareTsx.kill();
-  if (state) down(state);
+  takeDown();
   rmSync(tmp, { recursive: true, force: true });
 }
