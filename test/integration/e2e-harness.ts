@@ -310,6 +310,8 @@ export function sweepWorker(workerId: string): void {
       try {
         for (const n of readdirSync(d, { withFileTypes: true })) if (n.isDirectory()) rmdirSync(join(d, n.name));
         rmdirSync(d);
+        // And the shared parent, unless another worker still has groups there.
+        try { rmdirSync(join(root, 'canopy')); } catch { /* not empty */ }
         break;
       } catch {
         execFileSync('sleep', ['0.1']);
