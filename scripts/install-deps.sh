@@ -10,7 +10,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   iproute2 iputils-ping iperf3 curl bind9-dnsutils dnsperf dnsmasq-base \
   mosquitto mosquitto-clients nginx-light ethtool nftables procps psmisc \
-  python3 make g++ >/dev/null
+  python3 python3-requests make g++ >/dev/null
 
 echo "== npm dependencies"
 # koffi's and better-sqlite3's binaries come from install scripts (allowed in package.json):

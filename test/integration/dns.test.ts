@@ -4,6 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { labFor, labSkipReason } from '../lab/lab.ts';
+import { unavailable } from '../support/facility.ts';
 import { addBridge, addInstance, resolvConfFor, cleanupResolvConfs, startSemanticHost } from './semantic-lab.ts';
 import type { ServiceRoute } from '../../proxy/route-messages.ts';
 
@@ -20,7 +21,7 @@ const other: ServiceRoute = {
   instances: [],
 };
 
-test('dig and getent from an instance namespace: short names, full names, AAAA, SRV, NXDOMAIN, forwarding', { skip: labSkipReason() ?? false }, async (t) => {
+test('dig and getent from an instance namespace: short names, full names, AAAA, SRV, NXDOMAIN, forwarding', { skip: unavailable(labSkipReason()) }, async (t) => {
   const lab = await labFor(t, { hosts: ['w1', 'up'] });
   const w1 = lab.host('w1'), up = lab.host('up');
   // The test's upstream: dnsmasq on its own host, knowing one outside name.

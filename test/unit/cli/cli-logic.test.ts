@@ -110,10 +110,10 @@ test('watchInstances: every transition once, in order; RUNNING and COMPLETED suc
 
 test('RootClient: the server\'s message and field errors reach the user; an unreachable root says so', async () => {
   const server = createServer((req, res) => {
-    if (req.url === '/api/applications') {
+    if (req.url === '/api/v1/applications') {
       res.writeHead(422, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: 'invalid descriptor', errors: [{ path: '/applications/0/application_name', message: 'must match ^[a-z0-9]{1,30}$' }] }));
-    } else if (req.url === '/api/clusters') {
+    } else if (req.url === '/api/v1/clusters') {
       res.writeHead(502);
       res.end('<html>bad gateway</html>');
     } else {
@@ -128,8 +128,8 @@ test('RootClient: the server\'s message and field errors reach the user; an unre
     const e = await c.applications().catch((x: unknown) => x);
     assert.ok(e instanceof ApiCallError);
     assert.equal(e.status, 422);
-    assert.equal(e.describe(), 'GET /api/applications: HTTP 422: invalid descriptor\n  /applications/0/application_name: must match ^[a-z0-9]{1,30}$');
-    await assert.rejects(c.clusters(), /GET \/api\/clusters: HTTP 502: <html>bad gateway<\/html>/);
+    assert.equal(e.describe(), 'GET /api/v1/applications: HTTP 422: invalid descriptor\n  /applications/0/application_name: must match ^[a-z0-9]{1,30}$');
+    await assert.rejects(c.clusters(), /GET \/api\/v1\/clusters: HTTP 502: <html>bad gateway<\/html>/);
     await assert.rejects(c.service('x'), /answer is not JSON/);
   } finally {
     server.closeAllConnections();

@@ -8,6 +8,7 @@ import { workerMayPublish, workerMaySubscribe, parseWorkerTopic, topics } from '
 import { decode } from '../../../orchestrator/mqtt/messages.ts';
 import { CredentialStore, hashPassword, verifyPassword, CLUSTER_USER } from '../../../orchestrator/mqtt/credentials.ts';
 import { aclFile } from '../../../orchestrator/mqtt/mosquitto.ts';
+import { skipOrFail } from '../../support/facility.ts';
 
 test('a worker publishes only its own upward topics', () => {
   assert.equal(workerMayPublish('w1', 'nodes/w1/information'), true);
@@ -100,9 +101,11 @@ test('password hashes are what mosquitto_passwd reads and writes', (t) => {
   try {
     const f = join(dir, 'pw');
     try {
-      execFileSync('mosquitto_passwd', ['-c', '-b', f, 'u', 'secret'], { stdio: 'ignore' });
-    } catch {
-      return t.skip('mosquitto_passwd not installed');
+      execFileSync('mosquitto_passwd', ['-c', '-b', f, 'u', 'secret'], { stdio: 'pipe' });
+    } catch (e) {
+      // Only a missing binary may skip; any other failure of mosquitto_passwd is a real one.
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return skipOrFail(t, 'mosquitto_passwd not installed');
+      throw e;
     }
     const line = readFileSync(f, 'utf8').trim();
     assert.equal(verifyPassword('secret', line.slice(2)), true);
