@@ -12,6 +12,7 @@ import type { ApplicationView, Caller } from '../catalog.ts';
 import { ApiError } from '../errors.ts';
 import { TOKEN_TTL_S } from '../api/auth.ts';
 import { caller, type ApiContext } from '../api/context.ts';
+import { oakestraUserRoutes, oakRoles } from './users.ts';
 import { fromOakService, oakApplication, oakCluster, oakService, type OakLookup } from './views.ts';
 
 const REFRESH_TTL_S = 7 * 24 * 3600;
@@ -32,6 +33,19 @@ function cors(req: FastifyRequest, reply: FastifyReply): void {
   reply.header('access-control-allow-methods', 'GET, POST, PUT, DELETE, OPTIONS');
   reply.header('access-control-max-age', '600');
   void req;
+}
+
+/**
+ * Oakestra's dashboard registers an application before it has services and drops empty values from
+ * what it sends: an application without `microservices` has none.
+ */
+function withServiceLists(body: unknown): unknown {
+  const apps = (body as { applications?: unknown } | null)?.applications;
+  if (!Array.isArray(apps)) return body;
+  return {
+    ...(body as object),
+    applications: apps.map((a: unknown) => (typeof a === 'object' && a !== null && !Array.isArray(a) && !('microservices' in a) ? { ...a, microservices: [] } : a)),
+  };
 }
 
 function errorBody(status: number, message: string, errors: unknown[] = []) {
@@ -74,7 +88,8 @@ export function oakestraRoutes(ctx: ApiContext) {
       if (typeof b?.username !== 'string' || typeof b.password !== 'string') throw new ApiError(400, 'username and password are required');
       const u = b.username.length <= 64 && b.password.length <= 1024 ? ctx.users.login(b.username, b.password) : undefined;
       if (!u) throw new ApiError(401, 'invalid username or password');
-      const claims = { sub: u.id, name: u.username, role: u.role };
+      // `roles` as Oakestra's tokens carry them: its dashboard reads them from the token.
+      const claims = { sub: u.id, name: u.username, role: u.role, roles: oakRoles(u.role) };
       return {
         token: app.jwt.sign(claims, { expiresIn: TOKEN_TTL_S }),
         refresh_token: app.jwt.sign({ ...claims, typ: 'refresh' }, { expiresIn: REFRESH_TTL_S }),
@@ -90,13 +105,13 @@ export function oakestraRoutes(ctx: ApiContext) {
       if (req.user.typ !== 'refresh') throw new ApiError(401, 'not a refresh token');
       const u = ctx.users.byId(req.user.sub);
       if (!u) throw new ApiError(404, 'User does not exists');
-      return { token: app.jwt.sign({ sub: u.id, name: u.username, role: u.role }, { expiresIn: TOKEN_TTL_S }) };
+      return { token: app.jwt.sign({ sub: u.id, name: u.username, role: u.role, roles: oakRoles(u.role) }, { expiresIn: TOKEN_TTL_S }) };
     });
 
     // ---- applications ----
     app.post('/api/application', doc('Oakestra: register the applications of an SLA; 200 with a JSON string of all your applications'), async (req, reply) => {
       const who = await caller(ctx, req);
-      ctx.catalog.createFromDescriptor(who, req.body, false);
+      ctx.catalog.createFromDescriptor(who, withServiceLists(req.body), false);
       return twice(reply, ctx.catalog.listApplications(who).filter((a) => own(who, a)).map(oakApplication));
     });
 
@@ -185,6 +200,8 @@ export function oakestraRoutes(ctx: ApiContext) {
       }
       return { message: 'ok' };
     });
+
+    oakestraUserRoutes(app, ctx);
 
     // ---- clusters ----
     app.get('/api/clusters', doc('Oakestra: all clusters (JSON text, `_id` a plain string)'), async (req, reply) => {
