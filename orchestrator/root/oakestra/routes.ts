@@ -6,7 +6,7 @@
 // {code, status, message} plus Canopy's per-field `errors`; another user's ids answer 404 as in
 // Oakestra, whose queries filter by owner.
 import { STATUS_CODES } from 'node:http';
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import { AddressSpaceExhausted } from '../addresses.ts';
 import type { ApplicationView, Caller } from '../catalog.ts';
 import { ApiError } from '../errors.ts';
@@ -27,12 +27,11 @@ function twice(reply: FastifyReply, x: unknown): FastifyReply {
   return reply.code(200).type('application/json').send(JSON.stringify(JSON.stringify(x)));
 }
 
-function cors(req: FastifyRequest, reply: FastifyReply): void {
+function cors(reply: FastifyReply): void {
   reply.header('access-control-allow-origin', '*');
   reply.header('access-control-allow-headers', 'Authorization, Content-Type');
   reply.header('access-control-allow-methods', 'GET, POST, PUT, DELETE, OPTIONS');
   reply.header('access-control-max-age', '600');
-  void req;
 }
 
 /**
@@ -57,9 +56,9 @@ export function oakestraRoutes(ctx: ApiContext) {
   return async (app: FastifyInstance): Promise<void> => {
     const look: OakLookup = { clusters: ctx.clusters, workerAddress: (sid, n) => ctx.catalog.workerAddress(sid, n) };
 
-    app.addHook('onRequest', async (req, reply) => cors(req, reply));
+    app.addHook('onRequest', async (_req, reply) => cors(reply));
     app.setErrorHandler((err: FastifyError | ApiError | AddressSpaceExhausted, req, reply) => {
-      cors(req, reply);
+      cors(reply);
       if (err instanceof ApiError) {
         // Another user's object is "not found" here, as in Oakestra.
         const status = err.status === 403 ? 404 : err.status;
@@ -128,13 +127,8 @@ export function oakestraRoutes(ctx: ApiContext) {
       twice(reply, oakApplication(appOf(await caller(ctx, req), req.params.id))));
 
     app.put<Id>('/api/application/:id', doc('Oakestra: change name, namespace (while nothing runs) or description'), async (req) => {
-      const b = req.body;
-      const fields = typeof b === 'object' && b !== null && !Array.isArray(b) ? b as Record<string, unknown> : b;
-      // Oakestra's clients send the whole object back; only these fields are the application's to change.
-      const pick = typeof fields === 'object' && fields !== null
-        ? Object.fromEntries(['application_name', 'application_namespace', 'application_desc'].filter((k) => k in fields).map((k) => [k, (fields as Record<string, unknown>)[k]]))
-        : fields;
-      ctx.catalog.updateApplication(await caller(ctx, req), req.params.id, pick);
+      // Oakestra's clients send the whole object back; the catalog reads only the fields it may change.
+      ctx.catalog.updateApplication(await caller(ctx, req), req.params.id, req.body);
       return { message: 'Application is updated' };
     });
 
