@@ -270,7 +270,7 @@ export class Catalog {
   updateService(caller: Caller, id: string, body: unknown): ServiceView {
     const s = this.ownedService(caller, id);
     const siblings = this.store.listServices(s.app_id).filter((x) => x.id !== s.id).map((x) => x.name);
-    const checked = validateMicroservice(body, this.context(caller, s), siblings);
+    const checked = validateMicroservice(body, { ...this.context(caller, s), editingServiceId: s.id }, siblings);
     if (!checked.ok) throw invalid(checked.status, 'invalid microservice', checked.errors);
     const ms = checked.value;
     const renamed = ms.microservice_name !== s.name || ms.microservice_namespace !== s.namespace;

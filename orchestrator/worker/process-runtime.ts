@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { openSync, closeSync, mkdirSync, readFileSync, readSync, rmSync, existsSync, statSync, writeFileSync, truncateSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CgroupDriver, Cgroup } from './cgroup.ts';
+import { tailWholeLines } from './log-tail.ts';
 
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -247,15 +248,15 @@ export class ProcessRuntime {
   /** The tail of an instance's stdout or stderr (rotated part first), at most `maxBytes`. */
   readLog(key: string, stream: 'stdout' | 'stderr', maxBytes = 64 * 1024): string {
     const base = join(this.dir(key), `${stream}.log`);
-    let text = '';
+    const parts: Buffer[] = [];
     for (const f of [`${base}.1`, base]) {
       try {
-        text += readFileSync(f, 'utf8');
+        parts.push(readFileSync(f));
       } catch {
         // not written yet
       }
     }
-    return text.length > maxBytes ? text.slice(text.length - maxBytes) : text;
+    return tailWholeLines(Buffer.concat(parts), maxBytes);
   }
 
   /**
