@@ -7,6 +7,7 @@
 // Oakestra, whose queries filter by owner.
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import { descriptorSchema, microserviceSchema } from '../../descriptor/schema.ts';
 import { AddressSpaceExhausted } from '../addresses.ts';
 import type { ApplicationView, Caller } from '../catalog.ts';
 import { ApiError } from '../errors.ts';
@@ -18,7 +19,11 @@ import { fromOakService, oakApplication, oakCluster, oakService, type OakLookup 
 const REFRESH_TTL_S = 7 * 24 * 3600;
 const tags = ['oakestra'];
 const bearer = [{ bearer: [] }];
-const doc = (summary: string, auth = true) => ({ schema: { tags, summary, ...(auth ? { security: bearer } : {}) } });
+const doc = (summary: string, auth = true, docBody?: unknown) => ({
+  schema: { tags, summary, ...(auth ? { security: bearer } : {}) },
+  ...(docBody ? { config: { docBody } } : {}),
+});
+const loginBody = { type: 'object', required: ['username', 'password'], properties: { username: { type: 'string' }, password: { type: 'string' } } };
 
 interface Id { Params: { id: string } }
 
@@ -82,7 +87,7 @@ export function oakestraRoutes(ctx: ApiContext) {
     };
 
     // ---- auth ----
-    app.post('/api/auth/login', doc('Oakestra login: {username, password} → {token, refresh_token}; names match in any case', false), async (req) => {
+    app.post('/api/auth/login', doc('Oakestra login: {username, password} → {token, refresh_token}; names match in any case', false, loginBody), async (req) => {
       const b = req.body as { username?: unknown; password?: unknown } | null;
       if (typeof b?.username !== 'string' || typeof b.password !== 'string') throw new ApiError(400, 'username and password are required');
       const u = b.username.length <= 64 && b.password.length <= 1024 ? ctx.users.login(b.username, b.password) : undefined;
@@ -108,7 +113,7 @@ export function oakestraRoutes(ctx: ApiContext) {
     });
 
     // ---- applications ----
-    app.post('/api/application', doc('Oakestra: register the applications of an SLA; 200 with a JSON string of all your applications'), async (req, reply) => {
+    app.post('/api/application', doc('Oakestra: register the applications of an SLA; 200 with a JSON string of all your applications', true, descriptorSchema), async (req, reply) => {
       const who = await caller(ctx, req);
       ctx.catalog.createFromDescriptor(who, withServiceLists(req.body), false);
       return twice(reply, ctx.catalog.listApplications(who).filter((a) => own(who, a)).map(oakApplication));
@@ -138,7 +143,7 @@ export function oakestraRoutes(ctx: ApiContext) {
     });
 
     // ---- services ----
-    app.post('/api/service', doc('Oakestra: add the services of an SLA to an existing application (applications[0].applicationID)'), async (req) => {
+    app.post('/api/service', doc('Oakestra: add the services of an SLA to an existing application (applications[0].applicationID)', true, descriptorSchema), async (req) => {
       const { services } = ctx.catalog.addServices(await caller(ctx, req), req.body, false);
       return {
         job_id: services.at(-1)?.microserviceID ?? '',
@@ -163,7 +168,7 @@ export function oakestraRoutes(ctx: ApiContext) {
     app.get<Id>('/api/service/:id', doc('Oakestra: one service with instance_list, as a JSON string'), async (req, reply) =>
       twice(reply, service(await caller(ctx, req), req.params.id)));
 
-    app.put<Id>('/api/service/:id', doc('Oakestra: replace a service definition (an SLA with one microservice, or the service object)'), async (req) => {
+    app.put<Id>('/api/service/:id', doc('Oakestra: replace a service definition (an SLA with one microservice, or the service object)', true, { oneOf: [descriptorSchema, microserviceSchema] }), async (req) => {
       const b = req.body as { applications?: { microservices?: unknown[] }[] } | null;
       const ms = Array.isArray(b?.applications) ? b.applications[0]?.microservices?.[0] : b;
       ctx.catalog.updateService(await caller(ctx, req), req.params.id, fromOakService(ms));
