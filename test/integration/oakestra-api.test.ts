@@ -374,6 +374,23 @@ describe("Oakestra's API: what Oakestra's scripts, CLIs and dashboard read", () 
     assert.equal((await h.call('DELETE', `/api/service/${sid}/instance/abc`, undefined, admin)).status, 400);
     assert.equal((await h.call('DELETE', `/api/service/${sid}/instance/999`, undefined, admin)).status, 404);
     assert.equal((await h.call('POST', '/api/service/nope/instance', undefined, admin)).status, 404);
+    // Odd bodies on every route that takes one: a 4xx at most, never a 5xx.
+    const odd: unknown[] = [null, 7, 'text', [], [null], { applications: [null] }, { applications: [{ microservices: [null] }] },
+      { applications: 5 }, { applications: [{ applicationID: app.applicationID, microservices: 'x' }] }, { username: 5, password: [] }];
+    const takesBody: [string, string][] = [['POST', '/api/auth/login'], ['POST', '/api/application'], ['PUT', `/api/application/${app.applicationID}`],
+      ['POST', '/api/service'], ['PUT', `/api/service/${sid}`], ['POST', `/api/service/${sid}/instance`]];
+    for (const [method, path] of takesBody) {
+      for (const body of odd) {
+        const r = await h.call(method, path, body, admin);
+        assert.ok(r.status < 500, `${method} ${path} ${JSON.stringify(body)} → ${r.status} ${r.text}`);
+      }
+    }
+    // POST …/instance ignores its body (as Oakestra's does): each call deployed an instance; undo them.
+    for (const i of loads(await get(`/api/service/${sid}`)).instance_list) {
+      if (!before.find((x: { microserviceID: string }) => x.microserviceID === sid).instance_list.some((b: { instance_number: number }) => b.instance_number === i.instance_number)) {
+        assert.equal((await h.call('DELETE', `/api/service/${sid}/instance/${i.instance_number}`, undefined, admin)).status, 200);
+      }
+    }
     assert.deepEqual(loads(await get('/api/services')), before, 'nothing stored or changed');
     assert.equal(loads(await get(`/api/application/${app.applicationID}`)).application_desc, 'changed');
   });
