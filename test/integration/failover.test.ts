@@ -45,6 +45,9 @@ test('failover: a killed worker\'s instance is re-placed and the rr address answ
       const moved = await poll('root shows the instance on another worker', async () =>
         (await d.instances(srv.microserviceID)).find((i) => i.state === 'RUNNING' && i.worker_id !== victim), 20_000);
       assert.notEqual(moved.worker_id, victim);
+      // SPEC §3: the instance IP is stable across rescheduling; only the namespace address moves.
+      assert.equal(moved.instance_ip, s0!.instance_ip, 'the instance IP survives the reschedule');
+      assert.notEqual(moved.ns_ip, s0!.ns_ip, 'the namespace address is the new worker\'s');
       for (let i = 0; i < 3; i++) assert.ok(await get(10), `and keeps answering (request ${i + 1} of 3)`);
     } catch (e) {
       for (const n of ['cluster', 'w1', 'w2', 'w3']) t.diagnostic(`--- ${n} ---\n${d.output(n).slice(-5000)}`);
