@@ -30,7 +30,7 @@ const fromTest = {
 };
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'perf/out/**'] },
+  { ignores: ['node_modules/**', 'perf/out/**', 'dashboard/dist/**', 'test/output/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

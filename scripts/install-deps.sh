@@ -1,18 +1,41 @@
 #!/usr/bin/env bash
 # Installs every Debian package and npm dependency Canopy needs, on a fresh Debian 12 machine with
-# Node ≥ 20 and npm. Idempotent. Used by the Quick start and by CI.
+# Node ≥ 20 and npm, and puts `canopy` on PATH (/usr/local/bin/canopy → this checkout's bin/canopy.js).
+# Idempotent. Used by the Quick start and by CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== system packages"
+# A dot every 5 s while a quiet step runs, so a minute of silence does not look like a hang.
+dots() { ( while sleep 5; do printf '.'; done ) & DOTS=$!; }
+nodots() { kill "$DOTS" 2>/dev/null || true; wait "$DOTS" 2>/dev/null || true; echo; }
+trap 'kill "${DOTS:-}" 2>/dev/null || true' EXIT
+
+echo "== system packages (apt-get; a dot every 5 s)"
 export DEBIAN_FRONTEND=noninteractive
+dots
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   iproute2 iputils-ping iperf3 curl bind9-dnsutils dnsperf dnsmasq-base \
   mosquitto mosquitto-clients nginx-light ethtool nftables procps psmisc \
-  python3 python3-requests make g++ >/dev/null
+  python3 python3-requests make g++ chromium >/dev/null
+nodots
 
-echo "== npm dependencies"
+echo "== npm dependencies (npm ci: about a minute, a dot every 5 s)"
 # koffi's and better-sqlite3's binaries come from install scripts (allowed in package.json):
 # never --omit=optional.
+dots
 npm ci --no-audit --no-fund
+nodots
+
+echo "== dashboard bundle"
+# Root serves dashboard/dist at `/`; chromium (above) runs the dashboard's browser tests.
+node --import tsx scripts/build-dashboard.ts
+
+echo "== the canopy command"
+# A symlink, not a copy: node resolves it to this checkout, so `canopy` always runs the code here.
+target="$PWD/bin/canopy.js"
+if [ -L /usr/local/bin/canopy ] && [ "$(readlink /usr/local/bin/canopy)" != "$target" ]; then
+  echo "/usr/local/bin/canopy pointed to $(readlink /usr/local/bin/canopy); now to this checkout"
+fi
+ln -sfn "$target" /usr/local/bin/canopy
+echo "canopy → $target"

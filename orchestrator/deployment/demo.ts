@@ -1,6 +1,6 @@
 // The demo of `canopy up`: a web server and a client that calls it as `closest.web`; success is the
-// client's own log showing HTTP 200 answers. The descriptor is a copy of
-// ../shared/fixtures/sla/process-web-client.json, kept here so a fresh checkout has it.
+// client's own log showing HTTP 200 answers. The descriptor,
+// demo.sla.json, is the same web server and client as test/fixtures/sla/process-web-client.json.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiCallError, type RootClient } from '../client/root-client.ts';
@@ -67,9 +67,16 @@ export async function runDemo(c: RootClient, s: DeploymentState, say: (line: str
       const served = webInst?.worker_id
         ? (await instanceLogs(workerApiUrl(webInst.worker_id, s), web.microserviceID, webInst.instance_n, 'stderr').catch(() => '')).trim().split('\n').filter((l) => l.includes('GET')).slice(-2)
         : [];
+      // Both start together, so the client's first requests may go out before web listens or before
+      // its worker has the route: curl prints 000 for "no HTTP answer". Say so rather than leave it bare.
+      const shown = lines.slice(-5);
+      const early = shown.filter((l) => l === '000').length;
+      const note = early && shown.indexOf('000') < shown.indexOf('200')
+        ? [`(000: no HTTP answer yet — the client's first ${early === 1 ? 'request' : `${early} requests`} ran before web was serving)`]
+        : [];
       return {
         ok: true,
-        lines: [...lines.slice(-5), ...(served.length ? [`(web's log on ${webInst?.worker_id}:)`, ...served] : [])],
+        lines: [...shown, ...note, ...(served.length ? [`(web's log on ${webInst?.worker_id}:)`, ...served] : [])],
         why: `the client on ${inst.worker_id} got HTTP 200 from http://closest.web/ (web on ${webInst?.worker_id}), the client's instance IP ${inst.instance_ip} in the server's log`,
       };
     }

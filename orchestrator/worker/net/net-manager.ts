@@ -280,7 +280,9 @@ export class NetManager implements InstanceNetwork {
     const dns = new ServiceDnsServer({
       listen: [{ address: gateway.v4, port: o.dnsPort }, ...(gateway.v6 ? [{ address: gateway.v6, port: o.dnsPort }] : [])],
       resolver: table, upstreams: o.dnsUpstreams,
-      log: (r) => this.log.debug(String(r.msg ?? 'dns'), r),
+      // Warnings (an unreachable upstream) reach the worker's log at their level; the rest is debug.
+      log: ({ level, msg, ...r }) => (level === 'warn' ? this.log.warn : level === 'error' ? this.log.error : this.log.debug)
+        .call(this.log, String(msg ?? 'dns'), r),
     });
     try {
       await dns.start();

@@ -70,9 +70,9 @@ test('payload validation names the offending field and never throws', () => {
 
 test('credentials: issue, verify, rotate, revoke, persist', () => {
   const dir = mkdtempSync(join(tmpdir(), 'canopy-cred-'));
+  const file = join(dir, 'c.json');
+  const s = new CredentialStore(file);
   try {
-    const file = join(dir, 'c.json');
-    const s = new CredentialStore(file);
     const a = s.issue('w1');
     assert.equal(s.verify('w1', a.password), true);
     assert.equal(s.verify('w1', 'nope'), false);
@@ -90,6 +90,8 @@ test('credentials: issue, verify, rotate, revoke, persist', () => {
     assert.throws(() => s.issue('+'), /invalid worker id/);
     assert.equal(s.issue(CLUSTER_USER).username, CLUSTER_USER);
   } finally {
+    // The store writes 50 ms after a change: write now, or that write would make the folder again.
+    s.flush();
     rmSync(dir, { recursive: true, force: true });
   }
 });
