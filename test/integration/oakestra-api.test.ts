@@ -280,6 +280,31 @@ describe("Oakestra's API: what Oakestra's scripts, CLIs and dashboard read", () 
     assert.deepEqual(del.body, { message: 'Job deleted' });
   });
 
+  test("the dashboard's session: token claims, /api/user/<sub>, /api/permission/<sub>, its applications by user id, an app without services", async () => {
+    // D src/app/shared/modules/auth/user.service.ts:36-42 reads `sub` and `roles` from the token;
+    // navbar.component.ts:26 → GET /api/user/<sub> (O blueprints/users_blueprints.py:46-52);
+    // service-dashboard.component.ts:48 → GET /api/applications/<user._id.$oid>; auth.service.ts:18 →
+    // GET /api/permission/<sub> → {roles} (O blueprints/authorization_blueprints.py:22-34).
+    const login = await h.call('POST', '/api/auth/login', { username: 'Admin', password: ADMIN_PASSWORD });
+    const claims = JSON.parse(Buffer.from((login.body.token as string).split('.')[1] as string, 'base64url').toString());
+    assert.deepEqual(claims.roles, ['Admin']);
+    const user = await get(`/api/user/${claims.sub}`);
+    assert.equal(user.status, 200, user.text);
+    assert.equal(user.body.name, 'admin');
+    assert.equal(typeof user.body._id.$oid, 'string');
+    assert.equal((await get('/api/user/Admin')).status, 200, 'by name too');
+    assert.deepEqual((await get(`/api/permission/${claims.sub}`)).body, { roles: ['Admin'] });
+    assert.equal((await get(`/api/user/${claims.sub}`, alice)).status, 404, "another user's record");
+    // D src/app/shared/modules/helper/sla-generator.service.ts:21-40: an SLA with top-level args and,
+    // once empty values are dropped, an application without microservices.
+    const made = loads(await h.call('POST', '/api/application/', { sla_version: 'v2.0', applications: [{ application_name: 'dash', application_namespace: 'ui', application_desc: 'from the dashboard' }], args: [''] }, admin));
+    const dash = made.find((a: { application_name: string }) => a.application_name === 'dash');
+    assert.deepEqual(dash.microservices, []);
+    const mine = loads(await get(`/api/applications/${user.body._id.$oid}`));
+    assert.ok(mine.some((a: { applicationID: string }) => a.applicationID === dash.applicationID));
+    assert.deepEqual((await h.call('DELETE', `/api/application/${dash.applicationID}`, undefined, admin)).body, { message: 'Application Deleted' });
+  });
+
   test('GET /api/clusters[/active]: JSON text, `_id` a plain string, Oakestra cluster fields', async () => {
     // CLI client.go:294-328 (`_id` string, active bool, active_nodes int), :524-538; O clusters_blueprints.py:58-85, :130-138.
     for (const path of ['/api/clusters/', '/api/clusters', '/api/clusters/active']) {
@@ -314,7 +339,7 @@ describe("Oakestra's API: what Oakestra's scripts, CLIs and dashboard read", () 
       ['PUT', `/api/application/${app.applicationID}`], ['DELETE', `/api/application/${app.applicationID}`], ['POST', '/api/service'],
       ['GET', '/api/services'], ['GET', `/api/services/${app.applicationID}`], ['GET', `/api/service/${sid}`], ['PUT', `/api/service/${sid}`],
       ['DELETE', `/api/service/${sid}`], ['POST', `/api/service/${sid}/instance`], ['DELETE', `/api/service/${sid}/instance/0`],
-      ['GET', '/api/clusters'], ['GET', '/api/clusters/active'],
+      ['GET', '/api/clusters'], ['GET', '/api/clusters/active'], ['GET', '/api/user/admin'], ['GET', '/api/permission/admin'],
     ];
     const before = loads(await get('/api/services'));
     for (const [method, path] of routes) {
@@ -349,6 +374,23 @@ describe("Oakestra's API: what Oakestra's scripts, CLIs and dashboard read", () 
     assert.equal((await h.call('DELETE', `/api/service/${sid}/instance/abc`, undefined, admin)).status, 400);
     assert.equal((await h.call('DELETE', `/api/service/${sid}/instance/999`, undefined, admin)).status, 404);
     assert.equal((await h.call('POST', '/api/service/nope/instance', undefined, admin)).status, 404);
+    // Odd bodies on every route that takes one: a 4xx at most, never a 5xx.
+    const odd: unknown[] = [null, 7, 'text', [], [null], { applications: [null] }, { applications: [{ microservices: [null] }] },
+      { applications: 5 }, { applications: [{ applicationID: app.applicationID, microservices: 'x' }] }, { username: 5, password: [] }];
+    const takesBody: [string, string][] = [['POST', '/api/auth/login'], ['POST', '/api/application'], ['PUT', `/api/application/${app.applicationID}`],
+      ['POST', '/api/service'], ['PUT', `/api/service/${sid}`], ['POST', `/api/service/${sid}/instance`]];
+    for (const [method, path] of takesBody) {
+      for (const body of odd) {
+        const r = await h.call(method, path, body, admin);
+        assert.ok(r.status < 500, `${method} ${path} ${JSON.stringify(body)} → ${r.status} ${r.text}`);
+      }
+    }
+    // POST …/instance ignores its body (as Oakestra's does): each call deployed an instance; undo them.
+    for (const i of loads(await get(`/api/service/${sid}`)).instance_list) {
+      if (!before.find((x: { microserviceID: string }) => x.microserviceID === sid).instance_list.some((b: { instance_number: number }) => b.instance_number === i.instance_number)) {
+        assert.equal((await h.call('DELETE', `/api/service/${sid}/instance/${i.instance_number}`, undefined, admin)).status, 200);
+      }
+    }
     assert.deepEqual(loads(await get('/api/services')), before, 'nothing stored or changed');
     assert.equal(loads(await get(`/api/application/${app.applicationID}`)).application_desc, 'changed');
   });

@@ -24,8 +24,8 @@ declare module 'fastify' {
 declare module '@fastify/jwt' {
   interface FastifyJWT {
     /** `typ: 'refresh'` marks a refresh token (Oakestra's /api/auth/refresh): never an access token. */
-    payload: { sub: string; name: string; role: Role; typ?: 'refresh' };
-    user: { sub: string; name: string; role: Role; typ?: 'refresh' };
+    payload: { sub: string; name: string; role: Role; typ?: 'refresh'; roles?: string[] };
+    user: { sub: string; name: string; role: Role; typ?: 'refresh'; roles?: string[] };
   }
 }
 

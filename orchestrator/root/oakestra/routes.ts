@@ -6,18 +6,24 @@
 // {code, status, message} plus Canopy's per-field `errors`; another user's ids answer 404 as in
 // Oakestra, whose queries filter by owner.
 import { STATUS_CODES } from 'node:http';
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import { descriptorSchema, microserviceSchema } from '../../descriptor/schema.ts';
 import { AddressSpaceExhausted } from '../addresses.ts';
 import type { ApplicationView, Caller } from '../catalog.ts';
 import { ApiError } from '../errors.ts';
 import { TOKEN_TTL_S } from '../api/auth.ts';
 import { caller, type ApiContext } from '../api/context.ts';
+import { oakestraUserRoutes, oakRoles } from './users.ts';
 import { fromOakService, oakApplication, oakCluster, oakService, type OakLookup } from './views.ts';
 
 const REFRESH_TTL_S = 7 * 24 * 3600;
 const tags = ['oakestra'];
 const bearer = [{ bearer: [] }];
-const doc = (summary: string, auth = true) => ({ schema: { tags, summary, ...(auth ? { security: bearer } : {}) } });
+const doc = (summary: string, auth = true, docBody?: unknown) => ({
+  schema: { tags, summary, ...(auth ? { security: bearer } : {}) },
+  ...(docBody ? { config: { docBody } } : {}),
+});
+const loginBody = { type: 'object', required: ['username', 'password'], properties: { username: { type: 'string' }, password: { type: 'string' } } };
 
 interface Id { Params: { id: string } }
 
@@ -26,12 +32,24 @@ function twice(reply: FastifyReply, x: unknown): FastifyReply {
   return reply.code(200).type('application/json').send(JSON.stringify(JSON.stringify(x)));
 }
 
-function cors(req: FastifyRequest, reply: FastifyReply): void {
+function cors(reply: FastifyReply): void {
   reply.header('access-control-allow-origin', '*');
   reply.header('access-control-allow-headers', 'Authorization, Content-Type');
   reply.header('access-control-allow-methods', 'GET, POST, PUT, DELETE, OPTIONS');
   reply.header('access-control-max-age', '600');
-  void req;
+}
+
+/**
+ * Oakestra's dashboard registers an application before it has services and drops empty values from
+ * what it sends: an application without `microservices` has none.
+ */
+function withServiceLists(body: unknown): unknown {
+  const apps = (body as { applications?: unknown } | null)?.applications;
+  if (!Array.isArray(apps)) return body;
+  return {
+    ...(body as object),
+    applications: apps.map((a: unknown) => (typeof a === 'object' && a !== null && !Array.isArray(a) && !('microservices' in a) ? { ...a, microservices: [] } : a)),
+  };
 }
 
 function errorBody(status: number, message: string, errors: unknown[] = []) {
@@ -43,9 +61,9 @@ export function oakestraRoutes(ctx: ApiContext) {
   return async (app: FastifyInstance): Promise<void> => {
     const look: OakLookup = { clusters: ctx.clusters, workerAddress: (sid, n) => ctx.catalog.workerAddress(sid, n) };
 
-    app.addHook('onRequest', async (req, reply) => cors(req, reply));
+    app.addHook('onRequest', async (_req, reply) => cors(reply));
     app.setErrorHandler((err: FastifyError | ApiError | AddressSpaceExhausted, req, reply) => {
-      cors(req, reply);
+      cors(reply);
       if (err instanceof ApiError) {
         // Another user's object is "not found" here, as in Oakestra.
         const status = err.status === 403 ? 404 : err.status;
@@ -69,12 +87,13 @@ export function oakestraRoutes(ctx: ApiContext) {
     };
 
     // ---- auth ----
-    app.post('/api/auth/login', doc('Oakestra login: {username, password} → {token, refresh_token}; names match in any case', false), async (req) => {
+    app.post('/api/auth/login', doc('Oakestra login: {username, password} → {token, refresh_token}; names match in any case', false, loginBody), async (req) => {
       const b = req.body as { username?: unknown; password?: unknown } | null;
       if (typeof b?.username !== 'string' || typeof b.password !== 'string') throw new ApiError(400, 'username and password are required');
       const u = b.username.length <= 64 && b.password.length <= 1024 ? ctx.users.login(b.username, b.password) : undefined;
       if (!u) throw new ApiError(401, 'invalid username or password');
-      const claims = { sub: u.id, name: u.username, role: u.role };
+      // `roles` as Oakestra's tokens carry them: its dashboard reads them from the token.
+      const claims = { sub: u.id, name: u.username, role: u.role, roles: oakRoles(u.role) };
       return {
         token: app.jwt.sign(claims, { expiresIn: TOKEN_TTL_S }),
         refresh_token: app.jwt.sign({ ...claims, typ: 'refresh' }, { expiresIn: REFRESH_TTL_S }),
@@ -90,13 +109,13 @@ export function oakestraRoutes(ctx: ApiContext) {
       if (req.user.typ !== 'refresh') throw new ApiError(401, 'not a refresh token');
       const u = ctx.users.byId(req.user.sub);
       if (!u) throw new ApiError(404, 'User does not exists');
-      return { token: app.jwt.sign({ sub: u.id, name: u.username, role: u.role }, { expiresIn: TOKEN_TTL_S }) };
+      return { token: app.jwt.sign({ sub: u.id, name: u.username, role: u.role, roles: oakRoles(u.role) }, { expiresIn: TOKEN_TTL_S }) };
     });
 
     // ---- applications ----
-    app.post('/api/application', doc('Oakestra: register the applications of an SLA; 200 with a JSON string of all your applications'), async (req, reply) => {
+    app.post('/api/application', doc('Oakestra: register the applications of an SLA; 200 with a JSON string of all your applications', true, descriptorSchema), async (req, reply) => {
       const who = await caller(ctx, req);
-      ctx.catalog.createFromDescriptor(who, req.body, false);
+      ctx.catalog.createFromDescriptor(who, withServiceLists(req.body), false);
       return twice(reply, ctx.catalog.listApplications(who).filter((a) => own(who, a)).map(oakApplication));
     });
 
@@ -113,13 +132,8 @@ export function oakestraRoutes(ctx: ApiContext) {
       twice(reply, oakApplication(appOf(await caller(ctx, req), req.params.id))));
 
     app.put<Id>('/api/application/:id', doc('Oakestra: change name, namespace (while nothing runs) or description'), async (req) => {
-      const b = req.body;
-      const fields = typeof b === 'object' && b !== null && !Array.isArray(b) ? b as Record<string, unknown> : b;
-      // Oakestra's clients send the whole object back; only these fields are the application's to change.
-      const pick = typeof fields === 'object' && fields !== null
-        ? Object.fromEntries(['application_name', 'application_namespace', 'application_desc'].filter((k) => k in fields).map((k) => [k, (fields as Record<string, unknown>)[k]]))
-        : fields;
-      ctx.catalog.updateApplication(await caller(ctx, req), req.params.id, pick);
+      // Oakestra's clients send the whole object back; the catalog reads only the fields it may change.
+      ctx.catalog.updateApplication(await caller(ctx, req), req.params.id, req.body);
       return { message: 'Application is updated' };
     });
 
@@ -129,7 +143,7 @@ export function oakestraRoutes(ctx: ApiContext) {
     });
 
     // ---- services ----
-    app.post('/api/service', doc('Oakestra: add the services of an SLA to an existing application (applications[0].applicationID)'), async (req) => {
+    app.post('/api/service', doc('Oakestra: add the services of an SLA to an existing application (applications[0].applicationID)', true, descriptorSchema), async (req) => {
       const { services } = ctx.catalog.addServices(await caller(ctx, req), req.body, false);
       return {
         job_id: services.at(-1)?.microserviceID ?? '',
@@ -154,7 +168,7 @@ export function oakestraRoutes(ctx: ApiContext) {
     app.get<Id>('/api/service/:id', doc('Oakestra: one service with instance_list, as a JSON string'), async (req, reply) =>
       twice(reply, service(await caller(ctx, req), req.params.id)));
 
-    app.put<Id>('/api/service/:id', doc('Oakestra: replace a service definition (an SLA with one microservice, or the service object)'), async (req) => {
+    app.put<Id>('/api/service/:id', doc('Oakestra: replace a service definition (an SLA with one microservice, or the service object)', true, { oneOf: [descriptorSchema, microserviceSchema] }), async (req) => {
       const b = req.body as { applications?: { microservices?: unknown[] }[] } | null;
       const ms = Array.isArray(b?.applications) ? b.applications[0]?.microservices?.[0] : b;
       ctx.catalog.updateService(await caller(ctx, req), req.params.id, fromOakService(ms));
@@ -185,6 +199,8 @@ export function oakestraRoutes(ctx: ApiContext) {
       }
       return { message: 'ok' };
     });
+
+    oakestraUserRoutes(app, ctx);
 
     // ---- clusters ----
     app.get('/api/clusters', doc('Oakestra: all clusters (JSON text, `_id` a plain string)'), async (req, reply) => {
