@@ -110,7 +110,8 @@ export class Instance extends EventEmitter<InstanceEvents> {
     } catch (e) {
       if (this.closing) return;
       this.move('FAILED', `could not start: ${(e as Error).message}`);
-      this.scheduleRestart();
+      // A runtime marks what retrying cannot fix (no such image, refused credentials).
+      if ((e as { permanent?: boolean }).permanent !== true) this.scheduleRestart();
     }
   }
 
