@@ -183,3 +183,17 @@ test('a daemon restart re-adopts a running container (same pid); undeploy still 
   assert.deepEqual(await rt2.leftovers(), []);
   assert.ok(!execFileSync('ip', ['netns', 'list']).toString().includes(rt2.sandbox.netnsName(second.key)));
 });
+
+test('after every undeploy: no task, container or instance snapshot in containerd, no cgroup in any hierarchy, no namespace', async () => {
+  for (const i of instances) await i.close('test cleanup');
+  for (const r of all.splice(0)) await r.close();
+  assert.equal(ctr('tasks', 'ls', '-q').trim(), '');
+  assert.equal(ctr('containers', 'ls', '-q').trim(), '');
+  // Only the image's committed layers stay (shared by every instance): their keys are chain IDs.
+  const snapshots = ctr('snapshots', 'ls').trim().split('\n').slice(1).map((l) => l.split(/\s+/)[0]);
+  assert.deepEqual(snapshots.filter((k) => !k?.startsWith('sha256:')), []);
+  const cgroupsLeft = execFileSync('sh', ['-c', `ls -d /sys/fs/cgroup/*/canopy/${WORKER} 2>/dev/null || true`]).toString().trim();
+  assert.equal(cgroupsLeft, '');
+  assert.ok(!execFileSync('ip', ['netns', 'list']).toString().includes(`canopy-${WORKER}-`));
+  assert.ok(!readFileSync('/proc/mounts', 'utf8').includes(dataDir), 'no mount under the data dir');
+});

@@ -3,7 +3,7 @@
 // image is pulled once and shared; each run gets its own snapshot. stdout/stderr go through a tiny log
 // driver that containerd's shim runs, so logs keep flowing while the worker daemon is down, and a
 // restarted daemon re-adopts running tasks by asking containerd.
-import { writeFileSync, rmSync } from 'node:fs';
+import { writeFileSync, rmSync, rmdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ContainerdClient, ContainerdError, type Mount } from './client.ts';
@@ -178,6 +178,29 @@ export class ContainerRuntime implements InstanceRuntime {
     clearInterval(this.pinger);
     this.client.close();
     await this.o.onClose?.();
+    removeRuncParents(this.sandbox.workerId);
+  }
+}
+
+/**
+ * runc creates the instance's cgroup in every v1 hierarchy (devices, cpuset, blkio, …), not only in
+ * the controllers the sandbox manages; the empty parents it leaves there go when the runtime closes.
+ */
+function removeRuncParents(workerId: string, root = '/sys/fs/cgroup'): void {
+  let hierarchies: string[];
+  try {
+    hierarchies = readdirSync(root);
+  } catch {
+    return;
+  }
+  for (const h of hierarchies) {
+    for (const rel of [`canopy/${workerId}`, 'canopy']) {
+      try {
+        rmdirSync(join(root, h, rel));
+      } catch {
+        // absent, or still holding a group in use
+      }
+    }
   }
 }
 
