@@ -19,6 +19,7 @@ interface Opts {
   mqttPort: string;
   workerApiPort: string;
   workerArg: string[];
+  registryMirror: string[];
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -38,6 +39,7 @@ export function register(program: Command): void {
     .option('--mqtt-port <port>', 'cluster MQTT port', '10003')
     .option('--worker-api-port <port>', "workers' local API port", '10200')
     .option('--worker-arg <arg>', 'extra argument for every `canopy worker` (repeatable)', collect, [])
+    .option('--registry-mirror <host=url>', 'registry mirror for every worker\'s container pulls, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
     .action(async (o: Opts) => {
       if (process.getuid?.() !== 0) fail('up', new Error('needs root (network namespaces, bridge, cgroups)'));
       const dir = o.dir ?? defaultStateDir();
@@ -60,7 +62,7 @@ export function register(program: Command): void {
           dir, workers: Number(o.workers), name: o.name, subnet: o.subnet,
           rootPort: portFlag(o.rootPort, '--root-port', 1), clusterPort: portFlag(o.clusterPort, '--cluster-port', 1),
           mqttPort: portFlag(o.mqttPort, '--mqtt-port', 1), workerApiPort: portFlag(o.workerApiPort, '--worker-api-port', 1),
-          workerArgs: o.workerArg, progress: say,
+          workerArgs: [...o.workerArg, ...o.registryMirror.flatMap((m) => ['--registry-mirror', m])], progress: say,
         });
       } catch (e) {
         if (e instanceof AlreadyUpError) {
