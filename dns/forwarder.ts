@@ -1,6 +1,9 @@
 // Relays queries for names outside the zone to upstream resolvers: the raw query goes out with a fresh
 // id, the raw answer comes back with the client's id restored. A silent upstream means the next one is
-// tried, and when none is left the client gets SERVFAIL rather than silence.
+// tried, and when none is left the client gets SERVFAIL rather than silence. An upstream that stops
+// answering is logged once with the reason (and again once it answers), and every failed attempt on it
+// is counted, so an unreachable resolver shows in the worker's log and /metrics instead of only as slow
+// SERVFAILs inside instances.
 import dgram from 'node:dgram';
 import net, { isIPv4, isIPv6 } from 'node:net';
 import { ipBytes, ipString } from '../proxy/address-map.ts';
@@ -39,13 +42,21 @@ interface InFlight {
   fail: () => void;
   timer: NodeJS.Timeout;
   tried: number;
+  sendError?: string;
 }
 
 export interface ForwarderOptions {
   upstreams: Upstream[];
   timeoutMs?: number;
   maxInFlight?: number;
+  /** Told when an upstream stops answering (level warn, with the reason) and when it answers again. */
+  log?: (rec: Record<string, unknown>) => void;
 }
+
+/** What is known of one upstream: failed attempts, and whether its last attempt failed. */
+interface Health { failures: number; down: boolean }
+
+const upstreamKey = (u: Upstream): string => (isIPv6(u.address) ? `[${u.address}]:${u.port}` : `${u.address}:${u.port}`);
 
 export class Forwarder {
   private readonly inFlight = new Map<number, InFlight>();
@@ -56,12 +67,37 @@ export class Forwarder {
   readonly stats = { forwarded: 0, answered: 0, timeouts: 0, refusedFull: 0, strays: 0 };
 
   private readonly opts: ForwarderOptions;
+  private readonly health = new Map<string, Health>();
 
   constructor(opts: ForwarderOptions) {
     // Canonical spelling, so that answers are matched against what the kernel reports as their source.
     this.opts = { ...opts, upstreams: opts.upstreams.map((u) => ({ ...u, address: ipString(ipBytes(u.address)) })) };
     this.timeoutMs = opts.timeoutMs ?? 2000;
     this.maxInFlight = opts.maxInFlight ?? 4096;
+    for (const u of this.opts.upstreams) this.health.set(upstreamKey(u), { failures: 0, down: false });
+  }
+
+  /** Failed attempts per upstream ("addr:port"), for /metrics. */
+  get unreachable(): Map<string, number> {
+    return new Map([...this.health].map(([k, h]) => [k, h.failures]));
+  }
+
+  /** An attempt on `u` got no answer: counted each time, logged only when it was answering before. */
+  private failed(u: Upstream, reason: string): void {
+    const h = this.health.get(upstreamKey(u));
+    if (!h) return;
+    h.failures++;
+    if (h.down) return;
+    h.down = true;
+    this.opts.log?.({ level: 'warn', msg: 'DNS upstream unreachable', upstream: upstreamKey(u), reason,
+      hint: 'names outside the service zone get SERVFAIL while no upstream answers; logged once until it answers again' });
+  }
+
+  private answeredBy(u: Upstream): void {
+    const h = this.health.get(upstreamKey(u));
+    if (!h?.down) return;
+    h.down = false;
+    this.opts.log?.({ level: 'info', msg: 'DNS upstream answering again', upstream: upstreamKey(u) });
   }
 
   get hasUpstreams(): boolean { return this.opts.upstreams.length > 0; }
@@ -111,14 +147,16 @@ export class Forwarder {
       const u = ups[i]!;
       let buf = Buffer.alloc(0), done = false;
       const c = net.connect({ host: u.address, port: u.port });
-      const give = (ok: Buffer | null): void => {
+      const give = (ok: Buffer | null, reason = ''): void => {
         if (done) return;
         done = true;
         c.destroy();
-        if (ok) { this.stats.answered++; reply(ok); } else attempt(i + 1);
+        if (ok) { this.stats.answered++; this.answeredBy(u); reply(ok); return; }
+        this.failed(u, reason);
+        attempt(i + 1);
       };
-      c.setTimeout(this.timeoutMs, () => give(null));
-      c.on('error', () => give(null));
+      c.setTimeout(this.timeoutMs, () => give(null, `no answer over TCP within ${this.timeoutMs} ms`));
+      c.on('error', (e: NodeJS.ErrnoException) => give(null, `TCP: ${e.code ?? e.message}`));
       c.on('connect', () => {
         const len = Buffer.allocUnsafe(2);
         len.writeUInt16BE(query.length, 0);
@@ -128,7 +166,7 @@ export class Forwarder {
         buf = Buffer.concat([buf, d]);
         if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) give(Buffer.from(buf.subarray(2, 2 + buf.readUInt16BE(0))));
       });
-      c.on('end', () => give(null));
+      c.on('end', () => give(null, 'TCP connection closed before an answer'));
     };
     attempt(0);
   }
@@ -136,12 +174,16 @@ export class Forwarder {
   private send(f: InFlight): void {
     const u = this.opts.upstreams[f.tried % this.opts.upstreams.length]!;
     const s = isIPv4(u.address) ? this.sock4 : this.sock6;
-    s?.send(f.query, u.port, u.address, () => { /* send errors end in a timeout */ });
+    // A send error (no route, …) still ends in this attempt's timeout; it only names the reason.
+    s?.send(f.query, u.port, u.address, (err) => { if (err) f.sendError = (err as NodeJS.ErrnoException).code ?? err.message; });
   }
 
   private onTimeout(id: number): void {
     const f = this.inFlight.get(id);
     if (!f) return;
+    const u = this.opts.upstreams[f.tried % this.opts.upstreams.length]!;
+    this.failed(u, f.sendError ? `send failed: ${f.sendError}` : `no answer within ${this.timeoutMs} ms`);
+    f.sendError = undefined;
     f.tried++;
     if (f.tried < this.opts.upstreams.length) {
       f.timer = setTimeout(() => this.onTimeout(id), this.timeoutMs);
@@ -155,9 +197,10 @@ export class Forwarder {
 
   private onAnswer(msg: Buffer, rinfo: dgram.RemoteInfo): void {
     if (msg.length < 12 || !(msg[2]! & 0x80)) { this.stats.strays++; return; }
-    const known = this.opts.upstreams.some((u) => u.port === rinfo.port && sameAddress(u.address, rinfo.address));
-    const f = known ? this.inFlight.get(msg.readUInt16BE(0)) : undefined;
-    if (!f) { this.stats.strays++; return; }
+    const from = this.opts.upstreams.find((u) => u.port === rinfo.port && sameAddress(u.address, rinfo.address));
+    const f = from ? this.inFlight.get(msg.readUInt16BE(0)) : undefined;
+    if (!f || !from) { this.stats.strays++; return; }
+    this.answeredBy(from);
     this.inFlight.delete(msg.readUInt16BE(0));
     clearTimeout(f.timer);
     msg.writeUInt16BE(f.origId, 0);

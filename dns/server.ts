@@ -84,7 +84,9 @@ export class ServiceDnsServer {
     this.ttl = opts.ttl ?? 5;
     this.resolveTimeoutMs = opts.resolveTimeoutMs ?? 1500;
     this.log = opts.log ?? ((r) => process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), component: 'dns', ...r })}\n`));
-    this.forwarder = new Forwarder({ upstreams: opts.upstreams ?? hostUpstreams(opts.listen.map((l) => l.address)), timeoutMs: opts.forwardTimeoutMs });
+    this.forwarder = new Forwarder({
+      upstreams: opts.upstreams ?? hostUpstreams(opts.listen.map((l) => l.address)), timeoutMs: opts.forwardTimeoutMs, log: this.log,
+    });
   }
 
   /** Bound addresses (with the real port when 0 was asked). */
@@ -147,6 +149,9 @@ export class ServiceDnsServer {
     const lines = ['# TYPE canopy_dns_queries_total counter'];
     for (const [k, v] of Object.entries(this.counts)) lines.push(`canopy_dns_queries_total{result="${k}"} ${v}`);
     lines.push('# TYPE canopy_dns_errors_total counter', `canopy_dns_errors_total ${this.errors}`);
+    lines.push('# HELP canopy_dns_upstream_unreachable_total forwarded queries an upstream resolver did not answer',
+      '# TYPE canopy_dns_upstream_unreachable_total counter');
+    for (const [u, n] of this.forwarder.unreachable) lines.push(`canopy_dns_upstream_unreachable_total{upstream="${u}"} ${n}`);
     return `${lines.join('\n')}\n`;
   }
 

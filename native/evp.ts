@@ -3,9 +3,29 @@
 // builds a new object per call (~3.3 µs); this costs ~0.4 µs for a small packet and half the time
 // of node:crypto's GHASH over 64 kB on this machine (perf/RESULTS.md). The OpenSSL used is the one
 // inside the node binary (its symbols are exported for addons), so no second libcrypto is loaded.
+//
+// The AEAD interface is declared here, where its fast implementation is, so that native/ imports
+// nothing above it; netstack/aead.ts re-exports it with the node:crypto implementation and picks one.
 import koffi from 'koffi';
 import { addressOf, isPinned as pinned } from './memory.ts';
-import { NodeAead, TAG_BYTES, type AeadName, type BatchAead } from '../netstack/aead.ts';
+
+export type AeadName = 'aes-256-gcm' | 'chacha20-poly1305';
+
+export interface BatchAead {
+  /**
+   * Tags aad ‖ payload. With `encrypt`, payload buf[off..off+len) is encrypted into out[outOff..]
+   * and only aad is authenticated as associated data; without, the payload is associated data too.
+   * The 16-byte tag goes to tag[tagOff..].
+   */
+  seal(iv: Uint8Array, aad: Uint8Array, buf: Uint8Array, off: number, len: number, encrypt: boolean,
+    out: Uint8Array, outOff: number, tag: Uint8Array, tagOff: number): void;
+  /** Checks the tag; with `encrypted`, decrypts the payload in place. False when it does not verify. */
+  open(iv: Uint8Array, aad: Uint8Array, buf: Uint8Array, off: number, len: number, encrypted: boolean,
+    tag: Uint8Array, tagOff: number): boolean;
+  close(): void;
+}
+
+export const TAG_BYTES = 16;
 
 type Fn = (...args: number[]) => number;
 interface Evp {
@@ -62,14 +82,15 @@ export class EvpAead implements BatchAead {
   // Key, output-length slot and scratch for the final call; kept referenced for the raw pointers.
   private readonly mem = new Uint8Array(256);
   private readonly memAddr: number;
-  private readonly fallback: NodeAead;
+  private readonly fallback: BatchAead;
 
-  constructor(name: AeadName, key: Uint8Array) {
+  /** `fallback` serves calls on buffers that may move (not pinned: no raw pointer can be taken). */
+  constructor(name: AeadName, key: Uint8Array, fallback: BatchAead) {
     const e = load();
     if (!e) throw new Error('OpenSSL EVP functions are not reachable from this process');
     if (key.length !== 32) throw new Error(`AEAD key must be 32 bytes, got ${key.length}`);
     this.e = e;
-    this.fallback = new NodeAead(name, key);
+    this.fallback = fallback;
     this.mem.set(key, 0);
     this.memAddr = addressOf(this.mem);
     const cipher = name === 'aes-256-gcm' ? e.gcm() : e.chacha();
@@ -120,14 +141,10 @@ export class EvpAead implements BatchAead {
   }
 
   close(): void {
+    this.fallback.close();
     if (this.enc) this.e.ctxFree(this.enc);
     if (this.dec) this.e.ctxFree(this.dec);
     this.enc = 0;
     this.dec = 0;
   }
-}
-
-/** An AeadFactory for the codec: EVP when reachable, node:crypto otherwise. */
-export function bestAead(name: AeadName, key: Uint8Array): BatchAead {
-  return evpAvailable() ? new EvpAead(name, key) : new NodeAead(name, key);
 }

@@ -5,7 +5,7 @@ import {
   O_RDWR, O_CLOEXEC, EAGAIN, EINTR, SysError,
 } from './libc.ts';
 import { addressOf } from './memory.ts';
-import type { PacketDevice } from '../netstack/io.ts';
+import type { PacketDevice } from './io.ts';
 
 export const IFF_TUN = 0x0001;
 export const IFF_TAP = 0x0002;

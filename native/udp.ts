@@ -1,8 +1,7 @@
 // A non-blocking UDP socket driven by raw recvmsg/sendmsg/sendmmsg, with UDP_SEGMENT (GSO) on send
 // and UDP_GRO on receive. Thin: it moves the datagrams a TxPlan describes, nothing more.
 import { isIP } from 'node:net';
-import type { DatagramSocket, Endpoint, RxInfo, TxPlan } from '../netstack/io.ts';
-import { maxGsoPayloadFor } from '../netstack/tunnel.ts';
+import { maxGsoPayloadFor, type DatagramSocket, type Endpoint, type RxInfo, type TxPlan } from './io.ts';
 import { addressOf } from './memory.ts';
 import {
   socket, bind, close, getsockname, setsockopt, getsockopt, sendmmsgPtr, recvmsgPtr, errno,

@@ -2,26 +2,11 @@
 // through koffi (native/evp.ts: one reusable context, raw pointers, ~0.4 µs per small packet) and
 // tests or odd platforms can use node:crypto (a new object per call, ~3.3 µs fixed cost).
 import { createCipheriv, createDecipheriv, type CipherGCMTypes } from 'node:crypto';
+import { EvpAead, evpAvailable, TAG_BYTES, type AeadName, type BatchAead } from '../native/evp.ts';
 
-export type AeadName = 'aes-256-gcm' | 'chacha20-poly1305';
-
-export interface BatchAead {
-  /**
-   * Tags aad ‖ payload. With `encrypt`, payload buf[off..off+len) is encrypted into out[outOff..]
-   * and only aad is authenticated as associated data; without, the payload is associated data too.
-   * The 16-byte tag goes to tag[tagOff..].
-   */
-  seal(iv: Uint8Array, aad: Uint8Array, buf: Uint8Array, off: number, len: number, encrypt: boolean,
-    out: Uint8Array, outOff: number, tag: Uint8Array, tagOff: number): void;
-  /** Checks the tag; with `encrypted`, decrypts the payload in place. False when it does not verify. */
-  open(iv: Uint8Array, aad: Uint8Array, buf: Uint8Array, off: number, len: number, encrypted: boolean,
-    tag: Uint8Array, tagOff: number): boolean;
-  close(): void;
-}
+export { TAG_BYTES, type AeadName, type BatchAead };
 
 export type AeadFactory = (name: AeadName, key: Uint8Array) => BatchAead;
-
-export const TAG_BYTES = 16;
 
 export class NodeAead implements BatchAead {
   private readonly name: CipherGCMTypes;
@@ -65,3 +50,9 @@ export class NodeAead implements BatchAead {
 }
 
 export const nodeAead: AeadFactory = (name, key) => new NodeAead(name, key);
+
+/** OpenSSL EVP with node:crypto for buffers that cannot be pinned; throws when EVP is unreachable. */
+export const evpAead: AeadFactory = (name, key) => new EvpAead(name, key, new NodeAead(name, key));
+
+/** An AeadFactory for the codec: EVP when reachable, node:crypto otherwise. */
+export const bestAead: AeadFactory = (name, key) => (evpAvailable() ? evpAead(name, key) : new NodeAead(name, key));

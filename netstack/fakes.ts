@@ -1,5 +1,5 @@
 // In-memory packet device and datagram sockets, for unit tests of translation and tunnel logic.
-import type { DatagramSocket, Endpoint, PacketDevice, RxInfo, TxPlan } from './io.ts';
+import type { DatagramSocket, Endpoint, PacketDevice, RxInfo, TxPlan } from '../native/io.ts';
 
 /** A switch joining fake sockets by "host:port". */
 export class FakeNetwork {

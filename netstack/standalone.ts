@@ -8,8 +8,7 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { bestAead } from '../native/evp.ts';
-import { nodeAead } from './aead.ts';
+import { bestAead, nodeAead } from './aead.ts';
 import type { Datapath } from './datapath.ts';
 import { StaticTable, type StaticInstance, type StaticService } from './static-table.ts';
 import { openTunDatapath, type TunDatapathConfig } from './tun-datapath.ts';
@@ -74,7 +73,7 @@ if (isMain) {
 
 function startProbes(cfg: StandaloneConfig, dp: Datapath): void {
   const probe = setInterval(() => {
-    for (const p of cfg.peers) dp.probe(p.id);
+    for (const p of cfg.peers ?? []) dp.probe(p.id);
   }, 1000);
   probe.unref();
   if (process.env.CANOPY_LOG_RTT === '1') {

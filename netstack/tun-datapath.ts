@@ -1,14 +1,15 @@
-// A Datapath on a real TUN device and tunnel UDP socket, pumped by libuv readiness: the wiring that
-// netstack/standalone.ts (static table) and the semantic lab host (test/integration/semantic-datapath.ts)
-// share. They differ in the table, the probes, the logging and the AEAD implementation, so those stay
-// with the caller.
+// A Datapath on a real TUN device and tunnel UDP socket, pumped by libuv readiness: the one wiring
+// the worker daemon (orchestrator/worker/net/net-manager.ts), netstack/standalone.ts (static table,
+// the tunnel benchmark) and the semantic lab host (test/integration/semantic-datapath.ts) share, so a
+// benchmark measures what the product runs. They differ in the table, the peer table's source, the
+// keys, the probes, the logging and the AEAD implementation, so those stay with the caller.
 import { execFileSync } from 'node:child_process';
 import { TunDevice } from '../native/tun.ts';
 import { UdpSocket } from '../native/udp.ts';
 import { Readiness } from '../native/poll.ts';
 import { Datapath } from './datapath.ts';
 import { TunnelCodec, type AeadName, type TunnelCodecOptions } from './tunnel.ts';
-import type { Endpoint } from './io.ts';
+import { PeerTable, type PeerLookup } from './peers.ts';
 import type { TranslationTable } from './table.ts';
 import { placeDatapath, type Placement } from './placement.ts';
 
@@ -18,10 +19,11 @@ export interface TunDatapathConfig {
   tun: string;
   offload: boolean;
   listen: { host: string; port: number };
-  peers: Array<{ id: number; host: string; port: number }>;
-  /** Key id → 64 hex characters. */
-  keys: Record<string, string>;
-  keyId: number;
+  /** Fixed peers (standalone, lab); the daemon passes its live peer table in the options instead. */
+  peers?: Array<{ id: number; host: string; port: number }>;
+  /** Key id → 64 hex characters, and the id to send with (unless the options build the codec options). */
+  keys?: Record<string, string>;
+  keyId?: number;
   encrypt?: boolean;
   aead?: AeadName;
   mtu: number;
@@ -37,6 +39,13 @@ export interface TunDatapathOptions {
   table: TranslationTable;
   /** Codec options that are the caller's choice rather than the link's. */
   codec?: Pick<TunnelCodecOptions, 'aeadFactory'>;
+  /** The peer table the codec admits by and the datapath sends to (default: one of cfg.peers). */
+  peers?: PeerLookup;
+  /**
+   * Builds the codec's options from the link's part (default: cfg.keys, cfg.keyId, cfg.encrypt,
+   * cfg.aead). The codec keeps the object it gets, so a keyring can hand one that follows it.
+   */
+  codecOptions?: (link: Pick<TunnelCodecOptions, 'selfId' | 'maxDatagram' | 'peers'>) => TunnelCodecOptions;
   /** Clamp the MSS of SYNs crossing the datapath to cfg.mtu. */
   clampMss: boolean;
   /** A pump threw: that packet is lost, the loop carries on. */
@@ -49,6 +58,8 @@ export interface TunDatapath {
   socket: UdpSocket;
   /** Where the loop runs, when cfg.cpu was given. */
   placement?: Placement;
+  /** The last libuv poll status of the TUN and of the socket (0 = fine; else that side stopped). */
+  pollStatus: () => { tun: number; socket: number };
   /** Stops the pumps and closes the datapath (device, socket, AEAD contexts); idempotent. */
   close: () => void;
 }
@@ -66,12 +77,21 @@ export function tunNoQueue(dev: string): void {
   execFileSync('tc', ['qdisc', 'replace', 'dev', dev, 'root', 'noqueue'], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
+function hexKeys(keys: Record<string, string>): Map<number, Uint8Array> {
+  const out = new Map<number, Uint8Array>();
+  for (const [id, hex] of Object.entries(keys)) out.set(Number(id), Buffer.from(hex, 'hex'));
+  return out;
+}
+
 /** Opens the TUN, brings it up with the MTU and routes, binds the socket and starts the pumps. */
 export function openTunDatapath(cfg: TunDatapathConfig, opts: TunDatapathOptions): TunDatapath {
-  const keys = new Map<number, Uint8Array>();
-  for (const [id, hex] of Object.entries(cfg.keys)) keys.set(Number(id), Buffer.from(hex, 'hex'));
-  const peers = new Map<number, Endpoint>();
-  for (const p of cfg.peers) peers.set(p.id, { host: p.host, port: p.port });
+  const peers = opts.peers ?? new PeerTable((cfg.peers ?? []).map((p) => ({ id: p.id, workerId: String(p.id), endpoint: { host: p.host, port: p.port } })));
+  const link = { selfId: cfg.selfId, maxDatagram: cfg.maxDatagram, peers };
+  let codecOptions: TunnelCodecOptions;
+  if (opts.codecOptions) codecOptions = opts.codecOptions(link);
+  else if (cfg.keys && cfg.keyId !== undefined) {
+    codecOptions = { ...link, keys: hexKeys(cfg.keys), keyId: cfg.keyId, encrypt: cfg.encrypt, aead: cfg.aead, ...opts.codec };
+  } else throw new Error('tunnel datapath: no keys (cfg.keys and cfg.keyId, or a codecOptions builder)');
   const dev = new TunDevice(cfg.tun, { offload: cfg.offload });
   let sock: UdpSocket | undefined;
   let placement: Placement | undefined;
@@ -90,11 +110,8 @@ export function openTunDatapath(cfg: TunDatapathConfig, opts: TunDatapathOptions
     device: dev,
     socket: sock,
     table: opts.table,
-    codec: new TunnelCodec({
-      selfId: cfg.selfId, keys, keyId: cfg.keyId, isPeer: (id) => peers.has(id), maxDatagram: cfg.maxDatagram,
-      encrypt: cfg.encrypt, aead: cfg.aead, ...opts.codec,
-    }),
-    endpointOf: (id) => peers.get(id),
+    codec: new TunnelCodec(codecOptions),
+    peers,
     mtu: opts.clampMss ? cfg.mtu : undefined,
   });
   const pump = (f: () => number) => (): void => {
@@ -113,6 +130,7 @@ export function openTunDatapath(cfg: TunDatapathConfig, opts: TunDatapathOptions
     device: dev,
     socket: sock,
     placement,
+    pollStatus: () => ({ tun: rDev.lastStatus, socket: rSock.lastStatus }),
     close: () => {
       if (closed) return;
       closed = true;

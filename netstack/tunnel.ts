@@ -15,10 +15,10 @@
 // AAD, i.e. GMAC). The price: a forged datagram injected into a batch spoils that batch (TCP
 // retransmits it) — an on-path attacker can drop packets anyway. The counter is checked against a
 // per-sender sliding window after the tag verifies, so a replayed batch is dropped.
-import { TxPlan } from './io.ts';
-import type { AeadFactory, AeadName, BatchAead } from './aead.ts';
-import { bestAead } from '../native/evp.ts';
+import { TxPlan, maxGsoPayloadFor } from '../native/io.ts';
+import { bestAead, type AeadFactory, type AeadName, type BatchAead } from './aead.ts';
 import { ReplayWindow } from './replay.ts';
+import type { PeerLookup } from './peers.ts';
 import { read16, read32, write16, write32 } from './checksum.ts';
 
 export const TUNNEL_VERSION = 1;
@@ -59,14 +59,14 @@ export interface TunnelCodecOptions {
   keys: ReadonlyMap<number, Uint8Array>;
   /** The key id this worker sends with. */
   keyId: number;
-  /** Senders whose data is accepted (the workers the cluster admitted). */
-  isPeer: (id: number) => boolean;
+  /** Senders whose data is accepted: the worker's peer table (netstack/peers.ts). */
+  peers: Pick<PeerLookup, 'has'>;
   /** Largest UDP payload per datagram (path MTU − IP − UDP headers). */
   maxDatagram: number;
   encrypt?: boolean;
   aead?: AeadName;
   /** Where AEAD contexts come from: OpenSSL EVP through koffi when reachable, else node:crypto
-   *  (native/evp.ts bestAead); netstack/aead.ts nodeAead forces node:crypto. */
+   *  (netstack/aead.ts bestAead); netstack/aead.ts nodeAead forces node:crypto. */
   aeadFactory?: AeadFactory;
   /** First counter value; defaults to the clock in µs so a restarted worker is not taken for a replayer. */
   firstCounter?: number;
@@ -259,7 +259,7 @@ export class TunnelCodec {
     const keyId = d[off + 3];
     const known = sender === this.memoSender && keyId === this.memoKey;
     if (!known) {
-      if (!this.opts.isPeer(sender)) return this.count(Drop.UnknownSender);
+      if (!this.opts.peers.has(sender)) return this.count(Drop.UnknownSender);
       if (!this.opts.keys.has(keyId)) return this.count(Drop.UnknownKey);
       if (this.receiving) {
         this.memoSender = sender;
@@ -388,11 +388,6 @@ export function maxDatagramFor(pathMtu: number, underlay: 4 | 6): number {
  */
 export function innerMtuFor(pathMtu: number, underlay: 4 | 6): number {
   return maxDatagramFor(pathMtu, underlay) - TUNNEL_HDR - TAG_LEN;
-}
-
-/** UDP payload of the largest IP datagram, which is all one GSO send may carry. */
-export function maxGsoPayloadFor(underlay: 4 | 6): number {
-  return underlay === 4 ? 65535 - 20 - 8 : 65535 - 8;
 }
 
 /**

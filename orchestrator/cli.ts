@@ -11,6 +11,7 @@ import { register as registerDeploy } from './commands/deploy.ts';
 import { register as registerStatus } from './commands/status.ts';
 import { register as registerLogs } from './commands/logs.ts';
 import { register as registerUndeploy } from './commands/undeploy.ts';
+import { register as registerDnsRelay } from './commands/dns-relay.ts';
 
 const program = new Command();
 program
@@ -28,5 +29,6 @@ registerDeploy(program);
 registerStatus(program);
 registerLogs(program);
 registerUndeploy(program);
+registerDnsRelay(program);
 
 await program.parseAsync(process.argv);

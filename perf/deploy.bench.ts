@@ -1,5 +1,5 @@
 // Deployment latency as a user sees it: from the REST call that adds an instance
-// (POST /api/service/:id/instance) to the first HTTP answer through the service's rr address, asked
+// (POST /api/v1/service/:id/instance) to the first HTTP answer through the service's rr address, asked
 // by a client instance on another worker (so the answer crosses scheduling at root and cluster, the
 // worker's start of the instance, route resolution and the tunnel). 10 warm runs on a `canopy up`
 // deployment of two workers. Peer in the same run: the same server started by hand in a fresh network

@@ -10,17 +10,17 @@ import { PacketInfo, parsePacket } from '../netstack/packet.ts';
 import { applyRewrite } from '../netstack/rewrite.ts';
 import { StaticTable } from '../netstack/static-table.ts';
 import { TunnelCodec, TunnelFlag, TunnelType, newRxBatch } from '../netstack/tunnel.ts';
-import { TxPlan } from '../netstack/io.ts';
+import { TxPlan } from '../native/io.ts';
 import { GSO_TCPV4, VNET_HDR_LEN } from '../netstack/vnet.ts';
-import { bestAead } from '../native/evp.ts';
+import { bestAead } from '../netstack/aead.ts';
 import { build, toPartial } from '../test/unit/netstack/build.ts';
 
 const encrypt = process.argv.includes('--encrypt');
 const key = randomBytes(32);
 const instances = [{ worker: 1, nsIp: '10.18.1.2', instanceIp: '10.30.1.1' }, { worker: 2, nsIp: '10.18.2.2', instanceIp: '10.30.1.2' }];
 const table = new StaticTable({ selfId: 1, instances, services: [{ ip: '10.30.0.10', instances: [instances[1]] }] });
-const codec = new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1472, encrypt, aeadFactory: bestAead });
-const rxCodec = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1472, encrypt, aeadFactory: bestAead });
+const codec = new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, peers: { has: () => true }, maxDatagram: 1472, encrypt, aeadFactory: bestAead });
+const rxCodec = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, peers: { has: () => true }, maxDatagram: 1472, encrypt, aeadFactory: bestAead });
 const m = new PacketInfo();
 const rw = newRewrite();
 const plan = new TxPlan();
@@ -87,7 +87,7 @@ function decoder(inReceive: boolean): () => void {
   return () => {
     if (i % RING === 0) {
       rx?.close();
-      rx = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1472, encrypt, aeadFactory: bestAead });
+      rx = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, peers: { has: () => true }, maxDatagram: 1472, encrypt, aeadFactory: bestAead });
     }
     const { w, n, seg } = wire[i++ % RING];
     const r = rx as TunnelCodec;

@@ -1,6 +1,7 @@
 // The semantic layer behind netstack's TranslationTable: picks an instance per new flow by the policy
 // of the service address dialled, keeps the flow on it, rewrites replies so the caller sees the address
-// it dialled, and resolves unknown service addresses through the cluster (route cache with interest).
+// it dialled. Unknown service addresses go to route-resolver.ts (route cache, queries, the cluster's
+// updates); a flow entry's fields are named in flow-record.ts.
 //
 // Translation (A on this worker dials service address S, the policy picks B):
 //   outbound A_ns→S        ⇒ A's instance IP IA → B_ns; Tunnel to B's worker (Local when B is here)
@@ -12,16 +13,20 @@
 // On B's worker, a packet arriving from worker P for a local instance records a return flow, so B's
 // replies go back to P with B's instance IP as source without any route query; that worker rewrites an
 // instance-IP destination of its own instance to the namespace address.
-import { LRUCache } from 'lru-cache';
-import { AddressMap, Prefix, ipBytes, ipString } from './address-map.ts';
+import { AddressMap, ipBytes } from './address-map.ts';
 import { FlowTable, FLOW_VALUE_WORDS } from './flow-table.ts';
+import {
+  KIND, FORWARD, REVERSE, RETURN, FWD_INSTANCE_SLOT, FWD_INSTANCE_GEN, FWD_SOURCE_SLOT, FWD_SOURCE_GEN,
+  FWD_MAPPED_SPORT, REV_CALLER_SLOT, REV_CALLER_GEN, REV_CALLER_SPORT, RET_PEER, RET_INSTANCE_SLOT,
+  RET_INSTANCE_GEN, writeForward, writeReverse, writeReturn, readDialled, dialledIs,
+} from './flow-record.ts';
 import { RttEstimator, type RttSource } from './rtt.ts';
-import { AddrKind, InstanceRecord, ServiceTable, type ServiceRecord } from './service-table.ts';
-import type { ClusterToWorker, RouteLink, ServiceRoute } from './route-messages.ts';
+import { AddrKind, InstanceRecord, ServiceTable } from './service-table.ts';
+import type { RouteLink, ServiceRoute } from './route-messages.ts';
+import { RouteResolver, newSemanticStats } from './route-resolver.ts';
 import { Proto, Verdict, type PacketMeta, type Rewrite, type TranslationTable } from '../netstack/table.ts';
 
 const W = FLOW_VALUE_WORDS;
-const FWD = 1, REV = 2, RET = 3;
 
 export interface LocalInstance {
   ns_ip: string | null;
@@ -38,7 +43,8 @@ export interface SemanticTableOptions {
   rtt: RttSource;
   /** Destinations in these prefixes are service addresses worth a route query; others are dropped. */
   servicePrefixes?: string[];
-  /** Worker id → tunnel peer number used in Rewrite.peer. Default: numbers handed out from 1. */
+  /** Worker id → tunnel id used in Rewrite.peer (the worker's peer table, netstack/peers.ts).
+   *  Default: numbers handed out from 1. */
   peerOf?: (workerId: string) => number;
   flowIdleSeconds?: number;
   maxFlows?: number;
@@ -53,97 +59,48 @@ export interface SemanticTableOptions {
   log?: (rec: Record<string, unknown>) => void;
 }
 
-export interface PeerInfo { peer: number; workerId: string; endpoint: string }
-
-interface PendingQuery {
-  id: string;
-  started: number;
-  address: Uint8Array | null;
-  name: string | null;
-  waiters: ((r: ServiceRoute | null) => void)[];
-}
-
 export class SemanticTable implements TranslationTable {
   readonly services: ServiceTable;
   readonly flows: FlowTable;
   readonly estimator: RttEstimator;
-  readonly stats = {
-    newFlows: 0, flowHits: 0, queries: 0, queryTimeouts: 0, pendingVerdicts: 0,
-    dropNoSource: 0, dropNoRoute: 0, dropNoInstance: 0, dropNotService: 0, badMessages: 0,
-    /** New flows whose caller port was changed because their translated tuple was taken. */
-    portRemaps: 0,
-  };
+  readonly stats = newSemanticStats();
+  /** Route cache, queries and the cluster's updates. */
+  readonly routes: RouteResolver;
   private readonly localsByNs = new AddressMap<InstanceRecord>();
   private readonly localsByIp = new AddressMap<InstanceRecord>();
-  private readonly cache: LRUCache<string, ServiceRecord>;
-  private readonly pendingByAddr = new AddressMap<PendingQuery>();
-  private readonly pendingByName = new Map<string, PendingQuery>();
-  private readonly pendingById = new Map<string, PendingQuery>();
-  private readonly negAddr = new AddressMap<number>();
-  private readonly negName = new Map<string, number>();
-  private readonly prefixes: Prefix[];
-  private readonly readyListeners: (() => void)[] = [];
-  private readonly peerListeners: ((p: PeerInfo) => void)[] = [];
-  private readonly peers = new Map<string, PeerInfo>();
   private readonly peerOf: (workerId: string) => number;
   /** Our own tunnel id: the datapath hands Local packets to inbound() with it as fromPeer. */
   private readonly selfPeer: number;
-  private readonly unsubscribe: () => void;
   private readonly timer: NodeJS.Timeout;
-  private readonly queryTimeoutMs: number;
-  private readonly negativeMs: number;
-  private readonly log: (rec: Record<string, unknown>) => void;
-  /** Bumped whenever a route is installed, replaced or removed (the DNS answer cache watches it). */
-  routesVersion = 0;
-  private nextQuery = 1;
-  private lastReport = 0;
-  private nextPeer = 1;
-  private readyQueued = false;
   private closed = false;
   private readonly distance = (workerId: string): number => this.estimator.estimate(workerId);
 
   constructor(private readonly opts: SemanticTableOptions) {
-    const given = opts.peerOf;
-    this.peerOf = (id) => {
-      let p = this.peers.get(id);
-      if (!p) {
-        p = { peer: given ? given(id) : this.nextPeer++, workerId: id, endpoint: '' };
-        this.peers.set(id, p);
-      }
-      return p.peer;
-    };
+    this.peerOf = opts.peerOf ?? numbered();
     this.services = new ServiceTable(opts.workerId, this.peerOf);
     this.selfPeer = this.peerOf(opts.workerId);
     this.flows = new FlowTable({ idleSeconds: opts.flowIdleSeconds ?? 60, maxFlows: opts.maxFlows });
     this.flows.now = coarseNow();
     this.estimator = new RttEstimator(opts.workerId, opts.rtt);
-    this.prefixes = (opts.servicePrefixes ?? ['10.30.0.0/16', 'fdc0:30::/32']).map((p) => new Prefix(p));
-    this.queryTimeoutMs = opts.queryTimeoutMs ?? 2000;
-    this.negativeMs = opts.negativeMs ?? 3000;
-    this.log = opts.log ?? (() => {});
-    this.cache = new LRUCache<string, ServiceRecord>({
-      max: opts.maxServices ?? 10_000,
-      ttl: opts.serviceIdleMs ?? 300_000,
-      updateAgeOnGet: true,
-      dispose: (svc, id, reason) => {
-        if (reason === 'set') return;
-        this.routesVersion++;
-        this.services.remove(svc);
-        this.opts.link.send({ type: 'interest_remove', service_id: id });
-        this.log({ level: 'debug', msg: 'route cache dropped service', service_id: id, reason });
-      },
+    this.routes = new RouteResolver({
+      workerId: opts.workerId, link: opts.link, services: this.services, estimator: this.estimator, stats: this.stats,
+      servicePrefixes: opts.servicePrefixes, maxServices: opts.maxServices, serviceIdleMs: opts.serviceIdleMs,
+      queryTimeoutMs: opts.queryTimeoutMs, coordinateReportMs: opts.coordinateReportMs, negativeMs: opts.negativeMs,
+      log: opts.log ?? (() => {}),
     });
-    // Results are handled in a later microtask, so a link that answers synchronously inside send()
-    // never fires the ready listener before the datapath has queued the packet.
-    this.unsubscribe = opts.link.onMessage((m) => queueMicrotask(() => this.receive(m)));
     this.timer = setInterval(() => this.housekeeping(), 1000);
     this.timer.unref();
+  }
+
+  /** Bumped whenever a route is installed, replaced or removed (the DNS answer cache watches it). */
+  get routesVersion(): number {
+    return this.routes.routesVersion;
   }
 
   // ---- TranslationTable ----
 
   onReady(listener: () => void): void {
-    this.readyListeners.push(listener);
+    this.routes.onReady(listener);
   }
 
   outbound(b: Uint8Array, m: PacketMeta, out: Rewrite): Verdict {
@@ -155,35 +112,35 @@ export class SemanticTable implements TranslationTable {
     const s = this.flows.find(fam, m.proto, b, m.srcOff, b, m.dstOff, m.sport, m.dport);
     if (s >= 0) {
       const v = this.flows.values, o = s * W;
-      const kind = v[o];
-      if (kind === FWD) {
-        const inst = this.services.slots[v[o + 1]!], src = this.services.slots[v[o + 3]!];
-        if (inst && inst.gen === v[o + 2] && src && src.gen === v[o + 4]) {
+      const kind = v[o + KIND];
+      if (kind === FORWARD) {
+        const inst = this.services.slots[v[o + FWD_INSTANCE_SLOT]!], src = this.services.slots[v[o + FWD_SOURCE_SLOT]!];
+        if (inst && inst.gen === v[o + FWD_INSTANCE_GEN] && src && src.gen === v[o + FWD_SOURCE_GEN]) {
           this.stats.flowHits++;
-          if (inst.service) this.touch(inst.service);
-          out.newSport = v[o + 5]!;
+          if (inst.service) this.routes.touch(inst.service, this.flows.now);
+          out.newSport = v[o + FWD_MAPPED_SPORT]!;
           return this.toInstance(inst, src, fam, out);
         }
         // The instance left (or moved): this packet starts the flow again below.
-      } else if (kind === REV) {
-        const a = this.services.slots[v[o + 1]!];
-        if (a && a.gen === v[o + 2]) {
+      } else if (kind === REVERSE) {
+        const a = this.services.slots[v[o + REV_CALLER_SLOT]!];
+        if (a && a.gen === v[o + REV_CALLER_GEN]) {
           this.stats.flowHits++;
-          writeWords(out.src, v, o + 4, fam);
+          readDialled(v, o, fam, out.src);
           out.rewriteSrc = true;
           out.dst.set(a.ns(fam)!);
           out.rewriteDst = true;
-          out.newDport = v[o + 3]!;
+          out.newDport = v[o + REV_CALLER_SPORT]!;
           return Verdict.Local;
         }
-      } else if (kind === RET) {
-        const bInst = this.services.slots[v[o + 2]!];
-        const ip = bInst && bInst.gen === v[o + 3] ? bInst.ip(fam) : null;
+      } else if (kind === RETURN) {
+        const bInst = this.services.slots[v[o + RET_INSTANCE_SLOT]!];
+        const ip = bInst && bInst.gen === v[o + RET_INSTANCE_GEN] ? bInst.ip(fam) : null;
         if (ip) {
           this.stats.flowHits++;
           out.src.set(ip);
           out.rewriteSrc = true;
-          out.peer = v[o + 1]!;
+          out.peer = v[o + RET_PEER]!;
           return Verdict.Tunnel;
         }
       }
@@ -209,12 +166,12 @@ export class SemanticTable implements TranslationTable {
       dOff = 0;
     }
     const s = this.flows.find(fam, m.proto, b, m.srcOff, db, dOff, m.sport, m.dport);
-    if (s >= 0 && this.flows.values[s * W] === REV) {
+    if (s >= 0 && this.flows.values[s * W + KIND] === REVERSE) {
       const v = this.flows.values, o = s * W;
       this.stats.flowHits++;
-      writeWords(out.src, v, o + 4, fam);
+      readDialled(v, o, fam, out.src);
       out.rewriteSrc = true;
-      out.newDport = v[o + 3]!;
+      out.newDport = v[o + REV_CALLER_SPORT]!;
       return Verdict.Local;
     }
     // A request to a local instance from a caller whose instance IP this worker may not know: remember
@@ -226,9 +183,7 @@ export class SemanticTable implements TranslationTable {
       // Never over a flow this worker opened itself: a local delivery passes through here too (the
       // datapath hands Local packets to inbound), and its key can be that of our forward or reverse flow.
       const v = this.flows.values, o = r * W;
-      if (r >= 0 && (v[o] === 0 || v[o] === RET)) {
-        v[o] = RET; v[o + 1] = fromPeer; v[o + 2] = dst.slot; v[o + 3] = dst.gen;
-      }
+      if (r >= 0 && (v[o + KIND] === 0 || v[o + KIND] === RETURN)) writeReturn(v, o, fromPeer, dst.slot, dst.gen);
     }
     return Verdict.Local;
   }
@@ -243,9 +198,9 @@ export class SemanticTable implements TranslationTable {
     let inst: InstanceRecord | null | undefined;
     if (!e) {
       inst = this.localsByIp.get(b, m.dstOff, fam);
-      if (!inst || !inst.ns(fam)) return this.unknown(b, m.dstOff, fam);
+      if (!inst || !inst.ns(fam)) return this.routes.resolveAddress(b, m.dstOff, fam);
     } else {
-      this.touch(e.service);
+      this.routes.touch(e.service, this.flows.now);
       if (e.kind === AddrKind.Instance) {
         inst = e.instance!;
         if (!inst.ns(fam)) { this.stats.dropNoInstance++; return Verdict.Drop; }
@@ -290,27 +245,21 @@ export class SemanticTable implements TranslationTable {
     // An insert may rehash: write each entry's values before the next insert.
     const f = this.flows.insert(fam, m.proto, b, m.srcOff, b, m.dstOff, m.sport, m.dport);
     if (f < 0) return;
-    let v = this.flows.values, o = f * W;
-    v[o] = FWD; v[o + 1] = inst.slot; v[o + 2] = inst.gen; v[o + 3] = src.slot; v[o + 4] = src.gen; v[o + 5] = mapped;
+    writeForward(this.flows.values, f * W, inst.slot, inst.gen, src.slot, src.gen, mapped);
     const r = this.flows.insert(fam, m.proto, rs, 0, rd, 0, m.dport, sport);
     if (r < 0) {
       // Without its reverse entry a remapped flow's replies would not find the caller's port.
       if (mapped !== 0) this.flows.remove(this.flows.find(fam, m.proto, b, m.srcOff, b, m.dstOff, m.sport, m.dport));
       return;
     }
-    v = this.flows.values; o = r * W;
-    v[o] = REV; v[o + 1] = src.slot; v[o + 2] = src.gen; v[o + 3] = mapped === 0 ? 0 : m.sport;
-    readWords(b, m.dstOff, fam, v, o + 4);
+    writeReverse(this.flows.values, r * W, src.slot, src.gen, mapped === 0 ? 0 : m.sport, b, m.dstOff, fam);
     out.newSport = mapped;
   }
 
   /** Whether the reverse entry at slot r belongs to a flow other than "this port to this address". */
   private heldByOther(r: number, b: Uint8Array, dstOff: number, fam: 4 | 6): boolean {
     const v = this.flows.values, o = r * W;
-    if (v[o] !== REV || v[o + 3] !== 0) return true;
-    const n = fam === 4 ? 1 : 4;
-    for (let i = 0; i < n; i++) if (v[o + 4 + i] !== wordAt(b, dstOff + 4 * i)) return true;
-    return false;
+    return v[o + KIND] !== REVERSE || v[o + REV_CALLER_SPORT] !== 0 || !dialledIs(v, o, b, dstOff, fam);
   }
 
   /** A source port whose reply tuple (rs:dport → rd:port) no flow holds; `asked` if none is found. */
@@ -333,116 +282,7 @@ export class SemanticTable implements TranslationTable {
     return Verdict.Tunnel;
   }
 
-  private unknown(b: Uint8Array, off: number, fam: 4 | 6): Verdict {
-    if (!this.prefixes.some((p) => p.contains(b, off, fam))) { this.stats.dropNotService++; return Verdict.Drop; }
-    const neg = this.negAddr.get(b, off, fam);
-    if (neg !== undefined) {
-      if (neg > Date.now()) { this.stats.dropNoRoute++; return Verdict.Drop; }
-      this.negAddr.delete(b.slice(off, off + (fam === 4 ? 4 : 16)));
-    }
-    this.stats.pendingVerdicts++;
-    if (this.pendingByAddr.get(b, off, fam)) return Verdict.Pending;
-    const addr = b.slice(off, off + (fam === 4 ? 4 : 16));
-    const q = this.startQuery(addr, null);
-    this.opts.link.send({ type: 'table_query', query_id: q.id, address: ipString(addr, 0, fam) });
-    return Verdict.Pending;
-  }
-
-  private startQuery(address: Uint8Array | null, name: string | null): PendingQuery {
-    const q: PendingQuery = { id: `${this.opts.workerId}-${this.nextQuery++}`, started: Date.now(), address, name, waiters: [] };
-    this.pendingById.set(q.id, q);
-    if (address) this.pendingByAddr.set(address, q);
-    if (name) this.pendingByName.set(name, q);
-    this.stats.queries++;
-    return q;
-  }
-
-  private finishQuery(q: PendingQuery, route: ServiceRoute | null): void {
-    this.pendingById.delete(q.id);
-    if (q.address && this.pendingByAddr.getBytes(q.address) === q) this.pendingByAddr.delete(q.address);
-    if (q.name && this.pendingByName.get(q.name) === q) this.pendingByName.delete(q.name);
-    // An answer that does not cover the address asked for counts as a miss (no query storm).
-    if (!route || (q.address && !this.services.byAddress.getBytes(q.address))) {
-      if (q.address) this.negAddr.set(q.address, Date.now() + this.negativeMs);
-      if (q.name) this.negName.set(q.name, Date.now() + this.negativeMs);
-    }
-    for (const w of q.waiters) w(route);
-    this.signalReady();
-  }
-
-  private touch(svc: ServiceRecord): void {
-    if (svc.touched !== this.flows.now) {
-      svc.touched = this.flows.now;
-      this.cache.get(svc.id);
-    }
-  }
-
-  private signalReady(): void {
-    if (this.readyQueued) return;
-    this.readyQueued = true;
-    queueMicrotask(() => {
-      this.readyQueued = false;
-      for (const l of this.readyListeners) l();
-    });
-  }
-
-  // ---- the route source ----
-
-  private receive(m: ClusterToWorker): void {
-    if (this.closed) return;
-    try {
-      switch (m.type) {
-        case 'table_result': {
-          const q = this.pendingById.get(m.query_id);
-          if (!q) { this.log({ level: 'debug', msg: 'late or unknown table result', query_id: m.query_id }); return; }
-          this.finishQuery(q, m.route ? this.install(m.route).route : null);
-          return;
-        }
-        case 'route_update':
-          // Pushed updates replace what we use at once; a service we never asked for is not cached.
-          if (this.services.byId.has(m.route.service_id)) {
-            this.install(m.route);
-            this.signalReady();
-          }
-          return;
-        case 'route_withdraw': {
-          const svc = this.services.byId.get(m.service_id);
-          if (!svc) return;
-          if (m.instances === undefined) this.cache.delete(m.service_id);
-          else this.services.withdraw(m.service_id, m.instances);
-          this.routesVersion++;
-          this.signalReady();
-          return;
-        }
-        case 'coordinates':
-          for (const e of m.entries) this.estimator.setCoordinate(e.worker_id, e.coord);
-          return;
-      }
-    } catch (err) {
-      this.stats.badMessages++;
-      this.log({ level: 'warn', msg: 'route message not applied', type: m.type, error: String(err) });
-    }
-  }
-
-  private install(route: ServiceRoute): ServiceRecord {
-    const isNew = !this.services.byId.has(route.service_id);
-    const svc = this.services.apply(route);
-    this.routesVersion++;
-    for (const i of route.instances) {
-      const p = this.peers.get(i.worker_id);
-      if (p && p.endpoint !== i.tunnel_endpoint && i.worker_id !== this.opts.workerId) {
-        p.endpoint = i.tunnel_endpoint;
-        for (const l of this.peerListeners) l({ ...p });
-      }
-    }
-    if (isNew) {
-      this.cache.set(route.service_id, svc);
-      this.opts.link.send({ type: 'interest_add', service_id: route.service_id });
-    }
-    return svc;
-  }
-
-  // ---- for the worker and DNS ----
+  // ---- for the worker and DNS ----  // ---- for the worker and DNS ----
 
   /** A local instance: its namespace addresses are accepted as sources, its instance IPs lead to it. */
   addLocalInstance(li: LocalInstance): InstanceRecord {
@@ -463,60 +303,24 @@ export class SemanticTable implements TranslationTable {
   /** After the link to the cluster comes back (a restarted cluster has forgotten who wants what):
    *  declares interest again in every cached service. */
   resendInterest(): void {
-    for (const id of this.services.byId.keys()) this.opts.link.send({ type: 'interest_add', service_id: id });
-  }
-
-  /** Tunnel peers learned from routes (number, worker, endpoint), new or changed. */
-  onPeer(listener: (p: PeerInfo) => void): void {
-    this.peerListeners.push(listener);
-  }
-
-  peer(workerId: string): PeerInfo | undefined {
-    const p = this.peers.get(workerId);
-    return p ? { ...p } : undefined;
+    this.routes.resendInterest();
   }
 
   /** The route of a full name `<app>.<appns>.<svc>.<svcns>`: at once when cached, else after one query
    *  (concurrent callers share it); null when there is no such service or the cluster is silent. */
   resolveName(name: string): ServiceRoute | null | Promise<ServiceRoute | null> {
-    const svc = this.services.byName.get(name);
-    if (svc) { this.touch(svc); return svc.route; }
-    const neg = this.negName.get(name);
-    if (neg !== undefined && neg > Date.now()) return null;
-    let q = this.pendingByName.get(name);
-    if (!q) {
-      q = this.startQuery(null, name);
-      this.opts.link.send({ type: 'table_query', query_id: q.id, name });
-    }
-    const pending = q;
-    return new Promise((resolve) => pending.waiters.push(resolve));
+    return this.routes.resolveName(name, this.flows.now);
   }
 
   private housekeeping(): void {
-    const now = Date.now();
     this.flows.now = coarseNow();
     if (this.flows.now % 5 === 0) this.flows.sweep();
-    this.cache.purgeStale();
-    for (const q of [...this.pendingById.values()]) {
-      if (now - q.started > this.queryTimeoutMs) {
-        this.stats.queryTimeouts++;
-        this.log({ level: 'warn', msg: 'route query timed out', query_id: q.id, address: q.address && ipString(q.address), name: q.name });
-        this.finishQuery(q, null);
-      }
-    }
-    for (const [k, t] of this.negName) if (t <= now) this.negName.delete(k);
-    const every = this.opts.coordinateReportMs ?? 10_000;
-    if (every > 0 && now - this.lastReport >= every) {
-      this.lastReport = now;
-      this.reportCoordinate();
-    }
+    this.routes.housekeeping();
   }
 
   /** Sends this worker's Vivaldi coordinate and direct RTTs to the cluster, which relays coordinates. */
   reportCoordinate(): void {
-    const rtt_ms: Record<string, number> = {};
-    for (const [w, ms] of this.estimator.measured) rtt_ms[w] = Math.round(ms * 1000) / 1000;
-    this.opts.link.send({ type: 'coordinate_report', worker_id: this.opts.workerId, coord: this.estimator.self.coordinate(), rtt_ms });
+    this.routes.reportCoordinate();
   }
 
   /** Prometheus text for the worker's /metrics. */
@@ -526,7 +330,7 @@ export class SemanticTable implements TranslationTable {
     lines.push('# TYPE canopy_proxy_flows gauge', `canopy_proxy_flows ${this.flows.size}`);
     lines.push('# TYPE canopy_proxy_flows_refused_total counter', `canopy_proxy_flows_refused_total ${this.flows.refused}`);
     lines.push('# TYPE canopy_proxy_services gauge', `canopy_proxy_services ${this.services.byId.size}`);
-    lines.push('# TYPE canopy_proxy_pending_queries gauge', `canopy_proxy_pending_queries ${this.pendingById.size}`);
+    lines.push('# TYPE canopy_proxy_pending_queries gauge', `canopy_proxy_pending_queries ${this.routes.pendingQueries}`);
     return `${lines.join('\n')}\n`;
   }
 
@@ -537,12 +341,8 @@ export class SemanticTable implements TranslationTable {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
-    this.unsubscribe();
+    this.routes.close();
     this.estimator.close();
-    for (const q of [...this.pendingById.values()]) {
-      this.pendingById.delete(q.id);
-      for (const w of q.waiters) w(null);
-    }
   }
 }
 
@@ -550,20 +350,12 @@ function coarseNow(): number {
   return Math.floor(performance.now() / 1000);
 }
 
-/** The 32-bit word at b[p], as the Int32Array payload of a flow holds it. */
-function wordAt(b: Uint8Array, p: number): number {
-  return (b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!;
-}
-
-function readWords(b: Uint8Array, off: number, fam: 4 | 6, v: Int32Array, o: number): void {
-  const n = fam === 4 ? 1 : 4;
-  for (let i = 0; i < n; i++) v[o + i] = wordAt(b, off + 4 * i);
-}
-
-function writeWords(dst: Uint8Array, v: Int32Array, o: number, fam: 4 | 6): void {
-  const n = fam === 4 ? 1 : 4;
-  for (let i = 0; i < n; i++) {
-    const w = v[o + i]!;
-    dst[4 * i] = w >>> 24; dst[4 * i + 1] = (w >>> 16) & 0xff; dst[4 * i + 2] = (w >>> 8) & 0xff; dst[4 * i + 3] = w & 0xff;
-  }
+/** Tunnel ids handed out from 1, per worker id (tests and harnesses without a tunnel). */
+function numbered(): (workerId: string) => number {
+  const ids = new Map<string, number>();
+  return (w) => {
+    let id = ids.get(w);
+    if (id === undefined) ids.set(w, (id = ids.size + 1));
+    return id;
+  };
 }

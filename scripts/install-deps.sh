@@ -1,22 +1,41 @@
 #!/usr/bin/env bash
 # Installs every Debian package and npm dependency Canopy needs, on a fresh Debian 12 machine with
-# Node ≥ 20 and npm. Idempotent. Used by the Quick start and by CI.
+# Node ≥ 20 and npm, and puts `canopy` on PATH (/usr/local/bin/canopy → this checkout's bin/canopy.js).
+# Idempotent. Used by the Quick start and by CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== system packages"
+# A dot every 5 s while a quiet step runs, so a minute of silence does not look like a hang.
+dots() { ( while sleep 5; do printf '.'; done ) & DOTS=$!; }
+nodots() { kill "$DOTS" 2>/dev/null || true; wait "$DOTS" 2>/dev/null || true; echo; }
+trap 'kill "${DOTS:-}" 2>/dev/null || true' EXIT
+
+echo "== system packages (apt-get; a dot every 5 s)"
 export DEBIAN_FRONTEND=noninteractive
+dots
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   iproute2 iputils-ping iperf3 curl bind9-dnsutils dnsperf dnsmasq-base \
   mosquitto mosquitto-clients nginx-light ethtool nftables procps psmisc \
-  python3 make g++ \
+  python3 python3-requests make g++ \
   containerd runc busybox-static docker-registry >/dev/null
+nodots
 # containerd + runc run `container` instances (the worker starts its own containerd); busybox-static
 # and docker-registry let the tests build and serve images without the internet. Debian enables the
 # registry's own service where an init system runs it: the tests start theirs on a free loopback port.
 
-echo "== npm dependencies"
+echo "== npm dependencies (npm ci: about a minute, a dot every 5 s)"
 # koffi's and better-sqlite3's binaries come from install scripts (allowed in package.json):
 # never --omit=optional.
+dots
 npm ci --no-audit --no-fund
+nodots
+
+echo "== the canopy command"
+# A symlink, not a copy: node resolves it to this checkout, so `canopy` always runs the code here.
+target="$PWD/bin/canopy.js"
+if [ -L /usr/local/bin/canopy ] && [ "$(readlink /usr/local/bin/canopy)" != "$target" ]; then
+  echo "/usr/local/bin/canopy pointed to $(readlink /usr/local/bin/canopy); now to this checkout"
+fi
+ln -sfn "$target" /usr/local/bin/canopy
+echo "canopy → $target"

@@ -2,6 +2,7 @@
 // carrying the server's own message and its per-field errors, so the user reads what root said.
 import type { InstanceView } from '../root/instances.ts';
 import type { ApplicationView, ServiceView } from '../root/catalog.ts';
+import { API_V1 } from '../root/api/paths.ts';
 
 export interface FieldProblem {
   path: string;
@@ -103,50 +104,50 @@ export class RootClient {
   }
 
   async login(username: string, password: string): Promise<LoginAnswer> {
-    const a = await this.call<LoginAnswer>('POST', '/api/auth/login', { username, password });
+    const a = await this.call<LoginAnswer>('POST', `${API_V1}/auth/login`, { username, password });
     this.token = a.token;
     return a;
   }
 
   /** Posts a whole SLA (the file's text, so root reports errors at their JSON paths as written). */
   createApplications(sla: string, deploy: boolean): Promise<{ applications: ApplicationInfo[]; services: ServiceInfo[] }> {
-    return this.call('POST', `/api/application${deploy ? '?deploy=true' : ''}`, undefined, sla);
+    return this.call('POST', `${API_V1}/application${deploy ? '?deploy=true' : ''}`, undefined, sla);
   }
 
   applications(): Promise<ApplicationInfo[]> {
-    return this.call('GET', '/api/applications');
+    return this.call('GET', `${API_V1}/applications`);
   }
 
   application(id: string): Promise<ApplicationInfo> {
-    return this.call('GET', `/api/application/${encodeURIComponent(id)}`);
+    return this.call('GET', `${API_V1}/application/${encodeURIComponent(id)}`);
   }
 
   deleteApplication(id: string): Promise<{ deleted: string }> {
-    return this.call('DELETE', `/api/application/${encodeURIComponent(id)}`);
+    return this.call('DELETE', `${API_V1}/application/${encodeURIComponent(id)}`);
   }
 
   services(appId: string): Promise<ServiceInfo[]> {
-    return this.call('GET', `/api/services/${encodeURIComponent(appId)}`);
+    return this.call('GET', `${API_V1}/services/${encodeURIComponent(appId)}`);
   }
 
   service(id: string): Promise<ServiceInfo> {
-    return this.call('GET', `/api/service/${encodeURIComponent(id)}`);
+    return this.call('GET', `${API_V1}/service/${encodeURIComponent(id)}`);
   }
 
   deleteService(id: string): Promise<{ deleted: string }> {
-    return this.call('DELETE', `/api/service/${encodeURIComponent(id)}`);
+    return this.call('DELETE', `${API_V1}/service/${encodeURIComponent(id)}`);
   }
 
   deployInstance(serviceId: string): Promise<InstanceInfo> {
-    return this.call('POST', `/api/service/${encodeURIComponent(serviceId)}/instance`, {});
+    return this.call('POST', `${API_V1}/service/${encodeURIComponent(serviceId)}/instance`, {});
   }
 
   undeployInstance(serviceId: string, n: number): Promise<InstanceInfo> {
-    return this.call('DELETE', `/api/service/${encodeURIComponent(serviceId)}/instance/${n}`);
+    return this.call('DELETE', `${API_V1}/service/${encodeURIComponent(serviceId)}/instance/${n}`);
   }
 
   clusters(activeOnly = false): Promise<ClusterInfo[]> {
-    return this.call('GET', activeOnly ? '/api/clusters/active' : '/api/clusters');
+    return this.call('GET', activeOnly ? `${API_V1}/clusters/active` : `${API_V1}/clusters`);
   }
 
   /** Every service the caller can see, with its application. */

@@ -1,7 +1,7 @@
 // How the CLI finds root and logs in: root's URL from --root, CANOPY_ROOT, or the local deployment's
 // state file; the password from CANOPY_PASSWORD or that state file (user CANOPY_USER, default admin).
 // Tokens are cached per root and user (mode 0600) and renewed once when root refuses them.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { defaultStateDir, readState, type DeploymentState } from '../deployment/state.ts';
@@ -43,6 +43,21 @@ function writeCache(c: Record<string, CachedToken>): void {
     mkdirSync(dirname(f), { recursive: true, mode: 0o700 });
     writeFileSync(f, JSON.stringify(c), { mode: 0o600 });
   } catch { /* a cache we cannot write only costs a login per command */ }
+}
+
+/** Drops the cached tokens for `rootUrl` (its deployment is gone); the cache file and its folder go
+ *  when nothing else is cached. */
+export function forgetTokens(rootUrl: string): void {
+  const f = cacheFile();
+  if (!existsSync(f)) return;
+  const cache = readCache();
+  const prefix = `${rootUrl.replace(/\/+$/, '')}|`;
+  for (const k of Object.keys(cache)) if (k.startsWith(prefix)) delete cache[k];
+  if (Object.keys(cache).length > 0) { writeCache(cache); return; }
+  rmSync(f, { force: true });
+  try {
+    rmdirSync(dirname(f));
+  } catch { /* other files there */ }
 }
 
 export function openSession(o: SessionOptions = {}): Session {

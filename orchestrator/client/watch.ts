@@ -8,7 +8,11 @@
 // NO_CLUSTER_FOUND / NO_WORKER_CAPACITY / NO_QUALIFIED_WORKER are not final either: root retries the
 // instance when room may have appeared (and on a backoff). With `unplaced: 'wait'` the watch goes on
 // and reports the reason through `onUnplaced` (again whenever it changes: a retry that fails the
-// same way updates only the reason, not the history); with `'fail'` it gives up at once.
+// same way updates only the reason, not the history); with `'fail'` it gives up at once. Either way
+// it gives up at once when root says no cluster could ever run the instance (`placeable: false`).
+//
+// Each poll's new transitions, of all instances, are reported sorted by time: a timeline, not one
+// block per instance.
 import type { InstanceEvent, RootClient } from './root-client.ts';
 
 export interface WatchTarget {
@@ -42,6 +46,11 @@ export const UNPLACED: ReadonlySet<string> = new Set(['NO_CLUSTER_FOUND', 'NO_WO
 /** FAILED transitions after which a restarted (not one-shot) instance counts as failing for good. */
 export const DEFAULT_MAX_FAILURES = 3;
 
+/** Transitions in time order (ISO timestamps sort as strings); one instance's keep their order on a tie. */
+export function byTime(ts: readonly Transition[]): Transition[] {
+  return [...ts].sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0));
+}
+
 export async function watchInstances(
   c: RootClient,
   targets: WatchTarget[],
@@ -61,34 +70,19 @@ export async function watchInstances(
   const told = new Map<WatchTarget, string>();
   const done = new Set<WatchTarget>();
   const until = Date.now() + o.timeoutMs;
+  let batch: Transition[] = [];
+  let notes: Unplaced[] = [];
+  // Transitions first, so an "unplaced" note follows the transition that made it so.
+  const flush = (): void => {
+    for (const t of byTime(batch)) o.onTransition(t);
+    for (const u of notes) o.onUnplaced?.(u);
+    batch = [];
+    notes = [];
+  };
   for (;;) {
-    for (const t of targets) {
-      if (done.has(t)) continue;
-      const s = await c.service(t.serviceId);
-      const inst = s.instances.find((i) => i.instance_n === t.instance);
-      if (!inst) return { ok: false, target: t, state: 'MISSING', reason: `instance ${t.instance} of ${t.label} no longer exists (undeployed?)` };
-      const from = seen.get(t) ?? 0;
-      for (const ev of inst.history.slice(from)) o.onTransition({ ...ev, target: t });
-      seen.set(t, inst.history.length);
-      if (inst.state === 'UNDEPLOYED') return { ok: false, target: t, state: inst.state, reason: inst.reason };
-      if (UNPLACED.has(inst.state)) {
-        if (o.unplaced !== 'wait') return { ok: false, target: t, state: inst.state, reason: inst.reason };
-        const key = `${inst.state} ${inst.reason}`;
-        if (told.get(t) !== key) {
-          const first = !told.has(t);
-          told.set(t, key);
-          o.onUnplaced?.({ target: t, state: inst.state, reason: inst.reason, first, nextRetry: inst.next_retry ?? null });
-        }
-      }
-      if (inst.state === 'FAILED') {
-        const failures = inst.history.filter((e) => e.state === 'FAILED').length;
-        if (s.one_shot || failures >= (o.maxFailures ?? DEFAULT_MAX_FAILURES)) {
-          const times = failures > 1 ? ` (failed ${failures} times)` : '';
-          return { ok: false, target: t, state: inst.state, reason: `${inst.reason}${times}` };
-        }
-      }
-      if (GOOD.has(inst.state)) done.add(t);
-    }
+    const out = await pass();
+    flush();
+    if (out) return out;
     if (done.size === targets.length) return { ok: true };
     if (Date.now() > until) {
       const t = targets.find((x) => !done.has(x))!;
@@ -102,5 +96,40 @@ export async function watchInstances(
     }
     o.onTick?.();
     await new Promise((r) => setTimeout(r, o.intervalMs ?? 250));
+  }
+
+  /** One poll of every instance not done yet: a verdict, or null to go on. */
+  async function pass(): Promise<WatchOutcome | null> {
+    for (const t of targets) {
+      if (done.has(t)) continue;
+      const s = await c.service(t.serviceId);
+      const inst = s.instances.find((i) => i.instance_n === t.instance);
+      if (!inst) return { ok: false, target: t, state: 'MISSING', reason: `instance ${t.instance} of ${t.label} no longer exists (undeployed?)` };
+      const from = seen.get(t) ?? 0;
+      for (const ev of inst.history.slice(from)) batch.push({ ...ev, target: t });
+      seen.set(t, inst.history.length);
+      if (inst.state === 'UNDEPLOYED') return { ok: false, target: t, state: inst.state, reason: inst.reason };
+      if (inst.placeable === false && (UNPLACED.has(inst.state) || inst.state === 'REQUESTED')) {
+        return { ok: false, target: t, state: inst.state, reason: inst.unplaceable_reason ?? inst.reason };
+      }
+      if (UNPLACED.has(inst.state)) {
+        if (o.unplaced !== 'wait') return { ok: false, target: t, state: inst.state, reason: inst.reason };
+        const key = `${inst.state} ${inst.reason}`;
+        if (told.get(t) !== key) {
+          const first = !told.has(t);
+          told.set(t, key);
+          notes.push({ target: t, state: inst.state, reason: inst.reason, first, nextRetry: inst.next_retry ?? null });
+        }
+      }
+      if (inst.state === 'FAILED') {
+        const failures = inst.history.filter((e) => e.state === 'FAILED').length;
+        if (s.one_shot || failures >= (o.maxFailures ?? DEFAULT_MAX_FAILURES)) {
+          const times = failures > 1 ? ` (failed ${failures} times)` : '';
+          return { ok: false, target: t, state: inst.state, reason: `${inst.reason}${times}` };
+        }
+      }
+      if (GOOD.has(inst.state)) done.add(t);
+    }
+    return null;
   }
 }

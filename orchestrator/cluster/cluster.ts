@@ -533,7 +533,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const id = instanceId(st.service_id, st.instance_n);
     const ci = this.instances.get(id);
     if (!ci || ci.worker !== workerId) {
-      if (st.state !== 'UNDEPLOYED' && st.state !== 'COMPLETED' && this.due(`del:${workerId}:${id}`, Date.now())) {
+      if (st.state !== 'UNDEPLOYED' && this.due(`del:${workerId}:${id}`, Date.now())) {
         this.publish(topics.remove(workerId), encode('remove', { service_id: st.service_id, instance_n: st.instance_n, reason: 'not placed on this worker' }));
       }
       return;
@@ -791,17 +791,21 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const free = { vcpus: 0, memory_mb: 0, gpus: 0 };
     const virt = new Set<string>();
     const arch = new Set<string>();
+    // The biggest worker bounds what one instance can ever get here (root fails such a deploy at once).
+    const maxWorker = { vcpus: 0, memory_mb: 0 };
     let active = 0;
     for (const w of this.registry.alive()) {
       if (!w.hb) continue;
       active++;
+      maxWorker.vcpus = Math.max(maxWorker.vcpus, w.hb.cpu.cores);
+      maxWorker.memory_mb = Math.max(maxWorker.memory_mb, w.hb.memory_mb.total);
       const p = this.pendingOn(w.id);
       free.vcpus += Math.max(0, w.hb.cpu.free - p.vcpus);
       free.memory_mb += Math.max(0, w.hb.memory_mb.free - p.memory_mb);
       for (const v of w.hb.virtualizations) virt.add(v);
       arch.add(w.hb.arch);
     }
-    return { free, workers_active: active, virtualizations: [...virt].sort(), architectures: [...arch].sort() };
+    return { free, workers_active: active, virtualizations: [...virt].sort(), architectures: [...arch].sort(), max_worker: maxWorker };
   }
 
   /** Registers if needed, then sends the aggregate and the queued instance changes. */

@@ -35,6 +35,8 @@ export interface Report {
   workers_active: number;
   virtualizations: string[];
   architectures: string[];
+  /** The largest single worker's total capacity: no instance that needs more can run here. */
+  max_worker: { vcpus: number; memory_mb: number };
   instances: InstanceChange[];
 }
 

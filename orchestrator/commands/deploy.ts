@@ -4,6 +4,7 @@
 // FAILED of an instance its worker keeps restarting; orchestrator/client/watch.ts). An instance root
 // cannot place yet (NO_*) is waited for, with its reason, since root retries it when room appears
 // (a cluster reports more room, an instance is undeployed); --fail-unplaced gives up at once instead.
+// One that no cluster could ever run (root's `placeable: false`) fails at once, with root's reason.
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { openSession, withLogin } from '../client/session.ts';
@@ -15,7 +16,7 @@ export function unplacedLine(u: Unplaced, timeoutS: number): string {
   const who = `${u.target.label}#${u.target.instance}`;
   if (!u.first) return `  ${who} still ${u.state}: ${u.reason}`;
   const latest = u.nextRetry ? `, at the latest at ${u.nextRetry.slice(11, 19)} UTC` : '';
-  return `  ${who} not placed yet: ${u.reason}\n  root retries it when room appears (a cluster reports more room, an instance is undeployed${latest}); waiting up to ${timeoutS} s (--fail-unplaced to stop at once)`;
+  return `  ${who} not placed yet: ${u.reason}\n  no room now: root retries it when room appears (a cluster reports more room, an instance is undeployed${latest}); waiting up to ${timeoutS} s (--fail-unplaced to stop at once)`;
 }
 
 export function register(program: Command): void {

@@ -5,8 +5,10 @@ import { RootClient } from '../client/root-client.ts';
 import { fail } from '../client/terminal.ts';
 import { runDemo } from '../deployment/demo.ts';
 import { AlreadyUpError, down, up } from '../deployment/local.ts';
+import { cliCommand } from '../deployment/processes.ts';
 import { defaultStateDir, readState } from '../deployment/state.ts';
 import { portFlag } from './port-flag.ts';
+import { parseUpstream } from '../../dns/forwarder.ts';
 
 interface Opts {
   workers: string;
@@ -18,6 +20,8 @@ interface Opts {
   clusterPort: string;
   mqttPort: string;
   workerApiPort: string;
+  dnsRelayPort: string;
+  dnsUpstream?: string[];
   workerArg: string[];
   registryMirror: string[];
 }
@@ -38,11 +42,18 @@ export function register(program: Command): void {
     .option('--cluster-port <port>', 'cluster API port', '10100')
     .option('--mqtt-port <port>', 'cluster MQTT port', '10003')
     .option('--worker-api-port <port>', "workers' local API port", '10200')
+    .option('--dns-relay-port <port>', "port of the workers' DNS relay on the bridge address", '10053')
+    .option('--dns-upstream <address...>', 'resolvers the relay asks for outside names (default: nameservers in /etc/resolv.conf)')
     .option('--worker-arg <arg>', 'extra argument for every `canopy worker` (repeatable)', collect, [])
     .option('--registry-mirror <host=url>', 'registry mirror for every worker\'s container pulls, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
     .action(async (o: Opts) => {
       if (process.getuid?.() !== 0) fail('up', new Error('needs root (network namespaces, bridge, cgroups)'));
       const dir = o.dir ?? defaultStateDir();
+      try {
+        for (const u of o.dnsUpstream ?? []) parseUpstream(u);
+      } catch (e) {
+        fail('up', new Error(`--dns-upstream: ${(e as Error).message}`));
+      }
       const say = (l: string) => console.log(l);
       // Interrupted while coming up: undo what was made, so the next `up` starts clean. Not once it
       // is up (the demo may be interrupted), nor when another deployment is recorded there.
@@ -62,6 +73,7 @@ export function register(program: Command): void {
           dir, workers: Number(o.workers), name: o.name, subnet: o.subnet,
           rootPort: portFlag(o.rootPort, '--root-port', 1), clusterPort: portFlag(o.clusterPort, '--cluster-port', 1),
           mqttPort: portFlag(o.mqttPort, '--mqtt-port', 1), workerApiPort: portFlag(o.workerApiPort, '--worker-api-port', 1),
+          dnsRelayPort: portFlag(o.dnsRelayPort, '--dns-relay-port', 1), dnsUpstreams: o.dnsUpstream,
           workerArgs: [...o.workerArg, ...o.registryMirror.flatMap((m) => ['--registry-mirror', m])], progress: say,
         });
       } catch (e) {
@@ -94,13 +106,15 @@ export function register(program: Command): void {
         }
       }
       const env = o.dir ? `CANOPY_UP_DIR=${o.dir} ` : '';
-      console.log(`
-what to try next:
-  ${env}node bin/canopy.js status                 instances, states, workers, addresses
-  ${env}node bin/canopy.js logs client            the client's output (logs web: the server's)
-  ${env}node bin/canopy.js deploy <sla.json> --wait   deploy your own descriptor
-  ${env}node bin/canopy.js undeploy webapp        remove the demo
-  ${env}node bin/canopy.js down                   stop everything and remove its namespaces`);
+      const cli = cliCommand();
+      const hint = (cmd: string, what: string): string => `  ${env}${cli} ${cmd.padEnd(28)} ${what}`;
+      console.log(['', 'what to try next:',
+        hint('status', 'instances, states, workers, addresses'),
+        hint('logs client', "the client's output (logs web: the server's)"),
+        hint('deploy <sla.json> --wait', 'deploy your own descriptor'),
+        hint('undeploy webapp', 'remove the demo'),
+        hint('down', 'stop everything and remove its namespaces'),
+      ].join('\n'));
       process.exit(demoFailed ? 2 : 0);
     });
 }

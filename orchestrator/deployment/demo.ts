@@ -67,9 +67,16 @@ export async function runDemo(c: RootClient, s: DeploymentState, say: (line: str
       const served = webInst?.worker_id
         ? (await instanceLogs(workerApiUrl(webInst.worker_id, s), web.microserviceID, webInst.instance_n, 'stderr').catch(() => '')).trim().split('\n').filter((l) => l.includes('GET')).slice(-2)
         : [];
+      // Both start together, so the client's first requests may go out before web listens or before
+      // its worker has the route: curl prints 000 for "no HTTP answer". Say so rather than leave it bare.
+      const shown = lines.slice(-5);
+      const early = shown.filter((l) => l === '000').length;
+      const note = early && shown.indexOf('000') < shown.indexOf('200')
+        ? [`(000: no HTTP answer yet — the client's first ${early === 1 ? 'request' : `${early} requests`} ran before web was serving)`]
+        : [];
       return {
         ok: true,
-        lines: [...lines.slice(-5), ...(served.length ? [`(web's log on ${webInst?.worker_id}:)`, ...served] : [])],
+        lines: [...shown, ...note, ...(served.length ? [`(web's log on ${webInst?.worker_id}:)`, ...served] : [])],
         why: `the client on ${inst.worker_id} got HTTP 200 from http://closest.web/ (web on ${webInst?.worker_id}), the client's instance IP ${inst.instance_ip} in the server's log`,
       };
     }

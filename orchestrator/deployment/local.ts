@@ -4,9 +4,10 @@
 // file is written before anything is made and after every step, so `down` can always undo a partial
 // `up`.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { RootClient } from '../client/root-client.ts';
+import { forgetTokens } from '../client/session.ts';
 import { createHosts, findByName, netnsExecArgv, planHosts, removeHosts } from './hosts.ts';
 import { ipBatchForce, listNetnsSync, netnsPidsSync } from './iproute.ts';
 import { CANOPY_BIN, logTail, removeWorkerCgroups, spawnDetached, stopProcesses } from './processes.ts';
@@ -24,6 +25,10 @@ export interface UpOptions {
   clusterPort?: number;
   mqttPort?: number;
   workerApiPort?: number;
+  /** Port of the DNS relay on the bridge address (the workers' upstream resolver); default 10053. */
+  dnsRelayPort?: number;
+  /** Where the relay sends queries; default the nameservers of the host's /etc/resolv.conf. */
+  dnsUpstreams?: string[];
   /** Extra arguments for every `canopy worker`. */
   workerArgs?: string[];
   /** Seconds to wait for every worker to be active at root; default 90. */
@@ -38,6 +43,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** True when any daemon of the deployment still runs. */
 export function isRunning(s: DeploymentState): boolean {
   return [s.root, s.cluster, ...s.workers.map((w) => w.process)].some((p) => p !== null && isAlive(p));
+}
+
+function readLog(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 function assertAlive(p: ProcessRecord, what: string): void {
@@ -73,8 +86,9 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
   const clusterPort = o.clusterPort ?? 10100;
   const mqttPort = o.mqttPort ?? 10003;
   const workerApiPort = o.workerApiPort ?? 10200;
+  const dnsRelayPort = o.dnsRelayPort ?? 10053;
   const logs = join(o.dir, 'logs');
-  mkdirSync(logs, { recursive: true, mode: 0o700 });
+  const createdFrom = mkdirSync(logs, { recursive: true, mode: 0o700 });
 
   const s: DeploymentState = {
     version: STATE_VERSION,
@@ -92,10 +106,12 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
     password: randomBytes(12).toString('base64url'),
     root: null,
     cluster: null,
+    dnsRelay: null,
     workers: hosts.workers.map((w) => ({
       name: w.name, netns: w.netns, hostVeth: w.hostVeth, ip: w.ip,
       apiUrl: `http://${w.ip}:${workerApiPort}`, dataDir: join(o.dir, 'workers', w.name), process: null,
     })),
+    ...(createdFrom && createdFrom !== logs ? { createdFrom: resolve(createdFrom) } : {}),
   };
   writeState(s);
 
@@ -105,6 +121,17 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
   const clusterKey = randomBytes(18).toString('base64url');
   const workerKey = randomBytes(18).toString('base64url');
   const node = process.execPath;
+
+  // The workers' namespaces have no route off the bridge, and the host's resolver may listen on its
+  // loopback (127.0.0.53): a relay on the bridge address is what they can reach (docs/decisions.md).
+  const relayAt = `${hosts.hostIp}:${dnsRelayPort}`;
+  say(`dns: relay ${relayAt} for the workers, to ${o.dnsUpstreams?.length ? o.dnsUpstreams.join(' ') : "the host's /etc/resolv.conf nameservers"}`);
+  s.dnsRelay = spawnDetached([node, CANOPY_BIN, 'dns-relay', '--listen', relayAt, '--for', o.dir,
+    ...(o.dnsUpstreams?.length ? ['--upstream', ...o.dnsUpstreams] : [])], join(logs, 'dns-relay.log'));
+  writeState(s);
+  const relay = s.dnsRelay;
+  await waitFor('the DNS relay', 30_000, async () => (readLog(relay.log).includes('"dns relay listening"') ? true : undefined),
+    () => assertAlive(relay, 'dns relay'));
 
   say(`root: ${s.rootUrl}`);
   s.root = spawnDetached([node, CANOPY_BIN, 'root', '--host', hosts.hostIp, '--port', String(rootPort), '--data', join(o.dir, 'root')],
@@ -128,7 +155,7 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
     mkdirSync(w.dataDir, { recursive: true, mode: 0o700 });
     w.process = spawnDetached(netnsExecArgv(w.netns, [node, CANOPY_BIN, 'worker', '--name', w.name, '--cluster', s.clusterUrl,
       '--data', w.dataDir, '--api-host', w.ip, '--api-port', String(workerApiPort), '--tunnel-endpoint', `${w.ip}:50103`,
-      '--undeploy-on-exit', ...(o.workerArgs ?? [])]), join(logs, `${w.name}.log`), { CANOPY_WORKER_KEY: workerKey });
+      '--undeploy-on-exit', '--dns-upstream', relayAt, ...(o.workerArgs ?? [])]), join(logs, `${w.name}.log`), { CANOPY_WORKER_KEY: workerKey });
     writeState(s);
   }
 
@@ -136,6 +163,7 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
   const all = () => {
     assertAlive(root, 'root');
     assertAlive(cluster, 'cluster');
+    assertAlive(relay, 'dns relay');
     for (const w of s.workers) if (w.process) assertAlive(w.process, `worker ${w.name}`);
   };
   await waitFor(`${s.workers.length} active workers at root`, (o.readyTimeoutS ?? 90) * 1000, async () => {
@@ -162,7 +190,7 @@ export interface DownReport {
 export function down(s: DeploymentState, o: { keepLogs?: boolean } = {}): DownReport {
   const killed: string[] = [];
   for (const i of stopProcesses(s.workers.map((w) => w.process), 20_000)) killed.push(s.workers[i]!.name);
-  for (const i of stopProcesses([s.cluster, s.root], 5000)) killed.push(i === 0 ? 'cluster' : 'root');
+  for (const i of stopProcesses([s.cluster, s.root, s.dnsRelay ?? null], 5000)) killed.push(['cluster', 'root', 'dns relay'][i]!);
   // Anything else still running in a worker namespace (a daemon the state file missed).
   for (const w of s.workers) {
     for (const pid of netnsPidsSync(w.netns)) {
@@ -186,11 +214,29 @@ export function down(s: DeploymentState, o: { keepLogs?: boolean } = {}): DownRe
     for (const d of ['root', 'cluster', 'workers', 'state.json']) rmSync(join(s.dir, d), { recursive: true, force: true });
   } else {
     rmSync(s.dir, { recursive: true, force: true });
+    // /var/lib/canopy is Canopy's own: it goes when empty even if an older `up` made it.
+    removeEmptyParents(s.dir, s.createdFrom ?? (resolve(s.dir) === '/var/lib/canopy/up' ? '/var/lib/canopy' : undefined));
   }
+  // The CLI's cached tokens for this root name a server that no longer exists.
+  if (s.rootUrl) forgetTokens(s.rootUrl);
   return { name: s.name, killed, leftoverCgroups, leftoverNetns };
 }
 
-/** Daemons whose command line names a path inside `dir` (they were started with --data <dir>/…). */
+/** rmdir of each parent of `dir` up to and including `top`, while they are empty. */
+function removeEmptyParents(dir: string, top: string | undefined): void {
+  if (!top) return;
+  const stop = resolve(top);
+  for (let d = dirname(resolve(dir)); d.startsWith(stop) && d.length >= stop.length; d = dirname(d)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return;
+    }
+    if (d === stop) return;
+  }
+}
+
+/** Daemons whose command line names `dir` or a path inside it (--data <dir>/…, the relay's --for <dir>). */
 function daemonsUsing(dir: string): ProcessRecord[] {
   const out: ProcessRecord[] = [];
   const needle = `${dir.replace(/\/+$/, '')}/`;
@@ -198,7 +244,7 @@ function daemonsUsing(dir: string): ProcessRecord[] {
     if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
     try {
       const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').filter(Boolean);
-      if (argv.some((a) => a.startsWith(needle)) && argv.some((a) => a.endsWith('canopy.js'))) out.push({ ...procRef(Number(p)), argv, log: '' });
+      if (argv.some((a) => a.startsWith(needle) || `${a}/` === needle) && argv.some((a) => a.endsWith('canopy.js'))) out.push({ ...procRef(Number(p)), argv, log: '' });
     } catch { /* gone */ }
   }
   return out;

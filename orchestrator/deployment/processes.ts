@@ -1,13 +1,35 @@
 // Detached daemons of a local deployment: each in its own process group, stdout+stderr appended to a
 // log file, identified by pid + start time so a reused pid is never signalled.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, realpathSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { isAlive, procRef, signalRef, sleepSync } from './proc.ts';
 import type { ProcessRecord } from './state.ts';
 
 /** bin/canopy.js of this checkout: daemons run the same code as the CLI that starts them. */
 export const CANOPY_BIN = join(import.meta.dirname, '../../bin/canopy.js');
+
+/**
+ * How a user runs this checkout's CLI, for printed hints: `canopy` when that name on PATH is this
+ * bin/canopy.js (scripts/install-deps.sh links it), else `node <path to bin/canopy.js>`.
+ */
+export function cliCommand(): string {
+  let bin: string;
+  try {
+    bin = realpathSync(CANOPY_BIN);
+  } catch {
+    return `node ${CANOPY_BIN}`;
+  }
+  for (const d of (process.env.PATH ?? '').split(':').filter(Boolean)) {
+    try {
+      if (realpathSync(join(d, 'canopy')) === bin) return 'canopy';
+    } catch { /* not in this directory */ }
+    // The first `canopy` on PATH is the one the shell runs: another clone's is not ours.
+    if (existsSync(join(d, 'canopy'))) break;
+  }
+  const rel = relative(process.cwd(), CANOPY_BIN);
+  return `node ${rel.startsWith('..') ? CANOPY_BIN : rel}`;
+}
 
 export function spawnDetached(argv: string[], log: string, env: Record<string, string> = {}): ProcessRecord {
   const fd = openSync(log, 'a', 0o600);
@@ -119,6 +141,10 @@ export function removeWorkerCgroups(workerId: string): number {
     found++;
     killGroupTree(dir);
     removeGroupTree(dir);
+    // The shared parent too, once no other worker has groups under it.
+    try {
+      rmdirSync(join(m, 'canopy'));
+    } catch { /* another worker's groups, or gone */ }
   }
   return found;
 }

@@ -42,7 +42,12 @@ export interface DeploymentState {
   password: string;
   root: ProcessRecord | null;
   cluster: ProcessRecord | null;
+  /** The DNS relay on the bridge address, the workers' upstream resolver (absent in older state files). */
+  dnsRelay?: ProcessRecord | null;
   workers: WorkerRecord[];
+  /** The outermost directory `up` had to create for `dir` (e.g. /var/lib/canopy): `down` removes the
+   *  empty parents up to it, and nothing above. Absent when `dir`'s parent existed. */
+  createdFrom?: string;
 }
 
 /** Where `canopy up` keeps its state: CANOPY_UP_DIR, else /var/lib/canopy/up. */

@@ -18,6 +18,11 @@ export interface ValidationContext {
   addressTaken?(ip: string): boolean;
   /** Whether a service id exists and may be referenced by this user (connectivity targets). */
   serviceExists?(id: string): boolean;
+  /**
+   * The service a PUT edits: its microserviceID may be given. Every other microserviceID must be
+   * empty, since root assigns ids (an id naming another service would be silently ignored).
+   */
+  editingServiceId?: string;
   /** Names of the services an existing application already has (descriptors that extend it). */
   existingServiceNames?(applicationID: string): string[];
 }
@@ -49,7 +54,7 @@ function name(value: unknown, path: string, errors: FieldError[]): string {
 function quantity(value: unknown, path: string, max: number, errors: FieldError[]): number {
   if (value === undefined) return 0;
   const n = typeof value === 'number' ? value : Number(value);
-  if (!Number.isFinite(n) || n < 0) errors.push({ path, message: 'must be a non-negative number' });
+  if (!Number.isFinite(n) || n < 0) errors.push({ path, message: `${path.split('/').pop()} must be a non-negative number` });
   else if (n > max) errors.push({ path, message: `must be at most ${max} (got ${n})` });
   return n;
 }
@@ -210,8 +215,17 @@ export function normalizeMicroservice(
     }));
     return { target_microservice_id: sibling ? target.toLowerCase() : target, con_constraints: con };
   });
+  const microserviceID = typeof m.microserviceID === 'string' ? m.microserviceID : '';
+  if (microserviceID !== '' && microserviceID !== ctx.editingServiceId) {
+    errors.push({
+      path: `${path}/microserviceID`,
+      message: ctx.editingServiceId === undefined
+        ? `must be empty for a new service (root assigns ids), got ${JSON.stringify(microserviceID)}`
+        : `must be empty or this service's id ${ctx.editingServiceId}, got ${JSON.stringify(microserviceID)}`,
+    });
+  }
   return {
-    microserviceID: typeof m.microserviceID === 'string' ? m.microserviceID : '',
+    microserviceID,
     microservice_name: name(m.microservice_name, `${path}/microservice_name`, errors),
     microservice_namespace: name(m.microservice_namespace, `${path}/microservice_namespace`, errors),
     virtualization,

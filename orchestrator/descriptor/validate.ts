@@ -31,7 +31,9 @@ function describe(e: ErrorObject): FieldError {
     case 'type':
       return { path: e.instancePath, message: `must be of type ${String(p.type).replace(',', ' or ')}` };
     case 'pattern':
-      return { path: e.instancePath, message: 'must be a non-negative number (or a string of digits)' };
+      // Only numeric fields have a pattern; their name is in the message too, since "100" is fine and
+      // a reader comparing the two needs to see which field was meant.
+      return { path: e.instancePath, message: `${e.instancePath.split('/').pop()} must be a non-negative number, or a string of digits such as "100"` };
     default:
       return { path: e.instancePath, message: e.message ?? `fails ${e.keyword}` };
   }

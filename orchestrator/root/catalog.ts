@@ -148,7 +148,7 @@ export class Catalog {
     return out;
   }
 
-  /** POST /api/application: creates every application of the SLA (and optionally one instance per service). */
+  /** POST /api/v1/application: creates every application of the SLA (and optionally one instance per service). */
   createFromDescriptor(caller: Caller, body: unknown, deploy: boolean): { applications: ApplicationView[]; services: ServiceView[] } {
     const checked = validateDescriptor(body, { ...this.context(caller), applicationIds: 'empty' });
     // An existing application of the same name is the bigger problem (its pinned addresses would
@@ -172,7 +172,7 @@ export class Catalog {
     return { applications: created.map((c) => this.appView(c.app)), services: services.map((s) => this.serviceView(s)) };
   }
 
-  /** POST /api/service: adds the microservices of an SLA to existing applications (by applicationID). */
+  /** POST /api/v1/service: adds the microservices of an SLA to existing applications (by applicationID). */
   addServices(caller: Caller, body: unknown, deploy: boolean): { services: ServiceView[] } {
     // A missing or foreign application is answered before the fields: nothing else can be right then.
     const raw = (body as { applications?: unknown } | null)?.applications;
@@ -222,7 +222,7 @@ export class Catalog {
     return serviceIds.some((id) => this.store.listInstances(id).some((i) => !isSettled(i.state)));
   }
 
-  /** PUT /api/application/:id: description always; name and namespace only while nothing runs. */
+  /** PUT /api/v1/application/:id: description always; name and namespace only while nothing runs. */
   updateApplication(caller: Caller, id: string, body: unknown): ApplicationView {
     const a = this.ownedApp(caller, id);
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid(400, 'body must be an object', [{ path: '', message: 'must be an object' }]);
@@ -266,11 +266,11 @@ export class Catalog {
     return this.serviceView(this.ownedService(caller, id));
   }
 
-  /** PUT /api/service/:id: a whole microservice object; applies to instances deployed afterwards. */
+  /** PUT /api/v1/service/:id: a whole microservice object; applies to instances deployed afterwards. */
   updateService(caller: Caller, id: string, body: unknown): ServiceView {
     const s = this.ownedService(caller, id);
     const siblings = this.store.listServices(s.app_id).filter((x) => x.id !== s.id).map((x) => x.name);
-    const checked = validateMicroservice(body, this.context(caller, s), siblings);
+    const checked = validateMicroservice(body, { ...this.context(caller, s), editingServiceId: s.id }, siblings);
     if (!checked.ok) throw invalid(checked.status, 'invalid microservice', checked.errors);
     const ms = checked.value;
     const renamed = ms.microservice_name !== s.name || ms.microservice_namespace !== s.namespace;
@@ -306,6 +306,17 @@ export class Catalog {
 
   deleteService(caller: Caller, id: string): void {
     this.removeService(this.ownedService(caller, id), `service deleted by ${caller.username}`);
+  }
+
+  /**
+   * Where a client outside the overlay reaches an instance's host port mappings: the underlay address
+   * of its worker (the host part of the tunnel endpoint the worker advertises), null until placed.
+   */
+  workerAddress(serviceId: string, n: number): string | null {
+    const ep = this.store.instance(serviceId, n)?.tunnel_endpoint;
+    if (!ep) return null;
+    const v6 = /^\[([^\]]+)\]:\d+$/.exec(ep);
+    return v6 ? (v6[1] as string) : ep.replace(/:\d+$/, '');
   }
 
   deployInstance(caller: Caller, id: string): InstanceView {

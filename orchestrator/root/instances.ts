@@ -13,6 +13,7 @@ import { canTransition, isInstanceState, isPlaced, type InstanceState } from './
 import type { Metrics } from './metrics.ts';
 import { RetryScheduler, type RetryClock, type RunOutcome, type TriggerKind } from './retry.ts';
 import { rankClusters, summarizeRejections, type InstanceDemand, type NearTarget } from './scheduler.ts';
+import { placeability } from './placeable.ts';
 import type { ClusterRecord, InstanceEvent, InstanceRecord, RootStore, ServiceRecord } from './store.ts';
 import { parseIp } from '../descriptor/ip.ts';
 import type { Connectivity } from '../descriptor/types.ts';
@@ -40,6 +41,12 @@ export interface InstanceView {
   last_retry: string | null;
   next_retry: string | null;
   history: { state: InstanceState; reason: string; ts: string }[];
+  /**
+   * False when no cluster could ever run it as the clusters are now (see placeable.ts): waiting for
+   * room is pointless. `unplaceable_reason` then says why.
+   */
+  placeable: boolean;
+  unplaceable_reason?: string;
 }
 
 /** One entry of a cluster's report (docs/protocols.md). */
@@ -156,6 +163,7 @@ export class InstanceManager {
       last_retry: iso(r?.last_retry),
       next_retry: iso(r?.next_retry),
       history: this.store.instanceEvents(i.service_id, i.n).map((e) => ({ ...e, ts: new Date(e.ts).toISOString() })),
+      ...placeability(i.state === 'REQUESTED' || isRetryable(i.state) ? this.store.service(i.service_id)?.spec : undefined, this.clusters),
     };
   }
 
@@ -370,12 +378,14 @@ export class InstanceManager {
   undeploy(i: InstanceRecord, reason: string): void {
     const cluster = i.cluster_id ? this.clusters.get(i.cluster_id) : undefined;
     const wasPlaced = isPlaced(i.state);
+    // A finished one-shot (or a failed instance) holds no room but still has its files on the worker.
+    const onWorker = wasPlaced || i.state === 'COMPLETED' || i.state === 'FAILED';
     if (!this.transition(i, 'UNDEPLOYED', reason)) return;
     this.retry.forget(keyOf(i.service_id, i.n));
     this.addresses.releaseInstance(i.service_id, i.n);
-    if (cluster && wasPlaced) {
+    if (cluster && onWorker) {
       const spec = this.store.service(i.service_id)?.spec;
-      if (spec) this.clusters.release(cluster.id, spec);
+      if (spec && wasPlaced) this.clusters.release(cluster.id, spec);
       const cause = `instance ${i.n} of service ${i.service_id} was undeployed from cluster ${cluster.name}`;
       removePlacement(cluster, i.service_id, i.n).catch((err: unknown) =>
         // The cluster's next report lists the instance and root's answer asks again (see applyReport).
@@ -402,7 +412,8 @@ export class InstanceManager {
     const now = Date.now();
     for (const e of entries) {
       const i = this.store.instance(e.service_id, e.instance_n);
-      const gone = e.state === 'UNDEPLOYED' || e.state === 'COMPLETED' || e.state === 'FAILED';
+      // A COMPLETED or FAILED instance still has its files on a worker until the cluster removes it.
+      const gone = e.state === 'UNDEPLOYED';
       if (!i || i.state === 'UNDEPLOYED' || (i.cluster_id !== null && i.cluster_id !== c.id)) {
         if (!gone) undeploy.push({ service_id: e.service_id, instance_n: e.instance_n });
         continue;

@@ -63,7 +63,8 @@ const UNKNOWN_KM = 1e6;
 
 const INACTIVE = 'inactive (stopped reporting)';
 
-function why(c: ClusterView, d: InstanceDemand, target: Location | null): string | null {
+/** Why `c` cannot take the instance now, or null if it can. */
+export function why(c: ClusterView, d: InstanceDemand, target: Location | null): string | null {
   if (!c.active) return INACTIVE;
   const a = c.aggregate;
   if (!a) return 'has not reported its resources yet';

@@ -14,6 +14,7 @@ import { authRoutes } from './api/auth.ts';
 import { clusterRoutes } from './api/clusters.ts';
 import { authenticate, type ApiContext } from './api/context.ts';
 import { internalRoutes } from './api/internal.ts';
+import { oakestraRoutes } from './oakestra/routes.ts';
 import { Catalog } from './catalog.ts';
 import { CLUSTER_SILENCE_MS, ClusterRegistry } from './clusters.ts';
 import { ApiError } from './errors.ts';
@@ -77,7 +78,8 @@ export class RootServer {
     const store = new SqliteStore(join(opts.dataDir, 'root.db'));
     let clusters: ClusterRegistry | undefined;
     let instances: InstanceManager | undefined;
-    const app = Fastify({ logger: false, bodyLimit: opts.bodyLimit ?? 1 << 20, ajv: { customOptions: { allErrors: true } } });
+    // Oakestra's collection routes end in a slash and its scripts call them without one: both forms match.
+    const app = Fastify({ logger: false, routerOptions: { ignoreTrailingSlash: true }, bodyLimit: opts.bodyLimit ?? 1 << 20, ajv: { customOptions: { allErrors: true } } });
     try {
       // The plan first: a bad flag must fail before any secret is generated and shown.
       const addresses = new AddressAllocator(store, { ...DEFAULT_PLAN, ...opts.plan });
@@ -157,7 +159,10 @@ export class RootServer {
           return { schema: docBody ? { ...schema, body: docBody } : schema, url };
         },
         openapi: {
-          info: { title: 'Canopy root API', version: '0.1.0', description: 'Users, applications, services, instances, clusters (SPEC §7).' },
+          info: {
+            title: 'Canopy root API', version: '0.1.0',
+            description: "Two surfaces over one service layer (SPEC §7): Canopy's own API under /api/v1 (objects, 201/202, errors with JSON paths), and Oakestra's API at Oakestra's paths in Oakestra's wire format (tag `oakestra`; many answers are a JSON string holding the document, as Oakestra sends them).",
+          },
           components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
         },
       });
@@ -166,6 +171,7 @@ export class RootServer {
       applicationRoutes(app, ctx);
       clusterRoutes(app, ctx);
       internalRoutes(app, ctx);
+      await app.register(oakestraRoutes(ctx));
       app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
         reply.type('text/plain; version=0.0.4').send(metrics.render()));
 

@@ -79,6 +79,8 @@ export interface ClusterAggregate {
   workers_active: number;
   virtualizations: string[];
   architectures: string[];
+  /** The largest single worker's totals (older clusters do not send it). */
+  max_worker?: { vcpus: number; memory_mb: number };
 }
 
 export interface ClusterRecord {

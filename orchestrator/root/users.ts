@@ -40,9 +40,12 @@ export class Users {
     return u;
   }
 
-  /** The user if the password is right; undefined otherwise (same work either way). */
+  /**
+   * The user if the password is right; undefined otherwise (same work either way). Names are stored
+   * lower-case and match in any case: Oakestra's clients log in as `Admin`.
+   */
   login(username: string, password: string): UserRecord | undefined {
-    const u = this.store.userByName(username);
+    const u = this.store.userByName(username.toLowerCase());
     const ok = verifyPassword(password, u?.password_hash ?? DUMMY);
     return ok && u ? u : undefined;
   }

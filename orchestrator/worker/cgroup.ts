@@ -42,7 +42,8 @@ export interface CgroupDriver {
   open(rel: string): Cgroup | undefined;
   /** Names of the child groups directly under `rel`. */
   children(rel: string): string[];
-  /** Removes `rel` if it has no child groups (parents such as canopy/<worker>). */
+  /** Removes `rel` if it has no child groups (parents such as canopy/<worker>), then each parent of
+   *  it that this leaves empty (canopy/<worker> → canopy), so the last worker leaves nothing behind. */
   removeIfEmpty(rel: string): void;
 }
 
@@ -115,6 +116,20 @@ async function rmdirRetry(path: string): Promise<void> {
       // EBUSY while the kernel finishes reaping the last tasks.
       if (i >= 50) throw e;
       await sleep(20);
+    }
+  }
+}
+
+/** rmdir of root/rel, then of each parent up to (not including) root, stopping at the first that
+ *  still has children (or another worker's groups). */
+function removeUpward(root: string, rel: string): void {
+  const parts = rel.split('/').filter(Boolean);
+  for (let n = parts.length; n > 0; n--) {
+    try {
+      rmdirSync(join(root, ...parts.slice(0, n)));
+    } catch (e) {
+      // Not there: its parent may still be empty. Not empty: neither is any parent.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return;
     }
   }
 }
@@ -222,13 +237,7 @@ class V1Driver implements CgroupDriver {
   }
 
   removeIfEmpty(rel: string): void {
-    for (const c of V1_CONTROLLERS) {
-      try {
-        rmdirSync(join(this.root, c, rel));
-      } catch {
-        // not empty or not there
-      }
-    }
+    for (const c of V1_CONTROLLERS) removeUpward(join(this.root, c), rel);
   }
 }
 
@@ -332,11 +341,7 @@ class V2Driver implements CgroupDriver {
   }
 
   removeIfEmpty(rel: string): void {
-    try {
-      rmdirSync(join(this.root, rel));
-    } catch {
-      // not empty or not there
-    }
+    removeUpward(this.root, rel);
   }
 }
 

@@ -8,12 +8,13 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { needRoot, unavailable } from '../support/facility.ts';
 import { workerInstances } from '../../orchestrator/client/worker-api.ts';
 import { down, up } from '../../orchestrator/deployment/local.ts';
 import { readState, type DeploymentState } from '../../orchestrator/deployment/state.ts';
 
 const CANOPY = join(import.meta.dirname, '../../bin/canopy.js');
-const skip = process.getuid?.() !== 0 ? 'needs root (network namespaces)' : false;
+const skip = unavailable(needRoot());
 const tmp = mkdtempSync(join(tmpdir(), 'canopy-cli-test-'));
 const dir = join(tmp, 'state');
 const env = { ...process.env, CANOPY_UP_DIR: dir, XDG_CACHE_HOME: join(tmp, 'cache'), CANOPY_PASSWORD: '', CANOPY_ROOT: '' };

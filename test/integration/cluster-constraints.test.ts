@@ -26,7 +26,7 @@ test('connectivity reaches the cluster scheduler; a latency location too far fro
 
     const auth = await st.adminHeaders();
     await poll('cluster active at root with a worker', async () => {
-      const list = await (await fetch(`${r}/api/clusters/active`, { headers: auth })).json() as Array<Record<string, unknown>>;
+      const list = await (await fetch(`${r}/api/v1/clusters/active`, { headers: auth })).json() as Array<Record<string, unknown>>;
       const c = list.find((x) => x.name === 'edge1');
       return c && JSON.stringify(c).includes('"process"') ? c : undefined;
     });
@@ -46,14 +46,14 @@ test('connectivity reaches the cluster scheduler; a latency location too far fro
         ],
       }],
     };
-    const created = await (await fetch(`${r}/api/application`, { method: 'POST', headers: auth, body: JSON.stringify(sla) })).json() as { services: Array<{ microserviceID: string; microservice_name: string }> };
+    const created = await (await fetch(`${r}/api/v1/application`, { method: 'POST', headers: auth, body: JSON.stringify(sla) })).json() as { services: Array<{ microserviceID: string; microservice_name: string }> };
     const id = (name: string): string => created.services.find((s) => s.microservice_name === name)!.microserviceID;
     const deploy = async (name: string): Promise<void> => {
-      const res = await fetch(`${r}/api/service/${id(name)}/instance`, { method: 'POST', headers: auth, body: '{}' });
+      const res = await fetch(`${r}/api/v1/service/${id(name)}/instance`, { method: 'POST', headers: auth, body: '{}' });
       assert.ok(res.ok, `instance of ${name}: HTTP ${res.status}`);
     };
     const instance = async (name: string): Promise<Instance | undefined> =>
-      ((await (await fetch(`${r}/api/service/${id(name)}`, { headers: auth })).json()) as { instances: Instance[] }).instances[0];
+      ((await (await fetch(`${r}/api/v1/service/${id(name)}`, { headers: auth })).json()) as { instances: Instance[] }).instances[0];
     const scheduledReason = (i: Instance): string => i.history.find((h) => h.state === 'NODE_SCHEDULED')?.reason ?? '';
 
     await deploy('db');

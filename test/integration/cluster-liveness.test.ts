@@ -173,7 +173,9 @@ test('cluster with two workers: placement, liveness, re-placement, route push, r
     assert.ok(deadAt - lastHeard >= 3000, `declared dead after only ${deadAt - lastHeard} ms of silence`);
     assert.ok(pushed.type === 'route_update' && pushed.route.instances.length === 1);
     const reasons = ci.lifecycle.history.map((h) => `${h.state}: ${h.reason}`).join('\n');
-    assert.match(reasons, new RegExp(`CLUSTER_SCHEDULED: worker ${first.workerId} silent for 3\\.\\d s`));
+    // The reason names the silence it saw: at least the 3 s dead-after, however slow the machine.
+    const silence = new RegExp(`CLUSTER_SCHEDULED: worker ${first.workerId} silent for (\\d+\\.\\d) s`).exec(reasons);
+    assert.ok(silence && Number(silence[1]) >= 3, `reason names the silence: ${reasons}`);
     assert.match(reasons, /NODE_SCHEDULED: re-placed after worker .* best fit/);
 
     // It comes back: the stray copy on it is removed, the live one stays; nothing is duplicated.

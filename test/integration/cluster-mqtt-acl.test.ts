@@ -2,7 +2,7 @@
 // started here on loopback with the password and ACL files the cluster generates.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,7 @@ import { Cluster } from '../../orchestrator/cluster/cluster.ts';
 import { startClusterApi } from '../../orchestrator/cluster/api.ts';
 import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
 import { freePort, sleep } from '../support/loopback.ts';
+import { binaryMissing, skipOrFail } from '../support/facility.ts';
 
 
 async function waitListening(port: number, ms = 5000): Promise<void> {
@@ -121,12 +122,9 @@ test('embedded aedes broker: each worker is confined to its own topics', async (
 });
 
 test('external Mosquitto with the generated password and ACL files', async (t) => {
-  try {
-    execFileSync('mosquitto', ['-h'], { stdio: 'ignore' });
-  } catch (e) {
-    // mosquitto -h exits 3 after printing help; only a missing binary is a skip.
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return t.skip('mosquitto not installed');
-  }
+  // mosquitto -h exits 3 after printing help; only a missing binary counts.
+  const missing = binaryMissing('mosquitto', ['-h']);
+  if (missing) return skipOrFail(t, missing);
   const dir = mkdtempSync(join(tmpdir(), 'canopy-mosq-'));
   chmodSync(dir, 0o755); // mosquitto drops to its own user before reading the files
   let proc: ChildProcess | undefined;
@@ -163,11 +161,8 @@ test('external Mosquitto with the generated password and ACL files', async (t) =
 });
 
 test('a cluster on an external Mosquitto: generated files, reload on registration, worker heartbeats arrive', async (t) => {
-  try {
-    execFileSync('mosquitto', ['-h'], { stdio: 'ignore' });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return t.skip('mosquitto not installed');
-  }
+  const missing = binaryMissing('mosquitto', ['-h']);
+  if (missing) return skipOrFail(t, missing);
   const dir = mkdtempSync(join(tmpdir(), 'canopy-mosq-cl-'));
   chmodSync(dir, 0o755);
   const stateDir = join(dir, 'cluster');

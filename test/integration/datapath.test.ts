@@ -4,10 +4,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { labFor, labSkipReason, type Lab } from '../lab/lab.ts';
+import { unavailable } from '../support/facility.ts';
 import { allowedCpus } from '../../native/cpu.ts';
 import { S4, S6, TUNNEL_PORT, buildOverlay, statsOf, stopOverlay, type OverlayWorker } from './datapath-setup.ts';
 
-const skip = labSkipReason() ?? false;
+const skip = unavailable(labSkipReason());
 
 async function iperf(lab: Lab, a: OverlayWorker, b: OverlayWorker, target: string, extra: string[]): Promise<{ sent: number; received: number }> {
   const server = b.inst.spawn(['iperf3', '-s', '-1', '-p', '5201']);

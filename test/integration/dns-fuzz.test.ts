@@ -3,12 +3,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { randomBytes } from 'node:crypto';
 import { ServiceDnsServer } from '../../dns/server.ts';
 import { SemanticTable } from '../../proxy/semantic-table.ts';
 import { StaticRouteSource } from '../../proxy/static-route-source.ts';
 import { StaticRtt } from '../../proxy/rtt.ts';
 import type { ServiceRoute } from '../../proxy/route-messages.ts';
+import { fuzzRandom } from '../support/fuzz-random.ts';
+
+const rng = fuzzRandom('dns-fuzz');
 
 const route: ServiceRoute = {
   service_id: 's1', name: 'app.ans.ms2.sns', rr_ip: '10.30.0.2', rr_ip_v6: 'fdc0:30::2', closest_ip: '10.30.0.3',
@@ -26,17 +28,17 @@ function query(id: number, name: string, type: number, edns: boolean): Buffer {
 const NAMES = ['rr.ms2.sns.app.ans.canopy', 'closest.ms2.sns.app.ans.canopy', 'ms2.sns.app.ans.canopy', 'x.canopy', 'canopy', 'example.org'];
 
 function mutate(i: number): Buffer {
-  const r = Math.random();
-  if (r < 0.25) return randomBytes(Math.floor(Math.random() * 600));
+  const r = rng.next();
+  if (r < 0.25) return rng.bytes(Math.floor(rng.next() * 600));
   const base = query(i & 0xffff, NAMES[i % NAMES.length]!, [1, 28, 33, 6, 255, 15][i % 6]!, i % 2 === 0);
   if (r < 0.45) { // flip some bits
-    for (let k = 0; k < 1 + (i % 8); k++) base[Math.floor(Math.random() * base.length)]! ^= 1 << (k % 8);
+    for (let k = 0; k < 1 + (i % 8); k++) base[Math.floor(rng.next() * base.length)]! ^= 1 << (k % 8);
     return base;
   }
-  if (r < 0.6) return base.subarray(0, Math.floor(Math.random() * base.length)); // truncate
-  if (r < 0.7) return Buffer.concat([base, randomBytes(1 + Math.floor(Math.random() * 40))]); // trailing junk
+  if (r < 0.6) return base.subarray(0, Math.floor(rng.next() * base.length)); // truncate
+  if (r < 0.7) return Buffer.concat([base, rng.bytes(1 + Math.floor(rng.next() * 40))]); // trailing junk
   if (r < 0.8) { // absurd counts
-    base.writeUInt16BE(Math.floor(Math.random() * 65536), 4 + 2 * (i % 4));
+    base.writeUInt16BE(Math.floor(rng.next() * 65536), 4 + 2 * (i % 4));
     return base;
   }
   if (r < 0.9) { // long labels and names, pointers

@@ -4,6 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { labFor, labSkipReason } from '../lab/lab.ts';
+import { unavailable } from '../support/facility.ts';
 import { addBridge, addInstance, resolvConfFor, cleanupResolvConfs, startSemanticHost } from './semantic-lab.ts';
 import type { ServiceRoute } from '../../proxy/route-messages.ts';
 
@@ -20,7 +21,7 @@ const other: ServiceRoute = {
   instances: [],
 };
 
-test('dig and getent from an instance namespace: short names, full names, AAAA, SRV, NXDOMAIN, forwarding', { skip: labSkipReason() ?? false }, async (t) => {
+test('dig and getent from an instance namespace: short names, full names, AAAA, SRV, NXDOMAIN, forwarding', { skip: unavailable(labSkipReason()) }, async (t) => {
   const lab = await labFor(t, { hosts: ['w1', 'up'] });
   const w1 = lab.host('w1'), up = lab.host('up');
   // The test's upstream: dnsmasq on its own host, knowing one outside name.
@@ -61,4 +62,27 @@ test('dig and getent from an instance namespace: short names, full names, AAAA, 
   assert.match(await inst.execOk(['getent', 'ahostsv4', 'www.outside.test']), /^198\.18\.0\.77\s/m);
   const miss = await inst.exec(['getent', 'ahostsv4', 'nothere.sns.app.ans.canopy']);
   assert.equal(miss.code, 2, 'an unknown service name is not found');
+});
+
+test('an unreachable upstream: SERVFAIL for outside names, one warning with the reason, every failure in /metrics', { skip: labSkipReason() ?? false }, async (t) => {
+  const lab = await labFor(t, { hosts: ['w1'] });
+  const w1 = lab.host('w1');
+  // An address on the lab's underlay where no host exists: queries to it go unanswered.
+  const dead = '198.18.0.200';
+  const net = await addBridge(w1, 1);
+  const inst = await addInstance(lab, w1, net, 'w1i1', 2);
+  await resolvConfFor(inst, { nameservers: [net.bridge4], app: 'app', appns: 'ans', svcns: 'sns' });
+  const host = await startSemanticHost(lab, w1, {
+    workerId: 'w1', peerIds: { w1: 1, w2: 2 }, routes: [ms2], locals: [], rtt: {},
+    dns: { listen: [{ address: net.bridge4 }], upstreams: [dead] },
+  });
+  for (const name of ['a.outside.test', 'b.outside.test', 'c.outside.test']) {
+    assert.match(await inst.execOk(['dig', '+time=5', '+tries=1', name]), /status: SERVFAIL/, name);
+  }
+  assert.equal(await inst.execOk(['dig', '+short', '+time=2', '+tries=1', '+search', 'closest.ms2']).then((o) => o.trim()), '10.30.0.3', 'the zone still answers');
+  const warnings = host.lines().map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r.msg === 'DNS upstream unreachable');
+  assert.equal(warnings.length, 1, `one warning, not one per query: ${JSON.stringify(warnings)}`);
+  assert.equal(warnings[0]!.upstream, `${dead}:53`);
+  assert.match(String(warnings[0]!.reason), /no answer within \d+ ms|EHOSTUNREACH/);
+  assert.match((await host.stats()).dns, new RegExp(`canopy_dns_upstream_unreachable_total\\{upstream="${dead.replace(/\./g, '\\.')}:53"\\} 3\n`));
 });

@@ -8,10 +8,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labFor, labSkipReason } from '../lab/lab.ts';
+import { unavailable } from '../support/facility.ts';
 import { Deployment, FIXTURES, poll, sleep } from './e2e-harness.ts';
 
 test('e2e closest: the nearer worker by measured RTT gets the closest address\'s flows; rr spreads them',
-  { skip: labSkipReason() ?? false, timeout: 150_000 }, async (t) => {
+  { skip: unavailable(labSkipReason()), timeout: 150_000 }, async (t) => {
     const lab = await labFor(t, { hosts: ['ctl', 'w1', 'w2', 'w3'], links: [{ a: 'w1', b: 'w3', delayMs: 25 }] });
     const d = new Deployment(lab, { workers: ['w1', 'w2', 'w3'] });
     t.after(() => d.stop());

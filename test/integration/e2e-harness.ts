@@ -12,7 +12,7 @@ import { Lab, type Host as LabHost } from '../lab/lab.ts';
 export const REPO = join(import.meta.dirname, '../..');
 export const FIXTURES = join(REPO, '../shared/fixtures/sla');
 const CANOPY = join(REPO, 'bin/canopy.js');
-const ADMIN_PASSWORD = 'e2e-admin-password';
+export const ADMIN_PASSWORD = 'e2e-admin-password';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -134,17 +134,17 @@ export class Deployment {
         ...extra, ...(this.spec.clusterArgs ?? [])]);
       await ctl.waitListening(port, { timeoutMs: 30_000 });
     }
-    const login = await this.api('POST', '/api/auth/login', { username: 'admin', password: ADMIN_PASSWORD }, false) as { token?: string };
+    const login = await this.api('POST', '/api/v1/auth/login', { username: 'admin', password: ADMIN_PASSWORD }, false) as { token?: string };
     if (!login.token) throw new Error(`login failed: ${JSON.stringify(login)}`);
     this.token = login.token;
     // A cluster registers with root on its first report; workers then get subnets at once.
     await poll('clusters registered at root', async () => {
-      const list = await this.api('GET', '/api/clusters') as Array<{ name: string }>;
+      const list = await this.api('GET', '/api/v1/clusters') as Array<{ name: string }>;
       return this.clusterList.every((c) => list.some((l) => l.name === c.name));
     });
     for (const w of this.spec.workers) this.startWorker(w);
     await poll('all workers active at root', async () => {
-      const list = await this.api('GET', '/api/clusters/active') as Array<{ name: string; aggregate?: { workers_active?: number } | null }>;
+      const list = await this.api('GET', '/api/v1/clusters/active') as Array<{ name: string; aggregate?: { workers_active?: number } | null }>;
       return this.clusterList.every((c) => (list.find((l) => l.name === c.name)?.aggregate?.workers_active ?? 0) >= c.workers.length);
     }, 60_000);
   }
@@ -169,23 +169,23 @@ export class Deployment {
   }
 
   async submit(sla: string): Promise<{ applicationID: string; services: ServiceInfo[] }> {
-    const r = await this.api('POST', '/api/application', sla) as { services: ServiceInfo[]; applications?: Array<{ applicationID: string }>; applicationID?: string };
+    const r = await this.api('POST', '/api/v1/application', sla) as { services: ServiceInfo[]; applications?: Array<{ applicationID: string }>; applicationID?: string };
     const appId = r.applicationID ?? r.applications?.[0]?.applicationID ?? (r.services[0] as { applicationID?: string } | undefined)?.applicationID;
     if (!appId) throw new Error(`no application id in ${JSON.stringify(r).slice(0, 300)}`);
     return { applicationID: appId, services: r.services };
   }
 
   async deployInstance(serviceId: string): Promise<void> {
-    await this.api('POST', `/api/service/${serviceId}/instance`, {});
+    await this.api('POST', `/api/v1/service/${serviceId}/instance`, {});
   }
 
   async instances(serviceId: string): Promise<InstanceInfo[]> {
-    const s = await this.api('GET', `/api/service/${serviceId}`) as { instances?: InstanceInfo[] };
+    const s = await this.api('GET', `/api/v1/service/${serviceId}`) as { instances?: InstanceInfo[] };
     return s.instances ?? [];
   }
 
   async service(serviceId: string): Promise<Record<string, unknown>> {
-    return await this.api('GET', `/api/service/${serviceId}`) as Record<string, unknown>;
+    return await this.api('GET', `/api/v1/service/${serviceId}`) as Record<string, unknown>;
   }
 
   async waitState(serviceId: string, count: number, states: string[], ms = 60_000): Promise<InstanceInfo[]> {
@@ -312,6 +312,8 @@ export function sweepWorker(workerId: string): void {
       try {
         for (const n of readdirSync(d, { withFileTypes: true })) if (n.isDirectory()) rmdirSync(join(d, n.name));
         rmdirSync(d);
+        // And the shared parent, unless another worker still has groups there.
+        try { rmdirSync(join(root, 'canopy')); } catch { /* not empty */ }
         break;
       } catch {
         execFileSync('sleep', ['0.1']);

@@ -1,24 +1,15 @@
 // The e2e scenario again with the cluster on an external Mosquitto (Debian's) instead of its embedded
 // broker: the operator's broker reads the password and ACL files the cluster keeps.
 import { test } from 'node:test';
-import { execFileSync } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labSkipReason } from '../lab/lab.ts';
+import { binaryMissing, unavailable } from '../support/facility.ts';
 import { CredentialStore } from '../../orchestrator/mqtt/credentials.ts';
 import { keepMosquittoFiles, mosquittoConf } from '../../orchestrator/mqtt/mosquitto.ts';
 import { e2eScenario } from './e2e-scenario.ts';
 
-function mosquittoMissing(): string | null {
-  try {
-    execFileSync('mosquitto', ['-h'], { stdio: 'ignore' });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'mosquitto not installed';
-  }
-  return null;
-}
-
-test('e2e with Mosquitto as the external broker', { skip: labSkipReason() ?? mosquittoMissing() ?? false, timeout: 180_000 }, async (t) => {
+test('e2e with Mosquitto as the external broker', { skip: unavailable(labSkipReason() ?? binaryMissing('mosquitto', ['-h'])), timeout: 180_000 }, async (t) => {
   await e2eScenario(t, {
     beforeCluster: async (ctl, dir) => {
       chmodSync(dir, 0o755); // mosquitto drops to its own user before reading the files

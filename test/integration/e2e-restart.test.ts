@@ -4,13 +4,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { labFor, labSkipReason } from '../lab/lab.ts';
+import { unavailable } from '../support/facility.ts';
 import { Deployment, poll, sleep } from './e2e-harness.ts';
 import { tunnelIdForSubnet } from '../../orchestrator/worker/net/tunnel-identity.ts';
 
 interface WorkerStatus { connected: boolean; instances: Array<{ service_id: string; state: string; pid: number | null; ns_ip: string | null }> }
 
 test('e2e restart: a restarted worker daemon re-adopts its instances and their network, nothing leaks',
-  { skip: labSkipReason() ?? false, timeout: 150_000 }, async (t) => {
+  { skip: unavailable(labSkipReason()), timeout: 150_000 }, async (t) => {
     const lab = await labFor(t, { hosts: ['ctl', 'w1', 'w2'] });
     const d = new Deployment(lab, { workers: ['w1', 'w2'] });
     t.after(() => d.stop());
@@ -71,8 +72,11 @@ test('e2e restart: a restarted worker daemon re-adopts its instances and their n
       const c0s = await counters();
       await lab.host('ctl').execOk(forge(0x01020304));
       await lab.host('ctl').execOk(forge(tunnelIdForSubnet(w1Subnet)));
-      await sleep(300);
-      const c1s = await counters();
+      // Wait for the drops to be counted (the datagrams cross a loaded machine), then check exactly.
+      const c1s = await poll('all ten forged datagrams counted', async () => {
+        const c = await counters();
+        return c.unknown - c0s.unknown >= 5 && c.tag - c0s.tag >= 5 ? c : undefined;
+      }, 10_000, 100);
       assert.equal(c1s.unknown - c0s.unknown, 5, `unknown sender dropped: ${JSON.stringify([c0s, c1s])}`);
       assert.equal(c1s.tag - c0s.tag, 5, `admitted id without the key dropped: ${JSON.stringify([c0s, c1s])}`);
     } catch (e) {

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labFor, labSkipReason } from '../lab/lab.ts';
+import { unavailable } from '../support/facility.ts';
 import { Deployment, poll, type InstanceInfo } from './e2e-harness.ts';
 import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
 import type { TunnelKey } from '../../orchestrator/worker/net/tunnel-identity.ts';
@@ -28,7 +29,7 @@ function runningSince(i: InstanceInfo): number {
 }
 
 test('e2e two clusters: a client in c1 reaches a server in c2 through its rr address over the overlay, within seconds of starting',
-  { skip: labSkipReason() ?? false, timeout: 180_000 }, async (t) => {
+  { skip: unavailable(labSkipReason()), timeout: 180_000 }, async (t) => {
     const lab = await labFor(t, { hosts: ['ctl', 'w1', 'w2'] });
     const d = new Deployment(lab, {
       workers: ['w1', 'w2'], clusters: [{ name: 'c1', workers: ['w1'] }, { name: 'c2', workers: ['w2'] }],

@@ -10,11 +10,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labFor, labSkipReason } from '../lab/lab.ts';
+import { unavailable } from '../support/facility.ts';
 import { Deployment, FIXTURES, poll } from './e2e-harness.ts';
 import { vethName } from '../../orchestrator/worker/net/net-manager.ts';
 
 test('gateway MAC: a client keeps reaching services right after an instance with the lowest MAC leaves its worker',
-  { skip: labSkipReason() ?? false, timeout: 150_000 }, async (t) => {
+  { skip: unavailable(labSkipReason()), timeout: 150_000 }, async (t) => {
     const lab = await labFor(t, { hosts: ['ctl', 'w1'] });
     const d = new Deployment(lab, { workers: ['w1'] });
     t.after(() => d.stop());
@@ -53,7 +54,7 @@ test('gateway MAC: a client keeps reaching services right after an instance with
     await w1.execOk(['ip', '-n', cns, 'neigh', 'flush', 'dev', 'eth0']);
     const during = await gatewayMac();
 
-    await d.api('DELETE', `/api/application/${other.applicationID}`);
+    await d.api('DELETE', `/api/v1/application/${other.applicationID}`);
     await poll('the other instance\'s veth is gone', async () => (await w1.exec(['ip', 'link', 'show', veth])).code !== 0, 20_000);
     // Right away, not after a neighbour re-resolution: two tries of two seconds.
     const after = [await get()];

@@ -8,10 +8,11 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { labSkipReason, REPO_ROOT } from '../lab/lab.ts';
+import { unavailable } from '../support/facility.ts';
 import { listNetnsSync } from '../lab/iproute.ts';
 import { registryPath } from '../lab/registry.ts';
 
-const skip = labSkipReason() ?? false;
+const skip = unavailable(labSkipReason());
 
 interface ChildReport {
   prefix: string;

@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { REPO_ROOT, destroyByPrefix, labSkipReason } from '../lab/lab.ts';
+import { unavailable } from '../support/facility.ts';
 import { listNetnsSync } from '../lab/iproute.ts';
 import { registryPath } from '../lab/registry.ts';
 import type { LabRecord } from '../lab/registry.ts';
@@ -15,7 +16,7 @@ const run = promisify(execFile);
 const canopy = (...args: string[]): Promise<{ stdout: string; stderr: string }> =>
   run(process.execPath, ['bin/canopy.js', 'lab', ...args], { cwd: REPO_ROOT });
 
-test('canopy lab up, status, sweep and down', { skip: labSkipReason() ?? false, timeout: 60_000 }, async () => {
+test('canopy lab up, status, sweep and down', { skip: unavailable(labSkipReason()), timeout: 60_000 }, async () => {
   const up = await canopy('up', '--hosts', '2', '--delay', 'w1:w2:10', '--loss', 'w2:1', '--json');
   const rec = JSON.parse(up.stdout) as LabRecord;
   try {
@@ -49,7 +50,7 @@ test('canopy lab up, status, sweep and down', { skip: labSkipReason() ?? false, 
   }
 });
 
-test('canopy lab up refuses bad options with a clear message', { skip: labSkipReason() ?? false }, async () => {
+test('canopy lab up refuses bad options with a clear message', { skip: unavailable(labSkipReason()) }, async () => {
   await assert.rejects(() => canopy('up', '--delay', 'w1'), /--delay w1: want/);
   await assert.rejects(() => canopy('up', '--hosts', '2', '--loss', 'w9:5'), /no host named "w9"/);
 });

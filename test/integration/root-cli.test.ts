@@ -49,7 +49,7 @@ async function start(env: Record<string, string> = {}): Promise<Run> {
 }
 
 async function login(url: string, password: string): Promise<number> {
-  const r = await fetch(`${url}/api/auth/login`, {
+  const r = await fetch(`${url}/api/v1/auth/login`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }),
   });
   return r.status;

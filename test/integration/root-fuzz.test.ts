@@ -3,9 +3,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CLUSTER_KEY, RootHarness } from './root-harness.ts';
+import { fuzzRandom } from '../support/fuzz-random.ts';
 
-let seed = 7;
-const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+const rng = fuzzRandom('root-fuzz');
+const rnd = rng.next;
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
 
 function junk(depth = 0): unknown {
@@ -35,18 +36,18 @@ test('600 malformed requests across all routes: never a 5xx', async () => {
   const token = await h.admin();
   const reg = await h.call('POST', '/api/internal/clusters/register', { name: 'fuzz', location: '1,2', api_url: 'http://127.0.0.1:9' }, CLUSTER_KEY);
   const { cluster_id: cid, token: ct } = reg.body as { cluster_id: string; token: string };
-  const created = await h.call('POST', '/api/application', {
+  const created = await h.call('POST', '/api/v1/application', {
     sla_version: 'v2.0', applications: [{ application_name: 'f', application_namespace: 'f', microservices: [
       { microservice_name: 's', microservice_namespace: 'f', virtualization: 'process', cmd: ['x'] }] }],
   }, token);
   const app = created.body.applications[0].applicationID as string;
   const svc = created.body.services[0].microserviceID as string;
   const routes: [string, string, string][] = [
-    ['POST', '/api/auth/login', ''], ['POST', '/api/users', token], ['POST', '/api/application', token], ['PUT', `/api/application/${app}`, token],
-    ['POST', '/api/service', token], ['PUT', `/api/service/${svc}`, token], ['POST', `/api/service/${svc}/instance`, token],
+    ['POST', '/api/v1/auth/login', ''], ['POST', '/api/v1/users', token], ['POST', '/api/v1/application', token], ['PUT', `/api/v1/application/${app}`, token],
+    ['POST', '/api/v1/service', token], ['PUT', `/api/v1/service/${svc}`, token], ['POST', `/api/v1/service/${svc}/instance`, token],
     ['POST', '/api/internal/clusters/register', CLUSTER_KEY], ['POST', `/api/internal/clusters/${cid}/report`, ct],
     ['POST', `/api/internal/clusters/${cid}/subnets`, ct], ['GET', `/api/internal/clusters/${cid}/routes/${encodeURIComponent('::ffff:1.2.3.4')}`, ct],
-    ['GET', `/api/internal/clusters/${cid}/routes/${encodeURIComponent('%%')}`, ct], ['DELETE', `/api/service/${svc}/instance/99999999999`, token],
+    ['GET', `/api/internal/clusters/${cid}/routes/${encodeURIComponent('%%')}`, ct], ['DELETE', `/api/v1/service/${svc}/instance/99999999999`, token],
   ];
   const bad: string[] = [];
   for (let i = 0; i < 600; i++) {
@@ -62,5 +63,5 @@ test('600 malformed requests across all routes: never a 5xx', async () => {
     instances: [null, 5, { service_id: svc }, { service_id: svc, instance_n: 0, state: 'NOPE' }, { service_id: svc, instance_n: -1, state: 'RUNNING' }],
   }, ct);
   assert.equal(r.status, 200, r.text);
-  assert.equal((await h.call('GET', `/api/service/${svc}`, undefined, token)).status, 200, 'still serving');
+  assert.equal((await h.call('GET', `/api/v1/service/${svc}`, undefined, token)).status, 200, 'still serving');
 });

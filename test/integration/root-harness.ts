@@ -71,7 +71,7 @@ export class RootHarness {
   }
 
   async login(username: string, password: string): Promise<string> {
-    const r = await this.call('POST', '/api/auth/login', { username, password });
+    const r = await this.call('POST', '/api/v1/auth/login', { username, password });
     if (r.status !== 200) throw new Error(`login ${username}: ${r.status} ${r.text}`);
     return r.body.token as string;
   }
@@ -82,7 +82,7 @@ export class RootHarness {
 
   /** Creates a user and returns its token. */
   async user(name: string, adminToken: string): Promise<string> {
-    const r = await this.call('POST', '/api/users', { username: name, password: `${name}-password` }, adminToken);
+    const r = await this.call('POST', '/api/v1/users', { username: name, password: `${name}-password` }, adminToken);
     if (r.status !== 201) throw new Error(`create user ${name}: ${r.status} ${r.text}`);
     return this.login(name, `${name}-password`);
   }

@@ -33,7 +33,7 @@ test('a full deployment: the extra instance waits NO_CLUSTER_FOUND with its reas
     await st.startWorker(`wretry${process.pid % 100000}`, { capacity: { vcpus: 1, memory_mb: 512 } });
     const auth = await st.adminHeaders();
     const activeWorkers = async (): Promise<number> => {
-      const list = await (await fetch(`${r}/api/clusters/active`, { headers: auth })).json() as Array<{ name: string; aggregate: { workers_active: number } | null }>;
+      const list = await (await fetch(`${r}/api/v1/clusters/active`, { headers: auth })).json() as Array<{ name: string; aggregate: { workers_active: number } | null }>;
       return list.find((x) => x.name === 'edge1')?.aggregate?.workers_active ?? 0;
     };
     await poll('cluster active at root with its worker', async () => (await activeWorkers()) === 1);
@@ -48,13 +48,13 @@ test('a full deployment: the extra instance waits NO_CLUSTER_FOUND with its reas
         }],
       }],
     };
-    const created = await (await fetch(`${r}/api/application`, { method: 'POST', headers: auth, body: JSON.stringify(sla) })).json() as { services: Array<{ microserviceID: string }> };
+    const created = await (await fetch(`${r}/api/v1/application`, { method: 'POST', headers: auth, body: JSON.stringify(sla) })).json() as { services: Array<{ microserviceID: string }> };
     const sid = created.services[0]!.microserviceID;
     const instances = async (): Promise<Instance[]> =>
-      ((await (await fetch(`${r}/api/service/${sid}`, { headers: auth })).json()) as { instances: Instance[] }).instances;
+      ((await (await fetch(`${r}/api/v1/service/${sid}`, { headers: auth })).json()) as { instances: Instance[] }).instances;
     const instance = async (n: number): Promise<Instance | undefined> => (await instances()).find((i) => i.instance_n === n);
     const deploy = async (): Promise<void> => {
-      const res = await fetch(`${r}/api/service/${sid}/instance`, { method: 'POST', headers: auth, body: '{}' });
+      const res = await fetch(`${r}/api/v1/service/${sid}/instance`, { method: 'POST', headers: auth, body: '{}' });
       assert.equal(res.status, 202, `new instance: HTTP ${res.status}`);
     };
 
@@ -85,7 +85,7 @@ test('a full deployment: the extra instance waits NO_CLUSTER_FOUND with its reas
     assert.deepEqual(retried.history.map((h) => h.state), ['REQUESTED', 'NO_CLUSTER_FOUND'], 'a retry that fails the same way adds no history');
 
     // Undeploying #0 frees half of the big worker: #2 runs there, nothing restarted.
-    const un = await fetch(`${r}/api/service/${sid}/instance/0`, { method: 'DELETE', headers: { authorization: auth.authorization! } });
+    const un = await fetch(`${r}/api/v1/service/${sid}/instance/0`, { method: 'DELETE', headers: { authorization: auth.authorization! } });
     assert.equal(un.status, 200, await un.text());
     const placed = await poll('#2 RUNNING after #0 was undeployed', async () => {
       const i = await instance(2);

@@ -22,6 +22,9 @@ class SimCluster {
   id = '';
   token = '';
   url = '';
+  /** The cluster's standing report, repeated while it is alive so root never takes it for silent. */
+  private last: Report = {};
+  private keepalive: NodeJS.Timeout | undefined;
   private constructor(readonly name: string, private readonly app: FastifyInstance, private readonly h: RootHarness) {}
 
   static async start(h: RootHarness, name: string, location: string, report: Report = {}): Promise<SimCluster> {
@@ -46,10 +49,19 @@ class SimCluster {
     c.id = reg.body.cluster_id;
     c.token = reg.body.token;
     await c.report(report);
+    // A real cluster reports on a timer; so does this one, so that a loaded machine's slow test never
+    // sees it go inactive between deploys (root's silence limit is short in these tests).
+    c.keepalive = setInterval(() => void c.report(c.last).catch(() => {}), 300);
     return c;
   }
 
+  /** Stops the periodic reports: root will take the cluster for silent. */
+  silence(): void {
+    clearInterval(this.keepalive);
+  }
+
   async report(r: Report = {}, instances: unknown[] = []): Promise<{ undeploy: unknown[]; ignored: number }> {
+    if (Object.keys(r).length > 0) this.last = r; // a report of instances only keeps the standing figures
     const res = await this.h.call('POST', `/api/internal/clusters/${this.id}/report`, {
       free: r.free ?? { vcpus: 4, memory_mb: 4096, gpus: 0 },
       workers_active: r.workers_active ?? 1,
@@ -62,7 +74,17 @@ class SimCluster {
   }
 
   async close(): Promise<void> {
+    this.silence();
     await this.app.close();
+  }
+}
+
+/** Waits for a condition (no fixed sleeps: a loaded machine is slow, not wrong). */
+async function waitUntil(what: string, f: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -85,10 +107,12 @@ describe('root scheduling', () => {
     token = await h.admin();
   });
   afterEach(async () => {
-    // Each test has its own clusters: silence and forget the previous ones.
+    // Each test has its own clusters: silence the previous ones and wait until root has let them go.
     await Promise.all(sims.map((s) => s.close()));
+    const gone = new Set(sims.map((s) => s.name));
     sims = [];
-    await new Promise((r) => setTimeout(r, 1600));
+    await waitUntil('the previous test\'s clusters inactive', async () =>
+      ((await h.call('GET', '/api/v1/clusters/active', undefined, token)).body as { name: string }[]).every((c) => !gone.has(c.name)));
   });
   after(async () => h.close());
 
@@ -100,7 +124,7 @@ describe('root scheduling', () => {
 
   /** Creates a service and one instance; waits until scheduling settled. */
   async function deploy(ms: Record<string, unknown> = {}): Promise<{ id: string; inst: Inst }> {
-    const r = await h.call('POST', '/api/application?deploy=true', sla(`app${++seq}`, ms), token);
+    const r = await h.call('POST', '/api/v1/application?deploy=true', sla(`app${++seq}`, ms), token);
     assert.equal(r.status, 201, r.text);
     const id = r.body.services[0].microserviceID;
     return { id, inst: await settled(id, 0) };
@@ -109,8 +133,8 @@ describe('root scheduling', () => {
   interface Inst { state: string; reason: string; cluster_name: string; instance_ip: string; history: { state: string }[] }
 
   async function settled(id: string, n: number): Promise<Inst> {
-    for (let i = 0; i < 200; i++) {
-      const s = await h.call('GET', `/api/service/${id}`, undefined, token);
+    for (const until = Date.now() + 20_000; Date.now() < until;) {
+      const s = await h.call('GET', `/api/v1/service/${id}`, undefined, token);
       const inst = s.body.instances.find((x: { instance_n: number }) => x.instance_n === n);
       if (inst && inst.state !== 'REQUESTED') return inst;
       await new Promise((res) => setTimeout(res, 20));
@@ -215,17 +239,14 @@ describe('root scheduling', () => {
   test('a silent cluster becomes inactive and is not offered instances', async () => {
     const quiet = await cluster('quiet', '48.1,11.6', { free: { vcpus: 64, memory_mb: 65536, gpus: 0 } });
     const chatty = await cluster('chatty', '48.1,11.6');
-    const keep = setInterval(() => void chatty.report(), 300);
-    try {
-      await new Promise((r) => setTimeout(r, 1700));
-      const active = await h.call('GET', '/api/clusters/active', undefined, token);
-      assert.deepEqual(active.body.map((c: { name: string }) => c.name), [chatty.name]);
-      const { id, inst } = await deploy();
-      assert.equal(inst.cluster_name, chatty.name);
-      assert.equal(quiet.offers.filter((o) => o.service_id === id).length, 0);
-    } finally {
-      clearInterval(keep);
-    }
+    quiet.silence();
+    await waitUntil('only the chatty cluster active', async () => {
+      const active = await h.call('GET', '/api/v1/clusters/active', undefined, token);
+      return JSON.stringify(active.body.map((c: { name: string }) => c.name)) === JSON.stringify([chatty.name]);
+    });
+    const { id, inst } = await deploy();
+    assert.equal(inst.cluster_name, chatty.name);
+    assert.equal(quiet.offers.filter((o) => o.service_id === id).length, 0);
   });
 
   test('reports drive the lifecycle; undeploy tells the cluster; routes go to interested clusters', async () => {
@@ -233,7 +254,7 @@ describe('root scheduling', () => {
     const b = await cluster('away', '48.1,11.6');
     const { id, inst } = await deploy({ addresses: { rr_ip: `10.30.77.${seq + 10}` } });
     assert.equal(inst.cluster_name, a.name);
-    const svc = (await h.call('GET', `/api/service/${id}`, undefined, token)).body;
+    const svc = (await h.call('GET', `/api/v1/service/${id}`, undefined, token)).body;
     // Cluster b asks for the route: it now hears about changes.
     const q = await h.call('GET', `/api/internal/clusters/${b.id}/routes/${svc.rr_ip}`, undefined, b.token);
     assert.equal(q.status, 200);
@@ -247,18 +268,18 @@ describe('root scheduling', () => {
     const running = await settled(id, 0);
     assert.equal(running.state, 'RUNNING');
     assert.deepEqual(running.history.map((e) => e.state), ['REQUESTED', 'CLUSTER_SCHEDULED', 'NODE_SCHEDULED', 'RUNNING']);
-    for (let i = 0; i < 50 && b.routes.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await waitUntil('a route push to b', async () => b.routes.length > 0);
     assert.equal(b.routes.at(-1)?.service_id, id);
     assert.deepEqual(b.routes.at(-1)?.instances.map((x) => x.n), [0]);
     assert.equal(a.routes.length, 0, 'the reporting cluster already knows');
 
     // Names and pinned addresses of a service with a live instance are fixed.
-    const rename = await h.call('PUT', `/api/service/${id}`, { ...svc, microservice_name: 'renamed' }, token);
+    const rename = await h.call('PUT', `/api/v1/service/${id}`, { ...svc, microservice_name: 'renamed' }, token);
     assert.equal(rename.status, 409);
     assert.equal(rename.body.errors[0].path, '/microservice_name');
-    const apps = (await h.call('GET', '/api/applications', undefined, token)).body as { applicationID: string; microservices: { microserviceID: string }[] }[];
+    const apps = (await h.call('GET', '/api/v1/applications', undefined, token)).body as { applicationID: string; microservices: { microserviceID: string }[] }[];
     const appId = apps.find((a) => a.microservices.some((m) => m.microserviceID === id))?.applicationID;
-    assert.equal((await h.call('PUT', `/api/application/${appId}`, { application_name: 'renamed' }, token)).status, 409);
+    assert.equal((await h.call('PUT', `/api/v1/application/${appId}`, { application_name: 'renamed' }, token)).status, 409);
     const route = await h.call('GET', `/api/internal/clusters/${b.id}/routes/${running.instance_ip}`, undefined, b.token);
     assert.equal(route.body.instances[0].ns_ip, '10.18.0.2');
     assert.equal(route.body.instances[0].tunnel_endpoint, '198.18.0.1:50103');
@@ -269,12 +290,12 @@ describe('root scheduling', () => {
     assert.equal(back.ignored, 1);
     assert.equal((await settled(id, 0)).state, 'COMPLETED');
 
-    const second = await h.call('POST', `/api/service/${id}/instance`, undefined, token);
+    const second = await h.call('POST', `/api/v1/service/${id}/instance`, undefined, token);
     const placed = await settled(id, second.body.instance_n);
     const host = [a, b].find((c) => c.name === placed.cluster_name) as SimCluster;
-    const del = await h.call('DELETE', `/api/service/${id}/instance/${second.body.instance_n}`, undefined, token);
+    const del = await h.call('DELETE', `/api/v1/service/${id}/instance/${second.body.instance_n}`, undefined, token);
     assert.equal(del.body.state, 'UNDEPLOYED');
-    for (let i = 0; i < 50 && host.removals.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await waitUntil('the removal reaches the cluster', async () => host.removals.length > 0);
     assert.deepEqual(host.removals, [`${id}/${second.body.instance_n}`]);
     // A cluster still reporting an undeployed instance is asked to remove it.
     const stale = await host.report({}, [{ service_id: id, instance_n: second.body.instance_n, state: 'RUNNING' }]);
@@ -287,9 +308,9 @@ describe('root scheduling', () => {
       await new Promise((r) => setTimeout(r, 400));
       return { accepted: true, worker_id: 'slow-w1' };
     };
-    const r = await h.call('POST', '/api/application?deploy=true', sla(`app${++seq}`), token);
+    const r = await h.call('POST', '/api/v1/application?deploy=true', sla(`app${++seq}`), token);
     const id = r.body.services[0].microserviceID;
-    for (let i = 0; i < 100 && !slow.offers.some((o) => o.service_id === id); i++) await new Promise((res) => setTimeout(res, 10));
+    await waitUntil('the offer reaches the slow cluster', async () => slow.offers.some((o) => o.service_id === id));
     await slow.report({}, [{ service_id: id, instance_n: 0, state: 'RUNNING', worker: 'slow-w1' }]);
     await new Promise((res) => setTimeout(res, 600));
     const inst = await settled(id, 0);

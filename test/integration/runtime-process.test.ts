@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectCgroups } from '../../orchestrator/worker/cgroup.ts';
@@ -68,7 +68,7 @@ test('a one-shot command runs in its own namespaces and COMPLETES; its output is
   const rt = runtime();
   const i = instance(rt, order(1, {
     one_shot: true,
-    cmd: ['sh', '-c', 'echo "pid=$$"; ip -o link | wc -l; echo to-stderr >&2; echo "env=$GREETING"'],
+    cmd: ['sh', '-c', 'echo "pid=$$"; ip -o link | wc -l; echo to-stderr >&2; echo "env=$GREETING"; echo "uts=$(readlink /proc/self/ns/uts)"; echo "mnt=$(readlink /proc/self/ns/mnt)"'],
     environment: ['GREETING=hello'],
   }));
   await i.start();
@@ -77,6 +77,13 @@ test('a one-shot command runs in its own namespaces and COMPLETES; its output is
   assert.match(out, /^pid=1$/m, 'PID namespace: the command is pid 1');
   assert.match(out, /^1$/m, 'network namespace: loopback only');
   assert.match(out, /^env=hello$/m);
+  // SPEC §4: mount and UTS namespaces of its own too (this host allows them), not the worker's.
+  for (const ns of ['uts', 'mnt']) {
+    const mine = readlinkSync(`/proc/self/ns/${ns}`);
+    const theirs = new RegExp(`^${ns}=(.+)$`, 'm').exec(out)?.[1];
+    assert.ok(theirs && theirs.startsWith(`${ns}:[`), `${ns} namespace read inside: ${out}`);
+    assert.notEqual(theirs, mine, `${ns} namespace: the instance's own, not the worker's`);
+  }
   assert.match(i.logs('stderr'), /to-stderr/);
   assert.deepEqual(i.lifecycle.history.map((t) => t.state), ['NODE_SCHEDULED', 'CREATING', 'RUNNING', 'COMPLETED']);
   await i.close();

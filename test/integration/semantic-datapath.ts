@@ -19,8 +19,8 @@ export function startSemanticDatapath(raw: Record<string, unknown>, table: Seman
   });
   const dp = t.datapath;
   dp.onRtt(onRtt);
-  const probe = setInterval(() => { for (const p of cfg.peers) dp.probe(p.id); }, 500);
-  for (const p of cfg.peers) dp.probe(p.id);
+  const probe = setInterval(() => { for (const p of cfg.peers ?? []) dp.probe(p.id); }, 500);
+  for (const p of cfg.peers ?? []) dp.probe(p.id);
   let closed = false;
   return {
     datapath: dp,

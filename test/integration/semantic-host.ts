@@ -51,6 +51,7 @@ async function main(cfg: HostConfig): Promise<void> {
   for (const l of cfg.locals) table.addLocalInstance(l);
   const closers: (() => void)[] = [() => table.close(), () => source.close()];
   let datapathStats = (): Record<string, number> => ({});
+  let dnsMetrics = (): string => '';
 
   if (cfg.dns) {
     const dns = new ServiceDnsServer({
@@ -59,6 +60,7 @@ async function main(cfg: HostConfig): Promise<void> {
     });
     await dns.start();
     closers.push(() => dns.close());
+    dnsMetrics = () => dns.metrics();
   }
 
   if (cfg.datapath) {
@@ -86,7 +88,7 @@ async function main(cfg: HostConfig): Promise<void> {
       else if (c.cmd === 'update') source.update(parseServiceRoute(c.route));
       else if (c.cmd === 'stats') {
         const rtt = Object.fromEntries(Object.keys(cfg.peerIds).map((w) => [w, table.estimator.estimate(w)]));
-        log({ msg: 'stats', table: table.stats, flows: table.flows.size, rtt, datapath: datapathStats() });
+        log({ msg: 'stats', table: table.stats, flows: table.flows.size, rtt, datapath: datapathStats(), dns: dnsMetrics() });
       }
       else throw new Error('unknown command');
       log({ msg: 'done', cmd: c.cmd, seq: c.seq });

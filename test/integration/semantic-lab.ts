@@ -62,12 +62,16 @@ export interface HostStats {
   flows: number;
   rtt: Record<string, number | null>;
   datapath: Record<string, number>;
+  /** The service DNS's Prometheus text ('' without DNS). */
+  dns: string;
 }
 
 export interface RunningHost {
   proc: ChildProcess;
   send(cmd: Record<string, unknown>): Promise<void>;
   stats(): Promise<HostStats>;
+  /** Every JSON line the host printed so far. */
+  lines(): string[];
 }
 
 /** Starts semantic-host.ts on `host` and waits for its ready line. */
@@ -110,5 +114,6 @@ export async function startSemanticHost(lab: Lab, host: Host, cfg: HostConfig, t
       const line = lines.filter((l) => l.includes('"msg":"stats"')).at(-1)!;
       return JSON.parse(line) as HostStats;
     },
+    lines: () => lines.slice(),
   };
 }

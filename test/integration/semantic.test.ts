@@ -5,6 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { labFor, labSkipReason, type Lab, type Namespace } from '../lab/lab.ts';
+import { unavailable } from '../support/facility.ts';
 import {
   addBridge, addInstance, cleanupResolvConfs, resolvConfFor, startSemanticHost, OVERLAY_MTU, type RunningHost,
 } from './semantic-lab.ts';
@@ -121,7 +122,7 @@ async function setup(lab: Lab): Promise<{ a: Namespace; hosts: RunningHost[] }> 
   return { a: a!, hosts };
 }
 
-test('semantic overlay on three workers: closest, rr, DNS, first packet, ping; IPv4 and IPv6', { skip: labSkipReason() ?? false, timeout: 300_000 }, async (t) => {
+test('semantic overlay on three workers: closest, rr, DNS, first packet, ping; IPv4 and IPv6', { skip: unavailable(labSkipReason()), timeout: 300_000 }, async (t) => {
   const lab = await labFor(t, {
     hosts: ['w1', 'w2', 'w3'],
     links: [{ a: 'w1', b: 'w2', delayMs: 5 }, { a: 'w1', b: 'w3', delayMs: 20 }],

@@ -10,8 +10,7 @@ import { listNetnsSync } from '../../orchestrator/deployment/iproute.ts';
 import { sweepWorkers } from '../lab/sweep-workers.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-
-const root = process.getuid?.() === 0;
+import { needRoot, unavailable } from '../support/facility.ts';
 
 function instance(wid: string, key: string): { ns: string; rel: string; child: ChildProcess } {
   const ns = `canopy-${wid}-${key}`;
@@ -32,7 +31,7 @@ function alive(pid: number): boolean {
   }
 }
 
-test('the sweeper removes a dead daemon\'s instances and keeps a live one\'s', { skip: !root && 'needs root' }, async () => {
+test('the sweeper removes a dead daemon\'s instances and keeps a live one\'s', { skip: unavailable(needRoot()) }, async () => {
   const dead = `swd${randomBytes(3).toString('hex')}`;
   const live = `swl${randomBytes(3).toString('hex')}`;
   const a = instance(dead, 'svc-0');

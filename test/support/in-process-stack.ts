@@ -79,7 +79,7 @@ export class InProcessStack {
 
   /** JSON headers with an admin token from root's login. */
   async adminHeaders(): Promise<Record<string, string>> {
-    const login = await (await fetch(`${this.rootUrl}/api/auth/login`, {
+    const login = await (await fetch(`${this.rootUrl}/api/v1/auth/login`, {
       method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: ADMIN_PASSWORD }),
     })).json() as { token: string };
     return { authorization: `Bearer ${login.token}`, 'content-type': 'application/json' };

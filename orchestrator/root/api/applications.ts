@@ -4,6 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import { descriptorSchema, microserviceSchema } from '../../descriptor/schema.ts';
 import { caller, created, type ApiContext } from './context.ts';
+import { API_V1 } from './paths.ts';
 
 const bearer = [{ bearer: [] }];
 const idParam = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
@@ -15,7 +16,7 @@ const deployQuery = {
 interface Id { Params: { id: string } }
 
 export function applicationRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  app.post<{ Querystring: { deploy?: boolean } }>('/api/application', {
+  app.post<{ Querystring: { deploy?: boolean } }>(`${API_V1}/application`, {
     schema: { tags: ['applications'], summary: 'Create the applications and services of an SLA (v2.0)', security: bearer, querystring: deployQuery },
     config: { docBody: descriptorSchema },
   }, async (req, reply) => {
@@ -23,29 +24,29 @@ export function applicationRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return created(reply, ctx.catalog.createFromDescriptor(who, req.body, req.query.deploy === true));
   });
 
-  app.get('/api/applications', { schema: { tags: ['applications'], summary: 'Your applications (all, for admins)', security: bearer } }, async (req) =>
+  app.get(`${API_V1}/applications`, { schema: { tags: ['applications'], summary: 'Your applications (all, for admins)', security: bearer } }, async (req) =>
     ctx.catalog.listApplications(await caller(ctx, req)));
 
-  app.get<Id>('/api/application/:id', { schema: { tags: ['applications'], summary: 'One application', security: bearer, params: idParam } }, async (req) =>
+  app.get<Id>(`${API_V1}/application/:id`, { schema: { tags: ['applications'], summary: 'One application', security: bearer, params: idParam } }, async (req) =>
     ctx.catalog.getApplication(await caller(ctx, req), req.params.id));
 
-  app.put<Id>('/api/application/:id', {
+  app.put<Id>(`${API_V1}/application/:id`, {
     schema: {
       tags: ['applications'], summary: 'Change description; rename while nothing runs', security: bearer, params: idParam,
     },
     config: { docBody: { type: 'object', properties: { application_name: { type: 'string' }, application_namespace: { type: 'string' }, application_desc: { type: 'string' } } } },
   }, async (req) => ctx.catalog.updateApplication(await caller(ctx, req), req.params.id, req.body));
 
-  app.delete<Id>('/api/application/:id', { schema: { tags: ['applications'], summary: 'Undeploy and delete an application', security: bearer, params: idParam } }, async (req) => {
+  app.delete<Id>(`${API_V1}/application/:id`, { schema: { tags: ['applications'], summary: 'Undeploy and delete an application', security: bearer, params: idParam } }, async (req) => {
     ctx.catalog.deleteApplication(await caller(ctx, req), req.params.id);
     return { deleted: req.params.id };
   });
 
-  app.get<{ Params: { appid: string } }>('/api/services/:appid', {
+  app.get<{ Params: { appid: string } }>(`${API_V1}/services/:appid`, {
     schema: { tags: ['services'], summary: 'Services of an application', security: bearer, params: { type: 'object', properties: { appid: { type: 'string', maxLength: 64 } } } },
   }, async (req) => ctx.catalog.listServices(await caller(ctx, req), req.params.appid));
 
-  app.post<{ Querystring: { deploy?: boolean } }>('/api/service', {
+  app.post<{ Querystring: { deploy?: boolean } }>(`${API_V1}/service`, {
     schema: { tags: ['services'], summary: 'Add the microservices of an SLA to existing applications (applicationID set)', security: bearer, querystring: deployQuery },
     config: { docBody: descriptorSchema },
   }, async (req, reply) => {
@@ -53,24 +54,24 @@ export function applicationRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return created(reply, ctx.catalog.addServices(who, req.body, req.query.deploy === true));
   });
 
-  app.get<Id>('/api/service/:id', { schema: { tags: ['services'], summary: 'One service with its instances, states and history', security: bearer, params: idParam } }, async (req) =>
+  app.get<Id>(`${API_V1}/service/:id`, { schema: { tags: ['services'], summary: 'One service with its instances, states and history', security: bearer, params: idParam } }, async (req) =>
     ctx.catalog.getService(await caller(ctx, req), req.params.id));
 
-  app.put<Id>('/api/service/:id', {
+  app.put<Id>(`${API_V1}/service/:id`, {
     schema: { tags: ['services'], summary: 'Replace a microservice definition (applies to instances deployed afterwards)', security: bearer, params: idParam },
     config: { docBody: microserviceSchema },
   }, async (req) => ctx.catalog.updateService(await caller(ctx, req), req.params.id, req.body));
 
-  app.delete<Id>('/api/service/:id', { schema: { tags: ['services'], summary: 'Undeploy and delete a service', security: bearer, params: idParam } }, async (req) => {
+  app.delete<Id>(`${API_V1}/service/:id`, { schema: { tags: ['services'], summary: 'Undeploy and delete a service', security: bearer, params: idParam } }, async (req) => {
     ctx.catalog.deleteService(await caller(ctx, req), req.params.id);
     return { deleted: req.params.id };
   });
 
-  app.post<Id>('/api/service/:id/instance', {
+  app.post<Id>(`${API_V1}/service/:id/instance`, {
     schema: { tags: ['instances'], summary: 'Deploy one more instance (scheduled in the background)', security: bearer, params: idParam },
   }, async (req, reply) => reply.code(202).send(ctx.catalog.deployInstance(await caller(ctx, req), req.params.id)));
 
-  app.delete<{ Params: { id: string; n: number } }>('/api/service/:id/instance/:n', {
+  app.delete<{ Params: { id: string; n: number } }>(`${API_V1}/service/:id/instance/:n`, {
     schema: {
       tags: ['instances'], summary: 'Undeploy one instance', security: bearer,
       params: { type: 'object', required: ['id', 'n'], properties: { id: { type: 'string', maxLength: 64 }, n: { type: 'integer', minimum: 0, maximum: 1e9 } } },

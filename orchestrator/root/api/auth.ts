@@ -3,11 +3,13 @@ import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.ts';
 import { MIN_PASSWORD, USERNAME } from '../users.ts';
 import { caller, created, type ApiContext } from './context.ts';
+import { API_V1 } from './paths.ts';
 
-const TOKEN_TTL_S = 12 * 3600;
+/** Lifetime of an access token (both surfaces). */
+export const TOKEN_TTL_S = 12 * 3600;
 
 export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  app.post<{ Body: { username: string; password: string } }>('/api/auth/login', {
+  app.post<{ Body: { username: string; password: string } }>(`${API_V1}/auth/login`, {
     schema: {
       tags: ['auth'],
       summary: 'Exchange a username and password for a JWT',
@@ -23,7 +25,7 @@ export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return { token, username: u.username, role: u.role, expires_in: TOKEN_TTL_S };
   });
 
-  app.post<{ Body: { username: string; password: string; role?: 'admin' | 'user' } }>('/api/users', {
+  app.post<{ Body: { username: string; password: string; role?: 'admin' | 'user' } }>(`${API_V1}/users`, {
     schema: {
       tags: ['auth'],
       summary: 'Create a user (admins only)',
@@ -50,7 +52,7 @@ export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return created(reply, { id: u.id, username: u.username, role: u.role });
   });
 
-  app.get('/api/users', { schema: { tags: ['auth'], summary: 'List users (admins only)', security: [{ bearer: [] }] } }, async (req) => {
+  app.get(`${API_V1}/users`, { schema: { tags: ['auth'], summary: 'List users (admins only)', security: [{ bearer: [] }] } }, async (req) => {
     const who = await caller(ctx, req);
     if (who.role !== 'admin') throw new ApiError(403, 'only admins list users');
     return ctx.users.list().map((u) => ({ id: u.id, username: u.username, role: u.role, created_at: new Date(u.created_at).toISOString() }));

@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ClusterRecord } from '../store.ts';
 import { caller, type ApiContext } from './context.ts';
+import { API_V1 } from './paths.ts';
 
 export function clusterRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const view = (c: ClusterRecord) => ({
@@ -17,11 +18,11 @@ export function clusterRoutes(app: FastifyInstance, ctx: ApiContext): void {
     aggregate: c.aggregate,
   });
   const schema = (summary: string) => ({ schema: { tags: ['clusters'], summary, security: [{ bearer: [] }] } });
-  app.get('/api/clusters', schema('All registered clusters'), async (req) => {
+  app.get(`${API_V1}/clusters`, schema('All registered clusters'), async (req) => {
     await caller(ctx, req);
     return ctx.clusters.list().map(view);
   });
-  app.get('/api/clusters/active', schema('Clusters that reported within 15 s'), async (req) => {
+  app.get(`${API_V1}/clusters/active`, schema('Clusters that reported within 15 s'), async (req) => {
     await caller(ctx, req);
     return ctx.clusters.list().filter((c) => ctx.clusters.isActive(c)).map(view);
   });

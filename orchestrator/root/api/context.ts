@@ -11,6 +11,7 @@ import type { InstanceManager } from '../instances.ts';
 import type { Metrics } from '../metrics.ts';
 import type { ClusterRecord, Role } from '../store.ts';
 import type { Users } from '../users.ts';
+import { API_V1 } from './paths.ts';
 import type { OverlayTunnel } from '../../root-cluster-messages.ts';
 
 declare module 'fastify' {
@@ -22,8 +23,9 @@ declare module 'fastify' {
 
 declare module '@fastify/jwt' {
   interface FastifyJWT {
-    payload: { sub: string; name: string; role: Role };
-    user: { sub: string; name: string; role: Role };
+    /** `typ: 'refresh'` marks a refresh token (Oakestra's /api/auth/refresh): never an access token. */
+    payload: { sub: string; name: string; role: Role; typ?: 'refresh' };
+    user: { sub: string; name: string; role: Role; typ?: 'refresh' };
   }
 }
 
@@ -43,9 +45,10 @@ export interface ApiContext {
 
 const callers = new WeakMap<FastifyRequest, Caller>();
 
-/** Routes that need no user token: login, the API docs, and the cluster-facing routes (own auth). */
+/** Routes that need no user token: both logins, the API docs, and the cluster-facing routes (own auth). */
 function isPublic(url: string): boolean {
-  return !url.startsWith('/api/') || url === '/api/auth/login' || url.startsWith('/api/docs') || url.startsWith('/api/internal/');
+  return !url.startsWith('/api/') || url === `${API_V1}/auth/login` || url === '/api/auth/login' || url === '/api/auth/refresh'
+    || url.startsWith('/api/docs') || url.startsWith('/api/internal/');
 }
 
 /**
@@ -55,11 +58,13 @@ function isPublic(url: string): boolean {
 export function authenticate(ctx: ApiContext) {
   return async (req: FastifyRequest): Promise<void> => {
     const url = req.routeOptions.url;
-    if (url === undefined || isPublic(url)) return;
+    // A CORS preflight carries no credentials by design; it is answered without touching any data.
+    if (url === undefined || isPublic(url) || req.method === 'OPTIONS') return;
     try {
       await req.jwtVerify();
+      if (req.user.typ === 'refresh') throw new Error('a refresh token');
     } catch {
-      throw new ApiError(401, 'missing or invalid token: log in at POST /api/auth/login and send Authorization: Bearer <token>');
+      throw new ApiError(401, `missing or invalid token: log in at POST ${API_V1}/auth/login and send Authorization: Bearer <token>`);
     }
     const u = ctx.users.byId(req.user.sub);
     if (!u) throw new ApiError(401, 'the user of this token no longer exists');

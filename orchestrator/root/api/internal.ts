@@ -60,7 +60,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return reply.code(rotated ? 200 : 201).send({ cluster_id: record.id, token: record.token, overlay_tunnel: ctx.overlayTunnel });
   });
 
-  app.post<Id & { Body: { free: { vcpus: number; memory_mb: number; gpus?: number }; workers_active: number; virtualizations?: string[]; architectures?: string[]; instances?: unknown[] } }>(
+  app.post<Id & { Body: { free: { vcpus: number; memory_mb: number; gpus?: number }; workers_active: number; virtualizations?: string[]; architectures?: string[]; max_worker?: { vcpus: number; memory_mb: number }; instances?: unknown[] } }>(
     '/api/internal/clusters/:id/report', {
       schema: {
         tags, summary: 'Aggregate report (every 5 s, and soon after a change): free capacity and instance state changes', params: clusterId,
@@ -71,6 +71,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
             workers_active: { type: 'integer', minimum: 0 },
             virtualizations: stringList,
             architectures: stringList,
+            max_worker: { type: 'object', required: ['vcpus', 'memory_mb'], properties: { vcpus: nonNegative, memory_mb: nonNegative } },
             instances: { type: 'array', maxItems: 100000 },
           },
         },
@@ -83,6 +84,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
         workers_active: b.workers_active,
         virtualizations: b.virtualizations ?? [],
         architectures: b.architectures ?? [],
+        ...(b.max_worker && { max_worker: { vcpus: b.max_worker.vcpus, memory_mb: b.max_worker.memory_mb } }),
       });
       const entries = (b.instances ?? []).map(entry);
       const valid = entries.filter((e): e is ReportedInstance => e !== null);

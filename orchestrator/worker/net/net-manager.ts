@@ -7,14 +7,11 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { TunDevice } from '../../../native/tun.ts';
-import { UdpSocket } from '../../../native/udp.ts';
-import { Readiness } from '../../../native/poll.ts';
-import { placeDatapath, type Placement } from '../../../netstack/placement.ts';
-import { Datapath } from '../../../netstack/datapath.ts';
-import { TunnelCodec, innerGsoMaxFor, innerMtuFor, maxDatagramFor } from '../../../netstack/tunnel.ts';
-import { tunNoQueue } from '../../../netstack/tun-datapath.ts';
-import type { Endpoint } from '../../../netstack/io.ts';
+import type { Datapath } from '../../../netstack/datapath.ts';
+import { innerGsoMaxFor, innerMtuFor, maxDatagramFor } from '../../../netstack/tunnel.ts';
+import { openTunDatapath, type TunDatapath } from '../../../netstack/tun-datapath.ts';
+import { PeerTable } from '../../../netstack/peers.ts';
+import type { Endpoint } from '../../../native/io.ts';
 import { SemanticTable } from '../../../proxy/semantic-table.ts';
 import { MeasuredRtt } from '../../../proxy/rtt.ts';
 import type { ClusterToWorker, RouteLink, ServiceRoute } from '../../../proxy/route-messages.ts';
@@ -89,8 +86,7 @@ interface Plumbing {
   /** gso_max_size of instance veths (innerGsoMaxFor). */
   gsoMax: number;
   selfId: number;
-  datapath: Datapath;
-  readiness: Readiness[];
+  tunnel: TunDatapath;
   table: SemanticTable;
   dns: ServiceDnsServer;
   probeTimer: NodeJS.Timeout;
@@ -128,10 +124,9 @@ export class NetManager implements InstanceNetwork {
   private subnet: WorkerSubnet | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly attached = new Map<string, Attached>();
-  /** Tunnel id → endpoint: admitted by the cluster's peer list, or named in a route. */
-  private readonly directory = new Map<number, { workerId: string; endpoint: Endpoint }>();
-  private readonly routed = new Map<number, { workerId: string; endpoint: Endpoint }>();
-  private readonly tunnelOf = new Map<string, number>();
+  /** Tunnel id → worker and endpoint: admitted by the cluster's peer list, or named in a route.
+   *  The codec, the datapath, the semantic table and the RTT probes all read this one table. */
+  private readonly peers = new PeerTable();
   private readonly keyring: TunnelKeyring;
   private readonly tableListeners = new Set<(m: ClusterToWorker) => void>();
   /** The datapath shares the daemon's event loop: its delay is what heartbeats and the API feel. */
@@ -191,7 +186,7 @@ export class NetManager implements InstanceNetwork {
   }
 
   get datapath(): Datapath | undefined {
-    return this.p?.datapath;
+    return this.p?.tunnel.datapath;
   }
 
   get gatewayAddresses(): HostAddresses | undefined {
@@ -245,72 +240,60 @@ export class NetManager implements InstanceNetwork {
       servicePrefixes: o.servicePrefixes,
       peerOf: (w) => {
         if (w === o.workerId) return selfId;
-        const id = this.tunnelOf.get(w);
+        const id = this.peers.idOf(w);
         if (id === undefined) this.log.warn('route names a worker without a tunnel id', { worker: w });
         return id ?? 0;
       },
       log: (r) => this.log.debug(String(r.msg ?? 'semantic table'), r),
     });
 
-    const dev = new TunDevice(this.tun, { offload: o.offload ?? true });
-    let sock: UdpSocket | undefined;
-    let datapath: Datapath;
-    let placement: Placement | undefined;
+    let tunnel: TunDatapath;
     try {
-      await ip(['link', 'set', 'dev', dev.name, 'mtu', String(mtu), 'txqueuelen', '10000', 'up']);
-      tunNoQueue(dev.name);
-      for (const r of o.overlay ?? ['10.16.0.0/12', 'fdc0::/16']) await ip([r.includes(':') ? '-6' : '-4', 'route', 'replace', r, 'dev', dev.name]);
-      sock = new UdpSocket({ host: tunnelHost, port: o.tunnelPort ?? 50103, offload: o.offload ?? true });
-      placement = o.datapathCpu === undefined ? undefined : placeDatapath(dev.name, o.datapathCpu);
-      datapath = new Datapath({
-        device: dev, socket: sock, table, mtu,
-        codec: new TunnelCodec(this.keyring.codecOptions({
-          selfId, maxDatagram: maxDatagramFor(pathMtu, underlay),
-          isPeer: (id) => this.directory.has(id) || this.routed.has(id),
-        })),
-        endpointOf: (id) => (this.directory.get(id) ?? this.routed.get(id))?.endpoint,
+      // The same wiring as the tunnel benchmark's datapath (netstack/standalone.ts).
+      tunnel = openTunDatapath({
+        selfId, tun: this.tun, offload: o.offload ?? true,
+        listen: { host: tunnelHost, port: o.tunnelPort ?? 50103 },
+        mtu, maxDatagram: maxDatagramFor(pathMtu, underlay),
+        routes: o.overlay ?? ['10.16.0.0/12', 'fdc0::/16'],
+        cpu: o.datapathCpu,
+      }, {
+        table, peers: this.peers, clampMss: true,
+        codecOptions: (link) => this.keyring.codecOptions(link),
+        // A packet never takes the daemon down.
+        onError: (e) => this.log.error('datapath error', { error: String(e) }),
       });
     } catch (e) {
-      sock?.close();
-      dev.close();
       table.close();
       unsubscribe();
       throw e;
     }
-    const pump = (f: () => number) => (): void => {
-      try {
-        f();
-      } catch (e) {
-        // A packet never takes the daemon down.
-        this.log.error('datapath error', { error: String(e) });
-      }
-    };
-    const readiness = [new Readiness(dev.fd, pump(() => datapath.pumpDevice())), new Readiness(sock.fd, pump(() => datapath.pumpSocket()))];
+    const { datapath, device: dev, socket: sock, placement } = tunnel;
     datapath.onRtt((peer, ms) => {
-      const w = (this.directory.get(peer) ?? this.routed.get(peer))?.workerId;
+      const w = this.peers.get(peer)?.workerId;
       if (w) rtt.record(w, ms);
     });
     const probeTimer = setInterval(() => {
-      for (const id of new Set([...this.directory.keys(), ...this.routed.keys()])) if (id !== selfId) datapath.probe(id);
+      for (const id of this.peers.peerIds()) if (id !== selfId) datapath.probe(id);
     }, o.probeMs ?? 1000);
     probeTimer.unref();
 
     const dns = new ServiceDnsServer({
       listen: [{ address: gateway.v4, port: o.dnsPort }, ...(gateway.v6 ? [{ address: gateway.v6, port: o.dnsPort }] : [])],
       resolver: table, upstreams: o.dnsUpstreams,
-      log: (r) => this.log.debug(String(r.msg ?? 'dns'), r),
+      // Warnings (an unreachable upstream) reach the worker's log at their level; the rest is debug.
+      log: ({ level, msg, ...r }) => (level === 'warn' ? this.log.warn : level === 'error' ? this.log.error : this.log.debug)
+        .call(this.log, String(msg ?? 'dns'), r),
     });
     try {
       await dns.start();
     } catch (e) {
       clearInterval(probeTimer);
-      for (const r of readiness) r.close();
-      datapath.close();
+      tunnel.close();
       table.close();
       unsubscribe();
       throw new Error(`service DNS could not start on ${gateway.v4}: ${(e as Error).message}`);
     }
-    this.p = { book, gateway, mtu, gsoMax, selfId, datapath, readiness, table, dns, probeTimer, unsubscribe };
+    this.p = { book, gateway, mtu, gsoMax, selfId, tunnel, table, dns, probeTimer, unsubscribe };
     await this.applyNft();
     this.log.info('network up', {
       bridge: this.bridge, gateway: gateway.v4, gateway_v6: gateway.v6, tun: dev.name, mtu, tunnel_id: selfId,
@@ -324,22 +307,20 @@ export class NetManager implements InstanceNetwork {
   private fromCluster(m: ClusterToWorker): void {
     try {
       if (m.type === 'peers') {
-        this.directory.clear();
+        const admitted = [];
         for (const e of m.entries) {
-          const ep = parseEndpoint(e.tunnel_endpoint);
-          if (!ep) continue;
-          this.directory.set(e.tunnel_id, { workerId: e.worker_id, endpoint: ep });
-          this.tunnelOf.set(e.worker_id, e.tunnel_id);
+          const endpoint = parseEndpoint(e.tunnel_endpoint);
+          if (endpoint) admitted.push({ id: e.tunnel_id, workerId: e.worker_id, endpoint });
         }
+        this.peers.admit(admitted);
         this.log.debug('tunnel peers', { peers: m.entries.length });
         return;
       }
       const route: ServiceRoute | null = m.type === 'table_result' ? m.route : m.type === 'route_update' ? m.route : null;
       for (const i of route?.instances ?? []) {
-        const id = i.tunnel_id ?? tunnelIdForSubnet(`${i.ns_ip.split('.').slice(0, 3).join('.')}.0/24`);
-        const ep = parseEndpoint(i.tunnel_endpoint);
-        this.tunnelOf.set(i.worker_id, id);
-        if (ep) this.routed.set(id, { workerId: i.worker_id, endpoint: ep });
+        // A route without a tunnel id (a source without a tunnel) names a worker the peer list knows.
+        const id = i.tunnel_id ?? this.peers.idOf(i.worker_id);
+        if (id !== undefined) this.peers.learn(i.worker_id, id, parseEndpoint(i.tunnel_endpoint));
       }
     } catch (e) {
       this.log.warn('route message not understood by the net manager', { type: m.type, error: (e as Error).message });
@@ -445,7 +426,7 @@ export class NetManager implements InstanceNetwork {
   metrics(): string {
     const p = this.p;
     if (!p) return '';
-    const dp = Object.entries(p.datapath.stats()).map(([k, v]) => `canopy_datapath_${k} ${v}`).join('\n');
+    const dp = Object.entries(p.tunnel.datapath.stats()).map(([k, v]) => `canopy_datapath_${k} ${v}`).join('\n');
     const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
     const loop = [
       '# HELP canopy_worker_event_loop_delay_ms event loop delay of the daemon (datapath, control and API share it), since start',
@@ -455,8 +436,9 @@ export class NetManager implements InstanceNetwork {
       `canopy_worker_event_loop_delay_ms{quantile="1"} ${ms(this.loopDelay.max)}`,
     ].join('\n');
     // A libuv poll error on the TUN or the socket (0 = none): the loop would stop reading that side.
-    const poll = `canopy_datapath_poll_status{fd="tun"} ${p.readiness[0]?.lastStatus ?? 0}\ncanopy_datapath_poll_status{fd="socket"} ${p.readiness[1]?.lastStatus ?? 0}`;
-    return `${dp}\n${poll}\ncanopy_tunnel_peers ${new Set([...this.directory.keys(), ...this.routed.keys()]).size}\ncanopy_tunnel_send_key_id ${this.keyring.sendKeyId}\n${loop}\n${p.table.metrics()}${p.dns.metrics()}`;
+    const status = p.tunnel.pollStatus();
+    const poll = `canopy_datapath_poll_status{fd="tun"} ${status.tun}\ncanopy_datapath_poll_status{fd="socket"} ${status.socket}`;
+    return `${dp}\n${poll}\ncanopy_tunnel_peers ${this.peers.size}\ncanopy_tunnel_send_key_id ${this.keyring.sendKeyId}\n${loop}\n${p.table.metrics()}${p.dns.metrics()}`;
   }
 
   /** Tears down bridge, TUN, nftables table and DNS. Instances' veths stay with running instances. */
@@ -472,8 +454,7 @@ export class NetManager implements InstanceNetwork {
         clearInterval(p.probeTimer);
         p.unsubscribe();
         p.dns.close();
-        for (const r of p.readiness) r.close();
-        p.datapath.close();
+        p.tunnel.close();
         p.table.close();
       }
       await nft(`add table inet ${this.nftTable}\ndelete table inet ${this.nftTable}\n`).catch((e: Error) => this.log.warn('could not remove the nftables table', { error: e.message }));

@@ -2,21 +2,22 @@
 // wrapper, containerd's shim) holds the file with O_APPEND, so truncating under it is safe.
 import { openSync, closeSync, readFileSync, readSync, statSync, writeFileSync, truncateSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { tailWholeLines } from '../log-tail.ts';
 
 export type LogStream = 'stdout' | 'stderr';
 
 /** The tail of one stream in `dir` (rotated part first), at most `maxBytes`. */
 export function readLog(dir: string, stream: LogStream, maxBytes = 64 * 1024): string {
   const base = join(dir, `${stream}.log`);
-  let text = '';
+  const parts: Buffer[] = [];
   for (const f of [`${base}.1`, base]) {
     try {
-      text += readFileSync(f, 'utf8');
+      parts.push(readFileSync(f));
     } catch {
       // not written yet
     }
   }
-  return text.length > maxBytes ? text.slice(text.length - maxBytes) : text;
+  return tailWholeLines(Buffer.concat(parts), maxBytes);
 }
 
 /**

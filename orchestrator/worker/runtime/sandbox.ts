@@ -131,10 +131,9 @@ export class Sandbox {
     rotateLogs(this.instancesDir, this.logBytes);
   }
 
-  /** Parent cgroups are left when they are empty. */
+  /** Parent cgroups (canopy/<worker>, and canopy when no other worker has groups) go when empty. */
   close(): void {
     clearInterval(this.rotator);
     this.cgroups.removeIfEmpty(`canopy/${this.workerId}`);
-    this.cgroups.removeIfEmpty('canopy');
   }
 }

@@ -110,10 +110,10 @@ test('watchInstances: every transition once, in order; RUNNING and COMPLETED suc
 
 test('RootClient: the server\'s message and field errors reach the user; an unreachable root says so', async () => {
   const server = createServer((req, res) => {
-    if (req.url === '/api/applications') {
+    if (req.url === '/api/v1/applications') {
       res.writeHead(422, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: 'invalid descriptor', errors: [{ path: '/applications/0/application_name', message: 'must match ^[a-z0-9]{1,30}$' }] }));
-    } else if (req.url === '/api/clusters') {
+    } else if (req.url === '/api/v1/clusters') {
       res.writeHead(502);
       res.end('<html>bad gateway</html>');
     } else {
@@ -128,8 +128,8 @@ test('RootClient: the server\'s message and field errors reach the user; an unre
     const e = await c.applications().catch((x: unknown) => x);
     assert.ok(e instanceof ApiCallError);
     assert.equal(e.status, 422);
-    assert.equal(e.describe(), 'GET /api/applications: HTTP 422: invalid descriptor\n  /applications/0/application_name: must match ^[a-z0-9]{1,30}$');
-    await assert.rejects(c.clusters(), /GET \/api\/clusters: HTTP 502: <html>bad gateway<\/html>/);
+    assert.equal(e.describe(), 'GET /api/v1/applications: HTTP 422: invalid descriptor\n  /applications/0/application_name: must match ^[a-z0-9]{1,30}$');
+    await assert.rejects(c.clusters(), /GET \/api\/v1\/clusters: HTTP 502: <html>bad gateway<\/html>/);
     await assert.rejects(c.service('x'), /answer is not JSON/);
   } finally {
     server.closeAllConnections();
@@ -163,10 +163,39 @@ test('watchInstances with unplaced "wait": the reason is reported (again when a 
     [true, 'edge1: not enough free vCPUs (0 < 0.5)'],
     [false, 'edge1: not enough free vCPUs (0.25 < 0.5)'],
   ]);
-  assert.match(unplacedLine(told[0]!, 120), /x#0 not placed yet: edge1: not enough free vCPUs \(0 < 0\.5\)\n {2}root retries it when room appears .*waiting up to 120 s/);
+  assert.match(unplacedLine(told[0]!, 120), /x#0 not placed yet: edge1: not enough free vCPUs \(0 < 0\.5\)\n {2}no room now: root retries it when room appears .*waiting up to 120 s/);
   assert.equal(unplacedLine(told[1]!, 120), '  x#0 still NO_CLUSTER_FOUND: edge1: not enough free vCPUs (0.25 < 0.5)');
 
   const stuck = await watchInstances(scripted([noRoom('0')]), [{ serviceId: 's', label: 'x', instance: 0 }], { timeoutMs: 30, intervalMs: 5, unplaced: 'wait', onTransition: () => {} });
   assert.equal(stuck.ok ? null : stuck.state, 'NO_CLUSTER_FOUND');
   assert.match(stuck.ok ? '' : stuck.reason, /^not placed after 0 s: edge1: not enough free vCPUs \(0 < 0\.5\); root keeps retrying it/);
+});
+
+test('watchInstances reports the transitions of several instances as one timeline, sorted by time', async () => {
+  const at = (state: string, sec: number) => ({ state, reason: state.toLowerCase(), ts: `2026-01-01T10:00:${String(sec).padStart(2, '0')}.000Z` });
+  const a = { ...inst([['RUNNING', 'x']]), instance_n: 0, history: [at('REQUESTED', 1), at('CLUSTER_SCHEDULED', 3), at('RUNNING', 5)] };
+  const b = { ...inst([['RUNNING', 'x']]), instance_n: 1, history: [at('REQUESTED', 2), at('CLUSTER_SCHEDULED', 4), at('RUNNING', 6)] };
+  const c = new RootClient({ url: 'http://unused' });
+  c.service = async () => ({ one_shot: false, instances: [a, b] }) as ServiceInfo;
+  const seen: string[] = [];
+  const r = await watchInstances(c, [{ serviceId: 's', label: 'x', instance: 0 }, { serviceId: 's', label: 'x', instance: 1 }], {
+    timeoutMs: 5000, intervalMs: 1, onTransition: (t) => seen.push(`${t.ts.slice(17, 19)} #${t.target.instance} ${t.state}`),
+  });
+  assert.deepEqual(r, { ok: true });
+  assert.deepEqual(seen, ['01 #0 REQUESTED', '02 #1 REQUESTED', '03 #0 CLUSTER_SCHEDULED', '04 #1 CLUSTER_SCHEDULED', '05 #0 RUNNING', '06 #1 RUNNING']);
+});
+
+test('watchInstances fails at once, even when waiting for room, on an instance root says no cluster could ever run', async () => {
+  const never = { ...inst([['REQUESTED', 'r'], ['NO_CLUSTER_FOUND', 'no cluster qualifies: edge1: cannot run container (has process)']]), placeable: false,
+    unplaceable_reason: 'no cluster can ever run it: edge1: cannot run container (has process)' };
+  const c = new RootClient({ url: 'http://unused' });
+  let calls = 0;
+  c.service = async () => { calls++; return { one_shot: false, instances: [never] } as ServiceInfo; };
+  const told: Unplaced[] = [];
+  const r = await watchInstances(c, [{ serviceId: 's', label: 'x', instance: 0 }], {
+    timeoutMs: 600_000, intervalMs: 1, unplaced: 'wait', onTransition: () => {}, onUnplaced: (u) => told.push(u),
+  });
+  assert.deepEqual(r.ok ? null : [r.state, r.reason], ['NO_CLUSTER_FOUND', 'no cluster can ever run it: edge1: cannot run container (has process)']);
+  assert.equal(calls, 1, 'no second poll: it did not wait');
+  assert.equal(told.length, 0, 'not reported as "no room now"');
 });

@@ -8,6 +8,7 @@ import { workerMayPublish, workerMaySubscribe, parseWorkerTopic, topics } from '
 import { decode } from '../../../orchestrator/mqtt/messages.ts';
 import { CredentialStore, hashPassword, verifyPassword, CLUSTER_USER } from '../../../orchestrator/mqtt/credentials.ts';
 import { aclFile } from '../../../orchestrator/mqtt/mosquitto.ts';
+import { skipOrFail } from '../../support/facility.ts';
 
 test('a worker publishes only its own upward topics', () => {
   assert.equal(workerMayPublish('w1', 'nodes/w1/information'), true);
@@ -69,9 +70,9 @@ test('payload validation names the offending field and never throws', () => {
 
 test('credentials: issue, verify, rotate, revoke, persist', () => {
   const dir = mkdtempSync(join(tmpdir(), 'canopy-cred-'));
+  const file = join(dir, 'c.json');
+  const s = new CredentialStore(file);
   try {
-    const file = join(dir, 'c.json');
-    const s = new CredentialStore(file);
     const a = s.issue('w1');
     assert.equal(s.verify('w1', a.password), true);
     assert.equal(s.verify('w1', 'nope'), false);
@@ -89,6 +90,8 @@ test('credentials: issue, verify, rotate, revoke, persist', () => {
     assert.throws(() => s.issue('+'), /invalid worker id/);
     assert.equal(s.issue(CLUSTER_USER).username, CLUSTER_USER);
   } finally {
+    // The store writes 50 ms after a change: write now, or that write would make the folder again.
+    s.flush();
     rmSync(dir, { recursive: true, force: true });
   }
 });
@@ -100,9 +103,11 @@ test('password hashes are what mosquitto_passwd reads and writes', (t) => {
   try {
     const f = join(dir, 'pw');
     try {
-      execFileSync('mosquitto_passwd', ['-c', '-b', f, 'u', 'secret'], { stdio: 'ignore' });
-    } catch {
-      return t.skip('mosquitto_passwd not installed');
+      execFileSync('mosquitto_passwd', ['-c', '-b', f, 'u', 'secret'], { stdio: 'pipe' });
+    } catch (e) {
+      // Only a missing binary may skip; any other failure of mosquitto_passwd is a real one.
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return skipOrFail(t, 'mosquitto_passwd not installed');
+      throw e;
     }
     const line = readFileSync(f, 'utf8').trim();
     assert.equal(verifyPassword('secret', line.slice(2)), true);

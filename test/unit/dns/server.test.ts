@@ -104,13 +104,22 @@ test('unknown names in the zone are NXDOMAIN with the SOA; other types are NODAT
   assert.equal(p.answers.length, 0);
 });
 
-test('names outside the zone are relayed to the upstream; a silent upstream gives SERVFAIL', async () => {
+test('names outside the zone are relayed to the upstream; a silent upstream gives SERVFAIL, logged once and counted', async () => {
   const p = await ask('example.org', Packet.TYPE.A);
   assert.equal(p.answers[0]?.address, '192.0.2.7');
+  const up = `127.0.0.1:${upstream.address().port}`;
+  const unreachable = () => logs.filter((l) => l.msg === 'DNS upstream unreachable');
+  assert.match(server.metrics(), new RegExp(`canopy_dns_upstream_unreachable_total\\{upstream="${up}"\\} 0\n`));
   upstreamSilent = true;
-  const s = await ask('example.net', Packet.TYPE.A);
-  assert.equal(s.header.rcode, 2);
+  for (const name of ['example.net', 'example.com', 'example.info']) assert.equal((await ask(name, Packet.TYPE.A)).header.rcode, 2, name);
+  assert.equal(unreachable().length, 1, 'logged once, not per query');
+  assert.equal(unreachable()[0]!.level, 'warn');
+  assert.equal(unreachable()[0]!.upstream, up);
+  assert.match(String(unreachable()[0]!.reason), /no answer within 200 ms/);
+  assert.match(server.metrics(), new RegExp(`canopy_dns_upstream_unreachable_total\\{upstream="${up}"\\} 3\n`));
   upstreamSilent = false;
+  assert.equal((await ask('example.org', Packet.TYPE.A)).answers[0]?.address, '192.0.2.7');
+  assert.equal(logs.filter((l) => l.msg === 'DNS upstream answering again').length, 1);
 });
 
 test('malformed queries get FORMERR or nothing, and the server keeps answering', async () => {

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { UdpSocket } from '../../../native/udp.ts';
-import { TxPlan } from '../../../netstack/io.ts';
+import { TxPlan } from '../../../native/io.ts';
 
 function planOf(data: Uint8Array, segSize: number, hdr: Uint8Array): TxPlan {
   // Each datagram: a 4-byte header slice then a slice of data (what the tunnel codec does).

@@ -6,7 +6,7 @@ import { Datapath, Counter } from '../../../netstack/datapath.ts';
 import { FakeDevice, FakeNetwork } from '../../../netstack/fakes.ts';
 import { StaticTable, type StaticInstance } from '../../../netstack/static-table.ts';
 import { TunnelCodec, Drop, TunnelType, newRxBatch } from '../../../netstack/tunnel.ts';
-import { TxPlan } from '../../../netstack/io.ts';
+import { TxPlan } from '../../../native/io.ts';
 import { PacketInfo, parsePacket } from '../../../netstack/packet.ts';
 import { GSO_TCPV4, GSO_TCPV6, VNET_HDR_LEN } from '../../../netstack/vnet.ts';
 import { addr, build, checksumsOk, completePartial, icmpErrorAbout, toPartial } from './build.ts';
@@ -36,8 +36,8 @@ function world(vnet1: boolean, vnet2: boolean, gro = false): World {
       device: dev,
       socket: net.socket(`198.18.0.${id}`, 50103, true, gro),
       table: new StaticTable({ selfId: id, instances, services }),
-      codec: new TunnelCodec({ selfId: id, keys: new Map([[1, key]]), keyId: 1, isPeer: (p) => p === 1 || p === 2, maxDatagram: 1472 }),
-      endpointOf: (p) => eps.get(p),
+      codec: new TunnelCodec({ selfId: id, keys: new Map([[1, key]]), keyId: 1, peers: { has: (p) => p === 1 || p === 2 }, maxDatagram: 1472 }),
+      peers: { endpoint: (p) => eps.get(p) },
       mtu: 1400,
     });
     return [dp, dev];
@@ -169,8 +169,8 @@ test('with GRO receives, a peer whose datagram size differs is still understood'
       device: dev,
       socket: net.socket('198.18.0.1', 50200 + i, true, true),
       table: new StaticTable({ selfId: 1, instances, services }),
-      codec: new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram, firstCounter: base + i * 1000 }),
-      endpointOf: () => ({ host: '198.18.0.2', port: 50103 }),
+      codec: new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, peers: { has: () => true }, maxDatagram, firstCounter: base + i * 1000 }),
+      peers: { endpoint: () => ({ host: '198.18.0.2', port: 50103 }) },
     });
     const before = d2.written.length;
     dev.inbox.push(toPartial(build({ family: 4, proto: Proto.TCP, src: A4.nsIp, dst: S4, payload: 50000 }), GSO_TCPV4, 1448));
@@ -210,7 +210,7 @@ for (const family of [4, 6] as const) {
 
 test('a datagram with a wrong key changes nothing and is counted', () => {
   const { net, w2, d2 } = world(false, false);
-  const evil = new TunnelCodec({ selfId: 1, keys: new Map([[1, randomBytes(32)]]), keyId: 1, isPeer: () => true, maxDatagram: 1472 });
+  const evil = new TunnelCodec({ selfId: 1, keys: new Map([[1, randomBytes(32)]]), keyId: 1, peers: { has: () => true }, maxDatagram: 1472 });
   const sock = net.socket('198.18.0.66', 50103);
   const plan = new TxPlan();
   const p = build({ family: 4, proto: Proto.UDP, src: A4.instanceIp, dst: B4.nsIp, payload: 20 });
@@ -299,10 +299,10 @@ test('packets wait in a bounded queue while a route is pending, then go out in o
   };
   const dp = new Datapath({
     device: dev, socket: net.socket('198.18.0.1', 50103), table,
-    codec: new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1472 }),
-    endpointOf: (p) => eps.get(p), pendingLimit: 10,
+    codec: new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, peers: { has: () => true }, maxDatagram: 1472 }),
+    peers: { endpoint: (p) => eps.get(p) }, pendingLimit: 10,
   });
-  const rx = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1472 });
+  const rx = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, peers: { has: () => true }, maxDatagram: 1472 });
   for (let i = 0; i < 12; i++) dev.inbox.push(build({ family: 4, proto: Proto.UDP, src: A4.nsIp, dst: '10.30.7.7', sport: 100 + i, payload: 20 }));
   dp.pumpDevice();
   assert.equal(net.wire.length, 0, 'nothing leaves before the route is known');
@@ -337,8 +337,8 @@ test('a table that throws costs the packet, not the loop', () => {
   };
   const dp = new Datapath({
     device: dev, socket: net.socket('198.18.0.1', 50103), table,
-    codec: new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1472 }),
-    endpointOf: () => undefined,
+    codec: new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, peers: { has: () => true }, maxDatagram: 1472 }),
+    peers: { endpoint: () => undefined },
   });
   for (let i = 0; i < 3; i++) dev.inbox.push(build({ family: 4, proto: Proto.UDP, src: A4.nsIp, dst: S4, payload: 5 }));
   assert.equal(dp.pumpDevice(), 3);
@@ -449,8 +449,8 @@ test('packets whose route never comes expire from the pending queue', async () =
   const table = { outbound: () => 3 as const, inbound: () => 0 as const, onReady: () => {} };
   const dp = new Datapath({
     device: dev, socket: net.socket('198.18.0.1', 50103), table,
-    codec: new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1472 }),
-    endpointOf: () => undefined, pendingMaxMs: 20,
+    codec: new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, peers: { has: () => true }, maxDatagram: 1472 }),
+    peers: { endpoint: () => undefined }, pendingMaxMs: 20,
   });
   dev.inbox.push(build({ family: 4, proto: Proto.UDP, src: A4.nsIp, dst: '10.30.7.7', payload: 20 }));
   dp.pumpDevice();

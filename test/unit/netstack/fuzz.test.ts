@@ -8,18 +8,14 @@ import { Datapath } from '../../../netstack/datapath.ts';
 import { FakeDevice, FakeNetwork } from '../../../netstack/fakes.ts';
 import { StaticTable } from '../../../netstack/static-table.ts';
 import { TunnelCodec, TunnelType, newRxBatch } from '../../../netstack/tunnel.ts';
-import { TxPlan } from '../../../netstack/io.ts';
+import { TxPlan } from '../../../native/io.ts';
 import { GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4 } from '../../../netstack/vnet.ts';
-import { EvpAead } from '../../../native/evp.ts';
+import { evpAead } from '../../../netstack/aead.ts';
 import { build, toPartial } from './build.ts';
+import { fuzzRandom } from '../../support/fuzz-random.ts';
 
-let seed = 0x9e3779b9;
-function rnd(n: number): number {
-  seed ^= seed << 13; seed >>>= 0;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5; seed >>>= 0;
-  return seed % n;
-}
+const rng = fuzzRandom('netstack-fuzz');
+const rnd = rng.int;
 
 const key = randomBytes(32);
 const instances = [
@@ -60,17 +56,17 @@ test('1 M random and mutated packets through decode and translate throw nothing'
     dps.push(new Datapath({
       device: dev, socket: net.socket(`h${id}${vnet ? 'v' : ''}`, 1),
       table: new StaticTable({ selfId: id, instances, services }),
-      codec: new TunnelCodec({ selfId: id, keys: new Map([[1, key]]), keyId: 1, isPeer: (p) => p === 1 || p === 2, maxDatagram: 1400 }),
-      endpointOf: (p) => eps.get(p),
+      codec: new TunnelCodec({ selfId: id, keys: new Map([[1, key]]), keyId: 1, peers: { has: (p) => p === 1 || p === 2 }, maxDatagram: 1400 }),
+      peers: { endpoint: (p) => eps.get(p) },
     }));
   }
   const base = seeds();
-  const sender = new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1400 });
+  const sender = new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, peers: { has: () => true }, maxDatagram: 1400 });
   const plan = new TxPlan();
   const dgram = new Uint8Array(1500);
   // The receiving decoder uses the OpenSSL path, so garbage reaches it too.
-  const rxDecoder = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, isPeer: (p) => p === 1, maxDatagram: 1400,
-    aeadFactory: (n, k) => new EvpAead(n, k) });
+  const rxDecoder = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, peers: { has: (p) => p === 1 }, maxDatagram: 1400,
+    aeadFactory: evpAead });
   const batch = newRxBatch();
   const N = 1_000_000;
   let accepted = 0;

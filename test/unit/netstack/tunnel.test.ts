@@ -1,17 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { TxPlan } from '../../../netstack/io.ts';
+import { TxPlan } from '../../../native/io.ts';
 import { Drop, TunnelCodec, TunnelType, newRxBatch, type TunnelCodecOptions } from '../../../netstack/tunnel.ts';
-import { nodeAead, type AeadFactory } from '../../../netstack/aead.ts';
-import { EvpAead } from '../../../native/evp.ts';
+import { evpAead, nodeAead } from '../../../netstack/aead.ts';
 
-const evpAead: AeadFactory = (name, k) => new EvpAead(name, k);
 
 const key = randomBytes(32);
 
 function codec(selfId: number, extra: Partial<TunnelCodecOptions> = {}): TunnelCodec {
-  return new TunnelCodec({ selfId, keys: new Map([[1, key]]), keyId: 1, isPeer: (id) => id === 1 || id === 2, maxDatagram: 1400, ...extra });
+  return new TunnelCodec({ selfId, keys: new Map([[1, key]]), keyId: 1, peers: { has: (id) => id === 1 || id === 2 }, maxDatagram: 1400, ...extra });
 }
 
 function datagrams(plan: TxPlan): Uint8Array[] {
@@ -56,7 +54,7 @@ for (const encrypt of [false, true]) {
 test('the OpenSSL path rejects a wrong key, a flipped bit and a replay like node:crypto does', () => {
   const a = codec(1, { aeadFactory: evpAead });
   const b = codec(2, { aeadFactory: evpAead });
-  const evil = new TunnelCodec({ selfId: 1, keys: new Map([[1, randomBytes(32)]]), keyId: 1, isPeer: () => true, maxDatagram: 1400, aeadFactory: evpAead });
+  const evil = new TunnelCodec({ selfId: 1, keys: new Map([[1, randomBytes(32)]]), keyId: 1, peers: { has: () => true }, maxDatagram: 1400, aeadFactory: evpAead });
   const plan = new TxPlan();
   for (const size of [10, 3000]) {
     const p = randomBytes(size);
@@ -78,8 +76,8 @@ test('the OpenSSL path rejects a wrong key, a flipped bit and a replay like node
 test('a wrong key, an unknown sender, a tampered byte and a replay are dropped and counted', () => {
   const a = codec(1);
   const b = codec(2);
-  const evil = new TunnelCodec({ selfId: 1, keys: new Map([[1, randomBytes(32)]]), keyId: 1, isPeer: () => true, maxDatagram: 1400 });
-  const stranger = new TunnelCodec({ selfId: 9, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1400 });
+  const evil = new TunnelCodec({ selfId: 1, keys: new Map([[1, randomBytes(32)]]), keyId: 1, peers: { has: () => true }, maxDatagram: 1400 });
+  const stranger = new TunnelCodec({ selfId: 9, keys: new Map([[1, key]]), keyId: 1, peers: { has: () => true }, maxDatagram: 1400 });
   const plan = new TxPlan();
   const p = randomBytes(3000);
   evil.encode(TunnelType.Data, 0, p, 0, p.length, plan);
@@ -150,7 +148,8 @@ test('the inner MTU leaves room for the tunnel on either underlay', async () => 
 });
 
 test('a super-packet of innerGsoMaxFor bytes is a batch that fits one GSO send; one byte more does not', async () => {
-  const { innerGsoMaxFor, maxGsoPayloadFor, maxDatagramFor } = await import('../../../netstack/tunnel.ts');
+  const { innerGsoMaxFor, maxDatagramFor } = await import('../../../netstack/tunnel.ts');
+  const { maxGsoPayloadFor } = await import('../../../native/io.ts');
   for (const u of [4, 6] as const) {
     const md = maxDatagramFor(1500, u);
     const g = innerGsoMaxFor(md, u);
@@ -167,10 +166,10 @@ test('a super-packet of innerGsoMaxFor bytes is a batch that fits one GSO send; 
 
 test('within one receive, a datagram from another sender or key is still checked, and a peer removed between receives is refused', () => {
   const peers = new Set([1, 2]);
-  const b = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, isPeer: (id) => peers.has(id), maxDatagram: 1400 });
+  const b = new TunnelCodec({ selfId: 2, keys: new Map([[1, key]]), keyId: 1, peers: { has: (id) => peers.has(id) }, maxDatagram: 1400 });
   const a = codec(1);
-  const stranger = new TunnelCodec({ selfId: 9, keys: new Map([[1, key]]), keyId: 1, isPeer: () => true, maxDatagram: 1400 });
-  const otherKey = new TunnelCodec({ selfId: 1, keys: new Map([[7, key]]), keyId: 7, isPeer: () => true, maxDatagram: 1400, firstCounter: Date.now() * 1000 + 5e6 });
+  const stranger = new TunnelCodec({ selfId: 9, keys: new Map([[1, key]]), keyId: 1, peers: { has: () => true }, maxDatagram: 1400 });
+  const otherKey = new TunnelCodec({ selfId: 1, keys: new Map([[7, key]]), keyId: 7, peers: { has: () => true }, maxDatagram: 1400, firstCounter: Date.now() * 1000 + 5e6 });
   const plan = new TxPlan();
   const p = randomBytes(3000);
   const batch = newRxBatch();

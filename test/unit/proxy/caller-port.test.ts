@@ -61,8 +61,8 @@ for (const family of [4, 6] as const) {
           const table = new SemanticTable({ workerId: `w${id}`, link: source.link(`w${id}`), rtt: new StaticRtt(), peerOf: (w) => Number(w.slice(1)) });
           table.addLocalInstance(local);
           const dp = new Datapath({
-            device: dev, socket: net.socket(`198.18.0.${id}`, 50103, true), table, endpointOf: (p) => eps.get(p),
-            codec: new TunnelCodec({ selfId: id, keys: new Map([[1, key]]), keyId: 1, isPeer: (p) => p === 1 || p === 2, maxDatagram: 1472 }),
+            device: dev, socket: net.socket(`198.18.0.${id}`, 50103, true), table, peers: { endpoint: (p) => eps.get(p) },
+            codec: new TunnelCodec({ selfId: id, keys: new Map([[1, key]]), keyId: 1, peers: { has: (p) => p === 1 || p === 2 }, maxDatagram: 1472 }),
           });
           return [dp, table];
         };

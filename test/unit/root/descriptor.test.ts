@@ -101,3 +101,62 @@ test('a flood of errors is capped', () => {
   const r = validateDescriptor({ sla_version: 'v2.0', applications: [{ application_name: 'a', application_namespace: 'b', microservices: many }] }, ctx);
   assert.ok(!r.ok && r.errors.length <= 50);
 });
+
+const twoServices = (second: Record<string, unknown>) => ({
+  sla_version: 'v2.0', customerID: 'x',
+  applications: [{ applicationID: '', application_name: 'a', application_namespace: 'b', microservices: [
+    { microserviceID: '', microservice_name: 'one', microservice_namespace: 'n', virtualization: 'process', cmd: ['x'] },
+    { microserviceID: '', microservice_name: 'two', microservice_namespace: 'n', virtualization: 'process', cmd: ['x'], ...second },
+  ] }],
+});
+
+test('a microserviceID in a new application must be empty: one naming any service is rejected at its path', () => {
+  const r = validateDescriptor(twoServices({ microserviceID: '0123456789abcdef01234567' }), { ...ctx, serviceExists: () => true });
+  assert.ok(!r.ok && r.status === 422);
+  assert.deepEqual(r.errors.map((e) => e.path), ['/applications/0/microservices/1/microserviceID']);
+  assert.match(r.errors[0]!.message, /must be empty for a new service/);
+  assert.ok(validateDescriptor(twoServices({ microserviceID: '' }), ctx).ok);
+});
+
+test('a microservice being edited may carry its own id, and no other', () => {
+  const ms = { microserviceID: 'svc1', microservice_name: 's', microservice_namespace: 'n', virtualization: 'process', cmd: ['x'] };
+  assert.ok(validateMicroservice(ms, { ...ctx, editingServiceId: 'svc1' }).ok);
+  assert.ok(validateMicroservice({ ...ms, microserviceID: '' }, { ...ctx, editingServiceId: 'svc1' }).ok);
+  const other = validateMicroservice({ ...ms, microserviceID: 'svc2' }, { ...ctx, editingServiceId: 'svc1' });
+  assert.ok(!other.ok);
+  assert.deepEqual(other.errors.map((e) => [e.path, e.message]), [['/microserviceID', 'must be empty or this service\'s id svc1, got "svc2"']]);
+});
+
+test('memory "100" is read as 100 MB; a bad memory is rejected naming memory, at its JSON path', () => {
+  const ok = validateDescriptor(twoServices({ memory: '100' }), ctx);
+  assert.ok(ok.ok);
+  assert.equal(ok.value.applications[0]!.microservices[1]!.memory, 100);
+  for (const bad of ['100MB', ' 100', '-5', '', 'lots']) {
+    const r = validateDescriptor(twoServices({ memory: bad }), ctx);
+    assert.ok(!r.ok, JSON.stringify(bad));
+    assert.deepEqual(r.errors.map((e) => e.path), ['/applications/0/microservices/1/memory'], JSON.stringify(bad));
+    assert.match(r.errors[0]!.message, /^memory must be a non-negative number/);
+  }
+  const r = validateDescriptor(twoServices({ memory: -1 }), ctx);
+  assert.ok(!r.ok);
+  assert.deepEqual(r.errors.map((e) => e.path), ['/applications/0/microservices/1/memory']);
+});
+
+test('every rejection names the JSON path of its field', () => {
+  const cases: [Record<string, unknown>, string][] = [
+    [{ vcpus: 'two' }, '/applications/0/microservices/1/vcpus'],
+    [{ virtualization: 'vm' }, '/applications/0/microservices/1/virtualization'],
+    [{ port: '99999' }, '/applications/0/microservices/1/port'],
+    [{ environment: ['=x'] }, '/applications/0/microservices/1/environment/0'],
+    [{ constraints: [{ type: 'geo', location: 'x', threshold: 1 }] }, '/applications/0/microservices/1/constraints/0/location'],
+    [{ addresses: { rr_ip: '1.2.3.4' } }, '/applications/0/microservices/1/addresses/rr_ip'],
+    [{ microserviceID: 'x' }, '/applications/0/microservices/1/microserviceID'],
+    [{ memory: 1e12 }, '/applications/0/microservices/1/memory'],
+  ];
+  for (const [field, path] of cases) {
+    const r = validateDescriptor(twoServices(field), ctx);
+    assert.ok(!r.ok, JSON.stringify(field));
+    assert.ok(r.errors.length > 0 && r.errors.every((e) => e.path.startsWith('/applications/0/microservices/1/')), `${JSON.stringify(field)}: ${JSON.stringify(r.errors)}`);
+    assert.ok(r.errors.some((e) => e.path === path), `${JSON.stringify(field)}: ${JSON.stringify(r.errors)}`);
+  }
+});

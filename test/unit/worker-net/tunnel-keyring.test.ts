@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { TxPlan } from '../../../netstack/io.ts';
+import { TxPlan } from '../../../native/io.ts';
 import { Drop, TunnelCodec, TunnelType, newRxBatch } from '../../../netstack/tunnel.ts';
 import { TunnelKeyring } from '../../../orchestrator/worker/net/tunnel-keyring.ts';
 import type { TunnelKey } from '../../../orchestrator/worker/net/tunnel-identity.ts';
@@ -12,7 +12,7 @@ import type { TunnelKey } from '../../../orchestrator/worker/net/tunnel-identity
 const hexKey = (key_id: number): TunnelKey => ({ key_id, key: randomBytes(32).toString('hex'), encrypt: false });
 
 function endpoint(selfId: number, ring: TunnelKeyring): TunnelCodec {
-  return new TunnelCodec(ring.codecOptions({ selfId, isPeer: () => true, maxDatagram: 1400 }));
+  return new TunnelCodec(ring.codecOptions({ selfId, peers: { has: () => true }, maxDatagram: 1400 }));
 }
 
 /** Sends `n` bytes from a to b; how many payloads b accepted. */

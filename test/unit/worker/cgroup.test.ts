@@ -2,7 +2,7 @@
 // real v1 hierarchy is exercised by the runtime integration tests; this host has no usable v2).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, rmdirSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectCgroups, v1Driver, v2Driver } from '../../../orchestrator/worker/cgroup.ts';
@@ -80,6 +80,26 @@ test('v1: one directory per controller, quota from vcpus, counters parsed', () =
     assert.equal(g.cpuUsageNs(), 123456);
     assert.deepEqual(g.pids().sort(), [12, 13, 14]);
     assert.equal(g.procsFiles.length, 5);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('removeIfEmpty takes the shared canopy parent along with the last worker group, and never a parent in use', () => {
+  const ctl = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer'];
+  const root = tree({}, ctl.flatMap((c) => [`${c}/canopy/w1`, `${c}/canopy/w2/s-0`]));
+  try {
+    const d = v1Driver(root);
+    d.removeIfEmpty('canopy/w2');
+    for (const c of ctl) assert.ok(existsSync(join(root, c, 'canopy/w2/s-0')), `${c}: a group with an instance stays`);
+    d.removeIfEmpty('canopy/w1');
+    for (const c of ctl) assert.equal(existsSync(join(root, c, 'canopy/w1')), false, `${c}: empty worker group removed`);
+    for (const c of ctl) assert.ok(existsSync(join(root, c, 'canopy')), `${c}: canopy kept while w2 has groups`);
+    for (const c of ctl) rmdirSync(join(root, c, 'canopy/w2/s-0'));
+    d.removeIfEmpty('canopy/w2');
+    for (const c of ctl) assert.equal(existsSync(join(root, c, 'canopy')), false, `${c}: canopy removed with the last worker`);
+    for (const c of ctl) assert.ok(existsSync(join(root, c)), `${c}: the hierarchy root is never touched`);
+    d.removeIfEmpty('canopy/w3');
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -1,6 +1,8 @@
 // The two batched interfaces the datapath drives: a packet device (the TUN) and a datagram socket
-// (the tunnel's UDP socket). Native implementations live in native/; in-memory fakes in
-// netstack/fakes.ts let translation and tunnel logic run in unit tests without root.
+// (the tunnel's UDP socket). They live here, below netstack, as wireguard-go's conn.Bind and
+// tun.Device live beside their implementations: native/ implements them and imports nothing of the
+// project's other folders; netstack/datapath.ts drives them; netstack/fakes.ts has in-memory ones so
+// translation and tunnel logic run in unit tests without root.
 
 /** A gather list describing one or more datagrams of `segSize` bytes each (the last may be shorter). */
 export class TxPlan {
@@ -88,4 +90,9 @@ export interface PacketDevice {
   readonly readErrors?: number;
   readonly lastReadErrno?: number;
   close(): void;
+}
+
+/** UDP payload of the largest IP datagram, which is all one GSO send may carry. */
+export function maxGsoPayloadFor(underlay: 4 | 6): number {
+  return underlay === 4 ? 65535 - 20 - 8 : 65535 - 8;
 }

@@ -1,0 +1,200 @@
+// Oakestra's root API at Oakestra's paths, in Oakestra's wire format (SPEC §7), so its scripts, `oak`
+// CLIs and dashboard work unchanged. A thin translation over the same service layer as Canopy's own
+// API (/api/v1): requests are reshaped, answers re-encoded; nothing is decided or stored here.
+// Where Oakestra answers `json_util.dumps(x)` the body is a JSON string holding the document
+// ("double-encoded"); its clients do `json.loads(resp.json())`. Errors are Oakestra's framework shape
+// {code, status, message} plus Canopy's per-field `errors`; another user's ids answer 404 as in
+// Oakestra, whose queries filter by owner.
+import { STATUS_CODES } from 'node:http';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { AddressSpaceExhausted } from '../addresses.ts';
+import type { ApplicationView, Caller } from '../catalog.ts';
+import { ApiError } from '../errors.ts';
+import { TOKEN_TTL_S } from '../api/auth.ts';
+import { caller, type ApiContext } from '../api/context.ts';
+import { fromOakService, oakApplication, oakCluster, oakService, type OakLookup } from './views.ts';
+
+const REFRESH_TTL_S = 7 * 24 * 3600;
+const tags = ['oakestra'];
+const bearer = [{ bearer: [] }];
+const doc = (summary: string, auth = true) => ({ schema: { tags, summary, ...(auth ? { security: bearer } : {}) } });
+
+interface Id { Params: { id: string } }
+
+/** The body Oakestra's handlers give through `json_util.dumps`: a JSON string literal holding the JSON. */
+function twice(reply: FastifyReply, x: unknown): FastifyReply {
+  return reply.code(200).type('application/json').send(JSON.stringify(JSON.stringify(x)));
+}
+
+function cors(req: FastifyRequest, reply: FastifyReply): void {
+  reply.header('access-control-allow-origin', '*');
+  reply.header('access-control-allow-headers', 'Authorization, Content-Type');
+  reply.header('access-control-allow-methods', 'GET, POST, PUT, DELETE, OPTIONS');
+  reply.header('access-control-max-age', '600');
+  void req;
+}
+
+function errorBody(status: number, message: string, errors: unknown[] = []) {
+  return { code: status, status: STATUS_CODES[status] ?? 'Error', message, ...(errors.length ? { errors } : {}) };
+}
+
+/** The plugin: register with `app.register(oakestraRoutes(ctx))` so its error shape and CORS stay here. */
+export function oakestraRoutes(ctx: ApiContext) {
+  return async (app: FastifyInstance): Promise<void> => {
+    const look: OakLookup = { clusters: ctx.clusters, workerAddress: (sid, n) => ctx.catalog.workerAddress(sid, n) };
+
+    app.addHook('onRequest', async (req, reply) => cors(req, reply));
+    app.setErrorHandler((err: FastifyError | ApiError | AddressSpaceExhausted, req, reply) => {
+      cors(req, reply);
+      if (err instanceof ApiError) {
+        // Another user's object is "not found" here, as in Oakestra.
+        const status = err.status === 403 ? 404 : err.status;
+        return reply.code(status).send(errorBody(status, status === 404 && err.status === 403 ? 'not found' : err.message, err.errors));
+      }
+      if (err instanceof AddressSpaceExhausted) return reply.code(503).send(errorBody(503, err.message));
+      const status = err.statusCode ?? 500;
+      if (status < 500) return reply.code(status).send(errorBody(status, err.message));
+      ctx.log.error('request failed', { method: req.method, url: req.url, error: String(err.stack ?? err) });
+      return reply.code(500).send(errorBody(500, 'internal error (logged)'));
+    });
+
+    // A dashboard served from another origin asks first; the answer names no data.
+    app.options('/api/*', { schema: { hide: true } }, async (_req, reply) => reply.code(204).send());
+
+    const own = (who: Caller, a: ApplicationView) => a.owner === who.username;
+    const appOf = (who: Caller, id: string) => ctx.catalog.getApplication(who, id);
+    const service = (who: Caller, id: string) => {
+      const s = ctx.catalog.getService(who, id);
+      return oakService(s, appOf(who, s.applicationID), look);
+    };
+
+    // ---- auth ----
+    app.post('/api/auth/login', doc('Oakestra login: {username, password} → {token, refresh_token}; names match in any case', false), async (req) => {
+      const b = req.body as { username?: unknown; password?: unknown } | null;
+      if (typeof b?.username !== 'string' || typeof b.password !== 'string') throw new ApiError(400, 'username and password are required');
+      const u = b.username.length <= 64 && b.password.length <= 1024 ? ctx.users.login(b.username, b.password) : undefined;
+      if (!u) throw new ApiError(401, 'invalid username or password');
+      const claims = { sub: u.id, name: u.username, role: u.role };
+      return {
+        token: app.jwt.sign(claims, { expiresIn: TOKEN_TTL_S }),
+        refresh_token: app.jwt.sign({ ...claims, typ: 'refresh' }, { expiresIn: REFRESH_TTL_S }),
+      };
+    });
+
+    app.post('/api/auth/refresh', doc('Oakestra token refresh: Authorization: Bearer <refresh_token> → {token}', false), async (req) => {
+      try {
+        await req.jwtVerify();
+      } catch {
+        throw new ApiError(401, 'missing or invalid refresh token');
+      }
+      if (req.user.typ !== 'refresh') throw new ApiError(401, 'not a refresh token');
+      const u = ctx.users.byId(req.user.sub);
+      if (!u) throw new ApiError(404, 'User does not exists');
+      return { token: app.jwt.sign({ sub: u.id, name: u.username, role: u.role }, { expiresIn: TOKEN_TTL_S }) };
+    });
+
+    // ---- applications ----
+    app.post('/api/application', doc('Oakestra: register the applications of an SLA; 200 with a JSON string of all your applications'), async (req, reply) => {
+      const who = await caller(ctx, req);
+      ctx.catalog.createFromDescriptor(who, req.body, false);
+      return twice(reply, ctx.catalog.listApplications(who).filter((a) => own(who, a)).map(oakApplication));
+    });
+
+    app.get('/api/applications', doc('Oakestra: applications (yours; all for admins), as a JSON string'), async (req, reply) =>
+      twice(reply, ctx.catalog.listApplications(await caller(ctx, req)).map(oakApplication)));
+
+    app.get<{ Params: { userid: string } }>('/api/applications/:userid', doc("Oakestra: the user's applications (the caller's own id only), as a JSON string"), async (req, reply) => {
+      const who = await caller(ctx, req);
+      if (req.params.userid !== who.id) throw new ApiError(401, 'Unauthorized');
+      return twice(reply, ctx.catalog.listApplications(who).filter((a) => own(who, a)).map(oakApplication));
+    });
+
+    app.get<Id>('/api/application/:id', doc('Oakestra: one application, as a JSON string'), async (req, reply) =>
+      twice(reply, oakApplication(appOf(await caller(ctx, req), req.params.id))));
+
+    app.put<Id>('/api/application/:id', doc('Oakestra: change name, namespace (while nothing runs) or description'), async (req) => {
+      const b = req.body;
+      const fields = typeof b === 'object' && b !== null && !Array.isArray(b) ? b as Record<string, unknown> : b;
+      // Oakestra's clients send the whole object back; only these fields are the application's to change.
+      const pick = typeof fields === 'object' && fields !== null
+        ? Object.fromEntries(['application_name', 'application_namespace', 'application_desc'].filter((k) => k in fields).map((k) => [k, (fields as Record<string, unknown>)[k]]))
+        : fields;
+      ctx.catalog.updateApplication(await caller(ctx, req), req.params.id, pick);
+      return { message: 'Application is updated' };
+    });
+
+    app.delete<Id>('/api/application/:id', doc('Oakestra: undeploy and delete an application with its services'), async (req) => {
+      ctx.catalog.deleteApplication(await caller(ctx, req), req.params.id);
+      return { message: 'Application Deleted' };
+    });
+
+    // ---- services ----
+    app.post('/api/service', doc('Oakestra: add the services of an SLA to an existing application (applications[0].applicationID)'), async (req) => {
+      const { services } = ctx.catalog.addServices(await caller(ctx, req), req.body, false);
+      return {
+        job_id: services.at(-1)?.microserviceID ?? '',
+        deployed_services: services.map((s) => ({ service_name: s.microservice_name, status: 200 })),
+        failed_services: [],
+      };
+    });
+
+    app.get('/api/services', doc('Oakestra: every service you can see (all for admins), as a JSON string'), async (req, reply) => {
+      const who = await caller(ctx, req);
+      const out = ctx.catalog.listApplications(who).flatMap((a) =>
+        ctx.catalog.listServices(who, a.applicationID).map((s) => oakService(s, a, look)));
+      return twice(reply, out);
+    });
+
+    app.get<{ Params: { appid: string } }>('/api/services/:appid', doc("Oakestra: an application's services, as a JSON string"), async (req, reply) => {
+      const who = await caller(ctx, req);
+      const a = appOf(who, req.params.appid);
+      return twice(reply, ctx.catalog.listServices(who, a.applicationID).map((s) => oakService(s, a, look)));
+    });
+
+    app.get<Id>('/api/service/:id', doc('Oakestra: one service with instance_list, as a JSON string'), async (req, reply) =>
+      twice(reply, service(await caller(ctx, req), req.params.id)));
+
+    app.put<Id>('/api/service/:id', doc('Oakestra: replace a service definition (an SLA with one microservice, or the service object)'), async (req) => {
+      const b = req.body as { applications?: { microservices?: unknown[] }[] } | null;
+      const ms = Array.isArray(b?.applications) ? b.applications[0]?.microservices?.[0] : b;
+      ctx.catalog.updateService(await caller(ctx, req), req.params.id, fromOakService(ms));
+      return {};
+    });
+
+    app.delete<Id>('/api/service/:id', doc('Oakestra: undeploy and delete a service'), async (req) => {
+      ctx.catalog.deleteService(await caller(ctx, req), req.params.id);
+      return { message: 'Job deleted' };
+    });
+
+    // ---- instances ----
+    app.post<Id>('/api/service/:id/instance', doc('Oakestra: deploy one more instance; 200 {"message": "ok"}, scheduled in the background'), async (req) => {
+      ctx.catalog.deployInstance(await caller(ctx, req), req.params.id);
+      return { message: 'ok' };
+    });
+
+    app.delete<{ Params: { id: string; n: string } }>('/api/service/:id/instance/:n', doc('Oakestra: undeploy the instance with this instance_number'), async (req) => {
+      const who = await caller(ctx, req);
+      if (!/^[0-9]{1,9}$/.test(req.params.n)) throw new ApiError(400, 'the instance number must be a non-negative integer');
+      const n = Number(req.params.n);
+      try {
+        ctx.catalog.undeployInstance(who, req.params.id, n);
+      } catch (e) {
+        // Oakestra drops undeployed instances from instance_list: one undeployed already is gone.
+        if (e instanceof ApiError && e.status === 409) throw new ApiError(404, `instance ${n} of service ${req.params.id} not found`);
+        throw e;
+      }
+      return { message: 'ok' };
+    });
+
+    // ---- clusters ----
+    app.get('/api/clusters', doc('Oakestra: all clusters (JSON text, `_id` a plain string)'), async (req, reply) => {
+      await caller(ctx, req);
+      return reply.type('application/json').send(JSON.stringify(ctx.clusters.list().map((c) => oakCluster(c, ctx.clusters.isActive(c)))));
+    });
+
+    app.get('/api/clusters/active', doc('Oakestra: active clusters (JSON text)'), async (req, reply) => {
+      await caller(ctx, req);
+      return reply.type('application/json').send(JSON.stringify(ctx.clusters.list().filter((c) => ctx.clusters.isActive(c)).map((c) => oakCluster(c, true))));
+    });
+  };
+}
