@@ -15,6 +15,11 @@ export interface TestRegistry {
   /** host:port on loopback */
   host: string;
   url: string;
+  /** Config and storage: another registry process may serve them (e.g. inside a lab host). */
+  dir: string;
+  /** Stops the registry process only (its storage stays for another). */
+  kill(): Promise<void>;
+  /** Stops it and removes its storage. */
   stop(): Promise<void>;
 }
 
@@ -29,25 +34,34 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** Writes a registry config serving `dir`'s storage on `addr`; returns its path. */
+export function registryConfig(dir: string, addr: string): string {
+  const f = join(dir, `config-${addr.replace(/[^0-9a-z]/gi, '_')}.yml`);
+  writeFileSync(f, [
+    'version: 0.1', 'log:', '  level: error', 'storage:', '  filesystem:', `    rootdirectory: ${join(dir, 'data')}`,
+    '  delete:', '    enabled: true', 'http:', `  addr: ${addr}`, '',
+  ].join('\n'));
+  return f;
+}
+
 export async function startRegistry(): Promise<TestRegistry> {
   const dir = mkdtempSync(join(tmpdir(), 'canopy-registry-'));
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
-  writeFileSync(join(dir, 'config.yml'), [
-    'version: 0.1', 'log:', '  level: error', 'storage:', '  filesystem:', `    rootdirectory: ${join(dir, 'data')}`,
-    '  delete:', '    enabled: true', 'http:', `  addr: ${host}`, '',
-  ].join('\n'));
-  const child: ChildProcess = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: 'ignore' });
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null) {
+  const child: ChildProcess = spawn('docker-registry', ['serve', registryConfig(dir, host)], { stdio: 'ignore' });
+  const kill = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
       await new Promise((r) => child.once('exit', r));
     }
+  };
+  const stop = async (): Promise<void> => {
+    await kill();
     rmSync(dir, { recursive: true, force: true });
   };
   for (let i = 0; i < 100; i++) {
     const ok = await fetch(`http://${host}/v2/`).then((r) => r.ok, () => false);
-    if (ok) return { host, url: `http://${host}`, stop };
+    if (ok) return { host, url: `http://${host}`, dir, kill, stop };
     await new Promise((r) => setTimeout(r, 100));
   }
   await stop();

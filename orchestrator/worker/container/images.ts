@@ -68,6 +68,8 @@ export function writeHostsDir(dir: string, mirrors: ReadonlyArray<[string, strin
   for (const host of hosts) {
     const server = host === DOCKER_HUB ? 'https://registry-1.docker.io' : `${isLoopback(host) ? 'http' : 'https'}://${host}`;
     const lines = [`server = "${server}"`, ''];
+    // A mirror at the registry's own address (`10.0.0.5:5000=http://10.0.0.5:5000`) is how an
+    // operator says "plain HTTP for this registry".
     for (const [h, url] of mirrors) if (h === host) lines.push(`[host."${url}"]`, '  capabilities = ["pull", "resolve"]', '');
     mkdirSync(join(dir, host), { recursive: true });
     writeFileSync(join(dir, host, 'hosts.toml'), lines.join('\n'));
@@ -76,6 +78,10 @@ export function writeHostsDir(dir: string, mirrors: ReadonlyArray<[string, strin
 
 /** The registry's words from ctr's stderr, and whether retrying could help. */
 export function pullFailure(ref: string, stderr: string): PullError {
+  // containerd tries mirrors, then the registry; a host that answered 404 is the registry's verdict
+  // even when a later host failed differently (ctr prints only the last error).
+  const notFound = /response was http\.StatusNotFound.*?host="?([^"\s]+)/.exec(stderr);
+  if (notFound) return new PullError(`pull of ${ref} failed: ${ref}: not found at ${notFound[1]}`, true);
   const line = stderr.split('\n').map((l) => l.trim()).filter((l) => l.length > 0 && !/^(time=|elapsed|[a-z]+-sha256)/.test(l)).pop() ?? 'ctr failed';
   const words = line.replace(/^ctr: /, '');
   const permanent = /not found|unauthorized|denied|manifest unknown|no match for platform|invalid reference|name unknown/i.test(words);
