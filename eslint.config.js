@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 /** Top-level folders of the project an import can reach (anything else is a package or node:). */
-const FOLDERS = ['native', 'netstack', 'proxy', 'dns', 'orchestrator', 'perf', 'scripts', 'bin', 'test'];
+const FOLDERS = ['native', 'netstack', 'proxy', 'dns', 'orchestrator', 'lab', 'perf', 'scripts', 'bin', 'test'];
 
 /** The packet side, lowest first: each folder may import only the folders named for it. */
 export const LAYERS = {
@@ -29,8 +29,31 @@ const fromTest = {
   message: 'Only test/ imports from test/: move what shipped code needs out of test/.',
 };
 
+// Orchestrator layering (docs/layering.md): protocol/ at the bottom, imported by every tier; the tiers
+// (root, cluster, worker) never import each other. ESLint's no-restricted-imports does not merge across
+// config objects, so every block repeats the rule that only test/ (and perf/) import test/.
+const noTestImports = { regex: '(^|/)test/', message: 'product code must not import test/ (move what it needs into the product)' };
+const tierRule = (forbidden, why) => ({
+  'no-restricted-imports': ['error', { patterns: [noTestImports, ...forbidden.map((t) => ({ regex: `^(\\.\\./)+(orchestrator/)?${t}/`, message: why }))] }],
+});
+const orchestratorLayers = [
+  {
+    files: ['orchestrator/protocol/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [noTestImports, { regex: '^\\.\\./', message: 'orchestrator/protocol is below every tier: it imports only its own files' }],
+      }],
+    },
+  },
+  { files: ['orchestrator/worker/**/*.ts'], rules: tierRule(['root', 'cluster'], 'the worker talks to its cluster over MQTT only: shared types live in orchestrator/protocol') },
+  { files: ['orchestrator/cluster/**/*.ts'], rules: tierRule(['root', 'worker'], 'the cluster talks to root over HTTP and to workers over MQTT: shared types live in orchestrator/protocol') },
+  { files: ['orchestrator/root/**/*.ts'], rules: tierRule(['cluster', 'worker'], 'root talks to clusters through its ClusterLink: shared types live in orchestrator/protocol') },
+  { files: ['orchestrator/mqtt/**/*.ts'], rules: tierRule(['root', 'cluster', 'worker'], 'mqtt/ is below the tiers that use it') },
+  { files: ['orchestrator/client/**/*.ts'], rules: tierRule(['deployment', 'commands'], 'client/ is below deployment/ and commands/') },
+];
+
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'perf/out/**'] },
+  { ignores: ['node_modules/**', 'perf/out/**', 'dashboard/dist/**', 'test/output/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -41,16 +64,15 @@ export default tseslint.config(
     },
   },
   // Nothing outside test/ imports from test/. perf/ is excluded: benchmarks are development tooling
-  // that drive the test lab and harnesses (test/lab, test/integration), and are not shipped.
+  // that drive test/'s harnesses (test/integration, test/support), and are not shipped.
   {
     files: ['**/*.ts', '**/*.js'],
-    ignores: ['test/**', 'perf/**',
-      // moved by the orchestrator half (issue 22: the lab's code leaves test/ for the CLI's sake)
-      'orchestrator/commands/lab.ts'],
+    ignores: ['test/**', 'perf/**'],
     rules: { 'no-restricted-imports': ['error', { patterns: [fromTest] }] },
   },
   ...Object.entries(LAYERS).map(([folder, allowed]) => ({
     files: [`${folder}/**/*.ts`],
     rules: { 'no-restricted-imports': ['error', { patterns: forbidden(folder, allowed) }] },
   })),
+  ...orchestratorLayers,
 );

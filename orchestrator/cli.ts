@@ -12,6 +12,7 @@ import { register as registerStatus } from './commands/status.ts';
 import { register as registerLogs } from './commands/logs.ts';
 import { register as registerUndeploy } from './commands/undeploy.ts';
 import { register as registerDnsRelay } from './commands/dns-relay.ts';
+import { register as registerScale } from './commands/scale.ts';
 
 const program = new Command();
 program
@@ -30,5 +31,6 @@ registerStatus(program);
 registerLogs(program);
 registerUndeploy(program);
 registerDnsRelay(program);
+registerScale(program);
 
 await program.parseAsync(process.argv);

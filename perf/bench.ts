@@ -1,5 +1,6 @@
 // `npm run bench -- <name> [args…]` runs perf/<name>.bench.ts. Each benchmark prints human-readable
 // progress and, as its last line, one JSON object: {"bench":"<name>", …}.
+// CANOPY_BENCH_SMOKE=1 makes any of them a tiny smoke run (perf/smoke.ts, RESULTS.md).
 import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';

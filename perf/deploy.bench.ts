@@ -13,9 +13,10 @@ import { RootClient, type ServiceInfo } from '../orchestrator/client/root-client
 import { watchInstances } from '../orchestrator/client/watch.ts';
 import { workerInstances } from '../orchestrator/client/worker-api.ts';
 import { down, up } from '../orchestrator/deployment/local.ts';
-import type { DeploymentState } from '../orchestrator/deployment/state.ts';
+import { readState, type DeploymentState } from '../orchestrator/client/deployment-state.ts';
+import { orSmoke } from './smoke.ts';
 
-const RUNS = Number(process.argv[2] ?? 10);
+const RUNS = Number(process.argv[2] ?? orSmoke(10, 1));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -60,6 +61,19 @@ async function baseline(): Promise<number> {
 
 const tmp = mkdtempSync(join(tmpdir(), 'canopy-deploy-bench-'));
 let state: DeploymentState | undefined;
+// A failed `up` returns no state but has recorded what it made in the state directory.
+function takeDown(): void {
+  const s = state ?? readState(join(tmp, 'state'));
+  if (s) down(s);
+}
+// Interrupted (Ctrl-C, or the smoke test's time limit), the run still takes its deployment down.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    takeDown();
+    rmSync(tmp, { recursive: true, force: true });
+    process.exit(1);
+  });
+}
 try {
   process.stderr.write('bringing up root, a cluster and two workers…\n');
   state = await up({ dir: join(tmp, 'state'), workers: 2, name: `db${process.pid % 1000}`, subnet: `198.19.${80 + (process.pid % 30)}.0` });
@@ -120,6 +134,6 @@ try {
   console.log(JSON.stringify({ bench: 'deploy', runs: RUNS, p50_s: +p50.toFixed(3), p90_s: +p90.toFixed(3), max_s: +Math.max(...samples).toFixed(3),
     to_running_p50_s: toRunning.length ? +pct(toRunning, 50).toFixed(3) : null, baseline_p50_s: +b50.toFixed(3), ratio_p50: +(p50 / b50).toFixed(1) }));
 } finally {
-  if (state) down(state);
+  takeDown();
   rmSync(tmp, { recursive: true, force: true });
 }

@@ -7,11 +7,12 @@
 import { writeFileSync, rmSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Lab } from '../test/lab/lab.ts';
+import { Lab } from '../lab/lab.ts';
 import { startSemanticHost } from '../test/integration/semantic-lab.ts';
 import type { ServiceRoute } from '../proxy/route-messages.ts';
+import { orSmoke } from './smoke.ts';
 
-const seconds = Number(process.argv[2] ?? 10);
+const seconds = Number(process.argv[2] ?? orSmoke(10, 1));
 
 const SERVICES = 20;
 const routes: ServiceRoute[] = Array.from({ length: SERVICES }, (_, i) => ({
@@ -55,12 +56,12 @@ try {
   writeFileSync(qfile, `${lines.join('\n')}\n`);
 
   await startSemanticHost(lab, srv, {
-    workerId: 'w1', peerIds: {}, routes, locals: [], rtt: {},
+    workerId: 'w1', peerIds: { w1: 1 }, routes, locals: [], rtt: {},
     dns: { listen: [{ address: srv.ip, port: 53 }], upstreams: [] },
   });
   // The same server on node:dgram (one syscall pair per query), for the record.
   await startSemanticHost(lab, srv, {
-    workerId: 'w1', peerIds: {}, routes, locals: [], rtt: {},
+    workerId: 'w1', peerIds: { w1: 1 }, routes, locals: [], rtt: {},
     dns: { listen: [{ address: srv.ip, port: 5301 }], upstreams: [], batched: false },
   });
   // Warm the route caches (the first query of each name asks the route source).

@@ -11,9 +11,10 @@ import { ipBytes } from '../proxy/address-map.ts';
 import type { ServiceRoute } from '../proxy/route-messages.ts';
 import { StaticTable } from '../netstack/static-table.ts';
 import { Proto, Verdict, newRewrite, type PacketMeta, type TranslationTable } from '../netstack/table.ts';
+import { orSmoke } from './smoke.ts';
 
-const N = Number(process.argv[2] ?? 300_000);
-const ROUNDS = 3;
+const N = Number(process.argv[2] ?? orSmoke(300_000, 2_000));
+const ROUNDS = orSmoke(3, 1);
 
 const route: ServiceRoute = {
   service_id: 's1', name: 'app.ans.svc.sns', rr_ip: '10.30.0.2', rr_ip_v6: 'fdc0:30::2', closest_ip: '10.30.0.3',

@@ -8,9 +8,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { down, up } from '../orchestrator/deployment/local.ts';
-import type { DeploymentState } from '../orchestrator/deployment/state.ts';
+import { readState, type DeploymentState } from '../orchestrator/client/deployment-state.ts';
+import { orSmoke } from './smoke.ts';
 
-const SECONDS = Number(process.argv[2] ?? 60);
+const SECONDS = Number(process.argv[2] ?? orSmoke(60, 2));
 const TICK = 100; // USER_HZ on Linux
 
 interface Sample { rssKb: number; cpuTicks: number }
@@ -49,15 +50,30 @@ async function measure(pids: Record<string, number>, seconds: number): Promise<R
 
 const tmp = mkdtempSync(join(tmpdir(), 'canopy-footprint-'));
 let state: DeploymentState | undefined;
+// A failed `up` returns no state but has recorded what it made in the state directory.
+function takeDown(): void {
+  const s = state ?? readState(join(tmp, 'state'));
+  if (s) down(s);
+}
 const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
 // The daemons load TypeScript through tsx (bin/canopy.js): its loader alone costs memory.
 const bareTsx = spawn(process.execPath, ['--import', 'tsx', '-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+// Interrupted (Ctrl-C, or the smoke test's time limit), the run still takes its deployment down.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    bare.kill();
+    bareTsx.kill();
+    takeDown();
+    rmSync(tmp, { recursive: true, force: true });
+    process.exit(1);
+  });
+}
 try {
   process.stderr.write('bringing up root, a cluster and one worker…\n');
   state = await up({ dir: join(tmp, 'state'), workers: 1, name: `fp${process.pid % 1000}`, subnet: `198.19.${120 + (process.pid % 30)}.0`,
     rootPort: 10000, clusterPort: 10100, mqttPort: 10003, workerApiPort: 10200 });
   // Let start-up work (compilation, first reports) settle before the quiet window.
-  await new Promise((r) => setTimeout(r, 10_000));
+  await new Promise((r) => setTimeout(r, orSmoke(10_000, 1_000)));
   process.stderr.write(`measuring ${SECONDS} s of idle…\n`);
   const f = await measure({ worker: state.workers[0]!.process!.pid, cluster: state.cluster!.pid, root: state.root!.pid, bare_node: bare.pid!, bare_tsx: bareTsx.pid! }, SECONDS);
   for (const [k, v] of Object.entries(f)) console.log(`${k.padEnd(10)} RSS ${v.rss_mb} MB (max ${v.rss_max_mb} MB), CPU ${v.cpu_pct} % of one core`);
@@ -73,6 +89,6 @@ try {
 } finally {
   bare.kill();
   bareTsx.kill();
-  if (state) down(state);
+  takeDown();
   rmSync(tmp, { recursive: true, force: true });
 }

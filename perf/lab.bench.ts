@@ -3,7 +3,8 @@
 //   - throughput: TCP (iperf3, 3 s) over a plain veth pair vs through an impairment relay
 //   - delay: ping RTT with 20 ms configured each way (target 40 ms), as a ratio
 // Human progress on stderr; the last stdout line is one JSON object.
-import { Lab } from '../test/lab/lab.ts';
+import { Lab } from '../lab/lab.ts';
+import { orSmoke } from './smoke.ts';
 
 function log(msg: string): void {
   process.stderr.write(`${msg}\n`);
@@ -18,7 +19,7 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
 async function iperf(lab: Lab, from: string, to: string, port: number): Promise<number> {
   const server = lab.host(to).spawn(['iperf3', '-s', '-1', '-p', String(port)]);
   await lab.host(to).waitListening(port);
-  const r = await lab.host(from).exec(['iperf3', '-c', lab.host(to).ip, '-p', String(port), '-t', '3', '-J'], { timeoutMs: 30_000 });
+  const r = await lab.host(from).exec(['iperf3', '-c', lab.host(to).ip, '-p', String(port), '-t', orSmoke('3', '1'), '-J'], { timeoutMs: 30_000 });
   server.kill();
   if (r.code !== 0) throw new Error(`iperf3 ${from}→${to} failed: ${r.stderr || r.stdout}`);
   return (JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e9;
@@ -44,9 +45,10 @@ try {
   log(`relay r1 drops: egress queue ${stats.egress.droppedQueue}, ingress queue ${stats.ingress.droppedQueue}`);
 
   await lab.host('r2').exec(['ping', '-c', '1', lab.host('v1').ip]);
-  const ping = await lab.host('r2').exec(['ping', '-c', '20', '-i', '0.05', '-q', lab.host('v1').ip]);
+  const pings = orSmoke('20', '3');
+  const ping = await lab.host('r2').exec(['ping', '-c', pings, '-i', '0.05', '-q', lab.host('v1').ip]);
   const avg = Number(/= [\d.]+\/([\d.]+)\//.exec(ping.stdout)?.[1]);
-  const base = await lab.host('v2').exec(['ping', '-c', '20', '-i', '0.05', '-q', lab.host('v1').ip]);
+  const base = await lab.host('v2').exec(['ping', '-c', pings, '-i', '0.05', '-q', lab.host('v1').ip]);
   const baseAvg = Number(/= [\d.]+\/([\d.]+)\//.exec(base.stdout)?.[1]);
   log(`ping RTT with 20 ms each way: ${avg.toFixed(2)} ms (target 40), plain pair ${baseAvg.toFixed(3)} ms`);
   result = {

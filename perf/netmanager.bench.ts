@@ -8,11 +8,14 @@
 //   npm run bench -- netmanager [--seconds 8]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Lab } from '../test/lab/lab.ts';
-import { Deployment, FIXTURES, sleep } from '../test/integration/e2e-harness.ts';
+import { Lab } from '../lab/lab.ts';
+import { Deployment, sleep } from '../test/integration/e2e-harness.ts';
+import { SLA_FIXTURES as FIXTURES } from '../test/support/fixtures.ts';
+import { orSmoke } from './smoke.ts';
 
 const argv = process.argv.slice(2);
-const seconds = Number(argv[argv.indexOf('--seconds') + 1] ?? 8) || 8;
+const at = argv.indexOf('--seconds');
+const seconds = (at >= 0 ? Number(argv[at + 1]) : 0) || orSmoke(8, 1);
 
 function pct(xs: number[], p: number): number {
   if (xs.length === 0) return NaN;
@@ -61,7 +64,7 @@ try {
     return Math.round(j.end.sum_received.bits_per_second / 1e7) / 100;
   };
 
-  const idle = await sampleWhile(sleep(3000));
+  const idle = await sampleWhile(sleep(orSmoke(3000, 500)));
   console.error(`idle API latency w1 p50 ${pct(idle.w1, 0.5)} ms`);
 
   // Kernel: the two hosts' underlay directly.

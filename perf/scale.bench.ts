@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { orSmoke } from './smoke.ts';
 
 const JOIN_KEY = 'scale-bench';
 
@@ -25,7 +26,7 @@ if (process.argv.includes('--role=cluster')) {
 async function runCluster(): Promise<void> {
   const { Cluster } = await import('../orchestrator/cluster/cluster.ts');
   const { startClusterApi } = await import('../orchestrator/cluster/api.ts');
-  const { jsonLogger } = await import('../orchestrator/mqtt/log.ts');
+  const { jsonLogger } = await import('../orchestrator/protocol/log.ts');
   const { CredentialStore } = await import('../orchestrator/mqtt/credentials.ts');
   const { keepMosquittoFiles, mosquittoConf } = await import('../orchestrator/mqtt/mosquitto.ts');
   const dir = process.argv.find((a) => a.startsWith('--dir='))!.slice(6);
@@ -239,13 +240,13 @@ async function scenario(total: number, steps: number[], broker: 'embedded' | 'mo
       const t1 = Date.now();
       await pool(workers.slice(connected, step), 100, (w) => openWorker(w, ready.mqtt));
       connected = step;
-      console.error(`[${broker}] ${step} workers connected (${Date.now() - t1} ms); warming up 5 s`);
-      await new Promise((r) => setTimeout(r, 5000));
+      console.error(`[${broker}] ${step} workers connected (${Date.now() - t1} ms); warming up ${orSmoke(5, 0.5)} s`);
+      await new Promise((r) => setTimeout(r, orSmoke(5000, 500)));
       const c0 = cpuTicks(pid);
       const b0 = ready.broker_pid ? cpuTicks(ready.broker_pid) : 0;
       const h0 = await metric(ready.api, 'heartbeats_total');
       const w0 = Date.now();
-      await new Promise((r) => setTimeout(r, 10_000));
+      await new Promise((r) => setTimeout(r, orSmoke(10_000, 1000)));
       const secs = (Date.now() - w0) / 1000;
       const cpu = ((cpuTicks(pid) - c0) / 100 / secs) * 100;
       const hbs = ((await metric(ready.api, 'heartbeats_total')) - h0) / secs;
@@ -277,7 +278,7 @@ async function scenario(total: number, steps: number[], broker: 'embedded' | 'mo
 
 async function main(): Promise<void> {
   const arg = process.argv.slice(2).find((a) => !a.startsWith('--'));
-  const total = Number(arg ?? 10_000);
+  const total = Number(arg ?? orSmoke(10_000, 20));
   if (!Number.isInteger(total) || total < 1) throw new Error(`workers must be a positive integer, got ${arg}`);
   const steps = [...new Set([Math.min(1000, total), total])];
   const embedded = await scenario(total, steps, 'embedded');

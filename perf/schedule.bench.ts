@@ -5,14 +5,15 @@
 import Fastify from 'fastify';
 import { ClusterRegistry } from '../orchestrator/root/clusters.ts';
 import { offerPlacement } from '../orchestrator/root/cluster-client.ts';
-import type { PlacementOffer } from '../orchestrator/root-cluster-messages.ts';
+import type { PlacementOffer } from '../orchestrator/protocol/root-cluster.ts';
 import { rankClusters, type InstanceDemand } from '../orchestrator/root/scheduler.ts';
 import { SqliteStore } from '../orchestrator/root/sqlite-store.ts';
 import type { Constraint, Microservice } from '../orchestrator/descriptor/types.ts';
+import { orSmoke } from './smoke.ts';
 
-const CLUSTERS = Number(process.argv[2] ?? 1000);
-const DECISIONS = Number(process.argv[3] ?? 5000);
-const OFFERS = 1000;
+const CLUSTERS = Number(process.argv[2] ?? orSmoke(1000, 20));
+const DECISIONS = Number(process.argv[3] ?? orSmoke(5000, 50));
+const OFFERS = orSmoke(1000, 20);
 
 let seed = 42;
 const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);

@@ -9,10 +9,11 @@
 // Prints progress, then as its last line one JSON object with the figures and ratio_vxlan.
 import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { Lab, type Host, type Namespace } from '../test/lab/lab.ts';
+import { Lab, type Host, type Namespace } from '../lab/lab.ts';
 import { S4, buildOverlay, plumbWorker, statsOf, stopOverlay } from '../test/integration/datapath-setup.ts';
+import { orSmoke } from './smoke.ts';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? orSmoke(10, 1));
 const encrypt = process.argv.includes('--encrypt');
 // BENCH_PHASES=offload (comma list of veth,vxlan,offload,pp,thread) runs only those phases: A/B runs
 // of one change measure the offload phase alone, alternated, with CPU per GB.

@@ -17,7 +17,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   iproute2 iputils-ping iperf3 curl bind9-dnsutils dnsperf dnsmasq-base \
   mosquitto mosquitto-clients nginx-light ethtool nftables procps psmisc \
-  python3 python3-requests make g++ \
+  python3 python3-requests make g++ chromium \
   containerd runc busybox-static docker-registry >/dev/null
 nodots
 # containerd + runc run `container` instances (the worker starts its own containerd); busybox-static
@@ -30,6 +30,10 @@ echo "== npm dependencies (npm ci: about a minute, a dot every 5 s)"
 dots
 npm ci --no-audit --no-fund
 nodots
+
+echo "== dashboard bundle"
+# Root serves dashboard/dist at `/`; chromium (above) runs the dashboard's browser tests.
+node --import tsx scripts/build-dashboard.ts
 
 echo "== the canopy command"
 # A symlink, not a copy: node resolves it to this checkout, so `canopy` always runs the code here.

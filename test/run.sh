@@ -27,7 +27,7 @@ fi
 
 if [ "$which" != unit ]; then
   # Remove what a killed earlier run left behind (namespaces, relays) before starting.
-  node --import tsx test/lab/sweep-cli.ts
+  node --import tsx lab/sweep-cli.ts
 fi
 
 snapshot() {

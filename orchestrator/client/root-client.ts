@@ -1,6 +1,6 @@
 // A typed client of root's REST API (SPEC §7) for the CLI. Every failed call throws ApiCallError
 // carrying the server's own message and its per-field errors, so the user reads what root said.
-import type { InstanceView } from '../root/instances.ts';
+import type { InstanceView } from '../root/instance-view.ts';
 import type { ApplicationView, ServiceView } from '../root/catalog.ts';
 import { API_V1 } from '../root/api/paths.ts';
 

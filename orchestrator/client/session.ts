@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { defaultStateDir, readState, type DeploymentState } from '../deployment/state.ts';
+import { defaultStateDir, readState, type DeploymentState } from './deployment-state.ts';
 import { ApiCallError, RootClient } from './root-client.ts';
 
 export interface SessionOptions {

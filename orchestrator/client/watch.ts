@@ -46,9 +46,26 @@ export const UNPLACED: ReadonlySet<string> = new Set(['NO_CLUSTER_FOUND', 'NO_WO
 /** FAILED transitions after which a restarted (not one-shot) instance counts as failing for good. */
 export const DEFAULT_MAX_FAILURES = 3;
 
-/** Transitions in time order (ISO timestamps sort as strings); one instance's keep their order on a tie. */
+/**
+ * One timeline of several instances' transitions: merged by time (ISO timestamps compare as strings),
+ * each instance's own in the order of its history. Root and cluster stamp different steps with their
+ * own clocks, so one instance's history is causal but not always monotonic: it is never reordered.
+ */
 export function byTime(ts: readonly Transition[]): Transition[] {
-  return [...ts].sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0));
+  const queues = new Map<string, Transition[]>();
+  for (const t of ts) {
+    const key = `${t.target.serviceId}#${t.target.instance}`;
+    const q = queues.get(key);
+    if (q) q.push(t);
+    else queues.set(key, [t]);
+  }
+  const out: Transition[] = [];
+  for (;;) {
+    let next: Transition[] | undefined;
+    for (const q of queues.values()) if (q.length && (!next || q[0]!.ts < next[0]!.ts)) next = q;
+    if (!next) return out;
+    out.push(next.shift()!);
+  }
 }
 
 export async function watchInstances(
@@ -128,7 +145,8 @@ export async function watchInstances(
           return { ok: false, target: t, state: inst.state, reason: `${inst.reason}${times}` };
         }
       }
-      if (GOOD.has(inst.state)) done.add(t);
+      // A one-shot's outcome is its exit: RUNNING only means it has not finished yet.
+      if (s.one_shot ? inst.state === 'COMPLETED' : GOOD.has(inst.state)) done.add(t);
     }
     return null;
   }

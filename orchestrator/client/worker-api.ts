@@ -1,7 +1,7 @@
 // The worker's local API (orchestrator/worker/api.ts): instance logs and status. Root and cluster do
 // not relay logs, so the CLI asks the worker directly; in a `canopy up` deployment the state file says
 // where each worker's API listens.
-import type { DeploymentState } from '../deployment/state.ts';
+import type { DeploymentState } from './deployment-state.ts';
 
 export interface WorkerInstanceStatus {
   service_id: string;
@@ -21,11 +21,13 @@ export function workerApiUrl(workerId: string, deployment: DeploymentState | nul
   return w.apiUrl;
 }
 
-async function get(url: string): Promise<Response> {
+async function get(url: string, retried = false): Promise<Response> {
   try {
     return await fetch(url, { signal: AbortSignal.timeout(5000) });
   } catch (e) {
     const cause = (e as { cause?: { code?: string } }).cause;
+    // A kept-alive connection the worker closed just as it was reused: a GET is safe to send again.
+    if (!retried && cause?.code === 'UND_ERR_SOCKET') return get(url, true);
     throw new Error(`worker API ${url} is unreachable (${cause?.code ?? (e as Error).message})`);
   }
 }
@@ -47,4 +49,22 @@ export async function workerInstances(api: string): Promise<WorkerInstanceStatus
   const res = await get(`${api}/api/status`);
   if (!res.ok) throw new Error(`worker API ${api}/api/status: HTTP ${res.status}`);
   return ((await res.json()) as { instances: WorkerInstanceStatus[] }).instances;
+}
+
+/**
+ * Waits until no worker of the local deployment has an instance that `mine` picks (undeploy and scale
+ * --wait); throws naming those left after `timeoutS`. A worker whose API does not answer counts as empty.
+ */
+export async function waitOffWorkers(deployment: DeploymentState, mine: (i: WorkerInstanceStatus) => boolean, timeoutS: number): Promise<void> {
+  const until = Date.now() + timeoutS * 1000;
+  for (;;) {
+    const left: string[] = [];
+    for (const w of deployment.workers) {
+      const inst = await workerInstances(w.apiUrl).catch(() => []);
+      left.push(...inst.filter(mine).map((i) => `${w.name}: ${i.service_id}#${i.instance_n} ${i.state}`));
+    }
+    if (left.length === 0) return;
+    if (Date.now() > until) throw new Error(`still on workers after ${timeoutS} s: ${left.join('; ')}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }

@@ -3,7 +3,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { Cluster, ClusterError } from './cluster.ts';
-import { RootAnswerError, type PlacementOffer } from '../root-cluster-messages.ts';
+import { RootAnswerError, type PlacementOffer } from '../protocol/root-cluster.ts';
 import { RouteMessageError } from '../../proxy/route-messages.ts';
 
 function bearer(req: FastifyRequest): string | undefined {

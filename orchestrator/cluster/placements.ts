@@ -1,10 +1,10 @@
 // The instances a cluster holds, as root offered them, and the service routes built from them.
 import { isIPv4, isIPv6 } from 'node:net';
-import { Lifecycle, type Transition, type InstanceState } from '../worker/instance-states.ts';
+import { Lifecycle, type Transition, type InstanceState } from '../protocol/instance-states.ts';
 import type { DeployOrder, InstanceSpec } from '../mqtt/messages.ts';
 import type { ServiceRoute, PortSpec, InstanceRoute } from '../../proxy/route-messages.ts';
-import type { Connectivity, PlacementNeed } from './scheduler.ts';
-import type { PlacementOffer } from '../root-cluster-messages.ts';
+import type { PlacementNeed } from './scheduler.ts';
+import type { Connectivity, PlacementOffer } from '../protocol/root-cluster.ts';
 
 export interface ClusterInstance {
   offer: PlacementOffer;

@@ -1,8 +1,7 @@
 // The cluster's calls to root (docs/protocols.md, root ↔ cluster). Every call has a timeout and
 // turns any failure into a RootCallError with a sentence; callers retry on their own schedule.
-import type { InstanceState } from '../worker/instance-states.ts';
 import { bearerJsonCall } from '../bearer-json-call.ts';
-import { parseOverlayTunnel, parseRemotePeers, RootAnswerError, type OverlayTunnel, type RemotePeer } from '../root-cluster-messages.ts';
+import { parseOverlayTunnel, parseRemotePeers, RootAnswerError, type OverlayTunnel, type RemotePeer, type Report } from '../protocol/root-cluster.ts';
 
 export const ROOT_CALL_TIMEOUT_MS = 5000;
 
@@ -15,29 +14,6 @@ export class RootCallError extends Error {
 export interface Registration {
   cluster_id: string;
   token: string;
-}
-
-export interface InstanceChange {
-  service_id: string;
-  instance_n: number;
-  state: InstanceState;
-  reason: string;
-  worker: string | null;
-  ts: number;
-  /** The instance's namespace addresses and its worker's tunnel endpoint (for root's routes and views). */
-  ns_ip?: string;
-  ns_ip_v6?: string;
-  tunnel_endpoint?: string;
-}
-
-export interface Report {
-  free: { vcpus: number; memory_mb: number; gpus: number };
-  workers_active: number;
-  virtualizations: string[];
-  architectures: string[];
-  /** The largest single worker's total capacity: no instance that needs more can run here. */
-  max_worker: { vcpus: number; memory_mb: number };
-  instances: InstanceChange[];
 }
 
 export interface Subnets {

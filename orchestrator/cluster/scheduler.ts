@@ -8,6 +8,7 @@
 // Every answer carries a sentence saying why, which ends up in the instance's status.
 import { distanceKm as greatCircleKm, minRttMs, parseLocation } from '../descriptor/location.ts';
 import type { Coordinate } from '../../proxy/route-messages.ts';
+import type { Connectivity, Constraint } from '../protocol/root-cluster.ts';
 import { estimatedRttMs, MAX_ERROR } from '../../proxy/vivaldi.ts';
 
 export interface GeoPoint {
@@ -26,31 +27,6 @@ export interface WorkerCandidate {
   location?: GeoPoint;
   /** Service ids that have an instance on this worker. */
   services: ReadonlySet<string>;
-}
-
-/** The constraint objects of a descriptor microservice, as far as the cluster reads them. */
-export interface Constraint {
-  type: string;
-  cluster?: string;
-  node?: string;
-  allowed?: readonly string[];
-  location?: string;
-  threshold?: number;
-  arch?: readonly string[];
-  area?: string;
-}
-
-/** One `con_constraints` entry: `latency` in ms (Vivaldi estimate) or `geo` in km. */
-export interface ConnectivityConstraint {
-  type: string;
-  threshold: number;
-}
-
-/** A `connectivity[]` entry of a descriptor microservice: place near another service's instances. */
-export interface Connectivity {
-  /** The target's service id (root resolves sibling names to ids). */
-  target_microservice_id: string;
-  con_constraints: readonly ConnectivityConstraint[];
 }
 
 export interface PlacementNeed {

@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync, renameSync, mkdirSync, existsSync } from '
 import { dirname } from 'node:path';
 import type { Registration } from './root-client.ts';
 import type { StoredInstance } from './placements.ts';
-import type { OverlayTunnel } from '../root-cluster-messages.ts';
+import type { OverlayTunnel } from '../protocol/root-cluster.ts';
 
 export interface ClusterState {
   root: Registration | null;

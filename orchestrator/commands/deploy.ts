@@ -7,6 +7,7 @@
 // One that no cluster could ever run (root's `placeable: false`) fails at once, with root's reason.
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
+import type { RootClient } from '../client/root-client.ts';
 import { openSession, withLogin } from '../client/session.ts';
 import { fail, StatusLine } from '../client/terminal.ts';
 import { UNPLACED, watchInstances, type Unplaced, type WatchTarget } from '../client/watch.ts';
@@ -19,13 +20,52 @@ export function unplacedLine(u: Unplaced, timeoutS: number): string {
   return `  ${who} not placed yet: ${u.reason}\n  no room now: root retries it when room appears (a cluster reports more room, an instance is undeployed${latest}); waiting up to ${timeoutS} s (--fail-unplaced to stop at once)`;
 }
 
+/**
+ * `--wait` of deploy and scale: prints every transition of the instances with its reason (one
+ * timeline), a progress line, and the end; throws with the reason when one fails, times out, or can
+ * never be placed.
+ */
+export async function followInstances(c: RootClient, targets: WatchTarget[], o: { timeoutS: number; failUnplaced: boolean }): Promise<void> {
+  const line = new StatusLine();
+  const started = Date.now();
+  const status = new Map<WatchTarget, string>();
+  const summary = () => `${[...status.values()].filter((s) => s === 'RUNNING' || s === 'COMPLETED').length}/${targets.length} running, ${((Date.now() - started) / 1000).toFixed(1)} s`;
+  line.set(summary());
+  const r = await watchInstances(c, targets, {
+    timeoutMs: o.timeoutS * 1000,
+    unplaced: o.failUnplaced ? 'fail' : 'wait',
+    onUnplaced: (u) => {
+      line.print(unplacedLine(u, o.timeoutS));
+      line.set(summary());
+    },
+    onTransition: (t) => {
+      status.set(t.target, t.state);
+      line.print(`${t.ts.slice(11, 23)}  ${t.target.label}#${t.target.instance}  ${t.state.padEnd(19)} ${t.reason}`);
+      line.set(summary());
+    },
+    onTick: () => {
+      line.set(summary());
+      line.tick();
+    },
+  });
+  line.clear();
+  if (!r.ok) {
+    const hint = o.failUnplaced && UNPLACED.has(r.state) ? '; it stays deployed and root retries it when room appears (undeploy the service to stop)' : '';
+    throw new Error(`${r.target.label}#${r.target.instance} ${r.state}: ${r.reason}${hint}`);
+  }
+  const completed = [...status.values()].filter((x) => x === 'COMPLETED').length;
+  const running = targets.length - completed;
+  const parts = [running ? `${running} running` : '', completed ? `${completed} completed (one-shot)` : ''].filter(Boolean).join(', ');
+  console.log(`all ${targets.length} instances up after ${((Date.now() - started) / 1000).toFixed(1)} s: ${parts}`);
+}
+
 export function register(program: Command): void {
   program
     .command('deploy')
     .description('create the applications of an SLA (v2.0 descriptor) and deploy their services')
     .argument('<sla>', 'descriptor file (JSON)')
     .option('--root <url>', 'root API URL (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
-    .option('--wait', 'follow every instance until it runs; exit 1 if one keeps failing (3 times) or times out (an unplaced one is waited for: root retries it)')
+    .option('--wait', 'follow every instance until it runs; exit 1 if one keeps failing (3 times), times out, or no cluster could ever run it (one with no room now is waited for: root retries it)')
     .option('--timeout <s>', 'with --wait: give up after this many seconds', '120')
     .option('--fail-unplaced', 'with --wait: exit 1 at once if an instance cannot be placed now, instead of waiting for root\'s retries')
     .action(async (file: string, o: { root?: string; wait?: boolean; timeout: string; failUnplaced?: boolean }) => {
@@ -48,37 +88,7 @@ export function register(program: Command): void {
           }
           if (!o.wait) return;
           const targets: WatchTarget[] = created.services.flatMap((s) => s.instances.map((i) => ({ serviceId: s.microserviceID, label: s.name, instance: i.instance_n })));
-          const line = new StatusLine();
-          const started = Date.now();
-          const status = new Map<WatchTarget, string>();
-          const summary = () => `${[...status.values()].filter((s) => s === 'RUNNING' || s === 'COMPLETED').length}/${targets.length} running, ${((Date.now() - started) / 1000).toFixed(1)} s`;
-          line.set(summary());
-          const r = await watchInstances(c, targets, {
-            timeoutMs: timeoutS * 1000,
-            unplaced: o.failUnplaced ? 'fail' : 'wait',
-            onUnplaced: (u) => {
-              line.print(unplacedLine(u, timeoutS));
-              line.set(summary());
-            },
-            onTransition: (t) => {
-              status.set(t.target, t.state);
-              line.print(`${t.ts.slice(11, 23)}  ${t.target.label}#${t.target.instance}  ${t.state.padEnd(19)} ${t.reason}`);
-              line.set(summary());
-            },
-            onTick: () => {
-              line.set(summary());
-              line.tick();
-            },
-          });
-          line.clear();
-          if (!r.ok) {
-            const hint = o.failUnplaced && UNPLACED.has(r.state) ? '; it stays deployed and root retries it when room appears (undeploy the service to stop)' : '';
-            throw new Error(`${r.target.label}#${r.target.instance} ${r.state}: ${r.reason}${hint}`);
-          }
-          const completed = [...status.values()].filter((x) => x === 'COMPLETED').length;
-          const running = targets.length - completed;
-          const parts = [running ? `${running} running` : '', completed ? `${completed} completed (one-shot)` : ''].filter(Boolean).join(', ');
-          console.log(`all ${targets.length} instances up after ${((Date.now() - started) / 1000).toFixed(1)} s: ${parts}`);
+          await followInstances(c, targets, { timeoutS, failUnplaced: o.failUnplaced === true });
         });
       } catch (e) {
         fail('deploy', e);

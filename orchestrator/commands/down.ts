@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { fail } from '../client/terminal.ts';
 import { findByName } from '../deployment/hosts.ts';
 import { down, forceDown } from '../deployment/local.ts';
-import { defaultStateDir, readState } from '../deployment/state.ts';
+import { defaultStateDir, readState } from '../client/deployment-state.ts';
 
 export function register(program: Command): void {
   program

@@ -2,12 +2,12 @@
 // (`ip netns exec <prefix>-w1 bash`). Labs made here are persistent: they outlive this command and
 // the sweeper leaves them alone unless told --all.
 import type { Command } from 'commander';
-import { hostNames, linksFromArgs } from '../../test/lab/cli-spec.ts';
-import { describeImpairment } from '../../test/lab/impair/rules.ts';
-import { Lab, destroyByPrefix } from '../../test/lab/lab.ts';
-import { listPrefixes, readRecord } from '../../test/lab/registry.ts';
-import { type LabStatus, labStatus } from '../../test/lab/status.ts';
-import { sweep } from '../../test/lab/sweep.ts';
+import { hostNames, linksFromArgs } from '../../lab/cli-spec.ts';
+import { describeImpairment } from '../../lab/impair/rules.ts';
+import { Lab, destroyByPrefix } from '../../lab/lab.ts';
+import { listPrefixes, readRecord } from '../../lab/registry.ts';
+import { type LabStatus, labStatus } from '../../lab/status.ts';
+import { sweep } from '../../lab/sweep.ts';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 

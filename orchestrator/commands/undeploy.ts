@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { findApplications, findServices } from '../client/lookup.ts';
 import { openSession, withLogin } from '../client/session.ts';
 import { fail } from '../client/terminal.ts';
-import { workerInstances } from '../client/worker-api.ts';
+import { waitOffWorkers } from '../client/worker-api.ts';
 
 export function register(program: Command): void {
   program
@@ -38,17 +38,7 @@ export function register(program: Command): void {
           }
           if (!o.wait) return;
           if (!session.deployment) throw new Error('--wait needs the local deployment of `canopy up` (it asks the workers)');
-          const until = Date.now() + Number(o.timeout) * 1000;
-          for (;;) {
-            const left: string[] = [];
-            for (const w of session.deployment.workers) {
-              const inst = await workerInstances(w.apiUrl).catch(() => []);
-              left.push(...inst.filter((i) => ids.includes(i.service_id)).map((i) => `${w.name}: ${i.service_id}#${i.instance_n} ${i.state}`));
-            }
-            if (left.length === 0) break;
-            if (Date.now() > until) throw new Error(`still on workers after ${o.timeout} s: ${left.join('; ')}`);
-            await new Promise((r) => setTimeout(r, 250));
-          }
+          await waitOffWorkers(session.deployment, (i) => ids.includes(i.service_id), Number(o.timeout));
           console.log('removed from every worker');
         });
       } catch (e) {

@@ -6,7 +6,7 @@ import { fail } from '../client/terminal.ts';
 import { runDemo } from '../deployment/demo.ts';
 import { AlreadyUpError, down, up } from '../deployment/local.ts';
 import { cliCommand } from '../deployment/processes.ts';
-import { defaultStateDir, readState } from '../deployment/state.ts';
+import { defaultStateDir, readState } from '../client/deployment-state.ts';
 import { portFlag } from './port-flag.ts';
 import { parseUpstream } from '../../dns/forwarder.ts';
 

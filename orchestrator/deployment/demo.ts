@@ -1,12 +1,12 @@
 // The demo of `canopy up`: a web server and a client that calls it as `closest.web`; success is the
-// client's own log showing HTTP 200 answers. The descriptor is a copy of
-// ../shared/fixtures/sla/process-web-client.json, kept here so a fresh checkout has it.
+// client's own log showing HTTP 200 answers. The descriptor,
+// demo.sla.json, is the same web server and client as test/fixtures/sla/process-web-client.json.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiCallError, type RootClient } from '../client/root-client.ts';
 import { instanceLogs, workerApiUrl } from '../client/worker-api.ts';
 import { watchInstances } from '../client/watch.ts';
-import type { DeploymentState } from './state.ts';
+import type { DeploymentState } from '../client/deployment-state.ts';
 
 export const DEMO_SLA = join(import.meta.dirname, 'demo.sla.json');
 

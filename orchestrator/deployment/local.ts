@@ -11,8 +11,8 @@ import { forgetTokens } from '../client/session.ts';
 import { createHosts, findByName, netnsExecArgv, planHosts, removeHosts } from './hosts.ts';
 import { ipBatchForce, listNetnsSync, netnsPidsSync } from './iproute.ts';
 import { CANOPY_BIN, logTail, removeWorkerCgroups, spawnDetached, stopProcesses } from './processes.ts';
-import { isAlive, procRef } from './proc.ts';
-import { STATE_VERSION, readState, writeState, type DeploymentState, type ProcessRecord } from './state.ts';
+import { isAlive, procRef } from '../proc.ts';
+import { STATE_VERSION, readState, writeState, type DeploymentState, type ProcessRecord } from '../client/deployment-state.ts';
 
 export interface UpOptions {
   dir: string;
@@ -134,7 +134,8 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
     () => assertAlive(relay, 'dns relay'));
 
   say(`root: ${s.rootUrl}`);
-  s.root = spawnDetached([node, CANOPY_BIN, 'root', '--host', hosts.hostIp, '--port', String(rootPort), '--data', join(o.dir, 'root')],
+  s.root = spawnDetached([node, CANOPY_BIN, 'root', '--host', hosts.hostIp, '--port', String(rootPort), '--data', join(o.dir, 'root'),
+    '--worker-apis-from', o.dir],
     join(logs, 'root.log'), { CANOPY_ADMIN_PASSWORD: s.password, CANOPY_CLUSTER_KEY: clusterKey });
   writeState(s);
   const client = new RootClient({ url: s.rootUrl, timeoutMs: 3000 });

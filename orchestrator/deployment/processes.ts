@@ -3,8 +3,8 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, realpathSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { isAlive, procRef, signalRef, sleepSync } from './proc.ts';
-import type { ProcessRecord } from './state.ts';
+import { isAlive, procRef, signalRef, sleepSync } from '../proc.ts';
+import type { ProcessRecord } from '../client/deployment-state.ts';
 
 /** bin/canopy.js of this checkout: daemons run the same code as the CLI that starts them. */
 export const CANOPY_BIN = join(import.meta.dirname, '../../bin/canopy.js');

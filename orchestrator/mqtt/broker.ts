@@ -5,7 +5,7 @@ import { createServer, type Server, type AddressInfo } from 'node:net';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { CLUSTER_USER, type CredentialStore } from './credentials.ts';
 import { workerMayPublish, workerMaySubscribe } from './topics.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../protocol/log.ts';
 
 export interface BrokerOptions {
   host: string;

@@ -3,8 +3,8 @@
 // the semantic layer's route messages, validated by proxy/route-messages.ts.) A payload that fails is described (JSON path and why) so the
 // receiver can log it and drop it; nothing here throws on bad input.
 import { Ajv, type ValidateFunction, type ErrorObject } from 'ajv';
-import type { InstanceState } from '../worker/instance-states.ts';
-import { ALL_STATES } from '../worker/instance-states.ts';
+import type { InstanceState } from '../protocol/instance-states.ts';
+import { ALL_STATES } from '../protocol/instance-states.ts';
 
 /** Largest payload accepted on any topic: a heartbeat with a few thousand instances fits. */
 export const MAX_PAYLOAD_BYTES = 1 << 20;

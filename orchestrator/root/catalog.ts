@@ -7,8 +7,9 @@ import type { FieldError, Microservice, PinnedAddresses } from '../descriptor/ty
 import { nameProblem, serviceFullName } from '../names.ts';
 import type { AddressAllocator } from './addresses.ts';
 import { ApiError, conflict, forbidden, invalid, notFound } from './errors.ts';
-import type { InstanceManager, InstanceView } from './instances.ts';
-import { isSettled } from './lifecycle.ts';
+import type { InstanceManager } from './instances.ts';
+import type { InstanceView } from './instance-view.ts';
+import { isSettled } from '../protocol/instance-states.ts';
 import type { ApplicationRecord, Role, RootStore, ServiceRecord } from './store.ts';
 
 export interface Caller {
@@ -301,7 +302,7 @@ export class Catalog {
       this.addresses.releaseService(s.id);
       this.store.deleteService(s.id);
     });
-    this.instances.forget(s.id);
+    this.instances.routes.forget(s.id);
   }
 
   deleteService(caller: Caller, id: string): void {

@@ -1,11 +1,22 @@
 // Root's calls to a cluster's API (docs/protocols.md, "cluster, root-facing routes"), authenticated
 // with the cluster's own token. Answers are checked before use: a cluster is another process, and a
 // malformed answer must become a reason in an instance's status, not an exception in root.
-import type { PlacementAnswer, PlacementOffer, RemotePeer, RouteInfo } from '../root-cluster-messages.ts';
+import type { PlacementAnswer, PlacementOffer, RemotePeer, RouteInfo } from '../protocol/root-cluster.ts';
 import type { ClusterRecord } from './store.ts';
 import { bearerJsonCall } from '../bearer-json-call.ts';
 
 export const CLUSTER_CALL_TIMEOUT_MS = 5000;
+
+/**
+ * Root's four calls to a cluster, injected into the instance manager (as wireguard-go injects its
+ * conn.Bind): the product uses HTTP (httpClusterLink); unit tests hand in a fake, with no server.
+ */
+export interface ClusterLink {
+  offer(cluster: ClusterRecord, offer: PlacementOffer): Promise<PlacementAnswer>;
+  remove(cluster: ClusterRecord, serviceId: string, n: number): Promise<void>;
+  pushRoute(cluster: ClusterRecord, route: RouteInfo): Promise<void>;
+  pushPeers(cluster: ClusterRecord, peers: RemotePeer[], version: number): Promise<void>;
+}
 
 export class ClusterCallError extends Error {}
 
@@ -36,3 +47,10 @@ export async function pushRoute(cluster: ClusterRecord, route: RouteInfo): Promi
 export async function pushPeers(cluster: ClusterRecord, peers: RemotePeer[], version: number): Promise<void> {
   await call(cluster, 'POST', 'api/peers', { peers, peers_version: version });
 }
+
+export const httpClusterLink: ClusterLink = {
+  offer: offerPlacement,
+  remove: removePlacement,
+  pushRoute,
+  pushPeers,
+};

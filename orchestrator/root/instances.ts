@@ -1,66 +1,22 @@
 // Instances: creation with stable instance IPs, root scheduling (offer to clusters best first, the
-// next one on a decline), lifecycle transitions with timestamps and reasons, cluster reports, route
-// answers and route pushes to clusters that asked about a service, and the other clusters' workers
-// as tunnel peers (in report answers, and pushed when they change).
-import type { Logger } from '../mqtt/log.ts';
-import { offerPlacement, pushPeers, pushRoute, removePlacement } from './cluster-client.ts';
-import { PeerAnnouncer, RemotePeerSet, seesChange } from './remote-peers.ts';
-import type { RemotePeer, RouteInfo } from '../root-cluster-messages.ts';
-import { tunnelIdForSubnet } from '../worker/net/tunnel-identity.ts';
+// next one on a decline), lifecycle transitions with timestamps and reasons, and cluster reports.
+// Clusters are reached through an injected ClusterLink; route answers and pushes (RouteService),
+// the remote tunnel peers (RemotePeerService) and the API view (instance-view.ts) live beside it.
+import type { Logger } from '../protocol/log.ts';
+import { httpClusterLink, type ClusterLink } from './cluster-client.ts';
+import { RemotePeerService } from './remote-peers.ts';
+import { appNameOf, RouteService } from './route-service.ts';
+import { instanceView, type InstanceView } from './instance-view.ts';
+import type { ReportedInstance } from '../protocol/root-cluster.ts';
 import type { AddressAllocator } from './addresses.ts';
 import type { ClusterRegistry } from './clusters.ts';
-import { canTransition, isInstanceState, isPlaced, type InstanceState } from './lifecycle.ts';
+import { canTransition, isInstanceState, isPlaced, type InstanceState } from '../protocol/instance-states.ts';
 import type { Metrics } from './metrics.ts';
 import { RetryScheduler, type RetryClock, type RunOutcome, type TriggerKind } from './retry.ts';
 import { rankClusters, summarizeRejections, type InstanceDemand, type NearTarget } from './scheduler.ts';
 import { placeability } from './placeable.ts';
 import type { ClusterRecord, InstanceEvent, InstanceRecord, RootStore, ServiceRecord } from './store.ts';
-import { parseIp } from '../descriptor/ip.ts';
 import type { Connectivity } from '../descriptor/types.ts';
-import { serviceFullName } from '../names.ts';
-
-export interface InstanceView {
-  instance_n: number;
-  state: InstanceState;
-  reason: string;
-  cluster_id: string | null;
-  cluster_name: string | null;
-  worker_id: string | null;
-  instance_ip: string;
-  instance_ip_v6: string;
-  ns_ip: string | null;
-  ns_ip_v6: string | null;
-  created_at: string;
-  updated_at: string;
-  /**
-   * While unplaced: scheduling runs since it was first left unplaced (kept across root restarts), the
-   * last one, and when root retries it at the latest (sooner if room appears). A run that ends in
-   * the same state adds no history entry; it only updates `reason`.
-   */
-  retries: number;
-  last_retry: string | null;
-  next_retry: string | null;
-  history: { state: InstanceState; reason: string; ts: string }[];
-  /**
-   * False when no cluster could ever run it as the clusters are now (see placeable.ts): waiting for
-   * room is pointless. `unplaceable_reason` then says why.
-   */
-  placeable: boolean;
-  unplaceable_reason?: string;
-}
-
-/** One entry of a cluster's report (docs/protocols.md). */
-export interface ReportedInstance {
-  service_id: string;
-  instance_n: number;
-  state: string;
-  reason?: string;
-  worker?: string;
-  ts?: number;
-  ns_ip?: string;
-  ns_ip_v6?: string;
-  tunnel_endpoint?: string;
-}
 
 const RETRYABLE: InstanceState[] = ['NO_CLUSTER_FOUND', 'NO_WORKER_CAPACITY', 'NO_QUALIFIED_WORKER'];
 const isRetryable = (s: InstanceState): boolean => RETRYABLE.includes(s);
@@ -73,15 +29,15 @@ const splitKey = (key: string): [string, number] => {
 export class InstanceManager {
   /** Scheduling runs in flight, so close() can wait for them. */
   private readonly inflight = new Map<string, Promise<void>>();
-  /** service id → clusters that asked for its route (and get pushes when it changes). */
-  private readonly interest = new Map<string, Set<string>>();
+  /** Route answers to clusters, and pushes to those that asked. */
+  readonly routes: RouteService;
+  /** Other clusters' workers as tunnel peers (report answers and pushes). */
+  readonly peers: RemotePeerService;
+  private readonly link: ClusterLink;
   private closed = false;
   private readonly countDecision: (l?: Record<string, string>) => void;
   private readonly countTransition: (l?: Record<string, string>) => void;
   private readonly observeDecision: (s: number) => void;
-  private readonly countPeerPush: (l?: Record<string, string>) => void;
-  private readonly peers = new RemotePeerSet(() => this.scanRemotePeers());
-  private readonly announcer: PeerAnnouncer;
   private readonly retry: RetryScheduler;
   private readonly countRetryPass: (l?: Record<string, string>) => void;
   private readonly countRetryAttempt: (l?: Record<string, string>) => void;
@@ -93,12 +49,15 @@ export class InstanceManager {
     private readonly clusters: ClusterRegistry,
     private readonly log: Logger,
     metrics: Metrics,
-    o: { retryClock?: RetryClock; retryBaseMs?: number; retryMaxMs?: number } = {},
+    o: { retryClock?: RetryClock; retryBaseMs?: number; retryMaxMs?: number; link?: ClusterLink } = {},
   ) {
+    this.link = o.link ?? httpClusterLink;
+    this.routes = new RouteService(store, clusters, this.link, log);
+    this.peers = new RemotePeerService(store, clusters, this.link, log,
+      metrics.counter('canopy_root_peer_pushes_total', 'Pushes of remote tunnel peers to clusters, by outcome'));
     this.countDecision = metrics.counter('canopy_root_schedule_outcomes_total', 'Root scheduling outcomes');
     this.countTransition = metrics.counter('canopy_root_instance_transitions_total', 'Instance state transitions, by new state');
     this.observeDecision = metrics.histogram('canopy_root_schedule_decision_seconds', 'Time to rank clusters for one instance');
-    this.countPeerPush = metrics.counter('canopy_root_peer_pushes_total', 'Pushes of remote tunnel peers to clusters, by outcome');
     this.countRetryPass = metrics.counter('canopy_root_retry_passes_total', 'Passes that retried unplaced instances, by what triggered them');
     this.countRetryAttempt = metrics.counter('canopy_root_retry_attempts_total', 'Scheduling runs of instances left unplaced before');
     this.countRetryPlaced = metrics.counter('canopy_root_retry_placements_total', 'Instances placed on a retry, after being left unplaced');
@@ -120,17 +79,6 @@ export class InstanceManager {
         this.log.info('retrying unplaced instances', { trigger: kind, instances: started });
       },
     });
-    this.announcer = new PeerAnnouncer(
-      async (id) => {
-        const c = this.clusters.get(id);
-        if (c) await pushPeers(c, this.peers.forCluster(id), this.peers.version());
-      },
-      (id, err) => {
-        this.countPeerPush({ outcome: err === undefined ? 'ok' : 'failed' });
-        // The cluster's next report answer carries the same list: a lost push only delays admission.
-        if (err !== undefined) this.log.warn('peers push failed', { cluster: this.clusters.get(id)?.name ?? id, error: String(err) });
-      },
-    );
     metrics.gauge('canopy_root_instances', 'Instances by state', () =>
       [...store.countInstancesByState()].map(([state, n]) => [{ state }, n]));
   }
@@ -138,33 +86,18 @@ export class InstanceManager {
   /** Waits for scheduling in flight; no new scheduling starts afterwards. */
   async close(): Promise<void> {
     this.closed = true;
-    this.announcer.close();
+    this.peers.close();
     this.retry.close();
     await Promise.allSettled([...this.inflight.values()]);
   }
 
   view(i: InstanceRecord): InstanceView {
-    const r = isRetryable(i.state) ? this.retry.info(keyOf(i.service_id, i.n)) : undefined;
-    const iso = (t: number | null | undefined): string | null => (typeof t === 'number' ? new Date(t).toISOString() : null);
-    return {
-      instance_n: i.n,
-      state: i.state,
-      reason: i.reason,
-      cluster_id: i.cluster_id,
-      cluster_name: i.cluster_id ? (this.clusters.get(i.cluster_id)?.name ?? null) : null,
-      worker_id: i.worker_id,
-      instance_ip: i.instance_ip,
-      instance_ip_v6: i.instance_ip_v6,
-      ns_ip: i.ns_ip,
-      ns_ip_v6: i.ns_ip_v6,
-      created_at: new Date(i.created_at).toISOString(),
-      updated_at: new Date(i.updated_at).toISOString(),
-      retries: r?.retries ?? 0,
-      last_retry: iso(r?.last_retry),
-      next_retry: iso(r?.next_retry),
-      history: this.store.instanceEvents(i.service_id, i.n).map((e) => ({ ...e, ts: new Date(e.ts).toISOString() })),
-      ...placeability(i.state === 'REQUESTED' || isRetryable(i.state) ? this.store.service(i.service_id)?.spec : undefined, this.clusters),
-    };
+    return instanceView(i, {
+      store: this.store,
+      clusterName: (id) => this.clusters.get(id)?.name,
+      retry: (r) => (isRetryable(r.state) ? this.retry.info(keyOf(r.service_id, r.n)) : undefined),
+      placeability: (r) => placeability(r.state === 'REQUESTED' || isRetryable(r.state) ? this.store.service(r.service_id)?.spec : undefined, this.clusters),
+    });
   }
 
   /** Moves an instance to `to` if the lifecycle allows it; records the event. */
@@ -266,7 +199,7 @@ export class InstanceManager {
     const declines: string[] = [];
     let capacity = false;
     let declined = false;
-    const [app, appns] = this.appName(s);
+    const [app, appns] = appNameOf(this.store, s);
     const offer = {
       service: {
         service_id: s.id, app, appns, svc: s.name, svcns: s.namespace, microservice: spec,
@@ -278,13 +211,13 @@ export class InstanceManager {
       const c = this.clusters.get(view.id);
       if (!c) continue;
       try {
-        const answer = await offerPlacement(c, offer);
+        const answer = await this.link.offer(c, offer);
         if (answer.accepted) {
           const now = this.store.instance(serviceId, n);
           if (now && now.cluster_id === c.id && isPlaced(now.state)) return 'placed'; // its report came first
           if (!now || (now.state !== 'REQUESTED' && !isRetryable(now.state))) {
             // Undeployed while the offer was out: take it back from the cluster.
-            await removePlacement(c, serviceId, n).catch(() => undefined);
+            await this.link.remove(c, serviceId, n).catch(() => undefined);
             return 'gone';
           }
           this.clusters.reserve(c.id, demand);
@@ -344,11 +277,6 @@ export class InstanceManager {
     return isPlaced(cur.state) ? 'placed' : 'gone';
   }
 
-  private appName(s: ServiceRecord): [string, string] {
-    const a = this.store.application(s.app_id);
-    return [a?.name ?? '', a?.namespace ?? ''];
-  }
-
   /**
    * Room may have appeared (a cluster became active or reports more room, an instance left a
    * cluster): every unplaced instance gets another run soon; a burst of calls makes one pass.
@@ -387,13 +315,13 @@ export class InstanceManager {
       const spec = this.store.service(i.service_id)?.spec;
       if (spec && wasPlaced) this.clusters.release(cluster.id, spec);
       const cause = `instance ${i.n} of service ${i.service_id} was undeployed from cluster ${cluster.name}`;
-      removePlacement(cluster, i.service_id, i.n).catch((err: unknown) =>
+      this.link.remove(cluster, i.service_id, i.n).catch((err: unknown) =>
         // The cluster's next report lists the instance and root's answer asks again (see applyReport).
         this.log.warn('could not tell cluster to remove an instance', { cluster: cluster.name, service_id: i.service_id, n: i.n, error: String(err) }))
         // Its place is free once the cluster has removed it (its next report confirms the room).
         .finally(() => this.retryUnplaced('instance_left', cause));
     }
-    this.pushIfInterested(i.service_id);
+    this.routes.pushIfInterested(i.service_id);
   }
 
   undeployAll(serviceId: string, reason: string): void {
@@ -448,120 +376,8 @@ export class InstanceManager {
       if (isRetryable(i.state)) this.retry.adopt(keyOf(i.service_id, i.n));
     }
     if (left.length) this.retryUnplaced('instance_left', left.join('; '));
-    for (const id of changed) this.pushIfInterested(id, c.id);
-    this.announcePeers(c.id);
+    for (const id of changed) this.routes.pushIfInterested(id, c.id);
+    if (!this.closed) this.peers.announce(c.id);
     return { undeploy, ignored };
-  }
-
-  /**
-   * Tells every other active cluster at once when the remote-peer set changed (a worker ran its
-   * first instance, or its last one stopped): its workers then admit a new caller within a round
-   * trip instead of at their cluster's next report. `reporter` gets the list in its report answer.
-   * Pushes run in the background; the report answer never waits for them.
-   */
-  private announcePeers(reporter: string): void {
-    const changed = this.peers.takeChanges();
-    if (changed.size === 0 || this.closed) return;
-    for (const c of this.clusters.list()) {
-      if (c.id === reporter || !this.clusters.isActive(c) || !seesChange(c.id, changed)) continue;
-      this.announcer.announce(c.id);
-    }
-  }
-
-  /** Route answer for a service or instance address; records the asking cluster's interest. */
-  route(address: string, askingCluster: string | null): RouteInfo | undefined {
-    const ip = parseIp(address);
-    const owner = ip && this.store.addressOwner(ip.text);
-    if (!owner) return undefined;
-    if (askingCluster) {
-      const set = this.interest.get(owner.service_id) ?? new Set<string>();
-      set.add(askingCluster);
-      this.interest.set(owner.service_id, set);
-    }
-    return this.routeInfo(owner.service_id);
-  }
-
-  private routeInfo(serviceId: string): RouteInfo | undefined {
-    const s = this.store.service(serviceId);
-    if (!s) return undefined;
-    const [app, appns] = this.appName(s);
-    return {
-      service_id: s.id,
-      name: serviceFullName(app, appns, s.name, s.namespace),
-      rr_ip: s.rr_ip, rr_ip_v6: s.rr_ip_v6, closest_ip: s.closest_ip, closest_ip_v6: s.closest_ip_v6,
-      // Only instances a worker can reach: a route entry without its namespace address, worker or
-      // tunnel endpoint (not reported yet) would make the cluster reject the whole route.
-      instances: this.store.listInstances(s.id).filter((i) => i.state === 'RUNNING' && i.ns_ip && i.worker_id && i.tunnel_endpoint).map((i) => {
-        const tunnelId = this.tunnelIdOf(i.cluster_id, i.worker_id);
-        return {
-          n: i.n, instance_ip: i.instance_ip, instance_ip_v6: i.instance_ip_v6, ns_ip: i.ns_ip, ns_ip_v6: i.ns_ip_v6,
-          worker_id: i.worker_id, cluster_id: i.cluster_id, tunnel_endpoint: i.tunnel_endpoint,
-          ...(tunnelId === undefined ? {} : { tunnel_id: tunnelId }),
-        };
-      }),
-    };
-  }
-
-  /** A worker's tunnel sender id, from the subnet root gave it (undefined if it has none). */
-  private tunnelIdOf(clusterId: string | null, workerId: string | null): number | undefined {
-    const subnet = clusterId && workerId ? this.store.subnet(clusterId, workerId) : undefined;
-    if (!subnet) return undefined;
-    try {
-      return tunnelIdForSubnet(subnet.subnet_v4);
-    } catch {
-      return undefined;
-    }
-  }
-
-  /**
-   * The workers of other clusters that run instances, for `askingCluster`'s tunnel peers: a worker
-   * there may call one of this cluster's instances, and the answer goes back to it over the tunnel.
-   * Only workers with running instances can be callers, so these are all a cluster needs.
-   */
-  remotePeers(askingCluster: string): RemotePeer[] {
-    return this.peers.forCluster(askingCluster);
-  }
-
-  /** The version of what remotePeers returns (RemotePeerSet.version). */
-  peersVersion(): number {
-    return this.peers.version();
-  }
-
-  /** A worker got or gave back its subnet: its tunnel id, and so the remote-peer set, may change. */
-  subnetsChanged(): void {
-    this.peers.invalidate();
-  }
-
-  /** Every cluster's workers that run instances: one scan of RUNNING instances, cached by `peers`. */
-  private scanRemotePeers(): RemotePeer[] {
-    const byId = new Map<number, RemotePeer>();
-    for (const i of this.store.instancesInState(['RUNNING'])) {
-      if (!i.cluster_id || !i.worker_id || !i.tunnel_endpoint) continue;
-      const tunnelId = this.tunnelIdOf(i.cluster_id, i.worker_id);
-      if (tunnelId === undefined || byId.has(tunnelId)) continue;
-      byId.set(tunnelId, { worker_id: i.worker_id, cluster_id: i.cluster_id, tunnel_id: tunnelId, tunnel_endpoint: i.tunnel_endpoint });
-    }
-    return [...byId.values()].sort((a, b) => a.tunnel_id - b.tunnel_id);
-  }
-
-  /** Pushes a service's route to the clusters that asked about it (except the one that reported). */
-  private pushIfInterested(serviceId: string, except?: string): void {
-    const set = this.interest.get(serviceId);
-    if (!set || set.size === 0) return;
-    const route = this.routeInfo(serviceId) ?? {
-      service_id: serviceId, name: '', rr_ip: '', rr_ip_v6: '', closest_ip: '', closest_ip_v6: '', instances: [],
-    };
-    for (const id of set) {
-      const c = id === except ? undefined : this.clusters.get(id);
-      if (!c || !this.clusters.isActive(c)) continue;
-      pushRoute(c, route).catch((err: unknown) =>
-        this.log.warn('route push failed', { cluster: c.name, service_id: serviceId, error: String(err) }));
-    }
-  }
-
-  /** Forgets a deleted service's interest after telling interested clusters that it is gone. */
-  forget(serviceId: string): void {
-    this.pushIfInterested(serviceId);
-    this.interest.delete(serviceId);
   }
 }

@@ -2,8 +2,13 @@
 // across clusters): computed once per change of the instances, not per report, and announced to the
 // other clusters as soon as the set changes, so a new caller is admitted by a remote server's worker
 // without waiting for that cluster's next report.
-import type { RemotePeer } from '../root-cluster-messages.ts';
+import type { RemotePeer } from '../protocol/root-cluster.ts';
+import type { Logger } from '../protocol/log.ts';
 import { CoalescedRun } from '../coalesced-run.ts';
+import type { ClusterLink } from './cluster-client.ts';
+import type { ClusterRegistry } from './clusters.ts';
+import { workerTunnelId } from './route-service.ts';
+import type { RootStore } from './store.ts';
 
 function key(p: RemotePeer): string {
   return `${p.cluster_id}\n${p.worker_id}\n${p.tunnel_id}\n${p.tunnel_endpoint}`;
@@ -116,5 +121,84 @@ export class PeerAnnouncer {
   close(): void {
     this.closed = true;
     for (const r of this.runs.values()) r.close();
+  }
+}
+
+/**
+ * The remote-peer set over root's store, and its announcement: what a cluster's report answer and
+ * root's pushes (ClusterLink.pushPeers) carry as `peers`.
+ */
+export class RemotePeerService {
+  private readonly peers = new RemotePeerSet(() => this.scan());
+  private readonly announcer: PeerAnnouncer;
+
+  constructor(
+    private readonly store: RootStore,
+    private readonly clusters: ClusterRegistry,
+    link: ClusterLink,
+    log: Logger,
+    countPush: (labels?: Record<string, string>) => void,
+  ) {
+    this.announcer = new PeerAnnouncer(
+      async (id) => {
+        const c = this.clusters.get(id);
+        if (c) await link.pushPeers(c, this.peers.forCluster(id), this.peers.version());
+      },
+      (id, err) => {
+        countPush({ outcome: err === undefined ? 'ok' : 'failed' });
+        // The cluster's next report answer carries the same list: a lost push only delays admission.
+        if (err !== undefined) log.warn('peers push failed', { cluster: this.clusters.get(id)?.name ?? id, error: String(err) });
+      },
+    );
+  }
+
+  /**
+   * The workers of other clusters that run instances, for `askingCluster`'s tunnel peers: a worker
+   * there may call one of this cluster's instances, and the answer goes back to it over the tunnel.
+   * Only workers with running instances can be callers, so these are all a cluster needs.
+   */
+  forCluster(askingCluster: string): RemotePeer[] {
+    return this.peers.forCluster(askingCluster);
+  }
+
+  /** The version of what forCluster returns (RemotePeerSet.version). */
+  version(): number {
+    return this.peers.version();
+  }
+
+  /** Something the set is computed from changed (an instance entered or left RUNNING, a subnet). */
+  invalidate(): void {
+    this.peers.invalidate();
+  }
+
+  /**
+   * Tells every other active cluster at once when the remote-peer set changed (a worker ran its
+   * first instance, or its last one stopped): its workers then admit a new caller within a round
+   * trip instead of at their cluster's next report. `reporter` gets the list in its report answer.
+   * Pushes run in the background; the report answer never waits for them.
+   */
+  announce(reporter: string): void {
+    const changed = this.peers.takeChanges();
+    if (changed.size === 0) return;
+    for (const c of this.clusters.list()) {
+      if (c.id === reporter || !this.clusters.isActive(c) || !seesChange(c.id, changed)) continue;
+      this.announcer.announce(c.id);
+    }
+  }
+
+  close(): void {
+    this.announcer.close();
+  }
+
+  /** Every cluster's workers that run instances: one scan of RUNNING instances, cached by `peers`. */
+  private scan(): RemotePeer[] {
+    const byId = new Map<number, RemotePeer>();
+    for (const i of this.store.instancesInState(['RUNNING'])) {
+      if (!i.cluster_id || !i.worker_id || !i.tunnel_endpoint) continue;
+      const tunnelId = workerTunnelId(this.store, i.cluster_id, i.worker_id);
+      if (tunnelId === undefined || byId.has(tunnelId)) continue;
+      byId.set(tunnelId, { worker_id: i.worker_id, cluster_id: i.cluster_id, tunnel_id: tunnelId, tunnel_endpoint: i.tunnel_endpoint });
+    }
+    return [...byId.values()].sort((a, b) => a.tunnel_id - b.tunnel_id);
   }
 }

@@ -1,9 +1,9 @@
 // Root's own secrets, kept in its database: the cluster join key (only its hash), the JWT secret and
-// the deployment's overlay tunnel key (handed to clusters, see root-cluster-messages.ts).
+// the deployment's overlay tunnel key (handed to clusters, see protocol/root-cluster.ts).
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { RootStore } from './store.ts';
-import { OVERLAY_KEY_ID, type OverlayTunnel } from '../root-cluster-messages.ts';
-import { validTunnelKey } from '../worker/net/tunnel-identity.ts';
+import { OVERLAY_KEY_ID, type OverlayTunnel } from '../protocol/root-cluster.ts';
+import { validTunnelKey } from '../protocol/tunnel-identity.ts';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
 

@@ -6,18 +6,20 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import fastifyJwt from '@fastify/jwt';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { jsonLogger, type Logger } from '../mqtt/log.ts';
+import { jsonLogger, type Logger } from '../protocol/log.ts';
 import { AddressAllocator, AddressSpaceExhausted, DEFAULT_PLAN, type AddressPlan } from './addresses.ts';
 import { loadSecrets } from './secrets.ts';
 import { applicationRoutes } from './api/applications.ts';
 import { authRoutes } from './api/auth.ts';
 import { clusterRoutes } from './api/clusters.ts';
+import { dashboardRoutes } from './api/dashboard.ts';
 import { authenticate, type ApiContext } from './api/context.ts';
 import { internalRoutes } from './api/internal.ts';
 import { oakestraRoutes } from './oakestra/routes.ts';
 import { Catalog } from './catalog.ts';
 import { CLUSTER_SILENCE_MS, ClusterRegistry } from './clusters.ts';
 import { ApiError } from './errors.ts';
+import { watchStore } from './events.ts';
 import { InstanceManager } from './instances.ts';
 import { Metrics } from './metrics.ts';
 import { SqliteStore } from './sqlite-store.ts';
@@ -40,6 +42,8 @@ export interface RootOptions {
   log?: Logger;
   /** Where secrets generated on first start are shown once (default: stderr). */
   announce?: (line: string) => void;
+  /** A worker's local API URL, so the dashboard can follow logs through root (see workerApisFrom). */
+  workerApi?: (workerId: string) => string | undefined;
 }
 
 /** JSON deeper than this is refused before parsing: no descriptor needs it, and deep values overflow the stack later. */
@@ -76,6 +80,7 @@ export class RootServer {
     const announce = opts.announce ?? ((line: string) => process.stderr.write(`${line}\n`));
     mkdirSync(opts.dataDir, { recursive: true });
     const store = new SqliteStore(join(opts.dataDir, 'root.db'));
+    const events = watchStore(store);
     let clusters: ClusterRegistry | undefined;
     let instances: InstanceManager | undefined;
     // Oakestra's collection routes end in a slash and its scripts call them without one: both forms match.
@@ -172,6 +177,7 @@ export class RootServer {
       clusterRoutes(app, ctx);
       internalRoutes(app, ctx);
       await app.register(oakestraRoutes(ctx));
+      dashboardRoutes(app, ctx, { events, workerApi: opts.workerApi ?? (() => undefined) });
       app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
         reply.type('text/plain; version=0.0.4').send(metrics.render()));
 

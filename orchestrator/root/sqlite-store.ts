@@ -1,6 +1,6 @@
 // The embedded store: one SQLite file in WAL mode, schema versioned by PRAGMA user_version.
 import Database from 'better-sqlite3';
-import type { InstanceState } from './lifecycle.ts';
+import type { InstanceState } from '../protocol/instance-states.ts';
 import type {
   AddressRecord, ApplicationRecord, ClusterAggregate, ClusterRecord, InstanceEvent, InstanceRecord, RetryRecord, RootStore,
   ServiceRecord, UserRecord, WorkerSubnetRecord,

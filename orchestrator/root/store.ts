@@ -3,7 +3,7 @@
 // of calls atomic, which is what "a rejected descriptor stores nothing" and the address allocator rely
 // on. A server database would implement the same interface over a write-through in-memory copy.
 import type { Microservice } from '../descriptor/types.ts';
-import type { InstanceState } from './lifecycle.ts';
+import type { InstanceState } from '../protocol/instance-states.ts';
 
 export type Role = 'admin' | 'user';
 

@@ -4,7 +4,7 @@
 // live deployment's instances.
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isAlive, procRef, type ProcRef } from '../deployment/proc.ts';
+import { isAlive, procRef, type ProcRef } from '../proc.ts';
 
 export const DAEMONS_DIR = '/run/canopy/workers';
 

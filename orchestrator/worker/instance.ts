@@ -2,12 +2,12 @@
 // keeps its lifecycle, restarts it with backoff when it is not one-shot, and tears everything down on
 // close() (undeploy). Nothing here depends on which runtime it is.
 import { EventEmitter } from 'node:events';
-import { Lifecycle, type InstanceState, type Transition } from './instance-states.ts';
+import { Lifecycle, type InstanceState, type Transition } from '../protocol/instance-states.ts';
 import { instanceKey, type RunHandle } from './runtime/exit.ts';
 import { runSpecOf, type InstanceRuntime, type Runtimes } from './runtime/types.ts';
 import type { InstanceNetwork, Attachment } from './net-seam.ts';
 import type { DeployOrder } from '../mqtt/messages.ts';
-import type { Logger } from '../mqtt/log.ts';
+import type { Logger } from '../protocol/log.ts';
 
 export interface BackoffPolicy {
   initialMs: number;

@@ -11,7 +11,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { mqttOptions } from '../mqtt/client.ts';
 import { topics } from '../mqtt/topics.ts';
 import { decode, encode, type Heartbeat, type DeployOrder, type SubnetAssignment, type JobStatus } from '../mqtt/messages.ts';
-import { jsonLogger, type Logger } from '../mqtt/log.ts';
+import { jsonLogger, type Logger } from '../protocol/log.ts';
 import {
   parseClusterToWorker, RouteMessageError, type RouteLink, type ClusterToWorker, type WorkerToCluster,
 } from '../../proxy/route-messages.ts';
@@ -23,8 +23,9 @@ import { Runtimes, type InstanceRuntime } from './runtime/types.ts';
 import { Instance, DEFAULT_BACKOFF, type BackoffPolicy } from './instance.ts';
 import { NoNetwork, type InstanceNetwork } from './net-seam.ts';
 import { hostArch, hostCapacity, hostFreeMemoryMb, runnableVirtualizations, CpuMeter, type Capacity } from './host-resources.ts';
-import type { Transition } from './instance-states.ts';
-import { validTunnelKey, type TunnelKey } from './net/tunnel-identity.ts';
+import type { Transition } from '../protocol/instance-states.ts';
+import { validTunnelKey, type TunnelKey } from '../protocol/tunnel-identity.ts';
+import { parseWorkerRegistration, type WorkerIdentity } from '../protocol/worker-registration.ts';
 
 export interface NodeEngineOptions {
   name: string;
@@ -50,17 +51,6 @@ export interface NodeEngineOptions {
   /** How long a first registration retries while the cluster is unreachable (default 60 s). */
   registerTimeoutMs?: number;
   log?: Logger;
-}
-
-export interface WorkerIdentity {
-  worker_id: string;
-  mqtt: { url: string; username: string; password: string };
-  subnet_v4: string | null;
-  subnet_v6: string | null;
-  /** The cluster's tunnel key (absent when registered with a cluster that had none). */
-  tunnel?: TunnelKey;
-  /** Root's overlay key, shared with workers of other clusters (absent until the cluster has it). */
-  overlay_tunnel?: TunnelKey;
 }
 
 interface EngineEvents {
@@ -96,18 +86,11 @@ export async function registerWithCluster(clusterUrl: string, joinKey: string, n
   }
   const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
   if (!res.ok) throw new RegistrationError(`cluster refused registration (HTTP ${res.status}): ${String(body.error ?? '')}`);
-  const m = body.mqtt as Record<string, unknown> | undefined;
-  if (typeof body.worker_id !== 'string' || !m || typeof m.url !== 'string' || typeof m.username !== 'string' || typeof m.password !== 'string') {
-    throw new RegistrationError('cluster answered registration without worker_id or mqtt credentials');
+  try {
+    return parseWorkerRegistration(body);
+  } catch (e) {
+    throw new RegistrationError((e as Error).message);
   }
-  return {
-    worker_id: body.worker_id,
-    mqtt: { url: m.url, username: m.username, password: m.password },
-    subnet_v4: typeof body.subnet_v4 === 'string' ? body.subnet_v4 : null,
-    subnet_v6: typeof body.subnet_v6 === 'string' ? body.subnet_v6 : null,
-    ...(validTunnelKey(body.tunnel) ? { tunnel: body.tunnel } : {}),
-    ...(validTunnelKey(body.overlay_tunnel) ? { overlay_tunnel: body.overlay_tunnel } : {}),
-  };
 }
 
 export class NodeEngine extends EventEmitter<EngineEvents> {

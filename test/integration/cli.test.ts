@@ -5,13 +5,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needRoot, unavailable } from '../support/facility.ts';
 import { workerInstances } from '../../orchestrator/client/worker-api.ts';
 import { down, up } from '../../orchestrator/deployment/local.ts';
-import { readState, type DeploymentState } from '../../orchestrator/deployment/state.ts';
+import { readState, type DeploymentState } from '../../orchestrator/client/deployment-state.ts';
 
 const CANOPY = join(import.meta.dirname, '../../bin/canopy.js');
 const skip = unavailable(needRoot());
@@ -35,6 +35,13 @@ function sla(app: string, ms: Record<string, unknown>): string {
 function canopy(args: string[], extraEnv: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CANOPY, ...args], { env: { ...env, ...extraEnv }, encoding: 'utf8', timeout: 90_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The cgroup directories an instance has on any controller (v1 and v2 layouts). */
+function cgroupsOf(worker: string, key: string): string[] {
+  const root = '/sys/fs/cgroup';
+  const bases = [root, ...readdirSync(root).map((c) => join(root, c))];
+  return bases.map((b) => join(b, 'canopy', worker, key)).filter((d) => existsSync(d));
 }
 
 before(async () => {
@@ -108,15 +115,21 @@ test('logs --follow prints each new line once, in order', { skip, timeout: 120_0
   assert.equal(canopy(['undeploy', 'ticker']).code, 0);
 });
 
-test('bad descriptors, impossible requests and wrong credentials fail with the reason', { skip, timeout: 120_000 }, () => {
+test('bad descriptors, impossible requests and wrong credentials fail with the reason; a finished one-shot undeploys', { skip, timeout: 180_000 }, async () => {
   const bad = canopy(['deploy', sla('Bad_Name!', { cmd: ['true'] })]);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /HTTP 422/);
   assert.match(bad.stderr, /\/applications\/0\/application_name: /);
 
-  const big = canopy(['deploy', sla('toobig', { cmd: ['sleep', '600'], memory: 1_000_000 }), '--wait', '--timeout', '30']);
+  // No cluster could ever run these: deploy --wait fails at once with root's reason instead of
+  // waiting out its --timeout (were it waiting, spawnSync's 90 s limit would kill it: no exit code).
+  const big = canopy(['deploy', sla('toobig', { cmd: ['sleep', '600'], memory: 1_000_000 }), '--wait', '--timeout', '600']);
   assert.equal(big.code, 1, `${big.stdout}${big.stderr}`);
-  assert.match(big.stderr, /toobig\.test\.hello\.test#0 NO_[A-Z_]+: \S+/);
+  assert.match(big.stderr, /toobig\.test\.hello\.test#0 NO_CLUSTER_FOUND: no cluster can ever run it: \S+: needs 1000000 MB of memory, its largest worker has \d+ MB/);
+  const boxed = canopy(['deploy', sla('boxed', { virtualization: 'container', code: 'docker.io/library/alpine:3', cmd: ['sleep', '600'] }), '--wait', '--timeout', '600']);
+  assert.equal(boxed.code, 1, `${boxed.stdout}${boxed.stderr}`);
+  assert.match(boxed.stderr, /boxed\.test\.hello\.test#0 NO_CLUSTER_FOUND: no cluster can ever run it: \S+: cannot run container \(has process\)/);
+  assert.doesNotMatch(boxed.stdout, /root retries it when room appears/, 'not told to wait for room');
 
   const failing = canopy(['deploy', sla('failing', { cmd: ['/nonexistent/program'] }), '--wait', '--timeout', '30']);
   assert.equal(failing.code, 1, `${failing.stdout}${failing.stderr}`);
@@ -126,6 +139,17 @@ test('bad descriptors, impossible requests and wrong credentials fail with the r
   assert.equal(oneShot.code, 0, `${oneShot.stdout}${oneShot.stderr}`);
   assert.match(oneShot.stdout, /COMPLETED\s+one-shot command exited with code 0/);
   assert.match(oneShot.stdout, /all 1 instances up after [\d.]+ s: 1 completed \(one-shot\)/);
+  // Undeploying the finished one-shot removes it from its worker: no instance, directory or cgroup left.
+  const w = state!.workers[0]!;
+  const oneShotId = /service \S+ {2}id (\w+)/.exec(oneShot.stdout)![1]!;
+  const key = `${oneShotId}-0`;
+  assert.ok(existsSync(join(w.dataDir, 'instances', key)), 'the finished one-shot is still on its worker before undeploy');
+  const u = canopy(['undeploy', 'oneshot', '--wait', '--timeout', '20']);
+  assert.equal(u.code, 0, `${u.stdout}${u.stderr}`);
+  assert.match(u.stdout, /removed from every worker/);
+  assert.deepEqual((await workerInstances(w.apiUrl)).filter((i) => i.service_id === oneShotId), []);
+  assert.ok(!existsSync(join(w.dataDir, 'instances', key)), 'its directory is gone');
+  assert.deepEqual(cgroupsOf(w.name, key), [], 'its cgroups are gone');
 
   const missing = canopy(['deploy', join(tmp, 'nope.json')]);
   assert.equal(missing.code, 1);
@@ -142,4 +166,35 @@ test('bad descriptors, impossible requests and wrong credentials fail with the r
   const unreachable = canopy(['status', '--root', 'http://127.0.0.1:1'], { CANOPY_PASSWORD: 'whatever-it-is' });
   assert.equal(unreachable.code, 1);
   assert.match(unreachable.stderr, /root at http:\/\/127\.0\.0\.1:1 is unreachable/);
+});
+
+test('scale up and down, with --wait', { skip, timeout: 180_000 }, async () => {
+  const d = canopy(['deploy', sla('scaled', { microservice_name: 'scaled', cmd: ['sleep', '600'] }), '--wait', '--timeout', '60']);
+  assert.equal(d.code, 0, `${d.stdout}${d.stderr}`);
+  const id = /service \S+ {2}id (\w+)/.exec(d.stdout)![1]!;
+  const onWorker = async () => (await workerInstances(state!.workers[0]!.apiUrl)).filter((i) => i.service_id === id).map((i) => `${i.instance_n} ${i.state}`).sort();
+
+  const up = canopy(['scale', 'scaled', '3', '--wait', '--timeout', '60']);
+  assert.equal(up.code, 0, `${up.stdout}${up.stderr}`);
+  assert.match(up.stdout, /scaled\.test\.scaled\.test: 1 → 3 instances: deployed 2 \(#1, #2\)/);
+  assert.match(up.stdout, /scaled\.test\.scaled\.test#2\s+RUNNING/, 'progress of the new instances, as deploy --wait shows it');
+  assert.match(up.stdout, /all 2 instances up after [\d.]+ s: 2 running/);
+  assert.deepEqual(await onWorker(), ['0 RUNNING', '1 RUNNING', '2 RUNNING']);
+
+  const down = canopy(['scale', 'scaled.test', '1', '--wait', '--timeout', '30']);
+  assert.equal(down.code, 0, `${down.stdout}${down.stderr}`);
+  assert.match(down.stdout, /3 → 1 instances: undeployed 2 \(#2, #1\)/);
+  assert.match(down.stdout, /removed from every worker/);
+  assert.deepEqual(await onWorker(), ['0 RUNNING']);
+
+  const same = canopy(['scale', 'scaled', '1']);
+  assert.equal(same.code, 0, same.stderr);
+  assert.match(same.stdout, /1 → 1 instances: nothing to do/);
+  const bad = canopy(['scale', 'scaled', 'two']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /<n> must be a whole number ≥ 0, got two/);
+  const unknown = canopy(['scale', 'nosuch', '1']);
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, /no service "nosuch"/);
+  assert.equal(canopy(['undeploy', 'scaled', '--wait']).code, 0);
 });

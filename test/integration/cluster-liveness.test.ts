@@ -15,9 +15,9 @@ import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
 import type { InstanceNetwork, AttachRequest, Attachment } from '../../orchestrator/worker/net-seam.ts';
 import { connectMqtt } from '../../orchestrator/mqtt/client.ts';
 import { topics } from '../../orchestrator/mqtt/topics.ts';
-import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
+import { memoryLogger } from '../../orchestrator/protocol/log.ts';
 import type { ClusterToWorker } from '../../proxy/route-messages.ts';
-import type { Report } from '../../orchestrator/cluster/root-client.ts';
+import type { Report } from '../../orchestrator/protocol/root-cluster.ts';
 import { waitFor } from '../support/loopback.ts';
 
 

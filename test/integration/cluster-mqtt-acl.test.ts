@@ -13,7 +13,7 @@ import { EmbeddedBroker } from '../../orchestrator/mqtt/broker.ts';
 import { keepMosquittoFiles, mosquittoConf } from '../../orchestrator/mqtt/mosquitto.ts';
 import { connectMqtt } from '../../orchestrator/mqtt/client.ts';
 import { topics } from '../../orchestrator/mqtt/topics.ts';
-import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
+import { memoryLogger } from '../../orchestrator/protocol/log.ts';
 import { Cluster } from '../../orchestrator/cluster/cluster.ts';
 import { startClusterApi } from '../../orchestrator/cluster/api.ts';
 import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';

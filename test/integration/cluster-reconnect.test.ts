@@ -14,8 +14,8 @@ import { startClusterApi } from '../../orchestrator/cluster/api.ts';
 import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
 import { startWorkerApi } from '../../orchestrator/worker/api.ts';
 import { detectCgroups } from '../../orchestrator/worker/cgroup.ts';
-import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
-import type { PlacementOffer } from '../../orchestrator/root-cluster-messages.ts';
+import { memoryLogger } from '../../orchestrator/protocol/log.ts';
+import type { PlacementOffer } from '../../orchestrator/protocol/root-cluster.ts';
 import { freePort, sleep, waitFor } from '../support/loopback.ts';
 
 

@@ -1,13 +1,13 @@
 // The cluster against the real root: registration with root's join key, reports (root sees the
-// cluster active with its aggregate), a descriptor from ../shared/fixtures deployed through root's
+// cluster active with its aggregate), a descriptor from test/fixtures/sla deployed through root's
 // REST API runs on a real worker and its states reach root with reasons; removal undeploys it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InProcessStack, poll } from '../support/in-process-stack.ts';
+import { SLA_FIXTURES as FIXTURES } from '../support/fixtures.ts';
 
-const FIXTURES = join(import.meta.dirname, '../../../shared/fixtures/sla');
 
 test('cluster and worker under the real root: register, report, deploy a fixture, undeploy', async () => {
   const st = new InProcessStack('canopy-cr-');

@@ -3,7 +3,7 @@
 // and a datagram spoofed from a third host with a wrong key changes nothing and is counted.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { labFor, labSkipReason, type Lab } from '../lab/lab.ts';
+import { labFor, labSkipReason, type Lab } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
 import { allowedCpus } from '../../native/cpu.ts';
 import { S4, S6, TUNNEL_PORT, buildOverlay, statsOf, stopOverlay, type OverlayWorker } from './datapath-setup.ts';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { readFileSync, rmSync } from 'node:fs';
-import { labFor, labSkipReason } from '../lab/lab.ts';
+import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
 import { Deployment, poll, sleep } from './e2e-harness.ts';
 import { startRegistry, pushBusybox, registryConfig } from '../support/oci-registry.ts';

@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { Lab, type Host as LabHost } from '../lab/lab.ts';
+import { Lab, type Host as LabHost } from '../../lab/lab.ts';
+import { readSlaFixture } from '../support/fixtures.ts';
 
 export const REPO = join(import.meta.dirname, '../..');
-export const FIXTURES = join(REPO, '../shared/fixtures/sla');
 const CANOPY = join(REPO, 'bin/canopy.js');
 export const ADMIN_PASSWORD = 'e2e-admin-password';
 
@@ -203,9 +203,7 @@ export class Deployment {
    * deployed only once the web server runs (a new caller of a service that already runs).
    */
   async deployWebClient(webOn: string[], clientOn: string, o: { clientAfterWeb?: boolean } = {}): Promise<{ srv: ServiceInfo; cli: ServiceInfo; s0: InstanceInfo; c0: InstanceInfo }> {
-    const sla = JSON.parse(readFileSync(join(FIXTURES, 'process-web-client.json'), 'utf8')) as {
-      applications: Array<{ microservices: Array<Record<string, unknown>> }>;
-    };
+    const sla = readSlaFixture('process-web-client.json');
     const [web, client] = sla.applications[0]!.microservices;
     // With several clusters, the cluster too: worker names are unique per cluster only.
     const clusterOf = (h: string): { cluster?: string } => (this.spec.clusters ? { cluster: this.clusterList.find((c) => c.workers.includes(h))?.name } : {});

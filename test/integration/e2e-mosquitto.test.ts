@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { labSkipReason } from '../lab/lab.ts';
+import { labSkipReason } from '../../lab/lab.ts';
 import { binaryMissing, unavailable } from '../support/facility.ts';
 import { CredentialStore } from '../../orchestrator/mqtt/credentials.ts';
 import { keepMosquittoFiles, mosquittoConf } from '../../orchestrator/mqtt/mosquitto.ts';

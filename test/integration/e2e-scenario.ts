@@ -1,14 +1,15 @@
 // The end-to-end scenario (e2e.test.ts, e2e-mosquitto.test.ts): root and cluster on `ctl`, three
 // worker daemons with their net managers on w1..w3, all real processes. The fixtures of
-// ../shared/fixtures/sla are deployed through root's REST API; clients reach servers by name (service
+// test/fixtures/sla are deployed through root's REST API; clients reach servers by name (service
 // DNS through the instance's resolv.conf) and by rr/closest addresses across workers; undeploying
 // leaves nothing behind on any host.
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { existsSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { labFor } from '../lab/lab.ts';
-import { Deployment, FIXTURES, poll, type DeploymentSpec, type ServiceInfo } from './e2e-harness.ts';
+import { labFor } from '../../lab/lab.ts';
+import { Deployment, poll, type DeploymentSpec, type ServiceInfo } from './e2e-harness.ts';
+import { SLA_FIXTURES as FIXTURES } from '../support/fixtures.ts';
 import { join } from 'node:path';
 
 function hasContainerd(): boolean {

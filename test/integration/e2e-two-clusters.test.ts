@@ -10,11 +10,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { labFor, labSkipReason } from '../lab/lab.ts';
+import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
 import { Deployment, poll, type InstanceInfo } from './e2e-harness.ts';
 import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
-import type { TunnelKey } from '../../orchestrator/worker/net/tunnel-identity.ts';
+import type { TunnelKey } from '../../orchestrator/protocol/tunnel-identity.ts';
 import { InProcessStack } from '../support/in-process-stack.ts';
 
 /** Periodic reports far apart: what the test sees within ADMIT_BOUND_MS cannot have come from them. */

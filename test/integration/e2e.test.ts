@@ -1,6 +1,6 @@
 // End to end on emulated hosts with the cluster's embedded broker (scenario in e2e-scenario.ts).
 import { test } from 'node:test';
-import { labSkipReason } from '../lab/lab.ts';
+import { labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
 import { e2eScenario } from './e2e-scenario.ts';
 

@@ -4,7 +4,7 @@
 // the first answer is printed (the target is 5 s, SPEC §8); the test asserts only that answers return.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { labFor, labSkipReason } from '../lab/lab.ts';
+import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
 import { Deployment, poll, sweepWorker } from './e2e-harness.ts';
 

@@ -9,9 +9,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { labFor, labSkipReason } from '../lab/lab.ts';
+import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
-import { Deployment, FIXTURES, poll } from './e2e-harness.ts';
+import { Deployment, poll } from './e2e-harness.ts';
+import { SLA_FIXTURES as FIXTURES } from '../support/fixtures.ts';
 import { vethName } from '../../orchestrator/worker/net/net-manager.ts';
 
 test('gateway MAC: a client keeps reaching services right after an instance with the lowest MAC leaves its worker',

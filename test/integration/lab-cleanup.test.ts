@@ -7,10 +7,10 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { labSkipReason, REPO_ROOT } from '../lab/lab.ts';
+import { labSkipReason, REPO_ROOT } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
-import { listNetnsSync } from '../lab/iproute.ts';
-import { registryPath } from '../lab/registry.ts';
+import { listNetnsSync } from '../../lab/iproute.ts';
+import { registryPath } from '../../lab/registry.ts';
 
 const skip = unavailable(labSkipReason());
 
@@ -36,7 +36,7 @@ function running(pid: number): boolean {
 }
 
 async function startOwner(then: 'hold' | 'throw'): Promise<{ child: ChildProcess; report: ChildReport }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/lab/tools/lab-child.ts', then], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'lab/tools/lab-child.ts', then], {
     cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
@@ -50,7 +50,7 @@ async function startOwner(then: 'hold' | 'throw'): Promise<{ child: ChildProcess
 }
 
 function sweepCli(...args: string[]): void {
-  execFileSync(process.execPath, ['--import', 'tsx', 'test/lab/sweep-cli.ts', ...args], { cwd: REPO_ROOT, stdio: 'inherit' });
+  execFileSync(process.execPath, ['--import', 'tsx', 'lab/sweep-cli.ts', ...args], { cwd: REPO_ROOT, stdio: 'inherit' });
 }
 
 async function assertGone(r: ChildReport): Promise<void> {

@@ -5,12 +5,12 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { REPO_ROOT, destroyByPrefix, labSkipReason } from '../lab/lab.ts';
+import { REPO_ROOT, destroyByPrefix, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
-import { listNetnsSync } from '../lab/iproute.ts';
-import { registryPath } from '../lab/registry.ts';
-import type { LabRecord } from '../lab/registry.ts';
-import type { LabStatus } from '../lab/status.ts';
+import { listNetnsSync } from '../../lab/iproute.ts';
+import { registryPath } from '../../lab/registry.ts';
+import type { LabRecord } from '../../lab/registry.ts';
+import type { LabStatus } from '../../lab/status.ts';
 
 const run = promisify(execFile);
 const canopy = (...args: string[]): Promise<{ stdout: string; stderr: string }> =>
@@ -38,7 +38,7 @@ test('canopy lab up, status, sweep and down', { skip: unavailable(labSkipReason(
     assert.match(human, new RegExp(`${rec.prefix}-w1 +198\\.18\\.0\\.1`));
     assert.match(human, /w1–w2 +delay 10ms/);
 
-    await run(process.execPath, ['--import', 'tsx', 'test/lab/sweep-cli.ts'], { cwd: REPO_ROOT });
+    await run(process.execPath, ['--import', 'tsx', 'lab/sweep-cli.ts'], { cwd: REPO_ROOT });
     assert.ok(existsSync(registryPath(rec.prefix)), 'the sweeper leaves a persistent lab alone');
 
     await canopy('down', rec.prefix);

@@ -4,11 +4,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { once } from 'node:events';
-import { Lab, labSkipReason, withLab } from '../lab/lab.ts';
+import { Lab, labSkipReason, withLab } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
-import { listNetnsSync } from '../lab/iproute.ts';
-import { registryPath } from '../lab/registry.ts';
-import { isAlive } from '../lab/proc.ts';
+import { listNetnsSync } from '../../lab/iproute.ts';
+import { registryPath } from '../../lab/registry.ts';
+import { isAlive } from '../../orchestrator/proc.ts';
 
 const skip = unavailable(labSkipReason());
 
@@ -35,10 +35,10 @@ interface EchoResult {
 
 /** Runs the UDP echo (tools/udp-echo.ts) from `from` to `to`: `count` probes, 50 ms apart. */
 async function udpEcho(lab: Lab, from: string, to: string, port: number, count = 20): Promise<EchoResult> {
-  const server = lab.host(to).spawnNode('test/lab/tools/udp-echo.ts', ['server', String(port)]);
+  const server = lab.host(to).spawnNode('lab/tools/udp-echo.ts', ['server', String(port)]);
   try {
     await lab.host(to).waitListening(port, { proto: 'udp' });
-    const r = await lab.host(from).exec([process.execPath, '--import', 'tsx', 'test/lab/tools/udp-echo.ts',
+    const r = await lab.host(from).exec([process.execPath, '--import', 'tsx', 'lab/tools/udp-echo.ts',
       'client', lab.host(to).ip, String(port), String(count), '50'], { cwd: process.cwd() });
     assert.equal(r.code, 0, r.stderr);
     return JSON.parse(r.stdout.trim().split('\n').pop()!) as EchoResult;
@@ -126,12 +126,12 @@ describe('lab with delay, loss and plain links', { skip, timeout: 180_000 }, () 
   it('TCP moves every byte between unimpaired hosts and across the delayed pair', async () => {
     for (const [from, to, addr] of [['w2', 'w4', 'ip'], ['w1', 'w2', 'ip6'], ['w1', 'w3', 'ip']] as const) {
       const dst = lab.host(to);
-      const recv = dst.spawnNode('test/lab/tools/tcp-blob.ts', ['recv', '7100']);
+      const recv = dst.spawnNode('lab/tools/tcp-blob.ts', ['recv', '7100']);
       let out = '';
       recv.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
       const done = once(recv, 'exit');
       await dst.waitListening(7100);
-      const r = await lab.host(from).exec([process.execPath, '--import', 'tsx', 'test/lab/tools/tcp-blob.ts',
+      const r = await lab.host(from).exec([process.execPath, '--import', 'tsx', 'lab/tools/tcp-blob.ts',
         'send', dst[addr]!, '7100', String(4 << 20)], { timeoutMs: 60_000 });
       assert.equal(r.code, 0, r.stderr);
       await done;

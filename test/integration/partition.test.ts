@@ -3,7 +3,7 @@
 // killed or duplicated (instance lists and pids compared before and after).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { labFor, labSkipReason } from '../lab/lab.ts';
+import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
 import { Deployment, poll, sleep } from './e2e-harness.ts';
 

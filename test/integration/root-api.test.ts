@@ -4,12 +4,12 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { jsonLogger } from '../../orchestrator/mqtt/log.ts';
+import { jsonLogger } from '../../orchestrator/protocol/log.ts';
 import { RootServer } from '../../orchestrator/root/server.ts';
 import { CLUSTER_KEY, RootHarness } from './root-harness.ts';
+import { SLA_FIXTURES } from '../support/fixtures.ts';
 
-const FIXTURES = join(import.meta.dirname, '../../../shared/fixtures/sla');
-const fixture = (name: string) => JSON.parse(readFileSync(join(FIXTURES, name), 'utf8'));
+const fixture = (name: string) => JSON.parse(readFileSync(join(SLA_FIXTURES, name), 'utf8'));
 
 const PROTECTED: [string, string][] = [
   ['POST', '/api/v1/application'], ['GET', '/api/v1/applications'], ['GET', '/api/v1/application/x'], ['PUT', '/api/v1/application/x'],

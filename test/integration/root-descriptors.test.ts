@@ -7,8 +7,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { baseDescriptor, invalidCases } from '../fixtures/descriptors/invalid.ts';
 import { RootHarness } from './root-harness.ts';
+import { SLA_FIXTURES as FIXTURES } from '../support/fixtures.ts';
 
-const FIXTURES = join(import.meta.dirname, '../../../shared/fixtures/sla');
 
 describe('root descriptors', () => {
   let h: RootHarness;
@@ -19,7 +19,7 @@ describe('root descriptors', () => {
   });
   after(async () => h.close());
 
-  test('every shared fixture is accepted as it is, and its pinned addresses are honoured', async () => {
+  test('every fixture is accepted as it is, and its pinned addresses are honoured', async () => {
     const files = readdirSync(FIXTURES).filter((f) => f.endsWith('.json'));
     assert.ok(files.length >= 4);
     for (const f of files) {

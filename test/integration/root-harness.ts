@@ -3,7 +3,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jsonLogger } from '../../orchestrator/mqtt/log.ts';
+import { jsonLogger } from '../../orchestrator/protocol/log.ts';
 import { RootServer, type RootOptions } from '../../orchestrator/root/server.ts';
 
 export const ADMIN_PASSWORD = 'correct-horse-battery';

@@ -300,6 +300,15 @@ describe('root scheduling', () => {
     // A cluster still reporting an undeployed instance is asked to remove it.
     const stale = await host.report({}, [{ service_id: id, instance_n: second.body.instance_n, state: 'RUNNING' }]);
     assert.deepEqual(stale.undeploy, [{ service_id: id, instance_n: second.body.instance_n }]);
+
+    // A finished one-shot still has its files on a worker: undeploying it tells its cluster, and a
+    // cluster still listing it as COMPLETED is asked again.
+    const done = await h.call('DELETE', `/api/v1/service/${id}/instance/0`, undefined, token);
+    assert.equal(done.body.state, 'UNDEPLOYED');
+    for (let i = 0; i < 50 && !a.removals.includes(`${id}/0`); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(a.removals.includes(`${id}/0`), `removals at ${a.name}: ${JSON.stringify(a.removals)}`);
+    const completed = await a.report({}, [{ service_id: id, instance_n: 0, state: 'COMPLETED' }]);
+    assert.deepEqual(completed.undeploy, [{ service_id: id, instance_n: 0 }]);
   });
 
   test('a cluster that reports the instance before root reads its acceptance keeps it', async () => {

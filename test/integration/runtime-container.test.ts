@@ -16,8 +16,8 @@ import { ContainerRuntime } from '../../orchestrator/worker/container/runtime.ts
 import { startEmbedded, type EmbeddedContainerd } from '../../orchestrator/worker/container/embedded.ts';
 import { Instance } from '../../orchestrator/worker/instance.ts';
 import { NoNetwork } from '../../orchestrator/worker/net-seam.ts';
-import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
-import type { InstanceState } from '../../orchestrator/worker/instance-states.ts';
+import { memoryLogger } from '../../orchestrator/protocol/log.ts';
+import type { InstanceState } from '../../orchestrator/protocol/instance-states.ts';
 import type { DeployOrder, InstanceSpec } from '../../orchestrator/mqtt/messages.ts';
 import { startRegistry, pushBusybox, type TestRegistry } from '../support/oci-registry.ts';
 

@@ -9,7 +9,7 @@ import { detectCgroups } from '../../orchestrator/worker/cgroup.ts';
 import { processRuntimes } from '../../orchestrator/worker/process-runtime.ts';
 import { Instance } from '../../orchestrator/worker/instance.ts';
 import { NoNetwork } from '../../orchestrator/worker/net-seam.ts';
-import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
+import { memoryLogger } from '../../orchestrator/protocol/log.ts';
 
 const WORKER = `leak${process.pid}`;
 const MARK = `${6000 + (process.pid % 1000)}.5`;

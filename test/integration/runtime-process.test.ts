@@ -11,8 +11,8 @@ import { processRuntimes } from '../../orchestrator/worker/process-runtime.ts';
 import type { Runtimes } from '../../orchestrator/worker/runtime/types.ts';
 import { Instance } from '../../orchestrator/worker/instance.ts';
 import { NoNetwork } from '../../orchestrator/worker/net-seam.ts';
-import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
-import type { InstanceState } from '../../orchestrator/worker/instance-states.ts';
+import { memoryLogger } from '../../orchestrator/protocol/log.ts';
+import type { InstanceState } from '../../orchestrator/protocol/instance-states.ts';
 import type { DeployOrder, InstanceSpec } from '../../orchestrator/mqtt/messages.ts';
 
 const WORKER = `rt${process.pid}`;

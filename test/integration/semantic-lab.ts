@@ -3,7 +3,7 @@
 // resolv.conf, and a semantic-host process. Everything lives in the lab's namespaces (removed with the
 // lab) except /etc/netns/<ns>/, which cleanup() removes.
 import type { ChildProcess } from 'node:child_process';
-import type { Host, Lab, Namespace } from '../lab/lab.ts';
+import type { Host, Lab, Namespace } from '../../lab/lab.ts';
 import { writeNetnsResolvConf, removeNetnsResolvConf, type ResolvConfOptions } from '../../dns/resolv-conf.ts';
 import type { HostConfig } from './semantic-host.ts';
 

@@ -4,7 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { labFor, labSkipReason, type Lab, type Namespace } from '../lab/lab.ts';
+import { labFor, labSkipReason, type Lab, type Namespace } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
 import {
   addBridge, addInstance, cleanupResolvConfs, resolvConfFor, startSemanticHost, OVERLAY_MTU, type RunningHost,

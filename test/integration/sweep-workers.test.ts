@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { detectCgroups } from '../../orchestrator/worker/cgroup.ts';
 import { DAEMONS_DIR, removeDaemonMarker, writeDaemonMarker } from '../../orchestrator/worker/daemon-marker.ts';
 import { listNetnsSync } from '../../orchestrator/deployment/iproute.ts';
-import { sweepWorkers } from '../lab/sweep-workers.ts';
+import { sweepWorkers } from '../../lab/sweep-workers.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { needRoot, unavailable } from '../support/facility.ts';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needRoot, unavailable } from '../support/facility.ts';
 import { down } from '../../orchestrator/deployment/local.ts';
-import { readState } from '../../orchestrator/deployment/state.ts';
+import { readState } from '../../orchestrator/client/deployment-state.ts';
 
 const CANOPY = join(import.meta.dirname, '../../bin/canopy.js');
 const skip = unavailable(needRoot());

@@ -10,7 +10,7 @@ import { RootServer } from '../../orchestrator/root/server.ts';
 import { Cluster } from '../../orchestrator/cluster/cluster.ts';
 import { startClusterApi } from '../../orchestrator/cluster/api.ts';
 import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
-import { memoryLogger } from '../../orchestrator/mqtt/log.ts';
+import { memoryLogger } from '../../orchestrator/protocol/log.ts';
 import { freePort, sleep } from './loopback.ts';
 
 export const ADMIN_PASSWORD = 'admin-password-1';

@@ -2,7 +2,7 @@
 import type {} from '@fastify/jwt';
 import type {} from '@fastify/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Logger } from '../../mqtt/log.ts';
+import type { Logger } from '../../protocol/log.ts';
 import type { AddressAllocator } from '../addresses.ts';
 import type { Caller, Catalog } from '../catalog.ts';
 import type { ClusterRegistry } from '../clusters.ts';
@@ -12,7 +12,7 @@ import type { Metrics } from '../metrics.ts';
 import type { ClusterRecord, Role } from '../store.ts';
 import type { Users } from '../users.ts';
 import { API_V1 } from './paths.ts';
-import type { OverlayTunnel } from '../../root-cluster-messages.ts';
+import type { OverlayTunnel } from '../../protocol/root-cluster.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {

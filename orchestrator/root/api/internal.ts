@@ -2,7 +2,7 @@
 // registration with the root's join key, everything else with the cluster's own token.
 import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.ts';
-import type { ReportedInstance } from '../instances.ts';
+import { parseReportedInstance, type ReportedInstance } from '../../protocol/root-cluster.ts';
 import { bearer, clusterCaller, type ApiContext } from './context.ts';
 
 interface Id { Params: { id: string } }
@@ -11,25 +11,6 @@ const CLUSTER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const nonNegative = { type: 'number', minimum: 0 } as const;
 const stringList = { type: 'array', maxItems: 32, items: { type: 'string', maxLength: 32 } } as const;
 const clusterId = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
-
-/** A report entry as sent; entries that are not this shape are dropped one by one. */
-function entry(x: unknown): ReportedInstance | null {
-  if (typeof x !== 'object' || x === null) return null;
-  const e = x as Record<string, unknown>;
-  if (typeof e.service_id !== 'string' || !Number.isInteger(e.instance_n) || typeof e.state !== 'string') return null;
-  const str = (v: unknown, max: number) => (typeof v === 'string' && v.length <= max ? v : undefined);
-  return {
-    service_id: e.service_id,
-    instance_n: e.instance_n as number,
-    state: e.state,
-    reason: str(e.reason, 2000),
-    worker: str(e.worker, 128),
-    ts: typeof e.ts === 'number' ? e.ts : undefined,
-    ns_ip: str(e.ns_ip, 45),
-    ns_ip_v6: str(e.ns_ip_v6, 45),
-    tunnel_endpoint: str(e.tunnel_endpoint, 64),
-  };
-}
 
 export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const tags = ['internal (clusters)'];
@@ -86,12 +67,12 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
         architectures: b.architectures ?? [],
         ...(b.max_worker && { max_worker: { vcpus: b.max_worker.vcpus, memory_mb: b.max_worker.memory_mb } }),
       });
-      const entries = (b.instances ?? []).map(entry);
+      const entries = (b.instances ?? []).map(parseReportedInstance);
       const valid = entries.filter((e): e is ReportedInstance => e !== null);
       const { undeploy, ignored } = ctx.instances.applyReport(c, valid);
       return {
         ok: true, undeploy, ignored: ignored + entries.length - valid.length,
-        overlay_tunnel: ctx.overlayTunnel, peers: ctx.instances.remotePeers(c.id), peers_version: ctx.instances.peersVersion(),
+        overlay_tunnel: ctx.overlayTunnel, peers: ctx.instances.peers.forCluster(c.id), peers_version: ctx.instances.peers.version(),
       };
     });
 
@@ -103,7 +84,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
   }, async (req) => {
     const c = clusterCaller(ctx, req);
     const subnets = ctx.addresses.workerSubnet(c.id, req.body.worker_id);
-    ctx.instances.subnetsChanged();
+    ctx.instances.peers.invalidate();
     return subnets;
   });
 
@@ -112,7 +93,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
   }, async (req) => {
     const c = clusterCaller(ctx, req);
     if (!ctx.addresses.releaseWorkerSubnet(c.id, req.params.worker_id)) throw new ApiError(404, `worker ${req.params.worker_id} has no subnet`);
-    ctx.instances.subnetsChanged();
+    ctx.instances.peers.invalidate();
     return { ok: true };
   });
 
@@ -120,7 +101,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
     schema: { tags, summary: 'Route query for a service or instance address' },
   }, async (req) => {
     const c = clusterCaller(ctx, req);
-    const route = ctx.instances.route(req.params.address, c.id);
+    const route = ctx.instances.routes.route(req.params.address, c.id);
     if (!route) throw new ApiError(404, `no service owns ${req.params.address}`);
     return route;
   });

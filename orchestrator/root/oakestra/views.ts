@@ -5,8 +5,8 @@
 import { parsePorts } from '../../descriptor/ports.ts';
 import type { ApplicationView, ServiceView } from '../catalog.ts';
 import type { ClusterRegistry } from '../clusters.ts';
-import type { InstanceView } from '../instances.ts';
-import type { InstanceState } from '../lifecycle.ts';
+import type { InstanceView } from '../instance-view.ts';
+import type { InstanceState } from '../../protocol/instance-states.ts';
 import type { ClusterRecord } from '../store.ts';
 
 export interface Oid {

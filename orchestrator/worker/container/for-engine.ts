@@ -7,7 +7,7 @@ import { ContainerRuntime } from './runtime.ts';
 import { startEmbedded } from './embedded.ts';
 import { parseMirror } from './images.ts';
 import type { Sandbox } from '../runtime/sandbox.ts';
-import type { Logger } from '../../mqtt/log.ts';
+import type { Logger } from '../../protocol/log.ts';
 
 export interface WorkerContainerOptions {
   dataDir: string;

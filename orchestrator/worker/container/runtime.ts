@@ -12,7 +12,7 @@ import { runtimeSpec, chainId } from './spec.ts';
 import { exitReason, type ExitInfo, type RunHandle } from '../runtime/exit.ts';
 import type { Sandbox } from '../runtime/sandbox.ts';
 import type { InstanceRuntime, ProgressReport, RunSpec } from '../runtime/types.ts';
-import type { Logger } from '../../mqtt/log.ts';
+import type { Logger } from '../../protocol/log.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const SPEC_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';

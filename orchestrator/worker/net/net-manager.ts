@@ -18,12 +18,12 @@ import type { ClusterToWorker, RouteLink, ServiceRoute } from '../../../proxy/ro
 import { ServiceDnsServer } from '../../../dns/server.ts';
 import type { Upstream } from '../../../dns/forwarder.ts';
 import { writeNetnsResolvConf, removeNetnsResolvConf } from '../../../dns/resolv-conf.ts';
-import type { Logger } from '../../mqtt/log.ts';
+import type { Logger } from '../../protocol/log.ts';
 import type { AttachRequest, Attachment, InstanceNetwork } from '../net-seam.ts';
 import { AddressBook, type HostAddresses } from './address-book.ts';
 import { parsePortMappings, type PortMapping } from './port-mappings.ts';
 import { renderRuleset } from './nft-ruleset.ts';
-import { tunnelIdForSubnet, type TunnelKey } from './tunnel-identity.ts';
+import { tunnelIdForSubnet, type TunnelKey } from '../../protocol/tunnel-identity.ts';
 import { TunnelKeyring } from './tunnel-keyring.ts';
 import { ip, ipBatch, nft, linkExists, netnsAddresses, netnsMac } from './commands.ts';
 

@@ -4,7 +4,7 @@
 // The codec keeps the options object it is given and reads `keys` and `keyId` on every datagram, so
 // a key learned while the datapath runs takes effect without rebuilding it.
 import type { TunnelCodecOptions } from '../../../netstack/tunnel.ts';
-import type { TunnelKey } from './tunnel-identity.ts';
+import type { TunnelKey } from '../../protocol/tunnel-identity.ts';
 
 export type OverlayKeyOutcome = 'added' | 'unchanged' | 'same-id-as-cluster-key' | 'other-key-same-id';
 

@@ -8,9 +8,9 @@ import type { AddressInfo } from 'node:net';
 import { unseen } from '../../../orchestrator/commands/logs.ts';
 import { planHosts } from '../../../orchestrator/deployment/hosts.ts';
 import { spreadAcrossWorkers } from '../../../orchestrator/deployment/demo.ts';
-import type { DeploymentState } from '../../../orchestrator/deployment/state.ts';
+import type { DeploymentState } from '../../../orchestrator/client/deployment-state.ts';
 import { ApiCallError, RootClient, type InstanceInfo, type ServiceInfo } from '../../../orchestrator/client/root-client.ts';
-import { watchInstances, type Transition, type Unplaced } from '../../../orchestrator/client/watch.ts';
+import { byTime, watchInstances, type Transition, type Unplaced } from '../../../orchestrator/client/watch.ts';
 import { unplacedLine } from '../../../orchestrator/commands/deploy.ts';
 
 test('unseen: growth, a sliding window, and a truncated log', () => {
@@ -183,6 +183,18 @@ test('watchInstances reports the transitions of several instances as one timelin
   });
   assert.deepEqual(r, { ok: true });
   assert.deepEqual(seen, ['01 #0 REQUESTED', '02 #1 REQUESTED', '03 #0 CLUSTER_SCHEDULED', '04 #1 CLUSTER_SCHEDULED', '05 #0 RUNNING', '06 #1 RUNNING']);
+  // One instance's history is never reordered, even where two tiers' clocks disagree.
+  const t = (instance: number, state: string, sec: number) => ({ ...at(state, sec), target: { serviceId: 's', label: 'x', instance } }) as Transition;
+  assert.deepEqual(byTime([t(0, 'CLUSTER_SCHEDULED', 5), t(0, 'NODE_SCHEDULED', 4), t(1, 'REQUESTED', 3)]).map((x) => `${x.target.instance} ${x.state}`),
+    ['1 REQUESTED', '0 CLUSTER_SCHEDULED', '0 NODE_SCHEDULED']);
+});
+
+test('watchInstances: a one-shot is done when it completes, not when it starts', async () => {
+  const r = await watchInstances(scripted([[['REQUESTED', 'r'], ['RUNNING', 'started']], [['REQUESTED', 'r'], ['RUNNING', 'started'], ['COMPLETED', 'exit 0']]], true),
+    [{ serviceId: 's', label: 'x', instance: 0 }], { timeoutMs: 5000, intervalMs: 1, onTransition: () => {} });
+  assert.deepEqual(r, { ok: true });
+  const slow = await watchInstances(scripted([[['REQUESTED', 'r'], ['RUNNING', 'started']]], true), [{ serviceId: 's', label: 'x', instance: 0 }], { timeoutMs: 30, intervalMs: 5, onTransition: () => {} });
+  assert.match(slow.ok ? '' : slow.reason, /still RUNNING after 0 s/);
 });
 
 test('watchInstances fails at once, even when waiting for room, on an instance root says no cluster could ever run', async () => {
@@ -198,4 +210,17 @@ test('watchInstances fails at once, even when waiting for room, on an instance r
   assert.deepEqual(r.ok ? null : [r.state, r.reason], ['NO_CLUSTER_FOUND', 'no cluster can ever run it: edge1: cannot run container (has process)']);
   assert.equal(calls, 1, 'no second poll: it did not wait');
   assert.equal(told.length, 0, 'not reported as "no room now"');
+});
+
+test('planScale: up adds the difference; down removes unplaced, then not yet running, then the newest; finished ones do not count', async () => {
+  const { planScale } = await import('../../../orchestrator/commands/scale.ts');
+  const i = (instance_n: number, state: string) => ({ instance_n, state });
+  assert.deepEqual(planScale([i(0, 'RUNNING')], false, 3), { add: 2, remove: [] });
+  assert.deepEqual(planScale([i(0, 'RUNNING'), i(1, 'UNDEPLOYED')], false, 1), { add: 0, remove: [] });
+  assert.deepEqual(planScale([i(0, 'RUNNING'), i(1, 'RUNNING'), i(2, 'RUNNING')], false, 1), { add: 0, remove: [2, 1] });
+  assert.deepEqual(planScale([i(0, 'RUNNING'), i(1, 'NO_WORKER_CAPACITY'), i(2, 'RUNNING'), i(3, 'CREATING')], false, 1), { add: 0, remove: [1, 3, 2] });
+  assert.deepEqual(planScale([i(0, 'RUNNING')], false, 0), { add: 0, remove: [0] });
+  // A finished one-shot (COMPLETED, or FAILED for good) is not part of the size.
+  assert.deepEqual(planScale([i(0, 'COMPLETED'), i(1, 'FAILED')], true, 1), { add: 1, remove: [] });
+  assert.deepEqual(planScale([i(0, 'FAILED')], false, 1), { add: 0, remove: [] }, 'a restarting instance still counts');
 });

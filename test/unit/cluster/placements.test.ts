@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {
   buildRoute, parsePorts, needOf, deployOrder, newInstance, storeInstance, loadInstance,
 } from '../../../orchestrator/cluster/placements.ts';
-import type { PlacementOffer } from '../../../orchestrator/root-cluster-messages.ts';
+import type { PlacementOffer } from '../../../orchestrator/protocol/root-cluster.ts';
 import { parseServiceRoute } from '../../../proxy/route-messages.ts';
 
 const offer = (n: number, micro: PlacementOffer['service']['microservice'] = {}): PlacementOffer => ({

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { overlayNews, parsePeersPush } from '../../../orchestrator/cluster/root-client.ts';
-import { parseOverlayTunnel, parseRemotePeers, RootAnswerError } from '../../../orchestrator/root-cluster-messages.ts';
+import { parseOverlayTunnel, parseRemotePeers, RootAnswerError } from '../../../orchestrator/protocol/root-cluster.ts';
 
 const key = { key_id: 128, key: 'ab'.repeat(32), encrypt: false };
 const peer = { worker_id: 'w2', cluster_id: 'c2id', tunnel_id: 0x0a120100, tunnel_endpoint: '198.18.0.3:50103' };

@@ -2,8 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   schedule, distanceKm, parseGeoPoint, bestFitScore,
-  type WorkerCandidate, type PlacementNeed, type Constraint,
+  type WorkerCandidate, type PlacementNeed,
 } from '../../../orchestrator/cluster/scheduler.ts';
+import type { Constraint } from '../../../orchestrator/protocol/root-cluster.ts';
 
 function worker(id: string, o: Partial<WorkerCandidate> = {}): WorkerCandidate {
   return {

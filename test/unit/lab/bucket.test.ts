@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TokenBucket, defaultBucket } from '../../lab/impair/bucket.ts';
+import { TokenBucket, defaultBucket } from '../../../lab/impair/bucket.ts';
 
 // 8 Mbit/s = 1000 bytes per ms: easy arithmetic.
 test('a burst passes at once, then frames are spaced at the rate', () => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { hostNames, linksFromArgs } from '../../lab/cli-spec.ts';
+import { hostNames, linksFromArgs } from '../../../lab/cli-spec.ts';
 
 test('pair and host options become merged link specs', () => {
   const links = linksFromArgs({ delay: ['w1:w2:20', 'w3:5'], loss: ['w3:2.5', 'w2:w1:1'], rate: ['w3:10'] });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type Clock, Direction, Stage, pairStages } from '../../lab/impair/direction.ts';
+import { type Clock, Direction, Stage, pairStages } from '../../../lab/impair/direction.ts';
 import { arpFrame, ipv4Frame, ipv6Frame, v6 } from './frames.ts';
 
 /** A clock whose time only moves when the test says so, with one-shot timers. */

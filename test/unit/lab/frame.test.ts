@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { addrEquals, addrLen, addrOffset, parseAddr } from '../../lab/impair/frame.ts';
+import { addrEquals, addrLen, addrOffset, parseAddr } from '../../../lab/impair/frame.ts';
 import { arpFrame, ipv4Frame, ipv6Frame, v6 } from './frames.ts';
 
 test('IPv4 and IPv6 source and destination are found', () => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
 import {
   PREFIX_RE, checkHostName, hostAddress, hostNetns, newPrefix, prefixOfNetns, relayHostTap, switchNetns, switchPort,
-} from '../../lab/names.ts';
+} from '../../../lab/names.ts';
 
 test('prefixes are short, well-formed and skip the ones in use', () => {
   const seq = [Buffer.from([0xab, 0xcd]), Buffer.from([0xab, 0xcd]), Buffer.from([0x00, 0x01])];

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TimedQueue } from '../../lab/impair/queue.ts';
+import { TimedQueue } from '../../../lab/impair/queue.ts';
 
 test('frames leave in departure order, ties in arrival order', () => {
   const q = new TimedQueue<string>();

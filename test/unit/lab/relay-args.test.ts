@@ -3,10 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { REPO_ROOT } from '../../lab/lab.ts';
+import { REPO_ROOT } from '../../../lab/lab.ts';
 
 function relay(...args: string[]): { status: number | null; msg: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/lab/impair-relay.ts', ...args], {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'lab/impair-relay.ts', ...args], {
     cwd: REPO_ROOT, encoding: 'utf8', timeout: 30_000,
   });
   const last = r.stderr.trim().split('\n').pop() ?? '';

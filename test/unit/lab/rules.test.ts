@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appliesTo, checkDirection, checkImpairment, describeImpairment, linkLabel, planRelays } from '../../lab/impair/rules.ts';
+import { appliesTo, checkDirection, checkImpairment, describeImpairment, linkLabel, planRelays } from '../../../lab/impair/rules.ts';
 
 const addrs = (h: string): string[] => [`ip-of-${h}`];
 

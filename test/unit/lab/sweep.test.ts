@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { sweepVerdict } from '../../lab/sweep.ts';
-import { isAlive, procRef, procStartTime } from '../../lab/proc.ts';
+import { sweepVerdict } from '../../../lab/sweep.ts';
+import { isAlive, procRef, procStartTime } from '../../../orchestrator/proc.ts';
 
 test('the sweeper removes test labs of dead owners and persistent labs only when told', () => {
   assert.equal(sweepVerdict({ persistent: false }, false, false), 'remove');

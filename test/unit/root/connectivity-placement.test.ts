@@ -1,53 +1,52 @@
 // Root's choice of cluster for a service with a connectivity constraint, through the instance manager
-// with a real store and registry. Two clusters, each a small HTTP server that accepts every offer:
+// with a real store and registry. Two clusters behind a fake ClusterLink that accepts every offer:
 // "munich" with little room and "lisbon" (about 2,000 km away) with much more. Without the target's
 // whereabouts, capacity would send the client to lisbon.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { AddressAllocator } from '../../../orchestrator/root/addresses.ts';
 import { ClusterRegistry } from '../../../orchestrator/root/clusters.ts';
+import type { ClusterLink } from '../../../orchestrator/root/cluster-client.ts';
 import { InstanceManager } from '../../../orchestrator/root/instances.ts';
 import { Metrics } from '../../../orchestrator/root/metrics.ts';
 import { SqliteStore } from '../../../orchestrator/root/sqlite-store.ts';
 import type { ClusterAggregate, ServiceRecord } from '../../../orchestrator/root/store.ts';
 import type { Connectivity, Constraint, Microservice } from '../../../orchestrator/descriptor/types.ts';
-import { memoryLogger } from '../../../orchestrator/mqtt/log.ts';
+import { memoryLogger } from '../../../orchestrator/protocol/log.ts';
 
 const agg = (vcpus: number): ClusterAggregate => ({
   free: { vcpus, memory_mb: 4096, gpus: 0 }, workers_active: 1, virtualizations: ['process'], architectures: ['amd64'],
 });
 
-/** A cluster API that accepts every placement after `delayMs` (an offer is a real HTTP round trip). */
-async function clusterApi(name: string, delayMs = 0): Promise<{ server: Server; url: string; offers: string[] }> {
-  const offers: string[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => {
-      if (req.method === 'POST') offers.push((JSON.parse(body) as { service: { svc: string } }).service.svc);
-      setTimeout(() => {
-        res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify(req.method === 'POST' ? { accepted: true, worker_id: `${name}-w1` } : { ok: true }));
-      }, delayMs);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, offers };
+/**
+ * The clusters, as a fake ClusterLink: each accepts every placement after `delayMs` (as an offer
+ * over HTTP takes a round trip), and the services offered to each are written down.
+ */
+function clusterLink(delayMs: number): { link: ClusterLink; offers: { munich: string[]; lisbon: string[] } } {
+  const offers = { munich: [] as string[], lisbon: [] as string[] };
+  const link: ClusterLink = {
+    offer: async (c, o) => {
+      offers[c.name as keyof typeof offers].push(o.service.svc);
+      await new Promise((r) => setTimeout(r, delayMs));
+      return { accepted: true, worker_id: `${c.name}-w1` };
+    },
+    remove: async () => {},
+    pushRoute: async () => {},
+    pushPeers: async () => {},
+  };
+  return { link, offers };
 }
 
 async function setup(offerDelayMs: number) {
-  const munich = await clusterApi('munich', offerDelayMs);
-  const lisbon = await clusterApi('lisbon', offerDelayMs);
+  const { link, offers } = clusterLink(offerDelayMs);
   const store = new SqliteStore(':memory:');
   const reg = new ClusterRegistry(store, Date.now, 15_000);
-  const m = new InstanceManager(store, new AddressAllocator(store), reg, memoryLogger(), new Metrics());
+  const m = new InstanceManager(store, new AddressAllocator(store), reg, memoryLogger(), new Metrics(), { link });
   store.insertUser({ id: 'u1', username: 'u', password_hash: 'x', role: 'admin', created_at: 0 });
   store.insertApplication({ id: 'a1', owner: 'u1', name: 'app', namespace: 'ns', desc: '', created_at: 0 });
   const ids = {
-    munich: reg.register('munich', '48.14,11.58', munich.url).record.id,
-    lisbon: reg.register('lisbon', '38.72,-9.14', lisbon.url).record.id,
+    munich: reg.register('munich', '48.14,11.58', 'http://unused.invalid/').record.id,
+    lisbon: reg.register('lisbon', '38.72,-9.14', 'http://unused.invalid/').record.id,
   };
   reg.report(ids.munich, agg(2));
   reg.report(ids.lisbon, agg(32));
@@ -67,12 +66,11 @@ async function setup(offerDelayMs: number) {
     assert.ok(f(), `timed out waiting for ${what}`);
   };
   return {
-    m, reg, ids, service, placed, until, offers: { munich: munich.offers, lisbon: lisbon.offers },
+    m, reg, ids, service, placed, until, offers,
     close: async () => {
       await m.close();
       reg.close();
       store.close();
-      await Promise.all([munich.server, lisbon.server].map((s) => new Promise((r) => s.close(r))));
     },
   };
 }

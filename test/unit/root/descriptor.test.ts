@@ -7,9 +7,9 @@ import { distanceKm, parseLocation } from '../../../orchestrator/descriptor/loca
 import { formatPorts, parsePorts } from '../../../orchestrator/descriptor/ports.ts';
 import { validateDescriptor, validateMicroservice, type ValidationContext } from '../../../orchestrator/descriptor/validate.ts';
 import { isValidName, nameProblem, normalizeName, serviceFullName, instanceFullName } from '../../../orchestrator/names.ts';
+import { SLA_FIXTURES as FIXTURES } from '../../support/fixtures.ts';
 
 const ctx: ValidationContext = { serviceRangeV4: parseCidr('10.30.0.0/16'), serviceRangeV6: parseCidr('fdc0:30::/32'), applicationIds: 'empty' };
-const FIXTURES = join(import.meta.dirname, '../../../../shared/fixtures/sla');
 
 test('names: ^[a-z0-9]{1,30}$, case-insensitive, stored lower-case', () => {
   assert.ok(isValidName('Web01'));
@@ -53,7 +53,7 @@ test('addresses parse strictly and print canonically', () => {
   assert.throws(() => parseCidr('10.30.0.0/33'));
 });
 
-test('every shared fixture validates as it is', () => {
+test('every fixture validates as it is', () => {
   for (const f of readdirSync(FIXTURES).filter((x) => x.endsWith('.json'))) {
     const r = validateDescriptor(JSON.parse(readFileSync(join(FIXTURES, f), 'utf8')), ctx);
     assert.ok(r.ok, `${f}: ${JSON.stringify(r.ok ? null : r.errors)}`);

@@ -1,18 +1,17 @@
 // Root's retries of unplaced instances, through the instance manager with a real store and cluster
 // registry: which reports count as more room, that a retry failing the same way adds no history,
-// and that a burst of triggers is one pass. The one cluster is a small HTTP server that accepts.
+// and that a burst of triggers is one pass. The one cluster is a fake ClusterLink that accepts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { AddressAllocator } from '../../../orchestrator/root/addresses.ts';
 import { ClusterRegistry, roomGrowth } from '../../../orchestrator/root/clusters.ts';
+import type { ClusterLink } from '../../../orchestrator/root/cluster-client.ts';
 import { InstanceManager } from '../../../orchestrator/root/instances.ts';
 import { Metrics } from '../../../orchestrator/root/metrics.ts';
 import { SqliteStore } from '../../../orchestrator/root/sqlite-store.ts';
 import type { ClusterAggregate, ServiceRecord } from '../../../orchestrator/root/store.ts';
 import type { Microservice } from '../../../orchestrator/descriptor/types.ts';
-import { memoryLogger } from '../../../orchestrator/mqtt/log.ts';
+import { memoryLogger } from '../../../orchestrator/protocol/log.ts';
 import { FakeClock } from './fake-clock.ts';
 
 const agg = (vcpus: number, workers = 1, virt = ['process']): ClusterAggregate => ({
@@ -51,28 +50,30 @@ interface Setup {
   metrics: Metrics;
   clusterId: string;
   offers: string[];
+  link: ClusterLink;
   service: ServiceRecord;
   close: () => Promise<void>;
 }
 
 async function setup(): Promise<Setup> {
   const offers: string[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => {
-      offers.push(`${req.method} ${req.url} ${body.length ? (JSON.parse(body) as { instance_n: number }).instance_n : ''}`);
-      res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify(req.method === 'POST' ? { accepted: true, worker_id: 'w1' } : { ok: true }));
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  // The one cluster accepts every offer; calls are written down as the HTTP requests they stand for.
+  const link: ClusterLink = {
+    offer: async (_c, o) => {
+      offers.push(`POST /api/placements ${o.instance_n}`);
+      return { accepted: true, worker_id: 'w1' };
+    },
+    remove: async (_c, serviceId, n) => {
+      offers.push(`DELETE /api/placements/${serviceId}/${n} `);
+    },
+    pushRoute: async () => {},
+    pushPeers: async () => {},
+  };
   const store = new SqliteStore(':memory:');
   const reg = new ClusterRegistry(store, Date.now, 15_000);
   const clock = new FakeClock();
   const metrics = new Metrics();
-  const m = new InstanceManager(store, new AddressAllocator(store), reg, memoryLogger(), metrics, { retryClock: clock });
+  const m = new InstanceManager(store, new AddressAllocator(store), reg, memoryLogger(), metrics, { retryClock: clock, link });
   reg.on('room', (c, grew) => m.retryUnplaced('cluster_room', `cluster ${c.name} reported more room: ${grew}`));
   reg.on('active', (c) => m.retryUnplaced('cluster_active', `cluster ${c.name} became active`));
   store.insertUser({ id: 'u1', username: 'u', password_hash: 'x', role: 'admin', created_at: 0 });
@@ -83,16 +84,15 @@ async function setup(): Promise<Setup> {
     rr_ip: '10.30.0.1', rr_ip_v6: 'fdff::1', closest_ip: '10.30.0.2', closest_ip_v6: 'fdff::2', next_n: 0, created_at: 0,
   };
   store.insertService(service);
-  const { record } = reg.register('edge', '48.1,11.5', url);
+  const { record } = reg.register('edge', '48.1,11.5', 'http://unused.invalid/');
   reg.report(record.id, agg(0));
   clock.advance(50); // the 'active' pass finds nothing to retry yet
   return {
-    m, reg, store, clock, metrics, clusterId: record.id, offers, service,
+    m, reg, store, clock, metrics, clusterId: record.id, offers, link, service,
     close: async () => {
       await m.close();
       reg.close();
       store.close();
-      await new Promise((r) => server.close(r));
     },
   };
 }
@@ -185,7 +185,7 @@ test('a root restart keeps each unplaced instance\'s retries and backoff: retrie
     // The same database, a new manager: as after a restart.
     const clock = new FakeClock();
     clock.t = s.clock.t;
-    const m2 = new InstanceManager(s.store, new AddressAllocator(s.store), s.reg, memoryLogger(), new Metrics(), { retryClock: clock });
+    const m2 = new InstanceManager(s.store, new AddressAllocator(s.store), s.reg, memoryLogger(), new Metrics(), { retryClock: clock, link: s.link });
     try {
       m2.resume();
       const after = m2.view(s.store.instance('s1', inst.n)!);

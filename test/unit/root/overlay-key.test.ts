@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteStore } from '../../../orchestrator/root/sqlite-store.ts';
 import { loadOverlayTunnel, loadSecrets } from '../../../orchestrator/root/secrets.ts';
-import { OVERLAY_KEY_ID } from '../../../orchestrator/root-cluster-messages.ts';
-import { validTunnelKey } from '../../../orchestrator/worker/net/tunnel-identity.ts';
+import { OVERLAY_KEY_ID } from '../../../orchestrator/protocol/root-cluster.ts';
+import { validTunnelKey } from '../../../orchestrator/protocol/tunnel-identity.ts';
 
 function withDir(f: (file: string) => void): void {
   const dir = mkdtempSync(join(tmpdir(), 'canopy-ok-'));

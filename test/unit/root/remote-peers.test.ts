@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { InstanceManager } from '../../../orchestrator/root/instances.ts';
 import { PeerAnnouncer, RemotePeerSet, seesChange } from '../../../orchestrator/root/remote-peers.ts';
-import type { RemotePeer } from '../../../orchestrator/root-cluster-messages.ts';
+import type { RemotePeer } from '../../../orchestrator/protocol/root-cluster.ts';
 
 async function poll(what: string, f: () => Promise<boolean>, ms: number): Promise<void> {
   const until = Date.now() + ms;
@@ -16,11 +16,11 @@ async function poll(what: string, f: () => Promise<boolean>, ms: number): Promis
   }
 }
 import { Metrics } from '../../../orchestrator/root/metrics.ts';
-import { memoryLogger } from '../../../orchestrator/mqtt/log.ts';
+import { memoryLogger } from '../../../orchestrator/protocol/log.ts';
 import type { AddressAllocator } from '../../../orchestrator/root/addresses.ts';
 import type { ClusterRegistry } from '../../../orchestrator/root/clusters.ts';
 import type { ClusterRecord, InstanceRecord, RootStore, WorkerSubnetRecord } from '../../../orchestrator/root/store.ts';
-import type { InstanceState } from '../../../orchestrator/root/lifecycle.ts';
+import type { InstanceState } from '../../../orchestrator/protocol/instance-states.ts';
 
 const SUBNETS: Record<string, string> = { 'ca/wa': '10.18.1.0/24', 'cb/wb': '10.18.2.0/24', 'cb/wb2': '10.18.3.0/24' };
 
@@ -56,13 +56,13 @@ test('a cluster hears of the other clusters\' workers that run instances, once e
     inst(0, 'cb', 'wb'), inst(1, 'cb', 'wb'), inst(2, 'ca', 'wa'), inst(3, 'cb', 'wb2', 'FAILED'),
     inst(4, 'cb', 'unknown-subnet'), inst(5, 'cb', 'wb2', 'RUNNING', null), inst(6, null, null),
   ]);
-  assert.deepEqual(m.remotePeers('ca'), [{ worker_id: 'wb', cluster_id: 'cb', tunnel_id: 0x0a120200, tunnel_endpoint: '198.18.0.9:50103' }]);
-  assert.deepEqual(m.remotePeers('cb').map((p) => [p.worker_id, p.tunnel_id]), [['wa', 0x0a120100]]);
+  assert.deepEqual(m.peers.forCluster('ca'), [{ worker_id: 'wb', cluster_id: 'cb', tunnel_id: 0x0a120200, tunnel_endpoint: '198.18.0.9:50103' }]);
+  assert.deepEqual(m.peers.forCluster('cb').map((p) => [p.worker_id, p.tunnel_id]), [['wa', 0x0a120100]]);
 });
 
 test('route answers carry tunnel ids and leave out instances a worker could not reach yet', () => {
   const m = manager([inst(0, 'cb', 'wb'), inst(1, 'cb', 'wb2', 'RUNNING', null), inst(2, null, null)]);
-  const r = m.route('10.30.0.10', 'ca');
+  const r = m.routes.route('10.30.0.10', 'ca');
   assert.ok(r);
   assert.deepEqual(r.instances.map((i) => [i.n, i.tunnel_id]), [[0, 0x0a120200]]);
 });
@@ -71,12 +71,12 @@ test('the RUNNING instances are scanned once for any number of reports, and agai
   const scans = { n: 0 };
   const m = manager([inst(0, 'cb', 'wb'), inst(1, 'ca', 'wa')], scans);
   for (let i = 0; i < 50; i++) {
-    m.remotePeers('ca');
-    m.remotePeers('cb');
+    m.peers.forCluster('ca');
+    m.peers.forCluster('cb');
   }
   assert.equal(scans.n, 1);
-  m.subnetsChanged();
-  m.remotePeers('ca');
+  m.peers.invalidate();
+  m.peers.forCluster('ca');
   assert.equal(scans.n, 2);
 });
 
@@ -216,11 +216,13 @@ test('a report that gives a worker its first RUNNING instance pushes the new pee
     const m = new InstanceManager(store, {} as AddressAllocator, registry, memoryLogger(), new Metrics());
     // What everybody has been told already (e.g. by their last report answers).
     m.applyReport(clusters[0]!, []);
-    await new Promise((r) => setTimeout(r, 200));
+    // Those first pushes (to cb and cc) must have landed before counting the next ones.
+    await poll('first pushes arrived', async () => got.length >= 2, 5000);
+    await new Promise((r) => setTimeout(r, 100));
     got.length = 0;
 
     m.applyReport(clusters[1]!, [{ service_id: 's1', instance_n: 0, state: 'RUNNING', worker: 'wb', tunnel_endpoint: '198.18.0.9:50103' }]);
-    assert.deepEqual(m.remotePeers('cb').map((p) => p.worker_id), ['wa'], "the reporter's answer is computed as before");
+    assert.deepEqual(m.peers.forCluster('cb').map((p) => p.worker_id), ['wa'], "the reporter's answer is computed as before");
     assert.equal(got.length, 0, 'the pushes do not hold up the report answer');
     await poll('pushes arrived', async () => got.length >= 2, 5000);
     await new Promise((r) => setTimeout(r, 100));

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadOrCreateTunnelKey, tunnelIdForSubnet, validTunnelKey } from '../../../orchestrator/worker/net/tunnel-identity.ts';
+import { loadOrCreateTunnelKey, tunnelIdForSubnet, validTunnelKey } from '../../../orchestrator/protocol/tunnel-identity.ts';
 import { parseClusterToWorker, parseServiceRoute } from '../../../proxy/route-messages.ts';
 
 test('tunnel ids come from the worker subnet and differ between subnets', () => {

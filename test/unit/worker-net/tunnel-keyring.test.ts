@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { TxPlan } from '../../../native/io.ts';
 import { Drop, TunnelCodec, TunnelType, newRxBatch } from '../../../netstack/tunnel.ts';
 import { TunnelKeyring } from '../../../orchestrator/worker/net/tunnel-keyring.ts';
-import type { TunnelKey } from '../../../orchestrator/worker/net/tunnel-identity.ts';
+import type { TunnelKey } from '../../../orchestrator/protocol/tunnel-identity.ts';
 
 const hexKey = (key_id: number): TunnelKey => ({ key_id, key: randomBytes(32).toString('hex'), encrypt: false });
 

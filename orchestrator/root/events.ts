@@ -1,0 +1,60 @@
+// Root's change feed for the dashboard's live view (GET /api/v1/events). Every change a user can see
+// passes through the store, so the feed is taken there: the store's writing methods are wrapped once,
+// at start, and each write is announced after it is made. The domain code (instances, catalog,
+// clusters) stays unaware of the dashboard, and no change can be missed by a code path that forgot
+// to emit. Writes inside a transaction are announced before it commits; listeners run synchronously
+// in the same tick, and anything they trigger (a browser's refetch) arrives after the commit.
+import { EventEmitter } from 'node:events';
+import type { InstanceRecord, RootStore } from './store.ts';
+
+export type RootEvent =
+  /** An instance was created or changed state or reason. `owner` is the service owner's user id. */
+  | { type: 'instance'; owner: string | null; service_id: string; instance_n: number; state: string; reason: string; ts: number }
+  /** Applications or services were added, changed or removed. */
+  | { type: 'catalog'; owner: string | null; ts: number }
+  /** A cluster registered or reported. */
+  | { type: 'cluster'; cluster_id: string; ts: number };
+
+export class RootEvents extends EventEmitter<{ event: [RootEvent] }> {
+  constructor() {
+    super();
+    // Each open dashboard is one listener; dozens are normal.
+    this.setMaxListeners(0);
+  }
+}
+
+/** Wraps `store`'s writing methods so that each write is announced on the returned feed. */
+export function watchStore(store: RootStore): RootEvents {
+  const events = new RootEvents();
+  const ownerOfService = (id: string): string | null => store.service(id)?.owner ?? null;
+  const instance = (i: InstanceRecord): void => {
+    if (events.listenerCount('event') === 0) return;
+    events.emit('event', { type: 'instance', owner: ownerOfService(i.service_id), service_id: i.service_id, instance_n: i.n, state: i.state, reason: i.reason, ts: Date.now() });
+  };
+  const after = <K extends keyof RootStore>(name: K, announce: (...args: Parameters<Extract<RootStore[K], (...a: never[]) => unknown>>) => void): void => {
+    const original = (store[name] as (...a: unknown[]) => unknown).bind(store);
+    (store as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => {
+      const result = original(...args);
+      announce(...(args as Parameters<Extract<RootStore[K], (...a: never[]) => unknown>>));
+      return result;
+    };
+  };
+  after('insertInstance', (i) => instance(i));
+  after('updateInstance', (i) => instance(i));
+  const catalog = (owner: string | null): void => {
+    if (events.listenerCount('event') > 0) events.emit('event', { type: 'catalog', owner, ts: Date.now() });
+  };
+  after('insertApplication', (a) => catalog(a.owner));
+  after('updateApplication', (a) => catalog(a.owner));
+  // Deletions: the record is gone by now, so the owner is unknown; every subscriber refetches its own view.
+  after('deleteApplication', () => catalog(null));
+  after('insertService', (s) => catalog(s.owner));
+  after('updateService', (s) => catalog(s.owner));
+  after('deleteService', () => catalog(null));
+  const cluster = (id: string): void => {
+    if (events.listenerCount('event') > 0) events.emit('event', { type: 'cluster', cluster_id: id, ts: Date.now() });
+  };
+  after('upsertCluster', (c) => cluster(c.id));
+  after('touchCluster', (id) => cluster(id));
+  return events;
+}
