@@ -9,6 +9,7 @@ import { parseUpstream } from '../../dns/forwarder.ts';
 import { parseCidr } from '../descriptor/ip.ts';
 import { netManagerFor, defaultTunnelEndpoint } from '../worker/net/for-engine.ts';
 import type { NetManager } from '../worker/net/net-manager.ts';
+import { containerRuntimeFor } from '../worker/container/for-engine.ts';
 
 interface Opts {
   name: string;
@@ -34,7 +35,11 @@ interface Opts {
   tun: string;
   overlay: string[];
   serviceRange: string[];
+  containerd?: string;
+  registryMirror: string[];
 }
+
+const collect = (v: string, all: string[]): string[] => [...all, v];
 
 function intOpt(v: string, name: string, min: number, max: number): number {
   const n = Number(v);
@@ -79,6 +84,8 @@ export function register(program: Command): void {
     .option('--vcpus <n>', 'CPUs to offer (default: all)')
     .option('--memory <mb>', 'memory to offer in MB (default: all)')
     .option('--undeploy-on-exit', 'remove every instance when stopping')
+    .option('--containerd <socket>', 'an operator\'s containerd socket (default: the worker starts its own under --data)')
+    .option('--registry-mirror <host=url>', 'pull images of a registry through a mirror, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
     .action(async (o: Opts) => {
       const key = o.key ?? process.env.CANOPY_WORKER_KEY;
       if (!key) throw new Error('--key or CANOPY_WORKER_KEY is required (printed by `canopy cluster` at first start)');
@@ -102,7 +109,9 @@ export function register(program: Command): void {
         dnsUpstreams: o.dnsUpstream?.map(parseUpstream), dnsPort: intOpt(o.dnsPort, '--dns-port', 1, 65535), bridge: o.bridge, tun: o.tun,
         overlay: o.overlay.map((c) => cidrOpt(c, '--overlay')), servicePrefixes: o.serviceRange.map((c) => cidrOpt(c, '--service-range')),
       } : undefined;
+      const runtimes = containerRuntimeFor({ dataDir: o.data, mirrors: o.registryMirror, ...(o.containerd ? { socket: o.containerd } : {}) });
       const engine = await NodeEngine.start({
+        runtimes,
         name: o.name, clusterUrl: o.cluster, joinKey: key, stateDir: o.data, location: o.location,
         tunnelEndpoint, capacity,
         ...(netOpts ? { net: (e: NodeEngine) => (net = netManagerFor(e, netOpts)) } : {}),

@@ -1,7 +1,7 @@
 // The worker daemon's local HTTP API: status with reasons, instance logs (stdout/stderr), /metrics.
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { NodeEngine } from './node-engine.ts';
-import { instanceKey } from './process-runtime.ts';
+import { instanceKey } from './runtime/exit.ts';
 
 export async function startWorkerApi(engine: NodeEngine, host: string, port: number): Promise<FastifyInstance> {
   const app = Fastify({ logger: false });
@@ -14,7 +14,7 @@ export async function startWorkerApi(engine: NodeEngine, host: string, port: num
     virtualizations: engine.virtualizations,
     resources: engine.heartbeatPayload(),
     instances: [...engine.instances.values()].map((i) => ({
-      service_id: i.order.service_id, instance_n: i.order.instance_n, state: i.state, reason: i.lifecycle.last.reason,
+      service_id: i.order.service_id, instance_n: i.order.instance_n, state: i.state, reason: i.reason,
       pid: i.pid ?? null, restarts: i.restartCount, ns_ip: i.attachment.ns_ip ?? null, history: i.lifecycle.history,
     })),
     counters: engine.counters,

@@ -12,7 +12,7 @@ export function hostArch(): string {
 
 /**
  * `process` needs root (namespaces, cgroups), `ip netns` and a usable cgroup hierarchy. `container`
- * would need a container runtime this worker drives; none is wired in yet, so it is never claimed.
+ * is claimed by the node engine only while its containerd answers (container/runtime.ts).
  */
 export function runnableVirtualizations(cgroupsUsable: boolean): string[] {
   const out: string[] = [];

@@ -1,8 +1,10 @@
-// One instance on a worker: runs it through the process runtime, keeps its lifecycle, restarts it with
-// backoff when it is not one-shot, and tears everything down on close() (undeploy).
+// One instance on a worker: runs it through the runtime its virtualization names (process, container),
+// keeps its lifecycle, restarts it with backoff when it is not one-shot, and tears everything down on
+// close() (undeploy). Nothing here depends on which runtime it is.
 import { EventEmitter } from 'node:events';
 import { Lifecycle, type InstanceState, type Transition } from '../protocol/instance-states.ts';
-import { instanceKey, type ProcessRuntime, type ProcessSpec, type RunHandle } from './process-runtime.ts';
+import { instanceKey, type RunHandle } from './runtime/exit.ts';
+import { runSpecOf, type InstanceRuntime, type Runtimes } from './runtime/types.ts';
 import type { InstanceNetwork, Attachment } from './net-seam.ts';
 import type { DeployOrder } from '../mqtt/messages.ts';
 import type { Logger } from '../protocol/log.ts';
@@ -23,15 +25,6 @@ interface InstanceEvents {
   transition: [Transition];
 }
 
-export function specOf(order: DeployOrder): ProcessSpec {
-  return {
-    cmd: [...order.spec.cmd, ...(order.spec.args ?? [])],
-    environment: order.spec.environment ?? [],
-    memory: order.spec.memory,
-    vcpus: order.spec.vcpus,
-  };
-}
-
 export class Instance extends EventEmitter<InstanceEvents> {
   readonly key: string;
   readonly lifecycle: Lifecycle;
@@ -43,10 +36,12 @@ export class Instance extends EventEmitter<InstanceEvents> {
   private closing: Promise<void> | undefined;
   private starting: Promise<void> | undefined;
   private lastStart = 0;
+  /** The latest progress of the current state (pull progress), newer than the last transition's reason. */
+  private note: string | undefined;
 
   constructor(
     readonly order: DeployOrder,
-    private readonly runtime: ProcessRuntime,
+    private readonly runtimes: Runtimes,
     private readonly net: InstanceNetwork,
     private readonly log: Logger,
     private readonly backoff: BackoffPolicy = DEFAULT_BACKOFF,
@@ -66,12 +61,18 @@ export class Instance extends EventEmitter<InstanceEvents> {
     return this.current?.pid;
   }
 
+  /** Why the instance is in its state, or how far its preparation got. */
+  get reason(): string {
+    return this.note ?? this.lifecycle.last.reason;
+  }
+
   get restartCount(): number {
     return this.restarts;
   }
 
   private move(to: InstanceState, reason: string): void {
     if (this.lifecycle.tryTo(to, reason)) {
+      this.note = undefined;
       this.log.info('instance state', { instance: this.key, state: to, reason });
       this.emit('transition', this.lifecycle.last);
     }
@@ -88,24 +89,29 @@ export class Instance extends EventEmitter<InstanceEvents> {
     }
   }
 
+  private runtime(): InstanceRuntime {
+    return this.runtimes.for(this.order.spec.virtualization);
+  }
+
   private async startOnce(): Promise<void> {
-    const spec = specOf(this.order);
+    const spec = runSpecOf(this.order);
     this.move('CREATING', this.restarts === 0 ? 'creating namespace and cgroup' : `restart #${this.restarts}`);
     try {
-      if (this.order.spec.virtualization !== 'process') throw new Error(`virtualization ${this.order.spec.virtualization} is not supported by this worker`);
-      const { netns } = await this.runtime.prepare(this.key, spec);
+      const runtime = this.runtime();
+      const { netns } = await runtime.prepare(this.key, spec, (reason) => this.progress(reason));
       if (this.closing) return;
       this.attachment = await this.net.attach({
         key: this.key, service_id: this.order.service_id, instance_n: this.order.instance_n, name: this.order.name,
         netns, instance_ip: this.order.instance_ip, instance_ip_v6: this.order.instance_ip_v6, port: this.order.spec.port,
       });
       if (this.closing) return;
-      const handle = await this.runtime.start(this.key, spec);
+      const handle = await runtime.start(this.key, spec);
       this.watch(handle, `started, pid ${handle.pid}`);
     } catch (e) {
       if (this.closing) return;
       this.move('FAILED', `could not start: ${(e as Error).message}`);
-      this.scheduleRestart();
+      // A runtime marks what retrying cannot fix (no such image, refused credentials).
+      if ((e as { permanent?: boolean }).permanent !== true) this.scheduleRestart();
     }
   }
 
@@ -114,12 +120,16 @@ export class Instance extends EventEmitter<InstanceEvents> {
    * manager finds the instance's link and addresses in place); false if nothing of it runs any more.
    */
   async adopt(): Promise<boolean> {
-    const handle = this.runtime.adopt(this.key, specOf(this.order));
+    const runtime = this.runtimes.get(this.order.spec.virtualization);
+    const handle = await runtime?.adopt(this.key, runSpecOf(this.order)).catch((e: Error) => {
+      this.log.warn('could not re-adopt', { instance: this.key, error: e.message });
+      return undefined;
+    });
     if (!handle) return false;
     try {
       this.attachment = await this.net.attach({
         key: this.key, service_id: this.order.service_id, instance_n: this.order.instance_n, name: this.order.name,
-        netns: this.runtime.netnsName(this.key), instance_ip: this.order.instance_ip, instance_ip_v6: this.order.instance_ip_v6,
+        netns: this.runtimes.sandbox.netnsName(this.key), instance_ip: this.order.instance_ip, instance_ip_v6: this.order.instance_ip_v6,
         port: this.order.spec.port,
       });
     } catch (e) {
@@ -127,6 +137,14 @@ export class Instance extends EventEmitter<InstanceEvents> {
     }
     this.watch(handle, `re-adopted after a worker restart, pid ${handle.pid}`);
     return true;
+  }
+
+  /** A step of a long preparation (an image pull): same state, a new reason, reported like a transition. */
+  private progress(reason: string): void {
+    if (this.closing || this.state !== 'CREATING') return;
+    // Not a transition (the history keeps only state changes): reported with the same state.
+    this.note = reason;
+    this.emit('transition', { state: this.state, ts: Date.now(), reason });
   }
 
   private watch(handle: RunHandle, reason: string): void {
@@ -140,7 +158,7 @@ export class Instance extends EventEmitter<InstanceEvents> {
       if (this.order.spec.one_shot && info.code === 0 && !info.oomKilled) {
         this.move('COMPLETED', 'one-shot command exited with code 0');
         // The namespace and cgroup go now; logs stay readable until undeploy.
-        void this.net.detach(this.key).then(() => this.runtime.teardown(this.key)).catch((e: Error) =>
+        void this.net.detach(this.key).then(() => this.runtimes.teardown(this.key)).catch((e: Error) =>
           this.log.warn('cleanup after completion failed', { instance: this.key, error: e.message }));
         return;
       }
@@ -163,7 +181,7 @@ export class Instance extends EventEmitter<InstanceEvents> {
   }
 
   logs(stream: 'stdout' | 'stderr', maxBytes?: number): string {
-    return this.runtime.readLog(this.key, stream, maxBytes);
+    return this.runtimes.sandbox.readLog(this.key, stream, maxBytes);
   }
 
   /**
@@ -177,9 +195,9 @@ export class Instance extends EventEmitter<InstanceEvents> {
       // A start in progress stops at its next step; whatever it created is removed below.
       await this.starting?.catch(() => {});
       this.current = undefined;
-      await this.runtime.kill(this.key, graceMs);
+      await (this.runtimes.get(this.order.spec.virtualization) ?? this.runtimes.sandbox).kill(this.key, graceMs);
       await this.net.detach(this.key);
-      await this.runtime.remove(this.key);
+      await this.runtimes.remove(this.key);
       this.move('UNDEPLOYED', reason);
     })();
     return this.closing;

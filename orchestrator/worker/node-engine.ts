@@ -16,7 +16,10 @@ import {
   parseClusterToWorker, RouteMessageError, type RouteLink, type ClusterToWorker, type WorkerToCluster,
 } from '../../proxy/route-messages.ts';
 import { detectCgroups, type CgroupDriver } from './cgroup.ts';
-import { ProcessRuntime, instanceKey } from './process-runtime.ts';
+import { ProcessRuntime } from './process-runtime.ts';
+import { instanceKey } from './runtime/exit.ts';
+import { Sandbox } from './runtime/sandbox.ts';
+import { Runtimes, type InstanceRuntime } from './runtime/types.ts';
 import { Instance, DEFAULT_BACKOFF, type BackoffPolicy } from './instance.ts';
 import { NoNetwork, type InstanceNetwork } from './net-seam.ts';
 import { hostArch, hostCapacity, hostFreeMemoryMb, runnableVirtualizations, CpuMeter, type Capacity } from './host-resources.ts';
@@ -40,6 +43,11 @@ export interface NodeEngineOptions {
   heartbeatMs?: number;
   tunnelEndpoint?: string;
   backoff?: BackoffPolicy;
+  /**
+   * More runtimes beside `process` (the container runtime), given the shared sandbox. A runtime that
+   * has `available()` is advertised only while that answers true.
+   */
+  runtimes?: (sandbox: Sandbox, log: Logger) => Promise<AdvertisedRuntime[]> | AdvertisedRuntime[];
   /** How long a first registration retries while the cluster is unreachable (default 60 s). */
   registerTimeoutMs?: number;
   log?: Logger;
@@ -56,6 +64,11 @@ interface EngineEvents {
 const ORDER_FILE = 'order.json';
 
 export class RegistrationError extends Error {}
+
+export interface AdvertisedRuntime extends InstanceRuntime {
+  /** Whether the runtime can run instances now (its engine answers). */
+  available?(): boolean;
+}
 
 /** First contact: the join key buys per-worker credentials. */
 export async function registerWithCluster(clusterUrl: string, joinKey: string, name: string): Promise<WorkerIdentity> {
@@ -83,9 +96,10 @@ export async function registerWithCluster(clusterUrl: string, joinKey: string, n
 export class NodeEngine extends EventEmitter<EngineEvents> {
   readonly log: Logger;
   readonly instances = new Map<string, Instance>();
-  readonly runtime: ProcessRuntime;
+  readonly sandbox: Sandbox;
+  readonly runtimes: Runtimes;
   readonly net: InstanceNetwork;
-  readonly virtualizations: string[];
+  private readonly processOk: boolean;
   private client: MqttClient | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private paused = false;
@@ -101,8 +115,9 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
   private constructor(readonly o: NodeEngineOptions, public identity: WorkerIdentity, cgroups: CgroupDriver | undefined) {
     super();
     this.log = o.log ?? jsonLogger({ component: 'worker', worker: identity.worker_id });
-    this.virtualizations = runnableVirtualizations(cgroups !== undefined);
-    this.runtime = new ProcessRuntime({ workerId: identity.worker_id, cgroups: cgroups ?? detectCgroups(), stateDir: o.stateDir });
+    this.processOk = runnableVirtualizations(cgroups !== undefined).includes('process');
+    this.sandbox = new Sandbox({ workerId: identity.worker_id, cgroups: cgroups ?? detectCgroups(), stateDir: o.stateDir });
+    this.runtimes = new Runtimes(this.sandbox, [new ProcessRuntime(this.sandbox)]);
     this.net = typeof o.net === 'function' ? o.net(this) : o.net ?? new NoNetwork();
   }
 
@@ -139,12 +154,23 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
       }
     }
     const e = new NodeEngine(o, identity, cgroups);
+    for (const r of (await o.runtimes?.(e.sandbox, e.log)) ?? []) e.runtimes.add(r);
     writeDaemonMarker(identity.worker_id);
     await e.restore();
     e.connect();
     e.heartbeatTimer = setInterval(() => e.heartbeat(), o.heartbeatMs ?? 1000);
     e.log.info('worker started', { virtualizations: e.virtualizations, instances: e.instances.size, broker: identity.mqtt.url });
     return e;
+  }
+
+  /** The virtualizations this worker can run now: `process` when the host allows, others while their engine answers. */
+  get virtualizations(): string[] {
+    const out: string[] = [];
+    for (const kind of this.runtimes.kinds) {
+      const r = this.runtimes.get(kind) as AdvertisedRuntime;
+      if (kind === 'process' ? this.processOk : (r.available?.() ?? true)) out.push(kind);
+    }
+    return out;
   }
 
   get workerId(): string {
@@ -157,8 +183,8 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
 
   /** Instances found on disk: re-adopted if running, restarted if not, left completed if done. */
   private async restore(): Promise<void> {
-    const dir = this.runtime.instancesDir;
-    const keys = new Set(await this.runtime.leftovers());
+    const dir = this.sandbox.instancesDir;
+    const keys = new Set(await this.runtimes.leftovers());
     for (const key of existsSync(dir) ? readdirSync(dir) : []) {
       const f = join(dir, key, ORDER_FILE);
       if (!existsSync(f)) continue;
@@ -170,23 +196,22 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
         order = d.value;
       } catch (e) {
         this.log.warn('unreadable instance record: removing the instance', { instance: key, error: (e as Error).message });
-        await this.runtime.remove(key).catch(() => {});
+        await this.runtimes.remove(key).catch(() => {});
         continue;
       }
-      const exitFile = join(dir, key, 'exit');
       // A one-shot that already ended keeps its outcome; it is never run twice.
-      const exitCode = order.spec.one_shot && existsSync(exitFile) ? readFileSync(exitFile, 'utf8').trim() : undefined;
+      const exitCode = order.spec.one_shot ? this.sandbox.recordedExit(key) : undefined;
       const initial = exitCode === undefined
         ? { state: 'NODE_SCHEDULED' as const, reason: 'found after a worker restart' }
         : exitCode === '0'
           ? { state: 'COMPLETED' as const, reason: 'completed before the worker restarted' }
           : { state: 'FAILED' as const, reason: `exited with code ${exitCode} before the worker restarted` };
-      const inst = this.track(new Instance(order, this.runtime, this.net, this.log, this.backoff(), initial));
+      const inst = this.track(new Instance(order, this.runtimes, this.net, this.log, this.backoff(), initial));
       if (exitCode !== undefined) {
-        await this.net.detach(key).then(() => this.runtime.teardown(key)).catch(() => {});
+        await this.net.detach(key).then(() => this.runtimes.teardown(key)).catch(() => {});
       } else if (!(await inst.adopt())) {
         this.log.info('instance was not running after the restart: replacing it', { instance: key });
-        await this.net.detach(key).then(() => this.runtime.teardown(key)).catch(() => {});
+        await this.net.detach(key).then(() => this.runtimes.teardown(key)).catch(() => {});
         void inst.start();
       }
     }
@@ -194,7 +219,7 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     for (const key of keys) {
       this.log.info('removing leftovers of an unknown instance', { instance: key });
       await this.net.detach(key).catch(() => {});
-      await this.runtime.remove(key).catch((e: Error) => this.log.warn('could not remove leftovers', { instance: key, error: e.message }));
+      await this.runtimes.remove(key).catch((e: Error) => this.log.warn('could not remove leftovers', { instance: key, error: e.message }));
     }
   }
 
@@ -332,9 +357,9 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
       return existing;
     }
     this.counters.deploys++;
-    const inst = this.track(new Instance(order, this.runtime, this.net, this.log, this.backoff()));
-    mkdirSync(this.runtime.dir(key), { recursive: true });
-    const f = join(this.runtime.dir(key), ORDER_FILE);
+    const inst = this.track(new Instance(order, this.runtimes, this.net, this.log, this.backoff()));
+    mkdirSync(this.sandbox.dir(key), { recursive: true });
+    const f = join(this.sandbox.dir(key), ORDER_FILE);
     writeFileSync(`${f}.tmp`, JSON.stringify(order));
     renameSync(`${f}.tmp`, f);
     await inst.start();
@@ -447,7 +472,7 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     if (o.undeploy) this.instances.clear();
     if (this.client) await this.client.endAsync(true).catch(() => {});
     await this.net.close();
-    this.runtime.close();
+    await this.runtimes.close();
     removeDaemonMarker(this.workerId);
   }
 }

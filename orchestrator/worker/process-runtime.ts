@@ -1,5 +1,5 @@
 // The `process` runtime: a descriptor's command in its own network namespace (plus mount, PID and UTS
-// namespaces where the host allows), inside a cgroup that enforces `memory` and `vcpus`.
+// namespaces where the host allows), inside the sandbox's cgroup that enforces `memory` and `vcpus`.
 //
 // A small shell wrapper writes its own pid into the cgroup before anything else runs, then enters the
 // namespaces and runs the command; when the command ends it records the exit status in a file. The
@@ -7,46 +7,17 @@
 // daemon restart and the next daemon can re-adopt them (watching the cgroup, reading the exit file).
 import { spawn, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { openSync, closeSync, mkdirSync, readFileSync, readSync, rmSync, existsSync, statSync, writeFileSync, truncateSync, readdirSync } from 'node:fs';
+import { openSync, closeSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CgroupDriver, Cgroup } from './cgroup.ts';
-import { tailWholeLines } from './log-tail.ts';
+import { exitReason, type ExitInfo, type RunHandle } from './runtime/exit.ts';
+import { Sandbox, type SandboxOptions } from './runtime/sandbox.ts';
+import { Runtimes, type InstanceRuntime, type RunSpec } from './runtime/types.ts';
+
+export { instanceKey } from './runtime/exit.ts';
+export type { ExitInfo, RunHandle } from './runtime/exit.ts';
 
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-export interface ProcessSpec {
-  cmd: string[];
-  environment: string[];
-  /** MB; 0 = unlimited. */
-  memory: number;
-  /** 0 = unlimited. */
-  vcpus: number;
-}
-
-export interface ExitInfo {
-  code: number | null;
-  signal: string | null;
-  /** The kernel OOM-killed something in the cgroup during this run. */
-  oomKilled: boolean;
-  /** Human sentence for the instance status. */
-  reason: string;
-}
-
-export interface RunHandle {
-  readonly pid: number;
-  readonly exited: Promise<ExitInfo>;
-}
-
-export interface ProcessRuntimeOptions {
-  workerId: string;
-  cgroups: CgroupDriver;
-  /** Per-instance directories (logs, exit files) live here. */
-  stateDir: string;
-  /** Bytes kept per log stream (current file plus one rotated copy of about the same size). */
-  logBytes?: number;
-  pidsMax?: number;
-}
 
 const WRAPPER = [
   'for f in $CANOPY_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done',
@@ -59,11 +30,6 @@ const WRAPPER = [
   'echo $rc > "$exitfile"',
   'exit $rc',
 ].join('\n');
-
-/** Names safe for netns and cgroup paths. */
-export function instanceKey(serviceId: string, n: number): string {
-  return `${serviceId.replace(/[^A-Za-z0-9_.-]/g, '_')}-${n}`;
-}
 
 let unshareWorks: boolean | undefined;
 
@@ -79,71 +45,24 @@ async function probeUnshare(): Promise<boolean> {
   return unshareWorks;
 }
 
-function exitReason(code: number | null, signal: string | null, oom: boolean, memoryMb: number): string {
-  if (oom) return `killed by the kernel: memory limit of ${memoryMb} MB exceeded (cgroup OOM kill)`;
-  if (code === 125) return 'could not join its cgroup';
-  if (code === 127) return 'command not found (exit 127)';
-  if (signal) return `killed by ${signal}`;
-  if (code !== null && code > 128) return `killed by signal ${code - 128} (exit ${code})`;
-  return `exited with code ${code}`;
-}
+export class ProcessRuntime implements InstanceRuntime {
+  readonly kind = 'process';
 
-export class ProcessRuntime {
-  readonly workerId: string;
-  private readonly cgroups: CgroupDriver;
-  private readonly stateDir: string;
-  private readonly logBytes: number;
-  private readonly pidsMax: number;
-  private readonly rotator: NodeJS.Timeout;
+  constructor(readonly sandbox: Sandbox) {}
 
-  constructor(o: ProcessRuntimeOptions) {
-    this.workerId = o.workerId;
-    this.cgroups = o.cgroups;
-    this.stateDir = o.stateDir;
-    this.logBytes = o.logBytes ?? 1 << 20;
-    this.pidsMax = o.pidsMax ?? 4096;
-    mkdirSync(this.instancesDir, { recursive: true });
-    this.rotator = setInterval(() => this.rotateLogs(), 1000);
-    this.rotator.unref();
-  }
-
-  get instancesDir(): string {
-    return join(this.stateDir, 'instances');
-  }
-
-  netnsName(key: string): string {
-    return `canopy-${this.workerId}-${key}`;
-  }
-
-  cgroupRel(key: string): string {
-    return `canopy/${this.workerId}/${key}`;
-  }
-
-  dir(key: string): string {
-    return join(this.instancesDir, key);
-  }
-
-  /** Creates the namespace (loopback up) and the cgroup with its limits. Idempotent. */
-  async prepare(key: string, spec: ProcessSpec): Promise<{ netns: string; cgroup: Cgroup }> {
-    mkdirSync(this.dir(key), { recursive: true });
-    const netns = this.netnsName(key);
-    if (!existsSync(`/run/netns/${netns}`)) await run('ip', ['netns', 'add', netns]);
-    await run('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
-    const cgroup = this.cgroups.create(this.cgroupRel(key), {
-      memoryBytes: spec.memory > 0 ? spec.memory * 1024 * 1024 : 0,
-      vcpus: spec.vcpus,
-      pidsMax: this.pidsMax,
-    });
-    return { netns, cgroup };
+  async prepare(key: string, spec: RunSpec): Promise<{ netns: string }> {
+    const { netns } = await this.sandbox.prepare(key, spec);
+    return { netns };
   }
 
   /** Starts the command; the namespace and cgroup must exist (prepare). */
-  async start(key: string, spec: ProcessSpec): Promise<RunHandle> {
-    const cgroup = this.cgroups.open(this.cgroupRel(key));
+  async start(key: string, spec: RunSpec): Promise<RunHandle> {
+    const cgroup = this.sandbox.cgroup(key);
     if (!cgroup) throw new Error(`cgroup for ${key} is missing`);
-    if (spec.cmd.length === 0) throw new Error('empty command');
-    const dir = this.dir(key);
-    const exitFile = join(dir, 'exit');
+    const cmd = [...spec.cmd, ...spec.args];
+    if (cmd.length === 0) throw new Error('empty command');
+    const dir = this.sandbox.dir(key);
+    const exitFile = this.sandbox.exitFile(key);
     rmSync(exitFile, { force: true });
     const oomBefore = cgroup.oomKills();
     // Instances see the worker daemon's PATH, so the commands an operator installed are found.
@@ -157,13 +76,13 @@ export class ProcessRuntime {
     }
     env.CANOPY_CGROUP_PROCS = cgroup.procsFiles.join(' ');
     env.CANOPY_EXIT_FILE = exitFile;
-    env.CANOPY_NETNS = this.netnsName(key);
+    env.CANOPY_NETNS = this.sandbox.netnsName(key);
     if (await probeUnshare()) env.CANOPY_UNSHARE = '1';
     const out = openSync(join(dir, 'stdout.log'), 'a');
     const err = openSync(join(dir, 'stderr.log'), 'a');
     let child;
     try {
-      child = spawn('/bin/sh', ['-c', WRAPPER, 'canopy-wrap', ...spec.cmd], {
+      child = spawn('/bin/sh', ['-c', WRAPPER, 'canopy-wrap', ...cmd], {
         env, stdio: ['ignore', out, err], detached: true,
       });
     } finally {
@@ -191,15 +110,14 @@ export class ProcessRuntime {
    * Re-adopts an instance whose processes survived a daemon restart: its end is noticed by polling
    * the cgroup, and its status read from the exit file. Undefined if nothing of it is running.
    */
-  adopt(key: string, spec: ProcessSpec, pollMs = 250): RunHandle | undefined {
-    const cgroup = this.cgroups.open(this.cgroupRel(key));
+  async adopt(key: string, spec: RunSpec, pollMs = 250): Promise<RunHandle | undefined> {
+    const cgroup = this.sandbox.cgroup(key);
     const pids = cgroup?.pids() ?? [];
     if (!cgroup || pids.length === 0) return undefined;
-    const exitFile = join(this.dir(key), 'exit');
     const oomBefore = cgroup.oomKills();
     const exited = (async (): Promise<ExitInfo> => {
       while (cgroup.exists() && cgroup.pids().length > 0) await sleep(pollMs);
-      const text = existsSync(exitFile) ? readFileSync(exitFile, 'utf8').trim() : '';
+      const text = this.sandbox.recordedExit(key) ?? '';
       const code = text === '' ? null : Number(text);
       const oom = cgroup.exists() && cgroup.oomKills() > oomBefore;
       const reason = code === null && !oom ? 'ended while the worker was restarting (no exit status)' : exitReason(code, null, oom, spec.memory);
@@ -208,99 +126,22 @@ export class ProcessRuntime {
     return { pid: Math.min(...pids), exited };
   }
 
-  cgroup(key: string): Cgroup | undefined {
-    return this.cgroups.open(this.cgroupRel(key));
-  }
-
-  /** Stops every process of the instance (cgroup-wide; SIGTERM, then SIGKILL after `graceMs`). */
   async kill(key: string, graceMs = 0): Promise<void> {
-    await this.cgroup(key)?.killAll(graceMs);
+    await this.sandbox.kill(key, graceMs);
   }
 
-  /** Kills and removes everything of the instance except its directory (logs). */
-  async teardown(key: string): Promise<void> {
-    await this.cgroup(key)?.destroy();
-    const netns = this.netnsName(key);
-    if (existsSync(`/run/netns/${netns}`)) {
-      try {
-        await run('ip', ['netns', 'del', netns]);
-      } catch (e) {
-        if (existsSync(`/run/netns/${netns}`)) throw e;
-      }
-    }
-  }
+  /** A process holds nothing beyond its sandbox. */
+  async teardown(_key: string): Promise<void> {}
 
-  /** teardown(), and the instance's directory too. */
-  async remove(key: string): Promise<void> {
-    await this.teardown(key);
-    rmSync(this.dir(key), { recursive: true, force: true });
-  }
-
-  /** Keys that have a cgroup, a namespace or a directory on this host for this worker. */
   async leftovers(): Promise<string[]> {
-    const keys = new Set<string>(this.cgroups.children(`canopy/${this.workerId}`));
-    const prefix = `canopy-${this.workerId}-`;
-    if (existsSync('/run/netns')) for (const n of readdirSync('/run/netns')) if (n.startsWith(prefix)) keys.add(n.slice(prefix.length));
-    if (existsSync(this.instancesDir)) for (const d of readdirSync(this.instancesDir)) keys.add(d);
-    return [...keys];
+    return [];
   }
 
-  /** The tail of an instance's stdout or stderr (rotated part first), at most `maxBytes`. */
-  readLog(key: string, stream: 'stdout' | 'stderr', maxBytes = 64 * 1024): string {
-    const base = join(this.dir(key), `${stream}.log`);
-    const parts: Buffer[] = [];
-    for (const f of [`${base}.1`, base]) {
-      try {
-        parts.push(readFileSync(f));
-      } catch {
-        // not written yet
-      }
-    }
-    return tailWholeLines(Buffer.concat(parts), maxBytes);
-  }
+  async close(): Promise<void> {}
+}
 
-  /**
-   * Copy-truncate: the writer holds the file with O_APPEND, so truncation is safe. Only the newest
-   * half of the budget is kept in the rotated copy, so a stream never holds much more than the budget.
-   */
-  private rotateLogs(): void {
-    let keys: string[];
-    try {
-      keys = readdirSync(this.instancesDir);
-    } catch {
-      return;
-    }
-    const keep = Math.floor(this.logBytes / 2);
-    for (const key of keys) {
-      for (const stream of ['stdout', 'stderr']) {
-        const f = join(this.instancesDir, key, `${stream}.log`);
-        try {
-          const size = statSync(f).size;
-          if (size <= keep) continue;
-          const fd = openSync(f, 'r');
-          const tail = Buffer.alloc(keep);
-          try {
-            readSync(fd, tail, 0, keep, size - keep);
-          } finally {
-            closeSync(fd);
-          }
-          writeFileSync(`${f}.1`, tail);
-          truncateSync(f, 0);
-        } catch {
-          // gone meanwhile
-        }
-      }
-    }
-  }
-
-  /** Runs one rotation now (tests; the daemon rotates every second on its own). */
-  rotateNow(): void {
-    this.rotateLogs();
-  }
-
-  /** Parent cgroups (canopy/<worker>, and canopy when no other worker has groups) go when empty. */
-  close(): void {
-    clearInterval(this.rotator);
-    this.cgroups.removeIfEmpty(`canopy/${this.workerId}`);
-  }
+/** A worker's runtimes with only `process` (tests, hosts without containers). */
+export function processRuntimes(o: SandboxOptions): Runtimes {
+  const sandbox = new Sandbox(o);
+  return new Runtimes(sandbox, [new ProcessRuntime(sandbox)]);
 }

@@ -48,6 +48,8 @@ export interface DeploymentSpec {
   /** Worker names by lab host (after the lab prefix); default: the host's name. Workers of different
    *  clusters may share one (names are unique per cluster only). */
   names?: Record<string, string>;
+  /** Extra arguments of every `canopy worker` (e.g. --registry-mirror). */
+  workerArgs?: string[];
 }
 
 export interface ServiceInfo {
@@ -152,7 +154,7 @@ export class Deployment {
   startWorker(host: string): ChildProcess {
     const h = this.lab.host(host);
     return this.spawnCanopy(h, host, ['worker', '--name', this.workerIdOf(host), '--cluster', this.clusterUrlOf(host), '--key', 'e2e-wk',
-      '--data', join(this.dir, host), '--api-port', '10200', '--location', `48.${h.index},11.5`, '--dns-upstream', '127.0.0.1']);
+      '--data', join(this.dir, host), '--api-port', '10200', '--location', `48.${h.index},11.5`, '--dns-upstream', '127.0.0.1', ...(this.spec.workerArgs ?? [])]);
   }
 
   /** One call to root's API through curl inside ctl; the JSON answer (throws on HTTP ≥ 400). */

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, readdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectCgroups } from '../../orchestrator/worker/cgroup.ts';
-import { ProcessRuntime } from '../../orchestrator/worker/process-runtime.ts';
+import { processRuntimes } from '../../orchestrator/worker/process-runtime.ts';
 import { Instance } from '../../orchestrator/worker/instance.ts';
 import { NoNetwork } from '../../orchestrator/worker/net-seam.ts';
 import { memoryLogger } from '../../orchestrator/protocol/log.ts';
@@ -15,7 +15,7 @@ const WORKER = `leak${process.pid}`;
 const MARK = `${6000 + (process.pid % 1000)}.5`;
 const stateDir = mkdtempSync(join(tmpdir(), 'canopy-leak-'));
 const cgroups = detectCgroups();
-const rt = new ProcessRuntime({ workerId: WORKER, cgroups, stateDir });
+const rt = processRuntimes({ workerId: WORKER, cgroups, stateDir });
 
 function processesWithMark(): string[] {
   try {
@@ -27,7 +27,7 @@ function processesWithMark(): string[] {
 
 after(async () => {
   for (const k of await rt.leftovers()) await rt.remove(k).catch(() => {});
-  rt.close();
+  await rt.close();
   rmSync(stateDir, { recursive: true, force: true });
 });
 
@@ -54,6 +54,6 @@ test('100 deploy/undeploy cycles leave nothing behind', async () => {
   assert.ok(!netns.includes(`canopy-${WORKER}-`), `namespaces left: ${netns}`);
   assert.deepEqual(cgroups.children(`canopy/${WORKER}`), [], 'cgroups left');
   assert.deepEqual(processesWithMark(), [], 'processes left');
-  assert.deepEqual(existsSync(rt.instancesDir) ? readdirSync(rt.instancesDir) : [], [], 'instance directories left');
+  assert.deepEqual(existsSync(rt.sandbox.instancesDir) ? readdirSync(rt.sandbox.instancesDir) : [], [], 'instance directories left');
   assert.deepEqual(await rt.leftovers(), []);
 });

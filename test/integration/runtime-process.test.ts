@@ -7,7 +7,8 @@ import { mkdtempSync, rmSync, existsSync, readFileSync, readlinkSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectCgroups } from '../../orchestrator/worker/cgroup.ts';
-import { ProcessRuntime } from '../../orchestrator/worker/process-runtime.ts';
+import { processRuntimes } from '../../orchestrator/worker/process-runtime.ts';
+import type { Runtimes } from '../../orchestrator/worker/runtime/types.ts';
 import { Instance } from '../../orchestrator/worker/instance.ts';
 import { NoNetwork } from '../../orchestrator/worker/net-seam.ts';
 import { memoryLogger } from '../../orchestrator/protocol/log.ts';
@@ -17,12 +18,12 @@ import type { DeployOrder, InstanceSpec } from '../../orchestrator/mqtt/messages
 const WORKER = `rt${process.pid}`;
 const stateDir = mkdtempSync(join(tmpdir(), 'canopy-rt-'));
 const cgroups = detectCgroups();
-const runtimes: ProcessRuntime[] = [];
+const runtimes: Runtimes[] = [];
 const instances: Instance[] = [];
 const log = memoryLogger();
 
-function runtime(): ProcessRuntime {
-  const r = new ProcessRuntime({ workerId: WORKER, cgroups, stateDir });
+function runtime(): Runtimes {
+  const r = processRuntimes({ workerId: WORKER, cgroups, stateDir });
   runtimes.push(r);
   return r;
 }
@@ -35,7 +36,7 @@ function order(n: number, spec: Partial<InstanceSpec>): DeployOrder {
   };
 }
 
-function instance(rt: ProcessRuntime, o: DeployOrder, backoff = { initialMs: 100, maxMs: 400, resetAfterMs: 10_000 }): Instance {
+function instance(rt: Runtimes, o: DeployOrder, backoff = { initialMs: 100, maxMs: 400, resetAfterMs: 10_000 }): Instance {
   const i = new Instance(o, rt, new NoNetwork(), log, backoff);
   instances.push(i);
   return i;
@@ -59,7 +60,7 @@ after(async () => {
   for (const i of instances) await i.close('test cleanup').catch(() => {});
   const rt = runtimes[0] ?? runtime();
   for (const k of await rt.leftovers()) await rt.remove(k).catch(() => {});
-  for (const r of runtimes) r.close();
+  for (const r of runtimes) await r.close();
   rmSync(stateDir, { recursive: true, force: true });
 });
 
@@ -87,7 +88,7 @@ test('a one-shot command runs in its own namespaces and COMPLETES; its output is
   assert.deepEqual(i.lifecycle.history.map((t) => t.state), ['NODE_SCHEDULED', 'CREATING', 'RUNNING', 'COMPLETED']);
   await i.close();
   assert.equal(i.state, 'UNDEPLOYED');
-  assert.equal(existsSync(rt.dir(i.key)), false);
+  assert.equal(existsSync(rt.sandbox.dir(i.key)), false);
 });
 
 test('an instance that allocates past its memory is killed by the cgroup and reported FAILED with the reason', async () => {
@@ -107,7 +108,7 @@ test('a spinning instance is held to its vcpus', async () => {
   const i = instance(rt, order(3, { vcpus: 0.25, cmd: ['sh', '-c', 'while :; do :; done'] }));
   await i.start();
   await until(i, ['RUNNING']);
-  const cg = rt.cgroup(i.key)!;
+  const cg = rt.sandbox.cgroup(i.key)!;
   await new Promise((r) => setTimeout(r, 300));
   const c0 = cg.cpuUsageNs();
   const t0 = process.hrtime.bigint();
@@ -120,7 +121,7 @@ test('a spinning instance is held to its vcpus', async () => {
   const t1 = Date.now();
   await i.close();
   console.log(`# undeploy of a spinning instance took ${Date.now() - t1} ms`);
-  assert.equal(rt.cgroup(i.key), undefined);
+  assert.equal(rt.sandbox.cgroup(i.key), undefined);
 });
 
 test('a failing long-running instance is restarted with backoff', async () => {
@@ -158,7 +159,7 @@ test('a daemon restart re-adopts a running instance without restarting it', asyn
   const pid = first.pid!;
   for (let k = 0; k < 200 && !first.logs('stdout').includes('started'); k++) await new Promise((r) => setTimeout(r, 10));
   first.detachFromDaemon();
-  rt1.close();
+  await rt1.close();
   // A new daemon (new runtime and instance objects) finds it.
   const rt2 = runtime();
   const second = instance(rt2, o, undefined);
@@ -168,11 +169,11 @@ test('a daemon restart re-adopts a running instance without restarting it', asyn
   assert.equal(second.pid, pid);
   assert.equal(second.logs('stdout').match(/started/g)?.length, 1, 'not started twice');
   // Killing it from outside is noticed by the adopter.
-  for (const p of rt2.cgroup(second.key)!.pids()) process.kill(p, 'SIGKILL');
+  for (const p of rt2.sandbox.cgroup(second.key)!.pids()) process.kill(p, 'SIGKILL');
   await until(second, ['FAILED', 'CREATING']);
   await second.close();
-  assert.equal(rt2.cgroup(second.key), undefined);
-  assert.ok(!execFileSync('ip', ['netns', 'list']).toString().includes(rt2.netnsName(second.key)));
+  assert.equal(rt2.sandbox.cgroup(second.key), undefined);
+  assert.ok(!execFileSync('ip', ['netns', 'list']).toString().includes(rt2.sandbox.netnsName(second.key)));
 });
 
 test('undeploy gives the command a SIGTERM first', async () => {
@@ -194,12 +195,12 @@ test('undeploy gives the command a SIGTERM first', async () => {
 test('logs are bounded: a chatty instance keeps only the newest part', async () => {
   // Its own state directory: the other runtimes of this file rotate every second with a 1 MB budget
   // and would otherwise rotate this instance's log too (a 512 kB copy was seen in CI).
-  const small = new ProcessRuntime({ workerId: WORKER, cgroups, stateDir: join(stateDir, 'small'), logBytes: 64 * 1024 });
+  const small = processRuntimes({ workerId: WORKER, cgroups, stateDir: join(stateDir, 'small'), logBytes: 64 * 1024 });
   runtimes.push(small);
   const i = instance(small, order(8, { one_shot: true, cmd: ['sh', '-c', 'seq 1 200000; echo last-line'] }));
   await i.start();
   await until(i, ['COMPLETED', 'FAILED']);
-  small.rotateNow();
+  small.sandbox.rotateNow();
   const out = i.logs('stdout', 1 << 20);
   assert.ok(out.length <= 64 * 1024, `kept ${out.length} bytes`);
   assert.match(out, /199999\n200000\nlast-line\n$/);
@@ -216,7 +217,7 @@ test('an undeploy that arrives while the instance is still being created leaves 
     await i.close();
     await starting;
     assert.equal(i.state, 'UNDEPLOYED');
-    assert.equal(rt.cgroup(i.key), undefined, `cgroup of ${i.key}`);
-    assert.ok(!execFileSync('ip', ['netns', 'list']).toString().includes(rt.netnsName(i.key)), `namespace of ${i.key}`);
+    assert.equal(rt.sandbox.cgroup(i.key), undefined, `cgroup of ${i.key}`);
+    assert.ok(!execFileSync('ip', ['netns', 'list']).toString().includes(rt.sandbox.netnsName(i.key)), `namespace of ${i.key}`);
   }
 });

@@ -15,7 +15,7 @@ export function netManagerFor(engine: NodeEngine, o: WorkerNetOptions): NetManag
   const nm = new NetManager({
     ...o, workerId: id.worker_id, stateDir: engine.o.stateDir, link: engine.routeLink(), tunnelKey: id.tunnel,
     ...(id.overlay_tunnel ? { overlayKey: id.overlay_tunnel } : {}),
-    netnsOf: (k) => engine.runtime.netnsName(k), log: engine.log,
+    netnsOf: (k) => engine.sandbox.netnsName(k), log: engine.log,
   });
   engine.on('overlay-key', (k) => nm.setOverlayKey(k));
   if (id.subnet_v4) void nm.setSubnet({ v4: id.subnet_v4, v6: id.subnet_v6 }).catch(() => {});

@@ -1,0 +1,49 @@
+// The container runtime a worker daemon adds beside `process`: on an operator's containerd socket
+// (--containerd) or on the worker's own embedded containerd, started under its data dir. Without a
+// containerd binary or a socket that answers, the worker runs on without `container`.
+import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { ContainerRuntime } from './runtime.ts';
+import { startEmbedded } from './embedded.ts';
+import { parseMirror } from './images.ts';
+import type { Sandbox } from '../runtime/sandbox.ts';
+import type { Logger } from '../../protocol/log.ts';
+
+export interface WorkerContainerOptions {
+  dataDir: string;
+  /** An operator's containerd socket; absent = the embedded one. */
+  socket?: string;
+  /** `host=url` strings from --registry-mirror. */
+  mirrors: string[];
+}
+
+function haveContainerd(): boolean {
+  try {
+    execFileSync('containerd', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Validates the flags now, so a bad mirror is a CLI error before anything starts. */
+export function containerRuntimeFor(o: WorkerContainerOptions): (sandbox: Sandbox, log: Logger) => Promise<ContainerRuntime[]> {
+  const mirrors = o.mirrors.map(parseMirror);
+  return async (sandbox, log) => {
+    if (o.socket) {
+      if (!existsSync(o.socket)) log.warn('containerd socket not there (yet): container runtime unavailable until it answers', { socket: o.socket });
+      return [await ContainerRuntime.open(sandbox, { socket: o.socket, mirrors, log })];
+    }
+    if (!haveContainerd()) {
+      log.warn('no containerd on this host: this worker runs `process` only');
+      return [];
+    }
+    try {
+      const embedded = await startEmbedded(o.dataDir);
+      return [await ContainerRuntime.open(sandbox, { socket: embedded.socket, mirrors, log, onClose: () => embedded.stop() })];
+    } catch (e) {
+      log.error('embedded containerd did not start: this worker runs `process` only', { error: (e as Error).message });
+      return [];
+    }
+  };
+}

@@ -1,0 +1,209 @@
+// The `container` runtime: an OCI image run by containerd inside the instance's sandbox (the net
+// manager's namespace, the sandbox's cgroup, the instance directory for logs and exit status). The
+// image is pulled once and shared; each run gets its own snapshot. stdout/stderr go through a tiny log
+// driver that containerd's shim runs, so logs keep flowing while the worker daemon is down, and a
+// restarted daemon re-adopts running tasks by asking containerd.
+import { writeFileSync, rmSync, rmdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { ContainerdClient, ContainerdError, type Mount } from './client.ts';
+import { ImageStore, PullError, normalizeRef } from './images.ts';
+import { runtimeSpec, chainId } from './spec.ts';
+import { exitReason, type ExitInfo, type RunHandle } from '../runtime/exit.ts';
+import type { Sandbox } from '../runtime/sandbox.ts';
+import type { InstanceRuntime, ProgressReport, RunSpec } from '../runtime/types.ts';
+import type { Logger } from '../../protocol/log.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const SPEC_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
+const LABEL_WORKER = 'canopy.worker';
+const LABEL_KEY = 'canopy.key';
+
+/** containerd's shim runs this with the container's stdout on fd 3 and stderr on fd 4; closing fd 5 says "ready". */
+const LOG_DRIVER = `#!/bin/sh
+# Canopy's container log driver (written by the worker; containerd's shim runs it with no PATH).
+d="$2"
+/bin/cat <&3 4<&- 5>&- >>"$d/stdout.log" &
+/bin/cat <&4 3<&- 5>&- >>"$d/stderr.log" &
+exec 3<&- 4<&- 5>&-
+wait
+`;
+
+export interface ContainerRuntimeOptions {
+  socket: string;
+  /** containerd namespace holding Canopy's images and containers. */
+  namespace?: string;
+  snapshotter?: string;
+  /** [registry host, mirror URL] pairs. */
+  mirrors?: ReadonlyArray<[string, string]>;
+  log: Logger;
+  /** Called by close() (stops an embedded containerd on a clean exit). */
+  onClose?: () => Promise<void>;
+}
+
+export class ContainerRuntime implements InstanceRuntime {
+  readonly kind = 'container';
+  readonly client: ContainerdClient;
+  readonly images: ImageStore;
+  readonly snapshotter: string;
+  private answering = false;
+  private readonly pinger: NodeJS.Timeout;
+  private readonly logDriver: string;
+
+  constructor(readonly sandbox: Sandbox, private readonly o: ContainerRuntimeOptions) {
+    this.client = new ContainerdClient(o.socket, o.namespace ?? 'canopy');
+    this.snapshotter = o.snapshotter ?? 'overlayfs';
+    this.images = new ImageStore(this.client, join(sandbox.instancesDir, '..', 'registry-hosts'), o.mirrors ?? [], this.snapshotter);
+    this.logDriver = join(sandbox.instancesDir, '..', 'container-log-driver');
+    writeFileSync(this.logDriver, LOG_DRIVER, { mode: 0o755 });
+    this.pinger = setInterval(() => void this.client.ping(1500).then((ok) => this.noteAnswer(ok)), 2000);
+    this.pinger.unref();
+  }
+
+  /** Connects and checks that containerd answers (the runtime is advertised only while it does). */
+  static async open(sandbox: Sandbox, o: ContainerRuntimeOptions): Promise<ContainerRuntime> {
+    const r = new ContainerRuntime(sandbox, o);
+    r.noteAnswer(await r.client.ping(3000));
+    return r;
+  }
+
+  private noteAnswer(ok: boolean): void {
+    if (ok !== this.answering) this.o.log[ok ? 'info' : 'warn'](ok ? 'containerd answers: container runtime available' : 'containerd does not answer: container runtime unavailable', { socket: this.o.socket });
+    this.answering = ok;
+  }
+
+  available(): boolean {
+    return this.answering;
+  }
+
+  /** containerd ids are per namespace, and workers on one host may share a containerd. */
+  containerId(key: string): string {
+    return `${this.sandbox.workerId}-${key}`;
+  }
+
+  async prepare(key: string, spec: RunSpec, progress?: ProgressReport): Promise<{ netns: string }> {
+    if (!spec.image) throw new PullError('a container needs an image reference in `code`', true);
+    const { netns } = await this.sandbox.prepare(key, spec);
+    const ref = normalizeRef(spec.image);
+    await this.images.ensure(ref, (p) => progress?.(`pulling ${ref}: ${mb(p.done)} of ${mb(p.total)} MB`));
+    return { netns };
+  }
+
+  async start(key: string, spec: RunSpec): Promise<RunHandle> {
+    const id = this.containerId(key);
+    const ref = normalizeRef(spec.image ?? '');
+    // What an earlier run left (a crash between create and start, a previous exit): each run starts clean.
+    await this.client.removeContainer(id, this.snapshotter);
+    const image = await this.images.ensure(ref);
+    const cgroup = this.sandbox.cgroup(key);
+    if (!cgroup) throw new Error(`cgroup for ${key} is missing`);
+    rmSync(this.sandbox.exitFile(key), { force: true });
+    const ociSpec = runtimeSpec(image, {
+      cmd: spec.cmd, args: spec.args, environment: spec.environment, memory: spec.memory, vcpus: spec.vcpus,
+      pidsMax: this.sandbox.pidsMax, netns: this.sandbox.netnsName(key), cgroupRel: this.sandbox.cgroupRel(key), hostname: key.slice(0, 63),
+    });
+    const prepared = await this.client.call<{ mounts: Mount[] }>('snapshots', 'Prepare', {
+      snapshotter: this.snapshotter, key: id, parent: chainId(image.diffIds), labels: { [LABEL_WORKER]: this.sandbox.workerId },
+    });
+    await this.client.call('containers', 'Create', {
+      container: {
+        id, image: ref, labels: { [LABEL_WORKER]: this.sandbox.workerId, [LABEL_KEY]: key },
+        runtime: { name: 'io.containerd.runc.v2' }, spec: { type_url: SPEC_TYPE, value: Buffer.from(JSON.stringify(ociSpec)) },
+        snapshotter: this.snapshotter, snapshot_key: id,
+      },
+    });
+    const logs = `binary://${this.logDriver}?d=${encodeURIComponent(this.sandbox.dir(key))}`;
+    const created = await this.client.call<{ pid: number }>('tasks', 'Create', {
+      container_id: id, rootfs: prepared.mounts, stdin: '', stdout: logs, stderr: logs, terminal: false,
+    }, 30_000);
+    const oomBefore = cgroup.oomKills();
+    await this.client.call('tasks', 'Start', { container_id: id }, 30_000);
+    return { pid: created.pid, exited: this.waitFor(key, spec, oomBefore) };
+  }
+
+  /**
+   * Resolves when the task's main process ends: containerd's exit status, the OOM verdict from the
+   * sandbox's cgroup, the status written to the instance's exit file; then the task is deleted (its
+   * shim goes), while the container and snapshot stay until teardown.
+   */
+  private async waitFor(key: string, spec: RunSpec, oomBefore: number): Promise<ExitInfo> {
+    const id = this.containerId(key);
+    let code: number | null = null;
+    for (;;) {
+      try {
+        const r = await this.client.call<{ exit_status: number }>('tasks', 'Wait', { container_id: id }, 0);
+        code = r.exit_status;
+        break;
+      } catch (e) {
+        // containerd restarting: ask again; the task itself runs on under its shim.
+        if (e instanceof ContainerdError && (e.code === grpc.status.UNAVAILABLE || e.code === grpc.status.CANCELLED)) {
+          await sleep(500);
+          continue;
+        }
+        break;
+      }
+    }
+    const cg = this.sandbox.cgroup(key);
+    const oom = cg !== undefined && cg.oomKills() > oomBefore;
+    if (code !== null) writeFileSync(this.sandbox.exitFile(key), `${code}\n`);
+    await this.client.call('tasks', 'Delete', { container_id: id }).catch(() => {});
+    const reason = code === null && !oom ? 'the task vanished from containerd (no exit status)' : exitReason(code, null, oom, spec.memory);
+    return { code, signal: null, oomKilled: oom, reason };
+  }
+
+  async adopt(key: string, spec: RunSpec): Promise<RunHandle | undefined> {
+    const t = await this.client.task(this.containerId(key));
+    if (!t || t.status === 'CREATED' || t.status === 'UNKNOWN') return undefined;
+    const cg = this.sandbox.cgroup(key);
+    return { pid: t.pid, exited: this.waitFor(key, spec, cg?.oomKills() ?? 0) };
+  }
+
+  async kill(key: string, graceMs: number): Promise<void> {
+    // The container's processes are in the sandbox's cgroup: the one cgroup-wide stop serves both runtimes.
+    await this.sandbox.kill(key, graceMs);
+  }
+
+  async teardown(key: string): Promise<void> {
+    await this.client.removeContainer(this.containerId(key), this.snapshotter);
+  }
+
+  async leftovers(): Promise<string[]> {
+    const r = await this.client.call<{ containers: Array<{ labels: Record<string, string> }> }>('containers', 'List', {
+      filters: [`labels."${LABEL_WORKER}"==${this.sandbox.workerId}`],
+    });
+    return r.containers.map((c) => c.labels[LABEL_KEY]).filter((k): k is string => typeof k === 'string' && k.length > 0);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.pinger);
+    this.client.close();
+    await this.o.onClose?.();
+    removeRuncParents(this.sandbox.workerId);
+  }
+}
+
+/**
+ * runc creates the instance's cgroup in every v1 hierarchy (devices, cpuset, blkio, …), not only in
+ * the controllers the sandbox manages; the empty parents it leaves there go when the runtime closes.
+ */
+function removeRuncParents(workerId: string, root = '/sys/fs/cgroup'): void {
+  let hierarchies: string[];
+  try {
+    hierarchies = readdirSync(root);
+  } catch {
+    return;
+  }
+  for (const h of hierarchies) {
+    for (const rel of [`canopy/${workerId}`, 'canopy']) {
+      try {
+        rmdirSync(join(root, h, rel));
+      } catch {
+        // absent, or still holding a group in use
+      }
+    }
+  }
+}
+
+function mb(bytes: number): string {
+  return (bytes / 1048576).toFixed(1);
+}

@@ -1,0 +1,199 @@
+// The container runtime on the real kernel with its own containerd and registry: Docker's rules for
+// cmd/args/env, the image's working dir, the instance's namespace and cgroup, logs, OOM → FAILED,
+// a bad image → FAILED with the registry's words, re-adoption after a daemon restart, and nothing
+// left behind (task, container, snapshot, mount, cgroup, namespace).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { detectCgroups } from '../../orchestrator/worker/cgroup.ts';
+import { ProcessRuntime } from '../../orchestrator/worker/process-runtime.ts';
+import { Sandbox } from '../../orchestrator/worker/runtime/sandbox.ts';
+import { Runtimes } from '../../orchestrator/worker/runtime/types.ts';
+import { ContainerRuntime } from '../../orchestrator/worker/container/runtime.ts';
+import { startEmbedded, type EmbeddedContainerd } from '../../orchestrator/worker/container/embedded.ts';
+import { Instance } from '../../orchestrator/worker/instance.ts';
+import { NoNetwork } from '../../orchestrator/worker/net-seam.ts';
+import { memoryLogger } from '../../orchestrator/protocol/log.ts';
+import type { InstanceState } from '../../orchestrator/protocol/instance-states.ts';
+import type { DeployOrder, InstanceSpec } from '../../orchestrator/mqtt/messages.ts';
+import { startRegistry, pushBusybox, type TestRegistry } from '../support/oci-registry.ts';
+
+const WORKER = `ct${process.pid}`;
+const dataDir = mkdtempSync(join(tmpdir(), 'canopy-ct-'));
+const cgroups = detectCgroups();
+const log = memoryLogger();
+const all: Runtimes[] = [];
+const instances: Instance[] = [];
+let registry: TestRegistry;
+let containerd: EmbeddedContainerd;
+
+async function runtimes(): Promise<Runtimes> {
+  const sandbox = new Sandbox({ workerId: WORKER, cgroups, stateDir: dataDir });
+  const ct = await ContainerRuntime.open(sandbox, { socket: containerd.socket, mirrors: [['docker.io', registry.url]], log });
+  const r = new Runtimes(sandbox, [new ProcessRuntime(sandbox), ct]);
+  all.push(r);
+  return r;
+}
+
+function order(n: number, spec: Partial<InstanceSpec>): DeployOrder {
+  return {
+    service_id: 'csvc', instance_n: n,
+    name: { app: 'a', appns: 'b', svc: 'c', svcns: 'd' },
+    spec: { virtualization: 'container', code: 'docker.io/library/busybox:latest', cmd: [], memory: 0, vcpus: 0, ...spec },
+  };
+}
+
+function instance(rt: Runtimes, o: DeployOrder): Instance {
+  const i = new Instance(o, rt, new NoNetwork(), log, { initialMs: 100, maxMs: 400, resetAfterMs: 10_000 });
+  instances.push(i);
+  return i;
+}
+
+function until(i: Instance, states: InstanceState[], ms = 30_000): Promise<InstanceState> {
+  if (states.includes(i.state)) return Promise.resolve(i.state);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${i.key} stuck in ${i.state}, waiting for ${states.join('|')}: ${JSON.stringify(i.lifecycle.history)}`)), ms);
+    const on = (): void => {
+      if (!states.includes(i.state)) return;
+      clearTimeout(timer);
+      i.off('transition', on);
+      resolve(i.state);
+    };
+    i.on('transition', on);
+  });
+}
+
+const ctr = (...args: string[]): string => execFileSync('ctr', ['-a', containerd.socket, '-n', 'canopy', ...args]).toString();
+
+before(async () => {
+  registry = await startRegistry();
+  await pushBusybox(registry.url, 'library/busybox', 'latest');
+  await pushBusybox(registry.url, 'library/httpd', 'latest', {
+    entrypoint: ['httpd', '-f', '-p', '8080'], cmd: ['-h', '/www'], workingDir: '/www', files: { 'www/index.html': 'hello from a container\n' },
+  });
+  containerd = await startEmbedded(dataDir);
+});
+
+after(async () => {
+  for (const i of instances) await i.close('test cleanup').catch(() => {});
+  const rt = all[0];
+  if (rt) for (const k of await rt.leftovers()) await rt.remove(k).catch(() => {});
+  for (const r of all) await r.close().catch(() => {});
+  await containerd?.stop();
+  await registry?.stop();
+  // Nothing of the test may stay mounted: the snapshots live under the data dir.
+  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const target = line.split(' ')[1];
+    if (target?.startsWith(dataDir)) execFileSync('umount', ['-l', target]);
+  }
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('a one-shot container: descriptor cmd/args/env over the image\'s, its own namespaces, output kept, COMPLETED', async () => {
+  const rt = await runtimes();
+  const i = instance(rt, order(1, {
+    one_shot: true,
+    cmd: ['sh', '-c'], args: ['echo "pid=$$"; ip -o link | wc -l; echo "env=$GREETING"; echo "cwd=$(pwd)"; echo to-stderr >&2'],
+    environment: ['GREETING=hello'],
+  }));
+  await i.start();
+  assert.equal(await until(i, ['COMPLETED', 'FAILED']), 'COMPLETED', JSON.stringify(i.lifecycle.history));
+  const out = i.logs('stdout');
+  assert.match(out, /^pid=1$/m, 'PID namespace');
+  assert.match(out, /^1$/m, 'the instance\'s network namespace: loopback only');
+  assert.match(out, /^env=hello$/m);
+  assert.match(out, /^cwd=\/$/m);
+  assert.match(i.logs('stderr'), /to-stderr/);
+  await i.close();
+  assert.equal(i.state, 'UNDEPLOYED');
+});
+
+test('a container server runs in the instance\'s namespace and cgroup, with the image\'s entrypoint and working dir', async () => {
+  const rt = await runtimes();
+  const i = instance(rt, order(2, { code: 'httpd', memory: 64 }));
+  await i.start();
+  assert.equal(await until(i, ['RUNNING', 'FAILED']), 'RUNNING', JSON.stringify(i.lifecycle.history));
+  const ns = rt.sandbox.netnsName(i.key);
+  let body = '';
+  for (let k = 0; k < 50 && !body.includes('hello'); k++) {
+    try {
+      body = execFileSync('ip', ['netns', 'exec', ns, 'curl', '-s', '--max-time', '2', 'http://127.0.0.1:8080/']).toString();
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  assert.equal(body, 'hello from a container\n');
+  const cg = rt.sandbox.cgroup(i.key)!;
+  assert.ok(cg.pids().includes(i.pid!), 'the container\'s init is in the sandbox cgroup');
+  if (cgroups.version === 1) assert.equal(readFileSync(`/sys/fs/cgroup/memory/${cg.rel}/memory.limit_in_bytes`, 'utf8').trim(), String(64 * 1024 * 1024));
+  const id = `${WORKER}-${i.key}`;
+  assert.match(ctr('tasks', 'ls'), new RegExp(id));
+  await i.close();
+  assert.doesNotMatch(ctr('tasks', 'ls'), new RegExp(id));
+  assert.doesNotMatch(ctr('containers', 'ls'), new RegExp(id));
+  assert.doesNotMatch(ctr('snapshots', 'ls'), new RegExp(id));
+  assert.equal(rt.sandbox.cgroup(i.key), undefined);
+});
+
+test('an image that does not exist ends FAILED with the registry\'s words, without retries', async () => {
+  const rt = await runtimes();
+  // From the loopback registry itself: through a mirror, containerd would go on to the real upstream.
+  const i = instance(rt, order(3, { code: `${registry.host}/library/no-such-image:1` }));
+  await i.start();
+  assert.equal(await until(i, ['FAILED', 'RUNNING']), 'FAILED');
+  const reason = i.lifecycle.last.reason;
+  console.log(`# bad image: ${reason}`);
+  assert.match(reason, /no-such-image.*not found/);
+  await new Promise((r) => setTimeout(r, 600));
+  assert.equal(i.restartCount, 0, 'not retried');
+  await i.close();
+});
+
+test('a container past its memory is FAILED with the reason', async () => {
+  const rt = await runtimes();
+  const i = instance(rt, order(4, { one_shot: true, memory: 32, cmd: ['tail', '/dev/zero'] }));
+  await i.start();
+  assert.equal(await until(i, ['FAILED', 'COMPLETED']), 'FAILED');
+  assert.match(i.lifecycle.last.reason, /memory limit of 32 MB exceeded/);
+  await i.close();
+});
+
+test('a daemon restart re-adopts a running container (same pid); undeploy still cleans everything', async () => {
+  const rt1 = await runtimes();
+  const o = order(5, { cmd: ['sh', '-c', 'echo started; exec sleep 600'] });
+  const first = instance(rt1, o);
+  await first.start();
+  await until(first, ['RUNNING']);
+  const pid = first.pid!;
+  for (let k = 0; k < 200 && !first.logs('stdout').includes('started'); k++) await new Promise((r) => setTimeout(r, 10));
+  first.detachFromDaemon();
+  await rt1.close();
+  const rt2 = await runtimes();
+  const second = instance(rt2, o);
+  assert.equal(await second.adopt(), true);
+  assert.equal(second.state, 'RUNNING');
+  assert.equal(second.pid, pid);
+  assert.equal(second.logs('stdout').match(/started/g)?.length, 1, 'not started twice');
+  await second.close();
+  const id = `${WORKER}-${second.key}`;
+  assert.doesNotMatch(ctr('containers', 'ls'), new RegExp(id));
+  assert.deepEqual(await rt2.leftovers(), []);
+  assert.ok(!execFileSync('ip', ['netns', 'list']).toString().includes(rt2.sandbox.netnsName(second.key)));
+});
+
+test('after every undeploy: no task, container or instance snapshot in containerd, no cgroup in any hierarchy, no namespace', async () => {
+  for (const i of instances) await i.close('test cleanup');
+  for (const r of all.splice(0)) await r.close();
+  assert.equal(ctr('tasks', 'ls', '-q').trim(), '');
+  assert.equal(ctr('containers', 'ls', '-q').trim(), '');
+  // Only the image's committed layers stay (shared by every instance): their keys are chain IDs.
+  const snapshots = ctr('snapshots', 'ls').trim().split('\n').slice(1).map((l) => l.split(/\s+/)[0]);
+  assert.deepEqual(snapshots.filter((k) => !k?.startsWith('sha256:')), []);
+  const cgroupsLeft = execFileSync('sh', ['-c', `ls -d /sys/fs/cgroup/*/canopy/${WORKER} 2>/dev/null || true`]).toString().trim();
+  assert.equal(cgroupsLeft, '');
+  assert.ok(!execFileSync('ip', ['netns', 'list']).toString().includes(`canopy-${WORKER}-`));
+  assert.ok(!readFileSync('/proc/mounts', 'utf8').includes(dataDir), 'no mount under the data dir');
+});
