@@ -237,7 +237,15 @@ class V1Driver implements CgroupDriver {
   }
 
   removeIfEmpty(rel: string): void {
-    for (const c of V1_CONTROLLERS) removeUpward(join(this.root, c), rel);
+    // Every mounted hierarchy, not only the controllers we manage: runc (containers) makes the group
+    // in blkio, devices, systemd, … too, and an empty parent left there outlives the worker.
+    let hierarchies: string[];
+    try {
+      hierarchies = readdirSync(this.root).filter((h) => isDir(join(this.root, h)));
+    } catch {
+      hierarchies = [...V1_CONTROLLERS];
+    }
+    for (const h of hierarchies) removeUpward(join(this.root, h), rel);
   }
 }
 

@@ -274,9 +274,10 @@ export class Deployment {
   }
 }
 
+/** Every hierarchy that has a canopy group: v2's root, and each v1 one (runc uses blkio, devices, … too). */
 function cgroupRoots(): string[] {
-  const roots = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'];
-  for (const c of ['memory', 'cpu', 'cpuacct', 'cpuset', 'pids', 'freezer', 'cpu,cpuacct']) roots.push(`/sys/fs/cgroup/${c}`);
+  const roots = ['/sys/fs/cgroup'];
+  for (const c of readdirSync('/sys/fs/cgroup', { withFileTypes: true })) if (c.isDirectory()) roots.push(`/sys/fs/cgroup/${c.name}`);
   return roots.filter((r) => existsSync(join(r, 'canopy')));
 }
 
