@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 /** Top-level folders of the project an import can reach (anything else is a package or node:). */
-const FOLDERS = ['native', 'netstack', 'proxy', 'dns', 'orchestrator', 'lab', 'perf', 'scripts', 'bin', 'test'];
+const FOLDERS = ['native', 'netstack', 'proxy', 'dns', 'orchestrator', 'lab', 'perf', 'scripts', 'bin', 'test', 'harness'];
 
 /** The packet side, lowest first: each folder may import only the folders named for it. */
 export const LAYERS = {
@@ -26,13 +26,17 @@ function forbidden(folder, allowed) {
 
 const fromTest = {
   group: ['**/test/**'],
-  message: 'Only test/ imports from test/: move what shipped code needs out of test/.',
+  message: 'Only test/ imports from test/: move what shipped code needs out of test/ (harness/ holds what tests and benchmarks share).',
+};
+const fromHarness = {
+  group: ['**/harness/**'],
+  message: 'harness/ serves tests and benchmarks only: shipped code must not import it.',
 };
 
 // Orchestrator layering (docs/layering.md): protocol/ at the bottom, imported by every tier; the tiers
 // (root, cluster, worker) never import each other. ESLint's no-restricted-imports does not merge across
-// config objects, so every block repeats the rule that only test/ (and perf/) import test/.
-const noTestImports = { regex: '(^|/)test/', message: 'product code must not import test/ (move what it needs into the product)' };
+// config objects, so every block repeats the rule that shipped code imports neither test/ nor harness/.
+const noTestImports = { regex: '(^|/)(test|harness)/', message: 'product code must not import test/ or harness/ (move what it needs into the product)' };
 const tierRule = (forbidden, why) => ({
   'no-restricted-imports': ['error', { patterns: [noTestImports, ...forbidden.map((t) => ({ regex: `^(\\.\\./)+(orchestrator/)?${t}/`, message: why }))] }],
 });
@@ -63,11 +67,15 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
-  // Nothing outside test/ imports from test/. perf/ is excluded: benchmarks are development tooling
-  // that drive test/'s harnesses (test/integration, test/support), and are not shipped.
+  // Nothing outside test/ imports from test/. What tests and benchmarks share (lab deployments, packet
+  // builders, loopback helpers) lives in harness/, which only test/ and perf/ may import.
   {
     files: ['**/*.ts', '**/*.js'],
-    ignores: ['test/**', 'perf/**'],
+    ignores: ['test/**'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [fromTest, fromHarness] }] },
+  },
+  {
+    files: ['perf/**/*.ts', 'harness/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: [fromTest] }] },
   },
   ...Object.entries(LAYERS).map(([folder, allowed]) => ({

@@ -10,7 +10,7 @@ import { chromium } from 'playwright-core';
 import { jsonLogger } from '../orchestrator/protocol/log.ts';
 import { RootServer } from '../orchestrator/root/server.ts';
 import { DIST, ensureDashboard } from '../scripts/build-dashboard.ts';
-import { CHROMIUM, CHROMIUM_FLAGS } from '../test/support/chromium.ts';
+import { CHROMIUM, CHROMIUM_FLAGS } from '../harness/chromium.ts';
 
 const RUNS = process.env.CANOPY_BENCH_SMOKE === '1' ? 1 : Number(process.argv[2] ?? 10);
 if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`runs must be a positive integer, got ${process.argv[2]}`);

@@ -8,7 +8,7 @@ import { writeFileSync, rmSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Lab } from '../lab/lab.ts';
-import { startSemanticHost } from '../test/integration/semantic-lab.ts';
+import { startSemanticHost } from '../harness/semantic-lab.ts';
 import type { ServiceRoute } from '../proxy/route-messages.ts';
 import { orSmoke } from './smoke.ts';
 

@@ -9,8 +9,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab } from '../lab/lab.ts';
-import { Deployment, sleep } from '../test/integration/e2e-harness.ts';
-import { SLA_FIXTURES as FIXTURES } from '../test/support/fixtures.ts';
+import { Deployment, sleep } from '../harness/e2e-harness.ts';
+import { SLA_FIXTURES as FIXTURES } from '../harness/fixtures.ts';
 import { orSmoke } from './smoke.ts';
 
 const argv = process.argv.slice(2);

@@ -7,7 +7,7 @@
 // Last line: {"bench":"scale","workers":10000,"cluster_cpu_pct":…,"cluster_rss_mb":…,…}
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
-import { freePort } from '../test/support/loopback.ts';
+import { freePort } from '../harness/loopback.ts';
 import { readFileSync, mkdtempSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

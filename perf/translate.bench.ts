@@ -13,7 +13,7 @@ import { TunnelCodec, TunnelFlag, TunnelType, newRxBatch } from '../netstack/tun
 import { TxPlan } from '../native/io.ts';
 import { GSO_TCPV4, VNET_HDR_LEN } from '../netstack/vnet.ts';
 import { bestAead } from '../netstack/aead.ts';
-import { build, toPartial } from '../test/unit/netstack/build.ts';
+import { build, toPartial } from '../harness/packet-build.ts';
 import { orSmoke } from './smoke.ts';
 
 const encrypt = process.argv.includes('--encrypt');

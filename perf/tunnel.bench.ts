@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { Lab, type Host, type Namespace } from '../lab/lab.ts';
-import { S4, buildOverlay, plumbWorker, statsOf, stopOverlay } from '../test/integration/datapath-setup.ts';
+import { S4, buildOverlay, plumbWorker, statsOf, stopOverlay } from '../harness/datapath-setup.ts';
 import { orSmoke } from './smoke.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? orSmoke(10, 1));

@@ -18,7 +18,7 @@ import { topics } from '../../orchestrator/mqtt/topics.ts';
 import { memoryLogger } from '../../orchestrator/protocol/log.ts';
 import type { ClusterToWorker } from '../../proxy/route-messages.ts';
 import type { Report } from '../../orchestrator/protocol/root-cluster.ts';
-import { waitFor } from '../support/loopback.ts';
+import { waitFor } from '../../harness/loopback.ts';
 
 
 

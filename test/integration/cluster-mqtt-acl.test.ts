@@ -17,7 +17,7 @@ import { memoryLogger } from '../../orchestrator/protocol/log.ts';
 import { Cluster } from '../../orchestrator/cluster/cluster.ts';
 import { startClusterApi } from '../../orchestrator/cluster/api.ts';
 import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
-import { freePort, sleep } from '../support/loopback.ts';
+import { freePort, sleep } from '../../harness/loopback.ts';
 import { binaryMissing, skipOrFail } from '../support/facility.ts';
 
 

@@ -16,7 +16,7 @@ import { startWorkerApi } from '../../orchestrator/worker/api.ts';
 import { detectCgroups } from '../../orchestrator/worker/cgroup.ts';
 import { memoryLogger } from '../../orchestrator/protocol/log.ts';
 import type { PlacementOffer } from '../../orchestrator/protocol/root-cluster.ts';
-import { freePort, sleep, waitFor } from '../support/loopback.ts';
+import { freePort, sleep, waitFor } from '../../harness/loopback.ts';
 
 
 

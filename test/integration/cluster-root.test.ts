@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InProcessStack, poll } from '../support/in-process-stack.ts';
-import { SLA_FIXTURES as FIXTURES } from '../support/fixtures.ts';
+import { SLA_FIXTURES as FIXTURES } from '../../harness/fixtures.ts';
 
 
 test('cluster and worker under the real root: register, report, deploy a fixture, undeploy', async () => {

@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_FLAGS } from '../support/chromium.ts';
+import { CHROMIUM, CHROMIUM_FLAGS } from '../../harness/chromium.ts';
 import { binaryMissing, needRoot, unavailable } from '../support/facility.ts';
 import { down, up } from '../../orchestrator/deployment/local.ts';
 import { readState, type DeploymentState } from '../../orchestrator/client/deployment-state.ts';

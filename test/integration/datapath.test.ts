@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { labFor, labSkipReason, type Lab } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
 import { allowedCpus } from '../../native/cpu.ts';
-import { S4, S6, TUNNEL_PORT, buildOverlay, statsOf, stopOverlay, type OverlayWorker } from './datapath-setup.ts';
+import { S4, S6, TUNNEL_PORT, buildOverlay, statsOf, stopOverlay, type OverlayWorker } from '../../harness/datapath-setup.ts';
 
 const skip = unavailable(labSkipReason());
 

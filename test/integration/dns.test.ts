@@ -5,7 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
-import { addBridge, addInstance, resolvConfFor, cleanupResolvConfs, startSemanticHost } from './semantic-lab.ts';
+import { addBridge, addInstance, resolvConfFor, cleanupResolvConfs, startSemanticHost } from '../../harness/semantic-lab.ts';
 import type { ServiceRoute } from '../../proxy/route-messages.ts';
 
 after(cleanupResolvConfs);

@@ -9,8 +9,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
-import { Deployment, poll, sleep } from './e2e-harness.ts';
-import { SLA_FIXTURES as FIXTURES } from '../support/fixtures.ts';
+import { Deployment, poll, sleep } from '../../harness/e2e-harness.ts';
+import { SLA_FIXTURES as FIXTURES } from '../../harness/fixtures.ts';
 
 test('e2e closest: the nearer worker by measured RTT gets the closest address\'s flows; rr spreads them',
   { skip: unavailable(labSkipReason()), timeout: 150_000 }, async (t) => {

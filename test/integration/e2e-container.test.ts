@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { readFileSync, rmSync } from 'node:fs';
 import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
-import { Deployment, poll, sleep } from './e2e-harness.ts';
+import { Deployment, poll, sleep } from '../../harness/e2e-harness.ts';
 import { startRegistry, pushBusybox, registryConfig } from '../support/oci-registry.ts';
 import { socketPathFor } from '../../orchestrator/worker/container/embedded.ts';
 

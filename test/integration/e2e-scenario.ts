@@ -8,8 +8,8 @@ import type { TestContext } from 'node:test';
 import { existsSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { labFor } from '../../lab/lab.ts';
-import { Deployment, poll, type DeploymentSpec, type ServiceInfo } from './e2e-harness.ts';
-import { SLA_FIXTURES as FIXTURES } from '../support/fixtures.ts';
+import { Deployment, poll, type DeploymentSpec, type ServiceInfo } from '../../harness/e2e-harness.ts';
+import { SLA_FIXTURES as FIXTURES } from '../../harness/fixtures.ts';
 import { join } from 'node:path';
 
 function hasContainerd(): boolean {

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
-import { Deployment, poll, type InstanceInfo } from './e2e-harness.ts';
+import { Deployment, poll, type InstanceInfo } from '../../harness/e2e-harness.ts';
 import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
 import type { TunnelKey } from '../../orchestrator/protocol/tunnel-identity.ts';
 import { InProcessStack } from '../support/in-process-stack.ts';

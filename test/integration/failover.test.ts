@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
-import { Deployment, poll, sweepWorker } from './e2e-harness.ts';
+import { Deployment, poll, sweepWorker } from '../../harness/e2e-harness.ts';
 
 test('failover: a killed worker\'s instance is re-placed and the rr address answers again',
   { skip: unavailable(labSkipReason()), timeout: 150_000 }, async (t) => {

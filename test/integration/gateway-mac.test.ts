@@ -11,8 +11,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
-import { Deployment, poll } from './e2e-harness.ts';
-import { SLA_FIXTURES as FIXTURES } from '../support/fixtures.ts';
+import { Deployment, poll } from '../../harness/e2e-harness.ts';
+import { SLA_FIXTURES as FIXTURES } from '../../harness/fixtures.ts';
 import { vethName } from '../../orchestrator/worker/net/net-manager.ts';
 
 test('gateway MAC: a client keeps reaching services right after an instance with the lowest MAC leaves its worker',

@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
-import { ADMIN_PASSWORD, Deployment, REPO } from './e2e-harness.ts';
+import { ADMIN_PASSWORD, Deployment, REPO } from '../../harness/e2e-harness.ts';
 
 function requestsMissing(): string | null {
   try {

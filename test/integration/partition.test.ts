@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
-import { Deployment, poll, sleep } from './e2e-harness.ts';
+import { Deployment, poll, sleep } from '../../harness/e2e-harness.ts';
 
 interface WorkerStatus { connected: boolean; instances: Array<{ service_id: string; instance_n: number; state: string; pid: number | null }> }
 

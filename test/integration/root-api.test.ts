@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { jsonLogger } from '../../orchestrator/protocol/log.ts';
 import { RootServer } from '../../orchestrator/root/server.ts';
 import { CLUSTER_KEY, RootHarness } from './root-harness.ts';
-import { SLA_FIXTURES } from '../support/fixtures.ts';
+import { SLA_FIXTURES } from '../../harness/fixtures.ts';
 
 const fixture = (name: string) => JSON.parse(readFileSync(join(SLA_FIXTURES, name), 'utf8'));
 

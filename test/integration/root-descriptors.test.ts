@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { baseDescriptor, invalidCases } from '../fixtures/descriptors/invalid.ts';
 import { RootHarness } from './root-harness.ts';
-import { SLA_FIXTURES as FIXTURES } from '../support/fixtures.ts';
+import { SLA_FIXTURES as FIXTURES } from '../../harness/fixtures.ts';
 
 
 describe('root descriptors', () => {

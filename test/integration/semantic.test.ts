@@ -8,7 +8,7 @@ import { labFor, labSkipReason, type Lab, type Namespace } from '../../lab/lab.t
 import { unavailable } from '../support/facility.ts';
 import {
   addBridge, addInstance, cleanupResolvConfs, resolvConfFor, startSemanticHost, OVERLAY_MTU, type RunningHost,
-} from './semantic-lab.ts';
+} from '../../harness/semantic-lab.ts';
 import type { InstanceRoute, ServiceRoute } from '../../proxy/route-messages.ts';
 import type { LocalInstance } from '../../proxy/semantic-table.ts';
 

@@ -11,7 +11,7 @@ import { Cluster } from '../../orchestrator/cluster/cluster.ts';
 import { startClusterApi } from '../../orchestrator/cluster/api.ts';
 import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
 import { memoryLogger } from '../../orchestrator/protocol/log.ts';
-import { freePort, sleep } from './loopback.ts';
+import { freePort, sleep } from '../../harness/loopback.ts';
 
 export const ADMIN_PASSWORD = 'admin-password-1';
 

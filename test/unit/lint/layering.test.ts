@@ -25,6 +25,11 @@ const cases: Array<[file: string, source: string, allowed: boolean]> = [
   ['dns/probe.ts', "import { NetManager } from '../orchestrator/worker/net/net-manager.ts';\nexport const n = NetManager;\n", false],
   ['orchestrator/probe.ts', "import { Lab } from '../test/lab/lab.ts';\nexport const l = Lab;\n", false],
   ['netstack/probe.ts', "import { fakeNet } from '../test/support/x.ts';\nexport const f = fakeNet;\n", false],
+  // Benchmarks share the tests' harnesses through harness/, never test/; shipped code imports neither.
+  ['perf/probe.bench.ts', "import { Deployment } from '../harness/e2e-harness.ts';\nexport const d = Deployment;\n", true],
+  ['perf/probe.bench.ts', "import { invalidCases } from '../test/fixtures/descriptors/invalid.ts';\nexport const c = invalidCases;\n", false],
+  ['orchestrator/probe.ts', "import { freePort } from '../harness/loopback.ts';\nexport const f = freePort;\n", false],
+  ['orchestrator/root/probe.ts', "import { freePort } from '../../harness/loopback.ts';\nexport const f = freePort;\n", false],
 ];
 
 for (const [file, source, allowed] of cases) {

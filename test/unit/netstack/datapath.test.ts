@@ -9,7 +9,7 @@ import { TunnelCodec, Drop, TunnelType, newRxBatch } from '../../../netstack/tun
 import { TxPlan } from '../../../native/io.ts';
 import { PacketInfo, parsePacket } from '../../../netstack/packet.ts';
 import { GSO_TCPV4, GSO_TCPV6, VNET_HDR_LEN } from '../../../netstack/vnet.ts';
-import { addr, build, checksumsOk, completePartial, icmpErrorAbout, toPartial } from './build.ts';
+import { addr, build, checksumsOk, completePartial, icmpErrorAbout, toPartial } from '../../../harness/packet-build.ts';
 
 const key = randomBytes(32);
 const A4: StaticInstance = { worker: 1, nsIp: '10.18.0.2', instanceIp: '10.30.1.1' };

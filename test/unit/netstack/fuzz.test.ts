@@ -11,7 +11,7 @@ import { TunnelCodec, TunnelType, newRxBatch } from '../../../netstack/tunnel.ts
 import { TxPlan } from '../../../native/io.ts';
 import { GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4 } from '../../../netstack/vnet.ts';
 import { evpAead } from '../../../netstack/aead.ts';
-import { build, toPartial } from './build.ts';
+import { build, toPartial } from '../../../harness/packet-build.ts';
 import { fuzzRandom } from '../../support/fuzz-random.ts';
 
 const rng = fuzzRandom('netstack-fuzz');

@@ -4,7 +4,7 @@ import { Proto } from '../../../netstack/table.ts';
 import { PacketInfo, parsePacket } from '../../../netstack/packet.ts';
 import { clampMss } from '../../../netstack/mss.ts';
 import { VNET_HDR_LEN } from '../../../netstack/vnet.ts';
-import { build, checksumsOk, completePartial, toPartial } from './build.ts';
+import { build, checksumsOk, completePartial, toPartial } from '../../../harness/packet-build.ts';
 
 function mssOf(b: Uint8Array, m: PacketInfo): number {
   for (let i = m.l4 + 20; i < m.l4 + m.tcpHdrLen;) {

@@ -4,7 +4,7 @@ import { Proto, newRewrite } from '../../../netstack/table.ts';
 import { Frag, PacketInfo, parsePacket } from '../../../netstack/packet.ts';
 import { applyRewrite } from '../../../netstack/rewrite.ts';
 import { VNET_HDR_LEN } from '../../../netstack/vnet.ts';
-import { addr, build, checksumsOk, completePartial, toPartial, type Spec } from './build.ts';
+import { addr, build, checksumsOk, completePartial, toPartial, type Spec } from '../../../harness/packet-build.ts';
 
 function rand4(): string { return Array.from({ length: 4 }, () => Math.floor(Math.random() * 256)).join('.'); }
 function rand6(): string { return Array.from({ length: 8 }, () => Math.floor(Math.random() * 65536).toString(16)).join(':'); }

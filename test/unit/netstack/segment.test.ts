@@ -4,7 +4,7 @@ import { Proto } from '../../../netstack/table.ts';
 import { PacketInfo, parsePacket } from '../../../netstack/packet.ts';
 import { segmentOffloaded } from '../../../netstack/segment.ts';
 import { GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4 } from '../../../netstack/vnet.ts';
-import { build, checksumsOk, toPartial } from './build.ts';
+import { build, checksumsOk, toPartial } from '../../../harness/packet-build.ts';
 
 for (const [family, gso] of [[4, GSO_TCPV4], [6, GSO_TCPV6]] as const) {
   test(`a TCP/IPv${family} super-packet is cut into MSS segments with valid checksums and sequence numbers`, () => {

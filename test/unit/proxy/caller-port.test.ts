@@ -16,7 +16,7 @@ import { StaticRouteSource } from '../../../proxy/static-route-source.ts';
 import { StaticRtt } from '../../../proxy/rtt.ts';
 import { ipString } from '../../../proxy/address-map.ts';
 import type { ServiceRoute } from '../../../proxy/route-messages.ts';
-import { build, checksumsOk, completePartial, icmpErrorAbout } from '../netstack/build.ts';
+import { build, checksumsOk, completePartial, icmpErrorAbout } from '../../../harness/packet-build.ts';
 
 const ROUTE: ServiceRoute = {
   service_id: 's1', name: 'app.ans.s1.sns', rr_ip: '10.30.0.2', rr_ip_v6: 'fdc0:30::2',

@@ -7,7 +7,7 @@ import { distanceKm, parseLocation } from '../../../orchestrator/descriptor/loca
 import { formatPorts, parsePorts } from '../../../orchestrator/descriptor/ports.ts';
 import { validateDescriptor, validateMicroservice, type ValidationContext } from '../../../orchestrator/descriptor/validate.ts';
 import { isValidName, nameProblem, normalizeName, serviceFullName, instanceFullName } from '../../../orchestrator/names.ts';
-import { SLA_FIXTURES as FIXTURES } from '../../support/fixtures.ts';
+import { SLA_FIXTURES as FIXTURES } from '../../../harness/fixtures.ts';
 
 const ctx: ValidationContext = { serviceRangeV4: parseCidr('10.30.0.0/16'), serviceRangeV6: parseCidr('fdc0:30::/32'), applicationIds: 'empty' };
 

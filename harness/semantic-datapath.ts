@@ -1,9 +1,9 @@
 // netstack's datapath driven by the semantic table, for the lab harness (semantic-host.ts): the same
 // wiring as netstack/standalone.ts (netstack/tun-datapath.ts), with SemanticTable in place of the
 // static table, and the tunnel's RTT probes feeding `closest`.
-import type { Datapath } from '../../netstack/datapath.ts';
-import { openTunDatapath, type TunDatapathConfig } from '../../netstack/tun-datapath.ts';
-import type { SemanticTable } from '../../proxy/semantic-table.ts';
+import type { Datapath } from '../netstack/datapath.ts';
+import { openTunDatapath, type TunDatapathConfig } from '../netstack/tun-datapath.ts';
+import type { SemanticTable } from '../proxy/semantic-table.ts';
 
 export type SemanticDatapathConfig = TunDatapathConfig;
 

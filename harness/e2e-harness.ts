@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { Lab, type Host as LabHost } from '../../lab/lab.ts';
-import { readSlaFixture } from '../support/fixtures.ts';
+import { Lab, type Host as LabHost } from '../lab/lab.ts';
+import { readSlaFixture } from './fixtures.ts';
 
-export const REPO = join(import.meta.dirname, '../..');
+export const REPO = join(import.meta.dirname, '..');
 const CANOPY = join(REPO, 'bin/canopy.js');
 export const ADMIN_PASSWORD = 'e2e-admin-password';
 

@@ -1,6 +1,6 @@
 // Test packet builders and from-scratch checksum checks (independent of the incremental code).
-import { Proto } from '../../../netstack/table.ts';
-import { VNET_F_NEEDS_CSUM, VNET_HDR_LEN, writeVnet } from '../../../netstack/vnet.ts';
+import { Proto } from '../netstack/table.ts';
+import { VNET_F_NEEDS_CSUM, VNET_HDR_LEN, writeVnet } from '../netstack/vnet.ts';
 
 export function addr(s: string): Uint8Array {
   if (s.includes('.')) return Uint8Array.from(s.split('.').map((x) => Number(x)));

@@ -9,12 +9,12 @@
 //   {"cmd":"stats"}                                        (answers {"msg":"stats",…} on stdout)
 // SIGTERM closes everything.
 import { createInterface } from 'node:readline';
-import { SemanticTable, type LocalInstance } from '../../proxy/semantic-table.ts';
-import { StaticRouteSource } from '../../proxy/static-route-source.ts';
-import { MeasuredRtt, StaticRtt, type RttSource } from '../../proxy/rtt.ts';
-import { parseServiceRoute, type ServiceRoute } from '../../proxy/route-messages.ts';
-import { ServiceDnsServer } from '../../dns/server.ts';
-import { parseUpstream } from '../../dns/forwarder.ts';
+import { SemanticTable, type LocalInstance } from '../proxy/semantic-table.ts';
+import { StaticRouteSource } from '../proxy/static-route-source.ts';
+import { MeasuredRtt, StaticRtt, type RttSource } from '../proxy/rtt.ts';
+import { parseServiceRoute, type ServiceRoute } from '../proxy/route-messages.ts';
+import { ServiceDnsServer } from '../dns/server.ts';
+import { parseUpstream } from '../dns/forwarder.ts';
 
 export interface HostConfig {
   workerId: string;

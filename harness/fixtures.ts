@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export const SLA_FIXTURES = join(import.meta.dirname, '../fixtures/sla');
+export const SLA_FIXTURES = join(import.meta.dirname, '../test/fixtures/sla');
 
 /** The shape the tests edit before submitting a fixture (constraints, cmd, …). */
 export interface SlaFixture {

@@ -3,10 +3,10 @@
 // routes — and a standalone datapath process with a static table on each worker.
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import type { Host, Lab, Namespace } from '../../lab/lab.ts';
-import type { StandaloneConfig } from '../../netstack/standalone.ts';
-import type { StaticInstance } from '../../netstack/static-table.ts';
-import { innerGsoMaxFor, innerMtuFor, maxDatagramFor } from '../../netstack/tunnel.ts';
+import type { Host, Lab, Namespace } from '../lab/lab.ts';
+import type { StandaloneConfig } from '../netstack/standalone.ts';
+import type { StaticInstance } from '../netstack/static-table.ts';
+import { innerGsoMaxFor, innerMtuFor, maxDatagramFor } from '../netstack/tunnel.ts';
 
 export const TUNNEL_PORT = 50103;
 /** MTU inside the overlay: 1500 on the underlay minus IPv6 + UDP + tunnel header + tag (either underlay fits). */

@@ -3,8 +3,8 @@
 // resolv.conf, and a semantic-host process. Everything lives in the lab's namespaces (removed with the
 // lab) except /etc/netns/<ns>/, which cleanup() removes.
 import type { ChildProcess } from 'node:child_process';
-import type { Host, Lab, Namespace } from '../../lab/lab.ts';
-import { writeNetnsResolvConf, removeNetnsResolvConf, type ResolvConfOptions } from '../../dns/resolv-conf.ts';
+import type { Host, Lab, Namespace } from '../lab/lab.ts';
+import { writeNetnsResolvConf, removeNetnsResolvConf, type ResolvConfOptions } from '../dns/resolv-conf.ts';
 import type { HostConfig } from './semantic-host.ts';
 
 export interface WorkerNet {
@@ -76,7 +76,7 @@ export interface RunningHost {
 
 /** Starts semantic-host.ts on `host` and waits for its ready line. */
 export async function startSemanticHost(lab: Lab, host: Host, cfg: HostConfig, timeoutMs = 20_000): Promise<RunningHost> {
-  const proc = host.spawnNode('test/integration/semantic-host.ts', [JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const proc = host.spawnNode('harness/semantic-host.ts', [JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'pipe'] });
   const lines: string[] = [];
   let buf = '';
   const waiters: ((line: string) => void)[] = [];
