@@ -5,6 +5,7 @@
 import dgram from 'node:dgram';
 import net, { isIPv6 } from 'node:net';
 import { Forwarder, type Upstream } from './forwarder.ts';
+import { serveTcpFrames } from './tcp-frames.ts';
 import { RCode, buildError, parseQuery } from './wire.ts';
 
 export interface DnsRelayOptions {
@@ -14,7 +15,6 @@ export interface DnsRelayOptions {
   log?: (rec: Record<string, unknown>) => void;
 }
 
-const TCP_IDLE_MS = 10_000;
 const TCP_MAX_CONNECTIONS = 256;
 
 export class DnsRelay {
@@ -76,26 +76,7 @@ export class DnsRelay {
   }
 
   private onTcp(c: net.Socket): void {
-    this.conns.add(c);
-    c.setTimeout(TCP_IDLE_MS, () => c.destroy());
-    c.on('error', () => { /* the client went away */ });
-    c.on('close', () => this.conns.delete(c));
-    let buf: Buffer = Buffer.alloc(0);
-    const send = (a: Uint8Array): void => {
-      if (c.destroyed) return;
-      const len = Buffer.allocUnsafe(2);
-      len.writeUInt16BE(a.length, 0);
-      c.write(Buffer.concat([len, a]));
-    };
-    c.on('data', (d: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, d]) : d;
-      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
-        const n = buf.readUInt16BE(0);
-        const msg = Buffer.from(buf.subarray(2, 2 + n));
-        buf = buf.subarray(2 + n);
-        this.relay(msg, true, send);
-      }
-    });
+    serveTcpFrames(c, this.conns, (msg, send) => this.relay(msg, true, send));
   }
 
   close(): void {

@@ -9,6 +9,7 @@ import type { ServiceRoute } from '../proxy/route-messages.ts';
 import { readFileSync } from 'node:fs';
 import { Forwarder, upstreamsFromResolvConf, type Upstream } from './forwarder.ts';
 import { BatchUdpSocket } from './batch-socket.ts';
+import { serveTcpFrames } from './tcp-frames.ts';
 import {
   CLASS_IN, QType, RCode, buildAnswer, buildError, parseQuery, queryName, rdataSoa, rdataSrv,
   type AnswerSpec, type Query, type ResourceRecord,
@@ -36,7 +37,6 @@ interface Responder {
 }
 
 /** A DNS-over-TCP message is at most 64 KiB; a client gets this long between messages. */
-const TCP_IDLE_MS = 10_000;
 const TCP_MAX_CONNECTIONS = 256;
 
 export interface DnsServerOptions {
@@ -157,30 +157,7 @@ export class ServiceDnsServer {
 
   /** Length-prefixed messages (RFC 1035 §4.2.2), answered in order of completion. */
   private onTcp(c: net.Socket): void {
-    this.tcpConns.add(c);
-    c.setTimeout(TCP_IDLE_MS, () => c.destroy());
-    c.on('error', () => { /* the client went away */ });
-    c.on('close', () => this.tcpConns.delete(c));
-    let buf: Buffer = Buffer.alloc(0);
-    const to: Responder = {
-      tcp: true,
-      send: (a) => {
-        if (c.destroyed) return;
-        const len = Buffer.allocUnsafe(2);
-        len.writeUInt16BE(a.length, 0);
-        c.write(Buffer.concat([len, a]));
-      },
-    };
-    c.on('data', (d: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, d]) : d;
-      while (buf.length >= 2) {
-        const n = buf.readUInt16BE(0);
-        if (buf.length < 2 + n) break;
-        const msg = Buffer.from(buf.subarray(2, 2 + n));
-        buf = buf.subarray(2 + n);
-        this.onQuery(to, msg);
-      }
-    });
+    serveTcpFrames(c, this.tcpConns, (msg, send) => this.onQuery({ tcp: true, send }, msg));
   }
 
   private onQuery(to: Responder, msg: Buffer): void {
