@@ -7,7 +7,7 @@
 // daemon restart and the next daemon can re-adopt them (watching the cgroup, reading the exit file).
 import { spawn, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { openSync, closeSync, rmSync } from 'node:fs';
+import { openSync, closeSync, rmSync, accessSync, statSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { exitReason, type ExitInfo, type RunHandle } from './runtime/exit.ts';
 import { Sandbox, type SandboxOptions } from './runtime/sandbox.ts';
@@ -30,6 +30,28 @@ const WRAPPER = [
   'echo $rc > "$exitfile"',
   'exit $rc',
 ].join('\n');
+
+/**
+ * Where the shell would find `name` on `path`, or undefined. Checked before the wrapper runs so a
+ * missing program fails the start itself: found only after RUNNING (exit 127), a `deploy --wait`
+ * could see RUNNING and call the deployment up before the failure arrived.
+ */
+export function findCommand(name: string, path: string): string | undefined {
+  const runnable = (file: string): boolean => {
+    try {
+      accessSync(file, constants.X_OK);
+      return statSync(file).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (name.includes('/')) return runnable(name) ? name : undefined;
+  for (const dir of path.split(':')) {
+    const file = join(dir === '' ? '.' : dir, name);
+    if (runnable(file)) return file;
+  }
+  return undefined;
+}
 
 let unshareWorks: boolean | undefined;
 
@@ -77,6 +99,10 @@ export class ProcessRuntime implements InstanceRuntime {
     env.CANOPY_CGROUP_PROCS = cgroup.procsFiles.join(' ');
     env.CANOPY_EXIT_FILE = exitFile;
     env.CANOPY_NETNS = this.sandbox.netnsName(key);
+    if (findCommand(cmd[0]!, env.PATH!) === undefined) {
+      // Not permanent: the operator may install it, and the next restart then finds it.
+      throw new Error(`command not found: ${cmd[0]} (searched ${cmd[0]!.includes('/') ? 'that path' : `PATH ${env.PATH}`})`);
+    }
     if (await probeUnshare()) env.CANOPY_UNSHARE = '1';
     const out = openSync(join(dir, 'stdout.log'), 'a');
     const err = openSync(join(dir, 'stderr.log'), 'a');

@@ -135,7 +135,7 @@ test('bad descriptors, impossible requests and wrong credentials fail with the r
 
   const failing = canopy(['deploy', sla('failing', { cmd: ['/nonexistent/program'] }), '--wait', '--timeout', '30']);
   assert.equal(failing.code, 1, `${failing.stdout}${failing.stderr}`);
-  assert.match(failing.stderr, /failing\.test\.hello\.test#0 FAILED: command not found \(exit 127\)/);
+  assert.match(failing.stderr, /failing\.test\.hello\.test#0 FAILED: could not start: command not found: \/nonexistent\/program/);
 
   const oneShot = canopy(['deploy', sla('oneshot', { cmd: ['true'], one_shot: true }), '--wait', '--timeout', '30']);
   assert.equal(oneShot.code, 0, `${oneShot.stdout}${oneShot.stderr}`);
