@@ -3,6 +3,7 @@
 import type { InstanceView } from '../root/instance-view.ts';
 import type { ApplicationView, ServiceView } from '../root/catalog.ts';
 import { API_V1 } from '../root/api/paths.ts';
+import { controlFetch } from '../protocol/tls.ts';
 
 export interface FieldProblem {
   path: string;
@@ -78,7 +79,7 @@ export class RootClient {
     if (payload !== undefined) headers['content-type'] = 'application/json';
     let res: Response;
     try {
-      res = await fetch(`${this.url}${path}`, { method, headers, body: payload, signal: AbortSignal.timeout(this.timeoutMs) });
+      res = await controlFetch(`${this.url}${path}`, { method, headers, body: payload, signal: AbortSignal.timeout(this.timeoutMs) });
     } catch (e) {
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       const why = cause?.code ?? cause?.message ?? (e as Error).message;

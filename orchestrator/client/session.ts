@@ -6,6 +6,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { defaultStateDir, readState, type DeploymentState } from './deployment-state.ts';
 import { ApiCallError, RootClient } from './root-client.ts';
+import { pinCa, pinnedCa } from '../protocol/tls.ts';
 
 export interface SessionOptions {
   /** Root URL given on the command line. */
@@ -70,6 +71,14 @@ export function openSession(o: SessionOptions = {}): Session {
   }
   const url = (o.root || process.env.CANOPY_ROOT || deployment?.rootUrl || 'http://127.0.0.1:10000').replace(/\/+$/, '');
   const local = deployment !== null && deployment.rootUrl === url ? deployment : null;
+  // The local deployment's CA, unless --ca or CANOPY_CA chose one: `canopy up` made it for this root.
+  if (local?.ca && !pinnedCa()) {
+    try {
+      pinCa(readFileSync(local.ca, 'utf8'));
+    } catch (e) {
+      throw new Error(`the deployment's CA ${local.ca} cannot be read (${(e as Error).message}); pass --ca`);
+    }
+  }
   return { client: new RootClient({ url }), deployment: local };
 }
 

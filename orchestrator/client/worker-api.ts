@@ -2,6 +2,7 @@
 // not relay logs, so the CLI asks the worker directly; in a `canopy up` deployment the state file says
 // where each worker's API listens.
 import type { DeploymentState } from './deployment-state.ts';
+import { controlFetch } from '../protocol/tls.ts';
 
 export interface WorkerInstanceStatus {
   service_id: string;
@@ -23,7 +24,7 @@ export function workerApiUrl(workerId: string, deployment: DeploymentState | nul
 
 async function get(url: string, retried = false): Promise<Response> {
   try {
-    return await fetch(url, { signal: AbortSignal.timeout(5000) });
+    return await controlFetch(url, { signal: AbortSignal.timeout(5000) });
   } catch (e) {
     const cause = (e as { cause?: { code?: string } }).cause;
     // A kept-alive connection the worker closed just as it was reused: a GET is safe to send again.

@@ -5,6 +5,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { Cluster, ClusterError } from './cluster.ts';
 import { RootAnswerError, type PlacementOffer } from '../protocol/root-cluster.ts';
 import { RouteMessageError } from '../../proxy/route-messages.ts';
+import type { ServerTls } from '../protocol/tls.ts';
 
 function bearer(req: FastifyRequest): string | undefined {
   const h = req.headers.authorization;
@@ -60,10 +61,12 @@ export interface ClusterApiOptions {
   host: string;
   port: number;
   workerJoinKey: string;
+  /** Serve https only (SPEC §10). */
+  tls?: ServerTls;
 }
 
 export async function startClusterApi(cluster: Cluster, o: ClusterApiOptions): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: 1 << 20 });
+  const app = Fastify({ ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}), logger: false, bodyLimit: 1 << 20 });
 
   const rootOnly = async (req: FastifyRequest): Promise<void> => {
     const token = cluster.rootToken;

@@ -31,12 +31,13 @@ import { PeerDistribution } from './peer-distribution.ts';
 import { RouteService } from './route-service.ts';
 import { RootReporter } from './root-reporter.ts';
 import { Placer } from './placer.ts';
+import type { ServerTls } from '../protocol/tls.ts';
 
 export { remoteWorkerName } from './peer-distribution.ts';
 export { REPORT_SOON_MS } from './root-reporter.ts';
 
 export type BrokerChoice =
-  | { embedded: { host: string; port: number; publicUrl?: string } }
+  | { embedded: { host: string; port: number; publicUrl?: string; tls?: ServerTls } }
   | { external: { url: string; publicUrl?: string; reload?: () => void } };
 
 export interface ClusterOptions {
@@ -181,7 +182,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   private async startBroker(): Promise<void> {
     const m = this.o.mqtt;
     if ('embedded' in m) {
-      this.broker = await EmbeddedBroker.start({ host: m.embedded.host, port: m.embedded.port, credentials: this.creds, log: this.log.child({ component: 'broker' }) });
+      this.broker = await EmbeddedBroker.start({ host: m.embedded.host, port: m.embedded.port, tls: m.embedded.tls, credentials: this.creds, log: this.log.child({ component: 'broker' }) });
       this.brokerUrl = this.broker.url;
       this.workerBrokerUrl = m.embedded.publicUrl ?? this.broker.url;
     } else {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Cluster, type BrokerChoice } from '../cluster/cluster.ts';
 import { startClusterApi } from '../cluster/api.ts';
 import { portFlag } from './port-flag.ts';
+import { readServerTls } from '../protocol/tls.ts';
 
 interface Opts {
   name: string;
@@ -23,6 +24,8 @@ interface Opts {
   mqttUrl?: string;
   mosquittoPidFile?: string;
   reportInterval: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 /** The worker join key: given, or generated once, stored and printed. */
@@ -53,8 +56,10 @@ export function register(program: Command): void {
     .option('--mqtt-host <address>', 'embedded broker address', '0.0.0.0')
     .option('--mqtt-port <port>', 'embedded broker port', '10003')
     .option('--mqtt-public-url <url>', 'broker URL handed to workers (default mqtt://<api host>:<mqtt port>)')
-    .option('--mqtt-url <url>', 'use this external broker (Mosquitto) instead of the embedded one')
+    .option('--mqtt-url <url>', 'use this external broker (Mosquitto) instead of the embedded one; mqtts://… is verified against --ca')
     .option('--mosquitto-pid-file <file>', 'with --mqtt-url: SIGHUP this Mosquitto after credential changes')
+    .option('--tls-cert <file>', 'serve the API as https and the embedded broker as mqtts with this certificate (PEM; with --tls-key)')
+    .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
     .option('--report-interval <ms>', 'periodic report to root (changes are reported within 200 ms anyway); keep it below root\'s --cluster-silence', '5000')
     .action(async (o: Opts) => {
       const apiPort = portFlag(o.port, '--port');
@@ -62,8 +67,9 @@ export function register(program: Command): void {
       if (!Number.isInteger(reportIntervalMs) || reportIntervalMs < 100 || reportIntervalMs > 3_600_000) {
         throw new Error(`--report-interval: must be 100-3600000 ms, got ${o.reportInterval}`);
       }
+      const tls = readServerTls(o.tlsCert, o.tlsKey);
       const apiHost = o.host === '0.0.0.0' ? '127.0.0.1' : o.host;
-      const publicUrl = o.publicUrl ?? `http://${apiHost}:${apiPort}`;
+      const publicUrl = o.publicUrl ?? `${tls ? 'https' : 'http'}://${apiHost}:${apiPort}`;
       const rootKey = o.rootKey ?? process.env.CANOPY_CLUSTER_KEY;
       if (o.root && !rootKey) throw new Error('--root needs --root-key or CANOPY_CLUSTER_KEY');
       const joinKey = workerKey(o.data, o.workerKey ?? process.env.CANOPY_WORKER_KEY);
@@ -81,14 +87,14 @@ export function register(program: Command): void {
         process.stderr.write(`canopy cluster: Mosquitto files are in ${join(o.data, 'mosquitto')} (password_file passwd, acl_file acl)\n`);
       } else {
         const mqttPort = portFlag(o.mqttPort, '--mqtt-port');
-        mqtt = { embedded: { host: o.mqttHost, port: mqttPort, publicUrl: o.mqttPublicUrl ?? `mqtt://${new URL(publicUrl).hostname}:${mqttPort}` } };
+        mqtt = { embedded: { host: o.mqttHost, port: mqttPort, tls, publicUrl: o.mqttPublicUrl ?? `${tls ? 'mqtts' : 'mqtt'}://${new URL(publicUrl).hostname}:${mqttPort}` } };
       }
       const cluster = await Cluster.start({
         name: o.name, location: o.location, stateDir: o.data, apiUrl: publicUrl,
         root: o.root && rootKey ? { url: o.root, joinKey: rootKey } : undefined,
         workerJoinKey: joinKey, mqtt, reportIntervalMs,
       });
-      const api = await startClusterApi(cluster, { host: o.host, port: apiPort, workerJoinKey: joinKey });
+      const api = await startClusterApi(cluster, { host: o.host, port: apiPort, workerJoinKey: joinKey, tls });
       const stop = (): void => {
         Promise.all([api.close(), cluster.close()]).then(() => process.exit(0), (err: unknown) => {
           process.stderr.write(`canopy cluster: stop failed: ${String(err)}\n`);

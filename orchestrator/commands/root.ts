@@ -5,6 +5,7 @@ import { RootServer } from '../root/server.ts';
 import { CLUSTER_SILENCE_MS } from '../root/clusters.ts';
 import { readState } from '../client/deployment-state.ts';
 import { portFlag } from './port-flag.ts';
+import { readServerTls } from '../protocol/tls.ts';
 
 export function register(program: Command): void {
   program
@@ -19,10 +20,12 @@ export function register(program: Command): void {
     .option('--service-v4 <cidr>', 'IPv4 service address range', DEFAULT_PLAN.serviceV4)
     .option('--service-v6 <cidr>', 'IPv6 service address range', DEFAULT_PLAN.serviceV6)
     .option('--cluster-silence <ms>', 'a cluster that has not reported for this long is inactive (above the clusters\' --report-interval)', String(CLUSTER_SILENCE_MS))
+    .option('--tls-cert <file>', 'serve https with this certificate (PEM; with --tls-key): plain http is then refused')
+    .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
     .option('--worker-apis-from <dir>', "a `canopy up` state directory: the dashboard follows instance logs through root from the workers it lists")
     .action(async (o: {
       port: string; host: string; data: string; adminPassword?: string; clusterKey?: string; workerPrefix: string; serviceV4: string; serviceV6: string;
-      clusterSilence: string; workerApisFrom?: string;
+      clusterSilence: string; workerApisFrom?: string; tlsCert?: string; tlsKey?: string;
     }) => {
       const port = portFlag(o.port, '--port');
       const prefix = Number(o.workerPrefix);
@@ -31,7 +34,15 @@ export function register(program: Command): void {
       if (!Number.isInteger(clusterSilenceMs) || clusterSilenceMs < 1000 || clusterSilenceMs > 86_400_000) {
         throw new Error(`--cluster-silence: must be 1000-86400000 ms, got ${o.clusterSilence}`);
       }
+      let tls;
+      try {
+        tls = readServerTls(o.tlsCert, o.tlsKey);
+      } catch (e) {
+        process.stderr.write(`canopy root: ${(e as Error).message}\n`);
+        process.exit(1);
+      }
       const root = await RootServer.start({
+        tls,
         dataDir: o.data,
         host: o.host,
         port,

@@ -10,6 +10,7 @@ import { parseCidr } from '../descriptor/ip.ts';
 import { netManagerFor, defaultTunnelEndpoint } from '../worker/net/for-engine.ts';
 import type { NetManager } from '../worker/net/net-manager.ts';
 import { containerRuntimeFor } from '../worker/container/for-engine.ts';
+import { readServerTls } from '../protocol/tls.ts';
 
 interface Opts {
   name: string;
@@ -37,6 +38,8 @@ interface Opts {
   serviceRange: string[];
   containerd?: string;
   registryMirror: string[];
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 const collect = (v: string, all: string[]): string[] => [...all, v];
@@ -62,12 +65,14 @@ export function register(program: Command): void {
     .command('worker')
     .description('run a worker daemon (node engine) that joins a cluster')
     .option('--name <name>', 'worker name, unique in the cluster', hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-'))
-    .requiredOption('--cluster <url>', 'cluster API URL, e.g. http://cluster:10100')
+    .requiredOption('--cluster <url>', 'cluster API URL, e.g. https://cluster:10100 (verified against --ca)')
     .option('--key <key>', 'the cluster\'s worker join key (env CANOPY_WORKER_KEY)')
     .option('--data <dir>', 'state directory (credentials, instance records, logs)', './canopy-worker')
     .option('--location <lat,long>', 'where this worker is (for geo constraints)')
     .option('--api-host <address>', 'local API address', '127.0.0.1')
     .option('--api-port <port>', 'local API port (status, logs, metrics); 0 picks one', '10200')
+    .option('--tls-cert <file>', 'serve the local API as https with this certificate (PEM; with --tls-key)')
+    .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
     .option('--tunnel-endpoint <host:port>', 'tunnel socket address other workers reach (default: this host\'s address towards the cluster)')
     .option('--no-network', 'no bridge, TUN, tunnel or DNS: instances get loopback only')
     .option('--tunnel-host <address>', 'local address of the tunnel socket', '0.0.0.0')
@@ -87,6 +92,7 @@ export function register(program: Command): void {
     .option('--containerd <socket>', 'an operator\'s containerd socket (default: the worker starts its own under --data)')
     .option('--registry-mirror <host=url>', 'pull images of a registry through a mirror, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
     .action(async (o: Opts) => {
+      const tls = readServerTls(o.tlsCert, o.tlsKey);
       const key = o.key ?? process.env.CANOPY_WORKER_KEY;
       if (!key) throw new Error('--key or CANOPY_WORKER_KEY is required (printed by `canopy cluster` at first start)');
       let capacity;
@@ -124,7 +130,7 @@ export function register(program: Command): void {
         await engine.close().catch(() => {});
         process.exit(1);
       });
-      const api = await startWorkerApi(engine, o.apiHost, Number(o.apiPort));
+      const api = await startWorkerApi(engine, o.apiHost, Number(o.apiPort), tls);
       const stop = (): void => {
         stopping = true;
         Promise.all([api.close(), engine.close({ undeploy: Boolean(o.undeployOnExit) })]).then(() => process.exit(0), (err: unknown) => {

@@ -13,6 +13,8 @@ import { ipBatchForce, listNetnsSync, netnsPidsSync } from './iproute.ts';
 import { CANOPY_BIN, logTail, removeWorkerCgroups, spawnDetached, stopProcesses } from './processes.ts';
 import { isAlive, procRef } from '../proc.ts';
 import { STATE_VERSION, readState, writeState, type DeploymentState, type ProcessRecord } from '../client/deployment-state.ts';
+import { controlFetch, pinCa } from '../protocol/tls.ts';
+import { ensureFleetCerts } from '../tls/fleet.ts';
 
 export interface UpOptions {
   dir: string;
@@ -33,6 +35,8 @@ export interface UpOptions {
   workerArgs?: string[];
   /** Seconds to wait for every worker to be active at root; default 90. */
   readyTimeoutS?: number;
+  /** TLS on every control link with a CA made for the deployment (default true; SPEC §10). */
+  tls?: boolean;
   progress?: (line: string) => void;
 }
 
@@ -87,6 +91,8 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
   const mqttPort = o.mqttPort ?? 10003;
   const workerApiPort = o.workerApiPort ?? 10200;
   const dnsRelayPort = o.dnsRelayPort ?? 10053;
+  const tls = o.tls !== false;
+  const http = tls ? 'https' : 'http';
   const logs = join(o.dir, 'logs');
   const createdFrom = mkdirSync(logs, { recursive: true, mode: 0o700 });
 
@@ -98,9 +104,9 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
     bridge: hosts.bridge,
     subnet: `${o.subnet ?? '198.19.250.0'}/24`,
     hostIp: hosts.hostIp,
-    rootUrl: `http://${hosts.hostIp}:${rootPort}`,
-    clusterUrl: `http://${hosts.hostIp}:${clusterPort}`,
-    mqttUrl: `mqtt://${hosts.hostIp}:${mqttPort}`,
+    rootUrl: `${http}://${hosts.hostIp}:${rootPort}`,
+    clusterUrl: `${http}://${hosts.hostIp}:${clusterPort}`,
+    mqttUrl: `${tls ? 'mqtts' : 'mqtt'}://${hosts.hostIp}:${mqttPort}`,
     clusterName: `${name}-cluster`,
     username: 'admin',
     password: randomBytes(12).toString('base64url'),
@@ -109,11 +115,29 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
     dnsRelay: null,
     workers: hosts.workers.map((w) => ({
       name: w.name, netns: w.netns, hostVeth: w.hostVeth, ip: w.ip,
-      apiUrl: `http://${w.ip}:${workerApiPort}`, dataDir: join(o.dir, 'workers', w.name), process: null,
+      apiUrl: `${http}://${w.ip}:${workerApiPort}`, dataDir: join(o.dir, 'workers', w.name), process: null,
     })),
     ...(createdFrom && createdFrom !== logs ? { createdFrom: resolve(createdFrom) } : {}),
   };
   writeState(s);
+
+  // The certificates before anything listens: a CA for this deployment and one certificate per tier
+  // naming the address it is reached at. Every daemon gets --ca; this process pins it too.
+  const tlsDir = join(o.dir, 'tls');
+  const serverFlags = (name: string): string[] => (tls ? ['--tls-cert', join(tlsDir, `${name}.pem`), '--tls-key', join(tlsDir, `${name}-key.pem`)] : []);
+  const caFlag: string[] = [];
+  if (tls) {
+    say(`tls: a CA and ${2 + hosts.workers.length} certificates in ${tlsDir}`);
+    const certs = ensureFleetCerts(tlsDir, [
+      { name: 'root', sans: [hosts.hostIp] },
+      { name: 'cluster', sans: [hosts.hostIp] },
+      ...hosts.workers.map((w) => ({ name: w.name, sans: [w.ip] })),
+    ]);
+    s.ca = certs.paths.ca;
+    caFlag.push('--ca', certs.paths.ca);
+    pinCa(readFileSync(certs.paths.ca, 'utf8'));
+    writeState(s);
+  }
 
   say(`network: bridge ${hosts.bridge} ${hosts.hostIp}/24, ${hosts.workers.length} worker namespaces`);
   await createHosts(hosts);
@@ -135,7 +159,7 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
 
   say(`root: ${s.rootUrl}`);
   s.root = spawnDetached([node, CANOPY_BIN, 'root', '--host', hosts.hostIp, '--port', String(rootPort), '--data', join(o.dir, 'root'),
-    '--worker-apis-from', o.dir],
+    '--worker-apis-from', o.dir, ...serverFlags('root'), ...caFlag],
     join(logs, 'root.log'), { CANOPY_ADMIN_PASSWORD: s.password, CANOPY_CLUSTER_KEY: clusterKey });
   writeState(s);
   const client = new RootClient({ url: s.rootUrl, timeoutMs: 3000 });
@@ -144,11 +168,11 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
 
   say(`cluster: ${s.clusterName} at ${s.clusterUrl}, MQTT ${s.mqttUrl}`);
   s.cluster = spawnDetached([node, CANOPY_BIN, 'cluster', '--name', s.clusterName, '--host', hosts.hostIp, '--port', String(clusterPort),
-    '--mqtt-host', hosts.hostIp, '--mqtt-port', String(mqttPort), '--data', join(o.dir, 'cluster'), '--root', s.rootUrl],
+    '--mqtt-host', hosts.hostIp, '--mqtt-port', String(mqttPort), '--data', join(o.dir, 'cluster'), '--root', s.rootUrl, ...serverFlags('cluster'), ...caFlag],
   join(logs, 'cluster.log'), { CANOPY_CLUSTER_KEY: clusterKey, CANOPY_WORKER_KEY: workerKey });
   writeState(s);
   const cluster = s.cluster;
-  await waitFor('the cluster API', 30_000, async () => (await fetch(`${s.clusterUrl}/metrics`, { signal: AbortSignal.timeout(2000) })).status < 500 ? true : undefined,
+  await waitFor('the cluster API', 30_000, async () => (await controlFetch(`${s.clusterUrl}/metrics`, { signal: AbortSignal.timeout(2000) })).status < 500 ? true : undefined,
     () => assertAlive(cluster, 'cluster'));
 
   for (const w of s.workers) {
@@ -156,7 +180,7 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
     mkdirSync(w.dataDir, { recursive: true, mode: 0o700 });
     w.process = spawnDetached(netnsExecArgv(w.netns, [node, CANOPY_BIN, 'worker', '--name', w.name, '--cluster', s.clusterUrl,
       '--data', w.dataDir, '--api-host', w.ip, '--api-port', String(workerApiPort), '--tunnel-endpoint', `${w.ip}:50103`,
-      '--undeploy-on-exit', '--dns-upstream', relayAt, ...(o.workerArgs ?? [])]), join(logs, `${w.name}.log`), { CANOPY_WORKER_KEY: workerKey });
+      '--undeploy-on-exit', '--dns-upstream', relayAt, ...serverFlags(w.name), ...caFlag, ...(o.workerArgs ?? [])]), join(logs, `${w.name}.log`), { CANOPY_WORKER_KEY: workerKey });
     writeState(s);
   }
 

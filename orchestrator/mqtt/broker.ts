@@ -2,6 +2,8 @@
 // client id must be its username, so no worker can take over another's session; a forbidden publish
 // closes the offender's connection (aedes' behaviour), a forbidden subscription is refused (SUBACK 128).
 import { createServer, type Server, type AddressInfo } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import type { ServerTls } from '../protocol/tls.ts';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { CLUSTER_USER, type CredentialStore } from './credentials.ts';
 import { workerMayPublish, workerMaySubscribe } from './topics.ts';
@@ -12,6 +14,8 @@ export interface BrokerOptions {
   port: number;
   credentials: CredentialStore;
   log: Logger;
+  /** mqtts only (SPEC §10): a plain MQTT connection fails the handshake. */
+  tls?: ServerTls;
 }
 
 function authError(message: string, code: 4 | 5): AuthenticateError {
@@ -26,14 +30,17 @@ export class EmbeddedBroker {
     private readonly aedes: Aedes,
     private readonly server: Server,
     private readonly log: Logger,
+    private readonly tls: boolean,
   ) {}
 
   static async start(o: BrokerOptions): Promise<EmbeddedBroker> {
     // A higher mq concurrency keeps short bursts from queueing inside aedes at all.
     const aedes = new Aedes({ drainTimeout: 10_000, maxClientsIdLength: 64, connectTimeout: 10_000, concurrency: 1000 });
     await aedes.listen();
-    const server = createServer(aedes.handle);
-    const broker = new EmbeddedBroker(aedes, server, o.log);
+    const server: Server = o.tls ? createTlsServer({ cert: o.tls.cert, key: o.tls.key }, aedes.handle) : createServer(aedes.handle);
+    // A client that does not speak TLS (or does not trust the CA) is dropped at the handshake: logged, not fatal.
+    if (o.tls) server.on('tlsClientError', (err) => o.log.debug('mqtt tls handshake failed', { error: err.message }));
+    const broker = new EmbeddedBroker(aedes, server, o.log, Boolean(o.tls));
     aedes.authenticate = (client, username, password, done) => {
       if (!o.credentials.verify(username, password)) {
         broker.log.warn('mqtt auth refused', { client: client.id, username: username ?? null });
@@ -87,7 +94,7 @@ export class EmbeddedBroker {
 
   get url(): string {
     const a = this.server.address() as AddressInfo;
-    return `mqtt://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+    return `${this.tls ? 'mqtts' : 'mqtt'}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
   }
 
   get stats(): { clients: number; denied: number } {

@@ -24,6 +24,7 @@ import { InstanceManager } from './instances.ts';
 import { Metrics } from './metrics.ts';
 import { SqliteStore } from './sqlite-store.ts';
 import type { RootStore } from './store.ts';
+import type { ServerTls } from '../protocol/tls.ts';
 import { Users } from './users.ts';
 
 export interface RootOptions {
@@ -44,6 +45,8 @@ export interface RootOptions {
   announce?: (line: string) => void;
   /** A worker's local API URL, so the dashboard can follow logs through root (see workerApisFrom). */
   workerApi?: (workerId: string) => string | undefined;
+  /** Serve https only (SPEC §10): a plain connection fails the handshake. */
+  tls?: ServerTls;
 }
 
 /** JSON deeper than this is refused before parsing: no descriptor needs it, and deep values overflow the stack later. */
@@ -84,7 +87,8 @@ export class RootServer {
     let clusters: ClusterRegistry | undefined;
     let instances: InstanceManager | undefined;
     // Oakestra's collection routes end in a slash and its scripts call them without one: both forms match.
-    const app = Fastify({ logger: false, routerOptions: { ignoreTrailingSlash: true }, bodyLimit: opts.bodyLimit ?? 1 << 20, ajv: { customOptions: { allErrors: true } } });
+    // With TLS the server is an https.Server; the routes see the same request and reply objects.
+    const app = Fastify({ ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}), logger: false, routerOptions: { ignoreTrailingSlash: true }, bodyLimit: opts.bodyLimit ?? 1 << 20, ajv: { customOptions: { allErrors: true } } });
     try {
       // The plan first: a bad flag must fail before any secret is generated and shown.
       const addresses = new AddressAllocator(store, { ...DEFAULT_PLAN, ...opts.plan });
@@ -185,9 +189,9 @@ export class RootServer {
       await app.listen({ host, port: opts.port ?? 10000 });
       const addr = app.server.address();
       const port = typeof addr === 'object' && addr ? addr.port : opts.port;
-      const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+      const url = `${opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
       instances.resume();
-      log.info('root ready', { url, data: opts.dataDir, clusters: clusters.list().length });
+      log.info('root ready', { url, tls: Boolean(opts.tls), data: opts.dataDir, clusters: clusters.list().length });
       return new RootServer(app, store, clusters, instances, url, log);
     } catch (err) {
       await app.close().catch(() => undefined);

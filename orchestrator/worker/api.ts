@@ -2,9 +2,10 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { NodeEngine } from './node-engine.ts';
 import { instanceKey } from './runtime/exit.ts';
+import type { ServerTls } from '../protocol/tls.ts';
 
-export async function startWorkerApi(engine: NodeEngine, host: string, port: number): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false });
+export async function startWorkerApi(engine: NodeEngine, host: string, port: number, tls?: ServerTls): Promise<FastifyInstance> {
+  const app = Fastify({ ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}), logger: false });
 
   app.get('/api/status', async () => ({
     worker_id: engine.workerId,

@@ -26,6 +26,7 @@ import { hostArch, hostCapacity, hostFreeMemoryMb, runnableVirtualizations, CpuM
 import type { Transition } from '../protocol/instance-states.ts';
 import { validTunnelKey, type TunnelKey } from '../protocol/tunnel-identity.ts';
 import { parseWorkerRegistration, type WorkerIdentity } from '../protocol/worker-registration.ts';
+import { controlFetch } from '../protocol/tls.ts';
 
 export interface NodeEngineOptions {
   name: string;
@@ -75,7 +76,7 @@ export async function registerWithCluster(clusterUrl: string, joinKey: string, n
   const url = new URL('api/workers/register', clusterUrl.endsWith('/') ? clusterUrl : `${clusterUrl}/`);
   let res: Response;
   try {
-    res = await fetch(url, {
+    res = await controlFetch(url, {
       method: 'POST',
       headers: { authorization: `Bearer ${joinKey}`, 'content-type': 'application/json' },
       body: JSON.stringify({ name }),

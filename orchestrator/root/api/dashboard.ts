@@ -12,6 +12,7 @@ import { ApiError } from '../errors.ts';
 import type { RootEvent, RootEvents } from '../events.ts';
 import { caller, type ApiContext } from './context.ts';
 import { API_V1 } from './paths.ts';
+import { controlFetch } from '../../protocol/tls.ts';
 
 /** Where scripts/build-dashboard.ts writes the bundle. */
 export const DASHBOARD_DIST = join(import.meta.dirname, '../../../dashboard/dist');
@@ -173,7 +174,7 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ApiContext, o: Dashbo
     if (!c) throw new ApiError(404, `cluster ${req.params.id} not found`);
     let status: { workers?: unknown[]; instances?: { service_id: string; instance_n: number; worker: string | null; state: string }[] };
     try {
-      const res = await fetch(new URL('api/status', c.api_url.endsWith('/') ? c.api_url : `${c.api_url}/`), { signal: AbortSignal.timeout(CLUSTER_STATUS_TIMEOUT_MS) });
+      const res = await controlFetch(new URL('api/status', c.api_url.endsWith('/') ? c.api_url : `${c.api_url}/`), { signal: AbortSignal.timeout(CLUSTER_STATUS_TIMEOUT_MS) });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       status = (await res.json()) as typeof status;
     } catch (e) {
