@@ -187,6 +187,28 @@ export class Deployment {
       '--data', join(this.dir, host), '--api-port', '10200', '--location', `48.${h.index},11.5`, '--dns-upstream', '127.0.0.1', ...this.tlsArgs(), ...(this.spec.workerArgs ?? [])]);
   }
 
+  /** curl arguments for a worker's local API on its host's loopback, with its API token (worker/api.ts). */
+  workerApiCurl(host: string, path: string): string[] {
+    const token = readFileSync(join(this.dir, host, 'api-token'), 'utf8').trim();
+    return ['curl', '-sS', '-m', '5', '-H', `authorization: Bearer ${token}`, `http://127.0.0.1:10200${path}`];
+  }
+
+  /** A worker's GET /api/status (its instances with their states and reasons). */
+  async workerStatus<T = unknown>(host: string): Promise<T> {
+    return JSON.parse(await this.lab.host(host).execOk(this.workerApiCurl(host, '/api/status'))) as T;
+  }
+
+  /** An instance's stdout or stderr as a user reads it: through root, its cluster and its worker. */
+  async instanceLogs(serviceId: string, n: number, stream: 'stdout' | 'stderr' = 'stdout'): Promise<string> {
+    const args = ['curl', '-sS', '-m', '20', '-w', '\n%{http_code}', '-H', `authorization: Bearer ${this.token}`, ...(this.tls ? ['--cacert', this.certs.ca] : []),
+      `${this.scheme}://127.0.0.1:10000/api/v1/service/${serviceId}/instance/${n}/logs?stream=${stream}`];
+    const r = await this.ctl.exec(args, { timeoutMs: 30_000 });
+    const nl = r.stdout.lastIndexOf('\n');
+    const status = Number(r.stdout.slice(nl + 1));
+    if (r.code !== 0 || status !== 200) throw new Error(`logs of ${serviceId}#${n}: HTTP ${status} ${r.stdout.slice(0, nl)} ${r.stderr}`);
+    return r.stdout.slice(0, nl);
+  }
+
   /** One call to root's API through curl inside ctl; the JSON answer (throws on HTTP ≥ 400). */
   async api(method: string, path: string, body?: unknown, auth = true): Promise<unknown> {
     const args = ['curl', '-sS', '-m', '20', '-X', method, '-w', '\n%{http_code}', ...(this.tls ? ['--cacert', this.certs.ca] : []), `${this.scheme}://127.0.0.1:10000${path}`];

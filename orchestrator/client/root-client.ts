@@ -70,7 +70,7 @@ export class RootClient {
     this.timeoutMs = o.timeoutMs ?? 15_000;
   }
 
-  private async call<T>(method: string, path: string, body?: unknown, raw?: string): Promise<T> {
+  private async call<T>(method: string, path: string, body?: unknown, raw?: string, asText = false): Promise<T> {
     const headers: Record<string, string> = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let payload: string | undefined;
@@ -100,6 +100,7 @@ export class RootClient {
         : [];
       throw new ApiCallError(res.status, `${method} ${path}: HTTP ${res.status}: ${msg}`, errors);
     }
+    if (asText) return text as T;
     if (json === undefined && text !== '') throw new ApiCallError(res.status, `${method} ${path}: answer is not JSON`);
     return json as T;
   }
@@ -145,6 +146,11 @@ export class RootClient {
 
   undeployInstance(serviceId: string, n: number): Promise<InstanceInfo> {
     return this.call('DELETE', `${API_V1}/service/${encodeURIComponent(serviceId)}/instance/${n}`);
+  }
+
+  /** The newest `bytes` of an instance's stdout or stderr, read by root through its cluster and worker. */
+  instanceLogs(serviceId: string, n: number, stream: 'stdout' | 'stderr', bytes = 65536): Promise<string> {
+    return this.call('GET', `${API_V1}/service/${encodeURIComponent(serviceId)}/instance/${n}/logs?stream=${stream}&bytes=${bytes}`, undefined, undefined, true);
   }
 
   clusters(activeOnly = false): Promise<ClusterInfo[]> {

@@ -32,6 +32,7 @@ import { RouteService } from './route-service.ts';
 import { RootReporter } from './root-reporter.ts';
 import { Placer } from './placer.ts';
 import type { ServerTls } from '../protocol/tls.ts';
+import { LogRelay } from './log-relay.ts';
 
 export { remoteWorkerName } from './peer-distribution.ts';
 export { REPORT_SOON_MS } from './root-reporter.ts';
@@ -79,6 +80,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   readonly creds: CredentialStore;
   readonly registry: WorkerRegistry;
   readonly index = new InstanceIndex();
+  /** Instance logs read through the tiers (GET /api/instances/:sid/:n/logs, for root). */
+  readonly logs: LogRelay;
   /** The instances by id (the index's table). */
   readonly instances = this.index.instances;
   readonly counters = newCounters();
@@ -116,6 +119,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       saveSoon: () => this.writer.schedule(),
     };
     this.peers = new PeerDistribution(ctx, state.overlay_tunnel ?? undefined);
+    this.logs = new LogRelay(this.index, (t, p) => this.publish(t, p), (w) => this.registry.workers.get(w)?.alive === true);
     this.routes = new RouteService(ctx, this.root, (w) => this.peers.tunnelIdOf(w));
     this.reporter = new RootReporter(ctx, this.root, { location: o.location, apiUrl: o.apiUrl }, this.peers, async () => {
       for (const w of this.registry.workers.values()) {
@@ -350,6 +354,11 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         this.onHeartbeat(t.worker, d.value);
         return;
       }
+      case 'logs': {
+        const dropped = this.logs.onAnswer(t.worker, payload);
+        if (dropped) this.drop(topic, dropped);
+        return;
+      }
       case 'job': {
         const d = decode('job', payload);
         if (!d.ok) return this.drop(topic, d.error);
@@ -449,6 +458,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     for (const t of this.timers) clearInterval(t);
     this.reporter.close();
     this.peers.close();
+    this.logs.close();
     try {
       this.writer.flush();
       this.creds.flush();

@@ -3,7 +3,6 @@ import type { Command } from 'commander';
 import { DEFAULT_PLAN } from '../root/addresses.ts';
 import { RootServer } from '../root/server.ts';
 import { CLUSTER_SILENCE_MS } from '../root/clusters.ts';
-import { readState } from '../client/deployment-state.ts';
 import { portFlag } from './port-flag.ts';
 import { readServerTls } from '../protocol/tls.ts';
 
@@ -22,10 +21,9 @@ export function register(program: Command): void {
     .option('--cluster-silence <ms>', 'a cluster that has not reported for this long is inactive (above the clusters\' --report-interval)', String(CLUSTER_SILENCE_MS))
     .option('--tls-cert <file>', 'serve https with this certificate (PEM; with --tls-key): plain http is then refused')
     .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
-    .option('--worker-apis-from <dir>', "a `canopy up` state directory: the dashboard follows instance logs through root from the workers it lists")
     .action(async (o: {
       port: string; host: string; data: string; adminPassword?: string; clusterKey?: string; workerPrefix: string; serviceV4: string; serviceV6: string;
-      clusterSilence: string; workerApisFrom?: string; tlsCert?: string; tlsKey?: string;
+      clusterSilence: string; tlsCert?: string; tlsKey?: string;
     }) => {
       const port = portFlag(o.port, '--port');
       const prefix = Number(o.workerPrefix);
@@ -51,7 +49,6 @@ export function register(program: Command): void {
         clusterKey: o.clusterKey || process.env.CANOPY_CLUSTER_KEY || undefined,
         plan: { workerPrefixV4: prefix, serviceV4: o.serviceV4, serviceV6: o.serviceV6 },
         clusterSilenceMs,
-        workerApi: o.workerApisFrom ? workerApisFrom(o.workerApisFrom) : undefined,
       }).catch((err: unknown) => {
         // A bad flag or a database from another plan: one clear line, not a stack trace.
         process.stderr.write(`canopy root: ${(err as Error).message}\n`);
@@ -66,15 +63,4 @@ export function register(program: Command): void {
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
     });
-}
-
-/** Worker API URLs from a deployment's state file, read on each lookup: workers join after root starts. */
-function workerApisFrom(dir: string): (workerId: string) => string | undefined {
-  return (workerId) => {
-    try {
-      return readState(dir)?.workers.find((w) => w.name === workerId)?.apiUrl;
-    } catch {
-      return undefined;
-    }
-  };
 }

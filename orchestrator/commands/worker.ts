@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { availableParallelism, hostname } from 'node:os';
 import { NodeEngine } from '../worker/node-engine.ts';
-import { startWorkerApi } from '../worker/api.ts';
+import { loadOrCreateApiToken, startWorkerApi } from '../worker/api.ts';
 import { parseUpstream } from '../../dns/forwarder.ts';
 import { parseCidr } from '../descriptor/ip.ts';
 import { netManagerFor, defaultTunnelEndpoint } from '../worker/net/for-engine.ts';
@@ -130,7 +130,7 @@ export function register(program: Command): void {
         await engine.close().catch(() => {});
         process.exit(1);
       });
-      const api = await startWorkerApi(engine, o.apiHost, Number(o.apiPort), tls);
+      const api = await startWorkerApi(engine, { host: o.apiHost, port: Number(o.apiPort), token: loadOrCreateApiToken(o.data), tls });
       const stop = (): void => {
         stopping = true;
         Promise.all([api.close(), engine.close({ undeploy: Boolean(o.undeployOnExit) })]).then(() => process.exit(0), (err: unknown) => {

@@ -159,7 +159,7 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
 
   say(`root: ${s.rootUrl}`);
   s.root = spawnDetached([node, CANOPY_BIN, 'root', '--host', hosts.hostIp, '--port', String(rootPort), '--data', join(o.dir, 'root'),
-    '--worker-apis-from', o.dir, ...serverFlags('root'), ...caFlag],
+    ...serverFlags('root'), ...caFlag],
     join(logs, 'root.log'), { CANOPY_ADMIN_PASSWORD: s.password, CANOPY_CLUSTER_KEY: clusterKey });
   writeState(s);
   const client = new RootClient({ url: s.rootUrl, timeoutMs: 3000 });

@@ -15,6 +15,7 @@ import { clusterRoutes } from './api/clusters.ts';
 import { dashboardRoutes } from './api/dashboard.ts';
 import { authenticate, type ApiContext } from './api/context.ts';
 import { internalRoutes } from './api/internal.ts';
+import { logRoutes } from './api/logs.ts';
 import { oakestraRoutes } from './oakestra/routes.ts';
 import { Catalog } from './catalog.ts';
 import { CLUSTER_SILENCE_MS, ClusterRegistry } from './clusters.ts';
@@ -43,8 +44,6 @@ export interface RootOptions {
   log?: Logger;
   /** Where secrets generated on first start are shown once (default: stderr). */
   announce?: (line: string) => void;
-  /** A worker's local API URL, so the dashboard can follow logs through root (see workerApisFrom). */
-  workerApi?: (workerId: string) => string | undefined;
   /** Serve https only (SPEC §10): a plain connection fails the handshake. */
   tls?: ServerTls;
 }
@@ -180,8 +179,9 @@ export class RootServer {
       applicationRoutes(app, ctx);
       clusterRoutes(app, ctx);
       internalRoutes(app, ctx);
+      logRoutes(app, ctx);
       await app.register(oakestraRoutes(ctx));
-      dashboardRoutes(app, ctx, { events, workerApi: opts.workerApi ?? (() => undefined) });
+      dashboardRoutes(app, ctx, { events });
       app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
         reply.type('text/plain; version=0.0.4').send(metrics.render()));
 

@@ -27,6 +27,7 @@ import type { Transition } from '../protocol/instance-states.ts';
 import { validTunnelKey, type TunnelKey } from '../protocol/tunnel-identity.ts';
 import { parseWorkerRegistration, type WorkerIdentity } from '../protocol/worker-registration.ts';
 import { controlFetch } from '../protocol/tls.ts';
+import { parseLogRequest, type LogAnswer } from '../protocol/instance-logs.ts';
 
 export interface NodeEngineOptions {
   name: string;
@@ -246,7 +247,7 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     const w = this.workerId;
     client.on('connect', () => {
       this.refusals = 0;
-      const subs = [topics.deploy(w), topics.remove(w), topics.tableQueryResult(w), topics.subnet(w), topics.coordinatePeers(w), topics.overlayKey(w),
+      const subs = [topics.deploy(w), topics.remove(w), topics.tableQueryResult(w), topics.subnet(w), topics.coordinatePeers(w), topics.overlayKey(w), topics.logsRequest(w),
         ...[...this.interest].map((s) => topics.serviceUpdates(s))];
       client.subscribe(subs, { qos: 1 });
       // The cluster may have restarted and forgotten who is interested in what.
@@ -316,6 +317,17 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
       this.identity = { ...this.identity, subnet_v4: d.value.subnet_v4, subnet_v6: d.value.subnet_v6 ?? null };
       saveIdentity(NodeEngine.identityFile(this.o.stateDir), this.identity);
       this.emit('subnet', d.value);
+    } else if (topic === topics.logsRequest(w)) {
+      // A user reading logs through root (protocol/instance-logs.ts): the answer goes back on our own topic.
+      let answer: LogAnswer;
+      try {
+        const r = parseLogRequest(JSON.parse(payload.toString('utf8')));
+        const inst = this.instances.get(instanceKey(r.service_id, r.instance_n));
+        answer = inst ? { id: r.id, ok: true, text: inst.logs(r.stream, r.bytes) } : { id: r.id, ok: false, status: 404, error: `no instance ${r.service_id}#${r.instance_n} on worker ${w}` };
+      } catch (e) {
+        return this.drop(topic, (e as Error).message);
+      }
+      this.client?.publish(topics.logs(w), JSON.stringify(answer), { qos: 0 });
     } else if (topic === topics.overlayKey(w)) {
       let k: unknown;
       try {
