@@ -16,6 +16,7 @@ import { dashboardRoutes } from './api/dashboard.ts';
 import { authenticate, type ApiContext } from './api/context.ts';
 import { internalRoutes } from './api/internal.ts';
 import { logRoutes } from './api/logs.ts';
+import { LoginThrottle } from './login-throttle.ts';
 import { oakestraRoutes } from './oakestra/routes.ts';
 import { Catalog } from './catalog.ts';
 import { CLUSTER_SILENCE_MS, ClusterRegistry } from './clusters.ts';
@@ -124,7 +125,7 @@ export class RootServer {
 
       const ctx: ApiContext = {
         catalog, users, clusters, instances, addresses, metrics, log,
-        checkJoinKey: secrets.checkJoinKey, overlayTunnel: secrets.overlayTunnel,
+        checkJoinKey: secrets.checkJoinKey, overlayTunnel: secrets.overlayTunnel, loginThrottle: new LoginThrottle(),
       };
 
       const defaultJson = app.getDefaultJsonParser('error', 'error');

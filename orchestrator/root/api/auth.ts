@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.ts';
 import { MIN_PASSWORD, USERNAME } from '../users.ts';
-import { caller, created, type ApiContext } from './context.ts';
+import { caller, created, throttledLogin, type ApiContext } from './context.ts';
 import { API_V1 } from './paths.ts';
 
 /** Lifetime of an access token (both surfaces). */
@@ -18,8 +18,8 @@ export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
         properties: { username: { type: 'string', maxLength: 64 }, password: { type: 'string', maxLength: 1024 } },
       },
     },
-  }, async (req) => {
-    const u = ctx.users.login(req.body.username.toLowerCase(), req.body.password);
+  }, async (req, reply) => {
+    const u = await throttledLogin(ctx, req, reply, req.body.username.toLowerCase(), req.body.password);
     if (!u) throw new ApiError(401, 'wrong username or password');
     const token = app.jwt.sign({ sub: u.id, name: u.username, role: u.role }, { expiresIn: TOKEN_TTL_S });
     return { token, username: u.username, role: u.role, expires_in: TOKEN_TTL_S };
