@@ -12,7 +12,15 @@ import { API_V1 } from './paths.ts';
 
 /** The newest `bytes` of one stream of instance `n` of service `sid`, as `who` may read it. */
 export async function readInstanceLogs(ctx: ApiContext, who: Caller, sid: string, n: number, stream: LogStream, bytes: number): Promise<string> {
-  const service = ctx.catalog.getService(who, sid); // 404 for a service `who` does not own
+  let service;
+  try {
+    service = ctx.catalog.getService(who, sid);
+  } catch (e) {
+    // Another user's service is "not found" here (the issue's rule for logs): its output must not
+    // even confirm that it exists.
+    if (e instanceof ApiError && e.status === 403) throw new ApiError(404, `service ${sid} not found`);
+    throw e;
+  }
   const inst = service.instances.find((i) => i.instance_n === n);
   if (!inst) throw new ApiError(404, `${service.name} has no instance ${n}`);
   if (!inst.cluster_id || !inst.worker_id) throw new ApiError(409, `${service.name}#${n} is ${inst.state} and on no worker: ${inst.reason}`);
