@@ -153,6 +153,11 @@ export class RootClient {
     return this.call('GET', `${API_V1}/service/${encodeURIComponent(serviceId)}/instance/${n}/logs?stream=${stream}&bytes=${bytes}`, undefined, undefined, true);
   }
 
+  /** Revokes a worker (admins); `cluster` names its cluster when root has more than one. */
+  revokeWorker(worker: string, cluster?: string): Promise<{ revoked: string; cluster: string }> {
+    return this.call('POST', `${API_V1}/workers/${encodeURIComponent(worker)}/revoke${cluster ? `?cluster=${encodeURIComponent(cluster)}` : ''}`, {});
+  }
+
   clusters(activeOnly = false): Promise<ClusterInfo[]> {
     return this.call('GET', activeOnly ? `${API_V1}/clusters/active` : `${API_V1}/clusters`);
   }

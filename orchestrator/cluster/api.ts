@@ -96,6 +96,12 @@ export async function startClusterApi(cluster: Cluster, o: ClusterApiOptions): P
     return { ok: true };
   });
 
+  // Root revokes a worker for the operator (canopy worker revoke).
+  app.post<{ Params: { id: string } }>('/api/workers/:id/revoke', { preHandler: rootOnly }, async (req, reply) => {
+    if (!(await cluster.revokeWorker(req.params.id))) return reply.code(404).send({ error: `no worker ${req.params.id}` });
+    return { ok: true, revoked: req.params.id };
+  });
+
   app.post<{ Body: PlacementOffer }>('/api/placements', { preHandler: rootOnly, schema: { body: placementSchema } },
     async (req) => cluster.place(req.body));
 

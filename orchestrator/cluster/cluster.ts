@@ -33,6 +33,7 @@ import { RootReporter } from './root-reporter.ts';
 import { Placer } from './placer.ts';
 import type { ServerTls } from '../protocol/tls.ts';
 import { LogRelay } from './log-relay.ts';
+import { RevokedWorkers } from './revoked.ts';
 
 export { remoteWorkerName } from './peer-distribution.ts';
 export { REPORT_SOON_MS } from './root-reporter.ts';
@@ -78,6 +79,7 @@ export class ClusterError extends Error {
 export class Cluster extends EventEmitter<ClusterEvents> {
   readonly log: Logger;
   readonly creds: CredentialStore;
+  private readonly revoked: RevokedWorkers;
   readonly registry: WorkerRegistry;
   readonly index = new InstanceIndex();
   /** Instance logs read through the tiers (GET /api/instances/:sid/:n/logs, for root). */
@@ -103,6 +105,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     super();
     this.log = o.log ?? jsonLogger({ component: 'cluster', cluster: o.name });
     this.creds = new CredentialStore(join(o.stateDir, 'credentials.json'));
+    this.revoked = new RevokedWorkers(o.stateDir);
     this.registry = new WorkerRegistry(o.heartbeatTimeoutMs ?? 3000);
     this.root = o.root ? new RootClient(o.root.url, o.root.joinKey) : undefined;
     this.tunnelKey = loadOrCreateTunnelKey(o.stateDir);
@@ -239,6 +242,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   async registerWorker(name: string): Promise<WorkerRegistrationAnswer> {
     const id = name.toLowerCase();
     if (!validWorkerId(id)) throw new ClusterError(`worker name must match [a-z0-9][a-z0-9-]{0,62}: ${JSON.stringify(name)}`, 400);
+    if (this.revoked.has(id)) throw new ClusterError(`worker ${id} was revoked`, 403);
     const creds = this.creds.issue(id);
     // An external broker learns passwords from its files: wait until they are written and the broker
     // told to reload (one write for all registrations arriving within 50 ms).
@@ -280,6 +284,22 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       await this.root.releaseSubnets(id).catch((e: Error) => this.log.warn('could not release the subnet at root', { worker: id, error: e.message }));
     }
     this.log.info('worker removed', { worker: id });
+    return true;
+  }
+
+  /**
+   * Cuts a worker off now (root's POST /api/workers/:id/revoke): its name may not register again, its
+   * MQTT credentials stop working and its open session is closed (embedded broker; an external one
+   * refuses the reconnect once it reloaded the password file), its instances are re-placed as for a
+   * dead worker, and the other workers drop it from their tunnel peers, so they drop its datagrams.
+   */
+  async revokeWorker(id: string): Promise<boolean> {
+    if (!this.registry.workers.has(id) && !this.creds.has(id)) return false;
+    this.revoked.add(id);
+    this.creds.revoke(id);
+    const sessions = this.broker?.disconnect(id) ?? 0;
+    await this.removeWorker(id);
+    this.log.warn('worker revoked', { worker: id, sessions_closed: sessions });
     return true;
   }
 

@@ -24,6 +24,8 @@ function authError(message: string, code: 4 | 5): AuthenticateError {
 
 export class EmbeddedBroker {
   private readonly users = new WeakMap<Client, string>();
+  /** Connected clients by username, so a revoked worker's session can be closed at once. */
+  private readonly byUser = new Map<string, Set<Client>>();
   private denied = 0;
 
   private constructor(
@@ -55,6 +57,9 @@ export class EmbeddedBroker {
         return;
       }
       broker.users.set(client, u);
+      let set = broker.byUser.get(u);
+      if (!set) broker.byUser.set(u, (set = new Set()));
+      set.add(client);
       done(null, true);
     };
     aedes.authorizePublish = (client, packet, callback) => {
@@ -72,6 +77,12 @@ export class EmbeddedBroker {
       broker.log.warn('mqtt subscribe denied', { username: u ?? null, topic: sub.topic });
       callback(null, null);
     };
+    aedes.on('clientDisconnect', (client) => {
+      const u = broker.users.get(client);
+      const set = u === undefined ? undefined : broker.byUser.get(u);
+      set?.delete(client);
+      if (u !== undefined && set?.size === 0) broker.byUser.delete(u);
+    });
     aedes.on('clientError', (client, err) => broker.log.debug('mqtt client error', { client: client.id, error: err.message }));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -81,6 +92,15 @@ export class EmbeddedBroker {
       });
     });
     return broker;
+  }
+
+  /** Closes every session of `username` now (a revoked worker); returns how many there were. */
+  disconnect(username: string): number {
+    const set = this.byUser.get(username);
+    if (!set) return 0;
+    this.byUser.delete(username);
+    for (const c of set) c.close();
+    return set.size;
   }
 
   /** The broker itself, for the cluster's in-process attachment (bus.ts). */

@@ -60,6 +60,17 @@ export async function clusterInstanceLogs(cluster: ClusterRecord, serviceId: str
   return a.text;
 }
 
+/** Cuts a worker of this cluster off (cluster POST /api/workers/:id/revoke); false when it has no such worker. */
+export async function revokeWorkerAt(cluster: ClusterRecord, workerId: string): Promise<boolean> {
+  try {
+    await call(cluster, 'POST', `api/workers/${encodeURIComponent(workerId)}/revoke`);
+    return true;
+  } catch (e) {
+    if (e instanceof ClusterCallError && e.status === 404) return false;
+    throw e;
+  }
+}
+
 /** The cluster's own status (its workers and instances), for the dashboard. */
 export function clusterStatus(cluster: ClusterRecord): Promise<unknown> {
   return call(cluster, 'GET', 'api/status');
