@@ -49,6 +49,9 @@ export interface LoginAnswer {
   username: string;
   role: 'admin' | 'user';
   expires_in: number;
+  /** Absent from roots older than #20. */
+  refresh_token?: string;
+  refresh_expires_in?: number;
 }
 
 export interface RootClientOptions {
@@ -62,6 +65,8 @@ export interface RootClientOptions {
 export class RootClient {
   readonly url: string;
   token: string | undefined;
+  /** Called once when root refuses the token (it expired: access tokens live 15 min); then the call is retried. */
+  renew: (() => Promise<void>) | undefined;
   private readonly timeoutMs: number;
 
   constructor(o: RootClientOptions) {
@@ -71,6 +76,16 @@ export class RootClient {
   }
 
   private async call<T>(method: string, path: string, body?: unknown, raw?: string, asText = false): Promise<T> {
+    try {
+      return await this.callOnce<T>(method, path, body, raw, asText);
+    } catch (e) {
+      if (!(e instanceof ApiCallError) || e.status !== 401 || !this.renew || !this.token) throw e;
+      await this.renew();
+      return this.callOnce<T>(method, path, body, raw, asText);
+    }
+  }
+
+  private async callOnce<T>(method: string, path: string, body?: unknown, raw?: string, asText = false): Promise<T> {
     const headers: Record<string, string> = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let payload: string | undefined;
@@ -103,6 +118,20 @@ export class RootClient {
     if (asText) return text as T;
     if (json === undefined && text !== '') throw new ApiCallError(res.status, `${method} ${path}: answer is not JSON`);
     return json as T;
+  }
+
+  /** A new access token for a refresh token (POST /api/v1/auth/refresh). */
+  async refresh(refreshToken: string): Promise<LoginAnswer> {
+    const saved = this.token;
+    this.token = refreshToken;
+    try {
+      const a = await this.callOnce<LoginAnswer>('POST', `${API_V1}/auth/refresh`, {});
+      this.token = a.token;
+      return a;
+    } catch (e) {
+      this.token = saved;
+      throw e;
+    }
   }
 
   async login(username: string, password: string): Promise<LoginAnswer> {

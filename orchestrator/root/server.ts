@@ -47,6 +47,8 @@ export interface RootOptions {
   announce?: (line: string) => void;
   /** Serve https only (SPEC §10): a plain connection fails the handshake. */
   tls?: ServerTls;
+  /** Lifetime of /api/v1 access tokens in seconds (default 15 min). */
+  accessTtlS?: number;
 }
 
 /** JSON deeper than this is refused before parsing: no descriptor needs it, and deep values overflow the stack later. */
@@ -125,7 +127,7 @@ export class RootServer {
 
       const ctx: ApiContext = {
         catalog, users, clusters, instances, addresses, metrics, log,
-        checkJoinKey: secrets.checkJoinKey, overlayTunnel: secrets.overlayTunnel, loginThrottle: new LoginThrottle(),
+        checkJoinKey: secrets.checkJoinKey, overlayTunnel: secrets.overlayTunnel, loginThrottle: new LoginThrottle(), accessTtlS: opts.accessTtlS,
       };
 
       const defaultJson = app.getDefaultJsonParser('error', 'error');

@@ -45,6 +45,8 @@ export interface ApiContext {
   overlayTunnel: OverlayTunnel;
   /** Failed logins per user and address (both login routes). */
   loginThrottle: LoginThrottle;
+  /** Lifetime of /api/v1 access tokens (default ACCESS_TTL_S; tests shorten it). */
+  accessTtlS?: number;
 }
 
 /**
@@ -71,7 +73,7 @@ const callers = new WeakMap<FastifyRequest, Caller>();
 /** Routes that need no user token: both logins, the API docs, and the cluster-facing routes (own auth). */
 function isPublic(url: string): boolean {
   return !url.startsWith('/api/') || url === `${API_V1}/auth/login` || url === '/api/auth/login' || url === '/api/auth/refresh'
-    || url.startsWith('/api/docs') || url.startsWith('/api/internal/');
+    || url === `${API_V1}/auth/refresh` || url.startsWith('/api/docs') || url.startsWith('/api/internal/');
 }
 
 /**

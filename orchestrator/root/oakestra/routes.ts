@@ -11,12 +11,11 @@ import { descriptorSchema, microserviceSchema } from '../../descriptor/schema.ts
 import { AddressSpaceExhausted } from '../addresses.ts';
 import type { ApplicationView, Caller } from '../catalog.ts';
 import { ApiError } from '../errors.ts';
-import { TOKEN_TTL_S } from '../api/auth.ts';
+import { REFRESH_TTL_S, TOKEN_TTL_S } from '../api/auth.ts';
 import { caller, throttledLogin, type ApiContext } from '../api/context.ts';
 import { oakestraUserRoutes, oakRoles } from './users.ts';
 import { fromOakService, oakApplication, oakCluster, oakService, type OakLookup } from './views.ts';
 
-const REFRESH_TTL_S = 7 * 24 * 3600;
 const tags = ['oakestra'];
 const bearer = [{ bearer: [] }];
 const doc = (summary: string, auth = true, docBody?: unknown) => ({
