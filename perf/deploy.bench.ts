@@ -73,9 +73,11 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.exit(1);
   });
 }
+const TLS = process.env.CANOPY_BENCH_TLS !== '0';
 try {
   process.stderr.write('bringing up root, a cluster and two workers…\n');
-  state = await up({ dir: join(tmp, 'state'), workers: 2, name: `db${process.pid % 1000}`, subnet: `198.19.${80 + (process.pid % 30)}.0` });
+  // TLS on every link as `canopy up` has it; CANOPY_BENCH_TLS=0 measures the same without (its cost).
+  state = await up({ dir: join(tmp, 'state'), workers: 2, name: `db${process.pid % 1000}`, subnet: `198.19.${80 + (process.pid % 30)}.0`, tls: TLS });
   const [w1, w2] = state.workers as [DeploymentState['workers'][0], DeploymentState['workers'][0]];
   const c = new RootClient({ url: state.rootUrl });
   await c.login(state.username, state.password);
@@ -131,7 +133,7 @@ try {
   if (toRunning.length) console.log(`of which REST call → RUNNING on the worker: p50 ${pct(toRunning, 50).toFixed(2)} s; the rest is route resolution and the first request`);
   console.log(`peer: the same server started by hand in a namespace, first answer on loopback: p50 ${b50.toFixed(2)} s`);
   console.log(JSON.stringify({ bench: 'deploy', runs: RUNS, p50_s: +p50.toFixed(3), p90_s: +p90.toFixed(3), max_s: +Math.max(...samples).toFixed(3),
-    to_running_p50_s: toRunning.length ? +pct(toRunning, 50).toFixed(3) : null, baseline_p50_s: +b50.toFixed(3), ratio_p50: +(p50 / b50).toFixed(1) }));
+    to_running_p50_s: toRunning.length ? +pct(toRunning, 50).toFixed(3) : null, baseline_p50_s: +b50.toFixed(3), ratio_p50: +(p50 / b50).toFixed(1), tls: TLS }));
 } finally {
   takeDown();
   rmSync(tmp, { recursive: true, force: true });
