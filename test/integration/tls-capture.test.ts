@@ -47,7 +47,7 @@ test('a capture of the lab bridge during a TLS deployment holds none of the know
   await new Promise((r) => dump.once('exit', r));
 
   const captured = readFileSync(pcap);
-  assert.ok(captured.length > 50_000, `the capture holds the deployment's traffic (${captured.length} bytes)`);
+  assert.ok(captured.length > 10_000, `the capture holds the deployment's traffic (${captured.length} bytes)`);
   assert.ok(captured.includes(marker), 'the cleartext control marker is in the capture');
   const mqttPasswords = ['w1', 'w2'].map((h) => (JSON.parse(readFileSync(join(d.dir, h, 'worker.json'), 'utf8')) as { mqtt: { password: string } }).mqtt.password);
   const secrets: Record<string, string> = {
