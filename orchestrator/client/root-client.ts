@@ -182,6 +182,11 @@ export class RootClient {
     return this.call('GET', `${API_V1}/service/${encodeURIComponent(serviceId)}/instance/${n}/logs?stream=${stream}&bytes=${bytes}`, undefined, undefined, true);
   }
 
+  /** Revokes a cluster (admins), by name or id. */
+  revokeCluster(cluster: string): Promise<{ revoked: string; cluster_id: string }> {
+    return this.call('POST', `${API_V1}/clusters/${encodeURIComponent(cluster)}/revoke`, {});
+  }
+
   /** Revokes a worker (admins); `cluster` names its cluster when root has more than one. */
   revokeWorker(worker: string, cluster?: string): Promise<{ revoked: string; cluster: string }> {
     return this.call('POST', `${API_V1}/workers/${encodeURIComponent(worker)}/revoke${cluster ? `?cluster=${encodeURIComponent(cluster)}` : ''}`, {});

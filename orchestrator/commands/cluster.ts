@@ -7,9 +7,11 @@ import { Cluster, type BrokerChoice } from '../cluster/cluster.ts';
 import { startClusterApi } from '../cluster/api.ts';
 import { portFlag } from './port-flag.ts';
 import { readServerTls } from '../protocol/tls.ts';
+import { openSession, withLogin } from '../client/session.ts';
+import { fail } from '../client/terminal.ts';
 
 interface Opts {
-  name: string;
+  name?: string;
   location: string;
   data: string;
   host: string;
@@ -41,10 +43,24 @@ function workerKey(dir: string, given: string | undefined): string {
 }
 
 export function register(program: Command): void {
-  program
-    .command('cluster')
+  const cluster = program.command('cluster');
+  // `canopy cluster revoke <name>`: through root, as an admin.
+  cluster
+    .command('revoke')
+    .description("cut a cluster off now: root refuses its token and its name from then on")
+    .argument('<name>', 'cluster name or id')
+    .option('--root <url>', 'root API URL (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
+    .action(async (name: string, o: { root?: string }) => {
+      try {
+        const r = await withLogin(openSession({ root: o.root }), (c) => c.revokeCluster(name));
+        console.log(`revoked cluster ${r.revoked} (${r.cluster_id})`);
+      } catch (e) {
+        fail('cluster revoke', e);
+      }
+    });
+  cluster
     .description('run a cluster orchestrator (workers connect to it over MQTT)')
-    .requiredOption('--name <name>', 'cluster name')
+    .option('--name <name>', 'cluster name (required)')
     .option('--location <loc>', 'location sent to root: "lat,long,radius_km" or a place name', '0,0,0')
     .option('--data <dir>', 'state directory', './canopy-cluster')
     .option('--host <address>', 'API address to bind', '0.0.0.0')
@@ -62,6 +78,8 @@ export function register(program: Command): void {
     .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
     .option('--report-interval <ms>', 'periodic report to root (changes are reported within 200 ms anyway); keep it below root\'s --cluster-silence', '5000')
     .action(async (o: Opts) => {
+      if (!o.name) fail('cluster', new Error("required option '--name <name>' not specified"));
+      const name = o.name;
       const apiPort = portFlag(o.port, '--port');
       const reportIntervalMs = Number(o.reportInterval);
       if (!Number.isInteger(reportIntervalMs) || reportIntervalMs < 100 || reportIntervalMs > 3_600_000) {
@@ -90,7 +108,7 @@ export function register(program: Command): void {
         mqtt = { embedded: { host: o.mqttHost, port: mqttPort, tls, publicUrl: o.mqttPublicUrl ?? `${tls ? 'mqtts' : 'mqtt'}://${new URL(publicUrl).hostname}:${mqttPort}` } };
       }
       const cluster = await Cluster.start({
-        name: o.name, location: o.location, stateDir: o.data, apiUrl: publicUrl,
+        name, location: o.location, stateDir: o.data, apiUrl: publicUrl,
         root: o.root && rootKey ? { url: o.root, joinKey: rootKey } : undefined,
         workerJoinKey: joinKey, mqtt, reportIntervalMs,
       });

@@ -67,3 +67,34 @@ test('a revoked worker is cut off at once and its instance re-placed', { timeout
     await st.close({ undeploy: true });
   }
 });
+
+test('a revoked cluster: its token and its name are refused, and it stays inactive', { timeout: 60_000 }, async () => {
+  const st = new InProcessStack('canopy-revoke-c-');
+  try {
+    const root = await st.startRoot();
+    const r = root.url;
+    const cluster = await st.startCluster('revc');
+    await poll('registered with root', async () => cluster.rootToken);
+    const admin = await st.adminHeaders();
+    const active = async (): Promise<string[]> => ((await (await fetch(`${r}/api/v1/clusters/active`, { headers: admin })).json()) as Array<{ name: string }>).map((c) => c.name);
+    await poll('active', async () => (await active()).includes('revc'));
+    const reg = cluster.root!.registration!;
+    const res = await fetch(`${r}/api/v1/clusters/revc/revoke`, { method: 'POST', headers: admin, body: '{}' });
+    assert.equal(res.status, 200, await res.text());
+    assert.deepEqual(await active(), [], 'inactive at once: nothing is placed there');
+    // Its token is refused, and the join key no longer lets its name back in.
+    const report = await fetch(`${r}/api/internal/clusters/${reg.cluster_id}/report`, {
+      method: 'POST', headers: { authorization: `Bearer ${reg.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ free: { vcpus: 1, memory_mb: 1 }, workers_active: 0 }),
+    });
+    assert.equal(report.status, 401);
+    const again = await fetch(`${r}/api/internal/clusters/register`, {
+      method: 'POST', headers: { authorization: 'Bearer ck', 'content-type': 'application/json' }, body: JSON.stringify({ name: 'revc', location: '', api_url: st.apiUrl }),
+    });
+    assert.equal(again.status, 403);
+    // The cluster keeps reporting (every second here) and re-registering: still inactive after that.
+    await new Promise((res2) => setTimeout(res2, 3000));
+    assert.deepEqual(await active(), []);
+  } finally {
+    await st.close();
+  }
+});

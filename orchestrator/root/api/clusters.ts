@@ -28,6 +28,21 @@ export function clusterRoutes(app: FastifyInstance, ctx: ApiContext): void {
     await caller(ctx, req);
     return ctx.clusters.list().filter((c) => ctx.clusters.isActive(c)).map(view);
   });
+  // `canopy cluster revoke`: its token stops working now and its name may not register again.
+  app.post<{ Params: { id: string } }>(`${API_V1}/clusters/:id/revoke`, {
+    schema: {
+      tags: ['clusters'], summary: 'Revoke a cluster (admins only): its token is refused from now on and its name may not register again', security: [{ bearer: [] }],
+      params: { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } },
+    },
+  }, async (req) => {
+    const who = await caller(ctx, req);
+    if (who.role !== 'admin') throw new ApiError(403, 'only admins revoke clusters');
+    const c = ctx.clusters.list().find((x) => x.id === req.params.id || x.name === req.params.id);
+    if (!c) throw new ApiError(404, `no cluster ${req.params.id}`);
+    ctx.clusters.revoke(c.id);
+    ctx.log.warn('cluster revoked', { cluster: c.name, cluster_id: c.id, by: who.username });
+    return { revoked: c.name, cluster_id: c.id };
+  });
   // `canopy worker revoke`: the worker's cluster cuts it off (credentials, session, peers, instances).
   app.post<{ Params: { worker: string }; Querystring: { cluster?: string } }>(`${API_V1}/workers/:worker/revoke`, {
     schema: {

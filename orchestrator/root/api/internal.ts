@@ -36,6 +36,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
     }
     if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) errors.push({ path: '/api_url', message: 'must be an http(s) URL' });
     if (errors.length) throw new ApiError(422, 'invalid registration', errors);
+    if (ctx.clusters.isRevoked(name)) throw new ApiError(403, `cluster ${name} was revoked`);
     const { record, rotated } = ctx.clusters.register(name, req.body.location ?? '', api_url);
     ctx.log.info(rotated ? 'cluster re-registered' : 'cluster registered', { cluster: name, cluster_id: record.id, api_url });
     return reply.code(rotated ? 200 : 201).send({ cluster_id: record.id, token: record.token, overlay_tunnel: ctx.overlayTunnel });
