@@ -2,8 +2,10 @@
 // passes through the store, so the feed is taken there: the store's writing methods are wrapped once,
 // at start, and each write is announced after it is made. The domain code (instances, catalog,
 // clusters) stays unaware of the dashboard, and no change can be missed by a code path that forgot
-// to emit. Writes inside a transaction are announced before it commits; listeners run synchronously
-// in the same tick, and anything they trigger (a browser's refetch) arrives after the commit.
+// to emit. Writes inside a transaction are announced before it commits; a browser's refetch they
+// trigger goes through the network and waits for the commit (SQLite: the store's lock; PostgreSQL:
+// it reads committed data, and a later event follows). Events made by other root replicas arrive
+// through the database (notify.ts).
 import { EventEmitter } from 'node:events';
 import type { InstanceRecord, RootStore } from './store.ts';
 
@@ -26,16 +28,16 @@ export class RootEvents extends EventEmitter<{ event: [RootEvent] }> {
 /** Wraps `store`'s writing methods so that each write is announced on the returned feed. */
 export function watchStore(store: RootStore): RootEvents {
   const events = new RootEvents();
-  const ownerOfService = (id: string): string | null => store.service(id)?.owner ?? null;
-  const instance = (i: InstanceRecord): void => {
+  const instance = async (i: InstanceRecord): Promise<void> => {
     if (events.listenerCount('event') === 0) return;
-    events.emit('event', { type: 'instance', owner: ownerOfService(i.service_id), service_id: i.service_id, instance_n: i.n, state: i.state, reason: i.reason, ts: Date.now() });
+    const owner = (await store.service(i.service_id).catch(() => undefined))?.owner ?? null;
+    events.emit('event', { type: 'instance', owner, service_id: i.service_id, instance_n: i.n, state: i.state, reason: i.reason, ts: Date.now() });
   };
-  const after = <K extends keyof RootStore>(name: K, announce: (...args: Parameters<Extract<RootStore[K], (...a: never[]) => unknown>>) => void): void => {
-    const original = (store[name] as (...a: unknown[]) => unknown).bind(store);
-    (store as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => {
-      const result = original(...args);
-      announce(...(args as Parameters<Extract<RootStore[K], (...a: never[]) => unknown>>));
+  const after = <K extends keyof RootStore>(name: K, announce: (...args: Parameters<Extract<RootStore[K], (...a: never[]) => unknown>>) => void | Promise<void>): void => {
+    const original = (store[name] as (...a: unknown[]) => Promise<unknown>).bind(store);
+    (store as unknown as Record<string, unknown>)[name] = async (...args: unknown[]) => {
+      const result = await original(...args);
+      await announce(...(args as Parameters<Extract<RootStore[K], (...a: never[]) => unknown>>));
       return result;
     };
   };

@@ -40,11 +40,12 @@ export interface ViewSources {
   /** The retry schedule of an unplaced instance (undefined when it has none). */
   retry(i: InstanceRecord): { retries: number; last_retry?: number | null; next_retry?: number | null } | undefined;
   /** Whether some cluster could ever run it (placeable.ts). */
-  placeability(i: InstanceRecord): { placeable: boolean; unplaceable_reason?: string };
+  placeability(i: InstanceRecord): Promise<{ placeable: boolean; unplaceable_reason?: string }>;
 }
 
-export function instanceView(i: InstanceRecord, from: ViewSources): InstanceView {
+export async function instanceView(i: InstanceRecord, from: ViewSources): Promise<InstanceView> {
   const r = from.retry(i);
+  const [events, placeable] = await Promise.all([from.store.instanceEvents(i.service_id, i.n), from.placeability(i)]);
   const iso = (t: number | null | undefined): string | null => (typeof t === 'number' ? new Date(t).toISOString() : null);
   return {
     instance_n: i.n,
@@ -62,7 +63,7 @@ export function instanceView(i: InstanceRecord, from: ViewSources): InstanceView
     retries: r?.retries ?? 0,
     last_retry: iso(r?.last_retry),
     next_retry: iso(r?.next_retry),
-    history: from.store.instanceEvents(i.service_id, i.n).map((e) => ({ ...e, ts: new Date(e.ts).toISOString() })),
-    ...from.placeability(i),
+    history: events.map((e) => ({ ...e, ts: new Date(e.ts).toISOString() })),
+    ...placeable,
   };
 }

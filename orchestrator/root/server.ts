@@ -18,7 +18,7 @@ import { internalRoutes } from './api/internal.ts';
 import { oakestraRoutes } from './oakestra/routes.ts';
 import { Catalog } from './catalog.ts';
 import { CLUSTER_SILENCE_MS, ClusterRegistry } from './clusters.ts';
-import { ApiError } from './errors.ts';
+import { ApiError, storeErrorStatus } from './errors.ts';
 import { watchStore } from './events.ts';
 import { InstanceManager } from './instances.ts';
 import { Metrics } from './metrics.ts';
@@ -87,18 +87,18 @@ export class RootServer {
     const app = Fastify({ logger: false, routerOptions: { ignoreTrailingSlash: true }, bodyLimit: opts.bodyLimit ?? 1 << 20, ajv: { customOptions: { allErrors: true } } });
     try {
       // The plan first: a bad flag must fail before any secret is generated and shown.
-      const addresses = new AddressAllocator(store, { ...DEFAULT_PLAN, ...opts.plan });
+      const addresses = await new AddressAllocator(store, { ...DEFAULT_PLAN, ...opts.plan }).load();
       const users = new Users(store);
-      const boot = users.bootstrap(opts.adminPassword);
+      const boot = await users.bootstrap(opts.adminPassword);
       if (boot.generated) announce(`canopy root: created user admin with password ${boot.generated} (shown once; set CANOPY_ADMIN_PASSWORD to choose it)`);
-      else if (!boot.created && opts.adminPassword && !users.login('admin', opts.adminPassword)) {
+      else if (!boot.created && opts.adminPassword && !(await users.login('admin', opts.adminPassword))) {
         log.warn('admin exists with another password; CANOPY_ADMIN_PASSWORD applies only on the first start');
       }
 
-      const secrets = loadSecrets(store, opts.clusterKey, announce);
+      const secrets = await loadSecrets(store, opts.clusterKey, announce);
 
       const metrics = new Metrics();
-      clusters = new ClusterRegistry(store, Date.now, opts.clusterSilenceMs ?? CLUSTER_SILENCE_MS);
+      clusters = await new ClusterRegistry(store, Date.now, opts.clusterSilenceMs ?? CLUSTER_SILENCE_MS).load();
       instances = new InstanceManager(store, addresses, clusters, log, metrics);
       const catalog = new Catalog(store, addresses, instances);
       const inst = instances;
@@ -135,6 +135,11 @@ export class RootServer {
       });
       app.setErrorHandler((err: FastifyError | ApiError | AddressSpaceExhausted, req, reply) => {
         if (err instanceof ApiError) return reply.code(err.status).send({ error: err.message, errors: err.errors });
+        const mapped = storeErrorStatus(err);
+        if (mapped) {
+          if (mapped.status >= 500) log.warn('request failed: store unavailable', { method: req.method, url: req.url, error: (err as Error).message });
+          return reply.code(mapped.status).send({ error: mapped.message, errors: [{ path: '', message: mapped.message }] });
+        }
         if (err instanceof AddressSpaceExhausted) {
           log.error('address space exhausted', { method: req.method, url: req.url, error: err.message });
           return reply.code(503).send({ error: err.message, errors: [{ path: '', message: err.message }] });
@@ -179,21 +184,21 @@ export class RootServer {
       await app.register(oakestraRoutes(ctx));
       dashboardRoutes(app, ctx, { events, workerApi: opts.workerApi ?? (() => undefined) });
       app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
-        reply.type('text/plain; version=0.0.4').send(metrics.render()));
+        reply.type('text/plain; version=0.0.4').send(await metrics.render()));
 
       const host = opts.host ?? '127.0.0.1';
       await app.listen({ host, port: opts.port ?? 10000 });
       const addr = app.server.address();
       const port = typeof addr === 'object' && addr ? addr.port : opts.port;
       const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-      instances.resume();
+      await instances.resume();
       log.info('root ready', { url, data: opts.dataDir, clusters: clusters.list().length });
       return new RootServer(app, store, clusters, instances, url, log);
     } catch (err) {
       await app.close().catch(() => undefined);
       await instances?.close();
       clusters?.close();
-      store.close();
+      await store.close();
       throw err;
     }
   }
@@ -202,7 +207,7 @@ export class RootServer {
     await this.app.close();
     await this.instances.close();
     this.clusters.close();
-    this.store.close();
+    await this.store.close();
     this.log.info('root stopped');
   }
 }
