@@ -50,6 +50,8 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
   /** Parsed once: views() runs for every scheduling decision. */
   private readonly locations = new Map<string, Location | null>();
   private readonly timer: NodeJS.Timeout;
+  /** Told after each registration and report is stored (the other root replicas refresh from the store). */
+  changed: (id: string) => Promise<void> = async () => undefined;
 
   constructor(
     private readonly store: RootStore,
@@ -86,7 +88,8 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
     const mine = this.byId.get(id);
     if (mine && mine.token === c.token && mine.last_seen >= c.last_seen) return;
     const prev = mine?.aggregate ?? null;
-    if (mine && mine.token !== c.token) this.reserved.delete(id);
+    // A newer report shows what the cluster really has: what was promised before is in it.
+    if (!mine || mine.token !== c.token || c.last_seen > mine.last_seen) this.reserved.delete(id);
     this.remember(c);
     if (this.isActive(c)) {
       const wasActive = this.wasActive.get(id) === true;
@@ -137,6 +140,7 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
       aggregate: existing?.aggregate ?? null,
     };
     await this.store.upsertCluster(record);
+    await this.changed(record.id);
     this.remember(record);
     this.reserved.delete(record.id);
     // 'active' waits for the first report: before it root knows nothing the scheduler could use.
@@ -167,6 +171,7 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
     c.aggregate = aggregate;
     this.reserved.delete(id);
     await this.store.touchCluster(id, c.last_seen, aggregate);
+    await this.changed(id);
     this.markSeen(c);
     // A cluster that just became active was announced as 'active' already.
     const grew = wasActive && prev ? roomGrowth(prev, aggregate) : [];

@@ -18,6 +18,9 @@ export type RootEvent =
   | { type: 'cluster'; cluster_id: string; ts: number };
 
 export class RootEvents extends EventEmitter<{ event: [RootEvent] }> {
+  /** An event another root replica made (set by watchStore). */
+  fromPeer: (e: RootEvent) => Promise<void> = async () => undefined;
+
   constructor() {
     super();
     // Each open dashboard is one listener; dozens are normal.
@@ -25,13 +28,25 @@ export class RootEvents extends EventEmitter<{ event: [RootEvent] }> {
   }
 }
 
-/** Wraps `store`'s writing methods so that each write is announced on the returned feed. */
-export function watchStore(store: RootStore): RootEvents {
+/**
+ * Wraps `store`'s writing methods so that each write is announced on the returned feed, and passed
+ * to `forward` (the other root replicas, replicas.ts) whether or not anyone here listens. An
+ * instance event is forwarded without its owner, which a replica with subscribers looks up itself
+ * (fromPeer).
+ */
+export function watchStore(store: RootStore, forward: (e: RootEvent) => void = () => undefined): RootEvents {
   const events = new RootEvents();
   const instance = async (i: InstanceRecord): Promise<void> => {
+    const e: RootEvent = { type: 'instance', owner: null, service_id: i.service_id, instance_n: i.n, state: i.state, reason: i.reason, ts: Date.now() };
+    forward(e);
     if (events.listenerCount('event') === 0) return;
-    const owner = (await store.service(i.service_id).catch(() => undefined))?.owner ?? null;
-    events.emit('event', { type: 'instance', owner, service_id: i.service_id, instance_n: i.n, state: i.state, reason: i.reason, ts: Date.now() });
+    e.owner = (await store.service(i.service_id).catch(() => undefined))?.owner ?? null;
+    events.emit('event', e);
+  };
+  events.fromPeer = async (e: RootEvent): Promise<void> => {
+    if (events.listenerCount('event') === 0) return;
+    if (e.type === 'instance' && e.owner === null) e.owner = (await store.service(e.service_id).catch(() => undefined))?.owner ?? null;
+    events.emit('event', e);
   };
   const after = <K extends keyof RootStore>(name: K, announce: (...args: Parameters<Extract<RootStore[K], (...a: never[]) => unknown>>) => void | Promise<void>): void => {
     const original = (store[name] as (...a: unknown[]) => Promise<unknown>).bind(store);
@@ -44,7 +59,9 @@ export function watchStore(store: RootStore): RootEvents {
   after('insertInstance', (i) => instance(i));
   after('updateInstance', (i) => instance(i));
   const catalog = (owner: string | null): void => {
-    if (events.listenerCount('event') > 0) events.emit('event', { type: 'catalog', owner, ts: Date.now() });
+    const e: RootEvent = { type: 'catalog', owner, ts: Date.now() };
+    forward(e);
+    if (events.listenerCount('event') > 0) events.emit('event', e);
   };
   after('insertApplication', (a) => catalog(a.owner));
   after('updateApplication', (a) => catalog(a.owner));
@@ -54,7 +71,9 @@ export function watchStore(store: RootStore): RootEvents {
   after('updateService', (s) => catalog(s.owner));
   after('deleteService', () => catalog(null));
   const cluster = (id: string): void => {
-    if (events.listenerCount('event') > 0) events.emit('event', { type: 'cluster', cluster_id: id, ts: Date.now() });
+    const e: RootEvent = { type: 'cluster', cluster_id: id, ts: Date.now() };
+    forward(e);
+    if (events.listenerCount('event') > 0) events.emit('event', e);
   };
   after('upsertCluster', (c) => cluster(c.id));
   after('touchCluster', (id) => cluster(id));

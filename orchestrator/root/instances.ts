@@ -17,6 +17,7 @@ import { rankClusters, summarizeRejections, type InstanceDemand, type NearTarget
 import { placeability } from './placeable.ts';
 import type { ClusterRecord, InstanceEvent, InstanceRecord, RootStore, ServiceRecord } from './store.ts';
 import type { Connectivity } from '../descriptor/types.ts';
+import { SoloCoordinator, type Coordinator } from './replicas.ts';
 
 /** The service was deleted while an instance of it was being created. */
 export class ServiceGone extends Error {
@@ -49,6 +50,8 @@ export class InstanceManager {
   private readonly countRetryPass: (l?: Record<string, string>) => void;
   private readonly countRetryAttempt: (l?: Record<string, string>) => void;
   private readonly countRetryPlaced: (l?: Record<string, string>) => void;
+  /** Who leads among root's replicas: only the leader schedules and retries. */
+  private readonly coordinator: Coordinator;
   /** Retry states being written, in order. */
   private saving: Promise<void> = Promise.resolve();
 
@@ -58,9 +61,10 @@ export class InstanceManager {
     private readonly clusters: ClusterRegistry,
     private readonly log: Logger,
     metrics: Metrics,
-    o: { retryClock?: RetryClock; retryBaseMs?: number; retryMaxMs?: number; link?: ClusterLink } = {},
+    o: { retryClock?: RetryClock; retryBaseMs?: number; retryMaxMs?: number; link?: ClusterLink; coordinator?: Coordinator } = {},
   ) {
     this.link = o.link ?? httpClusterLink;
+    this.coordinator = o.coordinator ?? new SoloCoordinator();
     this.routes = new RouteService(store, clusters, this.link, log);
     this.peers = new RemotePeerService(store, clusters, this.link, log,
       metrics.counter('canopy_root_peer_pushes_total', 'Pushes of remote tunnel peers to clusters, by outcome'));
@@ -116,7 +120,10 @@ export class InstanceManager {
   /** Moves an instance to `to` if the lifecycle allows it; records the event. */
   private async transition(i: InstanceRecord, to: InstanceState, reason: string, ts = Date.now(), patch: Partial<InstanceRecord> = {}): Promise<boolean> {
     if (i.state !== to && !canTransition(i.state, to)) return false;
-    if (i.state === 'RUNNING' || to === 'RUNNING') this.peers.invalidate();
+    if (i.state === 'RUNNING' || to === 'RUNNING') {
+      this.peers.invalidate();
+      this.coordinator.hint({ kind: 'peers' });
+    }
     Object.assign(i, patch);
     const changed = i.state !== to;
     i.state = to;
@@ -152,17 +159,27 @@ export class InstanceManager {
       };
       await this.store.insertInstance(i);
       await this.store.addInstanceEvent(s.id, n, { state: 'REQUESTED', reason, ts: now });
+      // A follower hands the instance to the leader, on commit. With no leader for a moment (it
+      // died), the next one finds it REQUESTED when it takes over (resume).
+      if (!this.coordinator.isLeader()) await this.coordinator.publish({ kind: 'schedule', service_id: s.id, n });
       return i;
     });
     this.countTransition({ state: 'REQUESTED' });
-    this.startScheduling(s.id, inst.n);
+    if (this.coordinator.isLeader()) this.startScheduling(s.id, inst.n);
     return inst;
+  }
+
+  /** A follower created instance n of a service: the leader schedules it. */
+  scheduleFromPeer(serviceId: string, n: number, retry = false): void {
+    if (!this.coordinator.isLeader()) return;
+    if (retry) this.retry.adopt(keyOf(serviceId, n));
+    else this.startScheduling(serviceId, n);
   }
 
   /** Starts a scheduling run unless one is in flight for the instance (then false): never two at once. */
   private startScheduling(serviceId: string, n: number, cause?: string): boolean {
     const key = keyOf(serviceId, n);
-    if (this.closed || this.inflight.has(key)) return false;
+    if (this.closed || this.inflight.has(key) || !this.coordinator.isLeader()) return false;
     const token = this.retry.begin(key);
     const retry = this.retry.isRetry(key);
     if (retry) this.countRetryAttempt();
@@ -299,7 +316,7 @@ export class InstanceManager {
    * cluster): every unplaced instance gets another run soon; a burst of calls makes one pass.
    */
   retryUnplaced(kind: TriggerKind, cause: string): void {
-    this.retry.trigger(kind, cause);
+    if (this.coordinator.isLeader()) this.retry.trigger(kind, cause);
   }
 
   /**
@@ -390,7 +407,10 @@ export class InstanceManager {
       if (before !== JSON.stringify([i.state, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint])) changed.add(i.service_id);
       if (wasPlaced && !isPlaced(i.state)) left.push(`instance ${i.n} of service ${i.service_id} left cluster ${c.name} (${i.state})`);
       // The cluster could not keep it (its worker failed and no other had room): root retries it too.
-      if (isRetryable(i.state)) this.retry.adopt(keyOf(i.service_id, i.n));
+      if (isRetryable(i.state)) {
+        if (this.coordinator.isLeader()) this.retry.adopt(keyOf(i.service_id, i.n));
+        else await this.coordinator.publish({ kind: 'schedule', service_id: i.service_id, n: i.n, retry: true });
+      }
     }
     if (left.length) this.retryUnplaced('instance_left', left.join('; '));
     for (const id of changed) await this.routes.pushIfInterested(id, c.id);
