@@ -143,14 +143,12 @@ export class InstanceManager {
   /** Creates instance n of a service (REQUESTED, with its instance IPs) and starts scheduling it. */
   async deploy(s: ServiceRecord, reason: string): Promise<InstanceRecord> {
     const now = Date.now();
+    // One atomic statement, committed at once: replicas deploying the same service at once get
+    // different numbers without waiting for each other's transactions.
+    const n = await this.store.takeInstanceNumber(s.id);
+    if (n === undefined) throw new ServiceGone(s.id);
+    s.next_n = n + 1;
     const inst = await this.store.transaction(async () => {
-      // Locked: two replicas deploying the same service at once number their instances one after the other.
-      const fresh = await this.store.serviceForUpdate(s.id);
-      if (!fresh) throw new ServiceGone(s.id);
-      const n = fresh.next_n;
-      fresh.next_n = n + 1;
-      await this.store.updateService(fresh);
-      s.next_n = fresh.next_n;
       const i: InstanceRecord = {
         service_id: s.id, n, state: 'REQUESTED', reason, cluster_id: null, worker_id: null,
         instance_ip: await this.addresses.allocate(4, 'instance', s.id, n),

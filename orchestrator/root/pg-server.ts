@@ -4,7 +4,7 @@
 // Only loopback TCP on a port of its own and a socket in its own folder: it never meets the
 // machine's own PostgreSQL, if there is one.
 import { execFile, execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { userInfo } from 'node:os';
@@ -83,6 +83,29 @@ export async function startLocalPostgres(dir: string, port: number): Promise<Loc
     await admin.end();
   }
   return { dir, port, url };
+}
+
+/** The same, synchronously (for `canopy down`); a server that will not stop is killed by its pid file. */
+export function stopLocalPostgresSync(dir: string): void {
+  const data = join(dir, 'data');
+  const pidFile = join(data, 'postmaster.pid');
+  if (!existsSync(pidFile)) return;
+  const bin = pgBinDir();
+  const asUser = userInfo().uid === 0 ? 'postgres' : null;
+  try {
+    if (!bin) throw new Error('pg_ctl not installed');
+    const args = ['-D', data, '-m', 'fast', '-w', '-t', '30', 'stop'];
+    if (asUser) execFileSync('runuser', ['-u', asUser, '--', join(bin, 'pg_ctl'), ...args], { stdio: 'ignore', timeout: 40_000 });
+    else execFileSync(join(bin, 'pg_ctl'), args, { stdio: 'ignore', timeout: 40_000 });
+  } catch (err) {
+    const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+    if (Number.isInteger(pid) && pid > 1) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch { /* gone */ }
+    }
+    throw err;
+  }
 }
 
 /** Stops the server in `dir` (fast shutdown: open connections are cut). */

@@ -74,7 +74,7 @@ export class PgStore extends SqlStore {
    * StoreUnavailable, naming the server, when it cannot be reached.
    */
   static async open(url: string, o: { max?: number } = {}): Promise<PgStore> {
-    const pool = new pg.Pool({ connectionString: url, max: o.max ?? 10, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, types, application_name: 'canopy-root' });
+    const pool = new pg.Pool({ connectionString: url, max: o.max ?? 16, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, types, application_name: 'canopy-root' });
     const store = new PgStore(pool, url);
     try {
       await store.migrate();

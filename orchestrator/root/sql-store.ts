@@ -102,6 +102,10 @@ export abstract class SqlStore implements RootStore {
     const r = await this.one(`SELECT * FROM services WHERE id = ?${this.forUpdate}`, [id]);
     return r && service(r);
   }
+  async takeInstanceNumber(serviceId: string): Promise<number | undefined> {
+    const r = await this.one('UPDATE services SET next_n = next_n + 1 WHERE id = ? RETURNING next_n', [serviceId]);
+    return r === undefined ? undefined : Number(r.next_n) - 1;
+  }
   async listServices(appId: string): Promise<ServiceRecord[]> {
     return (await this.all('SELECT * FROM services WHERE app_id = ? ORDER BY created_at, rowid', [appId])).map(service);
   }
@@ -110,8 +114,9 @@ export abstract class SqlStore implements RootStore {
   }
   async updateService(s: ServiceRecord): Promise<void> {
     await this.run(
-      `UPDATE services SET name = ?, namespace = ?, spec = ?, rr_ip = ?, rr_ip_v6 = ?, closest_ip = ?, closest_ip_v6 = ?, next_n = ? WHERE id = ?`,
-      [s.name, s.namespace, JSON.stringify(s.spec), s.rr_ip, s.rr_ip_v6, s.closest_ip, s.closest_ip_v6, s.next_n, s.id],
+      // next_n is not written: takeInstanceNumber alone moves it, so a record read earlier cannot undo a deploy.
+      `UPDATE services SET name = ?, namespace = ?, spec = ?, rr_ip = ?, rr_ip_v6 = ?, closest_ip = ?, closest_ip_v6 = ? WHERE id = ?`,
+      [s.name, s.namespace, JSON.stringify(s.spec), s.rr_ip, s.rr_ip_v6, s.closest_ip, s.closest_ip_v6, s.id],
     );
   }
   async deleteService(id: string): Promise<void> {

@@ -145,8 +145,15 @@ export interface RootStore {
 
   insertService(s: ServiceRecord): Promise<void>;
   service(id: string): Promise<ServiceRecord | undefined>;
-  /** The service, locked until the transaction ends (next_n is read and bumped under it). */
+  /** The service, locked until the transaction ends. */
   serviceForUpdate(id: string): Promise<ServiceRecord | undefined>;
+  /** Writes name, namespace, spec and policy addresses (never next_n: see takeInstanceNumber). */
+  /**
+   * Takes the service's next instance number in one atomic statement (undefined: no such service).
+   * Outside any transaction it commits at once, so concurrent deploys of one service do not wait for
+   * each other's whole transaction; a deploy that fails afterwards leaves a gap in the numbers.
+   */
+  takeInstanceNumber(serviceId: string): Promise<number | undefined>;
   listServices(appId: string): Promise<ServiceRecord[]>;
   allServices(): Promise<ServiceRecord[]>;
   updateService(s: ServiceRecord): Promise<void>;

@@ -64,9 +64,22 @@ export class Users {
     return this.store.listUsers();
   }
 
-  byId(id: string): Promise<UserRecord | undefined> {
-    return this.store.userById(id);
+  /**
+   * Every authenticated request asks: found users are kept a few seconds (users are never deleted,
+   * and a token names its user by id, so a stale entry can only be a stale password hash, unused here).
+   */
+  async byId(id: string): Promise<UserRecord | undefined> {
+    const hit = this.recent.get(id);
+    if (hit && hit.until > Date.now()) return hit.user;
+    const user = await this.store.userById(id);
+    if (user) {
+      if (this.recent.size > 1000) this.recent.clear();
+      this.recent.set(id, { user, until: Date.now() + 5000 });
+    }
+    return user;
   }
+
+  private readonly recent = new Map<string, { user: UserRecord; until: number }>();
 }
 
 const DUMMY = hashPassword(randomBytes(8).toString('hex'));

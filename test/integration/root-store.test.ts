@@ -100,23 +100,33 @@ function storeSuite(kind: string, open: () => Promise<RootStore>, reopen: () => 
     }
   });
 
-  test(`${kind}: concurrent deploy transactions number instances one after the other; allocators never share an address`, async () => {
+  test(`${kind}: concurrent deploys take distinct instance numbers; allocators never share an address; a locked row waits`, async () => {
     const store = await open();
     try {
       await seed(store);
       await store.insertService(svc('s1'));
       // Two allocators over one database stand for two root replicas (each has its own cursor).
       const allocators = [await new AddressAllocator(store).load(), await new AddressAllocator(store).load()];
-      const made = await Promise.all(Array.from({ length: 40 }, (_, k) => store.transaction(async () => {
-        const s = (await store.serviceForUpdate('s1'))!;
-        const n = s.next_n;
-        await store.updateService({ ...s, next_n: n + 1 });
-        const ip = await allocators[k % 2]!.allocate(4, 'instance', 's1', n);
+      const made = await Promise.all(Array.from({ length: 40 }, async (_, k) => {
+        const n = (await store.takeInstanceNumber('s1'))!;
+        const ip = await store.transaction(() => allocators[k % 2]!.allocate(4, 'instance', 's1', n));
         return { n, ip };
-      })));
+      }));
       assert.deepEqual(made.map((m) => m.n).sort((x, y) => x - y), Array.from({ length: 40 }, (_, k) => k));
       assert.equal(new Set(made.map((m) => m.ip)).size, 40, 'no address handed out twice');
       assert.equal((await store.service('s1'))?.next_n, 40);
+      await store.updateService({ ...svc('s1'), name: 'renamed' });
+      assert.equal((await store.service('s1'))?.next_n, 40, 'an update from an older record keeps the counter');
+      assert.equal(await store.takeInstanceNumber('nope'), undefined);
+      // Rows read FOR UPDATE are taken one transaction after the other.
+      const order: string[] = [];
+      await Promise.all(['x', 'y'].map((tag) => store.transaction(async () => {
+        await store.serviceForUpdate('s1');
+        order.push(`${tag} in`);
+        await new Promise((r) => setTimeout(r, 30));
+        order.push(`${tag} out`);
+      })));
+      assert.deepEqual(order, ['x in', 'x out', 'y in', 'y out']);
     } finally {
       await store.close();
     }
