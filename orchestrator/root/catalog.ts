@@ -383,7 +383,7 @@ export class Catalog {
       if (err instanceof ServiceGone) throw notFound(`service ${id}`);
       throw err;
     });
-    return this.instances.view(i);
+    return this.instances.view(i, { spec: s.spec, history: [{ state: 'REQUESTED', reason: i.reason, ts: i.created_at }] });
   }
 
   async undeployInstance(caller: Caller, id: string, n: number): Promise<InstanceView> {

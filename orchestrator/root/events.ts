@@ -58,6 +58,11 @@ export function watchStore(store: RootStore, forward: (e: RootEvent) => void = (
   };
   after('insertInstance', (i) => instance(i));
   after('updateInstance', (i) => instance(i));
+  // The SQLite versions call the two above (announced there); PostgreSQL's write in one statement.
+  if (store.kind === 'postgres') {
+    after('createInstance', (i) => instance(i));
+    after('recordTransition', (i) => instance(i));
+  }
   const catalog = (owner: string | null): void => {
     const e: RootEvent = { type: 'catalog', owner, ts: Date.now() };
     forward(e);

@@ -108,12 +108,14 @@ export class InstanceManager {
     await this.saving;
   }
 
-  view(i: InstanceRecord): Promise<InstanceView> {
+  /** `known`: what the caller has at hand already (a fresh instance's service and history), not read again. */
+  view(i: InstanceRecord, known?: { spec: ServiceRecord['spec']; history: InstanceEvent[] }): Promise<InstanceView> {
     return instanceView(i, {
       store: this.store,
+      history: known?.history,
       clusterName: (id) => this.clusters.get(id)?.name,
       retry: (r) => (isRetryable(r.state) ? this.retry.info(keyOf(r.service_id, r.n)) : undefined),
-      placeability: async (r) => placeability(r.state === 'REQUESTED' || isRetryable(r.state) ? (await this.store.service(r.service_id))?.spec : undefined, this.clusters),
+      placeability: async (r) => placeability(r.state === 'REQUESTED' || isRetryable(r.state) ? (known?.spec ?? (await this.store.service(r.service_id))?.spec) : undefined, this.clusters),
     });
   }
 
@@ -129,10 +131,7 @@ export class InstanceManager {
     i.state = to;
     i.reason = reason;
     i.updated_at = ts;
-    await this.store.transaction(async () => {
-      await this.store.updateInstance(i);
-      if (changed) await this.store.addInstanceEvent(i.service_id, i.n, { state: to, reason, ts } satisfies InstanceEvent);
-    });
+    await this.store.recordTransition(i, changed ? { state: to, reason, ts } satisfies InstanceEvent : undefined);
     if (changed) {
       this.countTransition({ state: to });
       this.log.info('instance state', { service_id: i.service_id, n: i.n, state: to, reason });
@@ -155,8 +154,7 @@ export class InstanceManager {
         instance_ip_v6: await this.addresses.allocate(6, 'instance', s.id, n),
         ns_ip: null, ns_ip_v6: null, tunnel_endpoint: null, created_at: now, updated_at: now,
       };
-      await this.store.insertInstance(i);
-      await this.store.addInstanceEvent(s.id, n, { state: 'REQUESTED', reason, ts: now });
+      await this.store.createInstance(i, { state: 'REQUESTED', reason, ts: now });
       // A follower hands the instance to the leader, on commit. With no leader for a moment (it
       // died), the next one finds it REQUESTED when it takes over (resume).
       if (!this.coordinator.isLeader()) await this.coordinator.publish({ kind: 'schedule', service_id: s.id, n });
@@ -205,14 +203,13 @@ export class InstanceManager {
     // A connectivity target deployed in the same breath is still being placed: wait for it, so this
     // instance is ranked by where the target went. Only runs started before this one are waited on
     // (this part runs before this run is registered), so two services near each other cannot deadlock.
-    let s = await this.store.service(serviceId);
+    let [s, i] = await Promise.all([this.store.service(serviceId), this.store.instance(serviceId, n)]);
     const targets = new Set(s?.spec.connectivity.map((c) => c.target_microservice_id));
     const earlier = [...this.inflight].filter(([k]) => targets.has(splitKey(k)[0])).map(([, run]) => run);
     if (earlier.length > 0) {
       await Promise.allSettled(earlier);
-      s = await this.store.service(serviceId);
+      [s, i] = await Promise.all([this.store.service(serviceId), this.store.instance(serviceId, n)]);
     }
-    const i = await this.store.instance(serviceId, n);
     if (!s || !i) return 'gone';
     if (i.state !== 'REQUESTED' && !isRetryable(i.state)) return isPlaced(i.state) ? 'placed' : 'gone';
     const spec = s.spec;

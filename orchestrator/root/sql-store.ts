@@ -150,6 +150,19 @@ export abstract class SqlStore implements RootStore {
       [i.state, i.reason, i.cluster_id, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint, i.updated_at, i.service_id, i.n],
     );
   }
+  async createInstance(i: InstanceRecord, first: InstanceEvent): Promise<void> {
+    await this.transaction(async () => {
+      await this.insertInstance(i);
+      await this.addInstanceEvent(i.service_id, i.n, first);
+    });
+  }
+  async recordTransition(i: InstanceRecord, event?: InstanceEvent): Promise<void> {
+    if (!event) return this.updateInstance(i);
+    await this.transaction(async () => {
+      await this.updateInstance(i);
+      await this.addInstanceEvent(i.service_id, i.n, event);
+    });
+  }
   async listRetries(): Promise<RetryRecord[]> {
     return (await this.all('SELECT * FROM instance_retries', [])) as unknown as RetryRecord[];
   }

@@ -164,6 +164,10 @@ export interface RootStore {
   listInstances(serviceId: string): Promise<InstanceRecord[]>;
   instancesInState(states: InstanceState[]): Promise<InstanceRecord[]>;
   updateInstance(i: InstanceRecord): Promise<void>;
+  /** A new instance with its first history entry, atomically. */
+  createInstance(i: InstanceRecord, first: InstanceEvent): Promise<void>;
+  /** An instance's new state, with its history entry when the state changed, atomically. */
+  recordTransition(i: InstanceRecord, event?: InstanceEvent): Promise<void>;
   addInstanceEvent(serviceId: string, n: number, e: InstanceEvent): Promise<void>;
   instanceEvents(serviceId: string, n: number): Promise<InstanceEvent[]>;
   countInstancesByState(): Promise<Map<InstanceState, number>>;

@@ -212,6 +212,7 @@ test('a report that gives a worker its first RUNNING instance pushes the new pee
       transaction: <T>(f: () => T): T => f(),
       updateInstance: () => {},
       addInstanceEvent: () => {},
+      recordTransition: async () => {},
     } as unknown as RootStore;
     const m = new InstanceManager(store, {} as AddressAllocator, registry, memoryLogger(), new Metrics());
     // What everybody has been told already (e.g. by their last report answers).
