@@ -10,6 +10,7 @@ import type { ChildProcess } from 'node:child_process';
 import { Lab, type Host as LabHost } from '../lab/lab.ts';
 import { readSlaFixture } from './fixtures.ts';
 import { registryGuardArgs } from './registry-guard.ts';
+import { reapEmbeddedSync } from '../orchestrator/worker/container/embedded-reap.ts';
 
 export const REPO = join(import.meta.dirname, '..');
 const CANOPY = join(REPO, 'bin/canopy.js');
@@ -271,6 +272,8 @@ export class Deployment {
       }
       this.procs.delete(name);
     }
+    // A worker killed during the test (and not restarted) left its embedded containerd running.
+    for (const host of this.spec.workers) reapEmbeddedSync(join(this.dir, host));
     for (const w of this.workerIds) sweepWorker(w);
     rmSync(this.dir, { recursive: true, force: true });
   }

@@ -13,6 +13,7 @@ import { ipBatchForce, listNetnsSync, netnsPidsSync } from './iproute.ts';
 import { CANOPY_BIN, logTail, removeWorkerCgroups, spawnDetached, stopProcesses } from './processes.ts';
 import { isAlive, procRef } from '../proc.ts';
 import { STATE_VERSION, readState, writeState, type DeploymentState, type ProcessRecord } from '../client/deployment-state.ts';
+import { reapEmbeddedSync } from '../worker/container/embedded-reap.ts';
 
 export interface UpOptions {
   dir: string;
@@ -192,6 +193,9 @@ export function down(s: DeploymentState, o: { keepLogs?: boolean } = {}): DownRe
   const killed: string[] = [];
   for (const i of stopProcesses(s.workers.map((w) => w.process), 20_000)) killed.push(s.workers[i]!.name);
   for (const i of stopProcesses([s.cluster, s.root, s.dnsRelay ?? null], 5000)) killed.push(['cluster', 'root', 'dns relay'][i]!);
+  // A worker that was SIGKILLed left its embedded containerd (kept for re-adoption): stop it, its shims
+  // and its mounts properly before the data dir goes.
+  for (const w of s.workers) if (w.dataDir) killed.push(...reapEmbeddedSync(w.dataDir).map((x) => `${x} of ${w.name}`));
   // Anything else still running in a worker namespace (a daemon the state file missed).
   for (const w of s.workers) {
     for (const pid of netnsPidsSync(w.netns)) {
