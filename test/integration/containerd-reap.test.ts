@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmdirSync, rmSync, readdirSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { unavailable, needRoot, binaryMissing } from '../support/facility.ts';
-import { startRegistry, pushBusybox } from '../support/oci-registry.ts';
+import { startRegistry, pushBusybox } from '../../harness/oci-registry.ts';
 import { reapOrphanedEmbeddedSync, embeddedOwnerAlive } from '../../orchestrator/worker/container/embedded-reap.ts';
 import { reapEmbeddedSync } from '../../orchestrator/worker/container/embedded-reap.ts';
 

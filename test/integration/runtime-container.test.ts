@@ -19,7 +19,7 @@ import { NoNetwork } from '../../orchestrator/worker/net-seam.ts';
 import { memoryLogger } from '../../orchestrator/protocol/log.ts';
 import type { InstanceState } from '../../orchestrator/protocol/instance-states.ts';
 import type { DeployOrder, InstanceSpec } from '../../orchestrator/mqtt/messages.ts';
-import { startRegistry, pushBusybox, type TestRegistry } from '../support/oci-registry.ts';
+import { startRegistry, pushBusybox, type TestRegistry } from '../../harness/oci-registry.ts';
 import { guardEgress, probeEgress, type EgressGuard } from '../../harness/egress-guard.ts';
 
 const WORKER = `ct${process.pid}`;
@@ -188,6 +188,29 @@ test('a container past its memory is FAILED with the reason', async () => {
   await i.start();
   assert.equal(await until(i, ['FAILED', 'COMPLETED']), 'FAILED');
   assert.match(i.lifecycle.last.reason, /memory limit of 32 MB exceeded/);
+  await i.close();
+});
+
+test('a container that spins is held to its vcpus (the cgroup\'s own counters over a window)', async () => {
+  const rt = await runtimes();
+  // Two spinning processes: unlimited, they could take both cores; vcpus 0.2 allows a fifth of one.
+  const i = instance(rt, order(8, { vcpus: 0.2, cmd: ['sh', '-c', 'while :; do :; done & while :; do :; done'] }));
+  await i.start();
+  assert.equal(await until(i, ['RUNNING', 'FAILED']), 'RUNNING', JSON.stringify(i.lifecycle.history));
+  const cg = rt.sandbox.cgroup(i.key)!;
+  const stat = cgroups.version === 1 ? `/sys/fs/cgroup/cpu/${cg.rel}/cpu.stat` : `/sys/fs/cgroup/${cg.rel}/cpu.stat`;
+  const throttled = (): number => Number(/^nr_throttled (\d+)$/m.exec(readFileSync(stat, 'utf8'))?.[1] ?? NaN);
+  await new Promise((r) => setTimeout(r, 500)); // both loops started
+  const [u0, t0, w0] = [cg.cpuUsageNs(), throttled(), process.hrtime.bigint()];
+  await new Promise((r) => setTimeout(r, 4000));
+  const [u1, t1, w1] = [cg.cpuUsageNs(), throttled(), process.hrtime.bigint()];
+  // CPU time the group used per second of the window: a measurement, bounded from above only (a
+  // loaded machine gives it less, never more). Without the quota it would be ≥ 0.3 unless two other
+  // processes held both cores the whole time; the kernel's throttle count says the quota acted.
+  const cores = (u1 - u0) / Number(w1 - w0);
+  console.log(`# spinning container with vcpus 0.2: ${cores.toFixed(3)} cores, throttled ${t1 - t0} periods`);
+  assert.ok(t1 - t0 > 0, `the kernel throttled the group (nr_throttled ${t0} → ${t1})`);
+  assert.ok(cores <= 0.3, `held to its vcpus: ${cores.toFixed(3)} cores used`);
   await i.close();
 });
 
