@@ -59,13 +59,9 @@ let ctr: ((...args: string[]) => string) | undefined;
 function takeDown(): void {
   // The peer's and the cold pull's containerd namespace, then the deployment (which stops containerd).
   if (ctr) {
-    for (const id of ctr('containers', 'ls', '-q').split('\n').filter(Boolean)) {
-      spawnSync('ctr', ['-a', socketOf(), '-n', CTR_NS, 'tasks', 'kill', '-s', 'KILL', id]);
-      spawnSync('ctr', ['-a', socketOf(), '-n', CTR_NS, 'tasks', 'rm', '-f', id]);
-      spawnSync('ctr', ['-a', socketOf(), '-n', CTR_NS, 'containers', 'rm', id]);
-    }
-    for (const img of ctr('images', 'ls', '-q').split('\n').filter(Boolean)) spawnSync('ctr', ['-a', socketOf(), '-n', CTR_NS, 'images', 'rm', '--sync', img]);
-    spawnSync('ctr', ['-a', socketOf(), 'namespaces', 'rm', CTR_NS]);
+    try {
+      cleanCtrNamespace(ctr);
+    } catch { /* containerd already gone: its data dir goes with the deployment */ }
     // `ctr run` puts a container at /<namespace>/<id> in each hierarchy; runc removes only the leaf.
     for (const c of readdirSync('/sys/fs/cgroup')) {
       try { rmdirSync(join('/sys/fs/cgroup', c, CTR_NS)); } catch { /* not there */ }
@@ -73,6 +69,15 @@ function takeDown(): void {
   }
   const s = state ?? readState(join(tmp, 'state'));
   if (s) down(s);
+}
+function cleanCtrNamespace(ctr: (...args: string[]) => string): void {
+  for (const id of ctr('containers', 'ls', '-q').split('\n').filter(Boolean)) {
+    spawnSync('ctr', ['-a', socketOf(), '-n', CTR_NS, 'tasks', 'kill', '-s', 'KILL', id]);
+    spawnSync('ctr', ['-a', socketOf(), '-n', CTR_NS, 'tasks', 'rm', '-f', id]);
+    spawnSync('ctr', ['-a', socketOf(), '-n', CTR_NS, 'containers', 'rm', id]);
+  }
+  for (const img of ctr('images', 'ls', '-q').split('\n').filter(Boolean)) spawnSync('ctr', ['-a', socketOf(), '-n', CTR_NS, 'images', 'rm', '--sync', img]);
+  spawnSync('ctr', ['-a', socketOf(), 'namespaces', 'rm', CTR_NS]);
 }
 let socketOf = (): string => '';
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {

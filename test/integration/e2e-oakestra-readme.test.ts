@@ -29,10 +29,11 @@ import { labRegistry } from '../../harness/lab-registry.ts';
 import { socketPathFor } from '../../orchestrator/worker/container/embedded.ts';
 
 const CURL_STANDIN = `#!/bin/sh
-# curl stand-in: the URL is the last argument that is not an option; busybox wget fetches it.
+# curl stand-in: the URL is the last argument that is not an option; busybox wget fetches it
+# (under timeout: busybox 1.35's own wget -T crashes).
 url=""
 for a in "$@"; do case "$a" in -*) ;; *) url="$a" ;; esac; done
-exec wget -q -O - -T 5 "$url"
+exec timeout 5 wget -q -O - "$url"
 `;
 const PAGE = 'Welcome to nginx! (a busybox httpd stand-in)\n';
 
@@ -84,7 +85,7 @@ test('Oakestra\'s README descriptor, unchanged, through root with container imag
       const body = await poll(`${url} from the curl container`, async () => fromCurl(url) === PAGE, 30_000, 300).then(() => PAGE, () => fromCurl(url));
       if (body !== PAGE) {
         const diag = ctr(curlHost, 'tasks', 'exec', '--exec-id', `diag${n++}`, curlContainer!, 'sh', '-c',
-          `ip -o addr; ip route; cat /etc/resolv.conf; wget -O - -T 5 ${url} 2>&1; echo exit=$?`);
+          `ip -o addr; ip route; cat /etc/resolv.conf; timeout 5 wget -O - ${url} 2>&1; echo exit=$?`);
         t.diagnostic(`inside the curl container:\n${diag}`);
       }
       assert.equal(body, PAGE, `${url} from the curl container on ${curlHost} to nginx on ${nginxHost}`);

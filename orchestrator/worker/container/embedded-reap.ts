@@ -47,12 +47,21 @@ export function runningEmbedded(): string[] {
   return out;
 }
 
-/** The worker that last started or adopted this data dir's containerd is still running. */
+/**
+ * The worker that last started or adopted this data dir's containerd is still running. Without an
+ * owner record (a containerd started before workers wrote one) nothing says it is orphaned: kept.
+ */
 export function embeddedOwnerAlive(dataDir: string): boolean {
+  let text: string;
   try {
-    return isAlive(JSON.parse(readFileSync(join(resolve(dataDir, 'containerd'), OWNER_FILE), 'utf8')) as ProcRef);
+    text = readFileSync(join(resolve(dataDir, 'containerd'), OWNER_FILE), 'utf8');
   } catch {
-    return false;
+    return true;
+  }
+  try {
+    return isAlive(JSON.parse(text) as ProcRef);
+  } catch {
+    return false; // unreadable record: its writer is gone
   }
 }
 
