@@ -41,7 +41,7 @@ export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
       throw new ApiError(401, 'missing, invalid or expired refresh token: log in again');
     }
     if (req.user.typ !== 'refresh') throw new ApiError(401, 'not a refresh token');
-    const u = ctx.users.byId(req.user.sub);
+    const u = await ctx.users.byId(req.user.sub);
     if (!u) throw new ApiError(401, 'the user of this token no longer exists');
     const ttl = ctx.accessTtlS ?? ACCESS_TTL_S;
     return { token: app.jwt.sign({ sub: u.id, name: u.username, role: u.role }, { expiresIn: ttl }), username: u.username, role: u.role, expires_in: ttl };
@@ -69,14 +69,14 @@ export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (!USERNAME.test(username)) errors.push({ path: '/username', message: 'must be 1-64 of a-z 0-9 . _ - starting with a letter or digit' });
     if (req.body.password.length < MIN_PASSWORD) errors.push({ path: '/password', message: `must be at least ${MIN_PASSWORD} characters` });
     if (errors.length) throw new ApiError(422, 'invalid user', errors);
-    if (ctx.users.exists(username)) throw new ApiError(409, `user ${username} exists`, [{ path: '/username', message: 'is taken' }]);
-    const u = ctx.users.create(username, req.body.password, req.body.role ?? 'user');
+    if (await ctx.users.exists(username)) throw new ApiError(409, `user ${username} exists`, [{ path: '/username', message: 'is taken' }]);
+    const u = await ctx.users.create(username, req.body.password, req.body.role ?? 'user');
     return created(reply, { id: u.id, username: u.username, role: u.role });
   });
 
   app.get(`${API_V1}/users`, { schema: { tags: ['auth'], summary: 'List users (admins only)', security: [{ bearer: [] }] } }, async (req) => {
     const who = await caller(ctx, req);
     if (who.role !== 'admin') throw new ApiError(403, 'only admins list users');
-    return ctx.users.list().map((u) => ({ id: u.id, username: u.username, role: u.role, created_at: new Date(u.created_at).toISOString() }));
+    return (await ctx.users.list()).map((u) => ({ id: u.id, username: u.username, role: u.role, created_at: new Date(u.created_at).toISOString() }));
   });
 }

@@ -39,7 +39,7 @@ export function clusterRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (who.role !== 'admin') throw new ApiError(403, 'only admins revoke clusters');
     const c = ctx.clusters.list().find((x) => x.id === req.params.id || x.name === req.params.id);
     if (!c) throw new ApiError(404, `no cluster ${req.params.id}`);
-    ctx.clusters.revoke(c.id);
+    await ctx.clusters.revoke(c.id);
     ctx.log.warn('cluster revoked', { cluster: c.name, cluster_id: c.id, by: who.username });
     return { revoked: c.name, cluster_id: c.id };
   });

@@ -62,7 +62,7 @@ export async function throttledLogin(ctx: ApiContext, req: FastifyRequest, reply
     throw new ApiError(429, `too many failed logins; try again in ${v.retryAfterS} s`);
   }
   if (v.delayMs > 0) await new Promise((r) => setTimeout(r, v.delayMs));
-  const u = ctx.users.login(username, password);
+  const u = await ctx.users.login(username, password);
   if (u) ctx.loginThrottle.succeeded(username, req.ip);
   else ctx.loginThrottle.failed(username, req.ip);
   return u;
@@ -91,7 +91,7 @@ export function authenticate(ctx: ApiContext) {
     } catch {
       throw new ApiError(401, `missing or invalid token: log in at POST ${API_V1}/auth/login and send Authorization: Bearer <token>`);
     }
-    const u = ctx.users.byId(req.user.sub);
+    const u = await ctx.users.byId(req.user.sub);
     if (!u) throw new ApiError(401, 'the user of this token no longer exists');
     callers.set(req, { id: u.id, username: u.username, role: u.role });
   };
@@ -110,8 +110,8 @@ export function bearer(req: FastifyRequest): string {
 }
 
 /** The cluster named in the path, if the request carries its token; 401 otherwise. */
-export function clusterCaller(ctx: ApiContext, req: FastifyRequest<{ Params: { id: string } }>): ClusterRecord {
-  const c = ctx.clusters.authenticate(req.params.id, bearer(req));
+export async function clusterCaller(ctx: ApiContext, req: FastifyRequest<{ Params: { id: string } }>): Promise<ClusterRecord> {
+  const c = await ctx.clusters.authenticate(req.params.id, bearer(req));
   if (!c) throw new ApiError(401, 'missing or wrong cluster token for this cluster');
   return c;
 }

@@ -14,7 +14,7 @@ import { API_V1 } from './paths.ts';
 export async function readInstanceLogs(ctx: ApiContext, who: Caller, sid: string, n: number, stream: LogStream, bytes: number): Promise<string> {
   let service;
   try {
-    service = ctx.catalog.getService(who, sid);
+    service = await ctx.catalog.getService(who, sid);
   } catch (e) {
     // Another user's service is "not found" here (the rule for logs): its output must not
     // even confirm that it exists.
