@@ -54,7 +54,7 @@ test('canopy up --roots 2 --store postgres: two replicas over its own PostgreSQL
     '--dns-relay-port', String(base + 5), '--postgres-port', String(base + 6), '--dns-upstream', '127.0.0.1:9']);
   assert.equal(up.code, 0, up.out);
   assert.match(up.out, /postgres: Debian's PostgreSQL in \S+\/postgres, 127\.0\.0\.1:\d+/);
-  assert.match(up.out, /root replica 2 of 2: http:\/\//);
+  assert.match(up.out, /root replica 2 of 2: https:\/\//);
   const s = readState(dir)!;
   assert.equal(s.rootUrl.split(',').length, 2);
   assert.ok(s.postgres && existsSync(join(s.postgres.dir, 'data', 'PG_VERSION')), 'PostgreSQL lives in the state directory');
