@@ -66,7 +66,7 @@ test('connectivity: a tunnel measurement between the workers overrides the coord
   const conn = [{ target_microservice_id: 't', con_constraints: [{ type: 'latency', threshold: 10 }] }];
   const est = schedule(cands, need([], { connectivity: conn }), { clusterName: 'x', coordinates });
   assert.ok(est.ok && est.worker === 'b');
-  assert.match(est.reason, /met, estimated RTT 3\.2 ms to its instance on a/);
+  assert.match(est.reason, /met, estimated RTT 3\.2 ms \(up to 3\.8 ms at the coordinates' error\) to its instance on a/);
   // b measured 25 ms to a (its coordinate is off); c measured 6 ms: c wins, and says "measured".
   const measured = { 'b': { a: 25 }, 'a': { c: 6 } } as Record<string, Record<string, number>>;
   const measuredRtt = (x: string, y: string) => measured[x]?.[y] ?? measured[y]?.[x];
