@@ -12,6 +12,8 @@ export const CACHE_MS = 60_000;
 /** How long a placement waits for probe answers (a worker pings 3 times 200 ms apart, 1 s timeout each). */
 export const PROBE_WAIT_MS = 3000;
 const MAX_TARGETS = 256;
+/** How long an asked probe's answer is still taken (a worker's probe takes at most a few seconds). */
+const ANSWER_MS = 30_000;
 
 export interface Measurement {
   /** null: the target did not answer the worker. */
@@ -24,7 +26,8 @@ export interface Measurement {
 export class LatencyProbes {
   /** target → worker → last answer. */
   private readonly cache = new Map<string, Map<string, Measurement>>();
-  private readonly waiting = new Map<string, { worker: string; target: string; done: () => void }>();
+  /** Probes asked for, by id: an answer after the placement stopped waiting still fills the cache. */
+  private readonly waiting = new Map<string, { worker: string; target: string; at: number; done: () => void }>();
 
   constructor(private readonly publish: (topic: string, payload: string) => void, private readonly now: () => number = Date.now) {}
 
@@ -38,18 +41,17 @@ export class LatencyProbes {
   async ensure(workers: readonly string[], target: string, waitMs = PROBE_WAIT_MS): Promise<void> {
     const missing = workers.filter((w) => !this.get(w, target));
     if (missing.length === 0) return;
+    const now = this.now();
+    for (const [id, w] of this.waiting) if (now - w.at > ANSWER_MS) this.waiting.delete(id);
     const pending: Promise<void>[] = [];
-    const ids: string[] = [];
     for (const w of missing) {
       const probeId = randomBytes(8).toString('hex');
-      ids.push(probeId);
-      pending.push(new Promise<void>((resolve) => this.waiting.set(probeId, { worker: w, target, done: resolve })));
+      pending.push(new Promise<void>((resolve) => this.waiting.set(probeId, { worker: w, target, at: now, done: resolve })));
       this.publish(topics.probe(w), encode('probe', { probe_id: probeId, target }));
     }
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(pending), new Promise<void>((r) => { timer = setTimeout(r, waitMs); })]);
     clearTimeout(timer);
-    for (const id of ids) this.waiting.delete(id);
   }
 
   /** A worker's answer (its own topic: the worker id comes from the topic, not the body). */

@@ -9,7 +9,7 @@ import type { ProbeResult } from '../mqtt/messages.ts';
 
 const ECHOES = 3;
 const TCP_PORTS = [443, 80];
-const TCP_TIMEOUT_MS = 1500;
+const TCP_TIMEOUT_MS = 1000;
 
 /** The RTTs (ms) of each echo reply in `ping` output. */
 export function parsePingTimes(out: string): number[] {
@@ -57,11 +57,11 @@ export async function probeRtt(probeId: string, target: string): Promise<ProbeRe
   if (echo !== null) return { probe_id: probeId, target, rtt_ms: Math.round(echo * 1000) / 1000, method: 'icmp' };
   const tcp: number[] = [];
   for (const port of TCP_PORTS) {
-    for (let i = 0; i < 2; i++) {
-      const ms = await tcpConnect(target, port);
-      if (ms !== null) tcp.push(ms);
-    }
-    if (tcp.length > 0) break;
+    const ms = await tcpConnect(target, port);
+    if (ms === null) continue;
+    // A second handshake on the port that answered: the first may have paid for ARP or a cold path.
+    tcp.push(ms, (await tcpConnect(target, port)) ?? ms);
+    break;
   }
   const rtt = typicalRtt(tcp);
   if (rtt !== null) return { probe_id: probeId, target, rtt_ms: Math.round(rtt * 1000) / 1000, method: 'tcp' };
