@@ -37,7 +37,7 @@ const CONSTRAINT_KEYS: Record<Constraint['type'], string[]> = {
   direct: ['cluster', 'node'],
   clusters: ['allowed'],
   geo: ['location', 'threshold'],
-  latency: ['location', 'area', 'threshold'],
+  latency: ['target', 'area', 'location', 'threshold'],
   anti_affinity: [],
   arch: ['arch'],
 };

@@ -50,3 +50,18 @@ test('latency area: a cluster beyond the fibre bound plus margin is rejected wit
   assert.match(r.rejected[0]!.reason, /berlin|is \d+ km from area 48\.14,11\.58,20: RTT at least 5\.\d ms > 5 ms/);
   assert.equal(r.rejected[0]!.cluster, 'berlin');
 });
+
+test('descriptor: a latency constraint takes a target address; a name or a malformed one is refused with its path', async () => {
+  const { validateMicroservice } = await import('../../../orchestrator/descriptor/validate.ts');
+  const { parseCidr } = await import('../../../orchestrator/descriptor/ip.ts');
+  const ctx = { serviceRangeV4: parseCidr('10.30.0.0/16'), serviceRangeV6: parseCidr('fdc0:30::/32'), applicationIds: 'empty' as const };
+  const ms = (c: Record<string, unknown>) => ({ microservice_name: 'x', microservice_namespace: 'y', virtualization: 'process', cmd: ['true'], constraints: [c] });
+  const ok = validateMicroservice(ms({ type: 'latency', target: '203.0.113.7', threshold: 15 }), ctx);
+  assert.ok(ok.ok, JSON.stringify(ok));
+  assert.deepEqual(ok.ok && ok.value.constraints, [{ type: 'latency', target: '203.0.113.7', threshold: 15 }]);
+  assert.ok(validateMicroservice(ms({ type: 'latency', target: '2001:db8::7', threshold: 15 }), ctx).ok);
+  const bad = validateMicroservice(ms({ type: 'latency', target: 'users.example', threshold: 15 }), ctx);
+  assert.ok(!bad.ok && bad.errors.some((e) => e.path === '/constraints/0/target' && /IPv4 or IPv6 address/.test(e.message)), JSON.stringify(bad));
+  const none = validateMicroservice(ms({ type: 'latency', threshold: 15 }), ctx);
+  assert.ok(!none.ok && none.errors.some((e) => /needs `target`/.test(e.message)), JSON.stringify(none));
+});
