@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .command('status')
     .description('instances with their states, workers, addresses and reasons')
     .argument('[name]', 'an application (app or app.appns) or a service (svc, svc.svcns, full name or id)')
-    .option('--root <url>', 'root API URL (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
+    .option('--root <url>', 'root API URL, or root replicas as a comma-separated list (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
     .option('--json', 'machine-readable')
     .option('--workers', "each cluster's workers with their Vivaldi coordinates (height, error) and the cluster's network summary")
     .action(async (name: string | undefined, o: { root?: string; json?: boolean; workers?: boolean }) => {
