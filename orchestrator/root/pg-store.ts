@@ -181,6 +181,10 @@ export class PgStore extends SqlStore {
     await this.pool.end();
   }
 
+  protected inTransaction(): boolean {
+    return this.tx.getStore() !== undefined;
+  }
+
   private async query(sql: string, args: unknown[]): Promise<pg.QueryResult> {
     const client = this.tx.getStore()?.client ?? this.pool;
     try {
