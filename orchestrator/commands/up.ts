@@ -27,6 +27,7 @@ interface Opts {
   dnsUpstream?: string[];
   workerArg: string[];
   registryMirror: string[];
+  registryMirrorsOnly?: boolean;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -57,6 +58,7 @@ export function register(program: Command): void {
     .option('--dns-upstream <address...>', 'resolvers the relay asks for outside names (default: nameservers in /etc/resolv.conf)')
     .option('--worker-arg <arg>', 'extra argument for every `canopy worker` (repeatable)', collect, [])
     .option('--registry-mirror <host=url>', 'registry mirror for every worker\'s container pulls, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
+    .option('--registry-mirrors-only', 'workers pull only through --registry-mirror (and loopback registries), never from a registry\'s own address')
     .action(async (o: Opts) => {
       if (process.getuid?.() !== 0) fail('up', new Error('needs root (network namespaces, bridge, cgroups)'));
       const dir = o.dir ?? defaultStateDir();
@@ -86,7 +88,7 @@ export function register(program: Command): void {
           rootPort: portFlag(o.rootPort, '--root-port', 1), clusterPort: portFlag(o.clusterPort, '--cluster-port', 1),
           mqttPort: portFlag(o.mqttPort, '--mqtt-port', 1), workerApiPort: portFlag(o.workerApiPort, '--worker-api-port', 1),
           dnsRelayPort: portFlag(o.dnsRelayPort, '--dns-relay-port', 1), dnsUpstreams: o.dnsUpstream,
-          workerArgs: [...o.workerArg, ...o.registryMirror.flatMap((m) => ['--registry-mirror', m])], progress: say,
+          workerArgs: [...o.workerArg, ...o.registryMirror.flatMap((m) => ['--registry-mirror', m]), ...(o.registryMirrorsOnly ? ['--registry-mirrors-only'] : [])], progress: say,
         });
       } catch (e) {
         if (e instanceof AlreadyUpError) {

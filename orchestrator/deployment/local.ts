@@ -14,6 +14,7 @@ import { ipBatchForce, listNetnsSync, netnsPidsSync } from './iproute.ts';
 import { CANOPY_BIN, logTail, removeWorkerCgroups, spawnDetached, stopProcesses } from './processes.ts';
 import { isAlive, procRef } from '../proc.ts';
 import { STATE_VERSION, readState, writeState, type DeploymentState, type ProcessRecord } from '../client/deployment-state.ts';
+import { reapEmbeddedSync } from '../worker/container/embedded-reap.ts';
 
 export interface UpOptions {
   dir: string;
@@ -239,6 +240,9 @@ export function down(s: DeploymentState, o: { keepLogs?: boolean } = {}): DownRe
       killed.push('postgres (stopped by signal)');
     }
   }
+  // A worker that was SIGKILLed left its embedded containerd (kept for re-adoption): stop it, its shims
+  // and its mounts properly before the data dir goes.
+  for (const w of s.workers) if (w.dataDir) killed.push(...reapEmbeddedSync(w.dataDir).map((x) => `${x} of ${w.name}`));
   // Anything else still running in a worker namespace (a daemon the state file missed).
   for (const w of s.workers) {
     for (const pid of netnsPidsSync(w.netns)) {
