@@ -103,7 +103,7 @@ export async function startClusterApi(cluster: Cluster, o: ClusterApiOptions): P
   });
 
   app.post<{ Body: PlacementOffer }>('/api/placements', { preHandler: rootOnly, schema: { body: placementSchema } },
-    async (req) => cluster.place(req.body));
+    async (req) => cluster.placeMeasured(req.body));
 
   app.delete<{ Params: { sid: string; n: string } }>('/api/placements/:sid/:n', { preHandler: rootOnly }, async (req) => {
     const n = Number(req.params.n);

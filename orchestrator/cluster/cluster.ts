@@ -124,7 +124,10 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.peers = new PeerDistribution(ctx, state.overlay_tunnel ?? undefined);
     this.logs = new LogRelay(this.index, (t, p) => this.publish(t, p), (w) => this.registry.workers.get(w)?.alive === true);
     this.routes = new RouteService(ctx, this.root, (w) => this.peers.tunnelIdOf(w));
-    this.reporter = new RootReporter(ctx, this.root, { location: o.location, apiUrl: o.apiUrl }, this.peers, async () => {
+    this.reporter = new RootReporter(ctx, this.root, {
+      location: o.location, apiUrl: o.apiUrl,
+      network: () => ({ coords: this.routes.coords, probes: this.placer.probes.best() }),
+    }, this.peers, async () => {
       for (const w of this.registry.workers.values()) {
         if (!w.subnet_v4) await this.ensureSubnet(w).catch(() => {});
       }
@@ -277,6 +280,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     }
     this.registry.workers.delete(id);
     this.index.forgetWorker(id);
+    this.routes.forgetWorker(id);
+    this.placer.probes.forgetWorker(id);
     this.writer.schedule();
     this.peers.publishPeers();
     this.reporter.soon();
@@ -317,6 +322,12 @@ export class Cluster extends EventEmitter<ClusterEvents> {
 
   /** POST /api/placements */
   place(offer: PlacementOffer): PlacementAnswer {
+    return this.placer.place(offer);
+  }
+
+  /** POST /api/placements: `place` after the workers measured the offer's `latency` targets. */
+  async placeMeasured(offer: PlacementOffer): Promise<PlacementAnswer> {
+    await this.placer.measure(offer);
     return this.placer.place(offer);
   }
 
@@ -379,6 +390,12 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         if (dropped) this.drop(topic, dropped);
         return;
       }
+      case 'net/probe/result': {
+        const d = decode('probe_result', payload);
+        if (!d.ok) return this.drop(topic, d.error);
+        this.placer.probes.onResult(t.worker, d.value);
+        return;
+      }
       case 'job': {
         const d = decode('job', payload);
         if (!d.ok) return this.drop(topic, d.error);
@@ -403,7 +420,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
             return;
           case 'coordinate_report':
             if (msg.worker_id !== t.worker) return this.drop(topic, 'coordinate_report for another worker');
-            this.routes.onCoordinate(t.worker, msg.coord);
+            this.routes.onCoordinate(t.worker, msg.coord, msg.rtt_ms);
             return;
         }
       }
@@ -429,6 +446,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       this.reporter.soon();
     }
     this.placer.reconcile(workerId, hb.instances);
+    if (hb.coord) this.routes.onCoordinate(workerId, hb.coord);
     if (prevEndpoint !== hb.tunnel_endpoint) {
       for (const sid of this.index.servicesOn(workerId)) this.routes.pushRoute(sid);
     }
@@ -450,6 +468,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         id: w.id, alive: w.alive, last_seen: w.lastSeen, subnet_v4: w.subnet_v4, subnet_v6: w.subnet_v6,
         arch: w.hb?.arch ?? null, virtualizations: w.hb?.virtualizations ?? [], location: w.hb?.location ?? null,
         cpu: w.hb?.cpu ?? null, memory_mb: w.hb?.memory_mb ?? null, instances: this.index.countOn(w.id),
+        coord: this.routes.coords.get(w.id) ?? null,
       })),
       instances: [...this.index.values()].map((ci) => ({
         service_id: ci.offer.service.service_id, instance_n: ci.offer.instance_n, worker: ci.worker,

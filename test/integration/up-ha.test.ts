@@ -60,9 +60,21 @@ test('canopy up --roots 2 --store postgres: two replicas over its own PostgreSQL
   assert.ok(s.postgres && existsSync(join(s.postgres.dir, 'data', 'PG_VERSION')), 'PostgreSQL lives in the state directory');
 
   process.kill(s.root!.pid, 'SIGKILL');
+  const killed = Date.now();
   const status = canopy(['status']);
   assert.equal(status.code, 0, status.out);
   assert.match(status.out, /1 active worker/);
+  // The cluster moved on to replica 2: its reports arrive there after the kill.
+  const second = s.rootUrl.split(',')[1]!;
+  const login = spawnSync('curl', ['-s', '-H', 'content-type: application/json', '-d', JSON.stringify({ username: s.username, password: s.password }), `${second}/api/v1/auth/login`], { encoding: 'utf8' });
+  const token = (JSON.parse(login.stdout) as { token: string }).token;
+  let seen = 0;
+  for (let i = 0; i < 60 && seen <= killed; i++) {
+    const r = spawnSync('curl', ['-s', '-H', `authorization: Bearer ${token}`, `${second}/api/v1/clusters`], { encoding: 'utf8' });
+    seen = Date.parse((JSON.parse(r.stdout) as { last_seen: string }[])[0]?.last_seen ?? '') || 0;
+    if (seen <= killed) spawnSync('sleep', ['0.5']);
+  }
+  assert.ok(seen > killed, 'the cluster reports to the second replica after the first died');
 
   const stopped = canopy(['down']);
   assert.equal(stopped.code, 0, stopped.out);
