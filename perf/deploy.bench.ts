@@ -19,6 +19,7 @@ import { workerInstances } from '../orchestrator/client/worker-api.ts';
 import { down, up } from '../orchestrator/deployment/local.ts';
 import { readState, type DeploymentState } from '../orchestrator/client/deployment-state.ts';
 import { orSmoke } from './smoke.ts';
+import { ensureBuilt } from '../scripts/build.ts';
 
 const RUNS = Number(process.argv[2] ?? orSmoke(10, 1));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -105,6 +106,8 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 try {
+  // The daemons run the compiled code, as installed (bin/canopy.js), unless the tests ask for sources.
+  if (process.env.CANOPY_FROM_SOURCE !== '1') await ensureBuilt();
   process.stderr.write('bringing up root, a cluster and two workers…\n');
   state = await up({ dir: join(tmp, 'state'), workers: 2, name: `db${process.pid % 1000}`, subnet: `198.19.${80 + (process.pid % 30)}.0` });
   const [w1, w2] = state.workers as [DeploymentState['workers'][0], DeploymentState['workers'][0]];
