@@ -37,6 +37,7 @@ interface Opts {
   serviceRange: string[];
   containerd?: string;
   registryMirror: string[];
+  registryMirrorsOnly?: boolean;
 }
 
 const collect = (v: string, all: string[]): string[] => [...all, v];
@@ -86,6 +87,7 @@ export function register(program: Command): void {
     .option('--undeploy-on-exit', 'remove every instance when stopping')
     .option('--containerd <socket>', 'an operator\'s containerd socket (default: the worker starts its own under --data)')
     .option('--registry-mirror <host=url>', 'pull images of a registry through a mirror, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
+    .option('--registry-mirrors-only', 'pull only through --registry-mirror and from loopback registries, never from a registry\'s own address (air-gapped sites)')
     .action(async (o: Opts) => {
       const key = o.key ?? process.env.CANOPY_WORKER_KEY;
       if (!key) throw new Error('--key or CANOPY_WORKER_KEY is required (printed by `canopy cluster` at first start)');
@@ -109,7 +111,7 @@ export function register(program: Command): void {
         dnsUpstreams: o.dnsUpstream?.map(parseUpstream), dnsPort: intOpt(o.dnsPort, '--dns-port', 1, 65535), bridge: o.bridge, tun: o.tun,
         overlay: o.overlay.map((c) => cidrOpt(c, '--overlay')), servicePrefixes: o.serviceRange.map((c) => cidrOpt(c, '--service-range')),
       } : undefined;
-      const runtimes = await containerRuntimeFor({ dataDir: o.data, mirrors: o.registryMirror, ...(o.containerd ? { socket: o.containerd } : {}) });
+      const runtimes = await containerRuntimeFor({ dataDir: o.data, mirrors: o.registryMirror, mirrorsOnly: Boolean(o.registryMirrorsOnly), ...(o.containerd ? { socket: o.containerd } : {}) });
       const engine = await NodeEngine.start({
         runtimes,
         name: o.name, clusterUrl: o.cluster, joinKey: key, stateDir: o.data, location: o.location,

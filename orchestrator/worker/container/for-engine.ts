@@ -15,6 +15,8 @@ export interface WorkerContainerOptions {
   socket?: string;
   /** `host=url` strings from --registry-mirror. */
   mirrors: string[];
+  /** --registry-mirrors-only: no pull ever goes to a registry's own address. */
+  mirrorsOnly?: boolean;
 }
 
 function haveContainerd(): boolean {
@@ -29,11 +31,12 @@ function haveContainerd(): boolean {
 /** Validates the flags now, so a bad mirror is a CLI error before anything starts. */
 export async function containerRuntimeFor(o: WorkerContainerOptions): Promise<(sandbox: Sandbox, log: Logger) => Promise<ContainerRuntime[]>> {
   const mirrors = o.mirrors.length > 0 ? o.mirrors.map((await import('./images.ts')).parseMirror) : [];
+  const mirrorsOnly = o.mirrorsOnly ?? false;
   return async (sandbox, log) => {
     if (o.socket) {
       if (!existsSync(o.socket)) log.warn('containerd socket not there (yet): container runtime unavailable until it answers', { socket: o.socket });
       const { ContainerRuntime } = await import('./runtime.ts');
-      return [await ContainerRuntime.open(sandbox, { socket: o.socket, mirrors, log })];
+      return [await ContainerRuntime.open(sandbox, { socket: o.socket, mirrors, mirrorsOnly, log })];
     }
     if (!haveContainerd()) {
       log.warn('no containerd on this host: this worker runs `process` only');
@@ -42,7 +45,7 @@ export async function containerRuntimeFor(o: WorkerContainerOptions): Promise<(s
     try {
       const [{ ContainerRuntime }, { startEmbedded }] = await Promise.all([import('./runtime.ts'), import('./embedded.ts')]);
       const embedded = await startEmbedded(o.dataDir);
-      return [await ContainerRuntime.open(sandbox, { socket: embedded.socket, mirrors, log, onClose: () => embedded.stop() })];
+      return [await ContainerRuntime.open(sandbox, { socket: embedded.socket, mirrors, mirrorsOnly, log, onClose: () => embedded.stop() })];
     } catch (e) {
       log.error('embedded containerd did not start: this worker runs `process` only', { error: (e as Error).message });
       return [];
