@@ -3,6 +3,7 @@
 // loaded (all of them for help or an unknown name): a worker daemon does not load root's API,
 // SQLite or the cluster's broker, and `canopy status` does not load any daemon (issue 16).
 import { Command } from 'commander';
+import { pinCa, readCa } from './protocol/tls.ts';
 
 type Registrar = { register(program: Command): void };
 const COMMANDS: Record<string, () => Promise<Registrar>> = {
@@ -18,16 +19,29 @@ const COMMANDS: Record<string, () => Promise<Registrar>> = {
   undeploy: () => import('./commands/undeploy.ts'),
   'dns-relay': () => import('./commands/dns-relay.ts'),
   scale: () => import('./commands/scale.ts'),
+  certs: () => import('./commands/certs.ts'),
 };
 
 const program = new Command();
 program
   .name('canopy')
   .description('Hierarchical edge orchestrator with a semantic overlay network')
-  .version('0.1.0');
+  .version('0.1.0')
+  // One CA per deployment: every https/mqtts connection this process makes trusts it and nothing else.
+  .option('--ca <file>', 'CA certificate the control links are verified against (env CANOPY_CA; `canopy up` sets its own)');
+program.hook('preAction', () => {
+  try {
+    pinCa(readCa(program.opts<{ ca?: string }>().ca));
+  } catch (e) {
+    process.stderr.write(`canopy: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+});
 
-// The first word that is not an option names the subcommand (`canopy --version` has none).
-const first = process.argv.slice(2).find((a) => !a.startsWith('-'));
+// The first word that is neither an option nor the value of --ca names the subcommand (`canopy
+// --version` has none).
+const args = process.argv.slice(2);
+const first = args.find((a, i) => !a.startsWith('-') && args[i - 1] !== '--ca');
 const names = first !== undefined && Object.hasOwn(COMMANDS, first) ? [first] : Object.keys(COMMANDS);
 for (const m of await Promise.all(names.map((n) => COMMANDS[n]!()))) m.register(program);
 

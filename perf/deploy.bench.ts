@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RootClient, type ServiceInfo } from '../orchestrator/client/root-client.ts';
 import { watchInstances } from '../orchestrator/client/watch.ts';
-import { workerInstances } from '../orchestrator/client/worker-api.ts';
+import { workerInstances, workerStatus } from '../orchestrator/client/worker-api.ts';
 import { down, up } from '../orchestrator/deployment/local.ts';
 import { readState, type DeploymentState } from '../orchestrator/client/deployment-state.ts';
 import { orSmoke } from './smoke.ts';
@@ -39,9 +39,8 @@ function firstAnswer(netns: string, url: string, timeoutS = 60): Promise<number>
   });
 }
 
-async function workerStatus(api: string): Promise<{ service_id: string; instance_n: number; history: { state: string; ts: number }[] }[]> {
-  const r = await fetch(`${api}/api/status`);
-  return ((await r.json()) as { instances: { service_id: string; instance_n: number; history: { state: string; ts: number }[] }[] }).instances;
+async function workerHistory(w: DeploymentState['workers'][0]): Promise<{ service_id: string; instance_n: number; history: { state: string; ts: number }[] }[]> {
+  return (await workerStatus<{ instances: { service_id: string; instance_n: number; history: { state: string; ts: number }[] }[] }>(w)).instances;
 }
 
 /** When the caller's worker applied a route change of `serviceId` after `after` (epoch ms) that gave
@@ -105,11 +104,13 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.exit(1);
   });
 }
+const TLS = process.env.CANOPY_BENCH_TLS !== '0';
 try {
   // The daemons run the compiled code, as installed (bin/canopy.js), unless the tests ask for sources.
   if (process.env.CANOPY_FROM_SOURCE !== '1') await ensureBuilt();
   process.stderr.write('bringing up root, a cluster and two workers…\n');
-  state = await up({ dir: join(tmp, 'state'), workers: 2, name: `db${process.pid % 1000}`, subnet: `198.19.${80 + (process.pid % 30)}.0` });
+  // TLS on every link as `canopy up` has it; CANOPY_BENCH_TLS=0 measures the same without (its cost).
+  state = await up({ dir: join(tmp, 'state'), workers: 2, name: `db${process.pid % 1000}`, subnet: `198.19.${80 + (process.pid % 30)}.0`, tls: TLS });
   const [w1, w2] = state.workers as [DeploymentState['workers'][0], DeploymentState['workers'][0]];
   const c = new RootClient({ url: state.rootUrl });
   await c.login(state.username, state.password);
@@ -154,7 +155,7 @@ try {
     // When the worker saw it RUNNING (its own clock, the same machine) and when the caller's worker
     // could route to it: splits the time into "scheduled and started", "route at the caller" and
     // "first request answered".
-    const onWorker = (await workerStatus(w1.apiUrl)).find((x) => x.service_id === web.microserviceID && x.instance_n === inst.instance_n);
+    const onWorker = (await workerHistory(w1)).find((x) => x.service_id === web.microserviceID && x.instance_n === inst.instance_n);
     const runningAt = onWorker?.history.find((h) => h.state === 'RUNNING')?.ts;
     const routeAt = routeChangedAt(callerLog, web.microserviceID, t0, true);
     const running = runningAt === undefined ? undefined : (runningAt - t0) / 1000;
@@ -163,7 +164,7 @@ try {
     await c.undeployInstance(web.microserviceID, inst.instance_n);
     let gone: number | undefined;
     for (let i = 0; i < 1000; i++) {
-      if (!(await workerInstances(w1.apiUrl)).some((x) => x.service_id === web.microserviceID)) { gone = (Date.now() - u0) / 1000; break; }
+      if (!(await workerInstances(w1)).some((x) => x.service_id === web.microserviceID)) { gone = (Date.now() - u0) / 1000; break; }
       await sleep(10);
     }
     let unrouted: number | undefined;

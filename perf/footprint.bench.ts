@@ -14,6 +14,7 @@ import { down, up } from '../orchestrator/deployment/local.ts';
 import { CANOPY_BIN } from '../orchestrator/deployment/processes.ts';
 import { RootClient, type ServiceInfo } from '../orchestrator/client/root-client.ts';
 import { workerInstances } from '../orchestrator/client/worker-api.ts';
+import { controlFetch } from '../orchestrator/protocol/tls.ts';
 import { buildIsFresh, ensureBuilt } from '../scripts/build.ts';
 import { readState, type DeploymentState } from '../orchestrator/client/deployment-state.ts';
 import { orSmoke } from './smoke.ts';
@@ -93,7 +94,7 @@ try {
   for (const [k, v] of Object.entries(f)) console.log(`${k.padEnd(10)} RSS ${v.rss_mb} MB (max ${v.rss_max_mb} MB), CPU ${v.cpu_pct} % of one core`);
   // Where the worker's memory is, as it reports it (canopy_worker_memory_bytes{kind}).
   const mem: Record<string, number> = {};
-  for (const m of (await (await fetch(`${w.apiUrl}/metrics`)).text()).matchAll(/^canopy_worker_memory_bytes\{kind="(\w+)"\} (\d+)$/gm)) {
+  for (const m of (await (await controlFetch(`${w.apiUrl}/metrics`)).text()).matchAll(/^canopy_worker_memory_bytes\{kind="(\w+)"\} (\d+)$/gm)) {
     mem[m[1]!] = Math.round(Number(m[2]) / 104857.6) / 10;
   }
   console.log(`worker memory: V8 heap ${mem.heapUsed} MB used of ${mem.heapTotal} MB, external ${mem.external} MB (array buffers ${mem.arrayBuffers} MB)`);
@@ -121,7 +122,7 @@ try {
     }],
   }), false);
   const svc = created.services[0] as ServiceInfo;
-  const onWorker = async () => (await workerInstances(w.apiUrl)).filter((x) => x.service_id === svc.microserviceID);
+  const onWorker = async () => (await workerInstances(w)).filter((x) => x.service_id === svc.microserviceID);
   const until = async (what: string, ok: (xs: Awaited<ReturnType<typeof onWorker>>) => boolean) => {
     for (let i = 0; i < 3000; i++) {
       if (ok(await onWorker())) return;
