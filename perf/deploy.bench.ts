@@ -196,7 +196,7 @@ try {
   console.log(JSON.stringify({ bench: 'deploy', runs: RUNS, p50_s: +p50.toFixed(3), p90_s: +p90.toFixed(3), max_s: +Math.max(...samples).toFixed(3),
     to_running_p50_s: q(toRunning, 50), baseline_p50_s: +b50.toFixed(3), ratio_p50: +(p50 / b50).toFixed(1),
     to_running_p90_s: q(toRunning, 90), to_route_p50_s: q(toRoute, 50), to_route_p90_s: q(toRoute, 90),
-    undeploy_p50_s: q(undeploys, 50), undeploy_p90_s: q(undeploys, 90), undeploy_route_p50_s: q(undeployRoutes, 50) }));
+    undeploy_p50_s: q(undeploys, 50), undeploy_p90_s: q(undeploys, 90), undeploy_route_p50_s: q(undeployRoutes, 50), tls: TLS }));
 } finally {
   takeDown();
   rmSync(tmp, { recursive: true, force: true });
