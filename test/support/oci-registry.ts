@@ -2,7 +2,7 @@
 // config and a schema-2 manifest, uploaded through the registry HTTP API to Debian's `docker-registry`
 // that the test starts on loopback (and removes, storage included, in stop()).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync, copyFileSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -69,7 +69,7 @@ export async function startRegistry(): Promise<TestRegistry> {
 }
 
 /** A gzip tar of busybox-static with a link for every applet, plus /etc/passwd, /tmp and /www. */
-export function busyboxLayer(extra: Record<string, string> = {}): { gz: Buffer; diffId: string } {
+export function busyboxLayer(extra: Record<string, string> = {}, padBytes = 0): { gz: Buffer; diffId: string } {
   const root = mkdtempSync(join(tmpdir(), 'canopy-layer-'));
   try {
     for (const d of ['bin', 'etc', 'tmp', 'www', 'proc', 'sys', 'dev', 'run']) mkdirSync(join(root, d));
@@ -79,6 +79,8 @@ export function busyboxLayer(extra: Record<string, string> = {}): { gz: Buffer; 
     }
     writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
     for (const [path, text] of Object.entries(extra)) writeFileSync(join(root, path), text);
+    // Random bytes do not compress: the layer grows by as much.
+    if (padBytes > 0) writeFileSync(join(root, 'pad'), randomBytes(padBytes));
     const tar = execFileSync('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-C', root, '-cf', '-', '.'], { maxBuffer: 64 << 20 });
     return { gz: gzipSync(tar), diffId: sha(tar) };
   } finally {
@@ -105,11 +107,13 @@ export interface ImageOptions {
   user?: string;
   /** Files (path relative to / → content) added to the layer. */
   files?: Record<string, string>;
+  /** Incompressible bytes added to the layer (/pad), for a bigger image. */
+  padBytes?: number;
 }
 
 /** Pushes a busybox image as `name:tag` to the registry at `url` (http://host:port). */
 export async function pushBusybox(url: string, name: string, tag: string, o: ImageOptions = {}): Promise<{ bytes: number }> {
-  const layer = busyboxLayer(o.files);
+  const layer = busyboxLayer(o.files, o.padBytes);
   const config = Buffer.from(JSON.stringify({
     architecture: ({ x64: 'amd64', arm64: 'arm64' } as Record<string, string>)[process.arch] ?? process.arch, os: 'linux',
     config: {
@@ -131,4 +135,70 @@ export async function pushBusybox(url: string, name: string, tag: string, o: Ima
   });
   if (res.status !== 201) throw new Error(`manifest: HTTP ${res.status} ${await res.text()}`);
   return { bytes: layer.gz.length + config.length + manifest.length };
+}
+
+export interface SlowProxy {
+  url: string;
+  host: string;
+  /** Bytes of blob bodies sent so far. */
+  blobBytes(): number;
+  stop(): Promise<void>;
+}
+
+/**
+ * A loopback HTTP proxy in front of a test registry that sends blob bodies at `bytesPerSecond` (in
+ * 16 KiB steps), so a pull lasts long enough for its progress to be seen; everything else passes as is.
+ */
+export async function slowProxy(upstream: string, bytesPerSecond: number): Promise<SlowProxy> {
+  const { createServer: createHttpServer, request } = await import('node:http');
+  const up = new URL(upstream);
+  let sent = 0;
+  const timers = new Set<NodeJS.Timeout>();
+  const server = createHttpServer((req, res) => {
+    const fwd = request({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: { ...req.headers, host: up.host } }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      if (!/\/blobs\/sha256:/.test(req.url ?? '') || req.method !== 'GET') {
+        r.pipe(res);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      r.on('data', (c: Buffer) => chunks.push(c));
+      r.on('end', () => {
+        let body = Buffer.concat(chunks);
+        const step = 16 * 1024;
+        const every = Math.max(1, Math.round((step / bytesPerSecond) * 1000));
+        const next = (): void => {
+          if (res.destroyed) return;
+          const piece = body.subarray(0, step);
+          body = body.subarray(step);
+          sent += piece.length;
+          if (body.length === 0) {
+            res.end(piece);
+            return;
+          }
+          res.write(piece);
+          const t = setTimeout(() => {
+            timers.delete(t);
+            next();
+          }, every);
+          timers.add(t);
+        };
+        next();
+      });
+    });
+    fwd.on('error', () => res.destroy());
+    req.pipe(fwd);
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${port}`,
+    host: `127.0.0.1:${port}`,
+    blobBytes: () => sent,
+    stop: async () => {
+      for (const t of timers) clearTimeout(t);
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
 }
