@@ -24,6 +24,7 @@ interface Opts {
   dnsUpstream?: string[];
   workerArg: string[];
   registryMirror: string[];
+  imageCacheMb?: string;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -46,6 +47,7 @@ export function register(program: Command): void {
     .option('--dns-upstream <address...>', 'resolvers the relay asks for outside names (default: nameservers in /etc/resolv.conf)')
     .option('--worker-arg <arg>', 'extra argument for every `canopy worker` (repeatable)', collect, [])
     .option('--registry-mirror <host=url>', 'registry mirror for every worker\'s container pulls, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
+    .option('--image-cache-mb <mb>', 'each worker\'s container image disk limit (`canopy worker --image-cache-mb`)')
     .action(async (o: Opts) => {
       if (process.getuid?.() !== 0) fail('up', new Error('needs root (network namespaces, bridge, cgroups)'));
       const dir = o.dir ?? defaultStateDir();
@@ -74,7 +76,7 @@ export function register(program: Command): void {
           rootPort: portFlag(o.rootPort, '--root-port', 1), clusterPort: portFlag(o.clusterPort, '--cluster-port', 1),
           mqttPort: portFlag(o.mqttPort, '--mqtt-port', 1), workerApiPort: portFlag(o.workerApiPort, '--worker-api-port', 1),
           dnsRelayPort: portFlag(o.dnsRelayPort, '--dns-relay-port', 1), dnsUpstreams: o.dnsUpstream,
-          workerArgs: [...o.workerArg, ...o.registryMirror.flatMap((m) => ['--registry-mirror', m])], progress: say,
+          workerArgs: [...o.workerArg, ...o.registryMirror.flatMap((m) => ['--registry-mirror', m]), ...(o.imageCacheMb !== undefined ? ['--image-cache-mb', o.imageCacheMb] : [])], progress: say,
         });
       } catch (e) {
         if (e instanceof AlreadyUpError) {

@@ -10,6 +10,7 @@ import { parseCidr } from '../descriptor/ip.ts';
 import { netManagerFor, defaultTunnelEndpoint } from '../worker/net/for-engine.ts';
 import type { NetManager } from '../worker/net/net-manager.ts';
 import { containerRuntimeFor } from '../worker/container/for-engine.ts';
+import { DEFAULT_IMAGE_CACHE_MB } from '../worker/container/image-cache.ts';
 
 interface Opts {
   name: string;
@@ -37,6 +38,7 @@ interface Opts {
   serviceRange: string[];
   containerd?: string;
   registryMirror: string[];
+  imageCacheMb: string;
 }
 
 const collect = (v: string, all: string[]): string[] => [...all, v];
@@ -86,6 +88,7 @@ export function register(program: Command): void {
     .option('--undeploy-on-exit', 'remove every instance when stopping')
     .option('--containerd <socket>', 'an operator\'s containerd socket (default: the worker starts its own under --data)')
     .option('--registry-mirror <host=url>', 'pull images of a registry through a mirror, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
+    .option('--image-cache-mb <mb>', 'disk for container images; above it, images no instance uses are removed, least recently used first (0 = no limit)', String(DEFAULT_IMAGE_CACHE_MB))
     .action(async (o: Opts) => {
       const key = o.key ?? process.env.CANOPY_WORKER_KEY;
       if (!key) throw new Error('--key or CANOPY_WORKER_KEY is required (printed by `canopy cluster` at first start)');
@@ -109,7 +112,9 @@ export function register(program: Command): void {
         dnsUpstreams: o.dnsUpstream?.map(parseUpstream), dnsPort: intOpt(o.dnsPort, '--dns-port', 1, 65535), bridge: o.bridge, tun: o.tun,
         overlay: o.overlay.map((c) => cidrOpt(c, '--overlay')), servicePrefixes: o.serviceRange.map((c) => cidrOpt(c, '--service-range')),
       } : undefined;
-      const runtimes = containerRuntimeFor({ dataDir: o.data, mirrors: o.registryMirror, ...(o.containerd ? { socket: o.containerd } : {}) });
+      const runtimes = containerRuntimeFor({
+        dataDir: o.data, mirrors: o.registryMirror, imageCacheMb: intOpt(o.imageCacheMb, '--image-cache-mb', 0, 1 << 30), ...(o.containerd ? { socket: o.containerd } : {}),
+      });
       const engine = await NodeEngine.start({
         runtimes,
         name: o.name, clusterUrl: o.cluster, joinKey: key, stateDir: o.data, location: o.location,

@@ -15,6 +15,8 @@ export interface WorkerContainerOptions {
   socket?: string;
   /** `host=url` strings from --registry-mirror. */
   mirrors: string[];
+  /** --image-cache-mb (0 = no limit; default DEFAULT_IMAGE_CACHE_MB). */
+  imageCacheMb?: number;
 }
 
 function haveContainerd(): boolean {
@@ -32,7 +34,7 @@ export function containerRuntimeFor(o: WorkerContainerOptions): (sandbox: Sandbo
   return async (sandbox, log) => {
     if (o.socket) {
       if (!existsSync(o.socket)) log.warn('containerd socket not there (yet): container runtime unavailable until it answers', { socket: o.socket });
-      return [await ContainerRuntime.open(sandbox, { socket: o.socket, mirrors, log })];
+      return [await ContainerRuntime.open(sandbox, { socket: o.socket, mirrors, log, imageCacheMb: o.imageCacheMb })];
     }
     if (!haveContainerd()) {
       log.warn('no containerd on this host: this worker runs `process` only');
@@ -40,7 +42,7 @@ export function containerRuntimeFor(o: WorkerContainerOptions): (sandbox: Sandbo
     }
     try {
       const embedded = await startEmbedded(o.dataDir);
-      return [await ContainerRuntime.open(sandbox, { socket: embedded.socket, mirrors, log, onClose: () => embedded.stop() })];
+      return [await ContainerRuntime.open(sandbox, { socket: embedded.socket, mirrors, log, imageCacheMb: o.imageCacheMb, onClose: () => embedded.stop() })];
     } catch (e) {
       log.error('embedded containerd did not start: this worker runs `process` only', { error: (e as Error).message });
       return [];

@@ -101,6 +101,12 @@ export class ImageStore {
     private readonly hostsDir: string,
     private readonly mirrors: ReadonlyArray<[string, string]>,
     readonly snapshotter: string,
+    private readonly hooks: {
+      /** Every use of an image (its least-recently-used order). */
+      used?: (name: string) => Promise<void>;
+      /** A new image is on disk (the cache may be over its limit now). */
+      pulled?: (name: string) => void;
+    } = {},
   ) {
     writeHostsDir(hostsDir, mirrors, []);
   }
@@ -118,10 +124,15 @@ export class ImageStore {
 
   private async ensureOnce(name: string, progress?: (p: PullProgress) => void): Promise<ImageInfo> {
     const have = await this.info(name).catch(() => undefined);
-    if (have && (await this.unpacked(have))) return have;
+    if (have && (await this.unpacked(have))) {
+      await this.hooks.used?.(name);
+      return have;
+    }
     await this.pull(name, progress);
     const info = await this.info(name);
     if (!(await this.unpacked(info))) throw new PullError(`image ${name} was pulled but not unpacked for ${this.snapshotter}`, false);
+    await this.hooks.used?.(name);
+    this.hooks.pulled?.(name);
     return info;
   }
 
