@@ -13,6 +13,7 @@ import { register as registerLogs } from './commands/logs.ts';
 import { register as registerUndeploy } from './commands/undeploy.ts';
 import { register as registerDnsRelay } from './commands/dns-relay.ts';
 import { register as registerScale } from './commands/scale.ts';
+import { register as registerImage } from './commands/image.ts';
 
 const program = new Command();
 program
@@ -32,5 +33,6 @@ registerLogs(program);
 registerUndeploy(program);
 registerDnsRelay(program);
 registerScale(program);
+registerImage(program);
 
 await program.parseAsync(process.argv);

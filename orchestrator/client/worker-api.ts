@@ -68,3 +68,37 @@ export async function waitOffWorkers(deployment: DeploymentState, mine: (i: Work
     await new Promise((r) => setTimeout(r, 250));
   }
 }
+
+/**
+ * Uploads an image archive to a worker's API for import (streamed from the file); the names of the
+ * images it now has. `sent` is told the bytes uploaded so far.
+ */
+export async function importImage(api: string, token: string, file: string, sent: (bytes: number) => void = () => {}): Promise<string[]> {
+  const { createReadStream } = await import('node:fs');
+  const { Readable } = await import('node:stream');
+  let bytes = 0;
+  const stream = createReadStream(file);
+  stream.on('data', (chunk) => {
+    bytes += chunk.length;
+    sent(bytes);
+  });
+  let res: Response;
+  try {
+    res = await fetch(`${api}/api/images/import`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-tar' },
+      body: Readable.toWeb(stream) as ReadableStream<Uint8Array>,
+      duplex: 'half',
+    } as RequestInit);
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string } }).cause;
+    throw new Error(`worker API ${api} is unreachable (${cause?.code ?? (e as Error).message})`);
+  }
+  const text = await res.text();
+  let body: { images?: string[]; error?: string } = {};
+  try {
+    body = JSON.parse(text) as typeof body;
+  } catch { /* not JSON: the text is the message */ }
+  if (!res.ok) throw new Error(`HTTP ${res.status}: ${body.error ?? text}`);
+  return body.images ?? [];
+}

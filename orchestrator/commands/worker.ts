@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { availableParallelism, hostname } from 'node:os';
 import { NodeEngine } from '../worker/node-engine.ts';
 import { startWorkerApi } from '../worker/api.ts';
+import { loadOrCreateApiToken } from '../worker/api-token.ts';
 import { parseUpstream } from '../../dns/forwarder.ts';
 import { parseCidr } from '../descriptor/ip.ts';
 import { netManagerFor, defaultTunnelEndpoint } from '../worker/net/for-engine.ts';
@@ -39,6 +40,7 @@ interface Opts {
   containerd?: string;
   registryMirror: string[];
   imageCacheMb: string;
+  imageDir?: string;
 }
 
 const collect = (v: string, all: string[]): string[] => [...all, v];
@@ -88,6 +90,7 @@ export function register(program: Command): void {
     .option('--undeploy-on-exit', 'remove every instance when stopping')
     .option('--containerd <socket>', 'an operator\'s containerd socket (default: the worker starts its own under --data)')
     .option('--registry-mirror <host=url>', 'pull images of a registry through a mirror, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
+    .option('--image-dir <dir>', 'image archives (docker save or OCI, *.tar) imported at start (default: <data>/images)')
     .option('--image-cache-mb <mb>', 'disk for container images; above it, images no instance uses are removed, least recently used first (0 = no limit)', String(DEFAULT_IMAGE_CACHE_MB))
     .action(async (o: Opts) => {
       const key = o.key ?? process.env.CANOPY_WORKER_KEY;
@@ -113,7 +116,8 @@ export function register(program: Command): void {
         overlay: o.overlay.map((c) => cidrOpt(c, '--overlay')), servicePrefixes: o.serviceRange.map((c) => cidrOpt(c, '--service-range')),
       } : undefined;
       const runtimes = containerRuntimeFor({
-        dataDir: o.data, mirrors: o.registryMirror, imageCacheMb: intOpt(o.imageCacheMb, '--image-cache-mb', 0, 1 << 30), ...(o.containerd ? { socket: o.containerd } : {}),
+        dataDir: o.data, mirrors: o.registryMirror, imageCacheMb: intOpt(o.imageCacheMb, '--image-cache-mb', 0, 1 << 30),
+        ...(o.imageDir ? { imageDir: o.imageDir } : {}), ...(o.containerd ? { socket: o.containerd } : {}),
       });
       const engine = await NodeEngine.start({
         runtimes,
@@ -129,7 +133,7 @@ export function register(program: Command): void {
         await engine.close().catch(() => {});
         process.exit(1);
       });
-      const api = await startWorkerApi(engine, o.apiHost, Number(o.apiPort));
+      const api = await startWorkerApi(engine, o.apiHost, Number(o.apiPort), { tokens: [loadOrCreateApiToken(o.data), key] });
       const stop = (): void => {
         stopping = true;
         Promise.all([api.close(), engine.close({ undeploy: Boolean(o.undeployOnExit) })]).then(() => process.exit(0), (err: unknown) => {

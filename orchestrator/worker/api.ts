@@ -1,10 +1,48 @@
-// The worker daemon's local HTTP API: status with reasons, instance logs (stdout/stderr), /metrics.
+// The worker daemon's local HTTP API: status with reasons, instance logs (stdout/stderr), /metrics,
+// and (with a token, api-token.ts) the import of image archives.
 import Fastify, { type FastifyInstance } from 'fastify';
+import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import type { NodeEngine } from './node-engine.ts';
 import { instanceKey } from './runtime/exit.ts';
+import { bearerMatches } from './api-token.ts';
+import { ImportError } from './container/image-import.ts';
 
-export async function startWorkerApi(engine: NodeEngine, host: string, port: number): Promise<FastifyInstance> {
+export interface WorkerApiOptions {
+  /** Bearer tokens that may change the worker (image import); none = no such calls. */
+  tokens?: string[];
+}
+
+export async function startWorkerApi(engine: NodeEngine, host: string, port: number, o: WorkerApiOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({ logger: false });
+  // An image archive is streamed to a file, never held in memory.
+  app.addContentTypeParser('application/x-tar', (_req, payload, done) => done(null, payload));
+
+  app.post('/api/images/import', async (req, reply) => {
+    if (!bearerMatches(req.headers.authorization, o.tokens ?? [])) {
+      return reply.code(401).send({ error: 'a worker API token is needed (Bearer: the api-token file in the worker\'s data dir, or the cluster\'s worker join key)' });
+    }
+    const ct = engine.runtimes.get('container') as { importArchive?: (file: string) => Promise<string[]>; available?: () => boolean } | undefined;
+    if (!ct?.importArchive || ct.available?.() === false) return reply.code(409).send({ error: 'this worker has no container runtime answering (containerd)' });
+    if (req.headers['content-type'] !== 'application/x-tar') return reply.code(415).send({ error: 'send the archive as application/x-tar' });
+    const dir = join(engine.o.stateDir, 'image-uploads');
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `${randomBytes(8).toString('hex')}.tar`);
+    try {
+      await pipeline(req.body as Readable, createWriteStream(file, { mode: 0o600 }));
+      const images = await ct.importArchive(file);
+      return { images };
+    } catch (e) {
+      if (e instanceof ImportError) return reply.code(422).send({ error: e.message });
+      engine.log.warn('image import failed', { error: (e as Error).message });
+      return reply.code(500).send({ error: `import failed: ${(e as Error).message}` });
+    } finally {
+      rmSync(file, { force: true });
+    }
+  });
 
   app.get('/api/status', async () => ({
     worker_id: engine.workerId,

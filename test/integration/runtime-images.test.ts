@@ -1,10 +1,11 @@
 // The container runtime's images on a real containerd with a loopback registry: the image cache limit
 // evicts the least recently used image no instance uses (its content and unpacked layers with it,
-// through containerd's garbage collection), and never an image in use.
+// through containerd's garbage collection), and never an image in use; docker-save and OCI archives
+// import (and run) without a registry, and an archive that is not an image is refused, leaving nothing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectCgroups } from '../../orchestrator/worker/cgroup.ts';
@@ -18,7 +19,7 @@ import { Instance } from '../../orchestrator/worker/instance.ts';
 import { NoNetwork } from '../../orchestrator/worker/net-seam.ts';
 import { memoryLogger } from '../../orchestrator/protocol/log.ts';
 import type { InstanceState } from '../../orchestrator/protocol/instance-states.ts';
-import { startRegistry, pushBusybox, type TestRegistry } from '../support/oci-registry.ts';
+import { startRegistry, pushBusybox, writeDockerArchive, writeOciArchive, type TestRegistry } from '../support/oci-registry.ts';
 import { unavailable, needRoot, binaryMissing } from '../support/facility.ts';
 
 const skip = unavailable(needRoot() ?? binaryMissing('containerd', ['--version']) ?? binaryMissing('docker-registry', ['--version']));
@@ -123,4 +124,55 @@ test('image cache limit: the least recently used image no instance uses goes (co
   assert.deepEqual(await tight.ct.evictUnused(), [ref('inuse')]);
   const snapshots = ctr('snapshots', 'ls').trim().split('\n').slice(1);
   assert.deepEqual(snapshots, [], 'no snapshot left once no image is');
+});
+
+test('image archives: docker save and OCI layout import and run with no registry; what is not an image is refused and leaves nothing', { skip, timeout: 180_000 }, async () => {
+  const { rt, ct } = await runtime(0);
+  const dir = mkdtempSync(join(tmpdir(), 'canopy-archives-'));
+  try {
+    // Names on a loopback port nothing listens on: a pull instead of the import could only fail.
+    const docker = join(dir, 'docker.tar');
+    writeDockerArchive(docker, ['127.0.0.1:1/airgap/docker:1'], { files: { 'www/index.html': 'from a docker archive\n' } });
+    assert.deepEqual(await ct.importArchive(docker), ['127.0.0.1:1/airgap/docker:1']);
+    const oci = join(dir, 'oci.tar');
+    writeOciArchive(oci, '127.0.0.1:1/airgap/oci:2');
+    assert.deepEqual(await ct.importArchive(oci), ['127.0.0.1:1/airgap/oci:2']);
+    assert.deepEqual(imageNames().filter((n) => n.includes('airgap')), ['127.0.0.1:1/airgap/docker:1', '127.0.0.1:1/airgap/oci:2']);
+    assert.ok(!imageNames().some((n) => n.startsWith('canopy-import-')), 'no temporary name stays');
+    // Importing the same archive again is fine.
+    assert.deepEqual(await ct.importArchive(docker), ['127.0.0.1:1/airgap/docker:1']);
+
+    const i = new Instance({
+      service_id: 'asvc', instance_n: 0, name: { app: 'a', appns: 'b', svc: 'c', svcns: 'd' },
+      spec: { virtualization: 'container', code: '127.0.0.1:1/airgap/docker:1', cmd: ['cat', '/www/index.html'], memory: 0, vcpus: 0, one_shot: true },
+    }, rt, new NoNetwork(), log);
+    instances.push(i);
+    await i.start();
+    assert.equal(await until(i, ['COMPLETED', 'FAILED']), 'COMPLETED', JSON.stringify(i.lifecycle.history));
+    assert.equal(i.logs('stdout'), 'from a docker archive\n');
+    await i.close();
+
+    const images = imageNames();
+    const content = ctr('content', 'ls', '-q');
+    const bad: Array<[string, RegExp]> = [];
+    const text = join(dir, 'notes.txt');
+    writeFileSync(text, 'not a tar at all\n');
+    bad.push([text, /not a tar archive/]);
+    const plain = join(dir, 'plain.tar');
+    execFileSync('tar', ['-C', dir, '-cf', plain, 'notes.txt']);
+    bad.push([plain, /not an image archive/]);
+    const bareTag = join(dir, 'bare.tar');
+    writeOciArchive(bareTag, 'latest');
+    bad.push([bareTag, /names no image by a whole reference/]);
+    for (const [file, why] of bad) {
+      await assert.rejects(ct.importArchive(file), (e: Error) => {
+        assert.match(e.message, why);
+        return true;
+      });
+    }
+    assert.deepEqual(imageNames(), images, 'no image from a refused archive');
+    assert.deepEqual(ctr('content', 'ls', '-q'), content, 'no content from a refused archive');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -69,7 +69,7 @@ export async function startRegistry(): Promise<TestRegistry> {
 }
 
 /** A gzip tar of busybox-static with a link for every applet, plus /etc/passwd, /tmp and /www. */
-export function busyboxLayer(extra: Record<string, string> = {}, padBytes = 0): { gz: Buffer; diffId: string } {
+export function busyboxLayer(extra: Record<string, string> = {}, padBytes = 0): { tar: Buffer; gz: Buffer; diffId: string } {
   const root = mkdtempSync(join(tmpdir(), 'canopy-layer-'));
   try {
     for (const d of ['bin', 'etc', 'tmp', 'www', 'proc', 'sys', 'dev', 'run']) mkdirSync(join(root, d));
@@ -82,7 +82,7 @@ export function busyboxLayer(extra: Record<string, string> = {}, padBytes = 0): 
     // Random bytes do not compress: the layer grows by as much.
     if (padBytes > 0) writeFileSync(join(root, 'pad'), randomBytes(padBytes));
     const tar = execFileSync('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-C', root, '-cf', '-', '.'], { maxBuffer: 64 << 20 });
-    return { gz: gzipSync(tar), diffId: sha(tar) };
+    return { tar, gz: gzipSync(tar), diffId: sha(tar) };
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -111,10 +111,8 @@ export interface ImageOptions {
   padBytes?: number;
 }
 
-/** Pushes a busybox image as `name:tag` to the registry at `url` (http://host:port). */
-export async function pushBusybox(url: string, name: string, tag: string, o: ImageOptions = {}): Promise<{ bytes: number }> {
-  const layer = busyboxLayer(o.files, o.padBytes);
-  const config = Buffer.from(JSON.stringify({
+function imageConfig(layer: { diffId: string }, o: ImageOptions): Buffer {
+  return Buffer.from(JSON.stringify({
     architecture: ({ x64: 'amd64', arm64: 'arm64' } as Record<string, string>)[process.arch] ?? process.arch, os: 'linux',
     config: {
       Env: o.env ?? ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
@@ -123,6 +121,12 @@ export async function pushBusybox(url: string, name: string, tag: string, o: Ima
     },
     rootfs: { type: 'layers', diff_ids: [layer.diffId] },
   }));
+}
+
+/** Pushes a busybox image as `name:tag` to the registry at `url` (http://host:port). */
+export async function pushBusybox(url: string, name: string, tag: string, o: ImageOptions = {}): Promise<{ bytes: number }> {
+  const layer = busyboxLayer(o.files, o.padBytes);
+  const config = imageConfig(layer, o);
   const layerDigest = await upload(url, name, layer.gz);
   const configDigest = await upload(url, name, config);
   const manifest = JSON.stringify({
@@ -201,4 +205,55 @@ export async function slowProxy(upstream: string, bytesPerSecond: number): Promi
       await new Promise((r) => server.close(r));
     },
   };
+}
+
+/** Makes a tar of `files` (path → content) at `out`, with the system tar. */
+function tarOf(out: string, files: Record<string, Buffer | string>): void {
+  const dir = mkdtempSync(join(tmpdir(), 'canopy-archive-'));
+  try {
+    for (const [path, content] of Object.entries(files)) {
+      mkdirSync(join(dir, path, '..'), { recursive: true });
+      writeFileSync(join(dir, path), content);
+    }
+    execFileSync('tar', ['-C', dir, '-cf', out, ...Object.keys(files)]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const hex = (digest: string): string => digest.slice('sha256:'.length);
+
+/** A busybox image as `docker save` writes it (v1.2: manifest.json, config, uncompressed layer.tar), tagged `repoTags`. */
+export function writeDockerArchive(out: string, repoTags: string[], o: ImageOptions = {}): void {
+  const layer = busyboxLayer(o.files, o.padBytes);
+  const config = imageConfig(layer, o);
+  const id = hex(sha(config));
+  const layerDir = hex(layer.diffId);
+  tarOf(out, {
+    'manifest.json': JSON.stringify([{ Config: `${id}.json`, RepoTags: repoTags, Layers: [`${layerDir}/layer.tar`] }]),
+    [`${id}.json`]: config,
+    [`${layerDir}/layer.tar`]: layer.tar,
+    [`${layerDir}/VERSION`]: '1.0',
+  });
+}
+
+/** A busybox image as an OCI layout tar (oci-layout, index.json, blobs/sha256/…), its index entry named `refName`. */
+export function writeOciArchive(out: string, refName: string, o: ImageOptions = {}): void {
+  const layer = busyboxLayer(o.files, o.padBytes);
+  const config = imageConfig(layer, o);
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', size: config.length, digest: sha(config) },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', size: layer.gz.length, digest: sha(layer.gz) }],
+  }));
+  tarOf(out, {
+    'oci-layout': JSON.stringify({ imageLayoutVersion: '1.0.0' }),
+    'index.json': JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', size: manifest.length, digest: sha(manifest), annotations: { 'org.opencontainers.image.ref.name': refName } }],
+    }),
+    [`blobs/sha256/${hex(sha(config))}`]: config,
+    [`blobs/sha256/${hex(sha(layer.gz))}`]: layer.gz,
+    [`blobs/sha256/${hex(sha(manifest))}`]: manifest,
+  });
 }

@@ -1,7 +1,8 @@
 // The container runtime a worker daemon adds beside `process`: on an operator's containerd socket
 // (--containerd) or on the worker's own embedded containerd, started under its data dir. Without a
 // containerd binary or a socket that answers, the worker runs on without `container`.
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { ContainerRuntime } from './runtime.ts';
 import { startEmbedded } from './embedded.ts';
@@ -17,6 +18,40 @@ export interface WorkerContainerOptions {
   mirrors: string[];
   /** --image-cache-mb (0 = no limit; default DEFAULT_IMAGE_CACHE_MB). */
   imageCacheMb?: number;
+  /** Image archives (*.tar) imported at start, as K3s does (default <data dir>/images). */
+  imageDir?: string;
+}
+
+/**
+ * Imports the archives of the image folder that are new or changed since the last start (a record of
+ * name, size and mtime in the data dir); a bad one is logged with its reason and skipped.
+ */
+export async function importImageDir(runtime: ContainerRuntime, dir: string, dataDir: string, log: Logger): Promise<void> {
+  let files: string[];
+  try {
+    files = readdirSync(dir).filter((f) => f.endsWith('.tar')).sort();
+  } catch {
+    return;
+  }
+  const recordFile = join(dataDir, 'images-imported.json');
+  let record: Record<string, string> = {};
+  try {
+    record = JSON.parse(readFileSync(recordFile, 'utf8')) as Record<string, string>;
+  } catch { /* first start */ }
+  for (const f of files) {
+    const path = join(dir, f);
+    const st = statSync(path);
+    const stamp = `${st.size}:${st.mtimeMs}`;
+    if (record[path] === stamp) continue;
+    try {
+      const images = await runtime.importArchive(path);
+      log.info('imported image archive from the image folder', { file: path, images });
+      record[path] = stamp;
+    } catch (e) {
+      log.error('image archive in the image folder not imported', { file: path, error: (e as Error).message });
+    }
+  }
+  writeFileSync(recordFile, JSON.stringify(record));
 }
 
 function haveContainerd(): boolean {
@@ -32,9 +67,14 @@ function haveContainerd(): boolean {
 export function containerRuntimeFor(o: WorkerContainerOptions): (sandbox: Sandbox, log: Logger) => Promise<ContainerRuntime[]> {
   const mirrors = o.mirrors.map(parseMirror);
   return async (sandbox, log) => {
+    const imageDir = o.imageDir ?? join(o.dataDir, 'images');
+    const withImages = async (r: ContainerRuntime): Promise<ContainerRuntime[]> => {
+      if (r.available()) await importImageDir(r, imageDir, o.dataDir, log);
+      return [r];
+    };
     if (o.socket) {
       if (!existsSync(o.socket)) log.warn('containerd socket not there (yet): container runtime unavailable until it answers', { socket: o.socket });
-      return [await ContainerRuntime.open(sandbox, { socket: o.socket, mirrors, log, imageCacheMb: o.imageCacheMb })];
+      return withImages(await ContainerRuntime.open(sandbox, { socket: o.socket, mirrors, log, imageCacheMb: o.imageCacheMb }));
     }
     if (!haveContainerd()) {
       log.warn('no containerd on this host: this worker runs `process` only');
@@ -42,7 +82,7 @@ export function containerRuntimeFor(o: WorkerContainerOptions): (sandbox: Sandbo
     }
     try {
       const embedded = await startEmbedded(o.dataDir);
-      return [await ContainerRuntime.open(sandbox, { socket: embedded.socket, mirrors, log, imageCacheMb: o.imageCacheMb, onClose: () => embedded.stop() })];
+      return withImages(await ContainerRuntime.open(sandbox, { socket: embedded.socket, mirrors, log, imageCacheMb: o.imageCacheMb, onClose: () => embedded.stop() }));
     } catch (e) {
       log.error('embedded containerd did not start: this worker runs `process` only', { error: (e as Error).message });
       return [];

@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ContainerdClient, ContainerdError, type Mount } from './client.ts';
 import { ImageStore, PullError, normalizeRef } from './images.ts';
 import { ImageCache, DEFAULT_IMAGE_CACHE_MB } from './image-cache.ts';
+import { importArchive } from './image-import.ts';
 import { runtimeSpec, chainId } from './spec.ts';
 import { exitReason, type ExitInfo, type RunHandle } from '../runtime/exit.ts';
 import type { Sandbox } from '../runtime/sandbox.ts';
@@ -81,6 +82,16 @@ export class ContainerRuntime implements InstanceRuntime {
   async imagesInUse(): Promise<Set<string>> {
     const r = await this.client.call<{ containers: Array<{ image: string }> }>('containers', 'List', {});
     return new Set([...r.containers.map((c) => c.image), ...this.pinned.values()]);
+  }
+
+  /** Imports the images of a docker-save or OCI archive (image-import.ts); their names. */
+  async importArchive(file: string): Promise<string[]> {
+    const names = await importArchive(this.client, file, this.snapshotter);
+    // Just imported counts as used: an air-gapped site's images are not the first to be evicted.
+    for (const n of names) await this.cache.touch(n);
+    void this.evictUnused();
+    this.o.log.info('image archive imported', { file, images: names });
+    return names;
   }
 
   /** Brings the image cache under its limit (least recently used unused images first); the names evicted. */
