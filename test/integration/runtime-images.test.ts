@@ -176,3 +176,56 @@ test('image archives: docker save and OCI layout import and run with no registry
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('pull through containerd\'s API: the same image as through ctr, runs, reports progress, a missing image is a permanent FAILED; cold pulls of both routes timed', { skip, timeout: 300_000 }, async () => {
+  await pushBusybox(registry.url, 'library/tenmb', '1', { padBytes: 9 << 20, files: { 'www/index.html': 'pulled through the API\n' } });
+  const { rt, ct } = await runtime(0);
+  const name = ref('tenmb');
+  const cold = async (): Promise<void> => {
+    await ct.client.call('images', 'Delete', { name, sync: true }).catch(() => {});
+    assert.ok(!imageNames().includes(name));
+  };
+  const steps: string[] = [];
+  ct.images.route = 'api';
+  await cold();
+  const viaApi = await ct.images.ensure(name, (p) => steps.push(`${p.done}/${p.total}`));
+  assert.ok(steps.length >= 1 && steps.at(-1)!.split('/')[0] === steps.at(-1)!.split('/')[1], `progress up to the whole: ${steps.join(' ')}`);
+  ct.images.route = 'ctr';
+  await cold();
+  const viaCtr = await ct.images.ensure(name);
+  assert.deepEqual(viaApi, viaCtr, 'the same config and layers either way');
+
+  ct.images.route = 'api';
+  await cold();
+  const i = new Instance({
+    service_id: 'psvc', instance_n: 0, name: { app: 'a', appns: 'b', svc: 'c', svcns: 'd' },
+    spec: { virtualization: 'container', code: name, cmd: ['cat', '/www/index.html'], memory: 0, vcpus: 0, one_shot: true },
+  }, rt, new NoNetwork(), log);
+  instances.push(i);
+  await i.start();
+  assert.equal(await until(i, ['COMPLETED', 'FAILED']), 'COMPLETED', JSON.stringify(i.lifecycle.history));
+  assert.equal(i.logs('stdout'), 'pulled through the API\n');
+  await i.close();
+  await assert.rejects(ct.images.ensure(ref('no-such-image')), (e: Error & { permanent?: boolean }) => {
+    assert.match(e.message, /no-such-image.*not found/);
+    assert.equal(e.permanent, true);
+    return true;
+  });
+  assert.equal(ctr('leases', 'ls', '-q').trim(), '', 'no lease left by a pull');
+
+  // Cold pulls of the same image, the routes alternating (same-run figures; the machine is shared).
+  const times: Record<'ctr' | 'api', number[]> = { ctr: [], api: [] };
+  for (let k = 0; k < 5; k++) {
+    for (const route of ['ctr', 'api'] as const) {
+      ct.images.route = route;
+      await cold();
+      const t0 = process.hrtime.bigint();
+      await ct.images.ensure(name);
+      times[route].push(Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+  }
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const size = (await ct.cache.images()).find((x) => x.name === name)!;
+  console.log(`# ${JSON.stringify({ pull_routes: { image_mb: Math.round([...size.parts].filter(([k]) => !k.startsWith('snapshot:')).reduce((a, [, v]) => a + v, 0) / 1048576 * 10) / 10, ctr_cold_p50_s: median(times.ctr), api_cold_p50_s: median(times.api), ctr_s: times.ctr, api_s: times.api } })}`);
+  await cold();
+});

@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { hostArch } from '../host-resources.ts';
 import { ContainerdError, type ContainerdClient } from './client.ts';
 import { chainId, type ImageInfo, type ImageConfig } from './spec.ts';
+import { pullThroughApi } from './pull-api.ts';
 
 const DOCKER_HUB = 'docker.io';
 
@@ -53,7 +54,7 @@ export function parseMirror(s: string): [string, string] {
   return [host, `${u.protocol}//${u.host}`];
 }
 
-function isLoopback(host: string): boolean {
+export function isLoopback(host: string): boolean {
   const h = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
   return h === 'localhost' || (isIP(h) === 4 && h.startsWith('127.')) || h === '::1';
 }
@@ -93,8 +94,13 @@ export interface PullProgress {
   total: number;
 }
 
+/** How images are pulled: `ctr images pull`, or the client's work done against containerd's API (pull-api.ts). */
+export type PullRoute = 'ctr' | 'api';
+
 export class ImageStore {
   private readonly pulls = new Map<string, Promise<ImageInfo>>();
+  /** Set by the runtime (docs/decisions.md says which is the default and why). */
+  route: PullRoute = 'ctr';
 
   constructor(
     private readonly client: ContainerdClient,
@@ -147,6 +153,13 @@ export class ImageStore {
   }
 
   private pull(name: string, progress?: (p: PullProgress) => void): Promise<void> {
+    if (this.route === 'api') {
+      return pullThroughApi(this.client, name, { mirrors: this.mirrors, snapshotter: this.snapshotter, isLoopback, ...(progress ? { progress } : {}) })
+        .catch((e: unknown) => {
+          if (e instanceof PullError) throw e;
+          throw new PullError(`pull of ${name} failed: ${(e as Error).message}`, false);
+        });
+    }
     const host = registryHost(name);
     if (isLoopback(host)) writeHostsDir(this.hostsDir, this.mirrors, [host]);
     const timer = progress ? setInterval(() => {

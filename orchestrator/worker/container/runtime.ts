@@ -7,7 +7,7 @@ import { writeFileSync, rmSync, rmdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ContainerdClient, ContainerdError, type Mount } from './client.ts';
-import { ImageStore, PullError, normalizeRef } from './images.ts';
+import { ImageStore, PullError, normalizeRef, type PullRoute } from './images.ts';
 import { ImageCache, DEFAULT_IMAGE_CACHE_MB } from './image-cache.ts';
 import { importArchive } from './image-import.ts';
 import { runtimeSpec, chainId } from './spec.ts';
@@ -41,6 +41,8 @@ export interface ContainerRuntimeOptions {
   log: Logger;
   /** Called by close() (stops an embedded containerd on a clean exit). */
   onClose?: () => Promise<void>;
+  /** How images are pulled (default 'ctr'). */
+  pullVia?: PullRoute;
   /** Images take at most this much disk (MB) before unused ones are evicted, least recently used first; 0 = no limit. */
   imageCacheMb?: number;
 }
@@ -63,6 +65,7 @@ export class ContainerRuntime implements InstanceRuntime {
     this.cache = new ImageCache(this.client, this.snapshotter, (o.imageCacheMb ?? DEFAULT_IMAGE_CACHE_MB) * 1048576, o.log);
     this.images = new ImageStore(this.client, join(sandbox.instancesDir, '..', 'registry-hosts'), o.mirrors ?? [], this.snapshotter,
       { used: (name) => this.cache.touch(name), pulled: () => void this.evictUnused() });
+    this.images.route = o.pullVia ?? 'ctr';
     this.logDriver = join(sandbox.instancesDir, '..', 'container-log-driver');
     writeFileSync(this.logDriver, LOG_DRIVER, { mode: 0o755 });
     this.pinger = setInterval(() => void this.client.ping(1500).then((ok) => this.noteAnswer(ok)), 2000);
