@@ -9,6 +9,8 @@ import { execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { Lab, type Host as LabHost } from '../lab/lab.ts';
 import { readSlaFixture } from './fixtures.ts';
+import { registryGuardArgs } from './registry-guard.ts';
+import { reapEmbeddedSync } from '../orchestrator/worker/container/embedded-reap.ts';
 
 export const REPO = join(import.meta.dirname, '..');
 const CANOPY = join(REPO, 'bin/canopy.js');
@@ -154,7 +156,8 @@ export class Deployment {
   startWorker(host: string): ChildProcess {
     const h = this.lab.host(host);
     return this.spawnCanopy(h, host, ['worker', '--name', this.workerIdOf(host), '--cluster', this.clusterUrlOf(host), '--key', 'e2e-wk',
-      '--data', join(this.dir, host), '--api-port', '10200', '--location', `48.${h.index},11.5`, '--dns-upstream', '127.0.0.1', ...(this.spec.workerArgs ?? [])]);
+      '--data', join(this.dir, host), '--api-port', '10200', '--location', `48.${h.index},11.5`, '--dns-upstream', '127.0.0.1',
+      ...(this.spec.workerArgs ?? []), ...registryGuardArgs(this.spec.workerArgs)]);
   }
 
   /** One call to root's API through curl inside ctl; the JSON answer (throws on HTTP ≥ 400). */
@@ -269,6 +272,8 @@ export class Deployment {
       }
       this.procs.delete(name);
     }
+    // A worker killed during the test (and not restarted) left its embedded containerd running.
+    for (const host of this.spec.workers) reapEmbeddedSync(join(this.dir, host));
     for (const w of this.workerIds) sweepWorker(w);
     rmSync(this.dir, { recursive: true, force: true });
   }

@@ -40,7 +40,12 @@ export interface DeploymentState {
   clusterName: string;
   username: string;
   password: string;
+  /** Root (the first replica, when there are several). */
   root: ProcessRecord | null;
+  /** Further root replicas (`up --roots N`); `rootUrl` lists them all, comma-separated. */
+  rootReplicas?: (ProcessRecord | null)[];
+  /** The PostgreSQL server root's replicas share (`up --store postgres`), in `<dir>/postgres`. */
+  postgres?: { dir: string; port: number; url: string };
   cluster: ProcessRecord | null;
   /** The DNS relay on the bridge address, the workers' upstream resolver (absent in older state files). */
   dnsRelay?: ProcessRecord | null;

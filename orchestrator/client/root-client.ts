@@ -51,25 +51,58 @@ export interface LoginAnswer {
 }
 
 export interface RootClientOptions {
-  /** Root's URL, e.g. http://127.0.0.1:10000. */
+  /**
+   * Root's URL, e.g. http://127.0.0.1:10000, or several root replicas' URLs separated by commas: a
+   * request goes to the one that answered last, and to the next when that one is unreachable or
+   * answers 503 (both mean the request changed nothing).
+   */
   url: string;
   token?: string;
   /** Per request; default 15 s. */
   timeoutMs?: number;
 }
 
+/** Unreachable-errors of changes that may have reached root before the connection failed. */
+const unsafeToRetry = new WeakSet<Error>();
+
 export class RootClient {
+  /** The URL (or list) as given: the identity of this root for cached tokens. */
   readonly url: string;
   token: string | undefined;
   private readonly timeoutMs: number;
+  private readonly urls: string[];
+  private current = 0;
 
   constructor(o: RootClientOptions) {
-    this.url = o.url.replace(/\/+$/, '');
+    this.urls = o.url.split(',').map((u) => u.trim().replace(/\/+$/, '')).filter((u) => u !== '');
+    if (this.urls.length === 0) throw new Error('no root URL given');
+    this.url = this.urls.join(',');
     this.token = o.token;
     this.timeoutMs = o.timeoutMs ?? 15_000;
   }
 
+  /** The replica requests go to now. */
+  get currentUrl(): string {
+    return this.urls[this.current] as string;
+  }
+
   private async call<T>(method: string, path: string, body?: unknown, raw?: string): Promise<T> {
+    let last: unknown;
+    for (let k = 0; k < this.urls.length; k++) {
+      const at = (this.current + k) % this.urls.length;
+      try {
+        const answer = await this.callOne<T>(this.urls[at] as string, method, path, body, raw);
+        this.current = at;
+        return answer;
+      } catch (e) {
+        if (!(e instanceof ApiCallError) || (e.status !== 0 && e.status !== 503) || unsafeToRetry.has(e)) throw e;
+        last = e;
+      }
+    }
+    throw last;
+  }
+
+  private async callOne<T>(base: string, method: string, path: string, body?: unknown, raw?: string): Promise<T> {
     const headers: Record<string, string> = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let payload: string | undefined;
@@ -78,11 +111,15 @@ export class RootClient {
     if (payload !== undefined) headers['content-type'] = 'application/json';
     let res: Response;
     try {
-      res = await fetch(`${this.url}${path}`, { method, headers, body: payload, signal: AbortSignal.timeout(this.timeoutMs) });
+      res = await fetch(`${base}${path}`, { method, headers, body: payload, signal: AbortSignal.timeout(this.timeoutMs) });
     } catch (e) {
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       const why = cause?.code ?? cause?.message ?? (e as Error).message;
-      throw new ApiCallError(0, `root at ${this.url} is unreachable (${why})`);
+      const err = new ApiCallError(0, `root at ${base} is unreachable (${why})`);
+      // A timeout may have reached root: a change goes elsewhere only if it cannot have arrived.
+      const neverArrived = ['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH'].includes(cause?.code ?? '');
+      if (method !== 'GET' && !neverArrived) unsafeToRetry.add(err);
+      throw err;
     }
     const text = await res.text();
     let json: unknown;

@@ -47,7 +47,7 @@ export function register(program: Command): void {
     .option('--host <address>', 'API address to bind', '0.0.0.0')
     .option('--port <port>', 'API port', '10100')
     .option('--public-url <url>', 'API URL root and workers use (default http://<host>:<port>)')
-    .option('--root <url>', 'root API URL, e.g. http://root:10000')
+    .option('--root <url>', 'root API URL, e.g. http://root:10000; root replicas as a comma-separated list (fails over)')
     .option('--root-key <key>', 'root\'s cluster join key (env CANOPY_CLUSTER_KEY)')
     .option('--worker-key <key>', 'join key for workers (env CANOPY_WORKER_KEY; generated if absent)')
     .option('--mqtt-host <address>', 'embedded broker address', '0.0.0.0')

@@ -30,7 +30,7 @@ export function register(program: Command): void {
     .description("an instance's output (stdout, then stderr)")
     .argument('<service>', 'svc, svc.svcns, full name or id')
     .argument('[instance]', 'instance number (default: every instance)')
-    .option('--root <url>', 'root API URL (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
+    .option('--root <url>', 'root API URL, or root replicas as a comma-separated list (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
     .option('--worker-api <url>', "the worker's local API, when the worker is not part of the local deployment")
     .option('--stream <which>', 'stdout, stderr or both', 'both')
     .option('--bytes <n>', 'at most this many bytes of each stream (the newest)', '65536')

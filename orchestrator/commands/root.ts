@@ -1,4 +1,5 @@
-// `canopy root --port <p> --data <dir>`: the root orchestrator alone, until SIGTERM/SIGINT.
+// `canopy root --port <p> --data <dir> [--store postgres://…]`: the root orchestrator alone, until
+// SIGTERM/SIGINT. Several of them over one PostgreSQL are replicas of one root (SPEC §11).
 import type { Command } from 'commander';
 import { DEFAULT_PLAN } from '../root/addresses.ts';
 import { RootServer } from '../root/server.ts';
@@ -13,6 +14,7 @@ export function register(program: Command): void {
     .option('--port <port>', 'API port', '10000')
     .option('--host <address>', 'address to bind', '0.0.0.0')
     .option('--data <dir>', 'data directory (SQLite database)', './canopy-root')
+    .option('--store <store>', "'sqlite' (in --data) or a postgres://user@host:port/db URL that several root replicas share (env CANOPY_STORE)")
     .option('--admin-password <password>', 'password of user admin on the first start (env CANOPY_ADMIN_PASSWORD)')
     .option('--cluster-key <key>', 'join key clusters register with (env CANOPY_CLUSTER_KEY)')
     .option('--worker-prefix <bits>', 'size of worker subnets (IPv4 prefix length)', '24')
@@ -21,7 +23,7 @@ export function register(program: Command): void {
     .option('--cluster-silence <ms>', 'a cluster that has not reported for this long is inactive (above the clusters\' --report-interval)', String(CLUSTER_SILENCE_MS))
     .option('--worker-apis-from <dir>', "a `canopy up` state directory: the dashboard follows instance logs through root from the workers it lists")
     .action(async (o: {
-      port: string; host: string; data: string; adminPassword?: string; clusterKey?: string; workerPrefix: string; serviceV4: string; serviceV6: string;
+      port: string; host: string; data: string; store?: string; adminPassword?: string; clusterKey?: string; workerPrefix: string; serviceV4: string; serviceV6: string;
       clusterSilence: string; workerApisFrom?: string;
     }) => {
       const port = portFlag(o.port, '--port');
@@ -33,6 +35,7 @@ export function register(program: Command): void {
       }
       const root = await RootServer.start({
         dataDir: o.data,
+        store: o.store || process.env.CANOPY_STORE || undefined,
         host: o.host,
         port,
         // An empty variable means unset: never an empty password or key.
@@ -42,7 +45,7 @@ export function register(program: Command): void {
         clusterSilenceMs,
         workerApi: o.workerApisFrom ? workerApisFrom(o.workerApisFrom) : undefined,
       }).catch((err: unknown) => {
-        // A bad flag or a database from another plan: one clear line, not a stack trace.
+        // A bad flag, a database from another plan or one that cannot be reached: one clear line, not a stack trace.
         process.stderr.write(`canopy root: ${(err as Error).message}\n`);
         process.exit(1);
       });

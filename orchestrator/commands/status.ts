@@ -10,7 +10,7 @@ export function register(program: Command): void {
     .command('status')
     .description('instances with their states, workers, addresses and reasons')
     .argument('[name]', 'an application (app or app.appns) or a service (svc, svc.svcns, full name or id)')
-    .option('--root <url>', 'root API URL (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
+    .option('--root <url>', 'root API URL, or root replicas as a comma-separated list (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
     .option('--json', 'machine-readable')
     .action(async (name: string | undefined, o: { root?: string; json?: boolean }) => {
       const session = openSession({ root: o.root });

@@ -12,6 +12,9 @@ import { parseUpstream } from '../../dns/forwarder.ts';
 
 interface Opts {
   workers: string;
+  roots: string;
+  store: string;
+  postgresPort: string;
   demo?: boolean;
   dir?: string;
   name: string;
@@ -25,15 +28,24 @@ interface Opts {
   workerArg: string[];
   registryMirror: string[];
   imageCacheMb?: string;
+  registryMirrorsOnly?: boolean;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+function parseStore(v: string): 'sqlite' | 'postgres' {
+  if (v === 'sqlite' || v === 'postgres') return v;
+  return fail('up', new Error(`--store: sqlite or postgres, got ${JSON.stringify(v)}`));
+}
 
 export function register(program: Command): void {
   program
     .command('up')
     .description('bring up root, a cluster and workers (each in its own network namespace) on this machine, then run the demo')
     .option('--workers <n>', 'number of workers', '2')
+    .option('--roots <n>', 'root replicas (more than 1 needs --store postgres); they share one store and fail over', '1')
+    .option('--store <store>', "root's store: sqlite, or postgres (Debian's PostgreSQL, started in the state directory)", 'sqlite')
+    .option('--postgres-port <port>', 'port of that PostgreSQL on 127.0.0.1', '10432')
     .option('--demo', 'deploy the demo application and show the client reaching the server by name (default)')
     .option('--no-demo', 'skip the demo')
     .option('--dir <dir>', 'state directory (env CANOPY_UP_DIR; default /var/lib/canopy/up)')
@@ -48,6 +60,7 @@ export function register(program: Command): void {
     .option('--worker-arg <arg>', 'extra argument for every `canopy worker` (repeatable)', collect, [])
     .option('--registry-mirror <host=url>', 'registry mirror for every worker\'s container pulls, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
     .option('--image-cache-mb <mb>', 'each worker\'s container image disk limit (`canopy worker --image-cache-mb`)')
+    .option('--registry-mirrors-only', 'workers pull only through --registry-mirror (and loopback registries), never from a registry\'s own address')
     .action(async (o: Opts) => {
       if (process.getuid?.() !== 0) fail('up', new Error('needs root (network namespaces, bridge, cgroups)'));
       const dir = o.dir ?? defaultStateDir();
@@ -73,10 +86,12 @@ export function register(program: Command): void {
       try {
         state = await up({
           dir, workers: Number(o.workers), name: o.name, subnet: o.subnet,
+          roots: Number(o.roots), store: parseStore(o.store), postgresPort: portFlag(o.postgresPort, '--postgres-port', 1),
           rootPort: portFlag(o.rootPort, '--root-port', 1), clusterPort: portFlag(o.clusterPort, '--cluster-port', 1),
           mqttPort: portFlag(o.mqttPort, '--mqtt-port', 1), workerApiPort: portFlag(o.workerApiPort, '--worker-api-port', 1),
           dnsRelayPort: portFlag(o.dnsRelayPort, '--dns-relay-port', 1), dnsUpstreams: o.dnsUpstream,
-          workerArgs: [...o.workerArg, ...o.registryMirror.flatMap((m) => ['--registry-mirror', m]), ...(o.imageCacheMb !== undefined ? ['--image-cache-mb', o.imageCacheMb] : [])], progress: say,
+          workerArgs: [...o.workerArg, ...o.registryMirror.flatMap((m) => ['--registry-mirror', m]), ...(o.registryMirrorsOnly ? ['--registry-mirrors-only'] : []),
+            ...(o.imageCacheMb !== undefined ? ['--image-cache-mb', o.imageCacheMb] : [])], progress: say,
         });
       } catch (e) {
         if (e instanceof AlreadyUpError) {

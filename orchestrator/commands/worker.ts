@@ -41,6 +41,7 @@ interface Opts {
   registryMirror: string[];
   imageCacheMb: string;
   imageDir?: string;
+  registryMirrorsOnly?: boolean;
 }
 
 const collect = (v: string, all: string[]): string[] => [...all, v];
@@ -92,6 +93,7 @@ export function register(program: Command): void {
     .option('--registry-mirror <host=url>', 'pull images of a registry through a mirror, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
     .option('--image-dir <dir>', 'image archives (docker save or OCI, *.tar) imported at start (default: <data>/images)')
     .option('--image-cache-mb <mb>', 'disk for container images; above it, images no instance uses are removed, least recently used first (0 = no limit)', String(DEFAULT_IMAGE_CACHE_MB))
+    .option('--registry-mirrors-only', 'pull only through --registry-mirror and from loopback registries, never from a registry\'s own address (air-gapped sites)')
     .action(async (o: Opts) => {
       const key = o.key ?? process.env.CANOPY_WORKER_KEY;
       if (!key) throw new Error('--key or CANOPY_WORKER_KEY is required (printed by `canopy cluster` at first start)');
@@ -116,7 +118,7 @@ export function register(program: Command): void {
         overlay: o.overlay.map((c) => cidrOpt(c, '--overlay')), servicePrefixes: o.serviceRange.map((c) => cidrOpt(c, '--service-range')),
       } : undefined;
       const runtimes = containerRuntimeFor({
-        dataDir: o.data, mirrors: o.registryMirror, imageCacheMb: intOpt(o.imageCacheMb, '--image-cache-mb', 0, 1 << 30),
+        dataDir: o.data, mirrors: o.registryMirror, mirrorsOnly: Boolean(o.registryMirrorsOnly), imageCacheMb: intOpt(o.imageCacheMb, '--image-cache-mb', 0, 1 << 30),
         ...(o.imageDir ? { imageDir: o.imageDir } : {}), ...(o.containerd ? { socket: o.containerd } : {}),
       });
       const engine = await NodeEngine.start({

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { needRoot, unavailable } from '../support/facility.ts';
 import { workerInstances } from '../../orchestrator/client/worker-api.ts';
 import { down, up } from '../../orchestrator/deployment/local.ts';
+import { registryGuardArgs } from '../../harness/registry-guard.ts';
 import { readState, type DeploymentState } from '../../orchestrator/client/deployment-state.ts';
 
 const CANOPY = join(import.meta.dirname, '../../bin/canopy.js');
@@ -49,7 +50,7 @@ before(async () => {
   const base = 25000 + (process.pid % 4000) * 2;
   state = await up({
     dir, workers: 1, name: `c${(process.pid % 46656).toString(36)}`, subnet: `198.19.${160 + (process.pid % 40)}.0`,
-    rootPort: base, clusterPort: base + 1, mqttPort: base + 2, workerApiPort: base + 3,
+    rootPort: base, clusterPort: base + 1, mqttPort: base + 2, workerApiPort: base + 3, workerArgs: registryGuardArgs(),
   });
 });
 

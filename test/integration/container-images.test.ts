@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { InProcessStack, ADMIN_PASSWORD, poll } from '../support/in-process-stack.ts';
-import { startRegistry, pushBusybox, slowProxy, writeDockerArchive, writeOciArchive, type TestRegistry, type SlowProxy } from '../support/oci-registry.ts';
+import { startRegistry, pushBusybox, slowProxy, writeDockerArchive, writeOciArchive, type TestRegistry, type SlowProxy } from '../../harness/oci-registry.ts';
 import { unavailable, needRoot, binaryMissing } from '../support/facility.ts';
 import { RootClient } from '../../orchestrator/client/root-client.ts';
 import { containerRuntimeFor } from '../../orchestrator/worker/container/for-engine.ts';
@@ -45,7 +45,7 @@ before(async () => {
   const cluster = await stack.startCluster('imgs', { reportIntervalMs: 1000 });
   await poll('cluster registered', async () => cluster.rootToken);
   const engine = await stack.startWorker(`wimg${process.pid % 100000}`, {
-    runtimes: containerRuntimeFor({ dataDir: stack.workerDir, mirrors: [`docker.io=${proxy.url}`] }),
+    runtimes: containerRuntimeFor({ dataDir: stack.workerDir, mirrors: [`docker.io=${proxy.url}`], mirrorsOnly: true }),
   });
   workerApi = await startWorkerApi(engine, '127.0.0.1', 0, { tokens: [loadOrCreateApiToken(stack.workerDir)] });
   const auth = await stack.adminHeaders();

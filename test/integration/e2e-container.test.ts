@@ -11,7 +11,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
 import { Deployment, poll, sleep } from '../../harness/e2e-harness.ts';
-import { startRegistry, pushBusybox, registryConfig } from '../support/oci-registry.ts';
+import { startRegistry, pushBusybox, registryConfig } from '../../harness/oci-registry.ts';
 import { socketPathFor } from '../../orchestrator/worker/container/embedded.ts';
 
 interface WorkerStatus { instances: Array<{ service_id: string; state: string; pid: number | null; reason: string }> }

@@ -6,20 +6,10 @@
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { existsSync, readFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { labFor } from '../../lab/lab.ts';
 import { Deployment, poll, type DeploymentSpec, type ServiceInfo } from '../../harness/e2e-harness.ts';
 import { SLA_FIXTURES as FIXTURES } from '../../harness/fixtures.ts';
 import { join } from 'node:path';
-
-function hasContainerd(): boolean {
-  try {
-    execFileSync('sh', ['-c', 'command -v containerd && test -S /run/containerd/containerd.sock'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function fixture(name: string, edit?: (sla: { applications: Array<{ microservices: Array<Record<string, unknown>> }> }) => void): string {
   const sla = JSON.parse(readFileSync(join(FIXTURES, name), 'utf8')) as { applications: Array<{ microservices: Array<Record<string, unknown>> }> };
@@ -168,8 +158,7 @@ export async function e2eScenario(t: TestContext, spec: Partial<DeploymentSpec> 
       }
     });
 
-    // --- containers need containerd.
-    if (!hasContainerd()) t.diagnostic('oakestra-readme-clientsrvr.json skipped: container virtualization needs containerd, which this host does not have');
+    // oakestra-readme-clientsrvr.json (containers) has its own lab test: e2e-oakestra-readme.test.ts.
 
     // --- undeploy everything: nothing is left on any host.
     for (const app of [web, iperf, stress]) if (app) await d.api('DELETE', `/api/v1/application/${app.applicationID}`);

@@ -19,8 +19,9 @@ import { Instance } from '../../orchestrator/worker/instance.ts';
 import { NoNetwork } from '../../orchestrator/worker/net-seam.ts';
 import { memoryLogger } from '../../orchestrator/protocol/log.ts';
 import type { InstanceState } from '../../orchestrator/protocol/instance-states.ts';
-import { startRegistry, pushBusybox, writeDockerArchive, writeOciArchive, type TestRegistry } from '../support/oci-registry.ts';
+import { startRegistry, pushBusybox, writeDockerArchive, writeOciArchive, type TestRegistry } from '../../harness/oci-registry.ts';
 import { unavailable, needRoot, binaryMissing } from '../support/facility.ts';
+import { CLOSED_MIRROR } from '../../harness/registry-guard.ts';
 
 const skip = unavailable(needRoot() ?? binaryMissing('containerd', ['--version']) ?? binaryMissing('docker-registry', ['--version']));
 const WORKER = `im${process.pid}`;
@@ -35,7 +36,8 @@ const PAD = 2 << 20;
 
 async function runtime(imageCacheMb: number): Promise<{ rt: Runtimes; ct: ContainerRuntime }> {
   const sandbox = new Sandbox({ workerId: WORKER, cgroups: detectCgroups(), stateDir: dataDir });
-  const ct = await ContainerRuntime.open(sandbox, { socket: containerd.socket, log, imageCacheMb });
+  // No pull may leave the machine (harness/registry-guard.ts): docker.io only through a closed loopback port.
+  const ct = await ContainerRuntime.open(sandbox, { socket: containerd.socket, log, imageCacheMb, mirrors: [['docker.io', CLOSED_MIRROR]], mirrorsOnly: true });
   const rt = new Runtimes(sandbox, [new ProcessRuntime(sandbox), ct]);
   opened.push(rt);
   return { rt, ct };

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needRoot, unavailable } from '../support/facility.ts';
 import { down } from '../../orchestrator/deployment/local.ts';
+import { registryGuardArgs } from '../../harness/registry-guard.ts';
 import { readState } from '../../orchestrator/client/deployment-state.ts';
 
 const CANOPY = join(import.meta.dirname, '../../bin/canopy.js');
@@ -101,7 +102,7 @@ test('canopy up --workers 2 runs the demo; instances resolve outside names; up a
   }
   const upArgs = ['up', '--workers', '2', '--name', name, '--subnet', subnet, '--root-port', String(base), '--cluster-port', String(base + 1),
     '--mqtt-port', String(base + 2), '--worker-api-port', String(base + 3), '--dns-relay-port', String(base + 4),
-    '--dns-upstream', `127.0.0.1:${dnsPort}`];
+    '--dns-upstream', `127.0.0.1:${dnsPort}`, ...registryGuardArgs().map((a) => `--worker-arg=${a}`)];
   const first = canopy(upArgs);
   assert.match(first.out, /up: root http:\/\/198\.19\.\d+\.1:\d+/, first.out);
   assert.equal(first.code, 0, first.out);

@@ -19,7 +19,7 @@ export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
       },
     },
   }, async (req) => {
-    const u = ctx.users.login(req.body.username.toLowerCase(), req.body.password);
+    const u = await ctx.users.login(req.body.username.toLowerCase(), req.body.password);
     if (!u) throw new ApiError(401, 'wrong username or password');
     const token = app.jwt.sign({ sub: u.id, name: u.username, role: u.role }, { expiresIn: TOKEN_TTL_S });
     return { token, username: u.username, role: u.role, expires_in: TOKEN_TTL_S };
@@ -47,14 +47,14 @@ export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (!USERNAME.test(username)) errors.push({ path: '/username', message: 'must be 1-64 of a-z 0-9 . _ - starting with a letter or digit' });
     if (req.body.password.length < MIN_PASSWORD) errors.push({ path: '/password', message: `must be at least ${MIN_PASSWORD} characters` });
     if (errors.length) throw new ApiError(422, 'invalid user', errors);
-    if (ctx.users.exists(username)) throw new ApiError(409, `user ${username} exists`, [{ path: '/username', message: 'is taken' }]);
-    const u = ctx.users.create(username, req.body.password, req.body.role ?? 'user');
+    if (await ctx.users.exists(username)) throw new ApiError(409, `user ${username} exists`, [{ path: '/username', message: 'is taken' }]);
+    const u = await ctx.users.create(username, req.body.password, req.body.role ?? 'user');
     return created(reply, { id: u.id, username: u.username, role: u.role });
   });
 
   app.get(`${API_V1}/users`, { schema: { tags: ['auth'], summary: 'List users (admins only)', security: [{ bearer: [] }] } }, async (req) => {
     const who = await caller(ctx, req);
     if (who.role !== 'admin') throw new ApiError(403, 'only admins list users');
-    return ctx.users.list().map((u) => ({ id: u.id, username: u.username, role: u.role, created_at: new Date(u.created_at).toISOString() }));
+    return (await ctx.users.list()).map((u) => ({ id: u.id, username: u.username, role: u.role, created_at: new Date(u.created_at).toISOString() }));
   });
 }

@@ -66,7 +66,7 @@ export function authenticate(ctx: ApiContext) {
     } catch {
       throw new ApiError(401, `missing or invalid token: log in at POST ${API_V1}/auth/login and send Authorization: Bearer <token>`);
     }
-    const u = ctx.users.byId(req.user.sub);
+    const u = await ctx.users.byId(req.user.sub);
     if (!u) throw new ApiError(401, 'the user of this token no longer exists');
     callers.set(req, { id: u.id, username: u.username, role: u.role });
   };
@@ -85,8 +85,8 @@ export function bearer(req: FastifyRequest): string {
 }
 
 /** The cluster named in the path, if the request carries its token; 401 otherwise. */
-export function clusterCaller(ctx: ApiContext, req: FastifyRequest<{ Params: { id: string } }>): ClusterRecord {
-  const c = ctx.clusters.authenticate(req.params.id, bearer(req));
+export async function clusterCaller(ctx: ApiContext, req: FastifyRequest<{ Params: { id: string } }>): Promise<ClusterRecord> {
+  const c = await ctx.clusters.authenticate(req.params.id, bearer(req));
   if (!c) throw new ApiError(401, 'missing or wrong cluster token for this cluster');
   return c;
 }

@@ -122,7 +122,7 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ApiContext, o: Dashbo
   }, async (req, reply) => {
     const who = await caller(ctx, req);
     const { sid, n } = req.params;
-    const service = ctx.catalog.getService(who, sid); // 403/404 before the stream opens
+    const service = await ctx.catalog.getService(who, sid); // 403/404 before the stream opens
     if (!service.instances.some((i) => i.instance_n === n)) throw new ApiError(404, `${service.name} has no instance ${n}`);
     const stream = openStream(req, reply, streams);
     const seen = new Map<string, string>();
@@ -139,7 +139,7 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ApiContext, o: Dashbo
     };
     const poll = async (): Promise<void> => {
       try {
-        const inst = ctx.catalog.getService(who, sid).instances.find((i) => i.instance_n === n);
+        const inst = (await ctx.catalog.getService(who, sid)).instances.find((i) => i.instance_n === n);
         if (!inst) return problem(`${service.name}#${n} no longer exists`);
         if (!inst.worker_id) return problem(`${service.name}#${n} is ${inst.state} and on no worker: ${inst.reason}`);
         const api = o.workerApi(inst.worker_id);
@@ -180,20 +180,22 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ApiContext, o: Dashbo
       throw new ApiError(502, `cluster ${c.name} did not answer its status at ${c.api_url}: ${(e as Error).message}`);
     }
     const names = new Map<string, string>();
-    const visible = (sid: string): boolean => {
+    const visible = new Set<string>();
+    const listed = Array.isArray(status.instances) ? status.instances : [];
+    for (const sid of new Set(listed.map((i) => i?.service_id).filter((x): x is string => typeof x === 'string'))) {
       try {
-        names.set(sid, ctx.catalog.getService(who, sid).name);
-        return true;
+        names.set(sid, (await ctx.catalog.getService(who, sid)).name);
+        visible.add(sid);
       } catch {
-        return false;
+        // not the caller's: left out
       }
-    };
+    }
     return {
       cluster_id: c.id,
       name: c.name,
       workers: Array.isArray(status.workers) ? status.workers : [],
-      instances: (Array.isArray(status.instances) ? status.instances : [])
-        .filter((i) => typeof i?.service_id === 'string' && visible(i.service_id))
+      instances: listed
+        .filter((i) => typeof i?.service_id === 'string' && visible.has(i.service_id))
         .map((i) => ({ service_id: i.service_id, service: names.get(i.service_id), instance_n: i.instance_n, worker: i.worker, state: i.state })),
     };
   });

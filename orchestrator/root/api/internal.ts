@@ -36,7 +36,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
     }
     if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) errors.push({ path: '/api_url', message: 'must be an http(s) URL' });
     if (errors.length) throw new ApiError(422, 'invalid registration', errors);
-    const { record, rotated } = ctx.clusters.register(name, req.body.location ?? '', api_url);
+    const { record, rotated } = await ctx.clusters.register(name, req.body.location ?? '', api_url);
     ctx.log.info(rotated ? 'cluster re-registered' : 'cluster registered', { cluster: name, cluster_id: record.id, api_url });
     return reply.code(rotated ? 200 : 201).send({ cluster_id: record.id, token: record.token, overlay_tunnel: ctx.overlayTunnel });
   });
@@ -58,9 +58,9 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
         },
       },
     }, async (req) => {
-      const c = clusterCaller(ctx, req);
+      const c = await clusterCaller(ctx, req);
       const b = req.body;
-      ctx.clusters.report(c.id, {
+      await ctx.clusters.report(c.id, {
         free: { vcpus: b.free.vcpus, memory_mb: b.free.memory_mb, gpus: b.free.gpus ?? 0 },
         workers_active: b.workers_active,
         virtualizations: b.virtualizations ?? [],
@@ -69,10 +69,10 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
       });
       const entries = (b.instances ?? []).map(parseReportedInstance);
       const valid = entries.filter((e): e is ReportedInstance => e !== null);
-      const { undeploy, ignored } = ctx.instances.applyReport(c, valid);
+      const { undeploy, ignored } = await ctx.instances.applyReport(c, valid);
       return {
         ok: true, undeploy, ignored: ignored + entries.length - valid.length,
-        overlay_tunnel: ctx.overlayTunnel, peers: ctx.instances.peers.forCluster(c.id), peers_version: ctx.instances.peers.version(),
+        overlay_tunnel: ctx.overlayTunnel, peers: await ctx.instances.peers.forCluster(c.id), peers_version: await ctx.instances.peers.version(),
       };
     });
 
@@ -82,8 +82,8 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
       body: { type: 'object', required: ['worker_id'], properties: { worker_id: { type: 'string', minLength: 1, maxLength: 128 } } },
     },
   }, async (req) => {
-    const c = clusterCaller(ctx, req);
-    const subnets = ctx.addresses.workerSubnet(c.id, req.body.worker_id);
+    const c = await clusterCaller(ctx, req);
+    const subnets = await ctx.addresses.workerSubnet(c.id, req.body.worker_id);
     ctx.instances.peers.invalidate();
     return subnets;
   });
@@ -91,8 +91,8 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.delete<{ Params: { id: string; worker_id: string } }>('/api/internal/clusters/:id/subnets/:worker_id', {
     schema: { tags, summary: "Release a worker's subnets" },
   }, async (req) => {
-    const c = clusterCaller(ctx, req);
-    if (!ctx.addresses.releaseWorkerSubnet(c.id, req.params.worker_id)) throw new ApiError(404, `worker ${req.params.worker_id} has no subnet`);
+    const c = await clusterCaller(ctx, req);
+    if (!(await ctx.addresses.releaseWorkerSubnet(c.id, req.params.worker_id))) throw new ApiError(404, `worker ${req.params.worker_id} has no subnet`);
     ctx.instances.peers.invalidate();
     return { ok: true };
   });
@@ -100,8 +100,8 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get<{ Params: { id: string; address: string } }>('/api/internal/clusters/:id/routes/:address', {
     schema: { tags, summary: 'Route query for a service or instance address' },
   }, async (req) => {
-    const c = clusterCaller(ctx, req);
-    const route = ctx.instances.routes.route(req.params.address, c.id);
+    const c = await clusterCaller(ctx, req);
+    const route = await ctx.instances.routes.route(req.params.address, c.id);
     if (!route) throw new ApiError(404, `no service owns ${req.params.address}`);
     return route;
   });

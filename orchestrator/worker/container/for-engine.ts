@@ -20,6 +20,8 @@ export interface WorkerContainerOptions {
   imageCacheMb?: number;
   /** Image archives (*.tar) imported at start, as K3s does (default <data dir>/images). */
   imageDir?: string;
+  /** --registry-mirrors-only: no pull ever goes to a registry's own address. */
+  mirrorsOnly?: boolean;
 }
 
 /**
@@ -66,6 +68,7 @@ function haveContainerd(): boolean {
 /** Validates the flags now, so a bad mirror is a CLI error before anything starts. */
 export function containerRuntimeFor(o: WorkerContainerOptions): (sandbox: Sandbox, log: Logger) => Promise<ContainerRuntime[]> {
   const mirrors = o.mirrors.map(parseMirror);
+  const mirrorsOnly = o.mirrorsOnly ?? false;
   return async (sandbox, log) => {
     const imageDir = o.imageDir ?? join(o.dataDir, 'images');
     const withImages = async (r: ContainerRuntime): Promise<ContainerRuntime[]> => {
@@ -74,7 +77,7 @@ export function containerRuntimeFor(o: WorkerContainerOptions): (sandbox: Sandbo
     };
     if (o.socket) {
       if (!existsSync(o.socket)) log.warn('containerd socket not there (yet): container runtime unavailable until it answers', { socket: o.socket });
-      return withImages(await ContainerRuntime.open(sandbox, { socket: o.socket, mirrors, log, imageCacheMb: o.imageCacheMb }));
+      return withImages(await ContainerRuntime.open(sandbox, { socket: o.socket, mirrors, mirrorsOnly, log, imageCacheMb: o.imageCacheMb }));
     }
     if (!haveContainerd()) {
       log.warn('no containerd on this host: this worker runs `process` only');
@@ -82,7 +85,7 @@ export function containerRuntimeFor(o: WorkerContainerOptions): (sandbox: Sandbo
     }
     try {
       const embedded = await startEmbedded(o.dataDir);
-      return withImages(await ContainerRuntime.open(sandbox, { socket: embedded.socket, mirrors, log, imageCacheMb: o.imageCacheMb, onClose: () => embedded.stop() }));
+      return withImages(await ContainerRuntime.open(sandbox, { socket: embedded.socket, mirrors, mirrorsOnly, log, imageCacheMb: o.imageCacheMb, onClose: () => embedded.stop() }));
     } catch (e) {
       log.error('embedded containerd did not start: this worker runs `process` only', { error: (e as Error).message });
       return [];

@@ -40,9 +40,11 @@ export function splitRef(name: string): { host: string; repo: string; ref: strin
 }
 
 /** Where to ask: the registry's mirrors in order, then the registry (plain HTTP for loopback). */
-export function endpoints(name: string, mirrors: ReadonlyArray<[string, string]>, isLoopback: (h: string) => boolean): Endpoint[] {
+export function endpoints(name: string, mirrors: ReadonlyArray<[string, string]>, isLoopback: (h: string) => boolean, mirrorsOnly = false): Endpoint[] {
   const { host, repo } = splitRef(name);
   const out = mirrors.filter(([h]) => h === host).map(([, url]) => ({ base: url.replace(/\/+$/, ''), repo }));
+  // --registry-mirrors-only: a mirrored registry's own address is never asked.
+  if (mirrorsOnly && out.length > 0) return out;
   out.push({ base: host === 'docker.io' ? 'https://registry-1.docker.io' : `${isLoopback(host) ? 'http' : 'https'}://${host}`, repo });
   return out;
 }
@@ -119,6 +121,7 @@ async function resolve(name: string, eps: Endpoint[]): Promise<{ reg: Registry; 
 
 export interface ApiPullOptions {
   mirrors: ReadonlyArray<[string, string]>;
+  mirrorsOnly?: boolean;
   snapshotter: string;
   isLoopback: (host: string) => boolean;
   progress?: (p: PullProgress) => void;
@@ -130,7 +133,7 @@ export async function pullThroughApi(client: ContainerdClient, name: string, o: 
   // The lease expires by itself if the worker dies mid-pull.
   await client.call('leases', 'Create', { id: lease, labels: { 'containerd.io/gc.expire': new Date(Date.now() + 3_600_000).toISOString() } });
   try {
-    const { reg, desc: top, body: topBody } = await resolve(name, endpoints(name, o.mirrors, o.isLoopback));
+    const { reg, desc: top, body: topBody } = await resolve(name, endpoints(name, o.mirrors, o.isLoopback, o.mirrorsOnly));
     let manifestDesc = top;
     let manifestBody = topBody;
     const written: Array<{ desc: Desc; body: Buffer; labels: Record<string, string> }> = [];

@@ -38,6 +38,8 @@ export interface ContainerRuntimeOptions {
   snapshotter?: string;
   /** [registry host, mirror URL] pairs. */
   mirrors?: ReadonlyArray<[string, string]>;
+  /** Never fall back from the mirrors to a registry's own address (--registry-mirrors-only). */
+  mirrorsOnly?: boolean;
   log: Logger;
   /** Called by close() (stops an embedded containerd on a clean exit). */
   onClose?: () => Promise<void>;
@@ -63,7 +65,7 @@ export class ContainerRuntime implements InstanceRuntime {
     this.client = new ContainerdClient(o.socket, o.namespace ?? 'canopy');
     this.snapshotter = o.snapshotter ?? 'overlayfs';
     this.cache = new ImageCache(this.client, this.snapshotter, (o.imageCacheMb ?? DEFAULT_IMAGE_CACHE_MB) * 1048576, o.log);
-    this.images = new ImageStore(this.client, join(sandbox.instancesDir, '..', 'registry-hosts'), o.mirrors ?? [], this.snapshotter,
+    this.images = new ImageStore(this.client, join(sandbox.instancesDir, '..', 'registry-hosts'), o.mirrors ?? [], this.snapshotter, o.mirrorsOnly ?? false,
       { used: (name) => this.cache.touch(name), pulled: () => void this.evictUnused() });
     this.images.route = o.pullVia ?? 'ctr';
     this.logDriver = join(sandbox.instancesDir, '..', 'container-log-driver');
