@@ -132,10 +132,13 @@ export class ContainerdClient {
     });
     done.catch(() => {});
     let offset = 0;
-    const send = (m: object): Promise<void> => new Promise((resolve) => {
+    // Waits for room in the stream, or fails with containerd's error if it ended the stream.
+    const send = (m: object): Promise<void> => Promise.race([done.then(() => {
+      throw new ContainerdError(grpc.status.ABORTED, `containerd content.Write: ended before ${expected} was committed`);
+    }), new Promise<void>((resolve) => {
       if (s.write(m)) resolve();
       else s.once('drain', () => resolve());
-    });
+    })]);
     for await (const chunk of chunks) {
       await send({ action: 'WRITE', ref, total, expected, offset, data: chunk });
       offset += chunk.length;

@@ -16,6 +16,8 @@ const MANIFEST_TYPES = [
   'application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json',
 ];
 
+const WRITE_BYTES = 1 << 20;
+
 interface Desc {
   mediaType: string;
   digest: string;
@@ -171,11 +173,22 @@ export async function pullThroughApi(client: ContainerdClient, name: string, o: 
         if (!res.ok || !res.body) throw new PullError(`pull of ${name} failed: blob ${b.digest}: HTTP ${res.status}`, res.status === 404);
         const ref = `canopy-${b.digest}`;
         await client.call('content', 'Abort', { ref }, 10_000, lease).catch(() => {});
+        // The socket's chunks (16–64 KiB) gathered into 1 MiB writes, as containerd's own client copies:
+        // one gRPC message per MiB instead of dozens.
         const counted = async function* (): AsyncIterable<Uint8Array> {
+          let parts: Uint8Array[] = [];
+          let held = 0;
           for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
             done += chunk.length;
-            yield chunk;
+            parts.push(chunk);
+            held += chunk.length;
+            if (held >= WRITE_BYTES) {
+              yield Buffer.concat(parts);
+              parts = [];
+              held = 0;
+            }
           }
+          if (held > 0) yield Buffer.concat(parts);
         };
         await client.writeContent(ref, b.digest, Number(b.size), counted(), {}, lease);
       }
