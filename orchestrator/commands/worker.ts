@@ -41,6 +41,7 @@ interface Opts {
   registryMirror: string[];
   imageCacheMb: string;
   imageDir?: string;
+  pullVia: string;
   registryMirrorsOnly?: boolean;
 }
 
@@ -50,6 +51,11 @@ function intOpt(v: string, name: string, min: number, max: number): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}: ${v}`);
   return n;
+}
+
+function pullRoute(v: string): 'ctr' | 'api' {
+  if (v !== 'ctr' && v !== 'api') throw new Error(`--pull-via must be ctr or api: ${v}`);
+  return v;
 }
 
 const IFNAME = /^[a-zA-Z0-9_-]{1,15}$/;
@@ -91,6 +97,7 @@ export function register(program: Command): void {
     .option('--undeploy-on-exit', 'remove every instance when stopping')
     .option('--containerd <socket>', 'an operator\'s containerd socket (default: the worker starts its own under --data)')
     .option('--registry-mirror <host=url>', 'pull images of a registry through a mirror, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
+    .option('--pull-via <route>', 'how images are pulled: ctr (containerd\'s `ctr images pull`) or api (containerd\'s gRPC API directly)', 'ctr')
     .option('--image-dir <dir>', 'image archives (docker save or OCI, *.tar) imported at start (default: <data>/images)')
     .option('--image-cache-mb <mb>', 'disk for container images; above it, images no instance uses are removed, least recently used first (0 = no limit)', String(DEFAULT_IMAGE_CACHE_MB))
     .option('--registry-mirrors-only', 'pull only through --registry-mirror and from loopback registries, never from a registry\'s own address (air-gapped sites)')
@@ -119,7 +126,7 @@ export function register(program: Command): void {
       } : undefined;
       const runtimes = containerRuntimeFor({
         dataDir: o.data, mirrors: o.registryMirror, mirrorsOnly: Boolean(o.registryMirrorsOnly), imageCacheMb: intOpt(o.imageCacheMb, '--image-cache-mb', 0, 1 << 30),
-        ...(o.imageDir ? { imageDir: o.imageDir } : {}), ...(o.containerd ? { socket: o.containerd } : {}),
+        ...(o.imageDir ? { imageDir: o.imageDir } : {}), pullVia: pullRoute(o.pullVia), ...(o.containerd ? { socket: o.containerd } : {}),
       });
       const engine = await NodeEngine.start({
         runtimes,

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { ContainerRuntime } from './runtime.ts';
 import { startEmbedded } from './embedded.ts';
-import { parseMirror } from './images.ts';
+import { parseMirror, type PullRoute } from './images.ts';
 import type { Sandbox } from '../runtime/sandbox.ts';
 import type { Logger } from '../../protocol/log.ts';
 
@@ -22,6 +22,8 @@ export interface WorkerContainerOptions {
   imageDir?: string;
   /** --registry-mirrors-only: no pull ever goes to a registry's own address. */
   mirrorsOnly?: boolean;
+  /** --pull-via: `ctr images pull` or containerd's API (docs/decisions.md). */
+  pullVia?: PullRoute;
 }
 
 /**
@@ -77,7 +79,7 @@ export function containerRuntimeFor(o: WorkerContainerOptions): (sandbox: Sandbo
     };
     if (o.socket) {
       if (!existsSync(o.socket)) log.warn('containerd socket not there (yet): container runtime unavailable until it answers', { socket: o.socket });
-      return withImages(await ContainerRuntime.open(sandbox, { socket: o.socket, mirrors, mirrorsOnly, log, imageCacheMb: o.imageCacheMb }));
+      return withImages(await ContainerRuntime.open(sandbox, { socket: o.socket, mirrors, mirrorsOnly, log, imageCacheMb: o.imageCacheMb, pullVia: o.pullVia }));
     }
     if (!haveContainerd()) {
       log.warn('no containerd on this host: this worker runs `process` only');
@@ -85,7 +87,7 @@ export function containerRuntimeFor(o: WorkerContainerOptions): (sandbox: Sandbo
     }
     try {
       const embedded = await startEmbedded(o.dataDir);
-      return withImages(await ContainerRuntime.open(sandbox, { socket: embedded.socket, mirrors, mirrorsOnly, log, imageCacheMb: o.imageCacheMb, onClose: () => embedded.stop() }));
+      return withImages(await ContainerRuntime.open(sandbox, { socket: embedded.socket, mirrors, mirrorsOnly, log, imageCacheMb: o.imageCacheMb, pullVia: o.pullVia, onClose: () => embedded.stop() }));
     } catch (e) {
       log.error('embedded containerd did not start: this worker runs `process` only', { error: (e as Error).message });
       return [];
