@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RootClient, type ServiceInfo } from '../orchestrator/client/root-client.ts';
 import { watchInstances } from '../orchestrator/client/watch.ts';
-import { workerInstances } from '../orchestrator/client/worker-api.ts';
+import { workerInstances, workerStatus } from '../orchestrator/client/worker-api.ts';
 import { down, up } from '../orchestrator/deployment/local.ts';
 import { readState, type DeploymentState } from '../orchestrator/client/deployment-state.ts';
 import { socketPathFor } from '../orchestrator/worker/container/embedded.ts';
@@ -45,9 +45,8 @@ function answersNow(netns: string, url: string): boolean {
   return spawnSync('ip', ['netns', 'exec', netns, 'curl', '-s', '-m', '1', '-o', '/dev/null', '-f', url]).status === 0;
 }
 
-async function workerStatus(api: string): Promise<{ service_id: string; instance_n: number; history: { state: string; ts: number }[] }[]> {
-  const r = await fetch(`${api}/api/status`);
-  return ((await r.json()) as { instances: { service_id: string; instance_n: number; history: { state: string; ts: number }[] }[] }).instances;
+async function workerHistory(w: DeploymentState['workers'][0]): Promise<{ service_id: string; instance_n: number; history: { state: string; ts: number }[] }[]> {
+  return (await workerStatus<{ instances: { service_id: string; instance_n: number; history: { state: string; ts: number }[] }[] }>(w)).instances;
 }
 
 const tmp = mkdtempSync(join(tmpdir(), 'canopy-container-bench-'));
@@ -149,7 +148,7 @@ try {
     const inst = await c.deployInstance(web.microserviceID);
     const t1 = await answered;
     const s = (t1 - t0) / 1000;
-    const onWorker = (await workerStatus(w1.apiUrl)).find((x) => x.service_id === web.microserviceID && x.instance_n === inst.instance_n);
+    const onWorker = (await workerHistory(w1)).find((x) => x.service_id === web.microserviceID && x.instance_n === inst.instance_n);
     const runningAt = onWorker?.history.find((h) => h.state === 'RUNNING')?.ts;
     if (run > 0) {
       samples.push(s);
@@ -157,7 +156,7 @@ try {
     }
     process.stderr.write(`${run === 0 ? 'warm-up (pull)' : `run ${run}`}: ${s.toFixed(2)} s${runningAt ? ` (RUNNING on the worker after ${((runningAt - t0) / 1000).toFixed(2)} s)` : ''}\n`);
     await c.undeployInstance(web.microserviceID, inst.instance_n);
-    for (let i = 0; i < 100 && (await workerInstances(w1.apiUrl)).some((x) => x.service_id === web.microserviceID); i++) await sleep(100);
+    for (let i = 0; i < 100 && (await workerInstances(w1)).some((x) => x.service_id === web.microserviceID); i++) await sleep(100);
   }
 
   // Peer: the same image by hand, `ctr run` into a fresh network namespace, until it answers there.

@@ -7,7 +7,7 @@
 // client run here. Needs root (PostgreSQL runs as the user postgres).
 //   npm run bench -- root-ha [instances=2000]      CANOPY_BENCH_SMOKE=1: 60 instances
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, sleep } from '../harness/loopback.ts';
@@ -70,12 +70,23 @@ const sla = (name: string) => ({
 
 const offered = (sims: SimCluster[]) => sims.reduce((n, c) => n + c.offers.size, 0);
 
+/** CPU seconds (user + system) the process has used, from /proc (clock ticks of 10 ms). */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 /** Deploys `n` instances of one new service through `urls` in turn; placements/s until all are accepted by a cluster. */
-async function placements(urls: string[], sims: SimCluster[], n: number, label: string): Promise<number> {
+async function placements(urls: string[], sims: SimCluster[], n: number, label: string, pids: (number | undefined)[] = []): Promise<number> {
   const token = (await api(urls[0]!, 'POST', '/api/v1/auth/login', undefined, { username: 'admin', password: PASSWORD })).body.token as string;
   const app = await api(urls[0]!, 'POST', '/api/v1/application', token, sla(label));
   const sid = app.body.services[0].microserviceID as string;
   const before = offered(sims);
+  const cpu0 = pids.map(cpuSeconds);
   const t0 = performance.now();
   let next = 0;
   await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
@@ -88,7 +99,8 @@ async function placements(urls: string[], sims: SimCluster[], n: number, label: 
   await until(`${n} placements (${label})`, async () => offered(sims) - before >= n, 120_000);
   const s = (performance.now() - t0) / 1000;
   const rate = n / s;
-  console.log(`${label}: ${n} placements in ${s.toFixed(2)} s = ${rate.toFixed(0)}/s over ${urls.length} replica(s), ${sims.length} clusters`);
+  const cpu = pids.map((p, k) => cpuSeconds(p) - cpu0[k]!);
+  console.log(`${label}: ${n} placements in ${s.toFixed(2)} s = ${rate.toFixed(0)}/s over ${urls.length} replica(s), ${sims.length} clusters; root CPU per placement: ${cpu.map((c) => `${((c / n) * 1000).toFixed(2)} ms`).join(' + ')}`);
   return rate;
 }
 
@@ -117,7 +129,7 @@ try {
   const lite = await startRoot(join(tmp, 'sqlite'));
   roots.push(lite);
   sims = await startClusters(lite.url, 'l');
-  const sqliteRate = await placements([lite.url], sims, INSTANCES, 'sqlite');
+  const sqliteRate = await placements([lite.url], sims, INSTANCES, 'sqlite', [lite.child.pid]);
   for (const s of sims) await s.close();
   sims = [];
   lite.child.kill('SIGTERM');
@@ -131,7 +143,7 @@ try {
   roots.push(a, b);
   await until('a leader', async () => (await isLeader(a.url)) || (await isLeader(b.url)));
   sims = await startClusters(`${a.url},${b.url}`, 'p');
-  const pgRate = await placements([a.url, b.url], sims, INSTANCES, 'postgres');
+  const pgRate = await placements([a.url, b.url], sims, INSTANCES, 'postgres', [a.child.pid, b.child.pid]);
 
   // Failover: SIGKILL the leader, deploy through the other meanwhile.
   const [leader, follower] = (await isLeader(a.url)) ? [a, b] : [b, a];

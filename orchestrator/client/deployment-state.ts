@@ -50,6 +50,8 @@ export interface DeploymentState {
   /** The DNS relay on the bridge address, the workers' upstream resolver (absent in older state files). */
   dnsRelay?: ProcessRecord | null;
   workers: WorkerRecord[];
+  /** The CA every link of the deployment is verified against (TLS on, the default); absent with --no-tls. */
+  ca?: string;
   /** The outermost directory `up` had to create for `dir` (e.g. /var/lib/canopy): `down` removes the
    *  empty parents up to it, and nothing above. Absent when `dir`'s parent existed. */
   createdFrom?: string;

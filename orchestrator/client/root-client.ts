@@ -3,6 +3,7 @@
 import type { InstanceView } from '../root/instance-view.ts';
 import type { ApplicationView, ServiceView } from '../root/catalog.ts';
 import { API_V1 } from '../root/api/paths.ts';
+import { controlFetch } from '../protocol/tls.ts';
 
 export interface FieldProblem {
   path: string;
@@ -48,6 +49,9 @@ export interface LoginAnswer {
   username: string;
   role: 'admin' | 'user';
   expires_in: number;
+  /** Absent from roots older than #20. */
+  refresh_token?: string;
+  refresh_expires_in?: number;
 }
 
 export interface RootClientOptions {
@@ -69,6 +73,8 @@ export class RootClient {
   /** The URL (or list) as given: the identity of this root for cached tokens. */
   readonly url: string;
   token: string | undefined;
+  /** Called once when root refuses the token (it expired: access tokens live 15 min); then the call is retried. */
+  renew: (() => Promise<void>) | undefined;
   private readonly timeoutMs: number;
   private readonly urls: string[];
   private current = 0;
@@ -81,17 +87,27 @@ export class RootClient {
     this.timeoutMs = o.timeoutMs ?? 15_000;
   }
 
+  private async call<T>(method: string, path: string, body?: unknown, raw?: string, asText = false): Promise<T> {
+    try {
+      return await this.callAny<T>(method, path, body, raw, asText);
+    } catch (e) {
+      if (!(e instanceof ApiCallError) || e.status !== 401 || !this.renew || !this.token) throw e;
+      await this.renew();
+      return this.callAny<T>(method, path, body, raw, asText);
+    }
+  }
+
   /** The replica requests go to now. */
   get currentUrl(): string {
     return this.urls[this.current] as string;
   }
 
-  private async call<T>(method: string, path: string, body?: unknown, raw?: string): Promise<T> {
+  private async callAny<T>(method: string, path: string, body?: unknown, raw?: string, asText = false): Promise<T> {
     let last: unknown;
     for (let k = 0; k < this.urls.length; k++) {
       const at = (this.current + k) % this.urls.length;
       try {
-        const answer = await this.callOne<T>(this.urls[at] as string, method, path, body, raw);
+        const answer = await this.callOne<T>(this.urls[at] as string, method, path, body, raw, asText);
         this.current = at;
         return answer;
       } catch (e) {
@@ -102,7 +118,7 @@ export class RootClient {
     throw last;
   }
 
-  private async callOne<T>(base: string, method: string, path: string, body?: unknown, raw?: string): Promise<T> {
+  private async callOne<T>(base: string, method: string, path: string, body?: unknown, raw?: string, asText = false): Promise<T> {
     const headers: Record<string, string> = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let payload: string | undefined;
@@ -111,7 +127,7 @@ export class RootClient {
     if (payload !== undefined) headers['content-type'] = 'application/json';
     let res: Response;
     try {
-      res = await fetch(`${base}${path}`, { method, headers, body: payload, signal: AbortSignal.timeout(this.timeoutMs) });
+      res = await controlFetch(`${base}${path}`, { method, headers, body: payload, signal: AbortSignal.timeout(this.timeoutMs) });
     } catch (e) {
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       const why = cause?.code ?? cause?.message ?? (e as Error).message;
@@ -136,8 +152,23 @@ export class RootClient {
         : [];
       throw new ApiCallError(res.status, `${method} ${path}: HTTP ${res.status}: ${msg}`, errors);
     }
+    if (asText) return text as T;
     if (json === undefined && text !== '') throw new ApiCallError(res.status, `${method} ${path}: answer is not JSON`);
     return json as T;
+  }
+
+  /** A new access token for a refresh token (POST /api/v1/auth/refresh). */
+  async refresh(refreshToken: string): Promise<LoginAnswer> {
+    const saved = this.token;
+    this.token = refreshToken;
+    try {
+      const a = await this.callAny<LoginAnswer>('POST', `${API_V1}/auth/refresh`, {});
+      this.token = a.token;
+      return a;
+    } catch (e) {
+      this.token = saved;
+      throw e;
+    }
   }
 
   async login(username: string, password: string): Promise<LoginAnswer> {
@@ -181,6 +212,21 @@ export class RootClient {
 
   undeployInstance(serviceId: string, n: number): Promise<InstanceInfo> {
     return this.call('DELETE', `${API_V1}/service/${encodeURIComponent(serviceId)}/instance/${n}`);
+  }
+
+  /** The newest `bytes` of an instance's stdout or stderr, read by root through its cluster and worker. */
+  instanceLogs(serviceId: string, n: number, stream: 'stdout' | 'stderr', bytes = 65536): Promise<string> {
+    return this.call('GET', `${API_V1}/service/${encodeURIComponent(serviceId)}/instance/${n}/logs?stream=${stream}&bytes=${bytes}`, undefined, undefined, true);
+  }
+
+  /** Revokes a cluster (admins), by name or id. */
+  revokeCluster(cluster: string): Promise<{ revoked: string; cluster_id: string }> {
+    return this.call('POST', `${API_V1}/clusters/${encodeURIComponent(cluster)}/revoke`, {});
+  }
+
+  /** Revokes a worker (admins); `cluster` names its cluster when root has more than one. */
+  revokeWorker(worker: string, cluster?: string): Promise<{ revoked: string; cluster: string }> {
+    return this.call('POST', `${API_V1}/workers/${encodeURIComponent(worker)}/revoke${cluster ? `?cluster=${encodeURIComponent(cluster)}` : ''}`, {});
   }
 
   clusters(activeOnly = false): Promise<ClusterInfo[]> {

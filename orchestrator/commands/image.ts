@@ -2,7 +2,7 @@
 // on workers, for sites that cannot reach a registry. Like `canopy logs`, the CLI talks to each
 // worker's local API (root and cluster do not carry image data): in a `canopy up` deployment it finds
 // the workers and their API tokens in the state file; otherwise --worker-api and --token (the
-// worker's `<data>/api-token`, or the cluster's worker join key) name one worker.
+// worker's `<data>/api-token`) name one worker.
 import type { Command } from 'commander';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,8 +18,8 @@ interface Target {
 
 function targets(o: { worker: string[]; workerApi?: string; token?: string; root?: string }): Target[] {
   if (o.workerApi) {
-    const token = o.token ?? process.env.CANOPY_WORKER_TOKEN ?? process.env.CANOPY_WORKER_KEY;
-    if (!token) throw new Error('--worker-api needs --token (the worker\'s <data>/api-token, or the cluster\'s worker join key; env CANOPY_WORKER_TOKEN)');
+    const token = o.token ?? process.env.CANOPY_WORKER_TOKEN;
+    if (!token) throw new Error('--worker-api needs --token (the worker\'s <data>/api-token; env CANOPY_WORKER_TOKEN)');
     return [{ name: o.worker[0] ?? o.workerApi, api: o.workerApi.replace(/\/+$/, ''), token }];
   }
   const d = openSession({ root: o.root }).deployment;
@@ -41,7 +41,7 @@ export function register(program: Command): void {
     .argument('<file>', 'image archive: `docker save` output or an OCI layout tar')
     .option('--worker <name>', 'only this worker (repeatable)', (v: string, all: string[]) => [...all, v], [])
     .option('--worker-api <url>', "a worker's local API, when it is not part of the local deployment")
-    .option('--token <token>', "with --worker-api: the worker's API token (its <data>/api-token) or the cluster's worker join key")
+    .option('--token <token>', "with --worker-api: the worker's API token (its <data>/api-token)")
     .option('--root <url>', 'root of the local deployment, if not the default one')
     .action(async (file: string, o: { worker: string[]; workerApi?: string; token?: string; root?: string }) => {
       let size: number;

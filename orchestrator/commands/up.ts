@@ -28,6 +28,7 @@ interface Opts {
   workerArg: string[];
   registryMirror: string[];
   imageCacheMb?: string;
+  tls: boolean;
   registryMirrorsOnly?: boolean;
 }
 
@@ -57,6 +58,7 @@ export function register(program: Command): void {
     .option('--worker-api-port <port>', "workers' local API port", '10200')
     .option('--dns-relay-port <port>', "port of the workers' DNS relay on the bridge address", '10053')
     .option('--dns-upstream <address...>', 'resolvers the relay asks for outside names (default: nameservers in /etc/resolv.conf)')
+    .option('--no-tls', 'plain HTTP and MQTT on the control links (default: TLS with a CA made for the deployment)')
     .option('--worker-arg <arg>', 'extra argument for every `canopy worker` (repeatable)', collect, [])
     .option('--registry-mirror <host=url>', 'registry mirror for every worker\'s container pulls, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
     .option('--image-cache-mb <mb>', 'each worker\'s container image disk limit (`canopy worker --image-cache-mb`)')
@@ -89,7 +91,7 @@ export function register(program: Command): void {
           roots: Number(o.roots), store: parseStore(o.store), postgresPort: portFlag(o.postgresPort, '--postgres-port', 1),
           rootPort: portFlag(o.rootPort, '--root-port', 1), clusterPort: portFlag(o.clusterPort, '--cluster-port', 1),
           mqttPort: portFlag(o.mqttPort, '--mqtt-port', 1), workerApiPort: portFlag(o.workerApiPort, '--worker-api-port', 1),
-          dnsRelayPort: portFlag(o.dnsRelayPort, '--dns-relay-port', 1), dnsUpstreams: o.dnsUpstream,
+          dnsRelayPort: portFlag(o.dnsRelayPort, '--dns-relay-port', 1), dnsUpstreams: o.dnsUpstream, tls: o.tls,
           workerArgs: [...o.workerArg, ...o.registryMirror.flatMap((m) => ['--registry-mirror', m]), ...(o.registryMirrorsOnly ? ['--registry-mirrors-only'] : []),
             ...(o.imageCacheMb !== undefined ? ['--image-cache-mb', o.imageCacheMb] : [])], progress: say,
         });
@@ -104,6 +106,7 @@ export function register(program: Command): void {
       process.removeListener('SIGINT', interrupted);
       console.log(`\nup: root ${state.rootUrl} (user ${state.username}, password in ${dir}/state.json), cluster ${state.clusterName}, workers ${state.workers.map((w) => w.name).join(', ')}`);
       console.log(`logs: ${dir}/logs`);
+      if (state.ca) console.log(`tls: every link is TLS; clients trust ${state.ca} (the CLI reads it from the state file; curl --cacert ${state.ca})`);
       let demoFailed = false;
       if (o.demo !== false) {
         console.log('');

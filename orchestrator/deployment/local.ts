@@ -14,6 +14,8 @@ import { ipBatchForce, listNetnsSync, netnsPidsSync } from './iproute.ts';
 import { CANOPY_BIN, logTail, removeWorkerCgroups, spawnDetached, stopProcesses } from './processes.ts';
 import { isAlive, procRef } from '../proc.ts';
 import { STATE_VERSION, readState, writeState, type DeploymentState, type ProcessRecord } from '../client/deployment-state.ts';
+import { controlFetch, pinCa } from '../protocol/tls.ts';
+import { ensureFleetCerts } from '../tls/fleet.ts';
 import { reapEmbeddedSync } from '../worker/container/embedded-reap.ts';
 
 export interface UpOptions {
@@ -41,6 +43,8 @@ export interface UpOptions {
   postgresPort?: number;
   /** Seconds to wait for every worker to be active at root; default 90. */
   readyTimeoutS?: number;
+  /** TLS on every control link with a CA made for the deployment (default true; SPEC §10). */
+  tls?: boolean;
   progress?: (line: string) => void;
 }
 
@@ -99,6 +103,8 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
   const mqttPort = o.mqttPort ?? 10003;
   const workerApiPort = o.workerApiPort ?? 10200;
   const dnsRelayPort = o.dnsRelayPort ?? 10053;
+  const tls = o.tls !== false;
+  const http = tls ? 'https' : 'http';
   const logs = join(o.dir, 'logs');
   const createdFrom = mkdirSync(logs, { recursive: true, mode: 0o700 });
 
@@ -110,9 +116,9 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
     bridge: hosts.bridge,
     subnet: `${o.subnet ?? '198.19.250.0'}/24`,
     hostIp: hosts.hostIp,
-    rootUrl: Array.from({ length: roots }, (_, k) => `http://${hosts.hostIp}:${rootPort + k}`).join(','),
-    clusterUrl: `http://${hosts.hostIp}:${clusterPort}`,
-    mqttUrl: `mqtt://${hosts.hostIp}:${mqttPort}`,
+    rootUrl: Array.from({ length: roots }, (_, k) => `${http}://${hosts.hostIp}:${rootPort + k}`).join(','),
+    clusterUrl: `${http}://${hosts.hostIp}:${clusterPort}`,
+    mqttUrl: `${tls ? 'mqtts' : 'mqtt'}://${hosts.hostIp}:${mqttPort}`,
     clusterName: `${name}-cluster`,
     username: 'admin',
     password: randomBytes(12).toString('base64url'),
@@ -121,11 +127,29 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
     dnsRelay: null,
     workers: hosts.workers.map((w) => ({
       name: w.name, netns: w.netns, hostVeth: w.hostVeth, ip: w.ip,
-      apiUrl: `http://${w.ip}:${workerApiPort}`, dataDir: join(o.dir, 'workers', w.name), process: null,
+      apiUrl: `${http}://${w.ip}:${workerApiPort}`, dataDir: join(o.dir, 'workers', w.name), process: null,
     })),
     ...(createdFrom && createdFrom !== logs ? { createdFrom: resolve(createdFrom) } : {}),
   };
   writeState(s);
+
+  // The certificates before anything listens: a CA for this deployment and one certificate per tier
+  // naming the address it is reached at. Every daemon gets --ca; this process pins it too.
+  const tlsDir = join(o.dir, 'tls');
+  const serverFlags = (name: string): string[] => (tls ? ['--tls-cert', join(tlsDir, `${name}.pem`), '--tls-key', join(tlsDir, `${name}-key.pem`)] : []);
+  const caFlag: string[] = [];
+  if (tls) {
+    say(`tls: a CA and ${2 + hosts.workers.length} certificates in ${tlsDir}`);
+    const certs = ensureFleetCerts(tlsDir, [
+      { name: 'root', sans: [hosts.hostIp] },
+      { name: 'cluster', sans: [hosts.hostIp] },
+      ...hosts.workers.map((w) => ({ name: w.name, sans: [w.ip] })),
+    ]);
+    s.ca = certs.paths.ca;
+    caFlag.push('--ca', certs.paths.ca);
+    pinCa(readFileSync(certs.paths.ca, 'utf8'));
+    writeState(s);
+  }
 
   say(`network: bridge ${hosts.bridge} ${hosts.hostIp}/24, ${hosts.workers.length} worker namespaces`);
   await createHosts(hosts);
@@ -166,7 +190,7 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
   for (const [k, url] of urls.entries()) {
     say(`root${roots > 1 ? ` replica ${k + 1} of ${roots}` : ''}: ${url}`);
     const p = spawnDetached([node, CANOPY_BIN, 'root', '--host', hosts.hostIp, '--port', String(rootPort + k), '--data', join(o.dir, k === 0 ? 'root' : `root${k + 1}`),
-      '--worker-apis-from', o.dir, ...storeArgs],
+      ...storeArgs, ...serverFlags('root'), ...caFlag],
     join(logs, k === 0 ? 'root.log' : `root${k + 1}.log`), { CANOPY_ADMIN_PASSWORD: s.password, CANOPY_CLUSTER_KEY: clusterKey });
     replicas.push(p);
     if (k === 0) s.root = p;
@@ -181,11 +205,11 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
 
   say(`cluster: ${s.clusterName} at ${s.clusterUrl}, MQTT ${s.mqttUrl}`);
   s.cluster = spawnDetached([node, CANOPY_BIN, 'cluster', '--name', s.clusterName, '--host', hosts.hostIp, '--port', String(clusterPort),
-    '--mqtt-host', hosts.hostIp, '--mqtt-port', String(mqttPort), '--data', join(o.dir, 'cluster'), '--root', s.rootUrl],
+    '--mqtt-host', hosts.hostIp, '--mqtt-port', String(mqttPort), '--data', join(o.dir, 'cluster'), '--root', s.rootUrl, ...serverFlags('cluster'), ...caFlag],
   join(logs, 'cluster.log'), { CANOPY_CLUSTER_KEY: clusterKey, CANOPY_WORKER_KEY: workerKey });
   writeState(s);
   const cluster = s.cluster;
-  await waitFor('the cluster API', 30_000, async () => (await fetch(`${s.clusterUrl}/metrics`, { signal: AbortSignal.timeout(2000) })).status < 500 ? true : undefined,
+  await waitFor('the cluster API', 30_000, async () => (await controlFetch(`${s.clusterUrl}/metrics`, { signal: AbortSignal.timeout(2000) })).status < 500 ? true : undefined,
     () => assertAlive(cluster, 'cluster'));
 
   for (const w of s.workers) {
@@ -193,7 +217,7 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
     mkdirSync(w.dataDir, { recursive: true, mode: 0o700 });
     w.process = spawnDetached(netnsExecArgv(w.netns, [node, CANOPY_BIN, 'worker', '--name', w.name, '--cluster', s.clusterUrl,
       '--data', w.dataDir, '--api-host', w.ip, '--api-port', String(workerApiPort), '--tunnel-endpoint', `${w.ip}:50103`,
-      '--undeploy-on-exit', '--dns-upstream', relayAt, ...(o.workerArgs ?? [])]), join(logs, `${w.name}.log`), { CANOPY_WORKER_KEY: workerKey });
+      '--undeploy-on-exit', '--dns-upstream', relayAt, ...serverFlags(w.name), ...caFlag, ...(o.workerArgs ?? [])]), join(logs, `${w.name}.log`), { CANOPY_WORKER_KEY: workerKey });
     writeState(s);
   }
 

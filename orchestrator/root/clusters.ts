@@ -8,6 +8,8 @@ import type { ClusterAggregate, ClusterRecord, RootStore } from './store.ts';
 
 export const CLUSTER_SILENCE_MS = 15_000;
 
+export class ClusterRevokedError extends Error {}
+
 export interface ClusterRegistryEvents {
   /** A cluster reported for the first time since it registered, or after being inactive. */
   active: [ClusterRecord];
@@ -125,8 +127,44 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
     return c.last_seen > 0 && this.now() - c.last_seen < this.silenceMs;
   }
 
+  private async revokedNames(): Promise<string[]> {
+    try {
+      const v = JSON.parse((await this.store.getSetting('revoked_clusters')) ?? '[]') as unknown;
+      return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+    } catch {
+      return [];
+    }
+  }
+
+  async isRevoked(name: string): Promise<boolean> {
+    return (await this.revokedNames()).includes(name);
+  }
+
+  /**
+   * Cuts a cluster off (`canopy cluster revoke`): its token is replaced by one nobody holds, so its
+   * next report or call is refused (401); it counts as inactive at once, so nothing is placed there;
+   * and its name may not register again (the join key alone no longer lets it back).
+   */
+  async revoke(id: string): Promise<ClusterRecord | undefined> {
+    const c = this.byId.get(id);
+    if (!c) return undefined;
+    await this.store.setSetting('revoked_clusters', JSON.stringify([...new Set([...(await this.revokedNames()), c.name])]));
+    c.token = randomBytes(32).toString('base64url');
+    c.last_seen = 0;
+    await this.store.upsertCluster(c);
+    // The other root replicas drop the old token from their copies too.
+    await this.changed(id);
+    this.reserved.delete(id);
+    if (this.wasActive.get(id)) {
+      this.wasActive.set(id, false);
+      this.emit('inactive', c);
+    }
+    return c;
+  }
+
   /** Registers a cluster, or rotates the token of an existing one of the same name. */
   async register(name: string, location: string, apiUrl: string): Promise<{ record: ClusterRecord; rotated: boolean }> {
+    if (await this.isRevoked(name)) throw new ClusterRevokedError(`cluster ${name} was revoked`);
     const existing = await this.store.clusterByName(name);
     const now = this.now();
     const record: ClusterRecord = {

@@ -34,10 +34,19 @@ function translate(err: unknown): unknown {
   return err;
 }
 
-/** `?` placeholders as PostgreSQL's `$1, $2, …` (the queries hold no literal question marks). */
-function numbered(sql: string): string {
-  let n = 0;
-  return sql.replace(/\?/g, () => `$${++n}`);
+/**
+ * A query as PostgreSQL's named prepared statement: `?` placeholders numbered `$1, $2, …` (the
+ * queries hold no literal question marks), and a name, so each connection parses and plans it once.
+ */
+const prepared = new Map<string, { name: string; text: string }>();
+function statement(sql: string): { name: string; text: string } {
+  let s = prepared.get(sql);
+  if (!s) {
+    let n = 0;
+    s = { name: `canopy_${prepared.size}`, text: sql.replace(/\?/g, () => `$${++n}`) };
+    prepared.set(sql, s);
+  }
+  return s;
 }
 
 /** Where a connection string points, without its password (for messages). */
@@ -181,10 +190,14 @@ export class PgStore extends SqlStore {
     await this.pool.end();
   }
 
+  protected inTransaction(): boolean {
+    return this.tx.getStore() !== undefined;
+  }
+
   private async query(sql: string, args: unknown[]): Promise<pg.QueryResult> {
     const client = this.tx.getStore()?.client ?? this.pool;
     try {
-      return await client.query(numbered(sql), args);
+      return await client.query({ ...statement(sql), values: args });
     } catch (err) {
       throw translate(err);
     }

@@ -128,7 +128,11 @@ export class PgCoordinator extends EventEmitter<{ leader: [boolean]; message: [R
   }
 
   private async connect(): Promise<pg.Client> {
-    const c = new pg.Client({ connectionString: this.store.url, connectionTimeoutMillis: 3000, application_name: 'canopy-root-control', keepAlive: true });
+    // A leader that stops answering (its query times out) steps down by itself.
+    const c = new pg.Client({
+      connectionString: this.store.url, connectionTimeoutMillis: 3000, query_timeout: LEASE_POLL_MS * 2, application_name: 'canopy-root-control',
+      keepAlive: true, keepAliveInitialDelayMillis: 1000,
+    });
     c.on('error', () => this.drop('control connection failed'));
     c.on('end', () => this.drop('control connection closed'));
     c.on('notification', (n) => {
@@ -141,6 +145,10 @@ export class PgCoordinator extends EventEmitter<{ leader: [boolean]; message: [R
       }
     });
     await c.connect();
+    // A leader whose host vanished (no FIN, no RST) must lose the lease within seconds, not at the
+    // server's default keepalive (hours): the server probes this session's socket every second and
+    // gives up on unacknowledged data after 3 s.
+    await c.query('SET tcp_keepalives_idle = 1; SET tcp_keepalives_interval = 1; SET tcp_keepalives_count = 2; SET tcp_user_timeout = 3000');
     await c.query(`LISTEN ${CHANNEL}`);
     return c;
   }

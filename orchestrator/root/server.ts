@@ -15,6 +15,8 @@ import { clusterRoutes } from './api/clusters.ts';
 import { dashboardRoutes } from './api/dashboard.ts';
 import { authenticate, type ApiContext } from './api/context.ts';
 import { internalRoutes } from './api/internal.ts';
+import { logRoutes } from './api/logs.ts';
+import { LoginThrottle } from './login-throttle.ts';
 import { oakestraRoutes } from './oakestra/routes.ts';
 import { Catalog } from './catalog.ts';
 import { CLUSTER_SILENCE_MS, ClusterRegistry } from './clusters.ts';
@@ -26,6 +28,7 @@ import { SqliteStore } from './sqlite-store.ts';
 import { PgStore } from './pg-store.ts';
 import { PgCoordinator, SoloCoordinator, type Coordinator } from './replicas.ts';
 import type { RootStore } from './store.ts';
+import type { ServerTls } from '../protocol/tls.ts';
 import { Users } from './users.ts';
 
 export interface RootOptions {
@@ -49,8 +52,10 @@ export interface RootOptions {
   log?: Logger;
   /** Where secrets generated on first start are shown once (default: stderr). */
   announce?: (line: string) => void;
-  /** A worker's local API URL, so the dashboard can follow logs through root (see workerApisFrom). */
-  workerApi?: (workerId: string) => string | undefined;
+  /** Serve https only (SPEC §10): a plain connection fails the handshake. */
+  tls?: ServerTls;
+  /** Lifetime of /api/v1 access tokens in seconds (default 15 min). */
+  accessTtlS?: number;
 }
 
 /** JSON deeper than this is refused before parsing: no descriptor needs it, and deep values overflow the stack later. */
@@ -101,7 +106,8 @@ export class RootServer {
     let clusters: ClusterRegistry | undefined;
     let instances: InstanceManager | undefined;
     // Oakestra's collection routes end in a slash and its scripts call them without one: both forms match.
-    const app = Fastify({ logger: false, routerOptions: { ignoreTrailingSlash: true }, bodyLimit: opts.bodyLimit ?? 1 << 20, ajv: { customOptions: { allErrors: true } } });
+    // With TLS the server is an https.Server; the routes see the same request and reply objects.
+    const app = Fastify({ ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}), logger: false, routerOptions: { ignoreTrailingSlash: true }, bodyLimit: opts.bodyLimit ?? 1 << 20, ajv: { customOptions: { allErrors: true } } });
     try {
       // The plan first: a bad flag must fail before any secret is generated and shown.
       const addresses = await new AddressAllocator(store, { ...DEFAULT_PLAN, ...opts.plan }).load();
@@ -140,7 +146,7 @@ export class RootServer {
 
       const ctx: ApiContext = {
         catalog, users, clusters, instances, addresses, metrics, log,
-        checkJoinKey: secrets.checkJoinKey, overlayTunnel: secrets.overlayTunnel,
+        checkJoinKey: secrets.checkJoinKey, overlayTunnel: secrets.overlayTunnel, loginThrottle: new LoginThrottle(), accessTtlS: opts.accessTtlS,
       };
 
       const defaultJson = app.getDefaultJsonParser('error', 'error');
@@ -200,8 +206,9 @@ export class RootServer {
       applicationRoutes(app, ctx);
       clusterRoutes(app, ctx);
       internalRoutes(app, ctx);
+      logRoutes(app, ctx);
       await app.register(oakestraRoutes(ctx));
-      dashboardRoutes(app, ctx, { events, workerApi: opts.workerApi ?? (() => undefined) });
+      dashboardRoutes(app, ctx, { events });
       app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
         reply.type('text/plain; version=0.0.4').send(await metrics.render()));
 
@@ -209,7 +216,7 @@ export class RootServer {
       await app.listen({ host, port: opts.port ?? 10000 });
       const addr = app.server.address();
       const port = typeof addr === 'object' && addr ? addr.port : opts.port;
-      const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+      const url = `${opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
       coordinator.on('message', (m) => {
         switch (m.kind) {
           case 'cluster':
@@ -232,7 +239,7 @@ export class RootServer {
       });
       if (coordinator instanceof PgCoordinator) await coordinator.start();
       else await instances.resume();
-      log.info('root ready', { url, data: opts.dataDir, store: store.kind, replica: coordinator.replicaId, leader: coordinator.isLeader(), clusters: clusters.list().length });
+      log.info('root ready', { url, tls: Boolean(opts.tls), data: opts.dataDir, store: store.kind, replica: coordinator.replicaId, leader: coordinator.isLeader(), clusters: clusters.list().length });
       return new RootServer(app, store, clusters, instances, coordinator, url, log);
     } catch (err) {
       await app.close().catch(() => undefined);

@@ -28,6 +28,8 @@ export abstract class SqlStore implements RootStore {
   abstract transaction<T>(fn: () => Promise<T>): Promise<T>;
   abstract close(): Promise<void>;
   protected abstract all(sql: string, args: unknown[]): Promise<Row[]>;
+  /** Whether the calling code runs inside a transaction of this store. */
+  protected abstract inTransaction(): boolean;
   /** Runs a write; resolves to the number of rows it changed. */
   protected abstract run(sql: string, args: unknown[]): Promise<number>;
 
@@ -150,15 +152,20 @@ export abstract class SqlStore implements RootStore {
       [i.state, i.reason, i.cluster_id, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint, i.updated_at, i.service_id, i.n],
     );
   }
+  /** Both writes or neither: inside a caller's transaction they are part of it (no savepoint needed). */
+  private async atomically(fn: () => Promise<void>): Promise<void> {
+    if (this.inTransaction()) await fn();
+    else await this.transaction(fn);
+  }
   async createInstance(i: InstanceRecord, first: InstanceEvent): Promise<void> {
-    await this.transaction(async () => {
+    await this.atomically(async () => {
       await this.insertInstance(i);
       await this.addInstanceEvent(i.service_id, i.n, first);
     });
   }
   async recordTransition(i: InstanceRecord, event?: InstanceEvent): Promise<void> {
     if (!event) return this.updateInstance(i);
-    await this.transaction(async () => {
+    await this.atomically(async () => {
       await this.updateInstance(i);
       await this.addInstanceEvent(i.service_id, i.n, event);
     });

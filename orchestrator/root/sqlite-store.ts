@@ -22,6 +22,8 @@ export class SqliteStore extends SqlStore {
   private readonly inTx = new AsyncLocalStorage<{ depth: number }>();
   /** Settles when the open transaction (if any) ends. */
   private lock: Promise<void> | null = null;
+  /** Prepared once: preparing is a good part of a statement's cost. */
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(file: string) {
     super();
@@ -91,10 +93,23 @@ export class SqliteStore extends SqlStore {
     if (this.db.open) this.db.close();
   }
 
+  private prepared(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+
+  protected inTransaction(): boolean {
+    return this.inTx.getStore() !== undefined;
+  }
+
   protected async all(sql: string, args: unknown[]): Promise<Row[]> {
     while (this.mustWait()) await this.lock;
     try {
-      return this.db.prepare(sql).all(...args) as Row[];
+      return this.prepared(sql).all(...args) as Row[];
     } catch (err) {
       throw translate(err);
     }
@@ -103,7 +118,7 @@ export class SqliteStore extends SqlStore {
   protected async run(sql: string, args: unknown[]): Promise<number> {
     while (this.mustWait()) await this.lock;
     try {
-      return this.db.prepare(sql).run(...args).changes;
+      return this.prepared(sql).run(...args).changes;
     } catch (err) {
       throw translate(err);
     }

@@ -5,6 +5,7 @@
 // store call made while `fn` runs (in its async context, nested calls included) belongs to it.
 import type { Microservice } from '../descriptor/types.ts';
 import type { InstanceState } from '../protocol/instance-states.ts';
+import type { NetworkSummary, WorkerNetView } from '../protocol/network.ts';
 
 export type Role = 'admin' | 'user';
 
@@ -82,6 +83,10 @@ export interface ClusterAggregate {
   architectures: string[];
   /** The largest single worker's totals (older clusters do not send it). */
   max_worker?: { vcpus: number; memory_mb: number };
+  /** Workers' network positions and latency probes (SPEC §12; older clusters do not send it). */
+  network?: NetworkSummary;
+  /** Workers one by one, for `canopy status --workers`. */
+  workers?: WorkerNetView[];
 }
 
 export interface ClusterRecord {

@@ -1,40 +1,74 @@
 // The worker daemon's local HTTP API: status with reasons, instance logs (stdout/stderr), /metrics,
-// and (with a token, api-token.ts) the import of image archives.
-import Fastify, { type FastifyInstance } from 'fastify';
-import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+// the import of image archives (`canopy image import`).
+// Status and logs answer only a caller with the worker's API token (SPEC §10, no side doors): the
+// token is a file in the worker's state directory (mode 0600), so reading it proves the caller is
+// the operator on that host. Users read logs through root. /metrics and /api/health stay open: counters
+// and liveness only.
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { NodeEngine } from './node-engine.ts';
 import { instanceKey } from './runtime/exit.ts';
-import { bearerMatches } from './api-token.ts';
+import type { ServerTls } from '../protocol/tls.ts';
+import { createWriteStream, rmSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { ImportError } from './container/image-import.ts';
 
-export interface WorkerApiOptions {
-  /** Bearer tokens that may change the worker (image import); none = no such calls. */
-  tokens?: string[];
+/** The API token file in a worker's state directory. */
+export function apiTokenFile(stateDir: string): string {
+  return join(stateDir, 'api-token');
 }
 
-export async function startWorkerApi(engine: NodeEngine, host: string, port: number, o: WorkerApiOptions = {}): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false });
-  // An image archive is streamed to a file, never held in memory.
-  app.addContentTypeParser('application/x-tar', (_req, payload, done) => done(null, payload));
+/** The worker's API token: made once (mode 0600) and kept across restarts. */
+export function loadOrCreateApiToken(stateDir: string): string {
+  const f = apiTokenFile(stateDir);
+  if (existsSync(f)) {
+    const t = readFileSync(f, 'utf8').trim();
+    if (t.length >= 16) return t;
+  }
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const t = randomBytes(24).toString('base64url');
+  writeFileSync(f, `${t}\n`, { mode: 0o600 });
+  return t;
+}
 
+export interface WorkerApiOptions {
+  host: string;
+  port: number;
+  /** Callers of status and logs send `Authorization: Bearer <token>`. */
+  token: string;
+  tls?: ServerTls;
+}
+
+export async function startWorkerApi(engine: NodeEngine, o: WorkerApiOptions): Promise<FastifyInstance> {
+  const app = Fastify({ ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}), logger: false });
+  const want = Buffer.from(o.token);
+  const authorized = (req: FastifyRequest): boolean => {
+    const h = req.headers.authorization;
+    const got = Buffer.from(h?.startsWith('Bearer ') ? h.slice(7) : '');
+    return got.length === want.length && timingSafeEqual(got, want);
+  };
+  app.addHook('onRequest', async (req, reply) => {
+    const url = req.routeOptions.url;
+    if (url === '/metrics' || url === '/api/health' || url === undefined) return;
+    if (!authorized(req)) return reply.code(401).send({ error: `missing or wrong API token (the worker's ${apiTokenFile('<data>')}); users read logs through root: canopy logs` });
+  });
+  app.get('/api/health', async () => ({ ok: true }));
+
+  // An image archive is streamed to a file, never held in memory (the token check above comes first).
+  app.addContentTypeParser('application/x-tar', (_req, payload, done) => done(null, payload));
   app.post('/api/images/import', async (req, reply) => {
-    if (!bearerMatches(req.headers.authorization, o.tokens ?? [])) {
-      return reply.code(401).send({ error: 'a worker API token is needed (Bearer: the api-token file in the worker\'s data dir, or the cluster\'s worker join key)' });
-    }
     const ct = engine.runtimes.get('container') as { importArchive?: (file: string) => Promise<string[]>; available?: () => boolean } | undefined;
     if (!ct?.importArchive || ct.available?.() === false) return reply.code(409).send({ error: 'this worker has no container runtime answering (containerd)' });
     if (req.headers['content-type'] !== 'application/x-tar') return reply.code(415).send({ error: 'send the archive as application/x-tar' });
     const dir = join(engine.o.stateDir, 'image-uploads');
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
     const file = join(dir, `${randomBytes(8).toString('hex')}.tar`);
     try {
       await pipeline(req.body as Readable, createWriteStream(file, { mode: 0o600 }));
-      const images = await ct.importArchive(file);
-      return { images };
+      return { images: await ct.importArchive(file) };
     } catch (e) {
       if (e instanceof ImportError) return reply.code(422).send({ error: e.message });
       engine.log.warn('image import failed', { error: (e as Error).message });
@@ -91,6 +125,6 @@ export async function startWorkerApi(engine: NodeEngine, host: string, port: num
     return `${lines.join('\n')}\n${net}`;
   });
 
-  await app.listen({ host, port });
+  await app.listen({ host: o.host, port: o.port });
   return app;
 }

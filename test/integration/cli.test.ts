@@ -95,7 +95,7 @@ test('deploy --wait, status, logs, undeploy', { skip, timeout: 120_000 }, async 
   assert.equal(u.code, 0, `${u.stdout}${u.stderr}`);
   assert.match(u.stdout, /undeployed application clitest\.test \(1 services\)/);
   assert.match(u.stdout, /removed from every worker/);
-  assert.deepEqual(await workerInstances(state!.workers[0]!.apiUrl), []);
+  assert.deepEqual(await workerInstances(state!.workers[0]!), []);
   const gone = canopy(['status', 'clitest']);
   assert.equal(gone.code, 1);
   assert.match(gone.stderr, /no application or service "clitest"/);
@@ -151,7 +151,7 @@ test('bad descriptors, impossible requests and wrong credentials fail with the r
   const u = canopy(['undeploy', 'oneshot', '--wait', '--timeout', '20']);
   assert.equal(u.code, 0, `${u.stdout}${u.stderr}`);
   assert.match(u.stdout, /removed from every worker/);
-  assert.deepEqual((await workerInstances(w.apiUrl)).filter((i) => i.service_id === oneShotId), []);
+  assert.deepEqual((await workerInstances(w)).filter((i) => i.service_id === oneShotId), []);
   assert.ok(!existsSync(join(w.dataDir, 'instances', key)), 'its directory is gone');
   assert.deepEqual(cgroupsOf(w.name, key), [], 'its cgroups are gone');
 
@@ -176,7 +176,7 @@ test('scale up and down, with --wait', { skip, timeout: 180_000 }, async () => {
   const d = canopy(['deploy', sla('scaled', { microservice_name: 'scaled', cmd: ['sleep', '600'] }), '--wait', '--timeout', '60']);
   assert.equal(d.code, 0, `${d.stdout}${d.stderr}`);
   const id = /service \S+ {2}id (\w+)/.exec(d.stdout)![1]!;
-  const onWorker = async () => (await workerInstances(state!.workers[0]!.apiUrl)).filter((i) => i.service_id === id).map((i) => `${i.instance_n} ${i.state}`).sort();
+  const onWorker = async () => (await workerInstances(state!.workers[0]!)).filter((i) => i.service_id === id).map((i) => `${i.instance_n} ${i.state}`).sort();
 
   const up = canopy(['scale', 'scaled', '3', '--wait', '--timeout', '60']);
   assert.equal(up.code, 0, `${up.stdout}${up.stderr}`);

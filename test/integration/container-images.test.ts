@@ -17,8 +17,7 @@ import { unavailable, needRoot, binaryMissing } from '../support/facility.ts';
 import { RootClient } from '../../orchestrator/client/root-client.ts';
 import { containerRuntimeFor } from '../../orchestrator/worker/container/for-engine.ts';
 import { socketPathFor } from '../../orchestrator/worker/container/embedded.ts';
-import { startWorkerApi } from '../../orchestrator/worker/api.ts';
-import { loadOrCreateApiToken } from '../../orchestrator/worker/api-token.ts';
+import { startWorkerApi, loadOrCreateApiToken } from '../../orchestrator/worker/api.ts';
 import type { FastifyInstance } from 'fastify';
 
 const CANOPY = join(import.meta.dirname, '../../bin/canopy.js');
@@ -47,7 +46,7 @@ before(async () => {
   const engine = await stack.startWorker(`wimg${process.pid % 100000}`, {
     runtimes: containerRuntimeFor({ dataDir: stack.workerDir, mirrors: [`docker.io=${proxy.url}`], mirrorsOnly: true }),
   });
-  workerApi = await startWorkerApi(engine, '127.0.0.1', 0, { tokens: [loadOrCreateApiToken(stack.workerDir)] });
+  workerApi = await startWorkerApi(engine, { host: '127.0.0.1', port: 0, token: loadOrCreateApiToken(stack.workerDir) });
   const auth = await stack.adminHeaders();
   await poll('root knows a cluster that runs containers', async () => {
     const list = await (await fetch(`${stack!.rootUrl}/api/v1/clusters/active`, { headers: auth })).json() as unknown[];
@@ -157,7 +156,7 @@ test('image archives: the image folder at start, `canopy image import` through t
   assert.match(bad.stderr, /canopy image import: .*HTTP 422: not a tar archive/);
   const denied = await canopy(['image', 'import', oci, '--worker-api', api, '--token', 'not-the-token']);
   assert.equal(denied.code, 1);
-  assert.match(denied.stderr, /HTTP 401: a worker API token is needed/);
+  assert.match(denied.stderr, /HTTP 401: missing or wrong API token/);
   assert.equal(ctrOnWorker('images', 'ls', '-q'), images, 'no image from refused archives');
   assert.equal(ctrOnWorker('content', 'ls', '-q'), content, 'no content from refused archives');
   assert.ok(stack!.engine!.connected, 'the worker keeps running');

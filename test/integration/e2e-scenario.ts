@@ -93,8 +93,9 @@ export async function e2eScenario(t: TestContext, spec: Partial<DeploymentSpec> 
     // The client process itself (its own resolv.conf, its own loop) gets answers too.
     // (poll throws when the time is up: a client that never logs 200 fails the test.)
     await poll('the client command logs 200', async () => {
-      const logs = await d.hostOfWorker(cl.worker_id!).exec(['curl', '-sS', `http://127.0.0.1:10200/api/instances/${client.microserviceID}/0/logs?stream=stdout`]);
-      return /^200$/m.test(logs.stdout) ? true : undefined;
+      // Read as a user reads it: through root, the cluster and the worker (no side door to the worker).
+      const logs = await d.instanceLogs(client.microserviceID, 0, 'stdout');
+      return /^200$/m.test(logs) ? true : undefined;
     }, 20_000);
     // Host port mapping: port 8080 on the server's worker reaches its instance (DNAT).
     const sHost = d.hostOfWorker(servers[0]!.worker_id!);

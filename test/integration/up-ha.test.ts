@@ -54,15 +54,27 @@ test('canopy up --roots 2 --store postgres: two replicas over its own PostgreSQL
     '--dns-relay-port', String(base + 5), '--postgres-port', String(base + 6), '--dns-upstream', '127.0.0.1:9']);
   assert.equal(up.code, 0, up.out);
   assert.match(up.out, /postgres: Debian's PostgreSQL in \S+\/postgres, 127\.0\.0\.1:\d+/);
-  assert.match(up.out, /root replica 2 of 2: http:\/\//);
+  assert.match(up.out, /root replica 2 of 2: https:\/\//);
   const s = readState(dir)!;
   assert.equal(s.rootUrl.split(',').length, 2);
   assert.ok(s.postgres && existsSync(join(s.postgres.dir, 'data', 'PG_VERSION')), 'PostgreSQL lives in the state directory');
 
   process.kill(s.root!.pid, 'SIGKILL');
+  const killed = Date.now();
   const status = canopy(['status']);
   assert.equal(status.code, 0, status.out);
   assert.match(status.out, /1 active worker/);
+  // The cluster moved on to replica 2: its reports arrive there after the kill.
+  const second = s.rootUrl.split(',')[1]!;
+  const login = spawnSync('curl', ['-s', '-H', 'content-type: application/json', '-d', JSON.stringify({ username: s.username, password: s.password }), `${second}/api/v1/auth/login`], { encoding: 'utf8' });
+  const token = (JSON.parse(login.stdout) as { token: string }).token;
+  let seen = 0;
+  for (let i = 0; i < 60 && seen <= killed; i++) {
+    const r = spawnSync('curl', ['-s', '-H', `authorization: Bearer ${token}`, `${second}/api/v1/clusters`], { encoding: 'utf8' });
+    seen = Date.parse((JSON.parse(r.stdout) as { last_seen: string }[])[0]?.last_seen ?? '') || 0;
+    if (seen <= killed) spawnSync('sleep', ['0.5']);
+  }
+  assert.ok(seen > killed, 'the cluster reports to the second replica after the first died');
 
   const stopped = canopy(['down']);
   assert.equal(stopped.code, 0, stopped.out);

@@ -3,6 +3,13 @@
 import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.ts';
 import { parseReportedInstance, type ReportedInstance } from '../../protocol/root-cluster.ts';
+import { MAX_REPORTED_WORKERS, parseNetworkSummary, parseWorkerNetViews, type NetworkSummary, type WorkerNetView } from '../../protocol/network.ts';
+
+/** The report's network summary and worker list, as far as they are well-formed (older clusters send neither). */
+function networkOf(b: { network?: unknown; workers?: unknown }): { network?: NetworkSummary; workers?: WorkerNetView[] } {
+  const network = parseNetworkSummary(b.network);
+  return { ...(network && { network }), ...(b.workers !== undefined && { workers: parseWorkerNetViews(b.workers) }) };
+}
 import { bearer, clusterCaller, type ApiContext } from './context.ts';
 
 interface Id { Params: { id: string } }
@@ -36,12 +43,13 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
     }
     if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) errors.push({ path: '/api_url', message: 'must be an http(s) URL' });
     if (errors.length) throw new ApiError(422, 'invalid registration', errors);
+    if (await ctx.clusters.isRevoked(name)) throw new ApiError(403, `cluster ${name} was revoked`);
     const { record, rotated } = await ctx.clusters.register(name, req.body.location ?? '', api_url);
     ctx.log.info(rotated ? 'cluster re-registered' : 'cluster registered', { cluster: name, cluster_id: record.id, api_url });
     return reply.code(rotated ? 200 : 201).send({ cluster_id: record.id, token: record.token, overlay_tunnel: ctx.overlayTunnel });
   });
 
-  app.post<Id & { Body: { free: { vcpus: number; memory_mb: number; gpus?: number }; workers_active: number; virtualizations?: string[]; architectures?: string[]; max_worker?: { vcpus: number; memory_mb: number }; instances?: unknown[] } }>(
+  app.post<Id & { Body: { free: { vcpus: number; memory_mb: number; gpus?: number }; workers_active: number; virtualizations?: string[]; architectures?: string[]; max_worker?: { vcpus: number; memory_mb: number }; network?: unknown; workers?: unknown; instances?: unknown[] } }>(
     '/api/internal/clusters/:id/report', {
       schema: {
         tags, summary: 'Aggregate report (every 5 s, and soon after a change): free capacity and instance state changes', params: clusterId,
@@ -53,6 +61,8 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
             virtualizations: stringList,
             architectures: stringList,
             max_worker: { type: 'object', required: ['vcpus', 'memory_mb'], properties: { vcpus: nonNegative, memory_mb: nonNegative } },
+            network: { type: 'object' },
+            workers: { type: 'array', maxItems: MAX_REPORTED_WORKERS },
             instances: { type: 'array', maxItems: 100000 },
           },
         },
@@ -66,6 +76,7 @@ export function internalRoutes(app: FastifyInstance, ctx: ApiContext): void {
         virtualizations: b.virtualizations ?? [],
         architectures: b.architectures ?? [],
         ...(b.max_worker && { max_worker: { vcpus: b.max_worker.vcpus, memory_mb: b.max_worker.memory_mb } }),
+        ...networkOf(b),
       });
       const entries = (b.instances ?? []).map(parseReportedInstance);
       const valid = entries.filter((e): e is ReportedInstance => e !== null);

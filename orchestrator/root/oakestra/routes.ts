@@ -11,12 +11,11 @@ import { descriptorSchema, microserviceSchema } from '../../descriptor/schema.ts
 import { AddressSpaceExhausted } from '../addresses.ts';
 import type { ApplicationView, Caller, ServiceView } from '../catalog.ts';
 import { ApiError, storeErrorStatus } from '../errors.ts';
-import { TOKEN_TTL_S } from '../api/auth.ts';
-import { caller, type ApiContext } from '../api/context.ts';
+import { REFRESH_TTL_S, TOKEN_TTL_S } from '../api/auth.ts';
+import { caller, throttledLogin, type ApiContext } from '../api/context.ts';
 import { oakestraUserRoutes, oakRoles } from './users.ts';
 import { fromOakService, oakApplication, oakCluster, oakService, type OakLookup } from './views.ts';
 
-const REFRESH_TTL_S = 7 * 24 * 3600;
 const tags = ['oakestra'];
 const bearer = [{ bearer: [] }];
 const doc = (summary: string, auth = true, docBody?: unknown) => ({
@@ -93,10 +92,10 @@ export function oakestraRoutes(ctx: ApiContext) {
     };
 
     // ---- auth ----
-    app.post('/api/auth/login', doc('Oakestra login: {username, password} → {token, refresh_token}; names match in any case', false, loginBody), async (req) => {
+    app.post('/api/auth/login', doc('Oakestra login: {username, password} → {token, refresh_token}; names match in any case', false, loginBody), async (req, reply) => {
       const b = req.body as { username?: unknown; password?: unknown } | null;
       if (typeof b?.username !== 'string' || typeof b.password !== 'string') throw new ApiError(400, 'username and password are required');
-      const u = b.username.length <= 64 && b.password.length <= 1024 ? await ctx.users.login(b.username, b.password) : undefined;
+      const u = b.username.length <= 64 && b.password.length <= 1024 ? await throttledLogin(ctx, req, reply, b.username, b.password) : undefined;
       if (!u) throw new ApiError(401, 'invalid username or password');
       // `roles` as Oakestra's tokens carry them: its dashboard reads them from the token.
       const claims = { sub: u.id, name: u.username, role: u.role, roles: oakRoles(u.role) };
