@@ -39,7 +39,11 @@ echo "== dashboard bundle"
 # Root serves dashboard/dist at `/`; chromium (above) runs the dashboard's browser tests.
 node --import tsx scripts/build-dashboard.ts
 
-echo "== the canopy command"
+echo "== the canopy command (compiled to dist/)"
+# bin/canopy.js runs dist/canopy.js, so the CLI and the daemons it starts run without the TypeScript
+# loader; it falls back to the sources (through tsx) when a source is newer than this build.
+node --import tsx scripts/build.ts
+
 # A symlink, not a copy: node resolves it to this checkout, so `canopy` always runs the code here.
 target="$PWD/bin/canopy.js"
 if [ -L /usr/local/bin/canopy ] && [ "$(readlink /usr/local/bin/canopy)" != "$target" ]; then

@@ -10,7 +10,7 @@ import { parseCidr } from '../descriptor/ip.ts';
 import { netManagerFor, defaultTunnelEndpoint } from '../worker/net/for-engine.ts';
 import type { NetManager } from '../worker/net/net-manager.ts';
 import { containerRuntimeFor } from '../worker/container/for-engine.ts';
-import { DEFAULT_IMAGE_CACHE_MB } from '../worker/container/image-cache.ts';
+import { DEFAULT_IMAGE_CACHE_MB } from '../worker/container/defaults.ts';
 import { readServerTls } from '../protocol/tls.ts';
 import { openSession, withLogin } from '../client/session.ts';
 import { fail } from '../client/terminal.ts';
@@ -148,7 +148,7 @@ export function register(program: Command): void {
         dnsUpstreams: o.dnsUpstream?.map(parseUpstream), dnsPort: intOpt(o.dnsPort, '--dns-port', 1, 65535), bridge: o.bridge, tun: o.tun,
         overlay: o.overlay.map((c) => cidrOpt(c, '--overlay')), servicePrefixes: o.serviceRange.map((c) => cidrOpt(c, '--service-range')),
       } : undefined;
-      const runtimes = containerRuntimeFor({
+      const runtimes = await containerRuntimeFor({
         dataDir: o.data, mirrors: o.registryMirror, mirrorsOnly: Boolean(o.registryMirrorsOnly), imageCacheMb: intOpt(o.imageCacheMb, '--image-cache-mb', 0, 1 << 30),
         ...(o.imageDir ? { imageDir: o.imageDir } : {}), pullVia: pullRoute(o.pullVia), ...(o.containerd ? { socket: o.containerd } : {}),
       });

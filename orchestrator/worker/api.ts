@@ -14,7 +14,7 @@ import type { ServerTls } from '../protocol/tls.ts';
 import { createWriteStream, rmSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { ImportError } from './container/image-import.ts';
+import { ImportError } from './container/import-error.ts';
 
 /** The API token file in a worker's state directory. */
 export function apiTokenFile(stateDir: string): string {
@@ -118,6 +118,10 @@ export async function startWorkerApi(engine: NodeEngine, o: WorkerApiOptions): P
       '# TYPE canopy_worker_instances gauge',
       ...[...states].map(([s, v]) => `canopy_worker_instances{state="${s}"} ${v}`),
       ...Object.entries(engine.counters).flatMap(([k, v]) => [`# TYPE canopy_worker_${k}_total counter`, `canopy_worker_${k}_total ${v}`]),
+      // The daemon's own memory (issue 16: a worker in 64 MB): where it goes, without a profiler.
+      '# HELP canopy_worker_memory_bytes the worker daemon\'s memory: rss, V8 heap used and total, external, array buffers',
+      '# TYPE canopy_worker_memory_bytes gauge',
+      ...Object.entries(process.memoryUsage()).map(([k, v]) => `canopy_worker_memory_bytes{kind="${k}"} ${v}`),
     ];
     void reply.type('text/plain; version=0.0.4');
     // The net manager's datapath, semantic table and DNS counters, when the worker has one.

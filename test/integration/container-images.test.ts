@@ -44,7 +44,7 @@ before(async () => {
   const cluster = await stack.startCluster('imgs', { reportIntervalMs: 1000 });
   await poll('cluster registered', async () => cluster.rootToken);
   const engine = await stack.startWorker(`wimg${process.pid % 100000}`, {
-    runtimes: containerRuntimeFor({ dataDir: stack.workerDir, mirrors: [`docker.io=${proxy.url}`], mirrorsOnly: true }),
+    runtimes: await containerRuntimeFor({ dataDir: stack.workerDir, mirrors: [`docker.io=${proxy.url}`], mirrorsOnly: true }),
   });
   workerApi = await startWorkerApi(engine, { host: '127.0.0.1', port: 0, token: loadOrCreateApiToken(stack.workerDir) });
   const auth = await stack.adminHeaders();

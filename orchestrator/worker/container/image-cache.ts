@@ -13,8 +13,7 @@ import { hostArch } from '../host-resources.ts';
 import type { Logger } from '../../protocol/log.ts';
 
 export const LAST_USED_LABEL = 'canopy.last-used';
-/** The default limit: room for a few dozen typical service images, well below a small disk. */
-export const DEFAULT_IMAGE_CACHE_MB = 10_240;
+export { DEFAULT_IMAGE_CACHE_MB } from './defaults.ts';
 
 interface Descriptor {
   media_type: string;

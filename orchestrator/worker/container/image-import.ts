@@ -10,7 +10,9 @@ import { hostArch } from '../host-resources.ts';
 import { ContainerdError, type ContainerdClient } from './client.ts';
 import { normalizeRef } from './images.ts';
 
-export class ImportError extends Error {}
+import { ImportError } from './import-error.ts';
+
+export { ImportError };
 
 function run(cmd: string, args: string[], maxBuffer = 4 << 20): Promise<{ out: string; err: string; code: number }> {
   return new Promise((resolve) => {

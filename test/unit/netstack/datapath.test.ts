@@ -443,6 +443,37 @@ test('a later fragment whose first fragment was never seen is dropped and counte
   assert.equal(w1.stats()[Counter.FragmentDrop], 1);
 });
 
+test('a packet still waiting when routes change waits again, and goes out when its route is usable', () => {
+  const net = new FakeNetwork();
+  const dev = new FakeDevice(false);
+  const eps = new Map([[2, { host: '198.18.0.2', port: 50103 }]]);
+  let usable = false;
+  let ready: () => void = () => {};
+  const table = {
+    outbound: (_b: Uint8Array, _m: unknown, out: { peer: number }) => {
+      if (!usable) return 3 as const; // Pending: the service is known but has no instance yet
+      out.peer = 2;
+      return 1 as const; // Tunnel
+    },
+    inbound: () => 0 as const,
+    onReady: (l: () => void) => { ready = l; },
+  };
+  const dp = new Datapath({
+    device: dev, socket: net.socket('198.18.0.1', 50103), table,
+    codec: new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, peers: { has: () => true }, maxDatagram: 1472 }),
+    peers: { endpoint: (p) => eps.get(p) },
+  });
+  dev.inbox.push(build({ family: 4, proto: Proto.UDP, src: A4.nsIp, dst: '10.30.7.7', payload: 20 }));
+  dp.pumpDevice();
+  ready(); // a route arrived, but still without an instance
+  assert.equal(net.wire.length, 0);
+  assert.equal(dp.stats()[Counter.PendingDrop], 0, 'the packet is not dropped on a retry');
+  usable = true;
+  ready(); // the instance appeared
+  assert.equal(net.wire.length, 1, 'the queued packet goes out without being sent again');
+  assert.equal(dp.stats()[Counter.Pending], 1, 'queued once');
+});
+
 test('packets whose route never comes expire from the pending queue', async () => {
   const net = new FakeNetwork();
   const dev = new FakeDevice(false);
