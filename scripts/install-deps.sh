@@ -15,7 +15,7 @@ export DEBIAN_FRONTEND=noninteractive
 dots
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  iproute2 iputils-ping iperf3 curl bind9-dnsutils dnsperf dnsmasq-base \
+  iproute2 iputils-ping iperf3 sockperf curl bind9-dnsutils dnsperf dnsmasq-base \
   mosquitto mosquitto-clients nginx-light ethtool nftables procps psmisc \
   python3 python3-requests make g++ chromium \
   containerd runc busybox-static docker-registry postgresql tcpdump >/dev/null

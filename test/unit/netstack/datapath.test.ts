@@ -519,3 +519,29 @@ for (const family of [4, 6] as const) {
     });
   }
 }
+
+test('an answer the kernel queued inside the TUN write leaves in the same socket pump', () => {
+  const { w1, w2, d1, d2 } = world(true, true);
+  // Worker 2's kernel answers the echo request inside the write, as an ICMP responder does.
+  const write = d2.write.bind(d2);
+  d2.write = (buf, off, len) => {
+    const ok = write(buf, off, len);
+    feed(d2, build({ family: 4, proto: Proto.ICMP, src: B4.nsIp, dst: A4.instanceIp, sport: 33000, dport: 33000, payload: 56, icmpType: 0 }));
+    return ok;
+  };
+  feed(d1, build({ family: 4, proto: Proto.ICMP, src: A4.nsIp, dst: S4, sport: 33000, dport: 33000, payload: 56 }));
+  w1.pumpDevice();
+  assert.equal(w2.pumpSocketAndReplies(), 1);
+  assert.equal(d2.written.length, 1, 'request delivered on worker 2');
+  assert.equal(d2.inbox.length, 0, 'the answer was read without a device pump');
+  w1.pumpSocket();
+  assert.equal(d1.written.length, 1, 'answer delivered on worker 1');
+  assert.deepEqual(srcDst(plain(d1, d1.written[0])), [hexOf(S4), hexOf(A4.nsIp)]);
+});
+
+test('a socket pump that wrote nothing into the TUN does not read it', () => {
+  const { w2, d2 } = world(true, true);
+  feed(d2, build({ family: 4, proto: Proto.ICMP, src: B4.nsIp, dst: A4.instanceIp, sport: 33000, dport: 33000, payload: 56, icmpType: 0 }));
+  assert.equal(w2.pumpSocketAndReplies(), 0);
+  assert.equal(d2.inbox.length, 1, 'left for the readiness callback');
+});
