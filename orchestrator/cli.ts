@@ -19,6 +19,7 @@ const COMMANDS: Record<string, () => Promise<Registrar>> = {
   undeploy: () => import('./commands/undeploy.ts'),
   'dns-relay': () => import('./commands/dns-relay.ts'),
   scale: () => import('./commands/scale.ts'),
+  image: () => import('./commands/image.ts'),
   certs: () => import('./commands/certs.ts'),
 };
 
