@@ -48,6 +48,10 @@ interface PendingQuery {
 export class RouteResolver {
   /** Bumped whenever a route is installed, replaced or removed (the DNS answer cache watches it). */
   routesVersion = 0;
+  /** Changes the cluster pushed (updates and withdrawals of services this worker uses), and the wall
+   *  clock (ms) of the last one: how a failover benchmark sees when a caller's worker got the new route. */
+  routeUpdates = 0;
+  lastRouteUpdateMs = 0;
   private readonly o: RouteResolverOptions;
   private readonly services: ServiceTable;
   private readonly stats: SemanticStats;
@@ -191,6 +195,7 @@ export class RouteResolver {
           // Pushed updates replace what we use at once; a service we never asked for is not cached.
           if (this.services.byId.has(m.route.service_id)) {
             this.install(m.route);
+            this.countPush();
             this.signalReady();
           }
           return;
@@ -200,6 +205,7 @@ export class RouteResolver {
           if (m.instances === undefined) this.cache.delete(m.service_id);
           else this.services.withdraw(m.service_id, m.instances);
           this.routesVersion++;
+          this.countPush();
           this.signalReady();
           return;
         }
@@ -211,6 +217,11 @@ export class RouteResolver {
       this.stats.badMessages++;
       this.o.log({ level: 'warn', msg: 'route message not applied', type: m.type, error: String(err) });
     }
+  }
+
+  private countPush(): void {
+    this.routeUpdates++;
+    this.lastRouteUpdateMs = Date.now();
   }
 
   private install(route: ServiceRoute): ServiceRecord {
