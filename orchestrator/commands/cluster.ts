@@ -23,6 +23,7 @@ interface Opts {
   mqttUrl?: string;
   mosquittoPidFile?: string;
   reportInterval: string;
+  encryptPayload?: boolean;
 }
 
 /** The worker join key: given, or generated once, stored and printed. */
@@ -56,6 +57,7 @@ export function register(program: Command): void {
     .option('--mqtt-url <url>', 'use this external broker (Mosquitto) instead of the embedded one')
     .option('--mosquitto-pid-file <file>', 'with --mqtt-url: SIGHUP this Mosquitto after credential changes')
     .option('--report-interval <ms>', 'periodic report to root (changes are reported within 200 ms anyway); keep it below root\'s --cluster-silence', '5000')
+    .option('--encrypt-payload', 'workers of this cluster encrypt what they send through the tunnel (AES-GCM with the cluster key; without it payloads are authenticated, not hidden); workers take it when they first register')
     .action(async (o: Opts) => {
       const apiPort = portFlag(o.port, '--port');
       const reportIntervalMs = Number(o.reportInterval);
@@ -86,7 +88,7 @@ export function register(program: Command): void {
       const cluster = await Cluster.start({
         name: o.name, location: o.location, stateDir: o.data, apiUrl: publicUrl,
         root: o.root && rootKey ? { url: o.root, joinKey: rootKey } : undefined,
-        workerJoinKey: joinKey, mqtt, reportIntervalMs,
+        workerJoinKey: joinKey, mqtt, reportIntervalMs, encryptPayload: o.encryptPayload === true,
       });
       const api = await startClusterApi(cluster, { host: o.host, port: apiPort, workerJoinKey: joinKey });
       const stop = (): void => {
