@@ -50,6 +50,8 @@ export interface DeploymentSpec {
   names?: Record<string, string>;
   /** Extra arguments of every `canopy worker` (e.g. --registry-mirror). */
   workerArgs?: string[];
+  /** Extra arguments of one worker's `canopy worker`, by lab host (e.g. --tunnel-endpoint behind a NAT). */
+  workerArgsOf?: Record<string, string[]>;
 }
 
 export interface ServiceInfo {
@@ -154,7 +156,7 @@ export class Deployment {
   startWorker(host: string): ChildProcess {
     const h = this.lab.host(host);
     return this.spawnCanopy(h, host, ['worker', '--name', this.workerIdOf(host), '--cluster', this.clusterUrlOf(host), '--key', 'e2e-wk',
-      '--data', join(this.dir, host), '--api-port', '10200', '--location', `48.${h.index},11.5`, '--dns-upstream', '127.0.0.1', ...(this.spec.workerArgs ?? [])]);
+      '--data', join(this.dir, host), '--api-port', '10200', '--location', `48.${h.index},11.5`, '--dns-upstream', '127.0.0.1', ...(this.spec.workerArgs ?? []), ...(this.spec.workerArgsOf?.[host] ?? [])]);
   }
 
   /** One call to root's API through curl inside ctl; the JSON answer (throws on HTTP ≥ 400). */
