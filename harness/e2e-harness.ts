@@ -125,9 +125,7 @@ export class Deployment {
 
   async start(): Promise<void> {
     const ctl = this.ctl;
-    this.spawnCanopy(ctl, 'root', ['root', '--host', '0.0.0.0', '--port', '10000', '--data', join(this.dir, 'root'),
-      '--admin-password', ADMIN_PASSWORD, '--cluster-key', 'e2e-ck', ...(this.spec.rootArgs ?? [])]);
-    await ctl.waitListening(10000, { timeoutMs: 30_000 });
+    await this.startRoot();
     const extra = this.spec.beforeCluster ? await this.spec.beforeCluster(ctl, this.dir) : [];
     for (const [i, c] of this.clusterList.entries()) {
       const port = 10100 + i;
@@ -138,9 +136,7 @@ export class Deployment {
         ...extra, ...(this.spec.clusterArgs ?? [])]);
       await ctl.waitListening(port, { timeoutMs: 30_000 });
     }
-    const login = await this.api('POST', '/api/v1/auth/login', { username: 'admin', password: ADMIN_PASSWORD }, false) as { token?: string };
-    if (!login.token) throw new Error(`login failed: ${JSON.stringify(login)}`);
-    this.token = login.token;
+    await this.login();
     // A cluster registers with root on its first report; workers then get subnets at once.
     await poll('clusters registered at root', async () => {
       const list = await this.api('GET', '/api/v1/clusters') as Array<{ name: string }>;
@@ -151,6 +147,28 @@ export class Deployment {
       const list = await this.api('GET', '/api/v1/clusters/active') as Array<{ name: string; aggregate?: { workers_active?: number } | null }>;
       return this.clusterList.every((c) => (list.find((l) => l.name === c.name)?.aggregate?.workers_active ?? 0) >= c.workers.length);
     }, 60_000);
+  }
+
+  /** Starts root on ctl (again, after a kill: same data directory) and waits until it listens. */
+  async startRoot(): Promise<void> {
+    this.spawnCanopy(this.ctl, 'root', ['root', '--host', '0.0.0.0', '--port', '10000', '--data', join(this.dir, 'root'),
+      '--admin-password', ADMIN_PASSWORD, '--cluster-key', 'e2e-ck', ...(this.spec.rootArgs ?? [])]);
+    await this.ctl.waitListening(10000, { timeoutMs: 30_000 });
+  }
+
+  async login(): Promise<void> {
+    const login = await this.api('POST', '/api/v1/auth/login', { username: 'admin', password: ADMIN_PASSWORD }, false) as { token?: string };
+    if (!login.token) throw new Error(`login failed: ${JSON.stringify(login)}`);
+    this.token = login.token;
+  }
+
+  /** SIGKILLs a daemon (its process group) by name ('root', 'cluster', a worker host) and waits for its exit. */
+  async kill(name: string): Promise<void> {
+    const p = this.procs.get(name);
+    if (!p || p.exitCode !== null || p.signalCode !== null) throw new Error(`${name} is not running`);
+    const exited = new Promise((r) => p.once('exit', r));
+    process.kill(-(p.pid as number), 'SIGKILL');
+    await exited;
   }
 
   startWorker(host: string): ChildProcess {
