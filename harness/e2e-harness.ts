@@ -9,6 +9,9 @@ import { execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { Lab, type Host as LabHost } from '../lab/lab.ts';
 import { readSlaFixture } from './fixtures.ts';
+import { ensureFleetCerts, fleetPaths, type FleetPaths } from '../orchestrator/tls/fleet.ts';
+import { registryGuardArgs } from './registry-guard.ts';
+import { reapEmbeddedSync } from '../orchestrator/worker/container/embedded-reap.ts';
 
 export const REPO = join(import.meta.dirname, '..');
 const CANOPY = join(REPO, 'bin/canopy.js');
@@ -52,6 +55,9 @@ export interface DeploymentSpec {
   workerArgs?: string[];
   /** Extra arguments of one worker's `canopy worker`, by lab host (e.g. --tunnel-endpoint behind a NAT). */
   workerArgsOf?: Record<string, string[]>;
+  /** TLS on root, cluster and MQTT with a CA made for the deployment (default true, as `canopy up`);
+   *  the workers' local APIs stay plain on their hosts' loopback. */
+  tls?: boolean;
 }
 
 export interface ServiceInfo {
@@ -83,8 +89,21 @@ export class Deployment {
     return this.lab.host('ctl');
   }
 
+  get tls(): boolean {
+    return this.spec.tls !== false;
+  }
+
+  private get scheme(): string {
+    return this.tls ? 'https' : 'http';
+  }
+
+  /** The deployment's certificates (ca.pem, <tier>.pem), when TLS is on. */
+  get certs(): FleetPaths {
+    return fleetPaths(join(this.dir, 'tls'));
+  }
+
   get clusterUrl(): string {
-    return `http://${this.ctl.ip}:10100`;
+    return `${this.scheme}://${this.ctl.ip}:10100`;
   }
 
   private get clusterList(): Array<{ name: string; workers: string[] }> {
@@ -94,7 +113,7 @@ export class Deployment {
   /** The API URL of the cluster a worker host belongs to. */
   clusterUrlOf(host: string): string {
     const i = Math.max(0, this.clusterList.findIndex((c) => c.workers.includes(host)));
-    return `http://${this.ctl.ip}:${10100 + i}`;
+    return `${this.scheme}://${this.ctl.ip}:${10100 + i}`;
   }
 
   workerIdOf(host: string): string {
@@ -123,16 +142,29 @@ export class Deployment {
     return p ? this.lab.outputOf(p) : '';
   }
 
+  /** --tls-cert/--tls-key of `name`'s certificate and --ca, or nothing without TLS. */
+  tlsArgs(name?: string): string[] {
+    if (!this.tls) return [];
+    const c = this.certs;
+    return [...(name ? ['--tls-cert', c.cert(name), '--tls-key', c.key(name)] : []), '--ca', c.ca];
+  }
+
   async start(): Promise<void> {
     const ctl = this.ctl;
+    if (this.tls) {
+      ensureFleetCerts(this.certs.dir, [
+        { name: 'root', sans: ['127.0.0.1', ctl.ip] },
+        ...this.clusterList.map((c) => ({ name: `cluster-${c.name}`, sans: ['127.0.0.1', ctl.ip] })),
+      ]);
+    }
     await this.startRoot();
     const extra = this.spec.beforeCluster ? await this.spec.beforeCluster(ctl, this.dir) : [];
     for (const [i, c] of this.clusterList.entries()) {
       const port = 10100 + i;
       const more = i === 0 ? [] : ['--port', String(port), '--mqtt-port', String(10003 + i)];
       this.spawnCanopy(ctl, i === 0 ? 'cluster' : `cluster-${c.name}`, ['cluster', '--name', c.name, '--location', '48.1,11.5,100',
-        '--data', join(this.dir, i === 0 ? 'cluster' : `cluster-${c.name}`), '--public-url', `http://${ctl.ip}:${port}`,
-        '--root', 'http://127.0.0.1:10000', '--root-key', 'e2e-ck', '--worker-key', 'e2e-wk', ...more,
+        '--data', join(this.dir, i === 0 ? 'cluster' : `cluster-${c.name}`), '--public-url', `${this.scheme}://${ctl.ip}:${port}`,
+        '--root', `${this.scheme}://127.0.0.1:10000`, '--root-key', 'e2e-ck', '--worker-key', 'e2e-wk', ...more, ...this.tlsArgs(`cluster-${c.name}`),
         ...extra, ...(this.spec.clusterArgs ?? [])]);
       await ctl.waitListening(port, { timeoutMs: 30_000 });
     }
@@ -152,7 +184,7 @@ export class Deployment {
   /** Starts root on ctl (again, after a kill: same data directory) and waits until it listens. */
   async startRoot(): Promise<void> {
     this.spawnCanopy(this.ctl, 'root', ['root', '--host', '0.0.0.0', '--port', '10000', '--data', join(this.dir, 'root'),
-      '--admin-password', ADMIN_PASSWORD, '--cluster-key', 'e2e-ck', ...(this.spec.rootArgs ?? [])]);
+      '--admin-password', ADMIN_PASSWORD, '--cluster-key', 'e2e-ck', ...this.tlsArgs('root'), ...(this.spec.rootArgs ?? [])]);
     await this.ctl.waitListening(10000, { timeoutMs: 30_000 });
   }
 
@@ -174,12 +206,47 @@ export class Deployment {
   startWorker(host: string): ChildProcess {
     const h = this.lab.host(host);
     return this.spawnCanopy(h, host, ['worker', '--name', this.workerIdOf(host), '--cluster', this.clusterUrlOf(host), '--key', 'e2e-wk',
-      '--data', join(this.dir, host), '--api-port', '10200', '--location', `48.${h.index},11.5`, '--dns-upstream', '127.0.0.1', ...(this.spec.workerArgs ?? []), ...(this.spec.workerArgsOf?.[host] ?? [])]);
+      '--data', join(this.dir, host), '--api-port', '10200', '--location', `48.${h.index},11.5`, '--dns-upstream', '127.0.0.1', ...this.tlsArgs(),
+      ...(this.spec.workerArgs ?? []), ...(this.spec.workerArgsOf?.[host] ?? []), ...registryGuardArgs(this.spec.workerArgs)]);
+  }
+
+  /** curl arguments for a worker's local API on its host's loopback, with its API token (worker/api.ts). */
+  workerApiCurl(host: string, path: string): string[] {
+    const token = readFileSync(join(this.dir, host, 'api-token'), 'utf8').trim();
+    return ['curl', '-sS', '-m', '5', '-H', `authorization: Bearer ${token}`, `http://127.0.0.1:10200${path}`];
+  }
+
+  /** The i-th cluster's GET /api/status, called as root calls it (root's token from the cluster's
+   *  state file; the deployment's CA when TLS is on). */
+  async clusterStatus<T = unknown>(i = 0): Promise<T> {
+    const c = this.clusterList[i];
+    if (!c) throw new Error(`no cluster #${i}`);
+    const state = JSON.parse(readFileSync(join(this.dir, i === 0 ? 'cluster' : `cluster-${c.name}`, 'cluster.json'), 'utf8')) as { root?: { token?: string } | null };
+    const token = state.root?.token;
+    if (!token) throw new Error(`cluster ${c.name} has not registered with root yet`);
+    return JSON.parse(await this.ctl.execOk(['curl', '-sS', '-m', '5', '-f', '-H', `authorization: Bearer ${token}`,
+      ...(this.tls ? ['--cacert', this.certs.ca] : []), `${this.scheme}://127.0.0.1:${10100 + i}/api/status`])) as T;
+  }
+
+  /** A worker's GET /api/status (its instances with their states and reasons). */
+  async workerStatus<T = unknown>(host: string): Promise<T> {
+    return JSON.parse(await this.lab.host(host).execOk(this.workerApiCurl(host, '/api/status'))) as T;
+  }
+
+  /** An instance's stdout or stderr as a user reads it: through root, its cluster and its worker. */
+  async instanceLogs(serviceId: string, n: number, stream: 'stdout' | 'stderr' = 'stdout'): Promise<string> {
+    const args = ['curl', '-sS', '-m', '20', '-w', '\n%{http_code}', '-H', `authorization: Bearer ${this.token}`, ...(this.tls ? ['--cacert', this.certs.ca] : []),
+      `${this.scheme}://127.0.0.1:10000/api/v1/service/${serviceId}/instance/${n}/logs?stream=${stream}`];
+    const r = await this.ctl.exec(args, { timeoutMs: 30_000 });
+    const nl = r.stdout.lastIndexOf('\n');
+    const status = Number(r.stdout.slice(nl + 1));
+    if (r.code !== 0 || status !== 200) throw new Error(`logs of ${serviceId}#${n}: HTTP ${status} ${r.stdout.slice(0, nl)} ${r.stderr}`);
+    return r.stdout.slice(0, nl);
   }
 
   /** One call to root's API through curl inside ctl; the JSON answer (throws on HTTP ≥ 400). */
   async api(method: string, path: string, body?: unknown, auth = true): Promise<unknown> {
-    const args = ['curl', '-sS', '-m', '20', '-X', method, '-w', '\n%{http_code}', `http://127.0.0.1:10000${path}`];
+    const args = ['curl', '-sS', '-m', '20', '-X', method, '-w', '\n%{http_code}', ...(this.tls ? ['--cacert', this.certs.ca] : []), `${this.scheme}://127.0.0.1:10000${path}`];
     if (auth) args.push('-H', `authorization: Bearer ${this.token}`);
     if (body !== undefined) args.push('-H', 'content-type: application/json', '--data-binary', '@-');
     const r = await this.ctl.exec(args, { input: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body), timeoutMs: 30_000 });
@@ -289,6 +356,8 @@ export class Deployment {
       }
       this.procs.delete(name);
     }
+    // A worker killed during the test (and not restarted) left its embedded containerd running.
+    for (const host of this.spec.workers) reapEmbeddedSync(join(this.dir, host));
     for (const w of this.workerIds) sweepWorker(w);
     rmSync(this.dir, { recursive: true, force: true });
   }

@@ -14,6 +14,6 @@ if (r.labs.length + r.orphans.length > 0 || all) {
   console.error(JSON.stringify({ msg: 'lab sweep', removed: r.labs, orphans: r.orphans, kept: r.kept }));
 }
 const w = await sweepWorkers();
-if (w.cgroups.length + w.namespaces.length > 0) {
-  console.error(JSON.stringify({ msg: 'worker sweep', cgroups: w.cgroups, namespaces: w.namespaces }));
+if (w.containerd.length + w.cgroups.length + w.namespaces.length > 0) {
+  console.error(JSON.stringify({ msg: 'worker sweep', containerd: w.containerd, cgroups: w.cgroups, namespaces: w.namespaces }));
 }

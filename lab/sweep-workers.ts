@@ -5,15 +5,18 @@ import { execFileSync } from 'node:child_process';
 import { detectCgroups } from '../orchestrator/worker/cgroup.ts';
 import { liveDaemons } from '../orchestrator/worker/daemon-marker.ts';
 import { listNetnsSync } from './iproute.ts';
+import { reapOrphanedEmbeddedSync } from '../orchestrator/worker/container/embedded-reap.ts';
 
 export interface WorkerSweepReport {
+  /** Data dirs of embedded containerds whose worker was gone (stopped, shims and mounts too). */
+  containerd: string[];
   cgroups: string[];
   namespaces: string[];
 }
 
 export async function sweepWorkers(): Promise<WorkerSweepReport> {
   const live = liveDaemons();
-  const report: WorkerSweepReport = { cgroups: [], namespaces: [] };
+  const report: WorkerSweepReport = { containerd: reapOrphanedEmbeddedSync(), cgroups: [], namespaces: [] };
   let cg;
   try {
     cg = detectCgroups();

@@ -1,7 +1,8 @@
 // One JSON call over HTTP with a bearer token and a timeout: how root and a cluster call each other
 // (docs/protocols.md, root ↔ cluster). The other side is another process, so every failure (no
 // answer, an HTTP error, a body that is not JSON) becomes one sentence for a status or a log, thrown
-// as the caller's own error class.
+// as the caller's own error class. https:// peers are verified against the pinned CA (protocol/tls.ts).
+import { controlFetch } from './protocol/tls.ts';
 
 export interface BearerJsonCall {
   /** The peer's API URL; `path` is resolved against it. */
@@ -19,7 +20,7 @@ export async function bearerJsonCall(c: BearerJsonCall, fail: (message: string, 
   const url = new URL(c.path, c.base.endsWith('/') ? c.base : `${c.base}/`);
   let res: Response;
   try {
-    res = await fetch(url, {
+    res = await controlFetch(url, {
       method: c.method,
       headers: { authorization: `Bearer ${c.bearer}`, ...(c.body === undefined ? {} : { 'content-type': 'application/json' }) },
       body: c.body === undefined ? undefined : JSON.stringify(c.body),

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RootClient, type ServiceInfo } from '../orchestrator/client/root-client.ts';
 import { watchInstances } from '../orchestrator/client/watch.ts';
-import { workerInstances } from '../orchestrator/client/worker-api.ts';
+import { workerInstances, workerStatus } from '../orchestrator/client/worker-api.ts';
 import { down, up } from '../orchestrator/deployment/local.ts';
 import { readState, type DeploymentState } from '../orchestrator/client/deployment-state.ts';
 import { orSmoke } from './smoke.ts';
@@ -34,9 +34,8 @@ function firstAnswer(netns: string, url: string, timeoutS = 60): Promise<number>
   });
 }
 
-async function workerStatus(api: string): Promise<{ service_id: string; instance_n: number; history: { state: string; ts: number }[] }[]> {
-  const r = await fetch(`${api}/api/status`);
-  return ((await r.json()) as { instances: { service_id: string; instance_n: number; history: { state: string; ts: number }[] }[] }).instances;
+async function workerHistory(w: DeploymentState['workers'][0]): Promise<{ service_id: string; instance_n: number; history: { state: string; ts: number }[] }[]> {
+  return (await workerStatus<{ instances: { service_id: string; instance_n: number; history: { state: string; ts: number }[] }[] }>(w)).instances;
 }
 
 function answersNow(netns: string, url: string): boolean {
@@ -74,9 +73,11 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.exit(1);
   });
 }
+const TLS = process.env.CANOPY_BENCH_TLS !== '0';
 try {
   process.stderr.write('bringing up root, a cluster and two workers…\n');
-  state = await up({ dir: join(tmp, 'state'), workers: 2, name: `db${process.pid % 1000}`, subnet: `198.19.${80 + (process.pid % 30)}.0` });
+  // TLS on every link as `canopy up` has it; CANOPY_BENCH_TLS=0 measures the same without (its cost).
+  state = await up({ dir: join(tmp, 'state'), workers: 2, name: `db${process.pid % 1000}`, subnet: `198.19.${80 + (process.pid % 30)}.0`, tls: TLS });
   const [w1, w2] = state.workers as [DeploymentState['workers'][0], DeploymentState['workers'][0]];
   const c = new RootClient({ url: state.rootUrl });
   await c.login(state.username, state.password);
@@ -113,7 +114,7 @@ try {
     const s = (t1 - t0) / 1000;
     // When the worker saw it RUNNING (its own clock, the same machine): splits the time into
     // "scheduled and started" and "route resolved and first request answered".
-    const onWorker = (await workerStatus(w1.apiUrl)).find((x) => x.service_id === web.microserviceID && x.instance_n === inst.instance_n);
+    const onWorker = (await workerHistory(w1)).find((x) => x.service_id === web.microserviceID && x.instance_n === inst.instance_n);
     const runningAt = onWorker?.history.find((h) => h.state === 'RUNNING')?.ts;
     if (run > 0) {
       samples.push(s);
@@ -121,7 +122,7 @@ try {
     }
     process.stderr.write(`${run === 0 ? 'warm-up' : `run ${run}`}: ${s.toFixed(2)} s${runningAt ? ` (RUNNING on the worker after ${((runningAt - t0) / 1000).toFixed(2)} s)` : ''}\n`);
     await c.undeployInstance(web.microserviceID, inst.instance_n);
-    for (let i = 0; i < 100 && (await workerInstances(w1.apiUrl)).some((x) => x.service_id === web.microserviceID); i++) await sleep(100);
+    for (let i = 0; i < 100 && (await workerInstances(w1)).some((x) => x.service_id === web.microserviceID); i++) await sleep(100);
   }
   const base: number[] = [];
   for (let i = 0; i < RUNS; i++) base.push((await baseline()) / 1000);
@@ -132,7 +133,7 @@ try {
   if (toRunning.length) console.log(`of which REST call → RUNNING on the worker: p50 ${pct(toRunning, 50).toFixed(2)} s; the rest is route resolution and the first request`);
   console.log(`peer: the same server started by hand in a namespace, first answer on loopback: p50 ${b50.toFixed(2)} s`);
   console.log(JSON.stringify({ bench: 'deploy', runs: RUNS, p50_s: +p50.toFixed(3), p90_s: +p90.toFixed(3), max_s: +Math.max(...samples).toFixed(3),
-    to_running_p50_s: toRunning.length ? +pct(toRunning, 50).toFixed(3) : null, baseline_p50_s: +b50.toFixed(3), ratio_p50: +(p50 / b50).toFixed(1) }));
+    to_running_p50_s: toRunning.length ? +pct(toRunning, 50).toFixed(3) : null, baseline_p50_s: +b50.toFixed(3), ratio_p50: +(p50 / b50).toFixed(1), tls: TLS }));
 } finally {
   takeDown();
   rmSync(tmp, { recursive: true, force: true });

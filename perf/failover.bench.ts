@@ -47,7 +47,7 @@ try {
   const client = d.hostOfWorker(c0.worker_id!);
   const clientNs = d.netnsOf(c0.worker_id!, cli.microserviceID, 0);
   const url = `http://${rr}/`;
-  const clusterStatus = async (): Promise<ClusterStatus> => JSON.parse(await d.ctl.execOk(['curl', '-sS', '-m', '3', 'http://127.0.0.1:10100/api/status'])) as ClusterStatus;
+  const clusterStatus = (): Promise<ClusterStatus> => d.clusterStatus<ClusterStatus>();
   const lastPushMs = async (): Promise<number> => {
     const m = await client.execOk(['curl', '-sS', '-m', '3', 'http://127.0.0.1:10200/metrics']);
     return Number(/^canopy_proxy_route_update_last_ms (\d+)$/m.exec(m)?.[1] ?? 0);

@@ -44,7 +44,8 @@ try {
   await sleep(1000);
 
   const apiSample = async (host: string): Promise<number> => {
-    const r = await lab.host(host).exec(['curl', '-sS', '-m', '5', '-o', '/dev/null', '-w', '%{time_total}', 'http://127.0.0.1:10200/api/status']);
+    const [curl, ...rest] = d.workerApiCurl(host, '/api/status');
+    const r = await lab.host(host).exec([curl!, '-o', '/dev/null', '-w', '%{time_total}', ...rest]);
     return Number(r.stdout) * 1000;
   };
   const sampleWhile = async (until: Promise<unknown>): Promise<{ w1: number[]; w2: number[] }> => {

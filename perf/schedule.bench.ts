@@ -24,14 +24,14 @@ function percentile(sorted: number[], p: number): number {
 }
 
 const store = new SqliteStore(':memory:');
-const registry = new ClusterRegistry(store);
+const registry = await new ClusterRegistry(store).load();
 const names: string[] = [];
 for (let i = 0; i < CLUSTERS; i++) {
   const lat = (35 + rnd() * 25).toFixed(3);
   const long = (-10 + rnd() * 40).toFixed(3);
-  const { record } = registry.register(`c${i}`, `${lat},${long},${Math.floor(rnd() * 50)}`, 'http://127.0.0.1:9');
+  const { record } = await registry.register(`c${i}`, `${lat},${long},${Math.floor(rnd() * 50)}`, 'http://127.0.0.1:9');
   names.push(record.name);
-  registry.report(record.id, {
+  await registry.report(record.id, {
     free: { vcpus: Math.floor(rnd() * 64), memory_mb: Math.floor(rnd() * 65536), gpus: rnd() < 0.1 ? 1 : 0 },
     workers_active: rnd() < 0.05 ? 0 : 1 + Math.floor(rnd() * 20),
     virtualizations: rnd() < 0.3 ? ['process'] : ['process', 'container'],
@@ -71,7 +71,7 @@ const cluster = Fastify();
 cluster.post('/api/placements', async () => ({ accepted: true, worker_id: 'w1' }));
 await cluster.listen({ host: '127.0.0.1', port: 0 });
 const port = (cluster.server.address() as { port: number }).port;
-const target = { ...store.clusterByName('c0')!, api_url: `http://127.0.0.1:${port}` };
+const target = { ...(await store.clusterByName('c0'))!, api_url: `http://127.0.0.1:${port}` };
 const ms: Microservice = {
   microserviceID: 'x', microservice_name: 'svc', microservice_namespace: 'ns', virtualization: 'process', code: '', cmd: ['true'], args: [],
   environment: [], memory: 64, vcpus: 1, vgpus: 0, vtpus: 0, storage: 0, bandwidth_in: 0, bandwidth_out: 0, port: '', one_shot: false,
@@ -91,7 +91,7 @@ for (let i = 0; i < OFFERS; i++) {
 rtts.sort((a, b) => a - b);
 await cluster.close();
 registry.close();
-store.close();
+await store.close();
 
 const p50 = percentile(times, 50);
 const p99 = percentile(times, 99);

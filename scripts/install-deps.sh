@@ -18,11 +18,15 @@ apt-get install -y -qq --no-install-recommends \
   iproute2 iputils-ping iperf3 curl bind9-dnsutils dnsperf dnsmasq-base \
   mosquitto mosquitto-clients nginx-light ethtool nftables procps psmisc \
   python3 python3-requests make g++ chromium \
-  containerd runc busybox-static docker-registry >/dev/null
+  containerd runc busybox-static docker-registry postgresql tcpdump >/dev/null
 nodots
 # containerd + runc run `container` instances (the worker starts its own containerd); busybox-static
 # and docker-registry let the tests build and serve images without the internet. Debian enables the
 # registry's own service where an init system runs it: the tests start theirs on a free loopback port.
+# tcpdump: the TLS test captures the lab bridge during a deploy and looks for secrets in the clear.
+# postgresql (15 on Debian 12) is root's shared store for several root replicas; the tests and
+# `canopy up --store postgres` run their own server (initdb, pg_ctl as user postgres) in a folder of
+# their own, never Debian's cluster.
 
 echo "== npm dependencies (npm ci: about a minute, a dot every 5 s)"
 # koffi's and better-sqlite3's binaries come from install scripts (allowed in package.json):

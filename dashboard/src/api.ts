@@ -8,6 +8,8 @@ export interface Session {
   token: string;
   username: string;
   role: string;
+  /** Renews `token` (access tokens live 15 min) without asking for the password again. */
+  refresh_token?: string;
 }
 
 export function savedSession(): Session | null {
@@ -41,9 +43,37 @@ export function whenUnauthorized(fn: () => void): void {
   onUnauthorized = fn;
 }
 
-export async function call<T>(token: string | null, method: string, path: string, body?: unknown): Promise<T> {
+/** The newest access token: a refresh replaces the one the components were given. */
+function current(token: string): string {
+  return savedSession()?.token ?? token;
+}
+
+let renewing: Promise<boolean> | null = null;
+
+/** A new access token from the saved refresh token (once for all callers at a time); false if refused. */
+function renew(): Promise<boolean> {
+  renewing ??= (async () => {
+    const s = savedSession();
+    if (!s?.refresh_token) return false;
+    try {
+      const res = await fetch(`${API_BASE}/auth/refresh`, { method: 'POST', headers: { authorization: `Bearer ${s.refresh_token}` } });
+      if (!res.ok) return false;
+      const a = (await res.json()) as { token?: string };
+      if (typeof a.token !== 'string') return false;
+      saveSession({ ...s, token: a.token });
+      return true;
+    } catch {
+      return false;
+    } finally {
+      renewing = null;
+    }
+  })();
+  return renewing;
+}
+
+export async function call<T>(token: string | null, method: string, path: string, body?: unknown, retried = false): Promise<T> {
   const headers: Record<string, string> = {};
-  if (token) headers.authorization = `Bearer ${token}`;
+  if (token) headers.authorization = `Bearer ${current(token)}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
   let res: Response;
   try {
@@ -60,7 +90,10 @@ export async function call<T>(token: string | null, method: string, path: string
   }
   if (!res.ok) {
     const p = (parsed ?? {}) as { error?: string; errors?: FieldError[] };
-    if (res.status === 401 && token) onUnauthorized();
+    if (res.status === 401 && token) {
+      if (!retried && (await renew())) return call<T>(token, method, path, body, true);
+      onUnauthorized();
+    }
     throw new ApiFailure(res.status, p.error ?? `HTTP ${res.status}`, Array.isArray(p.errors) ? p.errors : []);
   }
   return parsed as T;
@@ -81,8 +114,9 @@ export function stream(token: string, path: string, on: (event: string, data: un
   const run = async (): Promise<void> => {
     while (!stopped) {
       try {
-        const res = await fetch(`${API_BASE}${path}`, { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' }, signal: abort.signal });
+        const res = await fetch(`${API_BASE}${path}`, { headers: { authorization: `Bearer ${current(token)}`, accept: 'text/event-stream' }, signal: abort.signal });
         if (res.status === 401) {
+          if (await renew()) continue;
           onUnauthorized();
           return;
         }

@@ -30,8 +30,8 @@ function Login({ onLogin }: { onLogin: (s: Session) => void }) {
     setBusy(true);
     setError('');
     try {
-      const r = await call<{ token: string; username: string; role: string }>(null, 'POST', '/auth/login', { username, password });
-      onLogin({ token: r.token, username: r.username, role: r.role });
+      const r = await call<{ token: string; username: string; role: string; refresh_token?: string }>(null, 'POST', '/auth/login', { username, password });
+      onLogin({ token: r.token, username: r.username, role: r.role, ...(r.refresh_token ? { refresh_token: r.refresh_token } : {}) });
     } catch (err) {
       setError((err as Error).message);
     } finally {

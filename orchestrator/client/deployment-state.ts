@@ -40,11 +40,18 @@ export interface DeploymentState {
   clusterName: string;
   username: string;
   password: string;
+  /** Root (the first replica, when there are several). */
   root: ProcessRecord | null;
+  /** Further root replicas (`up --roots N`); `rootUrl` lists them all, comma-separated. */
+  rootReplicas?: (ProcessRecord | null)[];
+  /** The PostgreSQL server root's replicas share (`up --store postgres`), in `<dir>/postgres`. */
+  postgres?: { dir: string; port: number; url: string };
   cluster: ProcessRecord | null;
   /** The DNS relay on the bridge address, the workers' upstream resolver (absent in older state files). */
   dnsRelay?: ProcessRecord | null;
   workers: WorkerRecord[];
+  /** The CA every link of the deployment is verified against (TLS on, the default); absent with --no-tls. */
+  ca?: string;
   /** The outermost directory `up` had to create for `dir` (e.g. /var/lib/canopy): `down` removes the
    *  empty parents up to it, and nothing above. Absent when `dir`'s parent existed. */
   createdFrom?: string;

@@ -3,6 +3,7 @@
 import type { InstanceView } from '../root/instance-view.ts';
 import type { ApplicationView, ServiceView } from '../root/catalog.ts';
 import { API_V1 } from '../root/api/paths.ts';
+import { controlFetch } from '../protocol/tls.ts';
 
 export interface FieldProblem {
   path: string;
@@ -48,28 +49,76 @@ export interface LoginAnswer {
   username: string;
   role: 'admin' | 'user';
   expires_in: number;
+  /** Absent from roots older than #20. */
+  refresh_token?: string;
+  refresh_expires_in?: number;
 }
 
 export interface RootClientOptions {
-  /** Root's URL, e.g. http://127.0.0.1:10000. */
+  /**
+   * Root's URL, e.g. http://127.0.0.1:10000, or several root replicas' URLs separated by commas: a
+   * request goes to the one that answered last, and to the next when that one is unreachable or
+   * answers 503 (both mean the request changed nothing).
+   */
   url: string;
   token?: string;
   /** Per request; default 15 s. */
   timeoutMs?: number;
 }
 
+/** Unreachable-errors of changes that may have reached root before the connection failed. */
+const unsafeToRetry = new WeakSet<Error>();
+
 export class RootClient {
+  /** The URL (or list) as given: the identity of this root for cached tokens. */
   readonly url: string;
   token: string | undefined;
+  /** Called once when root refuses the token (it expired: access tokens live 15 min); then the call is retried. */
+  renew: (() => Promise<void>) | undefined;
   private readonly timeoutMs: number;
+  private readonly urls: string[];
+  private current = 0;
 
   constructor(o: RootClientOptions) {
-    this.url = o.url.replace(/\/+$/, '');
+    this.urls = o.url.split(',').map((u) => u.trim().replace(/\/+$/, '')).filter((u) => u !== '');
+    if (this.urls.length === 0) throw new Error('no root URL given');
+    this.url = this.urls.join(',');
     this.token = o.token;
     this.timeoutMs = o.timeoutMs ?? 15_000;
   }
 
-  private async call<T>(method: string, path: string, body?: unknown, raw?: string): Promise<T> {
+  private async call<T>(method: string, path: string, body?: unknown, raw?: string, asText = false): Promise<T> {
+    try {
+      return await this.callAny<T>(method, path, body, raw, asText);
+    } catch (e) {
+      if (!(e instanceof ApiCallError) || e.status !== 401 || !this.renew || !this.token) throw e;
+      await this.renew();
+      return this.callAny<T>(method, path, body, raw, asText);
+    }
+  }
+
+  /** The replica requests go to now. */
+  get currentUrl(): string {
+    return this.urls[this.current] as string;
+  }
+
+  private async callAny<T>(method: string, path: string, body?: unknown, raw?: string, asText = false): Promise<T> {
+    let last: unknown;
+    for (let k = 0; k < this.urls.length; k++) {
+      const at = (this.current + k) % this.urls.length;
+      try {
+        const answer = await this.callOne<T>(this.urls[at] as string, method, path, body, raw, asText);
+        this.current = at;
+        return answer;
+      } catch (e) {
+        if (!(e instanceof ApiCallError) || (e.status !== 0 && e.status !== 503) || unsafeToRetry.has(e)) throw e;
+        last = e;
+      }
+    }
+    throw last;
+  }
+
+  private async callOne<T>(base: string, method: string, path: string, body?: unknown, raw?: string, asText = false): Promise<T> {
     const headers: Record<string, string> = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let payload: string | undefined;
@@ -78,11 +127,15 @@ export class RootClient {
     if (payload !== undefined) headers['content-type'] = 'application/json';
     let res: Response;
     try {
-      res = await fetch(`${this.url}${path}`, { method, headers, body: payload, signal: AbortSignal.timeout(this.timeoutMs) });
+      res = await controlFetch(`${base}${path}`, { method, headers, body: payload, signal: AbortSignal.timeout(this.timeoutMs) });
     } catch (e) {
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       const why = cause?.code ?? cause?.message ?? (e as Error).message;
-      throw new ApiCallError(0, `root at ${this.url} is unreachable (${why})`);
+      const err = new ApiCallError(0, `root at ${base} is unreachable (${why})`);
+      // A timeout may have reached root: a change goes elsewhere only if it cannot have arrived.
+      const neverArrived = ['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH'].includes(cause?.code ?? '');
+      if (method !== 'GET' && !neverArrived) unsafeToRetry.add(err);
+      throw err;
     }
     const text = await res.text();
     let json: unknown;
@@ -99,8 +152,23 @@ export class RootClient {
         : [];
       throw new ApiCallError(res.status, `${method} ${path}: HTTP ${res.status}: ${msg}`, errors);
     }
+    if (asText) return text as T;
     if (json === undefined && text !== '') throw new ApiCallError(res.status, `${method} ${path}: answer is not JSON`);
     return json as T;
+  }
+
+  /** A new access token for a refresh token (POST /api/v1/auth/refresh). */
+  async refresh(refreshToken: string): Promise<LoginAnswer> {
+    const saved = this.token;
+    this.token = refreshToken;
+    try {
+      const a = await this.callAny<LoginAnswer>('POST', `${API_V1}/auth/refresh`, {});
+      this.token = a.token;
+      return a;
+    } catch (e) {
+      this.token = saved;
+      throw e;
+    }
   }
 
   async login(username: string, password: string): Promise<LoginAnswer> {
@@ -144,6 +212,21 @@ export class RootClient {
 
   undeployInstance(serviceId: string, n: number): Promise<InstanceInfo> {
     return this.call('DELETE', `${API_V1}/service/${encodeURIComponent(serviceId)}/instance/${n}`);
+  }
+
+  /** The newest `bytes` of an instance's stdout or stderr, read by root through its cluster and worker. */
+  instanceLogs(serviceId: string, n: number, stream: 'stdout' | 'stderr', bytes = 65536): Promise<string> {
+    return this.call('GET', `${API_V1}/service/${encodeURIComponent(serviceId)}/instance/${n}/logs?stream=${stream}&bytes=${bytes}`, undefined, undefined, true);
+  }
+
+  /** Revokes a cluster (admins), by name or id. */
+  revokeCluster(cluster: string): Promise<{ revoked: string; cluster_id: string }> {
+    return this.call('POST', `${API_V1}/clusters/${encodeURIComponent(cluster)}/revoke`, {});
+  }
+
+  /** Revokes a worker (admins); `cluster` names its cluster when root has more than one. */
+  revokeWorker(worker: string, cluster?: string): Promise<{ revoked: string; cluster: string }> {
+    return this.call('POST', `${API_V1}/workers/${encodeURIComponent(worker)}/revoke${cluster ? `?cluster=${encodeURIComponent(cluster)}` : ''}`, {});
   }
 
   clusters(activeOnly = false): Promise<ClusterInfo[]> {

@@ -6,6 +6,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { defaultStateDir, readState, type DeploymentState } from './deployment-state.ts';
 import { ApiCallError, RootClient } from './root-client.ts';
+import { pinCa, pinnedCa } from '../protocol/tls.ts';
 
 export interface SessionOptions {
   /** Root URL given on the command line. */
@@ -23,6 +24,8 @@ export interface Session {
 interface CachedToken {
   token: string;
   expires_at: number;
+  refresh_token?: string;
+  refresh_expires_at?: number;
 }
 
 function cacheFile(): string {
@@ -70,6 +73,14 @@ export function openSession(o: SessionOptions = {}): Session {
   }
   const url = (o.root || process.env.CANOPY_ROOT || deployment?.rootUrl || 'http://127.0.0.1:10000').replace(/\/+$/, '');
   const local = deployment !== null && deployment.rootUrl === url ? deployment : null;
+  // The local deployment's CA, unless --ca or CANOPY_CA chose one: `canopy up` made it for this root.
+  if (local?.ca && !pinnedCa()) {
+    try {
+      pinCa(readFileSync(local.ca, 'utf8'));
+    } catch (e) {
+      throw new Error(`the deployment's CA ${local.ca} cannot be read (${(e as Error).message}); pass --ca`);
+    }
+  }
   return { client: new RootClient({ url }), deployment: local };
 }
 
@@ -78,23 +89,34 @@ export async function withLogin<T>(s: Session, f: (c: RootClient) => Promise<T>)
   const user = process.env.CANOPY_USER || s.deployment?.username || 'admin';
   const key = `${s.client.url}|${user}`;
   const cache = readCache();
+  const save = (a: { token: string; expires_in: number; refresh_token?: string; refresh_expires_in?: number }, keepRefresh?: CachedToken): void => {
+    cache[key] = {
+      token: a.token, expires_at: Date.now() + a.expires_in * 1000,
+      ...(a.refresh_token ? { refresh_token: a.refresh_token, refresh_expires_at: Date.now() + (a.refresh_expires_in ?? 0) * 1000 }
+        : keepRefresh?.refresh_token ? { refresh_token: keepRefresh.refresh_token, refresh_expires_at: keepRefresh.refresh_expires_at } : {}),
+    };
+    writeCache(cache);
+  };
   const login = async (): Promise<void> => {
+    // A refresh token first: access tokens are short-lived (15 min), the password is asked for rarely.
+    const c = cache[key];
+    if (c?.refresh_token && (c.refresh_expires_at ?? 0) > Date.now() + 60_000) {
+      try {
+        save(await s.client.refresh(c.refresh_token), c);
+        return;
+      } catch { /* expired or revoked: log in */ }
+    }
     const password = process.env.CANOPY_PASSWORD || s.deployment?.password;
     if (!password) {
       throw new ApiCallError(401, `no password for ${user} at ${s.client.url}: set CANOPY_PASSWORD (root printed admin's password at its first start), or bring up a local deployment with \`canopy up\``);
     }
-    const a = await s.client.login(user, password);
-    cache[key] = { token: a.token, expires_at: Date.now() + a.expires_in * 1000 };
-    writeCache(cache);
+    save(await s.client.login(user, password));
   };
   const cached = cache[key];
   if (cached && cached.expires_at > Date.now() + 60_000) s.client.token = cached.token;
   else await login();
-  try {
-    return await f(s.client);
-  } catch (e) {
-    if (!(e instanceof ApiCallError) || e.status !== 401 || !cached) throw e;
-    await login();
-    return f(s.client);
-  }
+  // A refused token (expired during a long `logs -f`, or root restarted with a new key) is renewed
+  // once per refusal and the call retried.
+  s.client.renew = login;
+  return f(s.client);
 }

@@ -1,7 +1,10 @@
-// The worker's local API (orchestrator/worker/api.ts): instance logs and status. Root and cluster do
-// not relay logs, so the CLI asks the worker directly; in a `canopy up` deployment the state file says
-// where each worker's API listens.
-import type { DeploymentState } from './deployment-state.ts';
+// The worker's local API (orchestrator/worker/api.ts), for the operator of a local deployment: which
+// instances each worker still runs (undeploy and scale --wait). It answers only with the worker's API
+// token, read from the worker's state directory (users read logs through root instead).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { DeploymentState, WorkerRecord } from './deployment-state.ts';
+import { controlFetch } from '../protocol/tls.ts';
 
 export interface WorkerInstanceStatus {
   service_id: string;
@@ -12,43 +15,31 @@ export interface WorkerInstanceStatus {
   ns_ip: string | null;
 }
 
-export function workerApiUrl(workerId: string, deployment: DeploymentState | null, given?: string): string {
-  if (given) return given.replace(/\/+$/, '');
-  const w = deployment?.workers.find((x) => x.name === workerId);
-  if (!w) {
-    throw new Error(`worker ${workerId} is not part of the local deployment; pass its local API with --worker-api http://<host>:10200 (root and cluster do not relay logs)`);
-  }
-  return w.apiUrl;
-}
-
-async function get(url: string, retried = false): Promise<Response> {
+async function get(url: string, token: string, retried = false): Promise<Response> {
   try {
-    return await fetch(url, { signal: AbortSignal.timeout(5000) });
+    return await controlFetch(url, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5000) });
   } catch (e) {
     const cause = (e as { cause?: { code?: string } }).cause;
     // A kept-alive connection the worker closed just as it was reused: a GET is safe to send again.
-    if (!retried && cause?.code === 'UND_ERR_SOCKET') return get(url, true);
+    if (!retried && (cause?.code === 'UND_ERR_SOCKET' || cause?.code === 'ECONNRESET')) return get(url, token, true);
     throw new Error(`worker API ${url} is unreachable (${cause?.code ?? (e as Error).message})`);
   }
 }
 
-export async function instanceLogs(api: string, serviceId: string, n: number, stream: 'stdout' | 'stderr', bytes = 65536): Promise<string> {
-  const res = await get(`${api}/api/instances/${encodeURIComponent(serviceId)}/${n}/logs?stream=${stream}&bytes=${bytes}`);
-  const text = await res.text();
-  if (!res.ok) {
-    let msg = text;
-    try {
-      msg = (JSON.parse(text) as { error?: string }).error ?? text;
-    } catch { /* plain text */ }
-    throw new Error(`worker API: HTTP ${res.status}: ${msg}`);
-  }
-  return text;
+/** The API token a local worker keeps in its state directory (worker/api.ts, file api-token). */
+function tokenOf(w: WorkerRecord): string {
+  return readFileSync(join(w.dataDir, 'api-token'), 'utf8').trim();
 }
 
-export async function workerInstances(api: string): Promise<WorkerInstanceStatus[]> {
-  const res = await get(`${api}/api/status`);
-  if (!res.ok) throw new Error(`worker API ${api}/api/status: HTTP ${res.status}`);
-  return ((await res.json()) as { instances: WorkerInstanceStatus[] }).instances;
+/** A local worker's GET /api/status, whole (its instances with their histories, counters). */
+export async function workerStatus<T = { instances: WorkerInstanceStatus[] }>(w: WorkerRecord): Promise<T> {
+  const res = await get(`${w.apiUrl}/api/status`, tokenOf(w));
+  if (!res.ok) throw new Error(`worker API ${w.apiUrl}/api/status: HTTP ${res.status}`);
+  return (await res.json()) as T;
+}
+
+export async function workerInstances(w: WorkerRecord): Promise<WorkerInstanceStatus[]> {
+  return (await workerStatus(w)).instances;
 }
 
 /**
@@ -60,7 +51,7 @@ export async function waitOffWorkers(deployment: DeploymentState, mine: (i: Work
   for (;;) {
     const left: string[] = [];
     for (const w of deployment.workers) {
-      const inst = await workerInstances(w.apiUrl).catch(() => []);
+      const inst = await workerInstances(w).catch(() => []);
       left.push(...inst.filter(mine).map((i) => `${w.name}: ${i.service_id}#${i.instance_n} ${i.state}`));
     }
     if (left.length === 0) return;

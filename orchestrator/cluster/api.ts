@@ -5,6 +5,9 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { Cluster, ClusterError } from './cluster.ts';
 import { RootAnswerError, type PlacementOffer } from '../protocol/root-cluster.ts';
 import { RouteMessageError } from '../../proxy/route-messages.ts';
+import type { ServerTls } from '../protocol/tls.ts';
+import { LogRelayError } from './log-relay.ts';
+import { logBytes } from '../protocol/instance-logs.ts';
 
 function bearer(req: FastifyRequest): string | undefined {
   const h = req.headers.authorization;
@@ -60,10 +63,12 @@ export interface ClusterApiOptions {
   host: string;
   port: number;
   workerJoinKey: string;
+  /** Serve https only (SPEC §10). */
+  tls?: ServerTls;
 }
 
 export async function startClusterApi(cluster: Cluster, o: ClusterApiOptions): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: 1 << 20 });
+  const app = Fastify({ ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}), logger: false, bodyLimit: 1 << 20 });
 
   const rootOnly = async (req: FastifyRequest): Promise<void> => {
     const token = cluster.rootToken;
@@ -73,7 +78,7 @@ export async function startClusterApi(cluster: Cluster, o: ClusterApiOptions): P
 
   app.setErrorHandler((err, _req, reply) => {
     const e = err as Error & { statusCode?: number; validation?: unknown };
-    const status = e instanceof ClusterError ? e.statusCode : e instanceof RouteMessageError || e instanceof RootAnswerError ? 400 : e.statusCode ?? 500;
+    const status = e instanceof ClusterError || e instanceof LogRelayError ? e.statusCode : e instanceof RouteMessageError || e instanceof RootAnswerError ? 400 : e.statusCode ?? 500;
     if (status >= 500) cluster.log.error('api error', { error: e.message });
     void reply.code(status).send({ error: e.message });
   });
@@ -91,8 +96,14 @@ export async function startClusterApi(cluster: Cluster, o: ClusterApiOptions): P
     return { ok: true };
   });
 
+  // Root revokes a worker for the operator (canopy worker revoke).
+  app.post<{ Params: { id: string } }>('/api/workers/:id/revoke', { preHandler: rootOnly }, async (req, reply) => {
+    if (!(await cluster.revokeWorker(req.params.id))) return reply.code(404).send({ error: `no worker ${req.params.id}` });
+    return { ok: true, revoked: req.params.id };
+  });
+
   app.post<{ Body: PlacementOffer }>('/api/placements', { preHandler: rootOnly, schema: { body: placementSchema } },
-    async (req) => cluster.place(req.body));
+    async (req) => cluster.placeMeasured(req.body));
 
   app.delete<{ Params: { sid: string; n: string } }>('/api/placements/:sid/:n', { preHandler: rootOnly }, async (req) => {
     const n = Number(req.params.n);
@@ -110,7 +121,17 @@ export async function startClusterApi(cluster: Cluster, o: ClusterApiOptions): P
   app.post('/api/peers', { preHandler: rootOnly, schema: { body: { type: 'object', required: ['peers'], properties: { peers: { type: 'array', maxItems: 100_000 }, peers_version: { type: 'integer', minimum: 0 } } } } },
     async (req) => ({ ok: true, ...cluster.peersFromRoot(req.body) }));
 
-  app.get('/api/status', async () => cluster.status());
+  // Root reads an instance's logs for a user it has authorized (protocol/instance-logs.ts).
+  app.get<{ Params: { sid: string; n: string }; Querystring: { stream?: string; bytes?: string } }>('/api/instances/:sid/:n/logs', { preHandler: rootOnly }, async (req) => {
+    const n = Number(req.params.n);
+    if (!Number.isInteger(n) || n < 0) throw new ClusterError('instance number must be a non-negative integer', 400);
+    const stream = req.query.stream ?? 'stdout';
+    if (stream !== 'stdout' && stream !== 'stderr') throw new ClusterError('stream must be stdout or stderr', 400);
+    return { text: await cluster.logs.read(req.params.sid, n, stream, logBytes(req.query.bytes)) };
+  });
+
+  // Root (its dashboard) asks with its cluster token; nobody else reads the cluster's workers and instances.
+  app.get('/api/status', { preHandler: rootOnly }, async () => cluster.status());
   app.get('/api/health', async () => ({ ok: true }));
   app.get('/metrics', async (_req, reply) => {
     void reply.type('text/plain; version=0.0.4');

@@ -31,12 +31,15 @@ import { PeerDistribution } from './peer-distribution.ts';
 import { RouteService } from './route-service.ts';
 import { RootReporter } from './root-reporter.ts';
 import { Placer } from './placer.ts';
+import type { ServerTls } from '../protocol/tls.ts';
+import { LogRelay } from './log-relay.ts';
+import { RevokedWorkers } from './revoked.ts';
 
 export { remoteWorkerName } from './peer-distribution.ts';
 export { REPORT_SOON_MS } from './root-reporter.ts';
 
 export type BrokerChoice =
-  | { embedded: { host: string; port: number; publicUrl?: string } }
+  | { embedded: { host: string; port: number; publicUrl?: string; tls?: ServerTls } }
   | { external: { url: string; publicUrl?: string; reload?: () => void } };
 
 export interface ClusterOptions {
@@ -78,8 +81,11 @@ export class ClusterError extends Error {
 export class Cluster extends EventEmitter<ClusterEvents> {
   readonly log: Logger;
   readonly creds: CredentialStore;
+  private readonly revoked: RevokedWorkers;
   readonly registry: WorkerRegistry;
   readonly index = new InstanceIndex();
+  /** Instance logs read through the tiers (GET /api/instances/:sid/:n/logs, for root). */
+  readonly logs: LogRelay;
   /** The instances by id (the index's table). */
   readonly instances = this.index.instances;
   readonly counters = newCounters();
@@ -101,6 +107,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     super();
     this.log = o.log ?? jsonLogger({ component: 'cluster', cluster: o.name });
     this.creds = new CredentialStore(join(o.stateDir, 'credentials.json'));
+    this.revoked = new RevokedWorkers(o.stateDir);
     this.registry = new WorkerRegistry(o.heartbeatTimeoutMs ?? 3000);
     this.root = o.root ? new RootClient(o.root.url, o.root.joinKey) : undefined;
     this.tunnelKey = loadOrCreateTunnelKey(o.stateDir, o.encryptPayload ?? false);
@@ -117,8 +124,12 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       saveSoon: () => this.writer.schedule(),
     };
     this.peers = new PeerDistribution(ctx, state.overlay_tunnel ?? undefined);
+    this.logs = new LogRelay(this.index, (t, p) => this.publish(t, p), (w) => this.registry.workers.get(w)?.alive === true);
     this.routes = new RouteService(ctx, this.root, (w) => this.peers.tunnelIdOf(w));
-    this.reporter = new RootReporter(ctx, this.root, { location: o.location, apiUrl: o.apiUrl }, this.peers, async () => {
+    this.reporter = new RootReporter(ctx, this.root, {
+      location: o.location, apiUrl: o.apiUrl,
+      network: () => ({ coords: this.routes.coords, probes: this.placer.probes.best() }),
+    }, this.peers, async () => {
       for (const w of this.registry.workers.values()) {
         if (!w.subnet_v4) await this.ensureSubnet(w).catch(() => {});
       }
@@ -183,7 +194,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   private async startBroker(): Promise<void> {
     const m = this.o.mqtt;
     if ('embedded' in m) {
-      this.broker = await EmbeddedBroker.start({ host: m.embedded.host, port: m.embedded.port, credentials: this.creds, log: this.log.child({ component: 'broker' }) });
+      this.broker = await EmbeddedBroker.start({ host: m.embedded.host, port: m.embedded.port, tls: m.embedded.tls, credentials: this.creds, log: this.log.child({ component: 'broker' }) });
       this.brokerUrl = this.broker.url;
       this.workerBrokerUrl = m.embedded.publicUrl ?? this.broker.url;
     } else {
@@ -236,6 +247,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   async registerWorker(name: string): Promise<WorkerRegistrationAnswer> {
     const id = name.toLowerCase();
     if (!validWorkerId(id)) throw new ClusterError(`worker name must match [a-z0-9][a-z0-9-]{0,62}: ${JSON.stringify(name)}`, 400);
+    if (this.revoked.has(id)) throw new ClusterError(`worker ${id} was revoked`, 403);
     const creds = this.creds.issue(id);
     // An external broker learns passwords from its files: wait until they are written and the broker
     // told to reload (one write for all registrations arriving within 50 ms).
@@ -270,6 +282,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     }
     this.registry.workers.delete(id);
     this.index.forgetWorker(id);
+    this.routes.forgetWorker(id);
+    this.placer.probes.forgetWorker(id);
     this.writer.schedule();
     this.peers.publishPeers();
     this.reporter.soon();
@@ -277,6 +291,22 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       await this.root.releaseSubnets(id).catch((e: Error) => this.log.warn('could not release the subnet at root', { worker: id, error: e.message }));
     }
     this.log.info('worker removed', { worker: id });
+    return true;
+  }
+
+  /**
+   * Cuts a worker off now (root's POST /api/workers/:id/revoke): its name may not register again, its
+   * MQTT credentials stop working and its open session is closed (embedded broker; an external one
+   * refuses the reconnect once it reloaded the password file), its instances are re-placed as for a
+   * dead worker, and the other workers drop it from their tunnel peers, so they drop its datagrams.
+   */
+  async revokeWorker(id: string): Promise<boolean> {
+    if (!this.registry.workers.has(id) && !this.creds.has(id)) return false;
+    this.revoked.add(id);
+    this.creds.revoke(id);
+    const sessions = this.broker?.disconnect(id) ?? 0;
+    await this.removeWorker(id);
+    this.log.warn('worker revoked', { worker: id, sessions_closed: sessions });
     return true;
   }
 
@@ -294,6 +324,12 @@ export class Cluster extends EventEmitter<ClusterEvents> {
 
   /** POST /api/placements */
   place(offer: PlacementOffer): PlacementAnswer {
+    return this.placer.place(offer);
+  }
+
+  /** POST /api/placements: `place` after the workers measured the offer's `latency` targets. */
+  async placeMeasured(offer: PlacementOffer): Promise<PlacementAnswer> {
+    await this.placer.measure(offer);
     return this.placer.place(offer);
   }
 
@@ -351,6 +387,17 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         this.onHeartbeat(t.worker, d.value);
         return;
       }
+      case 'logs': {
+        const dropped = this.logs.onAnswer(t.worker, payload);
+        if (dropped) this.drop(topic, dropped);
+        return;
+      }
+      case 'net/probe/result': {
+        const d = decode('probe_result', payload);
+        if (!d.ok) return this.drop(topic, d.error);
+        this.placer.probes.onResult(t.worker, d.value);
+        return;
+      }
       case 'job': {
         const d = decode('job', payload);
         if (!d.ok) return this.drop(topic, d.error);
@@ -375,7 +422,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
             return;
           case 'coordinate_report':
             if (msg.worker_id !== t.worker) return this.drop(topic, 'coordinate_report for another worker');
-            this.routes.onCoordinate(t.worker, msg.coord);
+            this.routes.onCoordinate(t.worker, msg.coord, msg.rtt_ms);
             return;
         }
       }
@@ -401,6 +448,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       this.reporter.soon();
     }
     this.placer.reconcile(workerId, hb.instances);
+    if (hb.coord) this.routes.onCoordinate(workerId, hb.coord);
     if (prevEndpoint !== hb.tunnel_endpoint) {
       for (const sid of this.index.servicesOn(workerId)) this.routes.pushRoute(sid);
     }
@@ -424,6 +472,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         id: w.id, alive: w.alive, last_seen: w.lastSeen, subnet_v4: w.subnet_v4, subnet_v6: w.subnet_v6,
         arch: w.hb?.arch ?? null, virtualizations: w.hb?.virtualizations ?? [], location: w.hb?.location ?? null,
         cpu: w.hb?.cpu ?? null, memory_mb: w.hb?.memory_mb ?? null, instances: this.index.countOn(w.id),
+        coord: this.routes.coords.get(w.id) ?? null,
       })),
       instances: [...this.index.values()].map((ci) => ({
         service_id: ci.offer.service.service_id, instance_n: ci.offer.instance_n, worker: ci.worker,
@@ -452,6 +501,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     for (const t of this.timers) clearInterval(t);
     this.reporter.close();
     this.peers.close();
+    this.logs.close();
     try {
       this.writer.flush();
       this.creds.flush();

@@ -10,6 +10,7 @@ import type { ClusterContext } from './context.ts';
 import { deployOrder, instanceId, needOf, newInstance, type ClusterInstance } from './placements.ts';
 import type { RouteService } from './route-service.ts';
 import { schedule, type ScheduleResult } from './scheduler.ts';
+import { LatencyProbes } from './latency-probes.ts';
 import type { WorkerRecord } from './worker-registry.ts';
 
 const RESEND_MS = 5000;
@@ -17,6 +18,8 @@ const RESEND_MS = 5000;
 export class Placer {
   /** When an order (deploy or delete) for a key was last sent, for the rate limit of repeats. */
   private readonly lastOrder = new Map<string, number>();
+  /** Workers' RTTs to `latency` targets. */
+  readonly probes: LatencyProbes;
 
   constructor(
     private readonly c: ClusterContext,
@@ -25,11 +28,30 @@ export class Placer {
       /** A worker was declared dead (not one that left). */
       workerDead(workerId: string): void;
     },
-  ) {}
+  ) {
+    this.probes = new LatencyProbes((topic, payload) => this.c.publish(topic, payload));
+  }
+
+  /**
+   * Before `place`: the live workers without a fresh measurement probe each `latency` target of the
+   * offer (a short wait; re-placements after a death use what is cached).
+   */
+  async measure(offer: PlacementOffer): Promise<void> {
+    const targets = (needOf(offer).constraints ?? []).filter((k) => k.type === 'latency' && typeof k.target === 'string').map((k) => k.target as string);
+    if (targets.length === 0) return;
+    const alive = this.c.registry.alive().map((w) => w.id);
+    await Promise.all([...new Set(targets)].map((t) => this.probes.ensure(alive, t)));
+  }
+
+  /** A worker's tunnel measurement to another, from either side's coordinate report. */
+  private measuredRtt = (a: string, b: string): number | undefined => this.routes.measured.get(a)?.[b] ?? this.routes.measured.get(b)?.[a];
 
   private pick(offer: PlacementOffer, exclude?: ReadonlySet<string>): ScheduleResult {
     const candidates = this.c.registry.candidates((w) => this.c.index.servicesOn(w), (w) => this.c.index.pendingOn(w));
-    return schedule(candidates, needOf(offer), { clusterName: this.c.name, exclude, coordinates: this.routes.coords });
+    return schedule(candidates, needOf(offer), {
+      clusterName: this.c.name, exclude, coordinates: this.routes.coords,
+      latencyTo: (w, target) => this.probes.get(w, target), measuredRtt: this.measuredRtt,
+    });
   }
 
   private assign(ci: ClusterInstance, workerId: string, reason: string): void {

@@ -85,11 +85,34 @@ export function parsePeersPush(body: unknown): { peers: RemotePeer[]; version?: 
 export class RootClient {
   registration: Registration | undefined;
 
-  constructor(readonly rootUrl: string, private readonly joinKey: string) {}
+  private readonly urls: string[];
+  private current = 0;
 
-  private call(method: string, path: string, bearer: string, body?: unknown): Promise<unknown> {
-    return bearerJsonCall({ base: this.rootUrl, method, path, bearer, body, timeoutMs: ROOT_CALL_TIMEOUT_MS },
-      (message, status) => new RootCallError(`root ${message}`, status));
+  /** `rootUrl`: one URL, or root replicas' URLs separated by commas (SPEC §11): calls fail over. */
+  constructor(readonly rootUrl: string, private readonly joinKey: string) {
+    this.urls = rootUrl.split(',').map((u) => u.trim()).filter((u) => u !== '');
+  }
+
+  /**
+   * Calls the replica that answered last; one that is unreachable or answers 5xx (root's database
+   * away: nothing changed) hands the call to the next. Registration and tokens are in root's
+   * database, so every replica accepts this cluster.
+   */
+  private async call(method: string, path: string, bearer: string, body?: unknown): Promise<unknown> {
+    let last: unknown;
+    for (let k = 0; k < Math.max(1, this.urls.length); k++) {
+      const at = (this.current + k) % Math.max(1, this.urls.length);
+      try {
+        const answer = await bearerJsonCall({ base: this.urls[at] ?? this.rootUrl, method, path, bearer, body, timeoutMs: ROOT_CALL_TIMEOUT_MS },
+          (message, status) => new RootCallError(`root ${message}`, status));
+        this.current = at;
+        return answer;
+      } catch (e) {
+        if (!(e instanceof RootCallError) || (e.status !== undefined && e.status < 500)) throw e;
+        last = e;
+      }
+    }
+    throw last;
   }
 
   private token(): { id: string; token: string } {

@@ -3,6 +3,7 @@
 // and within REPORT_SOON_MS of a change root must know (never two in flight); a failed report keeps
 // its changes for the next one.
 import type { InstanceChange, Report } from '../protocol/root-cluster.ts';
+import { MAX_REPORTED_WORKERS, summarize, type NetCoordinate } from '../protocol/network.ts';
 import { CoalescedRun } from '../coalesced-run.ts';
 import type { ClusterContext } from './context.ts';
 import type { PeerDistribution } from './peer-distribution.ts';
@@ -28,7 +29,12 @@ export class RootReporter {
   constructor(
     private readonly c: ClusterContext,
     readonly root: RootClient | undefined,
-    private readonly o: { location: string; apiUrl: string },
+    private readonly o: {
+      location: string;
+      apiUrl: string;
+      /** Workers' coordinates and the best RTTs to `latency` targets, for the network summary. */
+      network?: () => { coords: ReadonlyMap<string, NetCoordinate>; probes: Record<string, number> };
+    },
     private readonly peers: PeerDistribution,
     /** Gets every registered worker that has none a subnet from root (after a report got through). */
     private readonly ensureSubnets: () => Promise<void>,
@@ -72,7 +78,18 @@ export class RootReporter {
       for (const v of w.hb.virtualizations) virt.add(v);
       arch.add(w.hb.arch);
     }
-    return { free, workers_active: active, virtualizations: [...virt].sort(), architectures: [...arch].sort(), max_worker: maxWorker };
+    const agg = { free, workers_active: active, virtualizations: [...virt].sort(), architectures: [...arch].sort(), max_worker: maxWorker };
+    const net = this.o.network?.();
+    if (!net) return agg;
+    const alive = this.c.registry.alive();
+    return {
+      ...agg,
+      network: summarize(alive.map((w) => net.coords.get(w.id)), net.probes),
+      // One by one for `canopy status --workers` (the summary above covers every worker).
+      workers: [...this.c.registry.workers.values()].slice(0, MAX_REPORTED_WORKERS).map((w) => ({
+        id: w.id, alive: w.alive, location: w.hb?.location ?? null, coord: net.coords.get(w.id) ?? null,
+      })),
+    };
   }
 
   /** Registers if needed, then sends the aggregate and the queued instance changes. */

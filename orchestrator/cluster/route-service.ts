@@ -19,6 +19,8 @@ export class RouteService {
   /** When a service's route was last pushed because a worker (re)announced interest. */
   private readonly lastPush = new Map<string, number>();
   readonly coords = new Map<string, Coordinate>();
+  /** Each worker's last direct tunnel RTTs (ms) to the others, from its coordinate reports. */
+  readonly measured = new Map<string, Readonly<Record<string, number>>>();
   private coordsDirty = false;
 
   constructor(
@@ -61,9 +63,18 @@ export class RouteService {
     }
   }
 
-  onCoordinate(workerId: string, coord: Coordinate): void {
+  onCoordinate(workerId: string, coord: Coordinate, rttMs?: Readonly<Record<string, number>>): void {
+    const prev = this.coords.get(workerId);
+    if (rttMs) this.measured.set(workerId, rttMs);
+    // Heartbeats repeat the coordinate every second: relay only a change.
+    if (prev && prev.error === coord.error && prev.height === coord.height && prev.vec[0] === coord.vec[0] && prev.vec[1] === coord.vec[1]) return;
     this.coords.set(workerId, coord);
     this.coordsDirty = true;
+  }
+
+  forgetWorker(workerId: string): void {
+    this.coords.delete(workerId);
+    this.measured.delete(workerId);
   }
 
   private findLocal(q: TableQuery): string | undefined {

@@ -48,6 +48,10 @@ export interface ScheduleContext {
   exclude?: ReadonlySet<string>;
   /** Workers' Vivaldi coordinates (from their coordinate reports), for `connectivity` latency. */
   coordinates?: ReadonlyMap<string, Coordinate>;
+  /** A worker's fresh probe of a `latency` target (cluster/latency-probes.ts). */
+  latencyTo?: (workerId: string, target: string) => { rtt_ms: number | null; method: string } | undefined;
+  /** An RTT in ms that one worker measured to another on the tunnel, if either did. */
+  measuredRtt?: (a: string, b: string) => number | undefined;
 }
 
 /** Great-circle distance in km, the same measure root uses (descriptor/location.ts). */
@@ -67,6 +71,13 @@ export function parseGeoPoint(s: string | undefined): GeoPoint | undefined {
 }
 
 const MAX_LISTED = 5;
+/** The most an estimate is raised for its coordinates' error (a fresh coordinate claims up to 150 %). */
+const MAX_ESTIMATE_MARGIN = 0.5;
+/**
+ * The least it is raised: a coordinate's error is an average over its samples, and Vivaldi is worst
+ * on the short links a connectivity threshold is about (the ldp bench misses some at 5 % and none at 15 %).
+ */
+const MIN_ESTIMATE_MARGIN = 0.15;
 const EPS = 1e-9;
 
 function fmt(n: number): string {
@@ -77,6 +88,62 @@ function fmt(n: number): string {
 function latencyPoint(c: Constraint): GeoPoint | undefined {
   const loc = c.location === undefined ? null : parseLocation(c.location, false);
   return loc ? { lat: loc.lat, lon: loc.long } : undefined;
+}
+
+/** Margin over the fibre bound for an `area`: the last mile and switching add at least this much. */
+export const AREA_MARGIN_MS = 1;
+
+/** The least RTT in ms from a worker `km` beyond an area's edge: light in fibre plus the margin. */
+export function areaBoundMs(km: number): number {
+  return minRttMs(km) + AREA_MARGIN_MS;
+}
+
+/**
+ * Why `w` cannot meet a `latency` constraint, or undefined. A `target` address is judged by the
+ * worker's own measurement (not measured or no answer excludes it: nothing shows it can); a point
+ * `location` and an `area` given as "lat,long[,radius]" by the fibre bound; an area name not at all.
+ */
+function judgeLatency(w: WorkerCandidate, c: Constraint, ctx: ScheduleContext): string | undefined {
+  if (c.threshold === undefined) return undefined;
+  if (c.target !== undefined) {
+    const m = ctx.latencyTo?.(w.id, c.target);
+    if (!m) return `RTT to ${c.target} not measured (latency ≤ ${fmt(c.threshold)} ms)`;
+    if (m.rtt_ms === null) return `${c.target} did not answer its probe (latency ≤ ${fmt(c.threshold)} ms)`;
+    if (m.rtt_ms > c.threshold + EPS) return `measured RTT ${approx(m.rtt_ms)} ms to ${c.target} (${m.method}) > ${fmt(c.threshold)} ms`;
+    return undefined;
+  }
+  const point = latencyPoint(c);
+  const area = point ? undefined : areaOf(c);
+  const center = point ?? area;
+  if (!center) return undefined;
+  const where = point ? c.location : c.area;
+  // A point location keeps root's bound (no margin); an area is the issue's "fibre plus a margin".
+  if (!w.location) return point ? 'has no location (latency constraint)' : `has no location (latency constraint for area ${where})`;
+  const gap = Math.max(0, distanceKm(w.location, center) - (area?.radius ?? 0));
+  if (point) {
+    if (minRttMs(gap) > c.threshold) return `${fmt(Math.round(gap))} km from ${where}: no RTT under ${fmt(c.threshold)} ms possible`;
+    return undefined;
+  }
+  const bound = areaBoundMs(gap);
+  if (bound > c.threshold) return `${fmt(Math.round(gap))} km from area ${where}: RTT at least ${approx(bound)} ms > ${fmt(c.threshold)} ms`;
+  return undefined;
+}
+
+/** An `area` given as coordinates ("lat,long[,radius km]"); undefined for an area name. */
+function areaOf(c: Constraint): (GeoPoint & { radius: number }) | undefined {
+  const loc = c.area === undefined ? null : parseLocation(c.area, true);
+  return loc ? { lat: loc.lat, lon: loc.long, radius: loc.radius } : undefined;
+}
+
+/** What the chosen worker measured for each `latency` target, for the decision's reason. */
+function latencyNotes(w: WorkerCandidate, need: PlacementNeed, ctx: ScheduleContext): string[] {
+  const out: string[] = [];
+  for (const c of need.constraints) {
+    if (c.type !== 'latency' || c.target === undefined || c.threshold === undefined) continue;
+    const m = ctx.latencyTo?.(w.id, c.target);
+    if (m?.rtt_ms != null) out.push(`latency to ${c.target} ≤ ${fmt(c.threshold)} ms: met, measured ${approx(m.rtt_ms)} ms (${m.method})`);
+  }
+  return out;
 }
 
 /** Returns why `w` does not qualify, or undefined if it does. Cluster-level checks are done first. */
@@ -108,12 +175,8 @@ function disqualify(w: WorkerCandidate, need: PlacementNeed, ctx: ScheduleContex
         break;
       }
       case 'latency': {
-        // Same bound as root applies to clusters: no RTT can beat the fibre distance.
-        const target = latencyPoint(c);
-        if (!target || c.threshold === undefined) break;
-        if (!w.location) return 'has no location (latency constraint)';
-        const d = distanceKm(w.location, target);
-        if (minRttMs(d) > c.threshold) return `${fmt(Math.round(d))} km from ${c.location}: no RTT under ${fmt(c.threshold)} ms possible`;
+        const why = judgeLatency(w, c, ctx);
+        if (why) return why;
         break;
       }
       default:
@@ -223,16 +286,37 @@ function judgeConnectivity(w: WorkerCandidate, need: PlacementNeed, targets: Tar
         continue;
       }
       let r: ReturnType<typeof nearest>;
+      let what = k.type === 'geo' ? 'distance' : 'estimated RTT';
+      const estimates = new Map<WorkerCandidate, number>();
+      /** How a distance reads: an estimate as itself and, when it differs, the upper end it was judged by. */
+      const shown = (b: { t: WorkerCandidate; d: number }): string => {
+        const est = estimates.get(b.t);
+        return est === undefined || approx(est) === approx(b.d) ? `${approx(b.d)} ${unit}` : `${approx(est)} ${unit} (up to ${approx(b.d)} ${unit} at the coordinates' error)`;
+      };
       if (k.type === 'latency') {
+        // A tunnel measurement between the two workers beats any estimate; coordinates fill the rest.
         const mine = trained(ctx, w.id);
-        if (!mine) {
+        const measured = new Set<WorkerCandidate>();
+        r = nearest(on, (t) => {
+          const m = ctx.measuredRtt?.(w.id, t.id);
+          if (m !== undefined) {
+            measured.add(t);
+            return m;
+          }
+          const theirs = trained(ctx, t.id);
+          if (!mine || !theirs) return undefined;
+          // An estimate counts at its upper end: the coordinates' own relative error says how far off
+          // it may be, and a placement made on a low guess would break the constraint for real.
+          const est = estimatedRttMs(mine, theirs);
+          const upper = est * (1 + Math.min(MAX_ESTIMATE_MARGIN, Math.max(MIN_ESTIMATE_MARGIN, mine.error, theirs.error)));
+          estimates.set(t, est);
+          return upper;
+        });
+        if (r.best && measured.has(r.best.t)) what = 'measured RTT';
+        if (!r.best && !mine) {
           notes.push(`${label}: not evaluated, ${w.id} has no Vivaldi coordinate yet`);
           continue;
         }
-        r = nearest(on, (t) => {
-          const theirs = trained(ctx, t.id);
-          return theirs ? estimatedRttMs(mine, theirs) : undefined;
-        });
       } else {
         const mine = w.location;
         if (!mine) {
@@ -241,14 +325,13 @@ function judgeConnectivity(w: WorkerCandidate, need: PlacementNeed, targets: Tar
         }
         r = nearest(on, (t) => (t.location ? distanceKm(mine, t.location) : undefined));
       }
-      const what = k.type === 'geo' ? 'distance' : 'estimated RTT';
       if (r.best && r.best.d <= k.threshold + EPS) {
-        notes.push(`${label}: met, ${what} ${approx(r.best.d)} ${unit} to its instance on ${r.best.t.id}`);
+        notes.push(`${label}: met, ${what} ${shown(r.best)} to its instance on ${r.best.t.id}`);
       } else if (r.unknown > 0) {
-        const measured = r.best ? `${what} ${approx(r.best.d)} ${unit} to the nearest measured; ` : '';
-        notes.push(`${label}: not evaluated, ${measured}${r.unknown} of its ${on.length} workers have no ${k.type === 'geo' ? 'location' : 'Vivaldi coordinate'}`);
+        const known = r.best ? `${what} ${shown(r.best)} to the nearest known; ` : '';
+        notes.push(`${label}: not evaluated, ${known}${r.unknown} of its ${on.length} workers have no ${k.type === 'geo' ? 'location' : 'Vivaldi coordinate'}`);
       } else if (r.best) {
-        return { fail: `${what} ${approx(r.best.d)} ${unit} to the nearest instance of ${id} (on ${r.best.t.id}) > ${fmt(k.threshold)} ${unit} (connectivity)`, notes };
+        return { fail: `${what} ${shown(r.best)} to the nearest instance of ${id} (on ${r.best.t.id}) > ${fmt(k.threshold)} ${unit} (connectivity)`, notes };
       }
     }
   }
@@ -294,7 +377,7 @@ export function schedule(workers: Iterable<WorkerCandidate>, need: PlacementNeed
 
   // A latency constraint by area name has no coordinates to measure from; root does not place by it either.
   const ignoredNotes = need.constraints
-    .filter((c) => c.type === 'latency' && c.threshold !== undefined && !latencyPoint(c))
+    .filter((c) => c.type === 'latency' && c.threshold !== undefined && c.target === undefined && !latencyPoint(c) && !areaOf(c))
     .map((c) => `latency constraint ${c.area !== undefined ? `for area ${c.area}` : `at ${c.location ?? '?'}`} not evaluated (no coordinates for it)`);
 
   if (!best) {
@@ -315,6 +398,6 @@ export function schedule(workers: Iterable<WorkerCandidate>, need: PlacementNeed
   ];
   const excluded = [...unqualified, ...full];
   if (excluded.length > 0) parts.push(`; excluded ${listed(excluded)}`);
-  for (const note of [...best.notes, ...ignoredNotes]) parts.push(`; ${note}`);
+  for (const note of [...latencyNotes(w, need, ctx), ...best.notes, ...ignoredNotes]) parts.push(`; ${note}`);
   return { ok: true, worker: w.id, score: best.score, reason: parts.join(' ') };
 }

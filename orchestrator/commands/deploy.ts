@@ -64,7 +64,7 @@ export function register(program: Command): void {
     .command('deploy')
     .description('create the applications of an SLA (v2.0 descriptor) and deploy their services')
     .argument('<sla>', 'descriptor file (JSON)')
-    .option('--root <url>', 'root API URL (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
+    .option('--root <url>', 'root API URL, or root replicas as a comma-separated list (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
     .option('--wait', 'follow every instance until it runs; exit 1 if one keeps failing (3 times), times out, or no cluster could ever run it (one with no room now is waited for: root retries it)')
     .option('--timeout <s>', 'with --wait: give up after this many seconds', '120')
     .option('--fail-unplaced', 'with --wait: exit 1 at once if an instance cannot be placed now, instead of waiting for root\'s retries')

@@ -1,10 +1,11 @@
-// `canopy root --port <p> --data <dir>`: the root orchestrator alone, until SIGTERM/SIGINT.
+// `canopy root --port <p> --data <dir> [--store postgres://…]`: the root orchestrator alone, until
+// SIGTERM/SIGINT. Several of them over one PostgreSQL are replicas of one root (SPEC §11).
 import type { Command } from 'commander';
 import { DEFAULT_PLAN } from '../root/addresses.ts';
 import { RootServer } from '../root/server.ts';
 import { CLUSTER_SILENCE_MS } from '../root/clusters.ts';
-import { readState } from '../client/deployment-state.ts';
 import { portFlag } from './port-flag.ts';
+import { readServerTls } from '../protocol/tls.ts';
 
 export function register(program: Command): void {
   program
@@ -13,16 +14,18 @@ export function register(program: Command): void {
     .option('--port <port>', 'API port', '10000')
     .option('--host <address>', 'address to bind', '0.0.0.0')
     .option('--data <dir>', 'data directory (SQLite database)', './canopy-root')
+    .option('--store <store>', "'sqlite' (in --data) or a postgres://user@host:port/db URL that several root replicas share (env CANOPY_STORE)")
     .option('--admin-password <password>', 'password of user admin on the first start (env CANOPY_ADMIN_PASSWORD)')
     .option('--cluster-key <key>', 'join key clusters register with (env CANOPY_CLUSTER_KEY)')
     .option('--worker-prefix <bits>', 'size of worker subnets (IPv4 prefix length)', '24')
     .option('--service-v4 <cidr>', 'IPv4 service address range', DEFAULT_PLAN.serviceV4)
     .option('--service-v6 <cidr>', 'IPv6 service address range', DEFAULT_PLAN.serviceV6)
     .option('--cluster-silence <ms>', 'a cluster that has not reported for this long is inactive (above the clusters\' --report-interval)', String(CLUSTER_SILENCE_MS))
-    .option('--worker-apis-from <dir>', "a `canopy up` state directory: the dashboard follows instance logs through root from the workers it lists")
+    .option('--tls-cert <file>', 'serve https with this certificate (PEM; with --tls-key): plain http is then refused')
+    .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
     .action(async (o: {
-      port: string; host: string; data: string; adminPassword?: string; clusterKey?: string; workerPrefix: string; serviceV4: string; serviceV6: string;
-      clusterSilence: string; workerApisFrom?: string;
+      port: string; host: string; data: string; store?: string; adminPassword?: string; clusterKey?: string; workerPrefix: string; serviceV4: string; serviceV6: string;
+      clusterSilence: string; tlsCert?: string; tlsKey?: string;
     }) => {
       const port = portFlag(o.port, '--port');
       const prefix = Number(o.workerPrefix);
@@ -31,8 +34,17 @@ export function register(program: Command): void {
       if (!Number.isInteger(clusterSilenceMs) || clusterSilenceMs < 1000 || clusterSilenceMs > 86_400_000) {
         throw new Error(`--cluster-silence: must be 1000-86400000 ms, got ${o.clusterSilence}`);
       }
+      let tls;
+      try {
+        tls = readServerTls(o.tlsCert, o.tlsKey);
+      } catch (e) {
+        process.stderr.write(`canopy root: ${(e as Error).message}\n`);
+        process.exit(1);
+      }
       const root = await RootServer.start({
+        tls,
         dataDir: o.data,
+        store: o.store || process.env.CANOPY_STORE || undefined,
         host: o.host,
         port,
         // An empty variable means unset: never an empty password or key.
@@ -40,9 +52,8 @@ export function register(program: Command): void {
         clusterKey: o.clusterKey || process.env.CANOPY_CLUSTER_KEY || undefined,
         plan: { workerPrefixV4: prefix, serviceV4: o.serviceV4, serviceV6: o.serviceV6 },
         clusterSilenceMs,
-        workerApi: o.workerApisFrom ? workerApisFrom(o.workerApisFrom) : undefined,
       }).catch((err: unknown) => {
-        // A bad flag or a database from another plan: one clear line, not a stack trace.
+        // A bad flag, a database from another plan or one that cannot be reached: one clear line, not a stack trace.
         process.stderr.write(`canopy root: ${(err as Error).message}\n`);
         process.exit(1);
       });
@@ -55,15 +66,4 @@ export function register(program: Command): void {
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
     });
-}
-
-/** Worker API URLs from a deployment's state file, read on each lookup: workers join after root starts. */
-function workerApisFrom(dir: string): (workerId: string) => string | undefined {
-  return (workerId) => {
-    try {
-      return readState(dir)?.workers.find((w) => w.name === workerId)?.apiUrl;
-    } catch {
-      return undefined;
-    }
-  };
 }

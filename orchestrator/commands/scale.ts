@@ -30,7 +30,7 @@ export function register(program: Command): void {
     .description('deploy or undeploy instances of a service until it has <n>')
     .argument('<service>', 'svc, svc.svcns, full name or id')
     .argument('<n>', 'number of instances wanted (0 or more)')
-    .option('--root <url>', 'root API URL (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
+    .option('--root <url>', 'root API URL, or root replicas as a comma-separated list (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
     .option('--wait', 'follow new instances until they run (as deploy --wait); local deployment: wait until removed ones are gone from the workers')
     .option('--timeout <s>', 'with --wait: give up after this many seconds', '120')
     .option('--fail-unplaced', 'with --wait: exit 1 at once if a new instance cannot be placed now')

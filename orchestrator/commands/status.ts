@@ -4,18 +4,25 @@ import type { Command } from 'commander';
 import { findApplications, findServices, type FoundService } from '../client/lookup.ts';
 import { openSession, withLogin } from '../client/session.ts';
 import { fail, table } from '../client/terminal.ts';
+import { workersView } from '../client/workers-view.ts';
 
 export function register(program: Command): void {
   program
     .command('status')
     .description('instances with their states, workers, addresses and reasons')
     .argument('[name]', 'an application (app or app.appns) or a service (svc, svc.svcns, full name or id)')
-    .option('--root <url>', 'root API URL (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
+    .option('--root <url>', 'root API URL, or root replicas as a comma-separated list (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
     .option('--json', 'machine-readable')
-    .action(async (name: string | undefined, o: { root?: string; json?: boolean }) => {
+    .option('--workers', "each cluster's workers with their Vivaldi coordinates (height, error) and the cluster's network summary")
+    .action(async (name: string | undefined, o: { root?: string; json?: boolean; workers?: boolean }) => {
       const session = openSession({ root: o.root });
       try {
         await withLogin(session, async (c) => {
+          if (o.workers) {
+            const clusters = await c.clusters();
+            console.log(o.json ? JSON.stringify(clusters.map((cl) => ({ name: cl.name, aggregate: cl.aggregate })), null, 2) : workersView(clusters));
+            return;
+          }
           let found: FoundService[];
           if (name === undefined) {
             found = (await c.allServices()).map(({ app, service }) => ({ app, service }));

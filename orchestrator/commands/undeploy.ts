@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .command('undeploy')
     .description('undeploy and delete an application or a service')
     .argument('<name>', 'application (app, app.appns or id) or service (svc, svc.svcns, full name or id)')
-    .option('--root <url>', 'root API URL (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
+    .option('--root <url>', 'root API URL, or root replicas as a comma-separated list (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
     .option('--wait', 'local deployment: wait until the workers have removed the instances')
     .option('--timeout <s>', 'with --wait: give up after this many seconds', '30')
     .action(async (name: string, o: { root?: string; wait?: boolean; timeout: string }) => {

@@ -12,6 +12,9 @@ import { parseUpstream } from '../../dns/forwarder.ts';
 
 interface Opts {
   workers: string;
+  roots: string;
+  store: string;
+  postgresPort: string;
   demo?: boolean;
   dir?: string;
   name: string;
@@ -24,15 +27,25 @@ interface Opts {
   dnsUpstream?: string[];
   workerArg: string[];
   registryMirror: string[];
+  tls: boolean;
+  registryMirrorsOnly?: boolean;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+function parseStore(v: string): 'sqlite' | 'postgres' {
+  if (v === 'sqlite' || v === 'postgres') return v;
+  return fail('up', new Error(`--store: sqlite or postgres, got ${JSON.stringify(v)}`));
+}
 
 export function register(program: Command): void {
   program
     .command('up')
     .description('bring up root, a cluster and workers (each in its own network namespace) on this machine, then run the demo')
     .option('--workers <n>', 'number of workers', '2')
+    .option('--roots <n>', 'root replicas (more than 1 needs --store postgres); they share one store and fail over', '1')
+    .option('--store <store>', "root's store: sqlite, or postgres (Debian's PostgreSQL, started in the state directory)", 'sqlite')
+    .option('--postgres-port <port>', 'port of that PostgreSQL on 127.0.0.1', '10432')
     .option('--demo', 'deploy the demo application and show the client reaching the server by name (default)')
     .option('--no-demo', 'skip the demo')
     .option('--dir <dir>', 'state directory (env CANOPY_UP_DIR; default /var/lib/canopy/up)')
@@ -44,8 +57,10 @@ export function register(program: Command): void {
     .option('--worker-api-port <port>', "workers' local API port", '10200')
     .option('--dns-relay-port <port>', "port of the workers' DNS relay on the bridge address", '10053')
     .option('--dns-upstream <address...>', 'resolvers the relay asks for outside names (default: nameservers in /etc/resolv.conf)')
+    .option('--no-tls', 'plain HTTP and MQTT on the control links (default: TLS with a CA made for the deployment)')
     .option('--worker-arg <arg>', 'extra argument for every `canopy worker` (repeatable)', collect, [])
     .option('--registry-mirror <host=url>', 'registry mirror for every worker\'s container pulls, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
+    .option('--registry-mirrors-only', 'workers pull only through --registry-mirror (and loopback registries), never from a registry\'s own address')
     .action(async (o: Opts) => {
       if (process.getuid?.() !== 0) fail('up', new Error('needs root (network namespaces, bridge, cgroups)'));
       const dir = o.dir ?? defaultStateDir();
@@ -71,10 +86,11 @@ export function register(program: Command): void {
       try {
         state = await up({
           dir, workers: Number(o.workers), name: o.name, subnet: o.subnet,
+          roots: Number(o.roots), store: parseStore(o.store), postgresPort: portFlag(o.postgresPort, '--postgres-port', 1),
           rootPort: portFlag(o.rootPort, '--root-port', 1), clusterPort: portFlag(o.clusterPort, '--cluster-port', 1),
           mqttPort: portFlag(o.mqttPort, '--mqtt-port', 1), workerApiPort: portFlag(o.workerApiPort, '--worker-api-port', 1),
-          dnsRelayPort: portFlag(o.dnsRelayPort, '--dns-relay-port', 1), dnsUpstreams: o.dnsUpstream,
-          workerArgs: [...o.workerArg, ...o.registryMirror.flatMap((m) => ['--registry-mirror', m])], progress: say,
+          dnsRelayPort: portFlag(o.dnsRelayPort, '--dns-relay-port', 1), dnsUpstreams: o.dnsUpstream, tls: o.tls,
+          workerArgs: [...o.workerArg, ...o.registryMirror.flatMap((m) => ['--registry-mirror', m]), ...(o.registryMirrorsOnly ? ['--registry-mirrors-only'] : [])], progress: say,
         });
       } catch (e) {
         if (e instanceof AlreadyUpError) {
@@ -87,6 +103,7 @@ export function register(program: Command): void {
       process.removeListener('SIGINT', interrupted);
       console.log(`\nup: root ${state.rootUrl} (user ${state.username}, password in ${dir}/state.json), cluster ${state.clusterName}, workers ${state.workers.map((w) => w.name).join(', ')}`);
       console.log(`logs: ${dir}/logs`);
+      if (state.ca) console.log(`tls: every link is TLS; clients trust ${state.ca} (the CLI reads it from the state file; curl --cacert ${state.ca})`);
       let demoFailed = false;
       if (o.demo !== false) {
         console.log('');

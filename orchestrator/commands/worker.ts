@@ -4,16 +4,19 @@
 import type { Command } from 'commander';
 import { availableParallelism, hostname } from 'node:os';
 import { NodeEngine } from '../worker/node-engine.ts';
-import { startWorkerApi } from '../worker/api.ts';
+import { loadOrCreateApiToken, startWorkerApi } from '../worker/api.ts';
 import { parseUpstream } from '../../dns/forwarder.ts';
 import { parseCidr } from '../descriptor/ip.ts';
 import { netManagerFor, defaultTunnelEndpoint } from '../worker/net/for-engine.ts';
 import type { NetManager } from '../worker/net/net-manager.ts';
 import { containerRuntimeFor } from '../worker/container/for-engine.ts';
+import { readServerTls } from '../protocol/tls.ts';
+import { openSession, withLogin } from '../client/session.ts';
+import { fail } from '../client/terminal.ts';
 
 interface Opts {
   name: string;
-  cluster: string;
+  cluster?: string;
   key?: string;
   data: string;
   location?: string;
@@ -37,6 +40,9 @@ interface Opts {
   serviceRange: string[];
   containerd?: string;
   registryMirror: string[];
+  tlsCert?: string;
+  tlsKey?: string;
+  registryMirrorsOnly?: boolean;
 }
 
 const collect = (v: string, all: string[]): string[] => [...all, v];
@@ -58,16 +64,33 @@ function cidrOpt(v: string, name: string): string {
 }
 
 export function register(program: Command): void {
-  program
-    .command('worker')
+  const worker = program.command('worker');
+  // `canopy worker revoke <name>`: through root, as an admin (the daemon below has no revoke of its own).
+  worker
+    .command('revoke')
+    .description('cut a worker off now: credentials and MQTT session end, it may not register again, its instances are re-placed')
+    .argument('<name>', 'worker name')
+    .option('--in <cluster>', 'its cluster (needed when root has several)')
+    .option('--root <url>', 'root API URL (default: CANOPY_ROOT, or the local deployment of `canopy up`)')
+    .action(async (name: string, o: { in?: string; root?: string }) => {
+      try {
+        const r = await withLogin(openSession({ root: o.root }), (c) => c.revokeWorker(name, o.in));
+        console.log(`revoked worker ${r.revoked} of cluster ${r.cluster}`);
+      } catch (e) {
+        fail('worker revoke', e);
+      }
+    });
+  worker
     .description('run a worker daemon (node engine) that joins a cluster')
     .option('--name <name>', 'worker name, unique in the cluster', hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-'))
-    .requiredOption('--cluster <url>', 'cluster API URL, e.g. http://cluster:10100')
+    .option('--cluster <url>', 'cluster API URL, e.g. https://cluster:10100 (verified against --ca); required')
     .option('--key <key>', 'the cluster\'s worker join key (env CANOPY_WORKER_KEY)')
     .option('--data <dir>', 'state directory (credentials, instance records, logs)', './canopy-worker')
     .option('--location <lat,long>', 'where this worker is (for geo constraints)')
     .option('--api-host <address>', 'local API address', '127.0.0.1')
     .option('--api-port <port>', 'local API port (status, logs, metrics); 0 picks one', '10200')
+    .option('--tls-cert <file>', 'serve the local API as https with this certificate (PEM; with --tls-key)')
+    .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
     .option('--tunnel-endpoint <host:port>', 'tunnel socket address other workers reach (default: this host\'s address towards the cluster)')
     .option('--no-network', 'no bridge, TUN, tunnel or DNS: instances get loopback only')
     .option('--tunnel-host <address>', 'local address of the tunnel socket', '0.0.0.0')
@@ -86,7 +109,11 @@ export function register(program: Command): void {
     .option('--undeploy-on-exit', 'remove every instance when stopping')
     .option('--containerd <socket>', 'an operator\'s containerd socket (default: the worker starts its own under --data)')
     .option('--registry-mirror <host=url>', 'pull images of a registry through a mirror, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
+    .option('--registry-mirrors-only', 'pull only through --registry-mirror and from loopback registries, never from a registry\'s own address (air-gapped sites)')
     .action(async (o: Opts) => {
+      if (!o.cluster) fail('worker', new Error("required option '--cluster <url>' not specified"));
+      const clusterUrl = o.cluster;
+      const tls = readServerTls(o.tlsCert, o.tlsKey);
       const key = o.key ?? process.env.CANOPY_WORKER_KEY;
       if (!key) throw new Error('--key or CANOPY_WORKER_KEY is required (printed by `canopy cluster` at first start)');
       let capacity;
@@ -101,7 +128,7 @@ export function register(program: Command): void {
       const tunnelPort = intOpt(o.tunnelPort, '--tunnel-port', 1, 65535);
       if (o.network) {
         if (!IFNAME.test(o.bridge) || !IFNAME.test(o.tun)) throw new Error('--bridge and --tun must be interface names (1-15 of [a-zA-Z0-9_-])');
-        tunnelEndpoint ??= await defaultTunnelEndpoint(o.cluster, tunnelPort);
+        tunnelEndpoint ??= await defaultTunnelEndpoint(clusterUrl, tunnelPort);
       }
       const netOpts = o.network ? {
         tunnelHost: o.tunnelHost, tunnelPort, pathMtu: intOpt(o.pathMtu, '--path-mtu', 576, 65535), offload: o.offload,
@@ -109,10 +136,10 @@ export function register(program: Command): void {
         dnsUpstreams: o.dnsUpstream?.map(parseUpstream), dnsPort: intOpt(o.dnsPort, '--dns-port', 1, 65535), bridge: o.bridge, tun: o.tun,
         overlay: o.overlay.map((c) => cidrOpt(c, '--overlay')), servicePrefixes: o.serviceRange.map((c) => cidrOpt(c, '--service-range')),
       } : undefined;
-      const runtimes = containerRuntimeFor({ dataDir: o.data, mirrors: o.registryMirror, ...(o.containerd ? { socket: o.containerd } : {}) });
+      const runtimes = containerRuntimeFor({ dataDir: o.data, mirrors: o.registryMirror, mirrorsOnly: Boolean(o.registryMirrorsOnly), ...(o.containerd ? { socket: o.containerd } : {}) });
       const engine = await NodeEngine.start({
         runtimes,
-        name: o.name, clusterUrl: o.cluster, joinKey: key, stateDir: o.data, location: o.location,
+        name: o.name, clusterUrl, joinKey: key, stateDir: o.data, location: o.location,
         tunnelEndpoint, capacity,
         ...(netOpts ? { net: (e: NodeEngine) => (net = netManagerFor(e, netOpts)) } : {}),
       });
@@ -124,7 +151,7 @@ export function register(program: Command): void {
         await engine.close().catch(() => {});
         process.exit(1);
       });
-      const api = await startWorkerApi(engine, o.apiHost, Number(o.apiPort));
+      const api = await startWorkerApi(engine, { host: o.apiHost, port: Number(o.apiPort), token: loadOrCreateApiToken(o.data), tls });
       const stop = (): void => {
         stopping = true;
         Promise.all([api.close(), engine.close({ undeploy: Boolean(o.undeployOnExit) })]).then(() => process.exit(0), (err: unknown) => {

@@ -4,7 +4,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiCallError, type RootClient } from '../client/root-client.ts';
-import { instanceLogs, workerApiUrl } from '../client/worker-api.ts';
 import { watchInstances } from '../client/watch.ts';
 import type { DeploymentState } from '../client/deployment-state.ts';
 
@@ -55,17 +54,16 @@ export async function runDemo(c: RootClient, s: DeploymentState, say: (line: str
   });
   if (!r.ok) return { ok: false, lines: [], why: `${r.target.label}#${r.target.instance} ${r.state}: ${r.reason}` };
   const inst = (await c.service(client.microserviceID)).instances[0]!;
-  const api = workerApiUrl(inst.worker_id ?? '', s);
   say(`demo: reading the client's log on ${inst.worker_id} (web runs on ${(await c.service(web.microserviceID)).instances[0]?.worker_id})`);
   const until = Date.now() + (o.checkSeconds ?? 20) * 1000;
   let lines: string[] = [];
   for (;;) {
-    const text = await instanceLogs(api, client.microserviceID, inst.instance_n, 'stdout').catch(() => '');
+    const text = await c.instanceLogs(client.microserviceID, inst.instance_n, 'stdout').catch(() => '');
     lines = text.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
     if (lines.includes('200')) {
       const webInst = (await c.service(web.microserviceID)).instances[0];
       const served = webInst?.worker_id
-        ? (await instanceLogs(workerApiUrl(webInst.worker_id, s), web.microserviceID, webInst.instance_n, 'stderr').catch(() => '')).trim().split('\n').filter((l) => l.includes('GET')).slice(-2)
+        ? (await c.instanceLogs(web.microserviceID, webInst.instance_n, 'stderr').catch(() => '')).trim().split('\n').filter((l) => l.includes('GET')).slice(-2)
         : [];
       // Both start together, so the client's first requests may go out before web listens or before
       // its worker has the route: curl prints 000 for "no HTTP answer". Say so rather than leave it bare.

@@ -4,7 +4,8 @@
 // file is written before anything is made and after every step, so `down` can always undo a partial
 // `up`.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { startLocalPostgres, stopLocalPostgresSync } from '../root/pg-server.ts';
 import { dirname, join, resolve } from 'node:path';
 import { RootClient } from '../client/root-client.ts';
 import { forgetTokens } from '../client/session.ts';
@@ -13,6 +14,9 @@ import { ipBatchForce, listNetnsSync, netnsPidsSync } from './iproute.ts';
 import { CANOPY_BIN, logTail, removeWorkerCgroups, spawnDetached, stopProcesses } from './processes.ts';
 import { isAlive, procRef } from '../proc.ts';
 import { STATE_VERSION, readState, writeState, type DeploymentState, type ProcessRecord } from '../client/deployment-state.ts';
+import { controlFetch, pinCa } from '../protocol/tls.ts';
+import { ensureFleetCerts } from '../tls/fleet.ts';
+import { reapEmbeddedSync } from '../worker/container/embedded-reap.ts';
 
 export interface UpOptions {
   dir: string;
@@ -31,8 +35,16 @@ export interface UpOptions {
   dnsUpstreams?: string[];
   /** Extra arguments for every `canopy worker`. */
   workerArgs?: string[];
+  /** Root replicas (default 1); more than one needs store 'postgres'. */
+  roots?: number;
+  /** Root's store: 'sqlite' (default) or 'postgres' (a PostgreSQL of the deployment's own, in <dir>/postgres). */
+  store?: 'sqlite' | 'postgres';
+  /** Port of that PostgreSQL (loopback); default 10432. */
+  postgresPort?: number;
   /** Seconds to wait for every worker to be active at root; default 90. */
   readyTimeoutS?: number;
+  /** TLS on every control link with a CA made for the deployment (default true; SPEC §10). */
+  tls?: boolean;
   progress?: (line: string) => void;
 }
 
@@ -42,7 +54,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** True when any daemon of the deployment still runs. */
 export function isRunning(s: DeploymentState): boolean {
-  return [s.root, s.cluster, ...s.workers.map((w) => w.process)].some((p) => p !== null && isAlive(p));
+  return [s.root, ...(s.rootReplicas ?? []), s.cluster, ...s.workers.map((w) => w.process)].some((p) => p !== null && isAlive(p));
 }
 
 function readLog(file: string): string {
@@ -81,12 +93,18 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
     throw new AlreadyUpError(`a stopped deployment "${existing.name}" is still recorded in ${o.dir}; run \`canopy down\` to remove its namespaces first`);
   }
   const name = o.name ?? 'up';
+  const roots = o.roots ?? 1;
+  const store = o.store ?? 'sqlite';
+  if (!Number.isInteger(roots) || roots < 1 || roots > 5) throw new Error(`--roots: 1-5, got ${o.roots}`);
+  if (roots > 1 && store !== 'postgres') throw new Error('--roots above 1 needs --store postgres: replicas share one PostgreSQL');
   const hosts = planHosts({ name, subnet: o.subnet ?? '198.19.250.0', workers: o.workers });
   const rootPort = o.rootPort ?? 10000;
   const clusterPort = o.clusterPort ?? 10100;
   const mqttPort = o.mqttPort ?? 10003;
   const workerApiPort = o.workerApiPort ?? 10200;
   const dnsRelayPort = o.dnsRelayPort ?? 10053;
+  const tls = o.tls !== false;
+  const http = tls ? 'https' : 'http';
   const logs = join(o.dir, 'logs');
   const createdFrom = mkdirSync(logs, { recursive: true, mode: 0o700 });
 
@@ -98,9 +116,9 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
     bridge: hosts.bridge,
     subnet: `${o.subnet ?? '198.19.250.0'}/24`,
     hostIp: hosts.hostIp,
-    rootUrl: `http://${hosts.hostIp}:${rootPort}`,
-    clusterUrl: `http://${hosts.hostIp}:${clusterPort}`,
-    mqttUrl: `mqtt://${hosts.hostIp}:${mqttPort}`,
+    rootUrl: Array.from({ length: roots }, (_, k) => `${http}://${hosts.hostIp}:${rootPort + k}`).join(','),
+    clusterUrl: `${http}://${hosts.hostIp}:${clusterPort}`,
+    mqttUrl: `${tls ? 'mqtts' : 'mqtt'}://${hosts.hostIp}:${mqttPort}`,
     clusterName: `${name}-cluster`,
     username: 'admin',
     password: randomBytes(12).toString('base64url'),
@@ -109,11 +127,29 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
     dnsRelay: null,
     workers: hosts.workers.map((w) => ({
       name: w.name, netns: w.netns, hostVeth: w.hostVeth, ip: w.ip,
-      apiUrl: `http://${w.ip}:${workerApiPort}`, dataDir: join(o.dir, 'workers', w.name), process: null,
+      apiUrl: `${http}://${w.ip}:${workerApiPort}`, dataDir: join(o.dir, 'workers', w.name), process: null,
     })),
     ...(createdFrom && createdFrom !== logs ? { createdFrom: resolve(createdFrom) } : {}),
   };
   writeState(s);
+
+  // The certificates before anything listens: a CA for this deployment and one certificate per tier
+  // naming the address it is reached at. Every daemon gets --ca; this process pins it too.
+  const tlsDir = join(o.dir, 'tls');
+  const serverFlags = (name: string): string[] => (tls ? ['--tls-cert', join(tlsDir, `${name}.pem`), '--tls-key', join(tlsDir, `${name}-key.pem`)] : []);
+  const caFlag: string[] = [];
+  if (tls) {
+    say(`tls: a CA and ${2 + hosts.workers.length} certificates in ${tlsDir}`);
+    const certs = ensureFleetCerts(tlsDir, [
+      { name: 'root', sans: [hosts.hostIp] },
+      { name: 'cluster', sans: [hosts.hostIp] },
+      ...hosts.workers.map((w) => ({ name: w.name, sans: [w.ip] })),
+    ]);
+    s.ca = certs.paths.ca;
+    caFlag.push('--ca', certs.paths.ca);
+    pinCa(readFileSync(certs.paths.ca, 'utf8'));
+    writeState(s);
+  }
 
   say(`network: bridge ${hosts.bridge} ${hosts.hostIp}/24, ${hosts.workers.length} worker namespaces`);
   await createHosts(hosts);
@@ -133,22 +169,47 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
   await waitFor('the DNS relay', 30_000, async () => (readLog(relay.log).includes('"dns relay listening"') ? true : undefined),
     () => assertAlive(relay, 'dns relay'));
 
-  say(`root: ${s.rootUrl}`);
-  s.root = spawnDetached([node, CANOPY_BIN, 'root', '--host', hosts.hostIp, '--port', String(rootPort), '--data', join(o.dir, 'root'),
-    '--worker-apis-from', o.dir],
-    join(logs, 'root.log'), { CANOPY_ADMIN_PASSWORD: s.password, CANOPY_CLUSTER_KEY: clusterKey });
-  writeState(s);
+  let storeArgs: string[] = [];
+  if (store === 'postgres') {
+    const port = o.postgresPort ?? 10432;
+    const pgDir = join(o.dir, 'postgres');
+    say(`postgres: Debian's PostgreSQL in ${pgDir}, 127.0.0.1:${port} (root's shared store)`);
+    // The server runs as the unprivileged user postgres: it must be able to walk into the state folder
+    // (0711: through, not list; state.json stays 0600).
+    for (let d = resolve(o.dir); ; d = dirname(d)) {
+      chmodSync(d, statSync(d).mode | 0o711);
+      if (!s.createdFrom || d === resolve(s.createdFrom) || dirname(d) === d) break;
+    }
+    s.postgres = { dir: pgDir, port, url: `postgres://postgres@127.0.0.1:${port}/canopy` };
+    writeState(s);
+    await startLocalPostgres(pgDir, port);
+    storeArgs = ['--store', s.postgres.url];
+  }
+  const urls = s.rootUrl.split(',');
+  const replicas: ProcessRecord[] = [];
+  for (const [k, url] of urls.entries()) {
+    say(`root${roots > 1 ? ` replica ${k + 1} of ${roots}` : ''}: ${url}`);
+    const p = spawnDetached([node, CANOPY_BIN, 'root', '--host', hosts.hostIp, '--port', String(rootPort + k), '--data', join(o.dir, k === 0 ? 'root' : `root${k + 1}`),
+      ...storeArgs, ...serverFlags('root'), ...caFlag],
+    join(logs, k === 0 ? 'root.log' : `root${k + 1}.log`), { CANOPY_ADMIN_PASSWORD: s.password, CANOPY_CLUSTER_KEY: clusterKey });
+    replicas.push(p);
+    if (k === 0) s.root = p;
+    else s.rootReplicas = [...(s.rootReplicas ?? []), p];
+    writeState(s);
+    // One at a time: the first creates the database's schema and secrets, the others find them.
+    const one = new RootClient({ url, timeoutMs: 3000 });
+    await waitFor(`root at ${url} to answer`, 30_000, async () => one.login(s.username, s.password), () => assertAlive(p, 'root'));
+  }
   const client = new RootClient({ url: s.rootUrl, timeoutMs: 3000 });
-  const root = s.root;
-  await waitFor('root to answer', 30_000, async () => client.login(s.username, s.password), () => assertAlive(root, 'root'));
+  await client.login(s.username, s.password);
 
   say(`cluster: ${s.clusterName} at ${s.clusterUrl}, MQTT ${s.mqttUrl}`);
   s.cluster = spawnDetached([node, CANOPY_BIN, 'cluster', '--name', s.clusterName, '--host', hosts.hostIp, '--port', String(clusterPort),
-    '--mqtt-host', hosts.hostIp, '--mqtt-port', String(mqttPort), '--data', join(o.dir, 'cluster'), '--root', s.rootUrl],
+    '--mqtt-host', hosts.hostIp, '--mqtt-port', String(mqttPort), '--data', join(o.dir, 'cluster'), '--root', s.rootUrl, ...serverFlags('cluster'), ...caFlag],
   join(logs, 'cluster.log'), { CANOPY_CLUSTER_KEY: clusterKey, CANOPY_WORKER_KEY: workerKey });
   writeState(s);
   const cluster = s.cluster;
-  await waitFor('the cluster API', 30_000, async () => (await fetch(`${s.clusterUrl}/metrics`, { signal: AbortSignal.timeout(2000) })).status < 500 ? true : undefined,
+  await waitFor('the cluster API', 30_000, async () => (await controlFetch(`${s.clusterUrl}/metrics`, { signal: AbortSignal.timeout(2000) })).status < 500 ? true : undefined,
     () => assertAlive(cluster, 'cluster'));
 
   for (const w of s.workers) {
@@ -156,13 +217,13 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
     mkdirSync(w.dataDir, { recursive: true, mode: 0o700 });
     w.process = spawnDetached(netnsExecArgv(w.netns, [node, CANOPY_BIN, 'worker', '--name', w.name, '--cluster', s.clusterUrl,
       '--data', w.dataDir, '--api-host', w.ip, '--api-port', String(workerApiPort), '--tunnel-endpoint', `${w.ip}:50103`,
-      '--undeploy-on-exit', '--dns-upstream', relayAt, ...(o.workerArgs ?? [])]), join(logs, `${w.name}.log`), { CANOPY_WORKER_KEY: workerKey });
+      '--undeploy-on-exit', '--dns-upstream', relayAt, ...serverFlags(w.name), ...caFlag, ...(o.workerArgs ?? [])]), join(logs, `${w.name}.log`), { CANOPY_WORKER_KEY: workerKey });
     writeState(s);
   }
 
   say(`waiting for ${s.workers.length} workers to be active at root (the cluster reports every 5 s)`);
   const all = () => {
-    assertAlive(root, 'root');
+    for (const r of replicas) assertAlive(r, 'root');
     assertAlive(cluster, 'cluster');
     assertAlive(relay, 'dns relay');
     for (const w of s.workers) if (w.process) assertAlive(w.process, `worker ${w.name}`);
@@ -191,7 +252,21 @@ export interface DownReport {
 export function down(s: DeploymentState, o: { keepLogs?: boolean } = {}): DownReport {
   const killed: string[] = [];
   for (const i of stopProcesses(s.workers.map((w) => w.process), 20_000)) killed.push(s.workers[i]!.name);
-  for (const i of stopProcesses([s.cluster, s.root, s.dnsRelay ?? null], 5000)) killed.push(['cluster', 'root', 'dns relay'][i]!);
+  const replicas = s.rootReplicas ?? [];
+  for (const i of stopProcesses([s.cluster, s.root, s.dnsRelay ?? null, ...replicas], 5000)) {
+    killed.push(['cluster', 'root', 'dns relay'][i] ?? `root replica ${i - 1}`);
+  }
+  // After root: its replicas hold connections to it.
+  if (s.postgres) {
+    try {
+      stopLocalPostgresSync(s.postgres.dir);
+    } catch {
+      killed.push('postgres (stopped by signal)');
+    }
+  }
+  // A worker that was SIGKILLed left its embedded containerd (kept for re-adoption): stop it, its shims
+  // and its mounts properly before the data dir goes.
+  for (const w of s.workers) if (w.dataDir) killed.push(...reapEmbeddedSync(w.dataDir).map((x) => `${x} of ${w.name}`));
   // Anything else still running in a worker namespace (a daemon the state file missed).
   for (const w of s.workers) {
     for (const pid of netnsPidsSync(w.netns)) {

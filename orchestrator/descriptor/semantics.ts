@@ -37,7 +37,7 @@ const CONSTRAINT_KEYS: Record<Constraint['type'], string[]> = {
   direct: ['cluster', 'node'],
   clusters: ['allowed'],
   geo: ['location', 'threshold'],
-  latency: ['location', 'area', 'threshold'],
+  latency: ['target', 'area', 'location', 'threshold'],
   anti_affinity: [],
   arch: ['arch'],
 };
@@ -112,8 +112,14 @@ function constraint(c: Obj, path: string, errors: FieldError[]): Constraint | nu
     }
     case 'latency': {
       const out: Constraint = { type, threshold: positive(c.threshold, `${path}/threshold`, errors) };
-      if (c.location === undefined && c.area === undefined) {
-        errors.push({ path, message: 'a latency constraint needs `location` or `area`' });
+      if (c.location === undefined && c.area === undefined && c.target === undefined) {
+        errors.push({ path, message: 'a latency constraint needs `target` (an address), `area` or `location`' });
+      }
+      if (c.target !== undefined) {
+        // The workers probe it: a unicast address, not a name (nothing here resolves names for them).
+        if (typeof c.target !== 'string' || !parseIp(c.target)) {
+          errors.push({ path: `${path}/target`, message: 'must be an IPv4 or IPv6 address' });
+        } else out.target = c.target;
       }
       if (c.location !== undefined) {
         if (typeof c.location !== 'string' || !parseLocation(c.location, false)) {

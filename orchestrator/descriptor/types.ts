@@ -15,7 +15,7 @@ export type Constraint =
   | { type: 'direct'; cluster?: string; node?: string }
   | { type: 'clusters'; allowed: string[] }
   | { type: 'geo'; location: string; threshold: number }
-  | { type: 'latency'; location?: string; area?: string; threshold: number }
+  | { type: 'latency'; location?: string; area?: string; target?: string; threshold: number }
   | { type: 'anti_affinity' }
   | { type: 'arch'; arch: string[] };
 

@@ -2,6 +2,8 @@
 // client id must be its username, so no worker can take over another's session; a forbidden publish
 // closes the offender's connection (aedes' behaviour), a forbidden subscription is refused (SUBACK 128).
 import { createServer, type Server, type AddressInfo } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import type { ServerTls } from '../protocol/tls.ts';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { CLUSTER_USER, type CredentialStore } from './credentials.ts';
 import { workerMayPublish, workerMaySubscribe } from './topics.ts';
@@ -12,6 +14,8 @@ export interface BrokerOptions {
   port: number;
   credentials: CredentialStore;
   log: Logger;
+  /** mqtts only (SPEC §10): a plain MQTT connection fails the handshake. */
+  tls?: ServerTls;
 }
 
 function authError(message: string, code: 4 | 5): AuthenticateError {
@@ -20,20 +24,25 @@ function authError(message: string, code: 4 | 5): AuthenticateError {
 
 export class EmbeddedBroker {
   private readonly users = new WeakMap<Client, string>();
+  /** Connected clients by username, so a revoked worker's session can be closed at once. */
+  private readonly byUser = new Map<string, Set<Client>>();
   private denied = 0;
 
   private constructor(
     private readonly aedes: Aedes,
     private readonly server: Server,
     private readonly log: Logger,
+    private readonly tls: boolean,
   ) {}
 
   static async start(o: BrokerOptions): Promise<EmbeddedBroker> {
     // A higher mq concurrency keeps short bursts from queueing inside aedes at all.
     const aedes = new Aedes({ drainTimeout: 10_000, maxClientsIdLength: 64, connectTimeout: 10_000, concurrency: 1000 });
     await aedes.listen();
-    const server = createServer(aedes.handle);
-    const broker = new EmbeddedBroker(aedes, server, o.log);
+    const server: Server = o.tls ? createTlsServer({ cert: o.tls.cert, key: o.tls.key }, aedes.handle) : createServer(aedes.handle);
+    // A client that does not speak TLS (or does not trust the CA) is dropped at the handshake: logged, not fatal.
+    if (o.tls) server.on('tlsClientError', (err) => o.log.debug('mqtt tls handshake failed', { error: err.message }));
+    const broker = new EmbeddedBroker(aedes, server, o.log, Boolean(o.tls));
     aedes.authenticate = (client, username, password, done) => {
       if (!o.credentials.verify(username, password)) {
         broker.log.warn('mqtt auth refused', { client: client.id, username: username ?? null });
@@ -48,6 +57,9 @@ export class EmbeddedBroker {
         return;
       }
       broker.users.set(client, u);
+      let set = broker.byUser.get(u);
+      if (!set) broker.byUser.set(u, (set = new Set()));
+      set.add(client);
       done(null, true);
     };
     aedes.authorizePublish = (client, packet, callback) => {
@@ -65,6 +77,12 @@ export class EmbeddedBroker {
       broker.log.warn('mqtt subscribe denied', { username: u ?? null, topic: sub.topic });
       callback(null, null);
     };
+    aedes.on('clientDisconnect', (client) => {
+      const u = broker.users.get(client);
+      const set = u === undefined ? undefined : broker.byUser.get(u);
+      set?.delete(client);
+      if (u !== undefined && set?.size === 0) broker.byUser.delete(u);
+    });
     aedes.on('clientError', (client, err) => broker.log.debug('mqtt client error', { client: client.id, error: err.message }));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -74,6 +92,15 @@ export class EmbeddedBroker {
       });
     });
     return broker;
+  }
+
+  /** Closes every session of `username` now (a revoked worker); returns how many there were. */
+  disconnect(username: string): number {
+    const set = this.byUser.get(username);
+    if (!set) return 0;
+    this.byUser.delete(username);
+    for (const c of set) c.close();
+    return set.size;
   }
 
   /** The broker itself, for the cluster's in-process attachment (bus.ts). */
@@ -87,7 +114,7 @@ export class EmbeddedBroker {
 
   get url(): string {
     const a = this.server.address() as AddressInfo;
-    return `mqtt://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+    return `${this.tls ? 'mqtts' : 'mqtt'}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
   }
 
   get stats(): { clients: number; denied: number } {

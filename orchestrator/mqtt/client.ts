@@ -3,6 +3,7 @@
 // the connection is down so that status reports survive a broker outage.
 import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
 import type { Credentials } from './credentials.ts';
+import { mqttTls } from '../protocol/tls.ts';
 
 export interface ConnectOptions {
   clientId?: string;
@@ -24,6 +25,8 @@ export function mqttOptions(creds: Credentials, o: ConnectOptions = {}): IClient
     keepalive: o.keepalive ?? 10,
     queueQoSZero: false,
     resubscribe: true,
+    // mqtts:// is verified against the pinned CA only (protocol/tls.ts).
+    ...mqttTls(),
   };
 }
 

@@ -5,6 +5,7 @@
 import { Ajv, type ValidateFunction, type ErrorObject } from 'ajv';
 import type { InstanceState } from '../protocol/instance-states.ts';
 import { ALL_STATES } from '../protocol/instance-states.ts';
+import type { NetCoordinate } from '../protocol/network.ts';
 
 /** Largest payload accepted on any topic: a heartbeat with a few thousand instances fits. */
 export const MAX_PAYLOAD_BYTES = 1 << 20;
@@ -32,6 +33,24 @@ export interface Heartbeat {
   instances: InventoryEntry[];
   /** host:port of the worker's tunnel socket, once its net manager runs. */
   tunnel_endpoint?: string;
+  /** Its Vivaldi coordinate, learned from the tunnel's RTT probes (once its net manager runs). */
+  coord?: NetCoordinate;
+}
+
+/** nodes/<id>/net/probe: measure the RTT to an address outside the overlay (a `latency` target). */
+export interface ProbeRequest {
+  probe_id: string;
+  target: string;
+}
+
+/** nodes/<id>/net/probe/result: the answer; `rtt_ms` null when the target did not answer. */
+export interface ProbeResult {
+  probe_id: string;
+  target: string;
+  rtt_ms: number | null;
+  /** How it was measured: ICMP echo, or a TCP connect where echo got no answer. */
+  method: 'icmp' | 'tcp' | 'none';
+  error?: string;
 }
 
 /** nodes/<id>/job: one instance changed state on the worker. */
@@ -105,6 +124,14 @@ const schemas = {
       virtualizations: { type: 'array', maxItems: 8, items: str(32) },
       location: str(64),
       tunnel_endpoint: str(64),
+      coord: {
+        type: 'object', required: ['vec', 'height', 'error'],
+        properties: {
+          vec: { type: 'array', minItems: 2, maxItems: 2, items: { type: 'number', minimum: -1e6, maximum: 1e6 } },
+          height: { type: 'number', minimum: 0, maximum: 1e6 },
+          error: { type: 'number', minimum: 0, maximum: 10 },
+        },
+      },
       cpu: {
         type: 'object', required: ['cores', 'free', 'usage_pct'],
         properties: { cores: nonneg, free: nonneg, usage_pct: { type: 'number', minimum: 0, maximum: 100 } },
@@ -155,6 +182,16 @@ const schemas = {
   subnet: {
     type: 'object', required: ['subnet_v4'], properties: { subnet_v4: str(64), subnet_v6: nstr },
   },
+  probe: {
+    type: 'object', required: ['probe_id', 'target'], properties: { probe_id: id, target: { type: 'string', minLength: 2, maxLength: 45 } },
+  },
+  probe_result: {
+    type: 'object', required: ['probe_id', 'target', 'rtt_ms', 'method'],
+    properties: {
+      probe_id: id, target: str(45), rtt_ms: { type: ['number', 'null'], minimum: 0, maximum: 600_000 },
+      method: { type: 'string', enum: ['icmp', 'tcp', 'none'] }, error: str(500),
+    },
+  },
 };
 
 export interface MessageTypes {
@@ -163,6 +200,8 @@ export interface MessageTypes {
   deploy: DeployOrder;
   remove: DeleteOrder;
   subnet: SubnetAssignment;
+  probe: ProbeRequest;
+  probe_result: ProbeResult;
 }
 export type MessageKind = keyof MessageTypes;
 

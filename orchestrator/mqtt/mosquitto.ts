@@ -47,12 +47,14 @@ export function keepMosquittoFiles(store: CredentialStore, dir: string, reload?:
   return files;
 }
 
-/** A minimal mosquitto.conf that uses the generated files (for operators and tests). */
-export function mosquittoConf(files: MosquittoFiles, host: string, port: number): string {
+/** A minimal mosquitto.conf that uses the generated files (for operators and tests); with `tls` the
+ *  listener speaks only mqtts (SPEC §10), with the certificate and key files given. */
+export function mosquittoConf(files: MosquittoFiles, host: string, port: number, tls?: { certFile: string; keyFile: string }): string {
   return [
     // Listener options must follow the `listener` line, or Mosquitto also opens its default port 1883.
     'per_listener_settings false',
     `listener ${port} ${host}`,
+    ...(tls ? [`certfile ${tls.certFile}`, `keyfile ${tls.keyFile}`, 'tls_version tlsv1.2'] : []),
     // A worker cannot take over another worker's session by claiming its client id.
     'use_username_as_clientid true',
     'allow_anonymous false',

@@ -14,6 +14,8 @@ export const topics = {
   tableQueryRequest: (w: string) => `nodes/${w}/net/tablequery/request`,
   interest: (w: string) => `nodes/${w}/net/interest`,
   coordinates: (w: string) => `nodes/${w}/net/coordinates`,
+  logs: (w: string) => `nodes/${w}/logs`,
+  probeResult: (w: string) => `nodes/${w}/net/probe/result`,
   // cluster → worker
   deploy: (w: string) => `nodes/${w}/control/deploy`,
   remove: (w: string) => `nodes/${w}/control/delete`,
@@ -21,14 +23,16 @@ export const topics = {
   subnet: (w: string) => `nodes/${w}/net/subnet`,
   coordinatePeers: (w: string) => `nodes/${w}/net/coordinates/peers`,
   overlayKey: (w: string) => `nodes/${w}/net/overlay-key`,
+  logsRequest: (w: string) => `nodes/${w}/control/logs`,
+  probe: (w: string) => `nodes/${w}/net/probe`,
   // cluster → interested workers (route_update, route_withdraw)
   serviceUpdates: (serviceId: string) => `jobs/${serviceId}/updates`,
 };
 
 /** Suffixes under nodes/<id>/ that a worker may publish (the cluster subscribes to them). */
-export const WORKER_PUBLISHES = ['information', 'job', 'net/tablequery/request', 'net/interest', 'net/coordinates'] as const;
+export const WORKER_PUBLISHES = ['information', 'job', 'net/tablequery/request', 'net/interest', 'net/coordinates', 'net/probe/result', 'logs'] as const;
 /** Suffixes under nodes/<id>/ that a worker may subscribe to (the cluster publishes them). */
-export const WORKER_RECEIVES = ['control/deploy', 'control/delete', 'net/tablequery/result', 'net/subnet', 'net/coordinates/peers', 'net/overlay-key'] as const;
+export const WORKER_RECEIVES = ['control/deploy', 'control/delete', 'net/tablequery/result', 'net/subnet', 'net/coordinates/peers', 'net/overlay-key', 'net/probe', 'control/logs'] as const;
 
 /** The cluster's subscriptions: every worker's upward topics. */
 export const CLUSTER_SUBSCRIPTIONS = WORKER_PUBLISHES.map((s) => `nodes/+/${s}`);

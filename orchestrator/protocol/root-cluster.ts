@@ -5,6 +5,7 @@
 // (its JSON schema in cluster/api.ts), which is looser than what root sends.
 import type { InstanceState } from './instance-states.ts';
 import { validTunnelKey, type TunnelKey } from './tunnel-identity.ts';
+import type { NetworkSummary, WorkerNetView } from './network.ts';
 
 /**
  * The constraint objects of a descriptor microservice, as far as the cluster reads them: looser than
@@ -19,6 +20,8 @@ export interface Constraint {
   threshold?: number;
   arch?: readonly string[];
   area?: string;
+  /** `latency`: an address the instance must reach within `threshold` ms (measured by the workers). */
+  target?: string;
 }
 
 /** One `con_constraints` entry: `latency` in ms (Vivaldi estimate) or `geo` in km. */
@@ -172,6 +175,10 @@ export interface Report {
   architectures: string[];
   /** The largest single worker's total capacity: no instance that needs more can run here. */
   max_worker: { vcpus: number; memory_mb: number };
+  /** Where the workers sit in the network (SPEC §12); clusters that predate it leave it out. */
+  network?: NetworkSummary;
+  /** The workers one by one (at most MAX_REPORTED_WORKERS), for `canopy status --workers`. */
+  workers?: WorkerNetView[];
   instances: InstanceChange[];
 }
 

@@ -1,6 +1,7 @@
 // Root's global address allocation (SPEC §3), persisted in the store: policy service IPs and
-// instance IPs from the service range, and worker subnets. Every lookup goes to the store, so an
-// allocation inside a transaction that is rolled back leaves nothing behind.
+// instance IPs from the service range, and worker subnets. Every claim is one atomic statement in the
+// store (insert unless taken), so an allocation inside a transaction that is rolled back leaves
+// nothing behind, and two root replicas never hand out one address.
 import { inCidr, ipToString, parseCidr, parseIp, subBlock, type Cidr, type Family } from '../descriptor/ip.ts';
 import type { AddressKind, RootStore } from './store.ts';
 
@@ -28,6 +29,13 @@ export const DEFAULT_PLAN: AddressPlan = {
 
 export class AddressSpaceExhausted extends Error {}
 
+/** A pinned address another service took between the descriptor check and the write. */
+export class AddressTaken extends Error {
+  constructor(readonly address: string) {
+    super(`address ${address} is already taken`);
+  }
+}
+
 export class AddressAllocator {
   readonly serviceV4: Cidr;
   readonly serviceV6: Cidr;
@@ -50,16 +58,23 @@ export class AddressAllocator {
     const blockSize = 1n << BigInt(32 - plan.workerPrefixV4);
     if ((start.value - this.overlayV4.base) % blockSize !== 0n) throw new Error(`address plan: ${plan.workerStartV4} is not on a /${plan.workerPrefixV4} boundary`);
     this.firstBlock = (start.value - this.overlayV4.base) / blockSize;
+  }
+
+  /**
+   * Checks the plan against the database and resumes next-fit after the highest address in use, so a
+   * restart does not hand out the addresses released just before it first. Call once, before use.
+   */
+  async load(): Promise<this> {
+    const plan = this.plan;
+    const store = this.store;
     // Block indices and ranges mean something only under the plan they were made with.
-    const stored = store.getSetting('address_plan');
-    if (stored && stored !== JSON.stringify(plan) && (store.listSubnets().length > 0 || store.listAddresses().length > 0)) {
+    const stored = await store.getSetting('address_plan');
+    if (stored && stored !== JSON.stringify(plan) && ((await store.listSubnets()).length > 0 || (await store.listAddresses()).length > 0)) {
       throw new Error(`the address plan differs from the one this database was built with (${stored}); start with the same settings or a new --data directory`);
     }
-    store.setSetting('address_plan', JSON.stringify(plan));
-    // Resume next-fit after the highest address in use, so a restart does not hand out the
-    // addresses released just before it first.
+    await store.setSetting('address_plan', JSON.stringify(plan));
     const highest: Record<Family, bigint> = { 4: 0n, 6: 0n };
-    for (const a of store.listAddresses()) {
+    for (const a of await store.listAddresses()) {
       const ip = parseIp(a.address);
       const range = a.family === 4 ? this.serviceV4 : this.serviceV6;
       if (ip && inCidr(ip, range) && ip.value - range.base > highest[a.family]) highest[a.family] = ip.value - range.base;
@@ -68,22 +83,26 @@ export class AddressAllocator {
       const range = family === 4 ? this.serviceV4 : this.serviceV6;
       this.cursor[family] = highest[family] + 1n < range.size - 1n ? highest[family] + 1n : 1n;
     }
+    return this;
   }
 
-  isTaken(address: string): boolean {
+  async isTaken(address: string): Promise<boolean> {
     const ip = parseIp(address);
-    return ip !== null && this.store.addressOwner(ip.text) !== undefined;
+    return ip !== null && (await this.store.addressOwner(ip.text)) !== undefined;
   }
 
   /** Records a pinned address; the descriptor check already made sure it is in range and free. */
-  claim(address: string, kind: AddressKind, serviceId: string, instanceN: number | null = null): string {
+  async claim(address: string, kind: AddressKind, serviceId: string, instanceN: number | null = null): Promise<string> {
     const ip = parseIp(address);
     if (!ip) throw new Error(`not an address: ${address}`);
-    this.store.insertAddress({ address: ip.text, family: ip.family, kind, service_id: serviceId, instance_n: instanceN });
+    // Another request (on this replica or another) may have taken it since the check.
+    if (!(await this.store.claimAddress({ address: ip.text, family: ip.family, kind, service_id: serviceId, instance_n: instanceN }))) {
+      throw new AddressTaken(ip.text);
+    }
     return ip.text;
   }
 
-  allocate(family: Family, kind: AddressKind, serviceId: string, instanceN: number | null = null): string {
+  async allocate(family: Family, kind: AddressKind, serviceId: string, instanceN: number | null = null): Promise<string> {
     const range = family === 4 ? this.serviceV4 : this.serviceV6;
     // Offsets 0 and size-1 (network and broadcast of the range) are never handed out.
     const usable = range.size - 2n;
@@ -92,24 +111,22 @@ export class AddressAllocator {
       const offset = this.cursor[family];
       this.cursor[family] = offset + 1n > usable ? 1n : offset + 1n;
       const text = ipToString(family, range.base + offset);
-      if (this.store.addressOwner(text) === undefined) {
-        this.store.insertAddress({ address: text, family, kind, service_id: serviceId, instance_n: instanceN });
-        return text;
-      }
+      // Check and claim in one statement: another replica's cursor may be on the same address.
+      if (await this.store.claimAddress({ address: text, family, kind, service_id: serviceId, instance_n: instanceN })) return text;
     }
     throw new AddressSpaceExhausted(`no free address left in ${range.text}`);
   }
 
-  releaseService(serviceId: string): void {
-    this.store.deleteAddressesOf(serviceId);
+  async releaseService(serviceId: string): Promise<void> {
+    await this.store.deleteAddressesOf(serviceId);
   }
 
-  releaseInstance(serviceId: string, n: number): void {
-    this.store.deleteAddressesOf(serviceId, n);
+  async releaseInstance(serviceId: string, n: number): Promise<void> {
+    await this.store.deleteAddressesOf(serviceId, n);
   }
 
-  releasePolicy(serviceId: string): void {
-    this.store.deletePolicyAddresses(serviceId);
+  async releasePolicy(serviceId: string): Promise<void> {
+    await this.store.deletePolicyAddresses(serviceId);
   }
 
   private workerBlock(index: bigint): { v4: Cidr; v6: Cidr } | null {
@@ -125,24 +142,27 @@ export class AddressAllocator {
   }
 
   /** The worker's subnets: the same answer again for a known worker, else the lowest free block. */
-  workerSubnet(clusterId: string, workerId: string): { subnet_v4: string; subnet_v6: string } {
-    const known = this.store.subnet(clusterId, workerId);
+  async workerSubnet(clusterId: string, workerId: string): Promise<{ subnet_v4: string; subnet_v6: string }> {
+    const known = await this.store.subnet(clusterId, workerId);
     if (known) return { subnet_v4: known.subnet_v4, subnet_v6: known.subnet_v6 };
-    const used = new Set(this.store.listSubnets().map((s) => BigInt(s.block)));
+    const used = new Set((await this.store.listSubnets()).map((s) => BigInt(s.block)));
     for (let index = this.firstBlock; ; index++) {
       const block = this.workerBlock(index);
       if (!block) break;
       if (used.has(index) || this.overlapsServices(block.v4)) continue;
-      this.store.insertSubnet({
+      const inserted = await this.store.insertSubnet({
         cluster_id: clusterId, worker_id: workerId, block: Number(index),
         subnet_v4: block.v4.text, subnet_v6: block.v6.text, created_at: Date.now(),
       });
-      return { subnet_v4: block.v4.text, subnet_v6: block.v6.text };
+      if (inserted) return { subnet_v4: block.v4.text, subnet_v6: block.v6.text };
+      // A concurrent request took the block, or gave this worker its subnets: look again.
+      const now = await this.store.subnet(clusterId, workerId);
+      if (now) return { subnet_v4: now.subnet_v4, subnet_v6: now.subnet_v6 };
     }
     throw new AddressSpaceExhausted(`no free /${this.plan.workerPrefixV4} worker subnet left in ${this.overlayV4.text}`);
   }
 
-  releaseWorkerSubnet(clusterId: string, workerId: string): boolean {
+  releaseWorkerSubnet(clusterId: string, workerId: string): Promise<boolean> {
     return this.store.deleteSubnet(clusterId, workerId);
   }
 }

@@ -7,10 +7,11 @@ import type { FieldError, Microservice, PinnedAddresses } from '../descriptor/ty
 import { nameProblem, serviceFullName } from '../names.ts';
 import type { AddressAllocator } from './addresses.ts';
 import { ApiError, conflict, forbidden, invalid, notFound } from './errors.ts';
-import type { InstanceManager } from './instances.ts';
+import { ServiceGone, type InstanceManager } from './instances.ts';
+import { parseIp } from '../descriptor/ip.ts';
 import type { InstanceView } from './instance-view.ts';
 import { isSettled } from '../protocol/instance-states.ts';
-import type { ApplicationRecord, Role, RootStore, ServiceRecord } from './store.ts';
+import { StoreConflict, type ApplicationRecord, type Role, type RootStore, type ServiceRecord } from './store.ts';
 
 export interface Caller {
   id: string;
@@ -49,49 +50,82 @@ export class Catalog {
     private readonly instances: InstanceManager,
   ) {}
 
-  private context(caller: Caller, own?: ServiceRecord): ValidationContext {
+  /**
+   * What the descriptor check asks the store, read before it runs (the check itself is synchronous):
+   * the owners of the addresses the body pins, the services it names as connectivity targets, and
+   * the services of the applications it adds to. A pinned address taken between this read and the
+   * write is caught by the write (AddressTaken).
+   */
+  private async context(caller: Caller, body: unknown, own?: ServiceRecord): Promise<ValidationContext> {
+    const addresses = new Set<string>();
+    const serviceIds = new Set<string>();
+    const appIds = new Set<string>();
+    const walk = (v: unknown, depth: number): void => {
+      if (depth > 40 || typeof v !== 'object' || v === null) return;
+      if (Array.isArray(v)) {
+        for (const x of v) walk(x, depth + 1);
+        return;
+      }
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'addresses' && typeof x === 'object' && x !== null) {
+          for (const a of Object.values(x)) {
+            const ip = typeof a === 'string' ? parseIp(a) : null;
+            if (ip) addresses.add(ip.text);
+          }
+        } else if (k === 'target_microservice_id' && typeof x === 'string') serviceIds.add(x);
+        else if (k === 'applicationID' && typeof x === 'string') appIds.add(x);
+        else walk(x, depth + 1);
+      }
+    };
+    walk(body, 0);
+    const owners = new Map(await Promise.all([...addresses].map(async (a) => [a, await this.store.addressOwner(a)] as const)));
+    const services = new Map(await Promise.all([...serviceIds].map(async (id) => [id, await this.store.service(id)] as const)));
+    const names = new Map(await Promise.all([...appIds].map(async (id) => [id, (await this.store.listServices(id)).map((x) => x.name)] as const)));
     return {
       serviceRangeV4: this.addresses.serviceV4,
       serviceRangeV6: this.addresses.serviceV6,
       addressTaken: (ip) => {
-        const owner = this.store.addressOwner(ip);
+        const owner = owners.get(ip);
         return owner !== undefined && owner.service_id !== own?.id;
       },
       serviceExists: (id) => {
-        const s = this.store.service(id);
+        const s = services.get(id);
         return s !== undefined && (caller.role === 'admin' || s.owner === caller.id);
       },
+      existingServiceNames: (appId) => names.get(appId) ?? [],
     };
   }
 
-  private ownedApp(caller: Caller, id: string): ApplicationRecord {
-    const a = this.store.application(id);
+  private async ownedApp(caller: Caller, id: string): Promise<ApplicationRecord> {
+    const a = await this.store.application(id);
     if (!a) throw notFound(`application ${id}`);
     if (caller.role !== 'admin' && a.owner !== caller.id) throw forbidden(`application ${id}`);
     return a;
   }
 
-  ownedService(caller: Caller, id: string): ServiceRecord {
-    const s = this.store.service(id);
+  async ownedService(caller: Caller, id: string): Promise<ServiceRecord> {
+    const s = await this.store.service(id);
     if (!s) throw notFound(`service ${id}`);
     if (caller.role !== 'admin' && s.owner !== caller.id) throw forbidden(`service ${id}`);
     return s;
   }
 
-  appView(a: ApplicationRecord): ApplicationView {
+  async appView(a: ApplicationRecord): Promise<ApplicationView> {
+    const [owner, services] = await Promise.all([this.store.userById(a.owner), this.store.listServices(a.id)]);
     return {
       applicationID: a.id,
       application_name: a.name,
       application_namespace: a.namespace,
       application_desc: a.desc,
-      owner: this.store.userById(a.owner)?.username ?? a.owner,
+      owner: owner?.username ?? a.owner,
       created_at: new Date(a.created_at).toISOString(),
-      microservices: this.store.listServices(a.id).map((s) => ({ microserviceID: s.id, microservice_name: s.name, microservice_namespace: s.namespace })),
+      microservices: services.map((s) => ({ microserviceID: s.id, microservice_name: s.name, microservice_namespace: s.namespace })),
     };
   }
 
-  serviceView(s: ServiceRecord): ServiceView {
-    const a = this.store.application(s.app_id);
+  async serviceView(s: ServiceRecord): Promise<ServiceView> {
+    const a = await this.store.application(s.app_id);
+    const instances = await Promise.all((await this.store.listInstances(s.id)).map((i) => this.instances.view(i)));
     return {
       ...s.spec,
       microserviceID: s.id,
@@ -99,28 +133,33 @@ export class Catalog {
       name: serviceFullName(a?.name ?? '', a?.namespace ?? '', s.name, s.namespace),
       rr_ip: s.rr_ip, rr_ip_v6: s.rr_ip_v6, closest_ip: s.closest_ip, closest_ip_v6: s.closest_ip_v6,
       created_at: new Date(s.created_at).toISOString(),
-      instances: this.store.listInstances(s.id).map((i) => this.instances.view(i)),
+      instances,
     };
   }
 
   /** A service's policy addresses: pinned ones claimed, the rest allocated. */
-  private policyAddresses(ms: Microservice, id: string): Pick<ServiceRecord, 'rr_ip' | 'rr_ip_v6' | 'closest_ip' | 'closest_ip_v6'> {
+  private async policyAddresses(ms: Microservice, id: string): Promise<Pick<ServiceRecord, 'rr_ip' | 'rr_ip_v6' | 'closest_ip' | 'closest_ip_v6'>> {
     const pin = (key: keyof PinnedAddresses, family: 4 | 6, kind: 'rr' | 'closest') =>
       ms.addresses[key] ? this.addresses.claim(ms.addresses[key] as string, kind, id) : this.addresses.allocate(family, kind, id);
-    return { rr_ip: pin('rr_ip', 4, 'rr'), rr_ip_v6: pin('rr_ip_v6', 6, 'rr'), closest_ip: pin('closest_ip', 4, 'closest'), closest_ip_v6: pin('closest_ip_v6', 6, 'closest') };
+    // One after another: the allocator's cursor is not meant for concurrent use.
+    const rr_ip = await pin('rr_ip', 4, 'rr');
+    const rr_ip_v6 = await pin('rr_ip_v6', 6, 'rr');
+    const closest_ip = await pin('closest_ip', 4, 'closest');
+    const closest_ip_v6 = await pin('closest_ip_v6', 6, 'closest');
+    return { rr_ip, rr_ip_v6, closest_ip, closest_ip_v6 };
   }
 
-  private insertService(app: ApplicationRecord, ms: Microservice, id: string): ServiceRecord {
+  private async insertService(app: ApplicationRecord, ms: Microservice, id: string): Promise<ServiceRecord> {
     const s: ServiceRecord = {
       id, app_id: app.id, owner: app.owner, name: ms.microservice_name, namespace: ms.microservice_namespace,
-      spec: { ...ms, microserviceID: id }, ...this.policyAddresses(ms, id), next_n: 0, created_at: Date.now(),
+      spec: { ...ms, microserviceID: id }, ...(await this.policyAddresses(ms, id)), next_n: 0, created_at: Date.now(),
     };
-    this.store.insertService(s);
+    await this.store.insertService(s);
     return s;
   }
 
   /** Connectivity targets given by sibling name point at the sibling's new id. */
-  private resolveSiblings(services: ServiceRecord[]): void {
+  private async resolveSiblings(services: ServiceRecord[]): Promise<void> {
     const byName = new Map(services.map((s) => [s.name, s.id]));
     for (const s of services) {
       let touched = false;
@@ -131,101 +170,115 @@ export class Catalog {
           touched = true;
         }
       }
-      if (touched) this.store.updateService(s);
+      if (touched) await this.store.updateService(s);
     }
   }
 
-  private nameConflicts(caller: Caller, body: unknown): FieldError[] {
+  private async nameConflicts(caller: Caller, body: unknown): Promise<FieldError[]> {
     const apps = (body as { applications?: unknown } | null)?.applications;
     if (!Array.isArray(apps)) return [];
     const out: FieldError[] = [];
-    apps.forEach((a: { application_name?: unknown; application_namespace?: unknown }, i) => {
-      if (typeof a.application_name !== 'string' || typeof a.application_namespace !== 'string') return;
+    for (const [i, a] of (apps as { application_name?: unknown; application_namespace?: unknown }[]).entries()) {
+      if (typeof a?.application_name !== 'string' || typeof a.application_namespace !== 'string') continue;
       const [name, ns] = [a.application_name.toLowerCase(), a.application_namespace.toLowerCase()];
-      if (this.store.applicationByName(caller.id, name, ns)) {
+      if (await this.store.applicationByName(caller.id, name, ns)) {
         out.push({ path: `/applications/${i}/application_name`, message: `you already have an application ${name} in namespace ${ns}` });
       }
-    });
+    }
     return out;
   }
 
   /** POST /api/v1/application: creates every application of the SLA (and optionally one instance per service). */
-  createFromDescriptor(caller: Caller, body: unknown, deploy: boolean): { applications: ApplicationView[]; services: ServiceView[] } {
-    const checked = validateDescriptor(body, { ...this.context(caller), applicationIds: 'empty' });
+  async createFromDescriptor(caller: Caller, body: unknown, deploy: boolean): Promise<{ applications: ApplicationView[]; services: ServiceView[] }> {
+    const checked = validateDescriptor(body, { ...(await this.context(caller, body)), applicationIds: 'empty' });
     // An existing application of the same name is the bigger problem (its pinned addresses would
     // also be "taken"), so it is answered as a conflict, with the other errors after it.
-    const conflicts = this.nameConflicts(caller, checked.ok || checked.status === 422 ? body : null);
+    const conflicts = await this.nameConflicts(caller, checked.ok || checked.status === 422 ? body : null);
     if (conflicts.length) throw new ApiError(409, conflicts[0]?.message as string, [...conflicts, ...(checked.ok ? [] : checked.errors)]);
     if (!checked.ok) throw invalid(checked.status, 'invalid descriptor', checked.errors);
     const apps = checked.value.applications;
-    const created = this.store.transaction(() =>
-      apps.map((a) => {
+    const created = await this.store.transaction(async () => {
+      const out: { app: ApplicationRecord; services: ServiceRecord[] }[] = [];
+      for (const a of apps) {
         const app: ApplicationRecord = {
           id: newId(), owner: caller.id, name: a.application_name, namespace: a.application_namespace, desc: a.application_desc, created_at: Date.now(),
         };
-        this.store.insertApplication(app);
-        const services = a.microservices.map((ms) => this.insertService(app, ms, newId()));
-        this.resolveSiblings(services);
-        return { app, services };
-      }));
+        await this.store.insertApplication(app);
+        const services: ServiceRecord[] = [];
+        for (const ms of a.microservices) services.push(await this.insertService(app, ms, newId()));
+        await this.resolveSiblings(services);
+        out.push({ app, services });
+      }
+      return out;
+    }).catch(async (err: unknown) => {
+      // A concurrent request took a name or pinned address between the check and the write.
+      if (err instanceof StoreConflict) throw new ApiError(409, 'an application of this name exists already', [...(await this.nameConflicts(caller, body)), { path: '', message: 'created concurrently' }]);
+      throw err;
+    });
     const services = created.flatMap((c) => c.services);
-    if (deploy) for (const s of services) this.instances.deploy(s, `deployed with the descriptor by ${caller.username}`);
-    return { applications: created.map((c) => this.appView(c.app)), services: services.map((s) => this.serviceView(s)) };
+    if (deploy) for (const s of services) await this.instances.deploy(s, `deployed with the descriptor by ${caller.username}`);
+    return { applications: await Promise.all(created.map((c) => this.appView(c.app))), services: await Promise.all(services.map((s) => this.serviceView(s))) };
   }
 
   /** POST /api/v1/service: adds the microservices of an SLA to existing applications (by applicationID). */
-  addServices(caller: Caller, body: unknown, deploy: boolean): { services: ServiceView[] } {
+  async addServices(caller: Caller, body: unknown, deploy: boolean): Promise<{ services: ServiceView[] }> {
     // A missing or foreign application is answered before the fields: nothing else can be right then.
     const raw = (body as { applications?: unknown } | null)?.applications;
     if (Array.isArray(raw)) {
-      raw.forEach((a: { applicationID?: unknown } | null, i) => {
+      for (const [i, a] of (raw as ({ applicationID?: unknown } | null)[]).entries()) {
         const id = a?.applicationID;
-        if (typeof id !== 'string' || id === '') return;
-        const app = this.store.application(id);
+        if (typeof id !== 'string' || id === '') continue;
+        const app = await this.store.application(id);
         if (!app) throw new ApiError(404, `application ${id} not found`, [{ path: `/applications/${i}/applicationID`, message: 'no such application' }]);
         if (caller.role !== 'admin' && app.owner !== caller.id) throw forbidden(`application ${id}`);
-      });
+      }
     }
-    const checked = validateDescriptor(body, {
-      ...this.context(caller),
-      applicationIds: 'set',
-      existingServiceNames: (appId) => this.store.listServices(appId).map((s) => s.name),
-    });
+    const checked = validateDescriptor(body, { ...(await this.context(caller, body)), applicationIds: 'set' });
     if (!checked.ok) throw invalid(checked.status, 'invalid descriptor', checked.errors);
-    const targets = checked.value.applications.map((a, i) => {
-      const app = this.store.application(a.applicationID) as ApplicationRecord;
+    const targets: { app: ApplicationRecord; microservices: Microservice[] }[] = [];
+    for (const [i, a] of checked.value.applications.entries()) {
+      const app = (await this.store.application(a.applicationID)) as ApplicationRecord;
+      const existing = await this.store.listServices(app.id);
       a.microservices.forEach((ms, j) => {
-        if (this.store.listServices(app.id).some((s) => s.name === ms.microservice_name && s.namespace === ms.microservice_namespace)) {
+        if (existing.some((s) => s.name === ms.microservice_name && s.namespace === ms.microservice_namespace)) {
           throw conflict(`service ${ms.microservice_name}.${ms.microservice_namespace} already exists in this application`, `/applications/${i}/microservices/${j}/microservice_name`);
         }
       });
-      return { app, microservices: a.microservices };
+      targets.push({ app, microservices: a.microservices });
+    }
+    const services = await this.store.transaction(async () => {
+      const out: ServiceRecord[] = [];
+      for (const t of targets) {
+        const added: ServiceRecord[] = [];
+        for (const ms of t.microservices) added.push(await this.insertService(t.app, ms, newId()));
+        await this.resolveSiblings([...(await this.store.listServices(t.app.id))]);
+        for (const s of added) out.push((await this.store.service(s.id)) as ServiceRecord);
+      }
+      return out;
+    }).catch((err: unknown) => {
+      if (err instanceof StoreConflict) throw conflict('a service of this name was added concurrently', '/applications');
+      throw err;
     });
-    const services = this.store.transaction(() =>
-      targets.flatMap((t) => {
-        const added = t.microservices.map((ms) => this.insertService(t.app, ms, newId()));
-        this.resolveSiblings([...this.store.listServices(t.app.id)]);
-        return added.map((s) => this.store.service(s.id) as ServiceRecord);
-      }));
-    if (deploy) for (const s of services) this.instances.deploy(s, `deployed with the descriptor by ${caller.username}`);
-    return { services: services.map((s) => this.serviceView(s)) };
+    if (deploy) for (const s of services) await this.instances.deploy(s, `deployed with the descriptor by ${caller.username}`);
+    return { services: await Promise.all(services.map((s) => this.serviceView(s))) };
   }
 
-  listApplications(caller: Caller): ApplicationView[] {
-    return this.store.listApplications(caller.role === 'admin' ? undefined : caller.id).map((a) => this.appView(a));
+  async listApplications(caller: Caller): Promise<ApplicationView[]> {
+    return Promise.all((await this.store.listApplications(caller.role === 'admin' ? undefined : caller.id)).map((a) => this.appView(a)));
   }
 
-  getApplication(caller: Caller, id: string): ApplicationView {
-    return this.appView(this.ownedApp(caller, id));
+  async getApplication(caller: Caller, id: string): Promise<ApplicationView> {
+    return this.appView(await this.ownedApp(caller, id));
   }
 
-  private hasLiveInstances(serviceIds: string[]): boolean {
-    return serviceIds.some((id) => this.store.listInstances(id).some((i) => !isSettled(i.state)));
+  private async hasLiveInstances(serviceIds: string[]): Promise<boolean> {
+    for (const id of serviceIds) if ((await this.store.listInstances(id)).some((i) => !isSettled(i.state))) return true;
+    return false;
   }
 
   /** PUT /api/v1/application/:id: description always; name and namespace only while nothing runs. */
-  updateApplication(caller: Caller, id: string, body: unknown): ApplicationView {
-    const a = this.ownedApp(caller, id);
+  async updateApplication(caller: Caller, id: string, body: unknown): Promise<ApplicationView> {
+    const a = await this.ownedApp(caller, id);
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid(400, 'body must be an object', [{ path: '', message: 'must be an object' }]);
     const b = body as Record<string, unknown>;
     const next = { ...a };
@@ -242,95 +295,113 @@ export class Catalog {
     }
     if (errors.length) throw invalid(422, 'invalid application', errors);
     if (next.name !== a.name || next.namespace !== a.namespace) {
-      const other = this.store.applicationByName(a.owner, next.name, next.namespace);
+      const other = await this.store.applicationByName(a.owner, next.name, next.namespace);
       if (other && other.id !== a.id) throw conflict(`application ${next.name}.${next.namespace} already exists`, '/application_name');
-      if (this.hasLiveInstances(this.store.listServices(a.id).map((s) => s.id))) {
+      if (await this.hasLiveInstances((await this.store.listServices(a.id)).map((s) => s.id))) {
         throw conflict('cannot rename an application while it has instances (their DNS names would change)', '/application_name');
       }
     }
-    this.store.updateApplication(next);
+    await this.store.updateApplication(next).catch((err: unknown) => {
+      if (err instanceof StoreConflict) throw conflict(`application ${next.name}.${next.namespace} already exists`, '/application_name');
+      throw err;
+    });
     return this.appView(next);
   }
 
-  deleteApplication(caller: Caller, id: string): void {
-    const a = this.ownedApp(caller, id);
-    for (const s of this.store.listServices(a.id)) this.removeService(s, `application deleted by ${caller.username}`);
-    this.store.deleteApplication(a.id);
+  async deleteApplication(caller: Caller, id: string): Promise<void> {
+    const a = await this.ownedApp(caller, id);
+    for (const s of await this.store.listServices(a.id)) await this.removeService(s, `application deleted by ${caller.username}`);
+    await this.store.deleteApplication(a.id);
   }
 
-  listServices(caller: Caller, appId: string): ServiceView[] {
-    const a = this.ownedApp(caller, appId);
-    return this.store.listServices(a.id).map((s) => this.serviceView(s));
+  async listServices(caller: Caller, appId: string): Promise<ServiceView[]> {
+    const a = await this.ownedApp(caller, appId);
+    return Promise.all((await this.store.listServices(a.id)).map((s) => this.serviceView(s)));
   }
 
-  getService(caller: Caller, id: string): ServiceView {
-    return this.serviceView(this.ownedService(caller, id));
+  async getService(caller: Caller, id: string): Promise<ServiceView> {
+    return this.serviceView(await this.ownedService(caller, id));
   }
 
   /** PUT /api/v1/service/:id: a whole microservice object; applies to instances deployed afterwards. */
-  updateService(caller: Caller, id: string, body: unknown): ServiceView {
-    const s = this.ownedService(caller, id);
-    const siblings = this.store.listServices(s.app_id).filter((x) => x.id !== s.id).map((x) => x.name);
-    const checked = validateMicroservice(body, { ...this.context(caller, s), editingServiceId: s.id }, siblings);
+  async updateService(caller: Caller, id: string, body: unknown): Promise<ServiceView> {
+    const s = await this.ownedService(caller, id);
+    const all = await this.store.listServices(s.app_id);
+    const siblings = all.filter((x) => x.id !== s.id).map((x) => x.name);
+    const checked = validateMicroservice(body, { ...(await this.context(caller, body, s)), editingServiceId: s.id }, siblings);
     if (!checked.ok) throw invalid(checked.status, 'invalid microservice', checked.errors);
     const ms = checked.value;
     const renamed = ms.microservice_name !== s.name || ms.microservice_namespace !== s.namespace;
     if (renamed) {
-      if (this.store.listServices(s.app_id).some((x) => x.id !== s.id && x.name === ms.microservice_name && x.namespace === ms.microservice_namespace)) {
+      if (all.some((x) => x.id !== s.id && x.name === ms.microservice_name && x.namespace === ms.microservice_namespace)) {
         throw conflict(`service ${ms.microservice_name}.${ms.microservice_namespace} already exists in this application`, '/microservice_name');
       }
-      if (this.hasLiveInstances([s.id])) throw conflict('cannot rename a service while it has instances (their DNS names would change)', '/microservice_name');
+      if (await this.hasLiveInstances([s.id])) throw conflict('cannot rename a service while it has instances (their DNS names would change)', '/microservice_name');
     }
     const repin = JSON.stringify(ms.addresses) !== JSON.stringify(s.spec.addresses);
-    if (repin && this.hasLiveInstances([s.id])) throw conflict('cannot change pinned addresses while the service has instances', '/addresses');
-    const byName = new Map(this.store.listServices(s.app_id).map((x) => [x.name, x.id]));
+    if (repin && (await this.hasLiveInstances([s.id]))) throw conflict('cannot change pinned addresses while the service has instances', '/addresses');
+    const byName = new Map(all.map((x) => [x.name, x.id]));
     for (const c of ms.connectivity) c.target_microservice_id = byName.get(c.target_microservice_id) ?? c.target_microservice_id;
     const next: ServiceRecord = { ...s, name: ms.microservice_name, namespace: ms.microservice_namespace, spec: { ...ms, microserviceID: s.id } };
-    this.store.transaction(() => {
+    await this.store.transaction(async () => {
       if (repin) {
-        this.addresses.releasePolicy(s.id);
-        Object.assign(next, this.policyAddresses(ms, s.id));
+        await this.addresses.releasePolicy(s.id);
+        Object.assign(next, await this.policyAddresses(ms, s.id));
       }
-      this.store.updateService(next);
+      await this.store.updateService(next);
+    }).catch((err: unknown) => {
+      if (err instanceof StoreConflict) throw conflict(`service ${ms.microservice_name}.${ms.microservice_namespace} already exists in this application`, '/microservice_name');
+      throw err;
     });
     return this.serviceView(next);
   }
 
-  private removeService(s: ServiceRecord, reason: string): void {
-    this.instances.undeployAll(s.id, reason);
-    this.store.transaction(() => {
-      this.addresses.releaseService(s.id);
-      this.store.deleteService(s.id);
+  private async removeService(s: ServiceRecord, reason: string): Promise<void> {
+    await this.instances.undeployAll(s.id, reason);
+    await this.store.transaction(async () => {
+      await this.addresses.releaseService(s.id);
+      await this.store.deleteService(s.id);
     });
-    this.instances.routes.forget(s.id);
+    await this.instances.routes.forget(s.id);
   }
 
-  deleteService(caller: Caller, id: string): void {
-    this.removeService(this.ownedService(caller, id), `service deleted by ${caller.username}`);
+  async deleteService(caller: Caller, id: string): Promise<void> {
+    await this.removeService(await this.ownedService(caller, id), `service deleted by ${caller.username}`);
   }
 
   /**
    * Where a client outside the overlay reaches an instance's host port mappings: the underlay address
    * of its worker (the host part of the tunnel endpoint the worker advertises), null until placed.
    */
-  workerAddress(serviceId: string, n: number): string | null {
-    const ep = this.store.instance(serviceId, n)?.tunnel_endpoint;
-    if (!ep) return null;
-    const v6 = /^\[([^\]]+)\]:\d+$/.exec(ep);
-    return v6 ? (v6[1] as string) : ep.replace(/:\d+$/, '');
+  async workerAddresses(serviceId: string): Promise<Map<number, string | null>> {
+    return new Map((await this.store.listInstances(serviceId)).map((i) => [i.n, workerAddressOf(i.tunnel_endpoint)]));
   }
 
-  deployInstance(caller: Caller, id: string): InstanceView {
-    const s = this.ownedService(caller, id);
-    return this.instances.view(this.instances.deploy(s, `requested by ${caller.username}`));
+  async deployInstance(caller: Caller, id: string): Promise<InstanceView> {
+    const s = await this.ownedService(caller, id);
+    const i = await this.instances.deploy(s, `requested by ${caller.username}`).catch((err: unknown) => {
+      if (err instanceof ServiceGone) throw notFound(`service ${id}`);
+      throw err;
+    });
+    return this.instances.view(i, { spec: s.spec, history: [{ state: 'REQUESTED', reason: i.reason, ts: i.created_at }] });
   }
 
-  undeployInstance(caller: Caller, id: string, n: number): InstanceView {
-    const s = this.ownedService(caller, id);
-    const i = this.store.instance(s.id, n);
+  async undeployInstance(caller: Caller, id: string, n: number): Promise<InstanceView> {
+    const s = await this.ownedService(caller, id);
+    const i = await this.store.instance(s.id, n);
     if (!i) throw notFound(`instance ${n} of service ${id}`);
     if (i.state === 'UNDEPLOYED') throw conflict(`instance ${n} is already undeployed`);
-    this.instances.undeploy(i, `undeployed by ${caller.username}`);
-    return this.instances.view(this.store.instance(s.id, n) ?? i);
+    await this.instances.undeploy(i, `undeployed by ${caller.username}`);
+    return this.instances.view((await this.store.instance(s.id, n)) ?? i);
   }
+}
+
+/**
+ * Where a client outside the overlay reaches an instance's host port mappings: the underlay address
+ * of its worker (the host part of the tunnel endpoint the worker advertises), null until placed.
+ */
+export function workerAddressOf(ep: string | null): string | null {
+  if (!ep) return null;
+  const v6 = /^\[([^\]]+)\]:\d+$/.exec(ep);
+  return v6 ? (v6[1] as string) : ep.replace(/:\d+$/, '');
 }

@@ -4,6 +4,7 @@
 import type { PlacementAnswer, PlacementOffer, RemotePeer, RouteInfo } from '../protocol/root-cluster.ts';
 import type { ClusterRecord } from './store.ts';
 import { bearerJsonCall } from '../bearer-json-call.ts';
+import type { LogStream } from '../protocol/instance-logs.ts';
 
 export const CLUSTER_CALL_TIMEOUT_MS = 5000;
 
@@ -18,11 +19,15 @@ export interface ClusterLink {
   pushPeers(cluster: ClusterRecord, peers: RemotePeer[], version: number): Promise<void>;
 }
 
-export class ClusterCallError extends Error {}
+export class ClusterCallError extends Error {
+  constructor(message: string, readonly status?: number) {
+    super(message);
+  }
+}
 
 function call(cluster: ClusterRecord, method: string, path: string, body?: unknown): Promise<unknown> {
   return bearerJsonCall({ base: cluster.api_url, method, path, bearer: cluster.token, body, timeoutMs: CLUSTER_CALL_TIMEOUT_MS },
-    (message) => new ClusterCallError(message));
+    (message, status) => new ClusterCallError(message, status));
 }
 
 export async function offerPlacement(cluster: ClusterRecord, offer: PlacementOffer): Promise<PlacementAnswer> {
@@ -46,6 +51,29 @@ export async function pushRoute(cluster: ClusterRecord, route: RouteInfo): Promi
 /** The other clusters' workers that run instances, as in a report answer's `peers` (POST api/peers). */
 export async function pushPeers(cluster: ClusterRecord, peers: RemotePeer[], version: number): Promise<void> {
   await call(cluster, 'POST', 'api/peers', { peers, peers_version: version });
+}
+
+/** An instance's logs, read by the cluster from its worker (protocol/instance-logs.ts). */
+export async function clusterInstanceLogs(cluster: ClusterRecord, serviceId: string, n: number, stream: LogStream, bytes: number): Promise<string> {
+  const a = (await call(cluster, 'GET', `api/instances/${encodeURIComponent(serviceId)}/${n}/logs?stream=${stream}&bytes=${bytes}`)) as { text?: unknown };
+  if (typeof a?.text !== 'string') throw new ClusterCallError('answered a log read without text');
+  return a.text;
+}
+
+/** Cuts a worker of this cluster off (cluster POST /api/workers/:id/revoke); false when it has no such worker. */
+export async function revokeWorkerAt(cluster: ClusterRecord, workerId: string): Promise<boolean> {
+  try {
+    await call(cluster, 'POST', `api/workers/${encodeURIComponent(workerId)}/revoke`);
+    return true;
+  } catch (e) {
+    if (e instanceof ClusterCallError && e.status === 404) return false;
+    throw e;
+  }
+}
+
+/** The cluster's own status (its workers and instances), for the dashboard. */
+export function clusterStatus(cluster: ClusterRecord): Promise<unknown> {
+  return call(cluster, 'GET', 'api/status');
 }
 
 export const httpClusterLink: ClusterLink = {

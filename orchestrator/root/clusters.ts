@@ -8,6 +8,8 @@ import type { ClusterAggregate, ClusterRecord, RootStore } from './store.ts';
 
 export const CLUSTER_SILENCE_MS = 15_000;
 
+export class ClusterRevokedError extends Error {}
+
 export interface ClusterRegistryEvents {
   /** A cluster reported for the first time since it registered, or after being inactive. */
   active: [ClusterRecord];
@@ -50,6 +52,8 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
   /** Parsed once: views() runs for every scheduling decision. */
   private readonly locations = new Map<string, Location | null>();
   private readonly timer: NodeJS.Timeout;
+  /** Told after each registration and report is stored (the other root replicas refresh from the store). */
+  changed: (id: string) => Promise<void> = async () => undefined;
 
   constructor(
     private readonly store: RootStore,
@@ -57,14 +61,44 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
     readonly silenceMs = CLUSTER_SILENCE_MS,
   ) {
     super();
-    for (const c of store.listClusters()) {
-      this.byId.set(c.id, c);
-      this.locations.set(c.id, parseLocation(c.location));
+    this.timer = setInterval(() => this.sweep(), Math.min(1000, silenceMs / 3));
+    this.timer.unref();
+  }
+
+  /** Reads the registered clusters; call once, before use. */
+  async load(): Promise<this> {
+    for (const c of await this.store.listClusters()) {
+      this.remember(c);
       // After a root restart every cluster must report again before it counts as active.
       this.wasActive.set(c.id, false);
     }
-    this.timer = setInterval(() => this.sweep(), Math.min(1000, silenceMs / 3));
-    this.timer.unref();
+    return this;
+  }
+
+  private remember(c: ClusterRecord): void {
+    this.byId.set(c.id, c);
+    this.locations.set(c.id, parseLocation(c.location));
+  }
+
+  /**
+   * Another replica registered or heard from cluster `id` (its row changed): take the stored row,
+   * keeping this replica's reservations. Liveness follows the stored last_seen.
+   */
+  async refresh(id: string): Promise<void> {
+    const c = await this.store.cluster(id);
+    if (!c) return;
+    const mine = this.byId.get(id);
+    if (mine && mine.token === c.token && mine.last_seen >= c.last_seen) return;
+    const prev = mine?.aggregate ?? null;
+    // A newer report shows what the cluster really has: what was promised before is in it.
+    if (!mine || mine.token !== c.token || c.last_seen > mine.last_seen) this.reserved.delete(id);
+    this.remember(c);
+    if (this.isActive(c)) {
+      const wasActive = this.wasActive.get(id) === true;
+      this.markSeen(c);
+      const grew = wasActive && prev && c.aggregate ? roomGrowth(prev, c.aggregate) : [];
+      if (grew.length) this.emit('room', c, grew.join(', '));
+    }
   }
 
   close(): void {
@@ -93,9 +127,45 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
     return c.last_seen > 0 && this.now() - c.last_seen < this.silenceMs;
   }
 
+  private async revokedNames(): Promise<string[]> {
+    try {
+      const v = JSON.parse((await this.store.getSetting('revoked_clusters')) ?? '[]') as unknown;
+      return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+    } catch {
+      return [];
+    }
+  }
+
+  async isRevoked(name: string): Promise<boolean> {
+    return (await this.revokedNames()).includes(name);
+  }
+
+  /**
+   * Cuts a cluster off (`canopy cluster revoke`): its token is replaced by one nobody holds, so its
+   * next report or call is refused (401); it counts as inactive at once, so nothing is placed there;
+   * and its name may not register again (the join key alone no longer lets it back).
+   */
+  async revoke(id: string): Promise<ClusterRecord | undefined> {
+    const c = this.byId.get(id);
+    if (!c) return undefined;
+    await this.store.setSetting('revoked_clusters', JSON.stringify([...new Set([...(await this.revokedNames()), c.name])]));
+    c.token = randomBytes(32).toString('base64url');
+    c.last_seen = 0;
+    await this.store.upsertCluster(c);
+    // The other root replicas drop the old token from their copies too.
+    await this.changed(id);
+    this.reserved.delete(id);
+    if (this.wasActive.get(id)) {
+      this.wasActive.set(id, false);
+      this.emit('inactive', c);
+    }
+    return c;
+  }
+
   /** Registers a cluster, or rotates the token of an existing one of the same name. */
-  register(name: string, location: string, apiUrl: string): { record: ClusterRecord; rotated: boolean } {
-    const existing = this.store.clusterByName(name);
+  async register(name: string, location: string, apiUrl: string): Promise<{ record: ClusterRecord; rotated: boolean }> {
+    if (await this.isRevoked(name)) throw new ClusterRevokedError(`cluster ${name} was revoked`);
+    const existing = await this.store.clusterByName(name);
     const now = this.now();
     const record: ClusterRecord = {
       id: existing?.id ?? randomBytes(12).toString('hex'),
@@ -107,23 +177,30 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
       last_seen: now,
       aggregate: existing?.aggregate ?? null,
     };
-    this.store.upsertCluster(record);
-    this.byId.set(record.id, record);
-    this.locations.set(record.id, parseLocation(location));
+    await this.store.upsertCluster(record);
+    await this.changed(record.id);
+    this.remember(record);
     this.reserved.delete(record.id);
     // 'active' waits for the first report: before it root knows nothing the scheduler could use.
     this.wasActive.set(record.id, false);
     return { record, rotated: existing !== undefined };
   }
 
-  /** The cluster whose id and token match, or undefined. Constant time in the token. */
-  authenticate(id: string, token: string): ClusterRecord | undefined {
-    const c = this.byId.get(id);
-    if (!c) return undefined;
-    return timingSafeEqual(digest(c.token), digest(token)) ? c : undefined;
+  /**
+   * The cluster whose id and token match, or undefined. Constant time in the token. Tokens live in
+   * the store: a cluster registered (or re-registered) through another replica is looked up there.
+   */
+  async authenticate(id: string, token: string): Promise<ClusterRecord | undefined> {
+    const match = (c: ClusterRecord | undefined) => (c && timingSafeEqual(digest(c.token), digest(token)) ? c : undefined);
+    const known = match(this.byId.get(id));
+    if (known) return known;
+    const stored = await this.store.cluster(id);
+    if (!match(stored)) return undefined;
+    await this.refresh(id);
+    return this.byId.get(id);
   }
 
-  report(id: string, aggregate: ClusterAggregate): void {
+  async report(id: string, aggregate: ClusterAggregate): Promise<void> {
     const c = this.byId.get(id);
     if (!c) return;
     const prev = c.aggregate;
@@ -131,7 +208,8 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
     c.last_seen = this.now();
     c.aggregate = aggregate;
     this.reserved.delete(id);
-    this.store.touchCluster(id, c.last_seen, aggregate);
+    await this.store.touchCluster(id, c.last_seen, aggregate);
+    await this.changed(id);
     this.markSeen(c);
     // A cluster that just became active was announced as 'active' already.
     const grew = wasActive && prev ? roomGrowth(prev, aggregate) : [];

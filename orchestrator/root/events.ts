@@ -2,8 +2,10 @@
 // passes through the store, so the feed is taken there: the store's writing methods are wrapped once,
 // at start, and each write is announced after it is made. The domain code (instances, catalog,
 // clusters) stays unaware of the dashboard, and no change can be missed by a code path that forgot
-// to emit. Writes inside a transaction are announced before it commits; listeners run synchronously
-// in the same tick, and anything they trigger (a browser's refetch) arrives after the commit.
+// to emit. Writes inside a transaction are announced before it commits; a browser's refetch they
+// trigger goes through the network and waits for the commit (SQLite: the store's lock; PostgreSQL:
+// it reads committed data, and a later event follows). Events made by other root replicas arrive
+// through the database (notify.ts).
 import { EventEmitter } from 'node:events';
 import type { InstanceRecord, RootStore } from './store.ts';
 
@@ -16,6 +18,9 @@ export type RootEvent =
   | { type: 'cluster'; cluster_id: string; ts: number };
 
 export class RootEvents extends EventEmitter<{ event: [RootEvent] }> {
+  /** An event another root replica made (set by watchStore). */
+  fromPeer: (e: RootEvent) => Promise<void> = async () => undefined;
+
   constructor() {
     super();
     // Each open dashboard is one listener; dozens are normal.
@@ -23,26 +28,45 @@ export class RootEvents extends EventEmitter<{ event: [RootEvent] }> {
   }
 }
 
-/** Wraps `store`'s writing methods so that each write is announced on the returned feed. */
-export function watchStore(store: RootStore): RootEvents {
+/**
+ * Wraps `store`'s writing methods so that each write is announced on the returned feed, and passed
+ * to `forward` (the other root replicas, replicas.ts) whether or not anyone here listens. An
+ * instance event is forwarded without its owner, which a replica with subscribers looks up itself
+ * (fromPeer).
+ */
+export function watchStore(store: RootStore, forward: (e: RootEvent) => void = () => undefined): RootEvents {
   const events = new RootEvents();
-  const ownerOfService = (id: string): string | null => store.service(id)?.owner ?? null;
-  const instance = (i: InstanceRecord): void => {
+  const instance = async (i: InstanceRecord): Promise<void> => {
+    const e: RootEvent = { type: 'instance', owner: null, service_id: i.service_id, instance_n: i.n, state: i.state, reason: i.reason, ts: Date.now() };
+    forward(e);
     if (events.listenerCount('event') === 0) return;
-    events.emit('event', { type: 'instance', owner: ownerOfService(i.service_id), service_id: i.service_id, instance_n: i.n, state: i.state, reason: i.reason, ts: Date.now() });
+    e.owner = (await store.service(i.service_id).catch(() => undefined))?.owner ?? null;
+    events.emit('event', e);
   };
-  const after = <K extends keyof RootStore>(name: K, announce: (...args: Parameters<Extract<RootStore[K], (...a: never[]) => unknown>>) => void): void => {
-    const original = (store[name] as (...a: unknown[]) => unknown).bind(store);
-    (store as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => {
-      const result = original(...args);
-      announce(...(args as Parameters<Extract<RootStore[K], (...a: never[]) => unknown>>));
+  events.fromPeer = async (e: RootEvent): Promise<void> => {
+    if (events.listenerCount('event') === 0) return;
+    if (e.type === 'instance' && e.owner === null) e.owner = (await store.service(e.service_id).catch(() => undefined))?.owner ?? null;
+    events.emit('event', e);
+  };
+  const after = <K extends keyof RootStore>(name: K, announce: (...args: Parameters<Extract<RootStore[K], (...a: never[]) => unknown>>) => void | Promise<void>): void => {
+    const original = (store[name] as (...a: unknown[]) => Promise<unknown>).bind(store);
+    (store as unknown as Record<string, unknown>)[name] = async (...args: unknown[]) => {
+      const result = await original(...args);
+      await announce(...(args as Parameters<Extract<RootStore[K], (...a: never[]) => unknown>>));
       return result;
     };
   };
   after('insertInstance', (i) => instance(i));
   after('updateInstance', (i) => instance(i));
+  // The SQLite versions call the two above (announced there); PostgreSQL's write in one statement.
+  if (store.kind === 'postgres') {
+    after('createInstance', (i) => instance(i));
+    after('recordTransition', (i) => instance(i));
+  }
   const catalog = (owner: string | null): void => {
-    if (events.listenerCount('event') > 0) events.emit('event', { type: 'catalog', owner, ts: Date.now() });
+    const e: RootEvent = { type: 'catalog', owner, ts: Date.now() };
+    forward(e);
+    if (events.listenerCount('event') > 0) events.emit('event', e);
   };
   after('insertApplication', (a) => catalog(a.owner));
   after('updateApplication', (a) => catalog(a.owner));
@@ -52,7 +76,9 @@ export function watchStore(store: RootStore): RootEvents {
   after('updateService', (s) => catalog(s.owner));
   after('deleteService', () => catalog(null));
   const cluster = (id: string): void => {
-    if (events.listenerCount('event') > 0) events.emit('event', { type: 'cluster', cluster_id: id, ts: Date.now() });
+    const e: RootEvent = { type: 'cluster', cluster_id: id, ts: Date.now() };
+    forward(e);
+    if (events.listenerCount('event') > 0) events.emit('event', e);
   };
   after('upsertCluster', (c) => cluster(c.id));
   after('touchCluster', (id) => cluster(id));

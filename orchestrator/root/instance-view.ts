@@ -1,7 +1,7 @@
 // An instance as root's API shows it (GET …/instances, the CLI's status): the record, its cluster's
 // name, its retry schedule while unplaced, and its history, with times as ISO strings.
 import type { InstanceState } from '../protocol/instance-states.ts';
-import type { InstanceRecord, RootStore } from './store.ts';
+import type { InstanceEvent, InstanceRecord, RootStore } from './store.ts';
 
 export interface InstanceView {
   instance_n: number;
@@ -36,15 +36,18 @@ export interface InstanceView {
 /** Where the view's other parts come from. */
 export interface ViewSources {
   store: RootStore;
+  /** The history, when the caller has it (a fresh instance): not read again. */
+  history?: InstanceEvent[];
   clusterName(id: string): string | undefined;
   /** The retry schedule of an unplaced instance (undefined when it has none). */
   retry(i: InstanceRecord): { retries: number; last_retry?: number | null; next_retry?: number | null } | undefined;
   /** Whether some cluster could ever run it (placeable.ts). */
-  placeability(i: InstanceRecord): { placeable: boolean; unplaceable_reason?: string };
+  placeability(i: InstanceRecord): Promise<{ placeable: boolean; unplaceable_reason?: string }>;
 }
 
-export function instanceView(i: InstanceRecord, from: ViewSources): InstanceView {
+export async function instanceView(i: InstanceRecord, from: ViewSources): Promise<InstanceView> {
   const r = from.retry(i);
+  const [events, placeable] = await Promise.all([from.history ?? from.store.instanceEvents(i.service_id, i.n), from.placeability(i)]);
   const iso = (t: number | null | undefined): string | null => (typeof t === 'number' ? new Date(t).toISOString() : null);
   return {
     instance_n: i.n,
@@ -62,7 +65,7 @@ export function instanceView(i: InstanceRecord, from: ViewSources): InstanceView
     retries: r?.retries ?? 0,
     last_retry: iso(r?.last_retry),
     next_retry: iso(r?.next_retry),
-    history: from.store.instanceEvents(i.service_id, i.n).map((e) => ({ ...e, ts: new Date(e.ts).toISOString() })),
-    ...from.placeability(i),
+    history: events.map((e) => ({ ...e, ts: new Date(e.ts).toISOString() })),
+    ...placeable,
   };
 }

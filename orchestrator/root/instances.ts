@@ -17,6 +17,14 @@ import { rankClusters, summarizeRejections, type InstanceDemand, type NearTarget
 import { placeability } from './placeable.ts';
 import type { ClusterRecord, InstanceEvent, InstanceRecord, RootStore, ServiceRecord } from './store.ts';
 import type { Connectivity } from '../descriptor/types.ts';
+import { SoloCoordinator, type Coordinator } from './replicas.ts';
+
+/** The service was deleted while an instance of it was being created. */
+export class ServiceGone extends Error {
+  constructor(readonly serviceId: string) {
+    super(`service ${serviceId} was deleted`);
+  }
+}
 
 const RETRYABLE: InstanceState[] = ['NO_CLUSTER_FOUND', 'NO_WORKER_CAPACITY', 'NO_QUALIFIED_WORKER'];
 const isRetryable = (s: InstanceState): boolean => RETRYABLE.includes(s);
@@ -42,6 +50,10 @@ export class InstanceManager {
   private readonly countRetryPass: (l?: Record<string, string>) => void;
   private readonly countRetryAttempt: (l?: Record<string, string>) => void;
   private readonly countRetryPlaced: (l?: Record<string, string>) => void;
+  /** Who leads among root's replicas: only the leader schedules and retries. */
+  private readonly coordinator: Coordinator;
+  /** Retry states being written, in order. */
+  private saving: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly store: RootStore,
@@ -49,9 +61,10 @@ export class InstanceManager {
     private readonly clusters: ClusterRegistry,
     private readonly log: Logger,
     metrics: Metrics,
-    o: { retryClock?: RetryClock; retryBaseMs?: number; retryMaxMs?: number; link?: ClusterLink } = {},
+    o: { retryClock?: RetryClock; retryBaseMs?: number; retryMaxMs?: number; link?: ClusterLink; coordinator?: Coordinator } = {},
   ) {
     this.link = o.link ?? httpClusterLink;
+    this.coordinator = o.coordinator ?? new SoloCoordinator();
     this.routes = new RouteService(store, clusters, this.link, log);
     this.peers = new RemotePeerService(store, clusters, this.link, log,
       metrics.counter('canopy_root_peer_pushes_total', 'Pushes of remote tunnel peers to clusters, by outcome'));
@@ -65,12 +78,15 @@ export class InstanceManager {
       clock: o.retryClock,
       baseMs: o.retryBaseMs,
       maxMs: o.retryMaxMs,
-      unplaced: () => this.store.instancesInState(RETRYABLE).map((i) => keyOf(i.service_id, i.n)),
+      unplaced: async () => (await this.store.instancesInState(RETRYABLE)).map((i) => keyOf(i.service_id, i.n)),
       attempt: (key, cause) => this.startScheduling(...splitKey(key), cause),
       save: (key, st) => {
         const [serviceId, n] = splitKey(key);
-        if (st) this.store.putRetry({ service_id: serviceId, n, retries: st.retries, last_retry: st.last, failures: st.failures, next_retry: st.next });
-        else this.store.deleteRetry(serviceId, n);
+        const row = st && { service_id: serviceId, n, retries: st.retries, last_retry: st.last, failures: st.failures, next_retry: st.next };
+        // In order, one after another: a later state must not be overwritten by an earlier write.
+        this.saving = this.saving
+          .then(() => (row ? this.store.putRetry(row) : this.store.deleteRetry(serviceId, n)))
+          .catch((err: unknown) => this.log.warn('could not save retry state', { service_id: serviceId, n, error: String(err) }));
       },
       onPass: (kind, started) => {
         // A pass that found nothing to start (none unplaced, all in flight) is not counted.
@@ -79,8 +95,8 @@ export class InstanceManager {
         this.log.info('retrying unplaced instances', { trigger: kind, instances: started });
       },
     });
-    metrics.gauge('canopy_root_instances', 'Instances by state', () =>
-      [...store.countInstancesByState()].map(([state, n]) => [{ state }, n]));
+    metrics.gauge('canopy_root_instances', 'Instances by state', async () =>
+      [...(await store.countInstancesByState())].map(([state, n]) => [{ state }, n]));
   }
 
   /** Waits for scheduling in flight; no new scheduling starts afterwards. */
@@ -89,30 +105,33 @@ export class InstanceManager {
     this.peers.close();
     this.retry.close();
     await Promise.allSettled([...this.inflight.values()]);
+    await this.saving;
   }
 
-  view(i: InstanceRecord): InstanceView {
+  /** `known`: what the caller has at hand already (a fresh instance's service and history), not read again. */
+  view(i: InstanceRecord, known?: { spec: ServiceRecord['spec']; history: InstanceEvent[] }): Promise<InstanceView> {
     return instanceView(i, {
       store: this.store,
+      history: known?.history,
       clusterName: (id) => this.clusters.get(id)?.name,
       retry: (r) => (isRetryable(r.state) ? this.retry.info(keyOf(r.service_id, r.n)) : undefined),
-      placeability: (r) => placeability(r.state === 'REQUESTED' || isRetryable(r.state) ? this.store.service(r.service_id)?.spec : undefined, this.clusters),
+      placeability: async (r) => placeability(r.state === 'REQUESTED' || isRetryable(r.state) ? (known?.spec ?? (await this.store.service(r.service_id))?.spec) : undefined, this.clusters),
     });
   }
 
   /** Moves an instance to `to` if the lifecycle allows it; records the event. */
-  private transition(i: InstanceRecord, to: InstanceState, reason: string, ts = Date.now(), patch: Partial<InstanceRecord> = {}): boolean {
+  private async transition(i: InstanceRecord, to: InstanceState, reason: string, ts = Date.now(), patch: Partial<InstanceRecord> = {}): Promise<boolean> {
     if (i.state !== to && !canTransition(i.state, to)) return false;
-    if (i.state === 'RUNNING' || to === 'RUNNING') this.peers.invalidate();
+    if (i.state === 'RUNNING' || to === 'RUNNING') {
+      this.peers.invalidate();
+      this.coordinator.hint({ kind: 'peers' });
+    }
     Object.assign(i, patch);
     const changed = i.state !== to;
     i.state = to;
     i.reason = reason;
     i.updated_at = ts;
-    this.store.transaction(() => {
-      this.store.updateInstance(i);
-      if (changed) this.store.addInstanceEvent(i.service_id, i.n, { state: to, reason, ts } satisfies InstanceEvent);
-    });
+    await this.store.recordTransition(i, changed ? { state: to, reason, ts } satisfies InstanceEvent : undefined);
     if (changed) {
       this.countTransition({ state: to });
       this.log.info('instance state', { service_id: i.service_id, n: i.n, state: to, reason });
@@ -121,33 +140,42 @@ export class InstanceManager {
   }
 
   /** Creates instance n of a service (REQUESTED, with its instance IPs) and starts scheduling it. */
-  deploy(s: ServiceRecord, reason: string): InstanceRecord {
+  async deploy(s: ServiceRecord, reason: string): Promise<InstanceRecord> {
     const now = Date.now();
-    const inst = this.store.transaction(() => {
-      const fresh = this.store.service(s.id) as ServiceRecord;
-      const n = fresh.next_n;
-      fresh.next_n = n + 1;
-      this.store.updateService(fresh);
-      s.next_n = fresh.next_n;
+    // One atomic statement, committed at once: replicas deploying the same service at once get
+    // different numbers without waiting for each other's transactions.
+    const n = await this.store.takeInstanceNumber(s.id);
+    if (n === undefined) throw new ServiceGone(s.id);
+    s.next_n = n + 1;
+    const inst = await this.store.transaction(async () => {
       const i: InstanceRecord = {
         service_id: s.id, n, state: 'REQUESTED', reason, cluster_id: null, worker_id: null,
-        instance_ip: this.addresses.allocate(4, 'instance', s.id, n),
-        instance_ip_v6: this.addresses.allocate(6, 'instance', s.id, n),
+        instance_ip: await this.addresses.allocate(4, 'instance', s.id, n),
+        instance_ip_v6: await this.addresses.allocate(6, 'instance', s.id, n),
         ns_ip: null, ns_ip_v6: null, tunnel_endpoint: null, created_at: now, updated_at: now,
       };
-      this.store.insertInstance(i);
-      this.store.addInstanceEvent(s.id, n, { state: 'REQUESTED', reason, ts: now });
+      await this.store.createInstance(i, { state: 'REQUESTED', reason, ts: now });
+      // A follower hands the instance to the leader, on commit. With no leader for a moment (it
+      // died), the next one finds it REQUESTED when it takes over (resume).
+      if (!this.coordinator.isLeader()) await this.coordinator.publish({ kind: 'schedule', service_id: s.id, n });
       return i;
     });
     this.countTransition({ state: 'REQUESTED' });
-    this.startScheduling(s.id, inst.n);
+    if (this.coordinator.isLeader()) this.startScheduling(s.id, inst.n);
     return inst;
+  }
+
+  /** A follower created instance n of a service: the leader schedules it. */
+  scheduleFromPeer(serviceId: string, n: number, retry = false): void {
+    if (!this.coordinator.isLeader()) return;
+    if (retry) this.retry.adopt(keyOf(serviceId, n));
+    else this.startScheduling(serviceId, n);
   }
 
   /** Starts a scheduling run unless one is in flight for the instance (then false): never two at once. */
   private startScheduling(serviceId: string, n: number, cause?: string): boolean {
     const key = keyOf(serviceId, n);
-    if (this.closed || this.inflight.has(key)) return false;
+    if (this.closed || this.inflight.has(key) || !this.coordinator.isLeader()) return false;
     const token = this.retry.begin(key);
     const retry = this.retry.isRetry(key);
     if (retry) this.countRetryAttempt();
@@ -155,10 +183,11 @@ export class InstanceManager {
       .then((outcome) => {
         if (retry && outcome === 'placed') this.countRetryPlaced();
         this.retry.finished(key, token, outcome);
-      }, (err: unknown) => {
+      }, async (err: unknown) => {
         this.log.error('scheduling failed', { service_id: serviceId, n, error: String(err) });
-        const state = this.store.instance(serviceId, n)?.state;
-        this.retry.finished(key, token, state && isRetryable(state) ? 'unplaced' : 'gone');
+        const state = (await this.store.instance(serviceId, n).catch(() => undefined))?.state;
+        // Unknown (the database is away): kept as unplaced, so a later pass tries again.
+        this.retry.finished(key, token, !state || isRetryable(state) ? 'unplaced' : 'gone');
       })
       .finally(() => this.inflight.delete(key));
     this.inflight.set(key, run);
@@ -174,20 +203,19 @@ export class InstanceManager {
     // A connectivity target deployed in the same breath is still being placed: wait for it, so this
     // instance is ranked by where the target went. Only runs started before this one are waited on
     // (this part runs before this run is registered), so two services near each other cannot deadlock.
-    let s = this.store.service(serviceId);
+    let [s, i] = await Promise.all([this.store.service(serviceId), this.store.instance(serviceId, n)]);
     const targets = new Set(s?.spec.connectivity.map((c) => c.target_microservice_id));
     const earlier = [...this.inflight].filter(([k]) => targets.has(splitKey(k)[0])).map(([, run]) => run);
     if (earlier.length > 0) {
       await Promise.allSettled(earlier);
-      s = this.store.service(serviceId);
+      [s, i] = await Promise.all([this.store.service(serviceId), this.store.instance(serviceId, n)]);
     }
-    const i = this.store.instance(serviceId, n);
     if (!s || !i) return 'gone';
     if (i.state !== 'REQUESTED' && !isRetryable(i.state)) return isPlaced(i.state) ? 'placed' : 'gone';
     const spec = s.spec;
     const demand: InstanceDemand = {
       virtualization: spec.virtualization, vcpus: spec.vcpus, memory: spec.memory, vgpus: spec.vgpus, constraints: spec.constraints,
-      near: this.nearTargets(spec.connectivity),
+      near: await this.nearTargets(spec.connectivity),
     };
     const t0 = performance.now();
     const ranking = rankClusters(demand, this.clusters.views());
@@ -199,7 +227,7 @@ export class InstanceManager {
     const declines: string[] = [];
     let capacity = false;
     let declined = false;
-    const [app, appns] = appNameOf(this.store, s);
+    const [app, appns] = await appNameOf(this.store, s);
     const offer = {
       service: {
         service_id: s.id, app, appns, svc: s.name, svcns: s.namespace, microservice: spec,
@@ -213,7 +241,7 @@ export class InstanceManager {
       try {
         const answer = await this.link.offer(c, offer);
         if (answer.accepted) {
-          const now = this.store.instance(serviceId, n);
+          const now = await this.store.instance(serviceId, n);
           if (now && now.cluster_id === c.id && isPlaced(now.state)) return 'placed'; // its report came first
           if (!now || (now.state !== 'REQUESTED' && !isRetryable(now.state))) {
             // Undeployed while the offer was out: take it back from the cluster.
@@ -224,7 +252,7 @@ export class InstanceManager {
           const tried = declines.length ? `; before: ${declines.join('; ')}` : '';
           const retried = retryCause ? `; on a retry (${retryCause}) after ${now.state}` : '';
           this.countDecision({ outcome: 'CLUSTER_SCHEDULED' });
-          this.transition(now, 'CLUSTER_SCHEDULED', `placed on cluster ${c.name} (worker ${answer.worker_id})${tried}${retried}`, Date.now(), {
+          await this.transition(now, 'CLUSTER_SCHEDULED', `placed on cluster ${c.name} (worker ${answer.worker_id})${tried}${retried}`, Date.now(), {
             cluster_id: c.id, worker_id: answer.worker_id,
           });
           return 'placed';
@@ -242,13 +270,14 @@ export class InstanceManager {
   }
 
   /** The connectivity targets with placed instances, and the clusters those are on. */
-  private nearTargets(connectivity: readonly Connectivity[]): NearTarget[] {
+  private async nearTargets(connectivity: readonly Connectivity[]): Promise<NearTarget[]> {
     const out: NearTarget[] = [];
     for (const c of connectivity) {
-      const target = this.store.service(c.target_microservice_id);
-      if (!target || c.con_constraints.length === 0) continue;
+      if (c.con_constraints.length === 0) continue;
+      const target = await this.store.service(c.target_microservice_id);
+      if (!target) continue;
       const clusterIds = new Set<string>();
-      for (const i of this.store.listInstances(target.id)) if (i.cluster_id && isPlaced(i.state)) clusterIds.add(i.cluster_id);
+      for (const i of await this.store.listInstances(target.id)) if (i.cluster_id && isPlaced(i.state)) clusterIds.add(i.cluster_id);
       if (clusterIds.size > 0) out.push({ name: target.name, clusterIds, constraints: c.con_constraints });
     }
     return out;
@@ -259,19 +288,19 @@ export class InstanceManager {
    * entry); the same outcome again only updates the reason, so retries do not flood the history.
    * Nothing changes if the instance moved on meanwhile (undeployed, or placed by a report).
    */
-  private settleUnplaced(serviceId: string, n: number, outcome: InstanceState, reason: string): RunOutcome {
-    const cur = this.store.instance(serviceId, n);
+  private async settleUnplaced(serviceId: string, n: number, outcome: InstanceState, reason: string): Promise<RunOutcome> {
+    const cur = await this.store.instance(serviceId, n);
     if (!cur) return 'gone';
     if (cur.state === outcome) {
       if (cur.reason !== reason) {
         cur.reason = reason;
         cur.updated_at = Date.now();
-        this.store.updateInstance(cur);
+        await this.store.updateInstance(cur);
       }
       return 'unplaced';
     }
     if (cur.state === 'REQUESTED' || isRetryable(cur.state)) {
-      this.transition(cur, outcome, reason);
+      await this.transition(cur, outcome, reason);
       return 'unplaced';
     }
     return isPlaced(cur.state) ? 'placed' : 'gone';
@@ -282,37 +311,37 @@ export class InstanceManager {
    * cluster): every unplaced instance gets another run soon; a burst of calls makes one pass.
    */
   retryUnplaced(kind: TriggerKind, cause: string): void {
-    this.retry.trigger(kind, cause);
+    if (this.coordinator.isLeader()) this.retry.trigger(kind, cause);
   }
 
   /**
    * Resumes scheduling that a root restart interrupted; instances left unplaced go on with their
    * saved retries and backoff (due at once if their time passed while root was down).
    */
-  resume(): void {
-    for (const i of this.store.instancesInState(['REQUESTED'])) this.startScheduling(i.service_id, i.n);
-    const saved = new Map(this.store.listRetries().map((r) => [keyOf(r.service_id, r.n), r]));
-    for (const i of this.store.instancesInState(RETRYABLE)) {
+  async resume(): Promise<void> {
+    for (const i of await this.store.instancesInState(['REQUESTED'])) this.startScheduling(i.service_id, i.n);
+    const saved = new Map((await this.store.listRetries()).map((r) => [keyOf(r.service_id, r.n), r]));
+    for (const i of await this.store.instancesInState(RETRYABLE)) {
       const key = keyOf(i.service_id, i.n);
       const r = saved.get(key);
       saved.delete(key);
       this.retry.adopt(key, r && { retries: r.retries, last: r.last_retry, failures: r.failures, next: r.next_retry });
     }
     // Instances placed or undeployed since (a crash between the two writes): nothing to retry.
-    for (const r of saved.values()) this.store.deleteRetry(r.service_id, r.n);
+    for (const r of saved.values()) await this.store.deleteRetry(r.service_id, r.n);
   }
 
   /** Undeploys one instance: UNDEPLOYED at once, instance IPs released, the cluster told in the background. */
-  undeploy(i: InstanceRecord, reason: string): void {
+  async undeploy(i: InstanceRecord, reason: string): Promise<void> {
     const cluster = i.cluster_id ? this.clusters.get(i.cluster_id) : undefined;
     const wasPlaced = isPlaced(i.state);
     // A finished one-shot (or a failed instance) holds no room but still has its files on the worker.
     const onWorker = wasPlaced || i.state === 'COMPLETED' || i.state === 'FAILED';
-    if (!this.transition(i, 'UNDEPLOYED', reason)) return;
+    if (!(await this.transition(i, 'UNDEPLOYED', reason))) return;
     this.retry.forget(keyOf(i.service_id, i.n));
-    this.addresses.releaseInstance(i.service_id, i.n);
+    await this.addresses.releaseInstance(i.service_id, i.n);
     if (cluster && onWorker) {
-      const spec = this.store.service(i.service_id)?.spec;
+      const spec = (await this.store.service(i.service_id))?.spec;
       if (spec && wasPlaced) this.clusters.release(cluster.id, spec);
       const cause = `instance ${i.n} of service ${i.service_id} was undeployed from cluster ${cluster.name}`;
       this.link.remove(cluster, i.service_id, i.n).catch((err: unknown) =>
@@ -321,25 +350,25 @@ export class InstanceManager {
         // Its place is free once the cluster has removed it (its next report confirms the room).
         .finally(() => this.retryUnplaced('instance_left', cause));
     }
-    this.routes.pushIfInterested(i.service_id);
+    await this.routes.pushIfInterested(i.service_id);
   }
 
-  undeployAll(serviceId: string, reason: string): void {
-    for (const i of this.store.listInstances(serviceId)) if (i.state !== 'UNDEPLOYED') this.undeploy(i, reason);
+  async undeployAll(serviceId: string, reason: string): Promise<void> {
+    for (const i of await this.store.listInstances(serviceId)) if (i.state !== 'UNDEPLOYED') await this.undeploy(i, reason);
   }
 
   /**
    * Applies the per-instance part of a cluster report. Returns the instances the cluster should
    * remove: ones root no longer has, or has undeployed, or that are placed on another cluster.
    */
-  applyReport(c: ClusterRecord, entries: ReportedInstance[]): { undeploy: { service_id: string; instance_n: number }[]; ignored: number } {
+  async applyReport(c: ClusterRecord, entries: ReportedInstance[]): Promise<{ undeploy: { service_id: string; instance_n: number }[]; ignored: number }> {
     const undeploy: { service_id: string; instance_n: number }[] = [];
     const changed = new Set<string>();
     const left: string[] = [];
     let ignored = 0;
     const now = Date.now();
     for (const e of entries) {
-      const i = this.store.instance(e.service_id, e.instance_n);
+      const i = await this.store.instance(e.service_id, e.instance_n);
       // A COMPLETED or FAILED instance still has its files on a worker until the cluster removes it.
       const gone = e.state === 'UNDEPLOYED';
       if (!i || i.state === 'UNDEPLOYED' || (i.cluster_id !== null && i.cluster_id !== c.id)) {
@@ -354,11 +383,11 @@ export class InstanceManager {
       const ts = typeof e.ts === 'number' && Number.isFinite(e.ts) && Math.abs(now - e.ts) < 3_600_000 ? e.ts : now;
       if ((i.state === 'REQUESTED' || isRetryable(i.state)) && i.cluster_id === null && isPlaced(e.state)) {
         // The cluster reported before root read its answer to the offer: it has the instance.
-        this.transition(i, 'CLUSTER_SCHEDULED', `placed on cluster ${c.name} (worker ${e.worker ?? 'unknown'})`, ts, { cluster_id: c.id });
+        await this.transition(i, 'CLUSTER_SCHEDULED', `placed on cluster ${c.name} (worker ${e.worker ?? 'unknown'})`, ts, { cluster_id: c.id });
       }
       const before = JSON.stringify([i.state, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint]);
       const wasPlaced = isPlaced(i.state);
-      const ok = this.transition(i, e.state, e.reason?.slice(0, 500) || `reported by cluster ${c.name}`, ts, {
+      const ok = await this.transition(i, e.state, e.reason?.slice(0, 500) || `reported by cluster ${c.name}`, ts, {
         cluster_id: c.id,
         worker_id: e.worker ?? i.worker_id,
         ns_ip: e.ns_ip ?? i.ns_ip,
@@ -373,11 +402,14 @@ export class InstanceManager {
       if (before !== JSON.stringify([i.state, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint])) changed.add(i.service_id);
       if (wasPlaced && !isPlaced(i.state)) left.push(`instance ${i.n} of service ${i.service_id} left cluster ${c.name} (${i.state})`);
       // The cluster could not keep it (its worker failed and no other had room): root retries it too.
-      if (isRetryable(i.state)) this.retry.adopt(keyOf(i.service_id, i.n));
+      if (isRetryable(i.state)) {
+        if (this.coordinator.isLeader()) this.retry.adopt(keyOf(i.service_id, i.n));
+        else await this.coordinator.publish({ kind: 'schedule', service_id: i.service_id, n: i.n, retry: true });
+      }
     }
     if (left.length) this.retryUnplaced('instance_left', left.join('; '));
-    for (const id of changed) this.routes.pushIfInterested(id, c.id);
-    if (!this.closed) this.peers.announce(c.id);
+    for (const id of changed) await this.routes.pushIfInterested(id, c.id);
+    if (!this.closed) await this.peers.announce(c.id);
     return { undeploy, ignored };
   }
 }

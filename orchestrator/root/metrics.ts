@@ -13,7 +13,7 @@ interface Family {
   help: string;
   type: 'counter' | 'gauge' | 'histogram';
   samples: Map<string, number>;
-  collect?: () => Array<[Labels, number]>;
+  collect?: () => Array<[Labels, number]> | Promise<Array<[Labels, number]>>;
 }
 
 const BUCKETS = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5];
@@ -38,7 +38,7 @@ export class Metrics {
     };
   }
 
-  gauge(name: string, help: string, collect: () => Array<[Labels, number]>): void {
+  gauge(name: string, help: string, collect: () => Array<[Labels, number]> | Promise<Array<[Labels, number]>>): void {
     this.family(name, help, 'gauge').collect = collect;
   }
 
@@ -57,12 +57,12 @@ export class Metrics {
     };
   }
 
-  render(): string {
+  async render(): Promise<string> {
     const out: string[] = [];
     for (const [name, f] of this.families) {
       out.push(`# HELP ${name} ${f.help}`, `# TYPE ${name} ${f.type}`);
       if (f.collect) {
-        for (const [labels, v] of f.collect()) out.push(`${name}${labelText(labels)} ${v}`);
+        for (const [labels, v] of await f.collect()) out.push(`${name}${labelText(labels)} ${v}`);
       } else {
         for (const [key, v] of f.samples) out.push(`${name}${key} ${v}`);
       }

@@ -15,29 +15,36 @@ function key(p: RemotePeer): string {
 }
 
 export class RemotePeerSet {
-  private cached: RemotePeer[] | undefined;
+  private cached: Promise<RemotePeer[]> | undefined;
   private cachedKeys = '';
   private current = 0;
   /** The set as last announced (by takeChanges), as keys. */
   private announced = new Map<string, RemotePeer>();
 
   /** `scan` lists every cluster's peers (one per tunnel id); it runs at most once per invalidate(). */
-  constructor(private readonly scan: () => RemotePeer[]) {}
+  constructor(private readonly scan: () => RemotePeer[] | Promise<RemotePeer[]>) {}
 
   /** The instances changed in a way that may change the set (a RUNNING instance came, went or moved). */
   invalidate(): void {
     this.cached = undefined;
   }
 
-  all(): RemotePeer[] {
+  all(): Promise<RemotePeer[]> {
     if (!this.cached) {
-      this.cached = this.scan();
-      const keys = this.cached.map(key).sort().join('\0');
-      if (keys !== this.cachedKeys || this.current === 0) {
-        this.cachedKeys = keys;
-        // Clock-based, so a restarted root still counts up from where the clusters last heard it.
-        this.current = Math.max(this.current + 1, Date.now());
-      }
+      // One scan per invalidation, however many callers ask while it runs.
+      const scan = Promise.resolve().then(() => this.scan()).then((peers) => {
+        const keys = peers.map(key).sort().join('\0');
+        if (keys !== this.cachedKeys || this.current === 0) {
+          this.cachedKeys = keys;
+          // Clock-based, so a restarted root still counts up from where the clusters last heard it.
+          this.current = Math.max(this.current + 1, Date.now());
+        }
+        return peers;
+      });
+      scan.catch(() => {
+        if (this.cached === scan) this.cached = undefined;
+      });
+      this.cached = scan;
     }
     return this.cached;
   }
@@ -47,14 +54,14 @@ export class RemotePeerSet {
    * push) carries it as `peers_version`, so a cluster can drop a list older than one it already has:
    * a report answer computed before a push may arrive after it.
    */
-  version(): number {
-    this.all();
+  async version(): Promise<number> {
+    await this.all();
     return this.current;
   }
 
   /** What `clusterId` is told: every other cluster's peers. */
-  forCluster(clusterId: string): RemotePeer[] {
-    return this.all().filter((p) => p.cluster_id !== clusterId);
+  async forCluster(clusterId: string): Promise<RemotePeer[]> {
+    return (await this.all()).filter((p) => p.cluster_id !== clusterId);
   }
 
   /**
@@ -62,8 +69,8 @@ export class RemotePeerSet {
    * changed). Every cluster other than these, and each of these when another one changed, sees a
    * different list now.
    */
-  takeChanges(): Set<string> {
-    const now = new Map(this.all().map((p) => [key(p), p]));
+  async takeChanges(): Promise<Set<string>> {
+    const now = new Map((await this.all()).map((p) => [key(p), p]));
     const changed = new Set<string>();
     for (const [k, p] of now) if (!this.announced.has(k)) changed.add(p.cluster_id);
     for (const [k, p] of this.announced) if (!now.has(k)) changed.add(p.cluster_id);
@@ -142,7 +149,7 @@ export class RemotePeerService {
     this.announcer = new PeerAnnouncer(
       async (id) => {
         const c = this.clusters.get(id);
-        if (c) await link.pushPeers(c, this.peers.forCluster(id), this.peers.version());
+        if (c) await link.pushPeers(c, await this.peers.forCluster(id), await this.peers.version());
       },
       (id, err) => {
         countPush({ outcome: err === undefined ? 'ok' : 'failed' });
@@ -157,12 +164,12 @@ export class RemotePeerService {
    * there may call one of this cluster's instances, and the answer goes back to it over the tunnel.
    * Only workers with running instances can be callers, so these are all a cluster needs.
    */
-  forCluster(askingCluster: string): RemotePeer[] {
+  forCluster(askingCluster: string): Promise<RemotePeer[]> {
     return this.peers.forCluster(askingCluster);
   }
 
   /** The version of what forCluster returns (RemotePeerSet.version). */
-  version(): number {
+  version(): Promise<number> {
     return this.peers.version();
   }
 
@@ -177,8 +184,8 @@ export class RemotePeerService {
    * trip instead of at their cluster's next report. `reporter` gets the list in its report answer.
    * Pushes run in the background; the report answer never waits for them.
    */
-  announce(reporter: string): void {
-    const changed = this.peers.takeChanges();
+  async announce(reporter: string): Promise<void> {
+    const changed = await this.peers.takeChanges();
     if (changed.size === 0) return;
     for (const c of this.clusters.list()) {
       if (c.id === reporter || !this.clusters.isActive(c) || !seesChange(c.id, changed)) continue;
@@ -191,11 +198,11 @@ export class RemotePeerService {
   }
 
   /** Every cluster's workers that run instances: one scan of RUNNING instances, cached by `peers`. */
-  private scan(): RemotePeer[] {
+  private async scan(): Promise<RemotePeer[]> {
     const byId = new Map<number, RemotePeer>();
-    for (const i of this.store.instancesInState(['RUNNING'])) {
+    for (const i of await this.store.instancesInState(['RUNNING'])) {
       if (!i.cluster_id || !i.worker_id || !i.tunnel_endpoint) continue;
-      const tunnelId = workerTunnelId(this.store, i.cluster_id, i.worker_id);
+      const tunnelId = await workerTunnelId(this.store, i.cluster_id, i.worker_id);
       if (tunnelId === undefined || byId.has(tunnelId)) continue;
       byId.set(tunnelId, { worker_id: i.worker_id, cluster_id: i.cluster_id, tunnel_id: tunnelId, tunnel_endpoint: i.tunnel_endpoint });
     }

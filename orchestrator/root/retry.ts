@@ -26,8 +26,8 @@ export const systemClock: RetryClock = {
 export type TriggerKind = 'cluster_active' | 'cluster_room' | 'instance_left' | 'again' | 'backoff';
 
 export interface RetryOptions {
-  /** Keys of the instances that are unplaced now. */
-  unplaced: () => Iterable<string>;
+  /** Keys of the instances that are unplaced now (read from the store, hence possibly later). */
+  unplaced: () => Iterable<string> | Promise<Iterable<string>>;
   /** Starts a scheduling run for `key`; false if one is already in flight. */
   attempt: (key: string, cause: string) => boolean;
   clock?: RetryClock;
@@ -113,10 +113,23 @@ export class RetryScheduler {
 
   private pass(kind: TriggerKind, cause: string, dueOnly: boolean): void {
     if (this.closed) return;
+    const keys = this.o.unplaced();
+    if (!(keys instanceof Promise)) {
+      this.passOver(keys, kind, cause, dueOnly);
+      return;
+    }
+    keys.then((k) => this.passOver(k, kind, cause, dueOnly), () => {
+      // The store is away: try again after the base backoff.
+      if (!this.closed) this.armAt(this.clock.now() + this.baseMs);
+    });
+  }
+
+  private passOver(keys: Iterable<string>, kind: TriggerKind, cause: string, dueOnly: boolean): void {
+    if (this.closed) return;
     const now = this.clock.now();
     const seen = new Set<string>();
     let started = 0;
-    for (const key of this.o.unplaced()) {
+    for (const key of keys) {
       seen.add(key);
       const e = this.entries.get(key);
       if (dueOnly && e && e.next > now) continue;

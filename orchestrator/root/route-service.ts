@@ -11,8 +11,8 @@ import type { ClusterRegistry } from './clusters.ts';
 import type { RootStore, ServiceRecord } from './store.ts';
 
 /** A worker's tunnel sender id, from the subnet root gave it (undefined if it has none). */
-export function workerTunnelId(store: RootStore, clusterId: string | null, workerId: string | null): number | undefined {
-  const subnet = clusterId && workerId ? store.subnet(clusterId, workerId) : undefined;
+export async function workerTunnelId(store: RootStore, clusterId: string | null, workerId: string | null): Promise<number | undefined> {
+  const subnet = clusterId && workerId ? await store.subnet(clusterId, workerId) : undefined;
   if (!subnet) return undefined;
   try {
     return tunnelIdForSubnet(subnet.subnet_v4);
@@ -22,8 +22,8 @@ export function workerTunnelId(store: RootStore, clusterId: string | null, worke
 }
 
 /** A service's application name and namespace ('' when the application is gone). */
-export function appNameOf(store: RootStore, s: ServiceRecord): [string, string] {
-  const a = store.application(s.app_id);
+export async function appNameOf(store: RootStore, s: ServiceRecord): Promise<[string, string]> {
+  const a = await store.application(s.app_id);
   return [a?.name ?? '', a?.namespace ?? ''];
 }
 
@@ -39,9 +39,9 @@ export class RouteService {
   ) {}
 
   /** Route answer for a service or instance address; records the asking cluster's interest. */
-  route(address: string, askingCluster: string | null): RouteInfo | undefined {
+  async route(address: string, askingCluster: string | null): Promise<RouteInfo | undefined> {
     const ip = parseIp(address);
-    const owner = ip && this.store.addressOwner(ip.text);
+    const owner = ip && (await this.store.addressOwner(ip.text));
     if (!owner) return undefined;
     if (askingCluster) {
       const set = this.interest.get(owner.service_id) ?? new Set<string>();
@@ -51,18 +51,20 @@ export class RouteService {
     return this.routeInfo(owner.service_id);
   }
 
-  routeInfo(serviceId: string): RouteInfo | undefined {
-    const s = this.store.service(serviceId);
+  async routeInfo(serviceId: string): Promise<RouteInfo | undefined> {
+    const s = await this.store.service(serviceId);
     if (!s) return undefined;
-    const [app, appns] = appNameOf(this.store, s);
+    const [app, appns] = await appNameOf(this.store, s);
+    const running = (await this.store.listInstances(s.id)).filter((i) => i.state === 'RUNNING' && i.ns_ip && i.worker_id && i.tunnel_endpoint);
+    const tunnelIds = await Promise.all(running.map((i) => workerTunnelId(this.store, i.cluster_id, i.worker_id)));
     return {
       service_id: s.id,
       name: serviceFullName(app, appns, s.name, s.namespace),
       rr_ip: s.rr_ip, rr_ip_v6: s.rr_ip_v6, closest_ip: s.closest_ip, closest_ip_v6: s.closest_ip_v6,
       // Only instances a worker can reach: a route entry without its namespace address, worker or
       // tunnel endpoint (not reported yet) would make the cluster reject the whole route.
-      instances: this.store.listInstances(s.id).filter((i) => i.state === 'RUNNING' && i.ns_ip && i.worker_id && i.tunnel_endpoint).map((i) => {
-        const tunnelId = workerTunnelId(this.store, i.cluster_id, i.worker_id);
+      instances: running.map((i, k) => {
+        const tunnelId = tunnelIds[k];
         return {
           n: i.n, instance_ip: i.instance_ip, instance_ip_v6: i.instance_ip_v6, ns_ip: i.ns_ip, ns_ip_v6: i.ns_ip_v6,
           worker_id: i.worker_id, cluster_id: i.cluster_id, tunnel_endpoint: i.tunnel_endpoint,
@@ -73,10 +75,10 @@ export class RouteService {
   }
 
   /** Pushes a service's route to the clusters that asked about it (except the one that reported). */
-  pushIfInterested(serviceId: string, except?: string): void {
+  async pushIfInterested(serviceId: string, except?: string): Promise<void> {
     const set = this.interest.get(serviceId);
     if (!set || set.size === 0) return;
-    const route = this.routeInfo(serviceId) ?? {
+    const route = (await this.routeInfo(serviceId)) ?? {
       service_id: serviceId, name: '', rr_ip: '', rr_ip_v6: '', closest_ip: '', closest_ip_v6: '', instances: [],
     };
     for (const id of set) {
@@ -88,8 +90,8 @@ export class RouteService {
   }
 
   /** Forgets a deleted service's interest after telling interested clusters that it is gone. */
-  forget(serviceId: string): void {
-    this.pushIfInterested(serviceId);
+  async forget(serviceId: string): Promise<void> {
+    await this.pushIfInterested(serviceId);
     this.interest.delete(serviceId);
   }
 }

@@ -1,10 +1,15 @@
 // Root scheduling (pure): which clusters may take an instance, best first. Root knows clusters only
 // by their aggregates, so this is coarse: each cluster still picks a worker itself and may decline.
 //
-// Order: clusters nearest to the geo/latency location first (when the service has one), then those
-// nearest to the clusters running its connectivity targets (a cluster running a target first), then
-// those with the most free capacity left after the instance (memory and vCPUs, each relative to the
-// best candidate), then by name so that equal clusters are tried in a stable order.
+// Order: first by what the clusters' network summaries say (SPEC §12): for a `latency` target, the
+// clusters whose workers measured it within the threshold (lowest RTT first), then those that have not
+// measured it, then those that measured it too far (they measure again when offered, and decline with
+// their RTTs if it still is); for a `connectivity` latency, a cluster running the target whose network
+// spread fits the threshold before one running it that is wider. Then clusters nearest to the
+// geo/latency location (when the service has one), then those nearest to the clusters running its
+// connectivity targets (a cluster running a target first), then those with the most free capacity
+// left after the instance (memory and vCPUs, each relative to the best candidate), then by name so
+// that equal clusters are tried in a stable order.
 import type { Constraint, ConnectivityConstraint } from '../descriptor/types.ts';
 import { distanceKm, minRttMs, parseLocation, type Location } from '../descriptor/location.ts';
 import type { ClusterAggregate } from './store.ts';
@@ -49,8 +54,13 @@ export interface Ranking {
   rejected: Rejection[];
 }
 
+/** What the last mile and switching add to the fibre bound of an `area` (the cluster scheduler's too). */
+export const AREA_MARGIN_MS = 1;
+
 interface Scored {
   c: ClusterView;
+  /** From the network summary: lower tiers first, then lower RTT (see the header). */
+  net: { tier: number; ms: number };
   free: ClusterAggregate['free'];
   distance: number;
   /** Sum over the connectivity targets of the least km to a cluster running one (UNKNOWN_KM if not known). */
@@ -92,6 +102,14 @@ export function why(c: ClusterView, d: InstanceDemand, target: Location | null):
       }
       case 'anti_affinity':
         break;
+    }
+    if (k.type === 'latency' && k.area !== undefined && !k.location) {
+      const area = parseLocation(k.area, true);
+      if (area && c.location) {
+        const gap = Math.max(0, distanceKm(c.location, area) - c.location.radius - area.radius);
+        const bound = minRttMs(gap) + AREA_MARGIN_MS;
+        if (bound > k.threshold) return `is ${Math.round(gap)} km from area ${k.area}: RTT at least ${Math.round(bound * 10) / 10} ms > ${k.threshold} ms`;
+      }
     }
   }
   if (a.free.vcpus < d.vcpus) return `not enough free vCPUs (${a.free.vcpus} < ${d.vcpus})`;
@@ -151,6 +169,37 @@ function apartKm(c: ClusterView, d: InstanceDemand, byId: ReadonlyMap<string, Cl
   return sum;
 }
 
+/**
+ * How a cluster's network summary ranks it for the demand's `latency` targets and connectivity
+ * latencies: the sum of tiers (0 measured within / surely near, 1 unknown, 2 measured too far / not
+ * running the target) and of the measured RTTs.
+ */
+export function networkRank(c: ClusterView, d: InstanceDemand): { tier: number; ms: number } {
+  const net = c.aggregate?.network;
+  let tier = 0;
+  let ms = 0;
+  for (const k of d.constraints) {
+    if (k.type !== 'latency' || k.target === undefined) continue;
+    const best = net?.probes[k.target];
+    if (best === undefined) tier += 1;
+    else {
+      tier += best <= k.threshold ? 0 : 2;
+      ms += best;
+    }
+  }
+  for (const t of d.near ?? []) {
+    for (const k of t.constraints) {
+      if (k.type !== 'latency') continue;
+      // Coordinate spaces are per cluster, so another cluster's distance to the target is unknown
+      // here (2); in the target's cluster every worker lies within `spread` of the centroid, so a
+      // spread of at most half the threshold puts every worker near enough (0), a wider one maybe (1).
+      if (!t.clusterIds.has(c.id)) tier += 2;
+      else if (!(net && net.trained > 0 && 2 * net.spread_ms <= k.threshold)) tier += 1;
+    }
+  }
+  return { tier, ms };
+}
+
 export function rankClusters(d: InstanceDemand, clusters: readonly ClusterView[]): Ranking {
   const target = demandLocation(d);
   const byId = new Map(clusters.map((c) => [c.id, c]));
@@ -167,12 +216,12 @@ export function rankClusters(d: InstanceDemand, clusters: readonly ClusterView[]
     const free = (c.aggregate as ClusterAggregate).free;
     maxMem = Math.max(maxMem, free.memory_mb - d.memory);
     maxCpu = Math.max(maxCpu, free.vcpus - d.vcpus);
-    ok.push({ c, free, distance: target && c.location ? distanceKm(c.location, target) : 0, apart: apartKm(c, d, byId), score: 0 });
+    ok.push({ c, free, net: networkRank(c, d), distance: target && c.location ? distanceKm(c.location, target) : 0, apart: apartKm(c, d, byId), score: 0 });
   }
   for (const s of ok) {
     s.score = (maxMem > 0 ? (s.free.memory_mb - d.memory) / maxMem : 0) + (maxCpu > 0 ? (s.free.vcpus - d.vcpus) / maxCpu : 0);
   }
-  ok.sort((x, y) => x.distance - y.distance || x.apart - y.apart || y.score - x.score || (x.c.name < y.c.name ? -1 : x.c.name > y.c.name ? 1 : 0));
+  ok.sort((x, y) => x.net.tier - y.net.tier || x.net.ms - y.net.ms || x.distance - y.distance || x.apart - y.apart || y.score - x.score || (x.c.name < y.c.name ? -1 : x.c.name > y.c.name ? 1 : 0));
   return { candidates: ok.map((s) => s.c), rejected };
 }
 

@@ -15,13 +15,18 @@ export interface RootSecrets {
 
 const OVERLAY_SETTING = 'overlay_tunnel_key';
 
+/** Stores `value` under `key` unless some value is there already; returns the one that is. */
+async function settleOnce(store: RootStore, key: string, value: string): Promise<string> {
+  return store.initSetting(key, value);
+}
+
 /**
  * The overlay key, created on the first start and kept: workers hold it, so a new one would cut
  * every cross-cluster flow until all clusters and workers learn it. Payloads are authenticated, not
  * encrypted, as with the clusters' own keys.
  */
-export function loadOverlayTunnel(store: RootStore): OverlayTunnel {
-  const stored = store.getSetting(OVERLAY_SETTING);
+export async function loadOverlayTunnel(store: RootStore): Promise<OverlayTunnel> {
+  const stored = await store.getSetting(OVERLAY_SETTING);
   if (stored !== undefined) {
     let k: unknown;
     try {
@@ -33,31 +38,28 @@ export function loadOverlayTunnel(store: RootStore): OverlayTunnel {
     return k;
   }
   const k: OverlayTunnel = { key_id: OVERLAY_KEY_ID, key: randomBytes(32).toString('hex'), encrypt: false };
-  store.setSetting(OVERLAY_SETTING, JSON.stringify(k));
-  return k;
+  // Replicas starting together: the first one's key wins, every replica hands out that one.
+  return (await settleOnce(store, OVERLAY_SETTING, JSON.stringify(k))) === JSON.stringify(k) ? k : loadOverlayTunnel(store);
 }
 
 /**
  * Loads the secrets, creating them on the first start. A join key given by the operator replaces
  * the stored one; a generated one is passed to `announce` once and never stored in clear.
  */
-export function loadSecrets(store: RootStore, clusterKey: string | undefined, announce: (line: string) => void): RootSecrets {
-  let joinKeyHash = store.getSetting('cluster_join_key_sha256');
+export async function loadSecrets(store: RootStore, clusterKey: string | undefined, announce: (line: string) => void): Promise<RootSecrets> {
+  let joinKeyHash = await store.getSetting('cluster_join_key_sha256');
   if (clusterKey) {
     joinKeyHash = sha256(clusterKey).toString('hex');
-    store.setSetting('cluster_join_key_sha256', joinKeyHash);
+    await store.setSetting('cluster_join_key_sha256', joinKeyHash);
   } else if (!joinKeyHash) {
     const key = randomBytes(24).toString('base64url');
-    joinKeyHash = sha256(key).toString('hex');
-    store.setSetting('cluster_join_key_sha256', joinKeyHash);
-    announce(`canopy root: cluster join key ${key} (shown once; set CANOPY_CLUSTER_KEY to choose it)`);
+    const mine = sha256(key).toString('hex');
+    joinKeyHash = await settleOnce(store, 'cluster_join_key_sha256', mine);
+    if (joinKeyHash === mine) announce(`canopy root: cluster join key ${key} (shown once; set CANOPY_CLUSTER_KEY to choose it)`);
   }
   const joinKey = Buffer.from(joinKeyHash, 'hex');
-  let jwtSecret = store.getSetting('jwt_secret');
-  if (!jwtSecret) {
-    jwtSecret = randomBytes(32).toString('base64url');
-    store.setSetting('jwt_secret', jwtSecret);
-  }
-  const overlayTunnel = loadOverlayTunnel(store);
+  // In the store, so that every replica signs and accepts the same tokens.
+  const jwtSecret = (await store.getSetting('jwt_secret')) ?? (await settleOnce(store, 'jwt_secret', randomBytes(32).toString('base64url')));
+  const overlayTunnel = await loadOverlayTunnel(store);
   return { jwtSecret, overlayTunnel, checkJoinKey: (key) => key !== '' && timingSafeEqual(sha256(key), joinKey) };
 }

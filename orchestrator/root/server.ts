@@ -15,20 +15,30 @@ import { clusterRoutes } from './api/clusters.ts';
 import { dashboardRoutes } from './api/dashboard.ts';
 import { authenticate, type ApiContext } from './api/context.ts';
 import { internalRoutes } from './api/internal.ts';
+import { logRoutes } from './api/logs.ts';
+import { LoginThrottle } from './login-throttle.ts';
 import { oakestraRoutes } from './oakestra/routes.ts';
 import { Catalog } from './catalog.ts';
 import { CLUSTER_SILENCE_MS, ClusterRegistry } from './clusters.ts';
-import { ApiError } from './errors.ts';
+import { ApiError, storeErrorStatus } from './errors.ts';
 import { watchStore } from './events.ts';
 import { InstanceManager } from './instances.ts';
 import { Metrics } from './metrics.ts';
 import { SqliteStore } from './sqlite-store.ts';
+import { PgStore } from './pg-store.ts';
+import { PgCoordinator, SoloCoordinator, type Coordinator } from './replicas.ts';
 import type { RootStore } from './store.ts';
+import type { ServerTls } from '../protocol/tls.ts';
 import { Users } from './users.ts';
 
 export interface RootOptions {
   /** Directory of the SQLite database (created if missing). */
   dataDir: string;
+  /**
+   * Where root keeps its state: 'sqlite' (the default: root.db in dataDir) or a postgres:// URL,
+   * which several root replicas may share (SPEC §11).
+   */
+  store?: string;
   host?: string;
   /** 0 picks a free port. */
   port?: number;
@@ -42,8 +52,10 @@ export interface RootOptions {
   log?: Logger;
   /** Where secrets generated on first start are shown once (default: stderr). */
   announce?: (line: string) => void;
-  /** A worker's local API URL, so the dashboard can follow logs through root (see workerApisFrom). */
-  workerApi?: (workerId: string) => string | undefined;
+  /** Serve https only (SPEC §10): a plain connection fails the handshake. */
+  tls?: ServerTls;
+  /** Lifetime of /api/v1 access tokens in seconds (default 15 min). */
+  accessTtlS?: number;
 }
 
 /** JSON deeper than this is refused before parsing: no descriptor needs it, and deep values overflow the stack later. */
@@ -65,12 +77,22 @@ function jsonDepth(text: string): number {
   return max;
 }
 
+/** The store `opts.store` names; a PostgreSQL that cannot be reached rejects with StoreUnavailable. */
+async function openStore(opts: RootOptions): Promise<RootStore> {
+  const spec = opts.store ?? 'sqlite';
+  if (/^postgres(ql)?:\/\//.test(spec)) return PgStore.open(spec);
+  if (spec !== 'sqlite') throw new Error(`--store: 'sqlite' or a postgres:// URL, got ${JSON.stringify(spec)}`);
+  mkdirSync(opts.dataDir, { recursive: true });
+  return new SqliteStore(join(opts.dataDir, 'root.db'));
+}
+
 export class RootServer {
   private constructor(
     readonly app: FastifyInstance,
     readonly store: RootStore,
     private readonly clusters: ClusterRegistry,
     private readonly instances: InstanceManager,
+    readonly coordinator: Coordinator,
     readonly url: string,
     private readonly log: Logger,
   ) {}
@@ -78,28 +100,30 @@ export class RootServer {
   static async start(opts: RootOptions): Promise<RootServer> {
     const log = opts.log ?? jsonLogger({ component: 'root' });
     const announce = opts.announce ?? ((line: string) => process.stderr.write(`${line}\n`));
-    mkdirSync(opts.dataDir, { recursive: true });
-    const store = new SqliteStore(join(opts.dataDir, 'root.db'));
-    const events = watchStore(store);
+    const store = await openStore(opts);
+    const coordinator: Coordinator = store instanceof PgStore ? new PgCoordinator(store, log) : new SoloCoordinator();
+    const events = watchStore(store, (e) => coordinator.hint({ kind: 'event', event: e }));
     let clusters: ClusterRegistry | undefined;
     let instances: InstanceManager | undefined;
     // Oakestra's collection routes end in a slash and its scripts call them without one: both forms match.
-    const app = Fastify({ logger: false, routerOptions: { ignoreTrailingSlash: true }, bodyLimit: opts.bodyLimit ?? 1 << 20, ajv: { customOptions: { allErrors: true } } });
+    // With TLS the server is an https.Server; the routes see the same request and reply objects.
+    const app = Fastify({ ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key } } : {}), logger: false, routerOptions: { ignoreTrailingSlash: true }, bodyLimit: opts.bodyLimit ?? 1 << 20, ajv: { customOptions: { allErrors: true } } });
     try {
       // The plan first: a bad flag must fail before any secret is generated and shown.
-      const addresses = new AddressAllocator(store, { ...DEFAULT_PLAN, ...opts.plan });
+      const addresses = await new AddressAllocator(store, { ...DEFAULT_PLAN, ...opts.plan }).load();
       const users = new Users(store);
-      const boot = users.bootstrap(opts.adminPassword);
+      const boot = await users.bootstrap(opts.adminPassword);
       if (boot.generated) announce(`canopy root: created user admin with password ${boot.generated} (shown once; set CANOPY_ADMIN_PASSWORD to choose it)`);
-      else if (!boot.created && opts.adminPassword && !users.login('admin', opts.adminPassword)) {
+      else if (!boot.created && opts.adminPassword && !(await users.login('admin', opts.adminPassword))) {
         log.warn('admin exists with another password; CANOPY_ADMIN_PASSWORD applies only on the first start');
       }
 
-      const secrets = loadSecrets(store, opts.clusterKey, announce);
+      const secrets = await loadSecrets(store, opts.clusterKey, announce);
 
       const metrics = new Metrics();
-      clusters = new ClusterRegistry(store, Date.now, opts.clusterSilenceMs ?? CLUSTER_SILENCE_MS);
-      instances = new InstanceManager(store, addresses, clusters, log, metrics);
+      clusters = await new ClusterRegistry(store, Date.now, opts.clusterSilenceMs ?? CLUSTER_SILENCE_MS).load();
+      clusters.changed = (id) => coordinator.publish({ kind: 'cluster', id });
+      instances = new InstanceManager(store, addresses, clusters, log, metrics, { coordinator });
       const catalog = new Catalog(store, addresses, instances);
       const inst = instances;
       clusters.on('active', (c) => {
@@ -117,11 +141,12 @@ export class RootServer {
         const active = all.filter((c) => reg.isActive(c)).length;
         return [[{ state: 'active' }, active], [{ state: 'inactive' }, all.length - active]];
       });
+      metrics.gauge('canopy_root_leader', 'Whether this root replica holds the leader lease (1) or follows (0)', () => [[{ replica: coordinator.replicaId }, coordinator.isLeader() ? 1 : 0]]);
       const countRequest = metrics.counter('canopy_root_http_requests_total', 'HTTP requests by route and status');
 
       const ctx: ApiContext = {
         catalog, users, clusters, instances, addresses, metrics, log,
-        checkJoinKey: secrets.checkJoinKey, overlayTunnel: secrets.overlayTunnel,
+        checkJoinKey: secrets.checkJoinKey, overlayTunnel: secrets.overlayTunnel, loginThrottle: new LoginThrottle(), accessTtlS: opts.accessTtlS,
       };
 
       const defaultJson = app.getDefaultJsonParser('error', 'error');
@@ -135,6 +160,11 @@ export class RootServer {
       });
       app.setErrorHandler((err: FastifyError | ApiError | AddressSpaceExhausted, req, reply) => {
         if (err instanceof ApiError) return reply.code(err.status).send({ error: err.message, errors: err.errors });
+        const mapped = storeErrorStatus(err);
+        if (mapped) {
+          if (mapped.status >= 500) log.warn('request failed: store unavailable', { method: req.method, url: req.url, error: (err as Error).message });
+          return reply.code(mapped.status).send({ error: mapped.message, errors: [{ path: '', message: mapped.message }] });
+        }
         if (err instanceof AddressSpaceExhausted) {
           log.error('address space exhausted', { method: req.method, url: req.url, error: err.message });
           return reply.code(503).send({ error: err.message, errors: [{ path: '', message: err.message }] });
@@ -176,33 +206,58 @@ export class RootServer {
       applicationRoutes(app, ctx);
       clusterRoutes(app, ctx);
       internalRoutes(app, ctx);
+      logRoutes(app, ctx);
       await app.register(oakestraRoutes(ctx));
-      dashboardRoutes(app, ctx, { events, workerApi: opts.workerApi ?? (() => undefined) });
+      dashboardRoutes(app, ctx, { events });
       app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
-        reply.type('text/plain; version=0.0.4').send(metrics.render()));
+        reply.type('text/plain; version=0.0.4').send(await metrics.render()));
 
       const host = opts.host ?? '127.0.0.1';
       await app.listen({ host, port: opts.port ?? 10000 });
       const addr = app.server.address();
       const port = typeof addr === 'object' && addr ? addr.port : opts.port;
-      const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-      instances.resume();
-      log.info('root ready', { url, data: opts.dataDir, clusters: clusters.list().length });
-      return new RootServer(app, store, clusters, instances, url, log);
+      const url = `${opts.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+      coordinator.on('message', (m) => {
+        switch (m.kind) {
+          case 'cluster':
+            reg.refresh(m.id).catch((err: unknown) => log.warn('could not refresh a cluster', { cluster_id: m.id, error: String(err) }));
+            break;
+          case 'schedule':
+            inst.scheduleFromPeer(m.service_id, m.n, m.retry === true);
+            break;
+          case 'peers':
+            inst.peers.invalidate();
+            break;
+          case 'events':
+            for (const e of m.events) void events.fromPeer(e);
+            break;
+        }
+      });
+      coordinator.on('leader', (on) => {
+        // The new leader takes over what the old one had in hand: REQUESTED instances and retries.
+        if (on) inst.resume().catch((err: unknown) => log.error('could not resume scheduling', { error: String(err) }));
+      });
+      if (coordinator instanceof PgCoordinator) await coordinator.start();
+      else await instances.resume();
+      log.info('root ready', { url, tls: Boolean(opts.tls), data: opts.dataDir, store: store.kind, replica: coordinator.replicaId, leader: coordinator.isLeader(), clusters: clusters.list().length });
+      return new RootServer(app, store, clusters, instances, coordinator, url, log);
     } catch (err) {
       await app.close().catch(() => undefined);
+      await coordinator.close();
       await instances?.close();
       clusters?.close();
-      store.close();
+      await store.close();
       throw err;
     }
   }
 
   async close(): Promise<void> {
     await this.app.close();
+    // First: the lease goes with it, so a successor need not wait.
+    await this.coordinator.close();
     await this.instances.close();
     this.clusters.close();
-    this.store.close();
+    await this.store.close();
     this.log.info('root stopped');
   }
 }

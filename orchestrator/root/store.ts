@@ -1,9 +1,11 @@
-// Root's persistent state behind one interface. The embedded implementation is SQLite
-// (sqlite-store.ts). Calls are synchronous: root runs as one process, and `transaction` makes a group
-// of calls atomic, which is what "a rejected descriptor stores nothing" and the address allocator rely
-// on. A server database would implement the same interface over a write-through in-memory copy.
+// Root's persistent state behind one asynchronous interface, with two implementations: SQLite
+// (sqlite-store.ts, embedded, the default) and PostgreSQL (pg-store.ts, shared by several root
+// replicas). Both run the same migrations (schema.ts). `transaction` makes a group of calls atomic,
+// which is what "a rejected descriptor stores nothing" and the address allocator rely on: every
+// store call made while `fn` runs (in its async context, nested calls included) belongs to it.
 import type { Microservice } from '../descriptor/types.ts';
 import type { InstanceState } from '../protocol/instance-states.ts';
+import type { NetworkSummary, WorkerNetView } from '../protocol/network.ts';
 
 export type Role = 'admin' | 'user';
 
@@ -81,6 +83,10 @@ export interface ClusterAggregate {
   architectures: string[];
   /** The largest single worker's totals (older clusters do not send it). */
   max_worker?: { vcpus: number; memory_mb: number };
+  /** Workers' network positions and latency probes (SPEC §12; older clusters do not send it). */
+  network?: NetworkSummary;
+  /** Workers one by one, for `canopy status --workers`. */
+  workers?: WorkerNetView[];
 }
 
 export interface ClusterRecord {
@@ -117,61 +123,87 @@ export interface AddressRecord {
 }
 
 export interface RootStore {
-  transaction<T>(fn: () => T): T;
-  close(): void;
+  /** Runs `fn` atomically; a rejection rolls everything back. Nested calls join the outer one. */
+  transaction<T>(fn: () => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+  /** 'sqlite' or 'postgres', for logs and metrics. */
+  readonly kind: 'sqlite' | 'postgres';
 
-  getSetting(key: string): string | undefined;
-  setSetting(key: string, value: string): void;
+  getSetting(key: string): Promise<string | undefined>;
+  setSetting(key: string, value: string): Promise<void>;
+  /** Stores `value` unless the key has one; resolves to the value stored (first writer wins). */
+  initSetting(key: string, value: string): Promise<string>;
 
-  insertUser(u: UserRecord): void;
-  userById(id: string): UserRecord | undefined;
-  userByName(username: string): UserRecord | undefined;
-  listUsers(): UserRecord[];
-  updateUserPassword(id: string, hash: string): void;
+  insertUser(u: UserRecord): Promise<void>;
+  userById(id: string): Promise<UserRecord | undefined>;
+  userByName(username: string): Promise<UserRecord | undefined>;
+  listUsers(): Promise<UserRecord[]>;
+  updateUserPassword(id: string, hash: string): Promise<void>;
 
-  insertApplication(a: ApplicationRecord): void;
-  application(id: string): ApplicationRecord | undefined;
-  applicationByName(owner: string, name: string, namespace: string): ApplicationRecord | undefined;
+  insertApplication(a: ApplicationRecord): Promise<void>;
+  application(id: string): Promise<ApplicationRecord | undefined>;
+  applicationByName(owner: string, name: string, namespace: string): Promise<ApplicationRecord | undefined>;
   /** All applications, or only those of `owner`. */
-  listApplications(owner?: string): ApplicationRecord[];
-  updateApplication(a: ApplicationRecord): void;
-  deleteApplication(id: string): void;
+  listApplications(owner?: string): Promise<ApplicationRecord[]>;
+  updateApplication(a: ApplicationRecord): Promise<void>;
+  deleteApplication(id: string): Promise<void>;
 
-  insertService(s: ServiceRecord): void;
-  service(id: string): ServiceRecord | undefined;
-  listServices(appId: string): ServiceRecord[];
-  allServices(): ServiceRecord[];
-  updateService(s: ServiceRecord): void;
-  deleteService(id: string): void;
+  insertService(s: ServiceRecord): Promise<void>;
+  service(id: string): Promise<ServiceRecord | undefined>;
+  /** The service, locked until the transaction ends. */
+  serviceForUpdate(id: string): Promise<ServiceRecord | undefined>;
+  /** Writes name, namespace, spec and policy addresses (never next_n: see takeInstanceNumber). */
+  /**
+   * Takes the service's next instance number in one atomic statement (undefined: no such service).
+   * Outside any transaction it commits at once, so concurrent deploys of one service do not wait for
+   * each other's whole transaction; a deploy that fails afterwards leaves a gap in the numbers.
+   */
+  takeInstanceNumber(serviceId: string): Promise<number | undefined>;
+  listServices(appId: string): Promise<ServiceRecord[]>;
+  allServices(): Promise<ServiceRecord[]>;
+  updateService(s: ServiceRecord): Promise<void>;
+  deleteService(id: string): Promise<void>;
 
-  insertInstance(i: InstanceRecord): void;
-  instance(serviceId: string, n: number): InstanceRecord | undefined;
-  listInstances(serviceId: string): InstanceRecord[];
-  instancesInState(states: InstanceState[]): InstanceRecord[];
-  updateInstance(i: InstanceRecord): void;
-  addInstanceEvent(serviceId: string, n: number, e: InstanceEvent): void;
-  instanceEvents(serviceId: string, n: number): InstanceEvent[];
-  countInstancesByState(): Map<InstanceState, number>;
-  listRetries(): RetryRecord[];
-  putRetry(r: RetryRecord): void;
-  deleteRetry(serviceId: string, n: number): void;
+  insertInstance(i: InstanceRecord): Promise<void>;
+  instance(serviceId: string, n: number): Promise<InstanceRecord | undefined>;
+  listInstances(serviceId: string): Promise<InstanceRecord[]>;
+  instancesInState(states: InstanceState[]): Promise<InstanceRecord[]>;
+  updateInstance(i: InstanceRecord): Promise<void>;
+  /** A new instance with its first history entry, atomically. */
+  createInstance(i: InstanceRecord, first: InstanceEvent): Promise<void>;
+  /** An instance's new state, with its history entry when the state changed, atomically. */
+  recordTransition(i: InstanceRecord, event?: InstanceEvent): Promise<void>;
+  addInstanceEvent(serviceId: string, n: number, e: InstanceEvent): Promise<void>;
+  instanceEvents(serviceId: string, n: number): Promise<InstanceEvent[]>;
+  countInstancesByState(): Promise<Map<InstanceState, number>>;
+  listRetries(): Promise<RetryRecord[]>;
+  putRetry(r: RetryRecord): Promise<void>;
+  deleteRetry(serviceId: string, n: number): Promise<void>;
 
-  upsertCluster(c: ClusterRecord): void;
-  cluster(id: string): ClusterRecord | undefined;
-  clusterByName(name: string): ClusterRecord | undefined;
-  listClusters(): ClusterRecord[];
-  touchCluster(id: string, lastSeen: number, aggregate: ClusterAggregate | null): void;
+  upsertCluster(c: ClusterRecord): Promise<void>;
+  cluster(id: string): Promise<ClusterRecord | undefined>;
+  clusterByName(name: string): Promise<ClusterRecord | undefined>;
+  listClusters(): Promise<ClusterRecord[]>;
+  touchCluster(id: string, lastSeen: number, aggregate: ClusterAggregate | null): Promise<void>;
 
-  insertSubnet(s: WorkerSubnetRecord): void;
-  subnet(clusterId: string, workerId: string): WorkerSubnetRecord | undefined;
-  listSubnets(): WorkerSubnetRecord[];
-  deleteSubnet(clusterId: string, workerId: string): boolean;
+  /** Records a worker's subnets unless the block or the worker has one already (then false). */
+  insertSubnet(s: WorkerSubnetRecord): Promise<boolean>;
+  subnet(clusterId: string, workerId: string): Promise<WorkerSubnetRecord | undefined>;
+  listSubnets(): Promise<WorkerSubnetRecord[]>;
+  deleteSubnet(clusterId: string, workerId: string): Promise<boolean>;
 
-  insertAddress(a: AddressRecord): void;
-  addressOwner(address: string): AddressRecord | undefined;
-  listAddresses(): AddressRecord[];
+  /** Records an address unless it is taken (then false): the one atomic check-and-set of allocation. */
+  claimAddress(a: AddressRecord): Promise<boolean>;
+  addressOwner(address: string): Promise<AddressRecord | undefined>;
+  listAddresses(): Promise<AddressRecord[]>;
   /** All of a service's addresses, or one instance's. */
-  deleteAddressesOf(serviceId: string, instanceN?: number): void;
+  deleteAddressesOf(serviceId: string, instanceN?: number): Promise<void>;
   /** A service's policy addresses (rr, closest), not its instances'. */
-  deletePolicyAddresses(serviceId: string): void;
+  deletePolicyAddresses(serviceId: string): Promise<void>;
 }
+
+/** A write broke a uniqueness rule (an address or name taken by a concurrent request). */
+export class StoreConflict extends Error {}
+
+/** The database cannot be reached; the request may be retried once it is back. */
+export class StoreUnavailable extends Error {}

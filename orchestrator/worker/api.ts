@@ -1,10 +1,56 @@
 // The worker daemon's local HTTP API: status with reasons, instance logs (stdout/stderr), /metrics.
-import Fastify, { type FastifyInstance } from 'fastify';
+// Status and logs answer only a caller with the worker's API token (SPEC §10, no side doors): the
+// token is a file in the worker's state directory (mode 0600), so reading it proves the caller is
+// the operator on that host. Users read logs through root. /metrics and /api/health stay open: counters
+// and liveness only.
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { NodeEngine } from './node-engine.ts';
 import { instanceKey } from './runtime/exit.ts';
+import type { ServerTls } from '../protocol/tls.ts';
 
-export async function startWorkerApi(engine: NodeEngine, host: string, port: number): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false });
+/** The API token file in a worker's state directory. */
+export function apiTokenFile(stateDir: string): string {
+  return join(stateDir, 'api-token');
+}
+
+/** The worker's API token: made once (mode 0600) and kept across restarts. */
+export function loadOrCreateApiToken(stateDir: string): string {
+  const f = apiTokenFile(stateDir);
+  if (existsSync(f)) {
+    const t = readFileSync(f, 'utf8').trim();
+    if (t.length >= 16) return t;
+  }
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const t = randomBytes(24).toString('base64url');
+  writeFileSync(f, `${t}\n`, { mode: 0o600 });
+  return t;
+}
+
+export interface WorkerApiOptions {
+  host: string;
+  port: number;
+  /** Callers of status and logs send `Authorization: Bearer <token>`. */
+  token: string;
+  tls?: ServerTls;
+}
+
+export async function startWorkerApi(engine: NodeEngine, o: WorkerApiOptions): Promise<FastifyInstance> {
+  const app = Fastify({ ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}), logger: false });
+  const want = Buffer.from(o.token);
+  const authorized = (req: FastifyRequest): boolean => {
+    const h = req.headers.authorization;
+    const got = Buffer.from(h?.startsWith('Bearer ') ? h.slice(7) : '');
+    return got.length === want.length && timingSafeEqual(got, want);
+  };
+  app.addHook('onRequest', async (req, reply) => {
+    const url = req.routeOptions.url;
+    if (url === '/metrics' || url === '/api/health' || url === undefined) return;
+    if (!authorized(req)) return reply.code(401).send({ error: `missing or wrong API token (the worker's ${apiTokenFile('<data>')}); users read logs through root: canopy logs` });
+  });
+  app.get('/api/health', async () => ({ ok: true }));
 
   app.get('/api/status', async () => ({
     worker_id: engine.workerId,
@@ -53,6 +99,6 @@ export async function startWorkerApi(engine: NodeEngine, host: string, port: num
     return `${lines.join('\n')}\n${net}`;
   });
 
-  await app.listen({ host, port });
+  await app.listen({ host: o.host, port: o.port });
   return app;
 }

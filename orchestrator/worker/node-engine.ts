@@ -12,6 +12,8 @@ import { mqttOptions } from '../mqtt/client.ts';
 import { topics } from '../mqtt/topics.ts';
 import { decode, encode, type Heartbeat, type DeployOrder, type SubnetAssignment, type JobStatus } from '../mqtt/messages.ts';
 import { jsonLogger, type Logger } from '../protocol/log.ts';
+import type { NetCoordinate } from '../protocol/network.ts';
+import { probeRtt } from './latency-probe.ts';
 import {
   parseClusterToWorker, RouteMessageError, type RouteLink, type ClusterToWorker, type WorkerToCluster,
 } from '../../proxy/route-messages.ts';
@@ -26,6 +28,8 @@ import { hostArch, hostCapacity, hostFreeMemoryMb, runnableVirtualizations, CpuM
 import type { Transition } from '../protocol/instance-states.ts';
 import { validTunnelKey, type TunnelKey } from '../protocol/tunnel-identity.ts';
 import { parseWorkerRegistration, type WorkerIdentity } from '../protocol/worker-registration.ts';
+import { controlFetch } from '../protocol/tls.ts';
+import { parseLogRequest, type LogAnswer } from '../protocol/instance-logs.ts';
 
 export interface NodeEngineOptions {
   name: string;
@@ -75,7 +79,7 @@ export async function registerWithCluster(clusterUrl: string, joinKey: string, n
   const url = new URL('api/workers/register', clusterUrl.endsWith('/') ? clusterUrl : `${clusterUrl}/`);
   let res: Response;
   try {
-    res = await fetch(url, {
+    res = await controlFetch(url, {
       method: 'POST',
       headers: { authorization: `Bearer ${joinKey}`, 'content-type': 'application/json' },
       body: JSON.stringify({ name }),
@@ -245,7 +249,7 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     const w = this.workerId;
     client.on('connect', () => {
       this.refusals = 0;
-      const subs = [topics.deploy(w), topics.remove(w), topics.tableQueryResult(w), topics.subnet(w), topics.coordinatePeers(w), topics.overlayKey(w),
+      const subs = [topics.deploy(w), topics.remove(w), topics.tableQueryResult(w), topics.subnet(w), topics.coordinatePeers(w), topics.overlayKey(w), topics.logsRequest(w), topics.probe(w),
         ...[...this.interest].map((s) => topics.serviceUpdates(s))];
       client.subscribe(subs, { qos: 1 });
       // The cluster may have restarted and forgotten who is interested in what.
@@ -315,6 +319,24 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
       this.identity = { ...this.identity, subnet_v4: d.value.subnet_v4, subnet_v6: d.value.subnet_v6 ?? null };
       saveIdentity(NodeEngine.identityFile(this.o.stateDir), this.identity);
       this.emit('subnet', d.value);
+    } else if (topic === topics.logsRequest(w)) {
+      // A user reading logs through root (protocol/instance-logs.ts): the answer goes back on our own topic.
+      let answer: LogAnswer;
+      try {
+        const r = parseLogRequest(JSON.parse(payload.toString('utf8')));
+        const inst = this.instances.get(instanceKey(r.service_id, r.instance_n));
+        answer = inst ? { id: r.id, ok: true, text: inst.logs(r.stream, r.bytes) } : { id: r.id, ok: false, status: 404, error: `no instance ${r.service_id}#${r.instance_n} on worker ${w}` };
+      } catch (e) {
+        return this.drop(topic, (e as Error).message);
+      }
+      this.client?.publish(topics.logs(w), JSON.stringify(answer), { qos: 0 });
+    } else if (topic === topics.probe(w)) {
+      const d = decode('probe', payload);
+      if (!d.ok) return this.drop(topic, d.error);
+      void probeRtt(d.value.probe_id, d.value.target).then((r) => {
+        this.log.info('latency probe', { target: r.target, rtt_ms: r.rtt_ms, method: r.method });
+        this.client?.publish(topics.probeResult(w), encode('probe_result', r), { qos: 1 });
+      });
     } else if (topic === topics.overlayKey(w)) {
       let k: unknown;
       try {
@@ -384,6 +406,9 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     }
   }
 
+  /** This worker's Vivaldi coordinate, once its net manager measures (set by net/for-engine.ts). */
+  coordinate: (() => NetCoordinate | undefined) | undefined;
+
   heartbeatPayload(): Heartbeat {
     const cap = this.o.capacity ?? hostCapacity();
     let cpuUsed = 0;
@@ -410,6 +435,8 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     };
     if (this.o.location) hb.location = this.o.location;
     if (this.o.tunnelEndpoint) hb.tunnel_endpoint = this.o.tunnelEndpoint;
+    const coord = this.coordinate?.();
+    if (coord) hb.coord = { vec: [round3(coord.vec[0]), round3(coord.vec[1])], height: round3(coord.height), error: round3(coord.error) };
     return hb;
   }
 
@@ -480,4 +507,8 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
 function saveIdentity(file: string, id: WorkerIdentity): void {
   writeFileSync(`${file}.tmp`, JSON.stringify(id), { mode: 0o600 });
   renameSync(`${file}.tmp`, file);
+}
+
+function round3(n: number): number {
+  return Math.round(n * 1000) / 1000;
 }

@@ -15,9 +15,9 @@ import { unavailable } from '../support/facility.ts';
 const PERF = join(import.meta.dirname, '../../perf');
 const benches = readdirSync(PERF).filter((f) => f.endsWith('.bench.ts')).map((f) => f.slice(0, -'.bench.ts'.length)).sort();
 /** Pure computation or loopback sockets only; every other benchmark is assumed to need root. */
-const WITHOUT_ROOT = new Set(['flows', 'schedule', 'translate', 'scale']);
+const WITHOUT_ROOT = new Set(['flows', 'schedule', 'translate', 'scale', 'ldp']);
 /** The first lane; every other benchmark (a new one too) runs in the second. Roughly equal halves. */
-const LANE_ONE = new Set(['flows', 'schedule', 'translate', 'scale', 'lab', 'tunnel', 'dns']);
+const LANE_ONE = new Set(['flows', 'schedule', 'translate', 'scale', 'ldp', 'lab', 'tunnel', 'dns']);
 const LIMIT_MS = 150_000;
 
 interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { needRoot, unavailable } from '../support/facility.ts';
 import { workerInstances } from '../../orchestrator/client/worker-api.ts';
 import { down, up } from '../../orchestrator/deployment/local.ts';
+import { registryGuardArgs } from '../../harness/registry-guard.ts';
 import { readState, type DeploymentState } from '../../orchestrator/client/deployment-state.ts';
 
 const CANOPY = join(import.meta.dirname, '../../bin/canopy.js');
@@ -49,7 +50,7 @@ before(async () => {
   const base = 25000 + (process.pid % 4000) * 2;
   state = await up({
     dir, workers: 1, name: `c${(process.pid % 46656).toString(36)}`, subnet: `198.19.${160 + (process.pid % 40)}.0`,
-    rootPort: base, clusterPort: base + 1, mqttPort: base + 2, workerApiPort: base + 3,
+    rootPort: base, clusterPort: base + 1, mqttPort: base + 2, workerApiPort: base + 3, workerArgs: registryGuardArgs(),
   });
 });
 
@@ -93,7 +94,7 @@ test('deploy --wait, status, logs, undeploy', { skip, timeout: 120_000 }, async 
   assert.equal(u.code, 0, `${u.stdout}${u.stderr}`);
   assert.match(u.stdout, /undeployed application clitest\.test \(1 services\)/);
   assert.match(u.stdout, /removed from every worker/);
-  assert.deepEqual(await workerInstances(state!.workers[0]!.apiUrl), []);
+  assert.deepEqual(await workerInstances(state!.workers[0]!), []);
   const gone = canopy(['status', 'clitest']);
   assert.equal(gone.code, 1);
   assert.match(gone.stderr, /no application or service "clitest"/);
@@ -149,7 +150,7 @@ test('bad descriptors, impossible requests and wrong credentials fail with the r
   const u = canopy(['undeploy', 'oneshot', '--wait', '--timeout', '20']);
   assert.equal(u.code, 0, `${u.stdout}${u.stderr}`);
   assert.match(u.stdout, /removed from every worker/);
-  assert.deepEqual((await workerInstances(w.apiUrl)).filter((i) => i.service_id === oneShotId), []);
+  assert.deepEqual((await workerInstances(w)).filter((i) => i.service_id === oneShotId), []);
   assert.ok(!existsSync(join(w.dataDir, 'instances', key)), 'its directory is gone');
   assert.deepEqual(cgroupsOf(w.name, key), [], 'its cgroups are gone');
 
@@ -174,7 +175,7 @@ test('scale up and down, with --wait', { skip, timeout: 180_000 }, async () => {
   const d = canopy(['deploy', sla('scaled', { microservice_name: 'scaled', cmd: ['sleep', '600'] }), '--wait', '--timeout', '60']);
   assert.equal(d.code, 0, `${d.stdout}${d.stderr}`);
   const id = /service \S+ {2}id (\w+)/.exec(d.stdout)![1]!;
-  const onWorker = async () => (await workerInstances(state!.workers[0]!.apiUrl)).filter((i) => i.service_id === id).map((i) => `${i.instance_n} ${i.state}`).sort();
+  const onWorker = async () => (await workerInstances(state!.workers[0]!)).filter((i) => i.service_id === id).map((i) => `${i.instance_n} ${i.state}`).sort();
 
   const up = canopy(['scale', 'scaled', '3', '--wait', '--timeout', '60']);
   assert.equal(up.code, 0, `${up.stdout}${up.stderr}`);

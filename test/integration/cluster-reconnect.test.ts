@@ -56,9 +56,15 @@ test('cluster outage and worker daemon restart: instances survive, are re-adopte
     const pidKeep = engine.instances.get('keep-0')!.pid!;
 
     // The worker's local API: status with reasons, the instance's output, metrics.
-    const wapi = await startWorkerApi(engine, '127.0.0.1', 0);
+    const wapi = await startWorkerApi(engine, { host: '127.0.0.1', port: 0, token: 'worker-api-token-1' });
     try {
       const base = `http://127.0.0.1:${(wapi.server.address() as { port: number }).port}`;
+      const fetch = (url: string, auth = true): Promise<Response> => globalThis.fetch(url, auth ? { headers: { authorization: 'Bearer worker-api-token-1' } } : {});
+      // No side doors: status and logs only with the worker's token; metrics stay open.
+      assert.equal((await fetch(`${base}/api/status`, false)).status, 401);
+      assert.equal((await fetch(`${base}/api/instances/keep/0/logs?stream=stdout`, false)).status, 401);
+      assert.equal((await globalThis.fetch(`${base}/api/status`, { headers: { authorization: 'Bearer worker-api-token-2' } })).status, 401);
+      assert.equal((await fetch(`${base}/metrics`, false)).status, 200);
       const status = await (await fetch(`${base}/api/status`)).json() as { instances: Array<{ service_id: string; state: string; reason: string }> };
       assert.deepEqual(status.instances.map((i) => `${i.service_id} ${i.state}`).sort(), ['dies RUNNING', 'keep RUNNING']);
       await waitFor('output written', () => engine!.instances.get('keep-0')!.logs('stdout').includes('hello-log'));

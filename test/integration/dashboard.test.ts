@@ -16,6 +16,7 @@ import { binaryMissing, needRoot, unavailable } from '../support/facility.ts';
 import { down, up } from '../../orchestrator/deployment/local.ts';
 import { readState, type DeploymentState } from '../../orchestrator/client/deployment-state.ts';
 import { ensureDashboard } from '../../scripts/build-dashboard.ts';
+import { createHash, X509Certificate } from 'node:crypto';
 
 const OUT = join(import.meta.dirname, '../output/dashboard');
 const DEMO = join(import.meta.dirname, '../../orchestrator/deployment/demo.sla.json');
@@ -44,6 +45,16 @@ async function accessible(label: string): Promise<void> {
   assert.deepEqual(bad, [], `${label}: ${JSON.stringify(bad)}`);
 }
 
+/**
+ * `canopy up` serves root over https with a certificate from the deployment's own CA: the browser is
+ * told to accept exactly root's key (its SPKI hash), as a user who imported the CA would be.
+ */
+function trustRootCert(s: DeploymentState): string[] {
+  if (!s.ca) return [];
+  const der = new X509Certificate(readFileSync(join(s.dir, 'tls', 'root.pem'))).publicKey.export({ type: 'spki', format: 'der' });
+  return [`--ignore-certificate-errors-spki-list=${createHash('sha256').update(der).digest('base64')}`];
+}
+
 describe('dashboard in Chromium', { skip }, () => {
   before(async () => {
     if (skip) return;
@@ -54,7 +65,7 @@ describe('dashboard in Chromium', { skip }, () => {
       rootPort: base, clusterPort: base + 1, mqttPort: base + 2, workerApiPort: base + 3,
     });
     context = await chromium.launchPersistentContext(join(tmp, 'profile'), {
-      executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1366, height: 900 },
+      executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_FLAGS, ...trustRootCert(state)], viewport: { width: 1366, height: 900 },
     });
     page = context.pages()[0] ?? await context.newPage();
     // Nothing may be loaded from outside root.

@@ -30,7 +30,7 @@ test('default timers: a worker heartbeats every second and the cluster reports t
     const reports: number[] = [];
     // Until 7 heartbeats and 4 reports have been seen (each poll only reads the latest of each).
     while (heartbeats.length < 7 || reports.length < 4) {
-      const status = JSON.parse(await d.ctl.execOk(['curl', '-sS', '-m', '3', 'http://127.0.0.1:10100/api/status'])) as { workers: Array<{ id: string; last_seen: number }> };
+      const status = await d.clusterStatus<{ workers: Array<{ id: string; last_seen: number }> }>();
       const hb = status.workers.find((w) => w.id === worker)?.last_seen;
       if (hb && hb !== heartbeats.at(-1)) heartbeats.push(hb);
       const clusters = await d.api('GET', '/api/v1/clusters') as Array<{ name: string; last_seen: string | null }>;

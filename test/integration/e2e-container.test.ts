@@ -11,7 +11,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
 import { Deployment, poll, sleep } from '../../harness/e2e-harness.ts';
-import { startRegistry, pushBusybox, registryConfig } from '../support/oci-registry.ts';
+import { startRegistry, pushBusybox, registryConfig } from '../../harness/oci-registry.ts';
 import { socketPathFor } from '../../orchestrator/worker/container/embedded.ts';
 
 interface WorkerStatus { instances: Array<{ service_id: string; state: string; pid: number | null; reason: string }> }
@@ -70,8 +70,7 @@ test('e2e containers: a container server from a registry mirror, a process clien
       execFileSync('ctr', ['-a', socketPathFor(join(d.dir, 'w1', 'containerd')), '-n', 'canopy', ...args]).toString();
     t.after(() => d.stop());
     await d.start();
-    const w1 = lab.host('w1');
-    const status = async (): Promise<WorkerStatus> => JSON.parse(await w1.execOk(['curl', '-sS', '-m', '3', 'http://127.0.0.1:10200/api/status'])) as WorkerStatus;
+    const status = async (): Promise<WorkerStatus> => d.workerStatus<WorkerStatus>('w1');
 
     const app = await d.submit(sla(mirror, d.workerIdOf('w1'), d.workerIdOf('w2')));
     const id = (name: string): string => app.services.find((s) => s.microservice_name === name)!.microserviceID;

@@ -16,7 +16,7 @@ test('e2e restart: a restarted worker daemon re-adopts its instances and their n
     const d = new Deployment(lab, { workers: ['w1', 'w2'] });
     t.after(() => d.stop());
     const w2 = lab.host('w2');
-    const status = async (): Promise<WorkerStatus> => JSON.parse(await w2.execOk(['curl', '-sS', '-m', '3', 'http://127.0.0.1:10200/api/status'])) as WorkerStatus;
+    const status = async (): Promise<WorkerStatus> => d.workerStatus<WorkerStatus>('w2');
     const links = async (): Promise<string[]> => (await w2.execOk(['ip', '-o', 'link', 'show'])).split('\n')
       .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1] ?? '').filter((n) => /^(canopy|cv)/.test(n)).sort();
     try {
@@ -60,7 +60,7 @@ test('e2e restart: a restarted worker daemon re-adopts its instances and their n
         const get = (k: string): number => Number(new RegExp(`^canopy_datapath_${k} (\\d+)`, 'm').exec(m)?.[1] ?? 0);
         return { unknown: get('tunnel_drop_unknown_sender'), tag: get('tunnel_drop_bad_tag') };
       };
-      const w1Subnet = (JSON.parse(await lab.host('w1').execOk(['curl', '-sS', 'http://127.0.0.1:10200/api/status'])) as { subnet_v4: string }).subnet_v4;
+      const w1Subnet = (await d.workerStatus<{ subnet_v4: string }>('w1')).subnet_v4;
       const forge = (sender: number): string[] => ['python3', '-c', [
         'import socket, struct, sys',
         // A counter ahead of the receiver's replay window, so the tag check is what stops it.

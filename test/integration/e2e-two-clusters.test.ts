@@ -53,17 +53,16 @@ test('e2e two clusters: a client in c1 reaches a server in c2 through its rr add
       const { srv, cli, s0, c0 } = await d.deployWebClient(['w2'], 'w1', { clientAfterWeb: true });
       // Where things really are, from each daemon's own view (not from the names this test gave).
       type Running = { worker_id: string; instances: Array<{ service_id: string; state: string }> };
-      const onWorker = async (h: string): Promise<Running> =>
-        JSON.parse(await lab.host(h).execOk(['curl', '-sS', '-m', '3', 'http://127.0.0.1:10200/api/status'])) as Running;
-      const inCluster = async (port: number): Promise<Array<{ service_id: string; worker: string | null; state: string }>> =>
-        (JSON.parse(await d.ctl.execOk(['curl', '-sS', '-m', '3', `http://127.0.0.1:${port}/api/status`])) as { instances: Array<{ service_id: string; worker: string | null; state: string }> }).instances;
+      const onWorker = (h: string): Promise<Running> => d.workerStatus<Running>(h);
+      const inCluster = async (i: number): Promise<Array<{ service_id: string; worker: string | null; state: string }>> =>
+        (await d.clusterStatus<{ instances: Array<{ service_id: string; worker: string | null; state: string }> }>(i)).instances;
       const [st1, st2] = [await onWorker('w1'), await onWorker('w2')];
       const runs = (st: Running, sid: string): boolean => st.instances.some((i) => i.service_id === sid && i.state === 'RUNNING');
       assert.ok(runs(st2, srv.microserviceID) && !runs(st1, srv.microserviceID), 'the server runs on w2\'s daemon, not on w1\'s');
       assert.ok(runs(st1, cli.microserviceID) && !runs(st2, cli.microserviceID), 'the client runs on w1\'s daemon, not on w2\'s');
       assert.equal(st1.worker_id, st2.worker_id, 'the two daemons were admitted under one name, each by its own cluster');
       assert.equal(s0.worker_id, st2.worker_id, 'root names the server\'s worker as w2\'s daemon calls itself');
-      const [c1Has, c2Has] = [await inCluster(10100), await inCluster(10101)];
+      const [c1Has, c2Has] = [await inCluster(0), await inCluster(1)];
       assert.ok(c2Has.some((i) => i.service_id === srv.microserviceID && i.state === 'RUNNING') && !c1Has.some((i) => i.service_id === srv.microserviceID),
         'cluster c2 holds the server, c1 does not');
       assert.ok(c1Has.some((i) => i.service_id === cli.microserviceID && i.state === 'RUNNING') && !c2Has.some((i) => i.service_id === cli.microserviceID),

@@ -15,8 +15,7 @@ test('partition: with the cluster cut off for 30 s instances keep serving, and n
     const d = new Deployment(lab, { workers: ['w1', 'w2'] });
     t.after(() => d.stop());
     const status = async (h: string): Promise<WorkerStatus> => {
-      const r = await lab.host(h).execOk(['curl', '-sS', '-m', '3', 'http://127.0.0.1:10200/api/status']);
-      return JSON.parse(r) as WorkerStatus;
+      return d.workerStatus<WorkerStatus>(h);
     };
     const snapshot = async (): Promise<string[]> => {
       const out: string[] = [];

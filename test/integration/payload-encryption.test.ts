@@ -30,7 +30,7 @@ async function captureRequests(t: { after: (fn: () => Promise<void>) => void; di
     // http.server answers 404 for the marked path: the request went through and back.
     for (let i = 0; i < 5; i++) assert.equal(await get(marker), '404', `request ${i + 1} crossed the overlay`);
     const seen = await cap.stop();
-    const status = JSON.parse(await d.ctl.execOk(['curl', '-sS', '-m', '3', 'http://127.0.0.1:10100/api/status'])) as Record<string, unknown>;
+    const status = await d.clusterStatus<Record<string, unknown>>();
     t.diagnostic(`encrypt=${encrypt}: ${JSON.stringify(seen)}`);
     return { seen, status };
   } catch (e) {

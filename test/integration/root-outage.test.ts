@@ -21,13 +21,12 @@ test('root outage: with only root killed, instances keep running and serving; th
     const snapshot = async (): Promise<string[]> => {
       const out: string[] = [];
       for (const h of ['w1', 'w2']) {
-        const s = JSON.parse(await lab.host(h).execOk(['curl', '-sS', '-m', '3', 'http://127.0.0.1:10200/api/status'])) as WorkerStatus;
+        const s = await d.workerStatus<WorkerStatus>(h);
         for (const i of s.instances) out.push(`${h} ${i.service_id}/${i.instance_n} ${i.state} pid ${i.pid}`);
       }
       return out.sort();
     };
-    const cluster = async (): Promise<ClusterStatus> =>
-      JSON.parse(await d.ctl.execOk(['curl', '-sS', '-m', '3', 'http://127.0.0.1:10100/api/status'])) as ClusterStatus;
+    const cluster = (): Promise<ClusterStatus> => d.clusterStatus<ClusterStatus>();
     try {
       await d.start();
       const { srv, cli, c0 } = await d.deployWebClient(['w2'], 'w1');

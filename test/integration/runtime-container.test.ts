@@ -19,7 +19,8 @@ import { NoNetwork } from '../../orchestrator/worker/net-seam.ts';
 import { memoryLogger } from '../../orchestrator/protocol/log.ts';
 import type { InstanceState } from '../../orchestrator/protocol/instance-states.ts';
 import type { DeployOrder, InstanceSpec } from '../../orchestrator/mqtt/messages.ts';
-import { startRegistry, pushBusybox, type TestRegistry } from '../support/oci-registry.ts';
+import { startRegistry, pushBusybox, type TestRegistry } from '../../harness/oci-registry.ts';
+import { guardEgress, probeEgress, type EgressGuard } from '../../harness/egress-guard.ts';
 
 const WORKER = `ct${process.pid}`;
 const dataDir = mkdtempSync(join(tmpdir(), 'canopy-ct-'));
@@ -29,10 +30,12 @@ const all: Runtimes[] = [];
 const instances: Instance[] = [];
 let registry: TestRegistry;
 let containerd: EmbeddedContainerd;
+let egress: EgressGuard | undefined;
+let egressProbed = 0;
 
 async function runtimes(): Promise<Runtimes> {
   const sandbox = new Sandbox({ workerId: WORKER, cgroups, stateDir: dataDir });
-  const ct = await ContainerRuntime.open(sandbox, { socket: containerd.socket, mirrors: [['docker.io', registry.url]], log });
+  const ct = await ContainerRuntime.open(sandbox, { socket: containerd.socket, mirrors: [['docker.io', registry.url]], mirrorsOnly: true, log });
   const r = new Runtimes(sandbox, [new ProcessRuntime(sandbox), ct]);
   all.push(r);
   return r;
@@ -69,6 +72,11 @@ function until(i: Instance, states: InstanceState[], ms = 30_000): Promise<Insta
 const ctr = (...args: string[]): string => execFileSync('ctr', ['-a', containerd.socket, '-n', 'canopy', ...args]).toString();
 
 before(async () => {
+  // Every packet this file's processes (the test, containerd, ctr pulls) send off loopback is dropped
+  // and counted; the probe shows the counter counts.
+  egress = guardEgress();
+  probeEgress();
+  egressProbed = egress.attempts();
   registry = await startRegistry();
   await pushBusybox(registry.url, 'library/busybox', 'latest');
   await pushBusybox(registry.url, 'library/httpd', 'latest', {
@@ -90,6 +98,7 @@ after(async () => {
     if (target?.startsWith(dataDir)) execFileSync('umount', ['-l', target]);
   }
   rmSync(dataDir, { recursive: true, force: true });
+  egress?.close();
 });
 
 test('a one-shot container: descriptor cmd/args/env over the image\'s, its own namespaces, output kept, COMPLETED', async () => {
@@ -152,12 +161,56 @@ test('an image that does not exist ends FAILED with the registry\'s words, witho
   await i.close();
 });
 
+test('no pull leaves the machine: a docker.io image the mirror lacks, and a registry without a mirror, each FAILED with its reason', async () => {
+  assert.ok(egressProbed >= 1, `the egress counter counts (probe: ${egressProbed})`);
+  const rt = await runtimes();
+  const missing = instance(rt, order(6, { code: 'docker.io/library/not-in-the-mirror:1' }));
+  const elsewhere = instance(rt, order(7, { code: 'ghcr.io/some/image:1' }));
+  await Promise.all([missing.start(), elsewhere.start()]);
+  assert.equal(await until(missing, ['FAILED', 'RUNNING']), 'FAILED');
+  assert.equal(await until(elsewhere, ['FAILED', 'RUNNING']), 'FAILED');
+  console.log(`# docker.io image the mirror lacks: ${missing.lifecycle.last.reason}`);
+  console.log(`# registry without a mirror: ${elsewhere.lifecycle.last.reason}`);
+  // containerd would fall back from the mirror's 404 to registry-1.docker.io; the mirror is the server.
+  assert.match(missing.lifecycle.last.reason, new RegExp(`not-in-the-mirror.*not found at ${registry.host.replace(/\./g, '\\.')}`));
+  assert.doesNotMatch(missing.lifecycle.last.reason, /registry-1\.docker\.io|lookup|dial/);
+  assert.match(elsewhere.lifecycle.last.reason, /registry ghcr\.io has no --registry-mirror/);
+  const hostsToml = readFileSync(join(dataDir, 'registry-hosts', 'docker.io', 'hosts.toml'), 'utf8');
+  assert.deepEqual([...hostsToml.matchAll(/"(https?:\/\/[^"]+)"/g)].map((m) => m[1]).filter((u) => !u!.startsWith('http://127.')), [], hostsToml);
+  assert.equal(egress!.attempts() - egressProbed, 0, 'no packet left loopback');
+  await missing.close();
+  await elsewhere.close();
+});
+
 test('a container past its memory is FAILED with the reason', async () => {
   const rt = await runtimes();
   const i = instance(rt, order(4, { one_shot: true, memory: 32, cmd: ['tail', '/dev/zero'] }));
   await i.start();
   assert.equal(await until(i, ['FAILED', 'COMPLETED']), 'FAILED');
   assert.match(i.lifecycle.last.reason, /memory limit of 32 MB exceeded/);
+  await i.close();
+});
+
+test('a container that spins is held to its vcpus (the cgroup\'s own counters over a window)', async () => {
+  const rt = await runtimes();
+  // Two spinning processes: unlimited, they could take both cores; vcpus 0.2 allows a fifth of one.
+  const i = instance(rt, order(8, { vcpus: 0.2, cmd: ['sh', '-c', 'while :; do :; done & while :; do :; done'] }));
+  await i.start();
+  assert.equal(await until(i, ['RUNNING', 'FAILED']), 'RUNNING', JSON.stringify(i.lifecycle.history));
+  const cg = rt.sandbox.cgroup(i.key)!;
+  const stat = cgroups.version === 1 ? `/sys/fs/cgroup/cpu/${cg.rel}/cpu.stat` : `/sys/fs/cgroup/${cg.rel}/cpu.stat`;
+  const throttled = (): number => Number(/^nr_throttled (\d+)$/m.exec(readFileSync(stat, 'utf8'))?.[1] ?? NaN);
+  await new Promise((r) => setTimeout(r, 500)); // both loops started
+  const [u0, t0, w0] = [cg.cpuUsageNs(), throttled(), process.hrtime.bigint()];
+  await new Promise((r) => setTimeout(r, 4000));
+  const [u1, t1, w1] = [cg.cpuUsageNs(), throttled(), process.hrtime.bigint()];
+  // CPU time the group used per second of the window: a measurement, bounded from above only (a
+  // loaded machine gives it less, never more). Without the quota it would be ≥ 0.3 unless two other
+  // processes held both cores the whole time; the kernel's throttle count says the quota acted.
+  const cores = (u1 - u0) / Number(w1 - w0);
+  console.log(`# spinning container with vcpus 0.2: ${cores.toFixed(3)} cores, throttled ${t1 - t0} periods`);
+  assert.ok(t1 - t0 > 0, `the kernel throttled the group (nr_throttled ${t0} → ${t1})`);
+  assert.ok(cores <= 0.3, `held to its vcpus: ${cores.toFixed(3)} cores used`);
   await i.close();
 });
 

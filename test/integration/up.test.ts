@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needRoot, unavailable } from '../support/facility.ts';
 import { down } from '../../orchestrator/deployment/local.ts';
+import { registryGuardArgs } from '../../harness/registry-guard.ts';
 import { readState } from '../../orchestrator/client/deployment-state.ts';
 
 const CANOPY = join(import.meta.dirname, '../../bin/canopy.js');
@@ -101,15 +102,26 @@ test('canopy up --workers 2 runs the demo; instances resolve outside names; up a
   }
   const upArgs = ['up', '--workers', '2', '--name', name, '--subnet', subnet, '--root-port', String(base), '--cluster-port', String(base + 1),
     '--mqtt-port', String(base + 2), '--worker-api-port', String(base + 3), '--dns-relay-port', String(base + 4),
-    '--dns-upstream', `127.0.0.1:${dnsPort}`];
+    '--dns-upstream', `127.0.0.1:${dnsPort}`, ...registryGuardArgs().map((a) => `--worker-arg=${a}`)];
   const first = canopy(upArgs);
-  assert.match(first.out, /up: root http:\/\/198\.19\.\d+\.1:\d+/, first.out);
+  assert.match(first.out, /up: root https:\/\/198\.19\.\d+\.1:\d+/, first.out);
   assert.equal(first.code, 0, first.out);
   assert.match(first.out, /demo OK: the client on \S+ got HTTP 200 from http:\/\/closest\.web\//, first.out);
   assert.match(first.out, /what to try next/);
 
   const s = readState(dir)!;
   assert.equal(s.workers.length, 2);
+  // TLS is the default: every URL is https/mqtts, the CA is the deployment's, and a client that does
+  // not pin it, or speaks plain HTTP, gets nothing.
+  assert.ok(s.ca && existsSync(s.ca), `the deployment's CA: ${s.ca}`);
+  for (const u of [s.rootUrl, s.clusterUrl, ...s.workers.map((w) => w.apiUrl)]) assert.match(u, /^https:\/\//);
+  assert.match(s.mqttUrl, /^mqtts:\/\//);
+  const pinned = spawnSync('curl', ['-sS', '-m', '5', '--cacert', s.ca!, `${s.rootUrl}/metrics`], { encoding: 'utf8' });
+  assert.equal(pinned.status, 0, `curl with the CA: ${pinned.stderr}`);
+  const unpinned = spawnSync('curl', ['-sS', '-m', '5', `${s.rootUrl}/metrics`], { encoding: 'utf8' });
+  assert.equal(unpinned.status, 60, `curl without the CA must fail verification (rc 60): rc ${unpinned.status} ${unpinned.stderr}`);
+  const plain = spawnSync('curl', ['-sS', '-m', '5', `${s.rootUrl.replace('https:', 'http:')}/metrics`], { encoding: 'utf8' });
+  assert.notEqual(plain.status, 0, `plain HTTP to root's TLS port must get no answer: ${plain.stdout}`);
   for (const w of s.workers) assert.ok(netns().includes(w.netns), `namespace ${w.netns}`);
   assert.ok(links().includes(s.bridge), `bridge ${s.bridge}`);
   // The workers' instances are real: namespaces and cgroups exist while they run.

@@ -21,7 +21,7 @@ export function applicationRoutes(app: FastifyInstance, ctx: ApiContext): void {
     config: { docBody: descriptorSchema },
   }, async (req, reply) => {
     const who = await caller(ctx, req);
-    return created(reply, ctx.catalog.createFromDescriptor(who, req.body, req.query.deploy === true));
+    return created(reply, await ctx.catalog.createFromDescriptor(who, req.body, req.query.deploy === true));
   });
 
   app.get(`${API_V1}/applications`, { schema: { tags: ['applications'], summary: 'Your applications (all, for admins)', security: bearer } }, async (req) =>
@@ -38,7 +38,7 @@ export function applicationRoutes(app: FastifyInstance, ctx: ApiContext): void {
   }, async (req) => ctx.catalog.updateApplication(await caller(ctx, req), req.params.id, req.body));
 
   app.delete<Id>(`${API_V1}/application/:id`, { schema: { tags: ['applications'], summary: 'Undeploy and delete an application', security: bearer, params: idParam } }, async (req) => {
-    ctx.catalog.deleteApplication(await caller(ctx, req), req.params.id);
+    await ctx.catalog.deleteApplication(await caller(ctx, req), req.params.id);
     return { deleted: req.params.id };
   });
 
@@ -51,7 +51,7 @@ export function applicationRoutes(app: FastifyInstance, ctx: ApiContext): void {
     config: { docBody: descriptorSchema },
   }, async (req, reply) => {
     const who = await caller(ctx, req);
-    return created(reply, ctx.catalog.addServices(who, req.body, req.query.deploy === true));
+    return created(reply, await ctx.catalog.addServices(who, req.body, req.query.deploy === true));
   });
 
   app.get<Id>(`${API_V1}/service/:id`, { schema: { tags: ['services'], summary: 'One service with its instances, states and history', security: bearer, params: idParam } }, async (req) =>
@@ -63,13 +63,13 @@ export function applicationRoutes(app: FastifyInstance, ctx: ApiContext): void {
   }, async (req) => ctx.catalog.updateService(await caller(ctx, req), req.params.id, req.body));
 
   app.delete<Id>(`${API_V1}/service/:id`, { schema: { tags: ['services'], summary: 'Undeploy and delete a service', security: bearer, params: idParam } }, async (req) => {
-    ctx.catalog.deleteService(await caller(ctx, req), req.params.id);
+    await ctx.catalog.deleteService(await caller(ctx, req), req.params.id);
     return { deleted: req.params.id };
   });
 
   app.post<Id>(`${API_V1}/service/:id/instance`, {
     schema: { tags: ['instances'], summary: 'Deploy one more instance (scheduled in the background)', security: bearer, params: idParam },
-  }, async (req, reply) => reply.code(202).send(ctx.catalog.deployInstance(await caller(ctx, req), req.params.id)));
+  }, async (req, reply) => reply.code(202).send(await ctx.catalog.deployInstance(await caller(ctx, req), req.params.id)));
 
   app.delete<{ Params: { id: string; n: number } }>(`${API_V1}/service/:id/instance/:n`, {
     schema: {

@@ -2,11 +2,15 @@
 import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.ts';
 import { MIN_PASSWORD, USERNAME } from '../users.ts';
-import { caller, created, type ApiContext } from './context.ts';
+import { caller, created, throttledLogin, type ApiContext } from './context.ts';
 import { API_V1 } from './paths.ts';
 
-/** Lifetime of an access token (both surfaces). */
+/** Lifetime of an access token on Oakestra's surface (its clients keep one for a whole run). */
 export const TOKEN_TTL_S = 12 * 3600;
+/** Lifetime of an access token on /api/v1 (SPEC §10: short-lived; renewed with the refresh token). */
+export const ACCESS_TTL_S = 15 * 60;
+/** Lifetime of a refresh token (both surfaces). */
+export const REFRESH_TTL_S = 7 * 24 * 3600;
 
 export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.post<{ Body: { username: string; password: string } }>(`${API_V1}/auth/login`, {
@@ -18,11 +22,29 @@ export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
         properties: { username: { type: 'string', maxLength: 64 }, password: { type: 'string', maxLength: 1024 } },
       },
     },
-  }, async (req) => {
-    const u = ctx.users.login(req.body.username.toLowerCase(), req.body.password);
+  }, async (req, reply) => {
+    const u = await throttledLogin(ctx, req, reply, req.body.username.toLowerCase(), req.body.password);
     if (!u) throw new ApiError(401, 'wrong username or password');
-    const token = app.jwt.sign({ sub: u.id, name: u.username, role: u.role }, { expiresIn: TOKEN_TTL_S });
-    return { token, username: u.username, role: u.role, expires_in: TOKEN_TTL_S };
+    const ttl = ctx.accessTtlS ?? ACCESS_TTL_S;
+    const token = app.jwt.sign({ sub: u.id, name: u.username, role: u.role }, { expiresIn: ttl });
+    const refresh = app.jwt.sign({ sub: u.id, name: u.username, role: u.role, typ: 'refresh' }, { expiresIn: REFRESH_TTL_S });
+    return { token, username: u.username, role: u.role, expires_in: ttl, refresh_token: refresh, refresh_expires_in: REFRESH_TTL_S };
+  });
+
+  // A new access token for a refresh token (Authorization: Bearer <refresh_token>), while its user exists.
+  app.post(`${API_V1}/auth/refresh`, {
+    schema: { tags: ['auth'], summary: 'Exchange a refresh token (Authorization: Bearer) for a new access token', security: [{ bearer: [] }] },
+  }, async (req) => {
+    try {
+      await req.jwtVerify();
+    } catch {
+      throw new ApiError(401, 'missing, invalid or expired refresh token: log in again');
+    }
+    if (req.user.typ !== 'refresh') throw new ApiError(401, 'not a refresh token');
+    const u = await ctx.users.byId(req.user.sub);
+    if (!u) throw new ApiError(401, 'the user of this token no longer exists');
+    const ttl = ctx.accessTtlS ?? ACCESS_TTL_S;
+    return { token: app.jwt.sign({ sub: u.id, name: u.username, role: u.role }, { expiresIn: ttl }), username: u.username, role: u.role, expires_in: ttl };
   });
 
   app.post<{ Body: { username: string; password: string; role?: 'admin' | 'user' } }>(`${API_V1}/users`, {
@@ -47,14 +69,14 @@ export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (!USERNAME.test(username)) errors.push({ path: '/username', message: 'must be 1-64 of a-z 0-9 . _ - starting with a letter or digit' });
     if (req.body.password.length < MIN_PASSWORD) errors.push({ path: '/password', message: `must be at least ${MIN_PASSWORD} characters` });
     if (errors.length) throw new ApiError(422, 'invalid user', errors);
-    if (ctx.users.exists(username)) throw new ApiError(409, `user ${username} exists`, [{ path: '/username', message: 'is taken' }]);
-    const u = ctx.users.create(username, req.body.password, req.body.role ?? 'user');
+    if (await ctx.users.exists(username)) throw new ApiError(409, `user ${username} exists`, [{ path: '/username', message: 'is taken' }]);
+    const u = await ctx.users.create(username, req.body.password, req.body.role ?? 'user');
     return created(reply, { id: u.id, username: u.username, role: u.role });
   });
 
   app.get(`${API_V1}/users`, { schema: { tags: ['auth'], summary: 'List users (admins only)', security: [{ bearer: [] }] } }, async (req) => {
     const who = await caller(ctx, req);
     if (who.role !== 'admin') throw new ApiError(403, 'only admins list users');
-    return ctx.users.list().map((u) => ({ id: u.id, username: u.username, role: u.role, created_at: new Date(u.created_at).toISOString() }));
+    return (await ctx.users.list()).map((u) => ({ id: u.id, username: u.username, role: u.role, created_at: new Date(u.created_at).toISOString() }));
   });
 }

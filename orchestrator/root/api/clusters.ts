@@ -2,6 +2,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { ClusterRecord } from '../store.ts';
 import { caller, type ApiContext } from './context.ts';
+import { ApiError } from '../errors.ts';
+import { ClusterCallError, revokeWorkerAt } from '../cluster-client.ts';
 import { API_V1 } from './paths.ts';
 
 export function clusterRoutes(app: FastifyInstance, ctx: ApiContext): void {
@@ -25,5 +27,46 @@ export function clusterRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get(`${API_V1}/clusters/active`, schema('Clusters that reported within 15 s'), async (req) => {
     await caller(ctx, req);
     return ctx.clusters.list().filter((c) => ctx.clusters.isActive(c)).map(view);
+  });
+  // `canopy cluster revoke`: its token stops working now and its name may not register again.
+  app.post<{ Params: { id: string } }>(`${API_V1}/clusters/:id/revoke`, {
+    schema: {
+      tags: ['clusters'], summary: 'Revoke a cluster (admins only): its token is refused from now on and its name may not register again', security: [{ bearer: [] }],
+      params: { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } },
+    },
+  }, async (req) => {
+    const who = await caller(ctx, req);
+    if (who.role !== 'admin') throw new ApiError(403, 'only admins revoke clusters');
+    const c = ctx.clusters.list().find((x) => x.id === req.params.id || x.name === req.params.id);
+    if (!c) throw new ApiError(404, `no cluster ${req.params.id}`);
+    await ctx.clusters.revoke(c.id);
+    ctx.log.warn('cluster revoked', { cluster: c.name, cluster_id: c.id, by: who.username });
+    return { revoked: c.name, cluster_id: c.id };
+  });
+  // `canopy worker revoke`: the worker's cluster cuts it off (credentials, session, peers, instances).
+  app.post<{ Params: { worker: string }; Querystring: { cluster?: string } }>(`${API_V1}/workers/:worker/revoke`, {
+    schema: {
+      tags: ['clusters'], summary: "Revoke a worker (admins only): its credentials and session end, it may not register again, its instances are re-placed", security: [{ bearer: [] }],
+      params: { type: 'object', required: ['worker'], properties: { worker: { type: 'string', maxLength: 63 } } },
+      querystring: { type: 'object', properties: { cluster: { type: 'string', maxLength: 64 } } },
+    },
+  }, async (req) => {
+    const who = await caller(ctx, req);
+    if (who.role !== 'admin') throw new ApiError(403, 'only admins revoke workers');
+    const all = ctx.clusters.list();
+    const named = req.query.cluster;
+    const candidates = named ? all.filter((c) => c.id === named || c.name === named) : all;
+    if (named && candidates.length === 0) throw new ApiError(404, `no cluster ${named}`);
+    if (candidates.length > 1) throw new ApiError(400, `worker names are unique per cluster only: name its cluster (cluster=${candidates.map((c) => c.name).join('|')})`);
+    const c = candidates[0];
+    if (!c) throw new ApiError(404, 'no cluster is registered');
+    try {
+      if (!(await revokeWorkerAt(c, req.params.worker))) throw new ApiError(404, `cluster ${c.name} has no worker ${req.params.worker}`);
+    } catch (e) {
+      if (e instanceof ClusterCallError) throw new ApiError(502, `cluster ${c.name}: ${e.message}`);
+      throw e;
+    }
+    ctx.log.warn('worker revoked', { worker: req.params.worker, cluster: c.name, by: who.username });
+    return { revoked: req.params.worker, cluster: c.name };
   });
 }

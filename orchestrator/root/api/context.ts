@@ -13,6 +13,8 @@ import type { ClusterRecord, Role } from '../store.ts';
 import type { Users } from '../users.ts';
 import { API_V1 } from './paths.ts';
 import type { OverlayTunnel } from '../../protocol/root-cluster.ts';
+import type { LoginThrottle } from '../login-throttle.ts';
+import type { UserRecord } from '../store.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -41,6 +43,29 @@ export interface ApiContext {
   checkJoinKey(key: string): boolean;
   /** The overlay tunnel key root hands to every cluster (registration and report answers). */
   overlayTunnel: OverlayTunnel;
+  /** Failed logins per user and address (both login routes). */
+  loginThrottle: LoginThrottle;
+  /** Lifetime of /api/v1 access tokens (default ACCESS_TTL_S; tests shorten it). */
+  accessTtlS?: number;
+}
+
+/**
+ * A login attempt through the throttle: 429 (with Retry-After) without checking the password when
+ * this address, or this user from it, failed too often lately; otherwise the answer comes after the
+ * throttle's delay. The user, or undefined for a wrong name or password.
+ */
+export async function throttledLogin(ctx: ApiContext, req: FastifyRequest, reply: FastifyReply, username: string, password: string): Promise<UserRecord | undefined> {
+  const v = ctx.loginThrottle.check(username, req.ip);
+  if (v.refuse) {
+    ctx.log.warn('login throttled', { username, address: req.ip, retry_after_s: v.retryAfterS });
+    void reply.header('retry-after', String(v.retryAfterS));
+    throw new ApiError(429, `too many failed logins; try again in ${v.retryAfterS} s`);
+  }
+  if (v.delayMs > 0) await new Promise((r) => setTimeout(r, v.delayMs));
+  const u = await ctx.users.login(username, password);
+  if (u) ctx.loginThrottle.succeeded(username, req.ip);
+  else ctx.loginThrottle.failed(username, req.ip);
+  return u;
 }
 
 const callers = new WeakMap<FastifyRequest, Caller>();
@@ -48,7 +73,7 @@ const callers = new WeakMap<FastifyRequest, Caller>();
 /** Routes that need no user token: both logins, the API docs, and the cluster-facing routes (own auth). */
 function isPublic(url: string): boolean {
   return !url.startsWith('/api/') || url === `${API_V1}/auth/login` || url === '/api/auth/login' || url === '/api/auth/refresh'
-    || url.startsWith('/api/docs') || url.startsWith('/api/internal/');
+    || url === `${API_V1}/auth/refresh` || url.startsWith('/api/docs') || url.startsWith('/api/internal/');
 }
 
 /**
@@ -66,7 +91,7 @@ export function authenticate(ctx: ApiContext) {
     } catch {
       throw new ApiError(401, `missing or invalid token: log in at POST ${API_V1}/auth/login and send Authorization: Bearer <token>`);
     }
-    const u = ctx.users.byId(req.user.sub);
+    const u = await ctx.users.byId(req.user.sub);
     if (!u) throw new ApiError(401, 'the user of this token no longer exists');
     callers.set(req, { id: u.id, username: u.username, role: u.role });
   };
@@ -85,8 +110,8 @@ export function bearer(req: FastifyRequest): string {
 }
 
 /** The cluster named in the path, if the request carries its token; 401 otherwise. */
-export function clusterCaller(ctx: ApiContext, req: FastifyRequest<{ Params: { id: string } }>): ClusterRecord {
-  const c = ctx.clusters.authenticate(req.params.id, bearer(req));
+export async function clusterCaller(ctx: ApiContext, req: FastifyRequest<{ Params: { id: string } }>): Promise<ClusterRecord> {
+  const c = await ctx.clusters.authenticate(req.params.id, bearer(req));
   if (!c) throw new ApiError(401, 'missing or wrong cluster token for this cluster');
   return c;
 }

@@ -1,24 +1,24 @@
 // What the browser dashboard needs beyond the REST API: its static files at `/`, the live change feed
-// (GET /api/v1/events, server-sent events), an instance's logs followed through root (the browser
-// cannot reach workers: they sit in other networks, and the page loads nothing from outside root),
+// (GET /api/v1/events, server-sent events), an instance's logs followed through root and its cluster
+// (the browser cannot reach workers: they sit in other networks, and the page loads nothing from outside root),
 // and a cluster's own status (its workers). All but the static files need a user token, sent as the
 // Authorization header: the page reads both streams with fetch(), so no token appears in a URL.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { instanceLogs } from '../../client/worker-api.ts';
 import { unseen } from '../../commands/logs.ts';
 import { ApiError } from '../errors.ts';
 import type { RootEvent, RootEvents } from '../events.ts';
 import { caller, type ApiContext } from './context.ts';
 import { API_V1 } from './paths.ts';
+import { clusterStatus } from '../cluster-client.ts';
+import { readInstanceLogs } from './logs.ts';
 
 /** Where scripts/build-dashboard.ts writes the bundle. */
 export const DASHBOARD_DIST = join(import.meta.dirname, '../../../dashboard/dist');
 const KEEPALIVE_MS = 15_000;
 const LOG_POLL_MS = 1000;
 const LOG_BYTES = 65536;
-const CLUSTER_STATUS_TIMEOUT_MS = 5000;
 
 /** The browser itself refuses anything from outside root (edge sites are often offline). */
 const CSP = "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
@@ -35,8 +35,6 @@ const TYPES: Record<string, string> = {
 
 export interface DashboardOptions {
   events: RootEvents;
-  /** A worker's local API URL, for relaying logs; undefined when root does not know it. */
-  workerApi: (workerId: string) => string | undefined;
   dist?: string;
 }
 
@@ -122,7 +120,7 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ApiContext, o: Dashbo
   }, async (req, reply) => {
     const who = await caller(ctx, req);
     const { sid, n } = req.params;
-    const service = ctx.catalog.getService(who, sid); // 403/404 before the stream opens
+    const service = await ctx.catalog.getService(who, sid); // 403/404 before the stream opens
     if (!service.instances.some((i) => i.instance_n === n)) throw new ApiError(404, `${service.name} has no instance ${n}`);
     const stream = openStream(req, reply, streams);
     const seen = new Map<string, string>();
@@ -139,13 +137,8 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ApiContext, o: Dashbo
     };
     const poll = async (): Promise<void> => {
       try {
-        const inst = ctx.catalog.getService(who, sid).instances.find((i) => i.instance_n === n);
-        if (!inst) return problem(`${service.name}#${n} no longer exists`);
-        if (!inst.worker_id) return problem(`${service.name}#${n} is ${inst.state} and on no worker: ${inst.reason}`);
-        const api = o.workerApi(inst.worker_id);
-        if (!api) return problem(`root does not know where worker ${inst.worker_id}'s API listens (root relays logs for a \`canopy up\` deployment, or when started with --worker-apis-from)`);
         for (const st of ['stdout', 'stderr'] as const) {
-          const cur = await instanceLogs(api, sid, n, st, LOG_BYTES);
+          const cur = await readInstanceLogs(ctx, who, sid, n, st, LOG_BYTES);
           const fresh = unseen(seen.get(st) ?? '', cur);
           if (fresh) stream.send('log', { stream: st, text: fresh });
           seen.set(st, cur);
@@ -173,27 +166,27 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ApiContext, o: Dashbo
     if (!c) throw new ApiError(404, `cluster ${req.params.id} not found`);
     let status: { workers?: unknown[]; instances?: { service_id: string; instance_n: number; worker: string | null; state: string }[] };
     try {
-      const res = await fetch(new URL('api/status', c.api_url.endsWith('/') ? c.api_url : `${c.api_url}/`), { signal: AbortSignal.timeout(CLUSTER_STATUS_TIMEOUT_MS) });
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      status = (await res.json()) as typeof status;
+      status = (await clusterStatus(c)) as typeof status;
     } catch (e) {
       throw new ApiError(502, `cluster ${c.name} did not answer its status at ${c.api_url}: ${(e as Error).message}`);
     }
     const names = new Map<string, string>();
-    const visible = (sid: string): boolean => {
+    const visible = new Set<string>();
+    const listed = Array.isArray(status.instances) ? status.instances : [];
+    for (const sid of new Set(listed.map((i) => i?.service_id).filter((x): x is string => typeof x === 'string'))) {
       try {
-        names.set(sid, ctx.catalog.getService(who, sid).name);
-        return true;
+        names.set(sid, (await ctx.catalog.getService(who, sid)).name);
+        visible.add(sid);
       } catch {
-        return false;
+        // not the caller's: left out
       }
-    };
+    }
     return {
       cluster_id: c.id,
       name: c.name,
       workers: Array.isArray(status.workers) ? status.workers : [],
-      instances: (Array.isArray(status.instances) ? status.instances : [])
-        .filter((i) => typeof i?.service_id === 'string' && visible(i.service_id))
+      instances: listed
+        .filter((i) => typeof i?.service_id === 'string' && visible.has(i.service_id))
         .map((i) => ({ service_id: i.service_id, service: names.get(i.service_id), instance_n: i.instance_n, worker: i.worker, state: i.state })),
     };
   });

@@ -16,7 +16,7 @@ export function oakestraUserRoutes(app: FastifyInstance, ctx: ApiContext): void 
   const self = async (req: { params: { username: string } }, who: Awaited<ReturnType<typeof caller>>) => {
     const asked = req.params.username;
     if (asked !== who.id && asked.toLowerCase() !== who.username) throw new ApiError(404, `user ${asked} not found`);
-    const u = ctx.users.byId(who.id);
+    const u = await ctx.users.byId(who.id);
     if (!u) throw new ApiError(404, `user ${asked} not found`);
     return u;
   };

@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync, readFileSync, openSync, closeSync, existsSync
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { ContainerdClient } from './client.ts';
+import { procRef } from '../../proc.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -57,8 +58,13 @@ export async function startEmbedded(dataDir: string, timeoutMs = 30_000): Promis
   const socket = socketPathFor(dir);
   const stop = () => stopEmbedded(dataDir);
   const probe = new ContainerdClient(socket, 'canopy');
+  // Who keeps this containerd: a cleanup stops it only once this process is gone (embedded-reap.ts).
+  const own = (): void => writeFileSync(join(dir, 'owner.json'), JSON.stringify(procRef(process.pid)));
   try {
-    if (existsSync(socket) && (await probe.ping(2000))) return { socket, stop };
+    if (existsSync(socket) && (await probe.ping(2000))) {
+      own();
+      return { socket, stop };
+    }
     mkdirSync(join(dir, 'root'), { recursive: true });
     mkdirSync(join(dir, 'state'), { recursive: true });
     const config = join(dir, 'config.toml');
@@ -88,6 +94,7 @@ export async function startEmbedded(dataDir: string, timeoutMs = 30_000): Promis
     failed.catch(() => {});
     child.unref();
     writeFileSync(join(dir, 'containerd.pid'), String(child.pid));
+    own();
     const until = Date.now() + timeoutMs;
     for (;;) {
       if (await Promise.race([probe.ping(500), failed])) return { socket, stop };

@@ -15,6 +15,8 @@ export interface WorkerContainerOptions {
   socket?: string;
   /** `host=url` strings from --registry-mirror. */
   mirrors: string[];
+  /** --registry-mirrors-only: no pull ever goes to a registry's own address. */
+  mirrorsOnly?: boolean;
 }
 
 function haveContainerd(): boolean {
@@ -29,10 +31,11 @@ function haveContainerd(): boolean {
 /** Validates the flags now, so a bad mirror is a CLI error before anything starts. */
 export function containerRuntimeFor(o: WorkerContainerOptions): (sandbox: Sandbox, log: Logger) => Promise<ContainerRuntime[]> {
   const mirrors = o.mirrors.map(parseMirror);
+  const mirrorsOnly = o.mirrorsOnly ?? false;
   return async (sandbox, log) => {
     if (o.socket) {
       if (!existsSync(o.socket)) log.warn('containerd socket not there (yet): container runtime unavailable until it answers', { socket: o.socket });
-      return [await ContainerRuntime.open(sandbox, { socket: o.socket, mirrors, log })];
+      return [await ContainerRuntime.open(sandbox, { socket: o.socket, mirrors, mirrorsOnly, log })];
     }
     if (!haveContainerd()) {
       log.warn('no containerd on this host: this worker runs `process` only');
@@ -40,7 +43,7 @@ export function containerRuntimeFor(o: WorkerContainerOptions): (sandbox: Sandbo
     }
     try {
       const embedded = await startEmbedded(o.dataDir);
-      return [await ContainerRuntime.open(sandbox, { socket: embedded.socket, mirrors, log, onClose: () => embedded.stop() })];
+      return [await ContainerRuntime.open(sandbox, { socket: embedded.socket, mirrors, mirrorsOnly, log, onClose: () => embedded.stop() })];
     } catch (e) {
       log.error('embedded containerd did not start: this worker runs `process` only', { error: (e as Error).message });
       return [];

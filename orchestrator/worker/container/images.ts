@@ -60,17 +60,23 @@ function isLoopback(host: string): boolean {
 
 /**
  * containerd's hosts.toml tree: mirrors first (plain HTTP only where the mirror says http://), then the
- * registry itself; loopback registries are plain HTTP, every other one HTTPS.
+ * registry itself; loopback registries are plain HTTP, every other one HTTPS. With `mirrorsOnly`, a
+ * mirrored registry's `server` (containerd's last resort after the mirrors, tried even after a mirror's
+ * "not found") is its first mirror, so a pull never leaves for the registry's own address.
  */
-export function writeHostsDir(dir: string, mirrors: ReadonlyArray<[string, string]>, extraHosts: readonly string[]): void {
+export function writeHostsDir(dir: string, mirrors: ReadonlyArray<[string, string]>, extraHosts: readonly string[], mirrorsOnly = false): void {
   rmSync(dir, { recursive: true, force: true });
   const hosts = new Set([...mirrors.map(([h]) => h), ...extraHosts]);
   for (const host of hosts) {
-    const server = host === DOCKER_HUB ? 'https://registry-1.docker.io' : `${isLoopback(host) ? 'http' : 'https'}://${host}`;
+    const own = mirrors.filter(([h]) => h === host).map(([, url]) => url);
+    const upstream = host === DOCKER_HUB ? 'https://registry-1.docker.io' : `${isLoopback(host) ? 'http' : 'https'}://${host}`;
+    const server = mirrorsOnly && own.length > 0 ? own[0]! : upstream;
     const lines = [`server = "${server}"`, ''];
     // A mirror at the registry's own address (`10.0.0.5:5000=http://10.0.0.5:5000`) is how an
     // operator says "plain HTTP for this registry".
-    for (const [h, url] of mirrors) if (h === host) lines.push(`[host."${url}"]`, '  capabilities = ["pull", "resolve"]', '');
+    // The mirror stays a [host] entry even when it is also the server: containerd 1.6 cannot decode a
+    // hosts.toml without a host tree and then silently uses the registry's default address.
+    for (const url of own) lines.push(`[host."${url}"]`, '  capabilities = ["pull", "resolve"]', '');
     mkdirSync(join(dir, host), { recursive: true });
     writeFileSync(join(dir, host, 'hosts.toml'), lines.join('\n'));
   }
@@ -101,8 +107,10 @@ export class ImageStore {
     private readonly hostsDir: string,
     private readonly mirrors: ReadonlyArray<[string, string]>,
     readonly snapshotter: string,
+    /** Pull only through mirrors and from loopback registries (--registry-mirrors-only). */
+    private readonly mirrorsOnly = false,
   ) {
-    writeHostsDir(hostsDir, mirrors, []);
+    writeHostsDir(hostsDir, mirrors, [], mirrorsOnly);
   }
 
   /** The image's config and layers, pulling and unpacking it first if needed. One pull per reference at a time. */
@@ -137,7 +145,10 @@ export class ImageStore {
 
   private pull(name: string, progress?: (p: PullProgress) => void): Promise<void> {
     const host = registryHost(name);
-    if (isLoopback(host)) writeHostsDir(this.hostsDir, this.mirrors, [host]);
+    if (this.mirrorsOnly && !isLoopback(host) && !this.mirrors.some(([h]) => h === host)) {
+      return Promise.reject(new PullError(`pull of ${name} refused: registry ${host} has no --registry-mirror and this worker pulls only through mirrors (--registry-mirrors-only)`, true));
+    }
+    if (isLoopback(host)) writeHostsDir(this.hostsDir, this.mirrors, [host], this.mirrorsOnly);
     const timer = progress ? setInterval(() => {
       void this.client.call<{ statuses: Array<{ offset: number; total: number }> }>('content', 'ListStatuses', {}, 2000).then((r) => {
         if (r.statuses.length === 0) return;

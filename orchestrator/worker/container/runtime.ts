@@ -36,6 +36,8 @@ export interface ContainerRuntimeOptions {
   snapshotter?: string;
   /** [registry host, mirror URL] pairs. */
   mirrors?: ReadonlyArray<[string, string]>;
+  /** Never fall back from the mirrors to a registry's own address (--registry-mirrors-only). */
+  mirrorsOnly?: boolean;
   log: Logger;
   /** Called by close() (stops an embedded containerd on a clean exit). */
   onClose?: () => Promise<void>;
@@ -53,7 +55,7 @@ export class ContainerRuntime implements InstanceRuntime {
   constructor(readonly sandbox: Sandbox, private readonly o: ContainerRuntimeOptions) {
     this.client = new ContainerdClient(o.socket, o.namespace ?? 'canopy');
     this.snapshotter = o.snapshotter ?? 'overlayfs';
-    this.images = new ImageStore(this.client, join(sandbox.instancesDir, '..', 'registry-hosts'), o.mirrors ?? [], this.snapshotter);
+    this.images = new ImageStore(this.client, join(sandbox.instancesDir, '..', 'registry-hosts'), o.mirrors ?? [], this.snapshotter, o.mirrorsOnly ?? false);
     this.logDriver = join(sandbox.instancesDir, '..', 'container-log-driver');
     writeFileSync(this.logDriver, LOG_DRIVER, { mode: 0o755 });
     this.pinger = setInterval(() => void this.client.ping(1500).then((ok) => this.noteAnswer(ok)), 2000);

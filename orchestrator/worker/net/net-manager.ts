@@ -3,6 +3,7 @@
 // the tunnel to the other workers, the service DNS server and the nftables table. It implements the
 // node engine's InstanceNetwork seam. The datapath runs in the daemon's own event loop (see
 // docs/decisions.md, "Where the datapath runs").
+import type { NetCoordinate } from '../../protocol/network.ts';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
@@ -177,6 +178,11 @@ export class NetManager implements InstanceNetwork {
   }
 
   /** Resolves when bridge, TUN, datapath and DNS are up (rejects if bring-up failed). */
+  /** This worker's Vivaldi coordinate (for its heartbeat); undefined until the network is up. */
+  coordinate(): NetCoordinate | undefined {
+    return this.p?.table.estimator.self.coordinate();
+  }
+
   ready(): Promise<void> {
     return this.up;
   }

@@ -211,8 +211,8 @@ test('connectivity latency: the worker near the target instance by Vivaldi estim
   ];
   const r = schedule(ws, need({ connectivity: nearDb }), { ...ctx, coordinates });
   assert.ok(r.ok && r.worker === 'near', JSON.stringify(r));
-  assert.match(r.reason, /connectivity to db \(latency ≤ 5 ms\): met, estimated RTT 1\.6 ms to its instance on dbhost/);
-  assert.match(r.reason, /far: estimated RTT 50\.2 ms to the nearest instance of db \(on dbhost\) > 5 ms \(connectivity\)/);
+  assert.match(r.reason, /connectivity to db \(latency ≤ 5 ms\): met, estimated RTT 1\.6 ms \(up to 1\.9 ms at the coordinates' error\) to its instance on dbhost/);
+  assert.match(r.reason, /far: estimated RTT 50\.2 ms \(up to 60\.2 ms at the coordinates' error\) to the nearest instance of db \(on dbhost\) > 5 ms \(connectivity\)/);
   // The same workers without the connectivity entry: best fit takes `far`.
   const ignored = schedule(ws, need(), { ...ctx, coordinates });
   assert.ok(ignored.ok && ignored.worker === 'far');
@@ -240,7 +240,7 @@ test('connectivity latency: near any one instance is enough; the target\'s own w
   const coords2 = new Map([...coordinates, ['db2', { vec: [30, 41] as [number, number], height: 0.1, error: 0.2 }]]);
   const r2 = schedule(twoDbs, need({ connectivity: nearDb }), { ...ctx, coordinates: coords2 });
   assert.ok(r2.ok && r2.worker === 'far');
-  assert.match(r2.reason, /estimated RTT 1\.2 ms to its instance on db2/);
+  assert.match(r2.reason, /estimated RTT 1\.2 ms \(up to 1\.4 ms at the coordinates' error\) to its instance on db2/);
 });
 
 test('connectivity latency: an unknown coordinate does not disqualify, and the reason says so', () => {

@@ -40,37 +40,37 @@ function clusterLink(delayMs: number): { link: ClusterLink; offers: { munich: st
 async function setup(offerDelayMs: number) {
   const { link, offers } = clusterLink(offerDelayMs);
   const store = new SqliteStore(':memory:');
-  const reg = new ClusterRegistry(store, Date.now, 15_000);
-  const m = new InstanceManager(store, new AddressAllocator(store), reg, memoryLogger(), new Metrics(), { link });
-  store.insertUser({ id: 'u1', username: 'u', password_hash: 'x', role: 'admin', created_at: 0 });
-  store.insertApplication({ id: 'a1', owner: 'u1', name: 'app', namespace: 'ns', desc: '', created_at: 0 });
+  const reg = await new ClusterRegistry(store, Date.now, 15_000).load();
+  const m = new InstanceManager(store, await new AddressAllocator(store).load(), reg, memoryLogger(), new Metrics(), { link });
+  await store.insertUser({ id: 'u1', username: 'u', password_hash: 'x', role: 'admin', created_at: 0 });
+  await store.insertApplication({ id: 'a1', owner: 'u1', name: 'app', namespace: 'ns', desc: '', created_at: 0 });
   const ids = {
-    munich: reg.register('munich', '48.14,11.58', 'http://unused.invalid/').record.id,
-    lisbon: reg.register('lisbon', '38.72,-9.14', 'http://unused.invalid/').record.id,
+    munich: (await reg.register('munich', '48.14,11.58', 'http://unused.invalid/')).record.id,
+    lisbon: (await reg.register('lisbon', '38.72,-9.14', 'http://unused.invalid/')).record.id,
   };
-  reg.report(ids.munich, agg(2));
-  reg.report(ids.lisbon, agg(32));
+  await reg.report(ids.munich, agg(2));
+  await reg.report(ids.lisbon, agg(32));
   let ip = 1;
-  const service = (id: string, name: string, constraints: Constraint[], connectivity: Connectivity[] = [], vcpus = 1): ServiceRecord => {
+  const service = async (id: string, name: string, constraints: Constraint[], connectivity: Connectivity[] = [], vcpus = 1): Promise<ServiceRecord> => {
     const s: ServiceRecord = {
       id, app_id: 'a1', owner: 'u1', name, namespace: 'ns',
       spec: { virtualization: 'process', vcpus, memory: 64, vgpus: 0, constraints, connectivity, cmd: ['sleep', '1'] } as unknown as Microservice,
       rr_ip: `10.30.0.${ip++}`, rr_ip_v6: `fdff::${ip++}`, closest_ip: `10.30.0.${ip++}`, closest_ip_v6: `fdff::${ip++}`, next_n: 0, created_at: 0,
     };
-    store.insertService(s);
+    await store.insertService(s);
     return s;
   };
-  const placed = (serviceId: string) => store.listInstances(serviceId).map((i) => [i.state, i.cluster_id, i.reason] as const)[0];
-  const until = async (what: string, f: () => boolean): Promise<void> => {
-    for (let i = 0; i < 400 && !f(); i++) await new Promise((r) => setTimeout(r, 5));
-    assert.ok(f(), `timed out waiting for ${what}`);
+  const placed = async (serviceId: string) => (await store.listInstances(serviceId)).map((i) => [i.state, i.cluster_id, i.reason] as const)[0];
+  const until = async (what: string, f: () => boolean | Promise<boolean>): Promise<void> => {
+    for (let i = 0; i < 400 && !(await f()); i++) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(await f(), `timed out waiting for ${what}`);
   };
   return {
     m, reg, ids, service, placed, until, offers,
     close: async () => {
       await m.close();
       reg.close();
-      store.close();
+      await store.close();
     },
   };
 }
@@ -81,20 +81,20 @@ test('a client deployed together with its target goes to the cluster the target 
   // The offers take a while, so the client's scheduling starts while the target's offer is out.
   const s = await setup(60);
   try {
-    const db = s.service('db', 'db', [{ type: 'direct', cluster: 'munich' }]);
-    const client = s.service('client', 'client', [], nearDb(50));
-    s.m.deploy(db, 'requested by u');
-    s.m.deploy(client, 'requested by u');
-    await s.until('both placed', () => s.placed('db')?.[0] === 'CLUSTER_SCHEDULED' && s.placed('client')?.[0] === 'CLUSTER_SCHEDULED');
-    assert.equal(s.placed('db')?.[1], s.ids.munich);
-    assert.equal(s.placed('client')?.[1], s.ids.munich, `client: ${s.placed('client')?.[2]}`);
+    const db = await s.service('db', 'db', [{ type: 'direct', cluster: 'munich' }]);
+    const client = await s.service('client', 'client', [], nearDb(50));
+    await s.m.deploy(db, 'requested by u');
+    await s.m.deploy(client, 'requested by u');
+    await s.until('both placed', async () => (await s.placed('db'))?.[0] === 'CLUSTER_SCHEDULED' && (await s.placed('client'))?.[0] === 'CLUSTER_SCHEDULED');
+    assert.equal((await s.placed('db'))?.[1], s.ids.munich);
+    assert.equal((await s.placed('client'))?.[1], s.ids.munich, `client: ${(await s.placed('client'))?.[2]}`);
     assert.deepEqual(s.offers.lisbon, []);
 
     // A service without the constraint still goes by room.
-    const other = s.service('other', 'other', []);
-    s.m.deploy(other, 'requested by u');
-    await s.until('other placed', () => s.placed('other')?.[0] === 'CLUSTER_SCHEDULED');
-    assert.equal(s.placed('other')?.[1], s.ids.lisbon);
+    const other = await s.service('other', 'other', []);
+    await s.m.deploy(other, 'requested by u');
+    await s.until('other placed', async () => (await s.placed('other'))?.[0] === 'CLUSTER_SCHEDULED');
+    assert.equal((await s.placed('other'))?.[1], s.ids.lisbon);
   } finally {
     await s.close();
   }
@@ -103,14 +103,14 @@ test('a client deployed together with its target goes to the cluster the target 
 test('a cluster too far from the target for the RTT is not offered the client; the reason says why', async () => {
   const s = await setup(0);
   try {
-    const db = s.service('db', 'db', [{ type: 'direct', cluster: 'munich' }]);
-    s.m.deploy(db, 'requested by u');
-    await s.until('db placed', () => s.placed('db')?.[0] === 'CLUSTER_SCHEDULED');
+    const db = await s.service('db', 'db', [{ type: 'direct', cluster: 'munich' }]);
+    await s.m.deploy(db, 'requested by u');
+    await s.until('db placed', async () => (await s.placed('db'))?.[0] === 'CLUSTER_SCHEDULED');
     // munich has 1 vCPU left after db, the client asks for 2; lisbon has room but is ~2,000 km away.
-    const client = s.service('client', 'client', [], nearDb(10), 2);
-    s.m.deploy(client, 'requested by u');
-    await s.until('client unplaced', () => s.placed('client')?.[0] === 'NO_CLUSTER_FOUND');
-    const reason = s.placed('client')?.[2] ?? '';
+    const client = await s.service('client', 'client', [], nearDb(10), 2);
+    await s.m.deploy(client, 'requested by u');
+    await s.until('client unplaced', async () => (await s.placed('client'))?.[0] === 'NO_CLUSTER_FOUND');
+    const reason = (await s.placed('client'))?.[2] ?? '';
     assert.match(reason, /lisbon: is \d+ km from the nearest cluster running db: no RTT under 10 ms possible/);
     assert.match(reason, /munich: not enough free vCPUs/);
     assert.deepEqual(s.offers.lisbon, []);

@@ -43,52 +43,52 @@ class FakeLink implements ClusterLink {
   }
 }
 
-function setup() {
+async function setup() {
   const link = new FakeLink();
   const store = new SqliteStore(':memory:');
-  const reg = new ClusterRegistry(store, Date.now, 15_000);
-  const m = new InstanceManager(store, new AddressAllocator(store), reg, memoryLogger(), new Metrics(), { link });
-  store.insertUser({ id: 'u1', username: 'u', password_hash: 'x', role: 'admin', created_at: 0 });
-  store.insertApplication({ id: 'a1', owner: 'u1', name: 'app', namespace: 'ns', desc: '', created_at: 0 });
+  const reg = await new ClusterRegistry(store, Date.now, 15_000).load();
+  const m = new InstanceManager(store, await new AddressAllocator(store).load(), reg, memoryLogger(), new Metrics(), { link });
+  await store.insertUser({ id: 'u1', username: 'u', password_hash: 'x', role: 'admin', created_at: 0 });
+  await store.insertApplication({ id: 'a1', owner: 'u1', name: 'app', namespace: 'ns', desc: '', created_at: 0 });
   const service: ServiceRecord = {
     id: 's1', app_id: 'a1', owner: 'u1', name: 'web', namespace: 'ns',
     spec: { virtualization: 'process', vcpus: 1, memory: 64, vgpus: 0, constraints: [], connectivity: [], cmd: ['sleep', '1'] } as unknown as Microservice,
     rr_ip: '10.30.0.1', rr_ip_v6: 'fdff::1', closest_ip: '10.30.0.2', closest_ip_v6: 'fdff::2', next_n: 0, created_at: 0,
   };
-  store.insertService(service);
+  await store.insertService(service);
   // Best fit first: the cluster with less room left ranks first.
-  const small = reg.register('small', '48.1,11.5', 'http://unused.invalid/').record;
-  const big = reg.register('big', '48.1,11.5', 'http://unused.invalid/').record;
-  reg.report(small.id, agg(2));
-  reg.report(big.id, agg(16));
-  const settled = async (what: string, f: () => boolean): Promise<void> => {
-    for (let i = 0; i < 200 && !f(); i++) await new Promise((r) => setImmediate(r));
-    assert.ok(f(), `never happened: ${what}`);
+  const small = (await reg.register('small', '48.1,11.5', 'http://unused.invalid/')).record;
+  const big = (await reg.register('big', '48.1,11.5', 'http://unused.invalid/')).record;
+  await reg.report(small.id, agg(2));
+  await reg.report(big.id, agg(16));
+  const settled = async (what: string, f: () => boolean | Promise<boolean>): Promise<void> => {
+    for (let i = 0; i < 200 && !(await f()); i++) await new Promise((r) => setImmediate(r));
+    assert.ok(await f(), `never happened: ${what}`);
   };
   return {
     link, store, reg, m, service, small, big, settled,
     close: async () => {
       await m.close();
       reg.close();
-      store.close();
+      await store.close();
     },
   };
 }
 
 test('an instance is offered best cluster first; a decline goes on to the next, and the reason says both', async () => {
-  const s = setup();
+  const s = await setup();
   try {
     let asked = 0;
     s.link.answer = (c) => (asked++ === 0
       ? { accepted: false, status: 'NO_QUALIFIED_WORKER', reason: 'no worker runs process' }
       : { accepted: true, worker_id: `${c.name}-w1` });
-    const i = s.m.deploy(s.service, 'requested by u');
-    await s.settled('placed', () => s.store.instance('s1', i.n)?.state === 'CLUSTER_SCHEDULED');
+    const i = (await s.m.deploy(s.service, 'requested by u'));
+    await s.settled('placed', async () => (await s.store.instance('s1', i.n))?.state === 'CLUSTER_SCHEDULED');
     const offers = s.link.calls.filter((c) => c.startsWith('offer'));
     assert.equal(offers.length, 2, 'both clusters were asked');
     const [declined, accepted] = offers.map((o) => o.split(' ')[1]!);
     assert.notEqual(declined, accepted);
-    const now = s.store.instance('s1', i.n)!;
+    const now = (await s.store.instance('s1', i.n))!;
     assert.equal(s.reg.get(now.cluster_id!)!.name, accepted);
     assert.equal(now.worker_id, `${accepted}-w1`);
     assert.match(now.reason, new RegExp(`placed on cluster ${accepted} \\(worker ${accepted}-w1\\)`));
@@ -99,33 +99,33 @@ test('an instance is offered best cluster first; a decline goes on to the next, 
 });
 
 test('when every cluster is out of room the instance is NO_WORKER_CAPACITY; an unreachable one is named', async () => {
-  const s = setup();
+  const s = await setup();
   try {
     s.link.answer = (c) => {
       if (c.name === s.small.name) throw new Error('unreachable: ECONNREFUSED');
       return { accepted: false, status: 'NO_WORKER_CAPACITY', reason: 'no worker has 1 vCPU free' };
     };
-    const i = s.m.deploy(s.service, 'requested by u');
-    await s.settled('unplaced', () => s.store.instance('s1', i.n)?.state === 'NO_WORKER_CAPACITY');
-    const reason = s.store.instance('s1', i.n)!.reason;
+    const i = (await s.m.deploy(s.service, 'requested by u'));
+    await s.settled('unplaced', async () => (await s.store.instance('s1', i.n))?.state === 'NO_WORKER_CAPACITY');
+    const reason = (await s.store.instance('s1', i.n))!.reason;
     assert.match(reason, /small unreachable: ECONNREFUSED/);
     assert.match(reason, /big declined: NO_WORKER_CAPACITY/);
-    assert.equal(s.m.view(s.store.instance('s1', i.n)!).state, 'NO_WORKER_CAPACITY');
+    assert.equal((await s.m.view((await s.store.instance('s1', i.n))!)).state, 'NO_WORKER_CAPACITY');
   } finally {
     await s.close();
   }
 });
 
 test('undeploying a placed instance makes it UNDEPLOYED at once and takes it back from its cluster', async () => {
-  const s = setup();
+  const s = await setup();
   try {
-    const i = s.m.deploy(s.service, 'requested by u');
-    await s.settled('placed', () => s.store.instance('s1', i.n)?.state === 'CLUSTER_SCHEDULED');
-    const placedOn = s.reg.get(s.store.instance('s1', i.n)!.cluster_id!)!.name;
-    s.m.undeploy(s.store.instance('s1', i.n)!, 'by test');
-    assert.equal(s.store.instance('s1', i.n)!.state, 'UNDEPLOYED');
+    const i = (await s.m.deploy(s.service, 'requested by u'));
+    await s.settled('placed', async () => (await s.store.instance('s1', i.n))?.state === 'CLUSTER_SCHEDULED');
+    const placedOn = s.reg.get((await s.store.instance('s1', i.n))!.cluster_id!)!.name;
+    await s.m.undeploy((await s.store.instance('s1', i.n))!, 'by test');
+    assert.equal((await s.store.instance('s1', i.n))!.state, 'UNDEPLOYED');
     await s.settled('removed', () => s.link.calls.includes(`remove ${placedOn} s1/${i.n}`));
-    const view = s.m.view(s.store.instance('s1', i.n)!);
+    const view = (await s.m.view((await s.store.instance('s1', i.n))!));
     assert.deepEqual(view.history.map((h) => h.state), ['REQUESTED', 'CLUSTER_SCHEDULED', 'UNDEPLOYED']);
   } finally {
     await s.close();
@@ -133,17 +133,17 @@ test('undeploying a placed instance makes it UNDEPLOYED at once and takes it bac
 });
 
 test('a cluster that asked for a route hears when an instance starts running elsewhere; the reporter does not', async () => {
-  const s = setup();
+  const s = await setup();
   try {
-    const i = s.m.deploy(s.service, 'requested by u');
-    await s.settled('placed', () => s.store.instance('s1', i.n)?.state === 'CLUSTER_SCHEDULED');
-    const host = s.reg.get(s.store.instance('s1', i.n)!.cluster_id!)!;
+    const i = (await s.m.deploy(s.service, 'requested by u'));
+    await s.settled('placed', async () => (await s.store.instance('s1', i.n))?.state === 'CLUSTER_SCHEDULED');
+    const host = s.reg.get((await s.store.instance('s1', i.n))!.cluster_id!)!;
     const other = host.id === s.small.id ? s.big : s.small;
     // The other cluster asks about the service's address: an answer, and its interest recorded.
-    const answer = s.m.routes.route('10.30.0.1', other.id);
+    const answer = (await s.m.routes.route('10.30.0.1', other.id));
     assert.equal(answer?.service_id, 's1');
     assert.deepEqual(answer?.instances, [], 'nothing runs yet');
-    s.m.applyReport(host, [{
+    await s.m.applyReport(host, [{
       service_id: 's1', instance_n: i.n, state: 'RUNNING', worker: 'w1', ns_ip: '10.18.1.2', tunnel_endpoint: '198.18.0.9:50103',
     }]);
     await s.settled('route pushed', () => s.link.routes.length > 0);

@@ -51,78 +51,78 @@ function manager(instances: InstanceRecord[], scans = { n: 0 }): InstanceManager
   return new InstanceManager(store, {} as AddressAllocator, {} as ClusterRegistry, memoryLogger(), new Metrics());
 }
 
-test('a cluster hears of the other clusters\' workers that run instances, once each, with their tunnel ids', () => {
+test('a cluster hears of the other clusters\' workers that run instances, once each, with their tunnel ids', async () => {
   const m = manager([
     inst(0, 'cb', 'wb'), inst(1, 'cb', 'wb'), inst(2, 'ca', 'wa'), inst(3, 'cb', 'wb2', 'FAILED'),
     inst(4, 'cb', 'unknown-subnet'), inst(5, 'cb', 'wb2', 'RUNNING', null), inst(6, null, null),
   ]);
-  assert.deepEqual(m.peers.forCluster('ca'), [{ worker_id: 'wb', cluster_id: 'cb', tunnel_id: 0x0a120200, tunnel_endpoint: '198.18.0.9:50103' }]);
-  assert.deepEqual(m.peers.forCluster('cb').map((p) => [p.worker_id, p.tunnel_id]), [['wa', 0x0a120100]]);
+  assert.deepEqual((await m.peers.forCluster('ca')), [{ worker_id: 'wb', cluster_id: 'cb', tunnel_id: 0x0a120200, tunnel_endpoint: '198.18.0.9:50103' }]);
+  assert.deepEqual((await m.peers.forCluster('cb')).map((p) => [p.worker_id, p.tunnel_id]), [['wa', 0x0a120100]]);
 });
 
-test('route answers carry tunnel ids and leave out instances a worker could not reach yet', () => {
+test('route answers carry tunnel ids and leave out instances a worker could not reach yet', async () => {
   const m = manager([inst(0, 'cb', 'wb'), inst(1, 'cb', 'wb2', 'RUNNING', null), inst(2, null, null)]);
-  const r = m.routes.route('10.30.0.10', 'ca');
+  const r = (await m.routes.route('10.30.0.10', 'ca'));
   assert.ok(r);
   assert.deepEqual(r.instances.map((i) => [i.n, i.tunnel_id]), [[0, 0x0a120200]]);
 });
 
-test('the RUNNING instances are scanned once for any number of reports, and again after a change', () => {
+test('the RUNNING instances are scanned once for any number of reports, and again after a change', async () => {
   const scans = { n: 0 };
   const m = manager([inst(0, 'cb', 'wb'), inst(1, 'ca', 'wa')], scans);
   for (let i = 0; i < 50; i++) {
-    m.peers.forCluster('ca');
-    m.peers.forCluster('cb');
+    await m.peers.forCluster('ca');
+    await m.peers.forCluster('cb');
   }
   assert.equal(scans.n, 1);
   m.peers.invalidate();
-  m.peers.forCluster('ca');
+  await m.peers.forCluster('ca');
   assert.equal(scans.n, 2);
 });
 
 const pa: RemotePeer = { worker_id: 'wa', cluster_id: 'ca', tunnel_id: 1, tunnel_endpoint: '198.18.0.2:50103' };
 const pb: RemotePeer = { worker_id: 'wb', cluster_id: 'cb', tunnel_id: 2, tunnel_endpoint: '198.18.0.3:50103' };
 
-test('the peer set names the clusters whose workers came, went or moved, once per change', () => {
+test('the peer set names the clusters whose workers came, went or moved, once per change', async () => {
   let now: RemotePeer[] = [pa];
   const set = new RemotePeerSet(() => now);
-  assert.deepEqual([...set.takeChanges()], ['ca'], 'first look: everything is new');
-  assert.deepEqual([...set.takeChanges()], [], 'nothing changed since');
+  assert.deepEqual([...(await set.takeChanges())], ['ca'], 'first look: everything is new');
+  assert.deepEqual([...(await set.takeChanges())], [], 'nothing changed since');
   now = [pa, pb];
-  assert.deepEqual([...set.takeChanges()], [], 'cached until invalidated');
+  assert.deepEqual([...(await set.takeChanges())], [], 'cached until invalidated');
   set.invalidate();
-  assert.deepEqual([...set.takeChanges()], ['cb'], 'a worker of cb ran its first instance');
-  assert.deepEqual(set.forCluster('ca'), [pb]);
-  assert.deepEqual(set.forCluster('cc'), [pa, pb]);
+  assert.deepEqual([...(await set.takeChanges())], ['cb'], 'a worker of cb ran its first instance');
+  assert.deepEqual((await set.forCluster('ca')), [pb]);
+  assert.deepEqual((await set.forCluster('cc')), [pa, pb]);
   now = [pa, { ...pb, tunnel_endpoint: '198.18.0.9:50103' }];
   set.invalidate();
-  assert.deepEqual([...set.takeChanges()], ['cb'], 'a new endpoint is a change');
+  assert.deepEqual([...(await set.takeChanges())], ['cb'], 'a new endpoint is a change');
   now = [];
   set.invalidate();
-  assert.deepEqual([...set.takeChanges()].sort(), ['ca', 'cb'], 'the last instances stopped');
+  assert.deepEqual([...(await set.takeChanges())].sort(), ['ca', 'cb'], 'the last instances stopped');
 });
 
-test('the set\'s version grows with each change and only then, and starts from the clock', () => {
+test('the set\'s version grows with each change and only then, and starts from the clock', async () => {
   let now: RemotePeer[] = [pa];
   const set = new RemotePeerSet(() => now);
   const before = Date.now();
-  const v1 = set.version();
+  const v1 = (await set.version());
   assert.ok(v1 >= before, 'a restarted root counts on from where its clusters last heard it');
   set.invalidate();
-  assert.equal(set.version(), v1, 'the same set after a rescan keeps its version');
+  assert.equal((await set.version()), v1, 'the same set after a rescan keeps its version');
   now = [pb, pa];
   set.invalidate();
-  const v2 = set.version();
+  const v2 = (await set.version());
   assert.ok(v2 > v1, 'a worker came');
   now = [pa, pb];
   set.invalidate();
-  assert.equal(set.version(), v2, 'order does not make a change');
+  assert.equal((await set.version()), v2, 'order does not make a change');
   now = [pa];
   set.invalidate();
-  assert.ok(set.version() > v2, 'it went again');
+  assert.ok((await set.version()) > v2, 'it went again');
 });
 
-test('only clusters that see a different list are pushed to', () => {
+test('only clusters that see a different list are pushed to', async () => {
   assert.equal(seesChange('ca', new Set(['cb'])), true);
   assert.equal(seesChange('cb', new Set(['cb'])), false, "a cluster's own workers are not its remote peers");
   assert.equal(seesChange('cb', new Set(['ca', 'cb'])), true);
@@ -185,7 +185,7 @@ test('a report that gives a worker its first RUNNING instance pushes the new pee
   const server = createServer((req, res) => {
     let text = '';
     req.on('data', (c: Buffer) => (text += c.toString()));
-    req.on('end', () => {
+    req.on('end', async () => {
       const [, cluster, ...rest] = (req.url ?? '').split('/');
       got.push({ cluster: cluster!, path: rest.join('/'), auth: req.headers.authorization ?? '', body: JSON.parse(text) as { peers: RemotePeer[] } });
       res.setHeader('content-type', 'application/json');
@@ -212,17 +212,18 @@ test('a report that gives a worker its first RUNNING instance pushes the new pee
       transaction: <T>(f: () => T): T => f(),
       updateInstance: () => {},
       addInstanceEvent: () => {},
+      recordTransition: async () => {},
     } as unknown as RootStore;
     const m = new InstanceManager(store, {} as AddressAllocator, registry, memoryLogger(), new Metrics());
     // What everybody has been told already (e.g. by their last report answers).
-    m.applyReport(clusters[0]!, []);
+    await m.applyReport(clusters[0]!, []);
     // Those first pushes (to cb and cc) must have landed before counting the next ones.
     await poll('first pushes arrived', async () => got.length >= 2, 5000);
     await new Promise((r) => setTimeout(r, 100));
     got.length = 0;
 
-    m.applyReport(clusters[1]!, [{ service_id: 's1', instance_n: 0, state: 'RUNNING', worker: 'wb', tunnel_endpoint: '198.18.0.9:50103' }]);
-    assert.deepEqual(m.peers.forCluster('cb').map((p) => p.worker_id), ['wa'], "the reporter's answer is computed as before");
+    await m.applyReport(clusters[1]!, [{ service_id: 's1', instance_n: 0, state: 'RUNNING', worker: 'wb', tunnel_endpoint: '198.18.0.9:50103' }]);
+    assert.deepEqual((await m.peers.forCluster('cb')).map((p) => p.worker_id), ['wa'], "the reporter's answer is computed as before");
     assert.equal(got.length, 0, 'the pushes do not hold up the report answer');
     await poll('pushes arrived', async () => got.length >= 2, 5000);
     await new Promise((r) => setTimeout(r, 100));
@@ -234,7 +235,7 @@ test('a report that gives a worker its first RUNNING instance pushes the new pee
     assert.deepEqual(byCluster.cc!.body.peers.map((p) => p.worker_id), ['wa', 'wb']);
 
     got.length = 0;
-    m.applyReport(clusters[1]!, [{ service_id: 's1', instance_n: 0, state: 'RUNNING', worker: 'wb', tunnel_endpoint: '198.18.0.9:50103' }]);
+    await m.applyReport(clusters[1]!, [{ service_id: 's1', instance_n: 0, state: 'RUNNING', worker: 'wb', tunnel_endpoint: '198.18.0.9:50103' }]);
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(got.length, 0, 'a report that changes nothing pushes nothing');
     await m.close();

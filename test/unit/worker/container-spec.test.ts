@@ -54,6 +54,12 @@ test('mirrors: host=url only, written as containerd hosts.toml with the mirror b
     writeHostsDir(dir, [['docker.io', 'http://10.0.0.5:5000']], ['127.0.0.1:5000']);
     assert.match(readFileSync(join(dir, 'docker.io/hosts.toml'), 'utf8'), /server = "https:\/\/registry-1.docker.io"[\s\S]*\[host."http:\/\/10.0.0.5:5000"\]/);
     assert.match(readFileSync(join(dir, '127.0.0.1:5000/hosts.toml'), 'utf8'), /server = "http:\/\/127.0.0.1:5000"/);
+    // Mirrors only: the first mirror is containerd's last resort, so nothing falls back to Docker Hub.
+    writeHostsDir(dir, [['docker.io', 'http://10.0.0.5:5000'], ['docker.io', 'http://10.0.0.6:5000']], [], true);
+    const only = readFileSync(join(dir, 'docker.io/hosts.toml'), 'utf8');
+    assert.match(only, /^server = "http:\/\/10.0.0.5:5000"$/m);
+    assert.match(only, /\[host."http:\/\/10.0.0.5:5000"\][\s\S]*\[host."http:\/\/10.0.0.6:5000"\]/);
+    assert.doesNotMatch(only, /docker\.io"|registry-1/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync, copyFileSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -44,10 +44,10 @@ export function registryConfig(dir: string, addr: string): string {
   return f;
 }
 
-export async function startRegistry(): Promise<TestRegistry> {
+/** A registry on `listen` (host:port; default a free loopback port), with its own storage. */
+export async function startRegistry(listen?: string): Promise<TestRegistry> {
   const dir = mkdtempSync(join(tmpdir(), 'canopy-registry-'));
-  const port = await freePort();
-  const host = `127.0.0.1:${port}`;
+  const host = listen ?? `127.0.0.1:${await freePort()}`;
   const child: ChildProcess = spawn('docker-registry', ['serve', registryConfig(dir, host)], { stdio: 'ignore' });
   const kill = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
@@ -68,8 +68,8 @@ export async function startRegistry(): Promise<TestRegistry> {
   throw new Error('docker-registry did not answer');
 }
 
-/** A gzip tar of busybox-static with a link for every applet, plus /etc/passwd, /tmp and /www. */
-export function busyboxLayer(extra: Record<string, string> = {}): { gz: Buffer; diffId: string } {
+/** A gzip tar of busybox-static with a link for every applet, plus /etc/passwd, /tmp, /www and `extra` files (parents made). */
+export function busyboxLayer(extra: Record<string, string | Buffer> = {}): { gz: Buffer; diffId: string } {
   const root = mkdtempSync(join(tmpdir(), 'canopy-layer-'));
   try {
     for (const d of ['bin', 'etc', 'tmp', 'www', 'proc', 'sys', 'dev', 'run']) mkdirSync(join(root, d));
@@ -78,7 +78,12 @@ export function busyboxLayer(extra: Record<string, string> = {}): { gz: Buffer; 
       symlinkSync('busybox', join(root, 'bin', applet));
     }
     writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
-    for (const [path, text] of Object.entries(extra)) writeFileSync(join(root, path), text);
+    // A file that starts with `#!` is a script: executable, as an image's would be.
+    for (const [path, text] of Object.entries(extra)) {
+      mkdirSync(dirname(join(root, path)), { recursive: true });
+      rmSync(join(root, path), { force: true }); // never through an applet link onto busybox itself
+      writeFileSync(join(root, path), text, { mode: typeof text === 'string' && text.startsWith('#!') ? 0o755 : 0o644 });
+    }
     const tar = execFileSync('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-C', root, '-cf', '-', '.'], { maxBuffer: 64 << 20 });
     return { gz: gzipSync(tar), diffId: sha(tar) };
   } finally {
@@ -104,7 +109,7 @@ export interface ImageOptions {
   workingDir?: string;
   user?: string;
   /** Files (path relative to / → content) added to the layer. */
-  files?: Record<string, string>;
+  files?: Record<string, string | Buffer>;
 }
 
 /** Pushes a busybox image as `name:tag` to the registry at `url` (http://host:port). */

@@ -1,0 +1,213 @@
+// The shared store: PostgreSQL through the `pg` client, for several root replicas over one database
+// (SPEC §11). The queries are sql-store.ts's; this file holds how they run. A transaction holds one
+// pooled connection, found again by the async context of the calls made inside it (nested calls
+// become savepoints). Rows that concurrent replicas fight over are settled by the database: unique
+// keys (addresses, names), `SELECT … FOR UPDATE` (a service's instance counter) and INSERT … ON
+// CONFLICT DO NOTHING (claims), never by a read followed by a write.
+import { AsyncLocalStorage } from 'node:async_hooks';
+import pg from 'pg';
+import { MIGRATIONS, postgres } from './schema.ts';
+import { SqlStore, type Row } from './sql-store.ts';
+import { StoreConflict, StoreUnavailable, type InstanceEvent, type InstanceRecord } from './store.ts';
+
+/** Fails a request fast (503) rather than queueing it while the database is away. */
+const CONNECT_TIMEOUT_MS = 3000;
+/** Serialization failures and deadlocks are retried: the transaction ran against a moving target. */
+const TX_ATTEMPTS = 4;
+
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', '57P01', '57P02', '57P03', '53300']);
+
+/** Whether `err` says the database could not be reached (as opposed to a query it refused). */
+export function isConnectionError(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  if (!e) return false;
+  if (typeof e.code === 'string' && (CONNECTION_CODES.has(e.code) || e.code.startsWith('08'))) return true;
+  const m = typeof e.message === 'string' ? e.message : '';
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended|not queryable/i.test(m);
+}
+
+function translate(err: unknown): unknown {
+  if (err instanceof StoreConflict || err instanceof StoreUnavailable) return err;
+  const code = (err as { code?: unknown }).code;
+  if (code === '23505') return new StoreConflict((err as Error).message);
+  if (isConnectionError(err)) return new StoreUnavailable((err as Error).message || String((err as { code?: unknown }).code));
+  return err;
+}
+
+/**
+ * A query as PostgreSQL's named prepared statement: `?` placeholders numbered `$1, $2, …` (the
+ * queries hold no literal question marks), and a name, so each connection parses and plans it once.
+ */
+const prepared = new Map<string, { name: string; text: string }>();
+function statement(sql: string): { name: string; text: string } {
+  let s = prepared.get(sql);
+  if (!s) {
+    let n = 0;
+    s = { name: `canopy_${prepared.size}`, text: sql.replace(/\?/g, () => `$${++n}`) };
+    prepared.set(sql, s);
+  }
+  return s;
+}
+
+/** Where a connection string points, without its password (for messages). */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'an unparsable postgres:// URL';
+  }
+}
+
+// BIGINT (times in ms, counters) as numbers: every value root stores fits in 2^53.
+const types = {
+  getTypeParser: ((oid: number, format?: string) =>
+    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+};
+
+export class PgStore extends SqlStore {
+  readonly kind = 'postgres' as const;
+  protected readonly forUpdate = ' FOR UPDATE';
+  private readonly tx = new AsyncLocalStorage<{ client: pg.PoolClient; depth: number }>();
+  private closed = false;
+
+  private constructor(readonly pool: pg.Pool, readonly url: string) {
+    super();
+    // An idle connection the server dropped: the pool discards it; the next query opens another.
+    pool.on('error', () => undefined);
+  }
+
+  /**
+   * Connects, and migrates the schema (one replica at a time, under an advisory lock). Rejects with
+   * StoreUnavailable, naming the server, when it cannot be reached.
+   */
+  static async open(url: string, o: { max?: number } = {}): Promise<PgStore> {
+    const pool = new pg.Pool({ connectionString: url, max: o.max ?? 16, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, types, application_name: 'canopy-root' });
+    const store = new PgStore(pool, url);
+    try {
+      await store.migrate();
+    } catch (err) {
+      await pool.end().catch(() => undefined);
+      const t = translate(err);
+      if (t instanceof StoreUnavailable) throw new StoreUnavailable(`cannot reach PostgreSQL at ${redactUrl(url)}: ${t.message}`);
+      throw t;
+    }
+    return store;
+  }
+
+  private async migrate(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      // Replicas starting together: one migrates, the others wait here and find it done.
+      await client.query("SELECT pg_advisory_xact_lock(hashtext('canopy-root-migrations'))");
+      await client.query('CREATE TABLE IF NOT EXISTS canopy_schema (version INTEGER NOT NULL)');
+      const r = await client.query<{ version: number }>('SELECT version FROM canopy_schema');
+      let version = r.rows[0]?.version ?? 0;
+      if (r.rows.length === 0) await client.query('INSERT INTO canopy_schema (version) VALUES (0)');
+      if (version > MIGRATIONS.length) {
+        throw new Error(`database schema version ${version} is newer than this root (${MIGRATIONS.length}); refusing to touch it`);
+      }
+      for (; version < MIGRATIONS.length; version++) {
+        await client.query(postgres(MIGRATIONS[version] as string));
+        await client.query('UPDATE canopy_schema SET version = $1', [version + 1]);
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  async transaction<T>(fn: () => Promise<T>): Promise<T> {
+    const outer = this.tx.getStore();
+    if (outer) {
+      const name = `sp${outer.depth + 1}`;
+      await outer.client.query(`SAVEPOINT ${name}`).catch((e: unknown) => { throw translate(e); });
+      try {
+        const result = await this.tx.run({ client: outer.client, depth: outer.depth + 1 }, fn);
+        await outer.client.query(`RELEASE SAVEPOINT ${name}`);
+        return result;
+      } catch (err) {
+        await outer.client.query(`ROLLBACK TO SAVEPOINT ${name}`).catch(() => undefined);
+        throw translate(err);
+      }
+    }
+    for (let attempt = 1; ; attempt++) {
+      const client = await this.pool.connect().catch((e: unknown) => { throw translate(e); });
+      let broken = false;
+      try {
+        await client.query('BEGIN');
+        const result = await this.tx.run({ client, depth: 0 }, fn);
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        // A connection lost mid-transaction never committed: nothing of it is in the database.
+        broken = isConnectionError(err);
+        if (!broken) await client.query('ROLLBACK').catch(() => { broken = true; });
+        const code = (err as { code?: unknown }).code;
+        if ((code === '40001' || code === '40P01') && attempt < TX_ATTEMPTS) continue;
+        throw translate(err);
+      } finally {
+        client.release(broken ? true : undefined);
+      }
+    }
+  }
+
+  // The two writes every placement makes, each one statement (one round trip, atomic by itself)
+  // instead of a transaction of four: the hot path of deploys and transitions.
+  override async createInstance(i: InstanceRecord, first: InstanceEvent): Promise<void> {
+    await this.query(
+      `WITH created AS (INSERT INTO instances (service_id, n, state, reason, cluster_id, worker_id, instance_ip, instance_ip_v6, ns_ip, ns_ip_v6,
+       tunnel_endpoint, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))
+       INSERT INTO instance_events (service_id, n, state, reason, ts) VALUES (?, ?, ?, ?, ?)`,
+      [i.service_id, i.n, i.state, i.reason, i.cluster_id, i.worker_id, i.instance_ip, i.instance_ip_v6, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint, i.created_at, i.updated_at,
+        i.service_id, i.n, first.state, first.reason, first.ts],
+    );
+  }
+
+  override async recordTransition(i: InstanceRecord, event?: InstanceEvent): Promise<void> {
+    if (!event) return this.updateInstance(i);
+    await this.query(
+      `WITH changed AS (UPDATE instances SET state = ?, reason = ?, cluster_id = ?, worker_id = ?, ns_ip = ?, ns_ip_v6 = ?, tunnel_endpoint = ?,
+       updated_at = ? WHERE service_id = ? AND n = ? RETURNING service_id, n)
+       INSERT INTO instance_events (service_id, n, state, reason, ts) SELECT service_id, n, ?, ?, ? FROM changed`,
+      [i.state, i.reason, i.cluster_id, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint, i.updated_at, i.service_id, i.n, event.state, event.reason, event.ts],
+    );
+  }
+
+  /** NOTIFY on `channel`; inside a transaction PostgreSQL delivers it only when that commits. */
+  async notify(channel: string, payload: string): Promise<void> {
+    await this.query('SELECT pg_notify(?, ?)', [channel, payload]);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end();
+  }
+
+  protected inTransaction(): boolean {
+    return this.tx.getStore() !== undefined;
+  }
+
+  private async query(sql: string, args: unknown[]): Promise<pg.QueryResult> {
+    const client = this.tx.getStore()?.client ?? this.pool;
+    try {
+      return await client.query({ ...statement(sql), values: args });
+    } catch (err) {
+      throw translate(err);
+    }
+  }
+
+  protected async all(sql: string, args: unknown[]): Promise<Row[]> {
+    return (await this.query(sql, args)).rows as Row[];
+  }
+
+  protected async run(sql: string, args: unknown[]): Promise<number> {
+    return (await this.query(sql, args)).rowCount ?? 0;
+  }
+}

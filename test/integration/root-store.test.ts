@@ -1,0 +1,188 @@
+// Root's store, the same behaviour on both implementations: SQLite (embedded) and a real PostgreSQL
+// 15 started for this file (test/support/postgres.ts). Transactions roll back whole, nested ones to
+// their savepoint; claims are atomic; concurrent writers of one row are serialized; a name taken
+// twice is a StoreConflict; a reopened database keeps its data and schema.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PgStore } from '../../orchestrator/root/pg-store.ts';
+import { SqliteStore } from '../../orchestrator/root/sqlite-store.ts';
+import { AddressAllocator } from '../../orchestrator/root/addresses.ts';
+import { StoreConflict, type RootStore, type ServiceRecord } from '../../orchestrator/root/store.ts';
+import type { Microservice } from '../../orchestrator/descriptor/types.ts';
+import { postgresMissing, startPostgres, type TestPostgres } from '../support/postgres.ts';
+import { needRoot, unavailable } from '../support/facility.ts';
+
+const svc = (id: string, appId = 'a1'): ServiceRecord => ({
+  id, app_id: appId, owner: 'u1', name: id, namespace: 'ns',
+  spec: { virtualization: 'process', vcpus: 1, memory: 64, vgpus: 0, constraints: [], connectivity: [], cmd: ['sleep', '1'] } as unknown as Microservice,
+  rr_ip: `rr-${id}`, rr_ip_v6: `rr6-${id}`, closest_ip: `c-${id}`, closest_ip_v6: `c6-${id}`, next_n: 0, created_at: 1,
+});
+
+async function seed(store: RootStore): Promise<void> {
+  await store.insertUser({ id: 'u1', username: 'u', password_hash: 'x', role: 'admin', created_at: 0 });
+  await store.insertApplication({ id: 'a1', owner: 'u1', name: 'app', namespace: 'ns', desc: '', created_at: 0 });
+}
+
+/** The behaviour every store must have; `open` makes a fresh, empty one; `reopen` the same database again. */
+function storeSuite(kind: string, open: () => Promise<RootStore>, reopen: () => Promise<RootStore>): void {
+  test(`${kind}: records round-trip with their types (numbers, JSON, nulls) and in creation order`, async () => {
+    const store = await open();
+    try {
+      await seed(store);
+      await store.insertApplication({ id: 'a2', owner: 'u1', name: 'app2', namespace: 'ns', desc: 'd', created_at: 0 });
+      await store.insertService(svc('s1'));
+      assert.deepEqual(await store.service('s1'), svc('s1'));
+      assert.deepEqual((await store.listApplications()).map((a) => a.id), ['a1', 'a2'], 'same created_at: insertion order');
+      assert.deepEqual(await store.application('a2'), { id: 'a2', owner: 'u1', name: 'app2', namespace: 'ns', desc: 'd', created_at: 0 });
+      const big = Date.now();
+      await store.insertInstance({
+        service_id: 's1', n: 0, state: 'REQUESTED', reason: 'r', cluster_id: null, worker_id: null, instance_ip: '10.30.0.9', instance_ip_v6: 'fdc0:30::9',
+        ns_ip: null, ns_ip_v6: null, tunnel_endpoint: null, created_at: big, updated_at: big,
+      });
+      const i = await store.instance('s1', 0);
+      assert.equal(i?.created_at, big, 'milliseconds since the epoch survive as numbers');
+      assert.equal(i?.cluster_id, null);
+      await store.addInstanceEvent('s1', 0, { state: 'REQUESTED', reason: 'a', ts: big });
+      await store.addInstanceEvent('s1', 0, { state: 'NO_CLUSTER_FOUND', reason: 'b', ts: big });
+      assert.deepEqual((await store.instanceEvents('s1', 0)).map((e) => e.reason), ['a', 'b']);
+      assert.deepEqual([...(await store.countInstancesByState())], [['REQUESTED', 1]]);
+      await store.upsertCluster({ id: 'c1', name: 'edge', location: '', api_url: 'http://x', token: 't', registered_at: 1, last_seen: 2, aggregate: null });
+      await store.touchCluster('c1', 3, { free: { vcpus: 1, memory_mb: 2, gpus: 0 }, workers_active: 1, virtualizations: ['process'], architectures: [] });
+      await store.touchCluster('c1', 4, null);
+      const c = await store.cluster('c1');
+      assert.equal(c?.last_seen, 4);
+      assert.equal(c?.aggregate?.free.memory_mb, 2, 'a report without an aggregate keeps the last one');
+    } finally {
+      await store.close();
+    }
+  });
+
+  test(`${kind}: a failed transaction leaves nothing; a failed nested one only its own writes`, async () => {
+    const store = await open();
+    try {
+      await seed(store);
+      await assert.rejects(store.transaction(async () => {
+        await store.insertService(svc('s1'));
+        await store.claimAddress({ address: '10.30.0.1', family: 4, kind: 'rr', service_id: 's1', instance_n: null });
+        throw new Error('boom');
+      }), /boom/);
+      assert.equal(await store.service('s1'), undefined);
+      assert.equal(await store.addressOwner('10.30.0.1'), undefined);
+      await store.transaction(async () => {
+        await store.insertService(svc('s2'));
+        await assert.rejects(store.transaction(async () => {
+          await store.insertService(svc('s3'));
+          throw new Error('inner');
+        }), /inner/);
+      });
+      assert.ok(await store.service('s2'));
+      assert.equal(await store.service('s3'), undefined);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test(`${kind}: a taken name is a StoreConflict; a claim is check-and-set; the first initSetting wins`, async () => {
+    const store = await open();
+    try {
+      await seed(store);
+      await assert.rejects(store.insertUser({ id: 'u2', username: 'u', password_hash: 'x', role: 'user', created_at: 0 }), StoreConflict);
+      const a = { address: '10.30.0.5', family: 4 as const, kind: 'rr' as const, service_id: 's', instance_n: null };
+      const claims = await Promise.all(Array.from({ length: 20 }, (_, k) => store.transaction(() => store.claimAddress({ ...a, service_id: `s${k}` }))));
+      assert.equal(claims.filter(Boolean).length, 1, 'exactly one of 20 concurrent claims of one address wins');
+      assert.equal(await store.initSetting('k', 'first'), 'first');
+      assert.equal(await store.initSetting('k', 'second'), 'first');
+    } finally {
+      await store.close();
+    }
+  });
+
+  test(`${kind}: concurrent deploys take distinct instance numbers; allocators never share an address; a locked row waits`, async () => {
+    const store = await open();
+    try {
+      await seed(store);
+      await store.insertService(svc('s1'));
+      // Two allocators over one database stand for two root replicas (each has its own cursor).
+      const allocators = [await new AddressAllocator(store).load(), await new AddressAllocator(store).load()];
+      const made = await Promise.all(Array.from({ length: 40 }, async (_, k) => {
+        const n = (await store.takeInstanceNumber('s1'))!;
+        const ip = await store.transaction(() => allocators[k % 2]!.allocate(4, 'instance', 's1', n));
+        return { n, ip };
+      }));
+      assert.deepEqual(made.map((m) => m.n).sort((x, y) => x - y), Array.from({ length: 40 }, (_, k) => k));
+      assert.equal(new Set(made.map((m) => m.ip)).size, 40, 'no address handed out twice');
+      assert.equal((await store.service('s1'))?.next_n, 40);
+      await store.updateService({ ...svc('s1'), name: 'renamed' });
+      assert.equal((await store.service('s1'))?.next_n, 40, 'an update from an older record keeps the counter');
+      assert.equal(await store.takeInstanceNumber('nope'), undefined);
+      // Rows read FOR UPDATE are taken one transaction after the other.
+      const order: string[] = [];
+      await Promise.all(['x', 'y'].map((tag) => store.transaction(async () => {
+        await store.serviceForUpdate('s1');
+        order.push(`${tag} in`);
+        await new Promise((r) => setTimeout(r, 30));
+        order.push(`${tag} out`);
+      })));
+      // Whichever got the row first finished before the other went in.
+      const first = order[0]!.split(' ')[0];
+      const second = first === 'x' ? 'y' : 'x';
+      assert.deepEqual(order, [`${first} in`, `${first} out`, `${second} in`, `${second} out`]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test(`${kind}: a reopened database keeps data and schema (migrations run once)`, async () => {
+    const store = await open();
+    await seed(store);
+    await store.setSetting('x', '1');
+    await store.close();
+    const again = await reopen();
+    try {
+      assert.equal(await again.getSetting('x'), '1');
+      assert.equal((await again.listUsers()).length, 1);
+    } finally {
+      await again.close();
+    }
+  });
+}
+
+describe('SQLite store', () => {
+  let dir = '';
+  let n = 0;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'canopy-store-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  storeSuite('sqlite', async () => new SqliteStore(join(dir, `db${++n}.sqlite`)), async () => new SqliteStore(join(dir, `db${n}.sqlite`)));
+});
+
+describe('PostgreSQL store', { skip: unavailable(needRoot() ?? postgresMissing()) }, () => {
+  let pg: TestPostgres | undefined;
+  let n = 0;
+  before(async () => {
+    pg = await startPostgres();
+  });
+  after(async () => {
+    await pg?.stop();
+  });
+  /** A database of its own per test, so each starts empty. */
+  const fresh = async (): Promise<RootStore> => {
+    const admin = await PgStore.open(pg!.url);
+    await (admin.pool.query(`CREATE DATABASE t${++n}`));
+    await admin.close();
+    return PgStore.open(pg!.url.replace(/\/canopy$/, `/t${n}`));
+  };
+  storeSuite('postgres', fresh, () => PgStore.open(pg!.url.replace(/\/canopy$/, `/t${n}`)));
+
+  test('postgres: an unreachable server is a clear error naming it, without the password', async () => {
+    await assert.rejects(PgStore.open(`postgres://postgres:secret@127.0.0.1:${pg!.port + 1}/canopy`), (err: Error) => {
+      assert.match(err.message, /cannot reach PostgreSQL at postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/canopy/);
+      assert.doesNotMatch(err.message, /secret/);
+      return true;
+    });
+  });
+});
