@@ -53,6 +53,8 @@ export interface DeploymentSpec {
   names?: Record<string, string>;
   /** Extra arguments of every `canopy worker` (e.g. --registry-mirror). */
   workerArgs?: string[];
+  /** Extra arguments of one worker's `canopy worker`, by lab host (e.g. --tunnel-endpoint behind a NAT). */
+  workerArgsOf?: Record<string, string[]>;
   /** TLS on root, cluster and MQTT with a CA made for the deployment (default true, as `canopy up`);
    *  the workers' local APIs stay plain on their hosts' loopback. */
   tls?: boolean;
@@ -155,9 +157,7 @@ export class Deployment {
         ...this.clusterList.map((c) => ({ name: `cluster-${c.name}`, sans: ['127.0.0.1', ctl.ip] })),
       ]);
     }
-    this.spawnCanopy(ctl, 'root', ['root', '--host', '0.0.0.0', '--port', '10000', '--data', join(this.dir, 'root'),
-      '--admin-password', ADMIN_PASSWORD, '--cluster-key', 'e2e-ck', ...this.tlsArgs('root'), ...(this.spec.rootArgs ?? [])]);
-    await ctl.waitListening(10000, { timeoutMs: 30_000 });
+    await this.startRoot();
     const extra = this.spec.beforeCluster ? await this.spec.beforeCluster(ctl, this.dir) : [];
     for (const [i, c] of this.clusterList.entries()) {
       const port = 10100 + i;
@@ -168,9 +168,7 @@ export class Deployment {
         ...extra, ...(this.spec.clusterArgs ?? [])]);
       await ctl.waitListening(port, { timeoutMs: 30_000 });
     }
-    const login = await this.api('POST', '/api/v1/auth/login', { username: 'admin', password: ADMIN_PASSWORD }, false) as { token?: string };
-    if (!login.token) throw new Error(`login failed: ${JSON.stringify(login)}`);
-    this.token = login.token;
+    await this.login();
     // A cluster registers with root on its first report; workers then get subnets at once.
     await poll('clusters registered at root', async () => {
       const list = await this.api('GET', '/api/v1/clusters') as Array<{ name: string }>;
@@ -183,17 +181,51 @@ export class Deployment {
     }, 60_000);
   }
 
+  /** Starts root on ctl (again, after a kill: same data directory) and waits until it listens. */
+  async startRoot(): Promise<void> {
+    this.spawnCanopy(this.ctl, 'root', ['root', '--host', '0.0.0.0', '--port', '10000', '--data', join(this.dir, 'root'),
+      '--admin-password', ADMIN_PASSWORD, '--cluster-key', 'e2e-ck', ...this.tlsArgs('root'), ...(this.spec.rootArgs ?? [])]);
+    await this.ctl.waitListening(10000, { timeoutMs: 30_000 });
+  }
+
+  async login(): Promise<void> {
+    const login = await this.api('POST', '/api/v1/auth/login', { username: 'admin', password: ADMIN_PASSWORD }, false) as { token?: string };
+    if (!login.token) throw new Error(`login failed: ${JSON.stringify(login)}`);
+    this.token = login.token;
+  }
+
+  /** SIGKILLs a daemon (its process group) by name ('root', 'cluster', a worker host) and waits for its exit. */
+  async kill(name: string): Promise<void> {
+    const p = this.procs.get(name);
+    if (!p || p.exitCode !== null || p.signalCode !== null) throw new Error(`${name} is not running`);
+    const exited = new Promise((r) => p.once('exit', r));
+    process.kill(-(p.pid as number), 'SIGKILL');
+    await exited;
+  }
+
   startWorker(host: string): ChildProcess {
     const h = this.lab.host(host);
     return this.spawnCanopy(h, host, ['worker', '--name', this.workerIdOf(host), '--cluster', this.clusterUrlOf(host), '--key', 'e2e-wk',
       '--data', join(this.dir, host), '--api-port', '10200', '--location', `48.${h.index},11.5`, '--dns-upstream', '127.0.0.1', ...this.tlsArgs(),
-      ...(this.spec.workerArgs ?? []), ...registryGuardArgs(this.spec.workerArgs)]);
+      ...(this.spec.workerArgs ?? []), ...(this.spec.workerArgsOf?.[host] ?? []), ...registryGuardArgs(this.spec.workerArgs)]);
   }
 
   /** curl arguments for a worker's local API on its host's loopback, with its API token (worker/api.ts). */
   workerApiCurl(host: string, path: string): string[] {
     const token = readFileSync(join(this.dir, host, 'api-token'), 'utf8').trim();
     return ['curl', '-sS', '-m', '5', '-H', `authorization: Bearer ${token}`, `http://127.0.0.1:10200${path}`];
+  }
+
+  /** The i-th cluster's GET /api/status, called as root calls it (root's token from the cluster's
+   *  state file; the deployment's CA when TLS is on). */
+  async clusterStatus<T = unknown>(i = 0): Promise<T> {
+    const c = this.clusterList[i];
+    if (!c) throw new Error(`no cluster #${i}`);
+    const state = JSON.parse(readFileSync(join(this.dir, i === 0 ? 'cluster' : `cluster-${c.name}`, 'cluster.json'), 'utf8')) as { root?: { token?: string } | null };
+    const token = state.root?.token;
+    if (!token) throw new Error(`cluster ${c.name} has not registered with root yet`);
+    return JSON.parse(await this.ctl.execOk(['curl', '-sS', '-m', '5', '-f', '-H', `authorization: Bearer ${token}`,
+      ...(this.tls ? ['--cacert', this.certs.ca] : []), `${this.scheme}://127.0.0.1:${10100 + i}/api/status`])) as T;
   }
 
   /** A worker's GET /api/status (its instances with their states and reasons). */

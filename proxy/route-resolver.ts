@@ -52,6 +52,9 @@ interface PendingQuery {
 export class RouteResolver {
   /** Bumped whenever a route is installed, replaced or removed (the DNS answer cache watches it). */
   routesVersion = 0;
+  /** Wall clock (ms) of the last change the cluster pushed (counted in stats.routeUpdates): how the
+   *  failover benchmark sees when a caller's worker got the new route. */
+  lastRouteUpdateMs = 0;
   private readonly o: RouteResolverOptions;
   private readonly services: ServiceTable;
   private readonly stats: SemanticStats;
@@ -203,7 +206,7 @@ export class RouteResolver {
           if (this.services.byId.has(m.route.service_id)) {
             const before = this.services.byId.get(m.route.service_id)?.route.instances.length ?? 0;
             this.install(m.route);
-            this.stats.routeUpdates++;
+            this.countPush();
             // The moment a caller can reach a new instance (the deploy bench reads it from the log).
             if (m.route.instances.length !== before) {
               this.o.log({ level: 'info', msg: 'route changed', service_id: m.route.service_id, instances: m.route.instances.length });
@@ -217,7 +220,7 @@ export class RouteResolver {
           if (m.instances === undefined) this.cache.delete(m.service_id);
           else this.services.withdraw(m.service_id, m.instances);
           this.routesVersion++;
-          this.stats.routeUpdates++;
+          this.countPush();
           this.o.log({ level: 'info', msg: 'route withdrawn', service_id: m.service_id, instances: m.instances ?? null });
           this.signalReady();
           return;
@@ -230,6 +233,11 @@ export class RouteResolver {
       this.stats.badMessages++;
       this.o.log({ level: 'warn', msg: 'route message not applied', type: m.type, error: String(err) });
     }
+  }
+
+  private countPush(): void {
+    this.stats.routeUpdates++;
+    this.lastRouteUpdateMs = Date.now();
   }
 
   private install(route: ServiceRoute): ServiceRecord {

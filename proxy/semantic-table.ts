@@ -336,6 +336,8 @@ export class SemanticTable implements TranslationTable {
     lines.push('# TYPE canopy_proxy_pending_queries gauge', `canopy_proxy_pending_queries ${this.routes.pendingQueries}`);
     lines.push('# HELP canopy_proxy_route_updates_total routes the cluster pushed that this worker applied (updates and withdrawals)',
       '# TYPE canopy_proxy_route_updates_total counter', `canopy_proxy_route_updates_total ${this.stats.routeUpdates}`);
+    lines.push('# HELP canopy_proxy_route_update_last_ms wall clock (Unix ms) of the last pushed route change, 0 before any',
+      '# TYPE canopy_proxy_route_update_last_ms gauge', `canopy_proxy_route_update_last_ms ${this.routes.lastRouteUpdateMs}`);
     return `${lines.join('\n')}\n`;
   }
 

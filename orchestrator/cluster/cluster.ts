@@ -57,6 +57,8 @@ export interface ClusterOptions {
   sweepIntervalMs?: number;
   /** After a cluster restart, how long known workers have to reconnect before they count as dead. */
   restartGraceMs?: number;
+  /** Workers encrypt their tunnel payloads (SPEC §5.4); otherwise payloads are only authenticated. */
+  encryptPayload?: boolean;
   log?: Logger;
 }
 
@@ -108,7 +110,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.revoked = new RevokedWorkers(o.stateDir);
     this.registry = new WorkerRegistry(o.heartbeatTimeoutMs ?? 3000);
     this.root = o.root ? new RootClient(o.root.url, o.root.joinKey) : undefined;
-    this.tunnelKey = loadOrCreateTunnelKey(o.stateDir);
+    this.tunnelKey = loadOrCreateTunnelKey(o.stateDir, o.encryptPayload ?? false);
     const state = loadState(join(o.stateDir, 'cluster.json'));
     if (this.root && state.root) this.root.registration = state.root;
     const ctx: ClusterContext = {
@@ -472,6 +474,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       broker: this.brokerUrl,
       // Without root's overlay key, this cluster's workers reach only each other.
       overlay_key_id: this.peers.overlayTunnel?.key_id ?? null,
+      // --encrypt-payload: what this cluster's workers send through the tunnel is encrypted, not only authenticated.
+      payload_encrypted: this.tunnelKey.encrypt,
       remote_peers: this.peers.remotePeerCount,
       workers: [...this.registry.workers.values()].map((w) => ({
         id: w.id, alive: w.alive, last_seen: w.lastSeen, subnet_v4: w.subnet_v4, subnet_v6: w.subnet_v6,

@@ -28,6 +28,7 @@ interface Opts {
   reportInterval: string;
   tlsCert?: string;
   tlsKey?: string;
+  encryptPayload?: boolean;
 }
 
 /** The worker join key: given, or generated once, stored and printed. */
@@ -77,6 +78,7 @@ export function register(program: Command): void {
     .option('--tls-cert <file>', 'serve the API as https and the embedded broker as mqtts with this certificate (PEM; with --tls-key)')
     .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
     .option('--report-interval <ms>', 'periodic report to root (changes are reported within 200 ms anyway); keep it below root\'s --cluster-silence', '5000')
+    .option('--encrypt-payload', 'workers of this cluster encrypt what they send through the tunnel (AES-GCM with the cluster key; without it payloads are authenticated, not hidden); workers take it when they first register')
     .action(async (o: Opts) => {
       if (!o.name) fail('cluster', new Error("required option '--name <name>' not specified"));
       const name = o.name;
@@ -110,7 +112,7 @@ export function register(program: Command): void {
       const cluster = await Cluster.start({
         name, location: o.location, stateDir: o.data, apiUrl: publicUrl,
         root: o.root && rootKey ? { url: o.root, joinKey: rootKey } : undefined,
-        workerJoinKey: joinKey, mqtt, reportIntervalMs,
+        workerJoinKey: joinKey, mqtt, reportIntervalMs, encryptPayload: o.encryptPayload === true,
       });
       const api = await startClusterApi(cluster, { host: o.host, port: apiPort, workerJoinKey: joinKey, tls });
       const stop = (): void => {

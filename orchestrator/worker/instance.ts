@@ -29,6 +29,8 @@ export const PROGRESS_EVERY_MS = 1000;
 
 interface InstanceEvents {
   transition: [Transition];
+  /** A restart after a failure is scheduled this many ms from now (the backoff's current step). */
+  restart: [delayMs: number];
 }
 
 export class Instance extends EventEmitter<InstanceEvents> {
@@ -199,6 +201,7 @@ export class Instance extends EventEmitter<InstanceEvents> {
     if (Date.now() - this.lastStart >= this.backoff.resetAfterMs) this.backoffMs = this.backoff.initialMs;
     const delay = this.backoffMs;
     this.backoffMs = Math.min(this.backoff.maxMs, this.backoffMs * 2);
+    this.emit('restart', delay);
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
       this.restarts++;

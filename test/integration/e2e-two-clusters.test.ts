@@ -51,11 +51,24 @@ test('e2e two clusters: a client in c1 reaches a server in c2 through its rr add
       // The client comes to a server that already runs: c2 has nothing to report when the client
       // starts, so only root's push can tell it about the client's worker.
       const { srv, cli, s0, c0 } = await d.deployWebClient(['w2'], 'w1', { clientAfterWeb: true });
-      assert.equal(s0.worker_id, d.workerIdOf('w2'), 'server runs on w2 (cluster c2)');
-      assert.equal(c0.worker_id, d.workerIdOf('w1'), 'client runs on w1 (cluster c1)');
-      assert.equal(s0.worker_id, c0.worker_id, 'both workers have one name');
-      assert.equal(s0.cluster_name, 'c2', 'server placed by cluster c2');
-      assert.equal(c0.cluster_name, 'c1', 'client placed by cluster c1');
+      // Where things really are, from each daemon's own view (not from the names this test gave).
+      type Running = { worker_id: string; instances: Array<{ service_id: string; state: string }> };
+      const onWorker = (h: string): Promise<Running> => d.workerStatus<Running>(h);
+      const inCluster = async (i: number): Promise<Array<{ service_id: string; worker: string | null; state: string }>> =>
+        (await d.clusterStatus<{ instances: Array<{ service_id: string; worker: string | null; state: string }> }>(i)).instances;
+      const [st1, st2] = [await onWorker('w1'), await onWorker('w2')];
+      const runs = (st: Running, sid: string): boolean => st.instances.some((i) => i.service_id === sid && i.state === 'RUNNING');
+      assert.ok(runs(st2, srv.microserviceID) && !runs(st1, srv.microserviceID), 'the server runs on w2\'s daemon, not on w1\'s');
+      assert.ok(runs(st1, cli.microserviceID) && !runs(st2, cli.microserviceID), 'the client runs on w1\'s daemon, not on w2\'s');
+      assert.equal(st1.worker_id, st2.worker_id, 'the two daemons were admitted under one name, each by its own cluster');
+      assert.equal(s0.worker_id, st2.worker_id, 'root names the server\'s worker as w2\'s daemon calls itself');
+      const [c1Has, c2Has] = [await inCluster(0), await inCluster(1)];
+      assert.ok(c2Has.some((i) => i.service_id === srv.microserviceID && i.state === 'RUNNING') && !c1Has.some((i) => i.service_id === srv.microserviceID),
+        'cluster c2 holds the server, c1 does not');
+      assert.ok(c1Has.some((i) => i.service_id === cli.microserviceID && i.state === 'RUNNING') && !c2Has.some((i) => i.service_id === cli.microserviceID),
+        'cluster c1 holds the client, c2 does not');
+      assert.equal(s0.cluster_name, 'c2', 'root: server placed by cluster c2');
+      assert.equal(c0.cluster_name, 'c1', 'root: client placed by cluster c1');
 
       const rr = (await d.service(srv.microserviceID)).rr_ip as string | undefined;
       assert.ok(rr, 'the server has an rr address');

@@ -235,9 +235,15 @@ test('DNS names resolve through one shared query, and pushed updates replace the
   assert.equal(a?.rr_ip, '10.30.0.2');
   assert.equal(b?.rr_ip, '10.30.0.2');
   assert.equal(source.received.filter((r) => r.msg.type === 'table_query').length, 1);
+  // A query answer is not a push; the pushed update is counted and stamped in /metrics.
+  const pushes = (): number => Number(/^canopy_proxy_route_updates_total (\d+)$/m.exec(t.metrics())?.[1]);
+  assert.equal(pushes(), 0);
+  const before = Date.now();
   source.update({ ...svc([inst(0, 'w2')]), rr_ip: '10.30.0.42' });
   await settle();
   assert.equal((t.resolveName('app.ans.s1.sns') as ServiceRoute).rr_ip, '10.30.0.42');
+  assert.equal(pushes(), 1);
+  assert.ok(Number(/^canopy_proxy_route_update_last_ms (\d+)$/m.exec(t.metrics())?.[1]) >= before);
   assert.equal(await t.resolveName('app.ans.nope.sns'), null);
   t.close(); source.close();
 });
