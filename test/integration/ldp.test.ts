@@ -47,7 +47,8 @@ test('LDP: latency to the user\'s address, NO_QUALIFIED_WORKER with measured RTT
       return { a, b, delayMs: ms / 2 };
     });
     const lab = await labFor(t, { hosts: ['ctl', 'user', ...WORKERS], links });
-    const d = new Deployment(lab, { workers: WORKERS });
+    // Plain HTTP: the test reads the cluster's status and runs the CLI without the deployment's CA (TLS has its own tests).
+    const d = new Deployment(lab, { workers: WORKERS, tls: false });
     t.after(() => d.stop());
     const userIp = lab.host('user').ip;
     const wid = Object.fromEntries(WORKERS.map((w) => [w, d.workerIdOf(w)]));
