@@ -13,6 +13,9 @@
 //
 // Each poll's new transitions, of all instances, are reported sorted by time: a timeline, not one
 // block per instance.
+//
+// Progress within a state (an image pull: "pulling … 3.1 of 9.8 MB") changes an instance's reason
+// without a history entry; each new one is reported through `onProgress`, after the transitions.
 import type { InstanceEvent, RootClient } from './root-client.ts';
 
 export interface WatchTarget {
@@ -34,6 +37,15 @@ export interface Unplaced {
   first: boolean;
   /** When root retries it at the latest (ISO), if root says. */
   nextRetry: string | null;
+}
+
+/** An instance's reason changed within its state (progress of a long step, e.g. an image pull). */
+export interface Progress {
+  target: WatchTarget;
+  state: string;
+  reason: string;
+  /** When root last updated the instance (ISO). */
+  ts: string;
 }
 
 export type WatchOutcome =
@@ -80,6 +92,8 @@ export async function watchInstances(
     onTransition: (t: Transition) => void;
     /** With unplaced 'wait': an instance is unplaced, or still is with another reason. */
     onUnplaced?: (u: Unplaced) => void;
+    /** A placed instance's reason changed without a transition (pull progress). */
+    onProgress?: (p: Progress) => void;
     onTick?: () => void;
   },
 ): Promise<WatchOutcome> {
@@ -89,12 +103,16 @@ export async function watchInstances(
   const until = Date.now() + o.timeoutMs;
   let batch: Transition[] = [];
   let notes: Unplaced[] = [];
-  // Transitions first, so an "unplaced" note follows the transition that made it so.
+  let steps: Progress[] = [];
+  const progressTold = new Map<WatchTarget, string>();
+  // Transitions first, so an "unplaced" note or a progress step follows the transition that made it so.
   const flush = (): void => {
     for (const t of byTime(batch)) o.onTransition(t);
     for (const u of notes) o.onUnplaced?.(u);
+    for (const p of steps) o.onProgress?.(p);
     batch = [];
     notes = [];
+    steps = [];
   };
   for (;;) {
     const out = await pass();
@@ -128,6 +146,11 @@ export async function watchInstances(
       if (inst.state === 'UNDEPLOYED') return { ok: false, target: t, state: inst.state, reason: inst.reason };
       if (inst.placeable === false && (UNPLACED.has(inst.state) || inst.state === 'REQUESTED')) {
         return { ok: false, target: t, state: inst.state, reason: inst.unplaceable_reason ?? inst.reason };
+      }
+      const last = inst.history[inst.history.length - 1];
+      if (!UNPLACED.has(inst.state) && last?.state === inst.state && inst.reason !== last.reason && progressTold.get(t) !== inst.reason) {
+        progressTold.set(t, inst.reason);
+        steps.push({ target: t, state: inst.state, reason: inst.reason, ts: inst.updated_at });
       }
       if (UNPLACED.has(inst.state)) {
         if (o.unplaced !== 'wait') return { ok: false, target: t, state: inst.state, reason: inst.reason };

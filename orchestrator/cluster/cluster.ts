@@ -141,7 +141,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     // What every state change sets off, in this order: root hears of it (queued, and a report soon),
     // the state is saved, listeners are told, and a route that gained or lost a running instance is
     // pushed to the workers.
-    this.index.onTransition((ci, t, from) => {
+    const changeOf = (ci: ClusterInstance, t: Transition): InstanceChange => {
       const change: InstanceChange = {
         service_id: ci.offer.service.service_id, instance_n: ci.offer.instance_n, state: t.state, reason: t.reason, worker: ci.worker, ts: t.ts,
       };
@@ -149,11 +149,20 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       if (ci.ns_ip_v6) change.ns_ip_v6 = ci.ns_ip_v6;
       const ep = ci.worker ? this.registry.workers.get(ci.worker)?.hb?.tunnel_endpoint : undefined;
       if (ep) change.tunnel_endpoint = ep;
-      this.reporter.queue(change);
+      return change;
+    };
+    this.index.onTransition((ci, t, from) => {
+      this.reporter.queue(changeOf(ci, t));
       this.writer.schedule();
       this.reporter.soon();
       this.emit('transition', ci, t);
       if (from === 'RUNNING' || t.state === 'RUNNING') this.routes.pushRoute(ci.offer.service.service_id);
+    });
+    // Progress within a state (the worker sends at most one a second): root hears of it in the next
+    // early report, as a same-state change that updates the reason without a history entry.
+    this.index.onProgress((ci, t) => {
+      this.reporter.queue(changeOf(ci, t));
+      this.reporter.soon();
     });
     for (const [id, w] of Object.entries(state.workers)) {
       const r = this.registry.restore(id, o.restartGraceMs ?? 10_000);
@@ -472,7 +481,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       })),
       instances: [...this.index.values()].map((ci) => ({
         service_id: ci.offer.service.service_id, instance_n: ci.offer.instance_n, worker: ci.worker,
-        state: ci.lifecycle.state, reason: ci.lifecycle.last.reason, ns_ip: ci.ns_ip, history: ci.lifecycle.history,
+        state: ci.lifecycle.state, reason: ci.note ?? ci.lifecycle.last.reason, ns_ip: ci.ns_ip, history: ci.lifecycle.history,
       })),
       counters: this.counters,
     };

@@ -7,6 +7,8 @@ import type { PendingNeed } from './worker-registry.ts';
 import { instanceId, needOf, type ClusterInstance } from './placements.ts';
 
 export type TransitionListener = (ci: ClusterInstance, t: Transition, from: InstanceState) => void;
+/** A step within the current state (an image pull's bytes): a new reason, no transition. */
+export type ProgressListener = (ci: ClusterInstance, t: Transition) => void;
 
 export class InstanceIndex {
   readonly instances = new Map<string, ClusterInstance>();
@@ -14,18 +16,36 @@ export class InstanceIndex {
   /** What each worker listed in its last heartbeat. */
   private readonly inventory = new Map<string, Set<string>>();
   private readonly listeners: TransitionListener[] = [];
+  private readonly progressListeners: ProgressListener[] = [];
 
   /** Called after every transition, in the order registered. */
   onTransition(l: TransitionListener): void {
     this.listeners.push(l);
   }
 
+  onProgress(l: ProgressListener): void {
+    this.progressListeners.push(l);
+  }
+
   /** Moves an instance through the lifecycle table; false (and nothing happens) if it forbids the move. */
   transition(ci: ClusterInstance, to: InstanceState, reason: string, ts = Date.now()): boolean {
     const from = ci.lifecycle.state;
     if (!ci.lifecycle.tryTo(to, reason, ts)) return false;
+    ci.note = undefined;
     const t = ci.lifecycle.last;
     for (const l of this.listeners) l(ci, t, from);
+    return true;
+  }
+
+  /**
+   * A worker's news within the instance's current state (pull progress): kept as its reason and
+   * passed on, but not a transition, so the history does not grow with every tick. False when the
+   * state is not the instance's or nothing is new.
+   */
+  progress(ci: ClusterInstance, state: InstanceState, reason: string, ts = Date.now()): boolean {
+    if (state !== ci.lifecycle.state || reason === (ci.note ?? ci.lifecycle.last.reason)) return false;
+    ci.note = reason;
+    for (const l of this.progressListeners) l(ci, { state, reason, ts });
     return true;
   }
 

@@ -12,6 +12,8 @@ export interface ClusterInstance {
   lifecycle: Lifecycle;
   ns_ip: string | null;
   ns_ip_v6: string | null;
+  /** Progress within the current state, newer than the last transition's reason (not stored). */
+  note?: string;
 }
 
 export interface StoredInstance {

@@ -43,6 +43,11 @@ export async function followInstances(c: RootClient, targets: WatchTarget[], o: 
       line.print(`${t.ts.slice(11, 23)}  ${t.target.label}#${t.target.instance}  ${t.state.padEnd(19)} ${t.reason}`);
       line.set(summary());
     },
+    // Pull progress: the same state with its latest reason, one line per step the worker sent.
+    onProgress: (p) => {
+      line.print(`${p.ts.slice(11, 23)}  ${p.target.label}#${p.target.instance}  ${p.state.padEnd(19)} ${p.reason}`);
+      line.set(summary());
+    },
     onTick: () => {
       line.set(summary());
       line.tick();

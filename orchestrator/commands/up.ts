@@ -27,6 +27,7 @@ interface Opts {
   dnsUpstream?: string[];
   workerArg: string[];
   registryMirror: string[];
+  imageCacheMb?: string;
   tls: boolean;
   registryMirrorsOnly?: boolean;
 }
@@ -60,6 +61,7 @@ export function register(program: Command): void {
     .option('--no-tls', 'plain HTTP and MQTT on the control links (default: TLS with a CA made for the deployment)')
     .option('--worker-arg <arg>', 'extra argument for every `canopy worker` (repeatable)', collect, [])
     .option('--registry-mirror <host=url>', 'registry mirror for every worker\'s container pulls, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
+    .option('--image-cache-mb <mb>', 'each worker\'s container image disk limit (`canopy worker --image-cache-mb`)')
     .option('--registry-mirrors-only', 'workers pull only through --registry-mirror (and loopback registries), never from a registry\'s own address')
     .action(async (o: Opts) => {
       if (process.getuid?.() !== 0) fail('up', new Error('needs root (network namespaces, bridge, cgroups)'));
@@ -90,7 +92,8 @@ export function register(program: Command): void {
           rootPort: portFlag(o.rootPort, '--root-port', 1), clusterPort: portFlag(o.clusterPort, '--cluster-port', 1),
           mqttPort: portFlag(o.mqttPort, '--mqtt-port', 1), workerApiPort: portFlag(o.workerApiPort, '--worker-api-port', 1),
           dnsRelayPort: portFlag(o.dnsRelayPort, '--dns-relay-port', 1), dnsUpstreams: o.dnsUpstream, tls: o.tls,
-          workerArgs: [...o.workerArg, ...o.registryMirror.flatMap((m) => ['--registry-mirror', m]), ...(o.registryMirrorsOnly ? ['--registry-mirrors-only'] : [])], progress: say,
+          workerArgs: [...o.workerArg, ...o.registryMirror.flatMap((m) => ['--registry-mirror', m]), ...(o.registryMirrorsOnly ? ['--registry-mirrors-only'] : []),
+            ...(o.imageCacheMb !== undefined ? ['--image-cache-mb', o.imageCacheMb] : [])], progress: say,
         });
       } catch (e) {
         if (e instanceof AlreadyUpError) {

@@ -10,6 +10,7 @@ import { parseCidr } from '../descriptor/ip.ts';
 import { netManagerFor, defaultTunnelEndpoint } from '../worker/net/for-engine.ts';
 import type { NetManager } from '../worker/net/net-manager.ts';
 import { containerRuntimeFor } from '../worker/container/for-engine.ts';
+import { DEFAULT_IMAGE_CACHE_MB } from '../worker/container/defaults.ts';
 import { readServerTls } from '../protocol/tls.ts';
 import { openSession, withLogin } from '../client/session.ts';
 import { fail } from '../client/terminal.ts';
@@ -40,6 +41,9 @@ interface Opts {
   serviceRange: string[];
   containerd?: string;
   registryMirror: string[];
+  imageCacheMb: string;
+  imageDir?: string;
+  pullVia: string;
   tlsCert?: string;
   tlsKey?: string;
   registryMirrorsOnly?: boolean;
@@ -51,6 +55,11 @@ function intOpt(v: string, name: string, min: number, max: number): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}: ${v}`);
   return n;
+}
+
+function pullRoute(v: string): 'ctr' | 'api' {
+  if (v !== 'ctr' && v !== 'api') throw new Error(`--pull-via must be ctr or api: ${v}`);
+  return v;
 }
 
 const IFNAME = /^[a-zA-Z0-9_-]{1,15}$/;
@@ -109,6 +118,9 @@ export function register(program: Command): void {
     .option('--undeploy-on-exit', 'remove every instance when stopping')
     .option('--containerd <socket>', 'an operator\'s containerd socket (default: the worker starts its own under --data)')
     .option('--registry-mirror <host=url>', 'pull images of a registry through a mirror, e.g. docker.io=http://10.0.0.5:5000 (repeatable)', collect, [])
+    .option('--pull-via <route>', 'how images are pulled: ctr (containerd\'s `ctr images pull`) or api (containerd\'s gRPC API directly)', 'ctr')
+    .option('--image-dir <dir>', 'image archives (docker save or OCI, *.tar) imported at start (default: <data>/images)')
+    .option('--image-cache-mb <mb>', 'disk for container images; above it, images no instance uses are removed, least recently used first (0 = no limit)', String(DEFAULT_IMAGE_CACHE_MB))
     .option('--registry-mirrors-only', 'pull only through --registry-mirror and from loopback registries, never from a registry\'s own address (air-gapped sites)')
     .action(async (o: Opts) => {
       if (!o.cluster) fail('worker', new Error("required option '--cluster <url>' not specified"));
@@ -136,7 +148,10 @@ export function register(program: Command): void {
         dnsUpstreams: o.dnsUpstream?.map(parseUpstream), dnsPort: intOpt(o.dnsPort, '--dns-port', 1, 65535), bridge: o.bridge, tun: o.tun,
         overlay: o.overlay.map((c) => cidrOpt(c, '--overlay')), servicePrefixes: o.serviceRange.map((c) => cidrOpt(c, '--service-range')),
       } : undefined;
-      const runtimes = containerRuntimeFor({ dataDir: o.data, mirrors: o.registryMirror, mirrorsOnly: Boolean(o.registryMirrorsOnly), ...(o.containerd ? { socket: o.containerd } : {}) });
+      const runtimes = await containerRuntimeFor({
+        dataDir: o.data, mirrors: o.registryMirror, mirrorsOnly: Boolean(o.registryMirrorsOnly), imageCacheMb: intOpt(o.imageCacheMb, '--image-cache-mb', 0, 1 << 30),
+        ...(o.imageDir ? { imageDir: o.imageDir } : {}), pullVia: pullRoute(o.pullVia), ...(o.containerd ? { socket: o.containerd } : {}),
+      });
       const engine = await NodeEngine.start({
         runtimes,
         name: o.name, clusterUrl, joinKey: key, stateDir: o.data, location: o.location,

@@ -1,4 +1,5 @@
-// The worker daemon's local HTTP API: status with reasons, instance logs (stdout/stderr), /metrics.
+// The worker daemon's local HTTP API: status with reasons, instance logs (stdout/stderr), /metrics,
+// the import of image archives (`canopy image import`).
 // Status and logs answer only a caller with the worker's API token (SPEC §10, no side doors): the
 // token is a file in the worker's state directory (mode 0600), so reading it proves the caller is
 // the operator on that host. Users read logs through root. /metrics and /api/health stay open: counters
@@ -10,6 +11,10 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { NodeEngine } from './node-engine.ts';
 import { instanceKey } from './runtime/exit.ts';
 import type { ServerTls } from '../protocol/tls.ts';
+import { createWriteStream, rmSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { ImportError } from './container/import-error.ts';
 
 /** The API token file in a worker's state directory. */
 export function apiTokenFile(stateDir: string): string {
@@ -52,6 +57,27 @@ export async function startWorkerApi(engine: NodeEngine, o: WorkerApiOptions): P
   });
   app.get('/api/health', async () => ({ ok: true }));
 
+  // An image archive is streamed to a file, never held in memory (the token check above comes first).
+  app.addContentTypeParser('application/x-tar', (_req, payload, done) => done(null, payload));
+  app.post('/api/images/import', async (req, reply) => {
+    const ct = engine.runtimes.get('container') as { importArchive?: (file: string) => Promise<string[]>; available?: () => boolean } | undefined;
+    if (!ct?.importArchive || ct.available?.() === false) return reply.code(409).send({ error: 'this worker has no container runtime answering (containerd)' });
+    if (req.headers['content-type'] !== 'application/x-tar') return reply.code(415).send({ error: 'send the archive as application/x-tar' });
+    const dir = join(engine.o.stateDir, 'image-uploads');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const file = join(dir, `${randomBytes(8).toString('hex')}.tar`);
+    try {
+      await pipeline(req.body as Readable, createWriteStream(file, { mode: 0o600 }));
+      return { images: await ct.importArchive(file) };
+    } catch (e) {
+      if (e instanceof ImportError) return reply.code(422).send({ error: e.message });
+      engine.log.warn('image import failed', { error: (e as Error).message });
+      return reply.code(500).send({ error: `import failed: ${(e as Error).message}` });
+    } finally {
+      rmSync(file, { force: true });
+    }
+  });
+
   app.get('/api/status', async () => ({
     worker_id: engine.workerId,
     connected: engine.connected,
@@ -92,6 +118,10 @@ export async function startWorkerApi(engine: NodeEngine, o: WorkerApiOptions): P
       '# TYPE canopy_worker_instances gauge',
       ...[...states].map(([s, v]) => `canopy_worker_instances{state="${s}"} ${v}`),
       ...Object.entries(engine.counters).flatMap(([k, v]) => [`# TYPE canopy_worker_${k}_total counter`, `canopy_worker_${k}_total ${v}`]),
+      // The daemon's own memory (issue 16: a worker in 64 MB): where it goes, without a profiler.
+      '# HELP canopy_worker_memory_bytes the worker daemon\'s memory: rss, V8 heap used and total, external, array buffers',
+      '# TYPE canopy_worker_memory_bytes gauge',
+      ...Object.entries(process.memoryUsage()).map(([k, v]) => `canopy_worker_memory_bytes{kind="${k}"} ${v}`),
     ];
     void reply.type('text/plain; version=0.0.4');
     // The net manager's datapath, semantic table and DNS counters, when the worker has one.

@@ -21,6 +21,12 @@ export const UNDEPLOY_GRACE_MS = 300;
 
 export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 1000, maxMs: 30_000, resetAfterMs: 10_000 };
 
+/**
+ * Progress (pull bytes) is reported at most this often: each report is an MQTT message to the cluster
+ * and a line in `deploy --wait`. The local status always has the latest.
+ */
+export const PROGRESS_EVERY_MS = 1000;
+
 interface InstanceEvents {
   transition: [Transition];
 }
@@ -38,6 +44,8 @@ export class Instance extends EventEmitter<InstanceEvents> {
   private lastStart = 0;
   /** The latest progress of the current state (pull progress), newer than the last transition's reason. */
   private note: string | undefined;
+  private lastProgressAt = 0;
+  private progressTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly order: DeployOrder,
@@ -73,6 +81,7 @@ export class Instance extends EventEmitter<InstanceEvents> {
   private move(to: InstanceState, reason: string): void {
     if (this.lifecycle.tryTo(to, reason)) {
       this.note = undefined;
+      this.cancelProgress();
       this.log.info('instance state', { instance: this.key, state: to, reason });
       this.emit('transition', this.lifecycle.last);
     }
@@ -139,12 +148,29 @@ export class Instance extends EventEmitter<InstanceEvents> {
     return true;
   }
 
-  /** A step of a long preparation (an image pull): same state, a new reason, reported like a transition. */
+  /**
+   * A step of a long preparation (an image pull): same state, a new reason, reported like a transition
+   * but at most once per PROGRESS_EVERY_MS (the latest one is sent when the interval is over).
+   */
   private progress(reason: string): void {
-    if (this.closing || this.state !== 'CREATING') return;
-    // Not a transition (the history keeps only state changes): reported with the same state.
+    if (this.closing || this.state !== 'CREATING' || reason === this.reason) return;
     this.note = reason;
-    this.emit('transition', { state: this.state, ts: Date.now(), reason });
+    const wait = this.lastProgressAt + PROGRESS_EVERY_MS - Date.now();
+    if (wait <= 0) this.reportProgress();
+    else this.progressTimer ??= setTimeout(() => this.reportProgress(), wait);
+  }
+
+  private reportProgress(): void {
+    this.progressTimer = undefined;
+    if (this.closing || this.state !== 'CREATING' || this.note === undefined) return;
+    this.lastProgressAt = Date.now();
+    // Not a transition (the history keeps only state changes): reported with the same state.
+    this.emit('transition', { state: this.state, ts: this.lastProgressAt, reason: this.note });
+  }
+
+  private cancelProgress(): void {
+    if (this.progressTimer) clearTimeout(this.progressTimer);
+    this.progressTimer = undefined;
   }
 
   private watch(handle: RunHandle, reason: string): void {
@@ -191,6 +217,7 @@ export class Instance extends EventEmitter<InstanceEvents> {
   close(reason = 'undeployed', graceMs = UNDEPLOY_GRACE_MS): Promise<void> {
     this.closing ??= (async () => {
       if (this.restartTimer) clearTimeout(this.restartTimer);
+      this.cancelProgress();
       this.current = undefined;
       // A start in progress stops at its next step; whatever it created is removed below.
       await this.starting?.catch(() => {});
@@ -206,6 +233,7 @@ export class Instance extends EventEmitter<InstanceEvents> {
   /** Stops watching without killing anything (daemon shutdown: the processes keep running). */
   detachFromDaemon(): void {
     if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.cancelProgress();
     this.current = undefined;
     this.closing ??= Promise.resolve();
   }

@@ -12,6 +12,7 @@ import { needRoot, unavailable } from '../support/facility.ts';
 import { workerInstances } from '../../orchestrator/client/worker-api.ts';
 import { down, up } from '../../orchestrator/deployment/local.ts';
 import { registryGuardArgs } from '../../harness/registry-guard.ts';
+import { writeDockerArchive } from '../../harness/oci-registry.ts';
 import { readState, type DeploymentState } from '../../orchestrator/client/deployment-state.ts';
 
 const CANOPY = join(import.meta.dirname, '../../bin/canopy.js');
@@ -200,4 +201,26 @@ test('scale up and down, with --wait', { skip, timeout: 180_000 }, async () => {
   assert.equal(unknown.code, 1);
   assert.match(unknown.stderr, /no service "nosuch"/);
   assert.equal(canopy(['undeploy', 'scaled', '--wait']).code, 0);
+});
+
+test('image import: an archive reaches the local deployment\'s workers with their own tokens; a bad one and an unknown worker fail with the reason', { skip, timeout: 120_000 }, async () => {
+  const archive = join(tmp, 'airgap.tar');
+  // A loopback name nothing serves: the instance below can only run from the import.
+  writeDockerArchive(archive, ['127.0.0.1:1/airgap/cli:1'], { files: { 'www/index.html': 'air-gapped\n' } });
+  const w = state!.workers[0]!.name;
+  const ok = canopy(['image', 'import', archive]);
+  assert.equal(ok.code, 0, `${ok.stdout}${ok.stderr}`);
+  assert.match(ok.stdout, new RegExp(`${w}: imported 127\\.0\\.0\\.1:1/airgap/cli:1`));
+  const d = canopy(['deploy', sla('airgap', { virtualization: 'container', code: '127.0.0.1:1/airgap/cli:1', cmd: ['cat', '/www/index.html'], one_shot: true }), '--wait', '--timeout', '60']);
+  assert.equal(d.code, 0, `${d.stdout}${d.stderr}`);
+  assert.equal(canopy(['undeploy', 'airgap', '--wait']).code, 0);
+
+  const junk = join(tmp, 'junk.tar');
+  writeFileSync(junk, 'not an archive\n');
+  const bad = canopy(['image', 'import', junk]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /HTTP 422: not a tar archive/);
+  const nobody = canopy(['image', 'import', archive, '--worker', 'no-such-worker']);
+  assert.equal(nobody.code, 1);
+  assert.match(nobody.stderr, /not a worker of the local deployment: no-such-worker/);
 });

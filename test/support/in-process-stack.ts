@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { RootServer } from '../../orchestrator/root/server.ts';
 import { Cluster } from '../../orchestrator/cluster/cluster.ts';
 import { startClusterApi } from '../../orchestrator/cluster/api.ts';
-import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
+import { NodeEngine, type NodeEngineOptions } from '../../orchestrator/worker/node-engine.ts';
 import { memoryLogger } from '../../orchestrator/protocol/log.ts';
 import { freePort, sleep } from '../../harness/loopback.ts';
 
@@ -41,6 +41,11 @@ export class InProcessStack {
     this.dir = mkdtempSync(join(tmpdir(), prefix));
   }
 
+  /** The worker's data dir (its embedded containerd lives under it). */
+  get workerDir(): string {
+    return join(this.dir, 'worker');
+  }
+
   get rootUrl(): string {
     return this.root?.url ?? `http://127.0.0.1:${this.rootPort}`;
   }
@@ -68,11 +73,11 @@ export class InProcessStack {
   }
 
   /** A worker admitted by the cluster; `location: null` starts it without coordinates. */
-  async startWorker(name: string, o: { location?: string | null; capacity?: { vcpus: number; memory_mb: number } } = {}): Promise<NodeEngine> {
+  async startWorker(name: string, o: { location?: string | null; capacity?: { vcpus: number; memory_mb: number }; runtimes?: NodeEngineOptions['runtimes'] } = {}): Promise<NodeEngine> {
     const location = o.location === null ? {} : { location: o.location ?? '48.1,11.6' };
     this.engine = await NodeEngine.start({
-      name, clusterUrl: this.apiUrl, joinKey: 'wk', stateDir: join(this.dir, 'worker'),
-      capacity: o.capacity ?? { vcpus: 2, memory_mb: 1024 }, ...location, log: this.log,
+      name, clusterUrl: this.apiUrl, joinKey: 'wk', stateDir: this.workerDir,
+      capacity: o.capacity ?? { vcpus: 2, memory_mb: 1024 }, ...location, log: this.log, ...(o.runtimes ? { runtimes: o.runtimes } : {}),
     });
     return this.engine;
   }

@@ -7,10 +7,11 @@ import { dirname, join } from 'node:path';
 
 const PROTO_DIR = join(dirname(fileURLToPath(import.meta.url)), 'proto');
 const API = 'github.com/containerd/containerd/api/services';
-const SERVICES = ['version', 'containers', 'tasks', 'snapshots', 'images', 'content'] as const;
+const SERVICES = ['version', 'containers', 'tasks', 'snapshots', 'images', 'content', 'leases', 'diff'] as const;
 type ServiceName = (typeof SERVICES)[number];
 const SERVICE_CLASS: Record<ServiceName, string> = {
   version: 'Version', containers: 'Containers', tasks: 'Tasks', snapshots: 'Snapshots', images: 'Images', content: 'Content',
+  leases: 'Leases', diff: 'Diff',
 };
 
 /** A containerd mount (rootfs of a snapshot). */
@@ -71,20 +72,22 @@ export class ContainerdClient {
     }
   }
 
-  private md(): grpc.Metadata {
+  private md(lease?: string): grpc.Metadata {
     const md = new grpc.Metadata();
     md.set('containerd-namespace', this.namespace);
+    // What is made under a lease is kept from garbage collection until the lease goes.
+    if (lease) md.set('containerd-lease', lease);
     return md;
   }
 
   /** One unary call; `timeoutMs` 0 = none (Tasks.Wait blocks until the task exits). */
-  call<T>(service: ServiceName, method: string, req: object, timeoutMs = 10_000): Promise<T> {
+  call<T>(service: ServiceName, method: string, req: object, timeoutMs = 10_000, lease?: string): Promise<T> {
     const c = this.clients.get(service) as unknown as Record<string, Unary>;
     const fn = c[method];
     if (!fn) return Promise.reject(new Error(`containerd ${service} has no method ${method}`));
     const opts: grpc.CallOptions = timeoutMs > 0 ? { deadline: Date.now() + timeoutMs } : {};
     return new Promise((resolve, reject) => {
-      fn.call(c, req, this.md(), opts, (e, r) => {
+      fn.call(c, req, this.md(lease), opts, (e, r) => {
         if (e) reject(new ContainerdError(e.code, `containerd ${service}.${method}: ${e.details || e.message}`));
         else resolve(r as T);
       });
@@ -113,6 +116,36 @@ export class ContainerdClient {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Streams `chunks` into the content store as blob `expected` (Content.Write: WRITE messages, then a
+   * COMMIT with its labels); containerd checks size and digest. Under `lease`.
+   */
+  async writeContent(ref: string, expected: string, total: number, chunks: AsyncIterable<Uint8Array>, labels: Record<string, string>, lease: string): Promise<void> {
+    const c = this.clients.get('content') as unknown as Record<string, (md: grpc.Metadata, opts?: grpc.CallOptions) => grpc.ClientDuplexStream<object, unknown>>;
+    const s = c.Write!.call(c, this.md(lease), {});
+    const done = new Promise<void>((resolve, reject) => {
+      s.on('data', () => {});
+      s.on('error', (e: grpc.ServiceError) => reject(new ContainerdError(e.code, `containerd content.Write: ${e.details || e.message}`)));
+      s.on('end', () => resolve());
+    });
+    done.catch(() => {});
+    let offset = 0;
+    // Waits for room in the stream, or fails with containerd's error if it ended the stream.
+    const send = (m: object): Promise<void> => Promise.race([done.then(() => {
+      throw new ContainerdError(grpc.status.ABORTED, `containerd content.Write: ended before ${expected} was committed`);
+    }), new Promise<void>((resolve) => {
+      if (s.write(m)) resolve();
+      else s.once('drain', () => resolve());
+    })]);
+    for await (const chunk of chunks) {
+      await send({ action: 'WRITE', ref, total, expected, offset, data: chunk });
+      offset += chunk.length;
+    }
+    await send({ action: 'COMMIT', ref, total, expected, offset, labels });
+    s.end();
+    await done;
   }
 
   async readContent(digest: string): Promise<Buffer> {

@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { hostArch } from '../host-resources.ts';
 import { ContainerdError, type ContainerdClient } from './client.ts';
 import { chainId, type ImageInfo, type ImageConfig } from './spec.ts';
+import { pullThroughApi } from './pull-api.ts';
 
 const DOCKER_HUB = 'docker.io';
 
@@ -53,7 +54,7 @@ export function parseMirror(s: string): [string, string] {
   return [host, `${u.protocol}//${u.host}`];
 }
 
-function isLoopback(host: string): boolean {
+export function isLoopback(host: string): boolean {
   const h = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
   return h === 'localhost' || (isIP(h) === 4 && h.startsWith('127.')) || h === '::1';
 }
@@ -99,8 +100,13 @@ export interface PullProgress {
   total: number;
 }
 
+/** How images are pulled: `ctr images pull`, or the client's work done against containerd's API (pull-api.ts). */
+export type PullRoute = 'ctr' | 'api';
+
 export class ImageStore {
   private readonly pulls = new Map<string, Promise<ImageInfo>>();
+  /** Set by the runtime (docs/decisions.md says which is the default and why). */
+  route: PullRoute = 'ctr';
 
   constructor(
     private readonly client: ContainerdClient,
@@ -109,6 +115,12 @@ export class ImageStore {
     readonly snapshotter: string,
     /** Pull only through mirrors and from loopback registries (--registry-mirrors-only). */
     private readonly mirrorsOnly = false,
+    private readonly hooks: {
+      /** Every use of an image (its least-recently-used order). */
+      used?: (name: string) => Promise<void>;
+      /** A new image is on disk (the cache may be over its limit now). */
+      pulled?: (name: string) => void;
+    } = {},
   ) {
     writeHostsDir(hostsDir, mirrors, [], mirrorsOnly);
   }
@@ -126,10 +138,15 @@ export class ImageStore {
 
   private async ensureOnce(name: string, progress?: (p: PullProgress) => void): Promise<ImageInfo> {
     const have = await this.info(name).catch(() => undefined);
-    if (have && (await this.unpacked(have))) return have;
+    if (have && (await this.unpacked(have))) {
+      await this.hooks.used?.(name);
+      return have;
+    }
     await this.pull(name, progress);
     const info = await this.info(name);
     if (!(await this.unpacked(info))) throw new PullError(`image ${name} was pulled but not unpacked for ${this.snapshotter}`, false);
+    await this.hooks.used?.(name);
+    this.hooks.pulled?.(name);
     return info;
   }
 
@@ -147,6 +164,13 @@ export class ImageStore {
     const host = registryHost(name);
     if (this.mirrorsOnly && !isLoopback(host) && !this.mirrors.some(([h]) => h === host)) {
       return Promise.reject(new PullError(`pull of ${name} refused: registry ${host} has no --registry-mirror and this worker pulls only through mirrors (--registry-mirrors-only)`, true));
+    }
+    if (this.route === 'api') {
+      return pullThroughApi(this.client, name, { mirrors: this.mirrors, mirrorsOnly: this.mirrorsOnly, snapshotter: this.snapshotter, isLoopback, ...(progress ? { progress } : {}) })
+        .catch((e: unknown) => {
+          if (e instanceof PullError) throw e;
+          throw new PullError(`pull of ${name} failed: ${(e as Error).message}`, false);
+        });
     }
     if (isLoopback(host)) writeHostsDir(this.hostsDir, this.mirrors, [host], this.mirrorsOnly);
     const timer = progress ? setInterval(() => {

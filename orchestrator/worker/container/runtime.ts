@@ -7,7 +7,9 @@ import { writeFileSync, rmSync, rmdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ContainerdClient, ContainerdError, type Mount } from './client.ts';
-import { ImageStore, PullError, normalizeRef } from './images.ts';
+import { ImageStore, PullError, normalizeRef, type PullRoute } from './images.ts';
+import { ImageCache, DEFAULT_IMAGE_CACHE_MB } from './image-cache.ts';
+import { importArchive } from './image-import.ts';
 import { runtimeSpec, chainId } from './spec.ts';
 import { exitReason, type ExitInfo, type RunHandle } from '../runtime/exit.ts';
 import type { Sandbox } from '../runtime/sandbox.ts';
@@ -41,6 +43,10 @@ export interface ContainerRuntimeOptions {
   log: Logger;
   /** Called by close() (stops an embedded containerd on a clean exit). */
   onClose?: () => Promise<void>;
+  /** How images are pulled (default 'ctr'). */
+  pullVia?: PullRoute;
+  /** Images take at most this much disk (MB) before unused ones are evicted, least recently used first; 0 = no limit. */
+  imageCacheMb?: number;
 }
 
 export class ContainerRuntime implements InstanceRuntime {
@@ -48,14 +54,20 @@ export class ContainerRuntime implements InstanceRuntime {
   readonly client: ContainerdClient;
   readonly images: ImageStore;
   readonly snapshotter: string;
+  readonly cache: ImageCache;
   private answering = false;
   private readonly pinger: NodeJS.Timeout;
   private readonly logDriver: string;
+  /** The image of every instance this runtime holds (prepared, not torn down): never evicted. */
+  private readonly pinned = new Map<string, string>();
 
   constructor(readonly sandbox: Sandbox, private readonly o: ContainerRuntimeOptions) {
     this.client = new ContainerdClient(o.socket, o.namespace ?? 'canopy');
     this.snapshotter = o.snapshotter ?? 'overlayfs';
-    this.images = new ImageStore(this.client, join(sandbox.instancesDir, '..', 'registry-hosts'), o.mirrors ?? [], this.snapshotter, o.mirrorsOnly ?? false);
+    this.cache = new ImageCache(this.client, this.snapshotter, (o.imageCacheMb ?? DEFAULT_IMAGE_CACHE_MB) * 1048576, o.log);
+    this.images = new ImageStore(this.client, join(sandbox.instancesDir, '..', 'registry-hosts'), o.mirrors ?? [], this.snapshotter, o.mirrorsOnly ?? false,
+      { used: (name) => this.cache.touch(name), pulled: () => void this.evictUnused() });
+    this.images.route = o.pullVia ?? 'ctr';
     this.logDriver = join(sandbox.instancesDir, '..', 'container-log-driver');
     writeFileSync(this.logDriver, LOG_DRIVER, { mode: 0o755 });
     this.pinger = setInterval(() => void this.client.ping(1500).then((ok) => this.noteAnswer(ok)), 2000);
@@ -66,7 +78,33 @@ export class ContainerRuntime implements InstanceRuntime {
   static async open(sandbox: Sandbox, o: ContainerRuntimeOptions): Promise<ContainerRuntime> {
     const r = new ContainerRuntime(sandbox, o);
     r.noteAnswer(await r.client.ping(3000));
+    // The limit may be lower than at the last start.
+    if (r.answering) void r.evictUnused();
     return r;
+  }
+
+  /** Images in use: those of containers in the namespace (any worker's) and of instances being prepared here. */
+  async imagesInUse(): Promise<Set<string>> {
+    const r = await this.client.call<{ containers: Array<{ image: string }> }>('containers', 'List', {});
+    return new Set([...r.containers.map((c) => c.image), ...this.pinned.values()]);
+  }
+
+  /** Imports the images of a docker-save or OCI archive (image-import.ts); their names. */
+  async importArchive(file: string): Promise<string[]> {
+    const names = await importArchive(this.client, file, this.snapshotter);
+    // Just imported counts as used: an air-gapped site's images are not the first to be evicted.
+    for (const n of names) await this.cache.touch(n);
+    void this.evictUnused();
+    this.o.log.info('image archive imported', { file, images: names });
+    return names;
+  }
+
+  /** Brings the image cache under its limit (least recently used unused images first); the names evicted. */
+  evictUnused(): Promise<string[]> {
+    return this.cache.evict(() => this.imagesInUse()).catch((e: Error) => {
+      this.o.log.warn('image cache eviction failed', { error: e.message });
+      return [];
+    });
   }
 
   private noteAnswer(ok: boolean): void {
@@ -87,6 +125,8 @@ export class ContainerRuntime implements InstanceRuntime {
     if (!spec.image) throw new PullError('a container needs an image reference in `code`', true);
     const { netns } = await this.sandbox.prepare(key, spec);
     const ref = normalizeRef(spec.image);
+    this.pinned.set(key, ref);
+    // Pinned first: a new image may take the cache over its limit, and this one is never its own victim.
     await this.images.ensure(ref, (p) => progress?.(`pulling ${ref}: ${mb(p.done)} of ${mb(p.total)} MB`));
     return { netns };
   }
@@ -156,6 +196,7 @@ export class ContainerRuntime implements InstanceRuntime {
   async adopt(key: string, spec: RunSpec): Promise<RunHandle | undefined> {
     const t = await this.client.task(this.containerId(key));
     if (!t || t.status === 'CREATED' || t.status === 'UNKNOWN') return undefined;
+    if (spec.image) this.pinned.set(key, normalizeRef(spec.image));
     const cg = this.sandbox.cgroup(key);
     return { pid: t.pid, exited: this.waitFor(key, spec, cg?.oomKills() ?? 0) };
   }
@@ -167,6 +208,7 @@ export class ContainerRuntime implements InstanceRuntime {
 
   async teardown(key: string): Promise<void> {
     await this.client.removeContainer(this.containerId(key), this.snapshotter);
+    this.pinned.delete(key);
   }
 
   async leftovers(): Promise<string[]> {

@@ -10,7 +10,7 @@ import { planHosts } from '../../../orchestrator/deployment/hosts.ts';
 import { spreadAcrossWorkers } from '../../../orchestrator/deployment/demo.ts';
 import type { DeploymentState } from '../../../orchestrator/client/deployment-state.ts';
 import { ApiCallError, RootClient, type InstanceInfo, type ServiceInfo } from '../../../orchestrator/client/root-client.ts';
-import { byTime, watchInstances, type Transition, type Unplaced } from '../../../orchestrator/client/watch.ts';
+import { byTime, watchInstances, type Progress, type Transition, type Unplaced } from '../../../orchestrator/client/watch.ts';
 import { unplacedLine } from '../../../orchestrator/commands/deploy.ts';
 
 test('unseen: growth, a sliding window, and a truncated log', () => {
@@ -106,6 +106,29 @@ test('watchInstances: every transition once, in order; RUNNING and COMPLETED suc
   const slow = await watchInstances(scripted([[['REQUESTED', 'r'], ['CLUSTER_SCHEDULED', 'waiting']]]), [{ serviceId: 's', label: 'x', instance: 0 }], { timeoutMs: 30, intervalMs: 5, onTransition: () => {} });
   assert.equal(slow.ok ? null : slow.state, 'TIMEOUT');
   assert.match(slow.ok ? '' : slow.reason, /still CLUSTER_SCHEDULED after 0 s \(waiting\)/);
+});
+
+test('watchInstances: a reason that changes within a state (pull progress) is reported once per step, after the transitions', async () => {
+  const lines: string[] = [];
+  const c = new RootClient({ url: 'http://unused' });
+  const creating: [string, string][] = [['REQUESTED', 'r'], ['CREATING', 'creating namespace and cgroup']];
+  // Progress changes the reason, not the history.
+  const pulling = (done: string): InstanceInfo => ({ ...inst(creating), reason: `pulling busybox: ${done} of 2.0 MB`, updated_at: '2026-12-06T07:00:01.000Z' }) as InstanceInfo;
+  const polls: InstanceInfo[] = [inst(creating), pulling('0.5'), pulling('0.5'), pulling('1.5'), inst([...creating, ['RUNNING', 'started']])];
+  let k = 0;
+  c.service = async () => ({ one_shot: false, instances: [polls[Math.min(k++, polls.length - 1)]!] }) as ServiceInfo;
+  const r = await watchInstances(c, [{ serviceId: 's', label: 'x', instance: 0 }], {
+    timeoutMs: 5000, intervalMs: 1,
+    onTransition: (t) => lines.push(`${t.state} ${t.reason}`),
+    onProgress: (p: Progress) => lines.push(`progress ${p.state} ${p.reason} @${p.ts}`),
+  });
+  assert.deepEqual(r, { ok: true });
+  assert.deepEqual(lines, [
+    'REQUESTED r', 'CREATING creating namespace and cgroup',
+    'progress CREATING pulling busybox: 0.5 of 2.0 MB @2026-12-06T07:00:01.000Z',
+    'progress CREATING pulling busybox: 1.5 of 2.0 MB @2026-12-06T07:00:01.000Z',
+    'RUNNING started',
+  ]);
 });
 
 test('RootClient: the server\'s message and field errors reach the user; an unreachable root says so', async () => {

@@ -118,6 +118,12 @@ test('a worker that declares interest gets the service\'s route; a route from ro
   assert.deepEqual(s.routes.interestedIn('s1'), ['w9']);
   const pushed = s.on(topics.serviceUpdates('s1')) as { type: string; route: { instances: { worker_id: string }[] } }[];
   assert.deepEqual(pushed.map((u) => [u.type, u.route.instances.map((i) => i.worker_id)]), [['route_update', ['w1']]]);
+  // Another caller that just learned the route within the same second (its table answer came before it
+  // listened to the service's updates) still gets it, on its own topic, without a second broadcast.
+  s.routes.onInterest('w8', { type: 'interest_add', service_id: 's1' });
+  assert.equal(s.on(topics.serviceUpdates('s1')).length, 1);
+  const own = s.on(topics.tableQueryResult('w8')) as { type: string; route: { instances: { worker_id: string }[] } }[];
+  assert.deepEqual(own.map((u) => [u.type, u.route.instances.map((i) => i.worker_id)]), [['route_update', ['w1']]]);
   s.routes.routeFromRoot({
     service_id: 's2', name: 'app.ns.db.ns', rr_ip: '10.30.1.1', rr_ip_v6: 'fdff::1:1', closest_ip: '10.30.1.2', closest_ip_v6: 'fdff::1:2',
     instances: [{
@@ -128,5 +134,30 @@ test('a worker that declares interest gets the service\'s route; a route from ro
   const update = s.on(topics.serviceUpdates('s2')).at(-1) as { type: string; route: { instances: { worker_id: string }[] } };
   assert.equal(update.type, 'route_update');
   assert.deepEqual(update.route.instances.map((i) => i.worker_id), ['w1@cid-2'], 'not this cluster\'s own w1');
+  s.peers.close();
+});
+
+test('a worker\'s progress within a state (pull bytes) becomes the instance\'s reason and is passed on, without a history entry', () => {
+  const s = setup();
+  const progress: string[] = [];
+  s.index.onProgress((_ci, t) => progress.push(`${t.state} ${t.reason}`));
+  s.registry.heartbeat('w1', hb());
+  s.placer.place(offer(0));
+  const ci = s.index.get('s1#0')!;
+  const job = (state: 'CREATING' | 'RUNNING', reason: string) => s.placer.onJob('w1', { service_id: 's1', instance_n: 0, state, reason, ts: Date.now() });
+  job('CREATING', 'creating namespace and cgroup');
+  const entries = ci.lifecycle.history.length;
+  job('CREATING', 'pulling docker.io/library/nginx:latest: 1.0 of 9.8 MB');
+  job('CREATING', 'pulling docker.io/library/nginx:latest: 1.0 of 9.8 MB');
+  job('CREATING', 'pulling docker.io/library/nginx:latest: 5.0 of 9.8 MB');
+  assert.deepEqual(progress, [
+    'CREATING pulling docker.io/library/nginx:latest: 1.0 of 9.8 MB',
+    'CREATING pulling docker.io/library/nginx:latest: 5.0 of 9.8 MB',
+  ], 'each new step once; a repeat is nothing new');
+  assert.equal(ci.lifecycle.history.length, entries, 'no history entry per step');
+  assert.equal(ci.note, 'pulling docker.io/library/nginx:latest: 5.0 of 9.8 MB');
+  job('RUNNING', 'started, pid 42');
+  assert.equal(ci.note, undefined, 'a transition supersedes the progress');
+  assert.equal(ci.lifecycle.state, 'RUNNING');
   s.peers.close();
 });
