@@ -12,6 +12,7 @@
 //   the median relative error is printed (not asserted: it depends on how long the probes ran).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labFor, labSkipReason } from '../../lab/lab.ts';
 import { unavailable } from '../support/facility.ts';
@@ -47,11 +48,17 @@ test('LDP: latency to the user\'s address, NO_QUALIFIED_WORKER with measured RTT
       return { a, b, delayMs: ms / 2 };
     });
     const lab = await labFor(t, { hosts: ['ctl', 'user', ...WORKERS], links });
-    const d = new Deployment(lab, { workers: WORKERS });
+    // Plain HTTP: the test reads the cluster's status and runs the CLI without the deployment's CA (TLS has its own tests).
+    const d = new Deployment(lab, { workers: WORKERS, tls: false });
     t.after(() => d.stop());
     const userIp = lab.host('user').ip;
     const wid = Object.fromEntries(WORKERS.map((w) => [w, d.workerIdOf(w)]));
     const hostOf = Object.fromEntries(WORKERS.map((w) => [wid[w]!, w]));
+    /** The cluster's status, which answers root's token only (kept in the cluster's state file). */
+    const clusterStatus = async (): Promise<unknown> => {
+      const token = (JSON.parse(readFileSync(join(d.dir, 'cluster', 'cluster.json'), 'utf8')) as { root: { token: string } }).root.token;
+      return JSON.parse(await d.ctl.execOk(['curl', '-sS', '-m', '5', '-H', `authorization: Bearer ${token}`, 'http://127.0.0.1:10100/api/status']));
+    };
     try {
       await d.start();
 
@@ -81,7 +88,7 @@ test('LDP: latency to the user\'s address, NO_QUALIFIED_WORKER with measured RTT
       // connectivity check leaves a worker without one unjudged, so placing before they learn would
       // test nothing.
       const settled = (): Promise<Map<string, NetCoordinate>> => poll('every worker has a settled coordinate (error < 0.5)', async () => {
-        const st = JSON.parse((await d.ctl.execOk(['curl', '-sS', '-m', '5', 'http://127.0.0.1:10100/api/status']))) as { workers: Array<{ id: string; coord: NetCoordinate | null }> };
+        const st = await clusterStatus() as { workers: Array<{ id: string; coord: NetCoordinate | null }> };
         const m = new Map(st.workers.filter((w) => w.coord && w.coord.error < 0.5).map((w) => [w.id, w.coord!]));
         return WORKERS.every((w) => m.has(wid[w]!)) ? m : undefined;
       }, 120_000, 1000);
@@ -102,7 +109,7 @@ test('LDP: latency to the user\'s address, NO_QUALIFIED_WORKER with measured RTT
       const [b0] = await d.waitState(b.microserviceID, 1, ['RUNNING', 'NO_QUALIFIED_WORKER', 'NO_CLUSTER_FOUND']);
       t.diagnostic(`connectivity ≤ 10 ms to a (on ${a0!.worker_id}): b ${b0!.state} on ${b0!.worker_id}: ${String(b0!.reason)}`);
       // The cluster's decision, with the estimate or measurement that excluded w1 and w3.
-      const cst = JSON.parse(await d.ctl.execOk(['curl', '-sS', '-m', '5', 'http://127.0.0.1:10100/api/status'])) as {
+      const cst = await clusterStatus() as {
         instances: Array<{ service_id: string; history: Array<{ state: string; reason: string }> }>;
       };
       const decision = cst.instances.find((i) => i.service_id === b.microserviceID)?.history.find((h) => h.state === 'NODE_SCHEDULED')?.reason ?? '';
