@@ -57,7 +57,7 @@ const orchestratorLayers = [
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'perf/out/**', 'dashboard/dist/**', 'test/output/**'] },
+  { ignores: ['node_modules/**', 'perf/out/**', 'dashboard/dist/**', 'dist/**', 'test/output/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -40,6 +40,10 @@ export class Counters {
     this.c.set(k, (this.c.get(k) as number) + n);
   }
 
+  get(k: Counter): number {
+    return this.c.get(k) as number;
+  }
+
   /** A packet must never stop the loop: count, remember, move on. */
   fault(e: unknown): void {
     this.count(Counter.Errors);

@@ -65,6 +65,8 @@ export class Inside {
   /** Copies of packets waiting for a route, and when each was queued. */
   private readonly pending: Uint8Array[] = [];
   private readonly pendingSince: number[] = [];
+  /** While retrying: when the packet in hand was first queued (it keeps its age if queued again). */
+  private retrySince = -1;
   private closed = false;
 
   constructor(o: InsideOptions) {
@@ -93,7 +95,7 @@ export class Inside {
       n++;
       this.c.count(Counter.DevRx);
       try {
-        this.packet(b, len, true);
+        this.packet(b, len);
       } catch (e) {
         this.c.fault(e);
       }
@@ -120,7 +122,7 @@ export class Inside {
   }
 
   /** `b[0..len)` as read from the device (vnet header first in offload mode). */
-  private packet(b: Uint8Array, len: number, mayQueue: boolean): void {
+  private packet(b: Uint8Array, len: number): void {
     const vnet = this.dev.vnetHdr;
     const p = vnet ? VNET_HDR_LEN : 0;
     const m = this.m;
@@ -138,10 +140,12 @@ export class Inside {
       return;
     }
     if (verdict === Verdict.Pending) {
-      if (mayQueue && this.pending.length < this.pendingLimit) {
+      if (this.pending.length < this.pendingLimit) {
         this.pending.push(b.slice(0, len));
-        this.pendingSince.push(performance.now());
-        c.count(Counter.Pending);
+        // A retried packet whose route is still not usable (e.g. its service has no instance yet)
+        // waits again, up to pendingMaxMs from when it was first read.
+        this.pendingSince.push(this.retrySince >= 0 ? this.retrySince : performance.now());
+        if (this.retrySince < 0) c.count(Counter.Pending);
       } else {
         c.count(Counter.PendingDrop);
       }
@@ -230,11 +234,21 @@ export class Inside {
 
   private retryPending(): void {
     this.expirePending();
-    this.pendingSince.length = 0;
     const q = this.pending.splice(0, this.pending.length);
-    for (const pkt of q) {
-      this.devBuf.set(pkt, 0);
-      this.packet(this.devBuf, pkt.length, false);
+    const since = this.pendingSince.splice(0, this.pendingSince.length);
+    try {
+      for (let i = 0; i < q.length; i++) {
+        const pkt = q[i]!;
+        this.retrySince = since[i]!;
+        this.devBuf.set(pkt, 0);
+        try {
+          this.packet(this.devBuf, pkt.length);
+        } catch (e) {
+          this.c.fault(e);
+        }
+      }
+    } finally {
+      this.retrySince = -1;
     }
     this.flush();
   }

@@ -123,7 +123,7 @@ export function openTunDatapath(cfg: TunDatapathConfig, opts: TunDatapathOptions
     }
   };
   const rDev = new Readiness(dev.fd, pump(() => dp.pumpDevice()));
-  const rSock = new Readiness(sock.fd, pump(() => dp.pumpSocket()));
+  const rSock = new Readiness(sock.fd, pump(() => dp.pumpSocketAndReplies()));
   let closed = false;
   return {
     datapath: dp,

@@ -1,20 +1,26 @@
 // `canopy`: one command for every tier and for the lab. Each subcommand lives in
-// orchestrator/commands/<name>.ts and exports register(program).
+// orchestrator/commands/<name>.ts and exports register(program). Only the subcommand being run is
+// loaded (all of them for help or an unknown name): a worker daemon does not load root's API,
+// SQLite or the cluster's broker, and `canopy status` does not load any daemon (issue 16).
 import { Command } from 'commander';
 import { pinCa, readCa } from './protocol/tls.ts';
-import { register as registerLab } from './commands/lab.ts';
-import { register as registerRoot } from './commands/root.ts';
-import { register as registerCluster } from './commands/cluster.ts';
-import { register as registerWorker } from './commands/worker.ts';
-import { register as registerUp } from './commands/up.ts';
-import { register as registerDown } from './commands/down.ts';
-import { register as registerDeploy } from './commands/deploy.ts';
-import { register as registerStatus } from './commands/status.ts';
-import { register as registerLogs } from './commands/logs.ts';
-import { register as registerUndeploy } from './commands/undeploy.ts';
-import { register as registerDnsRelay } from './commands/dns-relay.ts';
-import { register as registerScale } from './commands/scale.ts';
-import { register as registerCerts } from './commands/certs.ts';
+
+type Registrar = { register(program: Command): void };
+const COMMANDS: Record<string, () => Promise<Registrar>> = {
+  lab: () => import('./commands/lab.ts'),
+  root: () => import('./commands/root.ts'),
+  cluster: () => import('./commands/cluster.ts'),
+  worker: () => import('./commands/worker.ts'),
+  up: () => import('./commands/up.ts'),
+  down: () => import('./commands/down.ts'),
+  deploy: () => import('./commands/deploy.ts'),
+  status: () => import('./commands/status.ts'),
+  logs: () => import('./commands/logs.ts'),
+  undeploy: () => import('./commands/undeploy.ts'),
+  'dns-relay': () => import('./commands/dns-relay.ts'),
+  scale: () => import('./commands/scale.ts'),
+  certs: () => import('./commands/certs.ts'),
+};
 
 const program = new Command();
 program
@@ -32,18 +38,11 @@ program.hook('preAction', () => {
   }
 });
 
-registerLab(program);
-registerRoot(program);
-registerCluster(program);
-registerWorker(program);
-registerUp(program);
-registerDown(program);
-registerDeploy(program);
-registerStatus(program);
-registerLogs(program);
-registerUndeploy(program);
-registerDnsRelay(program);
-registerScale(program);
-registerCerts(program);
+// The first word that is neither an option nor the value of --ca names the subcommand (`canopy
+// --version` has none).
+const args = process.argv.slice(2);
+const first = args.find((a, i) => !a.startsWith('-') && args[i - 1] !== '--ca');
+const names = first !== undefined && Object.hasOwn(COMMANDS, first) ? [first] : Object.keys(COMMANDS);
+for (const m of await Promise.all(names.map((n) => COMMANDS[n]!()))) m.register(program);
 
 await program.parseAsync(process.argv);

@@ -4,9 +4,13 @@
 // worker's start of the instance, route resolution and the tunnel). 10 warm runs on a `canopy up`
 // deployment of two workers. Peer in the same run: the same server started by hand in a fresh network
 // namespace and polled on loopback (the floor: process start + listen).
+// Breakdown of each run, on the machine's one clock: REST call → RUNNING on the server's worker (its
+// instance history), → the route with the new instance applied on the caller's worker ("route
+// changed" in that worker's log), → first answer. Undeploy: REST call → the instance gone from its
+// worker, and → the caller's route without it.
 //   npm run bench -- deploy [runs=10]
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RootClient, type ServiceInfo } from '../orchestrator/client/root-client.ts';
@@ -15,6 +19,7 @@ import { workerInstances, workerStatus } from '../orchestrator/client/worker-api
 import { down, up } from '../orchestrator/deployment/local.ts';
 import { readState, type DeploymentState } from '../orchestrator/client/deployment-state.ts';
 import { orSmoke } from './smoke.ts';
+import { ensureBuilt } from '../scripts/build.ts';
 
 const RUNS = Number(process.argv[2] ?? orSmoke(10, 1));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -36,6 +41,32 @@ function firstAnswer(netns: string, url: string, timeoutS = 60): Promise<number>
 
 async function workerHistory(w: DeploymentState['workers'][0]): Promise<{ service_id: string; instance_n: number; history: { state: string; ts: number }[] }[]> {
   return (await workerStatus<{ instances: { service_id: string; instance_n: number; history: { state: string; ts: number }[] }[] }>(w)).instances;
+}
+
+/** When the caller's worker applied a route change of `serviceId` after `after` (epoch ms) that gave
+ *  it instances (`gained`) or left it none, from its log ("route changed"/"route withdrawn",
+ *  proxy/route-resolver.ts). */
+function routeChangedAt(log: string, serviceId: string, after: number, gained: boolean): number | undefined {
+  let text = '';
+  try {
+    text = readFileSync(log, 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split('\n')) {
+    if (!line.includes(serviceId) || !line.includes('"route ')) continue;
+    try {
+      const r = JSON.parse(line) as { ts: string; msg: string; service_id?: string; instances?: number | number[] | null };
+      if (r.service_id !== serviceId || (r.msg !== 'route changed' && r.msg !== 'route withdrawn')) continue;
+      const ts = Date.parse(r.ts);
+      if (ts < after) continue;
+      const has = r.msg === 'route changed' && typeof r.instances === 'number' && r.instances > 0;
+      if (has === gained) return ts;
+    } catch {
+      // not a log line of ours
+    }
+  }
+  return undefined;
 }
 
 function answersNow(netns: string, url: string): boolean {
@@ -75,6 +106,8 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 }
 const TLS = process.env.CANOPY_BENCH_TLS !== '0';
 try {
+  // The daemons run the compiled code, as installed (bin/canopy.js), unless the tests ask for sources.
+  if (process.env.CANOPY_FROM_SOURCE !== '1') await ensureBuilt();
   process.stderr.write('bringing up root, a cluster and two workers…\n');
   // TLS on every link as `canopy up` has it; CANOPY_BENCH_TLS=0 measures the same without (its cost).
   state = await up({ dir: join(tmp, 'state'), workers: 2, name: `db${process.pid % 1000}`, subnet: `198.19.${80 + (process.pid % 30)}.0`, tls: TLS });
@@ -87,7 +120,9 @@ try {
       applicationID: '', application_name: 'bench', application_namespace: 'deploy', application_desc: 'deploy latency',
       microservices: [
         { microserviceID: '', microservice_name: 'web', microservice_namespace: 'b', virtualization: 'process', cmd: ['python3', '-m', 'http.server', '80'],
-          memory: 64, vcpus: 0.1, constraints: [{ type: 'direct', node: w1.name }] },
+          // A whole core, like the peer below: with 0.1 the cgroup's CPU quota stretches python's
+          // ~0.1 s of start-up CPU to ~1 s, and the bench would measure the SLA, not the orchestrator.
+          memory: 64, vcpus: 1, constraints: [{ type: 'direct', node: w1.name }] },
         { microserviceID: '', microservice_name: 'prober', microservice_namespace: 'b', virtualization: 'process', cmd: ['sleep', '1000000'],
           memory: 16, vcpus: 0.1, constraints: [{ type: 'direct', node: w2.name }] },
       ],
@@ -105,6 +140,11 @@ try {
 
   const samples: number[] = [];
   const toRunning: number[] = [];
+  const toRoute: number[] = [];
+  const undeploys: number[] = [];
+  const undeployRoutes: number[] = [];
+  const callerLog = w2.process?.log ?? '';
+  const fmt = (x: number | undefined) => (x === undefined ? '?' : `${x.toFixed(2)} s`);
   for (let run = 0; run <= RUNS; run++) {
     while (answersNow(probeNs, url)) await sleep(200);
     const answered = firstAnswer(probeNs, url);
@@ -112,28 +152,51 @@ try {
     const inst = await c.deployInstance(web.microserviceID);
     const t1 = await answered;
     const s = (t1 - t0) / 1000;
-    // When the worker saw it RUNNING (its own clock, the same machine): splits the time into
-    // "scheduled and started" and "route resolved and first request answered".
+    // When the worker saw it RUNNING (its own clock, the same machine) and when the caller's worker
+    // could route to it: splits the time into "scheduled and started", "route at the caller" and
+    // "first request answered".
     const onWorker = (await workerHistory(w1)).find((x) => x.service_id === web.microserviceID && x.instance_n === inst.instance_n);
     const runningAt = onWorker?.history.find((h) => h.state === 'RUNNING')?.ts;
+    const routeAt = routeChangedAt(callerLog, web.microserviceID, t0, true);
+    const running = runningAt === undefined ? undefined : (runningAt - t0) / 1000;
+    const route = routeAt === undefined ? undefined : (routeAt - t0) / 1000;
+    const u0 = Date.now();
+    await c.undeployInstance(web.microserviceID, inst.instance_n);
+    let gone: number | undefined;
+    for (let i = 0; i < 1000; i++) {
+      if (!(await workerInstances(w1)).some((x) => x.service_id === web.microserviceID)) { gone = (Date.now() - u0) / 1000; break; }
+      await sleep(10);
+    }
+    let unrouted: number | undefined;
+    for (let i = 0; i < 100 && unrouted === undefined; i++) {
+      const at = routeChangedAt(callerLog, web.microserviceID, u0, false);
+      if (at !== undefined) unrouted = (at - u0) / 1000;
+      else await sleep(20);
+    }
     if (run > 0) {
       samples.push(s);
-      if (runningAt) toRunning.push((runningAt - t0) / 1000);
+      if (running !== undefined) toRunning.push(running);
+      if (route !== undefined) toRoute.push(route);
+      if (gone !== undefined) undeploys.push(gone);
+      if (unrouted !== undefined) undeployRoutes.push(unrouted);
     }
-    process.stderr.write(`${run === 0 ? 'warm-up' : `run ${run}`}: ${s.toFixed(2)} s${runningAt ? ` (RUNNING on the worker after ${((runningAt - t0) / 1000).toFixed(2)} s)` : ''}\n`);
-    await c.undeployInstance(web.microserviceID, inst.instance_n);
-    for (let i = 0; i < 100 && (await workerInstances(w1)).some((x) => x.service_id === web.microserviceID); i++) await sleep(100);
+    process.stderr.write(`${run === 0 ? 'warm-up' : `run ${run}`}: ${s.toFixed(2)} s (RUNNING after ${fmt(running)}, route at the caller after ${fmt(route)}; `
+      + `undeploy: gone from the worker after ${fmt(gone)}, route withdrawn at the caller after ${fmt(unrouted)})\n`);
   }
   const base: number[] = [];
   for (let i = 0; i < RUNS; i++) base.push((await baseline()) / 1000);
   const p50 = pct(samples, 50);
   const p90 = pct(samples, 90);
   const b50 = pct(base, 50);
+  const q = (xs: number[], at: number) => (xs.length ? +pct(xs, at).toFixed(3) : null);
   console.log(`deploy → first answer via ${url} from another worker: p50 ${p50.toFixed(2)} s, p90 ${p90.toFixed(2)} s (${RUNS} runs)`);
-  if (toRunning.length) console.log(`of which REST call → RUNNING on the worker: p50 ${pct(toRunning, 50).toFixed(2)} s; the rest is route resolution and the first request`);
+  console.log(`breakdown (p50): REST call → RUNNING on the worker ${q(toRunning, 50) ?? '?'} s → route at the caller ${q(toRoute, 50) ?? '?'} s → first answer ${p50.toFixed(2)} s`);
+  console.log(`undeploy (p50): REST call → instance gone from its worker ${q(undeploys, 50) ?? '?'} s, → route withdrawn at the caller ${q(undeployRoutes, 50) ?? '?'} s`);
   console.log(`peer: the same server started by hand in a namespace, first answer on loopback: p50 ${b50.toFixed(2)} s`);
   console.log(JSON.stringify({ bench: 'deploy', runs: RUNS, p50_s: +p50.toFixed(3), p90_s: +p90.toFixed(3), max_s: +Math.max(...samples).toFixed(3),
-    to_running_p50_s: toRunning.length ? +pct(toRunning, 50).toFixed(3) : null, baseline_p50_s: +b50.toFixed(3), ratio_p50: +(p50 / b50).toFixed(1), tls: TLS }));
+    to_running_p50_s: q(toRunning, 50), baseline_p50_s: +b50.toFixed(3), ratio_p50: +(p50 / b50).toFixed(1),
+    to_running_p90_s: q(toRunning, 90), to_route_p50_s: q(toRoute, 50), to_route_p90_s: q(toRoute, 90),
+    undeploy_p50_s: q(undeploys, 50), undeploy_p90_s: q(undeploys, 90), undeploy_route_p50_s: q(undeployRoutes, 50), tls: TLS }));
 } finally {
   takeDown();
   rmSync(tmp, { recursive: true, force: true });

@@ -17,6 +17,10 @@ export function newSemanticStats() {
     dropNoSource: 0, dropNoRoute: 0, dropNoInstance: 0, dropNotService: 0, badMessages: 0,
     /** New flows whose caller port was changed because their translated tuple was taken. */
     portRemaps: 0,
+    /** Packets held because their service had no instance yet (sent when the route gains one). */
+    awaitingInstance: 0,
+    /** Pushed route updates and withdrawals applied (canopy_proxy_route_updates_total). */
+    routeUpdates: 0,
   };
 }
 export type SemanticStats = ReturnType<typeof newSemanticStats>;
@@ -120,6 +124,13 @@ export class RouteResolver {
     return Verdict.Pending;
   }
 
+  /** A packet to a known service that has no instance now: Pending. The service is cached, so this
+   *  worker has declared interest and the cluster's push of its next instance retries the packet. */
+  awaitInstance(): Verdict {
+    this.stats.awaitingInstance++;
+    return Verdict.Pending;
+  }
+
   /** The route of a full name `<app>.<appns>.<svc>.<svcns>`: at once when cached, else after one query
    *  (concurrent callers share it); null when there is no such service or the cluster is silent. */
   resolveName(name: string, now: number): ServiceRoute | null | Promise<ServiceRoute | null> {
@@ -190,7 +201,13 @@ export class RouteResolver {
         case 'route_update':
           // Pushed updates replace what we use at once; a service we never asked for is not cached.
           if (this.services.byId.has(m.route.service_id)) {
+            const before = this.services.byId.get(m.route.service_id)?.route.instances.length ?? 0;
             this.install(m.route);
+            this.stats.routeUpdates++;
+            // The moment a caller can reach a new instance (the deploy bench reads it from the log).
+            if (m.route.instances.length !== before) {
+              this.o.log({ level: 'info', msg: 'route changed', service_id: m.route.service_id, instances: m.route.instances.length });
+            }
             this.signalReady();
           }
           return;
@@ -200,6 +217,8 @@ export class RouteResolver {
           if (m.instances === undefined) this.cache.delete(m.service_id);
           else this.services.withdraw(m.service_id, m.instances);
           this.routesVersion++;
+          this.stats.routeUpdates++;
+          this.o.log({ level: 'info', msg: 'route withdrawn', service_id: m.service_id, instances: m.instances ?? null });
           this.signalReady();
           return;
         }

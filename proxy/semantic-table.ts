@@ -208,7 +208,10 @@ export class SemanticTable implements TranslationTable {
         inst = e.kind === AddrKind.Rr
           ? this.services.pickRr(e.service, fam)
           : this.services.pickClosest(e.service, fam, this.distance);
-        if (!inst) { this.stats.dropNoInstance++; return Verdict.Drop; }
+        // A known service without an instance yet (just deployed, or between instances): the packet
+        // waits; the cluster pushes the route when an instance runs and the datapath retries it then,
+        // so a caller's first SYN is not lost to a retransmission timeout.
+        if (!inst) return this.routes.awaitInstance();
         this.stats.newFlows++;
       }
     }
@@ -331,6 +334,8 @@ export class SemanticTable implements TranslationTable {
     lines.push('# TYPE canopy_proxy_flows_refused_total counter', `canopy_proxy_flows_refused_total ${this.flows.refused}`);
     lines.push('# TYPE canopy_proxy_services gauge', `canopy_proxy_services ${this.services.byId.size}`);
     lines.push('# TYPE canopy_proxy_pending_queries gauge', `canopy_proxy_pending_queries ${this.routes.pendingQueries}`);
+    lines.push('# HELP canopy_proxy_route_updates_total routes the cluster pushed that this worker applied (updates and withdrawals)',
+      '# TYPE canopy_proxy_route_updates_total counter', `canopy_proxy_route_updates_total ${this.stats.routeUpdates}`);
     return `${lines.join('\n')}\n`;
   }
 

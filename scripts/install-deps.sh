@@ -15,7 +15,7 @@ export DEBIAN_FRONTEND=noninteractive
 dots
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  iproute2 iputils-ping iperf3 curl bind9-dnsutils dnsperf dnsmasq-base \
+  iproute2 iputils-ping iperf3 sockperf curl bind9-dnsutils dnsperf dnsmasq-base \
   mosquitto mosquitto-clients nginx-light ethtool nftables procps psmisc \
   python3 python3-requests make g++ chromium \
   containerd runc busybox-static docker-registry postgresql tcpdump >/dev/null
@@ -39,7 +39,11 @@ echo "== dashboard bundle"
 # Root serves dashboard/dist at `/`; chromium (above) runs the dashboard's browser tests.
 node --import tsx scripts/build-dashboard.ts
 
-echo "== the canopy command"
+echo "== the canopy command (compiled to dist/)"
+# bin/canopy.js runs dist/canopy.js, so the CLI and the daemons it starts run without the TypeScript
+# loader; it falls back to the sources (through tsx) when a source is newer than this build.
+node --import tsx scripts/build.ts
+
 # A symlink, not a copy: node resolves it to this checkout, so `canopy` always runs the code here.
 target="$PWD/bin/canopy.js"
 if [ -L /usr/local/bin/canopy ] && [ "$(readlink /usr/local/bin/canopy)" != "$target" ]; then

@@ -25,6 +25,10 @@ if [ "${#files[@]}" -eq 0 ]; then
   exit 1
 fi
 
+# Tests run the TypeScript sources, and so do the daemons they start through bin/canopy.js (never a
+# build in dist/ that may predate an edit).
+export CANOPY_FROM_SOURCE=1
+
 if [ "$which" != unit ]; then
   # Remove what a killed earlier run left behind (namespaces, relays) before starting.
   node --import tsx lab/sweep-cli.ts

@@ -49,13 +49,22 @@ export class RouteService {
     let set = this.interest.get(msg.service_id);
     if (msg.type === 'interest_add') {
       if (!set) this.interest.set(msg.service_id, (set = new Set()));
+      const fresh = !set.has(workerId);
       set.add(workerId);
+      const route = this.routeOf(msg.service_id);
+      if (!route) return;
       // A worker re-announces its interests after reconnecting: bring it up to date (one
       // push per service per second, however many workers reconnect at once).
       const now = Date.now();
-      if (now - (this.lastPush.get(msg.service_id) ?? 0) >= 1000 && this.routeOf(msg.service_id)) {
+      if (now - (this.lastPush.get(msg.service_id) ?? 0) >= 1000) {
         this.lastPush.set(msg.service_id, now);
         this.pushRoute(msg.service_id);
+      } else if (fresh && route.instances.length > 0) {
+        // A worker that just installed this route from a table answer subscribed to its updates only
+        // then: an instance that started in between (a caller asking while the service is deployed)
+        // was pushed before it listened. Within the push limit, bring that one worker up to date on
+        // its own topic.
+        this.c.publish(topics.tableQueryResult(workerId), JSON.stringify({ type: 'route_update', route } satisfies ClusterToWorker));
       }
     } else if (set) {
       set.delete(workerId);
@@ -109,6 +118,8 @@ export class RouteService {
         if (answer !== undefined) {
           route = this.qualified(parseServiceRoute(answer));
           this.rootRoutes.set(route.service_id, route);
+          // Placed here while root answered (a caller asking as the service is deployed): ours is newer.
+          route = this.routeOf(route.service_id) ?? route;
         }
       } catch (e) {
         this.c.log.warn('route query to root failed', { address: q.address, error: (e as Error).message });

@@ -24,6 +24,9 @@ export function register(program: Command): void {
             return;
           }
           let found: FoundService[];
+          // Asked beside the services, not after them.
+          const clustersAsked = name === undefined ? c.clusters() : Promise.resolve([]);
+          clustersAsked.catch(() => {});
           if (name === undefined) {
             found = (await c.allServices()).map(({ app, service }) => ({ app, service }));
           } else {
@@ -34,7 +37,7 @@ export function register(program: Command): void {
             found = all.filter((x) => appIds.has(x.app.applicationID) || services.some((s) => s.service.microserviceID === x.service.microserviceID));
             if (found.length === 0 && apps.length === 0) throw new Error(`no application or service "${name}"`);
           }
-          const clusters = name === undefined ? await c.clusters() : [];
+          const clusters = await clustersAsked;
           if (o.json) {
             console.log(JSON.stringify({ clusters, services: found.map((f) => f.service) }, null, 2));
             return;

@@ -136,7 +136,7 @@ export function register(program: Command): void {
         dnsUpstreams: o.dnsUpstream?.map(parseUpstream), dnsPort: intOpt(o.dnsPort, '--dns-port', 1, 65535), bridge: o.bridge, tun: o.tun,
         overlay: o.overlay.map((c) => cidrOpt(c, '--overlay')), servicePrefixes: o.serviceRange.map((c) => cidrOpt(c, '--service-range')),
       } : undefined;
-      const runtimes = containerRuntimeFor({ dataDir: o.data, mirrors: o.registryMirror, mirrorsOnly: Boolean(o.registryMirrorsOnly), ...(o.containerd ? { socket: o.containerd } : {}) });
+      const runtimes = await containerRuntimeFor({ dataDir: o.data, mirrors: o.registryMirror, mirrorsOnly: Boolean(o.registryMirrorsOnly), ...(o.containerd ? { socket: o.containerd } : {}) });
       const engine = await NodeEngine.start({
         runtimes,
         name: o.name, clusterUrl, joinKey: key, stateDir: o.data, location: o.location,

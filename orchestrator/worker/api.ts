@@ -92,6 +92,10 @@ export async function startWorkerApi(engine: NodeEngine, o: WorkerApiOptions): P
       '# TYPE canopy_worker_instances gauge',
       ...[...states].map(([s, v]) => `canopy_worker_instances{state="${s}"} ${v}`),
       ...Object.entries(engine.counters).flatMap(([k, v]) => [`# TYPE canopy_worker_${k}_total counter`, `canopy_worker_${k}_total ${v}`]),
+      // The daemon's own memory (issue 16: a worker in 64 MB): where it goes, without a profiler.
+      '# HELP canopy_worker_memory_bytes the worker daemon\'s memory: rss, V8 heap used and total, external, array buffers',
+      '# TYPE canopy_worker_memory_bytes gauge',
+      ...Object.entries(process.memoryUsage()).map(([k, v]) => `canopy_worker_memory_bytes{kind="${k}"} ${v}`),
     ];
     void reply.type('text/plain; version=0.0.4');
     // The net manager's datapath, semantic table and DNS counters, when the worker has one.

@@ -33,18 +33,20 @@ function service(id: string, svc: string, base: number, instances: InstanceRoute
 }
 
 // The caller A on w1 (host part 2); ms2: one instance on w2 and one on w3; ms3: one on each worker;
-// ms4: one on w2, first asked for when a test wants to see the pending queue at work.
+// ms4: one on w2, first asked for when a test wants to see the pending queue at work; ms6: no instance
+// until a test pushes one (on w2, host part 5: the moment a deployed instance starts).
 const caller = service('s-client', 'client', 2, [inst(0, 1, 2)]);
 const ms2 = service('s-ms2', 'ms2', 10, [inst(0, 2, 2), inst(1, 3, 2)]);
 const ms3 = service('s-ms3', 'ms3', 20, [inst(0, 1, 3), inst(1, 2, 3), inst(2, 3, 3)]);
 const ms4 = service('s-ms4', 'ms4', 30, [inst(0, 2, 4)]);
 const ms5 = service('s-ms5', 'ms5', 40, [inst(0, 3, 4)]);
-const ROUTES = [caller, ms2, ms3, ms4, ms5];
+const ms6 = service('s-ms6', 'ms6', 50, []);
+const ROUTES = [caller, ms2, ms3, ms4, ms5, ms6];
 
 /** Instances each worker runs: (host part, name it answers with). */
 const RUNS: Record<number, [number, string][]> = {
   1: [[2, 'A'], [3, 'ms3-w1']],
-  2: [[2, 'ms2-w2'], [3, 'ms3-w2'], [4, 'ms4-w2']],
+  2: [[2, 'ms2-w2'], [3, 'ms3-w2'], [4, 'ms4-w2'], [5, 'ms6-w2']],
   3: [[2, 'ms2-w3'], [3, 'ms3-w3'], [4, 'ms5-w3']],
 };
 
@@ -55,6 +57,10 @@ function localsOf(w: number): LocalInstance[] {
   });
 }
 
+const UDP_ECHO = "const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send(m,r.port,r.address));s.bind(9000)";
+// One datagram, never sent again: an answer proves the overlay held it until it had somewhere to go.
+const UDP_ONCE = `const s=require('dgram').createSocket('udp4');s.on('message',(m)=>{console.log(String(m));process.exit(0)});
+s.send('once',9000,process.argv[1]);setTimeout(()=>process.exit(1),20000)`;
 const HTTP_SERVER = "require('http').createServer((q,s)=>s.end(process.argv[1])).listen(80,'::')";
 // Opens n new connections one after the other (no keep-alive: each is a new flow) and counts answers.
 const HTTP_CLIENT = `
@@ -189,6 +195,24 @@ test('semantic overlay on three workers: closest, rr, DNS, first packet, ping; I
       const out = await a.execOk([process.execPath, '-e', SAME_PORT_CLIENT, first, second, String(20000 + fam)], { timeoutMs: 30_000 });
       assert.deepEqual(JSON.parse(out), { first: 'ms2-w2', second: 'ms2-w2', firstAgain: 'ms2-w2' }, `IPv${fam}`);
     }
+  });
+
+  await t.test('a request to a service with no instance yet is answered when its first instance appears, without a retry', async () => {
+    lab.namespace('w2i5').spawn([process.execPath, '-e', UDP_ECHO]);
+    await new Promise((r) => setTimeout(r, 300)); // the echo server binds (it is up before its route is pushed, as a deployed one is)
+    const before = (await w1.stats()).table.awaitingInstance ?? 0;
+    const answer = a.exec([process.execPath, '-e', UDP_ONCE, ms6.rr_ip!], { timeoutMs: 30_000 });
+    // The route (known service, no instance) arrives; the datagram waits in w1's pending queue.
+    for (let i = 0; ((await w1.stats()).table.awaitingInstance ?? 0) <= before; i++) {
+      if (i > 100) throw new Error('the datagram never waited for an instance');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // What the cluster pushes when the first instance is RUNNING.
+    await w1.send({ cmd: 'update', route: { ...ms6, instances: [inst(0, 2, 5)] } });
+    const r = await answer;
+    assert.equal(r.code, 0, `no answer to the one datagram: ${r.stdout}${r.stderr}`);
+    assert.equal(r.stdout.trim(), 'once');
+    assert.equal((await w1.stats()).table.dropNoInstance ?? 0, 0);
   });
 
   await t.test('after the closest instance is withdrawn, the next connection lands on the other', async () => {

@@ -1,11 +1,11 @@
 // The container runtime a worker daemon adds beside `process`: on an operator's containerd socket
 // (--containerd) or on the worker's own embedded containerd, started under its data dir. Without a
 // containerd binary or a socket that answers, the worker runs on without `container`.
+// The runtime and its gRPC client are loaded only when there is a containerd to talk to (gRPC and its
+// proto loader cost a worker ~10 MB; issue 16).
 import { existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { ContainerRuntime } from './runtime.ts';
-import { startEmbedded } from './embedded.ts';
-import { parseMirror } from './images.ts';
+import type { ContainerRuntime } from './runtime.ts';
 import type { Sandbox } from '../runtime/sandbox.ts';
 import type { Logger } from '../../protocol/log.ts';
 
@@ -29,12 +29,13 @@ function haveContainerd(): boolean {
 }
 
 /** Validates the flags now, so a bad mirror is a CLI error before anything starts. */
-export function containerRuntimeFor(o: WorkerContainerOptions): (sandbox: Sandbox, log: Logger) => Promise<ContainerRuntime[]> {
-  const mirrors = o.mirrors.map(parseMirror);
+export async function containerRuntimeFor(o: WorkerContainerOptions): Promise<(sandbox: Sandbox, log: Logger) => Promise<ContainerRuntime[]>> {
+  const mirrors = o.mirrors.length > 0 ? o.mirrors.map((await import('./images.ts')).parseMirror) : [];
   const mirrorsOnly = o.mirrorsOnly ?? false;
   return async (sandbox, log) => {
     if (o.socket) {
       if (!existsSync(o.socket)) log.warn('containerd socket not there (yet): container runtime unavailable until it answers', { socket: o.socket });
+      const { ContainerRuntime } = await import('./runtime.ts');
       return [await ContainerRuntime.open(sandbox, { socket: o.socket, mirrors, mirrorsOnly, log })];
     }
     if (!haveContainerd()) {
@@ -42,6 +43,7 @@ export function containerRuntimeFor(o: WorkerContainerOptions): (sandbox: Sandbo
       return [];
     }
     try {
+      const [{ ContainerRuntime }, { startEmbedded }] = await Promise.all([import('./runtime.ts'), import('./embedded.ts')]);
       const embedded = await startEmbedded(o.dataDir);
       return [await ContainerRuntime.open(sandbox, { socket: embedded.socket, mirrors, mirrorsOnly, log, onClose: () => embedded.stop() })];
     } catch (e) {

@@ -250,7 +250,9 @@ export class NetManager implements InstanceNetwork {
         if (id === undefined) this.log.warn('route names a worker without a tunnel id', { worker: w });
         return id ?? 0;
       },
-      log: (r) => this.log.debug(String(r.msg ?? 'semantic table'), r),
+      // Route changes reach the worker's log at info (when a caller can reach a new instance), the
+      // rest at debug.
+      log: ({ level, msg, ...r }) => (level === 'info' ? this.log.info : this.log.debug).call(this.log, String(msg ?? 'semantic table'), r),
     });
 
     let tunnel: TunDatapath;

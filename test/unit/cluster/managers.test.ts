@@ -118,6 +118,12 @@ test('a worker that declares interest gets the service\'s route; a route from ro
   assert.deepEqual(s.routes.interestedIn('s1'), ['w9']);
   const pushed = s.on(topics.serviceUpdates('s1')) as { type: string; route: { instances: { worker_id: string }[] } }[];
   assert.deepEqual(pushed.map((u) => [u.type, u.route.instances.map((i) => i.worker_id)]), [['route_update', ['w1']]]);
+  // Another caller that just learned the route within the same second (its table answer came before it
+  // listened to the service's updates) still gets it, on its own topic, without a second broadcast.
+  s.routes.onInterest('w8', { type: 'interest_add', service_id: 's1' });
+  assert.equal(s.on(topics.serviceUpdates('s1')).length, 1);
+  const own = s.on(topics.tableQueryResult('w8')) as { type: string; route: { instances: { worker_id: string }[] } }[];
+  assert.deepEqual(own.map((u) => [u.type, u.route.instances.map((i) => i.worker_id)]), [['route_update', ['w1']]]);
   s.routes.routeFromRoot({
     service_id: 's2', name: 'app.ns.db.ns', rr_ip: '10.30.1.1', rr_ip_v6: 'fdff::1:1', closest_ip: '10.30.1.2', closest_ip_v6: 'fdff::1:2',
     instances: [{

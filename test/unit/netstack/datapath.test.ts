@@ -443,6 +443,37 @@ test('a later fragment whose first fragment was never seen is dropped and counte
   assert.equal(w1.stats()[Counter.FragmentDrop], 1);
 });
 
+test('a packet still waiting when routes change waits again, and goes out when its route is usable', () => {
+  const net = new FakeNetwork();
+  const dev = new FakeDevice(false);
+  const eps = new Map([[2, { host: '198.18.0.2', port: 50103 }]]);
+  let usable = false;
+  let ready: () => void = () => {};
+  const table = {
+    outbound: (_b: Uint8Array, _m: unknown, out: { peer: number }) => {
+      if (!usable) return 3 as const; // Pending: the service is known but has no instance yet
+      out.peer = 2;
+      return 1 as const; // Tunnel
+    },
+    inbound: () => 0 as const,
+    onReady: (l: () => void) => { ready = l; },
+  };
+  const dp = new Datapath({
+    device: dev, socket: net.socket('198.18.0.1', 50103), table,
+    codec: new TunnelCodec({ selfId: 1, keys: new Map([[1, key]]), keyId: 1, peers: { has: () => true }, maxDatagram: 1472 }),
+    peers: { endpoint: (p) => eps.get(p) },
+  });
+  dev.inbox.push(build({ family: 4, proto: Proto.UDP, src: A4.nsIp, dst: '10.30.7.7', payload: 20 }));
+  dp.pumpDevice();
+  ready(); // a route arrived, but still without an instance
+  assert.equal(net.wire.length, 0);
+  assert.equal(dp.stats()[Counter.PendingDrop], 0, 'the packet is not dropped on a retry');
+  usable = true;
+  ready(); // the instance appeared
+  assert.equal(net.wire.length, 1, 'the queued packet goes out without being sent again');
+  assert.equal(dp.stats()[Counter.Pending], 1, 'queued once');
+});
+
 test('packets whose route never comes expire from the pending queue', async () => {
   const net = new FakeNetwork();
   const dev = new FakeDevice(false);
@@ -488,3 +519,29 @@ for (const family of [4, 6] as const) {
     });
   }
 }
+
+test('an answer the kernel queued inside the TUN write leaves in the same socket pump', () => {
+  const { w1, w2, d1, d2 } = world(true, true);
+  // Worker 2's kernel answers the echo request inside the write, as an ICMP responder does.
+  const write = d2.write.bind(d2);
+  d2.write = (buf, off, len) => {
+    const ok = write(buf, off, len);
+    feed(d2, build({ family: 4, proto: Proto.ICMP, src: B4.nsIp, dst: A4.instanceIp, sport: 33000, dport: 33000, payload: 56, icmpType: 0 }));
+    return ok;
+  };
+  feed(d1, build({ family: 4, proto: Proto.ICMP, src: A4.nsIp, dst: S4, sport: 33000, dport: 33000, payload: 56 }));
+  w1.pumpDevice();
+  assert.equal(w2.pumpSocketAndReplies(), 1);
+  assert.equal(d2.written.length, 1, 'request delivered on worker 2');
+  assert.equal(d2.inbox.length, 0, 'the answer was read without a device pump');
+  w1.pumpSocket();
+  assert.equal(d1.written.length, 1, 'answer delivered on worker 1');
+  assert.deepEqual(srcDst(plain(d1, d1.written[0])), [hexOf(S4), hexOf(A4.nsIp)]);
+});
+
+test('a socket pump that wrote nothing into the TUN does not read it', () => {
+  const { w2, d2 } = world(true, true);
+  feed(d2, build({ family: 4, proto: Proto.ICMP, src: B4.nsIp, dst: A4.instanceIp, sport: 33000, dport: 33000, payload: 56, icmpType: 0 }));
+  assert.equal(w2.pumpSocketAndReplies(), 0);
+  assert.equal(d2.inbox.length, 1, 'left for the readiness callback');
+});

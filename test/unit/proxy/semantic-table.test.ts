@@ -400,3 +400,24 @@ test('the same clash with a local target: the reply leaving the instance gets th
   }
   t.close(); source.close();
 });
+
+test('a caller of a service with no instance yet waits, and is answered when the cluster pushes one', async () => {
+  const source = new StaticRouteSource([svc([])]);
+  const t = worker1(source);
+  let ready = 0;
+  t.onReady(() => ready++);
+  const open = await primed(t, '10.30.0.2');
+  assert.deepEqual(source.interested('w1'), ['s1'], 'the worker asks to hear about the service');
+  assert.equal(open(2000).v, Verdict.Pending, 'held, not dropped, while the service has no instance');
+  assert.equal(t.stats.dropNoInstance, 0);
+  const readyBefore = ready;
+  source.update(svc([inst(0, 'w2')]));
+  await settle();
+  assert.ok(ready > readyBefore, 'the datapath is told to retry what waits');
+  const { v, out } = open(2000);
+  assert.equal(v, Verdict.Tunnel);
+  assert.equal(dstOf(out), '10.18.2.10');
+  assert.equal(t.stats.routeUpdates, 1);
+  assert.match(t.metrics(), /canopy_proxy_route_updates_total 1/);
+  t.close(); source.close();
+});
