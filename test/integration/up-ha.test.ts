@@ -66,11 +66,13 @@ test('canopy up --roots 2 --store postgres: two replicas over its own PostgreSQL
   assert.match(status.out, /1 active worker/);
   // The cluster moved on to replica 2: its reports arrive there after the kill.
   const second = s.rootUrl.split(',')[1]!;
-  const login = spawnSync('curl', ['-s', '-H', 'content-type: application/json', '-d', JSON.stringify({ username: s.username, password: s.password }), `${second}/api/v1/auth/login`], { encoding: 'utf8' });
+  const tls = s.ca ? ['--cacert', s.ca] : [];
+  const login = spawnSync('curl', ['-s', ...tls, '-H', 'content-type: application/json', '-d', JSON.stringify({ username: s.username, password: s.password }), `${second}/api/v1/auth/login`], { encoding: 'utf8' });
+  assert.equal(login.status, 0, `login at ${second}: ${login.stderr}`);
   const token = (JSON.parse(login.stdout) as { token: string }).token;
   let seen = 0;
   for (let i = 0; i < 60 && seen <= killed; i++) {
-    const r = spawnSync('curl', ['-s', '-H', `authorization: Bearer ${token}`, `${second}/api/v1/clusters`], { encoding: 'utf8' });
+    const r = spawnSync('curl', ['-s', ...tls, '-H', `authorization: Bearer ${token}`, `${second}/api/v1/clusters`], { encoding: 'utf8' });
     seen = Date.parse((JSON.parse(r.stdout) as { last_seen: string }[])[0]?.last_seen ?? '') || 0;
     if (seen <= killed) spawnSync('sleep', ['0.5']);
   }
