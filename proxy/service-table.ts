@@ -174,9 +174,10 @@ export class ServiceTable {
   /** Round robin over the usable instances, in instance order. */
   pickRr(svc: ServiceRecord, family: 4 | 6): InstanceRecord | null {
     const list = svc.instances, n = list.length;
+    const healthyOnly = anyHealthy(list, family);
     for (let k = 0; k < n; k++) {
       const i = list[(svc.rrCursor + k) % n]!;
-      if (usable(i, family)) {
+      if (usable(i, family, healthyOnly)) {
         svc.rrCursor = (svc.rrCursor + k + 1) % n;
         return i;
       }
@@ -187,27 +188,38 @@ export class ServiceTable {
   /** Lowest estimated RTT from this worker; instances within TIE_MS of the best take turns. */
   pickClosest(svc: ServiceRecord, family: 4 | 6, distance: Distance): InstanceRecord | null {
     const list = svc.instances;
+    const healthyOnly = anyHealthy(list, family);
     let best = Infinity, any = false;
     for (const i of list) {
-      if (!usable(i, family)) continue;
+      if (!usable(i, family, healthyOnly)) continue;
       any = true;
       const d = distance(i.workerId);
       if (d < best) best = d;
     }
     if (!any) return null;
     let ties = 0;
-    for (const i of list) if (usable(i, family) && isTie(distance(i.workerId), best)) ties++;
+    for (const i of list) if (usable(i, family, healthyOnly) && isTie(distance(i.workerId), best)) ties++;
     let k = svc.tieCursor++ % ties;
     for (const i of list) {
-      if (usable(i, family) && isTie(distance(i.workerId), best) && k-- === 0) return i;
+      if (usable(i, family, healthyOnly) && isTie(distance(i.workerId), best) && k-- === 0) return i;
     }
     return null;
   }
 }
 
-/** Pickable for a new flow of this family: healthy, and with both addresses the translation needs. */
-function usable(i: InstanceRecord, family: 4 | 6): boolean {
-  return i.healthy && i.ns(family) !== null && i.ip(family) !== null;
+/**
+ * Pickable for a new flow of this family: with both addresses the translation needs, and healthy
+ * unless no instance is. An unhealthy instance (today: one its worker reports overloaded, SPEC §5.3)
+ * is still listed in the route, so when every instance is unhealthy the policies pick among all of
+ * them rather than drop the flow: a slow answer beats none.
+ */
+function usable(i: InstanceRecord, family: 4 | 6, healthyOnly: boolean): boolean {
+  return (i.healthy || !healthyOnly) && i.ns(family) !== null && i.ip(family) !== null;
+}
+
+function anyHealthy(list: readonly InstanceRecord[], family: 4 | 6): boolean {
+  for (const i of list) if (usable(i, family, true)) return true;
+  return false;
 }
 
 function isTie(d: number, best: number): boolean {

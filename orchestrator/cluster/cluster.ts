@@ -158,6 +158,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       this.writer.schedule();
       this.reporter.soon();
       this.emit('transition', ci, t);
+      // Overload is a property of one run: a restarted or re-placed instance starts unburdened.
+      if (from === 'RUNNING') ci.overloaded = undefined;
       if (from === 'RUNNING' || t.state === 'RUNNING') this.routes.pushRoute(ci.offer.service.service_id);
     });
     // Progress within a state (the worker sends at most one a second): root hears of it in the next
@@ -485,7 +487,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       })),
       instances: [...this.index.values()].map((ci) => ({
         service_id: ci.offer.service.service_id, instance_n: ci.offer.instance_n, worker: ci.worker,
-        state: ci.lifecycle.state, reason: ci.note ?? ci.lifecycle.last.reason, ns_ip: ci.ns_ip, history: ci.lifecycle.history,
+        state: ci.lifecycle.state, reason: ci.overloaded ? `overloaded: ${ci.overloaded}` : ci.note ?? ci.lifecycle.last.reason,
+        overloaded: ci.overloaded !== undefined, ns_ip: ci.ns_ip, history: ci.lifecycle.history,
       })),
       counters: this.counters,
     };

@@ -14,6 +14,9 @@ export interface ClusterInstance {
   ns_ip_v6: string | null;
   /** Progress within the current state, newer than the last transition's reason (not stored). */
   note?: string;
+  /** Why its worker reports it overloaded (SPEC §5.3), while it does; routes then mark it unhealthy
+   *  so that `closest` sends new flows elsewhere (not stored: the next heartbeat says it again). */
+  overloaded?: string;
 }
 
 export interface StoredInstance {
@@ -107,7 +110,8 @@ const ip6 = (s: string | null | undefined): string | null => (s && isIPv6(s) ? s
 
 /**
  * The route of one service as this cluster sees it. Only RUNNING instances whose worker has a tunnel
- * endpoint and that have a namespace address are reachable, so only those are listed.
+ * endpoint and that have a namespace address are reachable, so only those are listed; an overloaded
+ * one is listed as unhealthy.
  */
 export function buildRoute(
   instances: readonly ClusterInstance[],
@@ -136,7 +140,9 @@ export function buildRoute(
       worker_id: i.worker,
       cluster_id: clusterId,
       tunnel_endpoint: ep,
-      healthy: true,
+      // Overloaded: still listed (flows already on it stay, and a service whose instances are all
+      // overloaded still answers), but policies prefer the others for new flows.
+      healthy: i.overloaded === undefined,
     });
   }
   routes.sort((a, b) => a.n - b.n);

@@ -171,6 +171,7 @@ export class Placer {
       if (e.state !== ci.lifecycle.state && (e.state === 'RUNNING' || e.state === 'FAILED' || e.state === 'COMPLETED')) {
         this.c.index.transition(ci, e.state, 'state reported in heartbeat');
       }
+      this.noteLoad(workerId, ci, e);
     }
     this.c.index.setInventory(workerId, listed);
     for (const id of this.c.index.idsOn(workerId)) {
@@ -180,6 +181,21 @@ export class Placer {
       this.c.log.info('reconcile: sending a deploy again', { worker: workerId, instance: id });
       this.c.publish(topics.deploy(workerId), encode('deploy', deployOrder(ci.offer)));
     }
+  }
+
+  /** An instance's overload flag from its worker's heartbeat: on a change, its route is pushed at once. */
+  private noteLoad(workerId: string, ci: ClusterInstance, e: InventoryEntry): void {
+    const now = e.overloaded === true && e.state === 'RUNNING' ? (e.overload_reason || 'overloaded') : undefined;
+    const changed = (now === undefined) !== (ci.overloaded === undefined);
+    if (!changed) {
+      ci.overloaded = now; // a newer reason, or still nothing
+      return;
+    }
+    ci.overloaded = now;
+    const id = instanceId(e.service_id, e.instance_n);
+    if (now) this.c.log.info('instance overloaded: closest avoids it', { worker: workerId, instance: id, reason: now });
+    else this.c.log.info('instance no longer overloaded', { worker: workerId, instance: id });
+    this.routes.pushRoute(ci.offer.service.service_id);
   }
 
   /** Rate limit for repeated orders: true at most once per RESEND_MS per key. */

@@ -17,6 +17,10 @@ export interface InstanceRef {
 
 export interface InventoryEntry extends InstanceRef {
   state: InstanceState;
+  /** Set while the instance keeps hitting its CPU quota (SPEC §5.3): `closest` then avoids it. */
+  overloaded?: boolean;
+  /** Why it is overloaded, for status. */
+  overload_reason?: string;
 }
 
 /** nodes/<id>/information, every second. */
@@ -139,7 +143,10 @@ const schemas = {
       memory_mb: { type: 'object', required: ['total', 'free'], properties: { total: nonneg, free: nonneg } },
       instances: {
         type: 'array', maxItems: 10_000,
-        items: { type: 'object', required: ['service_id', 'instance_n', 'state'], properties: { ...ref, state } },
+        items: {
+          type: 'object', required: ['service_id', 'instance_n', 'state'],
+          properties: { ...ref, state, overloaded: { type: 'boolean' }, overload_reason: str(200) },
+        },
       },
     },
   },

@@ -24,6 +24,9 @@ export interface Cgroup {
   cpuUsageNs(): number;
   /** How many times the kernel OOM-killed a process of this group. */
   oomKills(): number;
+  /** CFS bandwidth counters (cpu.stat): scheduling periods elapsed and those in which the group hit
+   *  its `vcpus` quota and was throttled. Both 0 when the group has no quota or is gone. */
+  cpuThrottle(): CpuThrottle;
   /**
    * Stops every process in the group and waits until it is empty: SIGTERM first and up to `graceMs`
    * for them to leave, then SIGKILL (frozen, so nothing forks meanwhile).
@@ -32,6 +35,11 @@ export interface Cgroup {
   /** Kills everything, then removes the group. Safe to call twice. */
   destroy(): Promise<void>;
   exists(): boolean;
+}
+
+export interface CpuThrottle {
+  periods: number;
+  throttled: number;
 }
 
 export interface CgroupDriver {
@@ -176,6 +184,11 @@ class V1Group implements Cgroup {
     return Number(readText(this.f('cpuacct', 'cpuacct.usage'))?.trim() ?? 0) || 0;
   }
 
+  cpuThrottle(): CpuThrottle {
+    const t = readText(this.f('cpu', 'cpu.stat'));
+    return { periods: keyed(t, 'nr_periods'), throttled: keyed(t, 'nr_throttled') };
+  }
+
   oomKills(): number {
     return keyed(readText(this.f('memory', 'memory.oom_control')), 'oom_kill');
   }
@@ -273,6 +286,11 @@ class V2Group implements Cgroup {
 
   cpuUsageNs(): number {
     return keyed(readText(join(this.dir, 'cpu.stat')), 'usage_usec') * 1000;
+  }
+
+  cpuThrottle(): CpuThrottle {
+    const t = readText(join(this.dir, 'cpu.stat'));
+    return { periods: keyed(t, 'nr_periods'), throttled: keyed(t, 'nr_throttled') };
   }
 
   oomKills(): number {

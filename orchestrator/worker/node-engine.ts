@@ -17,7 +17,8 @@ import { probeRtt } from './latency-probe.ts';
 import {
   parseClusterToWorker, RouteMessageError, type RouteLink, type ClusterToWorker, type WorkerToCluster,
 } from '../../proxy/route-messages.ts';
-import { detectCgroups, type CgroupDriver } from './cgroup.ts';
+import { detectCgroups, type CgroupDriver, type CpuThrottle } from './cgroup.ts';
+import { InstanceLoad } from './overload.ts';
 import { ProcessRuntime } from './process-runtime.ts';
 import { instanceKey } from './runtime/exit.ts';
 import { Sandbox } from './runtime/sandbox.ts';
@@ -109,6 +110,8 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
   private paused = false;
   private seq = 0;
   private readonly cpu = new CpuMeter();
+  /** Which running instances keep hitting their CPU quota (reported per instance in heartbeats). */
+  private readonly load = new InstanceLoad();
   private readonly routeListeners = new Set<(m: ClusterToWorker) => void>();
   private readonly interest = new Set<string>();
   private reRegistering = false;
@@ -416,7 +419,11 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     const inventory = [];
     for (const i of this.instances.values()) {
       if (i.state === 'UNDEPLOYED') continue;
-      inventory.push({ service_id: i.order.service_id, instance_n: i.order.instance_n, state: i.state });
+      const load = i.state === 'RUNNING' ? this.load.of(i.key) : { overloaded: false };
+      inventory.push({
+        service_id: i.order.service_id, instance_n: i.order.instance_n, state: i.state,
+        ...(load.overloaded ? { overloaded: true, overload_reason: load.reason } : {}),
+      });
       // Finished one-shots hold nothing until they are undeployed.
       if (i.state === 'COMPLETED' || (i.state === 'FAILED' && i.order.spec.one_shot)) continue;
       cpuUsed += i.order.spec.vcpus;
@@ -442,8 +449,15 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
 
   private heartbeat(): void {
     if (this.paused || !this.client?.connected) return;
+    this.sampleLoad();
     this.counters.heartbeats++;
     this.client.publish(topics.information(this.workerId), encode('heartbeat', this.heartbeatPayload()), { qos: 0 });
+  }
+
+  private sampleLoad(): void {
+    const running = new Map<string, CpuThrottle | undefined>();
+    for (const i of this.instances.values()) if (i.state === 'RUNNING') running.set(i.key, this.sandbox.cgroup(i.key)?.cpuThrottle());
+    this.load.sample(running, Date.now());
   }
 
   /** Stops (true) or resumes (false) heartbeats while everything else goes on: for failure drills. */

@@ -42,6 +42,21 @@ test('a route lists only RUNNING instances that are reachable, and passes the se
   assert.equal(buildRoute([], () => undefined, null), undefined);
 });
 
+test('an instance its worker reports overloaded stays in the route, marked unhealthy', () => {
+  const mk = (n: number, w: string): ReturnType<typeof newInstance> => {
+    const i = newInstance(offer(n), 'RUNNING', 'x');
+    i.worker = w;
+    i.ns_ip = `10.18.${n}.2`;
+    return i;
+  };
+  const a = mk(0, 'w1'), b = mk(1, 'w2');
+  b.overloaded = 'CPU throttled';
+  const route = buildRoute([a, b], () => '198.18.0.1:50103', 'c-1')!;
+  assert.deepEqual(route.instances.map((i) => [i.n, i.healthy]), [[0, true], [1, false]]);
+  b.overloaded = undefined;
+  assert.ok(buildRoute([a, b], () => '198.18.0.1:50103', 'c-1')!.instances.every((i) => i.healthy));
+});
+
 test('deploy orders and needs come from the descriptor microservice', () => {
   const o = deployOrder(offer(4, { one_shot: true, environment: ['A=1'] }));
   assert.deepEqual(o.spec.cmd, ['python3', '-m', 'http.server']);

@@ -106,6 +106,35 @@ test('closest: equal RTTs take turns; unhealthy instances are not picked; unmeas
   t.close(); source.close();
 });
 
+test('closest and rr skip an unhealthy (overloaded) instance, and fall back to all when none is healthy', async () => {
+  // w2 is the nearest; it becomes unhealthy, then w3 too, then w2 recovers.
+  const source = new StaticRouteSource([svc([inst(0, 'w2'), inst(1, 'w3')])]);
+  const t = worker1(source);
+  const closest = await primed(t, '10.30.0.3');
+  const rr = (sp: number): { v: Verdict; out: Rewrite } => {
+    const p = packet('10.18.1.2', '10.30.0.2', sp, 80);
+    const out = newRewrite();
+    return { v: t.outbound(p.buf, p.meta, out), out };
+  };
+  let sport = 10_000;
+  const peers = (open: typeof closest, n: number): Set<number> => new Set(Array.from({ length: n }, () => open(sport++).out.peer));
+  assert.deepEqual(peers(closest, 10), new Set([2]));
+  source.update(svc([{ ...inst(0, 'w2'), healthy: false }, inst(1, 'w3')]));
+  await settle();
+  assert.deepEqual(peers(closest, 10), new Set([3]), 'closest avoids the unhealthy nearer instance');
+  assert.deepEqual(peers(rr, 10), new Set([3]), 'rr avoids it too');
+  source.update(svc([{ ...inst(0, 'w2'), healthy: false }, { ...inst(1, 'w3'), healthy: false }]));
+  await settle();
+  const all = peers(closest, 10);
+  assert.deepEqual(all, new Set([2]), 'all unhealthy: closest still answers, by RTT');
+  assert.deepEqual(peers(rr, 10), new Set([2, 3]), 'all unhealthy: rr still answers, over all');
+  for (let i = 0; i < 10; i++) assert.equal(closest(sport++).v, Verdict.Tunnel, 'never dropped');
+  source.update(svc([inst(0, 'w2'), { ...inst(1, 'w3'), healthy: false }]));
+  await settle();
+  assert.deepEqual(peers(closest, 10), new Set([2]), 'recovered: back to the nearer instance');
+  t.close(); source.close();
+});
+
 test('an unknown service address starts exactly one query; packets wait and are resolvable when ready fires', async () => {
   const source = new StaticRouteSource([svc([inst(0, 'w2')])], { answerDelayMs: 20 });
   const t = worker1(source);
