@@ -502,6 +502,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     g('workers', 'registered workers', this.registry.workers.size);
     g('workers_alive', 'workers heard from within the liveness timeout', this.registry.alive().length);
     g('instances', 'instances held by this cluster', this.index.size);
+    g('instances_overloaded', 'instances their worker reports overloaded (closest avoids them)', [...this.index.values()].filter((ci) => ci.overloaded !== undefined).length);
     for (const [k, v] of Object.entries(this.counters)) g(`${k}_total`, `${k.replace(/_/g, ' ')} since start`, v, 'counter');
     if (this.broker) g('mqtt_denied_total', 'publishes and subscriptions the ACL refused', this.broker.stats.denied, 'counter');
     return `${lines.join('\n')}\n`;
