@@ -7,14 +7,14 @@
 // answers. Also: a cold pull (and unpack) of a ~10 MB image from that registry, with `ctr`.
 //   npm run bench -- container [runs=10]
 // Last line: {"bench":"container","first_answer_p50_s":…,"to_running_p50_s":…,"ctr_run_p50_s":…,"ratio":…,"cold_pull_s":…,"image_mb":…}
-import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { spawnSync, execFileSync } from 'node:child_process';
+import { answersNow, firstAnswer, pct, sleep, webAndProber, workerHistory } from './deploy-probe.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RootClient, type ServiceInfo } from '../orchestrator/client/root-client.ts';
-import { watchInstances } from '../orchestrator/client/watch.ts';
-import { workerInstances, workerStatus } from '../orchestrator/client/worker-api.ts';
+import { RootClient } from '../orchestrator/client/root-client.ts';
+import { workerInstances } from '../orchestrator/client/worker-api.ts';
 import { down, up } from '../orchestrator/deployment/local.ts';
 import { readState, type DeploymentState } from '../orchestrator/client/deployment-state.ts';
 import { socketPathFor } from '../orchestrator/worker/container/embedded.ts';
@@ -23,36 +23,7 @@ import { orSmoke } from './smoke.ts';
 
 const RUNS = Number(process.argv[2] ?? orSmoke(10, 1));
 const BIG_MB = orSmoke(9, 1);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
 const CTR_NS = `canopy-bench-${process.pid}`;
-
-/**
- * Runs a curl loop in `netns` until `url` answers 2xx; resolves with the wall clock (ms) of success.
- * Until an instance exists its rr address drops the SYN (no RST), so each try gives up connecting
- * after 0.1 s: with a 1 s limit (deploy.bench.ts) the first answer is only known to the next whole
- * second, which hides the time to RUNNING (0.2 s) under a 1 s step.
- */
-function firstAnswer(netns: string, url: string, timeoutS = 60): Promise<number> {
-  const script = `end=$(( $(date +%s) + ${timeoutS} )); until curl -s --connect-timeout 0.1 -m 1 -o /dev/null -f ${url}; do [ $(date +%s) -ge $end ] && exit 1; sleep 0.02; done; date +%s%N`;
-  return new Promise((resolve, reject) => {
-    const p = spawn('ip', ['netns', 'exec', netns, 'sh', '-c', script], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.once('exit', (code) => (code === 0 ? resolve(Number(out.trim()) / 1e6) : reject(new Error(`no answer from ${url} within ${timeoutS} s`))));
-  });
-}
-
-function answersNow(netns: string, url: string): boolean {
-  return spawnSync('ip', ['netns', 'exec', netns, 'curl', '-s', '-m', '1', '-o', '/dev/null', '-f', url]).status === 0;
-}
-
-async function workerHistory(w: DeploymentState['workers'][0]): Promise<{ service_id: string; instance_n: number; history: { state: string; ts: number }[] }[]> {
-  return (await workerStatus<{ instances: { service_id: string; instance_n: number; history: { state: string; ts: number }[] }[] }>(w)).instances;
-}
 
 const tmp = mkdtempSync(join(tmpdir(), 'canopy-container-bench-'));
 const k = 110 + (process.pid % 30);
@@ -122,26 +93,9 @@ try {
 
   const c = new RootClient({ url: state.rootUrl });
   await c.login(state.username, state.password);
-  const sla = {
-    sla_version: 'v2.0', customerID: 'Admin',
-    applications: [{
-      applicationID: '', application_name: 'bench', application_namespace: 'ctr', application_desc: 'container deploy latency',
-      microservices: [
-        { microserviceID: '', microservice_name: 'web', microservice_namespace: 'b', virtualization: 'container', code: 'docker.io/library/benchweb:latest', cmd: [],
-          memory: 64, vcpus: 0.1, constraints: [{ type: 'direct', node: w1.name }] },
-        { microserviceID: '', microservice_name: 'prober', microservice_namespace: 'b', virtualization: 'process', cmd: ['sleep', '1000000'],
-          memory: 16, vcpus: 0.1, constraints: [{ type: 'direct', node: w2.name }] },
-      ],
-    }],
-  };
-  const created = await c.createApplications(JSON.stringify(sla), false);
-  const web = created.services.find((s) => s.microservice_name === 'web') as ServiceInfo;
-  const prober = created.services.find((s) => s.microservice_name === 'prober') as ServiceInfo;
-  await c.deployInstance(prober.microserviceID);
-  const ok = await watchInstances(c, [{ serviceId: prober.microserviceID, label: 'prober', instance: 0 }], { timeoutMs: 60_000, onTransition: () => {} });
-  if (!ok.ok) throw new Error(`prober: ${ok.state} ${ok.reason}`);
-  const probeNs = `canopy-${w2.name}-${prober.microserviceID}-0`;
-  const url = `http://${web.rr_ip}/`;
+  const { web, probeNs, url } = await webAndProber(c, 'ctr', 'container deploy latency', {
+    virtualization: 'container', code: 'docker.io/library/benchweb:latest', cmd: [], memory: 64, vcpus: 0.1,
+  }, w1, w2);
 
   // Run 0 is the warm-up: it pulls the image, so every measured run starts from a cached image.
   const samples: number[] = [];

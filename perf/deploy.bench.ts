@@ -10,38 +10,18 @@
 // worker, and → the caller's route without it.
 //   npm run bench -- deploy [runs=10]
 import { spawn, spawnSync } from 'node:child_process';
+import { answersNow, firstAnswer, pct, sleep, webAndProber, workerHistory } from './deploy-probe.ts';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RootClient, type ServiceInfo } from '../orchestrator/client/root-client.ts';
-import { watchInstances } from '../orchestrator/client/watch.ts';
-import { workerInstances, workerStatus } from '../orchestrator/client/worker-api.ts';
+import { RootClient } from '../orchestrator/client/root-client.ts';
+import { workerInstances } from '../orchestrator/client/worker-api.ts';
 import { down, up } from '../orchestrator/deployment/local.ts';
 import { readState, type DeploymentState } from '../orchestrator/client/deployment-state.ts';
 import { orSmoke } from './smoke.ts';
 import { ensureBuilt } from '../scripts/build.ts';
 
 const RUNS = Number(process.argv[2] ?? orSmoke(10, 1));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
-
-/** Runs a curl loop in `netns` until `url` answers 2xx; resolves with the wall clock (ms) of success. */
-function firstAnswer(netns: string, url: string, timeoutS = 60): Promise<number> {
-  const script = `end=$(( $(date +%s) + ${timeoutS} )); until curl -s -m 1 -o /dev/null -f ${url}; do [ $(date +%s) -ge $end ] && exit 1; sleep 0.02; done; date +%s%N`;
-  return new Promise((resolve, reject) => {
-    const p = spawn('ip', ['netns', 'exec', netns, 'sh', '-c', script], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.once('exit', (code) => (code === 0 ? resolve(Number(out.trim()) / 1e6) : reject(new Error(`no answer from ${url} within ${timeoutS} s`))));
-  });
-}
-
-async function workerHistory(w: DeploymentState['workers'][0]): Promise<{ service_id: string; instance_n: number; history: { state: string; ts: number }[] }[]> {
-  return (await workerStatus<{ instances: { service_id: string; instance_n: number; history: { state: string; ts: number }[] }[] }>(w)).instances;
-}
 
 /** When the caller's worker applied a route change of `serviceId` after `after` (epoch ms) that gave
  *  it instances (`gained`) or left it none, from its log ("route changed"/"route withdrawn",
@@ -67,10 +47,6 @@ function routeChangedAt(log: string, serviceId: string, after: number, gained: b
     }
   }
   return undefined;
-}
-
-function answersNow(netns: string, url: string): boolean {
-  return spawnSync('ip', ['netns', 'exec', netns, 'curl', '-s', '-m', '1', '-o', '/dev/null', '-f', url]).status === 0;
 }
 
 async function baseline(): Promise<number> {
@@ -114,29 +90,12 @@ try {
   const [w1, w2] = state.workers as [DeploymentState['workers'][0], DeploymentState['workers'][0]];
   const c = new RootClient({ url: state.rootUrl });
   await c.login(state.username, state.password);
-  const sla = {
-    sla_version: 'v2.0', customerID: 'Admin',
-    applications: [{
-      applicationID: '', application_name: 'bench', application_namespace: 'deploy', application_desc: 'deploy latency',
-      microservices: [
-        { microserviceID: '', microservice_name: 'web', microservice_namespace: 'b', virtualization: 'process', cmd: ['python3', '-m', 'http.server', '80'],
-          // A whole core, like the peer below: with 0.1 the cgroup's CPU quota stretches python's
-          // ~0.1 s of start-up CPU to ~1 s, and the bench would measure the SLA, not the orchestrator.
-          memory: 64, vcpus: 1, constraints: [{ type: 'direct', node: w1.name }] },
-        { microserviceID: '', microservice_name: 'prober', microservice_namespace: 'b', virtualization: 'process', cmd: ['sleep', '1000000'],
-          memory: 16, vcpus: 0.1, constraints: [{ type: 'direct', node: w2.name }] },
-      ],
-    }],
-  };
-  const created = await c.createApplications(JSON.stringify(sla), false);
-  const web = created.services.find((s) => s.microservice_name === 'web') as ServiceInfo;
-  const prober = created.services.find((s) => s.microservice_name === 'prober') as ServiceInfo;
-  await c.deployInstance(prober.microserviceID);
-  const ok = await watchInstances(c, [{ serviceId: prober.microserviceID, label: 'prober', instance: 0 }], { timeoutMs: 60_000, onTransition: () => {} });
-  if (!ok.ok) throw new Error(`prober: ${ok.state} ${ok.reason}`);
-  // Instance namespaces are canopy-<worker>-<service id>-<n> (orchestrator/worker/process-runtime.ts).
-  const probeNs = `canopy-${w2.name}-${prober.microserviceID}-0`;
-  const url = `http://${web.rr_ip}/`;
+  const { web, probeNs, url } = await webAndProber(c, 'deploy', 'deploy latency', {
+    virtualization: 'process', cmd: ['python3', '-m', 'http.server', '80'],
+    // A whole core, like the peer below: with 0.1 the cgroup's CPU quota stretches python's
+    // ~0.1 s of start-up CPU to ~1 s, and the bench would measure the SLA, not the orchestrator.
+    memory: 64, vcpus: 1,
+  }, w1, w2);
 
   const samples: number[] = [];
   const toRunning: number[] = [];
