@@ -8,7 +8,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonLogger, type Logger } from '../protocol/log.ts';
 import { AddressAllocator, AddressSpaceExhausted, DEFAULT_PLAN, type AddressPlan } from './addresses.ts';
-import { loadSecrets } from './secrets.ts';
+import { loadSecrets, rotateOverlayTunnel } from './secrets.ts';
 import { applicationRoutes } from './api/applications.ts';
 import { authRoutes } from './api/auth.ts';
 import { clusterRoutes } from './api/clusters.ts';
@@ -148,6 +148,7 @@ export class RootServer {
         catalog, users, clusters, instances, addresses, metrics, log,
         checkJoinKey: secrets.checkJoinKey, overlayTunnel: secrets.overlayTunnel, loginThrottle: new LoginThrottle(), accessTtlS: opts.accessTtlS,
       };
+      ctx.rotateOverlayTunnel = async () => (ctx.overlayTunnel = await rotateOverlayTunnel(store, ctx.overlayTunnel));
 
       const defaultJson = app.getDefaultJsonParser('error', 'error');
       app.removeContentTypeParser('application/json');
