@@ -289,7 +289,12 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     try {
       const id = await registerWithCluster(this.o.clusterUrl, this.o.joinKey, this.o.name);
       if (id.worker_id !== this.workerId) throw new RegistrationError(`cluster gave a different id (${id.worker_id})`);
+      const was = this.identity;
       this.identity = id;
+      // Keys rotated while we were away come with the answer; the retained topics then match the
+      // identity and would not be passed on, so the tunnel hears of them here.
+      if (id.tunnel && JSON.stringify(id.tunnel) !== JSON.stringify(was.tunnel)) this.emit('tunnel-key', id.tunnel);
+      if (id.overlay_tunnel && JSON.stringify(id.overlay_tunnel) !== JSON.stringify(was.overlay_tunnel)) this.emit('overlay-key', id.overlay_tunnel);
       saveIdentity(NodeEngine.identityFile(this.o.stateDir), id);
       this.log.info('registered again with new credentials');
       this.refusals = 0;
