@@ -41,7 +41,9 @@ export function clusterRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const c = ctx.clusters.list().find((x) => x.id === req.params.id || x.name === req.params.id);
     if (!c) throw new ApiError(404, `no cluster ${req.params.id}`);
     await ctx.clusters.revoke(c.id);
-    ctx.log.warn('cluster revoked', { cluster: c.name, cluster_id: c.id, by: who.username });
+    // Its workers hold the overlay key: the other clusters get a new one with their next report answer.
+    const overlay = await ctx.rotateOverlayTunnel?.();
+    ctx.log.warn('cluster revoked', { cluster: c.name, cluster_id: c.id, by: who.username, ...(overlay ? { overlay_key_id: overlay.key_id } : {}) });
     return { revoked: c.name, cluster_id: c.id };
   });
   // `canopy worker revoke`: the worker's cluster cuts it off (credentials, session, peers, instances).
