@@ -50,6 +50,8 @@ test('a revoked worker is cut off at once and its instance re-placed', { timeout
     const oldCluster = cluster.tunnelKey;
     const oldOverlay = survivor.identity.overlay_tunnel;
     assert.ok(oldOverlay, 'root handed out an overlay key');
+    // (Root rotates its overlay key before it asks the cluster, so the 404 call above rotated it
+    // already, and the workers may or may not have heard of that one yet: compare ids, not id + 1.)
     const res = await fetch(`${r}/api/v1/workers/${victim.workerId}/revoke`, { method: 'POST', headers: admin, body: '{}' });
     assert.equal(res.status, 200, await res.text());
     // Its session is closed by the time the call returns (within the second the issue asks for).
@@ -71,9 +73,10 @@ test('a revoked worker is cut off at once and its instance re-placed', { timeout
     assert.equal(cluster.tunnelKey.key_id, oldCluster.key_id + 1);
     assert.deepEqual(loadOrCreateTunnelKey(cluster.o.stateDir), cluster.tunnelKey, 'a restarted cluster keeps the new key');
     await poll('the other worker holds the new keys', async () =>
-      survivor.identity.tunnel?.key === cluster.tunnelKey.key && survivor.identity.overlay_tunnel?.key_id === oldOverlay.key_id + 1, 5000);
+      survivor.identity.tunnel?.key === cluster.tunnelKey.key && (survivor.identity.overlay_tunnel?.key_id ?? 0) > oldOverlay.key_id, 5000);
     assert.notEqual(survivor.identity.overlay_tunnel?.key, oldOverlay.key);
-    assert.equal(victim.identity.overlay_tunnel?.key, oldOverlay.key, 'the revoked worker never hears of them');
+    assert.notEqual(victim.identity.overlay_tunnel?.key, survivor.identity.overlay_tunnel?.key, 'the revoked worker never hears of the new one');
+    assert.notEqual(victim.identity.tunnel?.key, cluster.tunnelKey.key);
     await victim.close({ undeploy: true });
   } finally {
     await other?.close({ undeploy: true }).catch(() => {});
