@@ -93,7 +93,7 @@ export class Deployment {
     return this.spec.tls !== false;
   }
 
-  private get scheme(): string {
+  get scheme(): string {
     return this.tls ? 'https' : 'http';
   }
 

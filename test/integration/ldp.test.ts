@@ -1,6 +1,6 @@
 // Latency and distance aware placement end to end (SPEC §12, issue #19), on emulated hosts whose
 // delays come from the impairment relay. A "user" host and four workers: w1, w2, w3 at ~5, ~20 and
-// ~50 ms RTT from the user, and w4 (~23 ms from the user) ~6 ms from w2, so that a service can be
+// ~50 ms RTT from the user, and w4 (~23 ms from the user) ~4 ms from w2, so that a service can be
 // near another one's worker without sharing it. All delays are consistent with points on a plane, so
 // Vivaldi can fit them.
 //
@@ -23,7 +23,7 @@ import { predictedRttMs, type NetCoordinate } from '../../orchestrator/protocol/
 /** Round-trip times in ms between the hosts (each pair's one-way delay is half of it). */
 const RTT: Record<string, number> = {
   'w1:user': 5, 'w2:user': 20, 'w3:user': 50, 'w4:user': 23,
-  'w1:w2': 15, 'w1:w3': 55, 'w1:w4': 18, 'w2:w3': 70, 'w2:w4': 6, 'w3:w4': 72,
+  'w1:w2': 15, 'w1:w3': 55, 'w1:w4': 18, 'w2:w3': 70, 'w2:w4': 4, 'w3:w4': 72,
 };
 const WORKERS = ['w1', 'w2', 'w3', 'w4'];
 
@@ -94,7 +94,7 @@ test('LDP: latency to the user\'s address, NO_QUALIFIED_WORKER with measured RTT
       }, 120_000, 1000);
       await settled();
 
-      // 4. B within 10 ms of A; A on w2, B kept off w2: only w4 (6 ms from w2) qualifies among w1, w3, w4.
+      // 4. B within 10 ms of A; A on w2, B kept off w2: only w4 (4 ms from w2) qualifies among w1, w3, w4.
       // Both in one request with `deploy=true`: root places A first and ranks B by where A went.
       const conn = await d.api('POST', '/api/v1/application?deploy=true', sla('pair', [
         service('a', { constraints: [{ type: 'direct', node: wid.w2 }] }),

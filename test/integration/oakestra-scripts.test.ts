@@ -30,7 +30,9 @@ test("Oakestra's scripts: register, scale, wait for RUNNING, call through public
     await d.start();
 
     const script = join(REPO, 'test/integration/oakestra/run-client-server.py');
-    const r = await d.ctl.exec(['python3', script, 'http://127.0.0.1:10000', ADMIN_PASSWORD], { timeoutMs: 200_000 });
+    // Root serves https with the deployment's CA (TLS is on by default): the script is Oakestra's as it is,
+    // given the https URL, with requests trusting that CA through its usual environment variable.
+    const r = await d.ctl.exec(['env', `REQUESTS_CA_BUNDLE=${d.certs.ca}`, 'python3', script, `${d.scheme}://127.0.0.1:10000`, ADMIN_PASSWORD], { timeoutMs: 200_000 });
     t.diagnostic(r.stdout.trim());
     if (r.code !== 0) {
       for (const w of ['w1', 'w2']) t.diagnostic(`${w} (${lab.host(w).ip}) nft: ${(await lab.host(w).exec(['nft', 'list', 'table', 'inet', 'canopy'])).stdout}`);
