@@ -43,6 +43,8 @@ export const Drop = {
   Version: 'bad_version',
   UnknownSender: 'unknown_sender',
   UnknownKey: 'unknown_key',
+  /** Sealed with a key this worker was told to stop accepting (a rotation after a revocation). */
+  RetiredKey: 'retired_key',
   BadTag: 'bad_tag',
   Replay: 'replay',
   Incomplete: 'incomplete_batch',
@@ -59,6 +61,8 @@ export interface TunnelCodecOptions {
   keys: ReadonlyMap<number, Uint8Array>;
   /** The key id this worker sends with. */
   keyId: number;
+  /** Key ids no longer accepted because they were rotated away: their datagrams count as retired_key. */
+  retired?: ReadonlySet<number>;
   /** Senders whose data is accepted: the worker's peer table (netstack/peers.ts). */
   peers: Pick<PeerLookup, 'has'>;
   /** Largest UDP payload per datagram (path MTU − IP − UDP headers). */
@@ -111,6 +115,8 @@ export class TunnelCodec {
   private readonly opts: TunnelCodecOptions;
   private readonly aeadName: AeadName;
   private readonly aeads = new Map<number, BatchAead>();
+  /** The key each cached AEAD context was built from (compared by identity). */
+  private readonly aeadKeys = new Map<number, Uint8Array>();
   private counter: number;
   /** Headers, tags and ciphertext of the batch being sent; reused. */
   private readonly scratch = new Uint8Array(MAX_PAYLOAD + TAG_LEN + 256 * TUNNEL_HDR);
@@ -146,11 +152,19 @@ export class TunnelCodec {
     for (const d of Object.values(Drop)) this.drops.set(d, 0);
   }
 
-  private aeadFor(keyId: number): BatchAead {
+  /**
+   * The AEAD context of a key id, rebuilt when the key under that id was replaced (a rotation reuses
+   * ids once they wrap around); undefined when the id was removed since the datagram's header was read.
+   */
+  private aeadFor(keyId: number): BatchAead | undefined {
+    const key = this.opts.keys.get(keyId);
+    if (!key) return undefined;
     let a = this.aeads.get(keyId);
-    if (!a) {
-      a = (this.opts.aeadFactory ?? bestAead)(this.aeadName, this.opts.keys.get(keyId) as Uint8Array);
+    if (!a || this.aeadKeys.get(keyId) !== key) {
+      a?.close();
+      a = (this.opts.aeadFactory ?? bestAead)(this.aeadName, key);
       this.aeads.set(keyId, a);
+      this.aeadKeys.set(keyId, key);
     }
     return a;
   }
@@ -159,6 +173,7 @@ export class TunnelCodec {
   close(): void {
     for (const a of this.aeads.values()) a.close();
     this.aeads.clear();
+    this.aeadKeys.clear();
   }
 
   /** The datagrams of one receive (a GRO buffer) follow, until endReceive(). */
@@ -229,7 +244,8 @@ export class TunnelCodec {
       body = s;
       bodyOff = tagOff + TAG_LEN;
     }
-    this.aeadFor(keyId).seal(this.iv, this.aad, payload, off, len, encrypt, s, tagOff + TAG_LEN, s, tagOff);
+    // The send key id always has a key (the keyring switches the id before it removes a key).
+    (this.aeadFor(keyId) as BatchAead).seal(this.iv, this.aad, payload, off, len, encrypt, s, tagOff + TAG_LEN, s, tagOff);
     plan.reset(segs > 1 ? this.opts.maxDatagram : TUNNEL_HDR + total);
     let pos = 0;
     for (let i = 0; i < segs; i++) {
@@ -260,7 +276,7 @@ export class TunnelCodec {
     const known = sender === this.memoSender && keyId === this.memoKey;
     if (!known) {
       if (!this.opts.peers.has(sender)) return this.count(Drop.UnknownSender);
-      if (!this.opts.keys.has(keyId)) return this.count(Drop.UnknownKey);
+      if (!this.opts.keys.has(keyId)) return this.count(this.opts.retired?.has(keyId) ? Drop.RetiredKey : Drop.UnknownKey);
       if (this.receiving) {
         this.memoSender = sender;
         this.memoKey = keyId;
@@ -344,7 +360,9 @@ export class TunnelCodec {
     write16(aad, 16, 0);
     this.setIv(sender, counter);
     const encrypted = (flags & TunnelFlag.Encrypted) !== 0;
-    if (!this.aeadFor(keyId).open(this.iv, aad, b, pOff, plen, encrypted, b, pOff + plen)) return this.count(Drop.BadTag);
+    const aead = this.aeadFor(keyId);
+    if (!aead) return this.count(this.opts.retired?.has(keyId) ? Drop.RetiredKey : Drop.UnknownKey);
+    if (!aead.open(this.iv, aad, b, pOff, plen, encrypted, b, pOff + plen)) return this.count(Drop.BadTag);
     w.commit(counter);
     this.batchesIn++;
     out.sender = sender;

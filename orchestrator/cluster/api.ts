@@ -8,6 +8,7 @@ import { RouteMessageError } from '../../proxy/route-messages.ts';
 import type { ServerTls } from '../protocol/tls.ts';
 import { LogRelayError } from './log-relay.ts';
 import { logBytes } from '../protocol/instance-logs.ts';
+import { validTunnelKey } from '../protocol/tunnel-identity.ts';
 
 function bearer(req: FastifyRequest): string | undefined {
   const h = req.headers.authorization;
@@ -97,8 +98,11 @@ export async function startClusterApi(cluster: Cluster, o: ClusterApiOptions): P
   });
 
   // Root revokes a worker for the operator (canopy worker revoke).
-  app.post<{ Params: { id: string } }>('/api/workers/:id/revoke', { preHandler: rootOnly }, async (req, reply) => {
-    if (!(await cluster.revokeWorker(req.params.id))) return reply.code(404).send({ error: `no worker ${req.params.id}` });
+  // Root sends its rotated overlay key along (the revoked worker holds the old one).
+  app.post<{ Params: { id: string }; Body: unknown }>('/api/workers/:id/revoke', { preHandler: rootOnly }, async (req, reply) => {
+    const overlay = (req.body as { overlay_tunnel?: unknown } | null)?.overlay_tunnel;
+    if (overlay !== undefined && !validTunnelKey(overlay)) return reply.code(400).send({ error: 'overlay_tunnel must be { key_id: 0..255, key: 64 hex digits, encrypt: boolean }' });
+    if (!(await cluster.revokeWorker(req.params.id, overlay))) return reply.code(404).send({ error: `no worker ${req.params.id}` });
     return { ok: true, revoked: req.params.id };
   });
 

@@ -20,7 +20,7 @@ import { parseWorkerToCluster, RouteMessageError, type ServiceRoute } from '../.
 import type { Transition } from '../protocol/instance-states.ts';
 import type { WorkerRegistrationAnswer } from '../protocol/worker-registration.ts';
 import type { InstanceChange, PlacementAnswer, PlacementOffer, Report } from '../protocol/root-cluster.ts';
-import { loadOrCreateTunnelKey, type TunnelKey } from '../protocol/tunnel-identity.ts';
+import { loadOrCreateTunnelKey, nextTunnelKey, saveTunnelKey, type TunnelKey } from '../protocol/tunnel-identity.ts';
 import { WorkerRegistry, type WorkerRecord } from './worker-registry.ts';
 import { storeInstance, loadInstance, type ClusterInstance } from './placements.ts';
 import { RootClient } from './root-client.ts';
@@ -92,7 +92,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly writer: StateWriter;
   readonly root: RootClient | undefined;
-  readonly tunnelKey: TunnelKey;
+  /** Replaced (and stored) when a worker is revoked: that worker holds the old one. */
+  tunnelKey: TunnelKey;
   readonly peers: PeerDistribution;
   readonly routes: RouteService;
   readonly reporter: RootReporter;
@@ -192,8 +193,10 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       await c.close();
       throw e;
     }
-    // The embedded broker forgets retained messages on a restart.
+    // The embedded broker forgets retained messages on a restart: the overlay key, and the cluster's
+    // own key, which a worker that was away during a rotation has not heard of yet.
     if (c.peers.overlayTunnel) for (const w of c.registry.workers.keys()) c.peers.publishOverlayTunnel(w);
+    for (const w of c.registry.workers.keys()) c.publish(topics.tunnelKey(w), JSON.stringify(c.tunnelKey), true);
     c.timers.push(setInterval(() => c.placer.sweep(), o.sweepIntervalMs ?? 250));
     c.timers.push(setInterval(() => c.reporter.now(), o.reportIntervalMs ?? 5000));
     c.timers.push(setInterval(() => c.routes.relayCoordinates(), 2000));
@@ -311,14 +314,30 @@ export class Cluster extends EventEmitter<ClusterEvents> {
    * refuses the reconnect once it reloaded the password file), its instances are re-placed as for a
    * dead worker, and the other workers drop it from their tunnel peers, so they drop its datagrams.
    */
-  async revokeWorker(id: string): Promise<boolean> {
+  async revokeWorker(id: string, overlay?: TunnelKey): Promise<boolean> {
     if (!this.registry.workers.has(id) && !this.creds.has(id)) return false;
     this.revoked.add(id);
     this.creds.revoke(id);
     const sessions = this.broker?.disconnect(id) ?? 0;
     await this.removeWorker(id);
+    this.rotateTunnelKey(id);
+    if (overlay) this.peers.takeOverlayNews({ overlay, problems: [] });
     this.log.warn('worker revoked', { worker: id, sessions_closed: sessions });
     return true;
+  }
+
+  /**
+   * A new cluster tunnel key after `revoked` was cut off (it holds the old one, and could seal
+   * datagrams under another worker's sender id with it). Stored first, so a restarted cluster keeps
+   * it, then retained on every remaining worker's tunnel-key topic: they retire the old key at once.
+   */
+  private rotateTunnelKey(revoked: string): void {
+    const k = nextTunnelKey(this.tunnelKey);
+    saveTunnelKey(this.o.stateDir, k);
+    this.tunnelKey = k;
+    this.counters.tunnel_key_rotations++;
+    for (const w of this.registry.workers.keys()) this.publish(topics.tunnelKey(w), JSON.stringify(k), true);
+    this.log.warn('cluster tunnel key rotated', { key_id: k.key_id, reason: `worker ${revoked} revoked`, workers: this.registry.workers.size });
   }
 
   private async ensureSubnet(w: WorkerRecord): Promise<void> {

@@ -27,6 +27,8 @@ export class PeerDistribution {
   private peersSent = '';
   private peersTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Overlay keys root replaced (kept in memory): never taken back from a late or stale answer. */
+  private readonly replacedOverlayKeys = new Set<string>();
 
   constructor(private readonly c: ClusterContext, overlayTunnel: OverlayTunnel | undefined) {
     this.overlayTunnel = overlayTunnel;
@@ -50,8 +52,15 @@ export class PeerDistribution {
   /** Takes what root's answer says about the overlay: its key, and the other clusters' workers. */
   takeOverlayNews(news: OverlayNews): void {
     for (const p of news.problems) this.c.log.warn('root answer field ignored', { error: p });
-    if (news.overlay && JSON.stringify(news.overlay) !== JSON.stringify(this.overlayTunnel)) {
-      if (this.overlayTunnel) this.c.log.warn('root handed out a different overlay key', { was: this.overlayTunnel.key_id, now: news.overlay.key_id });
+    if (news.overlay && this.replacedOverlayKeys.has(news.overlay.key)) {
+      // A report answer root computed before it rotated the key (after a revocation) arrived late, or
+      // a root replica has not reloaded it: going back would let the revoked worker in again.
+      this.c.counters.overlay_keys_stale++;
+    } else if (news.overlay && JSON.stringify(news.overlay) !== JSON.stringify(this.overlayTunnel)) {
+      if (this.overlayTunnel) {
+        this.c.log.warn('root handed out a different overlay key', { was: this.overlayTunnel.key_id, now: news.overlay.key_id });
+        this.replacedOverlayKeys.add(this.overlayTunnel.key);
+      }
       this.overlayTunnel = news.overlay;
       this.c.saveSoon();
       for (const w of this.c.registry.workers.keys()) this.publishOverlayTunnel(w);

@@ -23,6 +23,8 @@ export const topics = {
   subnet: (w: string) => `nodes/${w}/net/subnet`,
   coordinatePeers: (w: string) => `nodes/${w}/net/coordinates/peers`,
   overlayKey: (w: string) => `nodes/${w}/net/overlay-key`,
+  // the cluster's own tunnel key, when it is rotated after a revocation (retained)
+  tunnelKey: (w: string) => `nodes/${w}/net/tunnel-key`,
   logsRequest: (w: string) => `nodes/${w}/control/logs`,
   probe: (w: string) => `nodes/${w}/net/probe`,
   // cluster → interested workers (route_update, route_withdraw)
@@ -32,7 +34,7 @@ export const topics = {
 /** Suffixes under nodes/<id>/ that a worker may publish (the cluster subscribes to them). */
 export const WORKER_PUBLISHES = ['information', 'job', 'net/tablequery/request', 'net/interest', 'net/coordinates', 'net/probe/result', 'logs'] as const;
 /** Suffixes under nodes/<id>/ that a worker may subscribe to (the cluster publishes them). */
-export const WORKER_RECEIVES = ['control/deploy', 'control/delete', 'net/tablequery/result', 'net/subnet', 'net/coordinates/peers', 'net/overlay-key', 'net/probe', 'control/logs'] as const;
+export const WORKER_RECEIVES = ['control/deploy', 'control/delete', 'net/tablequery/result', 'net/subnet', 'net/coordinates/peers', 'net/overlay-key', 'net/tunnel-key', 'net/probe', 'control/logs'] as const;
 
 /** The cluster's subscriptions: every worker's upward topics. */
 export const CLUSTER_SUBSCRIPTIONS = WORKER_PUBLISHES.map((s) => `nodes/+/${s}`);

@@ -48,3 +48,21 @@ export function loadOrCreateTunnelKey(stateDir: string, encrypt = false): Tunnel
   renameSync(`${file}.tmp`, file);
   return k;
 }
+
+/**
+ * The key that succeeds `old` after a revocation: new random bytes under the next key id of the same
+ * range (cluster keys 1..127, root's overlay keys 128..255, so the two never share an id on a worker).
+ */
+export function nextTunnelKey(old: TunnelKey): TunnelKey {
+  const base = old.key_id >= 128 ? 128 : 1;
+  const span = old.key_id >= 128 ? 128 : 127;
+  return { key_id: base + ((old.key_id - base + 1) % span), key: randomBytes(32).toString('hex'), encrypt: old.encrypt };
+}
+
+/** Writes the cluster's (rotated) tunnel key where loadOrCreateTunnelKey reads it. */
+export function saveTunnelKey(stateDir: string, k: TunnelKey): void {
+  const file = join(stateDir, 'tunnel-key.json');
+  mkdirSync(stateDir, { recursive: true });
+  writeFileSync(`${file}.tmp`, JSON.stringify(k), { mode: 0o600 });
+  renameSync(`${file}.tmp`, file);
+}

@@ -1,7 +1,7 @@
 // Root's calls to a cluster's API (docs/protocols.md, "cluster, root-facing routes"), authenticated
 // with the cluster's own token. Answers are checked before use: a cluster is another process, and a
 // malformed answer must become a reason in an instance's status, not an exception in root.
-import type { PlacementAnswer, PlacementOffer, RemotePeer, RouteInfo } from '../protocol/root-cluster.ts';
+import type { OverlayTunnel, PlacementAnswer, PlacementOffer, RemotePeer, RouteInfo } from '../protocol/root-cluster.ts';
 import type { ClusterRecord } from './store.ts';
 import { bearerJsonCall } from '../bearer-json-call.ts';
 import type { LogStream } from '../protocol/instance-logs.ts';
@@ -61,9 +61,10 @@ export async function clusterInstanceLogs(cluster: ClusterRecord, serviceId: str
 }
 
 /** Cuts a worker of this cluster off (cluster POST /api/workers/:id/revoke); false when it has no such worker. */
-export async function revokeWorkerAt(cluster: ClusterRecord, workerId: string): Promise<boolean> {
+export async function revokeWorkerAt(cluster: ClusterRecord, workerId: string, overlay?: OverlayTunnel): Promise<boolean> {
   try {
-    await call(cluster, 'POST', `api/workers/${encodeURIComponent(workerId)}/revoke`);
+    // The rotated overlay key rides along, so the cluster's other workers switch to it at once.
+    await call(cluster, 'POST', `api/workers/${encodeURIComponent(workerId)}/revoke`, overlay ? { overlay_tunnel: overlay } : {});
     return true;
   } catch (e) {
     if (e instanceof ClusterCallError && e.status === 404) return false;

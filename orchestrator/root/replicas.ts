@@ -29,7 +29,9 @@ export type ReplicaMessage =
   /** Instances entered or left RUNNING elsewhere: the remote-peer set must be read again. */
   | { kind: 'peers' }
   /** Changes for the live feed (GET /api/v1/events) of every replica's subscribers. */
-  | { kind: 'events'; events: RootEvent[] };
+  | { kind: 'events'; events: RootEvent[] }
+  /** The overlay key was rotated (a worker was revoked): read it from the store again. */
+  | { kind: 'overlay-key' };
 
 export interface Coordinator extends EventEmitter<{ leader: [boolean]; message: [ReplicaMessage] }> {
   readonly replicaId: string;

@@ -3,7 +3,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { RootStore } from './store.ts';
 import { OVERLAY_KEY_ID, type OverlayTunnel } from '../protocol/root-cluster.ts';
-import { validTunnelKey } from '../protocol/tunnel-identity.ts';
+import { nextTunnelKey, validTunnelKey } from '../protocol/tunnel-identity.ts';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
 
@@ -62,4 +62,14 @@ export async function loadSecrets(store: RootStore, clusterKey: string | undefin
   const jwtSecret = (await store.getSetting('jwt_secret')) ?? (await settleOnce(store, 'jwt_secret', randomBytes(32).toString('base64url')));
   const overlayTunnel = await loadOverlayTunnel(store);
   return { jwtSecret, overlayTunnel, checkJoinKey: (key) => key !== '' && timingSafeEqual(sha256(key), joinKey) };
+}
+
+/**
+ * A new overlay key after a worker was revoked (it holds the old one): stored before any cluster
+ * hears of it, so root never hands the old one out again, even after a restart.
+ */
+export async function rotateOverlayTunnel(store: RootStore, old: OverlayTunnel): Promise<OverlayTunnel> {
+  const k = nextTunnelKey(old);
+  await store.setSetting(OVERLAY_SETTING, JSON.stringify(k));
+  return k;
 }

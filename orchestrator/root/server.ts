@@ -8,7 +8,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonLogger, type Logger } from '../protocol/log.ts';
 import { AddressAllocator, AddressSpaceExhausted, DEFAULT_PLAN, type AddressPlan } from './addresses.ts';
-import { loadSecrets } from './secrets.ts';
+import { loadOverlayTunnel, loadSecrets, rotateOverlayTunnel } from './secrets.ts';
 import { applicationRoutes } from './api/applications.ts';
 import { authRoutes } from './api/auth.ts';
 import { clusterRoutes } from './api/clusters.ts';
@@ -148,6 +148,11 @@ export class RootServer {
         catalog, users, clusters, instances, addresses, metrics, log,
         checkJoinKey: secrets.checkJoinKey, overlayTunnel: secrets.overlayTunnel, loginThrottle: new LoginThrottle(), accessTtlS: opts.accessTtlS,
       };
+      ctx.rotateOverlayTunnel = async () => {
+        ctx.overlayTunnel = await rotateOverlayTunnel(store, ctx.overlayTunnel);
+        await coordinator.publish({ kind: 'overlay-key' });
+        return ctx.overlayTunnel;
+      };
 
       const defaultJson = app.getDefaultJsonParser('error', 'error');
       app.removeContentTypeParser('application/json');
@@ -230,6 +235,12 @@ export class RootServer {
             break;
           case 'events':
             for (const e of m.events) void events.fromPeer(e);
+            break;
+          case 'overlay-key':
+            // Otherwise this replica's report answers would hand the revoked worker's key out again.
+            loadOverlayTunnel(store).then((k) => {
+              ctx.overlayTunnel = k;
+            }, (err: unknown) => log.warn('could not read the rotated overlay key', { error: String(err) }));
             break;
         }
       });

@@ -64,6 +64,7 @@ interface EngineEvents {
   transition: [Instance, Transition];
   subnet: [SubnetAssignment];
   'overlay-key': [TunnelKey];
+  'tunnel-key': [TunnelKey];
 }
 
 const ORDER_FILE = 'order.json';
@@ -252,7 +253,7 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     const w = this.workerId;
     client.on('connect', () => {
       this.refusals = 0;
-      const subs = [topics.deploy(w), topics.remove(w), topics.tableQueryResult(w), topics.subnet(w), topics.coordinatePeers(w), topics.overlayKey(w), topics.logsRequest(w), topics.probe(w),
+      const subs = [topics.deploy(w), topics.remove(w), topics.tableQueryResult(w), topics.subnet(w), topics.coordinatePeers(w), topics.overlayKey(w), topics.tunnelKey(w), topics.logsRequest(w), topics.probe(w),
         ...[...this.interest].map((s) => topics.serviceUpdates(s))];
       client.subscribe(subs, { qos: 1 });
       // The cluster may have restarted and forgotten who is interested in what.
@@ -291,7 +292,12 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     try {
       const id = await registerWithCluster(this.o.clusterUrl, this.o.joinKey, this.o.name);
       if (id.worker_id !== this.workerId) throw new RegistrationError(`cluster gave a different id (${id.worker_id})`);
+      const was = this.identity;
       this.identity = id;
+      // Keys rotated while we were away come with the answer; the retained topics then match the
+      // identity and would not be passed on, so the tunnel hears of them here.
+      if (id.tunnel && JSON.stringify(id.tunnel) !== JSON.stringify(was.tunnel)) this.emit('tunnel-key', id.tunnel);
+      if (id.overlay_tunnel && JSON.stringify(id.overlay_tunnel) !== JSON.stringify(was.overlay_tunnel)) this.emit('overlay-key', id.overlay_tunnel);
       saveIdentity(NodeEngine.identityFile(this.o.stateDir), id);
       this.log.info('registered again with new credentials');
       this.refusals = 0;
@@ -340,19 +346,22 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
         this.log.info('latency probe', { target: r.target, rtt_ms: r.rtt_ms, method: r.method });
         this.client?.publish(topics.probeResult(w), encode('probe_result', r), { qos: 1 });
       });
-    } else if (topic === topics.overlayKey(w)) {
+    } else if (topic === topics.overlayKey(w) || topic === topics.tunnelKey(w)) {
+      // Root's overlay key, or the cluster's own key rotated after a revocation: kept in worker.json
+      // so a restart starts with the current one, and handed to the tunnel while it runs.
+      const overlay = topic === topics.overlayKey(w);
       let k: unknown;
       try {
         k = JSON.parse(payload.toString('utf8'));
       } catch {
         k = undefined;
       }
-      if (!validTunnelKey(k)) return this.drop(topic, 'overlay key must be { key_id: 0..255, key: 64 hex digits, encrypt: boolean }');
-      if (JSON.stringify(k) === JSON.stringify(this.identity.overlay_tunnel)) return;
-      this.identity = { ...this.identity, overlay_tunnel: k };
+      if (!validTunnelKey(k)) return this.drop(topic, `${overlay ? 'overlay' : 'tunnel'} key must be { key_id: 0..255, key: 64 hex digits, encrypt: boolean }`);
+      if (JSON.stringify(k) === JSON.stringify(overlay ? this.identity.overlay_tunnel : this.identity.tunnel)) return;
+      this.identity = overlay ? { ...this.identity, overlay_tunnel: k } : { ...this.identity, tunnel: k };
       saveIdentity(NodeEngine.identityFile(this.o.stateDir), this.identity);
-      this.log.info('overlay key from the cluster', { key_id: k.key_id });
-      this.emit('overlay-key', k);
+      this.log.info(overlay ? 'overlay key from the cluster' : 'cluster tunnel key rotated', { key_id: k.key_id });
+      this.emit(overlay ? 'overlay-key' : 'tunnel-key', k);
     } else {
       let msg: ClusterToWorker;
       try {

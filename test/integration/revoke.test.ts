@@ -1,12 +1,14 @@
 // Revoking a worker (SPEC §10) through the real chain in one process: root, a cluster with its API and
 // embedded broker, two workers running real processes. An admin's `POST /api/v1/workers/:w/revoke`
 // closes the worker's MQTT session at once, its reconnect and its re-registration with the join key
-// are refused, the cluster forgets it, and its instance is re-placed on the other worker.
+// are refused, the cluster forgets it, its instance is re-placed on the other worker, and the tunnel
+// keys it holds (the cluster's and root's overlay key) are replaced on the other worker.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { InProcessStack, poll } from '../support/in-process-stack.ts';
 import { NodeEngine, registerWithCluster } from '../../orchestrator/worker/node-engine.ts';
+import { loadOrCreateTunnelKey } from '../../orchestrator/protocol/tunnel-identity.ts';
 
 test('a revoked worker is cut off at once and its instance re-placed', { timeout: 90_000 }, async () => {
   const st = new InProcessStack('canopy-revoke-');
@@ -45,6 +47,11 @@ test('a revoked worker is cut off at once and its instance re-placed', { timeout
     assert.equal((await fetch(`${r}/api/v1/workers/nobody/revoke`, { method: 'POST', headers: admin, body: '{}' })).status, 404);
 
     assert.equal(victim.connected, true);
+    const oldCluster = cluster.tunnelKey;
+    const oldOverlay = survivor.identity.overlay_tunnel;
+    assert.ok(oldOverlay, 'root handed out an overlay key');
+    // (Root rotates its overlay key before it asks the cluster, so the 404 call above rotated it
+    // already, and the workers may or may not have heard of that one yet: compare ids, not id + 1.)
     const res = await fetch(`${r}/api/v1/workers/${victim.workerId}/revoke`, { method: 'POST', headers: admin, body: '{}' });
     assert.equal(res.status, 200, await res.text());
     // Its session is closed by the time the call returns (within the second the issue asks for).
@@ -61,6 +68,15 @@ test('a revoked worker is cut off at once and its instance re-placed', { timeout
       return i.state === 'RUNNING' && i.worker_id === survivor.workerId;
     }, 30_000);
     assert.equal(survivor.connected, true, 'the other worker is untouched');
+    // The victim holds both tunnel keys: both are replaced, stored, and the other worker switched to
+    // them (revoke-tunnel.test.ts shows datagrams sealed with the old ones dropped on a real tunnel).
+    assert.equal(cluster.tunnelKey.key_id, oldCluster.key_id + 1);
+    assert.deepEqual(loadOrCreateTunnelKey(cluster.o.stateDir), cluster.tunnelKey, 'a restarted cluster keeps the new key');
+    await poll('the other worker holds the new keys', async () =>
+      survivor.identity.tunnel?.key === cluster.tunnelKey.key && (survivor.identity.overlay_tunnel?.key_id ?? 0) > oldOverlay.key_id, 5000);
+    assert.notEqual(survivor.identity.overlay_tunnel?.key, oldOverlay.key);
+    assert.notEqual(victim.identity.overlay_tunnel?.key, survivor.identity.overlay_tunnel?.key, 'the revoked worker never hears of the new one');
+    assert.notEqual(victim.identity.tunnel?.key, cluster.tunnelKey.key);
     await victim.close({ undeploy: true });
   } finally {
     await other?.close({ undeploy: true }).catch(() => {});

@@ -1,6 +1,7 @@
 // Clusters as users see them: name, location, liveness, last aggregate. Tokens never leave root.
 import type { FastifyInstance } from 'fastify';
 import type { ClusterRecord } from '../store.ts';
+import type { OverlayTunnel } from '../../protocol/root-cluster.ts';
 import { caller, type ApiContext } from './context.ts';
 import { ApiError } from '../errors.ts';
 import { ClusterCallError, revokeWorkerAt } from '../cluster-client.ts';
@@ -40,7 +41,9 @@ export function clusterRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const c = ctx.clusters.list().find((x) => x.id === req.params.id || x.name === req.params.id);
     if (!c) throw new ApiError(404, `no cluster ${req.params.id}`);
     await ctx.clusters.revoke(c.id);
-    ctx.log.warn('cluster revoked', { cluster: c.name, cluster_id: c.id, by: who.username });
+    // Its workers hold the overlay key: the other clusters get a new one with their next report answer.
+    const overlay = await ctx.rotateOverlayTunnel?.();
+    ctx.log.warn('cluster revoked', { cluster: c.name, cluster_id: c.id, by: who.username, ...(overlay ? { overlay_key_id: overlay.key_id } : {}) });
     return { revoked: c.name, cluster_id: c.id };
   });
   // `canopy worker revoke`: the worker's cluster cuts it off (credentials, session, peers, instances).
@@ -60,8 +63,15 @@ export function clusterRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (candidates.length > 1) throw new ApiError(400, `worker names are unique per cluster only: name its cluster (cluster=${candidates.map((c) => c.name).join('|')})`);
     const c = candidates[0];
     if (!c) throw new ApiError(404, 'no cluster is registered');
+    // The revoked worker holds the overlay key: a new one, stored first, goes to its cluster with the
+    // revocation and to the other clusters with their next report answer.
+    let overlay: OverlayTunnel | undefined;
+    if (ctx.rotateOverlayTunnel) {
+      overlay = await ctx.rotateOverlayTunnel();
+      ctx.log.warn('overlay key rotated', { key_id: overlay.key_id, reason: `worker ${req.params.worker} revoked` });
+    }
     try {
-      if (!(await revokeWorkerAt(c, req.params.worker))) throw new ApiError(404, `cluster ${c.name} has no worker ${req.params.worker}`);
+      if (!(await revokeWorkerAt(c, req.params.worker, overlay))) throw new ApiError(404, `cluster ${c.name} has no worker ${req.params.worker}`);
     } catch (e) {
       if (e instanceof ClusterCallError) throw new ApiError(502, `cluster ${c.name}: ${e.message}`);
       throw e;

@@ -43,6 +43,8 @@ export interface ApiContext {
   checkJoinKey(key: string): boolean;
   /** The overlay tunnel key root hands to every cluster (registration and report answers). */
   overlayTunnel: OverlayTunnel;
+  /** Replaces the overlay key (stored) after a revocation; ctx.overlayTunnel is then the new one. */
+  rotateOverlayTunnel?: () => Promise<OverlayTunnel>;
   /** Failed logins per user and address (both login routes). */
   loginThrottle: LoginThrottle;
   /** Lifetime of /api/v1 access tokens (default ACCESS_TTL_S; tests shorten it). */

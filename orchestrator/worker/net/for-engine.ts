@@ -18,6 +18,7 @@ export function netManagerFor(engine: NodeEngine, o: WorkerNetOptions): NetManag
     netnsOf: (k) => engine.sandbox.netnsName(k), log: engine.log,
   });
   engine.on('overlay-key', (k) => nm.setOverlayKey(k));
+  engine.on('tunnel-key', (k) => nm.setClusterKey(k));
   engine.coordinate = () => nm.coordinate();
   if (id.subnet_v4) void nm.setSubnet({ v4: id.subnet_v4, v6: id.subnet_v6 }).catch(() => {});
   engine.on('subnet', (s) => void nm.setSubnet({ v4: s.subnet_v4, v6: s.subnet_v6 ?? null }).catch(() => {}));

@@ -166,15 +166,22 @@ export class NetManager implements InstanceNetwork {
   }
 
   /**
-   * Root's overlay key, at start or learned later: the tunnel accepts it from now on and sends with
-   * it, without a restart (the codec looks keys up per datagram). The cluster's own key stays
-   * accepted, for workers of this cluster that have not heard of the overlay key yet.
+   * Root's overlay key, at start, learned later or rotated after a revocation: the tunnel accepts it
+   * from now on and sends with it, without a restart (the codec looks keys up per datagram). The
+   * cluster's own key stays accepted, for workers of this cluster that have not heard of the overlay
+   * key yet; an overlay key it replaces is retired (tunnel-keyring.ts).
    */
   setOverlayKey(k: TunnelKey): void {
     const outcome = this.keyring.setOverlay(k);
-    if (outcome === 'added') this.log.info('tunnel uses the overlay key', { key_id: k.key_id, accepted: this.keyring.acceptedKeyIds() });
-    else if (outcome === 'same-id-as-cluster-key') this.log.warn('overlay key ignored: it has the key id of the cluster key', { key_id: k.key_id });
-    else if (outcome === 'other-key-same-id') this.log.warn('a different overlay key under the same key id: restart the worker to use it', { key_id: k.key_id });
+    if (outcome === 'added' || outcome === 'rotated') this.log.info(outcome === 'added' ? 'tunnel uses the overlay key' : 'overlay key rotated', { key_id: k.key_id, accepted: this.keyring.acceptedKeyIds(), retired: this.keyring.retiredKeyIds() });
+    else if (outcome === 'same-id-as-other-key') this.log.warn('overlay key ignored: it has the key id of the cluster key', { key_id: k.key_id });
+  }
+
+  /** The cluster's key, rotated after a revocation: the old one is retired at once. */
+  setClusterKey(k: TunnelKey): void {
+    const outcome = this.keyring.setCluster(k);
+    if (outcome === 'rotated' || outcome === 'added') this.log.info('cluster tunnel key rotated', { key_id: k.key_id, accepted: this.keyring.acceptedKeyIds(), retired: this.keyring.retiredKeyIds() });
+    else if (outcome === 'same-id-as-other-key') this.log.warn('cluster key ignored: it has the key id of the overlay key', { key_id: k.key_id });
   }
 
   /** Resolves when bridge, TUN, datapath and DNS are up (rejects if bring-up failed). */
