@@ -3,10 +3,13 @@
 // The cluster runs in its own process so its CPU and RSS can be read from /proc. It is measured at
 // 1 000 workers and at the full count in the same run; the ratio shows how the cost grows. Then the
 // peer: the same load on a cluster using an external Mosquitto 2 (cluster and broker CPU reported
-// apart). `--no-peer` skips it.
+// apart). `--no-peer` skips it. Then TLS: the embedded broker serving mqtts with a certificate from
+// the deployment's own CA, and the simulated workers verifying it (the cost of TLS on the busiest
+// control link, issue 20); `--no-tls` skips it.
 // Last line: {"bench":"scale","workers":10000,"cluster_cpu_pct":…,"cluster_rss_mb":…,…}
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { freePort } from '../harness/loopback.ts';
 import { readFileSync, mkdtempSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,7 +35,9 @@ async function runCluster(): Promise<void> {
   const dir = process.argv.find((a) => a.startsWith('--dir='))!.slice(6);
   const useMosquitto = process.argv.includes('--broker=mosquitto');
   let mosquitto: ChildProcess | undefined;
-  let mqtt: import('../orchestrator/cluster/cluster.ts').BrokerChoice = { embedded: { host: '127.0.0.1', port: 0 } };
+  const tlsDir = process.argv.find((a) => a.startsWith('--tls='))?.slice(6);
+  const tls = tlsDir ? { cert: readFileSync(join(tlsDir, 'broker.pem'), 'utf8'), key: readFileSync(join(tlsDir, 'broker-key.pem'), 'utf8') } : undefined;
+  let mqtt: import('../orchestrator/cluster/cluster.ts').BrokerChoice = { embedded: { host: '127.0.0.1', port: 0, tls } };
   let mqttPort = 0;
   if (useMosquitto) {
     // Mosquitto drops to its own user: the files must be readable by it.
@@ -136,10 +141,10 @@ async function pool<T>(items: T[], concurrency: number, f: (t: T) => Promise<voi
 }
 
 /** Connects one simulated worker; a loaded machine may reset a few connections, so retry those. */
-async function openWorker(w: SimWorker, port: number): Promise<void> {
+async function openWorker(w: SimWorker, port: number, ca?: string): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await openOnce(w, port);
+      return await openOnce(w, port, ca);
     } catch (e) {
       if (attempt >= 5) throw e;
       await new Promise((r) => setTimeout(r, 200 * attempt));
@@ -147,12 +152,13 @@ async function openWorker(w: SimWorker, port: number): Promise<void> {
   }
 }
 
-function openOnce(w: SimWorker, port: number): Promise<void> {
+/** With `ca`, over TLS verifying the broker's certificate against it, as a real worker does. */
+function openOnce(w: SimWorker, port: number, ca?: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const sock = connect(port, '127.0.0.1');
+    const sock: Socket = ca ? tlsConnect({ port, host: '127.0.0.1', ca, rejectUnauthorized: true }) : connect(port, '127.0.0.1');
     sock.setNoDelay(true);
     let acked = false;
-    sock.once('connect', () => sock.write(connectPacket(w.id, w.password)));
+    sock.once(ca ? 'secureConnect' : 'connect', () => sock.write(connectPacket(w.id, w.password)));
     sock.on('data', (d) => {
       if (acked) return;
       acked = true;
@@ -181,10 +187,11 @@ interface StepResult {
 }
 
 /** One cluster process (and broker), `total` simulated workers, measured at each of `steps`. */
-async function scenario(total: number, steps: number[], broker: 'embedded' | 'mosquitto'): Promise<Record<number, StepResult>> {
+async function scenario(total: number, steps: number[], broker: 'embedded' | 'mosquitto', tls?: { dir: string; ca: string }): Promise<Record<number, StepResult>> {
+  const label = tls ? `${broker}+tls` : broker;
   const dir = mkdtempSync(join(tmpdir(), 'canopy-scale-'));
   const self = fileURLToPath(import.meta.url);
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', self, '--role=cluster', `--dir=${dir}`, `--broker=${broker}`], {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', self, '--role=cluster', `--dir=${dir}`, `--broker=${broker}`, ...(tls ? [`--tls=${tls.dir}`] : [])], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const workers: SimWorker[] = [];
@@ -197,10 +204,10 @@ async function scenario(total: number, steps: number[], broker: 'embedded' | 'mo
       child.once('exit', (c) => reject(new Error(`cluster exited with ${c}`)));
     });
     const pid = child.pid!;
-    const early = (code: number | null, signal: string | null): void => console.error(`[${broker}] cluster process exited early: code ${code}, signal ${signal}`);
+    const early = (code: number | null, signal: string | null): void => console.error(`[${label}] cluster process exited early: code ${code}, signal ${signal}`);
     child.once('exit', early);
     stopWatching = () => child.off('exit', early);
-    console.error(`[${broker}] cluster pid ${pid}: api ${ready.api}, mqtt ${ready.mqtt}; registering ${total} workers`);
+    console.error(`[${label}] cluster pid ${pid}: api ${ready.api}, mqtt ${ready.mqtt}; registering ${total} workers`);
     const t0 = Date.now();
     const ids = Array.from({ length: total }, (_, i) => `sim-${i}`);
     await pool(ids, 32, async (id) => {
@@ -211,7 +218,7 @@ async function scenario(total: number, steps: number[], broker: 'embedded' | 'mo
       const a = (await res.json()) as { mqtt: { password: string } };
       workers.push({ id, password: a.mqtt.password, seq: 0 });
     });
-    console.error(`[${broker}] registered ${total} in ${Date.now() - t0} ms`);
+    console.error(`[${label}] registered ${total} in ${Date.now() - t0} ms`);
     // Let an external broker finish reloading its password file.
     if (broker === 'mosquitto') await new Promise((r) => setTimeout(r, 1000));
 
@@ -238,9 +245,9 @@ async function scenario(total: number, steps: number[], broker: 'embedded' | 'mo
     let connected = 0;
     for (const step of steps) {
       const t1 = Date.now();
-      await pool(workers.slice(connected, step), 100, (w) => openWorker(w, ready.mqtt));
+      await pool(workers.slice(connected, step), 100, (w) => openWorker(w, ready.mqtt, tls?.ca));
       connected = step;
-      console.error(`[${broker}] ${step} workers connected (${Date.now() - t1} ms); warming up ${orSmoke(5, 0.5)} s`);
+      console.error(`[${label}] ${step} workers connected (${Date.now() - t1} ms); warming up ${orSmoke(5, 0.5)} s`);
       await new Promise((r) => setTimeout(r, orSmoke(5000, 500)));
       const c0 = cpuTicks(pid);
       const b0 = ready.broker_pid ? cpuTicks(ready.broker_pid) : 0;
@@ -257,7 +264,7 @@ async function scenario(total: number, steps: number[], broker: 'embedded' | 'mo
         r.broker_rss_mb = Number(rssMb(ready.broker_pid).toFixed(1));
       }
       results[step] = r;
-      console.error(`[${broker}] ${step} workers: cluster CPU ${r.cpu_pct} % of one core, RSS ${r.rss_mb} MB, ${r.heartbeats_per_s} heartbeats/s processed, ${alive} alive`
+      console.error(`[${label}] ${step} workers: cluster CPU ${r.cpu_pct} % of one core, RSS ${r.rss_mb} MB, ${r.heartbeats_per_s} heartbeats/s processed, ${alive} alive`
         + (r.broker_cpu_pct !== undefined ? `; Mosquitto CPU ${r.broker_cpu_pct} %, RSS ${r.broker_rss_mb} MB` : ''));
     }
     return results;
@@ -295,6 +302,20 @@ async function main(): Promise<void> {
     if (hasMosquitto) peer = (await scenario(total, [total], 'mosquitto'))[total];
     else console.error('mosquitto not installed: no peer run');
   }
+  let withTls: StepResult | undefined;
+  if (!process.argv.includes('--no-tls')) {
+    const { createCa, issueCert } = await import('../orchestrator/tls/certs.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'canopy-scale-tls-'));
+    try {
+      const ca = createCa('scale bench CA');
+      const broker = issueCert(ca, { name: 'broker', sans: ['127.0.0.1', 'localhost'] });
+      writeFileSync(join(dir, 'broker.pem'), broker.cert);
+      writeFileSync(join(dir, 'broker-key.pem'), broker.key);
+      withTls = (await scenario(total, [total], 'embedded', { dir, ca: ca.cert }))[total];
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
   console.log(JSON.stringify({
     bench: 'scale',
     workers: total,
@@ -306,5 +327,7 @@ async function main(): Promise<void> {
     cpu_ratio_vs_1000: steps.length > 1 ? Number((full.cpu_pct / Math.max(small.cpu_pct, 0.1)).toFixed(2)) : 1,
     mosquitto_peer: peer ?? null,
     cpu_ratio_embedded_vs_mosquitto_total: peer ? Number((full.cpu_pct / Math.max(peer.cpu_pct + (peer.broker_cpu_pct ?? 0), 0.1)).toFixed(2)) : null,
+    tls: withTls ?? null,
+    cpu_ratio_tls_vs_plain: withTls ? Number((withTls.cpu_pct / Math.max(full.cpu_pct, 0.1)).toFixed(2)) : null,
   }));
 }
