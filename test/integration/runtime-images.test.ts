@@ -19,6 +19,7 @@ import { Instance } from '../../orchestrator/worker/instance.ts';
 import { NoNetwork } from '../../orchestrator/worker/net-seam.ts';
 import { memoryLogger } from '../../orchestrator/protocol/log.ts';
 import type { InstanceState } from '../../orchestrator/protocol/instance-states.ts';
+import { until as untilState } from '../support/instance-state.ts';
 import { startRegistry, pushBusybox, writeDockerArchive, writeOciArchive, type TestRegistry } from '../../harness/oci-registry.ts';
 import { unavailable, needRoot, binaryMissing } from '../support/facility.ts';
 import { CLOSED_MIRROR } from '../../harness/registry-guard.ts';
@@ -47,19 +48,7 @@ const ref = (name: string): string => `${registry.host}/library/${name}:1`;
 const ctr = (...args: string[]): string => execFileSync('ctr', ['-a', containerd.socket, '-n', 'canopy', ...args]).toString();
 const imageNames = (): string[] => ctr('images', 'ls', '-q').trim().split('\n').filter(Boolean).sort();
 
-function until(i: Instance, states: InstanceState[], ms = 60_000): Promise<InstanceState> {
-  if (states.includes(i.state)) return Promise.resolve(i.state);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${i.key} stuck in ${i.state}: ${JSON.stringify(i.lifecycle.history)}`)), ms);
-    const on = (): void => {
-      if (!states.includes(i.state)) return;
-      clearTimeout(timer);
-      i.off('transition', on);
-      resolve(i.state);
-    };
-    i.on('transition', on);
-  });
-}
+const until = (i: Instance, states: InstanceState[], ms = 60_000): Promise<InstanceState> => untilState(i, states, ms);
 
 before(async () => {
   if (skip) return;

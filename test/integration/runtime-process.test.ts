@@ -13,6 +13,7 @@ import { Instance } from '../../orchestrator/worker/instance.ts';
 import { NoNetwork } from '../../orchestrator/worker/net-seam.ts';
 import { memoryLogger } from '../../orchestrator/protocol/log.ts';
 import type { InstanceState } from '../../orchestrator/protocol/instance-states.ts';
+import { until as untilState } from '../support/instance-state.ts';
 import type { DeployOrder, InstanceSpec } from '../../orchestrator/mqtt/messages.ts';
 
 const WORKER = `rt${process.pid}`;
@@ -42,19 +43,7 @@ function instance(rt: Runtimes, o: DeployOrder, backoff = { initialMs: 100, maxM
   return i;
 }
 
-function until(i: Instance, states: InstanceState[], ms = 10_000): Promise<InstanceState> {
-  if (states.includes(i.state)) return Promise.resolve(i.state);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${i.key} stuck in ${i.state}, waiting for ${states.join('|')}: ${JSON.stringify(i.lifecycle.history)}`)), ms);
-    const on = (): void => {
-      if (!states.includes(i.state)) return;
-      clearTimeout(timer);
-      i.off('transition', on);
-      resolve(i.state);
-    };
-    i.on('transition', on);
-  });
-}
+const until = (i: Instance, states: InstanceState[], ms = 10_000): Promise<InstanceState> => untilState(i, states, ms);
 
 after(async () => {
   for (const i of instances) await i.close('test cleanup').catch(() => {});
