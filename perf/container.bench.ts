@@ -8,7 +8,7 @@
 //   npm run bench -- container [runs=10]
 // Last line: {"bench":"container","first_answer_p50_s":…,"to_running_p50_s":…,"ctr_run_p50_s":…,"ratio":…,"cold_pull_s":…,"image_mb":…}
 import { spawnSync, execFileSync } from 'node:child_process';
-import { answersNow, firstAnswer, pct, sleep, webAndProber, workerHistory } from './deploy-probe.ts';
+import { firstAnswer, pct, sleep, timeDeploy, webAndProber } from './deploy-probe.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -93,28 +93,22 @@ try {
 
   const c = new RootClient({ url: state.rootUrl });
   await c.login(state.username, state.password);
-  const { web, probeNs, url } = await webAndProber(c, 'ctr', 'container deploy latency', {
+  const setup = await webAndProber(c, 'ctr', 'container deploy latency', {
     virtualization: 'container', code: 'docker.io/library/benchweb:latest', cmd: [], memory: 64, vcpus: 0.1,
   }, w1, w2);
+  const { web, url } = setup;
 
   // Run 0 is the warm-up: it pulls the image, so every measured run starts from a cached image.
   const samples: number[] = [];
   const toRunning: number[] = [];
   for (let run = 0; run <= RUNS; run++) {
-    while (answersNow(probeNs, url)) await sleep(200);
-    const answered = firstAnswer(probeNs, url, run === 0 ? 180 : 60);
-    const t0 = Date.now();
-    const inst = await c.deployInstance(web.microserviceID);
-    const t1 = await answered;
-    const s = (t1 - t0) / 1000;
-    const onWorker = (await workerHistory(w1)).find((x) => x.service_id === web.microserviceID && x.instance_n === inst.instance_n);
-    const runningAt = onWorker?.history.find((h) => h.state === 'RUNNING')?.ts;
+    const { instance_n, t0, firstAnswerS: s, runningAt } = await timeDeploy(c, setup, w1, run === 0 ? 180 : 60);
     if (run > 0) {
       samples.push(s);
       if (runningAt) toRunning.push((runningAt - t0) / 1000);
     }
     process.stderr.write(`${run === 0 ? 'warm-up (pull)' : `run ${run}`}: ${s.toFixed(2)} s${runningAt ? ` (RUNNING on the worker after ${((runningAt - t0) / 1000).toFixed(2)} s)` : ''}\n`);
-    await c.undeployInstance(web.microserviceID, inst.instance_n);
+    await c.undeployInstance(web.microserviceID, instance_n);
     for (let i = 0; i < 100 && (await workerInstances(w1)).some((x) => x.service_id === web.microserviceID); i++) await sleep(100);
   }
 

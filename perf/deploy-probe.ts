@@ -79,3 +79,27 @@ export async function webAndProber(c: RootClient, namespace: string, desc: strin
   if (!ok.ok) throw new Error(`prober: ${ok.state} ${ok.reason}`);
   return { web: webSvc, prober, probeNs: `canopy-${probeWorker.name}-${prober.microserviceID}-0`, url: `http://${webSvc.rr_ip}/` };
 }
+
+export interface TimedDeploy {
+  instance_n: number;
+  /** Wall clock (ms) of the REST call that added the instance. */
+  t0: number;
+  /** REST call → first answer through the rr address, in seconds. */
+  firstAnswerS: number;
+  /** When the web worker saw the instance RUNNING (its own clock, the same machine), if it did. */
+  runningAt: number | undefined;
+}
+
+/**
+ * One measured run: waits until the rr address no longer answers (the previous instance is gone),
+ * starts the prober's curl loop, adds one web instance through root and times its first answer.
+ */
+export async function timeDeploy(c: RootClient, p: WebAndProber, webWorker: Worker, timeoutS = 60): Promise<TimedDeploy> {
+  while (answersNow(p.probeNs, p.url)) await sleep(200);
+  const answered = firstAnswer(p.probeNs, p.url, timeoutS);
+  const t0 = Date.now();
+  const inst = await c.deployInstance(p.web.microserviceID);
+  const t1 = await answered;
+  const onWorker = (await workerHistory(webWorker)).find((x) => x.service_id === p.web.microserviceID && x.instance_n === inst.instance_n);
+  return { instance_n: inst.instance_n, t0, firstAnswerS: (t1 - t0) / 1000, runningAt: onWorker?.history.find((h) => h.state === 'RUNNING')?.ts };
+}

@@ -10,7 +10,7 @@
 // worker, and → the caller's route without it.
 //   npm run bench -- deploy [runs=10]
 import { spawn, spawnSync } from 'node:child_process';
-import { answersNow, firstAnswer, pct, sleep, webAndProber, workerHistory } from './deploy-probe.ts';
+import { firstAnswer, pct, sleep, timeDeploy, webAndProber } from './deploy-probe.ts';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -90,12 +90,13 @@ try {
   const [w1, w2] = state.workers as [DeploymentState['workers'][0], DeploymentState['workers'][0]];
   const c = new RootClient({ url: state.rootUrl });
   await c.login(state.username, state.password);
-  const { web, probeNs, url } = await webAndProber(c, 'deploy', 'deploy latency', {
+  const setup = await webAndProber(c, 'deploy', 'deploy latency', {
     virtualization: 'process', cmd: ['python3', '-m', 'http.server', '80'],
     // A whole core, like the peer below: with 0.1 the cgroup's CPU quota stretches python's
     // ~0.1 s of start-up CPU to ~1 s, and the bench would measure the SLA, not the orchestrator.
     memory: 64, vcpus: 1,
   }, w1, w2);
+  const { web, url } = setup;
 
   const samples: number[] = [];
   const toRunning: number[] = [];
@@ -105,22 +106,14 @@ try {
   const callerLog = w2.process?.log ?? '';
   const fmt = (x: number | undefined) => (x === undefined ? '?' : `${x.toFixed(2)} s`);
   for (let run = 0; run <= RUNS; run++) {
-    while (answersNow(probeNs, url)) await sleep(200);
-    const answered = firstAnswer(probeNs, url);
-    const t0 = Date.now();
-    const inst = await c.deployInstance(web.microserviceID);
-    const t1 = await answered;
-    const s = (t1 - t0) / 1000;
-    // When the worker saw it RUNNING (its own clock, the same machine) and when the caller's worker
-    // could route to it: splits the time into "scheduled and started", "route at the caller" and
-    // "first request answered".
-    const onWorker = (await workerHistory(w1)).find((x) => x.service_id === web.microserviceID && x.instance_n === inst.instance_n);
-    const runningAt = onWorker?.history.find((h) => h.state === 'RUNNING')?.ts;
+    // RUNNING on the worker and the route at the caller split the time into "scheduled and started",
+    // "route at the caller" and "first request answered".
+    const { instance_n, t0, firstAnswerS: s, runningAt } = await timeDeploy(c, setup, w1);
     const routeAt = routeChangedAt(callerLog, web.microserviceID, t0, true);
     const running = runningAt === undefined ? undefined : (runningAt - t0) / 1000;
     const route = routeAt === undefined ? undefined : (routeAt - t0) / 1000;
     const u0 = Date.now();
-    await c.undeployInstance(web.microserviceID, inst.instance_n);
+    await c.undeployInstance(web.microserviceID, instance_n);
     let gone: number | undefined;
     for (let i = 0; i < 1000; i++) {
       if (!(await workerInstances(w1)).some((x) => x.service_id === web.microserviceID)) { gone = (Date.now() - u0) / 1000; break; }
