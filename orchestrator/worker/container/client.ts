@@ -4,6 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as loader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 
 const PROTO_DIR = join(dirname(fileURLToPath(import.meta.url)), 'proto');
 const API = 'github.com/containerd/containerd/api/services';
@@ -106,6 +107,20 @@ export class ContainerdClient {
       throw new ContainerdError(err.code, `containerd ${service}.${method}: ${err.details || err.message}`);
     }
     return out;
+  }
+
+  /**
+   * Runs `fn` under a fresh lease: what it makes is kept from garbage collection until the lease is
+   * deleted after it (or expires by itself after `ttlMs`, should the worker die in between).
+   */
+  async withLease<T>(prefix: string, ttlMs: number, fn: (lease: string) => Promise<T>): Promise<T> {
+    const id = `${prefix}-${randomBytes(6).toString('hex')}`;
+    await this.call('leases', 'Create', { id, labels: { 'containerd.io/gc.expire': new Date(Date.now() + ttlMs).toISOString() } });
+    try {
+      return await fn(id);
+    } finally {
+      await this.call('leases', 'Delete', { id }).catch(() => {});
+    }
   }
 
   /** Whether containerd answers now. */

@@ -131,10 +131,7 @@ export interface ApiPullOptions {
 
 /** Pulls and unpacks `name` (normalized) through containerd's API. */
 export async function pullThroughApi(client: ContainerdClient, name: string, o: ApiPullOptions): Promise<void> {
-  const lease = `canopy-pull-${randomBytes(6).toString('hex')}`;
-  // The lease expires by itself if the worker dies mid-pull.
-  await client.call('leases', 'Create', { id: lease, labels: { 'containerd.io/gc.expire': new Date(Date.now() + 3_600_000).toISOString() } });
-  try {
+  await client.withLease('canopy-pull', 3_600_000, async (lease) => {
     const { reg, desc: top, body: topBody } = await resolve(name, endpoints(name, o.mirrors, o.isLoopback, o.mirrorsOnly));
     let manifestDesc = top;
     let manifestBody = topBody;
@@ -243,9 +240,7 @@ export async function pullThroughApi(client: ContainerdClient, name: string, o: 
       if (!(e instanceof ContainerdError && e.code === 6)) throw e;
       await client.call('images', 'Update', { image, update_mask: { paths: ['target'] } }, 10_000, lease);
     }
-  } finally {
-    await client.call('leases', 'Delete', { id: lease }).catch(() => {});
-  }
+  });
 }
 
 async function haveContent(client: ContainerdClient, digest: string): Promise<boolean> {

@@ -5,7 +5,6 @@
 // restarted daemon re-adopts running tasks by asking containerd.
 import { writeFileSync, rmSync, rmdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { ContainerdClient, ContainerdError, type Mount } from './client.ts';
 import { ImageStore, PullError, normalizeRef, type PullRoute } from './images.ts';
@@ -148,12 +147,9 @@ export class ContainerRuntime implements InstanceRuntime {
     // Until the container refers to it, the new snapshot is referenced by nothing: a garbage collection
     // that another deletion triggers in between (containerd runs one at once after any removal) would
     // take it, and the task would fail with "failed to mount rootfs component". A lease holds it, as
-    // containerd's own client does; it expires by itself if the worker dies in between.
-    const lease = `canopy-run-${id}-${randomBytes(4).toString('hex')}`;
-    await this.client.call('leases', 'Create', { id: lease, labels: { 'containerd.io/gc.expire': new Date(Date.now() + 600_000).toISOString() } });
-    let prepared: { mounts: Mount[] };
-    try {
-      prepared = await this.client.call<{ mounts: Mount[] }>('snapshots', 'Prepare', {
+    // containerd's own client does.
+    const prepared = await this.client.withLease(`canopy-run-${id}`, 600_000, async (lease) => {
+      const p = await this.client.call<{ mounts: Mount[] }>('snapshots', 'Prepare', {
         snapshotter: this.snapshotter, key: id, parent: chainId(image.diffIds), labels: { [LABEL_WORKER]: this.sandbox.workerId },
       }, 10_000, lease);
       await this.client.call('containers', 'Create', {
@@ -163,9 +159,8 @@ export class ContainerRuntime implements InstanceRuntime {
           snapshotter: this.snapshotter, snapshot_key: id,
         },
       }, 10_000, lease);
-    } finally {
-      await this.client.call('leases', 'Delete', { id: lease }).catch(() => {});
-    }
+      return p;
+    });
     const logs = `binary://${this.logDriver}?d=${encodeURIComponent(this.sandbox.dir(key))}`;
     const created = await this.client.call<{ pid: number }>('tasks', 'Create', {
       container_id: id, rootfs: prepared.mounts, stdin: '', stdout: logs, stderr: logs, terminal: false,
