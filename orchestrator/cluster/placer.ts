@@ -222,8 +222,10 @@ export class Placer {
     if (st.ns_ip_v6) ci.ns_ip_v6 = st.ns_ip_v6;
     if (!this.c.index.transition(ci, st.state, st.reason, st.ts)) {
       // Same state, new reason: the worker's progress (bytes of an image pull), passed on to root.
-      if (this.c.index.progress(ci, st.state, st.reason, st.ts)) return;
-      this.c.log.debug('job status ignored', { instance: id, from: ci.lifecycle.state, to: st.state });
+      // Either way, addresses that changed reach the workers: an instance taken back after a
+      // partition has none until its worker answers here, with a reason of its own.
+      const progressed = this.c.index.progress(ci, st.state, st.reason, st.ts);
+      if (!progressed) this.c.log.debug('job status ignored', { instance: id, from: ci.lifecycle.state, to: st.state });
       if (moved && ci.lifecycle.state === 'RUNNING') this.routes.pushRoute(ci.offer.service.service_id);
     }
   }

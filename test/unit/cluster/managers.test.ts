@@ -161,3 +161,27 @@ test('a worker\'s progress within a state (pull bytes) becomes the instance\'s r
   assert.equal(ci.lifecycle.state, 'RUNNING');
   s.peers.close();
 });
+
+test('after a partition an instance taken back is in its route again once its worker answers with its addresses', () => {
+  const s = setup();
+  s.registry.heartbeat('w1', hb(), 0);
+  s.placer.place(offer(0));
+  const ci = s.index.get('s1#0')!;
+  s.placer.onJob('w1', { service_id: 's1', instance_n: 0, state: 'RUNNING', reason: 'started, pid 42', ts: Date.now(), ns_ip: '10.18.1.2' });
+  // Cut off, and nobody else to take its instance: it waits without a worker.
+  const w1 = s.registry.workers.get('w1')!;
+  w1.alive = false;
+  s.placer.onWorkerDead(w1);
+  assert.equal(ci.worker, null);
+  // Back: the heartbeat lists it running, the cluster takes it back and repeats the order; the
+  // worker's answer (a reason of its own) brings the namespace address.
+  s.registry.heartbeat('w1', hb([{ service_id: 's1', instance_n: 0, state: 'RUNNING' } as InventoryEntry]));
+  s.placer.reconcile('w1', [{ service_id: 's1', instance_n: 0, state: 'RUNNING' } as InventoryEntry]);
+  assert.equal(ci.worker, 'w1');
+  assert.equal(ci.lifecycle.state, 'RUNNING');
+  s.placer.onJob('w1', { service_id: 's1', instance_n: 0, state: 'RUNNING', reason: 'already running, pid 42', ts: Date.now(), ns_ip: '10.18.1.2' });
+  const last = s.on(topics.serviceUpdates('s1')).at(-1) as { type: string; route?: { instances: { ns_ip: string | null }[] } };
+  assert.equal(last.type, 'route_update');
+  assert.deepEqual(last.route?.instances.map((i) => i.ns_ip), ['10.18.1.2'], 'callers reach it again');
+  s.peers.close();
+});
