@@ -106,6 +106,9 @@ export async function startClusterApi(cluster: Cluster, o: ClusterApiOptions): P
     return { ok: true, revoked: req.params.id };
   });
 
+  // Root's overlay key, pushed at once when root rotates it (a worker or a cluster was revoked).
+  app.post('/api/overlay-key', { preHandler: rootOnly }, async (req) => ({ ok: true, ...cluster.peers.overlayKeyFromRoot(req.body) }));
+
   app.post<{ Body: PlacementOffer }>('/api/placements', { preHandler: rootOnly, schema: { body: placementSchema } },
     async (req) => cluster.placeMeasured(req.body));
 

@@ -8,7 +8,7 @@ import type { WorkerRegistry } from './worker-registry.ts';
 export function newCounters() {
   return {
     heartbeats: 0, dropped: 0, placements: 0, declined: 0, replaced: 0, deaths: 0, queries: 0, reports_ok: 0, reports_failed: 0,
-    reports_early: 0, peer_pushes: 0, peer_lists_stale: 0, tunnel_key_rotations: 0, overlay_keys_stale: 0,
+    reports_early: 0, peer_pushes: 0, peer_lists_stale: 0, tunnel_key_rotations: 0, overlay_keys_stale: 0, overlay_key_pushes: 0,
   };
 }
 

@@ -3,7 +3,7 @@
 // endpoint, plus the other clusters' workers root lists), retained on every worker's peers topic.
 import { topics } from '../mqtt/topics.ts';
 import type { ClusterToWorker } from '../../proxy/route-messages.ts';
-import type { OverlayTunnel, RemotePeer } from '../protocol/root-cluster.ts';
+import { parseOverlayTunnel, RootAnswerError, type OverlayTunnel, type RemotePeer } from '../protocol/root-cluster.ts';
 import { tunnelIdForSubnet } from '../protocol/tunnel-identity.ts';
 import type { ClusterContext } from './context.ts';
 import { parsePeersPush, type OverlayNews } from './root-client.ts';
@@ -91,6 +91,20 @@ export class PeerDistribution {
     this.c.counters.peer_pushes++;
     this.takeOverlayNews({ peers, peersVersion: version, problems: [] });
     return { peers: peers.length };
+  }
+
+  /**
+   * POST /api/overlay-key: root pushes its rotated overlay key to every cluster at once, so that the
+   * workers of all clusters switch within a round trip of each other. Taken like the `overlay_tunnel`
+   * of a report answer (a key root replaced before is never taken back); a malformed body is refused
+   * (RootAnswerError, 400) and the cluster keeps its key.
+   */
+  overlayKeyFromRoot(body: unknown): { key_id: number | null } {
+    const overlay = parseOverlayTunnel(typeof body === 'object' && body !== null ? (body as { overlay_tunnel?: unknown }).overlay_tunnel : undefined);
+    if (!overlay) throw new RootAnswerError('body must be an object { overlay_tunnel: { key_id, key, encrypt } }');
+    this.c.counters.overlay_key_pushes++;
+    this.takeOverlayNews({ overlay, problems: [] });
+    return { key_id: this.overlayTunnel?.key_id ?? null };
   }
 
   /**

@@ -353,6 +353,36 @@ export class InstanceManager {
     await this.routes.pushIfInterested(i.service_id);
   }
 
+  /**
+   * Cluster `revoked` was cut off (`canopy cluster revoke`): root never hears from it again, so what
+   * it ran goes back to REQUESTED and is placed on the other clusters, as an instance its own cluster
+   * could not keep is. The revoked cluster is inactive from the moment it was revoked, so it is not
+   * offered them. `formerly` is its record as it was before (with the token it still holds): it is
+   * asked, best effort, to remove its copies; a decommissioned cluster still answers, a hostile one
+   * is cut off anyway. Returns how many instances are re-placed.
+   */
+  async replaceFromRevoked(formerly: ClusterRecord, reason: string): Promise<number> {
+    const placed = (await this.store.instancesInState(['CLUSTER_SCHEDULED', 'NODE_SCHEDULED', 'CREATING', 'RUNNING']))
+      .filter((i) => i.cluster_id === formerly.id);
+    const services = new Set<string>();
+    for (const i of placed) {
+      const moved = await this.transition(i, 'REQUESTED', `${reason}: re-placing it (it ran on worker ${i.worker_id ?? 'unknown'})`, Date.now(), {
+        cluster_id: null, worker_id: null, ns_ip: null, ns_ip_v6: null, tunnel_endpoint: null,
+      });
+      if (!moved) continue;
+      services.add(i.service_id);
+      this.link.remove(formerly, i.service_id, i.n).catch((err: unknown) =>
+        this.log.info('revoked cluster did not remove an instance', { cluster: formerly.name, service_id: i.service_id, n: i.n, error: String(err) }));
+      if (this.coordinator.isLeader()) this.startScheduling(i.service_id, i.n);
+      else await this.coordinator.publish({ kind: 'schedule', service_id: i.service_id, n: i.n });
+    }
+    // The other clusters' routes lose the revoked cluster's endpoints now, not when the new ones run.
+    for (const id of services) await this.routes.pushIfInterested(id, formerly.id);
+    // And their tunnel peers lose its workers.
+    if (!this.closed) await this.peers.announce(formerly.id);
+    return placed.length;
+  }
+
   async undeployAll(serviceId: string, reason: string): Promise<void> {
     for (const i of await this.store.listInstances(serviceId)) if (i.state !== 'UNDEPLOYED') await this.undeploy(i, reason);
   }

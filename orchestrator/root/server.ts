@@ -9,6 +9,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import { jsonLogger, type Logger } from '../protocol/log.ts';
 import { AddressAllocator, AddressSpaceExhausted, DEFAULT_PLAN, type AddressPlan } from './addresses.ts';
 import { loadOverlayTunnel, loadSecrets, rotateOverlayTunnel } from './secrets.ts';
+import { pushOverlayKey } from './overlay-key-push.ts';
 import { applicationRoutes } from './api/applications.ts';
 import { authRoutes } from './api/auth.ts';
 import { clusterRoutes } from './api/clusters.ts';
@@ -153,6 +154,8 @@ export class RootServer {
         await coordinator.publish({ kind: 'overlay-key' });
         return ctx.overlayTunnel;
       };
+      const countKeyPush = metrics.counter('canopy_root_overlay_key_pushes_total', 'Pushes of a rotated overlay key to clusters, by outcome');
+      ctx.pushOverlayKey = (overlay, except) => pushOverlayKey({ clusters: reg, overlay, log, count: countKeyPush, except });
 
       const defaultJson = app.getDefaultJsonParser('error', 'error');
       app.removeContentTypeParser('application/json');

@@ -2,7 +2,8 @@
 // embedded broker, two workers running real processes. An admin's `POST /api/v1/workers/:w/revoke`
 // closes the worker's MQTT session at once, its reconnect and its re-registration with the join key
 // are refused, the cluster forgets it, its instance is re-placed on the other worker, and the tunnel
-// keys it holds (the cluster's and root's overlay key) are replaced on the other worker.
+// keys it holds (the cluster's and root's overlay key) are replaced on the other worker. A revoked
+// cluster is refused, and what it ran is re-placed on another cluster.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -112,5 +113,60 @@ test('a revoked cluster: its token and its name are refused, and it stays inacti
     assert.deepEqual(await active(), []);
   } finally {
     await st.close();
+  }
+});
+
+test('a revoked cluster\'s instance is re-placed on another cluster, and the revoked one drops its copy', { timeout: 90_000 }, async () => {
+  const st = new InProcessStack('canopy-revoke-r-');
+  try {
+    const root = await st.startRoot();
+    const r = root.url;
+    const a = await st.startCluster('reva');
+    await poll('registered with root', async () => a.rootToken);
+    const wa = await st.startWorker(`wra${process.pid % 100000}`);
+    const admin = await st.adminHeaders();
+    const active = async (): Promise<Array<{ name: string; aggregate: { workers_active: number } | null }>> =>
+      (await (await fetch(`${r}/api/v1/clusters/active`, { headers: admin })).json()) as Array<{ name: string; aggregate: { workers_active: number } | null }>;
+    await poll('reva\'s worker active at root', async () => ((await active()).find((c) => c.name === 'reva')?.aggregate?.workers_active ?? 0) === 1);
+    const sla = {
+      sla_version: 'v2.0', customerID: 'Admin',
+      applications: [{ applicationID: '', application_name: 'revr', application_namespace: 'test', application_desc: '',
+        microservices: [{ microserviceID: '', microservice_name: 'sleeper', microservice_namespace: 'test', virtualization: 'process', cmd: ['sleep', '600'], memory: 32, vcpus: 0.1 }] }],
+    };
+    const created = await (await fetch(`${r}/api/v1/application`, { method: 'POST', headers: admin, body: JSON.stringify(sla) })).json() as { services: Array<{ microserviceID: string }> };
+    const sid = created.services[0]!.microserviceID;
+    assert.equal((await fetch(`${r}/api/v1/service/${sid}/instance`, { method: 'POST', headers: admin, body: '{}' })).status, 202);
+    type Inst = { state: string; worker_id: string | null; cluster_name?: string | null };
+    const instance = async (): Promise<Inst> =>
+      ((await (await fetch(`${r}/api/v1/service/${sid}`, { headers: admin })).json()) as { instances: Inst[] }).instances[0]!;
+    const first = await poll('RUNNING on reva', async () => { const i = await instance(); return i.state === 'RUNNING' ? i : undefined; });
+    assert.equal(first.worker_id, wa.workerId);
+    assert.equal(wa.instances.size, 1, 'reva\'s worker runs it');
+
+    // A second cluster with room comes up; then reva is revoked.
+    const b = await st.startAnotherCluster('revb', `wrb${process.pid % 100000}`);
+    await poll('revb\'s worker active at root', async () => ((await active()).find((c) => c.name === 'revb')?.aggregate?.workers_active ?? 0) === 1);
+    const keyBefore = await poll('revb has root\'s overlay key', async () => b.cluster.peers.overlayTunnel?.key_id);
+    assert.equal(a.peers.overlayTunnel?.key_id, keyBefore);
+    const res = await fetch(`${r}/api/v1/clusters/reva/revoke`, { method: 'POST', headers: admin, body: '{}' });
+    assert.equal(res.status, 200);
+    const answer = await res.json() as { instances_replaced: number; overlay_key?: { clusters_told: string[] } };
+    assert.equal(answer.instances_replaced, 1);
+    assert.deepEqual(answer.overlay_key?.clusters_told, ['revb'], 'the other cluster got the rotated overlay key with the revocation');
+
+    // As for a dead worker: the instance runs again, on the other cluster's worker.
+    const moved = await poll('re-placed on revb', async () => {
+      const i = await instance();
+      return i.state === 'RUNNING' && i.worker_id === b.engine.workerId && i.cluster_name === 'revb' ? i : undefined;
+    }, 30_000);
+    assert.equal(moved.worker_id, b.engine.workerId);
+    assert.equal(b.engine.instances.size, 1);
+    // The revoked cluster was asked (with the token it still holds) to remove its copy, and did.
+    await poll('reva\'s worker dropped its copy', async () => wa.instances.size === 0, 15_000);
+    // Its workers hold the overlay key: the other cluster has the next one, the revoked one does not.
+    assert.equal(b.cluster.peers.overlayTunnel?.key_id, keyBefore + 1);
+    assert.equal(a.peers.overlayTunnel?.key_id, keyBefore);
+  } finally {
+    await st.close({ undeploy: true });
   }
 });

@@ -72,6 +72,30 @@ export class InProcessStack {
     return this.cluster;
   }
 
+  /**
+   * A further cluster `name` (own data dir, API port and embedded broker) and one worker admitted by
+   * it, registering with the same root; both are closed by close(), before the first cluster.
+   */
+  async startAnotherCluster(name: string, workerName: string): Promise<{ cluster: Cluster; apiUrl: string; engine: NodeEngine }> {
+    const apiPort = await freePort();
+    const apiUrl = `http://127.0.0.1:${apiPort}`;
+    const cluster = await Cluster.start({
+      name, location: '48.1,11.5,100', stateDir: join(this.dir, `cluster-${name}`), apiUrl,
+      root: { url: this.rootUrl, joinKey: 'ck' }, workerJoinKey: 'wk', mqtt: { embedded: { host: '127.0.0.1', port: 0 } },
+      reportIntervalMs: 1000, log: this.log,
+    });
+    const more = { cluster, api: undefined as FastifyInstance | undefined, engine: undefined as NodeEngine | undefined };
+    this.more.push(more);
+    more.api = await startClusterApi(cluster, { host: '127.0.0.1', port: apiPort, workerJoinKey: 'wk' });
+    more.engine = await NodeEngine.start({
+      name: workerName, clusterUrl: apiUrl, joinKey: 'wk', stateDir: join(this.dir, `worker-${name}`),
+      capacity: { vcpus: 2, memory_mb: 1024 }, location: '48.1,11.6', log: this.log,
+    });
+    return { cluster, apiUrl, engine: more.engine };
+  }
+
+  private readonly more: Array<{ cluster: Cluster; api?: FastifyInstance; engine?: NodeEngine }> = [];
+
   /** A worker admitted by the cluster; `location: null` starts it without coordinates. */
   async startWorker(name: string, o: { location?: string | null; capacity?: { vcpus: number; memory_mb: number }; runtimes?: NodeEngineOptions['runtimes'] } = {}): Promise<NodeEngine> {
     const location = o.location === null ? {} : { location: o.location ?? '48.1,11.6' };
@@ -92,6 +116,11 @@ export class InProcessStack {
 
   /** Stops worker (undeploying its instances when asked), cluster API, cluster and root; removes the directory. */
   async close(o: { undeploy?: boolean } = {}): Promise<void> {
+    for (const m of this.more) {
+      await m.engine?.close(o.undeploy ? { undeploy: true } : undefined).catch(() => {});
+      await m.api?.close();
+      await m.cluster.close();
+    }
     await this.engine?.close(o.undeploy ? { undeploy: true } : undefined).catch(() => {});
     await this.api?.close();
     await this.cluster?.close();

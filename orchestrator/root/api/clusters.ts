@@ -6,6 +6,13 @@ import { caller, type ApiContext } from './context.ts';
 import { ApiError } from '../errors.ts';
 import { ClusterCallError, revokeWorkerAt } from '../cluster-client.ts';
 import { API_V1 } from './paths.ts';
+import type { OverlayKeyPushOutcome } from '../overlay-key-push.ts';
+
+/** What a revocation's answer says about the rotated overlay key: its id and which clusters have it. */
+function keyNews(overlay: OverlayTunnel, pushed: OverlayKeyPushOutcome | undefined, alsoTold?: string): { key_id: number; clusters_told: string[]; clusters_missed: OverlayKeyPushOutcome['missed'] } {
+  const told = [...(alsoTold ? [alsoTold] : []), ...(pushed?.told ?? [])].sort();
+  return { key_id: overlay.key_id, clusters_told: told, clusters_missed: pushed?.missed ?? [] };
+}
 
 export function clusterRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const view = (c: ClusterRecord) => ({
@@ -32,7 +39,7 @@ export function clusterRoutes(app: FastifyInstance, ctx: ApiContext): void {
   // `canopy cluster revoke`: its token stops working now and its name may not register again.
   app.post<{ Params: { id: string } }>(`${API_V1}/clusters/:id/revoke`, {
     schema: {
-      tags: ['clusters'], summary: 'Revoke a cluster (admins only): its token is refused from now on and its name may not register again', security: [{ bearer: [] }],
+      tags: ['clusters'], summary: 'Revoke a cluster (admins only): its token is refused from now on, its name may not register again, its instances are re-placed on the other clusters', security: [{ bearer: [] }],
       params: { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } },
     },
   }, async (req) => {
@@ -40,11 +47,16 @@ export function clusterRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (who.role !== 'admin') throw new ApiError(403, 'only admins revoke clusters');
     const c = ctx.clusters.list().find((x) => x.id === req.params.id || x.name === req.params.id);
     if (!c) throw new ApiError(404, `no cluster ${req.params.id}`);
+    const formerly = { ...c };
     await ctx.clusters.revoke(c.id);
-    // Its workers hold the overlay key: the other clusters get a new one with their next report answer.
+    // Root will never hear from it again: what it ran is placed on the other clusters.
+    const replaced = await ctx.instances.replaceFromRevoked(formerly, `cluster ${c.name} was revoked`);
+    // Its workers hold the overlay key: a new one, pushed to the other clusters at once (the revoked
+    // one is inactive now, so it is not among them).
     const overlay = await ctx.rotateOverlayTunnel?.();
-    ctx.log.warn('cluster revoked', { cluster: c.name, cluster_id: c.id, by: who.username, ...(overlay ? { overlay_key_id: overlay.key_id } : {}) });
-    return { revoked: c.name, cluster_id: c.id };
+    const pushed = overlay && ctx.pushOverlayKey ? await ctx.pushOverlayKey(overlay) : undefined;
+    ctx.log.warn('cluster revoked', { cluster: c.name, cluster_id: c.id, by: who.username, instances_replaced: replaced, ...(overlay ? { overlay_key_id: overlay.key_id } : {}) });
+    return { revoked: c.name, cluster_id: c.id, instances_replaced: replaced, ...(overlay ? { overlay_key: keyNews(overlay, pushed) } : {}) };
   });
   // `canopy worker revoke`: the worker's cluster cuts it off (credentials, session, peers, instances).
   app.post<{ Params: { worker: string }; Querystring: { cluster?: string } }>(`${API_V1}/workers/:worker/revoke`, {
@@ -64,19 +76,24 @@ export function clusterRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const c = candidates[0];
     if (!c) throw new ApiError(404, 'no cluster is registered');
     // The revoked worker holds the overlay key: a new one, stored first, goes to its cluster with the
-    // revocation and to the other clusters with their next report answer.
+    // revocation and to every other cluster at the same moment, so that no two clusters disagree on
+    // it for longer than a round trip (their workers drop datagrams sealed with a retired key).
     let overlay: OverlayTunnel | undefined;
     if (ctx.rotateOverlayTunnel) {
       overlay = await ctx.rotateOverlayTunnel();
       ctx.log.warn('overlay key rotated', { key_id: overlay.key_id, reason: `worker ${req.params.worker} revoked` });
     }
+    const pushing = overlay && ctx.pushOverlayKey ? ctx.pushOverlayKey(overlay, c.id) : undefined;
     try {
       if (!(await revokeWorkerAt(c, req.params.worker, overlay))) throw new ApiError(404, `cluster ${c.name} has no worker ${req.params.worker}`);
     } catch (e) {
       if (e instanceof ClusterCallError) throw new ApiError(502, `cluster ${c.name}: ${e.message}`);
       throw e;
+    } finally {
+      // Pushed whatever the revocation's outcome: the key was rotated already, and clusters must follow.
+      await pushing;
     }
     ctx.log.warn('worker revoked', { worker: req.params.worker, cluster: c.name, by: who.username });
-    return { revoked: req.params.worker, cluster: c.name };
+    return { revoked: req.params.worker, cluster: c.name, ...(overlay ? { overlay_key: keyNews(overlay, await pushing, c.name) } : {}) };
   });
 }

@@ -14,6 +14,7 @@ import type { Users } from '../users.ts';
 import { API_V1 } from './paths.ts';
 import type { OverlayTunnel } from '../../protocol/root-cluster.ts';
 import type { LoginThrottle } from '../login-throttle.ts';
+import type { OverlayKeyPushOutcome } from '../overlay-key-push.ts';
 import type { UserRecord } from '../store.ts';
 
 declare module 'fastify' {
@@ -45,6 +46,8 @@ export interface ApiContext {
   overlayTunnel: OverlayTunnel;
   /** Replaces the overlay key (stored) after a revocation; ctx.overlayTunnel is then the new one. */
   rotateOverlayTunnel?: () => Promise<OverlayTunnel>;
+  /** Pushes the (rotated) overlay key to every active cluster but `except` at once (overlay-key-push.ts). */
+  pushOverlayKey?: (overlay: OverlayTunnel, except?: string) => Promise<OverlayKeyPushOutcome>;
   /** Failed logins per user and address (both login routes). */
   loginThrottle: LoginThrottle;
   /** Lifetime of /api/v1 access tokens (default ACCESS_TTL_S; tests shorten it). */

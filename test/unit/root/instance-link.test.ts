@@ -153,3 +153,35 @@ test('a cluster that asked for a route hears when an instance starts running els
     await s.close();
   }
 });
+
+test('a revoked cluster\'s instances go back to REQUESTED and are placed on another cluster; it is asked to remove its copies', async () => {
+  const s = await setup();
+  try {
+    const i = (await s.m.deploy(s.service, 'requested by u'));
+    await s.settled('placed', async () => (await s.store.instance('s1', i.n))?.state === 'CLUSTER_SCHEDULED');
+    const first = (await s.store.instance('s1', i.n))!;
+    const victim = s.reg.get(first.cluster_id!)!;
+    const other = victim.id === s.small.id ? s.big : s.small;
+    // It ran there (as its cluster's report says).
+    await s.m.applyReport(victim, [{ service_id: 's1', instance_n: i.n, state: 'RUNNING', reason: 'started', worker: `${victim.name}-w1`, ts: Date.now(), tunnel_endpoint: '198.18.0.5:50103' }]);
+    const formerly = { ...victim };
+    await s.reg.revoke(victim.id);
+    s.link.calls.length = 0;
+    assert.equal(await s.m.replaceFromRevoked(formerly, `cluster ${victim.name} was revoked`), 1);
+    await s.settled('placed elsewhere', async () => (await s.store.instance('s1', i.n))?.cluster_id === other.id);
+    const now = (await s.store.instance('s1', i.n))!;
+    assert.equal(now.state, 'CLUSTER_SCHEDULED');
+    assert.equal(now.worker_id, `${other.name}-w1`);
+    assert.equal(now.tunnel_endpoint, null, 'nothing of the old placement is left');
+    assert.ok(!s.link.calls.some((c) => c.startsWith(`offer ${victim.name}`)), 'the revoked cluster is not offered it again');
+    await s.settled('old copy removed', () => s.link.calls.includes(`remove ${victim.name} s1/${i.n}`));
+    const history = (await s.m.view(now)).history;
+    assert.deepEqual(history.map((h) => h.state), ['REQUESTED', 'CLUSTER_SCHEDULED', 'RUNNING', 'REQUESTED', 'CLUSTER_SCHEDULED']);
+    assert.match(history[3]!.reason, new RegExp(`cluster ${victim.name} was revoked: re-placing it \\(it ran on worker ${victim.name}-w1\\)`));
+    // A late report from the revoked cluster cannot claim it back: it is placed elsewhere now.
+    const answer = await s.m.applyReport(formerly, [{ service_id: 's1', instance_n: i.n, state: 'RUNNING', reason: 'still here', worker: `${victim.name}-w1`, ts: Date.now() }]);
+    assert.deepEqual(answer.undeploy, [{ service_id: 's1', instance_n: i.n }]);
+  } finally {
+    await s.close();
+  }
+});
