@@ -9,6 +9,7 @@ import type { ServerTls } from '../protocol/tls.ts';
 import { LogRelayError } from './log-relay.ts';
 import { logBytes } from '../protocol/instance-logs.ts';
 import { validTunnelKey } from '../protocol/tunnel-identity.ts';
+import { metricsGate, type MetricsAccess } from '../metrics-access.ts';
 
 function bearer(req: FastifyRequest): string | undefined {
   const h = req.headers.authorization;
@@ -66,10 +67,14 @@ export interface ClusterApiOptions {
   workerJoinKey: string;
   /** Serve https only (SPEC §10). */
   tls?: ServerTls;
+  /** Who may read /metrics and /api/health (open by default; metrics-access.ts). */
+  metricsAccess?: MetricsAccess;
 }
 
 export async function startClusterApi(cluster: Cluster, o: ClusterApiOptions): Promise<FastifyInstance> {
   const app = Fastify({ ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}), logger: false, bodyLimit: 1 << 20 });
+
+  app.addHook('onRequest', metricsGate(o.metricsAccess));
 
   const rootOnly = async (req: FastifyRequest): Promise<void> => {
     const token = cluster.rootToken;

@@ -213,6 +213,9 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       this.workerBrokerUrl = m.embedded.publicUrl ?? this.broker.url;
     } else {
       keepMosquittoFiles(this.creds, join(this.o.stateDir, 'mosquitto'), m.external.reload);
+      if (!m.external.reload) {
+        this.log.warn('external broker without a way to reload it: new workers and revocations take effect only when it reloads its password file (canopy cluster --mosquitto-pid-file)');
+      }
       this.brokerUrl = m.external.url;
       this.workerBrokerUrl = m.external.publicUrl ?? m.external.url;
     }
@@ -310,14 +313,17 @@ export class Cluster extends EventEmitter<ClusterEvents> {
 
   /**
    * Cuts a worker off now (root's POST /api/workers/:id/revoke): its name may not register again, its
-   * MQTT credentials stop working and its open session is closed (embedded broker; an external one
-   * refuses the reconnect once it reloaded the password file), its instances are re-placed as for a
+   * MQTT credentials stop working and its open session is closed (at once on the embedded broker; on
+   * Mosquitto, by the reload the rewritten password file triggers), its instances are re-placed as for a
    * dead worker, and the other workers drop it from their tunnel peers, so they drop its datagrams.
    */
   async revokeWorker(id: string, overlay?: TunnelKey): Promise<boolean> {
     if (!this.registry.workers.has(id) && !this.creds.has(id)) return false;
     this.revoked.add(id);
     this.creds.revoke(id);
+    // Mosquitto closes the session when it reloads the password file: written and signalled now,
+    // not after the 50 ms that coalesce registrations.
+    if (!this.broker) this.creds.flush();
     const sessions = this.broker?.disconnect(id) ?? 0;
     await this.removeWorker(id);
     this.rotateTunnelKey(id);

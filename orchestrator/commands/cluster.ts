@@ -7,6 +7,8 @@ import { Cluster, type BrokerChoice } from '../cluster/cluster.ts';
 import { startClusterApi } from '../cluster/api.ts';
 import { portFlag } from './port-flag.ts';
 import { readServerTls } from '../protocol/tls.ts';
+import { metricsAccessFrom } from '../metrics-access.ts';
+import { reloadByPidFile } from '../mqtt/mosquitto.ts';
 import { openSession, withLogin } from '../client/session.ts';
 import { fail } from '../client/terminal.ts';
 
@@ -29,6 +31,8 @@ interface Opts {
   tlsCert?: string;
   tlsKey?: string;
   encryptPayload?: boolean;
+  metricsToken?: string;
+  closeHealth?: boolean;
 }
 
 /** The worker join key: given, or generated once, stored and printed. */
@@ -77,6 +81,8 @@ export function register(program: Command): void {
     .option('--mosquitto-pid-file <file>', 'with --mqtt-url: SIGHUP this Mosquitto after credential changes')
     .option('--tls-cert <file>', 'serve the API as https and the embedded broker as mqtts with this certificate (PEM; with --tls-key)')
     .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
+    .option('--metrics-token <token>', 'close /metrics: it then answers only Authorization: Bearer <token> (env CANOPY_METRICS_TOKEN; default: open)')
+    .option('--close-health', 'close /api/health too: it then answers only the metrics token (env CANOPY_CLOSE_HEALTH=1)')
     .option('--report-interval <ms>', 'periodic report to root (changes are reported within 200 ms anyway); keep it below root\'s --cluster-silence', '5000')
     .option('--encrypt-payload', 'workers of this cluster encrypt what they send through the tunnel (AES-GCM with the cluster key; without it payloads are authenticated, not hidden); workers take it when they first register')
     .action(async (o: Opts) => {
@@ -88,6 +94,7 @@ export function register(program: Command): void {
         throw new Error(`--report-interval: must be 100-3600000 ms, got ${o.reportInterval}`);
       }
       const tls = readServerTls(o.tlsCert, o.tlsKey);
+      const metricsAccess = metricsAccessFrom(o);
       const apiHost = o.host === '0.0.0.0' ? '127.0.0.1' : o.host;
       const publicUrl = o.publicUrl ?? `${tls ? 'https' : 'http'}://${apiHost}:${apiPort}`;
       const rootKey = o.rootKey ?? process.env.CANOPY_CLUSTER_KEY;
@@ -96,13 +103,7 @@ export function register(program: Command): void {
       let mqtt: BrokerChoice;
       if (o.mqttUrl) {
         const pidFile = o.mosquittoPidFile;
-        const reload = pidFile ? () => {
-          try {
-            process.kill(Number(readFileSync(pidFile, 'utf8').trim()), 'SIGHUP');
-          } catch (e) {
-            process.stderr.write(`canopy cluster: could not signal Mosquitto: ${(e as Error).message}\n`);
-          }
-        } : undefined;
+        const reload = pidFile ? reloadByPidFile(pidFile, (m) => process.stderr.write(`canopy cluster: ${m}\n`)) : undefined;
         mqtt = { external: { url: o.mqttUrl, publicUrl: o.mqttPublicUrl, reload } };
         process.stderr.write(`canopy cluster: Mosquitto files are in ${join(o.data, 'mosquitto')} (password_file passwd, acl_file acl)\n`);
       } else {
@@ -114,7 +115,7 @@ export function register(program: Command): void {
         root: o.root && rootKey ? { url: o.root, joinKey: rootKey } : undefined,
         workerJoinKey: joinKey, mqtt, reportIntervalMs, encryptPayload: o.encryptPayload === true,
       });
-      const api = await startClusterApi(cluster, { host: o.host, port: apiPort, workerJoinKey: joinKey, tls });
+      const api = await startClusterApi(cluster, { host: o.host, port: apiPort, workerJoinKey: joinKey, tls, metricsAccess });
       const stop = (): void => {
         Promise.all([api.close(), cluster.close()]).then(() => process.exit(0), (err: unknown) => {
           process.stderr.write(`canopy cluster: stop failed: ${String(err)}\n`);

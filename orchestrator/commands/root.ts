@@ -6,6 +6,7 @@ import { RootServer } from '../root/server.ts';
 import { CLUSTER_SILENCE_MS } from '../root/clusters.ts';
 import { portFlag } from './port-flag.ts';
 import { readServerTls } from '../protocol/tls.ts';
+import { metricsAccessFrom } from '../metrics-access.ts';
 
 export function register(program: Command): void {
   program
@@ -23,9 +24,11 @@ export function register(program: Command): void {
     .option('--cluster-silence <ms>', 'a cluster that has not reported for this long is inactive (above the clusters\' --report-interval)', String(CLUSTER_SILENCE_MS))
     .option('--tls-cert <file>', 'serve https with this certificate (PEM; with --tls-key): plain http is then refused')
     .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
+    .option('--metrics-token <token>', 'close /metrics: it then answers only Authorization: Bearer <token> (env CANOPY_METRICS_TOKEN; default: open)')
+    .option('--close-health', 'close /api/health too: it then answers only the metrics token (env CANOPY_CLOSE_HEALTH=1)')
     .action(async (o: {
       port: string; host: string; data: string; store?: string; adminPassword?: string; clusterKey?: string; workerPrefix: string; serviceV4: string; serviceV6: string;
-      clusterSilence: string; tlsCert?: string; tlsKey?: string;
+      clusterSilence: string; tlsCert?: string; tlsKey?: string; metricsToken?: string; closeHealth?: boolean;
     }) => {
       const port = portFlag(o.port, '--port');
       const prefix = Number(o.workerPrefix);
@@ -35,14 +38,17 @@ export function register(program: Command): void {
         throw new Error(`--cluster-silence: must be 1000-86400000 ms, got ${o.clusterSilence}`);
       }
       let tls;
+      let metricsAccess;
       try {
         tls = readServerTls(o.tlsCert, o.tlsKey);
+        metricsAccess = metricsAccessFrom(o);
       } catch (e) {
         process.stderr.write(`canopy root: ${(e as Error).message}\n`);
         process.exit(1);
       }
       const root = await RootServer.start({
         tls,
+        metricsAccess,
         dataDir: o.data,
         store: o.store || process.env.CANOPY_STORE || undefined,
         host: o.host,

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { availableParallelism, hostname } from 'node:os';
 import { NodeEngine } from '../worker/node-engine.ts';
 import { loadOrCreateApiToken, startWorkerApi } from '../worker/api.ts';
+import { metricsAccessFrom } from '../metrics-access.ts';
 import { parseUpstream } from '../../dns/forwarder.ts';
 import { parseCidr } from '../descriptor/ip.ts';
 import { netManagerFor, defaultTunnelEndpoint } from '../worker/net/for-engine.ts';
@@ -46,6 +47,8 @@ interface Opts {
   pullVia: string;
   tlsCert?: string;
   tlsKey?: string;
+  metricsToken?: string;
+  closeHealth?: boolean;
   registryMirrorsOnly?: boolean;
 }
 
@@ -100,6 +103,8 @@ export function register(program: Command): void {
     .option('--api-port <port>', 'local API port (status, logs, metrics); 0 picks one', '10200')
     .option('--tls-cert <file>', 'serve the local API as https with this certificate (PEM; with --tls-key)')
     .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
+    .option('--metrics-token <token>', 'close /metrics: it then answers only Authorization: Bearer <token> (env CANOPY_METRICS_TOKEN; default: open)')
+    .option('--close-health', 'close /api/health too: it then answers only the metrics token (env CANOPY_CLOSE_HEALTH=1)')
     .option('--tunnel-endpoint <host:port>', 'tunnel socket address other workers reach (default: this host\'s address towards the cluster)')
     .option('--no-network', 'no bridge, TUN, tunnel or DNS: instances get loopback only')
     .option('--tunnel-host <address>', 'local address of the tunnel socket', '0.0.0.0')
@@ -126,6 +131,7 @@ export function register(program: Command): void {
       if (!o.cluster) fail('worker', new Error("required option '--cluster <url>' not specified"));
       const clusterUrl = o.cluster;
       const tls = readServerTls(o.tlsCert, o.tlsKey);
+      const metricsAccess = metricsAccessFrom(o);
       const key = o.key ?? process.env.CANOPY_WORKER_KEY;
       if (!key) throw new Error('--key or CANOPY_WORKER_KEY is required (printed by `canopy cluster` at first start)');
       let capacity;
@@ -166,7 +172,7 @@ export function register(program: Command): void {
         await engine.close().catch(() => {});
         process.exit(1);
       });
-      const api = await startWorkerApi(engine, { host: o.apiHost, port: Number(o.apiPort), token: loadOrCreateApiToken(o.data), tls });
+      const api = await startWorkerApi(engine, { host: o.apiHost, port: Number(o.apiPort), token: loadOrCreateApiToken(o.data), tls, metricsAccess });
       const stop = (): void => {
         stopping = true;
         Promise.all([api.close(), engine.close({ undeploy: Boolean(o.undeployOnExit) })]).then(() => process.exit(0), (err: unknown) => {

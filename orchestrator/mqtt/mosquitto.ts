@@ -1,7 +1,11 @@
 // Files for an external Mosquitto 2 broker: the password file (from the credential store) and an ACL
 // file with per-user patterns equal to the embedded broker's rules (topics.ts). The cluster rewrites
 // them whenever a worker gets credentials and, when it knows the broker's pid, asks it to reload.
-import { writeFileSync, renameSync, mkdirSync } from 'node:fs';
+// On that reload (SIGHUP) Mosquitto 2.0 checks every connected client's username and password
+// against the new password file and disconnects those no longer in it (mosquitto_security_apply):
+// that is how a revoked worker's open session is closed on Mosquitto, as the embedded broker does
+// at once (test/integration/revoke-mosquitto.test.ts, against Debian's 2.0.11).
+import { readFileSync, writeFileSync, renameSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CLUSTER_USER, type CredentialStore } from './credentials.ts';
 import { WORKER_PUBLISHES, WORKER_RECEIVES } from './topics.ts';
@@ -30,6 +34,23 @@ function writeAtomic(path: string, text: string): void {
   const tmp = `${path}.tmp`;
   writeFileSync(tmp, text, { mode: 0o644 });
   renameSync(tmp, path);
+}
+
+/**
+ * Asks the Mosquitto whose pid is in `pidFile` to reload its files (SIGHUP). The file is read at each
+ * call: a restarted broker writes a new pid. A failure is reported, never thrown: the files are
+ * written anyway, and the broker reads them on its next reload or restart.
+ */
+export function reloadByPidFile(pidFile: string, report: (message: string) => void): () => void {
+  return () => {
+    try {
+      const pid = Number(readFileSync(pidFile, 'utf8').trim());
+      if (!Number.isInteger(pid) || pid <= 1) throw new Error(`${pidFile} holds no pid`);
+      process.kill(pid, 'SIGHUP');
+    } catch (e) {
+      report(`could not signal Mosquitto to reload its password file: ${(e as Error).message}`);
+    }
+  };
 }
 
 /** Writes both files into `dir` now and after every credential change; returns their paths. */

@@ -10,6 +10,7 @@ import { jsonLogger, type Logger } from '../protocol/log.ts';
 import { AddressAllocator, AddressSpaceExhausted, DEFAULT_PLAN, type AddressPlan } from './addresses.ts';
 import { loadOverlayTunnel, loadSecrets, rotateOverlayTunnel } from './secrets.ts';
 import { pushOverlayKey } from './overlay-key-push.ts';
+import { metricsGate, type MetricsAccess } from '../metrics-access.ts';
 import { applicationRoutes } from './api/applications.ts';
 import { authRoutes } from './api/auth.ts';
 import { clusterRoutes } from './api/clusters.ts';
@@ -57,6 +58,8 @@ export interface RootOptions {
   tls?: ServerTls;
   /** Lifetime of /api/v1 access tokens in seconds (default 15 min). */
   accessTtlS?: number;
+  /** Who may read /metrics and /api/health (open by default; metrics-access.ts). */
+  metricsAccess?: MetricsAccess;
 }
 
 /** JSON deeper than this is refused before parsing: no descriptor needs it, and deep values overflow the stack later. */
@@ -190,6 +193,7 @@ export class RootServer {
         return reply.code(500).send({ error: 'internal error (logged)' });
       });
       app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}` }));
+      app.addHook('onRequest', metricsGate(opts.metricsAccess));
       app.addHook('onRequest', authenticate(ctx));
       app.addHook('onResponse', async (req, reply) => {
         countRequest({ method: req.method, route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) });
@@ -217,6 +221,8 @@ export class RootServer {
       logRoutes(app, ctx);
       await app.register(oakestraRoutes(ctx));
       dashboardRoutes(app, ctx, { events });
+      // Liveness only: nothing about the deployment (a load balancer's or an orchestrator's probe).
+      app.get('/api/health', { schema: { hide: true } }, async () => ({ ok: true }));
       app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
         reply.type('text/plain; version=0.0.4').send(await metrics.render()));
 

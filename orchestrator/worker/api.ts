@@ -2,8 +2,8 @@
 // the import of image archives (`canopy image import`).
 // Status and logs answer only a caller with the worker's API token (SPEC §10, no side doors): the
 // token is a file in the worker's state directory (mode 0600), so reading it proves the caller is
-// the operator on that host. Users read logs through root. /metrics and /api/health stay open: counters
-// and liveness only.
+// the operator on that host. Users read logs through root. /metrics and /api/health stay open (counters
+// and liveness only) unless the operator closes them with a metrics token (metrics-access.ts).
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { createWriteStream, rmSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { ImportError } from './container/import-error.ts';
+import { metricsGate, type MetricsAccess } from '../metrics-access.ts';
 
 /** The API token file in a worker's state directory. */
 export function apiTokenFile(stateDir: string): string {
@@ -40,6 +41,8 @@ export interface WorkerApiOptions {
   /** Callers of status and logs send `Authorization: Bearer <token>`. */
   token: string;
   tls?: ServerTls;
+  /** Who may read /metrics and /api/health (open by default; metrics-access.ts). */
+  metricsAccess?: MetricsAccess;
 }
 
 export async function startWorkerApi(engine: NodeEngine, o: WorkerApiOptions): Promise<FastifyInstance> {
@@ -50,6 +53,7 @@ export async function startWorkerApi(engine: NodeEngine, o: WorkerApiOptions): P
     const got = Buffer.from(h?.startsWith('Bearer ') ? h.slice(7) : '');
     return got.length === want.length && timingSafeEqual(got, want);
   };
+  app.addHook('onRequest', metricsGate(o.metricsAccess));
   app.addHook('onRequest', async (req, reply) => {
     const url = req.routeOptions.url;
     if (url === '/metrics' || url === '/api/health' || url === undefined) return;

@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { RootServer } from '../../orchestrator/root/server.ts';
+import { RootServer, type RootOptions } from '../../orchestrator/root/server.ts';
+import type { MetricsAccess } from '../../orchestrator/metrics-access.ts';
 import { Cluster } from '../../orchestrator/cluster/cluster.ts';
 import { startClusterApi } from '../../orchestrator/cluster/api.ts';
 import { NodeEngine, type NodeEngineOptions } from '../../orchestrator/worker/node-engine.ts';
@@ -50,16 +51,16 @@ export class InProcessStack {
     return this.root?.url ?? `http://127.0.0.1:${this.rootPort}`;
   }
 
-  async startRoot(): Promise<RootServer> {
+  async startRoot(o: Partial<RootOptions> = {}): Promise<RootServer> {
     this.root = await RootServer.start({
       dataDir: join(this.dir, 'root'), host: '127.0.0.1', port: this.rootPort, adminPassword: ADMIN_PASSWORD, clusterKey: 'ck',
-      log: this.log, announce: () => {},
+      log: this.log, announce: () => {}, ...o,
     });
     return this.root;
   }
 
   /** Cluster `name` with its API on a free port, registering with root at rootUrl (running or not). */
-  async startCluster(name: string, o: { location?: string; reportIntervalMs?: number } = {}): Promise<Cluster> {
+  async startCluster(name: string, o: { location?: string; reportIntervalMs?: number; metricsAccess?: MetricsAccess } = {}): Promise<Cluster> {
     if (!this.root && this.rootPort === 0) this.rootPort = await freePort();
     const apiPort = await freePort();
     this.apiUrl = `http://127.0.0.1:${apiPort}`;
@@ -68,7 +69,7 @@ export class InProcessStack {
       root: { url: this.rootUrl, joinKey: 'ck' }, workerJoinKey: 'wk', mqtt: { embedded: { host: '127.0.0.1', port: 0 } },
       reportIntervalMs: o.reportIntervalMs ?? 1000, log: this.log,
     });
-    this.api = await startClusterApi(this.cluster, { host: '127.0.0.1', port: apiPort, workerJoinKey: 'wk' });
+    this.api = await startClusterApi(this.cluster, { host: '127.0.0.1', port: apiPort, workerJoinKey: 'wk', metricsAccess: o.metricsAccess });
     return this.cluster;
   }
 

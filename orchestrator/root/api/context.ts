@@ -75,9 +75,9 @@ export async function throttledLogin(ctx: ApiContext, req: FastifyRequest, reply
 
 const callers = new WeakMap<FastifyRequest, Caller>();
 
-/** Routes that need no user token: both logins, the API docs, and the cluster-facing routes (own auth). */
+/** Routes that need no user token: both logins, the API docs, health (metrics-access.ts may close it), and the cluster-facing routes (own auth). */
 function isPublic(url: string): boolean {
-  return !url.startsWith('/api/') || url === `${API_V1}/auth/login` || url === '/api/auth/login' || url === '/api/auth/refresh'
+  return !url.startsWith('/api/') || url === '/api/health' || url === `${API_V1}/auth/login` || url === '/api/auth/login' || url === '/api/auth/refresh'
     || url === `${API_V1}/auth/refresh` || url.startsWith('/api/docs') || url.startsWith('/api/internal/');
 }
 
