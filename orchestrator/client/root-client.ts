@@ -5,6 +5,13 @@ import type { ApplicationView, ServiceView } from '../root/catalog.ts';
 import { API_V1 } from '../root/api/paths.ts';
 import { controlFetch } from '../protocol/tls.ts';
 
+/** What a revocation's answer says about root's rotated overlay key (docs/protocols.md). */
+export interface OverlayKeyNews {
+  key_id: number;
+  clusters_told: string[];
+  clusters_missed: Array<{ cluster: string; error: string }>;
+}
+
 export interface FieldProblem {
   path: string;
   message: string;
@@ -220,12 +227,12 @@ export class RootClient {
   }
 
   /** Revokes a cluster (admins), by name or id. */
-  revokeCluster(cluster: string): Promise<{ revoked: string; cluster_id: string }> {
+  revokeCluster(cluster: string): Promise<{ revoked: string; cluster_id: string; instances_replaced?: number; overlay_key?: OverlayKeyNews }> {
     return this.call('POST', `${API_V1}/clusters/${encodeURIComponent(cluster)}/revoke`, {});
   }
 
   /** Revokes a worker (admins); `cluster` names its cluster when root has more than one. */
-  revokeWorker(worker: string, cluster?: string): Promise<{ revoked: string; cluster: string }> {
+  revokeWorker(worker: string, cluster?: string): Promise<{ revoked: string; cluster: string; overlay_key?: OverlayKeyNews }> {
     return this.call('POST', `${API_V1}/workers/${encodeURIComponent(worker)}/revoke${cluster ? `?cluster=${encodeURIComponent(cluster)}` : ''}`, {});
   }
 

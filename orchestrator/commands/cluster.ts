@@ -9,6 +9,7 @@ import { portFlag } from './port-flag.ts';
 import { readServerTls } from '../protocol/tls.ts';
 import { metricsAccessFrom } from '../metrics-access.ts';
 import { reloadByPidFile } from '../mqtt/mosquitto.ts';
+import { keyLine } from '../client/revocation.ts';
 import { openSession, withLogin } from '../client/session.ts';
 import { fail } from '../client/terminal.ts';
 
@@ -58,7 +59,8 @@ export function register(program: Command): void {
     .action(async (name: string, o: { root?: string }) => {
       try {
         const r = await withLogin(openSession({ root: o.root }), (c) => c.revokeCluster(name));
-        console.log(`revoked cluster ${r.revoked} (${r.cluster_id})`);
+        const moved = r.instances_replaced ? `; ${r.instances_replaced} instance(s) it ran are being re-placed on the other clusters` : '';
+        console.log(`revoked cluster ${r.revoked} (${r.cluster_id})${moved}${keyLine(r.overlay_key)}`);
       } catch (e) {
         fail('cluster revoke', e);
       }

@@ -6,6 +6,7 @@ import { availableParallelism, hostname } from 'node:os';
 import { NodeEngine } from '../worker/node-engine.ts';
 import { loadOrCreateApiToken, startWorkerApi } from '../worker/api.ts';
 import { metricsAccessFrom } from '../metrics-access.ts';
+import { keyLine } from '../client/revocation.ts';
 import { parseUpstream } from '../../dns/forwarder.ts';
 import { parseCidr } from '../descriptor/ip.ts';
 import { netManagerFor, defaultTunnelEndpoint } from '../worker/net/for-engine.ts';
@@ -87,7 +88,7 @@ export function register(program: Command): void {
     .action(async (name: string, o: { in?: string; root?: string }) => {
       try {
         const r = await withLogin(openSession({ root: o.root }), (c) => c.revokeWorker(name, o.in));
-        console.log(`revoked worker ${r.revoked} of cluster ${r.cluster}`);
+        console.log(`revoked worker ${r.revoked} of cluster ${r.cluster}${keyLine(r.overlay_key)}`);
       } catch (e) {
         fail('worker revoke', e);
       }
