@@ -328,7 +328,9 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     await this.removeWorker(id);
     this.rotateTunnelKey(id);
     if (overlay) this.peers.takeOverlayNews({ overlay, problems: [] });
-    this.log.warn('worker revoked', { worker: id, sessions_closed: sessions });
+    const m = this.o.mqtt;
+    const session = 'embedded' in m ? `${sessions} session(s) closed` : m.external.reload ? 'broker signalled to reload its password file (it closes the session)' : 'session open until the broker reloads its password file';
+    this.log.warn('worker revoked', { worker: id, sessions_closed: sessions, session });
     return true;
   }
 
