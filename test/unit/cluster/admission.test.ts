@@ -37,14 +37,19 @@ function setup(dir: string) {
     // An external broker: registration waits for the password file.
     broker: () => ({ workerUrl: 'mqtts://198.19.250.1:10002', embedded: undefined }),
   });
-  return { admission, registry, creds, published, ctx, close: () => { reporter.close(); peers.close(); } };
+  // The credential store writes its file 50 ms after a change: flushed before the folder is removed.
+  return { admission, registry, creds, published, ctx, close: () => { reporter.close(); peers.close(); creds.flush(); } };
 }
 
 test('register, revoke: the name is barred, the tunnel key rotates and is retained for the others, and survives a restart', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'canopy-admission-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const open: { close(): void }[] = [];
+  t.after(() => {
+    for (const o of open) o.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
   const a = setup(dir);
-  t.after(a.close);
+  open.push(a);
 
   const w1 = await a.admission.register('W1');
   assert.equal(w1.worker_id, 'w1', 'names are lower-cased');
@@ -72,16 +77,20 @@ test('register, revoke: the name is barred, the tunnel key rotates and is retain
 
   // A restarted cluster (same state folder) keeps the rotated key and the bar.
   const b = setup(dir);
-  t.after(b.close);
+  open.push(b);
   assert.deepEqual(b.admission.tunnelKey, after);
   await assert.rejects(b.admission.register('w1'), /revoked/);
 });
 
 test('remove: a worker leaves for good, its credentials go, and it may register again', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'canopy-admission-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const open: { close(): void }[] = [];
+  t.after(() => {
+    for (const o of open) o.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
   const a = setup(dir);
-  t.after(a.close);
+  open.push(a);
   await a.admission.register('w1');
   const key = a.admission.tunnelKey;
   assert.equal(await a.admission.remove('w1'), true);
