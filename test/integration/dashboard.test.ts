@@ -187,6 +187,7 @@ describe('dashboard in Chromium', { skip }, () => {
     await page.click('a[href="#/apps"]');
     await page.click('a[data-service="web"]');
     await shot('07-tablet');
+    await accessible('tablet width');
     const overflow = await page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth') as number;
     assert.ok(overflow <= 0, `the page is ${overflow} px wider than a tablet`);
     // Keyboard: the skip link comes first, then the views; Enter follows a link.
@@ -210,6 +211,7 @@ describe('dashboard in Chromium', { skip }, () => {
     const dialog = page.getByRole('dialog');
     await dialog.waitFor();
     await shot('08-confirm-undeploy');
+    await accessible('confirm undeploy dialog');
     // Cancel keeps it; confirming removes it.
     await dialog.getByRole('button', { name: 'Cancel' }).click();
     assert.equal(await page.locator('a[data-service="web"]').count(), 1);
@@ -217,6 +219,7 @@ describe('dashboard in Chromium', { skip }, () => {
     await dialog.getByRole('button', { name: 'Undeploy application' }).click();
     await page.getByText('No applications yet').waitFor({ timeout: 30_000 });
     await shot('09-undeployed');
+    await accessible('no applications');
   });
 });
 
