@@ -52,7 +52,7 @@ export interface NodeEngineOptions {
    * More runtimes beside `process` (the container runtime), given the shared sandbox. A runtime that
    * has `available()` is advertised only while that answers true.
    */
-  runtimes?: (sandbox: Sandbox, log: Logger) => Promise<AdvertisedRuntime[]> | AdvertisedRuntime[];
+  runtimes?: (sandbox: Sandbox, log: Logger) => Promise<InstanceRuntime[]> | InstanceRuntime[];
   /** How long a first registration retries while the cluster is unreachable (default 60 s). */
   registerTimeoutMs?: number;
   log?: Logger;
@@ -68,11 +68,6 @@ interface EngineEvents {
 }
 
 const ORDER_FILE = 'order.json';
-
-export interface AdvertisedRuntime extends InstanceRuntime {
-  /** Whether the runtime can run instances now (its engine answers). */
-  available?(): boolean;
-}
 
 export class NodeEngine extends EventEmitter<EngineEvents> {
   readonly log: Logger;
@@ -133,8 +128,8 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
   get virtualizations(): string[] {
     const out: string[] = [];
     for (const kind of this.runtimes.kinds) {
-      const r = this.runtimes.get(kind) as AdvertisedRuntime;
-      if (kind === 'process' ? this.processOk : (r.available?.() ?? true)) out.push(kind);
+      const r = this.runtimes.get(kind);
+      if (kind === 'process' ? this.processOk : (r?.available?.() ?? true)) out.push(kind);
     }
     return out;
   }
