@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, wri
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build, type Plugin } from 'esbuild';
+import { writeValidators } from './gen-validators.ts';
 
 export const REPO = resolve(import.meta.dirname, '..');
 export const DIST = join(REPO, 'dist');
@@ -44,6 +45,8 @@ function sourceLocation(outdir: string): Plugin {
 
 /** Builds the command into `outdir` (default dist/); returns the files written. */
 export async function buildCanopy(outdir = DIST): Promise<string[]> {
+  // The MQTT payload validators, compiled from their schemas (a no-op when they are current).
+  writeValidators();
   rmSync(outdir, { recursive: true, force: true });
   mkdirSync(outdir, { recursive: true });
   const r = await build({
