@@ -29,7 +29,7 @@ import { hostArch, hostCapacity, hostFreeMemoryMb, runnableVirtualizations, CpuM
 import type { Transition } from '../protocol/instance-states.ts';
 import { validTunnelKey, type TunnelKey } from '../protocol/tunnel-identity.ts';
 import { parseWorkerRegistration, type WorkerIdentity } from '../protocol/worker-registration.ts';
-import { controlFetch } from '../protocol/tls.ts';
+import { controlRequest, type ControlAnswer } from '../protocol/tls.ts';
 import { parseLogRequest, type LogAnswer } from '../protocol/instance-logs.ts';
 
 export interface NodeEngineOptions {
@@ -79,9 +79,9 @@ export interface AdvertisedRuntime extends InstanceRuntime {
 /** First contact: the join key buys per-worker credentials. */
 export async function registerWithCluster(clusterUrl: string, joinKey: string, name: string): Promise<WorkerIdentity> {
   const url = new URL('api/workers/register', clusterUrl.endsWith('/') ? clusterUrl : `${clusterUrl}/`);
-  let res: Response;
+  let res: ControlAnswer;
   try {
-    res = await controlFetch(url, {
+    res = await controlRequest(url, {
       method: 'POST',
       headers: { authorization: `Bearer ${joinKey}`, 'content-type': 'application/json' },
       body: JSON.stringify({ name }),
@@ -90,7 +90,10 @@ export async function registerWithCluster(clusterUrl: string, joinKey: string, n
   } catch (e) {
     throw new RegistrationError(`cluster unreachable at ${clusterUrl}: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`);
   }
-  const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  let body: Record<string, unknown> = {};
+  try {
+    body = JSON.parse(res.text) as Record<string, unknown>;
+  } catch { /* not JSON: the status says what happened */ }
   if (!res.ok) throw new RegistrationError(`cluster refused registration (HTTP ${res.status}): ${String(body.error ?? '')}`);
   try {
     return parseWorkerRegistration(body);
