@@ -49,6 +49,11 @@ export function pinnedCa(): string | undefined {
   return pinned?.ca;
 }
 
+/** The agent for an https:// control call: the pinned CA's, else undefined (node's default agent, system CAs). */
+export function pinnedAgent(): Agent | undefined {
+  return pinned?.agent;
+}
+
 /** Options for mqtt.js: the pinned CA for mqtts:// URLs (mqtt.js ignores them for mqtt://). */
 export function mqttTls(): { ca?: string; rejectUnauthorized: true } {
   return pinned ? { ca: pinned.ca, rejectUnauthorized: true } : { rejectUnauthorized: true };
