@@ -8,10 +8,13 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import { MIGRATIONS, postgres } from './schema.ts';
 import { SqlStore, type Row } from './sql-store.ts';
-import { StoreConflict, StoreUnavailable, type InstanceEvent, type InstanceRecord } from './store.ts';
+import { StoreConflict, StoreUnavailable, type InstanceEvent, type InstanceRecord, type ReplicaNote } from './store.ts';
+import type { InstanceState } from '../protocol/instance-states.ts';
 
 /** Fails a request fast (503) rather than queueing it while the database is away. */
 const CONNECT_TIMEOUT_MS = 3000;
+/** SQLSTATE of a NULL in a NOT NULL column: claimAndCreateInstance's sign that an address was taken. */
+const NOT_NULL_VIOLATION = '23502';
 /** Serialization failures and deadlocks are retried: the transaction ran against a moving target. */
 const TX_ATTEMPTS = 4;
 
@@ -157,8 +160,8 @@ export class PgStore extends SqlStore {
     }
   }
 
-  // The two writes every placement makes, each one statement (one round trip, atomic by itself)
-  // instead of a transaction of four: the hot path of deploys and transitions.
+  // The writes every placement makes, each one statement (one round trip, atomic by itself) instead
+  // of a transaction of several: the hot path of deploys and transitions.
   override async createInstance(i: InstanceRecord, first: InstanceEvent): Promise<void> {
     await this.query(
       `WITH created AS (INSERT INTO instances (service_id, n, state, reason, cluster_id, worker_id, instance_ip, instance_ip_v6, ns_ip, ns_ip_v6,
@@ -169,14 +172,64 @@ export class PgStore extends SqlStore {
     );
   }
 
-  override async recordTransition(i: InstanceRecord, event?: InstanceEvent): Promise<void> {
-    if (!event) return this.updateInstance(i);
-    await this.query(
-      `WITH changed AS (UPDATE instances SET state = ?, reason = ?, cluster_id = ?, worker_id = ?, ns_ip = ?, ns_ip_v6 = ?, tunnel_endpoint = ?,
-       updated_at = ? WHERE service_id = ? AND n = ? RETURNING service_id, n)
+  /**
+   * One statement: both address claims (insert unless taken), the instance (whose address columns are
+   * NOT NULL and take the claims' results, so a claim that found its address taken fails the whole
+   * statement and nothing of it stays), its first history entry, and the note (sent on commit).
+   */
+  override async claimAndCreateInstance(i: InstanceRecord, first: InstanceEvent, note?: ReplicaNote): Promise<boolean> {
+    const sql = `WITH a4 AS (INSERT INTO addresses (address, family, kind, service_id, instance_n) VALUES (?, 4, 'instance', ?, ?) ON CONFLICT DO NOTHING RETURNING address),
+       a6 AS (INSERT INTO addresses (address, family, kind, service_id, instance_n) VALUES (?, 6, 'instance', ?, ?) ON CONFLICT DO NOTHING RETURNING address),
+       created AS (INSERT INTO instances (service_id, n, state, reason, cluster_id, worker_id, instance_ip, instance_ip_v6, ns_ip, ns_ip_v6,
+         tunnel_endpoint, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, (SELECT address FROM a4), (SELECT address FROM a6), ?, ?, ?, ?, ?) RETURNING service_id, n),
+       event AS (INSERT INTO instance_events (service_id, n, state, reason, ts) SELECT service_id, n, ?, ?, ? FROM created)
+       ${note ? 'SELECT pg_notify(?, ?) FROM created' : 'SELECT 1 FROM created'}`;
+    const args = [i.instance_ip, i.service_id, i.n, i.instance_ip_v6, i.service_id, i.n,
+      i.service_id, i.n, i.state, i.reason, i.cluster_id, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint, i.created_at, i.updated_at,
+      first.state, first.reason, first.ts, ...(note ? [note.channel, note.payload] : [])];
+    try {
+      // Inside a caller's transaction a failed statement would abort it: a savepoint keeps it alive.
+      if (this.inTransaction()) await this.transaction(() => this.query(sql, args));
+      else await this.query(sql, args);
+      return true;
+    } catch (err) {
+      if ((err as { code?: unknown }).code === NOT_NULL_VIOLATION) return false;
+      throw err;
+    }
+  }
+
+  override async recordTransition(i: InstanceRecord, event?: InstanceEvent, expect?: { state: InstanceState; cluster_id: string | null }): Promise<boolean> {
+    const set = 'UPDATE instances SET state = ?, reason = ?, cluster_id = ?, worker_id = ?, ns_ip = ?, ns_ip_v6 = ?, tunnel_endpoint = ?, updated_at = ? WHERE service_id = ? AND n = ?';
+    const args: unknown[] = [i.state, i.reason, i.cluster_id, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint, i.updated_at, i.service_id, i.n];
+    // Compare and set: the row is written only while it still has the state and cluster read before.
+    const guard = expect ? ' AND state = ? AND cluster_id IS NOT DISTINCT FROM ?' : '';
+    if (expect) args.push(expect.state, expect.cluster_id);
+    if (!event) return (await this.run(`${set}${guard}`, args)) > 0 || !expect;
+    const written = await this.run(
+      `WITH changed AS (${set}${guard} RETURNING service_id, n)
        INSERT INTO instance_events (service_id, n, state, reason, ts) SELECT service_id, n, ?, ?, ? FROM changed`,
-      [i.state, i.reason, i.cluster_id, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint, i.updated_at, i.service_id, i.n, event.state, event.reason, event.ts],
+      [...args, event.state, event.reason, event.ts],
     );
+    return written > 0 || !expect;
+  }
+
+  /**
+   * Committed without waiting for the disk (synchronous_commit off for this one statement): the
+   * service's row is locked until the commit, so with a wait every deploy of one service would queue
+   * behind the previous one's WAL flush. Safe: a number matters only once an instance holding it is
+   * committed, and that commit (synchronous, later in the WAL) flushes this one with it.
+   */
+  override async takeInstanceNumber(serviceId: string): Promise<number | undefined> {
+    if (this.inTransaction()) return super.takeInstanceNumber(serviceId);
+    const r = (await this.all(
+      "UPDATE services SET next_n = next_n + 1 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit WHERE id = ? RETURNING next_n",
+      [serviceId],
+    ))[0];
+    return r === undefined ? undefined : Number(r.next_n) - 1;
+  }
+
+  protected override async sendNote(note: ReplicaNote): Promise<void> {
+    await this.notify(note.channel, note.payload);
   }
 
   /** NOTIFY on `channel`; inside a transaction PostgreSQL delivers it only when that commits. */
