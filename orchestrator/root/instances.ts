@@ -146,11 +146,12 @@ export class InstanceManager {
   }
 
   /** Creates instance n of a service (REQUESTED, with its instance IPs) and starts scheduling it. */
-  async deploy(s: ServiceRecord, reason: string): Promise<InstanceRecord> {
+  /** `taken`: the instance number, when the caller took it already (takeInstanceNumberOf). */
+  async deploy(s: ServiceRecord, reason: string, taken?: number): Promise<InstanceRecord> {
     const now = Date.now();
     // One atomic statement, committed at once: replicas deploying the same service at once get
     // different numbers without waiting for each other's transactions.
-    const n = await this.store.takeInstanceNumber(s.id);
+    const n = taken ?? await this.store.takeInstanceNumber(s.id);
     if (n === undefined) throw new ServiceGone(s.id);
     s.next_n = n + 1;
     // A follower hands the instance to the leader: the note goes out with the instance's commit. With

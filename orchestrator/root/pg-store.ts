@@ -7,12 +7,14 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import { MIGRATIONS, postgres } from './schema.ts';
-import { SqlStore, type Row } from './sql-store.ts';
-import { StoreConflict, StoreUnavailable, type InstanceEvent, type InstanceRecord, type ReplicaNote } from './store.ts';
+import { serviceRow, SqlStore, type Row } from './sql-store.ts';
+import { StoreConflict, StoreUnavailable, type InstanceEvent, type InstanceRecord, type ReplicaNote, type ServiceRecord } from './store.ts';
 import type { InstanceState } from '../protocol/instance-states.ts';
 
 /** Fails a request fast (503) rather than queueing it while the database is away. */
 const CONNECT_TIMEOUT_MS = 3000;
+/** Joined into a write: its transaction commits without waiting for the WAL flush (synchronous_commit off). */
+const ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit";
 /** SQLSTATE of a NULL in a NOT NULL column: claimAndCreateInstance's sign that an address was taken. */
 const NOT_NULL_VIOLATION = '23502';
 /** Serialization failures and deadlocks are retried: the transaction ran against a moving target. */
@@ -221,11 +223,16 @@ export class PgStore extends SqlStore {
    */
   override async takeInstanceNumber(serviceId: string): Promise<number | undefined> {
     if (this.inTransaction()) return super.takeInstanceNumber(serviceId);
-    const r = (await this.all(
-      "UPDATE services SET next_n = next_n + 1 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit WHERE id = ? RETURNING next_n",
-      [serviceId],
-    ))[0];
+    const r = (await this.all(`UPDATE services SET next_n = next_n + 1 FROM ${ASYNC_COMMIT} WHERE id = ? RETURNING next_n`, [serviceId]))[0];
     return r === undefined ? undefined : Number(r.next_n) - 1;
+  }
+
+  /** As takeInstanceNumber, committed without waiting for the disk. */
+  override async takeInstanceNumberOf(serviceId: string, owner?: string): Promise<{ n: number; service: ServiceRecord } | undefined> {
+    if (this.inTransaction()) return super.takeInstanceNumberOf(serviceId, owner);
+    const r = (await this.all(`UPDATE services SET next_n = next_n + 1 FROM ${ASYNC_COMMIT} WHERE id = ?${owner === undefined ? '' : ' AND owner = ?'} RETURNING services.*`,
+      owner === undefined ? [serviceId] : [serviceId, owner]))[0];
+    return r && { n: Number(r.next_n) - 1, service: serviceRow(r) };
   }
 
   protected override async sendNote(note: ReplicaNote): Promise<void> {

@@ -14,7 +14,8 @@ function plain<T>(r: Row): T {
   void rowid;
   return rest as T;
 }
-function service(r: Row): ServiceRecord {
+/** A services row as a record (spec parsed). */
+export function serviceRow(r: Row): ServiceRecord {
   return { ...plain<ServiceRecord>(r), spec: JSON.parse(r.spec as string) };
 }
 function cluster(r: Row): ClusterRecord {
@@ -101,21 +102,26 @@ export abstract class SqlStore implements RootStore {
   }
   async service(id: string): Promise<ServiceRecord | undefined> {
     const r = await this.one('SELECT * FROM services WHERE id = ?', [id]);
-    return r && service(r);
+    return r && serviceRow(r);
   }
   async serviceForUpdate(id: string): Promise<ServiceRecord | undefined> {
     const r = await this.one(`SELECT * FROM services WHERE id = ?${this.forUpdate}`, [id]);
-    return r && service(r);
+    return r && serviceRow(r);
   }
   async takeInstanceNumber(serviceId: string): Promise<number | undefined> {
     const r = await this.one('UPDATE services SET next_n = next_n + 1 WHERE id = ? RETURNING next_n', [serviceId]);
     return r === undefined ? undefined : Number(r.next_n) - 1;
   }
+  async takeInstanceNumberOf(serviceId: string, owner?: string): Promise<{ n: number; service: ServiceRecord } | undefined> {
+    const r = await this.one(`UPDATE services SET next_n = next_n + 1 WHERE id = ?${owner === undefined ? '' : ' AND owner = ?'} RETURNING *`,
+      owner === undefined ? [serviceId] : [serviceId, owner]);
+    return r && { n: Number(r.next_n) - 1, service: serviceRow(r) };
+  }
   async listServices(appId: string): Promise<ServiceRecord[]> {
-    return (await this.all('SELECT * FROM services WHERE app_id = ? ORDER BY created_at, rowid', [appId])).map(service);
+    return (await this.all('SELECT * FROM services WHERE app_id = ? ORDER BY created_at, rowid', [appId])).map(serviceRow);
   }
   async allServices(): Promise<ServiceRecord[]> {
-    return (await this.all('SELECT * FROM services ORDER BY created_at, rowid', [])).map(service);
+    return (await this.all('SELECT * FROM services ORDER BY created_at, rowid', [])).map(serviceRow);
   }
   async updateService(s: ServiceRecord): Promise<void> {
     await this.run(
@@ -214,7 +220,7 @@ export abstract class SqlStore implements RootStore {
     }
     return {
       instance: instance as unknown as InstanceRecord,
-      service: service(svc),
+      service: serviceRow(svc),
       app: (r.a_name as string | null) ?? '',
       appns: (r.a_namespace as string | null) ?? '',
     };

@@ -173,6 +173,12 @@ export interface RootStore {
    * each other's whole transaction; a deploy that fails afterwards leaves a gap in the numbers.
    */
   takeInstanceNumber(serviceId: string): Promise<number | undefined>;
+  /**
+   * takeInstanceNumber with the service read in the same statement (a deploy through the API): the
+   * number and the service after the take; undefined, with nothing taken, when there is no such
+   * service or `owner` is given and does not own it.
+   */
+  takeInstanceNumberOf(serviceId: string, owner?: string): Promise<{ n: number; service: ServiceRecord } | undefined>;
   listServices(appId: string): Promise<ServiceRecord[]>;
   allServices(): Promise<ServiceRecord[]>;
   updateService(s: ServiceRecord): Promise<void>;
