@@ -386,7 +386,7 @@ export class Catalog {
       throw notFound(`service ${id}`);
     }
     const s = taken.service;
-    const i = await this.instances.deploy(s, `requested by ${caller.username}`, taken.n).catch((err: unknown) => {
+    const i = await this.instances.deploy(s, `requested by ${caller.username}`, taken).catch((err: unknown) => {
       if (err instanceof ServiceGone) throw notFound(`service ${id}`);
       throw err;
     });

@@ -15,7 +15,7 @@ import type { Metrics } from './metrics.ts';
 import { RetryScheduler, type RetryClock, type RunOutcome, type TriggerKind } from './retry.ts';
 import { rankClusters, summarizeRejections, type InstanceDemand, type NearTarget } from './scheduler.ts';
 import { placeability } from './placeable.ts';
-import type { ClusterRecord, InstanceEvent, InstanceRecord, RootStore, ServiceRecord } from './store.ts';
+import type { ClusterRecord, InstanceEvent, InstanceRecord, PlacementContext, RootStore, ServiceRecord } from './store.ts';
 import type { Connectivity } from '../descriptor/types.ts';
 import { SoloCoordinator, type Coordinator } from './replicas.ts';
 
@@ -146,12 +146,15 @@ export class InstanceManager {
   }
 
   /** Creates instance n of a service (REQUESTED, with its instance IPs) and starts scheduling it. */
-  /** `taken`: the instance number, when the caller took it already (takeInstanceNumberOf). */
-  async deploy(s: ServiceRecord, reason: string, taken?: number): Promise<InstanceRecord> {
+  /**
+   * `taken`: the instance number and the application's names, when the caller took the number
+   * already (takeInstanceNumberOf); the leader then schedules from what it has in hand, not read again.
+   */
+  async deploy(s: ServiceRecord, reason: string, taken?: { n: number; app: string; appns: string }): Promise<InstanceRecord> {
     const now = Date.now();
     // One atomic statement, committed at once: replicas deploying the same service at once get
     // different numbers without waiting for each other's transactions.
-    const n = taken ?? await this.store.takeInstanceNumber(s.id);
+    const n = taken?.n ?? await this.store.takeInstanceNumber(s.id);
     if (n === undefined) throw new ServiceGone(s.id);
     s.next_n = n + 1;
     // A follower hands the instance to the leader: the note goes out with the instance's commit. With
@@ -178,7 +181,9 @@ export class InstanceManager {
       }
     }
     this.countTransition({ state: 'REQUESTED' });
-    if (this.coordinator.isLeader()) this.startScheduling(s.id, inst.n);
+    if (this.coordinator.isLeader()) {
+      this.startScheduling(s.id, inst.n, undefined, taken && { instance: { ...inst }, service: s, app: taken.app, appns: taken.appns });
+    }
     return inst;
   }
 
@@ -190,13 +195,13 @@ export class InstanceManager {
   }
 
   /** Starts a scheduling run unless one is in flight for the instance (then false): never two at once. */
-  private startScheduling(serviceId: string, n: number, cause?: string): boolean {
+  private startScheduling(serviceId: string, n: number, cause?: string, known?: PlacementContext): boolean {
     const key = keyOf(serviceId, n);
     if (this.closed || this.inflight.has(key) || !this.coordinator.isLeader()) return false;
     const token = this.retry.begin(key);
     const retry = this.retry.isRetry(key);
     if (retry) this.countRetryAttempt();
-    const run = this.schedule(serviceId, n, retry ? (cause ?? 'retried') : undefined)
+    const run = this.schedule(serviceId, n, retry ? (cause ?? 'retried') : undefined, known)
       .then((outcome) => {
         if (retry && outcome === 'placed') this.countRetryPlaced();
         this.retry.finished(key, token, outcome);
@@ -216,11 +221,12 @@ export class InstanceManager {
    * instance is being deployed; an unplaced one (NO_*) is retried (`retryCause` says why) and keeps
    * its state while the offers are out, so a retry that fails the same way changes only its reason.
    */
-  private async schedule(serviceId: string, n: number, retryCause?: string): Promise<RunOutcome> {
+  private async schedule(serviceId: string, n: number, retryCause?: string, known?: PlacementContext): Promise<RunOutcome> {
     // A connectivity target deployed in the same breath is still being placed: wait for it, so this
     // instance is ranked by where the target went. Only runs started before this one are waited on
     // (this part runs before this run is registered), so two services near each other cannot deadlock.
-    let ctx = await this.store.placementContext(serviceId, n);
+    // `known`: the deploy that created it just now had all of it in hand.
+    let ctx = known ?? await this.store.placementContext(serviceId, n);
     const targets = new Set(ctx?.service.spec.connectivity.map((c) => c.target_microservice_id));
     const earlier = [...this.inflight].filter(([k]) => targets.has(splitKey(k)[0])).map(([, run]) => run);
     if (earlier.length > 0) {

@@ -7,7 +7,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import { MIGRATIONS, postgres } from './schema.ts';
-import { serviceRow, SqlStore, type Row } from './sql-store.ts';
+import { APP_NAMES, SqlStore, takenRow, type Row } from './sql-store.ts';
 import { StoreConflict, StoreUnavailable, type InstanceEvent, type InstanceRecord, type ReplicaNote, type ServiceRecord } from './store.ts';
 import type { InstanceState } from '../protocol/instance-states.ts';
 
@@ -228,11 +228,13 @@ export class PgStore extends SqlStore {
   }
 
   /** As takeInstanceNumber, committed without waiting for the disk. */
-  override async takeInstanceNumberOf(serviceId: string, owner?: string): Promise<{ n: number; service: ServiceRecord } | undefined> {
+  override async takeInstanceNumberOf(serviceId: string, owner?: string): Promise<{ n: number; service: ServiceRecord; app: string; appns: string } | undefined> {
     if (this.inTransaction()) return super.takeInstanceNumberOf(serviceId, owner);
-    const r = (await this.all(`UPDATE services SET next_n = next_n + 1 FROM ${ASYNC_COMMIT} WHERE id = ?${owner === undefined ? '' : ' AND owner = ?'} RETURNING services.*`,
-      owner === undefined ? [serviceId] : [serviceId, owner]))[0];
-    return r && { n: Number(r.next_n) - 1, service: serviceRow(r) };
+    const r = (await this.all(
+      `UPDATE services SET next_n = next_n + 1 FROM ${ASYNC_COMMIT} WHERE id = ?${owner === undefined ? '' : ' AND owner = ?'} RETURNING services.*, ${APP_NAMES}`,
+      owner === undefined ? [serviceId] : [serviceId, owner],
+    ))[0];
+    return r && takenRow(r);
   }
 
   protected override async sendNote(note: ReplicaNote): Promise<void> {

@@ -14,6 +14,15 @@ function plain<T>(r: Row): T {
   void rowid;
   return rest as T;
 }
+/** Returned with a services row: its application's name and namespace (one statement, no join needed). */
+export const APP_NAMES = '(SELECT name FROM applications WHERE applications.id = services.app_id) AS app_name, (SELECT namespace FROM applications WHERE applications.id = services.app_id) AS app_namespace';
+
+/** takeInstanceNumberOf's answer from an updated services row with APP_NAMES. */
+export function takenRow(r: Row): { n: number; service: ServiceRecord; app: string; appns: string } {
+  const { app_name, app_namespace, ...rest } = r;
+  return { n: Number(r.next_n) - 1, service: serviceRow(rest), app: (app_name as string | null) ?? '', appns: (app_namespace as string | null) ?? '' };
+}
+
 /** A services row as a record (spec parsed). */
 export function serviceRow(r: Row): ServiceRecord {
   return { ...plain<ServiceRecord>(r), spec: JSON.parse(r.spec as string) };
@@ -112,10 +121,10 @@ export abstract class SqlStore implements RootStore {
     const r = await this.one('UPDATE services SET next_n = next_n + 1 WHERE id = ? RETURNING next_n', [serviceId]);
     return r === undefined ? undefined : Number(r.next_n) - 1;
   }
-  async takeInstanceNumberOf(serviceId: string, owner?: string): Promise<{ n: number; service: ServiceRecord } | undefined> {
-    const r = await this.one(`UPDATE services SET next_n = next_n + 1 WHERE id = ?${owner === undefined ? '' : ' AND owner = ?'} RETURNING *`,
+  async takeInstanceNumberOf(serviceId: string, owner?: string): Promise<{ n: number; service: ServiceRecord; app: string; appns: string } | undefined> {
+    const r = await this.one(`UPDATE services SET next_n = next_n + 1 WHERE id = ?${owner === undefined ? '' : ' AND owner = ?'} RETURNING *, ${APP_NAMES}`,
       owner === undefined ? [serviceId] : [serviceId, owner]);
-    return r && { n: Number(r.next_n) - 1, service: serviceRow(r) };
+    return r && takenRow(r);
   }
   async listServices(appId: string): Promise<ServiceRecord[]> {
     return (await this.all('SELECT * FROM services WHERE app_id = ? ORDER BY created_at, rowid', [appId])).map(serviceRow);

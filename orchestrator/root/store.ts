@@ -175,10 +175,10 @@ export interface RootStore {
   takeInstanceNumber(serviceId: string): Promise<number | undefined>;
   /**
    * takeInstanceNumber with the service read in the same statement (a deploy through the API): the
-   * number and the service after the take; undefined, with nothing taken, when there is no such
+   * number, the service after the take and its application's names; undefined, with nothing taken, when there is no such
    * service or `owner` is given and does not own it.
    */
-  takeInstanceNumberOf(serviceId: string, owner?: string): Promise<{ n: number; service: ServiceRecord } | undefined>;
+  takeInstanceNumberOf(serviceId: string, owner?: string): Promise<{ n: number; service: ServiceRecord; app: string; appns: string } | undefined>;
   listServices(appId: string): Promise<ServiceRecord[]>;
   allServices(): Promise<ServiceRecord[]>;
   updateService(s: ServiceRecord): Promise<void>;

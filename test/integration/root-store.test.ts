@@ -119,7 +119,8 @@ function storeSuite(kind: string, open: () => Promise<RootStore>, reopen: () => 
       assert.equal((await store.service('s1'))?.next_n, 40, 'an update from an older record keeps the counter');
       assert.equal(await store.takeInstanceNumber('nope'), undefined);
       const taken = await store.takeInstanceNumberOf('s1', 'u1');
-      assert.deepEqual(taken && { n: taken.n, name: taken.service.name, next_n: taken.service.next_n, spec: taken.service.spec }, { n: 40, name: 'renamed', next_n: 41, spec: svc('s1').spec });
+      assert.deepEqual(taken && { n: taken.n, name: taken.service.name, next_n: taken.service.next_n, spec: taken.service.spec, app: taken.app, appns: taken.appns },
+        { n: 40, name: 'renamed', next_n: 41, spec: svc('s1').spec, app: 'app', appns: 'ns' });
       assert.equal(await store.takeInstanceNumberOf('s1', 'someone-else'), undefined);
       assert.equal((await store.service('s1'))?.next_n, 41, 'a take refused to a non-owner takes nothing');
       assert.equal((await store.takeInstanceNumberOf('s1'))?.n, 41, 'without an owner (an admin) any service');
