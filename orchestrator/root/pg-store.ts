@@ -7,8 +7,9 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import { MIGRATIONS, postgres } from './schema.ts';
-import { APP_NAMES, SqlStore, takenRow, type Row } from './sql-store.ts';
-import { StoreConflict, StoreUnavailable, type InstanceEvent, type InstanceRecord, type ReplicaNote, type ServiceRecord } from './store.ts';
+import { APP_NAMES, PLACEMENT_COLUMNS, PLACEMENT_JOINS, placementRow, SqlStore, takenRow, type Row } from './sql-store.ts';
+import { Batch } from './pg-batch.ts';
+import { StoreConflict, StoreUnavailable, type InstanceEvent, type InstanceRecord, type PlacementContext, type ReplicaNote, type ServiceRecord } from './store.ts';
 import type { InstanceState } from '../protocol/instance-states.ts';
 
 /** Fails a request fast (503) rather than queueing it while the database is away. */
@@ -184,7 +185,7 @@ export class PgStore extends SqlStore {
        a6 AS (INSERT INTO addresses (address, family, kind, service_id, instance_n) VALUES (?, 6, 'instance', ?, ?) ON CONFLICT DO NOTHING RETURNING address),
        created AS (INSERT INTO instances (service_id, n, state, reason, cluster_id, worker_id, instance_ip, instance_ip_v6, ns_ip, ns_ip_v6,
          tunnel_endpoint, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, (SELECT address FROM a4), (SELECT address FROM a6), ?, ?, ?, ?, ?) RETURNING service_id, n),
-       event AS (INSERT INTO instance_events (service_id, n, state, reason, ts) SELECT service_id, n, ?, ?, ? FROM created)
+       history AS (INSERT INTO instance_events (service_id, n, state, reason, ts) SELECT service_id, n, ?, ?, ? FROM created)
        ${note ? 'SELECT pg_notify(?, ?) FROM created' : 'SELECT 1 FROM created'}`;
     const args = [i.instance_ip, i.service_id, i.n, i.instance_ip_v6, i.service_id, i.n,
       i.service_id, i.n, i.state, i.reason, i.cluster_id, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint, i.created_at, i.updated_at,
@@ -200,7 +201,53 @@ export class PgStore extends SqlStore {
     }
   }
 
+  /** The leader's reads before an offer, batched: one statement for a burst of placements. */
+  private readonly contexts = new Batch<{ serviceId: string; n: number }, PlacementContext | undefined>(async (keys) => {
+    const rows = await this.all(
+      `SELECT ${PLACEMENT_COLUMNS} FROM unnest(?::text[], ?::bigint[]) AS k(service_id, n)
+       JOIN instances i ON i.service_id = k.service_id AND i.n = k.n ${PLACEMENT_JOINS}`,
+      [keys.map((k) => k.serviceId), keys.map((k) => k.n)],
+    );
+    const found = new Map(rows.map((r) => [`${String(r.service_id)}/${Number(r.n)}`, r]));
+    return keys.map((k) => {
+      const r = found.get(`${k.serviceId}/${k.n}`);
+      return r && placementRow(r);
+    });
+  });
+
+  override async placementContext(serviceId: string, n: number): Promise<PlacementContext | undefined> {
+    if (this.inTransaction()) return super.placementContext(serviceId, n);
+    return this.contexts.call({ serviceId, n });
+  }
+
+  /**
+   * The leader's placements (compare and set with a history entry), batched: one statement and one
+   * commit for a burst. Each row is written only if its own expectation holds; the answer says which.
+   */
+  private readonly placements = new Batch<{ i: InstanceRecord; event: InstanceEvent; expect: { state: InstanceState; cluster_id: string | null } }, boolean>(async (batch) => {
+    const col = <T>(f: (b: (typeof batch)[number]) => T): T[] => batch.map(f);
+    const rows = await this.all(
+      `WITH v AS (SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[],
+         ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[])
+         AS v(service_id, n, state, reason, cluster_id, worker_id, ns_ip, ns_ip_v6, tunnel_endpoint, updated_at, exp_state, exp_cluster, ev_state, ev_reason, ev_ts)),
+       changed AS (UPDATE instances i SET state = v.state, reason = v.reason, cluster_id = v.cluster_id, worker_id = v.worker_id, ns_ip = v.ns_ip,
+         ns_ip_v6 = v.ns_ip_v6, tunnel_endpoint = v.tunnel_endpoint, updated_at = v.updated_at
+         FROM v WHERE i.service_id = v.service_id AND i.n = v.n AND i.state = v.exp_state AND i.cluster_id IS NOT DISTINCT FROM v.exp_cluster
+         RETURNING i.service_id, i.n, v.ev_state, v.ev_reason, v.ev_ts),
+       history AS (INSERT INTO instance_events (service_id, n, state, reason, ts) SELECT service_id, n, ev_state, ev_reason, ev_ts FROM changed)
+       SELECT service_id, n FROM changed`,
+      [col((b) => b.i.service_id), col((b) => b.i.n), col((b) => b.i.state), col((b) => b.i.reason), col((b) => b.i.cluster_id), col((b) => b.i.worker_id),
+        col((b) => b.i.ns_ip), col((b) => b.i.ns_ip_v6), col((b) => b.i.tunnel_endpoint), col((b) => b.i.updated_at),
+        col((b) => b.expect.state), col((b) => b.expect.cluster_id), col((b) => b.event.state), col((b) => b.event.reason), col((b) => b.event.ts)],
+    );
+    const written = new Set(rows.map((r) => `${String(r.service_id)}/${Number(r.n)}`));
+    return batch.map((b) => written.has(`${b.i.service_id}/${b.i.n}`));
+  });
+
   override async recordTransition(i: InstanceRecord, event?: InstanceEvent, expect?: { state: InstanceState; cluster_id: string | null }): Promise<boolean> {
+    // The scheduler's placements (only those compare and set, and one run per instance at a time,
+    // so one instance is never twice in a batch).
+    if (event && expect && !this.inTransaction()) return this.placements.call({ i: { ...i }, event, expect });
     const set = 'UPDATE instances SET state = ?, reason = ?, cluster_id = ?, worker_id = ?, ns_ip = ?, ns_ip_v6 = ?, tunnel_endpoint = ?, updated_at = ? WHERE service_id = ? AND n = ?';
     const args: unknown[] = [i.state, i.reason, i.cluster_id, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint, i.updated_at, i.service_id, i.n];
     // Compare and set: the row is written only while it still has the state and cluster read before.

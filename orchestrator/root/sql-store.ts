@@ -23,6 +23,28 @@ export function takenRow(r: Row): { n: number; service: ServiceRecord; app: stri
   return { n: Number(r.next_n) - 1, service: serviceRow(rest), app: (app_name as string | null) ?? '', appns: (app_namespace as string | null) ?? '' };
 }
 
+/** What placementContext selects, from `instances i` with PLACEMENT_JOINS (service columns prefixed s_, application a_). */
+export const PLACEMENT_COLUMNS = `i.*, s.app_id AS s_app_id, s.owner AS s_owner, s.name AS s_name, s.namespace AS s_namespace, s.spec AS s_spec,
+  s.rr_ip AS s_rr_ip, s.rr_ip_v6 AS s_rr_ip_v6, s.closest_ip AS s_closest_ip, s.closest_ip_v6 AS s_closest_ip_v6, s.next_n AS s_next_n,
+  s.created_at AS s_created_at, a.name AS a_name, a.namespace AS a_namespace`;
+export const PLACEMENT_JOINS = 'JOIN services s ON s.id = i.service_id LEFT JOIN applications a ON a.id = s.app_id';
+
+/** A PLACEMENT_COLUMNS row as a PlacementContext. */
+export function placementRow(r: Row): PlacementContext {
+  const instance: Row = {};
+  const svc: Row = { id: r.service_id };
+  for (const [k, v] of Object.entries(r)) {
+    if (k.startsWith('s_')) svc[k.slice(2)] = v;
+    else if (k !== 'a_name' && k !== 'a_namespace') instance[k] = v;
+  }
+  return {
+    instance: instance as unknown as InstanceRecord,
+    service: serviceRow(svc),
+    app: (r.a_name as string | null) ?? '',
+    appns: (r.a_namespace as string | null) ?? '',
+  };
+}
+
 /** A services row as a record (spec parsed). */
 export function serviceRow(r: Row): ServiceRecord {
   return { ...plain<ServiceRecord>(r), spec: JSON.parse(r.spec as string) };
@@ -213,26 +235,8 @@ export abstract class SqlStore implements RootStore {
     return written;
   }
   async placementContext(serviceId: string, n: number): Promise<PlacementContext | undefined> {
-    const r = await this.one(
-      `SELECT i.*, s.app_id AS s_app_id, s.owner AS s_owner, s.name AS s_name, s.namespace AS s_namespace, s.spec AS s_spec, s.rr_ip AS s_rr_ip,
-       s.rr_ip_v6 AS s_rr_ip_v6, s.closest_ip AS s_closest_ip, s.closest_ip_v6 AS s_closest_ip_v6, s.next_n AS s_next_n, s.created_at AS s_created_at,
-       a.name AS a_name, a.namespace AS a_namespace
-       FROM instances i JOIN services s ON s.id = i.service_id LEFT JOIN applications a ON a.id = s.app_id WHERE i.service_id = ? AND i.n = ?`,
-      [serviceId, n],
-    );
-    if (!r) return undefined;
-    const instance = {} as Row;
-    const svc: Row = { id: r.service_id };
-    for (const [k, v] of Object.entries(r)) {
-      if (k.startsWith('s_')) svc[k.slice(2)] = v;
-      else if (k !== 'a_name' && k !== 'a_namespace') instance[k] = v;
-    }
-    return {
-      instance: instance as unknown as InstanceRecord,
-      service: serviceRow(svc),
-      app: (r.a_name as string | null) ?? '',
-      appns: (r.a_namespace as string | null) ?? '',
-    };
+    const r = await this.one(`SELECT ${PLACEMENT_COLUMNS} FROM instances i ${PLACEMENT_JOINS} WHERE i.service_id = ? AND i.n = ?`, [serviceId, n]);
+    return r && placementRow(r);
   }
   /** Sends `note` to the other replicas when the transaction commits; a store without replicas has none to send. */
   protected async sendNote(note: ReplicaNote): Promise<void> {

@@ -195,6 +195,16 @@ function storeSuite(kind: string, open: () => Promise<RootStore>, reopen: () => 
       assert.equal((await store.instance('s1', 0))?.cluster_id, 'c1');
       assert.deepEqual((await store.instanceEvents('s1', 0)).map((e) => e.state), ['REQUESTED', 'CLUSTER_SCHEDULED']);
       assert.equal(await store.recordTransition(placed, event, { state: 'REQUESTED', cluster_id: null }), false, 'a second placement finds it moved on');
+      // Several at once (PostgreSQL runs a burst as one statement): each written by its own expectation.
+      const burst = await Promise.all(made.slice(0, 6).map((m, k) => store.recordTransition(
+        { ...m, state: 'CLUSTER_SCHEDULED', cluster_id: `c${k}`, worker_id: 'w', reason: `placed "${k}", {x}`, updated_at: 7 },
+        { state: 'CLUSTER_SCHEDULED', reason: `placed "${k}", {x}`, ts: 7 }, { state: k % 2 ? 'REQUESTED' : 'NO_CLUSTER_FOUND', cluster_id: null })));
+      assert.deepEqual(burst, [false, true, false, true, false, true]);
+      const after = await Promise.all(made.slice(0, 6).map((m) => store.instance('s1', m.n)));
+      assert.deepEqual(after.map((i) => [i?.cluster_id, i?.reason]), made.slice(0, 6).map((_, k) => (k % 2 ? [`c${k}`, `placed "${k}", {x}`] : [null, 'r'])));
+      assert.deepEqual((await store.instanceEvents('s1', made[1]!.n)).map((e) => e.reason), ['r', 'placed "1", {x}']);
+      const contexts = await Promise.all([store.placementContext('s1', 1), store.placementContext('s1', 999), store.placementContext('s1', 0)]);
+      assert.deepEqual(contexts.map((c) => c?.instance.n), [1, undefined, 0]);
     } finally {
       await store.close();
     }
