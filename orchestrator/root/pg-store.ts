@@ -16,6 +16,8 @@ import type { InstanceState } from '../protocol/instance-states.ts';
 const CONNECT_TIMEOUT_MS = 3000;
 /** Joined into a write: its transaction commits without waiting for the WAL flush (synchronous_commit off). */
 const ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit";
+type Taken = { n: number; service: ServiceRecord; app: string; appns: string };
+
 /** SQLSTATE of a NULL in a NOT NULL column: claimAndCreateInstance's sign that an address was taken. */
 const NOT_NULL_VIOLATION = '23502';
 /** Serialization failures and deadlocks are retried: the transaction ran against a moving target. */
@@ -274,14 +276,38 @@ export class PgStore extends SqlStore {
     return r === undefined ? undefined : Number(r.next_n) - 1;
   }
 
-  /** As takeInstanceNumber, committed without waiting for the disk. */
-  override async takeInstanceNumberOf(serviceId: string, owner?: string): Promise<{ n: number; service: ServiceRecord; app: string; appns: string } | undefined> {
+  /**
+   * Deploys of one service arriving in one event-loop turn take their numbers in one statement
+   * (next_n moves by their count; each gets the next one in order of arrival), committed without
+   * waiting for the disk as takeInstanceNumber.
+   */
+  private readonly takes = new Batch<{ serviceId: string; owner?: string }, Taken | undefined>(async (calls) => {
+    const groups = new Map<string, number[]>();
+    calls.forEach((c, k) => {
+      const key = `${c.serviceId}\u0000${c.owner ?? '\u0000'}`;
+      const g = groups.get(key);
+      if (g) g.push(k);
+      else groups.set(key, [k]);
+    });
+    const answers: (Taken | undefined)[] = calls.map(() => undefined);
+    await Promise.all([...groups.values()].map(async (ks) => {
+      const c = calls[ks[0] as number] as { serviceId: string; owner?: string };
+      const r = (await this.all(
+        `UPDATE services SET next_n = next_n + ? FROM ${ASYNC_COMMIT} WHERE id = ?${c.owner === undefined ? '' : ' AND owner = ?'} RETURNING services.*, ${APP_NAMES}`,
+        c.owner === undefined ? [ks.length, c.serviceId] : [ks.length, c.serviceId, c.owner],
+      ))[0];
+      if (!r) return;
+      const t = takenRow(r);
+      const first = t.n - ks.length + 1;
+      // Each its own record (deploy writes next_n into it); the parsed spec is shared, read only.
+      ks.forEach((k, j) => (answers[k] = { ...t, n: first + j, service: { ...t.service, next_n: first + j + 1 } }));
+    }));
+    return answers;
+  });
+
+  override async takeInstanceNumberOf(serviceId: string, owner?: string): Promise<Taken | undefined> {
     if (this.inTransaction()) return super.takeInstanceNumberOf(serviceId, owner);
-    const r = (await this.all(
-      `UPDATE services SET next_n = next_n + 1 FROM ${ASYNC_COMMIT} WHERE id = ?${owner === undefined ? '' : ' AND owner = ?'} RETURNING services.*, ${APP_NAMES}`,
-      owner === undefined ? [serviceId] : [serviceId, owner],
-    ))[0];
-    return r && takenRow(r);
+    return this.takes.call({ serviceId, owner });
   }
 
   protected override async sendNote(note: ReplicaNote): Promise<void> {

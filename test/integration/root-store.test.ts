@@ -124,6 +124,11 @@ function storeSuite(kind: string, open: () => Promise<RootStore>, reopen: () => 
       assert.equal(await store.takeInstanceNumberOf('s1', 'someone-else'), undefined);
       assert.equal((await store.service('s1'))?.next_n, 41, 'a take refused to a non-owner takes nothing');
       assert.equal((await store.takeInstanceNumberOf('s1'))?.n, 41, 'without an owner (an admin) any service');
+      // A burst (PostgreSQL takes it in one statement per service and owner): distinct numbers, each with its own record.
+      const burst = await Promise.all(Array.from({ length: 10 }, (_, k) => store.takeInstanceNumberOf('s1', k % 3 ? undefined : 'u1')));
+      assert.deepEqual(burst.map((b) => b!.n).sort((x, y) => x - y), Array.from({ length: 10 }, (_, k) => 42 + k));
+      assert.ok(burst.every((b) => b!.service.next_n === b!.n + 1));
+      assert.equal((await store.service('s1'))?.next_n, 52);
       // Rows read FOR UPDATE are taken one transaction after the other.
       const order: string[] = [];
       await Promise.all(['x', 'y'].map((tag) => store.transaction(async () => {
