@@ -121,8 +121,10 @@ export class InstanceManager {
     });
   }
 
-  /** Moves an instance to `to` if the lifecycle allows it; records the event. */
-  /** With `expect`, only if the stored instance is still in that state on that cluster (else false, nothing written). */
+  /**
+   * Moves an instance to `to` if the lifecycle allows it; records the event. With `expect`, only if
+   * the stored instance is still in that state on that cluster (else false, nothing written).
+   */
   private async transition(
     i: InstanceRecord, to: InstanceState, reason: string, ts = Date.now(), patch: Partial<InstanceRecord> = {},
     expect?: { state: InstanceState; cluster_id: string | null },
@@ -145,8 +147,8 @@ export class InstanceManager {
     return true;
   }
 
-  /** Creates instance n of a service (REQUESTED, with its instance IPs) and starts scheduling it. */
   /**
+   * Creates instance n of a service (REQUESTED, with its instance IPs) and starts scheduling it.
    * `taken`: the instance number and the application's names, when the caller took the number
    * already (takeInstanceNumberOf); the leader then schedules from what it has in hand, not read again.
    */
