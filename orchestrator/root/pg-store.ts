@@ -16,6 +16,16 @@ import type { InstanceState } from '../protocol/instance-states.ts';
 const CONNECT_TIMEOUT_MS = 3000;
 /** Joined into a write: its transaction commits without waiting for the WAL flush (synchronous_commit off). */
 const ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit";
+/**
+ * A write that lost an address claim and wrote nothing: a NULL in a NOT NULL address column (the
+ * claim found its address taken), or a deadlock with another replica's claims of the same addresses
+ * (PostgreSQL aborted this side; it is tried again with other candidates).
+ */
+function lostClaim(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === NOT_NULL_VIOLATION || code === '40P01';
+}
+
 type Taken = { n: number; service: ServiceRecord; app: string; appns: string };
 
 /** SQLSTATE of a NULL in a NOT NULL column: claimAndCreateInstance's sign that an address was taken. */
@@ -183,6 +193,13 @@ export class PgStore extends SqlStore {
    * statement and nothing of it stays), its first history entry, and the note (sent on commit).
    */
   override async claimAndCreateInstance(i: InstanceRecord, first: InstanceEvent, note?: ReplicaNote): Promise<boolean> {
+    // Inside a caller's transaction a failed statement would abort it: a savepoint keeps it alive.
+    if (this.inTransaction()) return this.createOne(i, first, note, true);
+    return this.creations.call({ i: { ...i }, first, note });
+  }
+
+  /** The deploy's write alone; `savepoint`: inside a caller's transaction. */
+  private async createOne(i: InstanceRecord, first: InstanceEvent, note?: ReplicaNote, savepoint = false): Promise<boolean> {
     const sql = `WITH a4 AS (INSERT INTO addresses (address, family, kind, service_id, instance_n) VALUES (?, 4, 'instance', ?, ?) ON CONFLICT DO NOTHING RETURNING address),
        a6 AS (INSERT INTO addresses (address, family, kind, service_id, instance_n) VALUES (?, 6, 'instance', ?, ?) ON CONFLICT DO NOTHING RETURNING address),
        created AS (INSERT INTO instances (service_id, n, state, reason, cluster_id, worker_id, instance_ip, instance_ip_v6, ns_ip, ns_ip_v6,
@@ -193,15 +210,55 @@ export class PgStore extends SqlStore {
       i.service_id, i.n, i.state, i.reason, i.cluster_id, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint, i.created_at, i.updated_at,
       first.state, first.reason, first.ts, ...(note ? [note.channel, note.payload] : [])];
     try {
-      // Inside a caller's transaction a failed statement would abort it: a savepoint keeps it alive.
-      if (this.inTransaction()) await this.transaction(() => this.query(sql, args));
+      if (savepoint) await this.transaction(() => this.query(sql, args));
       else await this.query(sql, args);
       return true;
     } catch (err) {
-      if ((err as { code?: unknown }).code === NOT_NULL_VIOLATION) return false;
+      if (lostClaim(err)) return false;
       throw err;
     }
   }
+
+  /**
+   * Deploys arriving in one event-loop turn are written by one statement and one commit, all or
+   * nothing: a candidate address taken meanwhile leaves one row without it, and the NOT NULL column
+   * fails the whole statement. Then (rarely: cursors of two replicas met) each is written alone, to
+   * learn which lost its claim.
+   */
+  private readonly creations = new Batch<{ i: InstanceRecord; first: InstanceEvent; note?: ReplicaNote }, boolean>(async (batch) => {
+    if (batch.length > 1) {
+      const col = <T>(f: (b: (typeof batch)[number]) => T): T[] => batch.map(f);
+      try {
+        await this.query(
+          `WITH v AS (SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],
+             ?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::bigint[])
+             AS v(service_id, n, state, reason, cluster_id, worker_id, instance_ip, instance_ip_v6, ns_ip, ns_ip_v6, tunnel_endpoint, created_at, updated_at,
+               ev_state, ev_reason, ev_ts)),
+           a4 AS (INSERT INTO addresses (address, family, kind, service_id, instance_n) SELECT instance_ip, 4, 'instance', service_id, n FROM v
+             ON CONFLICT DO NOTHING RETURNING service_id, instance_n, address),
+           a6 AS (INSERT INTO addresses (address, family, kind, service_id, instance_n) SELECT instance_ip_v6, 6, 'instance', service_id, n FROM v
+             ON CONFLICT DO NOTHING RETURNING service_id, instance_n, address),
+           created AS (INSERT INTO instances (service_id, n, state, reason, cluster_id, worker_id, instance_ip, instance_ip_v6, ns_ip, ns_ip_v6,
+             tunnel_endpoint, created_at, updated_at)
+             SELECT v.service_id, v.n, v.state, v.reason, v.cluster_id, v.worker_id, a4.address, a6.address, v.ns_ip, v.ns_ip_v6, v.tunnel_endpoint,
+               v.created_at, v.updated_at
+             FROM v LEFT JOIN a4 ON a4.service_id = v.service_id AND a4.instance_n = v.n LEFT JOIN a6 ON a6.service_id = v.service_id AND a6.instance_n = v.n
+             RETURNING service_id, n),
+           history AS (INSERT INTO instance_events (service_id, n, state, reason, ts)
+             SELECT v.service_id, v.n, v.ev_state, v.ev_reason, v.ev_ts FROM created JOIN v ON v.service_id = created.service_id AND v.n = created.n)
+           SELECT pg_notify(t.channel, t.payload) FROM unnest(?::text[], ?::text[]) AS t(channel, payload) WHERE t.channel IS NOT NULL`,
+          [col((b) => b.i.service_id), col((b) => b.i.n), col((b) => b.i.state), col((b) => b.i.reason), col((b) => b.i.cluster_id), col((b) => b.i.worker_id),
+            col((b) => b.i.instance_ip), col((b) => b.i.instance_ip_v6), col((b) => b.i.ns_ip), col((b) => b.i.ns_ip_v6), col((b) => b.i.tunnel_endpoint),
+            col((b) => b.i.created_at), col((b) => b.i.updated_at), col((b) => b.first.state), col((b) => b.first.reason), col((b) => b.first.ts),
+            col((b) => b.note?.channel ?? null), col((b) => b.note?.payload ?? null)],
+        );
+        return batch.map(() => true);
+      } catch (err) {
+        if (!lostClaim(err)) throw err;
+      }
+    }
+    return Promise.all(batch.map((b) => this.createOne(b.i, b.first, b.note)));
+  });
 
   /** The leader's reads before an offer, batched: one statement for a burst of placements. */
   private readonly contexts = new Batch<{ serviceId: string; n: number }, PlacementContext | undefined>(async (keys) => {
