@@ -230,7 +230,8 @@ export class InstanceManager {
     // `known`: the deploy that created it just now had all of it in hand.
     let ctx = known ?? await this.store.placementContext(serviceId, n);
     const targets = new Set(ctx?.service.spec.connectivity.map((c) => c.target_microservice_id));
-    const earlier = [...this.inflight].filter(([k]) => targets.has(splitKey(k)[0])).map(([, run]) => run);
+    // Scanned only when there are targets: with hundreds of runs in flight, a scan per run adds up.
+    const earlier = targets.size === 0 ? [] : [...this.inflight].filter(([k]) => targets.has(splitKey(k)[0])).map(([, run]) => run);
     if (earlier.length > 0) {
       await Promise.allSettled(earlier);
       ctx = await this.store.placementContext(serviceId, n);
