@@ -116,7 +116,8 @@ async function deployAll(urls: string[], sims: SimCluster[], token: string, sid:
  */
 async function placements(urls: string[], sims: SimCluster[], n: number, label: string, pids: (number | undefined)[] = []): Promise<number> {
   const token = (await api(urls[0]!, 'POST', '/api/v1/auth/login', undefined, { username: 'admin', password: PASSWORD })).body.token as string;
-  const warm = await api(urls[0]!, 'POST', '/api/v1/application', token, sla(`${label}-warmup`));
+  const warm = await api(urls[0]!, 'POST', '/api/v1/application', token, sla(`${label}warm`));
+  if (warm.status !== 201) throw new Error(`warm-up application: HTTP ${warm.status} ${JSON.stringify(warm.body)}`);
   await deployAll(urls, sims, token, warm.body.services[0].microserviceID as string, WARMUP, `${label} warm-up`);
   const app = await api(urls[0]!, 'POST', '/api/v1/application', token, sla(label));
   const sid = app.body.services[0].microserviceID as string;
