@@ -59,7 +59,7 @@ const orchestratorLayers = [
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'perf/out/**', 'dashboard/dist/**', 'dist/**', 'test/output/**'] },
+  { ignores: ['node_modules/**', 'perf/out/**', 'dashboard/dist/**', 'dist/**', 'test/output/**', 'orchestrator/**/*.generated.js'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -33,18 +33,23 @@ function same(a: string, b: string): boolean {
 }
 
 /**
- * A Fastify onRequest hook for /metrics and /api/health: answers 401 when the route is closed and the
- * request does not carry the token; other routes pass through untouched (their own checks follow).
+ * Why a request for `path` is refused (401), or undefined when it may go on: only /metrics and
+ * /api/health are judged here, and only when closed; every other route keeps its own checks.
  */
+export function metricsRefusal(access: MetricsAccess | undefined, path: string | undefined, authorization: string | undefined): string | undefined {
+  const token = access?.token;
+  if (token === undefined) return undefined;
+  const closed = path === '/metrics' || (path === '/api/health' && access?.closeHealth === true);
+  if (!closed) return undefined;
+  const h = authorization ?? '';
+  if (h.startsWith('Bearer ') && same(h.slice(7).trim(), token)) return undefined;
+  return `${path} is closed on this daemon: send Authorization: Bearer <the metrics token> (--metrics-token, ${METRICS_TOKEN_ENV})`;
+}
+
+/** metricsRefusal as a Fastify onRequest hook (root and the cluster). */
 export function metricsGate(access: MetricsAccess | undefined) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
-    const token = access?.token;
-    if (token === undefined) return undefined;
-    const url = req.routeOptions.url;
-    const closed = url === '/metrics' || (url === '/api/health' && access?.closeHealth === true);
-    if (!closed) return undefined;
-    const h = req.headers.authorization ?? '';
-    if (h.startsWith('Bearer ') && same(h.slice(7).trim(), token)) return undefined;
-    return reply.code(401).header('www-authenticate', 'Bearer').send({ error: `${url} is closed on this daemon: send Authorization: Bearer <the metrics token> (--metrics-token, ${METRICS_TOKEN_ENV})` });
+    const refused = metricsRefusal(access, req.routeOptions.url, req.headers.authorization);
+    return refused === undefined ? undefined : reply.code(401).header('www-authenticate', 'Bearer').send({ error: refused });
   };
 }

@@ -3,7 +3,7 @@
 // node-engine.ts (#22), which runs instances and carries messages.
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { controlFetch } from '../protocol/tls.ts';
+import { controlRequest, type ControlAnswer } from '../protocol/tls.ts';
 import { parseWorkerRegistration, type WorkerIdentity } from '../protocol/worker-registration.ts';
 
 export class RegistrationError extends Error {}
@@ -16,9 +16,10 @@ export function identityFile(stateDir: string): string {
 /** First contact: the join key buys per-worker credentials. */
 export async function registerWithCluster(clusterUrl: string, joinKey: string, name: string): Promise<WorkerIdentity> {
   const url = new URL('api/workers/register', clusterUrl.endsWith('/') ? clusterUrl : `${clusterUrl}/`);
-  let res: Response;
+  let res: ControlAnswer;
   try {
-    res = await controlFetch(url, {
+    // Not fetch(): Node's built-in HTTP client and its WebAssembly parser cost a daemon 12-17 MB.
+    res = await controlRequest(url, {
       method: 'POST',
       headers: { authorization: `Bearer ${joinKey}`, 'content-type': 'application/json' },
       body: JSON.stringify({ name }),
@@ -27,7 +28,10 @@ export async function registerWithCluster(clusterUrl: string, joinKey: string, n
   } catch (e) {
     throw new RegistrationError(`cluster unreachable at ${clusterUrl}: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`);
   }
-  const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  let body: Record<string, unknown> = {};
+  try {
+    body = JSON.parse(res.text) as Record<string, unknown>;
+  } catch { /* not JSON: the status says what happened */ }
   if (!res.ok) throw new RegistrationError(`cluster refused registration (HTTP ${res.status}): ${String(body.error ?? '')}`);
   try {
     return parseWorkerRegistration(body);
