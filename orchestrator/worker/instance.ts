@@ -109,14 +109,19 @@ export class Instance extends EventEmitter<InstanceEvents> {
     this.move('CREATING', this.restarts === 0 ? 'creating namespace and cgroup' : `restart #${this.restarts}`);
     try {
       const runtime = this.runtime();
+      const t0 = performance.now();
       const { netns } = await runtime.prepare(this.key, spec, (reason) => this.progress(reason));
       if (this.closing) return;
+      const t1 = performance.now();
       this.attachment = await this.net.attach({
         key: this.key, service_id: this.order.service_id, instance_n: this.order.instance_n, name: this.order.name,
         netns, instance_ip: this.order.instance_ip, instance_ip_v6: this.order.instance_ip_v6, port: this.order.spec.port,
       });
       if (this.closing) return;
+      const t2 = performance.now();
       const handle = await runtime.start(this.key, spec);
+      const t3 = performance.now();
+      this.log.debug('instance start steps', { instance: this.key, prepare_ms: ms(t1 - t0), attach_ms: ms(t2 - t1), start_ms: ms(t3 - t2) });
       this.watch(handle, `started, pid ${handle.pid}`);
     } catch (e) {
       if (this.closing) return;
@@ -240,4 +245,8 @@ export class Instance extends EventEmitter<InstanceEvents> {
     this.current = undefined;
     this.closing ??= Promise.resolve();
   }
+}
+
+function ms(x: number): number {
+  return Math.round(x * 10) / 10;
 }

@@ -123,20 +123,26 @@ export class ContainerRuntime implements InstanceRuntime {
 
   async prepare(key: string, spec: RunSpec, progress?: ProgressReport): Promise<{ netns: string }> {
     if (!spec.image) throw new PullError('a container needs an image reference in `code`', true);
+    const t0 = performance.now();
     const { netns } = await this.sandbox.prepare(key, spec);
+    const t1 = performance.now();
     const ref = normalizeRef(spec.image);
     this.pinned.set(key, ref);
     // Pinned first: a new image may take the cache over its limit, and this one is never its own victim.
     await this.images.ensure(ref, (p) => progress?.(`pulling ${ref}: ${mb(p.done)} of ${mb(p.total)} MB`));
+    this.o.log.debug('container prepare steps', { instance: key, sandbox_ms: ms(t1 - t0), image_ms: ms(performance.now() - t1) });
     return { netns };
   }
 
   async start(key: string, spec: RunSpec): Promise<RunHandle> {
     const id = this.containerId(key);
     const ref = normalizeRef(spec.image ?? '');
+    const t = [performance.now()];
     // What an earlier run left (a crash between create and start, a previous exit): each run starts clean.
     await this.client.removeContainer(id, this.snapshotter);
+    t.push(performance.now());
     const image = await this.images.ensure(ref);
+    t.push(performance.now());
     const cgroup = this.sandbox.cgroup(key);
     if (!cgroup) throw new Error(`cgroup for ${key} is missing`);
     rmSync(this.sandbox.exitFile(key), { force: true });
@@ -161,12 +167,17 @@ export class ContainerRuntime implements InstanceRuntime {
       }, 10_000, lease);
       return p;
     });
+    t.push(performance.now());
     const logs = `binary://${this.logDriver}?d=${encodeURIComponent(this.sandbox.dir(key))}`;
     const created = await this.client.call<{ pid: number }>('tasks', 'Create', {
       container_id: id, rootfs: prepared.mounts, stdin: '', stdout: logs, stderr: logs, terminal: false,
     }, 30_000);
+    t.push(performance.now());
     const oomBefore = cgroup.oomKills();
     await this.client.call('tasks', 'Start', { container_id: id }, 30_000);
+    t.push(performance.now());
+    this.o.log.debug('container start steps', { instance: key, clean_ms: ms(t[1]! - t[0]!), image_ms: ms(t[2]! - t[1]!), create_ms: ms(t[3]! - t[2]!),
+      task_create_ms: ms(t[4]! - t[3]!), task_start_ms: ms(t[5]! - t[4]!) });
     return { pid: created.pid, exited: this.waitFor(key, spec, oomBefore) };
   }
 
@@ -253,6 +264,10 @@ function removeRuncParents(workerId: string, root = '/sys/fs/cgroup'): void {
       }
     }
   }
+}
+
+function ms(x: number): number {
+  return Math.round(x * 10) / 10;
 }
 
 function mb(bytes: number): string {
