@@ -138,10 +138,9 @@ export class ImageStore {
 
   private async ensureOnce(name: string, progress?: (p: PullProgress) => void): Promise<ImageInfo> {
     const have = await this.info(name).catch(() => undefined);
-    if (have && (await this.unpacked(have))) {
-      await this.hooks.used?.(name);
-      return have;
-    }
+    // A cached image (every start but the first): the check and the use mark side by side. Marking an
+    // image that turns out not to be unpacked only marks it once more below.
+    if (have && (await Promise.all([this.unpacked(have), this.hooks.used?.(name)]))[0]) return have;
     await this.pull(name, progress);
     const info = await this.info(name);
     if (!(await this.unpacked(info))) throw new PullError(`image ${name} was pulled but not unpacked for ${this.snapshotter}`, false);
