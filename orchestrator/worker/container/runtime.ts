@@ -3,14 +3,15 @@
 // image is pulled once and shared; each run gets its own snapshot. stdout/stderr go through a tiny log
 // driver that containerd's shim runs, so logs keep flowing while the worker daemon is down, and a
 // restarted daemon re-adopts running tasks by asking containerd.
-import { writeFileSync, rmSync, rmdirSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { writeFileSync, rmSync, rmdirSync, readdirSync, mkdirSync, closeSync, openSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ContainerdClient, ContainerdError, type Mount } from './client.ts';
 import { ImageStore, PullError, normalizeRef, type PullRoute } from './images.ts';
 import { ImageCache, DEFAULT_IMAGE_CACHE_MB } from './image-cache.ts';
 import { importArchive } from './image-import.ts';
-import { runtimeSpec, chainId } from './spec.ts';
+import { runtimeSpec, chainId, type ImageInfo } from './spec.ts';
+import { netnsResolvConfPath, removeNetnsResolvConf } from '../../../dns/resolv-conf.ts';
 import { exitReason, type ExitInfo, type RunHandle } from '../runtime/exit.ts';
 import type { Sandbox } from '../runtime/sandbox.ts';
 import type { InstanceRuntime, ProgressReport, RunSpec } from '../runtime/types.ts';
@@ -60,6 +61,10 @@ export class ContainerRuntime implements InstanceRuntime {
   private readonly logDriver: string;
   /** The image of every instance this runtime holds (prepared, not torn down): never evicted. */
   private readonly pinned = new Map<string, string>();
+  /** What prepare() found of each instance's image, for the create() right after it. */
+  private readonly prepared = new Map<string, ImageInfo>();
+  /** The pid of each instance's task created and not yet started. */
+  private readonly created = new Map<string, number>();
 
   constructor(readonly sandbox: Sandbox, private readonly o: ContainerRuntimeOptions) {
     this.client = new ContainerdClient(o.socket, o.namespace ?? 'canopy');
@@ -123,32 +128,49 @@ export class ContainerRuntime implements InstanceRuntime {
 
   async prepare(key: string, spec: RunSpec, progress?: ProgressReport): Promise<{ netns: string }> {
     if (!spec.image) throw new PullError('a container needs an image reference in `code`', true);
-    const t0 = performance.now();
-    const { netns } = await this.sandbox.prepare(key, spec);
-    const t1 = performance.now();
     const ref = normalizeRef(spec.image);
-    this.pinned.set(key, ref);
     // Pinned first: a new image may take the cache over its limit, and this one is never its own victim.
-    await this.images.ensure(ref, (p) => progress?.(`pulling ${ref}: ${mb(p.done)} of ${mb(p.total)} MB`));
-    this.o.log.debug('container prepare steps', { instance: key, sandbox_ms: ms(t1 - t0), image_ms: ms(performance.now() - t1) });
+    this.pinned.set(key, ref);
+    this.created.delete(key);
+    const t0 = performance.now();
+    const took: Record<string, number> = {};
+    const timed = <T>(step: string, p: Promise<T>): Promise<T> => p.then((v) => {
+      took[`${step}_ms`] = ms(performance.now() - t0);
+      return v;
+    });
+    // Three independent steps side by side: the namespace and cgroup (process starts of `ip`), the
+    // image (containerd), and what an earlier run left (a crash between create and start, a previous
+    // exit): each run starts clean.
+    const [{ netns }, image] = await Promise.all([
+      timed('sandbox', this.sandbox.prepare(key, spec)),
+      timed('image', this.images.ensure(ref, (p) => progress?.(`pulling ${ref}: ${mb(p.done)} of ${mb(p.total)} MB`))),
+      timed('clean', this.client.removeContainer(this.containerId(key), this.snapshotter)),
+    ]);
+    this.prepared.set(key, image);
+    this.o.log.debug('container prepare steps', { instance: key, ...took });
     return { netns };
   }
 
-  async start(key: string, spec: RunSpec): Promise<RunHandle> {
+  /**
+   * Everything of a start but the start itself: snapshot, container and task (runc has made the
+   * container's namespaces and joined the instance's network namespace and cgroup; the entrypoint has
+   * not run). Needs no network, so the instance attaches it meanwhile; start() then only starts.
+   */
+  async create(key: string, spec: RunSpec): Promise<void> {
+    this.created.delete(key);
     const id = this.containerId(key);
     const ref = normalizeRef(spec.image ?? '');
     const t = [performance.now()];
-    // What an earlier run left (a crash between create and start, a previous exit): each run starts clean.
-    await this.client.removeContainer(id, this.snapshotter);
-    t.push(performance.now());
-    const image = await this.images.ensure(ref);
-    t.push(performance.now());
-    const cgroup = this.sandbox.cgroup(key);
-    if (!cgroup) throw new Error(`cgroup for ${key} is missing`);
+    const image = this.prepared.get(key) ?? await this.images.ensure(ref);
+    if (!this.sandbox.cgroup(key)) throw new Error(`cgroup for ${key} is missing`);
     rmSync(this.sandbox.exitFile(key), { force: true });
+    const netns = this.sandbox.netnsName(key);
+    // The container bind-mounts the namespace's resolver config, which the network writes while this
+    // runs: an empty file now, filled in place before the task starts.
+    ensureFile(netnsResolvConfPath(netns));
     const ociSpec = runtimeSpec(image, {
       cmd: spec.cmd, args: spec.args, environment: spec.environment, memory: spec.memory, vcpus: spec.vcpus,
-      pidsMax: this.sandbox.pidsMax, netns: this.sandbox.netnsName(key), cgroupRel: this.sandbox.cgroupRel(key), hostname: key.slice(0, 63),
+      pidsMax: this.sandbox.pidsMax, netns, cgroupRel: this.sandbox.cgroupRel(key), hostname: key.slice(0, 63),
     });
     // Until the container refers to it, the new snapshot is referenced by nothing: a garbage collection
     // that another deletion triggers in between (containerd runs one at once after any removal) would
@@ -169,16 +191,26 @@ export class ContainerRuntime implements InstanceRuntime {
     });
     t.push(performance.now());
     const logs = `binary://${this.logDriver}?d=${encodeURIComponent(this.sandbox.dir(key))}`;
-    const created = await this.client.call<{ pid: number }>('tasks', 'Create', {
+    const task = await this.client.call<{ pid: number }>('tasks', 'Create', {
       container_id: id, rootfs: prepared.mounts, stdin: '', stdout: logs, stderr: logs, terminal: false,
     }, 30_000);
     t.push(performance.now());
+    this.created.set(key, task.pid);
+    this.o.log.debug('container create steps', { instance: key, container_ms: ms(t[1]! - t[0]!), task_create_ms: ms(t[2]! - t[1]!) });
+  }
+
+  async start(key: string, spec: RunSpec): Promise<RunHandle> {
+    if (!this.created.has(key)) await this.create(key, spec);
+    const pid = this.created.get(key);
+    this.created.delete(key);
+    if (pid === undefined) throw new Error(`the task of ${key} was not created`);
+    const cgroup = this.sandbox.cgroup(key);
+    if (!cgroup) throw new Error(`cgroup for ${key} is missing`);
     const oomBefore = cgroup.oomKills();
-    await this.client.call('tasks', 'Start', { container_id: id }, 30_000);
-    t.push(performance.now());
-    this.o.log.debug('container start steps', { instance: key, clean_ms: ms(t[1]! - t[0]!), image_ms: ms(t[2]! - t[1]!), create_ms: ms(t[3]! - t[2]!),
-      task_create_ms: ms(t[4]! - t[3]!), task_start_ms: ms(t[5]! - t[4]!) });
-    return { pid: created.pid, exited: this.waitFor(key, spec, oomBefore) };
+    const t0 = performance.now();
+    await this.client.call('tasks', 'Start', { container_id: this.containerId(key) }, 30_000);
+    this.o.log.debug('container started', { instance: key, task_start_ms: ms(performance.now() - t0) });
+    return { pid, exited: this.waitFor(key, spec, oomBefore) };
   }
 
   /**
@@ -225,7 +257,11 @@ export class ContainerRuntime implements InstanceRuntime {
   }
 
   async teardown(key: string): Promise<void> {
+    this.prepared.delete(key);
+    this.created.delete(key);
     await this.client.removeContainer(this.containerId(key), this.snapshotter);
+    // The resolver config create() made (the network removes its own on detach; with none, this does).
+    await removeNetnsResolvConf(this.sandbox.netnsName(key));
     this.pinned.delete(key);
   }
 
@@ -264,6 +300,12 @@ function removeRuncParents(workerId: string, root = '/sys/fs/cgroup'): void {
       }
     }
   }
+}
+
+/** Creates `file` (and its directory) empty if it is not there; leaves its content if it is. */
+function ensureFile(file: string): void {
+  mkdirSync(dirname(file), { recursive: true });
+  closeSync(openSync(file, 'a'));
 }
 
 function ms(x: number): number {
