@@ -172,22 +172,20 @@ export class ContainerRuntime implements InstanceRuntime {
       cmd: spec.cmd, args: spec.args, environment: spec.environment, memory: spec.memory, vcpus: spec.vcpus,
       pidsMax: this.sandbox.pidsMax, netns, cgroupRel: this.sandbox.cgroupRel(key), hostname: key.slice(0, 63),
     });
-    // Until the container refers to it, the new snapshot is referenced by nothing: a garbage collection
-    // that another deletion triggers in between (containerd runs one at once after any removal) would
-    // take it, and the task would fail with "failed to mount rootfs component". A lease holds it, as
-    // containerd's own client does.
-    const prepared = await this.client.withLease(`canopy-run-${id}`, 600_000, async (lease) => {
-      const p = await this.client.call<{ mounts: Mount[] }>('snapshots', 'Prepare', {
-        snapshotter: this.snapshotter, key: id, parent: chainId(image.diffIds), labels: { [LABEL_WORKER]: this.sandbox.workerId },
-      }, 10_000, lease);
-      await this.client.call('containers', 'Create', {
-        container: {
-          id, image: ref, labels: { [LABEL_WORKER]: this.sandbox.workerId, [LABEL_KEY]: key },
-          runtime: { name: 'io.containerd.runc.v2' }, spec: { type_url: SPEC_TYPE, value: Buffer.from(JSON.stringify(ociSpec)) },
-          snapshotter: this.snapshotter, snapshot_key: id,
-        },
-      }, 10_000, lease);
-      return p;
+    // The container first, then its snapshot: a container refers to its snapshot key from the moment it
+    // exists (containerd checks no snapshot at create), so a garbage collection that another deletion
+    // triggers in between (containerd runs one at once after any removal) cannot take the new snapshot,
+    // which would fail the task with "failed to mount rootfs component". Containerd's own client holds
+    // the snapshot with a lease instead, at two more metadata writes (lease create and delete).
+    await this.client.call('containers', 'Create', {
+      container: {
+        id, image: ref, labels: { [LABEL_WORKER]: this.sandbox.workerId, [LABEL_KEY]: key },
+        runtime: { name: 'io.containerd.runc.v2' }, spec: { type_url: SPEC_TYPE, value: Buffer.from(JSON.stringify(ociSpec)) },
+        snapshotter: this.snapshotter, snapshot_key: id,
+      },
+    });
+    const prepared = await this.client.call<{ mounts: Mount[] }>('snapshots', 'Prepare', {
+      snapshotter: this.snapshotter, key: id, parent: chainId(image.diffIds), labels: { [LABEL_WORKER]: this.sandbox.workerId },
     });
     t.push(performance.now());
     const logs = `binary://${this.logDriver}?d=${encodeURIComponent(this.sandbox.dir(key))}`;
