@@ -10,7 +10,7 @@ import { ContainerdClient, ContainerdError, type Mount } from './client.ts';
 import { ImageStore, PullError, normalizeRef, type PullRoute } from './images.ts';
 import { ImageCache, DEFAULT_IMAGE_CACHE_MB } from './image-cache.ts';
 import { importArchive } from './image-import.ts';
-import { runtimeSpec, chainId, type ImageInfo } from './spec.ts';
+import { runtimeSpec, chainId } from './spec.ts';
 import { netnsResolvConfPath, removeNetnsResolvConf } from '../../../dns/resolv-conf.ts';
 import { exitReason, type ExitInfo, type RunHandle } from '../runtime/exit.ts';
 import type { Sandbox } from '../runtime/sandbox.ts';
@@ -61,8 +61,8 @@ export class ContainerRuntime implements InstanceRuntime {
   private readonly logDriver: string;
   /** The image of every instance this runtime holds (prepared, not torn down): never evicted. */
   private readonly pinned = new Map<string, string>();
-  /** What prepare() found of each instance's image, for the create() right after it. */
-  private readonly prepared = new Map<string, ImageInfo>();
+  /** The rootfs mounts of each instance's container that prepare() made, for the create() after it. */
+  private readonly prepared = new Map<string, Mount[]>();
   /** The pid of each instance's task created and not yet started. */
   private readonly created = new Map<string, number>();
 
@@ -126,11 +126,16 @@ export class ContainerRuntime implements InstanceRuntime {
     return `${this.sandbox.workerId}-${key}`;
   }
 
+  /**
+   * The namespace and cgroup, and beside them (they need nothing of each other) the image, the
+   * container and its snapshot: everything but the task, which needs the namespace.
+   */
   async prepare(key: string, spec: RunSpec, progress?: ProgressReport): Promise<{ netns: string }> {
     if (!spec.image) throw new PullError('a container needs an image reference in `code`', true);
     const ref = normalizeRef(spec.image);
     // Pinned first: a new image may take the cache over its limit, and this one is never its own victim.
     this.pinned.set(key, ref);
+    this.prepared.delete(key);
     this.created.delete(key);
     const t0 = performance.now();
     const took: Record<string, number> = {};
@@ -138,35 +143,26 @@ export class ContainerRuntime implements InstanceRuntime {
       took[`${step}_ms`] = ms(performance.now() - t0);
       return v;
     });
-    // Three independent steps side by side: the namespace and cgroup (process starts of `ip`), the
-    // image (containerd), and what an earlier run left (a crash between create and start, a previous
-    // exit): each run starts clean.
-    const [{ netns }, image] = await Promise.all([
+    const [{ netns }, mounts] = await settled([
       timed('sandbox', this.sandbox.prepare(key, spec)),
-      timed('image', this.images.ensure(ref, (p) => progress?.(`pulling ${ref}: ${mb(p.done)} of ${mb(p.total)} MB`))),
-      timed('clean', this.client.removeContainer(this.containerId(key), this.snapshotter)),
+      timed('container', this.prepareContainer(key, spec, ref, progress)),
     ]);
-    this.prepared.set(key, image);
+    this.prepared.set(key, mounts);
     this.o.log.debug('container prepare steps', { instance: key, ...took });
     return { netns };
   }
 
-  /**
-   * Everything of a start but the start itself: snapshot, container and task (runc has made the
-   * container's namespaces and joined the instance's network namespace and cgroup; the entrypoint has
-   * not run). Needs no network, so the instance attaches it meanwhile; start() then only starts.
-   */
-  async create(key: string, spec: RunSpec): Promise<void> {
-    this.created.delete(key);
+  /** The image (pulled if needed), what an earlier run left removed, then the container and its snapshot; the rootfs mounts. */
+  private async prepareContainer(key: string, spec: RunSpec, ref: string, progress?: ProgressReport): Promise<Mount[]> {
     const id = this.containerId(key);
-    const ref = normalizeRef(spec.image ?? '');
-    const t = [performance.now()];
-    const image = this.prepared.get(key) ?? await this.images.ensure(ref);
-    if (!this.sandbox.cgroup(key)) throw new Error(`cgroup for ${key} is missing`);
-    rmSync(this.sandbox.exitFile(key), { force: true });
+    // What an earlier run left (a crash between create and start, a previous exit): each run starts clean.
+    const [image] = await settled([
+      this.images.ensure(ref, (p) => progress?.(`pulling ${ref}: ${mb(p.done)} of ${mb(p.total)} MB`)),
+      this.client.removeContainer(id, this.snapshotter),
+    ]);
     const netns = this.sandbox.netnsName(key);
-    // The container bind-mounts the namespace's resolver config, which the network writes while this
-    // runs: an empty file now, filled in place before the task starts.
+    // The container bind-mounts the namespace's resolver config, which the network writes later (while
+    // the task is created): an empty file now, filled in place before the task starts.
     ensureFile(netnsResolvConfPath(netns));
     const ociSpec = runtimeSpec(image, {
       cmd: spec.cmd, args: spec.args, environment: spec.environment, memory: spec.memory, vcpus: spec.vcpus,
@@ -187,14 +183,27 @@ export class ContainerRuntime implements InstanceRuntime {
     const prepared = await this.client.call<{ mounts: Mount[] }>('snapshots', 'Prepare', {
       snapshotter: this.snapshotter, key: id, parent: chainId(image.diffIds), labels: { [LABEL_WORKER]: this.sandbox.workerId },
     });
-    t.push(performance.now());
+    return prepared.mounts;
+  }
+
+  /**
+   * The task, created and not started: runc has made the container's namespaces and joined the
+   * instance's network namespace and cgroup; the entrypoint has not run. Needs no network, so the
+   * instance attaches it meanwhile; start() then only starts.
+   */
+  async create(key: string, spec: RunSpec): Promise<void> {
+    this.created.delete(key);
+    const mounts = this.prepared.get(key) ?? await this.prepareContainer(key, spec, normalizeRef(spec.image ?? ''));
+    this.prepared.delete(key);
+    if (!this.sandbox.cgroup(key)) throw new Error(`cgroup for ${key} is missing`);
+    rmSync(this.sandbox.exitFile(key), { force: true });
+    const t0 = performance.now();
     const logs = `binary://${this.logDriver}?d=${encodeURIComponent(this.sandbox.dir(key))}`;
     const task = await this.client.call<{ pid: number }>('tasks', 'Create', {
-      container_id: id, rootfs: prepared.mounts, stdin: '', stdout: logs, stderr: logs, terminal: false,
+      container_id: this.containerId(key), rootfs: mounts, stdin: '', stdout: logs, stderr: logs, terminal: false,
     }, 30_000);
-    t.push(performance.now());
     this.created.set(key, task.pid);
-    this.o.log.debug('container create steps', { instance: key, container_ms: ms(t[1]! - t[0]!), task_create_ms: ms(t[2]! - t[1]!) });
+    this.o.log.debug('container task created', { instance: key, task_create_ms: ms(performance.now() - t0) });
   }
 
   async start(key: string, spec: RunSpec): Promise<RunHandle> {
@@ -298,6 +307,16 @@ function removeRuncParents(workerId: string, root = '/sys/fs/cgroup'): void {
       }
     }
   }
+}
+
+/**
+ * Promise.all that settles every step before it throws: a step still running after another failed
+ * (a container being created) would otherwise outlive the start, and escape the teardown after it.
+ */
+async function settled<T extends readonly unknown[]>(steps: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const r = await Promise.allSettled(steps);
+  for (const x of r) if (x.status === 'rejected') throw x.reason;
+  return r.map((x) => (x as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 /** Creates `file` (and its directory) empty if it is not there; leaves its content if it is. */
