@@ -188,8 +188,8 @@ export class ContainerdClient {
       }
       await ignoreNotFound(this.call('tasks', 'Delete', { container_id: id }));
     }
-    await ignoreNotFound(this.call('containers', 'Delete', { id }));
-    await ignoreNotFound(this.call('snapshots', 'Remove', { snapshotter, key: id }));
+    // containerd removes a snapshot whatever refers to it: both at once.
+    await Promise.all([ignoreNotFound(this.call('containers', 'Delete', { id })), ignoreNotFound(this.call('snapshots', 'Remove', { snapshotter, key: id }))]);
   }
 
   close(): void {

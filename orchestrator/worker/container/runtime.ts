@@ -22,13 +22,18 @@ const SPEC_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
 const LABEL_WORKER = 'canopy.worker';
 const LABEL_KEY = 'canopy.key';
 
-/** containerd's shim runs this with the container's stdout on fd 3 and stderr on fd 4; closing fd 5 says "ready". */
+/**
+ * containerd's shim runs this with the container's stdout on fd 3 and stderr on fd 4; closing fd 5 says
+ * "ready", and the task is created only then. Ready comes first: the pipes are the shim's, so what the
+ * container writes before the copies run waits in them.
+ */
 const LOG_DRIVER = `#!/bin/sh
 # Canopy's container log driver (written by the worker; containerd's shim runs it with no PATH).
+exec 5>&-
 d="$2"
-/bin/cat <&3 4<&- 5>&- >>"$d/stdout.log" &
-/bin/cat <&4 3<&- 5>&- >>"$d/stderr.log" &
-exec 3<&- 4<&- 5>&-
+/bin/cat <&3 4<&- >>"$d/stdout.log" &
+/bin/cat <&4 3<&- >>"$d/stderr.log" &
+exec 3<&- 4<&-
 wait
 `;
 
