@@ -233,6 +233,16 @@ export class Deployment {
     return JSON.parse(await this.lab.host(host).execOk(this.workerApiCurl(host, '/api/status'))) as T;
   }
 
+  /** For a failing test's diagnostics: the worker's non-zero counters of drops, queries, pending
+   *  packets and route updates (where a packet that never arrived was lost), or why they could not be read. */
+  async workerCounters(host: string): Promise<string> {
+    const r = await this.lab.host(host).exec(this.workerApiCurl(host, '/metrics'), { timeoutMs: 8000 });
+    if (r.code !== 0) return `metrics of ${host} unreadable: ${r.stderr.trim()}`;
+    return r.stdout.split('\n')
+      .filter((l) => !l.startsWith('#') && /drop|quer|pending|await|route|timeout|bad|connected|unknown|retired/i.test(l) && !/ 0$/.test(l))
+      .join('\n');
+  }
+
   /** An instance's stdout or stderr as a user reads it: through root, its cluster and its worker. */
   async instanceLogs(serviceId: string, n: number, stream: 'stdout' | 'stderr' = 'stdout'): Promise<string> {
     const args = ['curl', '-sS', '-m', '20', '-w', '\n%{http_code}', '-H', `authorization: Bearer ${this.token}`, ...(this.tls ? ['--cacert', this.certs.ca] : []),

@@ -76,7 +76,7 @@ test('Oakestra\'s README descriptor, unchanged, through root with container imag
     let n = 0;
     const fromCurl = (url: string): string => {
       try {
-        return ctr(curlHost, 'tasks', 'exec', '--exec-id', `probe${n++}`, curlContainer!, 'curl', '-s', url);
+        return ctr(curlHost, 'tasks', 'exec', '--exec-id', `probe${n++}`, curlContainer!, 'curl', '-s', '-m', '5', url);
       } catch (e) {
         return `failed: ${(e as { stderr?: Buffer }).stderr?.toString() ?? String(e)}`;
       }
@@ -87,6 +87,7 @@ test('Oakestra\'s README descriptor, unchanged, through root with container imag
         const diag = ctr(curlHost, 'tasks', 'exec', '--exec-id', `diag${n++}`, curlContainer!, 'sh', '-c',
           `ip -o addr; ip route; cat /etc/resolv.conf; timeout 5 wget -O - ${url} 2>&1; echo exit=$?`);
         t.diagnostic(`inside the curl container:\n${diag}`);
+        for (const h of ['w1', 'w2']) t.diagnostic(`--- ${h} counters ---\n${await d.workerCounters(h)}`);
       }
       assert.equal(body, PAGE, `${url} from the curl container on ${curlHost} to nginx on ${nginxHost}`);
     }
