@@ -251,7 +251,7 @@ export function parseServiceRoute(v: unknown, path = 'route'): ServiceRoute {
     if (seen.has(inst.n)) throw new RouteMessageError(`${path}.instances[${i}].n`, `duplicate instance number ${inst.n}`);
     seen.add(inst.n);
   });
-  return {
+  const route: ServiceRoute = {
     service_id: str(o.service_id, `${path}.service_id`, 128),
     name: fullName(o.name, `${path}.name`),
     rr_ip: opt(o.rr_ip, `${path}.rr_ip`, ip4),
@@ -262,6 +262,46 @@ export function parseServiceRoute(v: unknown, path = 'route'): ServiceRoute {
     ports: o.ports === undefined ? [] : list(o.ports, `${path}.ports`, 64, portSpec),
     instances,
   };
+  const clash = routeAddressClash(route, path);
+  if (clash) throw clash;
+  return route;
+}
+
+/**
+ * Every address of a route must reach one thing: the service table indexes each address once, so a
+ * second instance on an instance IP (or an instance on the rr/closest IP) would silently take the
+ * first one's traffic. Returns the error naming the later of the two, or null. The service table
+ * checks it too, before changing anything, for routes that come in process without being parsed.
+ */
+export function routeAddressClash(route: ServiceRoute, path = 'route'): RouteMessageError | null {
+  const owner = new Map<string, string>();
+  const claim = (ip: string | null, at: string, what: string): RouteMessageError | null => {
+    if (ip === null) return null;
+    const key = canonicalIp(ip);
+    const first = owner.get(key);
+    if (first !== undefined) return new RouteMessageError(at, `${what} ${ip} is already used by ${first}`);
+    owner.set(key, at);
+    return null;
+  };
+  const policy: [string | null, string][] = [
+    [route.rr_ip, 'rr_ip'], [route.rr_ip_v6, 'rr_ip_v6'], [route.closest_ip, 'closest_ip'], [route.closest_ip_v6, 'closest_ip_v6'],
+  ];
+  for (const [ip, field] of policy) {
+    const e = claim(ip, `${path}.${field}`, 'address');
+    if (e) return e;
+  }
+  for (const [i, inst] of route.instances.entries()) {
+    const e = claim(inst.instance_ip, `${path}.instances[${i}].instance_ip`, 'instance IP')
+      ?? claim(inst.instance_ip_v6, `${path}.instances[${i}].instance_ip_v6`, 'instance IP');
+    if (e) return e;
+  }
+  return null;
+}
+
+/** One spelling per address, so "fdc0:30::2" and "fdc0:30:0::2" are seen as the same. */
+function canonicalIp(ip: string): string {
+  if (isIPv4(ip)) return ip;
+  return new URL(`http://[${ip}]/`).hostname;
 }
 
 function coordinate(v: unknown, path: string): Coordinate {

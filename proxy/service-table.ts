@@ -1,7 +1,7 @@
 // Services this worker knows: their policy addresses and instances, indexed by address for O(1)
 // lookups on the packet path, and the two policies that pick an instance for a new flow.
 import { AddressMap, ipBytes } from './address-map.ts';
-import type { InstanceRoute, ServiceRoute } from './route-messages.ts';
+import { routeAddressClash, type InstanceRoute, type ServiceRoute } from './route-messages.ts';
 
 export const AddrKind = { Rr: 0, Closest: 1, Instance: 2 } as const;
 export type AddrKind = (typeof AddrKind)[keyof typeof AddrKind];
@@ -95,6 +95,10 @@ export class ServiceTable {
   /** Installs or fully replaces a service. Instances whose addresses and worker are unchanged keep their
    *  record, so their flows stay; the others are retired and their flows pick again. */
   apply(route: ServiceRoute): ServiceRecord {
+    // Checked before anything changes: a route whose addresses clash is refused whole, and the
+    // service keeps the route it had.
+    const clash = routeAddressClash(route);
+    if (clash) throw clash;
     let svc = this.byId.get(route.service_id);
     if (svc) this.unindex(svc);
     else svc = new ServiceRecord(route);

@@ -34,8 +34,17 @@ if [ "$which" != unit ]; then
   node --import tsx lab/sweep-cli.ts
 fi
 
+# What a run may create and must remove (#13): namespaces, links, canopy cgroups (and their parents),
+# canopy-* temporary folders, and the default state directory. This script's own files are left out.
 snapshot() {
-  { ip netns list 2>/dev/null | awk '{print "netns " $1}'; ip -o link 2>/dev/null | awk -F': ' '{print "link " $2}' | cut -d@ -f1; } | sort
+  {
+    ip netns list 2>/dev/null | awk '{print "netns " $1}'
+    ip -o link 2>/dev/null | awk -F': ' '{print "link " $2}' | cut -d@ -f1
+    find /sys/fs/cgroup -maxdepth 4 -type d -name 'canopy*' 2>/dev/null | sed 's/^/cgroup /'
+    find "${TMPDIR:-/tmp}" -mindepth 1 -maxdepth 1 -name 'canopy-*' ! -name 'canopy-test-before.*' ! -name 'canopy-test-tap.*' \
+      ! -name '*.lock' 2>/dev/null | sed 's/^/tmp /'
+    if [ -e /var/lib/canopy ]; then echo "state /var/lib/canopy"; fi
+  } | sort
 }
 [ "$which" != unit ] && snapshot > "${TMPDIR:-/tmp}/canopy-test-before.$$"
 
@@ -70,7 +79,7 @@ if [ "$which" != unit ]; then
     echo "$left" | sed 's/^/#   /' >&2
     [ "${CANOPY_LEAK_CHECK:-strict}" = strict ] && rc=1
   else
-    echo "# leak check: no namespaces or links left behind"
+    echo "# leak check: no namespaces, links, cgroups, temporary folders or state directory left behind"
   fi
 fi
 exit "$rc"

@@ -6,22 +6,23 @@
 // This class holds the state every part shares (the instance index, the worker registry, the broker)
 // and routes messages; the work is done by managers hung on the index: PeerDistribution (tunnel
 // peers and the overlay key), RouteService (interests, root's routes, table queries, coordinates),
-// RootReporter (reports to root), Placer (placement, reconcile, worker death).
+// RootReporter (reports to root), Placer (placement, reconcile, worker death), WorkerAdmission
+// (register, remove, revoke; the tunnel key).
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
-import { CredentialStore, CLUSTER_USER, validWorkerId, type Credentials } from '../mqtt/credentials.ts';
+import { CredentialStore, CLUSTER_USER, type Credentials } from '../mqtt/credentials.ts';
 import { EmbeddedBroker } from '../mqtt/broker.ts';
 import { keepMosquittoFiles } from '../mqtt/mosquitto.ts';
 import { InProcessBus, ClientBus, type ClusterBus } from '../mqtt/bus.ts';
-import { topics, CLUSTER_SUBSCRIPTIONS, parseWorkerTopic } from '../mqtt/topics.ts';
+import { CLUSTER_SUBSCRIPTIONS, parseWorkerTopic } from '../mqtt/topics.ts';
 import { decode, type Heartbeat } from '../mqtt/messages.ts';
 import { jsonLogger, type Logger } from '../protocol/log.ts';
 import { parseWorkerToCluster, RouteMessageError, type ServiceRoute } from '../../proxy/route-messages.ts';
 import type { Transition } from '../protocol/instance-states.ts';
 import type { WorkerRegistrationAnswer } from '../protocol/worker-registration.ts';
 import type { InstanceChange, PlacementAnswer, PlacementOffer, Report } from '../protocol/root-cluster.ts';
-import { loadOrCreateTunnelKey, nextTunnelKey, saveTunnelKey, type TunnelKey } from '../protocol/tunnel-identity.ts';
-import { WorkerRegistry, type WorkerRecord } from './worker-registry.ts';
+import type { TunnelKey } from '../protocol/tunnel-identity.ts';
+import { WorkerRegistry } from './worker-registry.ts';
 import { storeInstance, loadInstance, type ClusterInstance } from './placements.ts';
 import { RootClient } from './root-client.ts';
 import { loadState, StateWriter } from './state-file.ts';
@@ -33,10 +34,11 @@ import { RootReporter } from './root-reporter.ts';
 import { Placer } from './placer.ts';
 import type { ServerTls } from '../protocol/tls.ts';
 import { LogRelay } from './log-relay.ts';
-import { RevokedWorkers } from './revoked.ts';
+import { WorkerAdmission } from './admission.ts';
 
 export { remoteWorkerName } from './peer-distribution.ts';
 export { REPORT_SOON_MS } from './root-reporter.ts';
+export { ClusterError } from './admission.ts';
 
 export type BrokerChoice =
   | { embedded: { host: string; port: number; publicUrl?: string; tls?: ServerTls } }
@@ -68,20 +70,12 @@ interface ClusterEvents {
   transition: [ClusterInstance, Transition];
 }
 
-const HEARTBEAT_MS = 1000;
 /** Free memory growth on a worker that counts as new room (less is the host's free memory moving). */
 const ROOM_MB = 32;
-
-export class ClusterError extends Error {
-  constructor(message: string, readonly statusCode: number) {
-    super(message);
-  }
-}
 
 export class Cluster extends EventEmitter<ClusterEvents> {
   readonly log: Logger;
   readonly creds: CredentialStore;
-  private readonly revoked: RevokedWorkers;
   readonly registry: WorkerRegistry;
   readonly index = new InstanceIndex();
   /** Instance logs read through the tiers (GET /api/instances/:sid/:n/logs, for root). */
@@ -92,12 +86,11 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly writer: StateWriter;
   readonly root: RootClient | undefined;
-  /** Replaced (and stored) when a worker is revoked: that worker holds the old one. */
-  tunnelKey: TunnelKey;
   readonly peers: PeerDistribution;
   readonly routes: RouteService;
   readonly reporter: RootReporter;
   readonly placer: Placer;
+  readonly admission: WorkerAdmission;
   private broker: EmbeddedBroker | undefined;
   private bus: ClusterBus | undefined;
   private brokerUrl = '';
@@ -108,10 +101,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     super();
     this.log = o.log ?? jsonLogger({ component: 'cluster', cluster: o.name });
     this.creds = new CredentialStore(join(o.stateDir, 'credentials.json'));
-    this.revoked = new RevokedWorkers(o.stateDir);
     this.registry = new WorkerRegistry(o.heartbeatTimeoutMs ?? 3000);
     this.root = o.root ? new RootClient(o.root.url, o.root.joinKey) : undefined;
-    this.tunnelKey = loadOrCreateTunnelKey(o.stateDir, o.encryptPayload ?? false);
     const state = loadState(join(o.stateDir, 'cluster.json'));
     if (this.root && state.root) this.root.registration = state.root;
     const ctx: ClusterContext = {
@@ -130,16 +121,17 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.reporter = new RootReporter(ctx, this.root, {
       location: o.location, apiUrl: o.apiUrl,
       network: () => ({ coords: this.routes.coords, probes: this.placer.probes.best() }),
-    }, this.peers, async () => {
-      for (const w of this.registry.workers.values()) {
-        if (!w.subnet_v4) await this.ensureSubnet(w).catch(() => {});
-      }
-    });
+    }, this.peers, () => this.admission.ensureSubnets());
     this.placer = new Placer(ctx, this.routes, {
       workerDead: (id) => {
         this.emit('worker-dead', id);
         this.reporter.soon();
       },
+    });
+    this.admission = new WorkerAdmission(ctx, {
+      stateDir: o.stateDir, encryptPayload: o.encryptPayload ?? false, creds: this.creds, root: this.root,
+      peers: this.peers, routes: this.routes, reporter: this.reporter, placer: this.placer,
+      broker: () => ({ workerUrl: this.workerBrokerUrl, embedded: this.broker }),
     });
     // What every state change sets off, in this order: root hears of it (queued, and a report soon),
     // the state is saved, listeners are told, and a route that gained or lost a running instance is
@@ -196,7 +188,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     // The embedded broker forgets retained messages on a restart: the overlay key, and the cluster's
     // own key, which a worker that was away during a rotation has not heard of yet.
     if (c.peers.overlayTunnel) for (const w of c.registry.workers.keys()) c.peers.publishOverlayTunnel(w);
-    for (const w of c.registry.workers.keys()) c.publish(topics.tunnelKey(w), JSON.stringify(c.tunnelKey), true);
+    c.admission.publishTunnelKey();
     c.timers.push(setInterval(() => c.placer.sweep(), o.sweepIntervalMs ?? 250));
     c.timers.push(setInterval(() => c.reporter.now(), o.reportIntervalMs ?? 5000));
     c.timers.push(setInterval(() => c.routes.relayCoordinates(), 2000));
@@ -255,102 +247,27 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     return this.root?.registration?.token;
   }
 
-  // ---- workers ----
-
-  /** POST /api/workers/register: the join key is checked by the API layer. */
-  async registerWorker(name: string): Promise<WorkerRegistrationAnswer> {
-    const id = name.toLowerCase();
-    if (!validWorkerId(id)) throw new ClusterError(`worker name must match [a-z0-9][a-z0-9-]{0,62}: ${JSON.stringify(name)}`, 400);
-    if (this.revoked.has(id)) throw new ClusterError(`worker ${id} was revoked`, 403);
-    const creds = this.creds.issue(id);
-    // An external broker learns passwords from its files: wait until they are written and the broker
-    // told to reload (one write for all registrations arriving within 50 ms).
-    if (!this.broker) await this.creds.flushed();
-    const w = this.registry.add(id);
-    this.writer.schedule();
-    await this.ensureSubnet(w).catch((e: Error) => this.log.warn('no subnet for worker yet', { worker: id, error: e.message }));
-    this.log.info('worker registered', { worker: id, subnet: w.subnet_v4 });
-    return {
-      worker_id: id,
-      mqtt: { url: this.workerBrokerUrl, username: creds.username, password: creds.password },
-      subnet_v4: w.subnet_v4,
-      subnet_v6: w.subnet_v6,
-      heartbeat_ms: HEARTBEAT_MS,
-      tunnel: this.tunnelKey,
-      ...(this.peers.overlayTunnel ? { overlay_tunnel: this.peers.overlayTunnel } : {}),
-    };
-  }
-
-  /**
-   * A worker leaves for good (DELETE /api/workers/:id): its credentials stop working, its instances
-   * are re-placed as after a failure, and its subnet goes back to root.
-   */
-  async removeWorker(id: string): Promise<boolean> {
-    const w = this.registry.workers.get(id);
-    if (!w) return false;
-    this.creds.revoke(id);
-    if (w.alive) {
-      w.alive = false;
-      w.diedAt = Date.now();
-      this.placer.onWorkerDead(w, 'worker left the cluster');
-    }
-    this.registry.workers.delete(id);
-    this.index.forgetWorker(id);
-    this.routes.forgetWorker(id);
-    this.placer.probes.forgetWorker(id);
-    this.writer.schedule();
-    this.peers.publishPeers();
-    this.reporter.soon();
-    if (w.subnet_v4 && this.root?.registration) {
-      await this.root.releaseSubnets(id).catch((e: Error) => this.log.warn('could not release the subnet at root', { worker: id, error: e.message }));
-    }
-    this.log.info('worker removed', { worker: id });
-    return true;
-  }
-
-  /**
-   * Cuts a worker off now (root's POST /api/workers/:id/revoke): its name may not register again, its
-   * MQTT credentials stop working and its open session is closed (embedded broker; an external one
-   * refuses the reconnect once it reloaded the password file), its instances are re-placed as for a
-   * dead worker, and the other workers drop it from their tunnel peers, so they drop its datagrams.
-   */
-  async revokeWorker(id: string, overlay?: TunnelKey): Promise<boolean> {
-    if (!this.registry.workers.has(id) && !this.creds.has(id)) return false;
-    this.revoked.add(id);
-    this.creds.revoke(id);
-    const sessions = this.broker?.disconnect(id) ?? 0;
-    await this.removeWorker(id);
-    this.rotateTunnelKey(id);
-    if (overlay) this.peers.takeOverlayNews({ overlay, problems: [] });
-    this.log.warn('worker revoked', { worker: id, sessions_closed: sessions });
-    return true;
-  }
-
-  /**
-   * A new cluster tunnel key after `revoked` was cut off (it holds the old one, and could seal
-   * datagrams under another worker's sender id with it). Stored first, so a restarted cluster keeps
-   * it, then retained on every remaining worker's tunnel-key topic: they retire the old key at once.
-   */
-  private rotateTunnelKey(revoked: string): void {
-    const k = nextTunnelKey(this.tunnelKey);
-    saveTunnelKey(this.o.stateDir, k);
-    this.tunnelKey = k;
-    this.counters.tunnel_key_rotations++;
-    for (const w of this.registry.workers.keys()) this.publish(topics.tunnelKey(w), JSON.stringify(k), true);
-    this.log.warn('cluster tunnel key rotated', { key_id: k.key_id, reason: `worker ${revoked} revoked`, workers: this.registry.workers.size });
-  }
-
-  private async ensureSubnet(w: WorkerRecord): Promise<void> {
-    if (w.subnet_v4 || !this.root?.registration) return;
-    const s = await this.root.subnets(w.id);
-    w.subnet_v4 = s.subnet_v4;
-    w.subnet_v6 = s.subnet_v6;
-    this.writer.schedule();
-    this.publish(topics.subnet(w.id), JSON.stringify({ subnet_v4: s.subnet_v4, subnet_v6: s.subnet_v6 }), true);
-    this.peers.publishPeers();
+  /** The cluster's tunnel key (replaced when a worker is revoked). */
+  get tunnelKey(): TunnelKey {
+    return this.admission.tunnelKey;
   }
 
   // ---- delegated to the managers (the API's and the tests' entry points) ----
+
+  /** POST /api/workers/register */
+  registerWorker(name: string): Promise<WorkerRegistrationAnswer> {
+    return this.admission.register(name);
+  }
+
+  /** DELETE /api/workers/:id */
+  removeWorker(id: string): Promise<boolean> {
+    return this.admission.remove(id);
+  }
+
+  /** POST /api/workers/:id/revoke (from root) */
+  revokeWorker(id: string, overlay?: TunnelKey): Promise<boolean> {
+    return this.admission.revoke(id, overlay);
+  }
 
   /** POST /api/placements */
   place(offer: PlacementOffer): PlacementAnswer {

@@ -3,6 +3,7 @@
 // closes the offender's connection (aedes' behaviour), a forbidden subscription is refused (SUBACK 128).
 import { createServer, type Server, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
+import { createRequire } from 'node:module';
 import type { ServerTls } from '../protocol/tls.ts';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { CLUSTER_USER, type CredentialStore } from './credentials.ts';
@@ -17,6 +18,12 @@ export interface BrokerOptions {
   /** mqtts only (SPEC §10): a plain MQTT connection fails the handshake. */
   tls?: ServerTls;
 }
+
+// aedes writes packets with mqtt-packet, whose default keeps a table of 65 536 two-byte Buffers, one
+// per packet id: 6 MB of the cluster's heap (issue 16). mqtt.js clients turn it off with `writeCache:
+// false` (client.ts); aedes has no such option, so it is turned off on the copy aedes loads, before
+// the broker writes its first packet.
+(createRequire(import.meta.resolve('aedes'))('mqtt-packet') as { writeToStream: { cacheNumbers: boolean } }).writeToStream.cacheNumbers = false;
 
 function authError(message: string, code: 4 | 5): AuthenticateError {
   return Object.assign(new Error(message), { returnCode: code }) as AuthenticateError;

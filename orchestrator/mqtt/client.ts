@@ -25,6 +25,9 @@ export function mqttOptions(creds: Credentials, o: ConnectOptions = {}): IClient
     keepalive: o.keepalive ?? 10,
     queueQoSZero: false,
     resubscribe: true,
+    // mqtt-packet's default keeps a table of 65 536 two-byte Buffers, one per packet id: 6 MB of every
+    // daemon's heap, for a worker that sends a few packets a second (issue 16).
+    writeCache: false,
     // mqtts:// is verified against the pinned CA only (protocol/tls.ts).
     ...mqttTls(),
   };

@@ -51,3 +51,22 @@ export function logBytes(v: unknown): number {
   const n = Number(v ?? 65536);
   return Number.isFinite(n) ? Math.min(Math.max(Math.floor(n), 1), MAX_LOG_BYTES) : 65536;
 }
+
+/**
+ * The part of `cur` (the newest bytes of a log) not in `prev` (the previous read). The window slides
+ * and the worker truncates big logs, so the overlap is found by where `cur` starts inside `prev`: the
+ * earliest position whose rest of `prev` is a prefix of `cur`. No overlap means all of `cur` is new.
+ * Shared by the CLI's `logs --follow` and root's dashboard log stream.
+ */
+export function unseen(prev: string, cur: string): string {
+  if (prev === '') return cur;
+  if (cur.startsWith(prev)) return cur.slice(prev.length);
+  // The first line of `cur` (possibly cut at its start), short enough to lie inside the overlap.
+  const nl = cur.indexOf('\n');
+  const anchor = cur.slice(0, Math.min(nl >= 0 ? nl + 1 : cur.length, 64));
+  if (anchor === '') return '';
+  for (let p = prev.indexOf(anchor); p >= 0; p = prev.indexOf(anchor, p + 1)) {
+    if (cur.startsWith(prev.slice(p))) return cur.slice(prev.length - p);
+  }
+  return cur;
+}

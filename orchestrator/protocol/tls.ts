@@ -5,6 +5,7 @@
 // and mqttTls, instead of the CA being threaded through each constructor.
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 
 /** PEM text of a server's certificate (chain) and private key. */
@@ -47,6 +48,54 @@ export function pinCa(ca: string | undefined): void {
 
 export function pinnedCa(): string | undefined {
   return pinned?.ca;
+}
+
+/** What a control call got back: the status and the whole body as text. */
+export interface ControlAnswer {
+  status: number;
+  ok: boolean;
+  text: string;
+}
+
+export interface ControlRequest {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  signal?: AbortSignal;
+}
+
+const plainAgent = new HttpAgent({ keepAlive: true, keepAliveMsecs: 1000 });
+
+/**
+ * One request between the tiers (a worker registering, root and a cluster calling each other), on
+ * node:http(s) with the pinned CA for https. The daemons use this rather than fetch(): Node's fetch
+ * loads undici and compiles its WebAssembly HTTP parser, 12–17 MB of a daemon's memory (issue 16).
+ * Errors look like fetch's (TypeError with the socket error as `cause`), as controlFetch's do.
+ */
+export function controlRequest(input: string | URL, init: ControlRequest = {}): Promise<ControlAnswer> {
+  const url = new URL(String(input));
+  const https = url.protocol === 'https:';
+  if (!https && url.protocol !== 'http:') return Promise.reject(new TypeError(`controlRequest: not an http(s) URL: ${url.href}`));
+  return new Promise<ControlAnswer>((resolve, reject) => {
+    const failed = (err: Error): void => reject(new TypeError('fetch failed', { cause: err }));
+    const onAnswer = (res: IncomingMessage): void => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => {
+        const status = res.statusCode ?? 502;
+        resolve({ status, ok: status >= 200 && status < 300, text });
+      });
+      res.on('error', failed);
+      res.on('aborted', () => failed(new Error('the answer was cut off')));
+    };
+    const opts = { method: init.method ?? 'GET', headers: init.headers ?? {}, signal: init.signal };
+    const req = https
+      ? request(url, { ...opts, ...(pinned ? { agent: pinned.agent } : {}) }, onAnswer)
+      : httpRequest(url, { ...opts, agent: plainAgent }, onAnswer);
+    req.on('error', failed);
+    req.end(init.body);
+  });
 }
 
 /** Options for mqtt.js: the pinned CA for mqtts:// URLs (mqtt.js ignores them for mqtt://). */

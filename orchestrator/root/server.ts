@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import fastifyJwt from '@fastify/jwt';
 import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import { jsonLogger, type Logger } from '../protocol/log.ts';
 import { AddressAllocator, AddressSpaceExhausted, DEFAULT_PLAN, type AddressPlan } from './addresses.ts';
 import { loadOverlayTunnel, loadSecrets, rotateOverlayTunnel } from './secrets.ts';
@@ -13,6 +12,7 @@ import { applicationRoutes } from './api/applications.ts';
 import { authRoutes } from './api/auth.ts';
 import { clusterRoutes } from './api/clusters.ts';
 import { dashboardRoutes } from './api/dashboard.ts';
+import { lazyDocs } from './api/docs.ts';
 import { authenticate, type ApiContext } from './api/context.ts';
 import { internalRoutes } from './api/internal.ts';
 import { logRoutes } from './api/logs.ts';
@@ -206,7 +206,7 @@ export class RootServer {
           components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
         },
       });
-      await app.register(swaggerUi, { routePrefix: '/api/docs' });
+      lazyDocs(app);
       authRoutes(app, ctx);
       applicationRoutes(app, ctx);
       clusterRoutes(app, ctx);

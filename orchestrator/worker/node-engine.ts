@@ -1,4 +1,4 @@
-// The worker's node engine: registers with its cluster (join key → per-worker MQTT credentials, kept
+// The worker's node engine: registers (registration.ts) with its cluster (join key → per-worker MQTT credentials, kept
 // on disk), heartbeats every second with free CPU/memory, architecture, runnable virtualizations,
 // location and its inventory, runs the instances the cluster orders, and carries the semantic layer's
 // route messages. Instances outlive the daemon and the cluster: a restarted daemon re-adopts them, and
@@ -28,8 +28,8 @@ import { NoNetwork, type InstanceNetwork } from './net-seam.ts';
 import { hostArch, hostCapacity, hostFreeMemoryMb, runnableVirtualizations, CpuMeter, type Capacity } from './host-resources.ts';
 import type { Transition } from '../protocol/instance-states.ts';
 import { validTunnelKey, type TunnelKey } from '../protocol/tunnel-identity.ts';
-import { parseWorkerRegistration, type WorkerIdentity } from '../protocol/worker-registration.ts';
-import { controlFetch } from '../protocol/tls.ts';
+import type { WorkerIdentity } from '../protocol/worker-registration.ts';
+import { identityFile, loadOrRegister, registerWithCluster, RegistrationError, saveIdentity } from './registration.ts';
 import { parseLogRequest, type LogAnswer } from '../protocol/instance-logs.ts';
 
 export interface NodeEngineOptions {
@@ -52,7 +52,7 @@ export interface NodeEngineOptions {
    * More runtimes beside `process` (the container runtime), given the shared sandbox. A runtime that
    * has `available()` is advertised only while that answers true.
    */
-  runtimes?: (sandbox: Sandbox, log: Logger) => Promise<AdvertisedRuntime[]> | AdvertisedRuntime[];
+  runtimes?: (sandbox: Sandbox, log: Logger) => Promise<InstanceRuntime[]> | InstanceRuntime[];
   /** How long a first registration retries while the cluster is unreachable (default 60 s). */
   registerTimeoutMs?: number;
   log?: Logger;
@@ -68,36 +68,6 @@ interface EngineEvents {
 }
 
 const ORDER_FILE = 'order.json';
-
-export class RegistrationError extends Error {}
-
-export interface AdvertisedRuntime extends InstanceRuntime {
-  /** Whether the runtime can run instances now (its engine answers). */
-  available?(): boolean;
-}
-
-/** First contact: the join key buys per-worker credentials. */
-export async function registerWithCluster(clusterUrl: string, joinKey: string, name: string): Promise<WorkerIdentity> {
-  const url = new URL('api/workers/register', clusterUrl.endsWith('/') ? clusterUrl : `${clusterUrl}/`);
-  let res: Response;
-  try {
-    res = await controlFetch(url, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${joinKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name }),
-      signal: AbortSignal.timeout(10_000),
-    });
-  } catch (e) {
-    throw new RegistrationError(`cluster unreachable at ${clusterUrl}: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`);
-  }
-  const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
-  if (!res.ok) throw new RegistrationError(`cluster refused registration (HTTP ${res.status}): ${String(body.error ?? '')}`);
-  try {
-    return parseWorkerRegistration(body);
-  } catch (e) {
-    throw new RegistrationError((e as Error).message);
-  }
-}
 
 export class NodeEngine extends EventEmitter<EngineEvents> {
   readonly log: Logger;
@@ -130,29 +100,12 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
   }
 
   static identityFile(stateDir: string): string {
-    return join(stateDir, 'worker.json');
+    return identityFile(stateDir);
   }
 
   static async start(o: NodeEngineOptions): Promise<NodeEngine> {
     mkdirSync(o.stateDir, { recursive: true });
-    const file = NodeEngine.identityFile(o.stateDir);
-    let identity: WorkerIdentity;
-    if (existsSync(file)) {
-      identity = JSON.parse(readFileSync(file, 'utf8')) as WorkerIdentity;
-    } else {
-      // The cluster may still be starting (e.g. `canopy up`): retry while it is unreachable.
-      const until = Date.now() + (o.registerTimeoutMs ?? 60_000);
-      for (;;) {
-        try {
-          identity = await registerWithCluster(o.clusterUrl, o.joinKey, o.name);
-          break;
-        } catch (e) {
-          if (!(e instanceof RegistrationError) || !/unreachable/.test(e.message) || Date.now() > until) throw e;
-          await new Promise((r) => setTimeout(r, 1000));
-        }
-      }
-      saveIdentity(file, identity);
-    }
+    const identity = await loadOrRegister({ stateDir: o.stateDir, clusterUrl: o.clusterUrl, joinKey: o.joinKey, name: o.name, timeoutMs: o.registerTimeoutMs ?? 60_000 });
     let cgroups = o.cgroups;
     if (!cgroups) {
       try {
@@ -175,8 +128,8 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
   get virtualizations(): string[] {
     const out: string[] = [];
     for (const kind of this.runtimes.kinds) {
-      const r = this.runtimes.get(kind) as AdvertisedRuntime;
-      if (kind === 'process' ? this.processOk : (r.available?.() ?? true)) out.push(kind);
+      const r = this.runtimes.get(kind);
+      if (kind === 'process' ? this.processOk : (r?.available?.() ?? true)) out.push(kind);
     }
     return out;
   }
@@ -527,11 +480,6 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     await this.runtimes.close();
     removeDaemonMarker(this.workerId);
   }
-}
-
-function saveIdentity(file: string, id: WorkerIdentity): void {
-  writeFileSync(`${file}.tmp`, JSON.stringify(id), { mode: 0o600 });
-  renameSync(`${file}.tmp`, file);
 }
 
 function round3(n: number): number {

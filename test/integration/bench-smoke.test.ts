@@ -19,6 +19,16 @@ const WITHOUT_ROOT = new Set(['flows', 'schedule', 'translate', 'scale', 'ldp'])
 /** The first lane; every other benchmark (a new one too) runs in the second. Roughly equal halves. */
 const LANE_ONE = new Set(['flows', 'schedule', 'translate', 'scale', 'ldp', 'lab', 'tunnel', 'dns']);
 const LIMIT_MS = 150_000;
+/** Keys of the JSON line that issues and perf/RESULTS.md name (a contract: a renamed key fails here). */
+const CONTRACT: Record<string, string[]> = {
+  dashboard: ['first_load_ms', 'js_gzip_kb'],
+  dns: ['canopy_qps', 'dnsmasq_qps', 'ratio', 'canopy_p99_ms'],
+  container: ['first_answer_p50_s', 'to_running_p50_s', 'ctr_run_p50_s', 'ratio', 'cold_pull_s', 'image_mb'],
+  deploy: ['p50_s', 'p90_s', 'to_running_p50_s'],
+  flows: ['new_flows_per_s', 'hit_pps', 'static_new_flows_per_s', 'ratio_vs_static'],
+  scale: ['workers', 'cluster_cpu_pct', 'cluster_rss_mb'],
+  tunnel: ['veth_gbps', 'vxlan_gbps', 'canopy_gbps', 'ratio_vxlan'],
+};
 
 interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
@@ -53,10 +63,12 @@ async function smoke(t: TestContext, name: string): Promise<void> {
   assert.doesNotThrow(() => (parsed = JSON.parse(last)), `${name}: last line is not JSON: ${last}${tail}`);
   assert.ok(parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed), `${name}: last line is not one object: ${last}`);
   assert.equal((parsed as { bench?: unknown }).bench, name, `${name}: last line names another bench: ${last}`);
+  const missing = (CONTRACT[name] ?? []).filter((k) => !(k in (parsed as object)));
+  assert.deepEqual(missing, [], `${name}: last line lacks the contract's keys: ${last}`);
 }
 
 test('perf/ has the benchmarks this test knows how to run', () => {
-  for (const b of new Set([...WITHOUT_ROOT, ...LANE_ONE])) assert.ok(benches.includes(b), `perf/${b}.bench.ts is gone: update this test's lists`);
+  for (const b of new Set([...WITHOUT_ROOT, ...LANE_ONE, ...Object.keys(CONTRACT)])) assert.ok(benches.includes(b), `perf/${b}.bench.ts is gone: update this test's lists`);
   assert.ok(benches.length > WITHOUT_ROOT.size, 'no benchmark that needs root found');
 });
 

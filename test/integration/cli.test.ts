@@ -117,7 +117,7 @@ test('logs --follow prints each new line once, in order', { skip, timeout: 120_0
   assert.equal(canopy(['undeploy', 'ticker']).code, 0);
 });
 
-test('bad descriptors, impossible requests and wrong credentials fail with the reason; a finished one-shot undeploys', { skip, timeout: 180_000 }, async () => {
+test('bad descriptors, impossible requests and wrong credentials fail with the reason; a finished one-shot undeploys', { skip, timeout: 180_000 }, async (t) => {
   const bad = canopy(['deploy', sla('Bad_Name!', { cmd: ['true'] })]);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /HTTP 422/);
@@ -125,7 +125,10 @@ test('bad descriptors, impossible requests and wrong credentials fail with the r
 
   // No cluster could ever run these: deploy --wait fails at once with root's reason instead of
   // waiting out its --timeout (were it waiting, spawnSync's 90 s limit would kill it: no exit code).
+  const t0 = Date.now();
   const big = canopy(['deploy', sla('toobig', { cmd: ['sleep', '600'], memory: 1_000_000 }), '--wait', '--timeout', '600']);
+  // Issue #13 asks for "within 2 s"; tests assert no timings, so the figure is printed for the record.
+  t.diagnostic(`deploy --wait of an SLA no cluster can run exited with ${big.code} after ${Date.now() - t0} ms`);
   assert.equal(big.code, 1, `${big.stdout}${big.stderr}`);
   assert.match(big.stderr, /toobig\.test\.hello\.test#0 NO_CLUSTER_FOUND: no cluster can ever run it: \S+: needs 1000000 MB of memory, its largest worker has \d+ MB/);
   // An architecture no worker has (workers now run containers too, so a container SLA would be placed

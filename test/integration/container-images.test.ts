@@ -17,8 +17,7 @@ import { unavailable, needRoot, binaryMissing } from '../support/facility.ts';
 import { RootClient } from '../../orchestrator/client/root-client.ts';
 import { containerRuntimeFor } from '../../orchestrator/worker/container/for-engine.ts';
 import { socketPathFor } from '../../orchestrator/worker/container/embedded.ts';
-import { startWorkerApi, loadOrCreateApiToken } from '../../orchestrator/worker/api.ts';
-import type { FastifyInstance } from 'fastify';
+import { startWorkerApi, loadOrCreateApiToken, type WorkerApi } from '../../orchestrator/worker/api.ts';
 
 const CANOPY = join(import.meta.dirname, '../../bin/canopy.js');
 const skip = unavailable(needRoot() ?? binaryMissing('containerd', ['--version']) ?? binaryMissing('docker-registry', ['--version']));
@@ -26,7 +25,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'canopy-images-'));
 let registry: TestRegistry | undefined;
 let proxy: SlowProxy | undefined;
 let stack: InProcessStack | undefined;
-let workerApi: FastifyInstance | undefined;
+let workerApi: WorkerApi | undefined;
 
 before(async () => {
   if (skip) return;

@@ -140,6 +140,24 @@ describe('dashboard in Chromium', { skip }, () => {
     await accessible('service');
   });
 
+  test('live without polling: nothing changes, so the page asks root for nothing but its event feed', { timeout: 30_000 }, async () => {
+    // Every instance is RUNNING and nothing is deployed or scaled meanwhile: no instance or catalog event
+    // comes, so a page fed by root's events refetches no application, service or instance. (Cluster
+    // reports still come every few seconds, and with them the clusters list: that is an event too.)
+    await page.click('a[data-service="web"]');
+    await page.locator('tr[data-instance="0"][data-state="RUNNING"]').waitFor();
+    const asked: string[] = [];
+    const onRequest = (r: { url(): string }): void => {
+      const path = new URL(r.url()).pathname;
+      if (/^\/api\/v1\/(applications|services?|instances?)\b/.test(path)) asked.push(path);
+    };
+    page.on('request', onRequest);
+    await new Promise((r) => setTimeout(r, 6000));
+    page.off('request', onRequest);
+    assert.deepEqual(asked, [], 'requests while nothing changed');
+    assert.equal(await page.locator('.feed.on').count(), 1, 'the event feed is connected');
+  });
+
   test('scale web to 2 and back to 1', { timeout: 120_000 }, async () => {
     await page.click('a[data-service="web"]');
     await page.getByRole('button', { name: 'Scale web up' }).click();
@@ -187,6 +205,7 @@ describe('dashboard in Chromium', { skip }, () => {
     await page.click('a[href="#/apps"]');
     await page.click('a[data-service="web"]');
     await shot('07-tablet');
+    await accessible('tablet width');
     const overflow = await page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth') as number;
     assert.ok(overflow <= 0, `the page is ${overflow} px wider than a tablet`);
     // Keyboard: the skip link comes first, then the views; Enter follows a link.
@@ -210,6 +229,7 @@ describe('dashboard in Chromium', { skip }, () => {
     const dialog = page.getByRole('dialog');
     await dialog.waitFor();
     await shot('08-confirm-undeploy');
+    await accessible('confirm undeploy dialog');
     // Cancel keeps it; confirming removes it.
     await dialog.getByRole('button', { name: 'Cancel' }).click();
     assert.equal(await page.locator('a[data-service="web"]').count(), 1);
@@ -217,6 +237,7 @@ describe('dashboard in Chromium', { skip }, () => {
     await dialog.getByRole('button', { name: 'Undeploy application' }).click();
     await page.getByText('No applications yet').waitFor({ timeout: 30_000 });
     await shot('09-undeployed');
+    await accessible('no applications');
   });
 });
 

@@ -7,7 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { InProcessStack, poll } from '../support/in-process-stack.ts';
-import { NodeEngine, registerWithCluster } from '../../orchestrator/worker/node-engine.ts';
+import { NodeEngine } from '../../orchestrator/worker/node-engine.ts';
+import { registerWithCluster } from '../../orchestrator/worker/registration.ts';
 import { loadOrCreateTunnelKey } from '../../orchestrator/protocol/tunnel-identity.ts';
 
 test('a revoked worker is cut off at once and its instance re-placed', { timeout: 90_000 }, async () => {

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { unseen } from '../../commands/logs.ts';
+import { unseen } from '../../protocol/instance-logs.ts';
 import { ApiError } from '../errors.ts';
 import type { RootEvent, RootEvents } from '../events.ts';
 import { caller, type ApiContext } from './context.ts';

@@ -53,6 +53,9 @@ export interface InstanceRuntime {
   /** Keys of instances this runtime holds something of on the host. */
   leftovers(): Promise<string[]>;
   close(): Promise<void>;
+  /** Whether the runtime can run instances now (its engine answers); absent means always. The worker
+   *  advertises a virtualization in its heartbeats only while this is true. */
+  available?(): boolean;
 }
 
 /** The runtimes of one worker, by virtualization, around one shared sandbox. */

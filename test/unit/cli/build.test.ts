@@ -36,7 +36,7 @@ test('the built canopy runs on plain node, keeps the sources\' file locations, a
     // The worker daemon's code, without what only root, the cluster or a container needs.
     const worker = loaded('worker', '--help');
     assert.ok(worker.includes('mqtt'), `the worker's own packages load: ${worker.join(' ')}`);
-    for (const p of ['tsx', 'esbuild', 'better-sqlite3', '@fastify/swagger', '@fastify/swagger-ui', '@fastify/jwt', 'aedes', '@grpc/grpc-js']) {
+    for (const p of ['tsx', 'esbuild', 'better-sqlite3', 'fastify', '@fastify/swagger', '@fastify/swagger-ui', '@fastify/jwt', 'ajv', 'aedes', '@grpc/grpc-js']) {
       assert.ok(!worker.includes(p), `a worker loads ${p}: ${worker.join(' ')}`);
     }
     const status = loaded('status', '--help');

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { unseen } from '../../../orchestrator/commands/logs.ts';
+import { unseen } from '../../../orchestrator/protocol/instance-logs.ts';
 import { planHosts } from '../../../orchestrator/deployment/hosts.ts';
 import { spreadAcrossWorkers } from '../../../orchestrator/deployment/demo.ts';
 import type { DeploymentState } from '../../../orchestrator/client/deployment-state.ts';

@@ -21,6 +21,10 @@ test('a tier importing another tier, or protocol importing a tier, fails the lin
     ['orchestrator/worker/net/x.ts', "import { Cluster } from '../../cluster/cluster.ts';\nexport const x = Cluster;\n"],
     ['orchestrator/protocol/x.ts', "import { topics } from '../mqtt/topics.ts';\nexport const x = topics;\n"],
     ['orchestrator/commands/x.ts', "import { Lab } from '../../test/support/loopback.ts';\nexport const x = Lab;\n"],
+    // A tier never reaches up into the CLI that drives it (root's dashboard once took a helper from commands/logs.ts).
+    ['orchestrator/root/api/x.ts', "import { register } from '../../commands/logs.ts';\nexport const x = register;\n"],
+    ['orchestrator/worker/x.ts', "import { up } from '../deployment/local.ts';\nexport const x = up;\n"],
+    ['orchestrator/cluster/x.ts', "import { readState } from '../client/deployment-state.ts';\nexport const x = readState;\n"],
   ];
   for (const [path, code] of cases) {
     const messages = await restricted(path, code);

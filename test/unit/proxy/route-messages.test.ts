@@ -48,3 +48,23 @@ test('direction is enforced', () => {
   assert.throws(() => parseWorkerToCluster({ type: 'route_withdraw', service_id: 's' }), RouteMessageError);
   assert.equal(parseWorkerToCluster({ type: 'table_query', query_id: '1', name: 'A.ans.ms2.sns' }).type, 'table_query');
 });
+
+test('a route in which two instances share an instance IP is rejected, naming the second one', () => {
+  const two = (a: Record<string, unknown>, b: Record<string, unknown>): unknown => ({
+    type: 'route_update',
+    route: { ...route, instances: [{ ...route.instances[0], ...a }, { ...route.instances[0], n: 1, instance_ip: '10.30.1.2', ...b }] },
+  });
+  const cases: [unknown, string, RegExp][] = [
+    [two({}, { instance_ip: '10.30.1.1' }), 'message.route.instances[1].instance_ip', /10\.30\.1\.1 is already used by message\.route\.instances\[0\]\.instance_ip/],
+    // The same IPv6 address spelled two ways is still one address.
+    [two({ instance_ip_v6: 'fdc0:30::1:1' }, { instance_ip_v6: 'FDC0:30:0:0::1:1' }), 'message.route.instances[1].instance_ip_v6', /already used/],
+    // An instance on the service's own rr address would take the policy's traffic.
+    [two({}, { instance_ip: '10.30.0.2' }), 'message.route.instances[1].instance_ip', /already used by message\.route\.rr_ip/],
+  ];
+  for (const [input, path, why] of cases) {
+    assert.throws(() => parseRouteMessage(input), (e: unknown) => e instanceof RouteMessageError && e.path === path && why.test(e.message),
+      `expected error at ${path} for ${JSON.stringify(input)}`);
+  }
+  // Distinct addresses still pass.
+  assert.equal(parseRouteMessage(two({ instance_ip_v6: 'fdc0:30::1:1' }, { instance_ip_v6: 'fdc0:30::1:2' })).type, 'route_update');
+});

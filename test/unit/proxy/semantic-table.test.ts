@@ -456,3 +456,22 @@ test('a caller of a service with no instance yet waits, and is answered when the
   assert.match(t.metrics(), /canopy_proxy_route_updates_total 1/);
   t.close(); source.close();
 });
+
+test('a pushed route in which two instances share an instance IP is refused whole; the service keeps its route', async () => {
+  const source = new StaticRouteSource([svc([inst(0, 'w2'), inst(1, 'w3')])]);
+  const t = worker1(source);
+  const open = await primed(t, '10.30.0.2');
+  const before = t.resolveName('app.ans.s1.sns') as ServiceRoute;
+  const bad = { ...svc([inst(0, 'w2'), { ...inst(1, 'w3'), instance_ip: inst(0, 'w2').instance_ip }, inst(2, 'w4')]), rr_ip: '10.30.0.42' };
+  assert.throws(() => source.update(bad), /instances\[1\]\.instance_ip: instance IP 10\.30\.1\.10 is already used/);
+  await settle();
+  assert.equal(t.stats.routeUpdates, 0);
+  assert.deepEqual(t.resolveName('app.ans.s1.sns'), before, 'the old route stays, not a mix of old and new');
+  const dsts = new Set([0, 1, 2, 3].map((i) => dstOf(open(3000 + i).out)));
+  assert.deepEqual([...dsts].sort(), ['10.18.2.10', '10.18.3.11'], 'rr still cycles over the two old instances only');
+  const p = packet('10.18.1.2', '10.30.1.11', 4000, 80);
+  const out = newRewrite();
+  assert.equal(t.outbound(p.buf, p.meta, out), Verdict.Tunnel);
+  assert.equal(dstOf(out), '10.18.3.11', 'each instance IP still reaches its own instance');
+  t.close(); source.close();
+});
