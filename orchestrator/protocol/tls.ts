@@ -64,7 +64,11 @@ export interface ControlRequest {
   signal?: AbortSignal;
 }
 
+// Connections stay open between calls: root calls a cluster again and again (one offer per
+// placement, route and peer pushes), and a new connection per call cost root most of its CPU per
+// placement (perf/RESULTS.md, root-ha).
 const plainAgent = new HttpAgent({ keepAlive: true, keepAliveMsecs: 1000 });
+const systemCaAgent = new Agent({ keepAlive: true, keepAliveMsecs: 1000 });
 
 /**
  * One request between the tiers (a worker registering, root and a cluster calling each other), on
@@ -89,9 +93,12 @@ export function controlRequest(input: string | URL, init: ControlRequest = {}): 
       res.on('error', failed);
       res.on('aborted', () => failed(new Error('the answer was cut off')));
     };
-    const opts = { method: init.method ?? 'GET', headers: init.headers ?? {}, signal: init.signal };
+    const headers = { ...init.headers };
+    // A known length spares the peer a chunked body.
+    if (init.body !== undefined) headers['content-length'] = String(Buffer.byteLength(init.body));
+    const opts = { method: init.method ?? 'GET', headers, signal: init.signal };
     const req = https
-      ? request(url, { ...opts, ...(pinned ? { agent: pinned.agent } : {}) }, onAnswer)
+      ? request(url, { ...opts, agent: pinned?.agent ?? systemCaAgent }, onAnswer)
       : httpRequest(url, { ...opts, agent: plainAgent }, onAnswer);
     req.on('error', failed);
     req.end(init.body);

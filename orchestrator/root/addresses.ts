@@ -27,6 +27,9 @@ export const DEFAULT_PLAN: AddressPlan = {
   workerPrefixV6: 64,
 };
 
+/** How far (at most) a contended cursor jumps ahead; see next(). */
+const CONTENDED_STRIDE = 256n;
+
 export class AddressSpaceExhausted extends Error {}
 
 /** A pinned address another service took between the descriptor check and the write. */
@@ -102,15 +105,37 @@ export class AddressAllocator {
     return ip.text;
   }
 
-  async allocate(family: Family, kind: AddressKind, serviceId: string, instanceN: number | null = null): Promise<string> {
+  /** How many addresses of the family's range one allocation tries before it calls the range exhausted. */
+  tryLimit(family: Family): number {
+    const usable = (family === 4 ? this.serviceV4 : this.serviceV6).size - 2n;
+    return Number(usable < 1_000_000n ? usable : 1_000_000n);
+  }
+
+  /**
+   * The next candidate address of the service range (next-fit), not claimed: the caller claims it
+   * (claimAddress, claimAndCreateInstance) and asks again if it was taken. `contended`: allocations
+   * keep finding their candidates taken, which with several replicas means another replica's cursor
+   * runs just ahead of this one; then this cursor jumps a random stride forward, so the two stop
+   * colliding on every allocation (a failed claim costs a round trip) until one catches up again.
+   */
+  next(family: Family, contended = false): string {
     const range = family === 4 ? this.serviceV4 : this.serviceV6;
     // Offsets 0 and size-1 (network and broadcast of the range) are never handed out.
     const usable = range.size - 2n;
-    const limit = usable < 1_000_000n ? usable : 1_000_000n;
-    for (let tries = 0n; tries < limit; tries++) {
-      const offset = this.cursor[family];
-      this.cursor[family] = offset + 1n > usable ? 1n : offset + 1n;
-      const text = ipToString(family, range.base + offset);
+    if (contended && usable > 4n * CONTENDED_STRIDE) {
+      const jump = 1n + BigInt(Math.floor(Math.random() * Number(CONTENDED_STRIDE)));
+      this.cursor[family] = ((this.cursor[family] - 1n + jump) % usable) + 1n;
+    }
+    const offset = this.cursor[family];
+    this.cursor[family] = offset + 1n > usable ? 1n : offset + 1n;
+    return ipToString(family, range.base + offset);
+  }
+
+  async allocate(family: Family, kind: AddressKind, serviceId: string, instanceN: number | null = null): Promise<string> {
+    const range = family === 4 ? this.serviceV4 : this.serviceV6;
+    const limit = this.tryLimit(family);
+    for (let tries = 0; tries < limit; tries++) {
+      const text = this.next(family);
       // Check and claim in one statement: another replica's cursor may be on the same address.
       if (await this.store.claimAddress({ address: text, family, kind, service_id: serviceId, instance_n: instanceN })) return text;
     }

@@ -378,8 +378,15 @@ export class Catalog {
   }
 
   async deployInstance(caller: Caller, id: string): Promise<InstanceView> {
-    const s = await this.ownedService(caller, id);
-    const i = await this.instances.deploy(s, `requested by ${caller.username}`).catch((err: unknown) => {
+    // The service is read as its next instance number is taken (one statement, not two); only a
+    // take that found nothing reads it again, to tell 404 from 403.
+    const taken = await this.store.takeInstanceNumberOf(id, caller.role === 'admin' ? undefined : caller.id);
+    if (!taken) {
+      await this.ownedService(caller, id);
+      throw notFound(`service ${id}`);
+    }
+    const s = taken.service;
+    const i = await this.instances.deploy(s, `requested by ${caller.username}`, taken).catch((err: unknown) => {
       if (err instanceof ServiceGone) throw notFound(`service ${id}`);
       throw err;
     });

@@ -244,13 +244,15 @@ export class ClusterRegistry extends EventEmitter<ClusterRegistryEvents> {
   /** What the scheduler sees: liveness and free capacity net of reservations. */
   views(): ClusterView[] {
     const out: ClusterView[] = [];
+    // One clock read for all (this runs for every placement, over every cluster).
+    const now = this.now();
     for (const c of this.byId.values()) {
       const r = this.reserved.get(c.id);
       const a = c.aggregate;
       out.push({
         id: c.id,
         name: c.name,
-        active: this.isActive(c),
+        active: c.last_seen > 0 && now - c.last_seen < this.silenceMs,
         location: this.locations.get(c.id) ?? null,
         aggregate: a && r
           ? { ...a, free: { vcpus: a.free.vcpus - r.vcpus, memory_mb: a.free.memory_mb - r.memory_mb, gpus: a.free.gpus - r.gpus } }

@@ -52,7 +52,8 @@ export function watchStore(store: RootStore, forward: (e: RootEvent) => void = (
     const original = (store[name] as (...a: unknown[]) => Promise<unknown>).bind(store);
     (store as unknown as Record<string, unknown>)[name] = async (...args: unknown[]) => {
       const result = await original(...args);
-      await announce(...(args as Parameters<Extract<RootStore[K], (...a: never[]) => unknown>>));
+      // A conditional write that did not happen (compare and set, a claim that lost) changed nothing.
+      if (result !== false) await announce(...(args as Parameters<Extract<RootStore[K], (...a: never[]) => unknown>>));
       return result;
     };
   };
@@ -61,6 +62,7 @@ export function watchStore(store: RootStore, forward: (e: RootEvent) => void = (
   // The SQLite versions call the two above (announced there); PostgreSQL's write in one statement.
   if (store.kind === 'postgres') {
     after('createInstance', (i) => instance(i));
+    after('claimAndCreateInstance', (i) => instance(i));
     after('recordTransition', (i) => instance(i));
   }
   const catalog = (owner: string | null): void => {

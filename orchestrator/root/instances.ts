@@ -5,17 +5,17 @@
 import type { Logger } from '../protocol/log.ts';
 import { httpClusterLink, type ClusterLink } from './cluster-client.ts';
 import { RemotePeerService } from './remote-peers.ts';
-import { appNameOf, RouteService } from './route-service.ts';
+import { RouteService } from './route-service.ts';
 import { instanceView, type InstanceView } from './instance-view.ts';
 import type { ReportedInstance } from '../protocol/root-cluster.ts';
-import type { AddressAllocator } from './addresses.ts';
+import { AddressSpaceExhausted, type AddressAllocator } from './addresses.ts';
 import type { ClusterRegistry } from './clusters.ts';
 import { canTransition, isInstanceState, isPlaced, type InstanceState } from '../protocol/instance-states.ts';
 import type { Metrics } from './metrics.ts';
 import { RetryScheduler, type RetryClock, type RunOutcome, type TriggerKind } from './retry.ts';
 import { rankClusters, summarizeRejections, type InstanceDemand, type NearTarget } from './scheduler.ts';
 import { placeability } from './placeable.ts';
-import type { ClusterRecord, InstanceEvent, InstanceRecord, RootStore, ServiceRecord } from './store.ts';
+import type { ClusterRecord, InstanceEvent, InstanceRecord, PlacementContext, RootStore, ServiceRecord } from './store.ts';
 import type { Connectivity } from '../descriptor/types.ts';
 import { SoloCoordinator, type Coordinator } from './replicas.ts';
 
@@ -52,6 +52,8 @@ export class InstanceManager {
   private readonly countRetryPlaced: (l?: Record<string, string>) => void;
   /** Who leads among root's replicas: only the leader schedules and retries. */
   private readonly coordinator: Coordinator;
+  /** The last deploy found its first candidate addresses taken (see AddressAllocator.next). */
+  private contended = false;
   /** Retry states being written, in order. */
   private saving: Promise<void> = Promise.resolve();
 
@@ -119,8 +121,14 @@ export class InstanceManager {
     });
   }
 
-  /** Moves an instance to `to` if the lifecycle allows it; records the event. */
-  private async transition(i: InstanceRecord, to: InstanceState, reason: string, ts = Date.now(), patch: Partial<InstanceRecord> = {}): Promise<boolean> {
+  /**
+   * Moves an instance to `to` if the lifecycle allows it; records the event. With `expect`, only if
+   * the stored instance is still in that state on that cluster (else false, nothing written).
+   */
+  private async transition(
+    i: InstanceRecord, to: InstanceState, reason: string, ts = Date.now(), patch: Partial<InstanceRecord> = {},
+    expect?: { state: InstanceState; cluster_id: string | null },
+  ): Promise<boolean> {
     if (i.state !== to && !canTransition(i.state, to)) return false;
     if (i.state === 'RUNNING' || to === 'RUNNING') {
       this.peers.invalidate();
@@ -131,7 +139,7 @@ export class InstanceManager {
     i.state = to;
     i.reason = reason;
     i.updated_at = ts;
-    await this.store.recordTransition(i, changed ? { state: to, reason, ts } satisfies InstanceEvent : undefined);
+    if (!(await this.store.recordTransition(i, changed ? { state: to, reason, ts } satisfies InstanceEvent : undefined, expect))) return false;
     if (changed) {
       this.countTransition({ state: to });
       this.log.info('instance state', { service_id: i.service_id, n: i.n, state: to, reason });
@@ -139,29 +147,45 @@ export class InstanceManager {
     return true;
   }
 
-  /** Creates instance n of a service (REQUESTED, with its instance IPs) and starts scheduling it. */
-  async deploy(s: ServiceRecord, reason: string): Promise<InstanceRecord> {
+  /**
+   * Creates instance n of a service (REQUESTED, with its instance IPs) and starts scheduling it.
+   * `taken`: the instance number and the application's names, when the caller took the number
+   * already (takeInstanceNumberOf); the leader then schedules from what it has in hand, not read again.
+   */
+  async deploy(s: ServiceRecord, reason: string, taken?: { n: number; app: string; appns: string }): Promise<InstanceRecord> {
     const now = Date.now();
     // One atomic statement, committed at once: replicas deploying the same service at once get
     // different numbers without waiting for each other's transactions.
-    const n = await this.store.takeInstanceNumber(s.id);
+    const n = taken?.n ?? await this.store.takeInstanceNumber(s.id);
     if (n === undefined) throw new ServiceGone(s.id);
     s.next_n = n + 1;
-    const inst = await this.store.transaction(async () => {
-      const i: InstanceRecord = {
-        service_id: s.id, n, state: 'REQUESTED', reason, cluster_id: null, worker_id: null,
-        instance_ip: await this.addresses.allocate(4, 'instance', s.id, n),
-        instance_ip_v6: await this.addresses.allocate(6, 'instance', s.id, n),
-        ns_ip: null, ns_ip_v6: null, tunnel_endpoint: null, created_at: now, updated_at: now,
-      };
-      await this.store.createInstance(i, { state: 'REQUESTED', reason, ts: now });
-      // A follower hands the instance to the leader, on commit. With no leader for a moment (it
-      // died), the next one finds it REQUESTED when it takes over (resume).
-      if (!this.coordinator.isLeader()) await this.coordinator.publish({ kind: 'schedule', service_id: s.id, n });
-      return i;
-    });
+    // A follower hands the instance to the leader: the note goes out with the instance's commit. With
+    // no leader for a moment (it died), the next one finds it REQUESTED when it takes over (resume).
+    const note = this.coordinator.isLeader() ? undefined : this.coordinator.note({ kind: 'schedule', service_id: s.id, n });
+    const inst: InstanceRecord = {
+      service_id: s.id, n, state: 'REQUESTED', reason, cluster_id: null, worker_id: null, instance_ip: '', instance_ip_v6: '',
+      ns_ip: null, ns_ip_v6: null, tunnel_endpoint: null, created_at: now, updated_at: now,
+    };
+    // Addresses, instance and history in one atomic write (one statement on PostgreSQL); a candidate
+    // address another request took meanwhile makes it write nothing, and the next candidates are tried.
+    const limit = Math.min(this.addresses.tryLimit(4), this.addresses.tryLimit(6));
+    for (let tries = 0; ; tries++) {
+      if (tries >= limit) {
+        const full = this.addresses.tryLimit(4) <= this.addresses.tryLimit(6) ? this.addresses.serviceV4 : this.addresses.serviceV6;
+        throw new AddressSpaceExhausted(`no free address left in ${full.text}`);
+      }
+      const contended = tries > 0 && this.contended;
+      inst.instance_ip = this.addresses.next(4, contended);
+      inst.instance_ip_v6 = this.addresses.next(6, contended);
+      if (await this.store.claimAndCreateInstance(inst, { state: 'REQUESTED', reason, ts: now }, note)) {
+        this.contended = tries > 0;
+        break;
+      }
+    }
     this.countTransition({ state: 'REQUESTED' });
-    if (this.coordinator.isLeader()) this.startScheduling(s.id, inst.n);
+    if (this.coordinator.isLeader()) {
+      this.startScheduling(s.id, inst.n, undefined, taken && { instance: { ...inst }, service: s, app: taken.app, appns: taken.appns });
+    }
     return inst;
   }
 
@@ -173,13 +197,13 @@ export class InstanceManager {
   }
 
   /** Starts a scheduling run unless one is in flight for the instance (then false): never two at once. */
-  private startScheduling(serviceId: string, n: number, cause?: string): boolean {
+  private startScheduling(serviceId: string, n: number, cause?: string, known?: PlacementContext): boolean {
     const key = keyOf(serviceId, n);
     if (this.closed || this.inflight.has(key) || !this.coordinator.isLeader()) return false;
     const token = this.retry.begin(key);
     const retry = this.retry.isRetry(key);
     if (retry) this.countRetryAttempt();
-    const run = this.schedule(serviceId, n, retry ? (cause ?? 'retried') : undefined)
+    const run = this.schedule(serviceId, n, retry ? (cause ?? 'retried') : undefined, known)
       .then((outcome) => {
         if (retry && outcome === 'placed') this.countRetryPlaced();
         this.retry.finished(key, token, outcome);
@@ -199,18 +223,21 @@ export class InstanceManager {
    * instance is being deployed; an unplaced one (NO_*) is retried (`retryCause` says why) and keeps
    * its state while the offers are out, so a retry that fails the same way changes only its reason.
    */
-  private async schedule(serviceId: string, n: number, retryCause?: string): Promise<RunOutcome> {
+  private async schedule(serviceId: string, n: number, retryCause?: string, known?: PlacementContext): Promise<RunOutcome> {
     // A connectivity target deployed in the same breath is still being placed: wait for it, so this
     // instance is ranked by where the target went. Only runs started before this one are waited on
     // (this part runs before this run is registered), so two services near each other cannot deadlock.
-    let [s, i] = await Promise.all([this.store.service(serviceId), this.store.instance(serviceId, n)]);
-    const targets = new Set(s?.spec.connectivity.map((c) => c.target_microservice_id));
-    const earlier = [...this.inflight].filter(([k]) => targets.has(splitKey(k)[0])).map(([, run]) => run);
+    // `known`: the deploy that created it just now had all of it in hand.
+    let ctx = known ?? await this.store.placementContext(serviceId, n);
+    const targets = new Set(ctx?.service.spec.connectivity.map((c) => c.target_microservice_id));
+    // Scanned only when there are targets: with hundreds of runs in flight, a scan per run adds up.
+    const earlier = targets.size === 0 ? [] : [...this.inflight].filter(([k]) => targets.has(splitKey(k)[0])).map(([, run]) => run);
     if (earlier.length > 0) {
       await Promise.allSettled(earlier);
-      [s, i] = await Promise.all([this.store.service(serviceId), this.store.instance(serviceId, n)]);
+      ctx = await this.store.placementContext(serviceId, n);
     }
-    if (!s || !i) return 'gone';
+    if (!ctx) return 'gone';
+    const { service: s, instance: i, app, appns } = ctx;
     if (i.state !== 'REQUESTED' && !isRetryable(i.state)) return isPlaced(i.state) ? 'placed' : 'gone';
     const spec = s.spec;
     const demand: InstanceDemand = {
@@ -227,7 +254,6 @@ export class InstanceManager {
     const declines: string[] = [];
     let capacity = false;
     let declined = false;
-    const [app, appns] = await appNameOf(this.store, s);
     const offer = {
       service: {
         service_id: s.id, app, appns, svc: s.name, svcns: s.namespace, microservice: spec,
@@ -241,6 +267,16 @@ export class InstanceManager {
       try {
         const answer = await this.link.offer(c, offer);
         if (answer.accepted) {
+          const tried = declines.length ? `; before: ${declines.join('; ')}` : '';
+          const placed = (from: InstanceState) => `placed on cluster ${c.name} (worker ${answer.worker_id})${tried}${retryCause ? `; on a retry (${retryCause}) after ${from}` : ''}`;
+          // The common case in one write: the instance is as this run read it (compare and set).
+          const fast = { ...i };
+          if (await this.transition(fast, 'CLUSTER_SCHEDULED', placed(i.state), Date.now(), { cluster_id: c.id, worker_id: answer.worker_id }, { state: i.state, cluster_id: i.cluster_id })) {
+            this.clusters.reserve(c.id, demand);
+            this.countDecision({ outcome: 'CLUSTER_SCHEDULED' });
+            return 'placed';
+          }
+          // It moved on while the offer was out (a report, an undeploy): decide from what it is now.
           const now = await this.store.instance(serviceId, n);
           if (now && now.cluster_id === c.id && isPlaced(now.state)) return 'placed'; // its report came first
           if (!now || (now.state !== 'REQUESTED' && !isRetryable(now.state))) {
@@ -249,12 +285,8 @@ export class InstanceManager {
             return 'gone';
           }
           this.clusters.reserve(c.id, demand);
-          const tried = declines.length ? `; before: ${declines.join('; ')}` : '';
-          const retried = retryCause ? `; on a retry (${retryCause}) after ${now.state}` : '';
           this.countDecision({ outcome: 'CLUSTER_SCHEDULED' });
-          await this.transition(now, 'CLUSTER_SCHEDULED', `placed on cluster ${c.name} (worker ${answer.worker_id})${tried}${retried}`, Date.now(), {
-            cluster_id: c.id, worker_id: answer.worker_id,
-          });
+          await this.transition(now, 'CLUSTER_SCHEDULED', placed(now.state), Date.now(), { cluster_id: c.id, worker_id: answer.worker_id });
           return 'placed';
         }
         declined = true;

@@ -3,10 +3,15 @@
 
 type Labels = Record<string, string>;
 
+function escapeValue(v: string): string {
+  // Counted on every placement: the common value needs no escaping and is returned as it is.
+  return /[\\"\n]/.test(v) ? v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : v;
+}
+
 function labelText(labels: Labels): string {
   const keys = Object.keys(labels);
   if (keys.length === 0) return '';
-  return `{${keys.map((k) => `${k}="${String(labels[k]).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`).join(',')}}`;
+  return `{${keys.map((k) => `${k}="${escapeValue(String(labels[k]))}"`).join(',')}}`;
 }
 
 interface Family {
@@ -45,13 +50,17 @@ export class Metrics {
   /** A histogram of seconds. */
   histogram(name: string, help: string): (seconds: number, labels?: Labels) => void {
     const f = this.family(name, help, 'histogram');
+    /** Label text → the ladder's sample keys, made once per label set (observed on every placement). */
+    const ladders = new Map<string, string[]>();
     return (seconds, labels = {}) => {
-      // Every bucket is written, zeros included: histogram_quantile needs the full ladder.
-      for (const le of [...BUCKETS.map(String), '+Inf']) {
-        const key = `_bucket${labelText({ ...labels, le })}`;
-        f.samples.set(key, (f.samples.get(key) ?? 0) + (le === '+Inf' || seconds <= Number(le) ? 1 : 0));
-      }
       const l = labelText(labels);
+      let keys = ladders.get(l);
+      if (!keys) {
+        keys = [...BUCKETS.map(String), '+Inf'].map((le) => `_bucket${labelText({ ...labels, le })}`);
+        ladders.set(l, keys);
+      }
+      // Every bucket is written, zeros included: histogram_quantile needs the full ladder.
+      keys.forEach((key, k) => f.samples.set(key, (f.samples.get(key) ?? 0) + (k === BUCKETS.length || seconds <= (BUCKETS[k] as number) ? 1 : 0)));
       f.samples.set(`_sum${l}`, (f.samples.get(`_sum${l}`) ?? 0) + seconds);
       f.samples.set(`_count${l}`, (f.samples.get(`_count${l}`) ?? 0) + 1);
     };

@@ -7,11 +7,29 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import { MIGRATIONS, postgres } from './schema.ts';
-import { SqlStore, type Row } from './sql-store.ts';
-import { StoreConflict, StoreUnavailable, type InstanceEvent, type InstanceRecord } from './store.ts';
+import { APP_NAMES, PLACEMENT_COLUMNS, PLACEMENT_JOINS, placementRow, SqlStore, takenRow, type Row } from './sql-store.ts';
+import { Batch } from './pg-batch.ts';
+import { StoreConflict, StoreUnavailable, type InstanceEvent, type InstanceRecord, type PlacementContext, type ReplicaNote, type ServiceRecord } from './store.ts';
+import type { InstanceState } from '../protocol/instance-states.ts';
 
 /** Fails a request fast (503) rather than queueing it while the database is away. */
 const CONNECT_TIMEOUT_MS = 3000;
+/** Joined into a write: its transaction commits without waiting for the WAL flush (synchronous_commit off). */
+const ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit";
+/**
+ * A write that lost an address claim and wrote nothing: a NULL in a NOT NULL address column (the
+ * claim found its address taken), or a deadlock with another replica's claims of the same addresses
+ * (PostgreSQL aborted this side; it is tried again with other candidates).
+ */
+function lostClaim(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === NOT_NULL_VIOLATION || code === '40P01';
+}
+
+type Taken = { n: number; service: ServiceRecord; app: string; appns: string };
+
+/** SQLSTATE of a NULL in a NOT NULL column: claimAndCreateInstance's sign that an address was taken. */
+const NOT_NULL_VIOLATION = '23502';
 /** Serialization failures and deadlocks are retried: the transaction ran against a moving target. */
 const TX_ATTEMPTS = 4;
 
@@ -157,8 +175,8 @@ export class PgStore extends SqlStore {
     }
   }
 
-  // The two writes every placement makes, each one statement (one round trip, atomic by itself)
-  // instead of a transaction of four: the hot path of deploys and transitions.
+  // The writes every placement makes, each one statement (one round trip, atomic by itself) instead
+  // of a transaction of several: the hot path of deploys and transitions.
   override async createInstance(i: InstanceRecord, first: InstanceEvent): Promise<void> {
     await this.query(
       `WITH created AS (INSERT INTO instances (service_id, n, state, reason, cluster_id, worker_id, instance_ip, instance_ip_v6, ns_ip, ns_ip_v6,
@@ -169,14 +187,188 @@ export class PgStore extends SqlStore {
     );
   }
 
-  override async recordTransition(i: InstanceRecord, event?: InstanceEvent): Promise<void> {
-    if (!event) return this.updateInstance(i);
-    await this.query(
-      `WITH changed AS (UPDATE instances SET state = ?, reason = ?, cluster_id = ?, worker_id = ?, ns_ip = ?, ns_ip_v6 = ?, tunnel_endpoint = ?,
-       updated_at = ? WHERE service_id = ? AND n = ? RETURNING service_id, n)
-       INSERT INTO instance_events (service_id, n, state, reason, ts) SELECT service_id, n, ?, ?, ? FROM changed`,
-      [i.state, i.reason, i.cluster_id, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint, i.updated_at, i.service_id, i.n, event.state, event.reason, event.ts],
+  /**
+   * One statement: both address claims (insert unless taken), the instance (whose address columns are
+   * NOT NULL and take the claims' results, so a claim that found its address taken fails the whole
+   * statement and nothing of it stays), its first history entry, and the note (sent on commit).
+   */
+  override async claimAndCreateInstance(i: InstanceRecord, first: InstanceEvent, note?: ReplicaNote): Promise<boolean> {
+    // Inside a caller's transaction a failed statement would abort it: a savepoint keeps it alive.
+    if (this.inTransaction()) return this.createOne(i, first, note, true);
+    return this.creations.call({ i: { ...i }, first, note });
+  }
+
+  /** The deploy's write alone; `savepoint`: inside a caller's transaction. */
+  private async createOne(i: InstanceRecord, first: InstanceEvent, note?: ReplicaNote, savepoint = false): Promise<boolean> {
+    const sql = `WITH a4 AS (INSERT INTO addresses (address, family, kind, service_id, instance_n) VALUES (?, 4, 'instance', ?, ?) ON CONFLICT DO NOTHING RETURNING address),
+       a6 AS (INSERT INTO addresses (address, family, kind, service_id, instance_n) VALUES (?, 6, 'instance', ?, ?) ON CONFLICT DO NOTHING RETURNING address),
+       created AS (INSERT INTO instances (service_id, n, state, reason, cluster_id, worker_id, instance_ip, instance_ip_v6, ns_ip, ns_ip_v6,
+         tunnel_endpoint, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, (SELECT address FROM a4), (SELECT address FROM a6), ?, ?, ?, ?, ?) RETURNING service_id, n),
+       history AS (INSERT INTO instance_events (service_id, n, state, reason, ts) SELECT service_id, n, ?, ?, ? FROM created)
+       ${note ? 'SELECT pg_notify(?, ?) FROM created' : 'SELECT 1 FROM created'}`;
+    const args = [i.instance_ip, i.service_id, i.n, i.instance_ip_v6, i.service_id, i.n,
+      i.service_id, i.n, i.state, i.reason, i.cluster_id, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint, i.created_at, i.updated_at,
+      first.state, first.reason, first.ts, ...(note ? [note.channel, note.payload] : [])];
+    try {
+      if (savepoint) await this.transaction(() => this.query(sql, args));
+      else await this.query(sql, args);
+      return true;
+    } catch (err) {
+      if (lostClaim(err)) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Deploys arriving in one event-loop turn are written by one statement and one commit, all or
+   * nothing: a candidate address taken meanwhile leaves one row without it, and the NOT NULL column
+   * fails the whole statement. Then (rarely: cursors of two replicas met) each is written alone, to
+   * learn which lost its claim.
+   */
+  private readonly creations = new Batch<{ i: InstanceRecord; first: InstanceEvent; note?: ReplicaNote }, boolean>(async (batch) => {
+    if (batch.length > 1) {
+      const col = <T>(f: (b: (typeof batch)[number]) => T): T[] => batch.map(f);
+      try {
+        await this.query(
+          `WITH v AS (SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],
+             ?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::bigint[])
+             AS v(service_id, n, state, reason, cluster_id, worker_id, instance_ip, instance_ip_v6, ns_ip, ns_ip_v6, tunnel_endpoint, created_at, updated_at,
+               ev_state, ev_reason, ev_ts)),
+           a4 AS (INSERT INTO addresses (address, family, kind, service_id, instance_n) SELECT instance_ip, 4, 'instance', service_id, n FROM v
+             ON CONFLICT DO NOTHING RETURNING service_id, instance_n, address),
+           a6 AS (INSERT INTO addresses (address, family, kind, service_id, instance_n) SELECT instance_ip_v6, 6, 'instance', service_id, n FROM v
+             ON CONFLICT DO NOTHING RETURNING service_id, instance_n, address),
+           created AS (INSERT INTO instances (service_id, n, state, reason, cluster_id, worker_id, instance_ip, instance_ip_v6, ns_ip, ns_ip_v6,
+             tunnel_endpoint, created_at, updated_at)
+             SELECT v.service_id, v.n, v.state, v.reason, v.cluster_id, v.worker_id, a4.address, a6.address, v.ns_ip, v.ns_ip_v6, v.tunnel_endpoint,
+               v.created_at, v.updated_at
+             FROM v LEFT JOIN a4 ON a4.service_id = v.service_id AND a4.instance_n = v.n LEFT JOIN a6 ON a6.service_id = v.service_id AND a6.instance_n = v.n
+             RETURNING service_id, n),
+           history AS (INSERT INTO instance_events (service_id, n, state, reason, ts)
+             SELECT v.service_id, v.n, v.ev_state, v.ev_reason, v.ev_ts FROM created JOIN v ON v.service_id = created.service_id AND v.n = created.n)
+           SELECT pg_notify(t.channel, t.payload) FROM unnest(?::text[], ?::text[]) AS t(channel, payload) WHERE t.channel IS NOT NULL`,
+          [col((b) => b.i.service_id), col((b) => b.i.n), col((b) => b.i.state), col((b) => b.i.reason), col((b) => b.i.cluster_id), col((b) => b.i.worker_id),
+            col((b) => b.i.instance_ip), col((b) => b.i.instance_ip_v6), col((b) => b.i.ns_ip), col((b) => b.i.ns_ip_v6), col((b) => b.i.tunnel_endpoint),
+            col((b) => b.i.created_at), col((b) => b.i.updated_at), col((b) => b.first.state), col((b) => b.first.reason), col((b) => b.first.ts),
+            col((b) => b.note?.channel ?? null), col((b) => b.note?.payload ?? null)],
+        );
+        return batch.map(() => true);
+      } catch (err) {
+        if (!lostClaim(err)) throw err;
+      }
+    }
+    return Promise.all(batch.map((b) => this.createOne(b.i, b.first, b.note)));
+  });
+
+  /** The leader's reads before an offer, batched: one statement for a burst of placements. */
+  private readonly contexts = new Batch<{ serviceId: string; n: number }, PlacementContext | undefined>(async (keys) => {
+    const rows = await this.all(
+      `SELECT ${PLACEMENT_COLUMNS} FROM unnest(?::text[], ?::bigint[]) AS k(service_id, n)
+       JOIN instances i ON i.service_id = k.service_id AND i.n = k.n ${PLACEMENT_JOINS}`,
+      [keys.map((k) => k.serviceId), keys.map((k) => k.n)],
     );
+    const found = new Map(rows.map((r) => [`${String(r.service_id)}/${Number(r.n)}`, r]));
+    return keys.map((k) => {
+      const r = found.get(`${k.serviceId}/${k.n}`);
+      return r && placementRow(r);
+    });
+  });
+
+  override async placementContext(serviceId: string, n: number): Promise<PlacementContext | undefined> {
+    if (this.inTransaction()) return super.placementContext(serviceId, n);
+    return this.contexts.call({ serviceId, n });
+  }
+
+  /**
+   * The leader's placements (compare and set with a history entry), batched: one statement and one
+   * commit for a burst. Each row is written only if its own expectation holds; the answer says which.
+   */
+  private readonly placements = new Batch<{ i: InstanceRecord; event: InstanceEvent; expect: { state: InstanceState; cluster_id: string | null } }, boolean>(async (batch) => {
+    const col = <T>(f: (b: (typeof batch)[number]) => T): T[] => batch.map(f);
+    const rows = await this.all(
+      `WITH v AS (SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[],
+         ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[])
+         AS v(service_id, n, state, reason, cluster_id, worker_id, ns_ip, ns_ip_v6, tunnel_endpoint, updated_at, exp_state, exp_cluster, ev_state, ev_reason, ev_ts)),
+       changed AS (UPDATE instances i SET state = v.state, reason = v.reason, cluster_id = v.cluster_id, worker_id = v.worker_id, ns_ip = v.ns_ip,
+         ns_ip_v6 = v.ns_ip_v6, tunnel_endpoint = v.tunnel_endpoint, updated_at = v.updated_at
+         FROM v WHERE i.service_id = v.service_id AND i.n = v.n AND i.state = v.exp_state AND i.cluster_id IS NOT DISTINCT FROM v.exp_cluster
+         RETURNING i.service_id, i.n, v.ev_state, v.ev_reason, v.ev_ts),
+       history AS (INSERT INTO instance_events (service_id, n, state, reason, ts) SELECT service_id, n, ev_state, ev_reason, ev_ts FROM changed)
+       SELECT service_id, n FROM changed`,
+      [col((b) => b.i.service_id), col((b) => b.i.n), col((b) => b.i.state), col((b) => b.i.reason), col((b) => b.i.cluster_id), col((b) => b.i.worker_id),
+        col((b) => b.i.ns_ip), col((b) => b.i.ns_ip_v6), col((b) => b.i.tunnel_endpoint), col((b) => b.i.updated_at),
+        col((b) => b.expect.state), col((b) => b.expect.cluster_id), col((b) => b.event.state), col((b) => b.event.reason), col((b) => b.event.ts)],
+    );
+    const written = new Set(rows.map((r) => `${String(r.service_id)}/${Number(r.n)}`));
+    return batch.map((b) => written.has(`${b.i.service_id}/${b.i.n}`));
+  });
+
+  override async recordTransition(i: InstanceRecord, event?: InstanceEvent, expect?: { state: InstanceState; cluster_id: string | null }): Promise<boolean> {
+    // The scheduler's placements (only those compare and set, and one run per instance at a time,
+    // so one instance is never twice in a batch).
+    if (event && expect && !this.inTransaction()) return this.placements.call({ i: { ...i }, event, expect });
+    const set = 'UPDATE instances SET state = ?, reason = ?, cluster_id = ?, worker_id = ?, ns_ip = ?, ns_ip_v6 = ?, tunnel_endpoint = ?, updated_at = ? WHERE service_id = ? AND n = ?';
+    const args: unknown[] = [i.state, i.reason, i.cluster_id, i.worker_id, i.ns_ip, i.ns_ip_v6, i.tunnel_endpoint, i.updated_at, i.service_id, i.n];
+    // Compare and set: the row is written only while it still has the state and cluster read before.
+    const guard = expect ? ' AND state = ? AND cluster_id IS NOT DISTINCT FROM ?' : '';
+    if (expect) args.push(expect.state, expect.cluster_id);
+    if (!event) return (await this.run(`${set}${guard}`, args)) > 0 || !expect;
+    const written = await this.run(
+      `WITH changed AS (${set}${guard} RETURNING service_id, n)
+       INSERT INTO instance_events (service_id, n, state, reason, ts) SELECT service_id, n, ?, ?, ? FROM changed`,
+      [...args, event.state, event.reason, event.ts],
+    );
+    return written > 0 || !expect;
+  }
+
+  /**
+   * Committed without waiting for the disk (synchronous_commit off for this one statement): the
+   * service's row is locked until the commit, so with a wait every deploy of one service would queue
+   * behind the previous one's WAL flush. Safe: a number matters only once an instance holding it is
+   * committed, and that commit (synchronous, later in the WAL) flushes this one with it.
+   */
+  override async takeInstanceNumber(serviceId: string): Promise<number | undefined> {
+    if (this.inTransaction()) return super.takeInstanceNumber(serviceId);
+    const r = (await this.all(`UPDATE services SET next_n = next_n + 1 FROM ${ASYNC_COMMIT} WHERE id = ? RETURNING next_n`, [serviceId]))[0];
+    return r === undefined ? undefined : Number(r.next_n) - 1;
+  }
+
+  /**
+   * Deploys of one service arriving in one event-loop turn take their numbers in one statement
+   * (next_n moves by their count; each gets the next one in order of arrival), committed without
+   * waiting for the disk as takeInstanceNumber.
+   */
+  private readonly takes = new Batch<{ serviceId: string; owner?: string }, Taken | undefined>(async (calls) => {
+    const groups = new Map<string, number[]>();
+    calls.forEach((c, k) => {
+      const key = `${c.serviceId}\u0000${c.owner ?? '\u0000'}`;
+      const g = groups.get(key);
+      if (g) g.push(k);
+      else groups.set(key, [k]);
+    });
+    const answers: (Taken | undefined)[] = calls.map(() => undefined);
+    await Promise.all([...groups.values()].map(async (ks) => {
+      const c = calls[ks[0] as number] as { serviceId: string; owner?: string };
+      const r = (await this.all(
+        `UPDATE services SET next_n = next_n + ? FROM ${ASYNC_COMMIT} WHERE id = ?${c.owner === undefined ? '' : ' AND owner = ?'} RETURNING services.*, ${APP_NAMES}`,
+        c.owner === undefined ? [ks.length, c.serviceId] : [ks.length, c.serviceId, c.owner],
+      ))[0];
+      if (!r) return;
+      const t = takenRow(r);
+      const first = t.n - ks.length + 1;
+      // Each its own record (deploy writes next_n into it); the parsed spec is shared, read only.
+      ks.forEach((k, j) => (answers[k] = { ...t, n: first + j, service: { ...t.service, next_n: first + j + 1 } }));
+    }));
+    return answers;
+  });
+
+  override async takeInstanceNumberOf(serviceId: string, owner?: string): Promise<Taken | undefined> {
+    if (this.inTransaction()) return super.takeInstanceNumberOf(serviceId, owner);
+    return this.takes.call({ serviceId, owner });
+  }
+
+  protected override async sendNote(note: ReplicaNote): Promise<void> {
+    await this.notify(note.channel, note.payload);
   }
 
   /** NOTIFY on `channel`; inside a transaction PostgreSQL delivers it only when that commits. */

@@ -13,6 +13,7 @@ import pg from 'pg';
 import type { Logger } from '../protocol/log.ts';
 import type { RootEvent } from './events.ts';
 import type { PgStore } from './pg-store.ts';
+import type { ReplicaNote } from './store.ts';
 
 /** How often a follower tries to take the lease (and a lost control connection is reopened). */
 export const LEASE_POLL_MS = 1000;
@@ -38,6 +39,8 @@ export interface Coordinator extends EventEmitter<{ leader: [boolean]; message: 
   isLeader(): boolean;
   /** Sends to the other replicas; inside a store transaction it goes out on commit only. */
   publish(m: ReplicaMessage): Promise<void>;
+  /** `m` as a note for a store write to carry (sent if that write commits); undefined with no other replicas. */
+  note(m: ReplicaMessage): ReplicaNote | undefined;
   /**
    * Sends a hint soon, batched with others (at most one NOTIFY per BATCH_MS): the live feed and
    * cache invalidations, where a few milliseconds do not matter and one NOTIFY per write would.
@@ -53,6 +56,9 @@ export class SoloCoordinator extends EventEmitter<{ leader: [boolean]; message: 
     return true;
   }
   async publish(): Promise<void> {}
+  note(): undefined {
+    return undefined;
+  }
   hint(): void {}
   async close(): Promise<void> {}
 }
@@ -84,7 +90,12 @@ export class PgCoordinator extends EventEmitter<{ leader: [boolean]; message: [R
   }
 
   async publish(m: ReplicaMessage): Promise<void> {
-    await this.store.notify(CHANNEL, JSON.stringify({ from: this.replicaId, ...m }));
+    const n = this.note(m);
+    await this.store.notify(n.channel, n.payload);
+  }
+
+  note(m: ReplicaMessage): ReplicaNote {
+    return { channel: CHANNEL, payload: JSON.stringify({ from: this.replicaId, ...m }) };
   }
 
   hint(m: { kind: 'peers' } | { kind: 'event'; event: RootEvent }): void {
@@ -102,20 +113,23 @@ export class PgCoordinator extends EventEmitter<{ leader: [boolean]; message: [R
     this.pendingPeers = false;
     try {
       if (peers) await this.publish({ kind: 'peers' });
-      // NOTIFY payloads stay under 8000 bytes: the events go out in slices.
-      let slice: RootEvent[] = [];
+      // NOTIFY payloads stay under 8000 bytes: the events go out in slices. Each event is made JSON
+      // once (two a placement), and a slice's message is put together from those texts.
+      const send = (slice: string[]) =>
+        this.store.notify(CHANNEL, `{"from":${JSON.stringify(this.replicaId)},"kind":"events","events":[${slice.join(',')}]}`);
+      let slice: string[] = [];
       let size = 0;
       for (const e of events) {
-        const n = JSON.stringify(e).length + 1;
-        if (size + n > 6000 && slice.length) {
-          await this.publish({ kind: 'events', events: slice });
+        const json = JSON.stringify(e);
+        if (size + json.length + 1 > 6000 && slice.length) {
+          await send(slice);
           slice = [];
           size = 0;
         }
-        slice.push(e);
-        size += n;
+        slice.push(json);
+        size += json.length + 1;
       }
-      if (slice.length) await this.publish({ kind: 'events', events: slice });
+      if (slice.length) await send(slice);
     } catch (err) {
       // Only hints: the other replicas' views catch up with their next reads.
       this.log.warn('could not notify the other root replicas', { error: (err as Error).message });

@@ -2,8 +2,8 @@
 // runs (`all`, `run`) and how a transaction is held; placeholders are `?` (pg-store numbers them).
 import type { InstanceState } from '../protocol/instance-states.ts';
 import type {
-  AddressRecord, ApplicationRecord, ClusterAggregate, ClusterRecord, InstanceEvent, InstanceRecord, RetryRecord, RootStore,
-  ServiceRecord, UserRecord, WorkerSubnetRecord,
+  AddressRecord, ApplicationRecord, ClusterAggregate, ClusterRecord, InstanceEvent, InstanceRecord, PlacementContext, ReplicaNote, RetryRecord,
+  RootStore, ServiceRecord, UserRecord, WorkerSubnetRecord,
 } from './store.ts';
 
 export type Row = Record<string, unknown>;
@@ -14,12 +14,47 @@ function plain<T>(r: Row): T {
   void rowid;
   return rest as T;
 }
-function service(r: Row): ServiceRecord {
+/** Returned with a services row: its application's name and namespace (one statement, no join needed). */
+export const APP_NAMES = '(SELECT name FROM applications WHERE applications.id = services.app_id) AS app_name, (SELECT namespace FROM applications WHERE applications.id = services.app_id) AS app_namespace';
+
+/** takeInstanceNumberOf's answer from an updated services row with APP_NAMES. */
+export function takenRow(r: Row): { n: number; service: ServiceRecord; app: string; appns: string } {
+  const { app_name, app_namespace, ...rest } = r;
+  return { n: Number(r.next_n) - 1, service: serviceRow(rest), app: (app_name as string | null) ?? '', appns: (app_namespace as string | null) ?? '' };
+}
+
+/** What placementContext selects, from `instances i` with PLACEMENT_JOINS (service columns prefixed s_, application a_). */
+export const PLACEMENT_COLUMNS = `i.*, s.app_id AS s_app_id, s.owner AS s_owner, s.name AS s_name, s.namespace AS s_namespace, s.spec AS s_spec,
+  s.rr_ip AS s_rr_ip, s.rr_ip_v6 AS s_rr_ip_v6, s.closest_ip AS s_closest_ip, s.closest_ip_v6 AS s_closest_ip_v6, s.next_n AS s_next_n,
+  s.created_at AS s_created_at, a.name AS a_name, a.namespace AS a_namespace`;
+export const PLACEMENT_JOINS = 'JOIN services s ON s.id = i.service_id LEFT JOIN applications a ON a.id = s.app_id';
+
+/** A PLACEMENT_COLUMNS row as a PlacementContext. */
+export function placementRow(r: Row): PlacementContext {
+  const instance: Row = {};
+  const svc: Row = { id: r.service_id };
+  for (const [k, v] of Object.entries(r)) {
+    if (k.startsWith('s_')) svc[k.slice(2)] = v;
+    else if (k !== 'a_name' && k !== 'a_namespace') instance[k] = v;
+  }
+  return {
+    instance: instance as unknown as InstanceRecord,
+    service: serviceRow(svc),
+    app: (r.a_name as string | null) ?? '',
+    appns: (r.a_namespace as string | null) ?? '',
+  };
+}
+
+/** A services row as a record (spec parsed). */
+export function serviceRow(r: Row): ServiceRecord {
   return { ...plain<ServiceRecord>(r), spec: JSON.parse(r.spec as string) };
 }
 function cluster(r: Row): ClusterRecord {
   return { ...plain<ClusterRecord>(r), aggregate: r.aggregate ? (JSON.parse(r.aggregate as string) as ClusterAggregate) : null };
 }
+
+/** An instance address was taken meanwhile: claimAndCreateInstance rolls back and answers false. */
+class AddressClaimed extends Error {}
 
 export abstract class SqlStore implements RootStore {
   abstract readonly kind: 'sqlite' | 'postgres';
@@ -98,21 +133,26 @@ export abstract class SqlStore implements RootStore {
   }
   async service(id: string): Promise<ServiceRecord | undefined> {
     const r = await this.one('SELECT * FROM services WHERE id = ?', [id]);
-    return r && service(r);
+    return r && serviceRow(r);
   }
   async serviceForUpdate(id: string): Promise<ServiceRecord | undefined> {
     const r = await this.one(`SELECT * FROM services WHERE id = ?${this.forUpdate}`, [id]);
-    return r && service(r);
+    return r && serviceRow(r);
   }
   async takeInstanceNumber(serviceId: string): Promise<number | undefined> {
     const r = await this.one('UPDATE services SET next_n = next_n + 1 WHERE id = ? RETURNING next_n', [serviceId]);
     return r === undefined ? undefined : Number(r.next_n) - 1;
   }
+  async takeInstanceNumberOf(serviceId: string, owner?: string): Promise<{ n: number; service: ServiceRecord; app: string; appns: string } | undefined> {
+    const r = await this.one(`UPDATE services SET next_n = next_n + 1 WHERE id = ?${owner === undefined ? '' : ' AND owner = ?'} RETURNING *, ${APP_NAMES}`,
+      owner === undefined ? [serviceId] : [serviceId, owner]);
+    return r && takenRow(r);
+  }
   async listServices(appId: string): Promise<ServiceRecord[]> {
-    return (await this.all('SELECT * FROM services WHERE app_id = ? ORDER BY created_at, rowid', [appId])).map(service);
+    return (await this.all('SELECT * FROM services WHERE app_id = ? ORDER BY created_at, rowid', [appId])).map(serviceRow);
   }
   async allServices(): Promise<ServiceRecord[]> {
-    return (await this.all('SELECT * FROM services ORDER BY created_at, rowid', [])).map(service);
+    return (await this.all('SELECT * FROM services ORDER BY created_at, rowid', [])).map(serviceRow);
   }
   async updateService(s: ServiceRecord): Promise<void> {
     await this.run(
@@ -163,12 +203,45 @@ export abstract class SqlStore implements RootStore {
       await this.addInstanceEvent(i.service_id, i.n, first);
     });
   }
-  async recordTransition(i: InstanceRecord, event?: InstanceEvent): Promise<void> {
-    if (!event) return this.updateInstance(i);
-    await this.atomically(async () => {
+  async claimAndCreateInstance(i: InstanceRecord, first: InstanceEvent, note?: ReplicaNote): Promise<boolean> {
+    try {
+      await this.transaction(async () => {
+        const claim = (address: string, family: 4 | 6) => this.claimAddress({ address, family, kind: 'instance', service_id: i.service_id, instance_n: i.n });
+        if (!(await claim(i.instance_ip, 4)) || !(await claim(i.instance_ip_v6, 6))) throw new AddressClaimed();
+        await this.createInstance(i, first);
+        if (note) await this.sendNote(note);
+      });
+      return true;
+    } catch (err) {
+      if (err instanceof AddressClaimed) return false;
+      throw err;
+    }
+  }
+  async recordTransition(i: InstanceRecord, event?: InstanceEvent, expect?: { state: InstanceState; cluster_id: string | null }): Promise<boolean> {
+    if (!event && !expect) {
       await this.updateInstance(i);
-      await this.addInstanceEvent(i.service_id, i.n, event);
+      return true;
+    }
+    let written = false;
+    await this.atomically(async () => {
+      if (expect) {
+        const now = await this.instance(i.service_id, i.n);
+        if (!now || now.state !== expect.state || now.cluster_id !== expect.cluster_id) return;
+      }
+      await this.updateInstance(i);
+      if (event) await this.addInstanceEvent(i.service_id, i.n, event);
+      written = true;
     });
+    return written;
+  }
+  async placementContext(serviceId: string, n: number): Promise<PlacementContext | undefined> {
+    const r = await this.one(`SELECT ${PLACEMENT_COLUMNS} FROM instances i ${PLACEMENT_JOINS} WHERE i.service_id = ? AND i.n = ?`, [serviceId, n]);
+    return r && placementRow(r);
+  }
+  /** Sends `note` to the other replicas when the transaction commits; a store without replicas has none to send. */
+  protected async sendNote(note: ReplicaNote): Promise<void> {
+    void note;
+    throw new Error(`a ${this.kind} store has no other root replicas to notify`);
   }
   async listRetries(): Promise<RetryRecord[]> {
     return (await this.all('SELECT * FROM instance_retries', [])) as unknown as RetryRecord[];

@@ -122,6 +122,20 @@ export interface AddressRecord {
   instance_n: number | null;
 }
 
+/** A message to the other root replicas (PostgreSQL NOTIFY on `channel`). */
+export interface ReplicaNote {
+  channel: string;
+  payload: string;
+}
+
+export interface PlacementContext {
+  instance: InstanceRecord;
+  service: ServiceRecord;
+  /** The application's name and namespace ('' if it is gone). */
+  app: string;
+  appns: string;
+}
+
 export interface RootStore {
   /** Runs `fn` atomically; a rejection rolls everything back. Nested calls join the outer one. */
   transaction<T>(fn: () => Promise<T>): Promise<T>;
@@ -159,6 +173,12 @@ export interface RootStore {
    * each other's whole transaction; a deploy that fails afterwards leaves a gap in the numbers.
    */
   takeInstanceNumber(serviceId: string): Promise<number | undefined>;
+  /**
+   * takeInstanceNumber with the service read in the same statement (a deploy through the API): the
+   * number, the service after the take and its application's names; undefined, with nothing taken, when there is no such
+   * service or `owner` is given and does not own it.
+   */
+  takeInstanceNumberOf(serviceId: string, owner?: string): Promise<{ n: number; service: ServiceRecord; app: string; appns: string } | undefined>;
   listServices(appId: string): Promise<ServiceRecord[]>;
   allServices(): Promise<ServiceRecord[]>;
   updateService(s: ServiceRecord): Promise<void>;
@@ -171,8 +191,20 @@ export interface RootStore {
   updateInstance(i: InstanceRecord): Promise<void>;
   /** A new instance with its first history entry, atomically. */
   createInstance(i: InstanceRecord, first: InstanceEvent): Promise<void>;
-  /** An instance's new state, with its history entry when the state changed, atomically. */
-  recordTransition(i: InstanceRecord, event?: InstanceEvent): Promise<void>;
+  /**
+   * A new instance with its first history entry and the claims of its two instance addresses
+   * (`instance_ip`, `instance_ip_v6`), atomically: false, with nothing written, when either address is
+   * taken. `note` reaches the other root replicas if and only if this commits.
+   */
+  claimAndCreateInstance(i: InstanceRecord, first: InstanceEvent, note?: ReplicaNote): Promise<boolean>;
+  /**
+   * An instance's new state, with its history entry when the state changed, atomically. With
+   * `expect`, only if the stored instance still has that state and cluster (compare and set): false,
+   * with nothing written, when it moved on meanwhile.
+   */
+  recordTransition(i: InstanceRecord, event?: InstanceEvent, expect?: { state: InstanceState; cluster_id: string | null }): Promise<boolean>;
+  /** What scheduling an instance needs, in one read: the instance, its service and its application's names. */
+  placementContext(serviceId: string, n: number): Promise<PlacementContext | undefined>;
   addInstanceEvent(serviceId: string, n: number, e: InstanceEvent): Promise<void>;
   instanceEvents(serviceId: string, n: number): Promise<InstanceEvent[]>;
   countInstancesByState(): Promise<Map<InstanceState, number>>;

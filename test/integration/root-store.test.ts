@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { PgStore } from '../../orchestrator/root/pg-store.ts';
 import { SqliteStore } from '../../orchestrator/root/sqlite-store.ts';
 import { AddressAllocator } from '../../orchestrator/root/addresses.ts';
-import { StoreConflict, type RootStore, type ServiceRecord } from '../../orchestrator/root/store.ts';
+import { StoreConflict, type InstanceRecord, type RootStore, type ServiceRecord } from '../../orchestrator/root/store.ts';
 import type { Microservice } from '../../orchestrator/descriptor/types.ts';
 import { postgresMissing, startPostgres, type TestPostgres } from '../support/postgres.ts';
 import { needRoot, unavailable } from '../support/facility.ts';
@@ -118,6 +118,17 @@ function storeSuite(kind: string, open: () => Promise<RootStore>, reopen: () => 
       await store.updateService({ ...svc('s1'), name: 'renamed' });
       assert.equal((await store.service('s1'))?.next_n, 40, 'an update from an older record keeps the counter');
       assert.equal(await store.takeInstanceNumber('nope'), undefined);
+      const taken = await store.takeInstanceNumberOf('s1', 'u1');
+      assert.deepEqual(taken && { n: taken.n, name: taken.service.name, next_n: taken.service.next_n, spec: taken.service.spec, app: taken.app, appns: taken.appns },
+        { n: 40, name: 'renamed', next_n: 41, spec: svc('s1').spec, app: 'app', appns: 'ns' });
+      assert.equal(await store.takeInstanceNumberOf('s1', 'someone-else'), undefined);
+      assert.equal((await store.service('s1'))?.next_n, 41, 'a take refused to a non-owner takes nothing');
+      assert.equal((await store.takeInstanceNumberOf('s1'))?.n, 41, 'without an owner (an admin) any service');
+      // A burst (PostgreSQL takes it in one statement per service and owner): distinct numbers, each with its own record.
+      const burst = await Promise.all(Array.from({ length: 10 }, (_, k) => store.takeInstanceNumberOf('s1', k % 3 ? undefined : 'u1')));
+      assert.deepEqual(burst.map((b) => b!.n).sort((x, y) => x - y), Array.from({ length: 10 }, (_, k) => 42 + k));
+      assert.ok(burst.every((b) => b!.service.next_n === b!.n + 1));
+      assert.equal((await store.service('s1'))?.next_n, 52);
       // Rows read FOR UPDATE are taken one transaction after the other.
       const order: string[] = [];
       await Promise.all(['x', 'y'].map((tag) => store.transaction(async () => {
@@ -130,6 +141,75 @@ function storeSuite(kind: string, open: () => Promise<RootStore>, reopen: () => 
       const first = order[0]!.split(' ')[0];
       const second = first === 'x' ? 'y' : 'x';
       assert.deepEqual(order, [`${first} in`, `${first} out`, `${second} in`, `${second} out`]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test(`${kind}: a deploy's write claims both addresses or writes nothing; a placement is compare-and-set; one read gives what scheduling needs`, async () => {
+    const store = await open();
+    try {
+      await seed(store);
+      await store.insertService(svc('s1'));
+      const inst = (n: number, v4: string, v6: string): InstanceRecord => ({
+        service_id: 's1', n, state: 'REQUESTED', reason: 'r', cluster_id: null, worker_id: null, instance_ip: v4, instance_ip_v6: v6,
+        ns_ip: null, ns_ip_v6: null, tunnel_endpoint: null, created_at: 5, updated_at: 5,
+      });
+      const first = { state: 'REQUESTED' as const, reason: 'r', ts: 5 };
+      assert.equal(await store.claimAndCreateInstance(inst(0, '10.30.0.1', 'fdc0:30::1'), first), true);
+      assert.equal((await store.addressOwner('fdc0:30::1'))?.instance_n, 0);
+      assert.deepEqual((await store.instanceEvents('s1', 0)).map((e) => e.state), ['REQUESTED']);
+      // The v6 address is taken: the free v4 one is not claimed, and no instance or history is written.
+      assert.equal(await store.claimAndCreateInstance(inst(1, '10.30.0.2', 'fdc0:30::1'), first), false);
+      assert.equal(await store.addressOwner('10.30.0.2'), undefined);
+      assert.equal(await store.instance('s1', 1), undefined);
+      assert.deepEqual(await store.instanceEvents('s1', 1), []);
+      // Inside a transaction a lost claim leaves the transaction usable, and its other writes commit.
+      await store.transaction(async () => {
+        await store.claimAddress({ address: '10.30.0.9', family: 4, kind: 'rr', service_id: 's1', instance_n: null });
+        assert.equal(await store.claimAndCreateInstance(inst(1, '10.30.0.1', 'fdc0:30::2'), first), false);
+        assert.equal(await store.claimAndCreateInstance(inst(1, '10.30.0.2', 'fdc0:30::2'), first), true);
+      });
+      assert.ok(await store.addressOwner('10.30.0.9'));
+      assert.equal((await store.instance('s1', 1))?.instance_ip, '10.30.0.2');
+      // Two allocators (two replicas) deploying at once: every instance gets addresses no other has.
+      const allocators = [await new AddressAllocator(store).load(), await new AddressAllocator(store).load()];
+      const made = await Promise.all(Array.from({ length: 40 }, async (_, k) => {
+        const a = allocators[k % 2]!;
+        for (let tries = 0; ; tries++) {
+          const i = inst(2 + k, a.next(4, tries > 0), a.next(6, tries > 0));
+          if (await store.claimAndCreateInstance(i, first)) return i;
+        }
+      }));
+      assert.equal(new Set(made.map((i) => i.instance_ip)).size, 40, 'no v4 address handed out twice');
+      assert.equal(new Set(made.map((i) => i.instance_ip_v6)).size, 40, 'no v6 address handed out twice');
+      assert.equal((await store.listInstances('s1')).length, 42);
+
+      const ctx = await store.placementContext('s1', 0);
+      assert.deepEqual(ctx && { ...ctx, service: { ...ctx.service, next_n: 0 } }, { instance: await store.instance('s1', 0), service: svc('s1'), app: 'app', appns: 'ns' });
+      assert.equal(await store.placementContext('s1', 999), undefined);
+      assert.equal(await store.placementContext('nope', 0), undefined);
+
+      // Compare and set: written only while the stored instance has the expected state and cluster.
+      const placed = { ...inst(0, '10.30.0.1', 'fdc0:30::1'), state: 'CLUSTER_SCHEDULED' as const, cluster_id: 'c1', worker_id: 'w1', reason: 'placed', updated_at: 6 };
+      const event = { state: 'CLUSTER_SCHEDULED' as const, reason: 'placed', ts: 6 };
+      assert.equal(await store.recordTransition(placed, event, { state: 'NO_CLUSTER_FOUND', cluster_id: null }), false);
+      assert.equal((await store.instance('s1', 0))?.state, 'REQUESTED');
+      assert.deepEqual((await store.instanceEvents('s1', 0)).map((e) => e.state), ['REQUESTED'], 'no history entry for a write that did not happen');
+      assert.equal(await store.recordTransition(placed, event, { state: 'REQUESTED', cluster_id: null }), true);
+      assert.equal((await store.instance('s1', 0))?.cluster_id, 'c1');
+      assert.deepEqual((await store.instanceEvents('s1', 0)).map((e) => e.state), ['REQUESTED', 'CLUSTER_SCHEDULED']);
+      assert.equal(await store.recordTransition(placed, event, { state: 'REQUESTED', cluster_id: null }), false, 'a second placement finds it moved on');
+      // Several at once (PostgreSQL runs a burst as one statement): each written by its own expectation.
+      const burst = await Promise.all(made.slice(0, 6).map((m, k) => store.recordTransition(
+        { ...m, state: 'CLUSTER_SCHEDULED', cluster_id: `c${k}`, worker_id: 'w', reason: `placed "${k}", {x}`, updated_at: 7 },
+        { state: 'CLUSTER_SCHEDULED', reason: `placed "${k}", {x}`, ts: 7 }, { state: k % 2 ? 'REQUESTED' : 'NO_CLUSTER_FOUND', cluster_id: null })));
+      assert.deepEqual(burst, [false, true, false, true, false, true]);
+      const after = await Promise.all(made.slice(0, 6).map((m) => store.instance('s1', m.n)));
+      assert.deepEqual(after.map((i) => [i?.cluster_id, i?.reason]), made.slice(0, 6).map((_, k) => (k % 2 ? [`c${k}`, `placed "${k}", {x}`] : [null, 'r'])));
+      assert.deepEqual((await store.instanceEvents('s1', made[1]!.n)).map((e) => e.reason), ['r', 'placed "1", {x}']);
+      const contexts = await Promise.all([store.placementContext('s1', 1), store.placementContext('s1', 999), store.placementContext('s1', 0)]);
+      assert.deepEqual(contexts.map((c) => c?.instance.n), [1, undefined, 0]);
     } finally {
       await store.close();
     }
