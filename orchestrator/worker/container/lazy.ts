@@ -105,6 +105,10 @@ export class LazyContainerRuntime implements InstanceRuntime {
     return (await this.load()).prepare(key, spec, progress);
   }
 
+  async create(key: string, spec: RunSpec): Promise<void> {
+    return (await this.load()).create(key, spec);
+  }
+
   async start(key: string, spec: RunSpec): Promise<RunHandle> {
     return (await this.load()).start(key, spec);
   }
