@@ -34,6 +34,10 @@ export function netnsResolvConfPath(netns: string): string {
   return `/etc/netns/${netns}/resolv.conf`;
 }
 
+/**
+ * Written in place (truncated, never replaced by a new file): a container runtime bind-mounts the file
+ * before it is filled, and a bind mount keeps the inode it was made on.
+ */
 export async function writeNetnsResolvConf(netns: string, o: ResolvConfOptions): Promise<string> {
   const path = netnsResolvConfPath(netns);
   await mkdir(dirname(path), { recursive: true });

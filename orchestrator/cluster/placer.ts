@@ -60,6 +60,7 @@ export class Placer {
     this.c.index.index(ci);
     this.c.index.transition(ci, 'NODE_SCHEDULED', reason);
     this.lastOrder.set(`dep:${instanceId(ci.offer.service.service_id, ci.offer.instance_n)}`, Date.now());
+    this.c.log.debug('deploy order sent', { worker: workerId, service_id: ci.offer.service.service_id });
     this.c.publish(topics.deploy(workerId), encode('deploy', deployOrder(ci.offer)));
   }
 
@@ -210,6 +211,7 @@ export class Placer {
   /** A worker's job status: the instance's state (and namespace addresses) as the worker sees it. */
   onJob(workerId: string, st: JobStatus): void {
     const id = instanceId(st.service_id, st.instance_n);
+    this.c.log.debug('job status', { worker: workerId, instance: id, state: st.state });
     const ci = this.c.index.get(id);
     if (!ci || ci.worker !== workerId) {
       if (st.state !== 'UNDEPLOYED' && this.due(`del:${workerId}:${id}`, Date.now())) {

@@ -109,14 +109,29 @@ export class Instance extends EventEmitter<InstanceEvents> {
     this.move('CREATING', this.restarts === 0 ? 'creating namespace and cgroup' : `restart #${this.restarts}`);
     try {
       const runtime = this.runtime();
+      const t0 = performance.now();
       const { netns } = await runtime.prepare(this.key, spec, (reason) => this.progress(reason));
       if (this.closing) return;
-      this.attachment = await this.net.attach({
-        key: this.key, service_id: this.order.service_id, instance_n: this.order.instance_n, name: this.order.name,
-        netns, instance_ip: this.order.instance_ip, instance_ip_v6: this.order.instance_ip_v6, port: this.order.spec.port,
-      });
+      const t1 = performance.now();
+      let t2a = t1;
+      let t2c = t1;
+      // The network and the runtime's own creation (a container's task) need nothing of each other:
+      // side by side. Both are awaited, so a close() that waits for this start finds neither running.
+      const [attached, created] = await Promise.allSettled([
+        this.net.attach({
+          key: this.key, service_id: this.order.service_id, instance_n: this.order.instance_n, name: this.order.name,
+          netns, instance_ip: this.order.instance_ip, instance_ip_v6: this.order.instance_ip_v6, port: this.order.spec.port,
+        }).finally(() => (t2a = performance.now())),
+        runtime.create?.(this.key, spec).finally(() => (t2c = performance.now())),
+      ]);
+      if (attached.status === 'rejected') throw attached.reason;
+      if (created.status === 'rejected') throw created.reason;
+      this.attachment = attached.value;
       if (this.closing) return;
+      const t2 = performance.now();
       const handle = await runtime.start(this.key, spec);
+      const t3 = performance.now();
+      this.log.debug('instance start steps', { instance: this.key, prepare_ms: ms(t1 - t0), attach_ms: ms(t2a - t1), create_ms: ms(t2c - t1), start_ms: ms(t3 - t2) });
       this.watch(handle, `started, pid ${handle.pid}`);
     } catch (e) {
       if (this.closing) return;
@@ -240,4 +255,8 @@ export class Instance extends EventEmitter<InstanceEvents> {
     this.current = undefined;
     this.closing ??= Promise.resolve();
   }
+}
+
+function ms(x: number): number {
+  return Math.round(x * 10) / 10;
 }

@@ -270,6 +270,7 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
     if (topic === topics.deploy(w)) {
       const d = decode('deploy', payload);
       if (!d.ok) return this.drop(topic, d.error);
+      this.log.debug('deploy order received', { service_id: d.value.service_id, instance_n: d.value.instance_n });
       this.deploy(d.value).catch((e: Error) => this.log.error('deploy failed', { service_id: d.value.service_id, instance_n: d.value.instance_n, error: e.message }));
     } else if (topic === topics.remove(w)) {
       const d = decode('remove', payload);
@@ -322,6 +323,7 @@ export class NodeEngine extends EventEmitter<EngineEvents> {
       } catch (e) {
         return this.drop(topic, e instanceof RouteMessageError || e instanceof SyntaxError ? e.message : String(e));
       }
+      if (msg.type === 'route_update') this.log.debug('route update received', { service_id: msg.route.service_id, instances: msg.route.instances.length });
       for (const l of this.routeListeners) l(msg);
     }
   }

@@ -13,6 +13,7 @@ import { ProcessRuntime } from '../../orchestrator/worker/process-runtime.ts';
 import { Sandbox } from '../../orchestrator/worker/runtime/sandbox.ts';
 import { Runtimes } from '../../orchestrator/worker/runtime/types.ts';
 import { ContainerRuntime } from '../../orchestrator/worker/container/runtime.ts';
+import { LazyContainerRuntime } from '../../orchestrator/worker/container/lazy.ts';
 import { startEmbedded, type EmbeddedContainerd } from '../../orchestrator/worker/container/embedded.ts';
 import { Instance } from '../../orchestrator/worker/instance.ts';
 import { NoNetwork } from '../../orchestrator/worker/net-seam.ts';
@@ -40,6 +41,15 @@ async function runtimes(): Promise<Runtimes> {
   const r = new Runtimes(sandbox, [new ProcessRuntime(sandbox), ct]);
   all.push(r);
   return r;
+}
+
+/** As a worker daemon holds it: the runtime loads on first use (lazy.ts). */
+async function lazyRuntimes(): Promise<{ rt: Runtimes; lazy: LazyContainerRuntime }> {
+  const sandbox = new Sandbox({ workerId: WORKER, cgroups, stateDir: dataDir });
+  const lazy = await LazyContainerRuntime.open(sandbox, { socket: containerd.socket, mirrors: [['docker.io', registry.url]], mirrorsOnly: true, log });
+  const rt = new Runtimes(sandbox, [new ProcessRuntime(sandbox), lazy]);
+  all.push(rt);
+  return { rt, lazy };
 }
 
 function order(n: number, spec: Partial<InstanceSpec>): DeployOrder {
@@ -213,9 +223,15 @@ test('a daemon restart re-adopts a running container (same pid); undeploy still 
   for (let k = 0; k < 200 && !first.logs('stdout').includes('started'); k++) await new Promise((r) => setTimeout(r, 10));
   first.detachFromDaemon();
   await rt1.close();
-  const rt2 = await runtimes();
+  // The restarted daemon holds the runtime unloaded: containerd answers and the running container is
+  // found (through ctr) before anything of gRPC loads; re-adopting it loads the runtime.
+  const { rt: rt2, lazy } = await lazyRuntimes();
+  assert.equal(lazy.available(), true, 'containerd answers the bare gRPC ping');
+  assert.deepEqual(await rt2.leftovers(), [first.key], 'the container is found before the runtime loads');
+  assert.equal(lazy.isLoaded, false, 'listing leftovers does not load the runtime');
   const second = instance(rt2, o);
   assert.equal(await second.adopt(), true);
+  assert.equal(lazy.isLoaded, true);
   assert.equal(second.state, 'RUNNING');
   assert.equal(second.pid, pid);
   assert.equal(second.logs('stdout').match(/started/g)?.length, 1, 'not started twice');

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync, readFileSync, openSync, closeSync, existsSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { ContainerdClient } from './client.ts';
+import { pingContainerd } from './lazy.ts';
 import { procRef } from '../../proc.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -57,54 +57,49 @@ export async function startEmbedded(dataDir: string, timeoutMs = 30_000): Promis
   const dir = resolve(dataDir, 'containerd');
   const socket = socketPathFor(dir);
   const stop = () => stopEmbedded(dataDir);
-  const probe = new ContainerdClient(socket, 'canopy');
   // Who keeps this containerd: a cleanup stops it only once this process is gone (embedded-reap.ts).
   const own = (): void => writeFileSync(join(dir, 'owner.json'), JSON.stringify(procRef(process.pid)));
-  try {
-    if (existsSync(socket) && (await probe.ping(2000))) {
-      own();
-      return { socket, stop };
-    }
-    mkdirSync(join(dir, 'root'), { recursive: true });
-    mkdirSync(join(dir, 'state'), { recursive: true });
-    const config = join(dir, 'config.toml');
-    writeFileSync(config, [
-      'version = 2',
-      `root = "${join(dir, 'root')}"`,
-      `state = "${join(dir, 'state')}"`,
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-      // containerd's OOM score adjustment as its systemd unit sets it: the daemon is not what the
-      // kernel should kill first.
-      'oom_score = -999',
-      '[grpc]',
-      `  address = "${socket}"`,
-      '',
-    ].join('\n'));
-    const log = openSync(join(dir, 'containerd.log'), 'a');
-    let child;
-    try {
-      child = spawn('containerd', ['--config', config], { detached: true, stdio: ['ignore', log, log] });
-    } finally {
-      closeSync(log);
-    }
-    const failed = new Promise<never>((_, reject) => {
-      child.once('error', (e) => reject(new Error(`cannot start containerd: ${e.message}`)));
-      child.once('exit', (code) => reject(new Error(`containerd exited with code ${code} at start (see ${join(dir, 'containerd.log')})`)));
-    });
-    failed.catch(() => {});
-    child.unref();
-    writeFileSync(join(dir, 'containerd.pid'), String(child.pid));
+  if (existsSync(socket) && (await pingContainerd(socket, 2000))) {
     own();
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      if (await Promise.race([probe.ping(500), failed])) return { socket, stop };
-      if (Date.now() > until) {
-        await stop();
-        throw new Error(`containerd did not answer on ${socket} within ${timeoutMs} ms`);
-      }
-      await Promise.race([sleep(100), failed]);
-    }
+    return { socket, stop };
+  }
+  mkdirSync(join(dir, 'root'), { recursive: true });
+  mkdirSync(join(dir, 'state'), { recursive: true });
+  const config = join(dir, 'config.toml');
+  writeFileSync(config, [
+    'version = 2',
+    `root = "${join(dir, 'root')}"`,
+    `state = "${join(dir, 'state')}"`,
+    'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+    // containerd's OOM score adjustment as its systemd unit sets it: the daemon is not what the
+    // kernel should kill first.
+    'oom_score = -999',
+    '[grpc]',
+    `  address = "${socket}"`,
+    '',
+  ].join('\n'));
+  const log = openSync(join(dir, 'containerd.log'), 'a');
+  let child;
+  try {
+    child = spawn('containerd', ['--config', config], { detached: true, stdio: ['ignore', log, log] });
   } finally {
-    probe.close();
+    closeSync(log);
+  }
+  const failed = new Promise<never>((_, reject) => {
+    child.once('error', (e) => reject(new Error(`cannot start containerd: ${e.message}`)));
+    child.once('exit', (code) => reject(new Error(`containerd exited with code ${code} at start (see ${join(dir, 'containerd.log')})`)));
+  });
+  failed.catch(() => {});
+  child.unref();
+  writeFileSync(join(dir, 'containerd.pid'), String(child.pid));
+  own();
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (await Promise.race([pingContainerd(socket, 500), failed])) return { socket, stop };
+    if (Date.now() > until) {
+      await stop();
+      throw new Error(`containerd did not answer on ${socket} within ${timeoutMs} ms`);
+    }
+    await Promise.race([sleep(100), failed]);
   }
 }

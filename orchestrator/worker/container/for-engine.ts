@@ -1,12 +1,12 @@
 // The container runtime a worker daemon adds beside `process`: on an operator's containerd socket
 // (--containerd) or on the worker's own embedded containerd, started under its data dir. Without a
 // containerd binary or a socket that answers, the worker runs on without `container`.
-// The runtime and its gRPC client are loaded only when there is a containerd to talk to (gRPC and its
-// proto loader cost a worker ~10 MB; issue 16).
+// The runtime and its gRPC client are loaded only when the worker first needs them (lazy.ts: gRPC and
+// its proto loader cost a worker ~9 MB; issue 16).
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import type { ContainerRuntime } from './runtime.ts';
+import { LazyContainerRuntime } from './lazy.ts';
 import type { PullRoute } from './images.ts';
 import type { Sandbox } from '../runtime/sandbox.ts';
 import type { Logger } from '../../protocol/log.ts';
@@ -31,7 +31,7 @@ export interface WorkerContainerOptions {
  * Imports the archives of the image folder that are new or changed since the last start (a record of
  * name, size and mtime in the data dir); a bad one is logged with its reason and skipped.
  */
-export async function importImageDir(runtime: ContainerRuntime, dir: string, dataDir: string, log: Logger): Promise<void> {
+export async function importImageDir(runtime: { importArchive(file: string): Promise<string[]> }, dir: string, dataDir: string, log: Logger): Promise<void> {
   let files: string[];
   try {
     files = readdirSync(dir).filter((f) => f.endsWith('.tar')).sort();
@@ -69,28 +69,27 @@ function haveContainerd(): boolean {
 }
 
 /** Validates the flags now, so a bad mirror is a CLI error before anything starts. */
-export async function containerRuntimeFor(o: WorkerContainerOptions): Promise<(sandbox: Sandbox, log: Logger) => Promise<ContainerRuntime[]>> {
+export async function containerRuntimeFor(o: WorkerContainerOptions): Promise<(sandbox: Sandbox, log: Logger) => Promise<LazyContainerRuntime[]>> {
   const mirrors = o.mirrors.length > 0 ? o.mirrors.map((await import('./images.ts')).parseMirror) : [];
   const mirrorsOnly = o.mirrorsOnly ?? false;
   return async (sandbox, log) => {
     const imageDir = o.imageDir ?? join(o.dataDir, 'images');
-    const withImages = async (r: ContainerRuntime): Promise<ContainerRuntime[]> => {
+    const withImages = async (r: LazyContainerRuntime): Promise<LazyContainerRuntime[]> => {
       if (r.available()) await importImageDir(r, imageDir, o.dataDir, log);
       return [r];
     };
     if (o.socket) {
       if (!existsSync(o.socket)) log.warn('containerd socket not there (yet): container runtime unavailable until it answers', { socket: o.socket });
-      const { ContainerRuntime } = await import('./runtime.ts');
-      return withImages(await ContainerRuntime.open(sandbox, { socket: o.socket, mirrors, mirrorsOnly, log, imageCacheMb: o.imageCacheMb, pullVia: o.pullVia }));
+      return withImages(await LazyContainerRuntime.open(sandbox, { socket: o.socket, mirrors, mirrorsOnly, log, imageCacheMb: o.imageCacheMb, pullVia: o.pullVia }));
     }
     if (!haveContainerd()) {
       log.warn('no containerd on this host: this worker runs `process` only');
       return [];
     }
     try {
-      const [{ ContainerRuntime }, { startEmbedded }] = await Promise.all([import('./runtime.ts'), import('./embedded.ts')]);
+      const { startEmbedded } = await import('./embedded.ts');
       const embedded = await startEmbedded(o.dataDir);
-      return withImages(await ContainerRuntime.open(sandbox, { socket: embedded.socket, mirrors, mirrorsOnly, log, imageCacheMb: o.imageCacheMb, pullVia: o.pullVia, onClose: () => embedded.stop() }));
+      return withImages(await LazyContainerRuntime.open(sandbox, { socket: embedded.socket, mirrors, mirrorsOnly, log, imageCacheMb: o.imageCacheMb, pullVia: o.pullVia, onClose: () => embedded.stop() }));
     } catch (e) {
       log.error('embedded containerd did not start: this worker runs `process` only', { error: (e as Error).message });
       return [];

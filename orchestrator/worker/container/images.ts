@@ -105,6 +105,8 @@ export type PullRoute = 'ctr' | 'api';
 
 export class ImageStore {
   private readonly pulls = new Map<string, Promise<ImageInfo>>();
+  /** Config and layers of images read before, with the digest they were read at. */
+  private readonly known = new Map<string, { digest: string; info: ImageInfo }>();
   /** Set by the runtime (docs/decisions.md says which is the default and why). */
   route: PullRoute = 'ctr';
 
@@ -138,10 +140,9 @@ export class ImageStore {
 
   private async ensureOnce(name: string, progress?: (p: PullProgress) => void): Promise<ImageInfo> {
     const have = await this.info(name).catch(() => undefined);
-    if (have && (await this.unpacked(have))) {
-      await this.hooks.used?.(name);
-      return have;
-    }
+    // A cached image (every start but the first): the check and the use mark side by side. Marking an
+    // image that turns out not to be unpacked only marks it once more below.
+    if (have && (await Promise.all([this.unpacked(have), this.hooks.used?.(name)]))[0]) return have;
     await this.pull(name, progress);
     const info = await this.info(name);
     if (!(await this.unpacked(info))) throw new PullError(`image ${name} was pulled but not unpacked for ${this.snapshotter}`, false);
@@ -192,7 +193,18 @@ export class ImageStore {
   /** Config and diff IDs of a stored image (for the worker's platform when it is an index). */
   async info(name: string): Promise<ImageInfo> {
     const r = await this.client.call<{ image: { target: { media_type: string; digest: string } } }>('images', 'Get', { name });
-    let desc = r.image.target;
+    // What a digest names never changes: an image read before is not read again (a start reads it
+    // every time), unless its name now points elsewhere.
+    const known = this.known.get(name);
+    if (known?.digest === r.image.target.digest) return known.info;
+    const info = await this.read(name, r.image.target);
+    if (this.known.size >= 1000) this.known.clear();
+    this.known.set(name, { digest: r.image.target.digest, info });
+    return info;
+  }
+
+  private async read(name: string, target: { media_type: string; digest: string }): Promise<ImageInfo> {
+    let desc = target;
     let doc = JSON.parse((await this.client.readContent(desc.digest)).toString('utf8')) as Record<string, unknown>;
     if (Array.isArray(doc.manifests)) {
       const want = hostArch();

@@ -3,14 +3,15 @@
 // image is pulled once and shared; each run gets its own snapshot. stdout/stderr go through a tiny log
 // driver that containerd's shim runs, so logs keep flowing while the worker daemon is down, and a
 // restarted daemon re-adopts running tasks by asking containerd.
-import { writeFileSync, rmSync, rmdirSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { writeFileSync, rmSync, rmdirSync, readdirSync, mkdirSync, closeSync, openSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ContainerdClient, ContainerdError, type Mount } from './client.ts';
 import { ImageStore, PullError, normalizeRef, type PullRoute } from './images.ts';
 import { ImageCache, DEFAULT_IMAGE_CACHE_MB } from './image-cache.ts';
 import { importArchive } from './image-import.ts';
 import { runtimeSpec, chainId } from './spec.ts';
+import { netnsResolvConfPath, removeNetnsResolvConf } from '../../../dns/resolv-conf.ts';
 import { exitReason, type ExitInfo, type RunHandle } from '../runtime/exit.ts';
 import type { Sandbox } from '../runtime/sandbox.ts';
 import type { InstanceRuntime, ProgressReport, RunSpec } from '../runtime/types.ts';
@@ -21,13 +22,18 @@ const SPEC_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
 const LABEL_WORKER = 'canopy.worker';
 const LABEL_KEY = 'canopy.key';
 
-/** containerd's shim runs this with the container's stdout on fd 3 and stderr on fd 4; closing fd 5 says "ready". */
+/**
+ * containerd's shim runs this with the container's stdout on fd 3 and stderr on fd 4; closing fd 5 says
+ * "ready", and the task is created only then. Ready comes first: the pipes are the shim's, so what the
+ * container writes before the copies run waits in them.
+ */
 const LOG_DRIVER = `#!/bin/sh
 # Canopy's container log driver (written by the worker; containerd's shim runs it with no PATH).
+exec 5>&-
 d="$2"
-/bin/cat <&3 4<&- 5>&- >>"$d/stdout.log" &
-/bin/cat <&4 3<&- 5>&- >>"$d/stderr.log" &
-exec 3<&- 4<&- 5>&-
+/bin/cat <&3 4<&- >>"$d/stdout.log" &
+/bin/cat <&4 3<&- >>"$d/stderr.log" &
+exec 3<&- 4<&-
 wait
 `;
 
@@ -60,6 +66,10 @@ export class ContainerRuntime implements InstanceRuntime {
   private readonly logDriver: string;
   /** The image of every instance this runtime holds (prepared, not torn down): never evicted. */
   private readonly pinned = new Map<string, string>();
+  /** The rootfs mounts of each instance's container that prepare() made, for the create() after it. */
+  private readonly prepared = new Map<string, Mount[]>();
+  /** The pid of each instance's task created and not yet started. */
+  private readonly created = new Map<string, number>();
 
   constructor(readonly sandbox: Sandbox, private readonly o: ContainerRuntimeOptions) {
     this.client = new ContainerdClient(o.socket, o.namespace ?? 'canopy');
@@ -121,53 +131,98 @@ export class ContainerRuntime implements InstanceRuntime {
     return `${this.sandbox.workerId}-${key}`;
   }
 
+  /**
+   * The namespace and cgroup, and beside them (they need nothing of each other) the image, the
+   * container and its snapshot: everything but the task, which needs the namespace.
+   */
   async prepare(key: string, spec: RunSpec, progress?: ProgressReport): Promise<{ netns: string }> {
     if (!spec.image) throw new PullError('a container needs an image reference in `code`', true);
-    const { netns } = await this.sandbox.prepare(key, spec);
     const ref = normalizeRef(spec.image);
-    this.pinned.set(key, ref);
     // Pinned first: a new image may take the cache over its limit, and this one is never its own victim.
-    await this.images.ensure(ref, (p) => progress?.(`pulling ${ref}: ${mb(p.done)} of ${mb(p.total)} MB`));
+    this.pinned.set(key, ref);
+    this.prepared.delete(key);
+    this.created.delete(key);
+    const t0 = performance.now();
+    const took: Record<string, number> = {};
+    const timed = <T>(step: string, p: Promise<T>): Promise<T> => p.then((v) => {
+      took[`${step}_ms`] = ms(performance.now() - t0);
+      return v;
+    });
+    const [{ netns }, mounts] = await settled([
+      timed('sandbox', this.sandbox.prepare(key, spec)),
+      timed('container', this.prepareContainer(key, spec, ref, progress)),
+    ]);
+    this.prepared.set(key, mounts);
+    this.o.log.debug('container prepare steps', { instance: key, ...took });
     return { netns };
   }
 
-  async start(key: string, spec: RunSpec): Promise<RunHandle> {
+  /** The image (pulled if needed), what an earlier run left removed, then the container and its snapshot; the rootfs mounts. */
+  private async prepareContainer(key: string, spec: RunSpec, ref: string, progress?: ProgressReport): Promise<Mount[]> {
     const id = this.containerId(key);
-    const ref = normalizeRef(spec.image ?? '');
     // What an earlier run left (a crash between create and start, a previous exit): each run starts clean.
-    await this.client.removeContainer(id, this.snapshotter);
-    const image = await this.images.ensure(ref);
-    const cgroup = this.sandbox.cgroup(key);
-    if (!cgroup) throw new Error(`cgroup for ${key} is missing`);
-    rmSync(this.sandbox.exitFile(key), { force: true });
+    const [image] = await settled([
+      this.images.ensure(ref, (p) => progress?.(`pulling ${ref}: ${mb(p.done)} of ${mb(p.total)} MB`)),
+      this.client.removeContainer(id, this.snapshotter),
+    ]);
+    const netns = this.sandbox.netnsName(key);
+    // The container bind-mounts the namespace's resolver config, which the network writes later (while
+    // the task is created): an empty file now, filled in place before the task starts.
+    ensureFile(netnsResolvConfPath(netns));
     const ociSpec = runtimeSpec(image, {
       cmd: spec.cmd, args: spec.args, environment: spec.environment, memory: spec.memory, vcpus: spec.vcpus,
-      pidsMax: this.sandbox.pidsMax, netns: this.sandbox.netnsName(key), cgroupRel: this.sandbox.cgroupRel(key), hostname: key.slice(0, 63),
+      pidsMax: this.sandbox.pidsMax, netns, cgroupRel: this.sandbox.cgroupRel(key), hostname: key.slice(0, 63),
     });
-    // Until the container refers to it, the new snapshot is referenced by nothing: a garbage collection
-    // that another deletion triggers in between (containerd runs one at once after any removal) would
-    // take it, and the task would fail with "failed to mount rootfs component". A lease holds it, as
-    // containerd's own client does.
-    const prepared = await this.client.withLease(`canopy-run-${id}`, 600_000, async (lease) => {
-      const p = await this.client.call<{ mounts: Mount[] }>('snapshots', 'Prepare', {
-        snapshotter: this.snapshotter, key: id, parent: chainId(image.diffIds), labels: { [LABEL_WORKER]: this.sandbox.workerId },
-      }, 10_000, lease);
-      await this.client.call('containers', 'Create', {
-        container: {
-          id, image: ref, labels: { [LABEL_WORKER]: this.sandbox.workerId, [LABEL_KEY]: key },
-          runtime: { name: 'io.containerd.runc.v2' }, spec: { type_url: SPEC_TYPE, value: Buffer.from(JSON.stringify(ociSpec)) },
-          snapshotter: this.snapshotter, snapshot_key: id,
-        },
-      }, 10_000, lease);
-      return p;
+    // The container first, then its snapshot: a container refers to its snapshot key from the moment it
+    // exists (containerd checks no snapshot at create), so a garbage collection that another deletion
+    // triggers in between (containerd runs one at once after any removal) cannot take the new snapshot,
+    // which would fail the task with "failed to mount rootfs component". Containerd's own client holds
+    // the snapshot with a lease instead, at two more metadata writes (lease create and delete).
+    await this.client.call('containers', 'Create', {
+      container: {
+        id, image: ref, labels: { [LABEL_WORKER]: this.sandbox.workerId, [LABEL_KEY]: key },
+        runtime: { name: 'io.containerd.runc.v2' }, spec: { type_url: SPEC_TYPE, value: Buffer.from(JSON.stringify(ociSpec)) },
+        snapshotter: this.snapshotter, snapshot_key: id,
+      },
     });
+    const prepared = await this.client.call<{ mounts: Mount[] }>('snapshots', 'Prepare', {
+      snapshotter: this.snapshotter, key: id, parent: chainId(image.diffIds), labels: { [LABEL_WORKER]: this.sandbox.workerId },
+    });
+    return prepared.mounts;
+  }
+
+  /**
+   * The task, created and not started: runc has made the container's namespaces and joined the
+   * instance's network namespace and cgroup; the entrypoint has not run. Needs no network, so the
+   * instance attaches it meanwhile; start() then only starts.
+   */
+  async create(key: string, spec: RunSpec): Promise<void> {
+    this.created.delete(key);
+    const mounts = this.prepared.get(key) ?? await this.prepareContainer(key, spec, normalizeRef(spec.image ?? ''));
+    this.prepared.delete(key);
+    if (!this.sandbox.cgroup(key)) throw new Error(`cgroup for ${key} is missing`);
+    rmSync(this.sandbox.exitFile(key), { force: true });
+    const t0 = performance.now();
     const logs = `binary://${this.logDriver}?d=${encodeURIComponent(this.sandbox.dir(key))}`;
-    const created = await this.client.call<{ pid: number }>('tasks', 'Create', {
-      container_id: id, rootfs: prepared.mounts, stdin: '', stdout: logs, stderr: logs, terminal: false,
+    const task = await this.client.call<{ pid: number }>('tasks', 'Create', {
+      container_id: this.containerId(key), rootfs: mounts, stdin: '', stdout: logs, stderr: logs, terminal: false,
     }, 30_000);
+    this.created.set(key, task.pid);
+    this.o.log.debug('container task created', { instance: key, task_create_ms: ms(performance.now() - t0) });
+  }
+
+  async start(key: string, spec: RunSpec): Promise<RunHandle> {
+    if (!this.created.has(key)) await this.create(key, spec);
+    const pid = this.created.get(key);
+    this.created.delete(key);
+    if (pid === undefined) throw new Error(`the task of ${key} was not created`);
+    const cgroup = this.sandbox.cgroup(key);
+    if (!cgroup) throw new Error(`cgroup for ${key} is missing`);
     const oomBefore = cgroup.oomKills();
-    await this.client.call('tasks', 'Start', { container_id: id }, 30_000);
-    return { pid: created.pid, exited: this.waitFor(key, spec, oomBefore) };
+    const t0 = performance.now();
+    await this.client.call('tasks', 'Start', { container_id: this.containerId(key) }, 30_000);
+    this.o.log.debug('container started', { instance: key, task_start_ms: ms(performance.now() - t0) });
+    return { pid, exited: this.waitFor(key, spec, oomBefore) };
   }
 
   /**
@@ -214,7 +269,11 @@ export class ContainerRuntime implements InstanceRuntime {
   }
 
   async teardown(key: string): Promise<void> {
+    this.prepared.delete(key);
+    this.created.delete(key);
     await this.client.removeContainer(this.containerId(key), this.snapshotter);
+    // The resolver config create() made (the network removes its own on detach; with none, this does).
+    await removeNetnsResolvConf(this.sandbox.netnsName(key));
     this.pinned.delete(key);
   }
 
@@ -253,6 +312,26 @@ function removeRuncParents(workerId: string, root = '/sys/fs/cgroup'): void {
       }
     }
   }
+}
+
+/**
+ * Promise.all that settles every step before it throws: a step still running after another failed
+ * (a container being created) would otherwise outlive the start, and escape the teardown after it.
+ */
+async function settled<T extends readonly unknown[]>(steps: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const r = await Promise.allSettled(steps);
+  for (const x of r) if (x.status === 'rejected') throw x.reason;
+  return r.map((x) => (x as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
+
+/** Creates `file` (and its directory) empty if it is not there; leaves its content if it is. */
+function ensureFile(file: string): void {
+  mkdirSync(dirname(file), { recursive: true });
+  closeSync(openSync(file, 'a'));
+}
+
+function ms(x: number): number {
+  return Math.round(x * 10) / 10;
 }
 
 function mb(bytes: number): string {

@@ -101,6 +101,14 @@ export function bridgeMac(workerId: string): string {
   return ['02', ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }
 
+/**
+ * An instance's MAC: locally administered, unicast, from its IPv4 namespace address (unique on the
+ * worker's bridge while the instance holds it; a new instance at a reused address gets the same MAC).
+ */
+export function instanceMac(v4: string): string {
+  return ['06', 'ca', ...v4.split('.').map((b) => Number(b).toString(16).padStart(2, '0'))].join(':');
+}
+
 /** Host-side veth name of an instance (≤ 15 characters, stable across restarts). */
 export function vethName(key: string, side: 'host' | 'peer' = 'host'): string {
   return `${side === 'host' ? 'cv' : 'cp'}${createHash('sha1').update(key).digest('hex').slice(0, 11)}`;
@@ -366,18 +374,37 @@ export class NetManager implements InstanceNetwork {
       if (!p) throw new Error('network is not up');
       const addrs = p.book.take(req.key);
       const hostIf = vethName(req.key);
-      const have = await netnsAddresses(req.netns, 'eth0').catch(() => [] as string[]);
-      if (have.includes(addrs.v4) && (await linkExists(hostIf))) {
-        // Re-adopted (daemon restart) or restarted in place: keep the link, make sure it is ours.
-        await ipBatch([`link set ${hostIf} master ${this.bridge} mtu ${p.mtu} up`]);
+      // The resolver config is plain files: written while the links are made.
+      const dns = writeNetnsResolvConf(req.netns, {
+        nameservers: [p.gateway.v4, ...(p.gateway.v6 ? [p.gateway.v6] : [])],
+        app: req.name.app, appns: req.name.appns, svcns: req.name.svcns,
+      });
+      dns.catch(() => {});
+      // Each `ip` is a process start (a few ms on a busy host): a fresh attach takes three rounds,
+      // the two looks at what is there side by side, then one batch on each side of the veth.
+      const [have, hostIfThere] = await Promise.all([netnsAddresses(req.netns, 'eth0').catch(() => [] as string[]), linkExists(hostIf)]);
+      // The instance's MAC is pinned on the bridge: a namespace address is reused after an undeploy,
+      // and a stale neighbour entry would send the new instance's traffic to the old one's MAC (seen
+      // as an rr address that never answers); pinning also spares every new instance an ARP round.
+      const pin = (mac: string): string[] => [
+        `neigh replace ${addrs.v4} lladdr ${mac} dev ${this.bridge} nud permanent`,
+        ...(addrs.v6 ? [`neigh replace ${addrs.v6} lladdr ${mac} dev ${this.bridge} nud permanent`] : []),
+      ];
+      if (have.includes(addrs.v4) && hostIfThere) {
+        // Re-adopted (daemon restart) or restarted in place: keep the link (and the MAC it has), make sure it is ours.
+        const mac = await netnsMac(req.netns, 'eth0');
+        await ipBatch([`link set ${hostIf} master ${this.bridge} mtu ${p.mtu} up`, ...pin(mac)]);
       } else {
-        if (await linkExists(hostIf)) await ip(['link', 'del', hostIf]);
+        if (hostIfThere) await ip(['link', 'del', hostIf]);
         if (have.length > 0) await ip(['-n', req.netns, 'link', 'del', 'eth0']).catch(() => {});
         const peerIf = vethName(req.key, 'peer');
+        // The MAC follows from the address (as Docker's does), so it is known before the link exists.
+        const mac = instanceMac(addrs.v4);
         await ipBatch([
           // gso_max_size: the instance's TCP builds super-packets whose tunnel batch fits one GSO send.
-          `link add ${hostIf} mtu ${p.mtu} gso_max_size ${p.gsoMax} type veth peer name ${peerIf} mtu ${p.mtu} gso_max_size ${p.gsoMax} netns ${req.netns}`,
+          `link add ${hostIf} mtu ${p.mtu} gso_max_size ${p.gsoMax} type veth peer name ${peerIf} address ${mac} mtu ${p.mtu} gso_max_size ${p.gsoMax} netns ${req.netns}`,
           `link set ${hostIf} master ${this.bridge} up`,
+          ...pin(mac),
         ]);
         await ipBatch([
           `link set ${peerIf} name eth0`,
@@ -388,18 +415,7 @@ export class NetManager implements InstanceNetwork {
           ...(addrs.v6 && p.gateway.v6 ? [`route replace default via ${p.gateway.v6} dev eth0`] : []),
         ], req.netns);
       }
-      // Pin the instance's MAC on the bridge: a namespace address is reused after an undeploy, and a
-      // stale neighbour entry would send the new instance's traffic to the old one's MAC (seen as an
-      // rr address that never answers); pinning also spares every new instance an ARP round.
-      const mac = await netnsMac(req.netns, 'eth0');
-      await ipBatch([
-        `neigh replace ${addrs.v4} lladdr ${mac} dev ${this.bridge} nud permanent`,
-        ...(addrs.v6 ? [`neigh replace ${addrs.v6} lladdr ${mac} dev ${this.bridge} nud permanent`] : []),
-      ]);
-      await writeNetnsResolvConf(req.netns, {
-        nameservers: [p.gateway.v4, ...(p.gateway.v6 ? [p.gateway.v6] : [])],
-        app: req.name.app, appns: req.name.appns, svcns: req.name.svcns,
-      });
+      await dns;
       p.table.removeLocalInstance(addrs.v4);
       p.table.addLocalInstance({
         ns_ip: addrs.v4, ns_ip_v6: addrs.v6, instance_ip: req.instance_ip ?? null, instance_ip_v6: req.instance_ip_v6 ?? null,

@@ -37,7 +37,12 @@ export interface InstanceRuntime {
   readonly sandbox: Sandbox;
   /** Creates everything the instance needs before its network is attached; returns its namespace name. */
   prepare(key: string, spec: RunSpec, progress?: ProgressReport): Promise<{ netns: string }>;
-  /** Starts the instance's main process; prepare() came first and the network is attached. */
+  /**
+   * Optional: what start() does that needs no network (a container's task, created and not started),
+   * done while the network is attached. prepare() came first.
+   */
+  create?(key: string, spec: RunSpec): Promise<void>;
+  /** Starts the instance's main process; prepare() (and create(), if any) came first and the network is attached. */
   start(key: string, spec: RunSpec): Promise<RunHandle>;
   /** Takes over an instance that survived a daemon restart; undefined if nothing of it runs. */
   adopt(key: string, spec: RunSpec): Promise<RunHandle | undefined>;
