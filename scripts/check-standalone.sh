@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "${1:-$(dirname "$0")/..}"
 
-# A relative path through the parent ("../shared", "../../shared/…"), or one built from parts
-# (join('..', 'shared'), "..","shared"). This file itself is left out: it has to spell the patterns.
+# A relative path that climbs out of the clone into the sibling folder (one or more parent steps,
+# then shared/), or one built from parts (a join of the parent step and the folder's name). This file
+# itself is left out: its patterns have to spell what they look for.
 patterns=(
   -e '\.\./+shared([/"'"'"'`[:space:]]|$)'
   -e '['"'"'"`]\.\.['"'"'"`][[:space:]]*,[[:space:]]*['"'"'"`]shared['"'"'"`/]'

@@ -42,7 +42,7 @@ for (const [file, text] of planted) {
     t.after(() => rmSync(repo, { recursive: true, force: true }));
     git(repo, 'init', '-q');
     mkdirSync(join(repo, file, '..'), { recursive: true });
-    writeFileSync(join(repo, 'ok.ts'), "const shared = '../sharedness'; // not the folder\n");
+    writeFileSync(join(repo, 'ok.ts'), `const shared = '${up}/${dir}ness'; // not the folder\n`);
     writeFileSync(join(repo, file), text);
     git(repo, 'add', '.');
     const r = check(repo);
