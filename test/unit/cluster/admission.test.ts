@@ -1,7 +1,7 @@
 // The cluster's worker admission with a fake bus (a list of what it publishes) and a state folder of
 // its own: registration answers, a revoked worker's name barred for good, the tunnel key rotated
 // and retained for the workers that remain, and the new key kept across a restart.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -41,13 +41,19 @@ function setup(dir: string) {
   return { admission, registry, creds, published, ctx, close: () => { reporter.close(); peers.close(); creds.flush(); } };
 }
 
-test('register, revoke: the name is barred, the tunnel key rotates and is retained for the others, and survives a restart', async (t) => {
+/** A state folder for one test, removed after it together with every setup opened on it. */
+function tempDir(t: TestContext): { dir: string; open: { close(): void }[] } {
   const dir = mkdtempSync(join(tmpdir(), 'canopy-admission-'));
   const open: { close(): void }[] = [];
   t.after(() => {
     for (const o of open) o.close();
     rmSync(dir, { recursive: true, force: true });
   });
+  return { dir, open };
+}
+
+test('register, revoke: the name is barred, the tunnel key rotates and is retained for the others, and survives a restart', async (t) => {
+  const { dir, open } = tempDir(t);
   const a = setup(dir);
   open.push(a);
 
@@ -83,12 +89,7 @@ test('register, revoke: the name is barred, the tunnel key rotates and is retain
 });
 
 test('remove: a worker leaves for good, its credentials go, and it may register again', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'canopy-admission-'));
-  const open: { close(): void }[] = [];
-  t.after(() => {
-    for (const o of open) o.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { dir, open } = tempDir(t);
   const a = setup(dir);
   open.push(a);
   await a.admission.register('w1');
