@@ -95,10 +95,14 @@ try {
   const f = await measure({ worker: w.process!.pid, cluster: state.cluster!.pid, root: state.root!.pid, bare_node: bare.pid!, bare_tsx: bareTsx.pid! }, SECONDS);
   for (const [k, v] of Object.entries(f)) console.log(`${k.padEnd(10)} RSS ${v.rss_mb} MB (max ${v.rss_max_mb} MB), CPU ${v.cpu_pct} % of one core`);
   // Where the worker's memory is, as it reports it (canopy_worker_memory_bytes{kind}).
-  const mem: Record<string, number> = {};
-  for (const m of (await (await controlFetch(`${w.apiUrl}/metrics`)).text()).matchAll(/^canopy_worker_memory_bytes\{kind="(\w+)"\} (\d+)$/gm)) {
-    mem[m[1]!] = Math.round(Number(m[2]) / 104857.6) / 10;
-  }
+  const workerMemory = async (): Promise<Record<string, number>> => {
+    const out: Record<string, number> = {};
+    for (const m of (await (await controlFetch(`${w.apiUrl}/metrics`)).text()).matchAll(/^canopy_worker_memory_bytes\{kind="(\w+)"\} (\d+)$/gm)) {
+      out[m[1]!] = Math.round(Number(m[2]) / 104857.6) / 10;
+    }
+    return out;
+  };
+  const mem = await workerMemory();
   console.log(`worker memory: V8 heap ${mem.heapUsed} MB used of ${mem.heapTotal} MB, external ${mem.external} MB (array buffers ${mem.arrayBuffers} MB)`);
 
   // `canopy status` as a user runs it against this deployment (the first run logs in and caches the token).
@@ -152,6 +156,9 @@ try {
   }
   await sleep(orSmoke(10_000, 500));
   const fc = await measure({ worker: w.process!.pid }, Math.min(SECONDS, orSmoke(20, 2)));
+  // Growth in the V8 heap is a JS leak; growth outside it (RSS only) is native memory or the allocator.
+  const memAfter = await workerMemory();
+  console.log(`worker memory after the cycles: V8 heap ${memAfter.heapUsed} MB used of ${memAfter.heapTotal} MB, external ${memAfter.external} MB (array buffers ${memAfter.arrayBuffers} MB)`);
 
   const wk = f.worker!;
   const b = f.bare_node!;
@@ -161,7 +168,7 @@ try {
     worker_rss_mb: wk.rss_mb, worker_cpu_pct: wk.cpu_pct,
     worker_rss_10_instances_mb: f10.worker!.rss_mb, worker_rss_after_cycles_mb: fc.worker!.rss_mb, cycles: CYCLES,
     root_rss_mb: f.root!.rss_mb, cluster_rss_mb: f.cluster!.rss_mb, bare_node_rss_mb: b.rss_mb, cli_status_s: +statusS.toFixed(3),
-    worker_rss_max_mb: wk.rss_max_mb, worker_heap_used_mb: mem.heapUsed ?? null, worker_heap_total_mb: mem.heapTotal ?? null, worker_external_mb: mem.external ?? null, bare_node_cpu_pct: b.cpu_pct, bare_tsx_rss_mb: f.bare_tsx!.rss_mb,
+    worker_rss_max_mb: wk.rss_max_mb, worker_heap_used_mb: mem.heapUsed ?? null, worker_heap_total_mb: mem.heapTotal ?? null, worker_external_mb: mem.external ?? null, worker_heap_used_after_cycles_mb: memAfter.heapUsed ?? null, bare_node_cpu_pct: b.cpu_pct, bare_tsx_rss_mb: f.bare_tsx!.rss_mb,
     worker_rss_vs_bare_node: Math.round((wk.rss_mb / b.rss_mb) * 10) / 10,
     cluster_cpu_pct: f.cluster!.cpu_pct, root_cpu_pct: f.root!.cpu_pct,
   }));

@@ -229,6 +229,9 @@ test('a daemon restart re-adopts a running container (same pid); undeploy still 
   assert.equal(lazy.available(), true, 'containerd answers the bare gRPC ping');
   assert.deepEqual(await rt2.leftovers(), [first.key], 'the container is found before the runtime loads');
   assert.equal(lazy.isLoaded, false, 'listing leftovers does not load the runtime');
+  // Every undeploy tears the key down in every runtime: a process instance's must not load gRPC.
+  await lazy.teardown('process-instance-key');
+  assert.equal(lazy.isLoaded, false, 'tearing down a key containerd holds nothing for does not load the runtime');
   const second = instance(rt2, o);
   assert.equal(await second.adopt(), true);
   assert.equal(lazy.isLoaded, true);

@@ -56,6 +56,9 @@ export class LazyContainerRuntime implements InstanceRuntime {
   private loaded: Promise<ContainerRuntime> | undefined;
   private real: ContainerRuntime | undefined;
   private answering = false;
+  /** Whether leftovers() has listed this worker's containers, and the keys it found. */
+  private listed = false;
+  private readonly found = new Set<string>();
   private readonly pinger: NodeJS.Timeout;
 
   constructor(readonly sandbox: Sandbox, private readonly o: ContainerRuntimeOptions) {
@@ -123,7 +126,11 @@ export class LazyContainerRuntime implements InstanceRuntime {
     await this.sandbox.kill(key, graceMs);
   }
 
+  /** Every instance's teardown passes here, process instances' too: one that containerd holds
+   *  nothing for must not load the runtime (the engine tears each key down in every runtime). */
   async teardown(key: string): Promise<void> {
+    if (!this.loaded && this.listed && !this.found.has(key)) return;
+    this.found.delete(key);
     return (await this.load()).teardown(key);
   }
 
@@ -143,7 +150,11 @@ export class LazyContainerRuntime implements InstanceRuntime {
         });
     });
     // The runtime names a container `<worker>-<key>` (ContainerRuntime.containerId).
-    return ids.filter((id) => id.startsWith(`${worker}-`)).map((id) => id.slice(worker.length + 1));
+    const keys = ids.filter((id) => id.startsWith(`${worker}-`)).map((id) => id.slice(worker.length + 1));
+    // Until the runtime loads, containerd holds containers only for these keys: an earlier daemon's.
+    for (const k of keys) this.found.add(k);
+    this.listed = true;
+    return keys;
   }
 
   async close(): Promise<void> {
