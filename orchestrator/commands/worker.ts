@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { availableParallelism, hostname } from 'node:os';
 import { NodeEngine } from '../worker/node-engine.ts';
+import { settleGc } from '../worker/settle-gc.ts';
 import { loadOrCreateApiToken, startWorkerApi } from '../worker/api.ts';
 import { metricsAccessFrom } from '../metrics-access.ts';
 import { keyLine } from '../client/revocation.ts';
@@ -173,9 +174,13 @@ export function register(program: Command): void {
         await engine.close().catch(() => {});
         process.exit(1);
       });
+      // After a burst of deploys and undeploys, one full GC once instances have been quiet for 5 s.
+      const settle = settleGc({ quietMs: 5000, onCollect: (ms) => engine.log.debug('collected after instance changes', { gc_ms: Math.round(ms * 10) / 10, rss_mb: Math.round(process.memoryUsage.rss() / 104857.6) / 10 }) });
+      engine.on('transition', () => settle.touch());
       const api = await startWorkerApi(engine, { host: o.apiHost, port: Number(o.apiPort), token: loadOrCreateApiToken(o.data), tls, metricsAccess });
       const stop = (): void => {
         stopping = true;
+        settle.close();
         Promise.all([api.close(), engine.close({ undeploy: Boolean(o.undeployOnExit) })]).then(() => process.exit(0), (err: unknown) => {
           process.stderr.write(`canopy worker: stop failed: ${String(err)}\n`);
           process.exit(1);
