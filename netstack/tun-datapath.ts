@@ -12,6 +12,7 @@ import { TunnelCodec, type AeadName, type TunnelCodecOptions } from './tunnel.ts
 import { PeerTable, type PeerLookup } from './peers.ts';
 import type { TranslationTable } from './table.ts';
 import { placeDatapath, type Placement } from './placement.ts';
+import { warmPacketCode } from './warm.ts';
 
 /** One worker's link to the overlay: its TUN, its tunnel socket, its peers and keys. */
 export interface TunDatapathConfig {
@@ -105,6 +106,13 @@ export function openTunDatapath(cfg: TunDatapathConfig, opts: TunDatapathOptions
     sock?.close();
     dev.close();
     throw e;
+  }
+  // A fresh datapath's stateless code is optimized before the first packet (netstack/warm.ts).
+  const somePeer = peers instanceof PeerTable ? peers.peerIds().next().value : cfg.peers?.[0]?.id;
+  try {
+    warmPacketCode(codecOptions, somePeer);
+  } catch (e) {
+    opts.onError(e);
   }
   const dp = new Datapath({
     device: dev,
