@@ -107,13 +107,6 @@ export function openTunDatapath(cfg: TunDatapathConfig, opts: TunDatapathOptions
     dev.close();
     throw e;
   }
-  // A fresh datapath's stateless code is optimized before the first packet (netstack/warm.ts).
-  const somePeer = peers instanceof PeerTable ? peers.peerIds().next().value : cfg.peers?.[0]?.id;
-  try {
-    warmPacketCode(codecOptions, somePeer);
-  } catch (e) {
-    opts.onError(e);
-  }
   const dp = new Datapath({
     device: dev,
     socket: sock,
@@ -122,6 +115,14 @@ export function openTunDatapath(cfg: TunDatapathConfig, opts: TunDatapathOptions
     peers,
     mtu: opts.clampMss ? cfg.mtu : undefined,
   });
+  // A fresh datapath's stateless code is optimized before the first packet (netstack/warm.ts), once
+  // the codec has accepted the options and before the pumps start.
+  const somePeer = peers instanceof PeerTable ? peers.peerIds().next().value : cfg.peers?.[0]?.id;
+  try {
+    warmPacketCode(codecOptions, somePeer);
+  } catch (e) {
+    opts.onError(e);
+  }
   const pump = (f: () => number) => (): void => {
     try {
       f();
