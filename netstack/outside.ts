@@ -74,13 +74,14 @@ export class Outside {
     this.rttListeners.push(listener);
   }
 
-  /** Handles datagrams waiting on the socket; returns how many receive calls it made. */
-  pump(): number {
+  /** Handles datagrams waiting on the socket, up to `limit` receive calls (default: the budget);
+   *  returns how many receive calls returned data. */
+  pump(limit = this.s.budget): number {
     let n = 0;
     const rx = this.rx;
     const b = this.sockBuf;
     const codec = this.codec;
-    while (n < this.s.budget && !this.closed) {
+    while (n < limit && !this.closed) {
       const len = this.sock.recv(b, 0, b.length, rx);
       if (len < 0) break;
       n++;

@@ -12,6 +12,7 @@ import { TunnelCodec, type AeadName, type TunnelCodecOptions } from './tunnel.ts
 import { PeerTable, type PeerLookup } from './peers.ts';
 import type { TranslationTable } from './table.ts';
 import { placeDatapath, type Placement } from './placement.ts';
+import { warmPacketCode } from './warm.ts';
 
 /** One worker's link to the overlay: its TUN, its tunnel socket, its peers and keys. */
 export interface TunDatapathConfig {
@@ -114,6 +115,14 @@ export function openTunDatapath(cfg: TunDatapathConfig, opts: TunDatapathOptions
     peers,
     mtu: opts.clampMss ? cfg.mtu : undefined,
   });
+  // A fresh datapath's stateless code is optimized before the first packet (netstack/warm.ts), once
+  // the codec has accepted the options and before the pumps start.
+  const somePeer = peers instanceof PeerTable ? peers.peerIds().next().value : cfg.peers?.[0]?.id;
+  try {
+    warmPacketCode(codecOptions, somePeer);
+  } catch (e) {
+    opts.onError(e);
+  }
   const pump = (f: () => number) => (): void => {
     try {
       f();

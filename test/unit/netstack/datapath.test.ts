@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Proto } from '../../../netstack/table.ts';
 import { Datapath, Counter } from '../../../netstack/datapath.ts';
-import { FakeDevice, FakeNetwork } from '../../../netstack/fakes.ts';
+import { FakeDevice, FakeNetwork, type FakeSocket } from '../../../netstack/fakes.ts';
 import { StaticTable, type StaticInstance } from '../../../netstack/static-table.ts';
 import { TunnelCodec, Drop, TunnelType, newRxBatch } from '../../../netstack/tunnel.ts';
 import { TxPlan } from '../../../native/io.ts';
@@ -23,18 +23,21 @@ const S6 = 'fdc0:30::10';
 const L4 = '10.30.0.11';
 const L6 = 'fdc0:30::11';
 
-interface World { net: FakeNetwork; w1: Datapath; w2: Datapath; d1: FakeDevice; d2: FakeDevice }
+interface World { net: FakeNetwork; w1: Datapath; w2: Datapath; d1: FakeDevice; d2: FakeDevice; s2: FakeSocket }
 
 function world(vnet1: boolean, vnet2: boolean, gro = false): World {
   const net = new FakeNetwork();
   const instances = [A4, B4, C4, A6, B6, C6];
   const services = [{ ip: S4, instances: [B4] }, { ip: S6, instances: [B6] }, { ip: L4, instances: [C4] }, { ip: L6, instances: [C6] }];
   const eps = new Map([[1, { host: '198.18.0.1', port: 50103 }], [2, { host: '198.18.0.2', port: 50103 }]]);
+  const sockets: FakeSocket[] = [];
   const mk = (id: number, vnet: boolean): [Datapath, FakeDevice] => {
     const dev = new FakeDevice(vnet);
+    const socket = net.socket(`198.18.0.${id}`, 50103, true, gro);
+    sockets.push(socket);
     const dp = new Datapath({
       device: dev,
-      socket: net.socket(`198.18.0.${id}`, 50103, true, gro),
+      socket,
       table: new StaticTable({ selfId: id, instances, services }),
       codec: new TunnelCodec({ selfId: id, keys: new Map([[1, key]]), keyId: 1, peers: { has: (p) => p === 1 || p === 2 }, maxDatagram: 1472 }),
       peers: { endpoint: (p) => eps.get(p) },
@@ -44,7 +47,7 @@ function world(vnet1: boolean, vnet2: boolean, gro = false): World {
   };
   const [w1, d1] = mk(1, vnet1);
   const [w2, d2] = mk(2, vnet2);
-  return { net, w1, w2, d1, d2 };
+  return { net, w1, w2, d1, d2, s2: sockets[1] };
 }
 
 function plain(dev: FakeDevice, p: Uint8Array): Uint8Array {
@@ -544,4 +547,65 @@ test('a socket pump that wrote nothing into the TUN does not read it', () => {
   feed(d2, build({ family: 4, proto: Proto.ICMP, src: B4.nsIp, dst: A4.instanceIp, sport: 33000, dport: 33000, payload: 56, icmpType: 0 }));
   assert.equal(w2.pumpSocketAndReplies(), 0);
   assert.equal(d2.inbox.length, 1, 'left for the readiness callback');
+});
+
+const udpTo = (sport: number) => build({ family: 4, proto: Proto.UDP, src: A4.nsIp, dst: S4, sport, dport: 7, payload: 20 });
+
+test('after a lone packet, the next pump sends its first packet before reading the device again', () => {
+  const { net, w1, d1 } = world(true, true);
+  // How many datagrams had left each time the device said it had nothing more.
+  const sentAtEmpty: number[] = [];
+  const read = d1.read.bind(d1);
+  d1.read = (buf, off, max) => {
+    const n = read(buf, off, max);
+    if (n < 0) sentAtEmpty.push(net.wire.length);
+    return n;
+  };
+  feed(d1, udpTo(100));
+  w1.pumpDevice(); // a fresh datapath coalesces until the device is empty
+  feed(d1, udpTo(101));
+  w1.pumpDevice(); // after a lone pump: sent first, then the read that finds nothing
+  assert.deepEqual(sentAtEmpty, [0, 2]);
+  assert.equal(w1.stats()[Counter.TunnelTx], 2);
+});
+
+test('under load plain packets still share a batch; after a lone one only the first goes alone', () => {
+  const { net, w1, d1 } = world(true, true);
+  const pump = (ports: number[]): number => {
+    const before = net.wire.length;
+    for (const p of ports) feed(d1, udpTo(p));
+    w1.pumpDevice();
+    return net.wire.length - before;
+  };
+  assert.equal(pump([1, 2, 3, 4, 5]), 1, 'a fresh datapath: one batch');
+  assert.equal(pump([6, 7, 8, 9, 10]), 1, 'after a full pump: one batch');
+  assert.equal(pump([11]), 1);
+  assert.equal(pump([12, 13, 14, 15, 16]), 2, 'after a lone pump: the first alone, the rest as one batch');
+  assert.equal(pump([17, 18, 19]), 1, 'load again: one batch');
+  assert.equal(w1.stats()[Counter.DevRx], 19, 'nothing lost');
+});
+
+test('the answer to a lone request leaves before the socket is read to its end', () => {
+  const { net, w1, w2, d1, d2, s2 } = world(true, true);
+  // Worker 2's kernel answers the echo request inside the write, as an ICMP responder does.
+  const write = d2.write.bind(d2);
+  d2.write = (buf, off, len) => {
+    const ok = write(buf, off, len);
+    feed(d2, build({ family: 4, proto: Proto.ICMP, src: B4.nsIp, dst: A4.instanceIp, sport: 33000, dport: 33000, payload: 56, icmpType: 0 }));
+    return ok;
+  };
+  const sentAtEmpty: number[] = [];
+  const recv = s2.recv.bind(s2);
+  s2.recv = (buf, off, max, rx) => {
+    const n = recv(buf, off, max, rx);
+    if (n < 0) sentAtEmpty.push(net.wire.length);
+    return n;
+  };
+  feed(d1, build({ family: 4, proto: Proto.ICMP, src: A4.nsIp, dst: S4, sport: 33000, dport: 33000, payload: 56 }));
+  w1.pumpDevice();
+  assert.equal(net.wire.length, 1, 'the request is on the wire');
+  assert.equal(w2.pumpSocketAndReplies(), 1);
+  assert.deepEqual(sentAtEmpty, [2], 'the answer was on the wire when the socket was found empty');
+  w1.pumpSocket();
+  assert.equal(d1.written.length, 1, 'answer delivered on worker 1');
 });
