@@ -11,7 +11,7 @@ import { RootClient } from '../client/root-client.ts';
 import { forgetTokens } from '../client/session.ts';
 import { createHosts, findByName, netnsExecArgv, planHosts, removeHosts } from './hosts.ts';
 import { ipBatchForce, listNetnsSync, netnsPidsSync } from './iproute.ts';
-import { CANOPY_BIN, logTail, removeWorkerCgroups, spawnDetached, stopProcesses } from './processes.ts';
+import { CANOPY_BIN, daemonNodeFlags, logTail, removeWorkerCgroups, spawnDetached, stopProcesses } from './processes.ts';
 import { isAlive, procRef } from '../proc.ts';
 import { STATE_VERSION, readState, writeState, type DeploymentState, type ProcessRecord } from '../client/deployment-state.ts';
 import { controlFetch, pinCa } from '../protocol/tls.ts';
@@ -189,7 +189,7 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
   const replicas: ProcessRecord[] = [];
   for (const [k, url] of urls.entries()) {
     say(`root${roots > 1 ? ` replica ${k + 1} of ${roots}` : ''}: ${url}`);
-    const p = spawnDetached([node, CANOPY_BIN, 'root', '--host', hosts.hostIp, '--port', String(rootPort + k), '--data', join(o.dir, k === 0 ? 'root' : `root${k + 1}`),
+    const p = spawnDetached([node, ...daemonNodeFlags(), CANOPY_BIN, 'root', '--host', hosts.hostIp, '--port', String(rootPort + k), '--data', join(o.dir, k === 0 ? 'root' : `root${k + 1}`),
       ...storeArgs, ...serverFlags('root'), ...caFlag],
     join(logs, k === 0 ? 'root.log' : `root${k + 1}.log`), { CANOPY_ADMIN_PASSWORD: s.password, CANOPY_CLUSTER_KEY: clusterKey });
     replicas.push(p);
@@ -204,7 +204,7 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
   await client.login(s.username, s.password);
 
   say(`cluster: ${s.clusterName} at ${s.clusterUrl}, MQTT ${s.mqttUrl}`);
-  s.cluster = spawnDetached([node, CANOPY_BIN, 'cluster', '--name', s.clusterName, '--host', hosts.hostIp, '--port', String(clusterPort),
+  s.cluster = spawnDetached([node, ...daemonNodeFlags(), CANOPY_BIN, 'cluster', '--name', s.clusterName, '--host', hosts.hostIp, '--port', String(clusterPort),
     '--mqtt-host', hosts.hostIp, '--mqtt-port', String(mqttPort), '--data', join(o.dir, 'cluster'), '--root', s.rootUrl, ...serverFlags('cluster'), ...caFlag],
   join(logs, 'cluster.log'), { CANOPY_CLUSTER_KEY: clusterKey, CANOPY_WORKER_KEY: workerKey });
   writeState(s);
@@ -215,7 +215,7 @@ export async function up(o: UpOptions): Promise<DeploymentState> {
   for (const w of s.workers) {
     say(`worker: ${w.name} in namespace ${w.netns} at ${w.ip}`);
     mkdirSync(w.dataDir, { recursive: true, mode: 0o700 });
-    w.process = spawnDetached(netnsExecArgv(w.netns, [node, CANOPY_BIN, 'worker', '--name', w.name, '--cluster', s.clusterUrl,
+    w.process = spawnDetached(netnsExecArgv(w.netns, [node, ...daemonNodeFlags(), CANOPY_BIN, 'worker', '--name', w.name, '--cluster', s.clusterUrl,
       '--data', w.dataDir, '--api-host', w.ip, '--api-port', String(workerApiPort), '--tunnel-endpoint', `${w.ip}:50103`,
       '--undeploy-on-exit', '--dns-upstream', relayAt, ...serverFlags(w.name), ...caFlag, ...(o.workerArgs ?? [])]), join(logs, `${w.name}.log`), { CANOPY_WORKER_KEY: workerKey });
     writeState(s);
