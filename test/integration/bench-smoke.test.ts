@@ -26,6 +26,7 @@ const CONTRACT: Record<string, string[]> = {
   container: ['first_answer_p50_s', 'to_running_p50_s', 'ctr_run_p50_s', 'ratio', 'cold_pull_s', 'image_mb'],
   deploy: ['p50_s', 'p90_s', 'to_running_p50_s'],
   flows: ['new_flows_per_s', 'hit_pps', 'static_new_flows_per_s', 'ratio_vs_static'],
+  latency: ['overlay_rtt_p50_us', 'overlay_rtt_p99_us', 'vxlan_rtt_p50_us', 'vxlan_rtt_p99_us', 'ratio_p50', 'ratio_p99', 'overlay_tcp_rr_per_s', 'vxlan_tcp_rr_per_s', 'low_rate_ratio_p50'],
   scale: ['workers', 'cluster_cpu_pct', 'cluster_rss_mb'],
   tunnel: ['veth_gbps', 'vxlan_gbps', 'canopy_gbps', 'ratio_vxlan'],
 };
