@@ -17,6 +17,7 @@ import { DEFAULT_IMAGE_CACHE_MB } from '../worker/container/defaults.ts';
 import { readServerTls } from '../protocol/tls.ts';
 import { openSession, withLogin } from '../client/session.ts';
 import { fail } from '../client/terminal.ts';
+import { MAX_CPU_LATENCY_US, holdCpuLatency, type CpuLatencyRequest } from '../../native/cpu-latency.ts';
 
 interface Opts {
   name: string;
@@ -36,6 +37,7 @@ interface Opts {
   pathMtu: string;
   offload: boolean;
   datapathCpu?: string;
+  cpuLatencyUs?: string;
   dnsUpstream?: string[];
   dnsPort: string;
   bridge: string;
@@ -114,6 +116,7 @@ export function register(program: Command): void {
     .option('--path-mtu <bytes>', 'MTU of the underlay path between workers (overlay MTU = this − tunnel overhead)', '1500')
     .option('--no-offload', 'no GSO/GRO on the TUN and tunnel socket')
     .option('--datapath-cpu <n>', 'pin the datapath to this CPU and steer the TUN\'s receive processing to the others (default: unpinned)')
+    .option('--cpu-latency-us <us>', 'hold a CPU wakeup-latency request while running (/dev/cpu_dma_latency): 0 keeps idle CPUs polling instead of halting, which halves a round trip through the overlay on a VM and spins every idle CPU of the host (default: none)')
     .option('--dns-upstream <address...>', 'resolvers for names outside the service zone (default: /etc/resolv.conf)')
     .option('--dns-port <port>', 'port of the service DNS server on the bridge', '53')
     .option('--bridge <name>', 'bridge interface of the instances', 'canopy0')
@@ -143,6 +146,9 @@ export function register(program: Command): void {
         if (!(vcpus > 0) || !(memory_mb > 0)) throw new Error('--vcpus and --memory must both be positive numbers');
         capacity = { vcpus, memory_mb };
       }
+      // Host-wide policy, so only on request; the kernel withdraws it when this process ends, however it ends.
+      let cpuLatency: CpuLatencyRequest | undefined;
+      if (o.cpuLatencyUs !== undefined) cpuLatency = holdCpuLatency(intOpt(o.cpuLatencyUs, '--cpu-latency-us', 0, MAX_CPU_LATENCY_US));
       let net: NetManager | undefined;
       let tunnelEndpoint = o.tunnelEndpoint;
       const tunnelPort = intOpt(o.tunnelPort, '--tunnel-port', 1, 65535);
@@ -177,10 +183,12 @@ export function register(program: Command): void {
       // After a burst of deploys and undeploys, one full GC once instances have been quiet for 5 s.
       const settle = settleGc({ quietMs: 5000, onCollect: (ms) => engine.log.debug('collected after instance changes', { gc_ms: Math.round(ms * 10) / 10, rss_mb: Math.round(process.memoryUsage.rss() / 104857.6) / 10 }) });
       engine.on('transition', () => settle.touch());
+      if (cpuLatency) engine.log.info('holding a CPU wakeup-latency request', { cpu_latency_us: cpuLatency.us });
       const api = await startWorkerApi(engine, { host: o.apiHost, port: Number(o.apiPort), token: loadOrCreateApiToken(o.data), tls, metricsAccess });
       const stop = (): void => {
         stopping = true;
         settle.close();
+        cpuLatency?.close();
         Promise.all([api.close(), engine.close({ undeploy: Boolean(o.undeployOnExit) })]).then(() => process.exit(0), (err: unknown) => {
           process.stderr.write(`canopy worker: stop failed: ${String(err)}\n`);
           process.exit(1);
