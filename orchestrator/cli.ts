@@ -46,4 +46,10 @@ const first = args.find((a, i) => !a.startsWith('-') && args[i - 1] !== '--ca');
 const names = first !== undefined && Object.hasOwn(COMMANDS, first) ? [first] : Object.keys(COMMANDS);
 for (const m of await Promise.all(names.map((n) => COMMANDS[n]!()))) m.register(program);
 
-await program.parseAsync(process.argv);
+// A command that fails before it is up (a bad option value, a port in use) says why in one line;
+// CANOPY_DEBUG=1 keeps the stack.
+await program.parseAsync(process.argv).catch((e: unknown) => {
+  const debug = process.env.CANOPY_DEBUG === '1' && e instanceof Error;
+  process.stderr.write(`canopy ${first ?? ''}: ${debug ? e.stack : e instanceof Error ? e.message : String(e)}\n`.replace('canopy : ', 'canopy: '));
+  process.exit(1);
+});
