@@ -189,7 +189,8 @@ export class UdpSocket implements DatagramSocket {
     if (plan.segments === 0) return true;
     const name = this.nameFor(to);
     const nameLen = this.family === 4 ? 16 : 28;
-    this.arena.set(name.subarray(0, nameLen), this.nameOff);
+    // 16 or 28 bytes: a byte loop rather than a view per send.
+    for (let i = 0, o = this.nameOff; i < nameLen; i++) this.arena[o + i] = name[i];
     const d = this.dv;
     const A = this.base;
     let msgs = 0;

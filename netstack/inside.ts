@@ -195,7 +195,9 @@ export class Inside {
     if (this.aggCount > 0 && (this.aggPeer !== ep || carryVnet || this.aggLen + len > COALESCE_BYTES)) this.flush();
     if (!carryVnet) {
       // Held only until the end of this pump: no timer, no added latency beyond the read loop.
-      this.agg.set(b.subarray(p, p + len), this.aggLen);
+      // Small packets (requests, ACKs) by a byte loop: a view per packet would be its only garbage.
+      if (len <= 256) for (let i = 0, o = this.aggLen; i < len; i++) this.agg[o + i] = b[p + i];
+      else this.agg.set(b.subarray(p, p + len), this.aggLen);
       this.aggLen += len;
       this.aggCount++;
       this.aggPeer = ep;
