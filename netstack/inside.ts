@@ -18,6 +18,7 @@ import { Counter, type Counters } from './counters.ts';
 import { FragmentMemory } from './fragments.ts';
 import type { PeerLookup } from './peers.ts';
 import { clampSyn, writeDevice, type PathSettings } from './path-shared.ts';
+import { copyBytes } from './bytes.ts';
 
 /** Largest read from the device: a vnet header and a 64 kB super-packet. */
 export const DEV_BUF = VNET_HDR_LEN + 65535 + 64;
@@ -195,8 +196,7 @@ export class Inside {
     if (this.aggCount > 0 && (this.aggPeer !== ep || carryVnet || this.aggLen + len > COALESCE_BYTES)) this.flush();
     if (!carryVnet) {
       // Held only until the end of this pump: no timer, no added latency beyond the read loop.
-      // Small packets (requests, ACKs) by a byte loop: a view per packet would be its only garbage.
-      if (len <= 256) for (let i = 0, o = this.aggLen; i < len; i++) this.agg[o + i] = b[p + i];
+      if (len <= 256) copyBytes(this.agg, this.aggLen, b, p, len);
       else this.agg.set(b.subarray(p, p + len), this.aggLen);
       this.aggLen += len;
       this.aggCount++;

@@ -20,6 +20,7 @@ import { bestAead, type AeadFactory, type AeadName, type BatchAead } from './aea
 import { ReplayWindow } from './replay.ts';
 import type { PeerLookup } from './peers.ts';
 import { read16, read32, write16, write32 } from './checksum.ts';
+import { copyBytes } from './bytes.ts';
 
 export const TUNNEL_VERSION = 1;
 export const TUNNEL_HDR = 24;
@@ -312,7 +313,7 @@ export class TunnelCodec {
       r.keyId = keyId;
       r.type = type;
       r.flags = flags;
-      for (let i = 0; i < TUNNEL_HDR; i++) r.header[i] = d[off + i];
+      copyBytes(r.header, 0, d, off, TUNNEL_HDR);
       // In a receive, gather where the datagrams lie: later bodies move up against the first one
       // (copyWithin, no view per datagram); outside one (tests, tools) into the batch's own buffer.
       // An unfinished batch before this one is abandoned (counted above), wherever it was.
@@ -355,9 +356,8 @@ export class TunnelCodec {
     }
     if (!w.check(counter)) return this.count(Drop.Replay);
     const aad = this.aad;
-    // 24 bytes: a byte loop rather than a view per batch.
-    if (header) for (let i = 0; i < TUNNEL_HDR; i++) aad[i] = header[i];
-    else for (let i = 0; i < TUNNEL_HDR; i++) aad[i] = b[hdrOff + i];
+    if (header) copyBytes(aad, 0, header, 0, TUNNEL_HDR);
+    else copyBytes(aad, 0, b, hdrOff, TUNNEL_HDR);
     write16(aad, 16, 0);
     this.setIv(sender, counter);
     const encrypted = (flags & TunnelFlag.Encrypted) !== 0;
