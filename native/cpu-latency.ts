@@ -4,7 +4,6 @@
 // so a process that dies releases it too. Thin: whether to ask, and for what, is the operator's choice
 // (`canopy worker --cpu-latency-us`, docs/decisions.md "Idle states: an operator's choice").
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
-import { endianness } from 'node:os';
 
 export const CPU_LATENCY_DEVICE = '/dev/cpu_dma_latency';
 
@@ -15,13 +14,6 @@ export interface CpuLatencyRequest {
   readonly us: number;
   /** Withdraws the request; idempotent. */
   close(): void;
-}
-
-function int32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  if (endianness() === 'LE') b.writeInt32LE(n);
-  else b.writeInt32BE(n);
-  return b;
 }
 
 /** Holds a request of `us` µs until close(). Throws with the reason when the kernel has no such device or refuses. */
@@ -36,8 +28,8 @@ export function holdCpuLatency(us: number, device = CPU_LATENCY_DEVICE): CpuLate
     throw new Error(`cannot hold a CPU latency request through ${device}: ${why}`);
   }
   try {
-    // The kernel takes a 32-bit integer in the machine's byte order (or a hex string).
-    writeSync(fd, int32(us));
+    // The kernel takes a 32-bit integer in the machine's byte order (an Int32Array's), or a hex string.
+    writeSync(fd, new Int32Array([us]));
   } catch (e) {
     closeSync(fd);
     throw new Error(`cannot hold a CPU latency request through ${device}: ${(e as Error).message}`);
@@ -57,9 +49,9 @@ export function holdCpuLatency(us: number, device = CPU_LATENCY_DEVICE): CpuLate
 export function currentCpuLatency(device = CPU_LATENCY_DEVICE): number {
   const fd = openSync(device, 'r');
   try {
-    const b = Buffer.alloc(4);
-    if (readSync(fd, b, 0, 4, null) !== 4) throw new Error(`${device}: short read`);
-    return endianness() === 'LE' ? b.readInt32LE() : b.readInt32BE();
+    const v = new Int32Array(1);
+    if (readSync(fd, v, 0, 4, null) !== 4) throw new Error(`${device}: short read`);
+    return v[0];
   } finally {
     closeSync(fd);
   }

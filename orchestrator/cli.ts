@@ -49,7 +49,7 @@ for (const m of await Promise.all(names.map((n) => COMMANDS[n]!()))) m.register(
 // A command that fails before it is up (a bad option value, a port in use) says why in one line;
 // CANOPY_DEBUG=1 keeps the stack.
 await program.parseAsync(process.argv).catch((e: unknown) => {
-  const debug = process.env.CANOPY_DEBUG === '1' && e instanceof Error;
-  process.stderr.write(`canopy ${first ?? ''}: ${debug ? e.stack : e instanceof Error ? e.message : String(e)}\n`.replace('canopy : ', 'canopy: '));
+  const why = e instanceof Error ? (process.env.CANOPY_DEBUG === '1' ? e.stack : e.message) : String(e);
+  process.stderr.write(`${first ? `canopy ${first}` : 'canopy'}: ${why}\n`);
   process.exit(1);
 });

@@ -95,16 +95,7 @@ interface Floor { low: Rtt; high: Rtt; perS: number }
 async function floor(client: Host, server: Host): Promise<Floor> {
   const srv = server.spawn(['sockperf', 'server', '-i', server.ip, '-p', String(RR_PORT)]);
   try {
-    // sockperf's server prints nothing when it is ready; one short back-to-back run is retried until it answers.
-    for (let i = 0; ; i++) {
-      try {
-        await udpPingPong(client, server, 'max', 1);
-        break;
-      } catch (e) {
-        if (i >= 20) throw e;
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    }
+    await server.waitListening(RR_PORT, { proto: 'udp' });
     console.log(`floor (UDP ping-pong between the workers): 5/s, ${LOW_COUNT / 5} s …`);
     const low = await udpPingPong(client, server, 5, Math.max(1, LOW_COUNT / 5));
     console.log(`  p50 ${low.p50.toFixed(0)} µs, p99 ${low.p99.toFixed(0)} µs`);
