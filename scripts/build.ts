@@ -33,9 +33,10 @@ function sourceLocation(outdir: string): Plugin {
         if (!text.includes('import.meta.')) return { contents: text, loader: 'ts' };
         const rel = relative(outdir, args.path).split(sep).join('/');
         const url = `new URL(${JSON.stringify(rel)}, import.meta.url).href`;
+        // One pass: the URL put in for `import.meta.dirname` holds an `import.meta.url` of its own, which
+        // a second replacement would wrap again (the path then resolved twice, off the checkout).
         const contents = text
-          .replaceAll('import.meta.dirname', `__canopyDirname(${url})`)
-          .replaceAll('import.meta.url', url)
+          .replace(/import\.meta\.(dirname|url)/g, (_, k: string) => (k === 'dirname' ? `__canopyDirname(${url})` : url))
           .replace(/^/, 'import { fileURLToPath as __canopyToPath } from "node:url";\n'
             + 'const __canopyDirname = (u: string): string => __canopyToPath(new URL(".", u)).replace(/\\/$/, "");\n');
         return { contents, loader: 'ts' };

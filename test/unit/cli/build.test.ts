@@ -44,6 +44,9 @@ test('the built canopy runs on plain node, keeps the sources\' file locations, a
     // bin/canopy.js, which daemons are started with, is named relative to the source file, not to dist/.
     const bundle = readdirSync(out).filter((f) => f.endsWith('.js')).map((f) => readFileSync(join(out, f), 'utf8')).join('\n');
     assert.match(bundle, /new URL\("\.\.\/\.\.\/\.\.\/orchestrator\/deployment\/processes\.ts", import\.meta\.url\)/);
+    // Resolved once: a URL wrapped in another one with the same relative path lands outside the checkout
+    // (`canopy up` then started its daemons from <checkout>/orchestrator/bin/canopy.js).
+    assert.doesNotMatch(bundle, /new URL\("[^"]*", new URL\(/);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
