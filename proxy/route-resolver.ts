@@ -71,6 +71,8 @@ export class RouteResolver {
   private readonly negativeMs: number;
   private nextQuery = 1;
   private lastReport = 0;
+  /** How many peers the last report carried a measurement for. */
+  private reportedPeers = 0;
   private readyQueued = false;
   private closed = false;
 
@@ -264,7 +266,9 @@ export class RouteResolver {
     }
     for (const [k, t] of this.negName) if (t <= now) this.negName.delete(k);
     const every = this.o.coordinateReportMs ?? 10_000;
-    if (every > 0 && now - this.lastReport >= every) {
+    // A peer measured for the first time is reported at once: until the cluster has the measurement,
+    // it places `connectivity` constraints on coordinate estimates, which are loose while they train.
+    if (every > 0 && (now - this.lastReport >= every || this.o.estimator.measured.size > this.reportedPeers)) {
       this.lastReport = now;
       this.reportCoordinate();
     }
@@ -275,6 +279,7 @@ export class RouteResolver {
     const e = this.o.estimator;
     const rtt_ms: Record<string, number> = {};
     for (const [w, ms] of e.measured) rtt_ms[w] = Math.round(ms * 1000) / 1000;
+    this.reportedPeers = e.measured.size;
     this.o.link.send({ type: 'coordinate_report', worker_id: this.o.workerId, coord: e.self.coordinate(), rtt_ms });
   }
 

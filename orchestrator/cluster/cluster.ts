@@ -422,7 +422,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         id: w.id, alive: w.alive, last_seen: w.lastSeen, subnet_v4: w.subnet_v4, subnet_v6: w.subnet_v6,
         arch: w.hb?.arch ?? null, virtualizations: w.hb?.virtualizations ?? [], location: w.hb?.location ?? null,
         cpu: w.hb?.cpu ?? null, memory_mb: w.hb?.memory_mb ?? null, instances: this.index.countOn(w.id),
-        coord: this.routes.coords.get(w.id) ?? null,
+        coord: this.routes.coords.get(w.id) ?? null, rtt_ms: this.routes.measured.get(w.id) ?? {},
       })),
       instances: [...this.index.values()].map((ci) => ({
         service_id: ci.offer.service.service_id, instance_n: ci.offer.instance_n, worker: ci.worker,

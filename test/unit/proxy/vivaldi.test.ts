@@ -49,6 +49,26 @@ test('the worker reports its coordinate and measurements to the cluster', () => 
   t.close(); source.close();
 });
 
+test('a peer measured for the first time is reported at the next housekeeping, not at the next period', (t) => {
+  t.mock.timers.enable({ apis: ['setInterval', 'Date'], now: 1_800_000_000_000 });
+  const source = new StaticRouteSource();
+  const rtt = new StaticRtt();
+  const table = new SemanticTable({ workerId: 'w1', link: source.link('w1'), rtt, coordinateReportMs: 10_000 });
+  const reports = (): Array<Record<string, number>> => source.received.flatMap((r) => (r.msg.type === 'coordinate_report' ? [r.msg.rtt_ms] : []));
+  t.mock.timers.tick(1000);
+  assert.deepEqual(reports(), [{}], 'the first housekeeping reports, with nothing measured yet');
+  rtt.set('w2', 4);
+  t.mock.timers.tick(1000);
+  assert.deepEqual(reports().at(-1), { w2: 4 }, 'the new peer goes out within a second');
+  const n = reports().length;
+  rtt.set('w2', 5);
+  t.mock.timers.tick(3000);
+  assert.equal(reports().length, n, 'a changed figure for a known peer waits for the period');
+  t.mock.timers.tick(7000);
+  assert.deepEqual(reports().at(-1), { w2: 5 });
+  table.close(); source.close();
+});
+
 test('measured RTTs are smoothed, so one slow probe does not flip closest', () => {
   const m = new MeasuredRtt();
   const seen: number[] = [];
