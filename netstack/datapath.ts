@@ -70,6 +70,11 @@ export class Datapath {
     return out;
   }
 
+  /** Packets read from and written into the TUN so far: the instances' traffic, without the tunnel's probes. */
+  instancePackets(): number {
+    return this.counters.get(Counter.DevRx) + this.counters.get(Counter.DevTx);
+  }
+
   onRtt(listener: (peer: number, ms: number) => void): void {
     this.outside.onRtt(listener);
   }

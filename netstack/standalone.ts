@@ -22,7 +22,7 @@ function log(fields: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify({ ts: new Date().toISOString(), component: 'datapath', ...fields })}\n`);
 }
 
-export function startStandalone(cfg: StandaloneConfig): { close: () => void; datapath: Datapath } {
+export function startStandalone(cfg: StandaloneConfig): { close: () => void; datapath: Datapath; stats: () => Record<string, number> } {
   const t = openTunDatapath(cfg, {
     table: new StaticTable({ selfId: cfg.selfId, instances: cfg.instances, services: cfg.services }),
     codec: {
@@ -37,7 +37,8 @@ export function startStandalone(cfg: StandaloneConfig): { close: () => void; dat
     level: 'info', msg: 'datapath up', tun: dev.name, offloads: dev.offloads, vnet: dev.vnetHdr, gso: sock.gso,
     gro: sock.gro, sndbuf: sock.sndbuf, rcvbuf: sock.rcvbuf, port: sock.port, placement: t.placement,
   });
-  return { datapath: t.datapath, close: t.close };
+  const stats = (): Record<string, number> => ({ ...t.datapath.stats(), keep_warm_ticks: t.keepWarmTicks() });
+  return { datapath: t.datapath, close: t.close, stats };
 }
 
 const isMain = isMainThread && process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, '/'));
@@ -63,7 +64,7 @@ if (isMain) {
   const s = startStandalone(cfg);
   startProbes(cfg, s.datapath);
   parentPort?.on('message', (msg: string) => {
-    if (msg === 'stats') parentPort?.postMessage({ stats: s.datapath.stats() });
+    if (msg === 'stats') parentPort?.postMessage({ stats: s.stats() });
     if (msg === 'close') {
       s.close();
       parentPort?.postMessage({ closed: true });
@@ -104,7 +105,7 @@ function runThreaded(cfg: StandaloneConfig): void {
 
 function runHere(cfg: StandaloneConfig): void {
   const s = startStandalone(cfg);
-  const stats = () => log({ level: 'info', msg: 'stats', stats: s.datapath.stats() });
+  const stats = () => log({ level: 'info', msg: 'stats', stats: s.stats() });
   process.on('SIGUSR1', stats);
   // CANOPY_DATAPATH_PROFILE=<file.cpuprofile>: a V8 CPU profile of the whole run, written at SIGTERM.
   const profileTo = process.env.CANOPY_DATAPATH_PROFILE;

@@ -54,6 +54,12 @@ for (const { offload, encrypt, name, underlay6, cpu } of modes) {
         const big = await a.inst.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', '-s', '4000', target]);
         assert.equal(big.code, 0, `ping -s 4000 ${target}: ${big.stdout}${big.stderr}`);
       }
+      // Instance traffic flowed for about a second: the datapath kept warm between the packets
+      // (netstack/keep-warm.ts), on the side that sent and on the side that answered.
+      for (const w of [a, b]) {
+        const st = await statsOf(lab, w.proc);
+        assert.ok(st.keep_warm_ticks > 0, `keep_warm_ticks on ${w.host.name}: ${st.keep_warm_ticks}`);
+      }
     });
 
     await t.test('TCP v4 and v6 (iperf3)', async () => {

@@ -68,6 +68,8 @@ export interface NetManagerOptions {
    * receive processing to the other CPUs (netstack/placement.ts). Default: left to the scheduler.
    */
   datapathCpu?: number;
+  /** Wake the datapath this often while traffic flows (netstack/keep-warm.ts; default 20, 0 off). */
+  keepWarmMs?: number;
   /** Seconds between RTT probes to each admitted peer. */
   probeMs?: number;
   log: Logger;
@@ -278,7 +280,7 @@ export class NetManager implements InstanceNetwork {
         listen: { host: tunnelHost, port: o.tunnelPort ?? 50103 },
         mtu, maxDatagram: maxDatagramFor(pathMtu, underlay),
         routes: o.overlay ?? ['10.16.0.0/12', 'fdc0::/16'],
-        cpu: o.datapathCpu,
+        cpu: o.datapathCpu, keepWarmMs: o.keepWarmMs,
       }, {
         table, peers: this.peers, clampMss: true,
         codecOptions: (link) => this.keyring.codecOptions(link),
@@ -468,7 +470,7 @@ export class NetManager implements InstanceNetwork {
     ].join('\n');
     // A libuv poll error on the TUN or the socket (0 = none): the loop would stop reading that side.
     const status = p.tunnel.pollStatus();
-    const poll = `canopy_datapath_poll_status{fd="tun"} ${status.tun}\ncanopy_datapath_poll_status{fd="socket"} ${status.socket}`;
+    const poll = `canopy_datapath_poll_status{fd="tun"} ${status.tun}\ncanopy_datapath_poll_status{fd="socket"} ${status.socket}\ncanopy_datapath_keep_warm_ticks ${p.tunnel.keepWarmTicks()}`;
     return `${dp}\n${poll}\ncanopy_tunnel_peers ${this.peers.size}\ncanopy_tunnel_send_key_id ${this.keyring.sendKeyId}\n${loop}\n${p.table.metrics()}${p.dns.metrics()}`;
   }
 
