@@ -58,7 +58,7 @@ test('e2e restart: a restarted worker daemon re-adopts its instances and their n
       const counters = async (): Promise<Record<string, number>> => {
         const m = await w2.execOk(['curl', '-sS', 'http://127.0.0.1:10200/metrics']);
         const get = (k: string): number => Number(new RegExp(`^canopy_datapath_${k} (\\d+)`, 'm').exec(m)?.[1] ?? 0);
-        return { unknown: get('tunnel_drop_unknown_sender'), tag: get('tunnel_drop_bad_tag') };
+        return { unknown: get('tunnel_drop_unknown_sender'), tag: get('tunnel_drop_bad_tag'), warm: get('keep_warm_ticks') };
       };
       const w1Subnet = (await d.workerStatus<{ subnet_v4: string }>('w1')).subnet_v4;
       const forge = (sender: number): string[] => ['python3', '-c', [
@@ -70,6 +70,9 @@ test('e2e restart: a restarted worker daemon re-adopts its instances and their n
         `for i in range(5): s.sendto(hdr + pkt, ('${w2.ip}', 50103))`,
       ].join('\n')];
       const c0s = await counters();
+      // The client's requests reached the restarted worker's instance: its datapath keeps warm
+      // between them (netstack/keep-warm.ts, on by default).
+      assert.ok(c0s.warm > 0, `canopy_datapath_keep_warm_ticks on w2: ${c0s.warm}`);
       await lab.host('ctl').execOk(forge(0x01020304));
       await lab.host('ctl').execOk(forge(tunnelIdForSubnet(w1Subnet)));
       // Wait for the drops to be counted (the datagrams cross a loaded machine), then check exactly.
