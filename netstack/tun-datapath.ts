@@ -147,13 +147,14 @@ export function openTunDatapath(cfg: TunDatapathConfig, opts: TunDatapathOptions
     },
   });
   const pump = (f: () => number) => (): void => {
-    warm.touch();
     try {
       f();
     } catch (e) {
       // A packet must never take the daemon down.
       opts.onError(e);
     }
+    // After the pump, so that the packet it just carried counts.
+    warm.touch();
   };
   const rDev = new Readiness(dev.fd, pump(() => dp.pumpDevice()));
   const rSock = new Readiness(sock.fd, pump(() => dp.pumpSocketAndReplies()));
