@@ -15,10 +15,15 @@ after(async () => {
 });
 
 test('an expired access token is refused; a refresh works', { timeout: 30_000 }, async () => {
+  const asked = Date.now();
   const login = await h.call('POST', '/api/v1/auth/login', { username: 'admin', password: ADMIN_PASSWORD });
   assert.equal(login.status, 200);
   const { token, refresh_token: refresh, expires_in } = login.body as { token: string; refresh_token: string; expires_in: number };
   assert.equal(expires_in, 1);
+  // It lives at least expires_in from the moment it was asked for: JWT times are whole seconds, and
+  // the expiry is rounded up, not down (rounded down, a 1 s token could expire within a millisecond).
+  const { exp } = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number };
+  assert.ok(exp * 1000 >= asked + expires_in * 1000, `expires at ${exp * 1000}, asked at ${asked}, expires_in ${expires_in}`);
   assert.equal((await h.call('GET', '/api/v1/applications', undefined, token)).status, 200);
   assert.equal((await h.call('GET', '/api/v1/applications', undefined, refresh)).status, 401, 'a refresh token is not an access token');
   assert.equal((await h.call('POST', '/api/v1/auth/refresh', undefined, token)).status, 401, 'an access token does not refresh');

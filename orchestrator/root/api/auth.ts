@@ -12,6 +12,15 @@ export const ACCESS_TTL_S = 15 * 60;
 /** Lifetime of a refresh token (both surfaces). */
 export const REFRESH_TTL_S = 7 * 24 * 3600;
 
+/**
+ * The expiry claim of a token that lives at least `ttlS` seconds. JWT times are whole seconds and an
+ * `expiresIn` rounds the expiry down, so a token could expire up to a second before `expires_in` said
+ * (a 1 s token within a millisecond of being issued). Rounded up instead, it lives ttlS to ttlS + 1 s.
+ */
+export function expiresAtLeast(ttlS: number, nowMs = Date.now()): { exp: number } {
+  return { exp: Math.ceil(nowMs / 1000) + ttlS };
+}
+
 export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.post<{ Body: { username: string; password: string } }>(`${API_V1}/auth/login`, {
     schema: {
@@ -26,7 +35,7 @@ export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const u = await throttledLogin(ctx, req, reply, req.body.username.toLowerCase(), req.body.password);
     if (!u) throw new ApiError(401, 'wrong username or password');
     const ttl = ctx.accessTtlS ?? ACCESS_TTL_S;
-    const token = app.jwt.sign({ sub: u.id, name: u.username, role: u.role }, { expiresIn: ttl });
+    const token = app.jwt.sign({ sub: u.id, name: u.username, role: u.role, ...expiresAtLeast(ttl) });
     const refresh = app.jwt.sign({ sub: u.id, name: u.username, role: u.role, typ: 'refresh' }, { expiresIn: REFRESH_TTL_S });
     return { token, username: u.username, role: u.role, expires_in: ttl, refresh_token: refresh, refresh_expires_in: REFRESH_TTL_S };
   });
@@ -44,7 +53,7 @@ export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const u = await ctx.users.byId(req.user.sub);
     if (!u) throw new ApiError(401, 'the user of this token no longer exists');
     const ttl = ctx.accessTtlS ?? ACCESS_TTL_S;
-    return { token: app.jwt.sign({ sub: u.id, name: u.username, role: u.role }, { expiresIn: ttl }), username: u.username, role: u.role, expires_in: ttl };
+    return { token: app.jwt.sign({ sub: u.id, name: u.username, role: u.role, ...expiresAtLeast(ttl) }), username: u.username, role: u.role, expires_in: ttl };
   });
 
   app.post<{ Body: { username: string; password: string; role?: 'admin' | 'user' } }>(`${API_V1}/users`, {

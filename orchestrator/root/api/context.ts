@@ -27,7 +27,7 @@ declare module 'fastify' {
 declare module '@fastify/jwt' {
   interface FastifyJWT {
     /** `typ: 'refresh'` marks a refresh token (Oakestra's /api/auth/refresh): never an access token. */
-    payload: { sub: string; name: string; role: Role; typ?: 'refresh'; roles?: string[] };
+    payload: { sub: string; name: string; role: Role; typ?: 'refresh'; roles?: string[]; exp?: number };
     user: { sub: string; name: string; role: Role; typ?: 'refresh'; roles?: string[] };
   }
 }
