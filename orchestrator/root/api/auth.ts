@@ -13,9 +13,10 @@ export const ACCESS_TTL_S = 15 * 60;
 export const REFRESH_TTL_S = 7 * 24 * 3600;
 
 /**
- * The expiry claim of a token that lives at least `ttlS` seconds. JWT times are whole seconds and an
- * `expiresIn` rounds the expiry down, so a token could expire up to a second before `expires_in` said
- * (a 1 s token within a millisecond of being issued). Rounded up instead, it lives ttlS to ttlS + 1 s.
+ * The expiry claim of a token that lives at least `ttlS` seconds: every token root signs, access and
+ * refresh, on both API surfaces. JWT times are whole seconds and an `expiresIn` rounds the expiry
+ * down, so a token could expire up to a second before `expires_in` said (a 1 s token within a
+ * millisecond of being issued). Rounded up instead, it lives ttlS to ttlS + 1 s.
  */
 export function expiresAtLeast(ttlS: number, nowMs = Date.now()): { exp: number } {
   return { exp: Math.ceil(nowMs / 1000) + ttlS };
@@ -36,7 +37,7 @@ export function authRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (!u) throw new ApiError(401, 'wrong username or password');
     const ttl = ctx.accessTtlS ?? ACCESS_TTL_S;
     const token = app.jwt.sign({ sub: u.id, name: u.username, role: u.role, ...expiresAtLeast(ttl) });
-    const refresh = app.jwt.sign({ sub: u.id, name: u.username, role: u.role, typ: 'refresh' }, { expiresIn: REFRESH_TTL_S });
+    const refresh = app.jwt.sign({ sub: u.id, name: u.username, role: u.role, typ: 'refresh', ...expiresAtLeast(REFRESH_TTL_S) });
     return { token, username: u.username, role: u.role, expires_in: ttl, refresh_token: refresh, refresh_expires_in: REFRESH_TTL_S };
   });
 

@@ -11,7 +11,7 @@ import { descriptorSchema, microserviceSchema } from '../../descriptor/schema.ts
 import { AddressSpaceExhausted } from '../addresses.ts';
 import type { ApplicationView, Caller, ServiceView } from '../catalog.ts';
 import { ApiError, storeErrorStatus } from '../errors.ts';
-import { REFRESH_TTL_S, TOKEN_TTL_S } from '../api/auth.ts';
+import { REFRESH_TTL_S, TOKEN_TTL_S, expiresAtLeast } from '../api/auth.ts';
 import { caller, throttledLogin, type ApiContext } from '../api/context.ts';
 import { oakestraUserRoutes, oakRoles } from './users.ts';
 import { fromOakService, oakApplication, oakCluster, oakService, type OakLookup } from './views.ts';
@@ -100,8 +100,8 @@ export function oakestraRoutes(ctx: ApiContext) {
       // `roles` as Oakestra's tokens carry them: its dashboard reads them from the token.
       const claims = { sub: u.id, name: u.username, role: u.role, roles: oakRoles(u.role) };
       return {
-        token: app.jwt.sign(claims, { expiresIn: TOKEN_TTL_S }),
-        refresh_token: app.jwt.sign({ ...claims, typ: 'refresh' }, { expiresIn: REFRESH_TTL_S }),
+        token: app.jwt.sign({ ...claims, ...expiresAtLeast(TOKEN_TTL_S) }),
+        refresh_token: app.jwt.sign({ ...claims, typ: 'refresh', ...expiresAtLeast(REFRESH_TTL_S) }),
       };
     });
 
@@ -114,7 +114,7 @@ export function oakestraRoutes(ctx: ApiContext) {
       if (req.user.typ !== 'refresh') throw new ApiError(401, 'not a refresh token');
       const u = await ctx.users.byId(req.user.sub);
       if (!u) throw new ApiError(404, 'User does not exists');
-      return { token: app.jwt.sign({ sub: u.id, name: u.username, role: u.role, roles: oakRoles(u.role) }, { expiresIn: TOKEN_TTL_S }) };
+      return { token: app.jwt.sign({ sub: u.id, name: u.username, role: u.role, roles: oakRoles(u.role), ...expiresAtLeast(TOKEN_TTL_S) }) };
     });
 
     // ---- applications ----
