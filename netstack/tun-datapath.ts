@@ -39,7 +39,6 @@ export interface TunDatapathConfig {
   keepWarmMs?: number;
 }
 
-
 export interface TunDatapathOptions {
   table: TranslationTable;
   /** Codec options that are the caller's choice rather than the link's. */
