@@ -90,3 +90,5 @@ export const schedSetaffinity = lib.func('int sched_setaffinity(int pid, unsigne
   pid: number, size: number, mask: Uint8Array) => number;
 export const schedGetaffinity = lib.func('int sched_getaffinity(int pid, unsigned long size, _Out_ uint8_t *mask)') as (
   pid: number, size: number, mask: Uint8Array) => number;
+/** Gives the CPU to another runnable thread on it, if any (a busy poll must not hold off the ones it waits for). */
+export const schedYield = lib.func('int sched_yield(void)') as () => number;

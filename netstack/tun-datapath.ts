@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { TunDevice } from '../native/tun.ts';
 import { UdpSocket } from '../native/udp.ts';
 import { Readiness } from '../native/poll.ts';
+import { schedYield } from '../native/libc.ts';
 import { Datapath } from './datapath.ts';
 import { TunnelCodec, type AeadName, type TunnelCodecOptions } from './tunnel.ts';
 import { PeerTable, type PeerLookup } from './peers.ts';
@@ -14,6 +15,7 @@ import type { TranslationTable } from './table.ts';
 import { placeDatapath, type Placement } from './placement.ts';
 import { warmPacketCode } from './warm.ts';
 import { DEFAULT_KEEP_WARM_MS, KEEP_WARM_IDLE_MS, KeepWarm } from './keep-warm.ts';
+import { BUSY_POLL_MAX_US, BUSY_POLL_MIN_RATE, BusyPoll, DEFAULT_BUSY_POLL_US } from './busy-poll.ts';
 
 /** One worker's link to the overlay: its TUN, its tunnel socket, its peers and keys. */
 export interface TunDatapathConfig {
@@ -37,6 +39,8 @@ export interface TunDatapathConfig {
   cpu?: number;
   /** Tick every this many ms while traffic flows, to stay warm between packets (netstack/keep-warm.ts); 0: off. */
   keepWarmMs?: number;
+  /** Poll this long after the last packet while request/response traffic is dense (netstack/busy-poll.ts); 0: off. */
+  busyPollUs?: number;
 }
 
 export interface TunDatapathOptions {
@@ -66,6 +70,8 @@ export interface TunDatapath {
   pollStatus: () => { tun: number; socket: number };
   /** Keep-warm ticks so far (netstack/keep-warm.ts). */
   keepWarmTicks: () => number;
+  /** Packets found by busy polling (wakeups that did not happen) and the time it polled (µs). */
+  busyPoll: () => { caught: number; polledUs: number };
   /** Stops the pumps and closes the datapath (device, socket, AEAD contexts); idempotent. */
   close: () => void;
 }
@@ -145,14 +151,32 @@ export function openTunDatapath(cfg: TunDatapathConfig, opts: TunDatapathOptions
       }
     },
   });
+  // CANOPY_BUSY_POLL_US overrides the configuration, for A/B measurements (perf/latency.bench.ts).
+  const envPoll = process.env.CANOPY_BUSY_POLL_US;
+  const busy = new BusyPoll({
+    windowUs: envPoll !== undefined && envPoll !== '' ? Number(envPoll) : cfg.busyPollUs ?? DEFAULT_BUSY_POLL_US,
+    minRate: BUSY_POLL_MIN_RATE,
+    maxUs: BUSY_POLL_MAX_US,
+    poll: () => {
+      try {
+        return dp.pumpDevice() + dp.pumpSocketAndReplies();
+      } catch (e) {
+        opts.onError(e);
+        return 0;
+      }
+    },
+    yieldCpu: schedYield,
+  });
   const pump = (f: () => number) => (): void => {
+    let moved = 0;
     try {
-      f();
+      moved = f();
     } catch (e) {
       // A packet must never take the daemon down.
       opts.onError(e);
     }
-    // After the pump, so that the packet it just carried counts.
+    busy.afterPump(moved);
+    // After the pump (and the polling), so that the packets they carried count.
     warm.touch();
   };
   const rDev = new Readiness(dev.fd, pump(() => dp.pumpDevice()));
@@ -165,6 +189,7 @@ export function openTunDatapath(cfg: TunDatapathConfig, opts: TunDatapathOptions
     placement,
     pollStatus: () => ({ tun: rDev.lastStatus, socket: rSock.lastStatus }),
     keepWarmTicks: () => warm.ticks,
+    busyPoll: () => ({ caught: busy.caught, polledUs: Math.round(busy.polledUs) }),
     close: () => {
       if (closed) return;
       closed = true;

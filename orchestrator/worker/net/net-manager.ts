@@ -70,6 +70,8 @@ export interface NetManagerOptions {
   datapathCpu?: number;
   /** Wake the datapath this often while traffic flows (netstack/keep-warm.ts; default 20, 0 off). */
   keepWarmMs?: number;
+  /** Poll this long after a packet while request/response traffic is dense (netstack/busy-poll.ts; default 100, 0 off). */
+  busyPollUs?: number;
   /** Seconds between RTT probes to each admitted peer. */
   probeMs?: number;
   log: Logger;
@@ -280,7 +282,7 @@ export class NetManager implements InstanceNetwork {
         listen: { host: tunnelHost, port: o.tunnelPort ?? 50103 },
         mtu, maxDatagram: maxDatagramFor(pathMtu, underlay),
         routes: o.overlay ?? ['10.16.0.0/12', 'fdc0::/16'],
-        cpu: o.datapathCpu, keepWarmMs: o.keepWarmMs,
+        cpu: o.datapathCpu, keepWarmMs: o.keepWarmMs, busyPollUs: o.busyPollUs,
       }, {
         table, peers: this.peers, clampMss: true,
         codecOptions: (link) => this.keyring.codecOptions(link),
@@ -470,7 +472,8 @@ export class NetManager implements InstanceNetwork {
     ].join('\n');
     // A libuv poll error on the TUN or the socket (0 = none): the loop would stop reading that side.
     const status = p.tunnel.pollStatus();
-    const poll = `canopy_datapath_poll_status{fd="tun"} ${status.tun}\ncanopy_datapath_poll_status{fd="socket"} ${status.socket}\ncanopy_datapath_keep_warm_ticks ${p.tunnel.keepWarmTicks()}`;
+    const bp = p.tunnel.busyPoll();
+    const poll = `canopy_datapath_poll_status{fd="tun"} ${status.tun}\ncanopy_datapath_poll_status{fd="socket"} ${status.socket}\ncanopy_datapath_keep_warm_ticks ${p.tunnel.keepWarmTicks()}\ncanopy_datapath_busy_poll_caught ${bp.caught}\ncanopy_datapath_busy_poll_us ${bp.polledUs}`;
     return `${dp}\n${poll}\ncanopy_tunnel_peers ${this.peers.size}\ncanopy_tunnel_send_key_id ${this.keyring.sendKeyId}\n${loop}\n${p.table.metrics()}${p.dns.metrics()}`;
   }
 
