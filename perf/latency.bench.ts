@@ -14,7 +14,8 @@
 // The overlay's datapaths run as the tunnel benchmark runs them (netstack/standalone.ts), unpinned by
 // default (the product's default); BENCH_CPU=<n> pins both to CPU n. BENCH_CPU_LATENCY_US=<us> holds a
 // CPU wakeup-latency request for the whole run, as `canopy worker --cpu-latency-us` does (host-wide: it
-// applies to the kernel's path as much as to the overlay's).
+// applies to the kernel's path as much as to the overlay's). CANOPY_BUSY_POLL_US=<us> sets the datapaths'
+// busy polling (netstack/busy-poll.ts; 0 = off, for A/B against the default).
 // Prints progress, then as its last line one JSON object:
 //   overlay_rtt_p50_us … vxlan_rtt_p99_us: ICMP at 1 000/s; ratio_p50/ratio_p99 of those;
 //   low_rate_ratio_p50: overlay / VXLAN p50 at 5/s (the *_low_* keys carry those figures);
@@ -25,6 +26,7 @@ import { Lab, type Host, type Namespace } from '../lab/lab.ts';
 import { S4, buildOverlay, plumbWorker, stopOverlay } from '../harness/datapath-setup.ts';
 import { orSmoke } from './smoke.ts';
 import { holdCpuLatency } from '../native/cpu-latency.ts';
+import { DEFAULT_BUSY_POLL_US } from '../netstack/busy-poll.ts';
 
 const COLD_COUNT = Number(process.env.BENCH_COLD_COUNT ?? orSmoke(50, 3));
 const WARM_COUNT = Number(process.env.BENCH_WARM_COUNT ?? orSmoke(3000, 20));
@@ -182,6 +184,7 @@ try {
     overlay_above_floor_p50_us: r0(ov.high.p50 - fl.high.p50), overlay_above_floor_low_p50_us: r0(ov.low.p50 - fl.low.p50),
     lost: ov.cold.lost + vx.cold.lost + ov.low.lost + ov.high.lost + vx.low.lost + vx.high.lost,
     low_rate_per_s: 5, high_rate_per_s: 1000, datapath_cpu: CPU ?? null, cpu_latency_us: CPU_LATENCY ?? null, auth: true,
+    busy_poll_us: process.env.CANOPY_BUSY_POLL_US ? Number(process.env.CANOPY_BUSY_POLL_US) : DEFAULT_BUSY_POLL_US,
   }));
 } finally {
   await lab.destroy();

@@ -71,6 +71,27 @@ for (const { offload, encrypt, name, underlay6, cpu } of modes) {
       }
     });
 
+    await t.test('request/response back to back: the datapaths poll instead of sleeping; a 5/s ping does not', async () => {
+      const caught = async (): Promise<number[]> => Promise.all([a, b].map(async (w) => (await statsOf(lab, w.proc)).busy_poll_caught));
+      const before = await caught();
+      const server = b.inst.spawn(['sockperf', 'server', '--tcp', '-i', '0.0.0.0', '-p', '11111']);
+      try {
+        await b.inst.waitListening(11111);
+        const r = await a.inst.exec(['sockperf', 'ping-pong', '--tcp', '-i', S4, '-p', '11111', '-m', '64', '-t', '2'], { timeoutMs: 30_000 });
+        const m = /ReceivedMessages=(\d+)/.exec(r.stdout + r.stderr);
+        assert.ok(r.code === 0 && m && Number(m[1]) > 0, `sockperf ping-pong through ${S4}: ${(r.stdout + r.stderr).slice(-500)}`);
+      } finally {
+        server.kill('SIGKILL');
+      }
+      const dense = await caught();
+      for (const [i, w] of [a, b].entries()) {
+        assert.ok(dense[i] > before[i], `busy_poll_caught on ${w.host.name}: ${before[i]} → ${dense[i]} over 2 s of ping-pong`);
+      }
+      const r = await a.inst.exec(['ping', '-c', '5', '-i', '0.2', '-W', '2', S4]);
+      assert.equal(r.code, 0, r.stdout);
+      assert.deepEqual(await caught(), dense, 'a packet every 200 ms is not polled for');
+    });
+
     await t.test('UDP v4 and v6 (iperf3)', async () => {
       for (const target of [S4, S6]) {
         const r = await iperf(lab, a, b, target, ['-u', '-b', '20M', '-l', '1200']);
