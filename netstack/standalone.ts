@@ -37,10 +37,10 @@ export function startStandalone(cfg: StandaloneConfig): { close: () => void; dat
     level: 'info', msg: 'datapath up', tun: dev.name, offloads: dev.offloads, vnet: dev.vnetHdr, gso: sock.gso,
     gro: sock.gro, sndbuf: sock.sndbuf, rcvbuf: sock.rcvbuf, port: sock.port, placement: t.placement,
   });
-  const stats = (): Record<string, number> => ({
-    ...t.datapath.stats(), keep_warm_ticks: t.keepWarmTicks(),
-    busy_poll_caught: t.busyPoll().caught, busy_poll_us: t.busyPoll().polledUs,
-  });
+  const stats = (): Record<string, number> => {
+    const bp = t.busyPoll();
+    return { ...t.datapath.stats(), keep_warm_ticks: t.keepWarmTicks(), busy_poll_caught: bp.caught, busy_poll_us: bp.polledUs };
+  };
   return { datapath: t.datapath, close: t.close, stats };
 }
 
